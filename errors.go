@@ -1,0 +1,79 @@
+package larder
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors for the expected cases. Adapters wrap them with %w; the
+// server maps them to gRPC codes in one table.
+var (
+	// ErrNotFound means that a named thing (a view, a key, a run) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrNoGeneration means that a view has never been published.
+	ErrNoGeneration = errors.New("view has no published generation; run `larder materialize`")
+	// ErrSchemaChanged means that the live generation of a view was written
+	// with another schema than the view's current definition.
+	ErrSchemaChanged = errors.New("view schema changed since the live generation was written; run `larder materialize`")
+	// ErrUnavailable means that a dependency (Redis, the model) cannot be reached.
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// InvalidError is a request that cannot be served as asked: an unknown view,
+// feature or ranker, a key of the wrong type, an empty or oversized request.
+// Its message names the problem and is meant for the caller.
+type InvalidError struct {
+	Msg string
+}
+
+func (e *InvalidError) Error() string { return e.Msg }
+
+// Invalidf returns an *InvalidError with a formatted message.
+func Invalidf(format string, args ...any) error {
+	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// IsInvalid reports whether err is, or wraps, an *InvalidError.
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+	return errors.As(err, &ie)
+}
+
+// FieldError is one problem found in a project definition. Path locates the
+// field as written in larder.yaml: "views[2].features[0].type"; Msg says what
+// is wrong with it and, where it helps, what to do.
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+func (e *FieldError) Error() string {
+	if e.Path == "" {
+		return e.Msg
+	}
+	return e.Path + ": " + e.Msg
+}
+
+// ValidationError holds every problem found in a project, in the order of the
+// file. It is returned by Project.Validate.
+type ValidationError struct {
+	Errs []*FieldError
+}
+
+func (e *ValidationError) Error() string {
+	msgs := make([]string, len(e.Errs))
+	for i, fe := range e.Errs {
+		msgs[i] = fe.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Unwrap returns the individual field errors, for errors.As and errors.Is.
+func (e *ValidationError) Unwrap() []error {
+	errs := make([]error, len(e.Errs))
+	for i, fe := range e.Errs {
+		errs[i] = fe
+	}
+	return errs
+}

@@ -1,0 +1,93 @@
+package larder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
+// Row is the stored value of one entity in one view: the values in the order
+// of the view's features, and the event time of the data they came from.
+type Row struct {
+	EventTime time.Time
+	Values    []Value
+}
+
+// Generation is one materialization run of a view, as the store records it.
+type Generation struct {
+	View string
+	// ID increases with every run of the view; 0 means none.
+	ID          int64
+	Rows        int64
+	Fingerprint string
+	StartedAt   time.Time
+	PublishedAt time.Time
+}
+
+// Lookup is a read of one view's live generation for a list of keys. The
+// caller sets View and Keys; FeatureStore.Read sets the rest.
+type Lookup struct {
+	View *View
+	Keys []Key
+
+	// Generation is the generation the rows were read from.
+	Generation int64
+	// Found[i] reports whether Keys[i] has a row; Rows[i] is that row.
+	Found []bool
+	Rows  []Row
+}
+
+// FeatureStore is the read side of the online store, used by the server and
+// by the CLI.
+type FeatureStore interface {
+	// Read fills every lookup from its view's live generation, all in one
+	// round trip. It returns an error wrapping ErrNoGeneration when a view
+	// has never been published, ErrSchemaChanged when the live generation
+	// was written with another schema, and ctx.Err() when ctx ends first.
+	Read(ctx context.Context, lookups []*Lookup) error
+	// Live returns the live generation of v, or an error wrapping
+	// ErrNoGeneration.
+	Live(ctx context.Context, v *View) (Generation, error)
+}
+
+// GenerationStore is the write side of the online store, used by the
+// materializer.
+type GenerationStore interface {
+	// Begin starts a new generation of v. Nothing it writes is visible to
+	// readers until Publish.
+	Begin(ctx context.Context, v *View) (GenerationWriter, error)
+}
+
+// GenerationWriter writes one generation of one view. It is not safe for
+// concurrent use unless the implementation says so.
+type GenerationWriter interface {
+	// ID returns the id of the generation being written.
+	ID() int64
+	// Put buffers the row of one entity; writes are flushed in pipelined
+	// batches. An error means the generation cannot be published.
+	Put(ctx context.Context, key Key, row Row) error
+	// Publish flushes what is buffered and makes the generation live in one
+	// atomic step. The replaced generation is deleted after the grace period.
+	Publish(ctx context.Context) (Generation, error)
+	// Abort discards the generation. The live generation is untouched.
+	Abort(ctx context.Context) error
+}
+
+// Fingerprint identifies the schema of v: its kind, its entity's key type and
+// its features' names and types, in order. A generation records the
+// fingerprint it was written with, so that a reader never decodes a value
+// against another schema.
+func (v *View) Fingerprint() string {
+	h := sha256.New()
+	h.Write([]byte(v.Kind))
+	h.Write([]byte{0})
+	if v.entity != nil {
+		h.Write([]byte{byte(v.entity.KeyType)})
+	}
+	for _, f := range v.Features {
+		h.Write([]byte(f.Name))
+		h.Write([]byte{0, byte(f.Type)})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}

@@ -1,0 +1,263 @@
+package larder
+
+import (
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Defaults applied by the config loader where larder.yaml is silent.
+const (
+	DefaultListen          = "127.0.0.1:50051"
+	DefaultMaxEntities     = 1000
+	DefaultMaxCandidates   = 1000
+	DefaultTopK            = 10
+	DefaultGracePeriod     = 10 * time.Minute
+	DefaultRefreshInterval = 10 * time.Second
+	DefaultModelInput      = "features"
+	DefaultModelOutput     = "score"
+)
+
+// Project is one larder.yaml: everything larder serves and materializes.
+// Call Validate before use: it checks the definitions, resolves references
+// and builds the lookup indexes the other methods use.
+type Project struct {
+	Name string
+	// Dir is the folder relative paths (sources, models) are resolved against:
+	// the folder holding larder.yaml.
+	Dir      string
+	Redis    Redis
+	Server   Server
+	Entities []*Entity
+	Sources  []*Source
+	Views    []*View
+	Rankers  []*Ranker
+
+	entities map[string]*Entity
+	sources  map[string]*Source
+	views    map[string]*View
+	rankers  map[string]*Ranker
+}
+
+// Redis says how to reach the online store.
+type Redis struct {
+	// Addrs are host:port addresses. None means the embedded in-process
+	// server; one is a standalone server; several are a cluster (or Sentinel
+	// nodes when MasterName is set).
+	Addrs      []string
+	MasterName string
+	Username   string
+	Password   string
+	TLS        bool
+	DB         int
+	// GracePeriod is how long a replaced generation stays readable before it
+	// is deleted, so that requests in flight finish on it.
+	GracePeriod time.Duration
+}
+
+// Embedded reports whether the project uses the embedded in-process server.
+func (r Redis) Embedded() bool { return len(r.Addrs) == 0 }
+
+// Server holds the serving settings.
+type Server struct {
+	Listen        string
+	MaxEntities   int
+	MaxCandidates int
+	// RefreshInterval is how often the server re-reads live generations as a
+	// fallback to publish notifications.
+	RefreshInterval time.Duration
+}
+
+// Entity is a kind of thing with a key, such as a user keyed by user_id.
+type Entity struct {
+	Name string
+	// Key is the name of the key: the column that holds it in sources.
+	Key     string
+	KeyType Type
+}
+
+// Source is a Parquet data set: a file, a folder or a glob.
+type Source struct {
+	Name string
+	Path string
+	// EventTime is the column holding each row's event timestamp.
+	EventTime string
+}
+
+// ViewKind is the kind of computation that fills a view.
+type ViewKind string
+
+// The view kinds.
+const (
+	KindLatest ViewKind = "latest"
+)
+
+// View is a named, typed set of values per entity, materialized from a source.
+type View struct {
+	Name     string
+	Kind     ViewKind
+	Entity   string
+	Source   string
+	Features []Feature
+	// MaxAge is how old a value may be before reads report it stale; zero
+	// means values never go stale.
+	MaxAge time.Duration
+	// Schedule is a cron spec for scheduled runs; empty means on demand only.
+	Schedule    string
+	Description string
+
+	entity *Entity
+	source *Source
+	index  map[string]int
+}
+
+// Feature is one typed value of a view.
+type Feature struct {
+	Name string
+	Type Type
+	// Column is the source column the value comes from (the name by default).
+	Column string
+}
+
+// EntityDef returns the entity of v. It is nil before Project.Validate.
+func (v *View) EntityDef() *Entity { return v.entity }
+
+// SourceDef returns the source of v. It is nil before Project.Validate.
+func (v *View) SourceDef() *Source { return v.source }
+
+// FeatureIndex returns the position of the named feature in v.Features, or -1.
+func (v *View) FeatureIndex(name string) int {
+	if v.index != nil {
+		if i, ok := v.index[name]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range v.Features {
+		if v.Features[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Status reports how a row read from v at now should be seen: not found,
+// stale (older than MaxAge), or present.
+func (v *View) Status(found bool, eventTime, now time.Time) Status {
+	switch {
+	case !found:
+		return StatusNotFound
+	case v.MaxAge > 0 && now.Sub(eventTime) > v.MaxAge:
+		return StatusStale
+	}
+	return StatusPresent
+}
+
+// Status is the state of a value read from the online store.
+type Status uint8
+
+// The statuses of a value.
+const (
+	StatusNotFound Status = iota
+	StatusPresent
+	StatusStale
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusPresent:
+		return "present"
+	case StatusStale:
+		return "stale"
+	}
+	return "not_found"
+}
+
+// Ranker is an online model: for one context entity and N candidates it builds
+// an N×F input from view values and request features, scores it and returns
+// the best candidates.
+type Ranker struct {
+	Name string
+	// Model is the path of the ONNX model file.
+	Model string
+	// ModelInput and ModelOutput name the model's float32 [N, F] input and
+	// its [N, 1] (or [N]) output.
+	ModelInput  string
+	ModelOutput string
+	Context     string
+	Candidate   string
+	Inputs      []RankerInput
+	TopK        int
+
+	context   *Entity
+	candidate *Entity
+}
+
+// ContextDef returns the context entity of r. It is nil before Project.Validate.
+func (r *Ranker) ContextDef() *Entity { return r.context }
+
+// CandidateDef returns the candidate entity of r. It is nil before Project.Validate.
+func (r *Ranker) CandidateDef() *Entity { return r.candidate }
+
+// InputSide says where a ranker input comes from.
+type InputSide uint8
+
+// The sides of a ranker input.
+const (
+	SideCandidate InputSide = iota // a view of the candidate entity, one value per candidate
+	SideContext                    // a view of the context entity, shared by all candidates
+	SideRequest                    // a request-time feature
+)
+
+func (s InputSide) String() string {
+	switch s {
+	case SideContext:
+		return "context"
+	case SideRequest:
+		return "request"
+	}
+	return "candidate"
+}
+
+// RankerInput is one column of a ranker's model input, written in larder.yaml
+// as "view:feature" or "request:name".
+type RankerInput struct {
+	Ref string
+	// Default is the value the model sees when the value is missing, null or stale.
+	Default float32
+
+	Side    InputSide
+	View    *View // nil for request features
+	Feature int   // index into View.Features
+	Request string
+}
+
+// RequestPrefix starts a ranker input that is a request-time feature.
+const RequestPrefix = "request"
+
+// Entity returns the named entity, or nil.
+func (p *Project) Entity(name string) *Entity { return p.entities[name] }
+
+// Source returns the named source, or nil.
+func (p *Project) Source(name string) *Source { return p.sources[name] }
+
+// View returns the named view, or nil.
+func (p *Project) View(name string) *View { return p.views[name] }
+
+// Ranker returns the named ranker, or nil.
+func (p *Project) Ranker(name string) *Ranker { return p.rankers[name] }
+
+// Path resolves a path from larder.yaml against the project folder.
+func (p *Project) Path(path string) string {
+	if path == "" || filepath.IsAbs(path) || p.Dir == "" {
+		return path
+	}
+	return filepath.Join(p.Dir, path)
+}
+
+// SplitRef splits a "view:feature" reference. ok is false when ref has no
+// colon or an empty part.
+func SplitRef(ref string) (view, feature string, ok bool) {
+	view, feature, ok = strings.Cut(ref, ":")
+	return view, feature, ok && view != "" && feature != ""
+}
