@@ -1,0 +1,49 @@
+# larder — the two commands a newcomer needs are `make demo` and `make test`.
+GO      ?= go
+BIN     := bin/larder
+# The ONNX Runtime library is fetched once into the user's cache folder;
+# ONNXRUNTIME_LIB overrides it.
+FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
+
+.PHONY: all build demo test test-short bench proto lint setup setup-onnxruntime setup-redis clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/larder
+
+setup-onnxruntime:
+	@$(FETCH_ORT)
+
+# Tests start their own redis-server processes on free ports; this makes sure
+# Debian's redis-server is installed.
+setup-redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server (Debian package)"; \
+	  (apt-get install -y -q redis-server >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null)); }
+	@# The package's own service is not needed: tests start their own servers.
+
+setup: setup-onnxruntime setup-redis
+
+demo: setup-onnxruntime build
+	./$(BIN) demo
+
+test: setup
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+bench: setup build
+	./$(BIN) bench --materialize
+
+proto:
+	$(GO) tool -modfile=tools/go.mod buf generate
+
+lint:
+	$(GO) tool -modfile=tools/go.mod buf lint
+
+clean:
+	rm -rf bin .work

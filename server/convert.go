@@ -1,0 +1,100 @@
+package server
+
+import (
+	"github.com/larder-dev/larder"
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+)
+
+// keyFromProto converts a request key and checks it against entity e.
+// what names the key in error messages ("keys[3]", "context_key").
+func keyFromProto(k *larderv1.EntityKey, e *larder.Entity, what string) (larder.Key, error) {
+	var key larder.Key
+	switch v := k.GetKey().(type) {
+	case *larderv1.EntityKey_Int64Value:
+		key = larder.Int64Key(v.Int64Value)
+	case *larderv1.EntityKey_StringValue:
+		key = larder.StringKey(v.StringValue)
+	default:
+		return key, larder.Invalidf("%s: missing key (entity %s is keyed by %s %s)", what, e.Name, e.KeyType, e.Key)
+	}
+	if key.Type() != e.KeyType {
+		return key, larder.Invalidf("%s: entity %s is keyed by %s %s, got a %s key", what, e.Name, e.KeyType, e.Key, key.Type())
+	}
+	return key, nil
+}
+
+func keyToProto(k larder.Key) *larderv1.EntityKey {
+	if k.Type() == larder.TypeString {
+		return &larderv1.EntityKey{Key: &larderv1.EntityKey_StringValue{StringValue: k.Str()}}
+	}
+	return &larderv1.EntityKey{Key: &larderv1.EntityKey_Int64Value{Int64Value: k.Int64()}}
+}
+
+// valueToProto converts a value; null becomes a Value with no kind set.
+func valueToProto(v larder.Value) *larderv1.Value {
+	switch v.Type() {
+	case larder.TypeInt64:
+		return &larderv1.Value{Kind: &larderv1.Value_Int64Value{Int64Value: v.Int64()}}
+	case larder.TypeFloat64:
+		return &larderv1.Value{Kind: &larderv1.Value_Float64Value{Float64Value: v.Float64()}}
+	case larder.TypeFloat32:
+		return &larderv1.Value{Kind: &larderv1.Value_Float32Value{Float32Value: v.Float32()}}
+	case larder.TypeBool:
+		return &larderv1.Value{Kind: &larderv1.Value_BoolValue{BoolValue: v.Bool()}}
+	case larder.TypeString:
+		return &larderv1.Value{Kind: &larderv1.Value_StringValue{StringValue: v.Str()}}
+	case larder.TypeBytes:
+		return &larderv1.Value{Kind: &larderv1.Value_BytesValue{BytesValue: v.Bytes()}}
+	case larder.TypeFloat32Vector:
+		return &larderv1.Value{Kind: &larderv1.Value_Float32VectorValue{Float32VectorValue: &larderv1.FloatVector{Values: v.Vector()}}}
+	}
+	return &larderv1.Value{}
+}
+
+// numberFromProto reads a request feature as a model input.
+func numberFromProto(v *larderv1.Value) (float32, bool) {
+	switch k := v.GetKind().(type) {
+	case *larderv1.Value_Int64Value:
+		return float32(k.Int64Value), true
+	case *larderv1.Value_Float64Value:
+		return float32(k.Float64Value), true
+	case *larderv1.Value_Float32Value:
+		return k.Float32Value, true
+	case *larderv1.Value_BoolValue:
+		if k.BoolValue {
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
+}
+
+func typeToProto(t larder.Type) larderv1.ValueType {
+	switch t {
+	case larder.TypeInt64:
+		return larderv1.ValueType_VALUE_TYPE_INT64
+	case larder.TypeFloat64:
+		return larderv1.ValueType_VALUE_TYPE_FLOAT64
+	case larder.TypeFloat32:
+		return larderv1.ValueType_VALUE_TYPE_FLOAT32
+	case larder.TypeBool:
+		return larderv1.ValueType_VALUE_TYPE_BOOL
+	case larder.TypeString:
+		return larderv1.ValueType_VALUE_TYPE_STRING
+	case larder.TypeBytes:
+		return larderv1.ValueType_VALUE_TYPE_BYTES
+	case larder.TypeFloat32Vector:
+		return larderv1.ValueType_VALUE_TYPE_FLOAT32_VECTOR
+	}
+	return larderv1.ValueType_VALUE_TYPE_UNSPECIFIED
+}
+
+func statusToProto(s larder.Status) larderv1.FeatureStatus {
+	switch s {
+	case larder.StatusPresent:
+		return larderv1.FeatureStatus_FEATURE_STATUS_PRESENT
+	case larder.StatusStale:
+		return larderv1.FeatureStatus_FEATURE_STATUS_STALE
+	}
+	return larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND
+}

@@ -1,0 +1,85 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+)
+
+// GRPC is a gRPC server carrying the FeatureService, the standard health
+// service and server reflection (so that grpcurl works without .proto files).
+type GRPC struct {
+	Server *grpc.Server
+	Health *health.Server
+	logger *slog.Logger
+}
+
+// NewGRPC returns a gRPC server for svc. A panic in a handler becomes an
+// INTERNAL error for that request, logged with its stack; the process keeps
+// serving.
+func NewGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &GRPC{Health: health.NewServer(), logger: logger}
+	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(g.recoverUnary)}, opts...)
+	g.Server = grpc.NewServer(opts...)
+	larderv1.RegisterFeatureServiceServer(g.Server, svc)
+	healthpb.RegisterHealthServer(g.Server, g.Health)
+	reflection.Register(g.Server)
+	g.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	g.Health.SetServingStatus(larderv1.FeatureService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	return g
+}
+
+func (g *GRPC) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			g.logger.Error("panic in handler", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+			resp, err = nil, status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return handler(ctx, req)
+}
+
+// Serve serves on lis until ctx ends, then drains: health turns NOT_SERVING,
+// new connections are refused, and requests in flight finish, for at most
+// drain before they are cut off. It returns nil after a clean drain.
+func (g *GRPC) Serve(ctx context.Context, lis net.Listener, drain time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- g.Server.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	g.Health.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		g.Server.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(drain):
+		g.logger.Warn("drain timed out; closing the remaining connections", "after", drain)
+		g.Server.Stop()
+		<-stopped
+	}
+	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
+}
