@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/config"
+	"github.com/larder-dev/larder/store"
+)
+
+// app holds what every subcommand shares: the global flags, the output
+// streams and the clock.
+type app struct {
+	configPath string
+	redisAddr  string
+	logLevel   string
+
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	now    func() time.Time
+	logger *slog.Logger
+}
+
+// run executes the command line args and returns the process exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		fmt.Fprintln(stderr, "larder:", err)
+		return 1
+	}
+	return 0
+}
+
+// exitError ends the command with a code after it has printed its own message.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "larder",
+		Short: "A hybrid precompute-and-serve feature and prediction store",
+		Long: `larder precomputes features and predictions from Parquet into Redis as atomic
+generations, and serves them over gRPC with a light ONNX re-rank per request.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			a.logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			return nil
+		},
+	}
+	f := root.PersistentFlags()
+	f.StringVarP(&a.configPath, "config", "c", "larder.yaml", "the project file")
+	f.StringVar(&a.redisAddr, "redis", "", "Redis address (host:port), overriding redis.addresses in the project file")
+	f.StringVar(&a.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	root.AddCommand(
+		a.demoCommand(),
+		a.validateCommand(),
+		a.materializeCommand(),
+		a.serveCommand(),
+		a.viewsCommand(),
+		a.getCommand(),
+		a.keysCommand(),
+	)
+	return root
+}
+
+// loadProject loads and validates the project file, applying --redis.
+func (a *app) loadProject() (*larder.Project, error) {
+	p, err := config.Load(a.configPath)
+	if err != nil {
+		return nil, err
+	}
+	if a.redisAddr != "" {
+		p.Redis.Addrs = []string{a.redisAddr}
+	}
+	return p, nil
+}
+
+// backend is an open online store, with the embedded server behind it when
+// the project has no Redis address.
+type backend struct {
+	client   redis.UniversalClient
+	store    *store.Store
+	embedded *miniredis.Miniredis
+}
+
+// Close closes the client and stops the embedded server.
+func (b *backend) Close() {
+	b.client.Close()
+	if b.embedded != nil {
+		b.embedded.Close()
+	}
+}
+
+// openStore connects to the project's Redis, or starts the embedded server
+// on a free loopback port when the project names none.
+func (a *app) openStore(ctx context.Context, p *larder.Project) (*backend, error) {
+	b := &backend{}
+	if p.Redis.Embedded() {
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("start the embedded Redis server: %w", err)
+		}
+		b.embedded = m
+		b.client = redis.NewClient(&redis.Options{Addr: m.Addr()})
+	} else {
+		c, err := store.Connect(p.Redis)
+		if err != nil {
+			return nil, err
+		}
+		b.client = c
+		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := c.Ping(pingCtx).Err(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("redis %v: %w (is it running? set redis.addresses in %s or pass --redis)", p.Redis.Addrs, err, a.configPath)
+		}
+	}
+	b.store = store.New(b.client, p.Name, store.Options{
+		Logger:      a.logger,
+		Now:         a.now,
+		GracePeriod: p.Redis.GracePeriod,
+	})
+	return b, nil
+}
+
+// needsRedis refuses inspection commands on an embedded project: its data
+// lives only inside the process that serves it.
+func needsRedis(p *larder.Project, what string) error {
+	if p.Redis.Embedded() {
+		return fmt.Errorf("%s reads a Redis server, but the project uses the embedded store, which lives only inside `larder serve` or `larder demo`: pass --redis ADDR (those commands print it) or set redis.addresses", what)
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a terminal, for progress bars.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

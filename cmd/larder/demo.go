@@ -1,0 +1,406 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/config"
+	"github.com/larder-dev/larder/demo"
+	"github.com/larder-dev/larder/models"
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+)
+
+type demoOptions struct {
+	dir         string
+	users       int
+	items       int
+	events      int
+	seed        int64
+	keepServing bool
+	listen      string
+}
+
+func (a *app) demoCommand() *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole hybrid path on a synthetic shop, with nothing installed",
+		Long: `demo generates a synthetic e-commerce data set (users, items and about one
+million interaction events) as Parquet, writes its larder.yaml, trains the
+re-rank model and exports it as ONNX, materializes every view into the
+embedded store, starts the gRPC server on a free port, and calls GetFeatures
+and Rank through a real gRPC client, printing the results and the latencies.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runDemo(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dir, "dir", filepath.Join(".work", "demo"), "folder for the data set, larder.yaml and the model")
+	f.IntVar(&o.users, "users", demo.DefaultUsers, "number of users")
+	f.IntVar(&o.items, "items", demo.DefaultItems, "number of items")
+	f.IntVar(&o.events, "events", demo.DefaultEvents, "number of interaction events")
+	f.Int64Var(&o.seed, "seed", 1, "seed of the data set")
+	f.BoolVar(&o.keepServing, "keep-serving", false, "leave the server up after the demo, until interrupted")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "address for the demo server")
+	return cmd
+}
+
+func (a *app) runDemo(ctx context.Context, o demoOptions) error {
+	out := a.stdout
+	start := time.Now()
+	step := func(n int, format string, args ...any) {
+		fmt.Fprintf(out, "\n[%d/6] %s\n", n, fmt.Sprintf(format, args...))
+	}
+
+	step(1, "Generating a synthetic shop in %s", o.dir)
+	gen := newCounter(a.stderr, "generating rows")
+	ds, err := demo.Generate(ctx, o.dir, demo.Options{
+		Users: o.users, Items: o.items, Events: o.events, Seed: o.seed, Now: a.now(), Progress: gen.update,
+	})
+	gen.done()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "      %d users (%d profile rows), %d items (%d rows), %d events, in %.1fs\n",
+		ds.Users, ds.UserRows, ds.Items, ds.ItemRows, ds.Events, time.Since(start).Seconds())
+
+	step(2, "Training the re-rank model (%s)", demo.RankerName)
+	lib, err := models.EnsureLibrary(ctx, a.stderr)
+	if err != nil {
+		return err
+	}
+	modelPath := filepath.Join(o.dir, "models", "rerank.onnx")
+	if err := a.trainDemoModel(ds, modelPath); err != nil {
+		return err
+	}
+
+	step(3, "Loading %s", filepath.Join(o.dir, demo.ProjectFile))
+	a.configPath = filepath.Join(o.dir, demo.ProjectFile)
+	p, err := config.Load(a.configPath)
+	if err != nil {
+		return err
+	}
+	p.Redis.Addrs = nil // the demo always runs on the embedded store
+	fmt.Fprintf(out, "      project %s: %d entities, %d sources, %d views, %d ranker(s)\n",
+		p.Name, len(p.Entities), len(p.Sources), len(p.Views), len(p.Rankers))
+
+	step(4, "Materializing every view into the embedded store")
+	b, err := a.openStore(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if _, err := a.materialize(ctx, p, b, p.Views); err != nil {
+		return err
+	}
+
+	step(5, "Serving")
+	srv, err := a.startServer(ctx, p, b, o.listen)
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+	fmt.Fprintf(out, "      gRPC on %s (ONNX Runtime from %s)\n", srv.addr, lib)
+	serveCtx, stopServing := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.wait(serveCtx, 5*time.Second) }()
+	stop := func() error {
+		stopServing()
+		return <-served
+	}
+
+	step(6, "Calling the server through a gRPC client")
+	if err := a.demoCalls(ctx, srv.addr, ds); err != nil {
+		_ = stop()
+		return err
+	}
+	fmt.Fprintf(out, "\nDone in %.1fs.\n", time.Since(start).Seconds())
+
+	if !o.keepServing {
+		fmt.Fprintf(out, `
+Next:
+  larder demo --keep-serving              # leave this server up, then in another shell:
+  grpcurl -plaintext ADDR list            # reflection: the API needs no .proto files
+  larder --redis REDIS_ADDR -c %s views
+  larder --redis REDIS_ADDR -c %s get user_profile %d
+  larder --redis REDIS_ADDR -c %s keys --view item_profile --limit 5
+  larder -c %s validate
+(--keep-serving prints ADDR and REDIS_ADDR.) The project file is %s; the README has a tour.
+`, a.configPath, a.configPath, ds.SampleUsers(1)[0], a.configPath, a.configPath, a.configPath)
+		return stop()
+	}
+	u := ds.SampleUsers(1)[0]
+	fmt.Fprintf(out, `
+Serving until interrupted (Ctrl-C). Try, in another shell:
+  grpcurl -plaintext %[1]s list
+  grpcurl -plaintext -d '{"keys":[{"int64_value":%[3]d}],"features":["user_profile:*"]}' %[1]s larder.v1.FeatureService/GetFeatures
+  grpcurl -plaintext -d '{}' %[1]s larder.v1.FeatureService/ListViews
+  larder --redis %[2]s -c %[4]s views
+  larder --redis %[2]s -c %[4]s get user_profile %[3]d
+  larder --redis %[2]s -c %[4]s keys --view item_profile --limit 5
+`, srv.addr, b.embedded.Addr(), u, a.configPath)
+	<-ctx.Done()
+	return stop()
+}
+
+// trainDemoModel trains the demo's re-rank MLP on impressions drawn from the
+// data set's ground truth and writes it as ONNX.
+func (a *app) trainDemoModel(ds *demo.Dataset, path string) error {
+	const trainRows, testRows = 60_000, 20_000
+	start := time.Now()
+	x, y, features, _ := ds.TrainingSet(trainRows+testRows, ds.Seed+7)
+	trainX, trainY := x[:trainRows*features], y[:trainRows]
+	testX, testY := x[trainRows*features:], y[trainRows:]
+	net, err := models.Train(trainX, trainY, features, models.TrainConfig{Hidden: 16, Epochs: 8, BatchSize: 64, LearningRate: 0.005, Seed: uint64(ds.Seed)})
+	if err != nil {
+		return fmt.Errorf("train the demo model: %w", err)
+	}
+	scores := make([]float32, testRows)
+	net.Forward(testX, testRows, scores)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := net.WriteONNX(f, larder.DefaultModelInput, larder.DefaultModelOutput); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "      MLP %d -> %d -> 1 trained on %d impressions in %.1fs; held-out AUC %.3f; written to %s\n",
+		features, net.Hidden()[0], trainRows, time.Since(start).Seconds(), auc(scores, testY), path)
+	return nil
+}
+
+// auc is the area under the ROC curve: the chance that a random positive
+// scores above a random negative.
+func auc(scores, labels []float32) float64 {
+	idx := make([]int, len(scores))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		switch {
+		case scores[a] < scores[b]:
+			return -1
+		case scores[a] > scores[b]:
+			return 1
+		}
+		return 0
+	})
+	var pos, neg, rankSum float64
+	for r, i := range idx {
+		if labels[i] > 0.5 {
+			pos++
+			rankSum += float64(r + 1)
+		} else {
+			neg++
+		}
+	}
+	if pos == 0 || neg == 0 {
+		return math.NaN()
+	}
+	return (rankSum - pos*(pos+1)/2) / (pos * neg)
+}
+
+// demoCalls shows GetFeatures and Rank through a real gRPC client, then
+// measures their latencies.
+func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) error {
+	out := a.stdout
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := larderv1.NewFeatureServiceClient(conn)
+
+	users := ds.SampleUsers(3)
+	keys := make([]*larderv1.EntityKey, len(users))
+	for i, u := range users {
+		keys[i] = int64Key(u)
+	}
+	feats := []string{"user_profile:age", "user_profile:country", "user_profile:is_premium", "user_profile:ctr_7d", "user_profile:favorite_category_id", "user_last_event:*"}
+	gf, err := client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: keys, Features: feats})
+	if err != nil {
+		return fmt.Errorf("GetFeatures: %w", err)
+	}
+	fmt.Fprintf(out, "\n      GetFeatures(%d users × %d features) → generations %s\n", len(users), len(gf.GetFeatures()), generations(gf.GetGenerations()))
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "      user_id\t%s\n", strings.Join(gf.GetFeatures(), "\t"))
+	for _, row := range gf.GetRows() {
+		cells := []string{fmt.Sprint(row.GetKey().GetInt64Value())}
+		for _, v := range row.GetValues() {
+			cells = append(cells, formatProtoValue(v))
+		}
+		fmt.Fprintf(tw, "      %s\n", strings.Join(cells, "\t"))
+	}
+	tw.Flush()
+
+	user := users[0]
+	cands := ds.SampleItems(100)
+	candKeys := make([]*larderv1.EntityKey, len(cands))
+	for i, c := range cands {
+		candKeys[i] = int64Key(c)
+	}
+	hour := a.now().UTC().Hour()
+	rankReq := &larderv1.RankRequest{
+		Ranker: demo.RankerName, ContextKey: int64Key(user), CandidateKeys: candKeys, TopK: 10,
+		RequestFeatures: map[string]*larderv1.Value{"hour_of_day": {Kind: &larderv1.Value_Int64Value{Int64Value: int64(hour)}}},
+	}
+	rk, err := client.Rank(ctx, rankReq)
+	if err != nil {
+		return fmt.Errorf("Rank: %w", err)
+	}
+	top := make([]*larderv1.EntityKey, len(rk.GetCandidates()))
+	for i, c := range rk.GetCandidates() {
+		top[i] = c.GetKey()
+	}
+	info, err := client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: top, Features: []string{"item_profile:category", "item_profile:price", "item_profile:rating"}})
+	if err != nil {
+		return fmt.Errorf("GetFeatures: %w", err)
+	}
+	fmt.Fprintf(out, "\n      Rank(%s, user %d, %d candidates, hour %d) → top %d, model %s\n",
+		demo.RankerName, user, len(cands), hour, len(rk.GetCandidates()), rk.GetModelVersion())
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "      #\titem_id\tscore\tcategory\tprice\trating\ttrue click probability")
+	for i, c := range rk.GetCandidates() {
+		vals := info.GetRows()[i].GetValues()
+		truth, _ := ds.ClickProbability(user, c.GetKey().GetInt64Value(), hour)
+		fmt.Fprintf(tw, "      %d\t%d\t%.4f\t%s\t%s\t%s\t%.4f\n", i+1, c.GetKey().GetInt64Value(), c.GetScore(),
+			formatProtoValue(vals[0]), formatProtoValue(vals[1]), formatProtoValue(vals[2]), truth)
+	}
+	tw.Flush()
+
+	fmt.Fprintln(out, "\n      Latency through the gRPC client, one call at a time:")
+	rng := rand.New(rand.NewPCG(uint64(ds.Seed), 99))
+	allUsers := ds.SampleUsers(ds.Users)
+	gfLat, err := measure(ctx, 1000, func() error {
+		_, err := client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{
+			Keys: []*larderv1.EntityKey{int64Key(allUsers[rng.IntN(len(allUsers))])}, Features: []string{"user_profile:*"},
+		})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("GetFeatures: %w", err)
+	}
+	rkLat, err := measure(ctx, 500, func() error {
+		rankReq.ContextKey = int64Key(allUsers[rng.IntN(len(allUsers))])
+		_, err := client.Rank(ctx, rankReq)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("Rank: %w", err)
+	}
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "      call\tcalls\tp50\tp90\tp99")
+	fmt.Fprintf(tw, "      GetFeatures (1 user, user_profile:*)\t%d\t%s\t%s\t%s\n", len(gfLat), pct(gfLat, 50), pct(gfLat, 90), pct(gfLat, 99))
+	fmt.Fprintf(tw, "      Rank (1 user + %d items, %d inputs)\t%d\t%s\t%s\t%s\n", len(cands), len(ds.RankerInputs()), len(rkLat), pct(rkLat, 50), pct(rkLat, 90), pct(rkLat, 99))
+	tw.Flush()
+	fmt.Fprintln(out, "      (client, server and the embedded store share this machine's cores)")
+	return nil
+}
+
+func measure(ctx context.Context, n int, call func() error) ([]time.Duration, error) {
+	for range n / 10 { // warm up connections, caches and the model
+		if err := call(); err != nil {
+			return nil, err
+		}
+	}
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		t := time.Now()
+		if err := call(); err != nil {
+			return nil, err
+		}
+		lat = append(lat, time.Since(t))
+	}
+	slices.Sort(lat)
+	return lat, nil
+}
+
+func pct(sorted []time.Duration, p int) string {
+	i := (len(sorted)*p + 99) / 100
+	i = min(max(i-1, 0), len(sorted)-1)
+	return fmt.Sprintf("%.0fµs", float64(sorted[i].Microseconds()))
+}
+
+func int64Key(v int64) *larderv1.EntityKey {
+	return &larderv1.EntityKey{Key: &larderv1.EntityKey_Int64Value{Int64Value: v}}
+}
+
+func generations(gs []*larderv1.ViewGeneration) string {
+	parts := make([]string, len(gs))
+	for i, g := range gs {
+		parts[i] = fmt.Sprintf("%s@%d", g.GetView(), g.GetGeneration())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// formatProtoValue prints a returned value for people, marking stale and
+// missing ones.
+func formatProtoValue(fv *larderv1.FeatureValue) string {
+	switch fv.GetStatus() {
+	case larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND:
+		return "(not found)"
+	}
+	var s string
+	switch k := fv.GetValue().GetKind().(type) {
+	case *larderv1.Value_Int64Value:
+		s = fmt.Sprint(k.Int64Value)
+	case *larderv1.Value_Float64Value:
+		s = fmt.Sprintf("%.4g", k.Float64Value)
+	case *larderv1.Value_Float32Value:
+		s = fmt.Sprintf("%.4g", k.Float32Value)
+	case *larderv1.Value_BoolValue:
+		s = fmt.Sprint(k.BoolValue)
+	case *larderv1.Value_StringValue:
+		s = k.StringValue
+	case *larderv1.Value_BytesValue:
+		s = fmt.Sprintf("0x%x", k.BytesValue)
+	case *larderv1.Value_Float32VectorValue:
+		s = fmt.Sprint(k.Float32VectorValue.GetValues())
+	default:
+		s = "null"
+	}
+	if fv.GetStatus() == larderv1.FeatureStatus_FEATURE_STATUS_STALE {
+		s += " (stale)"
+	}
+	return s
+}
+
+// counter reports the progress of work whose total is known, on a terminal
+// as a bar and elsewhere as a line per tenth.
+type counter struct {
+	p *progress
+}
+
+func newCounter(w interface{ Write([]byte) (int, error) }, what string) *counter {
+	return &counter{p: newProgress(w, what)}
+}
+
+func (c *counter) update(done, total int64) {
+	c.p.update(materializerProgress(done, total))
+}
+
+func (c *counter) done() { c.p.done() }

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/larder-dev/larder"
+)
+
+func (a *app) getCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "get VIEW KEY...",
+		Short: "Print the decoded values of entities in a view's live generation",
+		Example: `  larder get user_profile 42 43
+  larder get --json item_profile 7`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			p, err := a.loadProject()
+			if err != nil {
+				return err
+			}
+			v := p.View(args[0])
+			if v == nil {
+				return fmt.Errorf("unknown view %q (see `larder views`)", args[0])
+			}
+			keys := make([]larder.Key, len(args)-1)
+			for i, s := range args[1:] {
+				if keys[i], err = larder.ParseKey(v.EntityDef().KeyType, s); err != nil {
+					return fmt.Errorf("view %s is keyed by %s: %w", v.Name, v.EntityDef().Key, err)
+				}
+			}
+			if err := needsRedis(p, "larder get"); err != nil {
+				return err
+			}
+			b, err := a.openStore(ctx, p)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			l := &larder.Lookup{View: v, Keys: keys}
+			if err := b.store.Read(ctx, []*larder.Lookup{l}); err != nil {
+				return fmt.Errorf("view %s: %w", v.Name, err)
+			}
+			if asJSON {
+				return a.printRowsJSON(l)
+			}
+			return a.printRows(l)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON, one object per key")
+	return cmd
+}
+
+func (a *app) printRows(l *larder.Lookup) error {
+	v := l.View
+	now := a.now()
+	for i, k := range l.Keys {
+		if i > 0 {
+			fmt.Fprintln(a.stdout)
+		}
+		st := v.Status(l.Found[i], l.Rows[i].EventTime, now)
+		fmt.Fprintf(a.stdout, "%s %s=%s  generation %d  %s", v.Name, v.EntityDef().Key, k, l.Generation, st)
+		if !l.Found[i] {
+			fmt.Fprintln(a.stdout)
+			continue
+		}
+		fmt.Fprintf(a.stdout, "  event_time %s\n", l.Rows[i].EventTime.UTC().Format(time.RFC3339Nano))
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		for fi, f := range v.Features {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Name, f.Type, l.Rows[i].Values[fi])
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jsonRow is the --json form of one entity.
+type jsonRow struct {
+	View       string         `json:"view"`
+	Key        any            `json:"key"`
+	Generation int64          `json:"generation"`
+	Status     string         `json:"status"`
+	EventTime  *time.Time     `json:"event_time,omitempty"`
+	Values     map[string]any `json:"values,omitempty"`
+}
+
+func (a *app) printRowsJSON(l *larder.Lookup) error {
+	enc := json.NewEncoder(a.stdout)
+	now := a.now()
+	for i, k := range l.Keys {
+		r := jsonRow{View: l.View.Name, Generation: l.Generation, Status: l.View.Status(l.Found[i], l.Rows[i].EventTime, now).String()}
+		if k.Type() == larder.TypeInt64 {
+			r.Key = k.Int64()
+		} else {
+			r.Key = k.Str()
+		}
+		if l.Found[i] {
+			t := l.Rows[i].EventTime.UTC()
+			r.EventTime = &t
+			r.Values = make(map[string]any, len(l.View.Features))
+			for fi, f := range l.View.Features {
+				r.Values[f.Name] = jsonValue(l.Rows[i].Values[fi])
+			}
+		}
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jsonValue converts a value for encoding/json; non-finite floats, which JSON
+// cannot hold, become strings.
+func jsonValue(v larder.Value) any {
+	finite := func(f float64) any {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Sprint(f)
+		}
+		return f
+	}
+	switch v.Type() {
+	case larder.TypeInt64:
+		return v.Int64()
+	case larder.TypeFloat64:
+		return finite(v.Float64())
+	case larder.TypeFloat32:
+		return finite(float64(v.Float32()))
+	case larder.TypeBool:
+		return v.Bool()
+	case larder.TypeString:
+		return v.Str()
+	case larder.TypeBytes:
+		return v.Bytes()
+	case larder.TypeFloat32Vector:
+		return v.Vector()
+	}
+	return nil
+}

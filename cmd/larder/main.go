@@ -1,0 +1,26 @@
+// Command larder is the single binary of larder: it serves the gRPC API,
+// runs materialization jobs, and lets operators inspect what is stored.
+//
+//	larder demo                 # the whole hybrid path on the embedded store
+//	larder validate             # check larder.yaml, report every problem
+//	larder materialize [VIEW]   # compute views and publish new generations
+//	larder serve                # serve GetFeatures, Rank and ListViews
+//	larder views | get | keys   # inspect the online store
+//
+// Wiring happens here only: the adapters (config, store, materializer,
+// models, server) never import each other.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
