@@ -63,6 +63,9 @@ func (p *Project) Validate() error {
 	if p.Server.MaxCandidates < 0 {
 		add("server.max_candidates", "must be positive, got %d", p.Server.MaxCandidates)
 	}
+	if p.Server.RefreshInterval < 0 {
+		add("server.refresh_interval", "must not be negative")
+	}
 	if p.Redis.DB < 0 {
 		add("redis.db", "must be 0 or more, got %d", p.Redis.DB)
 	}
@@ -89,7 +92,9 @@ func (p *Project) Validate() error {
 		if e.Key == "" {
 			add(path+".key", "is required: the name of the key column, such as user_id")
 		}
-		if e.KeyType != TypeInt64 && e.KeyType != TypeString {
+		if e.KeyType == TypeInvalid {
+			add(path+".type", "is required: int64 or string")
+		} else if e.KeyType != TypeInt64 && e.KeyType != TypeString {
 			add(path+".type", "entity keys must be int64 or string, got %s", e.KeyType)
 		}
 	}
@@ -253,7 +258,7 @@ func (p *Project) resolveInput(r *Ranker, in *RankerInput) string {
 	if idx < 0 {
 		return fmt.Sprintf("view %q has no feature %q%s", viewName, feature, known(names(v.Features, func(f Feature) string { return f.Name })))
 	}
-	if t := v.Features[idx].Type; !t.Numeric() {
+	if t := v.Features[idx].Type; !t.Numeric() && t != TypeInvalid {
 		return fmt.Sprintf("feature %q is %s; model inputs must be int64, float64, float32 or bool", in.Ref, t)
 	}
 	in.View, in.Feature = v, idx

@@ -1,0 +1,150 @@
+// Package config reads larder.yaml, the file that describes a larder project,
+// into the root package's definitions (larder.Project and the types it holds).
+//
+// Decoding is strict: an unknown field, a value of the wrong type, a bad
+// duration, cron spec or type name is an error, as is every rule that
+// larder.Project.Validate checks. Every problem found is reported at once, each
+// with the file, the line, the column and the path of the field at fault:
+//
+//	larder.yaml:14:7: views[2].max_age: invalid duration "2x": ...
+//
+// The format is documented for operators in docs/configuration.md.
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/larder-dev/larder"
+)
+
+// Loader reads larder.yaml files. The zero Loader is ready to use and reads
+// environment variables (redis.password_env) from the process environment.
+type Loader struct {
+	// LookupEnv returns the value of an environment variable and whether it
+	// is set. Nil means os.LookupEnv.
+	LookupEnv func(key string) (string, bool)
+}
+
+// Load reads, decodes and validates the larder.yaml at path with the zero
+// Loader. See Loader.Parse.
+func Load(path string) (*larder.Project, error) {
+	return Loader{}.Load(path)
+}
+
+// Parse decodes and validates larder.yaml data with the zero Loader. See
+// Loader.Parse.
+func Parse(filename string, data []byte) (*larder.Project, error) {
+	return Loader{}.Parse(filename, data)
+}
+
+// Load reads the file at path and parses it (see Parse). It returns an error
+// wrapping the *fs.PathError when the file cannot be read.
+func (l Loader) Load(path string) (*larder.Project, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return l.Parse(path, data)
+}
+
+// Parse decodes data, the content of the larder.yaml named filename, into a
+// Project: it sets Project.Dir to the absolute folder of filename, applies the
+// defaults and validates the project. The returned project is ready to use.
+//
+// On any problem it returns a nil Project and an *Error that lists every
+// problem found, each located by filename, line, column and field path.
+func (l Loader) Parse(filename string, data []byte) (*larder.Project, error) {
+	lookup := l.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	d := newDecoder(filename, lookup)
+	p, ok := d.decode(data)
+	if !ok {
+		return nil, d.err()
+	}
+	p.Dir = filepath.Dir(filename)
+	if abs, err := filepath.Abs(p.Dir); err == nil {
+		p.Dir = abs
+	}
+	p.SetDefaults()
+	if err := p.Validate(); err != nil {
+		var ve *larder.ValidationError
+		if !errors.As(err, &ve) {
+			return nil, fmt.Errorf("config: %s: %w", filename, err)
+		}
+		for _, fe := range ve.Errs {
+			d.fieldError(fe)
+		}
+	}
+	if len(d.problems) > 0 {
+		return nil, d.err()
+	}
+	return p, nil
+}
+
+// Problem is one thing wrong in a larder.yaml.
+type Problem struct {
+	File string
+	// Line and Column locate the problem, counting from 1; 0 means the
+	// place is unknown (an empty file, for example).
+	Line, Column int
+	// Field is the path of the field at fault as larder.Project.Validate
+	// writes it, such as "views[2].features[0].type"; it is empty for YAML
+	// syntax errors.
+	Field string
+	Msg   string
+}
+
+// String formats p as "file:line:column: field: message", leaving out the
+// parts that are unknown.
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Line > 0 {
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(p.Line))
+		if p.Column > 0 {
+			b.WriteByte(':')
+			b.WriteString(strconv.Itoa(p.Column))
+		}
+	}
+	b.WriteString(": ")
+	if p.Field != "" {
+		b.WriteString(p.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Error is every problem found in one larder.yaml, in the order of the file.
+// Parse and Load return it; print it to show one problem per line.
+type Error struct {
+	Problems []Problem
+}
+
+// Error returns the problems, one per line.
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// err returns the problems found so far as an *Error, in the order of the file.
+func (d *decoder) err() *Error {
+	ps := slices.Clone(d.problems)
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
+	return &Error{Problems: ps}
+}

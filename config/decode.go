@@ -1,0 +1,751 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+
+	"github.com/larder-dev/larder"
+)
+
+// The decoder walks the YAML syntax tree itself rather than unmarshalling
+// into structs: an unmarshaller stops at the first bad field, and larder
+// validate must show every problem. The walk is as strict as
+// yaml.Strict with yaml.DisallowUnknownField, and it records where each field
+// path is written so that Project.Validate's errors can be placed too.
+
+// decoder turns one larder.yaml into a larder.Project, collecting problems.
+type decoder struct {
+	file     string
+	lookup   func(string) (string, bool)
+	problems []Problem
+	// at holds, for each field path decoded, the node where its value is
+	// written.
+	at map[string]ast.Node
+	// bad holds the paths of the values that could not be decoded: Validate
+	// reports them again (as missing, say), and those reports are dropped.
+	bad []string
+	// anchors holds the anchors of the file by name, in the order of the file.
+	anchors map[string][]*ast.AnchorNode
+	// merges counts the merge keys being followed, to stop a mapping that
+	// merges itself.
+	merges int
+}
+
+// node is one value of the file and the path of the field it sets.
+type node struct {
+	path string   // "views[2].max_age"
+	key  string   // "max_age"; "" for list items
+	site ast.Node // where the value is written: positions point here
+	val  ast.Node // the value, with anchors, aliases and tags resolved; nil for none
+}
+
+// maxAliasDepth bounds the chain of aliases and tags around one value.
+const maxAliasDepth = 32
+
+func newDecoder(file string, lookup func(string) (string, bool)) *decoder {
+	return &decoder{
+		file:    file,
+		lookup:  lookup,
+		at:      make(map[string]ast.Node),
+		anchors: make(map[string][]*ast.AnchorNode),
+	}
+}
+
+// decode parses data and decodes it into a Project. ok is false when the
+// file could not be read as a project at all (a YAML syntax error, or a
+// document that is not a mapping); the problems say why.
+func (d *decoder) decode(data []byte) (p *larder.Project, ok bool) {
+	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
+	if err != nil {
+		d.syntax(data, err)
+		return nil, false
+	}
+	var body ast.Node
+	for i, doc := range f.Docs {
+		ast.Walk(anchorCollector(d.anchors), doc)
+		if i == 0 {
+			body = doc.Body
+		} else if i == 1 {
+			d.add(doc, "", "a larder.yaml holds one YAML document; remove the second one, which starts here")
+		}
+	}
+	root := d.resolve("", "", body)
+	if !isNull(root.val) {
+		if _, isMap := root.val.(*ast.MappingNode); !isMap {
+			d.problem(root, "want a mapping of project, redis, server, entities, sources, views and rankers; got %s", describe(root.val))
+			return nil, false
+		}
+	}
+	return d.project(root), true
+}
+
+// anchorCollector records every anchor it visits.
+type anchorCollector map[string][]*ast.AnchorNode
+
+func (c anchorCollector) Visit(n ast.Node) ast.Visitor {
+	if a, ok := n.(*ast.AnchorNode); ok && a.Name != nil {
+		name := a.Name.GetToken().Value
+		c[name] = append(c[name], a)
+	}
+	return c
+}
+
+// syntax reports a YAML syntax error. Tabs in indentation get a message of
+// their own, for every line that has one, since that is the usual cause and
+// the parser's words for it are obscure.
+func (d *decoder) syntax(data []byte, err error) {
+	line, col, msg := 0, 0, err.Error()
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		msg = ye.GetMessage()
+		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			line, col = tk.Position.Line, tk.Position.Column
+		}
+	}
+	if strings.Contains(msg, "reserved character") {
+		msg += "; put the value in quotes, such as \"@hourly\""
+	}
+	tabs := tabIndents(data)
+	if slices.ContainsFunc(tabs, func(t [2]int) bool { return t[0] == line }) {
+		for _, t := range tabs {
+			d.problems = append(d.problems, Problem{File: d.file, Line: t[0], Column: t[1],
+				Msg: "indented with a tab; YAML indents with spaces only: replace the tab with spaces"})
+		}
+		return
+	}
+	d.problems = append(d.problems, Problem{File: d.file, Line: line, Column: col, Msg: "invalid YAML: " + msg})
+}
+
+// tabIndents returns the line and column of the first tab in the indentation
+// of every line that has content after its indentation.
+func tabIndents(data []byte) [][2]int {
+	var out [][2]int
+	for i, line := range strings.Split(string(data), "\n") {
+		rest := strings.TrimLeft(line, " \t")
+		indent := line[:len(line)-len(rest)]
+		if tab := strings.IndexByte(indent, '\t'); tab >= 0 && strings.TrimSpace(rest) != "" {
+			out = append(out, [2]int{i + 1, tab + 1})
+		}
+	}
+	return out
+}
+
+// project decodes the top level of the file.
+func (d *decoder) project(root node) *larder.Project {
+	p := &larder.Project{}
+	for _, f := range d.fields(root, "project", "redis", "server", "entities", "sources", "views", "rankers") {
+		switch f.key {
+		case "project":
+			p.Name = d.str(f)
+		case "redis":
+			d.redis(f, &p.Redis)
+		case "server":
+			d.server(f, &p.Server)
+		case "entities":
+			for _, it := range d.list(f, "entities") {
+				p.Entities = append(p.Entities, d.entity(it))
+			}
+		case "sources":
+			for _, it := range d.list(f, "sources") {
+				p.Sources = append(p.Sources, d.source(it))
+			}
+		case "views":
+			for _, it := range d.list(f, "views") {
+				p.Views = append(p.Views, d.view(it))
+			}
+		case "rankers":
+			for _, it := range d.list(f, "rankers") {
+				p.Rankers = append(p.Rankers, d.ranker(it))
+			}
+		}
+	}
+	return p
+}
+
+func (d *decoder) redis(n node, r *larder.Redis) {
+	var env node
+	for _, f := range d.fields(n, "addresses", "master_name", "username", "password", "password_env", "tls", "db", "grace_period") {
+		switch f.key {
+		case "addresses":
+			for _, it := range d.list(f, "host:port addresses") {
+				a := d.str(it)
+				if a == "" && !d.isBad(it.path) {
+					d.problem(it, "is empty: write host:port, such as 127.0.0.1:6379")
+				}
+				r.Addrs = append(r.Addrs, a)
+			}
+		case "master_name":
+			r.MasterName = d.str(f)
+		case "username":
+			r.Username = d.str(f)
+		case "password":
+			r.Password = d.str(f)
+		case "password_env":
+			env = f
+		case "tls":
+			r.TLS = d.boolean(f)
+		case "db":
+			r.DB = d.integer(f)
+		case "grace_period":
+			r.GracePeriod = d.duration(f)
+		}
+	}
+	name := d.str(env)
+	switch {
+	case name == "":
+	case r.Password != "":
+		d.problem(env, "set either redis.password or redis.password_env, not both")
+	default:
+		pw, ok := d.lookup(name)
+		if !ok {
+			d.problem(env, "environment variable %s is not set: set it in larder's environment, or remove password_env", name)
+		}
+		r.Password = pw
+	}
+}
+
+func (d *decoder) server(n node, s *larder.Server) {
+	for _, f := range d.fields(n, "listen", "max_entities", "max_candidates", "refresh_interval") {
+		switch f.key {
+		case "listen":
+			s.Listen = d.str(f)
+		case "max_entities":
+			s.MaxEntities = d.integer(f)
+		case "max_candidates":
+			s.MaxCandidates = d.integer(f)
+		case "refresh_interval":
+			s.RefreshInterval = d.duration(f)
+			if s.RefreshInterval < 0 {
+				d.problem(f, "must be positive: the interval between re-reads of the live generations, such as 10s")
+			}
+		}
+	}
+}
+
+func (d *decoder) entity(n node) *larder.Entity {
+	e := &larder.Entity{}
+	for _, f := range d.fields(n, "name", "key", "type") {
+		switch f.key {
+		case "name":
+			e.Name = d.str(f)
+		case "key":
+			e.Key = d.str(f)
+		case "type":
+			e.KeyType = d.typ(f)
+		}
+	}
+	return e
+}
+
+func (d *decoder) source(n node) *larder.Source {
+	s := &larder.Source{}
+	for _, f := range d.fields(n, "name", "path", "event_time") {
+		switch f.key {
+		case "name":
+			s.Name = d.str(f)
+		case "path":
+			s.Path = d.str(f)
+		case "event_time":
+			s.EventTime = d.str(f)
+		}
+	}
+	return s
+}
+
+func (d *decoder) view(n node) *larder.View {
+	v := &larder.View{}
+	for _, f := range d.fields(n, "name", "kind", "entity", "source", "description", "max_age", "schedule", "features") {
+		switch f.key {
+		case "name":
+			v.Name = d.str(f)
+		case "kind":
+			v.Kind = larder.ViewKind(d.str(f))
+		case "entity":
+			v.Entity = d.str(f)
+		case "source":
+			v.Source = d.str(f)
+		case "description":
+			v.Description = d.str(f)
+		case "max_age":
+			v.MaxAge = d.duration(f)
+		case "schedule":
+			v.Schedule = d.schedule(f)
+		case "features":
+			for _, it := range d.list(f, "features") {
+				v.Features = append(v.Features, d.feature(it))
+			}
+		}
+	}
+	return v
+}
+
+func (d *decoder) feature(n node) larder.Feature {
+	var ft larder.Feature
+	for _, f := range d.fields(n, "name", "type", "column") {
+		switch f.key {
+		case "name":
+			ft.Name = d.str(f)
+		case "type":
+			ft.Type = d.typ(f)
+		case "column":
+			ft.Column = d.str(f)
+		}
+	}
+	return ft
+}
+
+func (d *decoder) ranker(n node) *larder.Ranker {
+	r := &larder.Ranker{}
+	for _, f := range d.fields(n, "name", "model", "model_input", "model_output", "context", "candidate", "top_k", "inputs") {
+		switch f.key {
+		case "name":
+			r.Name = d.str(f)
+		case "model":
+			r.Model = d.str(f)
+		case "model_input":
+			r.ModelInput = d.str(f)
+		case "model_output":
+			r.ModelOutput = d.str(f)
+		case "context":
+			r.Context = d.str(f)
+		case "candidate":
+			r.Candidate = d.str(f)
+		case "top_k":
+			r.TopK = d.integer(f)
+		case "inputs":
+			for _, it := range d.list(f, "inputs (view:feature or request:name)") {
+				r.Inputs = append(r.Inputs, d.input(it))
+			}
+		}
+	}
+	return r
+}
+
+// input decodes a ranker input: "view:feature", or {ref: view:feature, default: 0.5}.
+func (d *decoder) input(n node) larder.RankerInput {
+	var in larder.RankerInput
+	if _, long := n.val.(*ast.MappingNode); !long {
+		in.Ref = d.str(n)
+		return in
+	}
+	for _, f := range d.fields(n, "ref", "default") {
+		switch f.key {
+		case "ref":
+			in.Ref = d.str(f)
+		case "default":
+			x := d.number(f)
+			if math.Abs(x) > math.MaxFloat32 {
+				d.problem(f, "%v is out of the range of a float32", x)
+				x = 0
+			}
+			in.Default = float32(x)
+		}
+	}
+	return in
+}
+
+// resolve returns the node for the value written at site, following anchors,
+// aliases and tags.
+func (d *decoder) resolve(path, key string, site ast.Node) node {
+	if _, seen := d.at[path]; !seen {
+		d.at[path] = site
+	}
+	n := node{path: path, key: key, site: site, val: site}
+	for range maxAliasDepth {
+		switch v := n.val.(type) {
+		case *ast.AnchorNode:
+			n.val = v.Value
+		case *ast.AliasNode:
+			a := d.anchor(v)
+			if a == nil {
+				name := v.Value.GetToken().Value
+				d.problem(n, "unknown alias *%s: define the anchor &%s above it", name, name)
+				n.val = nil
+				return n
+			}
+			n.val = a.Value
+		case *ast.TagNode:
+			switch tag := v.Start.Value; tag {
+			case "!!str":
+				if s, ok := v.Value.(ast.ScalarNode); ok && s.GetToken() != nil {
+					n.val = ast.String(s.GetToken())
+					continue
+				}
+			case "!!int", "!!float", "!!bool", "!!null", "!!map", "!!seq":
+			default:
+				d.problem(n, "unsupported tag %s: remove it", tag)
+				n.val = nil
+				return n
+			}
+			n.val = v.Value
+		default:
+			return n
+		}
+	}
+	d.problem(n, "aliases nested too deeply")
+	n.val = nil
+	return n
+}
+
+// anchor returns the anchor an alias refers to: the last one of its name
+// before it in the file, or nil.
+func (d *decoder) anchor(alias *ast.AliasNode) *ast.AnchorNode {
+	name := alias.Value.GetToken().Value
+	at := alias.GetToken().Position.Offset
+	var found *ast.AnchorNode
+	for _, a := range d.anchors[name] {
+		if a.GetToken().Position.Offset < at {
+			found = a
+		}
+	}
+	return found
+}
+
+// fields returns the fields of mapping n that are in known, explicit ones
+// first, then those merged in with "<<". It reports unknown and repeated
+// fields, and anything that is not a mapping. At the top level, fields named
+// x-something are ignored, so that they can hold anchors.
+func (d *decoder) fields(n node, known ...string) []node {
+	if isNull(n.val) {
+		return nil
+	}
+	m, ok := n.val.(*ast.MappingNode)
+	if !ok {
+		d.problem(n, "want a mapping of %s; got %s", strings.Join(known, ", "), describe(n.val))
+		return nil
+	}
+	var out []node
+	seen := make(map[string]ast.Node) // field name → its key, for repeats
+	for _, mv := range m.Values {
+		if mv.Key.IsMergeKey() {
+			continue
+		}
+		key, ok := d.key(n.path, mv.Key)
+		if !ok {
+			continue
+		}
+		path := child(n.path, key)
+		if first, dup := seen[key]; dup {
+			line, _ := position(first)
+			d.add(mv.Key, path, fmt.Sprintf("is set twice (first on line %d): keep one", line))
+			continue
+		}
+		seen[key] = mv.Key
+		if !slices.Contains(known, key) {
+			if n.path == "" && strings.HasPrefix(key, "x-") {
+				continue
+			}
+			d.unknown(path, mv.Key, key, known)
+			continue
+		}
+		out = append(out, d.resolve(path, key, mv.Value))
+	}
+	for _, mv := range m.Values {
+		if !mv.Key.IsMergeKey() {
+			continue
+		}
+		if d.merges >= maxAliasDepth {
+			d.add(mv.Key, child(n.path, "<<"), "merges nested too deeply: does a mapping merge itself?")
+			continue
+		}
+		d.merges++
+		for _, src := range d.mergeSources(d.resolve(child(n.path, "<<"), "<<", mv.Value)) {
+			for _, f := range d.fields(node{path: n.path, site: src.site, val: src.val}, known...) {
+				if seen[f.key] == nil {
+					seen[f.key] = f.site
+					out = append(out, f)
+				}
+			}
+		}
+		d.merges--
+	}
+	return out
+}
+
+// mergeSources returns the mappings a merge key ("<<") names: one mapping or
+// a list of them.
+func (d *decoder) mergeSources(n node) []node {
+	switch v := n.val.(type) {
+	case *ast.MappingNode:
+		return []node{n}
+	case *ast.SequenceNode:
+		var out []node
+		for i, it := range v.Values {
+			m := d.resolve(index(n.path, i), "", it)
+			if _, ok := m.val.(*ast.MappingNode); !ok {
+				d.problem(m, "want a mapping to merge, such as *defaults; got %s", describe(m.val))
+				continue
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	d.problem(n, "want a mapping to merge, such as *defaults, or a list of them; got %s", describe(n.val))
+	return nil
+}
+
+// key returns the name of a mapping key, reporting keys that are not plain names.
+func (d *decoder) key(parent string, k ast.MapKeyNode) (string, bool) {
+	switch k := k.(type) {
+	case *ast.StringNode:
+		return k.Value, true
+	case ast.ScalarNode:
+		if tk := k.GetToken(); tk != nil {
+			return tk.Value, true
+		}
+	}
+	d.add(k, parent, "field names must be plain words, such as name")
+	return "", false
+}
+
+// unknown reports an unknown field and the fields allowed in its place.
+func (d *decoder) unknown(path string, k ast.Node, key string, known []string) {
+	msg := fmt.Sprintf("unknown field %q", key)
+	if s := suggest(key, known); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	msg += " (fields here: " + strings.Join(known, ", ") + ")"
+	d.add(k, path, msg)
+}
+
+// list returns the items of list n; none when n is empty or null.
+func (d *decoder) list(n node, what string) []node {
+	if isNull(n.val) {
+		return nil
+	}
+	s, ok := n.val.(*ast.SequenceNode)
+	if !ok {
+		d.problem(n, "want a list of %s (items starting with \"- \", or [a, b]); got %s", what, describe(n.val))
+		return nil
+	}
+	out := make([]node, len(s.Values))
+	for i, it := range s.Values {
+		out[i] = d.resolve(index(n.path, i), "", it)
+	}
+	return out
+}
+
+// str returns the text of a scalar. Numbers and booleans are taken as
+// written, so that a password of digits needs no quotes; null is "".
+func (d *decoder) str(n node) string {
+	switch v := n.val.(type) {
+	case nil, *ast.NullNode:
+		return ""
+	case *ast.StringNode:
+		return v.Value
+	case *ast.LiteralNode:
+		return v.Value.Value
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
+		return v.GetToken().Value
+	}
+	d.problem(n, "want a string; got %s", describe(n.val))
+	return ""
+}
+
+func (d *decoder) integer(n node) int {
+	switch v := n.val.(type) {
+	case nil, *ast.NullNode:
+		return 0
+	case *ast.IntegerNode:
+		switch x := v.Value.(type) {
+		case int64:
+			if x >= math.MinInt && x <= math.MaxInt {
+				return int(x)
+			}
+		case uint64:
+			if x <= math.MaxInt {
+				return int(x)
+			}
+		}
+		d.problem(n, "%s is too large", v.GetToken().Value)
+		return 0
+	}
+	d.problem(n, "want a whole number; got %s", describe(n.val))
+	return 0
+}
+
+func (d *decoder) number(n node) float64 {
+	switch v := n.val.(type) {
+	case nil, *ast.NullNode:
+		return 0
+	case *ast.IntegerNode:
+		switch x := v.Value.(type) {
+		case int64:
+			return float64(x)
+		case uint64:
+			return float64(x)
+		}
+	case *ast.FloatNode:
+		return v.Value
+	}
+	d.problem(n, "want a number; got %s", describe(n.val))
+	return 0
+}
+
+func (d *decoder) boolean(n node) bool {
+	switch v := n.val.(type) {
+	case nil, *ast.NullNode:
+		return false
+	case *ast.BoolNode:
+		return v.Value
+	}
+	d.problem(n, "want true or false; got %s", describe(n.val))
+	return false
+}
+
+func (d *decoder) duration(n node) time.Duration {
+	switch n.val.(type) {
+	case nil, *ast.NullNode:
+		return 0
+	case *ast.MappingNode, *ast.SequenceNode:
+		d.problem(n, "want a duration such as 90s, 48h or 7d; got %s", describe(n.val))
+		return 0
+	}
+	s := d.str(n)
+	v, err := parseDuration(s)
+	if err != nil {
+		d.problem(n, "%v", err)
+	}
+	return v
+}
+
+func (d *decoder) schedule(n node) string {
+	s := d.str(n)
+	if s != "" {
+		if err := checkSchedule(s); err != nil {
+			d.problem(n, "%v", err)
+		}
+	}
+	return s
+}
+
+func (d *decoder) typ(n node) larder.Type {
+	s := d.str(n)
+	if s == "" {
+		return larder.TypeInvalid
+	}
+	t, err := larder.ParseType(s)
+	if err != nil {
+		d.problem(n, "%v", err)
+	}
+	return t
+}
+
+// problem reports that the value of n is wrong, and marks its path as bad.
+func (d *decoder) problem(n node, format string, args ...any) {
+	d.bad = append(d.bad, n.path)
+	d.add(n.site, n.path, fmt.Sprintf(format, args...))
+}
+
+// add reports a problem at the position of site.
+func (d *decoder) add(site ast.Node, field, msg string) {
+	line, col := position(site)
+	d.problems = append(d.problems, Problem{File: d.file, Line: line, Column: col, Field: field, Msg: msg})
+}
+
+// fieldError reports a problem found by Project.Validate at the place its
+// path is written, unless decoding already reported the value at that path.
+func (d *decoder) fieldError(fe *larder.FieldError) {
+	if d.isBad(fe.Path) {
+		return
+	}
+	d.add(d.site(fe.Path), fe.Path, fe.Msg)
+}
+
+// isBad reports whether path is, or is inside, a value that failed to decode.
+func (d *decoder) isBad(path string) bool {
+	for _, b := range d.bad {
+		if path == b || strings.HasPrefix(path, b) && (b == "" || path[len(b)] == '.' || path[len(b)] == '[') {
+			return true
+		}
+	}
+	return false
+}
+
+// site returns where the field at path is written or, for a field left out,
+// where the closest enclosing one is.
+func (d *decoder) site(path string) ast.Node {
+	for {
+		if n, ok := d.at[path]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return d.at[""]
+		}
+		path = path[:i]
+	}
+}
+
+// position returns the line and column where n starts; 0, 0 when unknown.
+// A block mapping starts at its first key.
+func position(n ast.Node) (line, col int) {
+	switch v := n.(type) {
+	case nil:
+		return 0, 0
+	case *ast.MappingNode:
+		if !v.IsFlowStyle && len(v.Values) > 0 {
+			return position(v.Values[0].Key)
+		}
+	case *ast.MappingValueNode:
+		return position(v.Key)
+	case *ast.DocumentNode:
+		if v.Start == nil {
+			return position(v.Body)
+		}
+		return v.Start.Position.Line, v.Start.Position.Column
+	}
+	tk := n.GetToken()
+	if tk == nil || tk.Position == nil {
+		return 0, 0
+	}
+	return tk.Position.Line, tk.Position.Column
+}
+
+// describe names a value for a message: a scalar as written, or its kind.
+func describe(n ast.Node) string {
+	switch v := n.(type) {
+	case nil, *ast.NullNode:
+		return "nothing"
+	case *ast.MappingNode:
+		return "a mapping"
+	case *ast.SequenceNode:
+		return "a list"
+	case *ast.StringNode:
+		return strconv.Quote(v.Value)
+	case *ast.LiteralNode:
+		return "a block of text"
+	}
+	if tk := n.GetToken(); tk != nil {
+		return tk.Value
+	}
+	return n.Type().String()
+}
+
+func isNull(n ast.Node) bool {
+	switch n.(type) {
+	case nil, *ast.NullNode:
+		return true
+	}
+	return false
+}
+
+func child(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func index(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]"
+}

@@ -1,0 +1,123 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// day is the unit larder.yaml adds to Go's durations.
+const day = 24 * time.Hour
+
+// parseDuration parses a Go duration such as 90s or 1h30m, which may start
+// with a number of days: 7d, 1d12h. A sign may lead; Validate decides where
+// negative durations are wrong. It returns an error that says how to write
+// a duration.
+func parseDuration(s string) (time.Duration, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("invalid duration %q: %swrite a number and a unit (s, m, h or d), such as 90s, 48h or 7d", s, why)
+	}
+	rest, neg := s, false
+	if r, ok := strings.CutPrefix(rest, "-"); ok {
+		rest, neg = r, true
+	} else {
+		rest = strings.TrimPrefix(rest, "+")
+	}
+	var total time.Duration
+	before, after, days := strings.Cut(rest, "d")
+	if days {
+		if !digits(before) {
+			return 0, bad("")
+		}
+		n, err := strconv.ParseInt(before, 10, 64)
+		if err != nil || n > math.MaxInt64/int64(day) {
+			return 0, bad("too long; ")
+		}
+		total, rest = time.Duration(n)*day, after
+	}
+	if !days || rest != "" {
+		if rest == "" || rest[0] == '-' || rest[0] == '+' {
+			return 0, bad("")
+		}
+		v, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, bad("")
+		}
+		if total+v < total {
+			return 0, bad("too long; ")
+		}
+		total += v
+	}
+	if neg {
+		total = -total
+	}
+	return total, nil
+}
+
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkSchedule returns an error when spec is not a cron schedule that the
+// scheduler accepts: five fields, or a descriptor such as @hourly or @every 1h.
+func checkSchedule(spec string) error {
+	if _, err := cron.ParseStandard(spec); err != nil {
+		return fmt.Errorf("invalid schedule %q: %w; write five fields (minute hour day-of-month month day-of-week) such as \"0 * * * *\", or a descriptor such as @hourly", spec, err)
+	}
+	return nil
+}
+
+// suggest returns the known field closest to key, when it is close enough to
+// be a misspelling of it, or "".
+func suggest(key string, known []string) string {
+	norm := func(s string) string {
+		return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s))
+	}
+	best, bestDist := "", math.MaxInt
+	for _, k := range known {
+		if dist := editDistance(norm(key), norm(k)); dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	limit := 2
+	if len(key) <= 4 {
+		limit = 1
+	}
+	if bestDist > limit {
+		return ""
+	}
+	return best
+}
+
+// editDistance returns the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
