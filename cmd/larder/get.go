@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -121,19 +122,20 @@ func (a *app) printRowsJSON(l *larder.Lookup) error {
 // jsonValue converts a value for encoding/json; non-finite floats, which JSON
 // cannot hold, become strings.
 func jsonValue(v larder.Value) any {
-	finite := func(f float64) any {
+	finite := func(f float64, bits int) any {
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return fmt.Sprint(f)
 		}
-		return f
+		// The shortest text that reads back as the same float32 or float64.
+		return json.Number(strconv.FormatFloat(f, 'g', -1, bits))
 	}
 	switch v.Type() {
 	case larder.TypeInt64:
 		return v.Int64()
 	case larder.TypeFloat64:
-		return finite(v.Float64())
+		return finite(v.Float64(), 64)
 	case larder.TypeFloat32:
-		return finite(float64(v.Float32()))
+		return finite(float64(v.Float32()), 32)
 	case larder.TypeBool:
 		return v.Bool()
 	case larder.TypeString:
@@ -141,7 +143,11 @@ func jsonValue(v larder.Value) any {
 	case larder.TypeBytes:
 		return v.Bytes()
 	case larder.TypeFloat32Vector:
-		return v.Vector()
+		vec := make([]any, len(v.Vector()))
+		for i, f := range v.Vector() {
+			vec[i] = finite(float64(f), 32)
+		}
+		return vec
 	}
 	return nil
 }

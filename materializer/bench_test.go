@@ -1,0 +1,239 @@
+package materializer_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/materializer"
+	"github.com/parquet-go/parquet-go"
+)
+
+// benchRow is a row of the benchmark source: a key, an event time and 20
+// float64 features.
+type benchRow struct {
+	UserID int64   `parquet:"user_id"`
+	TS     int64   `parquet:"ts,timestamp(microsecond)"`
+	F00    float64 `parquet:"f00"`
+	F01    float64 `parquet:"f01"`
+	F02    float64 `parquet:"f02"`
+	F03    float64 `parquet:"f03"`
+	F04    float64 `parquet:"f04"`
+	F05    float64 `parquet:"f05"`
+	F06    float64 `parquet:"f06"`
+	F07    float64 `parquet:"f07"`
+	F08    float64 `parquet:"f08"`
+	F09    float64 `parquet:"f09"`
+	F10    float64 `parquet:"f10"`
+	F11    float64 `parquet:"f11"`
+	F12    float64 `parquet:"f12"`
+	F13    float64 `parquet:"f13"`
+	F14    float64 `parquet:"f14"`
+	F15    float64 `parquet:"f15"`
+	F16    float64 `parquet:"f16"`
+	F17    float64 `parquet:"f17"`
+	F18    float64 `parquet:"f18"`
+	F19    float64 `parquet:"f19"`
+}
+
+const (
+	benchRows     = 1_000_000
+	benchEntities = 100_000
+)
+
+// writeBenchSource writes benchRows rows over benchEntities entities, with
+// event times spread over 30 days in random order, in row groups of 256k
+// rows, snappy-compressed as most writers do by default.
+func writeBenchSource(tb testing.TB, path string) {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := parquet.NewGenericWriter[benchRow](f, parquet.MaxRowsPerRowGroup(256<<10), parquet.Compression(&parquet.Snappy))
+	rng := rand.New(rand.NewPCG(1, 2))
+	start := baseTime.Add(-30 * 24 * time.Hour).UnixMicro()
+	span := (30 * 24 * time.Hour).Microseconds()
+	batch := make([]benchRow, 0, 1<<16)
+	for i := range benchRows {
+		key := int64(rng.IntN(benchEntities))
+		if i%10 == 0 {
+			key = int64(i / 10) // every entity has rows
+		}
+		r := benchRow{UserID: key, TS: start + rng.Int64N(span)}
+		fs := [...]*float64{&r.F00, &r.F01, &r.F02, &r.F03, &r.F04, &r.F05, &r.F06, &r.F07, &r.F08, &r.F09,
+			&r.F10, &r.F11, &r.F12, &r.F13, &r.F14, &r.F15, &r.F16, &r.F17, &r.F18, &r.F19}
+		for j, p := range fs {
+			*p = float64(i%1000) + float64(j)/100
+		}
+		batch = append(batch, r)
+		if len(batch) == cap(batch) || i == benchRows-1 {
+			if _, err := w.Write(batch); err != nil {
+				tb.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := w.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// nopStore is a GenerationStore that drops what it is given, to measure the
+// reading and the computation alone.
+type nopStore struct{}
+
+func (nopStore) Begin(context.Context, *larder.View) (larder.GenerationWriter, error) {
+	return nopWriter{}, nil
+}
+
+type nopWriter struct{}
+
+func (nopWriter) ID() int64                                         { return 1 }
+func (nopWriter) Put(context.Context, larder.Key, larder.Row) error { return nil }
+func (nopWriter) Abort(context.Context) error                       { return nil }
+func (nopWriter) Publish(context.Context) (larder.Generation, error) {
+	return larder.Generation{ID: 1}, nil
+}
+
+// BenchmarkLatest1M materializes a latest view of 20 float64 features from
+// 1M rows over 100k entities into a no-op store, and compares it with two
+// floors for the same file: decoding the same pages with nothing done with
+// the values, and parquet-go's GenericReader decoding rows into structs.
+func BenchmarkLatest1M(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "bench", "events.parquet")
+	writeBenchSource(b, path)
+	var features []larder.Feature
+	for i := range 20 {
+		name := "f" + string(rune('0'+i/10)) + string(rune('0'+i%10))
+		features = append(features, feature(name, larder.TypeFloat64, name))
+	}
+	p := projectFor(b, dir, "bench", larder.TypeInt64, features...)
+
+	b.Run("materialize", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu0 := cpuTime(b)
+		m := materializer.New(p, nopStore{}, materializer.Options{Now: fixedClock(baseTime)})
+		for b.Loop() {
+			rep, err := m.Run(context.Background(), "v")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if rep.RowsRead != benchRows || rep.EntitiesWritten != benchEntities {
+				b.Fatalf("report = %+v", rep)
+			}
+		}
+		reportRates(b, cpu0)
+	})
+
+	b.Run("floor-pages", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu0 := cpuTime(b)
+		for b.Loop() {
+			if n := decodePages(b, path); n != benchRows*22 {
+				b.Fatalf("decoded %d values", n)
+			}
+		}
+		reportRates(b, cpu0)
+	})
+
+	b.Run("floor-generic-reader", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu0 := cpuTime(b)
+		rows := make([]benchRow, 1024)
+		for b.Loop() {
+			f, err := os.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := parquet.NewGenericReader[benchRow](f)
+			total := 0
+			for {
+				n, err := r.Read(rows)
+				total += n
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			r.Close()
+			f.Close()
+			if total != benchRows {
+				b.Fatalf("read %d rows", total)
+			}
+		}
+		reportRates(b, cpu0)
+	})
+}
+
+// decodePages reads every page of every column of the file at path and
+// returns the number of values decoded: the least work any column reader
+// does.
+func decodePages(tb testing.TB, path string) int {
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(f, fi.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(256<<10))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := 0
+	for _, rg := range pf.RowGroups() {
+		for _, chunk := range rg.ColumnChunks() {
+			pages := chunk.Pages()
+			for {
+				p, err := pages.ReadPage()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					tb.Fatal(err)
+				}
+				n += int(p.NumValues())
+				parquet.Release(p)
+			}
+			pages.Close()
+		}
+	}
+	return n
+}
+
+// reportRates reports rows per second of wall time, and rows per second of
+// the CPU time the process used since cpu0 (all goroutines, GC included),
+// which other processes sharing the machine do not skew.
+func reportRates(b *testing.B, cpu0 time.Duration) {
+	rows := float64(benchRows) * float64(b.N)
+	b.ReportMetric(rows/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(rows/(cpuTime(b)-cpu0).Seconds(), "rows/cpu-s")
+}
+
+// cpuTime returns the user and system CPU time used by the process so far.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

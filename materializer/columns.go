@@ -1,0 +1,288 @@
+package materializer
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/larder-dev/larder"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
+)
+
+// columnRole is what a view uses a source column for.
+type columnRole uint8
+
+const (
+	roleKey columnRole = iota
+	roleEventTime
+	roleFeature
+)
+
+// columnSpec is a column a computation needs, and the type it needs it as.
+type columnSpec struct {
+	column string
+	role   columnRole
+	// name is the feature or the entity the column feeds.
+	name string
+	// typ is the type of the key or of the feature; unused for event times.
+	typ larder.Type
+}
+
+func (s *columnSpec) describe() string {
+	switch s.role {
+	case roleKey:
+		return fmt.Sprintf("%s key of entity %q", s.typ, s.name)
+	case roleEventTime:
+		return "event time"
+	}
+	return fmt.Sprintf("%s feature %q", s.typ, s.name)
+}
+
+// conversion says how the physical values of a column become larder values.
+type conversion uint8
+
+const (
+	convInt64         conversion = iota // INT64 → int64
+	convInt32                           // INT32 → int64
+	convUint32                          // INT32 holding an unsigned integer → int64
+	convDouble                          // DOUBLE → float64
+	convFloatToDouble                   // FLOAT → float64
+	convFloat                           // FLOAT → float32
+	convBool                            // BOOLEAN → bool
+	convByteArray                       // BYTE_ARRAY → string or bytes
+	convTimestamp                       // INT64 TIMESTAMP → Unix nanoseconds
+	convDate                            // INT32 DATE → Unix nanoseconds at midnight UTC
+	convVector                          // LIST of FLOAT → float32_vector
+)
+
+// boundColumn is a columnSpec found in one file, with what it takes to decode it.
+type boundColumn struct {
+	spec *columnSpec
+	// leaf is the index of the column chunk in each row group.
+	leaf int
+	kind parquet.Kind
+	conv conversion
+	// nanos is the length of one unit of a timestamp or date, in nanoseconds.
+	nanos int64
+	// maxDef is the definition level of a present value.
+	maxDef byte
+	// repDef is, for vectors, the definition level of the repeated node: a
+	// lower level means an empty list (repDef-1) or a null list (below).
+	repDef byte
+}
+
+// Names of the Parquet types each larder type can be read from, for errors.
+var wantTypes = map[larder.Type]string{
+	larder.TypeInt64:         "INT64 or INT32",
+	larder.TypeFloat64:       "DOUBLE or FLOAT",
+	larder.TypeFloat32:       "FLOAT",
+	larder.TypeBool:          "BOOLEAN",
+	larder.TypeString:        "BYTE_ARRAY (STRING or unannotated)",
+	larder.TypeBytes:         "BYTE_ARRAY",
+	larder.TypeFloat32Vector: "LIST of FLOAT",
+}
+
+const wantEventTime = "INT64 TIMESTAMP (MILLIS, MICROS or NANOS) or INT32 DATE"
+
+// bindColumn finds the column of spec among the top-level columns of root and
+// checks that its Parquet type maps to spec's type, as the package
+// documentation lists. It returns a *ColumnError naming the file, the column,
+// the type found and the types wanted otherwise.
+func bindColumn(file string, root *parquet.Column, spec *columnSpec) (*boundColumn, error) {
+	c := root.Column(spec.column)
+	if c == nil {
+		names := make([]string, 0, len(root.Columns()))
+		for _, col := range root.Columns() {
+			names = append(names, col.Name())
+		}
+		return nil, &ColumnError{File: file, Column: spec.column, Role: spec.describe(), Columns: names}
+	}
+	want := wantTypes[spec.typ]
+	if spec.role == roleEventTime {
+		want = wantEventTime
+	}
+	fail := func() error {
+		return &ColumnError{File: file, Column: spec.column, Role: spec.describe(), Found: describeColumn(c), Want: want}
+	}
+
+	if spec.role == roleFeature && spec.typ == larder.TypeFloat32Vector {
+		bc, ok := bindVector(c)
+		if !ok {
+			return nil, fail()
+		}
+		bc.spec = spec
+		return bc, nil
+	}
+	if !c.Leaf() || c.Repeated() || c.MaxDefinitionLevel() > 1 {
+		return nil, fail()
+	}
+	bc := &boundColumn{spec: spec, leaf: c.Index(), kind: c.Type().Kind(), maxDef: byte(c.MaxDefinitionLevel())}
+	lt := logicalType(c)
+
+	if spec.role == roleEventTime {
+		switch t := lt.(type) {
+		case *format.TimestampType:
+			if bc.kind != parquet.Int64 || t.Unit.Value == nil {
+				return nil, fail()
+			}
+			bc.conv, bc.nanos = convTimestamp, int64(t.Unit.Value.Duration())
+		case *format.DateType:
+			if bc.kind != parquet.Int32 {
+				return nil, fail()
+			}
+			bc.conv, bc.nanos = convDate, int64(24*time.Hour)
+		default:
+			return nil, fail()
+		}
+		return bc, nil
+	}
+
+	ok := false
+	switch spec.typ {
+	case larder.TypeInt64:
+		it, isInt := lt.(*format.IntType)
+		if lt != nil && !isInt {
+			break
+		}
+		switch {
+		case bc.kind == parquet.Int64 && (!isInt || it.IsSigned):
+			bc.conv, ok = convInt64, true
+		case bc.kind == parquet.Int32 && (!isInt || it.IsSigned):
+			bc.conv, ok = convInt32, true
+		case bc.kind == parquet.Int32:
+			bc.conv, ok = convUint32, true
+		}
+	case larder.TypeFloat64:
+		switch {
+		case lt != nil:
+		case bc.kind == parquet.Double:
+			bc.conv, ok = convDouble, true
+		case bc.kind == parquet.Float:
+			bc.conv, ok = convFloatToDouble, true
+		}
+	case larder.TypeFloat32:
+		bc.conv, ok = convFloat, lt == nil && bc.kind == parquet.Float
+	case larder.TypeBool:
+		bc.conv, ok = convBool, lt == nil && bc.kind == parquet.Boolean
+	case larder.TypeString, larder.TypeBytes:
+		switch lt.(type) {
+		case nil, *format.StringType, *format.EnumType, *format.JsonType:
+			ok = true
+		case *format.BsonType:
+			ok = spec.typ == larder.TypeBytes
+		}
+		bc.conv, ok = convByteArray, ok && bc.kind == parquet.ByteArray
+	}
+	if !ok {
+		return nil, fail()
+	}
+	return bc, nil
+}
+
+// bindVector binds a list of floats: a group annotated LIST (or not) whose
+// chain of single children holds exactly one repeated node and ends at a FLOAT
+// leaf, or a bare repeated FLOAT leaf.
+func bindVector(c *parquet.Column) (*boundColumn, bool) {
+	var repDef int
+	def := 0
+	node := c
+	for {
+		if !node.Required() {
+			def++
+		}
+		if node.Repeated() {
+			if repDef != 0 {
+				return nil, false // a list of lists
+			}
+			repDef = def
+		}
+		if node.Leaf() {
+			break
+		}
+		if len(node.Columns()) != 1 {
+			return nil, false
+		}
+		node = node.Columns()[0]
+	}
+	if repDef == 0 || node.Type().Kind() != parquet.Float || logicalType(node) != nil {
+		return nil, false
+	}
+	if def != node.MaxDefinitionLevel() || node.MaxRepetitionLevel() != 1 {
+		return nil, false
+	}
+	return &boundColumn{
+		leaf:   node.Index(),
+		kind:   parquet.Float,
+		conv:   convVector,
+		maxDef: byte(def),
+		repDef: byte(repDef),
+	}, true
+}
+
+// logicalType returns the logical type annotating a column, or nil when there
+// is none. A signed integer annotation of the physical width counts as none.
+func logicalType(c *parquet.Column) format.LogicalTypeValue {
+	lt := c.Type().LogicalType()
+	if lt == nil || lt.Value == nil {
+		return nil
+	}
+	if it, ok := lt.Value.(*format.IntType); ok && it.IsSigned && c.Leaf() {
+		switch k := c.Type().Kind(); {
+		case k == parquet.Int64 && it.BitWidth == 64, k == parquet.Int32 && it.BitWidth == 32:
+			return nil
+		}
+	}
+	return lt.Value
+}
+
+// describeColumn names the Parquet type of a column for people: "DOUBLE",
+// "BYTE_ARRAY STRING", "LIST of DOUBLE", "repeated FLOAT".
+func describeColumn(c *parquet.Column) string {
+	var b strings.Builder
+	if c.Repeated() {
+		b.WriteString("repeated ")
+	}
+	if !c.Leaf() {
+		if _, ok := logicalType(c).(*format.ListType); ok {
+			leaf := c
+			for !leaf.Leaf() && len(leaf.Columns()) == 1 {
+				leaf = leaf.Columns()[0]
+			}
+			b.WriteString("LIST")
+			if leaf.Leaf() {
+				b.WriteString(" of ")
+				b.WriteString(describeColumn(leaf))
+			}
+			return b.String()
+		}
+		if lt := logicalType(c); lt != nil {
+			b.WriteString(lt.String())
+			return b.String()
+		}
+		b.WriteString("group")
+		return b.String()
+	}
+	b.WriteString(c.Type().Kind().String())
+	if lt := logicalType(c); lt != nil {
+		b.WriteByte(' ')
+		b.WriteString(lt.String())
+	}
+	return b.String()
+}
+
+// toNanos converts a timestamp or date to Unix nanoseconds, saturating at
+// the limits of int64 (years 1677 and 2262) instead of overflowing.
+func toNanos(v, unit int64) int64 {
+	if unit == 1 {
+		return v
+	}
+	if v > math.MaxInt64/unit {
+		return math.MaxInt64
+	}
+	if v < math.MinInt64/unit {
+		return math.MinInt64
+	}
+	return v * unit
+}

@@ -1,0 +1,43 @@
+// Package materializer computes views from Parquet sources and writes each run
+// into the online store as one new generation.
+//
+// A run has three parts that later view kinds reuse:
+//
+//   - the source reader (source.go, columns.go, pages.go, cursor.go) resolves
+//     a source to its files, checks every needed column of every file against
+//     the view's types before any data is read, and streams the column chunks
+//     of each row group page by page, reading only the needed columns;
+//   - a per-kind computation (latest.go) consumes row groups and keeps, per
+//     entity, only what it needs to emit that entity's row;
+//   - the writer (write.go) puts every entity's row into a new generation
+//     through larder.GenerationStore and publishes it, or aborts it on any
+//     failure so that the live generation keeps serving.
+//
+// Only the latest kind is implemented: see Materializer.Run for its exact
+// semantics.
+//
+// # Sources
+//
+// A source path (relative to the project folder) names a Parquet file, a
+// folder (every *.parquet file directly inside it, except names starting with
+// "." or "_") or a glob in filepath.Match syntax (a matching folder stands for
+// its *.parquet files).
+// Files are read in sorted path order. Columns are top-level columns, found by
+// name; any of them may be optional. Their Parquet types map to larder types
+// as follows:
+//
+//	int64           INT64, or INT32 (signed, or unsigned up to 32 bits)
+//	float64         DOUBLE, or FLOAT
+//	float32         FLOAT
+//	bool            BOOLEAN
+//	string          BYTE_ARRAY, unannotated or STRING, ENUM or JSON
+//	bytes           BYTE_ARRAY, unannotated or STRING, ENUM, JSON or BSON
+//	float32_vector  LIST of FLOAT (or a bare repeated FLOAT)
+//	entity keys     int64 and string keys as above
+//	event time      INT64 TIMESTAMP in MILLIS, MICROS or NANOS; INT32 DATE,
+//	                read as midnight UTC
+//
+// Timestamps not adjusted to UTC are read as UTC; INT96 timestamps are not
+// supported. A null list, or a list holding a null element, is a null
+// float32_vector; an empty list is an empty vector.
+package materializer

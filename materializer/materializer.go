@@ -1,0 +1,237 @@
+package materializer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/larder-dev/larder"
+)
+
+// The reasons a source row is skipped, as counted in Report.Skipped.
+const (
+	SkipNullKey       = "null key"
+	SkipNullEventTime = "null event time"
+	SkipAfterRunTime  = "after run time"
+)
+
+// The phases of a run, as reported in Progress.Phase.
+const (
+	PhaseReading = "reading"
+	PhaseWriting = "writing"
+)
+
+// Options holds the dependencies of a Materializer. The zero Options is valid:
+// logs are discarded, the clock is time.Now and no progress is reported.
+type Options struct {
+	Logger *slog.Logger
+	// Now is the clock. Its value when a run starts is the run time: the
+	// instant the view is computed as of. Durations are measured with it too.
+	Now func() time.Time
+	// Progress, when set, is called from time to time during a run (after
+	// every row group read and every few thousand entities written, never per
+	// row), from the goroutine that called Run.
+	Progress func(Progress)
+}
+
+// Progress is a snapshot of a run, for progress bars.
+type Progress struct {
+	View string
+	// Phase is PhaseReading or PhaseWriting.
+	Phase string
+	// RowsRead counts the source rows read so far, out of RowsTotal, which is
+	// known from the files' footers before any data is read.
+	RowsRead, RowsTotal int64
+	// EntitiesWritten counts the rows put into the new generation so far, out
+	// of EntitiesTotal, which is known once reading is done.
+	EntitiesWritten, EntitiesTotal int64
+}
+
+// Report describes a finished run.
+type Report struct {
+	View string
+	// Generation is the id of the published generation.
+	Generation int64
+	// Files is the number of source files read.
+	Files int
+	// RowsRead counts every source row read, skipped or not.
+	RowsRead int64
+	// EntitiesWritten counts the entities in the published generation.
+	EntitiesWritten int64
+	// Skipped counts the rows that could not be used, by reason (SkipNullKey,
+	// SkipNullEventTime, SkipAfterRunTime). Reasons that did not occur are
+	// absent.
+	Skipped map[string]int64
+	// RunTime is the instant the view was computed as of.
+	RunTime  time.Time
+	Duration time.Duration
+	// RowsPerSecond is RowsRead over Duration, or 0 when Duration is 0.
+	RowsPerSecond float64
+}
+
+// Materializer runs views of one project into a generation store. It holds no
+// state between runs and is safe for concurrent use; concurrent runs of the
+// same view are left to the store to order.
+type Materializer struct {
+	project  *larder.Project
+	gs       larder.GenerationStore
+	log      *slog.Logger
+	now      func() time.Time
+	progress func(Progress)
+}
+
+// New returns a Materializer for project, which must have been validated, that
+// writes generations into gs.
+func New(project *larder.Project, gs larder.GenerationStore, opts Options) *Materializer {
+	m := &Materializer{project: project, gs: gs, log: opts.Logger, now: opts.Now, progress: opts.Progress}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.progress == nil {
+		m.progress = func(Progress) {}
+	}
+	return m
+}
+
+// Run computes the named view from its source and publishes the result as a
+// new generation.
+//
+// For a latest view the row of an entity is the source row with the newest
+// event time at or before the run time (Options.Now when Run starts); rows
+// with a later event time are skipped. When several rows of an entity share
+// the newest event time, the row read last wins: files are read in sorted
+// path order and rows in file order. A row replaces the previous best row as
+// a whole, so a null feature in the newest row is stored as null. Rows with a
+// null key or a null event time are skipped. Report.Skipped counts every
+// skipped row by reason.
+//
+// Every file's schema is checked before any data is read, and nothing is
+// written to the store before every row has been read. Run returns an error
+// wrapping larder.ErrNotFound for an unknown view, a *ColumnError when a
+// column is missing or of a type that cannot feed its feature, the error of
+// the file, the store or ctx otherwise. On any error the new generation is
+// aborted (best effort) and the live generation keeps serving.
+func (m *Materializer) Run(ctx context.Context, viewName string) (Report, error) {
+	start := m.now()
+	rep := Report{View: viewName, RunTime: start}
+	v := m.project.View(viewName)
+	if v == nil {
+		names := make([]string, len(m.project.Views))
+		for i, v := range m.project.Views {
+			names[i] = v.Name
+		}
+		return rep, fmt.Errorf("materialize: view %q (known: %s): %w", viewName, strings.Join(names, ", "), larder.ErrNotFound)
+	}
+	if v.Kind != larder.KindLatest {
+		return rep, fmt.Errorf("materialize %s: views of kind %q cannot be materialized yet", v.Name, v.Kind)
+	}
+	src, ent := v.SourceDef(), v.EntityDef()
+	if src == nil || ent == nil {
+		return rep, fmt.Errorf("materialize %s: the project was not validated: call Project.Validate first", v.Name)
+	}
+
+	ds, err := openDataset(m.project.Path(src.Path), src.Name)
+	if err != nil {
+		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
+	}
+	defer ds.Close()
+	rep.Files = len(ds.files)
+
+	comp := newLatest(v, ent, start)
+	if err := ds.bind(comp.specs); err != nil {
+		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
+	}
+	m.log.Info("materializing", "view", v.Name, "kind", v.Kind, "source", src.Name,
+		"files", len(ds.files), "rows", ds.rows, "run_time", start)
+
+	prog := Progress{View: v.Name, Phase: PhaseReading, RowsTotal: ds.rows}
+	m.progress(prog)
+	err = ds.scan(ctx, func(rg *rowGroup) error {
+		if err := comp.consume(ctx, rg); err != nil {
+			return err
+		}
+		prog.RowsRead += rg.numRows
+		m.progress(prog)
+		return nil
+	})
+	rep.RowsRead = prog.RowsRead
+	rep.Skipped = comp.skippedReport()
+	if err != nil {
+		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
+	}
+
+	if comp.len() == 0 {
+		m.log.Warn("no source row is usable: publishing an empty generation", "view", v.Name, "rows", rep.RowsRead, "skipped", rep.Skipped)
+	}
+	prog.Phase = PhaseWriting
+	prog.EntitiesTotal = int64(comp.len())
+	m.progress(prog)
+	gen, written, err := m.write(ctx, v, comp, prog)
+	rep.EntitiesWritten = written
+	if err != nil {
+		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
+	}
+	rep.Generation = gen.ID
+	rep.Duration = m.now().Sub(start)
+	if s := rep.Duration.Seconds(); s > 0 {
+		rep.RowsPerSecond = float64(rep.RowsRead) / s
+	}
+	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "rows", rep.RowsRead,
+		"entities", written, "skipped", rep.Skipped, "duration", rep.Duration,
+		"rows_per_second", int64(rep.RowsPerSecond))
+	return rep, nil
+}
+
+// ColumnError is a source column that cannot feed a view: it is missing, or
+// its Parquet type does not map to the type the view expects.
+type ColumnError struct {
+	// File is the path of the Parquet file.
+	File string
+	// Column is the column name; Role says what the view uses it for, such as
+	// `float64 feature "clicks"`, `int64 key of entity "user"` or "event time".
+	Column, Role string
+	// Found is the Parquet type found, "" when the column is missing.
+	Found string
+	// Want lists the Parquet types that would do.
+	Want string
+	// Columns lists the file's top-level columns when Column is missing.
+	Columns []string
+}
+
+func (e *ColumnError) Error() string {
+	if e.Found == "" {
+		return fmt.Sprintf("source file %s has no column %q (the %s); its columns are %s: fix the source or the column name in larder.yaml",
+			e.File, e.Column, e.Role, strings.Join(e.Columns, ", "))
+	}
+	return fmt.Sprintf("source file %s: column %q (the %s) is %s, want %s: fix the source or the type in larder.yaml",
+		e.File, e.Column, e.Role, e.Found, e.Want)
+}
+
+// skipCounts counts skipped rows by reason.
+type skipCounts struct {
+	nullKey, nullTime, afterRun int64
+}
+
+func (s skipCounts) report() map[string]int64 {
+	m := make(map[string]int64, 3)
+	for reason, n := range map[string]int64{SkipNullKey: s.nullKey, SkipNullEventTime: s.nullTime, SkipAfterRunTime: s.afterRun} {
+		if n > 0 {
+			m[reason] = n
+		}
+	}
+	return m
+}
+
+// SkippedTotal returns the number of rows skipped for any reason.
+func (r Report) SkippedTotal() int64 {
+	var n int64
+	for _, c := range r.Skipped {
+		n += c
+	}
+	return n
+}
