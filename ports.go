@@ -54,9 +54,10 @@ type FeatureStore interface {
 // GenerationStore is the write side of the online store, used by the
 // materializer.
 type GenerationStore interface {
-	// Begin starts a new generation of v. Nothing it writes is visible to
-	// readers until Publish.
-	Begin(ctx context.Context, v *View) (GenerationWriter, error)
+	// Begin starts a new generation of v that will hold about expectedRows
+	// rows (negative: unknown), which lets the store size it. Nothing it
+	// writes is visible to readers until Publish.
+	Begin(ctx context.Context, v *View, expectedRows int64) (GenerationWriter, error)
 }
 
 // GenerationWriter writes one generation of one view. It is not safe for
@@ -65,7 +66,8 @@ type GenerationWriter interface {
 	// ID returns the id of the generation being written.
 	ID() int64
 	// Put buffers the row of one entity; writes are flushed in pipelined
-	// batches. An error means the generation cannot be published.
+	// batches. Put is done with row when it returns, so the caller may reuse
+	// row.Values. An error means the generation cannot be published.
 	Put(ctx context.Context, key Key, row Row) error
 	// Publish flushes what is buffered and makes the generation live in one
 	// atomic step. The replaced generation is deleted after the grace period.

@@ -25,7 +25,7 @@ type emitter interface {
 // It returns the published generation and the number of rows put. On any
 // error, including ctx ending, it aborts the generation and returns the error.
 func (m *Materializer) write(ctx context.Context, v *larder.View, comp emitter, prog Progress) (larder.Generation, int64, error) {
-	w, err := m.gs.Begin(ctx, v)
+	w, err := m.gs.Begin(ctx, v, prog.EntitiesTotal)
 	if err != nil {
 		return larder.Generation{}, 0, fmt.Errorf("begin generation: %w", err)
 	}

@@ -1,0 +1,418 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/larder-dev/larder"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrSuperseded means that a generation could not be published because a
+// newer generation of the same view was published first; the older one is
+// discarded.
+var ErrSuperseded = errors.New("a newer generation of the view was published first")
+
+// abortTimeout bounds the deletion that Abort does even when its context has
+// already been cancelled (the usual case when a run is interrupted).
+const abortTimeout = 30 * time.Second
+
+// publishScript flips the live pointer of a view to a generation, unless a
+// newer generation is live already. It returns {1, old id or ""} when it
+// flipped and {0, live id} when it did not. It touches one key, so it runs
+// on Redis Cluster.
+var publishScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and tonumber(cur) > tonumber(ARGV[1]) then
+  return {0, cur}
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return {1, cur or ''}
+`)
+
+// Begin starts a new generation of v sized for expectedRows (see
+// BeginSized). It returns larder.ErrUnavailable or ctx.Err() when Redis
+// cannot record the generation.
+func (s *Store) Begin(ctx context.Context, v *larder.View, expectedRows int64) (larder.GenerationWriter, error) {
+	return s.BeginSized(ctx, v, expectedRows)
+}
+
+// BeginSized starts a new generation of v that will hold about expectedRows
+// rows, which sets its bucket count (unless Options.Buckets fixes it). A
+// negative expectedRows means unknown: the live generation's row count is
+// used, or DefaultFirstBuckets for a view's first generation.
+//
+// It allocates the generation id, records the generation as writing and
+// returns its writer. Nothing written is visible to readers until Publish.
+// It returns larder.ErrUnavailable or ctx.Err() when Redis cannot record
+// the generation.
+func (s *Store) BeginSized(ctx context.Context, v *larder.View, expectedRows int64) (*Writer, error) {
+	buckets := s.bucketCount(ctx, v.Name, expectedRows)
+	id, err := s.client.Incr(ctx, s.k.seq(v.Name)).Result()
+	if err != nil {
+		return nil, redisErr(ctx, "begin "+v.Name, err)
+	}
+	started := s.stamp()
+	// The metadata goes first: a generation listed in gens always has it,
+	// so cleanup knows its buckets.
+	if err := s.client.HSet(ctx, s.k.meta(v.Name, id),
+		fieldFingerprint, v.Fingerprint(),
+		fieldBuckets, buckets,
+		fieldRows, 0,
+		fieldStartedAt, formatMicros(started),
+		fieldPublishedAt, 0,
+		fieldState, stateWriting,
+	).Err(); err != nil {
+		return nil, redisErr(ctx, "begin "+v.Name, err)
+	}
+	pipe := s.client.Pipeline()
+	pipe.ZAdd(ctx, s.k.gens(v.Name), redis.Z{Score: keepScore, Member: id})
+	pipe.SAdd(ctx, s.k.views(), v.Name)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, redisErr(ctx, "begin "+v.Name, err)
+	}
+
+	w := &Writer{
+		s:          s,
+		view:       v,
+		types:      featureTypes(v),
+		id:         id,
+		buckets:    uint32(buckets),
+		dataPrefix: s.k.dataPrefix(v.Name, id),
+		startedAt:  started,
+		jobs:       make(chan flushJob),
+		free:       make(chan *batch, s.opts.WriteConnections+1),
+		cur:        &batch{},
+	}
+	w.wg.Add(s.opts.WriteConnections)
+	for range s.opts.WriteConnections {
+		go w.flusher()
+	}
+	s.log.Debug("generation started", "view", v.Name, "generation", id, "buckets", buckets)
+	return w, nil
+}
+
+// bucketCount chooses the bucket count of a new generation of view.
+func (s *Store) bucketCount(ctx context.Context, view string, expectedRows int64) int {
+	if s.opts.Buckets > 0 {
+		return s.opts.Buckets
+	}
+	if expectedRows < 0 {
+		g, err := s.refresh(ctx, view)
+		if err != nil || g.gen.ID == 0 {
+			return DefaultFirstBuckets
+		}
+		expectedRows = g.gen.Rows
+	}
+	return int(max(1, (expectedRows+DefaultRowsPerBucket-1)/DefaultRowsPerBucket))
+}
+
+// Writer writes one generation of one view. Put must be called from one
+// goroutine; the writer flushes full batches concurrently on up to
+// Options.WriteConnections pipelines. A key Put twice in one generation
+// keeps one of its rows, not necessarily the last. Every Writer must end
+// with Publish or Abort, which stop its flushing goroutines.
+type Writer struct {
+	s          *Store
+	view       *larder.View
+	types      []larder.Type
+	id         int64
+	buckets    uint32
+	dataPrefix string
+	startedAt  time.Time
+
+	cur      *batch
+	jobs     chan flushJob
+	free     chan *batch
+	wg       sync.WaitGroup
+	closed   bool // jobs is closed
+	state    string
+	flipSent bool // Publish sent the flip, which may have happened
+
+	rows  atomic.Int64 // distinct entities written, as counted by HSET
+	errMu sync.Mutex
+	err   error
+}
+
+// batch is a buffer of encoded rows: keys and values live in buf, and
+// entries point into it.
+type batch struct {
+	buf  []byte
+	ents []entry
+	args []any
+}
+
+type entry struct {
+	bucket          uint32
+	key, value, end int // key is buf[key:value], the row buf[value:end]
+}
+
+type flushJob struct {
+	ctx context.Context
+	b   *batch
+}
+
+// ID returns the id of the generation being written.
+func (w *Writer) ID() int64 { return w.id }
+
+// Put buffers the row of one entity and, when the batch is full, hands it to
+// a flusher, waiting while all of them are busy. It returns an
+// *larder.InvalidError when key or row does not fit the view, the error of
+// an earlier failed flush, or ctx.Err(); after an error the generation
+// cannot be published, and the caller should Abort it.
+func (w *Writer) Put(ctx context.Context, key larder.Key, row larder.Row) error {
+	if w.state != "" {
+		return fmt.Errorf("store: put %s generation %d: the writer is %s", w.view.Name, w.id, w.state)
+	}
+	if err := w.failed(); err != nil {
+		return err
+	}
+	if e := w.view.EntityDef(); e != nil {
+		if err := key.Check(e); err != nil {
+			return w.fail(fmt.Errorf("store: put %s: %w", w.view.Name, err))
+		}
+	}
+	b := w.cur
+	start := len(b.buf)
+	b.buf = key.AppendCanonical(b.buf)
+	valueAt := len(b.buf)
+	var err error
+	if b.buf, err = AppendRow(b.buf, w.types, row); err != nil {
+		b.buf = b.buf[:start]
+		return w.fail(fmt.Errorf("store: put %s key %s: %w", w.view.Name, key, &larder.InvalidError{Msg: err.Error()}))
+	}
+	b.ents = append(b.ents, entry{
+		bucket: bucketOf(b.buf[start:valueAt], w.buckets),
+		key:    start, value: valueAt, end: len(b.buf),
+	})
+	if len(b.ents) >= w.s.opts.BatchSize {
+		return w.flush(ctx)
+	}
+	return nil
+}
+
+// flush hands the current batch to a flusher and takes an empty one.
+func (w *Writer) flush(ctx context.Context) error {
+	select {
+	case w.jobs <- flushJob{ctx: ctx, b: w.cur}:
+	case <-ctx.Done():
+		return w.fail(fmt.Errorf("store: write %s: %w", w.view.Name, ctx.Err()))
+	}
+	select {
+	case w.cur = <-w.free:
+	default:
+		w.cur = &batch{}
+	}
+	return nil
+}
+
+func (w *Writer) flusher() {
+	defer w.wg.Done()
+	for job := range w.jobs {
+		if w.failed() == nil {
+			if err := w.write(job.ctx, job.b); err != nil {
+				w.fail(err)
+			}
+		}
+		b := job.b
+		b.buf, b.ents = b.buf[:0], b.ents[:0]
+		clear(b.args)
+		b.args = b.args[:0]
+		select {
+		case w.free <- b:
+		default:
+		}
+	}
+}
+
+// write sends one batch as a pipeline of HSETs, one per bucket it touches.
+func (w *Writer) write(ctx context.Context, b *batch) error {
+	// Stable, so that of two rows of one key in a batch the later one wins.
+	slices.SortStableFunc(b.ents, func(x, y entry) int { return int(x.bucket) - int(y.bucket) })
+	pipe := w.s.client.Pipeline()
+	var key []byte
+	args := b.args[:0]
+	for i := 0; i < len(b.ents); {
+		bucket := b.ents[i].bucket
+		key = strconv.AppendUint(append(key[:0], w.dataPrefix...), uint64(bucket), 10)
+		start := len(args)
+		args = append(args, "hset", string(key))
+		for ; i < len(b.ents) && b.ents[i].bucket == bucket; i++ {
+			e := b.ents[i]
+			args = append(args, b.buf[e.key:e.value], b.buf[e.value:e.end])
+		}
+		pipe.Do(ctx, args[start:len(args):len(args)]...)
+	}
+	b.args = args
+	cmds, err := pipe.Exec(ctx)
+	if err != nil {
+		return redisErr(ctx, fmt.Sprintf("write %s generation %d", w.view.Name, w.id), err)
+	}
+	var added int64
+	for _, c := range cmds {
+		n, _ := c.(*redis.Cmd).Int64()
+		added += n
+	}
+	w.rows.Add(added)
+	return nil
+}
+
+func (w *Writer) fail(err error) error {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+	return w.err
+}
+
+func (w *Writer) failed() error {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	return w.err
+}
+
+// drain flushes the current batch, if any and if keep is set, and waits for
+// every flusher.
+func (w *Writer) drain(ctx context.Context, keep bool) error {
+	if w.closed {
+		return w.failed()
+	}
+	var err error
+	if keep && len(w.cur.ents) > 0 && w.failed() == nil {
+		err = w.flush(ctx)
+	}
+	close(w.jobs)
+	w.closed = true
+	w.wg.Wait()
+	if err != nil {
+		return err
+	}
+	return w.failed()
+}
+
+// Publish writes what is buffered, waits for every flush, then makes the
+// generation live with one atomic command, retires the generation it
+// replaces (deleted after the grace period), announces the change on the
+// publish channel and deletes the generations whose time has come.
+//
+// It returns the error of a failed write, ErrSuperseded when a newer
+// generation of the view was published meanwhile, larder.ErrUnavailable
+// when Redis cannot be reached, or ctx.Err(). Unless the error is
+// ErrSuperseded, the generation is then still writing: Abort it, or leave it
+// for Cleanup.
+func (w *Writer) Publish(ctx context.Context) (larder.Generation, error) {
+	s, view := w.s, w.view.Name
+	if w.state != "" {
+		return larder.Generation{}, fmt.Errorf("store: publish %s generation %d: the writer is %s", view, w.id, w.state)
+	}
+	if err := w.drain(ctx, true); err != nil {
+		return larder.Generation{}, err
+	}
+	now := s.stamp()
+	rows := w.rows.Load()
+	metaKey := s.k.meta(view, w.id)
+	if err := s.client.HSet(ctx, metaKey,
+		fieldRows, rows,
+		fieldPublishedAt, formatMicros(now),
+		fieldState, stateLive,
+	).Err(); err != nil {
+		return larder.Generation{}, redisErr(ctx, "publish "+view, err)
+	}
+
+	w.flipSent = true
+	res, err := publishScript.Run(ctx, s.client, []string{s.k.live(view)}, w.id).Slice()
+	if err != nil {
+		return larder.Generation{}, redisErr(ctx, "publish "+view, err)
+	}
+	flipped, _ := res[0].(int64)
+	other, _ := res[1].(string)
+	if flipped != 1 {
+		// A newer run won: this generation is dead; let cleanup take it now.
+		w.state = "superseded"
+		s.retire(ctx, view, w.id, now)
+		if err := s.cleanupView(ctx, view); err != nil {
+			s.log.Warn("cleanup after a superseded publish failed; the next cleanup retries", "view", view, "err", err)
+		}
+		return larder.Generation{}, fmt.Errorf("store: publish %s generation %d: generation %s is live: %w", view, w.id, other, ErrSuperseded)
+	}
+	w.state = "published"
+
+	if old, err := strconv.ParseInt(other, 10, 64); err == nil && old != w.id {
+		s.retire(ctx, view, old, now.Add(s.opts.GracePeriod))
+	}
+	if err := s.client.Publish(ctx, s.k.channel(), view+" "+strconv.FormatInt(w.id, 10)).Err(); err != nil {
+		s.log.Warn("publish notification failed; readers will see the generation at their next refresh",
+			"view", view, "generation", w.id, "err", err)
+	}
+	gen := s.cache(s.newLiveGen(view, w.id, meta{
+		fingerprint: w.view.Fingerprint(),
+		buckets:     int(w.buckets),
+		rows:        rows,
+		startedAt:   w.startedAt,
+		publishedAt: now,
+		state:       stateLive,
+	})).gen
+	s.log.Info("generation published", "view", view, "generation", w.id, "rows", rows,
+		"took", now.Sub(w.startedAt).Round(time.Millisecond))
+	if err := s.cleanupView(ctx, view); err != nil {
+		s.log.Warn("cleanup after publish failed; the next cleanup retries", "view", view, "err", err)
+	}
+	return gen, nil
+}
+
+// retire marks a generation retired, to be deleted after at. Failures are
+// logged: cleanup notices a replaced generation still marked live and
+// retires it then.
+func (s *Store) retire(ctx context.Context, view string, gen int64, at time.Time) {
+	pipe := s.client.Pipeline()
+	pipe.HSet(ctx, s.k.meta(view, gen), fieldState, stateRetired)
+	pipe.ZAdd(ctx, s.k.gens(view), redis.Z{Score: deleteScore(at), Member: gen})
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.log.Warn("retiring a generation failed; cleanup retries", "view", view, "generation", gen, "err", err)
+	}
+}
+
+// Abort stops the writer and deletes what it wrote; the live generation is
+// untouched. It deletes even when ctx is already cancelled (bounded by 30
+// seconds), so that an interrupted run cleans up after itself. Abort after
+// Publish or Abort does nothing. It returns larder.ErrUnavailable when the
+// deletion fails; Cleanup then deletes the generation later.
+func (w *Writer) Abort(ctx context.Context) error {
+	if w.state != "" {
+		return nil
+	}
+	w.state = "aborted"
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	_ = w.drain(ctx, false)
+	if w.flipSent {
+		// Publish failed after sending the flip: the reply may have been
+		// lost while the flip happened. Never delete a live generation.
+		live, err := w.s.client.Get(ctx, w.s.k.live(w.view.Name)).Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("store: abort %s generation %d: cannot tell whether it is live, leaving it to cleanup: %w",
+				w.view.Name, w.id, redisErr(ctx, "abort", err))
+		}
+		if live == w.id {
+			w.state = "published"
+			w.s.log.Warn("abort of a generation that is live: kept", "view", w.view.Name, "generation", w.id)
+			return nil
+		}
+	}
+	if err := w.s.deleteGeneration(ctx, w.view.Name, w.id, int(w.buckets)); err != nil {
+		return err
+	}
+	w.s.log.Info("generation aborted", "view", w.view.Name, "generation", w.id)
+	return nil
+}
+
+// stamp returns the time to record in metadata, as it reads back: in UTC, to
+// the microsecond.
+func (s *Store) stamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
