@@ -36,8 +36,14 @@ test: setup
 test-short:
 	$(GO) test -short ./...
 
-bench: setup build
-	./$(BIN) bench --materialize
+# Benchmarks run against real redis-server processes; every figure is printed
+# next to its floor (raw Redis, gRPC, ONNX Runtime, Parquet) from the same run.
+BENCH_PKGS := ./store ./server ./materializer ./models
+bench: setup
+	@mkdir -p .work
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m $(BENCH_PKGS) > .work/bench.txt || { cat .work/bench.txt; exit 1; }
+	@$(GO) run ./cmd/benchtable < .work/bench.txt
+	@echo "(raw results: .work/bench.txt)"
 
 proto:
 	$(GO) tool -modfile=tools/go.mod buf generate

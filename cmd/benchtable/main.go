@@ -1,0 +1,147 @@
+// Command benchtable reads `go test -bench` output on standard input and
+// prints larder's benchmark figures as a table, each next to its floor (the
+// raw Redis, gRPC, ONNX Runtime or Parquet cost of the same work) measured in
+// the same run, and the ratio between them. `make bench` runs it.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// comparison is one row of the table: a larder figure and the floors it is
+// measured against. A time figure is compared with the sum of its floors;
+// a rate figure with its single floor.
+type comparison struct {
+	label  string
+	larder string
+	floors []string
+	floor  string // how the floor is made, for the reader
+	unit   string // "ns/op" (lower is better) or a rate such as "rows/s"
+}
+
+var comparisons = []comparison{
+	{"store read, 1 entity × 20 float64", "Read1x20/larder", []string{"Read1x20/go-redis-floor"}, "go-redis HGET, same key", "ns/op"},
+	{"store read, 101 entities × 20 float64", "Read101x20/larder", []string{"Read101x20/go-redis-floor"}, "go-redis pipeline of 101 HGETs", "ns/op"},
+	{"GetFeatures, 1 × 20 (gRPC)", "GetFeatures1x20", []string{"EmptyCall", "Read1x20/go-redis-floor"}, "empty gRPC call + raw Redis read", "ns/op"},
+	{"GetFeatures, 100 × 20 (gRPC)", "GetFeatures100x20", []string{"EmptyCall", "Read101x20/go-redis-floor"}, "empty gRPC call + raw 101-key pipeline", "ns/op"},
+	{"Rank, 1 + 100 candidates (gRPC)", "Rank1x100", []string{"EmptyCall", "Read101x20/go-redis-floor", "ORTFloor100/AdvancedSession.Run"}, "empty gRPC call + raw 101-key pipeline + raw ONNX run", "ns/op"},
+	{"model score, 100 rows × 20", "Score100/ctx=cancellable", []string{"ORTFloor100/AdvancedSession.Run"}, "ONNX Runtime session run, tensors made in advance", "ns/op"},
+	{"materialize latest, 1M rows × 20 float64", "Latest1M/materialize", []string{"Latest1M/floor-generic-reader"}, "parquet-go GenericReader decode of the same file", "rows/s"},
+}
+
+// result holds the metrics of one benchmark, by unit.
+type result map[string]float64
+
+var procSuffix = regexp.MustCompile(`-\d+$`)
+
+// parse reads benchmark lines: name, iterations, then value-unit pairs.
+func parse(r io.Reader, echo io.Writer) (map[string]result, error) {
+	results := map[string]result{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if echo != nil {
+			fmt.Fprintln(echo, line)
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
+			continue
+		}
+		name := procSuffix.ReplaceAllString(strings.TrimPrefix(fields[0], "Benchmark"), "")
+		res := result{}
+		for i := 2; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				break
+			}
+			res[fields[i+1]] = v
+		}
+		results[name] = res
+	}
+	return results, sc.Err()
+}
+
+func main() {
+	var echo io.Writer
+	if len(os.Args) > 1 && os.Args[1] == "-echo" {
+		echo = os.Stderr
+	}
+	results, err := parse(os.Stdin, echo)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+	if len(results) == 0 {
+		fmt.Fprintln(os.Stderr, "benchtable: no benchmark results on standard input")
+		os.Exit(1)
+	}
+	write(os.Stdout, results)
+}
+
+func write(w io.Writer, results map[string]result) {
+	fmt.Fprintln(w, "| figure | larder | floor | ratio | larder allocs/op | floor measured as |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, c := range comparisons {
+		got, ok := results[c.larder]
+		if !ok {
+			fmt.Fprintf(w, "| %s | not run | | | | %s |\n", c.label, c.floor)
+			continue
+		}
+		var floor float64
+		missing := false
+		for _, f := range c.floors {
+			r, ok := results[f]
+			if !ok {
+				missing = true
+				break
+			}
+			floor += r[c.unit]
+		}
+		allocs := "-"
+		if a, ok := got["allocs/op"]; ok {
+			allocs = strconv.FormatFloat(a, 'f', 0, 64)
+		}
+		if missing || floor == 0 {
+			fmt.Fprintf(w, "| %s | %s | not run | | %s | %s |\n", c.label, format(got[c.unit], c.unit), allocs, c.floor)
+			continue
+		}
+		ratio := got[c.unit] / floor
+		ratioText := fmt.Sprintf("%.2f× the floor", ratio)
+		if c.unit != "ns/op" {
+			ratioText = fmt.Sprintf("%.0f%% of the floor", 100*ratio)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", c.label, format(got[c.unit], c.unit), format(floor, c.unit), ratioText, allocs, c.floor)
+	}
+	// Figures with no floor of their own, printed for the record.
+	for _, name := range []string{"Write", "GetFeatures1x20", "Rank1x100"} {
+		r, ok := results[name]
+		if !ok {
+			continue
+		}
+		for _, unit := range []string{"rows/s", "p50-µs", "p99-µs"} {
+			if v, ok := r[unit]; ok {
+				fmt.Fprintf(w, "| %s %s | %s | | | | |\n", name, unit, strconv.FormatFloat(v, 'f', 0, 64))
+			}
+		}
+	}
+}
+
+func format(v float64, unit string) string {
+	if unit == "ns/op" {
+		switch {
+		case v >= 1e6:
+			return fmt.Sprintf("%.2f ms", v/1e6)
+		case v >= 1e3:
+			return fmt.Sprintf("%.1f µs", v/1e3)
+		}
+		return fmt.Sprintf("%.0f ns", v)
+	}
+	return fmt.Sprintf("%.2fM %s", v/1e6, unit)
+}
