@@ -1,6 +1,8 @@
 package server
 
 import (
+	"strings"
+
 	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
@@ -18,7 +20,7 @@ func keyFromProto(k *larderv1.EntityKey, e *larder.Entity, what string) (larder.
 		return key, larder.Invalidf("%s: missing key (entity %s is keyed by %s %s)", what, e.Name, e.KeyType, e.Key)
 	}
 	if key.Type() != e.KeyType {
-		return key, larder.Invalidf("%s: entity %s is keyed by %s %s, got a %s key", what, e.Name, e.KeyType, e.Key, key.Type())
+		return key, larder.Invalidf("%s: entity %s is keyed by %s %s, got %s key", what, e.Name, e.KeyType, e.Key, article(key.Type()))
 	}
 	return key, nil
 }
@@ -97,4 +99,12 @@ func statusToProto(s larder.Status) larderv1.FeatureStatus {
 		return larderv1.FeatureStatus_FEATURE_STATUS_STALE
 	}
 	return larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND
+}
+
+// article puts "a" or "an" before a type name: "an int64", "a string".
+func article(t larder.Type) string {
+	if s := t.String(); strings.IndexByte("aeiou", s[0]) >= 0 {
+		return "an " + s
+	}
+	return "a " + t.String()
 }

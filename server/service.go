@@ -176,7 +176,7 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 		}
 		fi := v.FeatureIndex(feature)
 		if fi < 0 {
-			return nil, larder.Invalidf("features[%d]: view %q has no feature %q", i, viewName, feature)
+			return nil, larder.Invalidf("features[%d]: view %q has no feature %q%s", i, viewName, feature, knownFeatures(v))
 		}
 		cols = append(cols, column{lookup: li, feature: fi})
 		names = append(names, ref)
@@ -430,4 +430,12 @@ func knownRequest(p *rankerPlan) string {
 		return " (it takes none)"
 	}
 	return " (it takes: " + strings.Join(names, ", ") + ")"
+}
+
+func knownFeatures(v *larder.View) string {
+	names := make([]string, len(v.Features))
+	for i, f := range v.Features {
+		names[i] = f.Name
+	}
+	return " (features: " + strings.Join(names, ", ") + ")"
 }

@@ -175,6 +175,11 @@ func Connect(r larder.Redis) (redis.UniversalClient, error) {
 		// A request's deadline bounds its Redis calls, not only the
 		// client's fixed read and write timeouts.
 		ContextTimeoutEnabled: true,
+		// Fail fast when Redis is down: a request's caller decides whether
+		// to retry, and a serving process should not hold requests for
+		// seconds of redials.
+		MaxRetries:  1,
+		DialTimeout: 2 * time.Second,
 	}
 	if r.TLS {
 		// The server name is taken from each address when dialing.
@@ -323,10 +328,21 @@ func redisErr(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("store: %s: %w", op, cerr)
 	}
 	var rerr redis.Error
-	if errors.As(err, &rerr) {
+	if errors.As(err, &rerr) && !transient(rerr) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	return fmt.Errorf("store: %s: %w: %w", op, larder.ErrUnavailable, err)
+}
+
+// transient reports whether a Redis error reply says the server cannot
+// answer now but may soon: it is loading, failing over or resharding.
+func transient(err redis.Error) bool {
+	prefix, _, _ := strings.Cut(err.Error(), " ")
+	switch prefix {
+	case "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "BUSY":
+		return true
+	}
+	return false
 }
 
 // isUnknownCommand reports whether err is the server's answer to a command it
