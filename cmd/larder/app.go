@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -31,11 +34,20 @@ type app struct {
 	stderr io.Writer
 	now    func() time.Time
 	logger *slog.Logger
+	// redisLog, when set, receives go-redis's own log lines; main sets it.
+	redisLog *redisLogger
 }
 
 // run executes the command line args and returns the process exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
+	return a.run(ctx, args)
+}
+
+// run executes args with a's streams and clock and returns the exit code.
+// Tests call it on an app built with a fixed clock.
+func (a *app) run(ctx context.Context, args []string) int {
+	stdin, stdout, stderr := a.stdin, a.stdout, a.stderr
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -68,9 +80,12 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", a.logLevel)
 			}
 			a.logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			if a.redisLog != nil {
+				a.redisLog.logger.Store(a.logger)
+			}
 			return nil
 		},
 	}
@@ -90,9 +105,18 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 	return root
 }
 
+// loadConfig loads and validates the project file.
+func (a *app) loadConfig() (*larder.Project, error) {
+	p, err := config.Load(a.configPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w (name the project file with --config, or create one with `larder demo`)", err)
+	}
+	return p, err
+}
+
 // loadProject loads and validates the project file, applying --redis.
 func (a *app) loadProject() (*larder.Project, error) {
-	p, err := config.Load(a.configPath)
+	p, err := a.loadConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -163,4 +187,19 @@ func needsRedis(p *larder.Project, what string) error {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// redisLogger passes the lines go-redis logs by itself (dial retries, cluster
+// topology changes), which would otherwise go to the process's standard error
+// ahead of the command's own message, to the command's logger at info level:
+// the commands report the errors that matter themselves.
+type redisLogger struct {
+	logger atomic.Pointer[slog.Logger]
+}
+
+// Printf implements go-redis's logging interface.
+func (r *redisLogger) Printf(ctx context.Context, format string, args ...any) {
+	if l := r.logger.Load(); l != nil {
+		l.InfoContext(ctx, strings.TrimPrefix(fmt.Sprintf(format, args...), "redis: "), "from", "go-redis")
+	}
 }

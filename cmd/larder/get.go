@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,7 +22,12 @@ func (a *app) getCommand() *cobra.Command {
 		Short: "Print the decoded values of entities in a view's live generation",
 		Example: `  larder get user_profile 42 43
   larder get --json item_profile 7`,
-		Args: cobra.MinimumNArgs(2),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) < 2 {
+				return errors.New("get needs a view and at least one entity key, such as `larder get user_profile 42` (`larder views` lists the views)")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			p, err := a.loadProject()
@@ -47,7 +54,12 @@ func (a *app) getCommand() *cobra.Command {
 			defer b.Close()
 			l := &larder.Lookup{View: v, Keys: keys}
 			if err := b.store.Read(ctx, []*larder.Lookup{l}); err != nil {
-				return fmt.Errorf("view %s: %w", v.Name, err)
+				if errors.Is(err, larder.ErrNoGeneration) {
+					return fmt.Errorf("view %s has no published generation in Redis %s: run `larder materialize %s` first",
+						v.Name, strings.Join(p.Redis.Addrs, ","), v.Name)
+				}
+				// The store's errors name the view already.
+				return err
 			}
 			if asJSON {
 				return a.printRowsJSON(l)

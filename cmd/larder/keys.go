@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"text/tabwriter"
@@ -43,24 +44,37 @@ holding it.`,
 				return err
 			}
 			defer b.Close()
+			// The limit is applied here rather than by Scan, which may visit
+			// a row twice: one row past the limit tells whether rows were left
+			// out.
+			errEnough := errors.New("enough rows")
+			scan := opts
+			scan.Limit = 0
 			var found []store.KeyInfo
 			seen := map[string]bool{}
-			err = b.store.Scan(ctx, opts, func(k store.KeyInfo) error {
+			err = b.store.Scan(ctx, scan, func(k store.KeyInfo) error {
 				// SCAN may return a key twice; show each row once.
 				id := k.RedisKey + "\x00" + k.EntityKey
 				if !seen[id] {
 					seen[id] = true
 					found = append(found, k)
 				}
+				if opts.Limit > 0 && len(found) > opts.Limit {
+					return errEnough
+				}
 				return nil
 			})
-			if err != nil {
+			more := errors.Is(err, errEnough)
+			if err != nil && !more {
 				return err
 			}
 			slices.SortFunc(found, func(x, y store.KeyInfo) int {
 				return cmp.Or(cmp.Compare(x.View, y.View), cmp.Compare(x.Generation, y.Generation),
 					cmp.Compare(len(x.EntityKey), len(y.EntityKey)), cmp.Compare(x.EntityKey, y.EntityKey))
 			})
+			if more {
+				found = found[:opts.Limit]
+			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "VIEW\tGENERATION\tLIVE\tENTITY KEY\tBYTES\tREDIS KEY")
 			for _, k := range found {
@@ -73,8 +87,8 @@ holding it.`,
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			if opts.Limit > 0 && len(found) >= opts.Limit {
-				fmt.Fprintf(a.stderr, "(stopped at --limit %d)\n", opts.Limit)
+			if more {
+				fmt.Fprintf(a.stderr, "(more rows match: stopped at --limit %d)\n", opts.Limit)
 			}
 			return nil
 		},

@@ -16,11 +16,18 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	// go-redis logs through a process-wide logger; here is the one place
+	// that owns the process.
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now, redisLog: &redisLogger{}}
+	redis.SetLogger(a.redisLog)
+	code := a.run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

@@ -79,7 +79,8 @@ func (a *app) materialize(ctx context.Context, p *larder.Project, b *backend, vi
 		rep, err := m.Run(ctx, v.Name)
 		prog.done()
 		if err != nil {
-			return reports, fmt.Errorf("materialize %s: %w (the live generation, if any, still serves)", v.Name, err)
+			// The materializer's errors begin with "materialize VIEW:".
+			return reports, fmt.Errorf("%w (the live generation, if any, still serves)", err)
 		}
 		printReport(a.stdout, rep)
 		reports = append(reports, rep)

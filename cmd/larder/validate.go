@@ -15,7 +15,7 @@ func (a *app) validateCommand() *cobra.Command {
 		Short: "Check the project file and report every problem in it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := config.Load(a.configPath)
+			p, err := a.loadConfig()
 			var cerr *config.Error
 			if errors.As(err, &cerr) {
 				for _, pr := range cerr.Problems {

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestDemo runs the whole demo in-process, ONNX Runtime included: the test
+// fails, never skips, when the library cannot be fetched.
+func TestDemo(t *testing.T) {
+	r := larderAt(t, t.Context(), t0, "demo", "--dir", t.TempDir(), "--users", "200", "--items", "100", "--events", "20000")
+	mustSucceed(t, r, "larder demo")
+	if strings.Contains(r.stderr, "level=") {
+		t.Errorf("the demo logged warnings:\n%s", r.stderr)
+	}
+	out := r.stdout
+	for i := 1; i <= 6; i++ {
+		if !strings.Contains(out, "["+strconv.Itoa(i)+"/6] ") {
+			t.Errorf("no step %d/6 in the output:\n%s", i, out)
+		}
+	}
+
+	t.Run("GetFeatures table", func(t *testing.T) {
+		if !strings.Contains(out, "GetFeatures(3 users × 8 features) → generations user_profile@1, user_last_event@1\n") {
+			t.Errorf("no GetFeatures summary line:\n%s", out)
+		}
+		rows := table(t, out, "user_id", 3)
+		want := []string{"user_id", "user_profile:age", "user_profile:country", "user_profile:is_premium", "user_profile:ctr_7d",
+			"user_profile:favorite_category_id", "user_last_event:last_item_id", "user_last_event:last_event_type", "user_last_event:last_dwell_seconds"}
+		if strings.Join(rows[0], "|") != strings.Join(want, "|") {
+			t.Errorf("header %q, want %q", rows[0], want)
+		}
+		for _, row := range rows[1:] {
+			if len(row) != len(want) || !isInt(row[0]) || !isInt(row[1]) || strings.Contains(strings.Join(row, " "), "not found") {
+				t.Errorf("row %q: want a user id, then %d values, all found", row, len(want)-1)
+			}
+		}
+	})
+
+	t.Run("Rank top list", func(t *testing.T) {
+		if !regexp.MustCompile(`Rank\(home_feed, user \d+, 100 candidates, hour 12\) → top 10, model sha256:[0-9a-f]{12}\n`).MatchString(out) {
+			t.Errorf("no Rank summary line (hour 12 comes from the test's clock):\n%s", out)
+		}
+		rows := table(t, out, "#", 10)
+		if want := "#|item_id|score|category|price|rating|true click probability"; strings.Join(rows[0], "|") != want {
+			t.Errorf("header %q, want %s", rows[0], want)
+		}
+		prev := 2.0
+		for i, row := range rows[1:] {
+			if len(row) != 7 || row[0] != strconv.Itoa(i+1) || !isInt(row[1]) {
+				t.Errorf("row %d: %q", i+1, row)
+				continue
+			}
+			score, err := strconv.ParseFloat(row[2], 64)
+			if err != nil || score > prev || score < 0 || score > 1 {
+				t.Errorf("row %d: score %q: want a probability no higher than the row above's", i+1, row[2])
+			}
+			prev = score
+		}
+	})
+
+	t.Run("latency table", func(t *testing.T) {
+		rows := table(t, out, "call", 2)
+		if want := "call|calls|p50|p90|p99"; strings.Join(rows[0], "|") != want {
+			t.Errorf("header %q, want %s", rows[0], want)
+		}
+		for i, want := range []struct{ call, calls string }{{"GetFeatures (1 user, user_profile:*)", "1000"}, {"Rank (1 user + 100 items, 12 inputs)", "500"}} {
+			row := rows[i+1]
+			if len(row) != 5 || row[0] != want.call || row[1] != want.calls {
+				t.Errorf("row %q: want %s with %s calls", row, want.call, want.calls)
+				continue
+			}
+			for _, p := range row[2:] {
+				if us, ok := strings.CutSuffix(p, "µs"); !ok || !isInt(us) {
+					t.Errorf("row %q: latency %q is not in µs", row, p)
+				}
+			}
+		}
+	})
+}
+
+// table returns the header and the n rows after it of the first table in out
+// whose header starts with first, split into cells at runs of two or more
+// spaces (the demo prints its tables with a tabwriter).
+func table(tb testing.TB, out, first string, n int) [][]string {
+	tb.Helper()
+	cells := regexp.MustCompile(`\s{2,}`)
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		row := cells.Split(strings.TrimSpace(l), -1)
+		if row[0] != first {
+			continue
+		}
+		if i+n >= len(lines) {
+			break
+		}
+		rows := [][]string{row}
+		for _, l := range lines[i+1 : i+1+n] {
+			rows = append(rows, cells.Split(strings.TrimSpace(l), -1))
+		}
+		return rows
+	}
+	tb.Fatalf("no table with header %q and %d rows in:\n%s", first, n, out)
+	return nil
+}
+
+func isInt(s string) bool {
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
+}

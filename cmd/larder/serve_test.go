@@ -1,0 +1,331 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/larder-dev/larder/demo"
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+	"github.com/larder-dev/larder/redistest"
+)
+
+// demoProject generates a small demo shop in a temporary folder, dated
+// relative to t0, with its trained re-rank model, and returns the dataset
+// and the path of its larder.yaml.
+func demoProject(tb testing.TB) (*demo.Dataset, string) {
+	tb.Helper()
+	dir := tb.TempDir()
+	ds, err := demo.Generate(tb.Context(), dir, demo.Options{Users: 50, Items: 20, Events: 500, Seed: 1, Now: t0})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a := &app{stdout: io.Discard, stderr: io.Discard, now: func() time.Time { return t0 }}
+	if err := a.trainDemoModel(ds, filepath.Join(dir, "models", "rerank.onnx")); err != nil {
+		tb.Fatal(err)
+	}
+	return ds, filepath.Join(dir, demo.ProjectFile)
+}
+
+// servingRun is `larder serve` running in-process.
+type servingRun struct {
+	addr   string
+	cancel context.CancelFunc
+	exit   chan int // the exit code, once serve returns
+
+	mu     sync.Mutex
+	stderr strings.Builder
+}
+
+// servingLine is what serve prints on its standard error once it listens.
+var servingLine = regexp.MustCompile(`^serving larder\.v1\.FeatureService for project \S+ on (\S+)$`)
+
+// startServe runs the larder command line args (a serve command) in a
+// goroutine and returns once it prints the address it listens on. Cancelling
+// the run's context does what SIGTERM does to the process.
+func startServe(tb testing.TB, args ...string) *servingRun {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(tb.Context())
+	s := &servingRun{cancel: cancel, exit: make(chan int, 1)}
+	pr, pw := io.Pipe()
+	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: pw, now: func() time.Time { return t0 }}
+	go func() {
+		code := a.run(ctx, args)
+		pw.Close()
+		s.exit <- code
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.stderr.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.exit:
+		case <-time.After(30 * time.Second):
+			tb.Errorf("serve did not stop 30s after its context ended")
+		}
+	})
+	select {
+	case s.addr = <-addr:
+	case code := <-s.exit:
+		s.exit <- code
+		tb.Fatalf("serve exited with code %d before listening:\n%s", code, s.log())
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("serve printed no address within 30s:\n%s", s.log())
+	}
+	return s
+}
+
+// log returns what serve printed on its standard error so far.
+func (s *servingRun) log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
+}
+
+func TestServe(t *testing.T) {
+	ds, config := demoProject(t)
+	redis := redistest.Start(t)
+	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", config, "materialize"), "materialize")
+	srv := startServe(t, "--redis", redis.Addr, "-c", config, "serve", "--listen", "127.0.0.1:0", "--drain", "20s")
+
+	conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := t.Context()
+	client := larderv1.NewFeatureServiceClient(conn)
+
+	t.Run("reflection lists the services", func(t *testing.T) {
+		stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stream.CloseSend()
+		if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			names = append(names, s.GetName())
+		}
+		for _, want := range []string{"larder.v1.FeatureService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} {
+			if !slices.Contains(names, want) {
+				t.Errorf("services %v lack %s", names, want)
+			}
+		}
+	})
+
+	t.Run("health", func(t *testing.T) {
+		for _, svc := range []string{"", "larder.v1.FeatureService"} {
+			resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+			if err != nil {
+				t.Fatalf("Check(%q): %v", svc, err)
+			}
+			if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				t.Errorf("Check(%q) = %v, want SERVING", svc, resp.GetStatus())
+			}
+		}
+	})
+
+	t.Run("ListViews", func(t *testing.T) {
+		resp, err := client.ListViews(ctx, &larderv1.ListViewsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]*larderv1.ViewInfo{}
+		for _, v := range resp.GetViews() {
+			got[v.GetName()] = v
+		}
+		// Every user and item has a profile; a user may have no event.
+		for _, want := range []struct {
+			name          string
+			minRows, rows int64
+		}{
+			{"user_profile", int64(ds.Users), int64(ds.Users)},
+			{"item_profile", int64(ds.Items), int64(ds.Items)},
+			{"user_last_event", 1, int64(ds.Users)},
+		} {
+			v := got[want.name]
+			if v == nil {
+				t.Errorf("no view %s in %v", want.name, resp.GetViews())
+				continue
+			}
+			if v.GetGeneration() != 1 || v.GetRows() < want.minRows || v.GetRows() > want.rows || v.GetKind() != "latest" || !v.GetPublishedAt().AsTime().Equal(t0) {
+				t.Errorf("view %s: generation %d, %d rows, kind %q, published %v; want 1, %d to %d, latest, %v",
+					want.name, v.GetGeneration(), v.GetRows(), v.GetKind(), v.GetPublishedAt().AsTime(), want.minRows, want.rows, t0)
+			}
+		}
+		if len(resp.GetViews()) != 3 {
+			t.Errorf("%d views, want 3", len(resp.GetViews()))
+		}
+	})
+
+	t.Run("GetFeatures agrees with larder get", func(t *testing.T) {
+		users := ds.SampleUsers(3)
+		keys := make([]*larderv1.EntityKey, len(users))
+		args := []string{"--redis", redis.Addr, "-c", config, "get", "--json", "user_profile"}
+		for i, u := range users {
+			keys[i] = int64Key(u)
+			args = append(args, strconv.FormatInt(u, 10))
+		}
+		resp, err := client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: append(keys, int64Key(-1)), Features: []string{"user_profile:age", "user_profile:country"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"user_profile:age", "user_profile:country"}; !slices.Equal(resp.GetFeatures(), want) {
+			t.Errorf("features %v, want %v", resp.GetFeatures(), want)
+		}
+		cli := strings.Split(strings.TrimSpace(mustOutput(t, larderAt(t, ctx, t0, args...))), "\n")
+		if len(resp.GetRows()) != len(users)+1 || len(cli) != len(users) {
+			t.Fatalf("%d rows from GetFeatures and %d from get, want %d and %d", len(resp.GetRows()), len(cli), len(users)+1, len(users))
+		}
+		for i, line := range cli {
+			var want struct {
+				Key    int64
+				Status string
+				Values struct {
+					Age     int64
+					Country string
+				}
+			}
+			if err := json.Unmarshal([]byte(line), &want); err != nil {
+				t.Fatal(err)
+			}
+			row := resp.GetRows()[i]
+			vals := row.GetValues()
+			if row.GetKey().GetInt64Value() != want.Key || want.Status != "present" ||
+				vals[0].GetStatus() != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT ||
+				vals[0].GetValue().GetInt64Value() != want.Values.Age || vals[1].GetValue().GetStringValue() != want.Values.Country {
+				t.Errorf("GetFeatures row %v, larder get %s", row, line)
+			}
+		}
+		missing := resp.GetRows()[len(users)].GetValues()[0].GetStatus()
+		if missing != larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND {
+			t.Errorf("unknown user: status %v, want NOT_FOUND", missing)
+		}
+		_, err = client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: keys, Features: []string{"nope:age"}})
+		if c := status.Code(err); c != codes.InvalidArgument && c != codes.NotFound {
+			t.Errorf("unknown view: %v, want InvalidArgument or NotFound", err)
+		}
+	})
+
+	t.Run("Rank", func(t *testing.T) {
+		items := ds.SampleItems(ds.Items)
+		cands := make([]*larderv1.EntityKey, len(items))
+		for i, it := range items {
+			cands[i] = int64Key(it)
+		}
+		resp, err := client.Rank(ctx, &larderv1.RankRequest{
+			Ranker: demo.RankerName, ContextKey: int64Key(ds.SampleUsers(1)[0]), CandidateKeys: cands, TopK: 5,
+			RequestFeatures: map[string]*larderv1.Value{"hour_of_day": {Kind: &larderv1.Value_Int64Value{Int64Value: 12}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := resp.GetCandidates()
+		if len(got) != 5 || resp.GetModelVersion() == "" {
+			t.Fatalf("%d candidates, model version %q: want 5 and a version", len(got), resp.GetModelVersion())
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i].GetScore() > got[i-1].GetScore() {
+				t.Errorf("candidates not sorted by score: %v", got)
+			}
+		}
+	})
+
+	t.Run("drains and exits 0 on cancel", func(t *testing.T) {
+		// A health watch is a request in flight: the drain must tell it
+		// NOT_SERVING and wait for it, rather than cut it off.
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		watch, err := healthpb.NewHealthClient(conn).Watch(watchCtx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("watch: %v, %v; want SERVING", resp, err)
+		}
+		srv.cancel()
+		if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Fatalf("watch after cancel: %v, %v; want NOT_SERVING", resp, err)
+		}
+		select {
+		case code := <-srv.exit:
+			t.Fatalf("serve exited (code %d) with a request in flight", code)
+		case <-time.After(100 * time.Millisecond):
+		}
+		stopWatch()
+		select {
+		case code := <-srv.exit:
+			srv.exit <- code
+			if code != 0 {
+				t.Errorf("exit code %d, want 0:\n%s", code, srv.log())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("serve did not exit within 10s of its last request ending (drain is 20s):\n%s", srv.log())
+		}
+		if log := srv.log(); !strings.HasSuffix(log, "stopped\n") || strings.Contains(log, "level=") {
+			t.Errorf("stderr does not end with \"stopped\", or has warnings:\n%s", log)
+		}
+		callCtx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if _, err := client.ListViews(callCtx, &larderv1.ListViewsRequest{}); status.Code(err) != codes.Unavailable {
+			t.Errorf("ListViews after exit: %v, want Unavailable", err)
+		}
+	})
+}
+
+// TestServeEmbedded serves a project without a Redis address: serve starts
+// the embedded store, materializes every view into it, and the inspection
+// commands read it through the address serve prints.
+func TestServeEmbedded(t *testing.T) {
+	ds, config := demoProject(t)
+	srv := startServe(t, "-c", config, "serve", "--listen", "127.0.0.1:0")
+	m := regexp.MustCompile(`(?m)^embedded Redis at (\S+): materializing every view first$`).FindStringSubmatch(srv.log())
+	if m == nil {
+		t.Fatalf("serve did not print the embedded store's address:\n%s", srv.log())
+	}
+	views := mustOutput(t, larderAt(t, t.Context(), t0, "--redis", m[1], "-c", config, "views"))
+	for _, line := range strings.Split(strings.TrimSpace(views), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[4] != "1" || f[5] == "0" {
+			t.Errorf("view line %q: want generation 1 with rows", line)
+		}
+	}
+	got := mustOutput(t, larderAt(t, t.Context(), t0, "--redis", m[1], "-c", config, "get", "user_profile", strconv.FormatInt(ds.SampleUsers(1)[0], 10)))
+	if !strings.Contains(got, "generation 1  present") {
+		t.Errorf("get from the embedded store:\n%s", got)
+	}
+}
