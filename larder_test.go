@@ -146,7 +146,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		{"duplicate view", func(p *larder.Project) { p.Views[1].Name = "user_profile" }, []string{"views[1].name", "rankers[0].inputs[1]"}, "duplicate view"},
 		{"unknown entity", func(p *larder.Project) { p.Views[0].Entity = "usr" }, []string{"views[0].entity"}, `unknown entity "usr"`},
 		{"unknown source", func(p *larder.Project) { p.Views[0].Source = "x" }, []string{"views[0].source"}, "unknown source"},
-		{"bad kind", func(p *larder.Project) { p.Views[0].Kind = "magic" }, []string{"views[0].kind"}, "unsupported kind"},
+		{"bad kind", func(p *larder.Project) { p.Views[0].Kind = "magic" }, []string{"views[0].kind"}, "unknown kind"},
 		{"duplicate feature", func(p *larder.Project) { p.Views[0].Features[1].Name = "age" }, []string{"views[0].features[1].name"}, "duplicate feature"},
 		{"dangling input", func(p *larder.Project) { p.Rankers[0].Inputs[0].Ref = "nope:age" }, []string{"rankers[0].inputs[0]"}, `unknown view "nope"`},
 		{"unknown input feature", func(p *larder.Project) { p.Rankers[0].Inputs[1].Ref = "item_profile:colour" }, []string{"rankers[0].inputs[1]"}, "has no feature"},

@@ -89,8 +89,21 @@ type ViewKind string
 
 // The view kinds.
 const (
+	// KindLatest keeps the newest source row per entity.
 	KindLatest ViewKind = "latest"
+	// KindAggregate computes windowed aggregations of a source's events.
+	KindAggregate ViewKind = "aggregate"
+	// KindPrediction scores every entity with a batch ONNX model over
+	// features of other views.
+	KindPrediction ViewKind = "prediction"
+	// KindCandidates keeps the top K candidates per context entity.
+	KindCandidates ViewKind = "candidates"
 )
+
+// ViewKinds lists the view kinds, in the order the documentation gives them.
+func ViewKinds() []ViewKind {
+	return []ViewKind{KindLatest, KindAggregate, KindPrediction, KindCandidates}
+}
 
 // View is a named, typed set of values per entity, materialized from a source.
 type View struct {
@@ -106,10 +119,24 @@ type View struct {
 	Schedule    string
 	Description string
 
+	// Aggregations define an aggregate view; Validate generates its Features
+	// from them.
+	Aggregations []Aggregation
+	// Prediction defines a prediction view.
+	Prediction *Prediction
+	// Candidates defines a candidates view; Validate generates its Features.
+	Candidates *Candidates
+
 	entity *Entity
 	source *Source
 	index  map[string]int
+	deps   []*View
 }
+
+// DependsOn returns the views whose live generations v reads when it is
+// materialized (the input views of a prediction view), in input order. It
+// is nil before Project.Validate.
+func (v *View) DependsOn() []*View { return v.deps }
 
 // Feature is one typed value of a view.
 type Feature struct {
@@ -188,10 +215,17 @@ type Ranker struct {
 	Candidate   string
 	Inputs      []RankerInput
 	TopK        int
+	// CandidatesFrom names a candidates view keyed by the context entity:
+	// a Rank request without candidates ranks the context's stored list.
+	CandidatesFrom string
 
-	context   *Entity
-	candidate *Entity
+	context        *Entity
+	candidate      *Entity
+	candidatesFrom *View
 }
+
+// CandidatesView returns the view named by CandidatesFrom, or nil.
+func (r *Ranker) CandidatesView() *View { return r.candidatesFrom }
 
 // ContextDef returns the context entity of r. It is nil before Project.Validate.
 func (r *Ranker) ContextDef() *Entity { return r.context }
@@ -236,16 +270,38 @@ type RankerInput struct {
 const RequestPrefix = "request"
 
 // Entity returns the named entity, or nil.
-func (p *Project) Entity(name string) *Entity { return p.entities[name] }
+func (p *Project) Entity(name string) *Entity {
+	return lookup(p.entities, p.Entities, name, func(e *Entity) string { return e.Name })
+}
 
 // Source returns the named source, or nil.
-func (p *Project) Source(name string) *Source { return p.sources[name] }
+func (p *Project) Source(name string) *Source {
+	return lookup(p.sources, p.Sources, name, func(s *Source) string { return s.Name })
+}
 
 // View returns the named view, or nil.
-func (p *Project) View(name string) *View { return p.views[name] }
+func (p *Project) View(name string) *View {
+	return lookup(p.views, p.Views, name, func(v *View) string { return v.Name })
+}
 
 // Ranker returns the named ranker, or nil.
-func (p *Project) Ranker(name string) *Ranker { return p.rankers[name] }
+func (p *Project) Ranker(name string) *Ranker {
+	return lookup(p.rankers, p.Rankers, name, func(r *Ranker) string { return r.Name })
+}
+
+// lookup finds a definition by name: in the index Validate built, or by a
+// scan before Validate.
+func lookup[T any](index map[string]*T, all []*T, name string, nameOf func(*T) string) *T {
+	if index != nil {
+		return index[name]
+	}
+	for _, x := range all {
+		if nameOf(x) == name {
+			return x
+		}
+	}
+	return nil
+}
 
 // Path resolves a path from larder.yaml against the project folder.
 func (p *Project) Path(path string) string {

@@ -29,6 +29,22 @@ func (p *Project) SetDefaults() {
 			}
 		}
 	}
+	for _, v := range p.Views {
+		if v.Prediction != nil {
+			if v.Prediction.BatchSize == 0 {
+				v.Prediction.BatchSize = DefaultPredictionBatch
+			}
+			if v.Prediction.ModelInput == "" {
+				v.Prediction.ModelInput = DefaultModelInput
+			}
+			if v.Prediction.ModelOutput == "" {
+				v.Prediction.ModelOutput = DefaultModelOutput
+			}
+		}
+		if v.Candidates != nil && v.Candidates.TopK == 0 {
+			v.Candidates.TopK = DefaultCandidateTopK
+		}
+	}
 	for _, r := range p.Rankers {
 		if r.TopK == 0 {
 			r.TopK = DefaultTopK
@@ -133,12 +149,16 @@ func (p *Project) Validate() error {
 		default:
 			p.views[v.Name] = v
 		}
+		kinds := make([]string, 0, 4)
+		for _, k := range ViewKinds() {
+			kinds = append(kinds, string(k))
+		}
 		switch v.Kind {
-		case KindLatest:
+		case KindLatest, KindAggregate, KindPrediction, KindCandidates:
 		case "":
-			add(path+".kind", "is required (supported: %s)", KindLatest)
+			add(path+".kind", "is required (one of %s)", strings.Join(kinds, ", "))
 		default:
-			add(path+".kind", "unsupported kind %q (supported: %s)", v.Kind, KindLatest)
+			add(path+".kind", "unknown kind %q (one of %s)", v.Kind, strings.Join(kinds, ", "))
 		}
 		v.entity = p.entities[v.Entity]
 		if v.Entity == "" {
@@ -147,15 +167,20 @@ func (p *Project) Validate() error {
 			add(path+".entity", "unknown entity %q%s", v.Entity, known(names(p.Entities, func(e *Entity) string { return e.Name })))
 		}
 		v.source = p.sources[v.Source]
-		if v.Source == "" {
+		switch {
+		case v.Kind == KindPrediction && v.Source != "":
+			add(path+".source", "a prediction view reads other views, not a source: remove it")
+		case v.Kind == KindPrediction:
+		case v.Source == "":
 			add(path+".source", "is required")
-		} else if v.source == nil {
+		case v.source == nil:
 			add(path+".source", "unknown source %q%s", v.Source, known(names(p.Sources, func(s *Source) string { return s.Name })))
 		}
 		if v.MaxAge < 0 {
 			add(path+".max_age", "must not be negative")
 		}
-		if len(v.Features) == 0 {
+		p.validateKind(v, path, add)
+		if len(v.Features) == 0 && (v.Kind == KindLatest || v.Kind == KindPrediction) {
 			add(path+".features", "a view needs at least one feature")
 		}
 		v.index = make(map[string]int, len(v.Features))
@@ -181,6 +206,13 @@ func (p *Project) Validate() error {
 			}
 		}
 	}
+
+	for i, v := range p.Views {
+		if v.Kind == KindPrediction && v.Prediction != nil {
+			p.resolvePrediction(v, fmt.Sprintf("views[%d]", i), add)
+		}
+	}
+	p.checkCycles(add)
 
 	p.rankers = make(map[string]*Ranker, len(p.Rankers))
 	for i, r := range p.Rankers {
@@ -216,6 +248,23 @@ func (p *Project) Validate() error {
 		}
 		if len(r.Inputs) == 0 {
 			add(path+".inputs", "a ranker needs at least one input")
+		}
+		if r.CandidatesFrom != "" {
+			r.candidatesFrom = nil
+			cv := p.views[r.CandidatesFrom]
+			switch {
+			case cv == nil:
+				add(path+".candidates_from", "unknown view %q%s", r.CandidatesFrom, known(names(p.Views, func(v *View) string { return v.Name })))
+			case cv.Kind != KindCandidates:
+				add(path+".candidates_from", "view %q is a %s view; candidates_from needs a candidates view", cv.Name, cv.Kind)
+			case cv.Candidates == nil || cv.Candidates.EntityDef() == nil:
+				// already reported where the candidates view is defined
+			case cv.Entity != r.Context || cv.Candidates.Entity != r.Candidate:
+				add(path+".candidates_from", "view %q lists %s candidates per %s, but the ranker ranks %s candidates for a %s", cv.Name,
+					candidateEntity(cv), cv.Entity, r.Candidate, r.Context)
+			default:
+				r.candidatesFrom = cv
+			}
 		}
 		seen := make(map[string]bool, len(r.Inputs))
 		for j := range r.Inputs {

@@ -3,6 +3,7 @@ package larder
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -21,6 +22,8 @@ const (
 	TypeString
 	TypeBytes
 	TypeFloat32Vector
+	TypeInt64List
+	TypeStringList
 )
 
 var typeNames = [...]string{
@@ -32,11 +35,13 @@ var typeNames = [...]string{
 	TypeString:        "string",
 	TypeBytes:         "bytes",
 	TypeFloat32Vector: "float32_vector",
+	TypeInt64List:     "int64_list",
+	TypeStringList:    "string_list",
 }
 
 // TypeNames lists the names ParseType accepts, in a stable order.
 func TypeNames() []string {
-	return []string{"int64", "float64", "float32", "bool", "string", "bytes", "float32_vector"}
+	return []string{"int64", "float64", "float32", "bool", "string", "bytes", "float32_vector", "int64_list", "string_list"}
 }
 
 // String returns the name of t as written in larder.yaml.
@@ -64,13 +69,13 @@ func ParseType(s string) (Type, error) {
 }
 
 // Value is one typed value. The zero Value is null.
-// Values are immutable: a Float32Vector value does not copy its slice, so
+// Values are immutable: vector and list values do not copy their slices, so
 // callers must not modify a slice after handing it over.
 type Value struct {
 	typ Type
 	num uint64 // int64, bool (0/1), float64 bits, float32 bits
 	str string // string and bytes
-	vec []float32
+	aux any    // []float32, []int64 or []string for vectors and lists
 }
 
 // Null is the null value.
@@ -104,7 +109,14 @@ func BytesValue(v []byte) Value { return Value{typ: TypeBytes, str: string(v)} }
 func BytesValueString(v string) Value { return Value{typ: TypeBytes, str: v} }
 
 // Float32VectorValue returns a vector value that shares v.
-func Float32VectorValue(v []float32) Value { return Value{typ: TypeFloat32Vector, vec: v} }
+func Float32VectorValue(v []float32) Value { return Value{typ: TypeFloat32Vector, aux: v} }
+
+// Int64ListValue returns a list of int64 values that shares v, such as the
+// keys of a candidate list.
+func Int64ListValue(v []int64) Value { return Value{typ: TypeInt64List, aux: v} }
+
+// StringListValue returns a list of strings that shares v.
+func StringListValue(v []string) Value { return Value{typ: TypeStringList, aux: v} }
 
 // Type returns the type of v, or TypeInvalid when v is null.
 func (v Value) Type() Type { return v.typ }
@@ -158,10 +170,22 @@ func (v Value) Bytes() []byte {
 // Vector returns the value of a float32_vector Value (not a copy), and nil
 // for any other type.
 func (v Value) Vector() []float32 {
-	if v.typ != TypeFloat32Vector {
-		return nil
-	}
-	return v.vec
+	vec, _ := v.aux.([]float32)
+	return vec
+}
+
+// Int64List returns the value of an int64_list Value (not a copy), and nil
+// for any other type.
+func (v Value) Int64List() []int64 {
+	l, _ := v.aux.([]int64)
+	return l
+}
+
+// StringList returns the value of a string_list Value (not a copy), and nil
+// for any other type.
+func (v Value) StringList() []string {
+	l, _ := v.aux.([]string)
+	return l
 }
 
 // Number returns v as a float64 and true when v is a non-null numeric value
@@ -183,13 +207,24 @@ func (v Value) Number() (float64, bool) {
 // Equal reports whether v and w have the same type and value. Floating-point
 // values compare by bits, so NaN equals NaN.
 func (v Value) Equal(w Value) bool {
-	if v.typ != w.typ || v.num != w.num || v.str != w.str || len(v.vec) != len(w.vec) {
+	if v.typ != w.typ || v.num != w.num || v.str != w.str {
 		return false
 	}
-	for i := range v.vec {
-		if math.Float32bits(v.vec[i]) != math.Float32bits(w.vec[i]) {
+	switch v.typ {
+	case TypeFloat32Vector:
+		a, b := v.Vector(), w.Vector()
+		if len(a) != len(b) {
 			return false
 		}
+		for i := range a {
+			if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+				return false
+			}
+		}
+	case TypeInt64List:
+		return slices.Equal(v.Int64List(), w.Int64List())
+	case TypeStringList:
+		return slices.Equal(v.StringList(), w.StringList())
 	}
 	return true
 }
@@ -213,11 +248,33 @@ func (v Value) String() string {
 	case TypeFloat32Vector:
 		var b strings.Builder
 		b.WriteByte('[')
-		for i, f := range v.vec {
+		for i, f := range v.Vector() {
 			if i > 0 {
 				b.WriteByte(' ')
 			}
 			b.WriteString(strconv.FormatFloat(float64(f), 'g', -1, 32))
+		}
+		b.WriteByte(']')
+		return b.String()
+	case TypeInt64List:
+		var b strings.Builder
+		b.WriteByte('[')
+		for i, n := range v.Int64List() {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(strconv.FormatInt(n, 10))
+		}
+		b.WriteByte(']')
+		return b.String()
+	case TypeStringList:
+		var b strings.Builder
+		b.WriteByte('[')
+		for i, s := range v.StringList() {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(strconv.Quote(s))
 		}
 		b.WriteByte(']')
 		return b.String()

@@ -465,7 +465,7 @@ func TestParseBad(t *testing.T) {
 		{"missing feature type", 37, "      - {name: price, type: float64}", "      - {name: price}",
 			nil, 37, "views[1].features[0].type", "is required"},
 		{"unknown kind", 33, "    kind: latest", "    kind: newest",
-			nil, 33, "views[1].kind", `unsupported kind "newest"`},
+			nil, 33, "views[1].kind", `unknown kind "newest"`},
 		{"unknown entity in view", 34, "    entity: item", "    entity: itme",
 			nil, 34, "views[1].entity", `unknown entity "itme" (known: user, item)`},
 		{"unknown source", 26, "    source: users", "    source: user",

@@ -1,0 +1,243 @@
+package larder
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AggFunc is an aggregation function of an aggregate view.
+type AggFunc string
+
+// The aggregation functions. Null values are skipped by every function; count
+// counts the non-null values of its column.
+const (
+	AggCount         AggFunc = "count"
+	AggSum           AggFunc = "sum"
+	AggMean          AggFunc = "mean"
+	AggMin           AggFunc = "min"
+	AggMax           AggFunc = "max"
+	AggLast          AggFunc = "last"
+	AggCountDistinct AggFunc = "count_distinct"
+)
+
+// AggFuncs lists the aggregation functions in documentation order.
+func AggFuncs() []AggFunc {
+	return []AggFunc{AggCount, AggSum, AggMean, AggMin, AggMax, AggLast, AggCountDistinct}
+}
+
+// Aggregation is one column of an aggregate view's source, aggregated with
+// several functions over several windows. Each (function, window) pair
+// becomes one feature named "<name>_<function>_<window>", such as
+// spend_sum_7d.
+type Aggregation struct {
+	// Column is the source column aggregated.
+	Column string
+	// Type is the column's type: int64, float64, float32 or bool (and, for
+	// last and count_distinct only, string).
+	Type Type
+	// Name is the prefix of the generated feature names; Column by default.
+	Name      string
+	Functions []AggFunc
+	Windows   []Window
+}
+
+// Window is an aggregation window: the half-open interval (t − Duration, t]
+// before the run time t. Label is how the window is written in feature names.
+type Window struct {
+	Label    string
+	Duration time.Duration
+}
+
+// ParseWindow parses a window such as 30m, 1h, 36h, 1d or 7d. Its label is the
+// text as written.
+func ParseWindow(s string) (Window, error) {
+	var d time.Duration
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 {
+			return Window{}, fmt.Errorf("invalid window %q: write a positive number of minutes, hours or days, such as 30m, 1h or 7d", s)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		d, err = time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return Window{}, fmt.Errorf("invalid window %q: write a positive number of minutes, hours or days, such as 30m, 1h or 7d", s)
+		}
+	}
+	return Window{Label: s, Duration: d}, nil
+}
+
+// FeatureName returns the name of the feature that holds fn over w.
+func (a *Aggregation) FeatureName(fn AggFunc, w Window) string {
+	name := a.Name
+	if name == "" {
+		name = a.Column
+	}
+	return name + "_" + string(fn) + "_" + w.Label
+}
+
+// ResultType returns the type of the feature holding fn over a column of
+// type t: int64 for counts, float64 for means and for sums of floats, t
+// itself for min, max, last, and for sums of int64.
+func (fn AggFunc) ResultType(t Type) Type {
+	switch fn {
+	case AggCount, AggCountDistinct:
+		return TypeInt64
+	case AggMean:
+		return TypeFloat64
+	case AggSum:
+		if t == TypeInt64 || t == TypeBool {
+			return TypeInt64
+		}
+		return TypeFloat64
+	}
+	return t
+}
+
+// AggregateFeature says how a feature of an aggregate view is computed.
+type AggregateFeature struct {
+	Aggregation int // index into View.Aggregations
+	Func        AggFunc
+	Window      Window
+}
+
+// AggregateFeatures returns, for each feature of an aggregate view in order,
+// how it is computed. It is nil for other kinds.
+func (v *View) AggregateFeatures() []AggregateFeature {
+	if v.Kind != KindAggregate {
+		return nil
+	}
+	var out []AggregateFeature
+	for i := range v.Aggregations {
+		a := &v.Aggregations[i]
+		for _, fn := range a.Functions {
+			for _, w := range a.Windows {
+				out = append(out, AggregateFeature{Aggregation: i, Func: fn, Window: w})
+			}
+		}
+	}
+	return out
+}
+
+// Prediction is the batch model of a prediction view: it scores every
+// entity of the view's entity with an ONNX model whose inputs are features
+// of other views of the same entity, and stores the outputs as the view's
+// features (all float32, one per output column).
+type Prediction struct {
+	// Model is the path of the ONNX model file.
+	Model string
+	// ModelInput and ModelOutput name the model's float32 [N, F] input and
+	// its [N, K] output, K being the number of the view's features.
+	ModelInput  string
+	ModelOutput string
+	// Inputs are the model's input columns, in order: "view:feature"
+	// references to views of the same entity. Their Side is SideContext.
+	Inputs []RankerInput
+	// EntitiesFrom names the view whose live entities are scored; by
+	// default the view of the first input.
+	EntitiesFrom string
+	// BatchSize is the number of rows per model run (default 1024).
+	BatchSize int
+
+	entitiesFrom *View
+}
+
+// EntitiesView returns the view whose entities are scored. It is nil before
+// Project.Validate.
+func (p *Prediction) EntitiesView() *View { return p.entitiesFrom }
+
+// DefaultPredictionBatch is the default number of rows per model run of a
+// prediction view.
+const DefaultPredictionBatch = 1024
+
+// Candidates defines a candidates view: from a source of (context key,
+// candidate key, score) rows, it keeps the TopK highest-scored candidates of
+// each context entity (the view's entity). It stores two features:
+// CandidatesFeature, the candidate keys in descending score order (an
+// int64_list or a string_list, after the candidate entity's key type), and
+// ScoresFeature, their scores (a float32_vector).
+type Candidates struct {
+	// Entity is the candidate entity.
+	Entity string
+	// Column is the source column holding candidate keys; by default the
+	// candidate entity's key name.
+	Column string
+	// ScoreColumn is the source column holding scores (float32 or float64).
+	ScoreColumn string
+	// TopK is the number of candidates kept per context entity (default 100).
+	TopK int
+
+	entity *Entity
+}
+
+// EntityDef returns the candidate entity. It is nil before Project.Validate.
+func (c *Candidates) EntityDef() *Entity { return c.entity }
+
+// The features of a candidates view, and the default list length.
+const (
+	CandidatesFeature    = "candidates"
+	ScoresFeature        = "scores"
+	DefaultCandidateTopK = 100
+)
+
+// Run is the record of one materialization run of a view, successful or
+// not, as `larder runs` shows it.
+type Run struct {
+	View string
+	Kind ViewKind
+	// Generation is the generation published (or written into, for an
+	// incremental run); 0 when the run failed before it had one.
+	Generation  int64
+	Incremental bool
+	StartedAt   time.Time
+	Duration    time.Duration
+	RowsRead    int64
+	// EntitiesWritten counts the rows written into the generation.
+	EntitiesWritten int64
+	// Skipped counts unusable source rows by reason.
+	Skipped map[string]int64
+	// PeakRSS is the process's peak resident memory in bytes at the end of
+	// the run, 0 when unknown.
+	PeakRSS int64
+	// Err is the error that ended the run, "" when it succeeded.
+	Err string
+}
+
+// RunLog records materialization runs.
+type RunLog interface {
+	// RecordRun stores r; the oldest records of a view are dropped past a
+	// bounded history.
+	RecordRun(ctx context.Context, r Run) error
+	// Runs returns the most recent runs of view (of every view when view is
+	// ""), newest first, at most limit of them.
+	Runs(ctx context.Context, view string, limit int) ([]Run, error)
+}
+
+// Model is a loaded ONNX model that scores rows: x holds n rows of F inputs,
+// row-major, and Score writes n×K outputs into out (K = 1 for a ranker).
+// The models package implements it; the server (rankers) and the
+// materializer (prediction views) use it.
+type Model interface {
+	Score(ctx context.Context, x []float32, n int, out []float32) error
+	// Version identifies the model's content, such as "sha256:1a2b3c4d5e6f".
+	Version() string
+}
+
+// ModelSpec is what a ranker or a prediction view expects of its model: a
+// float32 input named Input of shape [N, Features] and a float32 output
+// named Output of shape [N, Outputs] (or [N] when Outputs is 1).
+type ModelSpec struct {
+	Path     string
+	Input    string
+	Output   string
+	Features int
+	Outputs  int
+}
+
+// ModelLoader loads the model a spec names. cmd wires it to the models
+// package.
+type ModelLoader func(spec ModelSpec) (Model, error)
