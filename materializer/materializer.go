@@ -127,9 +127,22 @@ func (m *Materializer) Run(ctx context.Context, viewName string) (Report, error)
 		}
 		return rep, fmt.Errorf("materialize: view %q (known: %s): %w", viewName, strings.Join(names, ", "), larder.ErrNotFound)
 	}
-	if v.Kind != larder.KindLatest {
-		return rep, fmt.Errorf("materialize %s: views of kind %q cannot be materialized yet", v.Name, v.Kind)
+	switch v.Kind {
+	case larder.KindLatest:
+		return m.runLatest(ctx, v, rep)
+	case larder.KindAggregate:
+		return m.runAggregate(ctx, v, rep)
+	case larder.KindPrediction:
+		return m.runPrediction(ctx, v, rep)
+	case larder.KindCandidates:
+		return m.runCandidates(ctx, v, rep)
 	}
+	return rep, fmt.Errorf("materialize %s: views of kind %q cannot be materialized", v.Name, v.Kind)
+}
+
+// runLatest materializes a latest view (see Run).
+func (m *Materializer) runLatest(ctx context.Context, v *larder.View, rep Report) (Report, error) {
+	start := rep.RunTime
 	src, ent := v.SourceDef(), v.EntityDef()
 	if src == nil || ent == nil {
 		return rep, fmt.Errorf("materialize %s: the project was not validated: call Project.Validate first", v.Name)
