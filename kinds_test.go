@@ -113,3 +113,18 @@ func TestValidateKindProblems(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateTwice(t *testing.T) {
+	p := kindsProject(t)
+	for i := 0; i < 2; i++ {
+		if err := p.Validate(); err != nil {
+			t.Fatalf("Validate #%d: %v", i+1, err)
+		}
+	}
+	if n := len(p.View("user_spend").Features); n != 6 {
+		t.Errorf("aggregate view has %d features after two Validate calls, want 6", n)
+	}
+	if c := p.View("user_recs").Candidates; c.Column != "item_id" {
+		t.Errorf("candidates column = %q, want the candidate entity's key item_id", c.Column)
+	}
+}

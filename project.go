@@ -131,6 +131,9 @@ type View struct {
 	source *Source
 	index  map[string]int
 	deps   []*View
+	// generated is set when Validate generated Features from the view's
+	// aggregations or candidates, so that a second Validate regenerates them.
+	generated bool
 }
 
 // DependsOn returns the views whose live generations v reads when it is

@@ -20,6 +20,10 @@ func (p *Project) validateKind(v *View, path string, add addFunc) {
 	if v.Kind != KindCandidates && v.Candidates != nil {
 		add(path+".candidates", "only candidates views have candidates")
 	}
+	if v.generated {
+		// Validate ran before: drop the features it generated.
+		v.Features, v.generated = nil, false
+	}
 	switch v.Kind {
 	case KindAggregate:
 		if len(v.Features) > 0 {
@@ -32,6 +36,7 @@ func (p *Project) validateKind(v *View, path string, add addFunc) {
 		for i := range v.Aggregations {
 			p.validateAggregation(v, &v.Aggregations[i], fmt.Sprintf("%s.aggregations[%d]", path, i), add)
 		}
+		v.generated = true
 	case KindPrediction:
 		if v.Prediction == nil {
 			add(path+".model", "is required: the path of the ONNX model that scores the view's entities")
@@ -76,10 +81,14 @@ func (p *Project) validateKind(v *View, path string, add addFunc) {
 		if c.entity != nil && c.entity.KeyType == TypeString {
 			listType = TypeStringList
 		}
+		if c.Column == "" && c.entity != nil {
+			c.Column = c.entity.Key
+		}
 		v.Features = []Feature{
 			{Name: CandidatesFeature, Type: listType, Column: c.Column},
 			{Name: ScoresFeature, Type: TypeFloat32Vector, Column: c.ScoreColumn},
 		}
+		v.generated = true
 	}
 }
 

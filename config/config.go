@@ -81,7 +81,7 @@ func (l Loader) Parse(filename string, data []byte) (*larder.Project, error) {
 			return nil, fmt.Errorf("config: %s: %w", filename, err)
 		}
 		for _, fe := range ve.Errs {
-			d.fieldError(fe)
+			d.fieldError(p, fe)
 		}
 	}
 	if len(d.problems) > 0 {
@@ -98,7 +98,9 @@ type Problem struct {
 	Line, Column int
 	// Field is the path of the field at fault as larder.Project.Validate
 	// writes it, such as "views[2].features[0].type"; it is empty for YAML
-	// syntax errors.
+	// syntax errors. The problems of the features an aggregate or candidates
+	// view generates are placed at the field they are generated from, such
+	// as "views[1].aggregations[0].column".
 	Field string
 	Msg   string
 }

@@ -577,7 +577,13 @@ func TestParseBadDocuments(t *testing.T) {
 			"larder.yaml:3:1: indented with a tab; YAML indents with spaces only: replace the tab with spaces\n" +
 				"larder.yaml:4:1: indented with a tab; YAML indents with spaces only: replace the tab with spaces"},
 		{"a mapping that merges itself", "project: shop\nserver: &s\n  <<: *s\n",
-			"larder.yaml:3:3: server.<<: merges nested too deeply: does a mapping merge itself?"},
+			"larder.yaml:3:3: server.<<: merges the mapping it is in: remove the merge"},
+		{"a merged mapping that merges back", "project: shop\nx-a: &a\n  listen: :1\nserver: &s\n  <<: [*a, {<<: *s}]\n",
+			"larder.yaml:5:13: server.<<: merges a mapping that merges this one back: remove the cycle"},
+		// Each mapping is read once however often it is merged: this once took
+		// time exponential in the length of the list.
+		{"a mapping that merges itself twice", "project: shop\nserver: &s\n  <<: [*s, *s, *s, *s]\n",
+			"larder.yaml:3:3: server.<<: merges the mapping it is in: remove the merge"},
 		{"extension field only at the top", "project: shop\nserver:\n  x-note: 1\n",
 			`larder.yaml:3:3: server.x-note: unknown field "x-note" (fields here: listen, max_entities, max_candidates, refresh_interval)`},
 	}
@@ -740,15 +746,21 @@ func TestDocumentedExample(t *testing.T) {
 		t.Fatal("docs/configuration.md has no yaml example")
 	}
 	l := config.Loader{LookupEnv: env(map[string]string{"LARDER_REDIS_PASSWORD": "x"})}
-	if _, err := l.Parse("larder.yaml", []byte(example)); err != nil {
-		t.Errorf("the documented example does not load:\n%v", err)
+	p, err := l.Parse("larder.yaml", []byte(example))
+	if err != nil {
+		t.Fatalf("the documented example does not load:\n%v", err)
+	}
+	// The page says which features this view generates.
+	if v := p.View("user_orders"); v == nil || len(v.Features) != 14 || v.Features[0].Name != "spend_count_1d" ||
+		v.Features[3].Name != "spend_sum_1d" || v.Features[13].Name != "items_last_7d" {
+		t.Errorf("user_orders features = %v, not as documented", v)
 	}
 }
 
 // FuzzParse checks that no input makes Parse panic, and that every failure
 // is a *config.Error (Parse reads no files).
 func FuzzParse(f *testing.F) {
-	for _, seed := range []string{base, full, "", "- a", "a: &x {<<: *x}", "project: !!str 5\nx: *y\n", "\tproject: x"} {
+	for _, seed := range []string{base, full, kinds, "", "- a", "a: &x {<<: *x}", "project: !!str 5\nx: *y\n", "\tproject: x"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, src string) {

@@ -35,9 +35,16 @@ type decoder struct {
 	bad []string
 	// anchors holds the anchors of the file by name, in the order of the file.
 	anchors map[string][]*ast.AnchorNode
-	// merges counts the merge keys being followed, to stop a mapping that
-	// merges itself.
+	// merges counts the merge keys being followed, to bound how deeply
+	// merged mappings nest.
 	merges int
+	// reported holds the paths that Project.Validate's problems were
+	// reported at, so that a problem of a generated feature, placed at the
+	// field it is generated from, is reported there once.
+	reported map[string]bool
+	// spoiled holds the names of the views whose features could not all be
+	// generated, because an aggregation's window could not be decoded.
+	spoiled map[string]bool
 }
 
 // node is one value of the file and the path of the field it sets.
@@ -53,10 +60,12 @@ const maxAliasDepth = 32
 
 func newDecoder(file string, lookup func(string) (string, bool)) *decoder {
 	return &decoder{
-		file:    file,
-		lookup:  lookup,
-		at:      make(map[string]ast.Node),
-		anchors: make(map[string][]*ast.AnchorNode),
+		file:     file,
+		lookup:   lookup,
+		at:       make(map[string]ast.Node),
+		anchors:  make(map[string][]*ast.AnchorNode),
+		reported: make(map[string]bool),
+		spoiled:  make(map[string]bool),
 	}
 }
 
@@ -240,7 +249,7 @@ func (d *decoder) entity(n node) *larder.Entity {
 		case "key":
 			e.Key = d.str(f)
 		case "type":
-			e.KeyType = d.typ(f)
+			e.KeyType = d.typeOf(f, "entity keys are int64 or string")
 		}
 	}
 	return e
@@ -261,33 +270,6 @@ func (d *decoder) source(n node) *larder.Source {
 	return s
 }
 
-func (d *decoder) view(n node) *larder.View {
-	v := &larder.View{}
-	for _, f := range d.fields(n, "name", "kind", "entity", "source", "description", "max_age", "schedule", "features") {
-		switch f.key {
-		case "name":
-			v.Name = d.str(f)
-		case "kind":
-			v.Kind = larder.ViewKind(d.str(f))
-		case "entity":
-			v.Entity = d.str(f)
-		case "source":
-			v.Source = d.str(f)
-		case "description":
-			v.Description = d.str(f)
-		case "max_age":
-			v.MaxAge = d.duration(f)
-		case "schedule":
-			v.Schedule = d.schedule(f)
-		case "features":
-			for _, it := range d.list(f, "features") {
-				v.Features = append(v.Features, d.feature(it))
-			}
-		}
-	}
-	return v
-}
-
 func (d *decoder) feature(n node) larder.Feature {
 	var ft larder.Feature
 	for _, f := range d.fields(n, "name", "type", "column") {
@@ -305,7 +287,7 @@ func (d *decoder) feature(n node) larder.Feature {
 
 func (d *decoder) ranker(n node) *larder.Ranker {
 	r := &larder.Ranker{}
-	for _, f := range d.fields(n, "name", "model", "model_input", "model_output", "context", "candidate", "top_k", "inputs") {
+	for _, f := range d.fields(n, "name", "model", "model_input", "model_output", "context", "candidate", "top_k", "inputs", "candidates_from") {
 		switch f.key {
 		case "name":
 			r.Name = d.str(f)
@@ -325,12 +307,15 @@ func (d *decoder) ranker(n node) *larder.Ranker {
 			for _, it := range d.list(f, "inputs (view:feature or request:name)") {
 				r.Inputs = append(r.Inputs, d.input(it))
 			}
+		case "candidates_from":
+			r.CandidatesFrom = d.str(f)
 		}
 	}
 	return r
 }
 
-// input decodes a ranker input: "view:feature", or {ref: view:feature, default: 0.5}.
+// input decodes an input of a ranker or of a prediction view:
+// "view:feature", or {ref: view:feature, default: 0.5}.
 func (d *decoder) input(n node) larder.RankerInput {
 	var in larder.RankerInput
 	if _, long := n.val.(*ast.MappingNode); !long {
@@ -354,46 +339,52 @@ func (d *decoder) input(n node) larder.RankerInput {
 }
 
 // resolve returns the node for the value written at site, following anchors,
-// aliases and tags.
+// aliases and tags, and reports what stops it.
 func (d *decoder) resolve(path, key string, site ast.Node) node {
 	if _, seen := d.at[path]; !seen {
 		d.at[path] = site
 	}
-	n := node{path: path, key: key, site: site, val: site}
+	n := node{path: path, key: key, site: site}
+	val, bad := d.follow(site)
+	if bad != "" {
+		d.problem(n, "%s", bad)
+	}
+	n.val = val
+	return n
+}
+
+// follow returns the value written at site with anchors, aliases and tags
+// followed. When one cannot be followed it returns nil and says why.
+func (d *decoder) follow(site ast.Node) (val ast.Node, bad string) {
+	val = site
 	for range maxAliasDepth {
-		switch v := n.val.(type) {
+		switch v := val.(type) {
 		case *ast.AnchorNode:
-			n.val = v.Value
+			val = v.Value
 		case *ast.AliasNode:
 			a := d.anchor(v)
 			if a == nil {
 				name := v.Value.GetToken().Value
-				d.problem(n, "unknown alias *%s: define the anchor &%s above it", name, name)
-				n.val = nil
-				return n
+				return nil, fmt.Sprintf("unknown alias *%s: define the anchor &%s above it", name, name)
 			}
-			n.val = a.Value
+			val = a.Value
 		case *ast.TagNode:
 			switch tag := v.Start.Value; tag {
 			case "!!str":
 				if s, ok := v.Value.(ast.ScalarNode); ok && s.GetToken() != nil {
-					n.val = ast.String(s.GetToken())
+					val = ast.String(s.GetToken())
 					continue
 				}
 			case "!!int", "!!float", "!!bool", "!!null", "!!map", "!!seq":
 			default:
-				d.problem(n, "unsupported tag %s: remove it", tag)
-				n.val = nil
-				return n
+				return nil, fmt.Sprintf("unsupported tag %s: remove it", tag)
 			}
-			n.val = v.Value
+			val = v.Value
 		default:
-			return n
+			return val, ""
 		}
 	}
-	d.problem(n, "aliases nested too deeply")
-	n.val = nil
-	return n
+	return nil, "aliases nested too deeply"
 }
 
 // anchor returns the anchor an alias refers to: the last one of its name
@@ -410,21 +401,51 @@ func (d *decoder) anchor(alias *ast.AliasNode) *ast.AnchorNode {
 	return found
 }
 
+// schema is the set of fields a mapping takes.
+type schema struct {
+	known []string
+	// of names the mapping in the list of known fields that an unknown
+	// field's message ends with, such as "a latest view": "(fields of a
+	// latest view: ...)". Empty means "(fields here: ...)".
+	of string
+	// misplaced, when set, says why a field the mapping does not take is
+	// wrong here, such as a field of another kind of view; "" means the field
+	// is simply unknown.
+	misplaced func(key string) string
+}
+
 // fields returns the fields of mapping n that are in known, explicit ones
 // first, then those merged in with "<<". It reports unknown and repeated
 // fields, and anything that is not a mapping. At the top level, fields named
 // x-something are ignored, so that they can hold anchors.
 func (d *decoder) fields(n node, known ...string) []node {
+	return d.fieldsOf(n, schema{known: known})
+}
+
+// fieldsOf is fields for the fields of sch.
+func (d *decoder) fieldsOf(n node, sch schema) []node {
 	if isNull(n.val) {
 		return nil
 	}
-	m, ok := n.val.(*ast.MappingNode)
-	if !ok {
-		d.problem(n, "want a mapping of %s; got %s", strings.Join(known, ", "), describe(n.val))
+	if _, ok := n.val.(*ast.MappingNode); !ok {
+		d.problem(n, "want a mapping of %s; got %s", strings.Join(sch.known, ", "), describe(n.val))
 		return nil
 	}
+	return d.mappingFields(n, sch, make(map[string]ast.Node), make(map[*ast.MappingNode]bool))
+}
+
+// mappingFields returns the fields of mapping n.val, and of the mappings it
+// merges, that seen (field name → its key) does not hold yet, and adds them
+// to seen. merged holds the mappings read so far: true while their merges
+// are being followed, false once done. A mapping merged twice is read once,
+// so that merges cost time in proportion to the file, and a mapping that
+// merges itself is an error.
+func (d *decoder) mappingFields(n node, sch schema, seen map[string]ast.Node, merged map[*ast.MappingNode]bool) []node {
+	m := n.val.(*ast.MappingNode)
+	merged[m] = true
+	defer func() { merged[m] = false }()
 	var out []node
-	seen := make(map[string]ast.Node) // field name → its key, for repeats
+	explicit := make(map[string]ast.Node) // field name → its key, for repeats
 	for _, mv := range m.Values {
 		if mv.Key.IsMergeKey() {
 			continue
@@ -434,39 +455,52 @@ func (d *decoder) fields(n node, known ...string) []node {
 			continue
 		}
 		path := child(n.path, key)
-		if first, dup := seen[key]; dup {
+		if first := explicit[key]; first != nil {
 			line, _ := position(first)
 			d.add(mv.Key, path, fmt.Sprintf("is set twice (first on line %d): keep one", line))
 			continue
 		}
-		seen[key] = mv.Key
-		if !slices.Contains(known, key) {
+		explicit[key] = mv.Key
+		if !slices.Contains(sch.known, key) {
 			if n.path == "" && strings.HasPrefix(key, "x-") {
 				continue
 			}
-			d.unknown(path, mv.Key, key, known)
+			d.unknown(path, mv.Key, key, sch)
 			continue
 		}
+		if seen[key] != nil {
+			continue // set in a mapping that merges this one, which wins
+		}
+		seen[key] = mv.Key
 		out = append(out, d.resolve(path, key, mv.Value))
 	}
 	for _, mv := range m.Values {
 		if !mv.Key.IsMergeKey() {
 			continue
 		}
+		mpath := child(n.path, "<<")
 		if d.merges >= maxAliasDepth {
-			d.add(mv.Key, child(n.path, "<<"), "merges nested too deeply: does a mapping merge itself?")
+			d.add(mv.Key, mpath, fmt.Sprintf("merges nested more than %d deep: merge fewer levels", maxAliasDepth))
 			continue
 		}
-		d.merges++
-		for _, src := range d.mergeSources(d.resolve(child(n.path, "<<"), "<<", mv.Value)) {
-			for _, f := range d.fields(node{path: n.path, site: src.site, val: src.val}, known...) {
-				if seen[f.key] == nil {
-					seen[f.key] = f.site
-					out = append(out, f)
+		for _, src := range d.mergeSources(d.resolve(mpath, "<<", mv.Value)) {
+			sm := src.val.(*ast.MappingNode)
+			active, read := merged[sm]
+			if active {
+				msg := "merges a mapping that merges this one back: remove the cycle"
+				if sm == m {
+					msg = "merges the mapping it is in: remove the merge"
 				}
+				d.add(mv.Key, mpath, msg)
+				break
 			}
+			if read {
+				continue
+			}
+			d.merges++
+			out = append(out, d.mappingFields(node{path: n.path, site: src.site, val: sm}, sch, seen, merged)...)
+			d.merges--
 		}
-		d.merges--
 	}
 	return out
 }
@@ -507,14 +541,25 @@ func (d *decoder) key(parent string, k ast.MapKeyNode) (string, bool) {
 	return "", false
 }
 
-// unknown reports an unknown field and the fields allowed in its place.
-func (d *decoder) unknown(path string, k ast.Node, key string, known []string) {
+// unknown reports a field that sch does not take, and the fields allowed in
+// its place.
+func (d *decoder) unknown(path string, k ast.Node, key string, sch schema) {
+	list := "fields here"
+	if sch.of != "" {
+		list = "fields of " + sch.of
+	}
+	list += ": " + strings.Join(sch.known, ", ")
+	if sch.misplaced != nil {
+		if why := sch.misplaced(key); why != "" {
+			d.add(k, path, why+" ("+list+")")
+			return
+		}
+	}
 	msg := fmt.Sprintf("unknown field %q", key)
-	if s := suggest(key, known); s != "" {
+	if s := suggest(key, sch.known); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
-	msg += " (fields here: " + strings.Join(known, ", ") + ")"
-	d.add(k, path, msg)
+	d.add(k, path, msg+" ("+list+")")
 }
 
 // list returns the items of list n; none when n is empty or null.
@@ -537,18 +582,27 @@ func (d *decoder) list(n node, what string) []node {
 // str returns the text of a scalar. Numbers and booleans are taken as
 // written, so that a password of digits needs no quotes; null is "".
 func (d *decoder) str(n node) string {
-	switch v := n.val.(type) {
-	case nil, *ast.NullNode:
-		return ""
-	case *ast.StringNode:
-		return v.Value
-	case *ast.LiteralNode:
-		return v.Value.Value
-	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
-		return v.GetToken().Value
+	s, ok := text(n.val)
+	if !ok {
+		d.problem(n, "want a string; got %s", describe(n.val))
 	}
-	d.problem(n, "want a string; got %s", describe(n.val))
-	return ""
+	return s
+}
+
+// text returns the text of a scalar value as str reads it; ok is false when
+// val is not a scalar that reads as a string.
+func text(val ast.Node) (s string, ok bool) {
+	switch v := val.(type) {
+	case nil, *ast.NullNode:
+		return "", true
+	case *ast.StringNode:
+		return v.Value, true
+	case *ast.LiteralNode:
+		return v.Value.Value, true
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
+		return v.GetToken().Value, true
+	}
+	return "", false
 }
 
 func (d *decoder) integer(n node) int {
@@ -629,13 +683,24 @@ func (d *decoder) schedule(n node) string {
 }
 
 func (d *decoder) typ(n node) larder.Type {
+	return d.typeOf(n, "")
+}
+
+// typeOf decodes a type name. want, when set, says which types the field
+// takes, for the message about an unknown name; by default it lists every
+// type.
+func (d *decoder) typeOf(n node, want string) larder.Type {
 	s := d.str(n)
 	if s == "" {
 		return larder.TypeInvalid
 	}
 	t, err := larder.ParseType(s)
 	if err != nil {
-		d.problem(n, "%v", err)
+		if want == "" {
+			d.problem(n, "%v", err)
+		} else {
+			d.problem(n, "unknown type %q (%s)", s, want)
+		}
 	}
 	return t
 }
@@ -654,11 +719,25 @@ func (d *decoder) add(site ast.Node, field, msg string) {
 
 // fieldError reports a problem found by Project.Validate at the place its
 // path is written, unless decoding already reported the value at that path.
-func (d *decoder) fieldError(fe *larder.FieldError) {
-	if d.isBad(fe.Path) {
+// A problem of a feature that p generates (for an aggregate or a candidates
+// view) is reported at the field the feature is generated from, once. An
+// input naming a feature of a view whose features could not all be
+// generated is not reported: the view's own problem is; nor are the
+// features an aggregation generates twice because it repeats a window or a
+// function.
+func (d *decoder) fieldError(p *larder.Project, fe *larder.FieldError) {
+	path := fe.Path
+	if from, ok := generatedFrom(p, path); ok {
+		if from == "" || d.reported[from] {
+			return
+		}
+		path = from
+	}
+	if d.isBad(path) || d.followsSpoiled(p, path) || repeatsItself(p, path) {
 		return
 	}
-	d.add(d.site(fe.Path), fe.Path, fe.Msg)
+	d.reported[path] = true
+	d.add(d.site(path), path, fe.Msg)
 }
 
 // isBad reports whether path is, or is inside, a value that failed to decode.
