@@ -23,6 +23,9 @@ type Generation struct {
 	Fingerprint string
 	StartedAt   time.Time
 	PublishedAt time.Time
+	// Model is the version (Model.Version) of the model that computed the
+	// generation of a prediction view; "" for other views.
+	Model string
 }
 
 // Lookup is a read of one view's live generation for a list of keys. The
@@ -31,8 +34,10 @@ type Lookup struct {
 	View *View
 	Keys []Key
 
-	// Generation is the generation the rows were read from.
+	// Generation is the generation the rows were read from, and Model the
+	// version of the model that computed it (prediction views only).
 	Generation int64
+	Model      string
 	// Found[i] reports whether Keys[i] has a row; Rows[i] is that row.
 	Found []bool
 	Rows  []Row

@@ -142,8 +142,8 @@ func (p *Project) Validate() error {
 		switch {
 		case v.Name == "":
 			add(path+".name", "is required")
-		case !validName(v.Name) || v.Name == RequestPrefix:
-			add(path+".name", "%q is not a valid view name (letters, digits, '_' and '-', starting with a letter; not %q)", v.Name, RequestPrefix)
+		case !validName(v.Name) || v.Name == RequestPrefix || v.Name == "runs":
+			add(path+".name", "%q is not a valid view name (letters, digits, '_' and '-', starting with a letter; not %q or \"runs\", which larder keeps for itself)", v.Name, RequestPrefix)
 		case p.views[v.Name] != nil:
 			add(path+".name", "duplicate view %q", v.Name)
 		default:

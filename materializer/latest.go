@@ -42,6 +42,14 @@ type latest struct {
 	epoch int32
 	// capacity is the number of entities the features have room for.
 	capacity int
+
+	// part is the partition of the entities this latest keeps, out of parts
+	// (see partitioner): rows of other entities are left to other latests.
+	part  int
+	parts partitioner
+	// shards, once read has run, are the partitions read in parallel; l
+	// itself then holds no rows.
+	shards []*latest
 }
 
 // win is a row that became the best row of the entity in slot.
@@ -67,9 +75,56 @@ func newLatest(v *larder.View, e *larder.Entity, runTime time.Time) *latest {
 	return l
 }
 
-func (l *latest) len() int { return len(l.ents.times) }
+func (l *latest) len() int {
+	n := len(l.ents.times)
+	for _, s := range l.shards {
+		n += s.len()
+	}
+	return n
+}
 
-func (l *latest) skippedReport() map[string]int64 { return l.skipped.report() }
+func (l *latest) skippedReport() map[string]int64 {
+	sk := l.skipped
+	for _, s := range l.shards {
+		sk.add(s.skipped)
+	}
+	return sk.report()
+}
+
+// read folds every row group of ds into l. The entities are divided by a
+// hash of their key among one partition per core, read in parallel (see
+// scanPartitioned), so the result is exactly that of a sequential read. done
+// is called after each row group, in order, on the calling goroutine. read
+// returns the error of the earliest row group that cannot be read, or
+// ctx.Err().
+func (l *latest) read(ctx context.Context, ds *dataset, done func(*rowGroup)) error {
+	n := readWorkers()
+	l.shards = make([]*latest, n)
+	for i := range l.shards {
+		s := &latest{specs: l.specs, runTime: l.runTime, part: i, parts: partitioner{n: uint64(n)}}
+		s.feats = make([]featureValues, len(l.feats))
+		for j := range l.feats {
+			s.feats[j].typ = l.feats[j].typ
+		}
+		s.ents.init(l.ents.keyType)
+		l.shards[i] = s
+	}
+	return scanPartitioned(ctx, ds, n, func(ctx context.Context, part int, rg *rowGroup) error {
+		return l.shards[part].consume(ctx, rg)
+	}, done)
+}
+
+// owns reports whether the key held by value vi of pv belongs to l's
+// partition.
+func (l *latest) owns(pv *pageValues, bc *boundColumn, vi int) bool {
+	if l.parts.n <= 1 {
+		return true
+	}
+	if l.ents.keyType == larder.TypeString {
+		return l.parts.ofBytes(pv.bytes(vi)) == l.part
+	}
+	return l.parts.ofInt(int64(pv.num(bc.conv, vi))) == l.part
+}
 
 // consume folds one row group into the per-entity state. It returns an error
 // when a column chunk cannot be read or disagrees with the row group, or
@@ -123,7 +178,11 @@ func (l *latest) pickWinners(rg *rowGroup) error {
 		}
 		switch {
 		case kvi < 0:
-			l.skipped.nullKey++
+			if l.part == 0 { // a row without a key belongs to no partition
+				l.skipped.nullKey++
+			}
+			continue
+		case !l.owns(&keys.pv, kbc, kvi):
 			continue
 		case tvi < 0:
 			l.skipped.nullTime++
@@ -321,13 +380,19 @@ func (l *latest) fillVector(f *featureValues, bc *boundColumn, chunk parquet.Col
 	return nil
 }
 
-// emit calls put with the row of every entity, in the order the entities
-// were first seen, and stops at the first error, which it returns.
+// emit calls put with the row of every entity, partition by partition and
+// in the order the entities were first seen within each, and stops at the
+// first error, which it returns.
 func (l *latest) emit(put func(larder.Key, larder.Row) error) error {
+	for _, s := range l.shards {
+		if err := s.emit(put); err != nil {
+			return err
+		}
+	}
 	const batch = 1024
 	var arena []larder.Value
 	nf := len(l.feats)
-	for slot := range l.len() {
+	for slot := range len(l.ents.times) {
 		if len(arena) < nf {
 			arena = make([]larder.Value, nf*batch)
 		}

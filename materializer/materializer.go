@@ -34,6 +34,12 @@ type Options struct {
 	// every row group read and every few thousand entities written, never per
 	// row), from the goroutine that called Run.
 	Progress func(Progress)
+	// Models loads the model of a prediction view; Reader reads the live
+	// generations of its input views, and must also be a larder.KeyLister
+	// to list the entities it scores. Both are needed only by prediction
+	// views, whose runs fail with an error saying so when one is nil.
+	Models larder.ModelLoader
+	Reader larder.FeatureStore
 }
 
 // Progress is a snapshot of a run, for progress bars.
@@ -80,6 +86,8 @@ type Materializer struct {
 	log      *slog.Logger
 	now      func() time.Time
 	progress func(Progress)
+	models   larder.ModelLoader
+	reader   larder.FeatureStore
 }
 
 // New returns a Materializer for project, which must have been validated, that
@@ -95,6 +103,7 @@ func New(project *larder.Project, gs larder.GenerationStore, opts Options) *Mate
 	if m.progress == nil {
 		m.progress = func(Progress) {}
 	}
+	m.models, m.reader = opts.Models, opts.Reader
 	return m
 }
 
@@ -164,13 +173,9 @@ func (m *Materializer) runLatest(ctx context.Context, v *larder.View, rep Report
 
 	prog := Progress{View: v.Name, Phase: PhaseReading, RowsTotal: ds.rows}
 	m.progress(prog)
-	err = ds.scan(ctx, func(rg *rowGroup) error {
-		if err := comp.consume(ctx, rg); err != nil {
-			return err
-		}
+	err = comp.read(ctx, ds, func(rg *rowGroup) {
 		prog.RowsRead += rg.numRows
 		m.progress(prog)
-		return nil
 	})
 	rep.RowsRead = prog.RowsRead
 	rep.Skipped = comp.skippedReport()

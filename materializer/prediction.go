@@ -2,12 +2,353 @@ package materializer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/larder-dev/larder"
 )
 
-// runPrediction materializes a prediction view.
+// predictionDepth is the number of batches a prediction run holds at once:
+// one being read, one waiting, one being scored and written. It bounds the
+// run's memory to a few batches whatever the number of entities.
+const predictionDepth = 3
+
+// predictionPlan is how a prediction view's model input is gathered: one
+// lookup per distinct input view, and for each input column the lookup and
+// feature it reads.
+type predictionPlan struct {
+	views  []*larder.View // the distinct input views, in input order
+	inputs []planInput
+}
+
+type planInput struct {
+	lookup  int // index into views
+	feature int
+	def     float32
+}
+
+func newPredictionPlan(pr *larder.Prediction) *predictionPlan {
+	p := &predictionPlan{inputs: make([]planInput, len(pr.Inputs))}
+	for i, in := range pr.Inputs {
+		li := -1
+		for j, v := range p.views {
+			if v == in.View {
+				li = j
+			}
+		}
+		if li < 0 {
+			li = len(p.views)
+			p.views = append(p.views, in.View)
+		}
+		p.inputs[i] = planInput{lookup: li, feature: in.Feature, def: in.Default}
+	}
+	return p
+}
+
+// predictionBatch is one batch of entities on its way through a run: their
+// keys, the rows of the input views read for them, the model input built
+// from those rows, and the model's output.
+type predictionBatch struct {
+	keys    []larder.Key
+	lookups []*larder.Lookup
+	x, y    []float32
+}
+
+func (p *predictionPlan) newBatch(size, outputs int) *predictionBatch {
+	b := &predictionBatch{
+		keys:    make([]larder.Key, 0, size),
+		lookups: make([]*larder.Lookup, len(p.views)),
+		x:       make([]float32, 0, size*len(p.inputs)),
+		y:       make([]float32, size*outputs),
+	}
+	for i, v := range p.views {
+		b.lookups[i] = &larder.Lookup{View: v}
+	}
+	return b
+}
+
+// fill reads the input views' rows for b's keys in one store round trip and
+// builds the model input: one row of len(inputs) values per key, each the
+// stored number, or the input's default when the entity has no row, the
+// row is stale at now, or the value is null.
+func (p *predictionPlan) fill(ctx context.Context, r larder.FeatureStore, b *predictionBatch, now time.Time) error {
+	for _, l := range b.lookups {
+		l.Keys = b.keys
+	}
+	if err := r.Read(ctx, b.lookups); err != nil {
+		return fmt.Errorf("read input views: %w", err)
+	}
+	b.x = b.x[:0]
+	for i := range b.keys {
+		for _, in := range p.inputs {
+			l := b.lookups[in.lookup]
+			x := in.def
+			if l.Found[i] && l.View.Status(true, l.Rows[i].EventTime, now) == larder.StatusPresent {
+				if n, ok := l.Rows[i].Values[in.feature].Number(); ok {
+					x = float32(n)
+				}
+			}
+			b.x = append(b.x, x)
+		}
+	}
+	return nil
+}
+
+// runPrediction materializes a prediction view: it lists the entities of the
+// live generation of the view's entities view, reads their input features
+// from the input views' live generations (one store read per batch of
+// Prediction.BatchSize entities), scores each batch with the view's model
+// and writes every entity's K outputs as its row, with the run time as its
+// event time, into a new generation that records the model's version.
+// Reading the next batch overlaps with scoring and writing the current one.
+//
+// An input is the stored number (bools as 0 or 1) or, when the entity has no
+// row in the input view, its row is stale at the run time or the value is
+// null, the input's default.
+//
+// Before anything is written it checks that every input view has a live
+// generation written with its current schema and that the model matches its
+// spec (float32 [N, inputs] in, [N, features] out); it returns an error
+// wrapping larder.ErrNoGeneration or larder.ErrSchemaChanged naming the input
+// view, or the model loader's error, and writes nothing. It returns an error
+// when Options.Models or Options.Reader is missing or the reader cannot list
+// keys (larder.KeyLister), and the store's, the model's or ctx's error during
+// the run, after aborting the new generation.
 func (m *Materializer) runPrediction(ctx context.Context, v *larder.View, rep Report) (Report, error) {
-	return rep, fmt.Errorf("materialize %s: %s views cannot be materialized yet", v.Name, v.Kind)
+	start := rep.RunTime
+	pr := v.Prediction
+	if pr == nil || pr.EntitiesView() == nil || len(v.Features) == 0 {
+		return rep, fmt.Errorf("materialize %s: the project was not validated: call Project.Validate first", v.Name)
+	}
+	if m.models == nil || m.reader == nil {
+		return rep, fmt.Errorf("materialize %s: a prediction view needs a model loader and a store reader (materializer.Options.Models and Options.Reader)", v.Name)
+	}
+	lister, ok := m.reader.(larder.KeyLister)
+	if !ok {
+		return rep, fmt.Errorf("materialize %s: the store reader %T cannot list a view's entities (larder.KeyLister)", v.Name, m.reader)
+	}
+	ev := pr.EntitiesView()
+	plan := newPredictionPlan(pr)
+
+	// Every view the run reads must be live, with the schema of its
+	// definition, before the model is loaded or anything is written.
+	var entities larder.Generation
+	for _, d := range v.DependsOn() {
+		g, err := m.reader.Live(ctx, d)
+		if err != nil {
+			if errors.Is(err, larder.ErrNoGeneration) {
+				return rep, fmt.Errorf("materialize %s: input view %q has no live generation: materialize it first (larder materialize %s): %w", v.Name, d.Name, d.Name, err)
+			}
+			return rep, fmt.Errorf("materialize %s: input view %q: %w", v.Name, d.Name, err)
+		}
+		if d == ev {
+			entities = g
+		}
+	}
+	check := plan.newBatch(0, 0)
+	if err := m.reader.Read(ctx, check.lookups); err != nil {
+		return rep, fmt.Errorf("materialize %s: input views: %w", v.Name, err)
+	}
+	if entities.ID == 0 { // not a dependency: the view of the first input
+		g, err := m.reader.Live(ctx, ev)
+		if err != nil {
+			return rep, fmt.Errorf("materialize %s: entities view %q: %w", v.Name, ev.Name, err)
+		}
+		entities = g
+	}
+
+	outputs := len(v.Features)
+	spec := larder.ModelSpec{
+		Path:     m.project.Path(pr.Model),
+		Input:    pr.ModelInput,
+		Output:   pr.ModelOutput,
+		Features: len(pr.Inputs),
+		Outputs:  outputs,
+	}
+	model, err := m.models(spec)
+	if err != nil {
+		return rep, fmt.Errorf("materialize %s: load model: %w", v.Name, err)
+	}
+	if c, ok := model.(io.Closer); ok {
+		defer func() {
+			if err := c.Close(); err != nil {
+				m.log.Warn("closing the model failed", "view", v.Name, "model", spec.Path, "err", err)
+			}
+		}()
+	}
+	version := model.Version()
+	batchSize := pr.BatchSize
+	if batchSize <= 0 {
+		batchSize = larder.DefaultPredictionBatch
+	}
+	m.log.Info("materializing", "view", v.Name, "kind", v.Kind, "model", spec.Path, "model_version", version,
+		"entities_from", ev.Name, "entities_generation", entities.ID, "entities", entities.Rows,
+		"batch_size", batchSize, "run_time", start)
+
+	w, err := m.gs.Begin(ctx, v, entities.Rows)
+	if err != nil {
+		return rep, fmt.Errorf("materialize %s: begin generation: %w", v.Name, err)
+	}
+	rec, ok := w.(larder.ModelRecorder)
+	if !ok {
+		err := fmt.Errorf("materialize %s: the generation writer %T cannot record the model version (larder.ModelRecorder)", v.Name, w)
+		m.abort(ctx, w, err)
+		return rep, err
+	}
+	rec.SetModel(version)
+
+	prog := Progress{View: v.Name, Phase: PhaseWriting, RowsTotal: entities.Rows, EntitiesTotal: entities.Rows}
+	m.progress(prog)
+	read, written, err := m.predict(ctx, lister, plan, ev, model, w, predictParams{
+		batchSize: batchSize, outputs: outputs, runTime: start, prog: prog,
+	})
+	rep.RowsRead, rep.EntitiesWritten = read, written
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		err = fmt.Errorf("materialize %s: %w", v.Name, err)
+		m.abort(ctx, w, err)
+		return rep, err
+	}
+	if written == 0 {
+		m.log.Warn("the entities view has no entity: publishing an empty generation", "view", v.Name, "entities_from", ev.Name)
+	}
+	gen, err := w.Publish(ctx)
+	if err != nil {
+		err = fmt.Errorf("materialize %s: publish generation %d: %w", v.Name, w.ID(), err)
+		m.abort(ctx, w, err)
+		return rep, err
+	}
+	rep.Generation = gen.ID
+	rep.Duration = m.now().Sub(start)
+	if s := rep.Duration.Seconds(); s > 0 {
+		rep.RowsPerSecond = float64(rep.RowsRead) / s
+	}
+	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "model_version", version,
+		"entities", written, "duration", rep.Duration, "entities_per_second", int64(rep.RowsPerSecond))
+	return rep, nil
+}
+
+type predictParams struct {
+	batchSize, outputs int
+	runTime            time.Time
+	prog               Progress
+}
+
+// predict runs the pipeline of a prediction run: a goroutine lists the
+// entities and reads each batch's inputs while the calling goroutine scores
+// the previous batch and puts its rows. It returns the entities read and
+// the rows put.
+func (m *Materializer) predict(ctx context.Context, lister larder.KeyLister, plan *predictionPlan, ev *larder.View,
+	model larder.Model, w larder.GenerationWriter, pp predictParams) (read, written int64, err error) {
+	// The reader runs on its own context, ended when scoring or writing
+	// fails; Put must not get it, since the writer's flushes outlive this
+	// function and run on the context of the Put that started them.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	free := make(chan *predictionBatch, predictionDepth)
+	for range predictionDepth {
+		free <- plan.newBatch(pp.batchSize, pp.outputs)
+	}
+	ready := make(chan *predictionBatch, predictionDepth)
+	var readErr error
+	go func() {
+		defer close(ready)
+		readErr = m.readBatches(rctx, lister, plan, ev, pp, free, ready)
+	}()
+
+	values := make([]larder.Value, pp.outputs)
+	prog := pp.prog
+	for b := range ready {
+		if err != nil {
+			continue // drain, so that the reader is not left blocked
+		}
+		n := len(b.keys)
+		read += int64(n)
+		if err = model.Score(ctx, b.x, n, b.y); err != nil {
+			err = fmt.Errorf("score %d entities: %w", n, err)
+			cancel()
+			continue
+		}
+		for i, k := range b.keys {
+			for o := range values {
+				values[o] = larder.Float32Value(b.y[i*pp.outputs+o])
+			}
+			if err = w.Put(ctx, k, larder.Row{EventTime: pp.runTime, Values: values}); err != nil {
+				err = fmt.Errorf("write generation %d: %w", w.ID(), err)
+				cancel()
+				break
+			}
+			written++
+		}
+		prog.RowsRead, prog.EntitiesWritten = read, written
+		if written/progressEvery != (written-int64(n))/progressEvery {
+			m.progress(prog)
+		}
+		free <- b
+	}
+	if err == nil {
+		err = readErr
+	}
+	if err == nil {
+		m.progress(prog)
+	}
+	return read, written, err
+}
+
+// readBatches lists the entities of ev, cuts them into batches, reads each
+// batch's inputs and sends it on ready, taking empty batches from free.
+func (m *Materializer) readBatches(ctx context.Context, lister larder.KeyLister, plan *predictionPlan, ev *larder.View,
+	pp predictParams, free <-chan *predictionBatch, ready chan<- *predictionBatch) error {
+	var cur *predictionBatch
+	var sendErr error // an error of send, returned by Keys as is
+	send := func() error {
+		if err := plan.fill(ctx, m.reader, cur, pp.runTime); err != nil {
+			sendErr = err
+			return err
+		}
+		select {
+		case ready <- cur:
+		case <-ctx.Done():
+			sendErr = ctx.Err()
+			return sendErr
+		}
+		cur = nil
+		return nil
+	}
+	err := lister.Keys(ctx, ev, func(keys []larder.Key) error {
+		for len(keys) > 0 {
+			if cur == nil {
+				select {
+				case cur = <-free:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				cur.keys = cur.keys[:0]
+			}
+			take := min(len(keys), pp.batchSize-len(cur.keys))
+			cur.keys = append(cur.keys, keys[:take]...)
+			keys = keys[take:]
+			if len(cur.keys) == pp.batchSize {
+				if err := send(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	switch {
+	case sendErr != nil:
+		return sendErr
+	case err != nil:
+		return fmt.Errorf("list the entities of %s: %w", ev.Name, err)
+	}
+	if cur != nil && len(cur.keys) > 0 {
+		return send()
+	}
+	return nil
 }

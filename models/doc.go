@@ -16,12 +16,15 @@
 //	err = m.Score(ctx, x, n, out)          // many goroutines at once
 //
 // A ranker model takes one float32 input of shape [N, F], N dynamic, and
-// gives one float32 output of shape [N, 1] or [N]; [Runtime.Load] checks
-// this against a [Spec] and refuses a model file that does not match.
+// gives one float32 output of shape [N, 1] or [N]; the model of a prediction
+// view gives K values per row, an output of shape [N, K] ([Spec.Outputs]).
+// [Runtime.Load] checks this against a [Spec] and refuses a model file that
+// does not match.
 //
 // [Train], [Net.Forward] and [Net.WriteONNX] build the example models: a
 // logistic regression or a one-hidden-layer MLP trained in pure Go, written
-// as an ONNX file that takes raw (unstandardised) features.
+// as an ONNX file that takes raw (unstandardised) features. [NewRandomNet]
+// builds untrained nets with several outputs, for tests and benchmarks.
 //
 // The package imports no other larder package: it takes and returns plain
 // values, and the callers map them to the domain.

@@ -14,13 +14,18 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 )
 
-// Spec is what a ranker expects of its model: one float32 input named Input
+// Spec is what a caller expects of its model: one float32 input named Input
 // of shape [N, Features] with N dynamic, and a float32 output named Output of
-// shape [N, 1] or [N]. The zero value is not valid: every field is required.
+// shape [N, Outputs]. A ranker's model has one output, which may also be of
+// shape [N]. The zero value is not valid: Input, Output and Features are
+// required; Outputs 0 means 1.
 type Spec struct {
 	Input    string
 	Output   string
 	Features int
+	// Outputs is the number of values the model gives per row (K); 0 or 1
+	// means one score per row.
+	Outputs int
 }
 
 func (s Spec) validate() error {
@@ -31,9 +36,14 @@ func (s Spec) validate() error {
 		return errors.New("spec has no output name")
 	case s.Features <= 0:
 		return fmt.Errorf("spec has %d features, want at least 1", s.Features)
+	case s.Outputs < 0:
+		return fmt.Errorf("spec has %d outputs, want at least 1", s.Outputs)
 	}
 	return nil
 }
+
+// outputs returns K, the number of output values per row.
+func (s Spec) outputs() int { return max(1, s.Outputs) }
 
 // SpecError is returned by Runtime.Load when a model file does not match the
 // Spec it was loaded for.
@@ -45,17 +55,17 @@ type SpecError struct {
 }
 
 func (e *SpecError) Error() string {
-	return fmt.Sprintf("models: model %s does not match the ranker spec: %s: want %s, the file has %s", e.Path, e.Part, e.Want, e.Got)
+	return fmt.Sprintf("models: model %s does not match its spec: %s: want %s, the file has %s", e.Path, e.Part, e.Want, e.Got)
 }
 
-// Model is a loaded ranker model: one ONNX Runtime session shared by all
-// callers. It is safe for concurrent use.
+// Model is a loaded model: one ONNX Runtime session shared by all callers.
+// It is safe for concurrent use.
 type Model struct {
 	rt       *Runtime
 	path     string
 	spec     Spec
 	version  string
-	outShape []int64 // the output's declared shape: [-1, 1] or [-1]
+	outShape []int64 // the output's declared shape: [-1, K] or [-1]
 
 	// mu is held for reading by Score and for writing by Close, so Close
 	// waits for runs in flight and no run starts on a released session.
@@ -118,7 +128,7 @@ func (r *Runtime) Load(path string, spec Spec) (*Model, error) {
 		outShape: outShape,
 		sess:     sess,
 	}
-	m.pool.init(spec.Features, outShape)
+	m.pool.init(spec.Features, spec.outputs(), outShape)
 	r.track(m)
 	return m, nil
 }
@@ -138,13 +148,17 @@ func checkSpec(path string, spec Spec, ins, outs []ort.InputOutputInfo) ([]int64
 		return nil, &SpecError{Path: path, Part: "input", Want: wantIn, Got: describe(in)}
 	}
 
-	wantOut := fmt.Sprintf("float32 tensor %q [N, 1] or [N]", spec.Output)
+	k := spec.outputs()
+	wantOut := fmt.Sprintf("float32 tensor %q [N, %d]", spec.Output, k)
+	if k == 1 {
+		wantOut += " or [N]"
+	}
 	out, ok := findInfo(outs, spec.Output)
 	if !ok {
 		return nil, &SpecError{Path: path, Part: "output", Want: wantOut, Got: describeAll("outputs", outs)}
 	}
 	d := out.Dimensions
-	shapeOK := (len(d) == 1 && d[0] < 0) || (len(d) == 2 && d[0] < 0 && d[1] == 1)
+	shapeOK := (k == 1 && len(d) == 1 && d[0] < 0) || (len(d) == 2 && d[0] < 0 && d[1] == int64(k))
 	if out.OrtValueType != ort.ONNXTypeTensor || out.DataType != ort.TensorElementDataTypeFloat || !shapeOK {
 		return nil, &SpecError{Path: path, Part: "output", Want: wantOut, Got: describe(out)}
 	}
@@ -216,29 +230,33 @@ func (m *Model) Spec() Spec { return m.spec }
 // "sha256:0123456789ab"; two files with the same version are the same model.
 func (m *Model) Version() string { return m.version }
 
-// Score runs the model on n rows of features and writes the n scores to
-// out[:n]. x holds the rows one after another (n × Features values,
-// row-major); out may be longer than n. x and out are not retained.
+// Score runs the model on n rows of features and writes the n × K outputs
+// (K = Spec.Outputs, at least 1) to out[:n*K], row by row: the K values of
+// row i are out[i*K : (i+1)*K]. x holds the rows one after another
+// (n × Features values, row-major); out may be longer than n × K. x and out
+// are not retained.
 //
 // Score is safe to call from many goroutines; they share the session and
 // pooled buffers, so a steady stream of requests does not allocate its
 // tensors. If ctx is done before the run starts, Score returns ctx.Err(); if
 // it becomes done during the run, ONNX Runtime is asked to stop between
 // nodes, and Score returns ctx.Err() if the run did stop. An error is also
-// returned if len(x) is not n × Features or out is shorter than n, if the
+// returned if len(x) is not n × Features or out is shorter than n × K, if the
 // model is closed (ErrClosed), or if ONNX Runtime fails. n == 0 does nothing.
 func (m *Model) Score(ctx context.Context, x []float32, n int, out []float32) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	f := m.spec.Features
+	f, k := m.spec.Features, m.spec.outputs()
 	switch {
 	case n < 0:
 		return fmt.Errorf("models: score %s: negative row count %d", m.path, n)
 	case len(x) != n*f:
 		return fmt.Errorf("models: score %s: x has %d values, want n × features = %d × %d = %d", m.path, len(x), n, f, n*f)
-	case len(out) < n:
+	case len(out) < n*k && k == 1:
 		return fmt.Errorf("models: score %s: out has room for %d scores, want n = %d", m.path, len(out), n)
+	case len(out) < n*k:
+		return fmt.Errorf("models: score %s: out has room for %d values, want n × outputs = %d × %d = %d", m.path, len(out), n, k, n*k)
 	case n == 0:
 		return nil
 	}
@@ -276,7 +294,7 @@ func (m *Model) Score(ctx context.Context, x []float32, n int, out []float32) er
 		m.pool.put(r)
 		return fmt.Errorf("models: score %s: %w", m.path, err)
 	}
-	copy(out[:n], r.out.GetData())
+	copy(out[:n*k], r.out.GetData())
 	m.pool.put(r)
 	return nil
 }

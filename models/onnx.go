@@ -60,7 +60,7 @@ const (
 // a float32 input named input of shape [N, Features] (N symbolic), Sub and
 // Mul nodes that standardise it (for a trained net), one Gemm node per layer
 // with Relu between them and a Sigmoid at the end, giving a float32 output
-// named output of shape [N, 1]. The weights are float32
+// named output of shape [N, Outputs]. The weights are float32
 // initializers. The same net gives the same bytes.
 //
 // An error is returned if input or output is empty, they are equal or clash
@@ -115,7 +115,7 @@ func (n *Net) appendONNX(b []byte, input, output string) ([]byte, error) {
 	}
 	graph = appendString(graph, graphName, "larder_ranker")
 	graph = appendMessage(graph, graphInput, appendValueInfo(nil, input, int64(n.features)))
-	graph = appendMessage(graph, graphOutput, appendValueInfo(nil, output, 1))
+	graph = appendMessage(graph, graphOutput, appendValueInfo(nil, output, int64(n.Outputs())))
 
 	kind := "logistic regression"
 	if len(n.layers) > 1 {
@@ -123,7 +123,11 @@ func (n *Net) appendONNX(b []byte, input, output string) ([]byte, error) {
 	}
 	b = appendInt(b, modelIRVersion, onnxIRVersion)
 	b = appendString(b, modelProducer, "larder")
-	b = appendString(b, modelDocString, fmt.Sprintf("larder example ranker: %s over %d raw features, sigmoid score", kind, n.features))
+	doc := fmt.Sprintf("larder example ranker: %s over %d raw features, sigmoid score", kind, n.features)
+	if k := n.Outputs(); k > 1 {
+		doc = fmt.Sprintf("larder example model: %s over %d raw features, %d sigmoid outputs", kind, n.features, k)
+	}
+	b = appendString(b, modelDocString, doc)
 	b = appendMessage(b, modelGraph, graph)
 	opset := appendString(nil, opsetDomain, "")
 	opset = appendInt(opset, opsetVersion, onnxOpset)

@@ -25,6 +25,7 @@ const (
 // run is destroyed either by put (when the class is full) or by drain.
 type runPool struct {
 	features int
+	outputs  int // K, values per row of the output
 	outShape []int64
 	maxIdle  int
 
@@ -32,8 +33,9 @@ type runPool struct {
 	idle [maxClass + 1][]*run
 }
 
-func (p *runPool) init(features int, outShape []int64) {
+func (p *runPool) init(features, outputs int, outShape []int64) {
 	p.features = features
+	p.outputs = outputs
 	p.outShape = outShape
 	p.maxIdle = max(4, 2*runtime.GOMAXPROCS(0))
 }
@@ -42,7 +44,7 @@ func (p *runPool) init(features int, outShape []int64) {
 // tensors over them, and run options that can be terminated.
 type run struct {
 	class int       // size class, or -1 for a one-off run
-	x, y  []float32 // input (rows × features) and output (rows) buffers
+	x, y  []float32 // input (rows × features) and output (rows × outputs) buffers
 	rows  int       // rows the tensors are shaped for; 0 = no tensors yet
 
 	in, out         *ort.Tensor[float32]
@@ -79,11 +81,11 @@ func (p *runPool) get(n int) (*run, error) {
 			class = -1
 		}
 		var err error
-		if r, err = newRun(class, rows, p.features); err != nil {
+		if r, err = newRun(class, rows, p.features, p.outputs); err != nil {
 			return nil, err
 		}
 	}
-	if err := r.shape(n, p.features, p.outShape); err != nil {
+	if err := r.shape(n, p.features, p.outputs, p.outShape); err != nil {
 		r.destroy()
 		return nil, err
 	}
@@ -123,7 +125,7 @@ func (p *runPool) drain() {
 	}
 }
 
-func newRun(class, rows, features int) (*run, error) {
+func newRun(class, rows, features, outputs int) (*run, error) {
 	opts, err := ort.NewRunOptions()
 	if err != nil {
 		return nil, fmt.Errorf("run options: %w", err)
@@ -131,7 +133,7 @@ func newRun(class, rows, features int) (*run, error) {
 	r := &run{
 		class:      class,
 		x:          make([]float32, rows*features),
-		y:          make([]float32, rows),
+		y:          make([]float32, rows*outputs),
 		inputs:     make([]ort.Value, 1),
 		outputs:    make([]ort.Value, 1),
 		opts:       opts,
@@ -145,9 +147,9 @@ func newRun(class, rows, features int) (*run, error) {
 	return r, nil
 }
 
-// shape makes r's tensors [n, features] and [n, 1] (or [n]) over the first
-// rows of its buffers, unless they already are.
-func (r *run) shape(n, features int, outShape []int64) error {
+// shape makes r's tensors [n, features] and [n, outputs] (or [n]) over the
+// first rows of its buffers, unless they already are.
+func (r *run) shape(n, features, outputs int, outShape []int64) error {
 	if r.rows == n {
 		return nil
 	}
@@ -158,9 +160,9 @@ func (r *run) shape(n, features int, outShape []int64) error {
 	}
 	shape := ort.NewShape(int64(n))
 	if len(outShape) == 2 {
-		shape = ort.NewShape(int64(n), 1)
+		shape = ort.NewShape(int64(n), int64(outputs))
 	}
-	out, err := ort.NewTensor(shape, r.y[:n])
+	out, err := ort.NewTensor(shape, r.y[:n*outputs])
 	if err != nil {
 		in.Destroy()
 		return fmt.Errorf("output tensor: %w", err)

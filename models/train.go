@@ -52,10 +52,11 @@ func (c TrainConfig) withDefaults() (TrainConfig, error) {
 	return c, nil
 }
 
-// Net is a trained (or random) feed-forward binary classifier over raw
-// features: dense layers with ReLU between them and a sigmoid on the single
-// output. A trained Net carries its feature standardisation, so Forward and
-// the exported ONNX graph take raw feature values.
+// Net is a trained (or random) feed-forward network over raw features: dense
+// layers with ReLU between them and a sigmoid on each output. A trained Net is
+// a binary classifier with one output; a random one may have several (see
+// NewRandomNet). A trained Net carries its feature standardisation, so
+// Forward and the exported ONNX graph take raw feature values.
 //
 // The standardisation stays a separate step, (x - mean) * invScale, rather
 // than being folded into the first layer's weights: folding moves a large
@@ -79,6 +80,9 @@ type dense struct {
 // Features returns the number of input features.
 func (n *Net) Features() int { return n.features }
 
+// Outputs returns the number of outputs per row: 1 for a trained Net.
+func (n *Net) Outputs() int { return n.layers[len(n.layers)-1].out }
+
 // Hidden returns the widths of the hidden layers: empty for a logistic
 // regression.
 func (n *Net) Hidden() []int {
@@ -89,14 +93,16 @@ func (n *Net) Hidden() []int {
 	return h
 }
 
-// Forward computes the net's scores for rows rows of raw features in x
-// (row-major, rows × Features values) into out[:rows]: the same arithmetic
-// as the exported graph, except that dot products accumulate in float64
-// (each layer's output is rounded to float32, as between graph nodes). It panics if x or out is too short, as copy into a short slice
-// would be a silent bug.
+// Forward computes the net's outputs for rows rows of raw features in x
+// (row-major, rows × Features values) into out[:rows*Outputs], row by row:
+// the same arithmetic as the exported graph, except that dot products
+// accumulate in float64 (each layer's output is rounded to float32, as
+// between graph nodes). It panics if x or out is too short, as copy into a
+// short slice would be a silent bug.
 func (n *Net) Forward(x []float32, rows int, out []float32) {
-	if len(x) < rows*n.features || len(out) < rows {
-		panic(fmt.Sprintf("models: Net.Forward: %d rows need %d values and %d outputs, got %d and %d", rows, rows*n.features, rows, len(x), len(out)))
+	k := n.Outputs()
+	if len(x) < rows*n.features || len(out) < rows*k {
+		panic(fmt.Sprintf("models: Net.Forward: %d rows need %d values and %d outputs, got %d and %d", rows, rows*n.features, rows*k, len(x), len(out)))
 	}
 	width := 0
 	for _, l := range n.layers {
@@ -129,7 +135,9 @@ func (n *Net) Forward(x []float32, rows int, out []float32) {
 			in = z
 			a, b = b, a
 		}
-		out[r] = float32(sigmoid(float64(in[0])))
+		for o, z := range in[:k] {
+			out[r*k+o] = float32(sigmoid(float64(z)))
+		}
 	}
 }
 
@@ -219,13 +227,26 @@ func Train(x, y []float32, features int, cfg TrainConfig) (*Net, error) {
 	return net, nil
 }
 
-// NewRandomMLP returns a net with the given hidden layer widths (none for a
-// logistic regression) and random He-initialised weights, for benchmarks of
-// models heavier than the example ranker. The same arguments give the same
-// net. An error is returned if a width is not positive.
+// NewRandomMLP returns a net with one output, the given hidden layer widths
+// (none for a logistic regression) and random He-initialised weights, for
+// benchmarks of models heavier than the example ranker: NewRandomNet with
+// one output. The same arguments give the same net. An error is returned if
+// a width is not positive.
 func NewRandomMLP(features int, hidden []int, seed uint64) (*Net, error) {
+	return NewRandomNet(features, hidden, 1, seed)
+}
+
+// NewRandomNet returns a net with the given hidden layer widths, outputs
+// sigmoid outputs per row and random He-initialised weights, for tests and
+// benchmarks of multi-output models such as those of prediction views. The
+// same arguments give the same net. An error is returned if features,
+// outputs or a width is not positive.
+func NewRandomNet(features int, hidden []int, outputs int, seed uint64) (*Net, error) {
 	if features <= 0 {
 		return nil, fmt.Errorf("models: random MLP: %d features, want at least 1", features)
+	}
+	if outputs <= 0 {
+		return nil, fmt.Errorf("models: random MLP: %d outputs, want at least 1", outputs)
 	}
 	widths := append([]int{features}, hidden...)
 	for i, w := range hidden {
@@ -233,7 +254,7 @@ func NewRandomMLP(features int, hidden []int, seed uint64) (*Net, error) {
 			return nil, fmt.Errorf("models: random MLP: hidden layer %d has width %d, want at least 1", i, w)
 		}
 	}
-	widths = append(widths, 1)
+	widths = append(widths, outputs)
 	rng := rand.New(rand.NewPCG(seed, 0x6c61726465722d72)) // "larder-r"
 	t := newTrainer(widths, rng, false)
 	for i := range t.layers {

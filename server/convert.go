@@ -49,6 +49,10 @@ func valueToProto(v larder.Value) *larderv1.Value {
 		return &larderv1.Value{Kind: &larderv1.Value_BytesValue{BytesValue: v.Bytes()}}
 	case larder.TypeFloat32Vector:
 		return &larderv1.Value{Kind: &larderv1.Value_Float32VectorValue{Float32VectorValue: &larderv1.FloatVector{Values: v.Vector()}}}
+	case larder.TypeInt64List:
+		return &larderv1.Value{Kind: &larderv1.Value_Int64ListValue{Int64ListValue: &larderv1.Int64List{Values: v.Int64List()}}}
+	case larder.TypeStringList:
+		return &larderv1.Value{Kind: &larderv1.Value_StringListValue{StringListValue: &larderv1.StringList{Values: v.StringList()}}}
 	}
 	return &larderv1.Value{}
 }
@@ -87,6 +91,10 @@ func typeToProto(t larder.Type) larderv1.ValueType {
 		return larderv1.ValueType_VALUE_TYPE_BYTES
 	case larder.TypeFloat32Vector:
 		return larderv1.ValueType_VALUE_TYPE_FLOAT32_VECTOR
+	case larder.TypeInt64List:
+		return larderv1.ValueType_VALUE_TYPE_INT64_LIST
+	case larder.TypeStringList:
+		return larderv1.ValueType_VALUE_TYPE_STRING_LIST
 	}
 	return larderv1.ValueType_VALUE_TYPE_UNSPECIFIED
 }

@@ -57,6 +57,11 @@ type rankerPlan struct {
 	cands   []*larder.View // views read for the candidate keys
 	inputs  []inputPlan
 	request map[string]bool
+	// stored is the candidates view a request without candidates ranks the
+	// stored list of (the ranker's candidates_from), or nil; storedFeature
+	// is the index of its candidate keys.
+	stored        *larder.View
+	storedFeature int
 }
 
 type inputPlan struct {
@@ -115,6 +120,9 @@ func planRanker(r *larder.Ranker, m Model) *rankerPlan {
 			p.request[in.Request] = true
 		}
 		p.inputs = append(p.inputs, ip)
+	}
+	if v := r.CandidatesView(); v != nil {
+		p.stored, p.storedFeature = v, v.FeatureIndex(larder.CandidatesFeature)
 	}
 	return p
 }
@@ -204,7 +212,7 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 		Generations: make([]*larderv1.ViewGeneration, len(lookups)),
 	}
 	for i, l := range lookups {
-		resp.Generations[i] = &larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation}
+		resp.Generations[i] = &larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation, Model: l.Model}
 	}
 	// One timestamp and status per (key, view): every value of a view's row
 	// shares them, and sharing the message saves an allocation per value.
@@ -258,9 +266,10 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		return nil, err
 	}
 	n := len(req.GetCandidateKeys())
+	fromStore := n == 0 && plan.stored != nil
 	switch {
-	case n == 0:
-		return nil, larder.Invalidf("candidate_keys: at least one candidate is required")
+	case n == 0 && !fromStore:
+		return nil, larder.Invalidf("candidate_keys: at least one candidate is required (ranker %q has no candidates_from view to take them from)", r.Name)
 	case n > s.project.Server.MaxCandidates:
 		return nil, larder.Invalidf("candidate_keys: %d candidates is more than the limit of %d per request (server.max_candidates)", n, s.project.Server.MaxCandidates)
 	}
@@ -296,18 +305,52 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		}
 	}
 
+	// lookups holds the context views, then the candidate views, then the
+	// candidates_from view when the stored list is ranked. The context's
+	// stored list is read in the same round trip as its features; the
+	// candidates' features need a second one, since their keys come from it.
 	ctxKeys := []larder.Key{ctxKey}
-	lookups := make([]*larder.Lookup, 0, len(plan.context)+len(plan.cands))
+	lookups := make([]*larder.Lookup, 0, len(plan.context)+len(plan.cands)+1)
 	for _, v := range plan.context {
 		lookups = append(lookups, &larder.Lookup{View: v, Keys: ctxKeys})
 	}
 	for _, v := range plan.cands {
 		lookups = append(lookups, &larder.Lookup{View: v, Keys: cands})
 	}
-	if err := s.store.Read(ctx, lookups); err != nil {
-		return nil, err
-	}
 	ctxLookups, candLookups := lookups[:len(plan.context)], lookups[len(plan.context):]
+	var candKeys []*larderv1.EntityKey // the keys returned, by candidate
+	if !fromStore {
+		if err := s.store.Read(ctx, lookups); err != nil {
+			return nil, err
+		}
+		candKeys = req.GetCandidateKeys()
+	} else {
+		stored := &larder.Lookup{View: plan.stored, Keys: ctxKeys}
+		first := append(ctxLookups[:len(ctxLookups):len(ctxLookups)], stored)
+		if err := s.store.Read(ctx, first); err != nil {
+			return nil, err
+		}
+		lookups = append(lookups, stored)
+		cands = storedCandidates(stored, plan.storedFeature, s.project.Server.MaxCandidates)
+		n = len(cands)
+		if n == 0 {
+			// The context has no stored list: nothing to rank, and no
+			// candidate views to read.
+			return &larderv1.RankResponse{ModelVersion: plan.model.Version(), Generations: generationsOf(first)}, nil
+		}
+		for _, l := range candLookups {
+			l.Keys = cands
+		}
+		if len(candLookups) > 0 {
+			if err := s.store.Read(ctx, candLookups); err != nil {
+				return nil, err
+			}
+		}
+		candKeys = make([]*larderv1.EntityKey, n)
+		for i, k := range cands {
+			candKeys[i] = keyToProto(k)
+		}
+	}
 
 	now := s.now()
 	f := len(plan.inputs)
@@ -346,15 +389,49 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 	resp := &larderv1.RankResponse{
 		Candidates:   make([]*larderv1.ScoredCandidate, len(order)),
 		ModelVersion: plan.model.Version(),
-		Generations:  make([]*larderv1.ViewGeneration, len(lookups)),
+		Generations:  generationsOf(lookups),
 	}
 	for i, c := range order {
-		resp.Candidates[i] = &larderv1.ScoredCandidate{Key: req.GetCandidateKeys()[c], Score: scores[c]}
-	}
-	for i, l := range lookups {
-		resp.Generations[i] = &larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation}
+		resp.Candidates[i] = &larderv1.ScoredCandidate{Key: candKeys[c], Score: scores[c]}
 	}
 	return resp, nil
+}
+
+// storedCandidates returns the candidate keys of the one row read by l, a
+// candidates view's lookup: the list held by feature, at most limit long.
+// A missing row, or a null list, holds none. A stale list is still used:
+// staleness changes the inputs of a model, but a list has no default to fall
+// back to.
+func storedCandidates(l *larder.Lookup, feature, limit int) []larder.Key {
+	if len(l.Found) == 0 || !l.Found[0] || feature < 0 || feature >= len(l.Rows[0].Values) {
+		return nil
+	}
+	v := l.Rows[0].Values[feature]
+	var keys []larder.Key
+	switch v.Type() {
+	case larder.TypeInt64List:
+		list := v.Int64List()
+		keys = make([]larder.Key, min(len(list), limit))
+		for i := range keys {
+			keys[i] = larder.Int64Key(list[i])
+		}
+	case larder.TypeStringList:
+		list := v.StringList()
+		keys = make([]larder.Key, min(len(list), limit))
+		for i := range keys {
+			keys[i] = larder.StringKey(list[i])
+		}
+	}
+	return keys
+}
+
+// generationsOf lists the generation each lookup read.
+func generationsOf(lookups []*larder.Lookup) []*larderv1.ViewGeneration {
+	gens := make([]*larderv1.ViewGeneration, len(lookups))
+	for i, l := range lookups {
+		gens[i] = &larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation, Model: l.Model}
+	}
+	return gens
 }
 
 // inputValue is the model input for key i of lookup l: the stored number, or
@@ -393,6 +470,7 @@ func (s *Service) ListViews(ctx context.Context, _ *larderv1.ListViewsRequest) (
 		case err == nil:
 			info.Generation = g.ID
 			info.Rows = g.Rows
+			info.Model = g.Model
 			info.PublishedAt = timestamppb.New(g.PublishedAt)
 			info.Age = durationpb.New(now.Sub(g.PublishedAt))
 		case !errorsIsNoGeneration(err):

@@ -84,7 +84,7 @@ func (s *Store) Generations(ctx context.Context, view string) ([]GenerationInfo,
 		info := GenerationInfo{
 			Generation: larder.Generation{
 				View: view, ID: id, Rows: m.rows, Fingerprint: m.fingerprint,
-				StartedAt: m.startedAt, PublishedAt: m.publishedAt,
+				StartedAt: m.startedAt, PublishedAt: m.publishedAt, Model: metas[i][fieldModel],
 			},
 			State:   m.state,
 			Buckets: m.buckets,

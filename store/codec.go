@@ -26,7 +26,9 @@ var ErrCorruptRow = errors.New("corrupt row")
 // feature set when the value is null, then each non-null value in feature
 // order: int64 as a zigzag varint, float64 as 8 bytes and float32 as 4 bytes
 // little-endian, bool as one byte, string and bytes as a uvarint length and
-// the bytes, float32 vectors as a uvarint count and 4 bytes per element.
+// the bytes, float32 vectors as a uvarint count and 4 bytes per element,
+// int64 lists as a uvarint count and a zigzag varint per element, string
+// lists as a uvarint count and, per element, a uvarint length and the bytes.
 // Event times are kept to the microsecond.
 //
 // AppendRow returns an error, and dst unchanged, when row has another number
@@ -74,6 +76,19 @@ func AppendRow(dst []byte, types []larder.Type, row larder.Row) ([]byte, error) 
 			for _, f := range vec {
 				dst = appendUint32(dst, math.Float32bits(f))
 			}
+		case larder.TypeInt64List:
+			l := v.Int64List()
+			dst = appendUvarint(dst, uint64(len(l)))
+			for _, n := range l {
+				dst = appendVarint(dst, n)
+			}
+		case larder.TypeStringList:
+			l := v.StringList()
+			dst = appendUvarint(dst, uint64(len(l)))
+			for _, s := range l {
+				dst = appendUvarint(dst, uint64(len(s)))
+				dst = append(dst, s...)
+			}
 		default:
 			return dst[:start], fmt.Errorf("encode row: feature %d has unsupported type %s", i, types[i])
 		}
@@ -82,8 +97,8 @@ func AppendRow(dst []byte, types []larder.Type, row larder.Row) ([]byte, error) 
 }
 
 // DecodeRow decodes src, written by AppendRow with the same types, into dst.
-// It reuses the capacity of dst.Values; string, bytes and vector values are
-// copied out of src, so src may be reused afterwards. Event times come back
+// It reuses the capacity of dst.Values; string, bytes, vector and list values
+// are copied out of src, so src may be reused afterwards. Event times come back
 // in UTC.
 //
 // DecodeRow returns an error wrapping ErrCorruptRow when src is not exactly
@@ -95,8 +110,8 @@ func DecodeRow(src []byte, types []larder.Type, dst *larder.Row) error {
 
 // decodeRow is DecodeRow for both []byte and string sources, so that the read
 // path decodes go-redis replies without copying them first. From a string
-// source, string and bytes values share the source's memory, which is safe
-// because strings are immutable.
+// source, string and bytes values and the strings of string lists share the
+// source's memory, which is safe because strings are immutable.
 func decodeRow[S ~string | ~[]byte](src S, types []larder.Type, dst *larder.Row) error {
 	d := decoder[S]{src: src}
 	if len(src) == 0 {
@@ -213,6 +228,44 @@ func (d *decoder[S]) value(t larder.Type) (larder.Value, error) {
 			vec[j] = math.Float32frombits(u)
 		}
 		return larder.Float32VectorValue(vec), nil
+	case larder.TypeInt64List:
+		n, err := d.uvarint()
+		if err != nil {
+			return larder.Null, err
+		}
+		// Every element takes at least one byte: a count past the end is
+		// refused before anything is allocated for it.
+		if n > uint64(len(d.src)-d.pos) {
+			return larder.Null, corrupt("list of %d elements past the end", n)
+		}
+		l := make([]int64, n)
+		for j := range l {
+			if l[j], err = d.varint(); err != nil {
+				return larder.Null, err
+			}
+		}
+		return larder.Int64ListValue(l), nil
+	case larder.TypeStringList:
+		n, err := d.uvarint()
+		if err != nil {
+			return larder.Null, err
+		}
+		if n > uint64(len(d.src)-d.pos) {
+			return larder.Null, corrupt("list of %d elements past the end", n)
+		}
+		l := make([]string, n)
+		for j := range l {
+			size, err := d.uvarint()
+			if err != nil {
+				return larder.Null, err
+			}
+			if size > uint64(len(d.src)-d.pos) {
+				return larder.Null, corrupt("length %d past the end", size)
+			}
+			l[j] = string(d.src[d.pos : d.pos+int(size)])
+			d.pos += int(size)
+		}
+		return larder.StringListValue(l), nil
 	}
 	return larder.Null, corrupt("unsupported type %s", t)
 }

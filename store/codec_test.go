@@ -15,6 +15,7 @@ import (
 var allTypes = []larder.Type{
 	larder.TypeInt64, larder.TypeFloat64, larder.TypeFloat32, larder.TypeBool,
 	larder.TypeString, larder.TypeBytes, larder.TypeFloat32Vector,
+	larder.TypeInt64List, larder.TypeStringList,
 }
 
 func TestCodecRoundTrip(t *testing.T) {
@@ -22,6 +23,12 @@ func TestCodecRoundTrip(t *testing.T) {
 	long := make([]float32, 1000)
 	for i := range long {
 		long[i] = float32(i) / 3
+	}
+	longInts := make([]int64, 1000)
+	longStrs := make([]string, 1000)
+	for i := range longInts {
+		longInts[i] = int64(i*i*i) - 1<<20
+		longStrs[i] = strings.Repeat("k", i%7)
 	}
 	tests := []struct {
 		name  string
@@ -31,11 +38,22 @@ func TestCodecRoundTrip(t *testing.T) {
 		{"every type", allTypes, larder.Row{EventTime: at, Values: []larder.Value{
 			larder.Int64Value(-42), larder.Float64Value(3.25), larder.Float32Value(-1.5), larder.BoolValue(true),
 			larder.StringValue("héllo"), larder.BytesValue([]byte{0, 1, 0xff}), larder.Float32VectorValue([]float32{1, -2, 0.5}),
+			larder.Int64ListValue([]int64{7, -1, 300}), larder.StringListValue([]string{"a", "", "é"}),
 		}}},
 		{"all null", allTypes, larder.Row{EventTime: at, Values: make([]larder.Value, len(allTypes))}},
 		{"some null", allTypes, larder.Row{EventTime: at, Values: []larder.Value{
 			larder.Null, larder.Float64Value(1), larder.Null, larder.BoolValue(false), larder.Null, larder.Null, larder.Float32VectorValue(nil),
+			larder.Null, larder.StringListValue(nil),
 		}}},
+		{"empty lists", []larder.Type{larder.TypeInt64List, larder.TypeStringList},
+			larder.Row{EventTime: at, Values: []larder.Value{larder.Int64ListValue([]int64{}), larder.StringListValue([]string{})}}},
+		{"list extremes", []larder.Type{larder.TypeInt64List, larder.TypeStringList},
+			larder.Row{EventTime: at, Values: []larder.Value{
+				larder.Int64ListValue([]int64{math.MinInt64, math.MaxInt64, 0, -1, 1}),
+				larder.StringListValue([]string{strings.Repeat("y", 300), "", "\x00\xff", "z"}),
+			}}},
+		{"long lists", []larder.Type{larder.TypeInt64List, larder.TypeStringList},
+			larder.Row{EventTime: at, Values: []larder.Value{larder.Int64ListValue(longInts), larder.StringListValue(longStrs)}}},
 		{"empty strings and vector", []larder.Type{larder.TypeString, larder.TypeBytes, larder.TypeFloat32Vector},
 			larder.Row{EventTime: at, Values: []larder.Value{larder.StringValue(""), larder.BytesValue(nil), larder.Float32VectorValue([]float32{})}}},
 		{"long vector and string", []larder.Type{larder.TypeFloat32Vector, larder.TypeString},
@@ -162,6 +180,13 @@ func TestDecodeRowErrors(t *testing.T) {
 		{"varint overflow", []byte{1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, []larder.Type{larder.TypeInt64}},
 		{"huge string length", []byte{1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, []larder.Type{larder.TypeString}},
 		{"huge vector", []byte{1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, []larder.Type{larder.TypeFloat32Vector}},
+		{"huge int64 list", []byte{1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, []larder.Type{larder.TypeInt64List}},
+		{"int64 list count past the end", []byte{1, 0, 0, 3, 2, 4}, []larder.Type{larder.TypeInt64List}},
+		{"int64 list truncated varint", []byte{1, 0, 0, 2, 2, 0x80}, []larder.Type{larder.TypeInt64List}},
+		{"huge string list", []byte{1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, []larder.Type{larder.TypeStringList}},
+		{"string list count past the end", []byte{1, 0, 0, 3, 0, 0}, []larder.Type{larder.TypeStringList}},
+		{"string list element past the end", []byte{1, 0, 0, 1, 5, 'a', 'b'}, []larder.Type{larder.TypeStringList}},
+		{"string list non-canonical length", []byte{1, 0, 0, 1, 0x81, 0x00, 'a'}, []larder.Type{larder.TypeStringList}},
 	}
 	for i := 1; i < len(good); i++ {
 		tests = append(tests, struct {
@@ -187,15 +212,20 @@ func FuzzDecodeRow(f *testing.F) {
 		{larder.TypeFloat64, larder.TypeFloat64, larder.TypeFloat64},
 		{larder.TypeString},
 		{larder.TypeFloat32Vector, larder.TypeInt64},
+		{larder.TypeInt64List, larder.TypeFloat32Vector},
+		{larder.TypeStringList, larder.TypeFloat32Vector},
 	}
 	seed, _ := store.AppendRow(nil, allTypes, larder.Row{EventTime: time.Unix(1700000000, 5000), Values: []larder.Value{
 		larder.Int64Value(-3), larder.Float64Value(2), larder.Float32Value(1), larder.BoolValue(true),
 		larder.StringValue("s"), larder.BytesValue([]byte("b")), larder.Float32VectorValue([]float32{1, 2}),
+		larder.Int64ListValue([]int64{5, -5}), larder.StringListValue([]string{"x", "yz"}),
 	}})
 	f.Add(uint8(0), seed)
 	f.Add(uint8(1), []byte{1, 0, 0})
 	f.Add(uint8(2), []byte{1, 2, 0, 3, 'a', 'b', 'c'})
 	f.Add(uint8(3), []byte{1, 2, 0, 1, 0, 0, 0x80, 0x3f, 4})
+	f.Add(uint8(4), []byte{1, 2, 0, 2, 0x0a, 0x09, 1, 0, 0, 0x80, 0x3f})
+	f.Add(uint8(5), []byte{1, 2, 0, 2, 1, 'a', 0, 0})
 	f.Fuzz(func(t *testing.T, schema uint8, src []byte) {
 		types := schemas[int(schema)%len(schemas)]
 		var row larder.Row

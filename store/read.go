@@ -99,7 +99,9 @@ func (s *Store) refresh(ctx context.Context, view string) (*liveGen, error) {
 	if !ok {
 		return nil, fmt.Errorf("store: view %s: live generation %d has no metadata (deleted by hand?): run `larder materialize`: %w", view, id, larder.ErrNoGeneration)
 	}
-	return s.cache(s.newLiveGen(view, id, m)), nil
+	g := s.newLiveGen(view, id, m)
+	g.gen.Model = h[fieldModel]
+	return s.cache(g), nil
 }
 
 func (s *Store) newLiveGen(view string, id int64, m meta) *liveGen {
@@ -177,7 +179,7 @@ func (s *Store) Read(ctx context.Context, lookups []*larder.Lookup) error {
 	}
 	if n == 0 {
 		for i, l := range lookups {
-			l.Generation = gens[i].gen.ID
+			l.Generation, l.Model = gens[i].gen.ID, gens[i].gen.Model
 			l.Found, l.Rows = l.Found[:0], l.Rows[:0]
 		}
 		return nil
@@ -202,7 +204,7 @@ func (s *Store) Read(ctx context.Context, lookups []*larder.Lookup) error {
 
 	c := 0
 	for i, l := range lookups {
-		l.Generation = gens[i].gen.ID
+		l.Generation, l.Model = gens[i].gen.ID, gens[i].gen.Model
 		l.Found = resize(l.Found, len(l.Keys))
 		l.Rows = resize(l.Rows, len(l.Keys))
 		for j := range l.Keys {

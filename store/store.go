@@ -13,13 +13,17 @@
 //	larder:p:v:live          string: the live generation id
 //	larder:p:v:seq           counter: generation ids
 //	larder:p:v:g:<gen>       hash: generation metadata (fingerprint, buckets,
-//	                         rows, started_at, published_at, state)
+//	                         rows, started_at, published_at, state,
+//	                         watermark)
 //	larder:p:v:gens          sorted set: generation ids, scored by the unix
 //	                         microsecond after which each may be deleted
 //	                         (+inf while writing or live)
 //	larder:p:v:<gen>:<b>     hash: canonical entity key -> encoded row, for
 //	                         bucket b = fnv-1a(key) mod the generation's buckets
-//	larder:p:views           set: the names of the views ever written
+//	larder:p:views           set: the names of the views ever written or
+//	                         run
+//	larder:p:runs:v          list: JSON records of v's last RunHistory
+//	                         runs, newest first (see RecordRun)
 //	larder:p:publish         Pub/Sub channel, message "<view> <gen>"
 //
 // No command spans two keys, so the layout works on Redis Cluster as on a
@@ -198,6 +202,7 @@ func (k keys) seq(view string) string   { return k.prefix + view + ":seq" }
 func (k keys) gens(view string) string  { return k.prefix + view + ":gens" }
 func (k keys) views() string            { return k.prefix + "views" }
 func (k keys) channel() string          { return k.prefix + "publish" }
+func (k keys) runs(view string) string  { return k.prefix + "runs:" + view }
 func (k keys) scanAll() string          { return k.prefix + "*" }
 func (k keys) scanView(v string) string { return k.prefix + v + ":*" }
 
@@ -262,6 +267,10 @@ const (
 	fieldStartedAt   = "started_at"
 	fieldPublishedAt = "published_at"
 	fieldState       = "state"
+	// fieldWatermark is the newest event time (unix microseconds) written
+	// into the generation by its full run and the incremental runs since;
+	// absent in generations written before watermarks were kept.
+	fieldWatermark = "watermark"
 )
 
 // meta is a decoded generation metadata hash.
@@ -272,6 +281,7 @@ type meta struct {
 	startedAt   time.Time
 	publishedAt time.Time
 	state       string
+	watermark   time.Time
 }
 
 // parseMeta decodes a metadata hash; ok is false when it is empty (deleted).
@@ -291,6 +301,9 @@ func parseMeta(h map[string]string) (m meta, ok bool, err error) {
 		return meta{}, true, err
 	}
 	if m.publishedAt, err = parseMicros(h[fieldPublishedAt]); err != nil {
+		return meta{}, true, err
+	}
+	if m.watermark, err = parseMicros(h[fieldWatermark]); err != nil {
 		return meta{}, true, err
 	}
 	return m, true, nil

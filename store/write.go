@@ -113,9 +113,10 @@ func (s *Store) bucketCount(ctx context.Context, view string, expectedRows int64
 	return int(max(1, (expectedRows+DefaultRowsPerBucket-1)/DefaultRowsPerBucket))
 }
 
-// Writer writes one generation of one view. Put must be called from one
-// goroutine; the writer flushes full batches concurrently on up to
-// Options.WriteConnections pipelines. A key Put twice in one generation
+// Writer writes one generation of one view: a new one (Begin), or the live
+// one with write-if-newer semantics (BeginIncremental). Put must be called
+// from one goroutine; the writer flushes full batches concurrently on up to
+// Options.WriteConnections pipelines. A key Put twice in one new generation
 // keeps one of its rows, not necessarily the last. Every Writer must end
 // with Publish or Abort, which stop its flushing goroutines.
 type Writer struct {
@@ -134,6 +135,16 @@ type Writer struct {
 	closed   bool // jobs is closed
 	state    string
 	flipSent bool // Publish sent the flip, which may have happened
+
+	// maxEvent is the newest event time Put, in unix microseconds, when
+	// hasEvent: the watermark Publish records.
+	maxEvent int64
+	hasEvent bool
+	// inc marks a writer into the live generation (see BeginIncremental).
+	inc *incremental
+	// model is the version of the model that computed the generation (see
+	// SetModel), recorded in its metadata by Publish.
+	model string
 
 	rows  atomic.Int64 // distinct entities written, as counted by HSET
 	errMu sync.Mutex
@@ -191,6 +202,9 @@ func (w *Writer) Put(ctx context.Context, key larder.Key, row larder.Row) error 
 		bucket: bucketOf(b.buf[start:valueAt], w.buckets),
 		key:    start, value: valueAt, end: len(b.buf),
 	})
+	if us := eventMicros(row.EventTime); !w.hasEvent || us > w.maxEvent {
+		w.maxEvent, w.hasEvent = us, true
+	}
 	if len(b.ents) >= w.s.opts.BatchSize {
 		return w.flush(ctx)
 	}
@@ -233,6 +247,9 @@ func (w *Writer) flusher() {
 
 // write sends one batch as a pipeline of HSETs, one per bucket it touches.
 func (w *Writer) write(ctx context.Context, b *batch) error {
+	if w.inc != nil {
+		return w.writeIfNewer(ctx, b)
+	}
 	// Stable, so that of two rows of one key in a batch the later one wins.
 	slices.SortStableFunc(b.ents, func(x, y entry) int { return int(x.bucket) - int(y.bucket) })
 	pipe := w.s.client.Pipeline()
@@ -297,10 +314,12 @@ func (w *Writer) drain(ctx context.Context, keep bool) error {
 	return w.failed()
 }
 
-// Publish writes what is buffered, waits for every flush, then makes the
+// Publish writes what is buffered, waits for every flush, records the
+// newest event time Put as the generation's watermark, then makes the
 // generation live with one atomic command, retires the generation it
 // replaces (deleted after the grace period), announces the change on the
-// publish channel and deletes the generations whose time has come.
+// publish channel and deletes the generations whose time has come. For an
+// incremental writer, see BeginIncremental instead.
 //
 // It returns the error of a failed write, ErrSuperseded when a newer
 // generation of the view was published meanwhile, larder.ErrUnavailable
@@ -312,6 +331,9 @@ func (w *Writer) Publish(ctx context.Context) (larder.Generation, error) {
 	if w.state != "" {
 		return larder.Generation{}, fmt.Errorf("store: publish %s generation %d: the writer is %s", view, w.id, w.state)
 	}
+	if w.inc != nil {
+		return w.publishIncremental(ctx)
+	}
 	if err := w.drain(ctx, true); err != nil {
 		return larder.Generation{}, err
 	}
@@ -322,6 +344,8 @@ func (w *Writer) Publish(ctx context.Context) (larder.Generation, error) {
 		fieldRows, rows,
 		fieldPublishedAt, formatMicros(now),
 		fieldState, stateLive,
+		fieldWatermark, w.watermark(),
+		fieldModel, w.model,
 	).Err(); err != nil {
 		return larder.Generation{}, redisErr(ctx, "publish "+view, err)
 	}
@@ -351,14 +375,17 @@ func (w *Writer) Publish(ctx context.Context) (larder.Generation, error) {
 		s.log.Warn("publish notification failed; readers will see the generation at their next refresh",
 			"view", view, "generation", w.id, "err", err)
 	}
-	gen := s.cache(s.newLiveGen(view, w.id, meta{
+	lg := s.newLiveGen(view, w.id, meta{
 		fingerprint: w.view.Fingerprint(),
 		buckets:     int(w.buckets),
 		rows:        rows,
 		startedAt:   w.startedAt,
 		publishedAt: now,
 		state:       stateLive,
-	})).gen
+		watermark:   w.watermarkTime(),
+	})
+	lg.gen.Model = w.model
+	gen := s.cache(lg).gen
 	s.log.Info("generation published", "view", view, "generation", w.id, "rows", rows,
 		"took", now.Sub(w.startedAt).Round(time.Millisecond))
 	if err := s.cleanupView(ctx, view); err != nil {
@@ -383,7 +410,8 @@ func (s *Store) retire(ctx context.Context, view string, gen int64, at time.Time
 // untouched. It deletes even when ctx is already cancelled (bounded by 30
 // seconds), so that an interrupted run cleans up after itself. Abort after
 // Publish or Abort does nothing. It returns larder.ErrUnavailable when the
-// deletion fails; Cleanup then deletes the generation later.
+// deletion fails; Cleanup then deletes the generation later. An incremental
+// writer deletes nothing: see BeginIncremental.
 func (w *Writer) Abort(ctx context.Context) error {
 	if w.state != "" {
 		return nil
@@ -391,6 +419,9 @@ func (w *Writer) Abort(ctx context.Context) error {
 	w.state = "aborted"
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
+	if w.inc != nil {
+		return w.abortIncremental(ctx)
+	}
 	_ = w.drain(ctx, false)
 	if w.flipSent {
 		// Publish failed after sending the flip: the reply may have been
@@ -411,6 +442,22 @@ func (w *Writer) Abort(ctx context.Context) error {
 	}
 	w.s.log.Info("generation aborted", "view", w.view.Name, "generation", w.id)
 	return nil
+}
+
+// watermark returns the metadata value of the newest event time Put: unix
+// microseconds, "0" when nothing was Put.
+func (w *Writer) watermark() string {
+	if !w.hasEvent {
+		return "0"
+	}
+	return formatMicros(microsTime(w.maxEvent))
+}
+
+// watermarkTime returns the newest event time Put as it reads back from
+// the metadata: the zero time when nothing was Put.
+func (w *Writer) watermarkTime() time.Time {
+	t, _ := parseMicros(w.watermark())
+	return t
 }
 
 // stamp returns the time to record in metadata, as it reads back: in UTC, to

@@ -101,6 +101,8 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 		a.viewsCommand(),
 		a.getCommand(),
 		a.keysCommand(),
+		a.runsCommand(),
+		a.benchCommand(),
 	)
 	return root
 }

@@ -87,13 +87,48 @@ func (a *app) printRows(l *larder.Lookup) error {
 		fmt.Fprintf(a.stdout, "  event_time %s\n", l.Rows[i].EventTime.UTC().Format(time.RFC3339Nano))
 		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 		for fi, f := range v.Features {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Name, f.Type, l.Rows[i].Values[fi])
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Name, f.Type, tableValue(l.Rows[i].Values[fi]))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// tableListMax is how many elements of a list or vector the table shows.
+const tableListMax = 20
+
+// tableValue formats v for the table: as Value.String does, except that a
+// list or vector longer than tableListMax shows its first elements, then how
+// many there are in all, so that a candidate list of hundreds stays one
+// readable line. --json prints every element.
+func tableValue(v larder.Value) string {
+	var n int
+	switch v.Type() {
+	case larder.TypeFloat32Vector:
+		n = len(v.Vector())
+		if n > tableListMax {
+			v = larder.Float32VectorValue(v.Vector()[:tableListMax])
+		}
+	case larder.TypeInt64List:
+		n = len(v.Int64List())
+		if n > tableListMax {
+			v = larder.Int64ListValue(v.Int64List()[:tableListMax])
+		}
+	case larder.TypeStringList:
+		n = len(v.StringList())
+		if n > tableListMax {
+			v = larder.StringListValue(v.StringList()[:tableListMax])
+		}
+	default:
+		return v.String()
+	}
+	s := v.String()
+	if n > tableListMax {
+		s = fmt.Sprintf("%s ...] (%d in all; --json prints every one)", s[:len(s)-1], n)
+	}
+	return s
 }
 
 // jsonRow is the --json form of one entity.
@@ -160,6 +195,11 @@ func jsonValue(v larder.Value) any {
 			vec[i] = finite(float64(f), 32)
 		}
 		return vec
+	case larder.TypeInt64List:
+		// A JSON array of numbers; never null, even when empty.
+		return append(make([]int64, 0, len(v.Int64List())), v.Int64List()...)
+	case larder.TypeStringList:
+		return append(make([]string, 0, len(v.StringList())), v.StringList()...)
 	}
 	return nil
 }

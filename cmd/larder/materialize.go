@@ -69,15 +69,24 @@ func selectViews(p *larder.Project, names []string) ([]*larder.View, error) {
 }
 
 // materialize runs the views one after the other, drawing progress and
-// printing a summary of each. It stops at the first failure: the failed
-// view keeps its live generation.
+// printing a summary of each, and records each run, successful or not, for
+// `larder runs`. It stops at the first failure: the failed view keeps its
+// live generation.
 func (a *app) materialize(ctx context.Context, p *larder.Project, b *backend, views []*larder.View) ([]materializer.Report, error) {
 	var reports []materializer.Report
-	for _, v := range views {
+	loader := &lazyModels{ctx: ctx, a: a}
+	defer loader.close()
+	// Views that read other views run after them.
+	for _, v := range larder.Order(views) {
 		prog := newProgress(a.stderr, v.Name)
-		m := materializer.New(p, b.store, materializer.Options{Logger: a.logger, Now: a.now, Progress: prog.update})
+		m := materializer.New(p, b.store, materializer.Options{
+			Logger: a.logger, Now: a.now, Progress: prog.update,
+			Models: loader.load, Reader: b.store,
+		})
+		started := a.now()
 		rep, err := m.Run(ctx, v.Name)
 		prog.done()
+		a.recordRun(ctx, b.store, v, started, rep, err)
 		if err != nil {
 			// The materializer's errors begin with "materialize VIEW:".
 			return reports, fmt.Errorf("%w (the live generation, if any, still serves)", err)

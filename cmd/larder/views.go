@@ -14,7 +14,7 @@ import (
 func (a *app) viewsCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "views",
-		Short: "List the views with their live generation, rows and age",
+		Short: "List the views with their live generation, rows, age and last run",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -32,7 +32,7 @@ func (a *app) viewsCommand() *cobra.Command {
 			defer b.Close()
 			now := a.now()
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "VIEW\tKIND\tENTITY\tFEATURES\tGENERATION\tROWS\tPUBLISHED\tAGE\tMAX AGE\tSCHEDULE")
+			fmt.Fprintln(tw, "VIEW\tKIND\tENTITY\tFEATURES\tGENERATION\tROWS\tPUBLISHED\tAGE\tMAX AGE\tSCHEDULE\tLAST RUN")
 			for _, v := range p.Views {
 				gen, rows, published, age := "-", "-", "-", "-"
 				g, err := b.store.Live(ctx, v)
@@ -50,8 +50,13 @@ func (a *app) viewsCommand() *cobra.Command {
 				default:
 					return fmt.Errorf("view %s: %w", v.Name, err)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, v.Entity, len(v.Features),
-					gen, rows, published, age, orDash(formatAge(v.MaxAge), v.MaxAge > 0), orDash(v.Schedule, v.Schedule != ""))
+				runs, err := b.store.Runs(ctx, v.Name, 1)
+				if err != nil {
+					return fmt.Errorf("view %s: %w", v.Name, err)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, v.Entity, len(v.Features),
+					gen, rows, published, age, orDash(formatAge(v.MaxAge), v.MaxAge > 0), orDash(v.Schedule, v.Schedule != ""),
+					lastRun(runs, now))
 			}
 			return tw.Flush()
 		},

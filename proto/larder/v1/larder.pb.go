@@ -117,6 +117,10 @@ const (
 	ValueType_VALUE_TYPE_BYTES ValueType = 6
 	// A vector of 32-bit floats; Value.float32_vector_value.
 	ValueType_VALUE_TYPE_FLOAT32_VECTOR ValueType = 7
+	// A list of signed 64-bit integers; Value.int64_list_value.
+	ValueType_VALUE_TYPE_INT64_LIST ValueType = 8
+	// A list of UTF-8 strings; Value.string_list_value.
+	ValueType_VALUE_TYPE_STRING_LIST ValueType = 9
 )
 
 // Enum value maps for ValueType.
@@ -130,6 +134,8 @@ var (
 		5: "VALUE_TYPE_STRING",
 		6: "VALUE_TYPE_BYTES",
 		7: "VALUE_TYPE_FLOAT32_VECTOR",
+		8: "VALUE_TYPE_INT64_LIST",
+		9: "VALUE_TYPE_STRING_LIST",
 	}
 	ValueType_value = map[string]int32{
 		"VALUE_TYPE_UNSPECIFIED":    0,
@@ -140,6 +146,8 @@ var (
 		"VALUE_TYPE_STRING":         5,
 		"VALUE_TYPE_BYTES":          6,
 		"VALUE_TYPE_FLOAT32_VECTOR": 7,
+		"VALUE_TYPE_INT64_LIST":     8,
+		"VALUE_TYPE_STRING_LIST":    9,
 	}
 )
 
@@ -429,7 +437,11 @@ type ViewGeneration struct {
 	// The generation served: a number that grows with each full
 	// materialization of the view. Readers see exactly one generation of a
 	// view at a time.
-	Generation    int64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Generation int64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	// For a prediction view, the content hash of the model that computed the
+	// generation's values, such as "sha256:1a2b3c4d5e6f"; empty for other
+	// views.
+	Model         string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -476,6 +488,13 @@ func (x *ViewGeneration) GetGeneration() int64 {
 		return x.Generation
 	}
 	return 0
+}
+
+func (x *ViewGeneration) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
 }
 
 // EntityKey is the key of one entity. Its type must be the key type declared
@@ -580,6 +599,8 @@ type Value struct {
 	//	*Value_StringValue
 	//	*Value_BytesValue
 	//	*Value_Float32VectorValue
+	//	*Value_Int64ListValue
+	//	*Value_StringListValue
 	Kind          isValue_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -685,6 +706,24 @@ func (x *Value) GetFloat32VectorValue() *FloatVector {
 	return nil
 }
 
+func (x *Value) GetInt64ListValue() *Int64List {
+	if x != nil {
+		if x, ok := x.Kind.(*Value_Int64ListValue); ok {
+			return x.Int64ListValue
+		}
+	}
+	return nil
+}
+
+func (x *Value) GetStringListValue() *StringList {
+	if x != nil {
+		if x, ok := x.Kind.(*Value_StringListValue); ok {
+			return x.StringListValue
+		}
+	}
+	return nil
+}
+
 type isValue_Kind interface {
 	isValue_Kind()
 }
@@ -724,6 +763,16 @@ type Value_Float32VectorValue struct {
 	Float32VectorValue *FloatVector `protobuf:"bytes,7,opt,name=float32_vector_value,json=float32VectorValue,proto3,oneof"`
 }
 
+type Value_Int64ListValue struct {
+	// A VALUE_TYPE_INT64_LIST value, such as the keys of a candidate list.
+	Int64ListValue *Int64List `protobuf:"bytes,8,opt,name=int64_list_value,json=int64ListValue,proto3,oneof"`
+}
+
+type Value_StringListValue struct {
+	// A VALUE_TYPE_STRING_LIST value, such as the keys of a candidate list.
+	StringListValue *StringList `protobuf:"bytes,9,opt,name=string_list_value,json=stringListValue,proto3,oneof"`
+}
+
 func (*Value_Int64Value) isValue_Kind() {}
 
 func (*Value_Float64Value) isValue_Kind() {}
@@ -737,6 +786,10 @@ func (*Value_StringValue) isValue_Kind() {}
 func (*Value_BytesValue) isValue_Kind() {}
 
 func (*Value_Float32VectorValue) isValue_Kind() {}
+
+func (*Value_Int64ListValue) isValue_Kind() {}
+
+func (*Value_StringListValue) isValue_Kind() {}
 
 // FloatVector is a vector of float32 values, such as an embedding.
 type FloatVector struct {
@@ -784,6 +837,100 @@ func (x *FloatVector) GetValues() []float32 {
 	return nil
 }
 
+// Int64List is a list of int64 values, such as the keys of the candidates a
+// candidates view stores for an entity.
+type Int64List struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The elements, in order. An empty list is a valid, non-null value.
+	Values        []int64 `protobuf:"varint,1,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Int64List) Reset() {
+	*x = Int64List{}
+	mi := &file_larder_v1_larder_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Int64List) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Int64List) ProtoMessage() {}
+
+func (x *Int64List) ProtoReflect() protoreflect.Message {
+	mi := &file_larder_v1_larder_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Int64List.ProtoReflect.Descriptor instead.
+func (*Int64List) Descriptor() ([]byte, []int) {
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Int64List) GetValues() []int64 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// StringList is a list of strings, such as the keys of the candidates a
+// candidates view stores for an entity.
+type StringList struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The elements (UTF-8), in order. An empty list is a valid, non-null value.
+	Values        []string `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StringList) Reset() {
+	*x = StringList{}
+	mi := &file_larder_v1_larder_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StringList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StringList) ProtoMessage() {}
+
+func (x *StringList) ProtoReflect() protoreflect.Message {
+	mi := &file_larder_v1_larder_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StringList.ProtoReflect.Descriptor instead.
+func (*StringList) Descriptor() ([]byte, []int) {
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StringList) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // RankRequest asks a ranker to score candidates for one context entity.
 type RankRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -793,8 +940,16 @@ type RankRequest struct {
 	// context entity type. Required.
 	ContextKey *EntityKey `protobuf:"bytes,2,opt,name=context_key,json=contextKey,proto3" json:"context_key,omitempty"`
 	// The keys of the candidates to score, of the ranker's candidate entity
-	// type. Required: at least one, and at most the server's limit
-	// (server.max_candidates in larder.yaml, 1000 by default).
+	// type: at most the server's limit (server.max_candidates in larder.yaml,
+	// 1000 by default).
+	//
+	// Required, unless the ranker declares candidates_from. Then, when this
+	// list is empty, the candidates are the context entity's stored list in
+	// that candidates view (best precomputed score first), cut to the first
+	// server.max_candidates. A list older than the view's max_age is ranked
+	// all the same. A context entity with no stored list, or an empty one, is
+	// not an error: the response has no candidates. Without candidates_from,
+	// an empty list is INVALID_ARGUMENT.
 	CandidateKeys []*EntityKey `protobuf:"bytes,3,rep,name=candidate_keys,json=candidateKeys,proto3" json:"candidate_keys,omitempty"`
 	// Request-time features, by the names the ranker declares for them. Every
 	// request feature the ranker's model uses must be given, and names the
@@ -810,7 +965,7 @@ type RankRequest struct {
 
 func (x *RankRequest) Reset() {
 	*x = RankRequest{}
-	mi := &file_larder_v1_larder_proto_msgTypes[8]
+	mi := &file_larder_v1_larder_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +977,7 @@ func (x *RankRequest) String() string {
 func (*RankRequest) ProtoMessage() {}
 
 func (x *RankRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[8]
+	mi := &file_larder_v1_larder_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +990,7 @@ func (x *RankRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RankRequest.ProtoReflect.Descriptor instead.
 func (*RankRequest) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{8}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RankRequest) GetRanker() string {
@@ -877,13 +1032,16 @@ func (x *RankRequest) GetTopK() int32 {
 type RankResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The top candidates, in descending order of score. Candidates with equal
-	// scores keep their request order. At most top_k long, fewer when fewer
-	// candidates were given.
+	// scores keep their request order (or, for a stored candidate list, their
+	// stored order). At most top_k long, fewer when fewer candidates were given.
 	Candidates []*ScoredCandidate `protobuf:"bytes,1,rep,name=candidates,proto3" json:"candidates,omitempty"`
 	// The version of the model that scored the candidates, for logging and
 	// experiment attribution.
 	ModelVersion string `protobuf:"bytes,2,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
-	// The generation that was read from each view the ranker uses.
+	// The generation that was read from each view the ranker uses, and from
+	// the candidates_from view when the stored candidate list was ranked. When
+	// that list is empty, the views of the candidates are not read and not
+	// listed.
 	Generations   []*ViewGeneration `protobuf:"bytes,3,rep,name=generations,proto3" json:"generations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -891,7 +1049,7 @@ type RankResponse struct {
 
 func (x *RankResponse) Reset() {
 	*x = RankResponse{}
-	mi := &file_larder_v1_larder_proto_msgTypes[9]
+	mi := &file_larder_v1_larder_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1061,7 @@ func (x *RankResponse) String() string {
 func (*RankResponse) ProtoMessage() {}
 
 func (x *RankResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[9]
+	mi := &file_larder_v1_larder_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1074,7 @@ func (x *RankResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RankResponse.ProtoReflect.Descriptor instead.
 func (*RankResponse) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{9}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RankResponse) GetCandidates() []*ScoredCandidate {
@@ -953,7 +1111,7 @@ type ScoredCandidate struct {
 
 func (x *ScoredCandidate) Reset() {
 	*x = ScoredCandidate{}
-	mi := &file_larder_v1_larder_proto_msgTypes[10]
+	mi := &file_larder_v1_larder_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1123,7 @@ func (x *ScoredCandidate) String() string {
 func (*ScoredCandidate) ProtoMessage() {}
 
 func (x *ScoredCandidate) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[10]
+	mi := &file_larder_v1_larder_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1136,7 @@ func (x *ScoredCandidate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredCandidate.ProtoReflect.Descriptor instead.
 func (*ScoredCandidate) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{10}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ScoredCandidate) GetKey() *EntityKey {
@@ -1004,7 +1162,7 @@ type ListViewsRequest struct {
 
 func (x *ListViewsRequest) Reset() {
 	*x = ListViewsRequest{}
-	mi := &file_larder_v1_larder_proto_msgTypes[11]
+	mi := &file_larder_v1_larder_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1174,7 @@ func (x *ListViewsRequest) String() string {
 func (*ListViewsRequest) ProtoMessage() {}
 
 func (x *ListViewsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[11]
+	mi := &file_larder_v1_larder_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1187,7 @@ func (x *ListViewsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListViewsRequest.ProtoReflect.Descriptor instead.
 func (*ListViewsRequest) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{11}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{13}
 }
 
 // ListViewsResponse describes the project's views.
@@ -1043,7 +1201,7 @@ type ListViewsResponse struct {
 
 func (x *ListViewsResponse) Reset() {
 	*x = ListViewsResponse{}
-	mi := &file_larder_v1_larder_proto_msgTypes[12]
+	mi := &file_larder_v1_larder_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1213,7 @@ func (x *ListViewsResponse) String() string {
 func (*ListViewsResponse) ProtoMessage() {}
 
 func (x *ListViewsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[12]
+	mi := &file_larder_v1_larder_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1226,7 @@ func (x *ListViewsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListViewsResponse.ProtoReflect.Descriptor instead.
 func (*ListViewsResponse) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{12}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListViewsResponse) GetViews() []*ViewInfo {
@@ -1103,6 +1261,9 @@ type ViewInfo struct {
 	PublishedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
 	// How long ago the live generation was published, as of the response.
 	Age *durationpb.Duration `protobuf:"bytes,13,opt,name=age,proto3" json:"age,omitempty"`
+	// For a prediction view, the content hash of the model that computed the
+	// live generation; empty for other views.
+	Model string `protobuf:"bytes,14,opt,name=model,proto3" json:"model,omitempty"`
 	// How old a value may be before reads report it stale. Unset means values
 	// of this view never go stale.
 	MaxAge *durationpb.Duration `protobuf:"bytes,20,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
@@ -1115,7 +1276,7 @@ type ViewInfo struct {
 
 func (x *ViewInfo) Reset() {
 	*x = ViewInfo{}
-	mi := &file_larder_v1_larder_proto_msgTypes[13]
+	mi := &file_larder_v1_larder_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1288,7 @@ func (x *ViewInfo) String() string {
 func (*ViewInfo) ProtoMessage() {}
 
 func (x *ViewInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[13]
+	mi := &file_larder_v1_larder_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1301,7 @@ func (x *ViewInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ViewInfo.ProtoReflect.Descriptor instead.
 func (*ViewInfo) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{13}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ViewInfo) GetName() string {
@@ -1199,6 +1360,13 @@ func (x *ViewInfo) GetAge() *durationpb.Duration {
 	return nil
 }
 
+func (x *ViewInfo) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
 func (x *ViewInfo) GetMaxAge() *durationpb.Duration {
 	if x != nil {
 		return x.MaxAge
@@ -1226,7 +1394,7 @@ type FeatureSchema struct {
 
 func (x *FeatureSchema) Reset() {
 	*x = FeatureSchema{}
-	mi := &file_larder_v1_larder_proto_msgTypes[14]
+	mi := &file_larder_v1_larder_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1406,7 @@ func (x *FeatureSchema) String() string {
 func (*FeatureSchema) ProtoMessage() {}
 
 func (x *FeatureSchema) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[14]
+	mi := &file_larder_v1_larder_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1419,7 @@ func (x *FeatureSchema) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureSchema.ProtoReflect.Descriptor instead.
 func (*FeatureSchema) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{14}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FeatureSchema) GetName() string {
@@ -1288,17 +1456,18 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x05value\x18\x01 \x01(\v2\x10.larder.v1.ValueR\x05value\x120\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x18.larder.v1.FeatureStatusR\x06status\x129\n" +
 	"\n" +
-	"event_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\"D\n" +
+	"event_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\"Z\n" +
 	"\x0eViewGeneration\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x03R\n" +
-	"generation\"Z\n" +
+	"generation\x12\x14\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\"Z\n" +
 	"\tEntityKey\x12!\n" +
 	"\vint64_value\x18\x01 \x01(\x03H\x00R\n" +
 	"int64Value\x12#\n" +
 	"\fstring_value\x18\x02 \x01(\tH\x00R\vstringValueB\x05\n" +
-	"\x03key\"\xb5\x02\n" +
+	"\x03key\"\xbc\x03\n" +
 	"\x05Value\x12!\n" +
 	"\vint64_value\x18\x01 \x01(\x03H\x00R\n" +
 	"int64Value\x12%\n" +
@@ -1309,10 +1478,17 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\fstring_value\x18\x05 \x01(\tH\x00R\vstringValue\x12!\n" +
 	"\vbytes_value\x18\x06 \x01(\fH\x00R\n" +
 	"bytesValue\x12J\n" +
-	"\x14float32_vector_value\x18\a \x01(\v2\x16.larder.v1.FloatVectorH\x00R\x12float32VectorValueB\x06\n" +
+	"\x14float32_vector_value\x18\a \x01(\v2\x16.larder.v1.FloatVectorH\x00R\x12float32VectorValue\x12@\n" +
+	"\x10int64_list_value\x18\b \x01(\v2\x14.larder.v1.Int64ListH\x00R\x0eint64ListValue\x12C\n" +
+	"\x11string_list_value\x18\t \x01(\v2\x15.larder.v1.StringListH\x00R\x0fstringListValueB\x06\n" +
 	"\x04kind\"%\n" +
 	"\vFloatVector\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\x02R\x06values\"\xdc\x02\n" +
+	"\x06values\x18\x01 \x03(\x02R\x06values\"#\n" +
+	"\tInt64List\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\x03R\x06values\"$\n" +
+	"\n" +
+	"StringList\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\xdc\x02\n" +
 	"\vRankRequest\x12\x16\n" +
 	"\x06ranker\x18\x01 \x01(\tR\x06ranker\x125\n" +
 	"\vcontext_key\x18\x02 \x01(\v2\x14.larder.v1.EntityKeyR\n" +
@@ -1334,7 +1510,7 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\"\x12\n" +
 	"\x10ListViewsRequest\">\n" +
 	"\x11ListViewsResponse\x12)\n" +
-	"\x05views\x18\x01 \x03(\v2\x13.larder.v1.ViewInfoR\x05views\"\xf0\x02\n" +
+	"\x05views\x18\x01 \x03(\v2\x13.larder.v1.ViewInfoR\x05views\"\x86\x03\n" +
 	"\bViewInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
@@ -1346,7 +1522,8 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"generation\x12\x12\n" +
 	"\x04rows\x18\v \x01(\x03R\x04rows\x12=\n" +
 	"\fpublished_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\x12+\n" +
-	"\x03age\x18\r \x01(\v2\x19.google.protobuf.DurationR\x03age\x122\n" +
+	"\x03age\x18\r \x01(\v2\x19.google.protobuf.DurationR\x03age\x12\x14\n" +
+	"\x05model\x18\x0e \x01(\tR\x05model\x122\n" +
 	"\amax_age\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\x12\x1a\n" +
 	"\bschedule\x18\x15 \x01(\tR\bschedule\"M\n" +
 	"\rFeatureSchema\x12\x12\n" +
@@ -1356,7 +1533,7 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x1aFEATURE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16FEATURE_STATUS_PRESENT\x10\x01\x12\x1c\n" +
 	"\x18FEATURE_STATUS_NOT_FOUND\x10\x02\x12\x18\n" +
-	"\x14FEATURE_STATUS_STALE\x10\x03*\xce\x01\n" +
+	"\x14FEATURE_STATUS_STALE\x10\x03*\x85\x02\n" +
 	"\tValueType\x12\x1a\n" +
 	"\x16VALUE_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10VALUE_TYPE_INT64\x10\x01\x12\x16\n" +
@@ -1365,7 +1542,9 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x0fVALUE_TYPE_BOOL\x10\x04\x12\x15\n" +
 	"\x11VALUE_TYPE_STRING\x10\x05\x12\x14\n" +
 	"\x10VALUE_TYPE_BYTES\x10\x06\x12\x1d\n" +
-	"\x19VALUE_TYPE_FLOAT32_VECTOR\x10\a2\xdf\x01\n" +
+	"\x19VALUE_TYPE_FLOAT32_VECTOR\x10\a\x12\x19\n" +
+	"\x15VALUE_TYPE_INT64_LIST\x10\b\x12\x1a\n" +
+	"\x16VALUE_TYPE_STRING_LIST\x10\t2\xdf\x01\n" +
 	"\x0eFeatureService\x12L\n" +
 	"\vGetFeatures\x12\x1d.larder.v1.GetFeaturesRequest\x1a\x1e.larder.v1.GetFeaturesResponse\x127\n" +
 	"\x04Rank\x12\x16.larder.v1.RankRequest\x1a\x17.larder.v1.RankResponse\x12F\n" +
@@ -1384,7 +1563,7 @@ func file_larder_v1_larder_proto_rawDescGZIP() []byte {
 }
 
 var file_larder_v1_larder_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_larder_v1_larder_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_larder_v1_larder_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_larder_v1_larder_proto_goTypes = []any{
 	(FeatureStatus)(0),            // 0: larder.v1.FeatureStatus
 	(ValueType)(0),                // 1: larder.v1.ValueType
@@ -1396,16 +1575,18 @@ var file_larder_v1_larder_proto_goTypes = []any{
 	(*EntityKey)(nil),             // 7: larder.v1.EntityKey
 	(*Value)(nil),                 // 8: larder.v1.Value
 	(*FloatVector)(nil),           // 9: larder.v1.FloatVector
-	(*RankRequest)(nil),           // 10: larder.v1.RankRequest
-	(*RankResponse)(nil),          // 11: larder.v1.RankResponse
-	(*ScoredCandidate)(nil),       // 12: larder.v1.ScoredCandidate
-	(*ListViewsRequest)(nil),      // 13: larder.v1.ListViewsRequest
-	(*ListViewsResponse)(nil),     // 14: larder.v1.ListViewsResponse
-	(*ViewInfo)(nil),              // 15: larder.v1.ViewInfo
-	(*FeatureSchema)(nil),         // 16: larder.v1.FeatureSchema
-	nil,                           // 17: larder.v1.RankRequest.RequestFeaturesEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
+	(*Int64List)(nil),             // 10: larder.v1.Int64List
+	(*StringList)(nil),            // 11: larder.v1.StringList
+	(*RankRequest)(nil),           // 12: larder.v1.RankRequest
+	(*RankResponse)(nil),          // 13: larder.v1.RankResponse
+	(*ScoredCandidate)(nil),       // 14: larder.v1.ScoredCandidate
+	(*ListViewsRequest)(nil),      // 15: larder.v1.ListViewsRequest
+	(*ListViewsResponse)(nil),     // 16: larder.v1.ListViewsResponse
+	(*ViewInfo)(nil),              // 17: larder.v1.ViewInfo
+	(*FeatureSchema)(nil),         // 18: larder.v1.FeatureSchema
+	nil,                           // 19: larder.v1.RankRequest.RequestFeaturesEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
 }
 var file_larder_v1_larder_proto_depIdxs = []int32{
 	7,  // 0: larder.v1.GetFeaturesRequest.keys:type_name -> larder.v1.EntityKey
@@ -1415,32 +1596,34 @@ var file_larder_v1_larder_proto_depIdxs = []int32{
 	5,  // 4: larder.v1.FeatureRow.values:type_name -> larder.v1.FeatureValue
 	8,  // 5: larder.v1.FeatureValue.value:type_name -> larder.v1.Value
 	0,  // 6: larder.v1.FeatureValue.status:type_name -> larder.v1.FeatureStatus
-	18, // 7: larder.v1.FeatureValue.event_time:type_name -> google.protobuf.Timestamp
+	20, // 7: larder.v1.FeatureValue.event_time:type_name -> google.protobuf.Timestamp
 	9,  // 8: larder.v1.Value.float32_vector_value:type_name -> larder.v1.FloatVector
-	7,  // 9: larder.v1.RankRequest.context_key:type_name -> larder.v1.EntityKey
-	7,  // 10: larder.v1.RankRequest.candidate_keys:type_name -> larder.v1.EntityKey
-	17, // 11: larder.v1.RankRequest.request_features:type_name -> larder.v1.RankRequest.RequestFeaturesEntry
-	12, // 12: larder.v1.RankResponse.candidates:type_name -> larder.v1.ScoredCandidate
-	6,  // 13: larder.v1.RankResponse.generations:type_name -> larder.v1.ViewGeneration
-	7,  // 14: larder.v1.ScoredCandidate.key:type_name -> larder.v1.EntityKey
-	15, // 15: larder.v1.ListViewsResponse.views:type_name -> larder.v1.ViewInfo
-	16, // 16: larder.v1.ViewInfo.features:type_name -> larder.v1.FeatureSchema
-	18, // 17: larder.v1.ViewInfo.published_at:type_name -> google.protobuf.Timestamp
-	19, // 18: larder.v1.ViewInfo.age:type_name -> google.protobuf.Duration
-	19, // 19: larder.v1.ViewInfo.max_age:type_name -> google.protobuf.Duration
-	1,  // 20: larder.v1.FeatureSchema.type:type_name -> larder.v1.ValueType
-	8,  // 21: larder.v1.RankRequest.RequestFeaturesEntry.value:type_name -> larder.v1.Value
-	2,  // 22: larder.v1.FeatureService.GetFeatures:input_type -> larder.v1.GetFeaturesRequest
-	10, // 23: larder.v1.FeatureService.Rank:input_type -> larder.v1.RankRequest
-	13, // 24: larder.v1.FeatureService.ListViews:input_type -> larder.v1.ListViewsRequest
-	3,  // 25: larder.v1.FeatureService.GetFeatures:output_type -> larder.v1.GetFeaturesResponse
-	11, // 26: larder.v1.FeatureService.Rank:output_type -> larder.v1.RankResponse
-	14, // 27: larder.v1.FeatureService.ListViews:output_type -> larder.v1.ListViewsResponse
-	25, // [25:28] is the sub-list for method output_type
-	22, // [22:25] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	10, // 9: larder.v1.Value.int64_list_value:type_name -> larder.v1.Int64List
+	11, // 10: larder.v1.Value.string_list_value:type_name -> larder.v1.StringList
+	7,  // 11: larder.v1.RankRequest.context_key:type_name -> larder.v1.EntityKey
+	7,  // 12: larder.v1.RankRequest.candidate_keys:type_name -> larder.v1.EntityKey
+	19, // 13: larder.v1.RankRequest.request_features:type_name -> larder.v1.RankRequest.RequestFeaturesEntry
+	14, // 14: larder.v1.RankResponse.candidates:type_name -> larder.v1.ScoredCandidate
+	6,  // 15: larder.v1.RankResponse.generations:type_name -> larder.v1.ViewGeneration
+	7,  // 16: larder.v1.ScoredCandidate.key:type_name -> larder.v1.EntityKey
+	17, // 17: larder.v1.ListViewsResponse.views:type_name -> larder.v1.ViewInfo
+	18, // 18: larder.v1.ViewInfo.features:type_name -> larder.v1.FeatureSchema
+	20, // 19: larder.v1.ViewInfo.published_at:type_name -> google.protobuf.Timestamp
+	21, // 20: larder.v1.ViewInfo.age:type_name -> google.protobuf.Duration
+	21, // 21: larder.v1.ViewInfo.max_age:type_name -> google.protobuf.Duration
+	1,  // 22: larder.v1.FeatureSchema.type:type_name -> larder.v1.ValueType
+	8,  // 23: larder.v1.RankRequest.RequestFeaturesEntry.value:type_name -> larder.v1.Value
+	2,  // 24: larder.v1.FeatureService.GetFeatures:input_type -> larder.v1.GetFeaturesRequest
+	12, // 25: larder.v1.FeatureService.Rank:input_type -> larder.v1.RankRequest
+	15, // 26: larder.v1.FeatureService.ListViews:input_type -> larder.v1.ListViewsRequest
+	3,  // 27: larder.v1.FeatureService.GetFeatures:output_type -> larder.v1.GetFeaturesResponse
+	13, // 28: larder.v1.FeatureService.Rank:output_type -> larder.v1.RankResponse
+	16, // 29: larder.v1.FeatureService.ListViews:output_type -> larder.v1.ListViewsResponse
+	27, // [27:30] is the sub-list for method output_type
+	24, // [24:27] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_larder_v1_larder_proto_init() }
@@ -1460,6 +1643,8 @@ func file_larder_v1_larder_proto_init() {
 		(*Value_StringValue)(nil),
 		(*Value_BytesValue)(nil),
 		(*Value_Float32VectorValue)(nil),
+		(*Value_Int64ListValue)(nil),
+		(*Value_StringListValue)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1467,7 +1652,7 @@ func file_larder_v1_larder_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_larder_v1_larder_proto_rawDesc), len(file_larder_v1_larder_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

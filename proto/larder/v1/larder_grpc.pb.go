@@ -71,6 +71,12 @@ type FeatureServiceClient interface {
 	// features: view values of the context entity, view values of the
 	// candidate, and request-time features. A view value that is missing, null
 	// or stale is replaced by the ranker's default for that input.
+	//
+	// A request may leave out the candidates when the ranker declares
+	// candidates_from (a candidates view keyed by the context entity): the
+	// context entity's stored candidate list is read in the same round trip as
+	// its features, then the candidates' features in a second one, and the
+	// list is ranked.
 	Rank(ctx context.Context, in *RankRequest, opts ...grpc.CallOption) (*RankResponse, error)
 	// ListViews describes every view of the project, with its schema and its
 	// live generation. Operators and clients use it to discover what can be
@@ -150,6 +156,12 @@ type FeatureServiceServer interface {
 	// features: view values of the context entity, view values of the
 	// candidate, and request-time features. A view value that is missing, null
 	// or stale is replaced by the ranker's default for that input.
+	//
+	// A request may leave out the candidates when the ranker declares
+	// candidates_from (a candidates view keyed by the context entity): the
+	// context entity's stored candidate list is read in the same round trip as
+	// its features, then the candidates' features in a second one, and the
+	// list is ranked.
 	Rank(context.Context, *RankRequest) (*RankResponse, error)
 	// ListViews describes every view of the project, with its schema and its
 	// live generation. Operators and clients use it to discover what can be

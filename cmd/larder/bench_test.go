@@ -1,0 +1,218 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/larder-dev/larder/redistest"
+)
+
+// TestBenchQuick runs `larder bench --quick` end to end, ONNX Runtime and a
+// real redis-server included, and checks the shape of what it prints.
+func TestBenchQuick(t *testing.T) {
+	srv := redistest.Start(t) // also installs redis-server for the first case
+	profile := filepath.Join(t.TempDir(), "rank.pprof")
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		markdown bool
+	}{
+		{"own redis-server", []string{"bench", "--quick", "--cpuprofile", profile}, false},
+		{"--redis, markdown", []string{"--redis", srv.Addr, "bench", "--quick", "--markdown"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := larderAt(t, t.Context(), time.Now(), tc.args...)
+			mustSucceed(t, r, "larder bench --quick")
+			lines := benchTables(t, r.stdout, tc.markdown)
+			if len(lines) != 2 {
+				t.Fatalf("got %d tables, want 2 (results, ratios):\n%s", len(lines), r.stdout)
+			}
+			checkResults(t, lines[0])
+			checkRatios(t, lines[1])
+			for _, l := range benchLegend {
+				if !strings.Contains(r.stdout, l[1]) {
+					t.Errorf("no legend for %s", l[0])
+				}
+			}
+		})
+	}
+	t.Run("profile written", func(t *testing.T) {
+		if fi, err := os.Stat(profile); err != nil || fi.Size() == 0 {
+			t.Errorf("--cpuprofile %s: %v, %v", profile, fi, err)
+		}
+	})
+	t.Run("--redis keys deleted", func(t *testing.T) {
+		n, err := srv.Client().DBSize(t.Context()).Result()
+		if err != nil || n != 0 {
+			t.Errorf("after bench, the Redis at --redis holds %d keys (err %v), want 0", n, err)
+		}
+	})
+}
+
+// benchTables returns the cells of the tables in out: a text table starts
+// at a line beginning "call " or "concurrency " and ends at a blank line; a
+// Markdown table is a run of lines beginning "| ", without its rule line.
+func benchTables(tb testing.TB, out string, markdown bool) [][][]string {
+	tb.Helper()
+	var tables [][][]string
+	var cur [][]string
+	in := false
+	for _, l := range strings.Split(out, "\n") {
+		var row []string
+		switch {
+		case markdown && strings.HasPrefix(l, "| "):
+			if strings.HasPrefix(l, "| ---") {
+				continue
+			}
+			for _, c := range strings.Split(strings.Trim(l, "| "), " | ") {
+				row = append(row, strings.TrimSpace(c))
+			}
+		case !markdown && (strings.HasPrefix(l, "call ") || strings.HasPrefix(l, "concurrency ")):
+			in = true
+			fallthrough
+		case !markdown && in && strings.TrimSpace(l) != "":
+			row = splitCells(l)
+		}
+		if row == nil {
+			if cur != nil {
+				tables = append(tables, cur)
+			}
+			cur, in = nil, false
+			continue
+		}
+		cur = append(cur, row)
+	}
+	if cur != nil {
+		tables = append(tables, cur)
+	}
+	return tables
+}
+
+// splitCells splits a text table line at runs of two or more spaces.
+func splitCells(l string) []string {
+	var cells []string
+	for _, c := range strings.Split(strings.TrimSpace(l), "  ") {
+		if c = strings.TrimSpace(c); c != "" {
+			cells = append(cells, c)
+		}
+	}
+	return cells
+}
+
+// checkResults checks the results table of a --quick run: every call at
+// concurrency 1 and 4, in order, with positive counts, ordered percentiles
+// and the CPU share of other processes.
+func checkResults(tb testing.TB, rows [][]string) {
+	tb.Helper()
+	want := []string{"call", "concurrency", "requests", "RPS", "p50", "p95", "p99", "p999", "others"}
+	if strings.Join(rows[0], ",") != strings.Join(want, ",") {
+		tb.Fatalf("results header %q, want %q", rows[0], want)
+	}
+	if len(rows) != 1+2*benchCallCount {
+		tb.Fatalf("got %d result rows, want %d (7 calls × concurrency 1, 4)", len(rows)-1, 2*benchCallCount)
+	}
+	for i, row := range rows[1:] {
+		call, conc := benchLegend[i/2][0], []string{"1", "4"}[i%2]
+		if len(row) != len(want) || row[0] != call || row[1] != conc {
+			tb.Errorf("row %d is %q, want %s at concurrency %s with %d cells", i+1, row, call, conc, len(want))
+			continue
+		}
+		for _, c := range row[2:4] {
+			if n, err := strconv.ParseFloat(c, 64); err != nil || n <= 0 {
+				tb.Errorf("row %q: %q is not a positive number", row, c)
+			}
+		}
+		var prev time.Duration
+		for _, c := range row[4:8] {
+			d, err := time.ParseDuration(c)
+			if err != nil || d <= 0 || d < prev {
+				tb.Errorf("row %q: latency %q is not a positive duration at least the previous percentile", row, c)
+			}
+			prev = d
+		}
+		if o := row[8]; o != "-" && !strings.HasSuffix(o, "%") {
+			tb.Errorf("row %q: others %q is neither a percentage nor -", row, o)
+		}
+	}
+}
+
+// checkRatios checks the ratios table: four figures at each concurrency,
+// each with a ratio and, where issue 4 sets one, a goal.
+func checkRatios(tb testing.TB, rows [][]string) {
+	tb.Helper()
+	want := []string{"concurrency", "figure", "larder", "floor", "ratio", "goal"}
+	if strings.Join(rows[0], ",") != strings.Join(want, ",") {
+		tb.Fatalf("ratios header %q, want %q", rows[0], want)
+	}
+	if len(rows) != 1+2*4 {
+		tb.Fatalf("got %d ratio rows, want 8 (4 figures × concurrency 1, 4)", len(rows)-1)
+	}
+	for i, row := range rows[1:] {
+		if len(row) != len(want) || row[0] != []string{"1", "4"}[i/4] {
+			tb.Errorf("ratio row %d is %q", i+1, row)
+			continue
+		}
+		ratio := strings.TrimRight(row[4], "×%")
+		if n, err := strconv.ParseFloat(ratio, 64); err != nil || n <= 0 {
+			tb.Errorf("ratio row %q: ratio %q is not a positive number", row, row[4])
+		}
+		if goal := row[5]; goal != "-" && !strings.HasSuffix(goal, " met") {
+			tb.Errorf("ratio row %q: goal %q says neither met nor NOT met", row, goal)
+		}
+	}
+}
+
+// TestBenchErrors checks that bench says what is wrong before it starts.
+func TestBenchErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		path bool // PATH without redis-server
+		args []string
+		want string
+	}{
+		{"no redis-server", true, []string{"bench", "--quick"}, "run make setup or apt-get install redis-server"},
+		{"zero duration", false, []string{"bench", "--duration", "0s"}, "--duration 0s: must be positive"},
+		{"zero concurrency", false, []string{"bench", "--concurrency", "1,0"}, "--concurrency 0: each number of callers"},
+		{"no connections", false, []string{"bench", "--conns", "0"}, "--conns 0: must be at least 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.path {
+				t.Setenv("PATH", t.TempDir())
+			}
+			r := larderAt(t, t.Context(), t0, tc.args...)
+			if r.code != 1 || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, tc.want)
+			}
+		})
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(i + 1)
+	}
+	for _, tc := range []struct {
+		name   string
+		sorted []time.Duration
+		q      float64
+		want   time.Duration
+	}{
+		{"one value", []time.Duration{7}, 0.999, 7},
+		{"p50 of 100", hundred, 0.50, 50},
+		{"p99 of 100", hundred, 0.99, 99},
+		{"p999 of 100 is the largest", hundred, 0.999, 100},
+		{"p50 of 3", []time.Duration{1, 2, 3}, 0.50, 2},
+		{"p0 is the smallest", hundred, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := percentile(tc.sorted, tc.q); got != tc.want {
+				t.Errorf("percentile(%v) = %d, want %d", tc.q, got, tc.want)
+			}
+		})
+	}
+}
