@@ -28,7 +28,9 @@ const (
 	ProjectFile = "larder.yaml"
 	UsersFile   = "data/users.parquet"
 	ItemsFile   = "data/items.parquet"
-	EventsDir   = "data/events"
+	// CandidatesFile holds the candidate lists of an upstream recall model.
+	CandidatesFile = "data/candidates.parquet"
+	EventsDir      = "data/events"
 )
 
 // Parquet layout. Row groups of about 100k rows keep a reader's memory
@@ -84,6 +86,9 @@ type Dataset struct {
 	ItemRows int
 	// Events is the number of interaction events Write writes.
 	Events int
+	// CandidateRows is the number of rows of the candidates file, known
+	// once Write has run.
+	CandidateRows int
 
 	progress func(done, total int64)
 	pop      *population
@@ -147,6 +152,7 @@ func New(opts Options) (*Dataset, error) {
 //	larder.yaml                   the project (ProjectFile)
 //	data/users.parquet            users, with older versions (UsersFile)
 //	data/items.parquet            items, with older versions (ItemsFile)
+//	data/candidates.parquet       candidate items per user (CandidatesFile)
 //	data/events/part-NNNN.parquet events in time order (EventsDir)
 //
 // Existing files of those names are replaced, and stale event parts of an
@@ -168,12 +174,17 @@ func (d *Dataset) Write(ctx context.Context, dir string) error {
 		}
 	}
 
-	p := &progress{fn: d.progress, total: int64(d.UserRows + d.ItemRows + d.Events)}
+	cands := d.pop.candidates()
+	d.CandidateRows = len(cands)
+	p := &progress{fn: d.progress, total: int64(d.UserRows + d.ItemRows + d.Events + len(cands))}
 	if err := writeParquet(ctx, filepath.Join(dir, UsersFile), d.pop.userRows, p.add); err != nil {
 		return fmt.Errorf("demo: write users: %w", err)
 	}
 	if err := writeParquet(ctx, filepath.Join(dir, ItemsFile), d.pop.itemRows, p.add); err != nil {
 		return fmt.Errorf("demo: write items: %w", err)
+	}
+	if err := writeParquet(ctx, filepath.Join(dir, CandidatesFile), cands, p.add); err != nil {
+		return fmt.Errorf("demo: write candidates: %w", err)
 	}
 	if err := d.writeEvents(ctx, eventsDir, p.add); err != nil {
 		return fmt.Errorf("demo: write events: %w", err)

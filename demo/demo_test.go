@@ -86,7 +86,7 @@ func TestGenerateWritesFiles(t *testing.T) {
 		t.Errorf("dataset counts = %d users, %d items, %d events; want %d, %d, %d",
 			d.Users, d.Items, d.Events, opts.Users, opts.Items, opts.Events)
 	}
-	if want := int64(d.UserRows + d.ItemRows + d.Events); lastDone != want || lastTotal != want || calls < 3 {
+	if want := int64(d.UserRows + d.ItemRows + d.Events + d.CandidateRows); lastDone != want || lastTotal != want || calls < 3 {
 		t.Errorf("progress ended at %d/%d after %d calls; want %d/%d", lastDone, lastTotal, calls, want, want)
 	}
 

@@ -83,8 +83,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	if err != nil {
 		return err
 	}
-	modelPath := filepath.Join(o.dir, "models", "rerank.onnx")
-	if err := a.trainDemoModel(ds, modelPath); err != nil {
+	if err := a.trainDemoModels(ds, o.dir); err != nil {
 		return err
 	}
 
@@ -157,6 +156,15 @@ Serving until interrupted (Ctrl-C). Try, in another shell:
 	return stop()
 }
 
+// trainDemoModels trains the demo project's two models and writes them
+// where its larder.yaml expects them, under dir/models.
+func (a *app) trainDemoModels(ds *demo.Dataset, dir string) error {
+	if err := a.trainDemoModel(ds, filepath.Join(dir, "models", "rerank.onnx")); err != nil {
+		return err
+	}
+	return a.trainItemPrior(ds, filepath.Join(dir, "models", "item_prior.onnx"))
+}
+
 // trainDemoModel trains the demo's re-rank MLP on impressions drawn from the
 // data set's ground truth and writes it as ONNX.
 func (a *app) trainDemoModel(ds *demo.Dataset, path string) error {
@@ -187,6 +195,49 @@ func (a *app) trainDemoModel(ds *demo.Dataset, path string) error {
 	}
 	fmt.Fprintf(a.stdout, "      MLP %d -> %d -> 1 trained on %d impressions in %.1fs; held-out AUC %.3f; written to %s\n",
 		features, net.Hidden()[0], trainRows, time.Since(start).Seconds(), auc(scores, testY), path)
+	return nil
+}
+
+// itemPriorInputs are the inputs of the demo's item_click_prior prediction
+// view, in the order of its larder.yaml.
+var itemPriorInputs = []string{"item_profile:category_id", "item_profile:price", "item_profile:discount",
+	"item_profile:rating", "item_profile:popularity_7d", "item_profile:ctr_7d"}
+
+// trainItemPrior trains the logistic regression behind the item_click_prior
+// prediction view: the chance of a click from the item's features alone.
+func (a *app) trainItemPrior(ds *demo.Dataset, path string) error {
+	const rows = 40_000
+	start := time.Now()
+	x, y, features, names := ds.TrainingSet(rows, ds.Seed+11)
+	cols := make([]int, len(itemPriorInputs))
+	for i, in := range itemPriorInputs {
+		if cols[i] = slices.Index(names, in); cols[i] < 0 {
+			return fmt.Errorf("demo: the training set has no column %s", in)
+		}
+	}
+	sub := make([]float32, 0, rows*len(cols))
+	for r := 0; r < rows; r++ {
+		for _, c := range cols {
+			sub = append(sub, x[r*features+c])
+		}
+	}
+	net, err := models.Train(sub, y, len(cols), models.TrainConfig{Epochs: 5, BatchSize: 128, LearningRate: 0.01, Seed: uint64(ds.Seed)})
+	if err != nil {
+		return fmt.Errorf("train the item prior model: %w", err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := net.WriteONNX(f, larder.DefaultModelInput, larder.DefaultModelOutput); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "      logistic regression over %d item features (item_click_prior) trained in %.1fs; written to %s\n",
+		len(cols), time.Since(start).Seconds(), path)
 	return nil
 }
 
@@ -237,7 +288,8 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	for i, u := range users {
 		keys[i] = int64Key(u)
 	}
-	feats := []string{"user_profile:age", "user_profile:country", "user_profile:is_premium", "user_profile:ctr_7d", "user_profile:favorite_category_id", "user_last_event:*"}
+	feats := []string{"user_profile:age", "user_profile:country", "user_profile:ctr_7d", "user_last_event:last_event_type",
+		"user_activity:dwell_count_7d", "user_activity:dwell_mean_7d", "user_activity:spend_sum_30d", "user_activity:items_count_distinct_30d"}
 	gf, err := client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: keys, Features: feats})
 	if err != nil {
 		return fmt.Errorf("GetFeatures: %w", err)
@@ -286,6 +338,35 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 		truth, _ := ds.ClickProbability(user, c.GetKey().GetInt64Value(), hour)
 		fmt.Fprintf(tw, "      %d\t%d\t%.4f\t%s\t%s\t%s\t%.4f\n", i+1, c.GetKey().GetInt64Value(), c.GetScore(),
 			formatProtoValue(vals[0]), formatProtoValue(vals[1]), formatProtoValue(vals[2]), truth)
+	}
+	tw.Flush()
+
+	// The same ranker with no candidates in the request: it re-ranks the
+	// user's precomputed list (the user_recs candidates view).
+	stored, err := client.Rank(ctx, &larderv1.RankRequest{
+		Ranker: demo.RankerName, ContextKey: int64Key(user), TopK: 5,
+		RequestFeatures: rankReq.GetRequestFeatures(),
+	})
+	if err != nil {
+		return fmt.Errorf("Rank from the stored list: %w", err)
+	}
+	top = top[:0]
+	for _, c := range stored.GetCandidates() {
+		top = append(top, c.GetKey())
+	}
+	prior, err := client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: top, Features: []string{"item_profile:category", "item_click_prior:p_click"}})
+	if err != nil {
+		return fmt.Errorf("GetFeatures: %w", err)
+	}
+	fmt.Fprintf(out, "\n      Rank(%s, user %d, no candidates: its stored user_recs list) → top %d, generations %s\n",
+		demo.RankerName, user, len(stored.GetCandidates()), generations(stored.GetGenerations()))
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "      #\titem_id\tscore\tcategory\titem_click_prior:p_click\ttrue click probability")
+	for i, c := range stored.GetCandidates() {
+		vals := prior.GetRows()[i].GetValues()
+		truth, _ := ds.ClickProbability(user, c.GetKey().GetInt64Value(), hour)
+		fmt.Fprintf(tw, "      %d\t%d\t%.4f\t%s\t%s\t%.4f\n", i+1, c.GetKey().GetInt64Value(), c.GetScore(),
+			formatProtoValue(vals[0]), formatProtoValue(vals[1]), truth)
 	}
 	tw.Flush()
 

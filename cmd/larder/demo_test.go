@@ -23,12 +23,12 @@ func TestDemo(t *testing.T) {
 	}
 
 	t.Run("GetFeatures table", func(t *testing.T) {
-		if !strings.Contains(out, "GetFeatures(3 users × 8 features) → generations user_profile@1, user_last_event@1\n") {
+		if !strings.Contains(out, "GetFeatures(3 users × 8 features) → generations user_profile@1, user_last_event@1, user_activity@1\n") {
 			t.Errorf("no GetFeatures summary line:\n%s", out)
 		}
 		rows := table(t, out, "user_id", 3)
-		want := []string{"user_id", "user_profile:age", "user_profile:country", "user_profile:is_premium", "user_profile:ctr_7d",
-			"user_profile:favorite_category_id", "user_last_event:last_item_id", "user_last_event:last_event_type", "user_last_event:last_dwell_seconds"}
+		want := []string{"user_id", "user_profile:age", "user_profile:country", "user_profile:ctr_7d", "user_last_event:last_event_type",
+			"user_activity:dwell_count_7d", "user_activity:dwell_mean_7d", "user_activity:spend_sum_30d", "user_activity:items_count_distinct_30d"}
 		if strings.Join(rows[0], "|") != strings.Join(want, "|") {
 			t.Errorf("header %q, want %q", rows[0], want)
 		}

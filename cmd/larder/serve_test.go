@@ -37,7 +37,7 @@ func demoProject(tb testing.TB) (*demo.Dataset, string) {
 		tb.Fatal(err)
 	}
 	a := &app{stdout: io.Discard, stderr: io.Discard, now: func() time.Time { return t0 }}
-	if err := a.trainDemoModel(ds, filepath.Join(dir, "models", "rerank.onnx")); err != nil {
+	if err := a.trainDemoModels(ds, dir); err != nil {
 		tb.Fatal(err)
 	}
 	return ds, filepath.Join(dir, demo.ProjectFile)
@@ -187,8 +187,8 @@ func TestServe(t *testing.T) {
 					want.name, v.GetGeneration(), v.GetRows(), v.GetKind(), v.GetPublishedAt().AsTime(), want.minRows, want.rows, t0)
 			}
 		}
-		if len(resp.GetViews()) != 3 {
-			t.Errorf("%d views, want 3", len(resp.GetViews()))
+		if len(resp.GetViews()) != 6 {
+			t.Errorf("%d views, want 6", len(resp.GetViews()))
 		}
 	})
 
