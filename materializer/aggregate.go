@@ -703,7 +703,7 @@ func (x *keyIndex) key(slot int) larder.Key {
 	return larder.Int64Key(x.intKeys[slot])
 }
 
-// accChunk is the number of entities per chunk of aggregate.acc.
+// accChunk is the number of entities per chunk of aggShard.acc.
 const accChunk = 1024
 
 // words returns the words of the entity in slot.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -23,16 +24,22 @@ type comparison struct {
 	floors []string
 	floor  string // how the floor is made, for the reader
 	unit   string // "ns/op" (lower is better) or a rate such as "rows/s"
+	// floorUnit is the floors' unit when it differs from unit (a rate of
+	// entities against a rate of model rows, say).
+	floorUnit string
 }
 
 var comparisons = []comparison{
-	{"store read, 1 entity × 20 float64", "Read1x20/larder", []string{"Read1x20/go-redis-floor"}, "go-redis HGET, same key", "ns/op"},
-	{"store read, 101 entities × 20 float64", "Read101x20/larder", []string{"Read101x20/go-redis-floor"}, "go-redis pipeline of 101 HGETs", "ns/op"},
-	{"GetFeatures, 1 × 20 (gRPC)", "GetFeatures1x20", []string{"EmptyCall", "Read1x20/go-redis-floor"}, "empty gRPC call + raw Redis read", "ns/op"},
-	{"GetFeatures, 100 × 20 (gRPC)", "GetFeatures100x20", []string{"EmptyCall", "Read101x20/go-redis-floor"}, "empty gRPC call + raw 101-key pipeline", "ns/op"},
-	{"Rank, 1 + 100 candidates (gRPC)", "Rank1x100", []string{"EmptyCall", "Read101x20/go-redis-floor", "ORTFloor100/AdvancedSession.Run"}, "empty gRPC call + raw 101-key pipeline + raw ONNX run", "ns/op"},
-	{"model score, 100 rows × 20", "Score100/ctx=cancellable", []string{"ORTFloor100/AdvancedSession.Run"}, "ONNX Runtime session run, tensors made in advance", "ns/op"},
-	{"materialize latest, 1M rows × 20 float64", "Latest1M/materialize", []string{"Latest1M/floor-generic-reader"}, "parquet-go GenericReader decode of the same file", "rows/s"},
+	{"store read, 1 entity × 20 float64", "Read1x20/larder", []string{"Read1x20/go-redis-floor"}, "go-redis HGET, same key", "ns/op", ""},
+	{"store read, 101 entities × 20 float64", "Read101x20/larder", []string{"Read101x20/go-redis-floor"}, "go-redis pipeline of 101 HGETs", "ns/op", ""},
+	{"GetFeatures, 1 × 20 (gRPC)", "GetFeatures1x20", []string{"EmptyCall", "Read1x20/go-redis-floor"}, "empty gRPC call + raw Redis read", "ns/op", ""},
+	{"GetFeatures, 100 × 20 (gRPC)", "GetFeatures100x20", []string{"EmptyCall", "Read101x20/go-redis-floor"}, "empty gRPC call + raw 101-key pipeline", "ns/op", ""},
+	{"Rank, 1 + 100 candidates (gRPC)", "Rank1x100", []string{"EmptyCall", "Read101x20/go-redis-floor", "ORTFloor100/AdvancedSession.Run"}, "empty gRPC call + raw 101-key pipeline + raw ONNX run", "ns/op", ""},
+	{"model score, 100 rows × 20", "Score100/ctx=cancellable", []string{"ORTFloor100/AdvancedSession.Run"}, "ONNX Runtime session run, tensors made in advance", "ns/op", ""},
+	{"materialize latest, 1M rows × 20 float64", "Latest1M/materialize", []string{"Latest1M/floor-generic-reader"}, "parquet-go GenericReader decode of the same file", "rows/s", ""},
+	{"materialize latest, 1M rows × 20 float64 (vs page decode)", "Latest1M/materialize", []string{"Latest1M/floor-pages"}, "decoding the same pages, values unused", "rows/s", ""},
+	{"materialize prediction, 100k entities (entities/s)", "Prediction100k/materialize", []string{"Prediction100k/read-floor"}, "raw store reads of the same inputs", "entities/s", ""},
+	{"materialize prediction, model part (entities/s vs rows/s)", "Prediction100k/materialize", []string{"Prediction100k/ort-floor"}, "ONNX Runtime on the same batches", "entities/s", "rows/s"},
 }
 
 // result holds the metrics of one benchmark, by unit.
@@ -102,7 +109,11 @@ func write(w io.Writer, results map[string]result) {
 				missing = true
 				break
 			}
-			floor += r[c.unit]
+			unit := c.unit
+			if c.floorUnit != "" {
+				unit = c.floorUnit
+			}
+			floor += r[unit]
 		}
 		allocs := "-"
 		if a, ok := got["allocs/op"]; ok {
@@ -119,13 +130,22 @@ func write(w io.Writer, results map[string]result) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", c.label, format(got[c.unit], c.unit), format(floor, c.unit), ratioText, allocs, c.floor)
 	}
-	// Figures with no floor of their own, printed for the record.
-	for _, name := range []string{"Write", "GetFeatures1x20", "Rank1x100"} {
+	// Figures with no floor of their own, printed for the record: writes,
+	// latencies, and the heavy materializations with their peak memory.
+	names := []string{"Write", "IncrementalWrite", "GetFeatures1x20", "Rank1x100", "Candidates1M"}
+	var heavy []string
+	for name := range results {
+		if strings.HasPrefix(name, "Heavy/") {
+			heavy = append(heavy, name)
+		}
+	}
+	slices.Sort(heavy)
+	for _, name := range append(names, heavy...) {
 		r, ok := results[name]
 		if !ok {
 			continue
 		}
-		for _, unit := range []string{"rows/s", "p50-µs", "p99-µs"} {
+		for _, unit := range []string{"rows/s", "p50-µs", "p99-µs", "peak-MiB"} {
 			if v, ok := r[unit]; ok {
 				fmt.Fprintf(w, "| %s %s | %s | | | | |\n", name, unit, strconv.FormatFloat(v, 'f', 0, 64))
 			}
