@@ -7,14 +7,18 @@
 //     a source to its files, checks every needed column of every file against
 //     the view's types before any data is read, and streams the column chunks
 //     of each row group page by page, reading only the needed columns;
-//   - a per-kind computation (latest.go) consumes row groups and keeps, per
-//     entity, only what it needs to emit that entity's row;
+//   - a per-kind computation consumes row groups, in parallel across cores,
+//     and keeps, per entity, only what it needs to emit that entity's row, so
+//     that memory grows with entities, not rows: latest.go (the newest row),
+//     aggregate.go (windowed accumulators), candidates.go (each context's
+//     best candidates); prediction.go instead reads other views' live
+//     generations in batches and scores them with a model;
 //   - the writer (write.go) puts every entity's row into a new generation
 //     through larder.GenerationStore and publishes it, or aborts it on any
 //     failure so that the live generation keeps serving.
 //
-// Only the latest kind is implemented: see Materializer.Run for its exact
-// semantics.
+// Materializer.Run documents each kind's exact semantics; views that read
+// other views are ordered with larder.Order by the caller.
 //
 // # Sources
 //
