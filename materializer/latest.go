@@ -28,9 +28,14 @@ const (
 type latest struct {
 	specs   []columnSpec
 	runTime int64 // Unix nanoseconds
-	ents    entities
-	feats   []featureValues
-	skipped skipCounts
+	// since is the oldest event time used, in Unix nanoseconds: an
+	// incremental run reads only rows at or after the view's watermark, and
+	// counts the older ones in beforeSince. A full run uses every row.
+	since       int64
+	beforeSince int64
+	ents        entities
+	feats       []featureValues
+	skipped     skipCounts
 
 	// wins lists the rows of the current row group that won their entity,
 	// in row order; a later win of the same entity in the same row group
@@ -58,7 +63,7 @@ type win struct {
 }
 
 func newLatest(v *larder.View, e *larder.Entity, runTime time.Time) *latest {
-	l := &latest{runTime: runTime.UnixNano()}
+	l := &latest{runTime: runTime.UnixNano(), since: math.MinInt64}
 	l.specs = append(l.specs,
 		columnSpec{column: e.Key, role: roleKey, name: e.Name, typ: e.KeyType},
 		columnSpec{column: v.SourceDef().EventTime, role: roleEventTime},
@@ -85,10 +90,16 @@ func (l *latest) len() int {
 
 func (l *latest) skippedReport() map[string]int64 {
 	sk := l.skipped
+	before := l.beforeSince
 	for _, s := range l.shards {
 		sk.add(s.skipped)
+		before += s.beforeSince
 	}
-	return sk.report()
+	r := sk.report()
+	if before > 0 {
+		r[SkipBeforeWatermark] = before
+	}
+	return r
 }
 
 // read folds every row group of ds into l. The entities are divided by a
@@ -101,7 +112,7 @@ func (l *latest) read(ctx context.Context, ds *dataset, done func(*rowGroup)) er
 	n := readWorkers()
 	l.shards = make([]*latest, n)
 	for i := range l.shards {
-		s := &latest{specs: l.specs, runTime: l.runTime, part: i, parts: partitioner{n: uint64(n)}}
+		s := &latest{specs: l.specs, runTime: l.runTime, since: l.since, part: i, parts: partitioner{n: uint64(n)}}
 		s.feats = make([]featureValues, len(l.feats))
 		for j := range l.feats {
 			s.feats[j].typ = l.feats[j].typ
@@ -191,6 +202,10 @@ func (l *latest) pickWinners(rg *rowGroup) error {
 		t := times.pv.eventTime(tbc, tvi)
 		if t > l.runTime {
 			l.skipped.afterRun++
+			continue
+		}
+		if t < l.since {
+			l.beforeSince++
 			continue
 		}
 		slot, isNew := l.ents.lookup(&keys.pv, kbc, kvi)

@@ -15,6 +15,10 @@ const (
 	SkipNullKey       = "null key"
 	SkipNullEventTime = "null event time"
 	SkipAfterRunTime  = "after run time"
+	// SkipBeforeWatermark counts the rows an incremental run read (their
+	// row group holds newer ones) with an event time before the view's
+	// watermark: a full run uses them.
+	SkipBeforeWatermark = "before watermark"
 )
 
 // The phases of a run, as reported in Progress.Phase.
@@ -58,23 +62,44 @@ type Progress struct {
 // Report describes a finished run.
 type Report struct {
 	View string
-	// Generation is the id of the published generation.
+	// Generation is the id of the published generation (for an incremental
+	// run, of the live generation it wrote into).
 	Generation int64
-	// Files is the number of source files read.
+	// Files is the number of source files read (for an incremental run,
+	// those with at least one row group read).
 	Files int
 	// RowsRead counts every source row read, skipped or not.
 	RowsRead int64
-	// EntitiesWritten counts the entities in the published generation.
+	// EntitiesWritten counts the entities in the published generation; for
+	// an incremental run, the entities whose row it wrote (those it put
+	// less OlderRows).
 	EntitiesWritten int64
 	// Skipped counts the rows that could not be used, by reason (SkipNullKey,
-	// SkipNullEventTime, SkipAfterRunTime). Reasons that did not occur are
-	// absent.
+	// SkipNullEventTime, SkipAfterRunTime, and SkipBeforeWatermark for
+	// incremental runs). Reasons that did not occur are absent.
 	Skipped map[string]int64
 	// RunTime is the instant the view was computed as of.
 	RunTime  time.Time
 	Duration time.Duration
 	// RowsPerSecond is RowsRead over Duration, or 0 when Duration is 0.
 	RowsPerSecond float64
+
+	// Incremental reports a run of RunIncremental; the fields below are
+	// set by such runs only.
+	Incremental bool
+	// Watermark is the watermark the run started from: it used the source
+	// rows with event times from it to RunTime. The zero time means the
+	// live generation recorded none, and every row was used.
+	Watermark time.Time
+	// FilesSkipped and RowGroupsSkipped count the source files and row
+	// groups left unread because the statistics of their event-time column
+	// show no row at or after the watermark. RowGroupsSkipped includes the
+	// row groups of the files skipped.
+	FilesSkipped, RowGroupsSkipped int
+	// OlderRows counts the rows the run put that the store left out because
+	// the entity's stored row was newer (write-if-newer); 0 when the store
+	// does not report it.
+	OlderRows int64
 }
 
 // Materializer runs views of one project into a generation store. It holds no
@@ -128,13 +153,9 @@ func New(project *larder.Project, gs larder.GenerationStore, opts Options) *Mate
 func (m *Materializer) Run(ctx context.Context, viewName string) (Report, error) {
 	start := m.now()
 	rep := Report{View: viewName, RunTime: start}
-	v := m.project.View(viewName)
-	if v == nil {
-		names := make([]string, len(m.project.Views))
-		for i, v := range m.project.Views {
-			names[i] = v.Name
-		}
-		return rep, fmt.Errorf("materialize: view %q (known: %s): %w", viewName, strings.Join(names, ", "), larder.ErrNotFound)
+	v, err := m.view(viewName)
+	if err != nil {
+		return rep, err
 	}
 	switch v.Kind {
 	case larder.KindLatest:
@@ -147,6 +168,19 @@ func (m *Materializer) Run(ctx context.Context, viewName string) (Report, error)
 		return m.runCandidates(ctx, v, rep)
 	}
 	return rep, fmt.Errorf("materialize %s: views of kind %q cannot be materialized", v.Name, v.Kind)
+}
+
+// view returns the view named name, or an error wrapping larder.ErrNotFound
+// that lists the known views.
+func (m *Materializer) view(name string) (*larder.View, error) {
+	if v := m.project.View(name); v != nil {
+		return v, nil
+	}
+	names := make([]string, len(m.project.Views))
+	for i, v := range m.project.Views {
+		names[i] = v.Name
+	}
+	return nil, fmt.Errorf("materialize: view %q (known: %s): %w", name, strings.Join(names, ", "), larder.ErrNotFound)
 }
 
 // runLatest materializes a latest view (see Run).

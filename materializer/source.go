@@ -34,7 +34,13 @@ type sourceFile struct {
 	osf  *os.File
 	pf   *parquet.File
 	cols []*boundColumn // in the order of the specs passed to bind
+	// skip marks the row groups that are not read, by index; nil reads
+	// them all. An incremental run sets it (see pruneBefore).
+	skip []bool
 }
+
+// skips reports whether row group i of f is left unread.
+func (f *sourceFile) skips(i int) bool { return f.skip != nil && f.skip[i] }
 
 // rowGroup is one row group being read, with the column chunks of the bound
 // columns.
@@ -190,12 +196,15 @@ func (ds *dataset) bind(specs []columnSpec) error {
 	return nil
 }
 
-// scan calls fn with every row group of every file, in order. It stops at the
-// first error, which it returns naming the file and the row group, or when ctx
-// ends, returning ctx.Err().
+// scan calls fn with every row group of every file that is not skipped, in
+// order. It stops at the first error, which it returns naming the file and
+// the row group, or when ctx ends, returning ctx.Err().
 func (ds *dataset) scan(ctx context.Context, fn func(*rowGroup) error) error {
 	for _, f := range ds.files {
 		for i, g := range f.pf.RowGroups() {
+			if f.skips(i) {
+				continue
+			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -222,11 +231,15 @@ func scanRowGroup(rg *rowGroup, fn func(*rowGroup) error) (err error) {
 	return fn(rg)
 }
 
-// rowGroups returns every row group of every file, in read order.
+// rowGroups returns every row group of every file that is not skipped, in
+// read order.
 func (ds *dataset) rowGroups() []*rowGroup {
 	var out []*rowGroup
 	for _, f := range ds.files {
 		for i, g := range f.pf.RowGroups() {
+			if f.skips(i) {
+				continue
+			}
 			out = append(out, &rowGroup{file: f, index: i, numRows: g.NumRows(), chunks: g.ColumnChunks()})
 		}
 	}

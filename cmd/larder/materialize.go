@@ -16,23 +16,44 @@ import (
 )
 
 func (a *app) materializeCommand() *cobra.Command {
-	return &cobra.Command{
+	incremental := false
+	cmd := &cobra.Command{
 		Use:   "materialize [VIEW...]",
 		Short: "Compute views from their sources and publish new generations",
 		Long: `materialize computes each named view (every view when none is named) from its
 Parquet source as of now, writes it as a new generation and publishes it
-atomically. A run that fails leaves the live generation serving.`,
+atomically. A run that fails leaves the live generation serving.
+
+With --incremental, it brings the live generation of each named latest view
+(every latest view when none is named) up to date instead: it reads only the
+source files and row groups that hold rows at or after the view's watermark
+(the newest event time written so far), writes each entity's newest row into
+the live generation unless the stored row is newer, and moves the watermark
+forward when the run succeeds. A full run must come first; rows that arrive
+late, with event times before the watermark, wait for the next full run.`,
+		Example: `  larder materialize
+  larder materialize user_profile item_profile
+  larder materialize --incremental user_profile`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			p, err := a.loadProject()
 			if err != nil {
 				return err
 			}
-			views, err := selectViews(p, args)
+			var views []*larder.View
+			if incremental {
+				views, err = selectLatestViews(p, args)
+			} else {
+				views, err = selectViews(p, args)
+			}
 			if err != nil {
 				return err
 			}
-			if p.Redis.Embedded() {
+			if incremental {
+				if err := needsRedis(p, "larder materialize --incremental"); err != nil {
+					return err
+				}
+			} else if p.Redis.Embedded() {
 				fmt.Fprintln(a.stderr, "note: the project uses the embedded store, which ends with this process; set redis.addresses or pass --redis to keep the result")
 			}
 			b, err := a.openStore(ctx, p)
@@ -40,10 +61,13 @@ atomically. A run that fails leaves the live generation serving.`,
 				return err
 			}
 			defer b.Close()
-			_, err = a.materialize(ctx, p, b, views)
+			_, err = a.runViews(ctx, p, b, views, incremental)
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&incremental, "incremental", false,
+		"bring the live generations of latest views up to date with the source rows newer than their watermark, instead of computing new ones")
+	return cmd
 }
 
 // selectViews returns the named views, or all of them when names is empty.
@@ -68,11 +92,51 @@ func selectViews(p *larder.Project, names []string) ([]*larder.View, error) {
 	return views, nil
 }
 
-// materialize runs the views one after the other, drawing progress and
-// printing a summary of each, and records each run, successful or not, for
-// `larder runs`. It stops at the first failure: the failed view keeps its
-// live generation.
+// selectLatestViews returns the named views, or every latest view when names
+// is empty, for an incremental run: a view of another kind is an error.
+func selectLatestViews(p *larder.Project, names []string) ([]*larder.View, error) {
+	if len(names) == 0 {
+		var views []*larder.View
+		for _, v := range p.Views {
+			if v.Kind == larder.KindLatest {
+				views = append(views, v)
+			}
+		}
+		if len(views) == 0 {
+			return nil, fmt.Errorf("the project has no latest views, and --incremental runs only latest views: run `larder materialize` without it")
+		}
+		return views, nil
+	}
+	views, err := selectViews(p, names)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range views {
+		if v.Kind != larder.KindLatest {
+			return nil, fmt.Errorf("view %q is of kind %s, and --incremental runs only latest views: run `larder materialize %s` without --incremental",
+				v.Name, v.Kind, v.Name)
+		}
+	}
+	return views, nil
+}
+
+// materialize runs full materializations of the views (see runViews).
 func (a *app) materialize(ctx context.Context, p *larder.Project, b *backend, views []*larder.View) ([]materializer.Report, error) {
+	return a.runViews(ctx, p, b, views, false)
+}
+
+// runViews runs the views one after the other, fully or incrementally,
+// drawing progress and printing a summary of each, and records each run,
+// successful or not, for `larder runs`. It stops at the first failure: the
+// failed view keeps its live generation (and, for an incremental run, its
+// watermark).
+func (a *app) runViews(ctx context.Context, p *larder.Project, b *backend, views []*larder.View, incremental bool) ([]materializer.Report, error) {
+	var runLog larder.RunLog = b.store
+	run := (*materializer.Materializer).Run
+	if incremental {
+		runLog = incrementalRuns{b.store}
+		run = (*materializer.Materializer).RunIncremental
+	}
 	var reports []materializer.Report
 	loader := &lazyModels{ctx: ctx, a: a}
 	defer loader.close()
@@ -84,31 +148,63 @@ func (a *app) materialize(ctx context.Context, p *larder.Project, b *backend, vi
 			Models: loader.load, Reader: b.store,
 		})
 		started := a.now()
-		rep, err := m.Run(ctx, v.Name)
+		rep, err := run(m, ctx, v.Name)
 		prog.done()
-		a.recordRun(ctx, b.store, v, started, rep, err)
+		a.recordRun(ctx, runLog, v, started, rep, err)
 		if err != nil {
 			// The materializer's errors begin with "materialize VIEW:".
+			if incremental {
+				return reports, fmt.Errorf("%w (the live generation, if any, still serves, and its watermark is unchanged)", err)
+			}
 			return reports, fmt.Errorf("%w (the live generation, if any, still serves)", err)
 		}
-		printReport(a.stdout, rep)
+		if incremental {
+			printIncrementalReport(a.stdout, rep)
+		} else {
+			printReport(a.stdout, rep)
+		}
 		reports = append(reports, rep)
 	}
 	return reports, nil
 }
 
+// incrementalRuns records runs as incremental ones.
+type incrementalRuns struct{ larder.RunLog }
+
+func (l incrementalRuns) RecordRun(ctx context.Context, r larder.Run) error {
+	r.Incremental = true
+	return l.RunLog.RecordRun(ctx, r)
+}
+
 func printReport(w io.Writer, r materializer.Report) {
-	skipped := "0"
-	if r.SkippedTotal() > 0 {
-		var parts []string
-		for reason, n := range r.Skipped {
-			parts = append(parts, fmt.Sprintf("%d %s", n, reason))
-		}
-		slices.Sort(parts)
-		skipped = fmt.Sprintf("%d (%s)", r.SkippedTotal(), strings.Join(parts, ", "))
-	}
 	fmt.Fprintf(w, "%s: generation %d published: %d rows read from %d file(s), %d entities written, %s skipped, %.2fs, %.0f rows/s\n",
-		r.View, r.Generation, r.RowsRead, r.Files, r.EntitiesWritten, skipped, r.Duration.Seconds(), r.RowsPerSecond)
+		r.View, r.Generation, r.RowsRead, r.Files, r.EntitiesWritten, skippedSummary(r), r.Duration.Seconds(), r.RowsPerSecond)
+}
+
+// printIncrementalReport prints the summary of an incremental run: what it
+// read and what it spared, against the watermark it started from.
+func printIncrementalReport(w io.Writer, r materializer.Report) {
+	wm := "none"
+	if !r.Watermark.IsZero() {
+		wm = r.Watermark.UTC().Format(time.RFC3339Nano)
+	}
+	fmt.Fprintf(w, "%s: generation %d updated incrementally: %d rows read from %d file(s), %d row group(s) skipped (%d whole file(s)) as older than the watermark %s, %d entities written, %d row(s) older than the stored ones left out, %s skipped, %.2fs, %.0f rows/s\n",
+		r.View, r.Generation, r.RowsRead, r.Files, r.RowGroupsSkipped, r.FilesSkipped, wm, r.EntitiesWritten, r.OlderRows,
+		skippedSummary(r), r.Duration.Seconds(), r.RowsPerSecond)
+}
+
+// skippedSummary prints the skipped rows of r: their total, and the count of
+// each reason.
+func skippedSummary(r materializer.Report) string {
+	if r.SkippedTotal() == 0 {
+		return "0"
+	}
+	var parts []string
+	for reason, n := range r.Skipped {
+		parts = append(parts, fmt.Sprintf("%d %s", n, reason))
+	}
+	slices.Sort(parts)
+	return fmt.Sprintf("%d (%s)", r.SkippedTotal(), strings.Join(parts, ", "))
 }
 
 // progress draws a bar on a terminal, and a line per tenth of the work
