@@ -18,6 +18,7 @@ import (
 
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/materializer"
+	"github.com/larder-dev/larder/redistest"
 	"github.com/parquet-go/parquet-go"
 )
 
@@ -243,7 +244,9 @@ func runHeavyChild(tb testing.TB, view, dir string, procs int) heavyResult {
 // 100k entities into a no-op store, with one core and with all of them,
 // and reports rows/s, rows per CPU-second and the peak resident memory of
 // each run. It fails when the peak of 10M events exceeds 1.3 times that of
-// 1M: memory must grow with entities, not rows.
+// 1M: memory must grow with entities, not rows. Then it measures, in this
+// process, the floors of the latest view of 10M events and that view
+// written into a real Redis (see heavyFloors).
 func BenchmarkHeavy(b *testing.B) {
 	sizes := []int{1_000_000, 10_000_000}
 	dirs := make(map[int]string)
@@ -292,5 +295,46 @@ func BenchmarkHeavy(b *testing.B) {
 			fmt.Fprintf(&summary, "%s: speed-up of %d cores over 1 for 10M events = %.2f\n", view, all, one.Seconds/large.Seconds)
 		}
 	}
+	heavyFloors(b, dirs[sizes[len(sizes)-1]], sizes[len(sizes)-1], &summary)
 	b.Logf("heavy benchmark, %d events over %d entities per source:\n%s", sizes[len(sizes)-1], heavyEntities, summary.String())
+}
+
+// heavyFloors runs, after the child runs, the floors of the latest view of
+// the events in dir and that view materialized into a real Redis:
+//
+//	Heavy/floor-decode/events=<n>M  raw page decoding of the same files
+//	Heavy/floor-write               raw pipelined HSETs of the view's
+//	                                encoded rows over 4 connections
+//	Heavy/latest-redis/events=<n>M  the latest view into store.New on a
+//	                                redis-server, in this process
+//
+// and adds their figures to summary.
+func heavyFloors(b *testing.B, dir string, events int, summary *strings.Builder) {
+	label := fmt.Sprintf("events=%dM", events/1_000_000)
+	var decodeRate, writeRate, redisSeconds float64
+	b.Run("floor-decode/"+label, func(b *testing.B) {
+		decodeRate = benchFloorDecode(b, dir, events)
+	})
+	srv := redistest.Start(b)
+	client := srv.Client()
+	rows := heavyLatestRows(b, dir)
+	if len(rows.keys) != heavyEntities {
+		b.Fatalf("latest view wrote %d rows, want %d", len(rows.keys), heavyEntities)
+	}
+	b.Run("floor-write", func(b *testing.B) {
+		writeRate = benchFloorWrite(b, client, rows)
+	})
+	b.Run("latest-redis/"+label, func(b *testing.B) {
+		redisSeconds = benchLatestRedis(b, client, dir, events)
+	})
+	if decodeRate == 0 || writeRate == 0 || redisSeconds == 0 {
+		return
+	}
+	// The floors cost of the whole job, each alone: the slower one is the
+	// lower floor.
+	floorSeconds := max(float64(events)/decodeRate, float64(heavyEntities)/writeRate)
+	fmt.Fprintf(summary, "floor-decode %d events: %12.0f rows/s\n", events, decodeRate)
+	fmt.Fprintf(summary, "floor-write %d rows: %12.0f rows/s\n", heavyEntities, writeRate)
+	fmt.Fprintf(summary, "latest-redis %d events: %6.2fs %12.0f rows/s %12.0f entities/s; %.0f%% of the lower floor (%.2fs)\n",
+		events, redisSeconds, float64(events)/redisSeconds, float64(heavyEntities)/redisSeconds, 100*floorSeconds/redisSeconds, floorSeconds)
 }

@@ -29,3 +29,54 @@ PASS
 		}
 	}
 }
+
+func TestHeavyFloors(t *testing.T) {
+	const run = `BenchmarkHeavy/latest/events=10M/procs=2-2 	1	0 ns/op	4000000 rows/s	3000000 rows/cpu-s	120.0 peak-MiB
+BenchmarkHeavy/latest/events=10M/procs=1-2 	1	0 ns/op	2500000 rows/s	2500000 rows/cpu-s	110.0 peak-MiB
+BenchmarkHeavy/floor-decode/events=10M-2 	1	0 ns/op	16000000 rows/cpu-s	20000000 rows/s
+BenchmarkHeavy/floor-write-2             	1	0 ns/op	500000 rows/cpu-s	400000 rows/s
+BenchmarkHeavy/latest-redis/events=10M-2 	1	0 ns/op	50000 entities/s	3000000 rows/cpu-s	5000000 rows/s
+`
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{
+			name: "all run",
+			in:   run,
+			want: []string{
+				// procs=max picks procs=2: 4M / 20M.
+				"| materialize latest, 10M events → 100k entities, no-op store (vs page decode) | 4.00M rows/s | 20.00M rows/s | 20% of the floor |",
+				"| materialize latest, 10M events into Redis (entities/s vs rows/s) | 50.0k entities/s | 400.0k rows/s | 12% of the floor |",
+				// decode floor: 20M events/s × 100 events per entity = 200k
+				// entities/s, below the write floor's 400k.
+				"| materialize latest, 10M events into Redis (vs the lower floor) | 50.0k entities/s | 200.0k entities/s | 25% of the floor |",
+				"| Heavy/latest-redis/events=10M entities/s | 50000 |",
+			},
+		},
+		{
+			name: "floors not run",
+			in:   "BenchmarkHeavy/latest-redis/events=10M-2 	1	0 ns/op	50000 entities/s	5000000 rows/s\n",
+			want: []string{
+				"| materialize latest, 10M events into Redis (vs the lower floor) | 50.0k entities/s | not run |",
+				"| materialize latest, 10M events → 100k entities, no-op store (vs page decode) | not run |",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			results, err := parse(strings.NewReader(tt.in), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			write(&out, results)
+			for _, want := range tt.want {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("table lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}
