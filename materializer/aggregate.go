@@ -41,58 +41,11 @@ import (
 // with the error of a file, the store or ctx otherwise, leaving the live
 // generation serving.
 func (m *Materializer) runAggregate(ctx context.Context, v *larder.View, rep Report) (Report, error) {
-	start := rep.RunTime
 	src, ent := v.SourceDef(), v.EntityDef()
 	if src == nil || ent == nil {
 		return rep, fmt.Errorf("materialize %s: the project was not validated: call Project.Validate first", v.Name)
 	}
-
-	ds, err := openDataset(m.project.Path(src.Path), src.Name)
-	if err != nil {
-		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
-	}
-	defer ds.Close()
-	rep.Files = len(ds.files)
-
-	comp := newAggregate(v, ent, start)
-	if err := ds.bind(comp.specs); err != nil {
-		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
-	}
-	m.log.Info("materializing", "view", v.Name, "kind", v.Kind, "source", src.Name,
-		"files", len(ds.files), "rows", ds.rows, "features", len(v.Features), "run_time", start)
-
-	prog := Progress{View: v.Name, Phase: PhaseReading, RowsTotal: ds.rows}
-	m.progress(prog)
-	err = comp.read(ctx, ds, func(rg *rowGroup) {
-		prog.RowsRead += rg.numRows
-		m.progress(prog)
-	})
-	rep.RowsRead = prog.RowsRead
-	rep.Skipped = comp.skippedReport()
-	if err != nil {
-		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
-	}
-
-	if comp.len() == 0 {
-		m.log.Warn("no source row is usable: publishing an empty generation", "view", v.Name, "rows", rep.RowsRead, "skipped", rep.Skipped)
-	}
-	prog.Phase = PhaseWriting
-	prog.EntitiesTotal = int64(comp.len())
-	m.progress(prog)
-	gen, written, err := m.write(ctx, v, comp, prog)
-	rep.EntitiesWritten = written
-	if err != nil {
-		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
-	}
-	rep.Generation = gen.ID
-	rep.Duration = m.now().Sub(start)
-	if s := rep.Duration.Seconds(); s > 0 {
-		rep.RowsPerSecond = float64(rep.RowsRead) / s
-	}
-	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "rows", rep.RowsRead,
-		"entities", written, "skipped", rep.Skipped, "duration", rep.Duration,
-		"rows_per_second", int64(rep.RowsPerSecond))
-	return rep, nil
+	return m.runFromSource(ctx, v, rep, newAggregate(v, ent, rep.RunTime))
 }
 
 // add adds the counts of o to s.

@@ -74,3 +74,69 @@ func (m *Materializer) abort(ctx context.Context, w larder.GenerationWriter, cau
 	}
 	m.log.Info("aborted generation", "generation", w.ID(), "cause", cause)
 }
+
+// sourceComputation is the computation of a view fed from its source
+// (latest, aggregate and candidates views): it names the columns it needs,
+// reads the source's row groups, and emits one row per entity.
+type sourceComputation interface {
+	emitter
+	columns() []columnSpec
+	read(ctx context.Context, ds *dataset, done func(*rowGroup)) error
+	skippedReport() map[string]int64
+	len() int
+}
+
+// runFromSource runs comp over the view's source: it checks every file's
+// columns before reading any data, reads the row groups with progress, then
+// writes and publishes a new generation.
+func (m *Materializer) runFromSource(ctx context.Context, v *larder.View, rep Report, comp sourceComputation) (Report, error) {
+	start, src := rep.RunTime, v.SourceDef()
+	ds, err := openDataset(m.project.Path(src.Path), src.Name)
+	if err != nil {
+		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
+	}
+	defer ds.Close()
+	rep.Files = len(ds.files)
+	if err := ds.bind(comp.columns()); err != nil {
+		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
+	}
+	m.log.Info("materializing", "view", v.Name, "kind", v.Kind, "source", src.Name,
+		"files", len(ds.files), "rows", ds.rows, "features", len(v.Features), "run_time", start)
+
+	prog := Progress{View: v.Name, Phase: PhaseReading, RowsTotal: ds.rows}
+	m.progress(prog)
+	err = comp.read(ctx, ds, func(rg *rowGroup) {
+		prog.RowsRead += rg.numRows
+		m.progress(prog)
+	})
+	rep.RowsRead = prog.RowsRead
+	rep.Skipped = comp.skippedReport()
+	if err != nil {
+		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
+	}
+
+	if comp.len() == 0 {
+		m.log.Warn("no source row is usable: publishing an empty generation", "view", v.Name, "rows", rep.RowsRead, "skipped", rep.Skipped)
+	}
+	prog.Phase = PhaseWriting
+	prog.EntitiesTotal = int64(comp.len())
+	m.progress(prog)
+	gen, written, err := m.write(ctx, v, comp, prog)
+	rep.EntitiesWritten = written
+	if err != nil {
+		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
+	}
+	rep.Generation = gen.ID
+	rep.Duration = m.now().Sub(start)
+	if s := rep.Duration.Seconds(); s > 0 {
+		rep.RowsPerSecond = float64(rep.RowsRead) / s
+	}
+	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "rows", rep.RowsRead,
+		"entities", written, "skipped", rep.Skipped, "duration", rep.Duration,
+		"rows_per_second", int64(rep.RowsPerSecond))
+	return rep, nil
+}
+
+func (l *latest) columns() []columnSpec     { return l.specs }
+func (a *aggregate) columns() []columnSpec  { return a.specs }
+func (c *candidates) columns() []columnSpec { return c.specs }
