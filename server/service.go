@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -45,7 +46,14 @@ type Service struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	rankers map[string]*rankerPlan
+
+	// degraded counts Rank responses served without the model.
+	degraded atomic.Int64
 }
+
+// Degraded returns how many Rank responses were served in degraded mode:
+// candidates in their precomputed order because the model failed.
+func (s *Service) Degraded() int64 { return s.degraded.Load() }
 
 // rankerPlan is a ranker resolved once at start-up, so that a Rank request
 // builds no maps: the distinct views to read on each side and, per model
@@ -319,6 +327,7 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 	}
 	ctxLookups, candLookups := lookups[:len(plan.context)], lookups[len(plan.context):]
 	var candKeys []*larderv1.EntityKey // the keys returned, by candidate
+	var storedRow *larder.Lookup       // the stored list's lookup, when ranked
 	if !fromStore {
 		if err := s.store.Read(ctx, lookups); err != nil {
 			return nil, err
@@ -332,6 +341,7 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		}
 		lookups = append(lookups, stored)
 		cands = storedCandidates(stored, plan.storedFeature, s.project.Server.MaxCandidates)
+		storedRow = stored
 		n = len(cands)
 		if n == 0 {
 			// The context has no stored list: nothing to rank, and no
@@ -374,8 +384,19 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		}
 	}
 	scores := make([]float32, n)
+	var degraded string
 	if err := plan.model.Score(ctx, x, n, scores); err != nil {
-		return nil, fmt.Errorf("ranker %q: scoring: %w", r.Name, err)
+		if ctx.Err() != nil {
+			// The caller has gone or its deadline passed: no answer helps.
+			return nil, fmt.Errorf("ranker %q: scoring: %w", r.Name, err)
+		}
+		// Degraded mode: the product keeps serving in the precomputed order
+		// (the stored list's scores, or the request's order) when the model
+		// does not answer.
+		degraded = fmt.Sprintf("model failed: %v", err)
+		s.degraded.Add(1)
+		s.logger.Warn("rank served without the model", "ranker", r.Name, "err", err)
+		precomputedScores(storedRow, plan.stored, scores)
 	}
 
 	order := make([]int, n)
@@ -387,9 +408,11 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		order = order[:topK]
 	}
 	resp := &larderv1.RankResponse{
-		Candidates:   make([]*larderv1.ScoredCandidate, len(order)),
-		ModelVersion: plan.model.Version(),
-		Generations:  generationsOf(lookups),
+		Candidates:     make([]*larderv1.ScoredCandidate, len(order)),
+		ModelVersion:   plan.model.Version(),
+		Generations:    generationsOf(lookups),
+		Degraded:       degraded != "",
+		DegradedReason: degraded,
 	}
 	for i, c := range order {
 		resp.Candidates[i] = &larderv1.ScoredCandidate{Key: candKeys[c], Score: scores[c]}
@@ -516,4 +539,17 @@ func knownFeatures(v *larder.View) string {
 		names[i] = f.Name
 	}
 	return " (features: " + strings.Join(names, ", ") + ")"
+}
+
+// precomputedScores fills scores for degraded mode: the stored list's own
+// scores when the candidates came from a candidates view, otherwise zeros,
+// which the stable sort leaves in request order.
+func precomputedScores(stored *larder.Lookup, v *larder.View, scores []float32) {
+	clear(scores)
+	if stored == nil || v == nil || len(stored.Found) == 0 || !stored.Found[0] {
+		return
+	}
+	if i := v.FeatureIndex(larder.ScoresFeature); i >= 0 && i < len(stored.Rows[0].Values) {
+		copy(scores, stored.Rows[0].Values[i].Vector())
+	}
 }

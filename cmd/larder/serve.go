@@ -93,13 +93,21 @@ func (a *app) startServer(ctx context.Context, p *larder.Project, b *backend, ad
 	loaded := map[string]server.Model{}
 	if len(p.Rankers) > 0 {
 		lib, err := models.EnsureLibrary(ctx, a.stderr)
-		if err != nil {
-			return nil, fmt.Errorf("rankers need the ONNX Runtime library: %w", err)
+		if err == nil {
+			r.runtime, err = models.NewRuntime(lib)
 		}
-		if r.runtime, err = models.NewRuntime(lib); err != nil {
-			return nil, err
+		if err != nil {
+			// Serve anyway: Rank answers in degraded mode (precomputed
+			// order, flagged) until the library is installed.
+			fmt.Fprintf(a.stderr, "warning: ONNX Runtime is unavailable, so Rank answers in degraded mode: %v\n", err)
+			for _, rk := range p.Rankers {
+				loaded[rk.Name] = unavailableModel{err: err}
+			}
 		}
 		for _, rk := range p.Rankers {
+			if r.runtime == nil {
+				break
+			}
 			m, err := r.runtime.Load(p.Path(rk.Model), models.Spec{Input: rk.ModelInput, Output: rk.ModelOutput, Features: len(rk.Inputs)})
 			if err != nil {
 				return nil, fmt.Errorf("ranker %s: %w", rk.Name, err)
@@ -149,3 +157,13 @@ func (r *running) close() {
 		_ = r.runtime.Close()
 	}
 }
+
+// unavailableModel stands in for a ranker's model when ONNX Runtime cannot be
+// loaded: every Score fails, so Rank serves in degraded mode.
+type unavailableModel struct{ err error }
+
+func (m unavailableModel) Score(context.Context, []float32, int, []float32) error {
+	return fmt.Errorf("ONNX Runtime unavailable: %w", m.err)
+}
+
+func (unavailableModel) Version() string { return "unavailable" }

@@ -1042,9 +1042,16 @@ type RankResponse struct {
 	// the candidates_from view when the stored candidate list was ranked. When
 	// that list is empty, the views of the candidates are not read and not
 	// listed.
-	Generations   []*ViewGeneration `protobuf:"bytes,3,rep,name=generations,proto3" json:"generations,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Generations []*ViewGeneration `protobuf:"bytes,3,rep,name=generations,proto3" json:"generations,omitempty"`
+	// True when the model could not score (it failed, or ONNX Runtime is
+	// unavailable) and the candidates come in their precomputed order instead:
+	// a stored list by its stored scores, request candidates in request order
+	// with score 0. A product keeps serving when the model does not.
+	Degraded bool `protobuf:"varint,4,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	// Why the response is degraded; empty when it is not.
+	DegradedReason string `protobuf:"bytes,5,opt,name=degraded_reason,json=degradedReason,proto3" json:"degraded_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RankResponse) Reset() {
@@ -1096,6 +1103,20 @@ func (x *RankResponse) GetGenerations() []*ViewGeneration {
 		return x.Generations
 	}
 	return nil
+}
+
+func (x *RankResponse) GetDegraded() bool {
+	if x != nil {
+		return x.Degraded
+	}
+	return false
+}
+
+func (x *RankResponse) GetDegradedReason() string {
+	if x != nil {
+		return x.DegradedReason
+	}
+	return ""
 }
 
 // ScoredCandidate is one candidate and the model's score for it.
@@ -1498,13 +1519,15 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x05top_k\x18\x05 \x01(\x05R\x04topK\x1aT\n" +
 	"\x14RequestFeaturesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
-	"\x05value\x18\x02 \x01(\v2\x10.larder.v1.ValueR\x05value:\x028\x01\"\xac\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.larder.v1.ValueR\x05value:\x028\x01\"\xf1\x01\n" +
 	"\fRankResponse\x12:\n" +
 	"\n" +
 	"candidates\x18\x01 \x03(\v2\x1a.larder.v1.ScoredCandidateR\n" +
 	"candidates\x12#\n" +
 	"\rmodel_version\x18\x02 \x01(\tR\fmodelVersion\x12;\n" +
-	"\vgenerations\x18\x03 \x03(\v2\x19.larder.v1.ViewGenerationR\vgenerations\"O\n" +
+	"\vgenerations\x18\x03 \x03(\v2\x19.larder.v1.ViewGenerationR\vgenerations\x12\x1a\n" +
+	"\bdegraded\x18\x04 \x01(\bR\bdegraded\x12'\n" +
+	"\x0fdegraded_reason\x18\x05 \x01(\tR\x0edegradedReason\"O\n" +
 	"\x0fScoredCandidate\x12&\n" +
 	"\x03key\x18\x01 \x01(\v2\x14.larder.v1.EntityKeyR\x03key\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\"\x12\n" +
