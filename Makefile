@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build demo test test-short bench proto lint setup setup-onnxruntime setup-redis clean
+.PHONY: all build demo test test-short bench bench-serve proto lint setup setup-onnxruntime setup-redis clean
 
 all: build
 
@@ -44,6 +44,11 @@ bench: setup
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m $(BENCH_PKGS) > .work/bench.txt || { cat .work/bench.txt; exit 1; }
 	@$(GO) run ./cmd/benchtable < .work/bench.txt
 	@echo "(raw results: .work/bench.txt)"
+
+# The serving load generator: GetFeatures and Rank at several concurrencies,
+# each next to its floor (empty gRPC call, raw Redis reads, raw ONNX run).
+bench-serve: setup build
+	./$(BIN) bench
 
 proto:
 	$(GO) tool -modfile=tools/go.mod buf generate

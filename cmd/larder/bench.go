@@ -46,7 +46,7 @@ const (
 	benchItemView   = "item_features"
 )
 
-// The calls larder bench measures, in the order it measures and prints them:
+// The calls larder bench measures, in the order of its tables:
 // the floors first, then larder's own calls.
 const (
 	callEmpty      = "empty-call"
@@ -80,6 +80,7 @@ const (
 type benchOptions struct {
 	duration    time.Duration
 	warmup      time.Duration
+	rounds      int
 	concurrency []int
 	conns       int
 	users       int
@@ -107,7 +108,12 @@ for --duration; every latency is recorded and the percentiles are exact. The
 floors are an empty gRPC call through the same server, the raw Redis reads
 of the same bucket hashes and fields from Go, and a raw ONNX Runtime call on
 a 100-row batch. The ratios at the end are larder's figures over their
-floors, with issue 4's goals.
+floors, next to the goals they are held to.
+
+At each concurrency the calls take turns: the warm-up and the measured time
+of each call are cut into --rounds slices, run round-robin, so that a burst
+of work by another process falls on the floors and on larder's calls alike.
+The "others" column says how much of the CPU other processes took.
 
 The --config flag is ignored. With --redis, bench writes keys under
 larder:` + benchProject + `: on that server and deletes them when it ends.`,
@@ -120,6 +126,7 @@ larder:` + benchProject + `: on that server and deletes them when it ends.`,
 				quick := map[string]func(){
 					"duration":    func() { o.duration = 200 * time.Millisecond },
 					"warmup":      func() { o.warmup = 50 * time.Millisecond },
+					"rounds":      func() { o.rounds = 2 },
 					"concurrency": func() { o.concurrency = []int{1, 4} },
 					"users":       func() { o.users = 2000 },
 					"items":       func() { o.items = 500 },
@@ -139,13 +146,14 @@ larder:` + benchProject + `: on that server and deletes them when it ends.`,
 	f := cmd.Flags()
 	f.DurationVar(&o.duration, "duration", 5*time.Second, "how long each call is measured at each concurrency")
 	f.DurationVar(&o.warmup, "warmup", time.Second, "how long each call runs before it is measured")
+	f.IntVar(&o.rounds, "rounds", 5, "slices in which the calls at one concurrency take turns")
 	f.IntSliceVar(&o.concurrency, "concurrency", []int{1, 16, 64}, "the numbers of concurrent callers, comma-separated")
 	f.IntVar(&o.conns, "conns", 8, "gRPC client connections the callers share")
 	f.IntVar(&o.users, "users", 100_000, "users in the synthetic project")
 	f.IntVar(&o.items, "items", 10_000, "items in the synthetic project")
-	f.BoolVar(&o.quick, "quick", false, "a smoke test: 200ms per call, 50ms warm-up, concurrency 1 and 4, 2000 users, 500 items (flags given explicitly win)")
+	f.BoolVar(&o.quick, "quick", false, "a smoke test: 200ms per call, 50ms warm-up, 2 rounds, concurrency 1 and 4, 2000 users, 500 items (flags given explicitly win)")
 	f.BoolVar(&o.markdown, "markdown", false, "print the tables as Markdown")
-	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the process (client and server) during the Rank calls to this file")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "after the measurements, run Rank once more at each concurrency and write a CPU profile of the process (client and server) to this file")
 	return cmd
 }
 
@@ -158,6 +166,8 @@ func (o benchOptions) check() error {
 		return fmt.Errorf("--warmup %s: must not be negative", o.warmup)
 	case len(o.concurrency) == 0:
 		return errors.New("--concurrency: give at least one number of callers, such as 1,16,64")
+	case o.rounds < 1:
+		return fmt.Errorf("--rounds %d: must be at least 1", o.rounds)
 	case o.conns < 1:
 		return fmt.Errorf("--conns %d: must be at least 1", o.conns)
 	case o.users < 1 || o.items < 1:
@@ -192,42 +202,62 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 		return err
 	}
 
-	var results []cellResult
+	calls := w.calls()
+	var (
+		results []cellResult
+		run     cpuSpan
+	)
 	first := meter.read()
-	for _, call := range w.calls() {
-		if call.name == callRank && o.cpuProfile != "" {
-			stop, err := startCPUProfile(o.cpuProfile)
-			if err != nil {
-				return err
-			}
-			defer stop()
+	for _, conc := range o.concurrency {
+		cells := make([]*cell, len(calls))
+		for i, call := range calls {
+			cells[i] = newCell(call, conc, o.duration)
 		}
-		for _, conc := range o.concurrency {
-			before := meter.read()
-			r, err := runCell(ctx, call, conc, o.warmup, o.duration)
-			if err != nil {
-				return fmt.Errorf("bench: %s at concurrency %d: %w", call.name, conc, err)
+		for range o.rounds {
+			for _, c := range cells {
+				before := meter.read()
+				if err := c.run(ctx, o.warmup/time.Duration(o.rounds), o.duration/time.Duration(o.rounds)); err != nil {
+					return fmt.Errorf("bench: %s at concurrency %d: %w", c.call.name, conc, err)
+				}
+				c.cpu.add(before, meter.read())
 			}
-			r.cpu = meter.read().since(before)
-			fmt.Fprintf(a.stderr, "  %-18s ×%-4d %8.0f RPS  p50 %s\n", call.name, conc, r.rps, formatLatency(r.p50))
+		}
+		for _, c := range cells {
+			r, err := c.result()
+			if err != nil {
+				return fmt.Errorf("bench: %s at concurrency %d: %w", c.call.name, conc, err)
+			}
+			fmt.Fprintf(a.stderr, "  %-18s ×%-4d %8.0f RPS  p50 %s\n", r.call, conc, r.rps, formatLatency(r.p50))
 			results = append(results, r)
 		}
 	}
-	run := meter.read().since(first)
+	run.add(first, meter.read())
+	// The table lists each call at every concurrency.
+	slices.SortStableFunc(results, func(x, y cellResult) int {
+		return slices.IndexFunc(calls, func(c benchCall) bool { return c.name == x.call }) -
+			slices.IndexFunc(calls, func(c benchCall) bool { return c.name == y.call })
+	})
+
+	if o.cpuProfile != "" {
+		if err := profileRank(ctx, calls[len(calls)-1], o, a.stderr); err != nil {
+			return err
+		}
+	}
+	share := run.share()
 
 	out := a.stdout
 	fmt.Fprintf(out, "larder bench: %d users, %d items, %d float64 features per view; ranker %s: %d inputs (%d user + %d item), MLP %d→%d→1 in ONNX Runtime %s\n",
 		o.users, o.items, benchFeatures, benchRanker, 2*benchRankInputs, benchRankInputs, benchRankInputs, 2*benchRankInputs, benchHidden, w.srv.runtime.ORTVersion())
 	fmt.Fprintf(out, "machine: %s; redis-server %s at %s (%s)\n", machineLine(), w.redisVersion(ctx), addr, where)
-	fmt.Fprintf(out, "each cell: %s warm-up, then %s measured; %d gRPC connections; client, server and Redis share the machine's cores\n",
-		o.warmup, o.duration, o.conns)
-	if run.ok {
+	fmt.Fprintf(out, "each cell: %s warm-up, then %s measured, in %d rounds taken in turn with the other calls; %d gRPC connections; client, server and Redis share the machine's cores\n",
+		o.warmup, o.duration, o.rounds, o.conns)
+	if share.ok {
 		redis := "redis-server"
 		if meter.redis == 0 {
 			redis = "the Redis server (counted with other processes)"
 		}
 		fmt.Fprintf(out, "CPU over the cells: bench (client and server) %s, %s %s, other processes %s, idle %s\n",
-			percent(run.self), redis, percent(run.redis), percent(run.others), percent(run.idle))
+			percent(share.self), redis, percent(share.redis), percent(share.others), percent(share.idle))
 	}
 	fmt.Fprintln(out)
 	printTable(out, o.markdown, resultTable(results))
@@ -256,16 +286,45 @@ func percent(f float64) string { return strconv.FormatFloat(100*f, 'f', 0, 64) +
 // how much of the machine other processes took.
 type cpuMeter struct{ self, redis int }
 
-// cpuTimes are cumulative clock ticks.
+// cpuTimes are cumulative clock ticks; ok is false when /proc could not be
+// read.
 type cpuTimes struct {
 	ok                       bool
 	total, idle, self, redis int64
 }
 
-// cpuShare is how a span of time was spent, as fractions of the machine.
+// cpuSpan adds up the clock ticks of spans of time.
+type cpuSpan struct {
+	bad                      bool // a span could not be measured
+	total, idle, self, redis int64
+}
+
+// add adds the span between two readings.
+func (s *cpuSpan) add(from, to cpuTimes) {
+	if !from.ok || !to.ok {
+		s.bad = true
+		return
+	}
+	s.total += to.total - from.total
+	s.idle += to.idle - from.idle
+	s.self += to.self - from.self
+	s.redis += to.redis - from.redis
+}
+
+// cpuShare is how time was spent, as fractions of the machine.
 type cpuShare struct {
 	ok                        bool
 	self, redis, others, idle float64
+}
+
+func (s cpuSpan) share() cpuShare {
+	if s.bad || s.total <= 0 {
+		return cpuShare{}
+	}
+	total := float64(s.total)
+	c := cpuShare{ok: true, self: float64(s.self) / total, redis: float64(s.redis) / total, idle: float64(s.idle) / total}
+	c.others = max(0, 1-c.idle-c.self-c.redis)
+	return c
 }
 
 // read returns the current times; ok is false where /proc is missing.
@@ -323,37 +382,30 @@ func processTicks(pid int) (int64, bool) {
 	return utime + stime, err1 == nil && err2 == nil
 }
 
-// since returns how the time between earlier and t was spent.
-func (t cpuTimes) since(earlier cpuTimes) cpuShare {
-	total := float64(t.total - earlier.total)
-	if !t.ok || !earlier.ok || total <= 0 {
-		return cpuShare{}
-	}
-	s := cpuShare{
-		ok:    true,
-		self:  float64(t.self-earlier.self) / total,
-		redis: float64(t.redis-earlier.redis) / total,
-		idle:  float64(t.idle-earlier.idle) / total,
-	}
-	s.others = max(0, 1-s.idle-s.self-s.redis)
-	return s
-}
-
-// startCPUProfile starts profiling the process into path and returns the
-// function that stops it and closes the file.
-func startCPUProfile(path string) (stop func(), err error) {
-	f, err := os.Create(path)
+// profileRank runs the Rank call once more at each concurrency, for the
+// warm-up and the duration of a cell, and writes a CPU profile of the
+// process (client and server) over those runs to o.cpuProfile.
+func profileRank(ctx context.Context, rank benchCall, o benchOptions, stderr io.Writer) error {
+	f, err := os.Create(o.cpuProfile)
 	if err != nil {
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
+		return fmt.Errorf("--cpuprofile: %w", err)
 	}
+	defer f.Close()
 	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("--cpuprofile %s: %w", path, err)
+		return fmt.Errorf("--cpuprofile %s: %w", o.cpuProfile, err)
 	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
+	for _, conc := range o.concurrency {
+		if err := newCell(rank, conc, o.duration).run(ctx, o.warmup, o.duration); err != nil {
+			pprof.StopCPUProfile()
+			return fmt.Errorf("bench: profile %s at concurrency %d: %w", rank.name, conc, err)
+		}
+	}
+	pprof.StopCPUProfile()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	fmt.Fprintf(stderr, "CPU profile of %s at concurrency %v: %s\n", rank.name, o.concurrency, o.cpuProfile)
+	return nil
 }
 
 // benchWorld is what the cells run against: the server of the synthetic
@@ -779,47 +831,62 @@ type cellResult struct {
 	p95     time.Duration
 	p99     time.Duration
 	p999    time.Duration
-	cpu     cpuShare // set by the caller of runCell
+	cpu     cpuShare
 }
 
-// callTimeout bounds a call that is still running when its cell ends.
+// callTimeout bounds a call that is still running when its round ends.
 const callTimeout = 10 * time.Second
 
-// runCell runs call from conc goroutines for warmup, then for duration,
-// recording the latency of every call that starts in the measured window.
-// Every goroutine stops by itself at the end of the window. It returns the
-// first error of a call, or ctx.Err().
-func runCell(ctx context.Context, call benchCall, conc int, warmup, duration time.Duration) (cellResult, error) {
-	callers := make([]func(context.Context) error, conc)
-	for i := range callers {
-		callers[i] = call.newCaller(i)
-	}
-	// Room for one call per 20µs over the window, shared by the callers;
-	// a faster caller's slice grows.
-	capHint := min(int(duration/(20*time.Microsecond))/conc+64, 1<<20)
+// cell measures one call at one concurrency, over one or more rounds.
+type cell struct {
+	call    benchCall
+	conc    int
+	callers []func(context.Context) error
+	// lats holds each caller's latencies, over every round.
+	lats    [][]time.Duration
+	elapsed time.Duration
+	cpu     cpuSpan
+}
 
+// newCell makes the callers of call, with room for the latencies of
+// duration: one call per 20µs, shared by the callers (a faster caller's
+// slice grows).
+func newCell(call benchCall, conc int, duration time.Duration) *cell {
+	c := &cell{call: call, conc: conc, callers: make([]func(context.Context) error, conc), lats: make([][]time.Duration, conc)}
+	room := min(int(duration/(20*time.Microsecond))/conc+64, 1<<20)
+	for i := range c.callers {
+		c.callers[i] = call.newCaller(i)
+		c.lats[i] = make([]time.Duration, 0, room)
+	}
+	return c
+}
+
+// run runs one round: every caller calls in a loop for warmup, then for
+// duration, and the latency of every call that starts after the warm-up
+// is recorded. Every goroutine stops by itself at the end of the round. It
+// returns the first error of a call, or ctx.Err().
+func (c *cell) run(ctx context.Context, warmup, duration time.Duration) error {
 	start := time.Now()
 	from, end := start.Add(warmup), start.Add(warmup+duration)
-	cellCtx, cancel := context.WithDeadline(ctx, end.Add(callTimeout))
+	roundCtx, cancel := context.WithDeadline(ctx, end.Add(callTimeout))
 	defer cancel()
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
-		lats     = make([][]time.Duration, conc)
-		lastEnd  = make([]time.Time, conc)
+		lastEnd  = make([]time.Time, len(c.callers))
 	)
-	for i, fn := range callers {
+	for i, fn := range c.callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat := make([]time.Duration, 0, capHint)
-			for cellCtx.Err() == nil {
+			lat := c.lats[i]
+			for roundCtx.Err() == nil {
 				t0 := time.Now()
 				if !t0.Before(end) {
 					break
 				}
-				err := fn(cellCtx)
+				err := fn(roundCtx)
 				t1 := time.Now()
 				if err != nil {
 					mu.Lock()
@@ -835,39 +902,47 @@ func runCell(ctx context.Context, call benchCall, conc int, warmup, duration tim
 					lastEnd[i] = t1
 				}
 			}
-			lats[i] = lat
+			c.lats[i] = lat
 		}()
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return cellResult{}, err
+		return err
 	}
 	if firstErr != nil {
-		return cellResult{}, firstErr
+		return firstErr
 	}
-
-	n := 0
 	last := from
-	for i, l := range lats {
-		n += len(l)
-		if lastEnd[i].After(last) {
-			last = lastEnd[i]
+	for _, t := range lastEnd {
+		if t.After(last) {
+			last = t
 		}
 	}
-	if n == 0 {
-		return cellResult{}, fmt.Errorf("no call completed in %s", duration)
+	c.elapsed += last.Sub(from)
+	return nil
+}
+
+// result sorts the recorded latencies and returns the cell's figures. It
+// returns an error when no call completed.
+func (c *cell) result() (cellResult, error) {
+	n := 0
+	for _, l := range c.lats {
+		n += len(l)
+	}
+	if n == 0 || c.elapsed <= 0 {
+		return cellResult{}, errors.New("no call completed")
 	}
 	all := make([]time.Duration, 0, n)
-	for _, l := range lats {
+	for _, l := range c.lats {
 		all = append(all, l...)
 	}
 	slices.Sort(all)
-	r := cellResult{
-		call: call.name, conc: conc, n: n, elapsed: last.Sub(from),
+	return cellResult{
+		call: c.call.name, conc: c.conc, n: n, elapsed: c.elapsed,
+		rps: float64(n) / c.elapsed.Seconds(),
 		p50: percentile(all, 0.50), p95: percentile(all, 0.95), p99: percentile(all, 0.99), p999: percentile(all, 0.999),
-	}
-	r.rps = float64(n) / r.elapsed.Seconds()
-	return r, nil
+		cpu: c.cpu.share(),
+	}, nil
 }
 
 // percentile returns the q-quantile of sorted by the nearest-rank method: the
@@ -902,7 +977,7 @@ func resultTable(results []cellResult) textTable {
 }
 
 // ratioTable compares, at each concurrency, larder's figures with the sum of
-// their floors, against issue 4's goals.
+// their floors, against the goals they are held to.
 func ratioTable(results []cellResult, concurrency []int) textTable {
 	byCell := make(map[string]cellResult, len(results))
 	for _, r := range results {

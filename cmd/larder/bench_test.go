@@ -178,6 +178,7 @@ func TestBenchErrors(t *testing.T) {
 		{"zero duration", false, []string{"bench", "--duration", "0s"}, "--duration 0s: must be positive"},
 		{"zero concurrency", false, []string{"bench", "--concurrency", "1,0"}, "--concurrency 0: each number of callers"},
 		{"no connections", false, []string{"bench", "--conns", "0"}, "--conns 0: must be at least 1"},
+		{"no rounds", false, []string{"bench", "--rounds", "0"}, "--rounds 0: must be at least 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.path {
