@@ -141,7 +141,7 @@ func checkResults(tb testing.TB, rows [][]string) {
 }
 
 // checkRatios checks the ratios table: four figures at each concurrency,
-// each with a ratio and, where issue 4 sets one, a goal.
+// each with a ratio and, where one is set, a goal.
 func checkRatios(tb testing.TB, rows [][]string) {
 	tb.Helper()
 	want := []string{"concurrency", "figure", "larder", "floor", "ratio", "goal"}
