@@ -6,6 +6,8 @@
 //	larder materialize [VIEW]   # compute views and publish new generations
 //	larder serve                # serve GetFeatures, Rank and ListViews
 //	larder views | get | keys   # inspect the online store
+//	larder runs [VIEW]          # what each materialization run did
+//	larder bench                # serving under load, next to its floors
 //
 // Wiring happens here only: the adapters (config, store, materializer,
 // models, server) never import each other.
