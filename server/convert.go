@@ -1,15 +1,32 @@
 package server
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
 
-// keyFromProto converts a request key and checks it against entity e.
-// what names the key in error messages ("keys[3]", "context_key").
-func keyFromProto(k *larderv1.EntityKey, e *larder.Entity, what string) (larder.Key, error) {
+// keyFromProto converts a request key and checks it against entity e. field
+// and index name the key in error messages: "keys[3]", or "context_key" when
+// index is negative. The name is built only on error, off the hot path.
+func keyFromProto(k *larderv1.EntityKey, e *larder.Entity, field string, index int) (larder.Key, error) {
+	key, err := checkKey(k, e)
+	if err != nil {
+		what := field
+		if index >= 0 {
+			what = field + "[" + strconv.Itoa(index) + "]"
+		}
+		return key, larder.Invalidf("%s: %s", what, err)
+	}
+	return key, nil
+}
+
+// checkKey converts a request key and checks it against entity e; its error
+// message is completed by keyFromProto.
+func checkKey(k *larderv1.EntityKey, e *larder.Entity) (larder.Key, error) {
 	var key larder.Key
 	switch v := k.GetKey().(type) {
 	case *larderv1.EntityKey_Int64Value:
@@ -17,10 +34,10 @@ func keyFromProto(k *larderv1.EntityKey, e *larder.Entity, what string) (larder.
 	case *larderv1.EntityKey_StringValue:
 		key = larder.StringKey(v.StringValue)
 	default:
-		return key, larder.Invalidf("%s: missing key (entity %s is keyed by %s %s)", what, e.Name, e.KeyType, e.Key)
+		return key, fmt.Errorf("missing key (entity %s is keyed by %s %s)", e.Name, e.KeyType, e.Key)
 	}
 	if key.Type() != e.KeyType {
-		return key, larder.Invalidf("%s: entity %s is keyed by %s %s, got %s key", what, e.Name, e.KeyType, e.Key, article(key.Type()))
+		return key, fmt.Errorf("entity %s is keyed by %s %s, got %s key", e.Name, e.KeyType, e.Key, article(key.Type()))
 	}
 	return key, nil
 }

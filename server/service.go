@@ -200,7 +200,7 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 
 	keys := make([]larder.Key, len(req.GetKeys()))
 	for i, k := range req.GetKeys() {
-		key, err := keyFromProto(k, entity, fmt.Sprintf("keys[%d]", i))
+		key, err := keyFromProto(k, entity, "keys", i)
 		if err != nil {
 			return nil, err
 		}
@@ -269,7 +269,7 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		return nil, larder.Invalidf("ranker: unknown ranker %q%s", req.GetRanker(), knownRankers(s.project))
 	}
 	r := plan.ranker
-	ctxKey, err := keyFromProto(req.GetContextKey(), r.ContextDef(), "context_key")
+	ctxKey, err := keyFromProto(req.GetContextKey(), r.ContextDef(), "context_key", -1)
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +290,7 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 	}
 	cands := make([]larder.Key, n)
 	for i, k := range req.GetCandidateKeys() {
-		if cands[i], err = keyFromProto(k, r.CandidateDef(), fmt.Sprintf("candidate_keys[%d]", i)); err != nil {
+		if cands[i], err = keyFromProto(k, r.CandidateDef(), "candidate_keys", i); err != nil {
 			return nil, err
 		}
 	}
