@@ -162,23 +162,7 @@ func (m *Materializer) writeIncremental(ctx context.Context, is larder.Increment
 	if err != nil {
 		return larder.Generation{}, 0, 0, fmt.Errorf("begin incremental write: %w", err)
 	}
-	err = comp.emit(func(k larder.Key, row larder.Row) error {
-		if err := w.Put(ctx, k, row); err != nil {
-			return fmt.Errorf("incremental write into generation %d: %w", w.ID(), err)
-		}
-		put++
-		if put%progressEvery == 0 {
-			prog.EntitiesWritten = put
-			m.progress(prog)
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err == nil {
-		err = ctx.Err()
-	}
+	put, err = m.putAll(ctx, w, comp, prog, "incremental write into generation")
 	if err == nil {
 		prog.EntitiesWritten = put
 		m.progress(prog)

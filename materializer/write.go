@@ -21,18 +21,14 @@ type emitter interface {
 	emit(put func(larder.Key, larder.Row) error) error
 }
 
-// write puts every row of comp into a new generation of v and publishes it.
-// It returns the published generation and the number of rows put. On any
-// error, including ctx ending, it aborts the generation and returns the error.
-func (m *Materializer) write(ctx context.Context, v *larder.View, comp emitter, prog Progress) (larder.Generation, int64, error) {
-	w, err := m.gs.Begin(ctx, v, prog.EntitiesTotal)
-	if err != nil {
-		return larder.Generation{}, 0, fmt.Errorf("begin generation: %w", err)
-	}
+// putAll puts every row of comp into w, reporting progress, and returns the
+// number of rows put. It stops at the first error, or when ctx ends; what
+// names the write in error messages.
+func (m *Materializer) putAll(ctx context.Context, w larder.GenerationWriter, comp emitter, prog Progress, what string) (int64, error) {
 	var n int64
-	err = comp.emit(func(k larder.Key, row larder.Row) error {
+	err := comp.emit(func(k larder.Key, row larder.Row) error {
 		if err := w.Put(ctx, k, row); err != nil {
-			return fmt.Errorf("write generation %d: %w", w.ID(), err)
+			return fmt.Errorf("%s %d: %w", what, w.ID(), err)
 		}
 		n++
 		if n%progressEvery == 0 {
@@ -47,6 +43,18 @@ func (m *Materializer) write(ctx context.Context, v *larder.View, comp emitter, 
 	if err == nil {
 		err = ctx.Err()
 	}
+	return n, err
+}
+
+// write puts every row of comp into a new generation of v and publishes it.
+// It returns the published generation and the number of rows put. On any
+// error, including ctx ending, it aborts the generation and returns the error.
+func (m *Materializer) write(ctx context.Context, v *larder.View, comp emitter, prog Progress) (larder.Generation, int64, error) {
+	w, err := m.gs.Begin(ctx, v, prog.EntitiesTotal)
+	if err != nil {
+		return larder.Generation{}, 0, fmt.Errorf("begin generation: %w", err)
+	}
+	n, err := m.putAll(ctx, w, comp, prog, "write generation")
 	if err != nil {
 		m.abort(ctx, w, err)
 		return larder.Generation{}, n, err
