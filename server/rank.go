@@ -1,0 +1,258 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/larder-dev/larder"
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+)
+
+// Rank scores the candidates for the context key with the ranker's model and
+// returns the best ones, highest score first.
+func (s *Service) Rank(ctx context.Context, req *larderv1.RankRequest) (*larderv1.RankResponse, error) {
+	resp, err := s.rank(ctx, req)
+	return resp, toStatus(err)
+}
+
+func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv1.RankResponse, error) {
+	plan := s.rankers[req.GetRanker()]
+	if plan == nil {
+		if req.GetRanker() == "" {
+			return nil, larder.Invalidf("ranker: is required%s", knownRankers(s.project))
+		}
+		return nil, larder.Invalidf("ranker: unknown ranker %q%s", req.GetRanker(), knownRankers(s.project))
+	}
+	r := plan.ranker
+	ctxKey, err := keyFromProto(req.GetContextKey(), r.ContextDef(), "context_key", -1)
+	if err != nil {
+		return nil, err
+	}
+	n := len(req.GetCandidateKeys())
+	fromStore := n == 0 && plan.stored != nil
+	switch {
+	case n == 0 && !fromStore:
+		return nil, larder.Invalidf("candidate_keys: at least one candidate is required (ranker %q has no candidates_from view to take them from)", r.Name)
+	case n > s.project.Server.MaxCandidates:
+		return nil, larder.Invalidf("candidate_keys: %d candidates is more than the limit of %d per request (server.max_candidates)", n, s.project.Server.MaxCandidates)
+	}
+	topK := int(req.GetTopK())
+	if topK < 0 {
+		return nil, larder.Invalidf("top_k: must not be negative, got %d", topK)
+	}
+	if topK == 0 {
+		topK = r.TopK
+	}
+	cands := make([]larder.Key, n)
+	for i, k := range req.GetCandidateKeys() {
+		if cands[i], err = keyFromProto(k, r.CandidateDef(), "candidate_keys", i); err != nil {
+			return nil, err
+		}
+	}
+	for name := range req.GetRequestFeatures() {
+		if !plan.request[name] {
+			return nil, larder.Invalidf("request_features: ranker %q has no request feature %q%s", r.Name, name, knownRequest(plan))
+		}
+	}
+	reqValues := make([]float32, len(plan.inputs))
+	for i, in := range plan.inputs {
+		if in.side != larder.SideRequest {
+			continue
+		}
+		v, ok := req.GetRequestFeatures()[in.request]
+		if !ok {
+			return nil, larder.Invalidf("request_features: ranker %q needs request feature %q", r.Name, in.request)
+		}
+		if reqValues[i], ok = numberFromProto(v); !ok {
+			return nil, larder.Invalidf("request_features[%q]: must be an int64, float, double or bool value", in.request)
+		}
+	}
+
+	// lookups holds the context views, then the candidate views, then the
+	// candidates_from view when the stored list is ranked. The context's
+	// stored list is read in the same round trip as its features; the
+	// candidates' features need a second one, since their keys come from it.
+	ctxKeys := []larder.Key{ctxKey}
+	lookups := make([]*larder.Lookup, 0, len(plan.context)+len(plan.cands)+1)
+	for _, v := range plan.context {
+		lookups = append(lookups, &larder.Lookup{View: v, Keys: ctxKeys})
+	}
+	for _, v := range plan.cands {
+		lookups = append(lookups, &larder.Lookup{View: v, Keys: cands})
+	}
+	ctxLookups, candLookups := lookups[:len(plan.context)], lookups[len(plan.context):]
+	var candKeys []*larderv1.EntityKey // the keys returned, by candidate
+	var storedRow *larder.Lookup       // the stored list's lookup, when ranked
+	if !fromStore {
+		if err := s.store.Read(ctx, lookups); err != nil {
+			return nil, err
+		}
+		candKeys = req.GetCandidateKeys()
+	} else {
+		stored := &larder.Lookup{View: plan.stored, Keys: ctxKeys}
+		first := append(ctxLookups[:len(ctxLookups):len(ctxLookups)], stored)
+		if err := s.store.Read(ctx, first); err != nil {
+			return nil, err
+		}
+		lookups = append(lookups, stored)
+		cands = storedCandidates(stored, plan.storedFeature, s.project.Server.MaxCandidates)
+		storedRow = stored
+		n = len(cands)
+		if n == 0 {
+			// The context has no stored list: nothing to rank, and no
+			// candidate views to read.
+			return &larderv1.RankResponse{ModelVersion: plan.slot.current().Version(), Generations: generationsOf(first)}, nil
+		}
+		for _, l := range candLookups {
+			l.Keys = cands
+		}
+		if len(candLookups) > 0 {
+			if err := s.store.Read(ctx, candLookups); err != nil {
+				return nil, err
+			}
+		}
+		candKeys = make([]*larderv1.EntityKey, n)
+		for i, k := range cands {
+			candKeys[i] = keyToProto(k)
+		}
+	}
+
+	model := plan.slot.acquire()
+	defer model.release()
+	now := s.now()
+	f := len(plan.inputs)
+	x := make([]float32, n*f)
+	for j, in := range plan.inputs {
+		switch in.side {
+		case larder.SideRequest:
+			for i := 0; i < n; i++ {
+				x[i*f+j] = reqValues[j]
+			}
+		case larder.SideContext:
+			val := inputValue(ctxLookups[in.lookup], 0, in, now)
+			for i := 0; i < n; i++ {
+				x[i*f+j] = val
+			}
+		case larder.SideCandidate:
+			l := candLookups[in.lookup]
+			for i := 0; i < n; i++ {
+				x[i*f+j] = inputValue(l, i, in, now)
+			}
+		}
+	}
+	scores := make([]float32, n)
+	var degraded string
+	if err := model.Score(ctx, x, n, scores); err != nil {
+		if ctx.Err() != nil {
+			// The caller has gone or its deadline passed: no answer helps.
+			return nil, fmt.Errorf("ranker %q: scoring: %w", r.Name, err)
+		}
+		// Degraded mode: the product keeps serving in the precomputed order
+		// (the stored list's scores, or the request's order) when the model
+		// does not answer.
+		degraded = fmt.Sprintf("model failed: %v", err)
+		s.degraded.Add(1)
+		s.logger.Warn("rank served without the model", "ranker", r.Name, "err", err)
+		precomputedScores(storedRow, plan.stored, scores)
+	}
+
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(scores[b], scores[a]) })
+	if topK < n {
+		order = order[:topK]
+	}
+	resp := &larderv1.RankResponse{
+		Candidates:     make([]*larderv1.ScoredCandidate, len(order)),
+		ModelVersion:   model.Version(),
+		Generations:    generationsOf(lookups),
+		Degraded:       degraded != "",
+		DegradedReason: degraded,
+	}
+	for i, c := range order {
+		resp.Candidates[i] = &larderv1.ScoredCandidate{Key: candKeys[c], Score: scores[c]}
+	}
+	return resp, nil
+}
+
+// storedCandidates returns the candidate keys of the one row read by l, a
+// candidates view's lookup: the list held by feature, at most limit long.
+// A missing row, or a null list, holds none. A stale list is still used:
+// staleness changes the inputs of a model, but a list has no default to fall
+// back to.
+func storedCandidates(l *larder.Lookup, feature, limit int) []larder.Key {
+	if len(l.Found) == 0 || !l.Found[0] || feature < 0 || feature >= len(l.Rows[0].Values) {
+		return nil
+	}
+	v := l.Rows[0].Values[feature]
+	var keys []larder.Key
+	switch v.Type() {
+	case larder.TypeInt64List:
+		list := v.Int64List()
+		keys = make([]larder.Key, min(len(list), limit))
+		for i := range keys {
+			keys[i] = larder.Int64Key(list[i])
+		}
+	case larder.TypeStringList:
+		list := v.StringList()
+		keys = make([]larder.Key, min(len(list), limit))
+		for i := range keys {
+			keys[i] = larder.StringKey(list[i])
+		}
+	}
+	return keys
+}
+
+// generationsOf lists the generation each lookup read.
+func generationsOf(lookups []*larder.Lookup) []*larderv1.ViewGeneration {
+	gens := make([]*larderv1.ViewGeneration, len(lookups))
+	for i, l := range lookups {
+		gens[i] = &larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation, Model: l.Model}
+	}
+	return gens
+}
+
+// inputValue is the model input for key i of lookup l: the stored number, or
+// the input's default when the row is missing, stale or null.
+func inputValue(l *larder.Lookup, i int, in inputPlan, now time.Time) float32 {
+	if !l.Found[i] || l.View.Status(true, l.Rows[i].EventTime, now) != larder.StatusPresent {
+		return in.def
+	}
+	v, ok := l.Rows[i].Values[in.feature].Number()
+	if !ok {
+		return in.def
+	}
+	return float32(v)
+}
+
+// precomputedScores fills scores for degraded mode: the stored list's own
+// scores when the candidates came from a candidates view, otherwise zeros,
+// which the stable sort leaves in request order.
+func precomputedScores(stored *larder.Lookup, v *larder.View, scores []float32) {
+	clear(scores)
+	if stored == nil || v == nil || len(stored.Found) == 0 || !stored.Found[0] {
+		return
+	}
+	if i := v.FeatureIndex(larder.ScoresFeature); i >= 0 && i < len(stored.Rows[0].Values) {
+		copy(scores, stored.Rows[0].Values[i].Vector())
+	}
+}
+
+func knownRequest(p *rankerPlan) string {
+	var names []string
+	for _, in := range p.inputs {
+		if in.side == larder.SideRequest {
+			names = append(names, in.request)
+		}
+	}
+	if len(names) == 0 {
+		return " (it takes none)"
+	}
+	return " (it takes: " + strings.Join(names, ", ") + ")"
+}
