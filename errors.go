@@ -18,6 +18,10 @@ var (
 	ErrSchemaChanged = errors.New("view schema changed since the live generation was written; run `larder materialize`")
 	// ErrUnavailable means that a dependency (Redis, the model) cannot be reached.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrOverloaded means that the server is already holding as much work as
+	// it is configured to queue (a ranker's batching.max_queue): the request
+	// was refused at once, and may be retried later, with backoff.
+	ErrOverloaded = errors.New("overloaded: too many requests are waiting; retry later, with backoff")
 )
 
 // InvalidError is a request that cannot be served as asked: an unknown view,

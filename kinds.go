@@ -154,9 +154,12 @@ func (p *Prediction) EntitiesView() *View { return p.entitiesFrom }
 // prediction view.
 const DefaultPredictionBatch = 1024
 
-// Candidates defines a candidates view: from a source of (context key,
-// candidate key, score) rows, it keeps the TopK highest-scored candidates of
-// each context entity (the view's entity). It stores two features:
+// Candidates defines a candidates view: it keeps the TopK highest-scored
+// candidates of each context entity (the view's entity), read either from a
+// source of (context key, candidate key, score) rows or, when FromView is
+// set, from the live generations of other views: every entity of FromView is
+// a candidate, scored by its ScoreFeature, and belongs to the context whose
+// key is its value of the Context feature. It stores two features:
 // CandidatesFeature, the candidate keys in descending score order (an
 // int64_list or a string_list, after the candidate entity's key type), and
 // ScoresFeature, their scores (a float32_vector).
@@ -164,18 +167,42 @@ type Candidates struct {
 	// Entity is the candidate entity.
 	Entity string
 	// Column is the source column holding candidate keys; by default the
-	// candidate entity's key name.
+	// candidate entity's key name. A view-fed candidates view has none.
 	Column string
 	// ScoreColumn is the source column holding scores (float32 or float64).
 	ScoreColumn string
+	// FromView names a view keyed by the candidate entity whose live
+	// generation supplies the candidates, instead of a source. It is not a
+	// candidates view.
+	FromView string
+	// ScoreFeature is the numeric feature of FromView holding each
+	// candidate's score (larder.yaml's score, when from_view is set).
+	ScoreFeature string
+	// Context is the "view:feature" reference, to a view keyed by the
+	// candidate entity, whose value is each candidate's context key; its
+	// type is the key type of the view's entity. Required with FromView.
+	Context string
 	// TopK is the number of candidates kept per context entity (default 100).
 	TopK int
 
-	entity *Entity
+	entity         *Entity
+	fromView       *View
+	score          int
+	contextView    *View
+	contextFeature int
 }
 
 // EntityDef returns the candidate entity. It is nil before Project.Validate.
 func (c *Candidates) EntityDef() *Entity { return c.entity }
+
+// FromViewDef returns the view named by FromView and the index of
+// ScoreFeature among its features. The view is nil when FromView is empty
+// or before Project.Validate.
+func (c *Candidates) FromViewDef() (v *View, score int) { return c.fromView, c.score }
+
+// ContextDef returns the view and the index of the feature that Context
+// names. The view is nil when Context is empty or before Project.Validate.
+func (c *Candidates) ContextDef() (v *View, feature int) { return c.contextView, c.contextFeature }
 
 // The features of a candidates view, and the default list length.
 const (

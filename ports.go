@@ -33,6 +33,9 @@ type Generation struct {
 type Lookup struct {
 	View *View
 	Keys []Key
+	// Numbers, when not nil, asks for chosen features as numbers instead of
+	// whole rows (see NumberRead); Rows[i] then holds only the event time.
+	Numbers *NumberRead
 
 	// Generation is the generation the rows were read from, and Model the
 	// version of the model that computed it (prediction views only).
@@ -41,6 +44,21 @@ type Lookup struct {
 	// Found[i] reports whether Keys[i] has a row; Rows[i] is that row.
 	Found []bool
 	Rows  []Row
+}
+
+// NumberRead asks a FeatureStore to decode chosen features of each row
+// straight into float32 numbers, as a model's input needs them, rather than
+// into Row.Values. The caller sets Features and Defaults; Read sets Values.
+type NumberRead struct {
+	// Features are indexes into the view's features; an index may repeat.
+	Features []int
+	// Defaults[j] is the number for Features[j] when its value is null or
+	// not numeric, and for every feature of a key with no row.
+	Defaults []float32
+	// Values holds len(Features) numbers per key, row-major: Values[i*len(Features)+j]
+	// is feature Features[j] of Keys[i], read as Value.Number does. Read
+	// resizes it, reusing its capacity.
+	Values []float32
 }
 
 // FeatureStore is the read side of the online store, used by the server and

@@ -16,6 +16,17 @@ const (
 	DefaultRefreshInterval = 10 * time.Second
 	DefaultModelInput      = "features"
 	DefaultModelOutput     = "score"
+	// DefaultModelTimeout bounds one run of a ranker's model when the
+	// ranker sets no model_timeout: about a hundred times what the bundled
+	// example model takes for 100 candidates, and well under a product's
+	// usual request deadline.
+	DefaultModelTimeout = 100 * time.Millisecond
+
+	// The defaults of a ranker's batching settings, for the fields its
+	// batching mapping leaves out.
+	DefaultBatchMaxDelay = 2 * time.Millisecond
+	DefaultBatchMaxRows  = 1024
+	DefaultBatchMaxQueue = 64
 )
 
 // Project is one larder.yaml: everything larder serves and materializes.
@@ -66,6 +77,9 @@ type Server struct {
 	// RefreshInterval is how often the server re-reads live generations as a
 	// fallback to publish notifications.
 	RefreshInterval time.Duration
+	// MetricsListen is the host:port of the Prometheus /metrics endpoint;
+	// empty means no endpoint.
+	MetricsListen string
 }
 
 // Entity is a kind of thing with a key, such as a user keyed by user_id.
@@ -137,8 +151,9 @@ type View struct {
 }
 
 // DependsOn returns the views whose live generations v reads when it is
-// materialized (the input views of a prediction view), in input order. It
-// is nil before Project.Validate.
+// materialized (the input views of a prediction view, in input order; the
+// from_view and context views of a candidates view). It is nil before
+// Project.Validate.
 func (v *View) DependsOn() []*View { return v.deps }
 
 // Feature is one typed value of a view.
@@ -221,10 +236,32 @@ type Ranker struct {
 	// CandidatesFrom names a candidates view keyed by the context entity:
 	// a Rank request without candidates ranks the context's stored list.
 	CandidatesFrom string
+	// ModelTimeout bounds one run of the model; a Rank whose model takes
+	// longer is answered in degraded mode. Zero means DefaultModelTimeout.
+	ModelTimeout time.Duration
+	// Batching, when not nil, joins concurrent Rank requests for this ranker
+	// into one model run. Nil means that every request runs the model alone.
+	Batching *Batching
 
 	context        *Entity
 	candidate      *Entity
 	candidatesFrom *View
+}
+
+// Batching is how a ranker joins concurrent requests into one model run: a
+// run takes the rows of the requests waiting, in order, up to MaxRows (a
+// request's rows are never split; a request larger than MaxRows runs alone),
+// and starts at most MaxDelay after the first of them arrived. A zero field
+// takes its default (DefaultBatchMaxDelay, DefaultBatchMaxRows,
+// DefaultBatchMaxQueue) from Project.SetDefaults.
+type Batching struct {
+	// MaxDelay is the longest a request waits for others to join its run.
+	MaxDelay time.Duration
+	// MaxRows is the most rows (candidates) one run scores.
+	MaxRows int
+	// MaxQueue is the most requests that may wait; one more is refused
+	// at once with ErrOverloaded.
+	MaxQueue int
 }
 
 // CandidatesView returns the view named by CandidatesFrom, or nil.

@@ -55,6 +55,17 @@ func (p *Project) SetDefaults() {
 		if r.ModelOutput == "" {
 			r.ModelOutput = DefaultModelOutput
 		}
+		if b := r.Batching; b != nil {
+			if b.MaxDelay == 0 {
+				b.MaxDelay = DefaultBatchMaxDelay
+			}
+			if b.MaxRows == 0 {
+				b.MaxRows = DefaultBatchMaxRows
+			}
+			if b.MaxQueue == 0 {
+				b.MaxQueue = DefaultBatchMaxQueue
+			}
+		}
 	}
 }
 
@@ -167,10 +178,15 @@ func (p *Project) Validate() error {
 			add(path+".entity", "unknown entity %q%s", v.Entity, known(names(p.Entities, func(e *Entity) string { return e.Name })))
 		}
 		v.source = p.sources[v.Source]
+		fromView := v.Kind == KindCandidates && v.Candidates != nil && v.Candidates.FromView != ""
 		switch {
 		case v.Kind == KindPrediction && v.Source != "":
 			add(path+".source", "a prediction view reads other views, not a source: remove it")
-		case v.Kind == KindPrediction:
+		case fromView && v.Source != "":
+			add(path+".source", "a candidates view with candidates.from_view reads that view, not a source: remove source or from_view")
+		case v.Kind == KindPrediction, fromView:
+		case v.Source == "" && v.Kind == KindCandidates:
+			add(path+".source", "is required: a source of (context, candidate, score) rows, or candidates.from_view to take the candidates from a view")
 		case v.Source == "":
 			add(path+".source", "is required")
 		case v.source == nil:
@@ -208,8 +224,13 @@ func (p *Project) Validate() error {
 	}
 
 	for i, v := range p.Views {
-		if v.Kind == KindPrediction && v.Prediction != nil {
+		switch {
+		case v.Kind == KindPrediction && v.Prediction != nil:
 			p.resolvePrediction(v, fmt.Sprintf("views[%d]", i), add)
+		case v.Kind == KindCandidates && v.Candidates != nil && v.Candidates.FromView != "":
+			p.resolveCandidates(v, fmt.Sprintf("views[%d]", i), add)
+		default:
+			v.deps = nil
 		}
 	}
 	p.checkCycles(add)
@@ -232,6 +253,17 @@ func (p *Project) Validate() error {
 		}
 		if r.TopK < 0 {
 			add(path+".top_k", "must be positive, got %d", r.TopK)
+		}
+		if b := r.Batching; b != nil {
+			if b.MaxDelay < 0 {
+				add(path+".batching.max_delay", "must be positive, got %s", b.MaxDelay)
+			}
+			if b.MaxRows < 0 {
+				add(path+".batching.max_rows", "must be positive, got %d", b.MaxRows)
+			}
+			if b.MaxQueue < 0 {
+				add(path+".batching.max_queue", "must be positive, got %d", b.MaxQueue)
+			}
 		}
 		entityNames := known(names(p.Entities, func(e *Entity) string { return e.Name }))
 		r.context = p.entities[r.Context]

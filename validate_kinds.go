@@ -71,15 +71,37 @@ func (p *Project) validateKind(v *View, path string, add addFunc) {
 		case c.entity == nil:
 			add(path+".candidates.entity", "unknown entity %q%s", c.Entity, known(names(p.Entities, func(e *Entity) string { return e.Name })))
 		}
-		if c.ScoreColumn == "" {
-			add(path+".candidates.score", "is required: the source column holding each candidate's score")
-		}
 		if c.TopK < 0 {
 			add(path+".candidates.top_k", "must be positive, got %d", c.TopK)
 		}
 		listType := TypeInt64List
 		if c.entity != nil && c.entity.KeyType == TypeString {
 			listType = TypeStringList
+		}
+		if c.FromView != "" {
+			// Read from other views (see resolveCandidates): no source
+			// columns.
+			if c.Column != "" {
+				add(path+".candidates.column", "a candidates view with from_view takes its candidates from that view's entities, not from a source column: remove column")
+			}
+			if c.ScoreFeature == "" {
+				add(path+".candidates.score", "is required: the feature of view %q holding each candidate's score", c.FromView)
+			}
+			if c.Context == "" {
+				add(path+".candidates.context", "is required with from_view: the view:feature, keyed by the candidate entity, whose value is each candidate's %s key, such as item_profile:category", v.Entity)
+			}
+			v.Features = []Feature{
+				{Name: CandidatesFeature, Type: listType},
+				{Name: ScoresFeature, Type: TypeFloat32Vector},
+			}
+			v.generated = true
+			return
+		}
+		if c.Context != "" {
+			add(path+".candidates.context", "only a candidates view with from_view has a context feature; a source gives each row's context key in the column %q", keyName(v.entity))
+		}
+		if c.ScoreColumn == "" {
+			add(path+".candidates.score", "is required: the source column holding each candidate's score")
 		}
 		if c.Column == "" && c.entity != nil {
 			c.Column = c.entity.Key
@@ -90,6 +112,94 @@ func (p *Project) validateKind(v *View, path string, add addFunc) {
 		}
 		v.generated = true
 	}
+}
+
+// keyName returns the key name of e, or "?" when e is nil.
+func keyName(e *Entity) string {
+	if e == nil {
+		return "?"
+	}
+	return e.Key
+}
+
+// resolveCandidates resolves the views that candidates view v reads when it
+// has a from_view: the view of its candidates and scores, and the view of its
+// context feature. Both become dependencies of v.
+func (p *Project) resolveCandidates(v *View, path string, add addFunc) {
+	c := v.Candidates
+	cpath := path + ".candidates"
+	v.deps = nil
+	c.fromView, c.score, c.contextView, c.contextFeature = nil, -1, nil, -1
+	viewNames := func() string { return known(names(p.Views, func(v *View) string { return v.Name })) }
+
+	fv := p.views[c.FromView]
+	switch {
+	case fv == nil:
+		add(cpath+".from_view", "unknown view %q%s", c.FromView, viewNames())
+	case fv == v:
+		add(cpath+".from_view", "a view cannot read its own features")
+	case fv.Kind == KindCandidates:
+		add(cpath+".from_view", "view %q is a candidates view, which holds lists; from_view needs a view with one score per candidate (a prediction, latest or aggregate view)", fv.Name)
+	case c.entity != nil && fv.Entity != c.Entity:
+		add(cpath+".from_view", "view %q is keyed by entity %q, but the candidates are %q: from_view must be keyed by the candidate entity", fv.Name, fv.Entity, c.Entity)
+	case c.ScoreFeature == "":
+		// reported by validateKind
+	default:
+		idx := featureIndex(fv, c.ScoreFeature)
+		switch {
+		case idx < 0:
+			add(cpath+".score", "view %q has no feature %q%s", fv.Name, c.ScoreFeature, known(names(fv.Features, func(f Feature) string { return f.Name })))
+		case !fv.Features[idx].Type.Numeric() && fv.Features[idx].Type != TypeInvalid:
+			add(cpath+".score", "feature %q of view %q is %s; a score must be int64, float64, float32 or bool", c.ScoreFeature, fv.Name, fv.Features[idx].Type)
+		default:
+			c.fromView, c.score = fv, idx
+			v.deps = append(v.deps, fv)
+		}
+	}
+
+	if c.Context == "" {
+		return // reported by validateKind
+	}
+	viewName, feature, ok := SplitRef(c.Context)
+	if !ok || viewName == RequestPrefix {
+		add(cpath+".context", "%q is not a reference to a stored feature: write view:feature, such as item_profile:category", c.Context)
+		return
+	}
+	cv := p.views[viewName]
+	switch {
+	case cv == nil:
+		add(cpath+".context", "unknown view %q%s", viewName, viewNames())
+		return
+	case cv == v:
+		add(cpath+".context", "a view cannot read its own features")
+		return
+	}
+	idx := featureIndex(cv, feature)
+	if idx < 0 {
+		add(cpath+".context", "view %q has no feature %q%s", viewName, feature, known(names(cv.Features, func(f Feature) string { return f.Name })))
+		return
+	}
+	if c.entity != nil && cv.Entity != c.Entity {
+		add(cpath+".context", "view %q is keyed by entity %q, but the candidates are %q: the context feature must be keyed by the candidate entity", viewName, cv.Entity, c.Entity)
+		return
+	}
+	if t := cv.Features[idx].Type; v.entity != nil && t != v.entity.KeyType && t != TypeInvalid {
+		add(cpath+".context", "feature %q is %s, but the keys of entity %q (the view's entity) are %s: the context feature holds each candidate's %s key", c.Context, t, v.Entity, v.entity.KeyType, v.Entity)
+		return
+	}
+	c.contextView, c.contextFeature = cv, idx
+	if !slices.Contains(v.deps, cv) {
+		v.deps = append(v.deps, cv)
+	}
+}
+
+// featureIndex returns the index of the named feature of v, or -1, whether
+// or not v's index is built.
+func featureIndex(v *View, name string) int {
+	if v.index == nil {
+		return slices.IndexFunc(v.Features, func(f Feature) bool { return f.Name == name })
+	}
+	return v.FeatureIndex(name)
 }
 
 func (p *Project) validateAggregation(v *View, a *Aggregation, path string, add addFunc) {
@@ -218,8 +328,8 @@ func (p *Project) resolvePrediction(v *View, path string, add addFunc) {
 	}
 }
 
-// checkCycles reports prediction views that depend on themselves through
-// other views.
+// checkCycles reports views (prediction views, and candidates views with a
+// from_view) that depend on themselves through other views.
 func (p *Project) checkCycles(add addFunc) {
 	const (
 		unvisited = iota
@@ -247,7 +357,11 @@ func (p *Project) checkCycles(add addFunc) {
 	}
 	for i, v := range p.Views {
 		if state[v] == unvisited && !visit(v) {
-			add(fmt.Sprintf("views[%d].inputs", i), "view %q depends on itself through its inputs (a cycle of prediction views)", v.Name)
+			field := "inputs"
+			if v.Kind == KindCandidates {
+				field = "candidates.from_view"
+			}
+			add(fmt.Sprintf("views[%d].%s", i, field), "view %q depends on itself through the views it reads (a cycle: each view must run after the views it reads)", v.Name)
 		}
 	}
 }

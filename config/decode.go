@@ -223,7 +223,7 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 }
 
 func (d *decoder) server(n node, s *larder.Server) {
-	for _, f := range d.fields(n, "listen", "max_entities", "max_candidates", "refresh_interval") {
+	for _, f := range d.fields(n, "listen", "max_entities", "max_candidates", "refresh_interval", "metrics_listen") {
 		switch f.key {
 		case "listen":
 			s.Listen = d.str(f)
@@ -236,6 +236,8 @@ func (d *decoder) server(n node, s *larder.Server) {
 			if s.RefreshInterval < 0 {
 				d.problem(f, "must be positive: the interval between re-reads of the live generations, such as 10s")
 			}
+		case "metrics_listen":
+			s.MetricsListen = d.str(f)
 		}
 	}
 }
@@ -287,7 +289,7 @@ func (d *decoder) feature(n node) larder.Feature {
 
 func (d *decoder) ranker(n node) *larder.Ranker {
 	r := &larder.Ranker{}
-	for _, f := range d.fields(n, "name", "model", "model_input", "model_output", "context", "candidate", "top_k", "inputs", "candidates_from") {
+	for _, f := range d.fields(n, "name", "model", "model_input", "model_output", "context", "candidate", "top_k", "inputs", "candidates_from", "model_timeout", "batching") {
 		switch f.key {
 		case "name":
 			r.Name = d.str(f)
@@ -309,9 +311,46 @@ func (d *decoder) ranker(n node) *larder.Ranker {
 			}
 		case "candidates_from":
 			r.CandidatesFrom = d.str(f)
+		case "batching":
+			r.Batching = d.batching(f)
+		case "model_timeout":
+			r.ModelTimeout = d.duration(f)
+			if r.ModelTimeout < 0 {
+				d.problem(f, "must be positive: how long one run of the model may take, such as 100ms")
+			}
 		}
 	}
 	return r
+}
+
+// batching decodes a ranker's batching settings; it returns nil for a null
+// value (no batching). Fields left out stay zero for SetDefaults to fill; a
+// zero or negative value written out is a problem.
+func (d *decoder) batching(n node) *larder.Batching {
+	if isNull(n.val) {
+		return nil
+	}
+	b := &larder.Batching{}
+	for _, f := range d.fields(n, "max_delay", "max_rows", "max_queue") {
+		switch f.key {
+		case "max_delay":
+			b.MaxDelay = d.duration(f)
+			if b.MaxDelay <= 0 && !d.isBad(f.path) {
+				d.problem(f, "must be positive: the longest a request waits for others to join its model run, such as 2ms")
+			}
+		case "max_rows":
+			b.MaxRows = d.integer(f)
+			if b.MaxRows <= 0 && !d.isBad(f.path) {
+				d.problem(f, "must be positive: the most candidates one model run scores, such as 1024")
+			}
+		case "max_queue":
+			b.MaxQueue = d.integer(f)
+			if b.MaxQueue <= 0 && !d.isBad(f.path) {
+				d.problem(f, "must be positive: the most requests that may wait for a model run, such as 64")
+			}
+		}
+	}
+	return b
 }
 
 // input decodes an input of a ranker or of a prediction view:

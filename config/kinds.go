@@ -260,19 +260,31 @@ func (d *decoder) window(n node, i int) (larder.Window, bool) {
 	return w, true
 }
 
+// candidates decodes the candidates mapping of a candidates view. score
+// names a source column, or with from_view a feature of that view.
 func (d *decoder) candidates(n node) *larder.Candidates {
 	c := &larder.Candidates{}
-	for _, f := range d.fields(n, "entity", "column", "score", "top_k") {
+	var score string
+	for _, f := range d.fields(n, "entity", "column", "score", "top_k", "from_view", "context") {
 		switch f.key {
 		case "entity":
 			c.Entity = d.str(f)
 		case "column":
 			c.Column = d.str(f)
 		case "score":
-			c.ScoreColumn = d.str(f)
+			score = d.str(f)
 		case "top_k":
 			c.TopK = d.integer(f)
+		case "from_view":
+			c.FromView = d.str(f)
+		case "context":
+			c.Context = d.str(f)
 		}
+	}
+	if c.FromView != "" {
+		c.ScoreFeature = score
+	} else {
+		c.ScoreColumn = score
 	}
 	return c
 }
@@ -316,6 +328,11 @@ func generatedFrom(p *larder.Project, path string) (string, bool) {
 		}
 		return agg, true
 	case larder.KindCandidates:
+		if v.Candidates != nil && v.Candidates.FromView != "" {
+			// The features of a view-fed candidates view have fixed names
+			// and types and no column: nothing about them can be wrong.
+			return "", true
+		}
 		if j == 0 {
 			return view + ".candidates.column", true
 		}

@@ -76,7 +76,13 @@ const (
 // key column must be of the candidate entity's key type, the score column
 // FLOAT or DOUBLE), the error of the file, the store or ctx otherwise; on any
 // error the new generation is aborted and the live generation keeps serving.
+//
+// A candidates view with Candidates.FromView reads no source: see
+// runCandidatesFromView.
 func (m *Materializer) runCandidates(ctx context.Context, v *larder.View, rep Report) (Report, error) {
+	if v.Candidates != nil && v.Candidates.FromView != "" {
+		return m.runCandidatesFromView(ctx, v, rep)
+	}
 	src, ent := v.SourceDef(), v.EntityDef()
 	if src == nil || ent == nil || v.Candidates == nil || v.Candidates.EntityDef() == nil {
 		return rep, fmt.Errorf("materialize %s: the project was not validated: call Project.Validate first", v.Name)
@@ -101,6 +107,13 @@ type candidates struct {
 
 	skipped                            skipCounts
 	nullCandidate, nullScore, nanScore int64
+	// The reasons only a view-fed run skips a candidate for.
+	staleScore, noContext, nullContext, staleContext int64
+
+	// unique is set when every candidate is added once, to one context (a
+	// view-fed run): no older entry needs dropping, so a list is cut to its
+	// topK best whenever it fills up past twice that.
+	unique bool
 
 	// part is the partition of the context entities this computation
 	// keeps, out of parts (see partitioner): rows of other contexts are
@@ -177,7 +190,8 @@ func (c *candidates) skippedReport() map[string]int64 {
 		nullCand, nullScore, nanScore = nullCand+s.nullCandidate, nullScore+s.nullScore, nanScore+s.nanScore
 	}
 	m := sk.report()
-	for reason, n := range map[string]int64{SkipNullCandidate: nullCand, SkipNullScore: nullScore, SkipNaNScore: nanScore} {
+	for reason, n := range map[string]int64{SkipNullCandidate: nullCand, SkipNullScore: nullScore, SkipNaNScore: nanScore,
+		SkipStaleScore: c.staleScore, SkipNoContext: c.noContext, SkipNullContext: c.nullContext, SkipStaleContext: c.staleContext} {
 		if n > 0 {
 			m[reason] = n
 		}
@@ -300,12 +314,24 @@ func (c *candidates) consume(rg *rowGroup) error {
 // least half of it is distinct candidates, and then to twice that, so that
 // a list holds at most twice as many entries as its context has distinct
 // candidates, however many rows repeat them.
+//
+// When c.unique is set, a full list of at least twice topK entries is
+// instead sorted best first and cut to topK: with every candidate added
+// once, an entry that is not among the best topK so far never will be, so a
+// list holds at most about twice topK entries.
 func (c *candidates) add(slot int32, e pairEntry) {
 	l := c.lists[slot]
 	if len(l) == cap(l) && len(l) >= compactFrom {
-		l = compact(l)
-		if len(l) > cap(l)/2 {
-			l = slices.Grow(l, len(l)) // room for as many again
+		switch {
+		case c.unique && len(l) >= 2*c.topK:
+			slices.SortFunc(l, c.compare)
+			l = l[:c.topK]
+		case c.unique:
+		default:
+			l = compact(l)
+			if len(l) > cap(l)/2 {
+				l = slices.Grow(l, len(l)) // room for as many again
+			}
 		}
 	}
 	c.lists[slot] = append(l, e)

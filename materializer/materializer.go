@@ -39,9 +39,11 @@ type Options struct {
 	// row), from the goroutine that called Run.
 	Progress func(Progress)
 	// Models loads the model of a prediction view; Reader reads the live
-	// generations of its input views, and must also be a larder.KeyLister
-	// to list the entities it scores. Both are needed only by prediction
-	// views, whose runs fail with an error saying so when one is nil.
+	// generations of its input views (and of the views a candidates view
+	// with a from_view reads), and must also be a larder.KeyLister to list
+	// the entities it scores or ranks. Models is needed only by prediction
+	// views, Reader by those and by candidates views with a from_view; their
+	// runs fail with an error saying so when one is nil.
 	Models larder.ModelLoader
 	Reader larder.FeatureStore
 }

@@ -31,6 +31,8 @@ func toStatus(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, larder.ErrNoGeneration), errors.Is(err, larder.ErrSchemaChanged):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, larder.ErrOverloaded):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, larder.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, larder.ErrUnavailable), errors.Is(err, syscall.ECONNREFUSED), isNetError(err):

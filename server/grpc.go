@@ -18,8 +18,9 @@ import (
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
 
-// GRPC is a gRPC server carrying the FeatureService, the standard health
-// service and server reflection (so that grpcurl works without .proto files).
+// GRPC is a gRPC server carrying the FeatureService, the AdminService, the
+// standard health service and server reflection (so that grpcurl works
+// without .proto files).
 type GRPC struct {
 	Server *grpc.Server
 	Health *health.Server
@@ -34,13 +35,21 @@ func NewGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC
 		logger = slog.New(slog.DiscardHandler)
 	}
 	g := &GRPC{Health: health.NewServer(), logger: logger}
-	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(g.recoverUnary)}, opts...)
+	// The metrics wrap recoverUnary, so that they also count the requests
+	// whose panic it turns into INTERNAL.
+	unary := grpc.UnaryServerInterceptor(g.recoverUnary)
+	if svc.metrics != nil {
+		unary = svc.metrics.wrap(unary)
+	}
+	opts = append(append(serverOptions(), grpc.ChainUnaryInterceptor(unary)), opts...)
 	g.Server = grpc.NewServer(opts...)
 	larderv1.RegisterFeatureServiceServer(g.Server, svc)
+	larderv1.RegisterAdminServiceServer(g.Server, &adminServer{svc: svc})
 	healthpb.RegisterHealthServer(g.Server, g.Health)
 	reflection.Register(g.Server)
 	g.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	g.Health.SetServingStatus(larderv1.FeatureService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	g.Health.SetServingStatus(larderv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return g
 }
 

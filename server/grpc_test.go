@@ -24,7 +24,7 @@ func TestGracefulDrain(t *testing.T) {
 		drain = 10 * time.Second
 	)
 	m := &blockingModel{hold: hold, started: make(chan struct{}, 1), ended: make(chan error, 1)}
-	f := newFixture(t, fixtureConfig{models: map[string]server.Model{"reco": m}, drain: drain})
+	f := newFixture(t, fixtureConfig{models: map[string]server.Model{"reco": m}, drain: drain, edit: noModelTimeout})
 	ctx := context.Background()
 	health := healthpb.NewHealthClient(f.conn)
 
@@ -122,7 +122,7 @@ func TestGracefulDrain(t *testing.T) {
 // and that Serve still returns nil.
 func TestDrainLimit(t *testing.T) {
 	m := &blockingModel{started: make(chan struct{}, 1)} // blocks until its ctx ends
-	f := newFixture(t, fixtureConfig{models: map[string]server.Model{"reco": m}, drain: 200 * time.Millisecond})
+	f := newFixture(t, fixtureConfig{models: map[string]server.Model{"reco": m}, drain: 200 * time.Millisecond, edit: noModelTimeout})
 	slow := make(chan error, 1)
 	go func() {
 		_, err := f.client.Rank(context.Background(), &larderv1.RankRequest{

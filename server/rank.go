@@ -1,12 +1,9 @@
 package server
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
@@ -72,19 +69,14 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		}
 	}
 
-	// lookups holds the context views, then the candidate views, then the
-	// candidates_from view when the stored list is ranked. The context's
+	// The lookups read the context views, then the candidate views, then
+	// the candidates_from view when the stored list is ranked. The context's
 	// stored list is read in the same round trip as its features; the
 	// candidates' features need a second one, since their keys come from it.
-	ctxKeys := []larder.Key{ctxKey}
-	lookups := make([]*larder.Lookup, 0, len(plan.context)+len(plan.cands)+1)
-	for _, v := range plan.context {
-		lookups = append(lookups, &larder.Lookup{View: v, Keys: ctxKeys})
-	}
-	for _, v := range plan.cands {
-		lookups = append(lookups, &larder.Lookup{View: v, Keys: cands})
-	}
-	ctxLookups, candLookups := lookups[:len(plan.context)], lookups[len(plan.context):]
+	// Feature views are read straight into the numbers of the model input.
+	buf := rankPool.Get().(*rankBuffers)
+	ctxLookups, candLookups := buf.rankLookups(plan, ctxKey, cands)
+	lookups := buf.ptrs[:len(ctxLookups)+len(candLookups)]
 	var candKeys []*larderv1.EntityKey // the keys returned, by candidate
 	var storedRow *larder.Lookup       // the stored list's lookup, when ranked
 	if !fromStore {
@@ -93,18 +85,19 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		}
 		candKeys = req.GetCandidateKeys()
 	} else {
-		stored := &larder.Lookup{View: plan.stored, Keys: ctxKeys}
+		stored := &larder.Lookup{View: plan.stored, Keys: buf.ctxKeys[:]}
 		first := append(ctxLookups[:len(ctxLookups):len(ctxLookups)], stored)
 		if err := s.store.Read(ctx, first); err != nil {
 			return nil, err
 		}
-		lookups = append(lookups, stored)
+		lookups = append(lookups[:len(lookups):len(lookups)], stored)
 		cands = storedCandidates(stored, plan.storedFeature, s.project.Server.MaxCandidates)
 		storedRow = stored
 		n = len(cands)
 		if n == 0 {
 			// The context has no stored list: nothing to rank, and no
 			// candidate views to read.
+			rankPool.Put(buf)
 			return &larderv1.RankResponse{ModelVersion: plan.slot.current().Version(), Generations: generationsOf(first)}, nil
 		}
 		for _, l := range candLookups {
@@ -125,48 +118,45 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 	defer model.release()
 	now := s.now()
 	f := len(plan.inputs)
-	x := make([]float32, n*f)
+	buf.x = resize(buf.x, n*f)
+	x := buf.x
 	for j, in := range plan.inputs {
-		switch in.side {
-		case larder.SideRequest:
+		if in.side == larder.SideRequest {
 			for i := 0; i < n; i++ {
 				x[i*f+j] = reqValues[j]
 			}
-		case larder.SideContext:
-			val := inputValue(ctxLookups[in.lookup], 0, in, now)
-			for i := 0; i < n; i++ {
-				x[i*f+j] = val
-			}
-		case larder.SideCandidate:
-			l := candLookups[in.lookup]
-			for i := 0; i < n; i++ {
-				x[i*f+j] = inputValue(l, i, in, now)
-			}
 		}
 	}
-	scores := make([]float32, n)
+	for i, l := range ctxLookups {
+		fillInput(x, f, n, l, buf.cols[i], true, now)
+	}
+	for i, l := range candLookups {
+		fillInput(x, f, n, l, buf.cols[len(ctxLookups)+i], false, now)
+	}
+	buf.scores = resize(buf.scores, n)
+	scores := buf.scores
 	var degraded string
-	if err := model.Score(ctx, x, n, scores); err != nil {
-		if ctx.Err() != nil {
+	if err := scoreModel(ctx, r, model, x, n, scores); err != nil {
+		if ctx.Err() != nil || refused(err) {
 			// The caller has gone or its deadline passed: no answer helps.
 			return nil, fmt.Errorf("ranker %q: scoring: %w", r.Name, err)
 		}
 		// Degraded mode: the product keeps serving in the precomputed order
 		// (the stored list's scores, or the request's order) when the model
-		// does not answer.
-		degraded = fmt.Sprintf("model failed: %v", err)
-		s.degraded.Add(1)
-		s.logger.Warn("rank served without the model", "ranker", r.Name, "err", err)
+		// does not answer. The buffers are not reused: a failed model may
+		// still hold them.
+		degraded = s.degrade(r.Name, err)
+		scores = make([]float32, n)
 		precomputedScores(storedRow, plan.stored, scores)
+		buf = nil
 	}
 
-	order := make([]int, n)
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(scores[b], scores[a]) })
-	if topK < n {
-		order = order[:topK]
+	var order []int
+	if buf != nil {
+		buf.order = topOrder(buf.order, scores, topK)
+		order = buf.order
+	} else {
+		order = topOrder(nil, scores, topK)
 	}
 	resp := &larderv1.RankResponse{
 		Candidates:     make([]*larderv1.ScoredCandidate, len(order)),
@@ -175,8 +165,13 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		Degraded:       degraded != "",
 		DegradedReason: degraded,
 	}
+	scored := make([]larderv1.ScoredCandidate, len(order))
 	for i, c := range order {
-		resp.Candidates[i] = &larderv1.ScoredCandidate{Key: candKeys[c], Score: scores[c]}
+		scored[i].Key, scored[i].Score = candKeys[c], scores[c]
+		resp.Candidates[i] = &scored[i]
+	}
+	if buf != nil {
+		rankPool.Put(buf)
 	}
 	return resp, nil
 }
@@ -216,19 +211,6 @@ func generationsOf(lookups []*larder.Lookup) []*larderv1.ViewGeneration {
 		gens[i] = &larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation, Model: l.Model}
 	}
 	return gens
-}
-
-// inputValue is the model input for key i of lookup l: the stored number, or
-// the input's default when the row is missing, stale or null.
-func inputValue(l *larder.Lookup, i int, in inputPlan, now time.Time) float32 {
-	if !l.Found[i] || l.View.Status(true, l.Rows[i].EventTime, now) != larder.StatusPresent {
-		return in.def
-	}
-	v, ok := l.Rows[i].Values[in.feature].Number()
-	if !ok {
-		return in.def
-	}
-	return float32(v)
 }
 
 // precomputedScores fills scores for degraded mode: the stored list's own

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock used for staleness and ages; time.Now when nil.
 	Now func() time.Time
+	// LoadModel, when set, loads a ranker's model file for Service.Reload;
+	// without it Reload is refused (SwapModel still works).
+	LoadModel LoadModelFunc
+	// Metrics, when set, receive the service's counts: requests (through
+	// NewGRPC's interceptor), degraded responses, model swaps and store
+	// errors. Nil records nothing.
+	Metrics *Metrics
 }
 
 // Service implements larderv1.FeatureServiceServer.
@@ -46,8 +54,18 @@ type Service struct {
 	now     func() time.Time
 	rankers map[string]*rankerPlan
 
+	// models holds, by ranker, when its model was loaded and the lock that
+	// serializes its reloads; loadModel and metrics come from Config.
+	models    map[string]*modelState
+	loadModel LoadModelFunc
+	metrics   *Metrics
+
 	// degraded counts Rank responses served without the model.
 	degraded atomic.Int64
+
+	// names caches "view:feature" of every feature, by *larder.View, for
+	// GetFeatures requests of view:*.
+	names sync.Map
 }
 
 // Degraded returns how many Rank responses were served in degraded mode:
@@ -90,6 +108,13 @@ func New(cfg Config) (*Service, error) {
 		logger:  cfg.Logger,
 		now:     cfg.Now,
 		rankers: make(map[string]*rankerPlan, len(cfg.Project.Rankers)),
+
+		models:    make(map[string]*modelState, len(cfg.Project.Rankers)),
+		loadModel: cfg.LoadModel,
+		metrics:   cfg.Metrics,
+	}
+	if s.metrics != nil {
+		s.store = countingStore{FeatureStore: cfg.Store, errors: s.metrics.storeErrors}
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -102,7 +127,15 @@ func New(cfg Config) (*Service, error) {
 		if m == nil {
 			return nil, fmt.Errorf("server: ranker %q has no model loaded", r.Name)
 		}
+		// A batching ranker's model is wrapped before it goes in the slot,
+		// so that a swap replaces model and batcher together.
+		m, err := batchModel(r, m)
+		if err != nil {
+			return nil, fmt.Errorf("server: ranker %q: %w", r.Name, err)
+		}
 		s.rankers[r.Name] = planRanker(r, m)
+		s.models[r.Name] = &modelState{path: cfg.Project.Path(r.Model), loadedAt: s.now()}
+		s.metrics.initRanker(r.Name, m.Version(), s.models[r.Name].loadedAt)
 	}
 	return s, nil
 }

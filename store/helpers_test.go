@@ -176,6 +176,8 @@ var conformance = []struct {
 	{"Superseded", testSuperseded},
 	{"Watch", testWatch},
 	{"Scan", testScan},
+	{"ReadNumbers", testReadNumbers},
+	{"ReadConcurrent", testReadConcurrent},
 }
 
 // TestCluster runs the conformance suite on a Redis Cluster of three

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -146,10 +148,12 @@ func (s *Store) cache(g *liveGen) *liveGen {
 }
 
 // Read fills every lookup from its view's live generation with one pipelined
-// round trip (one per node on a cluster). For each lookup it sets Generation
-// and resizes Found and Rows to len(Keys), reusing their capacity and that
-// of each Rows[i].Values. A key with no row gets Found[i] false and an empty
-// Rows[i].
+// round trip (one per node on a cluster), which concurrent Reads may share.
+// For each lookup it sets Generation and resizes Found and Rows to
+// len(Keys), reusing their capacity and that of each Rows[i].Values. A key
+// with no row gets Found[i] false and an empty Rows[i]. A lookup with
+// Numbers set gets its numbers there instead, and Rows[i] holds only the
+// event time.
 //
 // Read returns an error wrapping larder.ErrNoGeneration when a view has
 // never been published, larder.ErrSchemaChanged when a live generation was
@@ -174,6 +178,9 @@ func (s *Store) Read(ctx context.Context, lookups []*larder.Lookup) error {
 		if err != nil {
 			return err
 		}
+		if nr := l.Numbers; nr != nil && len(nr.Defaults) != len(nr.Features) {
+			return larder.Invalidf("lookup %d: %d defaults for %d features", i, len(nr.Defaults), len(nr.Features))
+		}
 		gens, types = append(gens, g), append(types, t)
 		n += len(l.Keys)
 	}
@@ -181,49 +188,137 @@ func (s *Store) Read(ctx context.Context, lookups []*larder.Lookup) error {
 		for i, l := range lookups {
 			l.Generation, l.Model = gens[i].gen.ID, gens[i].gen.Model
 			l.Found, l.Rows = l.Found[:0], l.Rows[:0]
+			if l.Numbers != nil {
+				l.Numbers.Values = l.Numbers.Values[:0]
+			}
 		}
 		return nil
 	}
 
-	pipe := s.client.Pipeline()
-	var field, key []byte
-	for i, l := range lookups {
-		g := gens[i]
+	c := getReadCall(ctx)
+	c.build(lookups, gens, n)
+	if err := s.roundTrip(ctx, c); err != nil {
+		// The round trip may still use c's commands: c is not reused.
+		return fmt.Errorf("store: read: %w", err)
+	}
+	err := c.decode(ctx, lookups, gens, types)
+	c.put()
+	return err
+}
+
+// build makes the commands that read every key of every lookup, n keys in
+// all: per lookup, one HMGET for the keys that share a bucket hash, and one
+// HGET for a key alone in its bucket. The arguments point into c's buffers
+// and the generations' cached key names, so that building a command
+// allocates only the command.
+func (c *readCall) build(lookups []*larder.Lookup, gens []*liveGen, n int) {
+	// Every field is a slice of one string, built once.
+	c.buf, c.ends, c.buckets = c.buf[:0], c.ends[:0], c.buckets[:0]
+	for li, l := range lookups {
 		for _, k := range l.Keys {
-			field = k.AppendCanonical(field[:0])
-			b := bucketOf(field, g.buckets)
-			if g.bucketKeys != nil {
-				pipe.HGet(ctx, g.bucketKeys[b], string(field))
-				continue
-			}
-			key = g.bucketKey(key[:0], b)
-			pipe.HGet(ctx, string(key), string(field))
+			start := len(c.buf)
+			c.buf = k.AppendCanonical(c.buf)
+			c.ends = append(c.ends, len(c.buf))
+			c.buckets = append(c.buckets, bucketOf(c.buf[start:], gens[li].buckets))
 		}
 	}
-	cmds, _ := pipe.Exec(ctx) // errors are per command, and redis.Nil is one
+	all := string(c.buf)
+	c.fields = resize(c.fields, n)
+	for i, start := 0, 0; i < n; i++ {
+		c.fields[i] = all[start:c.ends[i]]
+		start = c.ends[i]
+	}
+	c.slot, c.pos = resize(c.slot, n), resize(c.pos, n)
+	// At most 3 arguments per key (an HGET's), so the arguments never move
+	// once commands point into them.
+	if cap(c.args) < 3*n {
+		c.args = make([]any, 0, 3*n)
+	}
+	c.args, c.cmds = c.args[:0], c.cmds[:0]
+	first := 0 // the index of the lookup's first key
+	for li, l := range lookups {
+		g := gens[li]
+		// The lookup's keys in bucket order, so that keys sharing a bucket
+		// are next to each other.
+		c.order = c.order[:0]
+		for j := range l.Keys {
+			c.order = append(c.order, int32(first+j))
+		}
+		if len(c.order) > 1 {
+			slices.SortStableFunc(c.order, func(a, b int32) int { return cmp.Compare(c.buckets[a], c.buckets[b]) })
+		}
+		for run := 0; run < len(c.order); {
+			b := c.buckets[c.order[run]]
+			end := run + 1
+			for end < len(c.order) && c.buckets[c.order[end]] == b {
+				end++
+			}
+			var key any
+			if g.bucketKeys != nil {
+				key = &g.bucketKeys[b]
+			} else {
+				key = string(g.bucketKey(nil, b))
+			}
+			at := len(c.args)
+			if end-run == 1 {
+				i := c.order[run]
+				c.args = append(c.args, "hget", key, &c.fields[i])
+				c.slot[i], c.pos[i] = int32(len(c.cmds)), -1
+				c.cmds = append(c.cmds, redis.NewStringCmd(c.ctx, c.args[at:len(c.args):len(c.args)]...))
+			} else {
+				c.args = append(c.args, "hmget", key)
+				for p, i := range c.order[run:end] {
+					c.args = append(c.args, &c.fields[i])
+					c.slot[i], c.pos[i] = int32(len(c.cmds)), int32(p)
+				}
+				c.cmds = append(c.cmds, redis.NewStringSliceCmd(c.ctx, c.args[at:len(c.args):len(c.args)]...))
+			}
+			run = end
+		}
+		first += len(l.Keys)
+	}
+}
 
-	c := 0
-	for i, l := range lookups {
-		l.Generation, l.Model = gens[i].gen.ID, gens[i].gen.Model
+// decode fills the lookups from the replies of c's commands.
+func (c *readCall) decode(ctx context.Context, lookups []*larder.Lookup, gens []*liveGen, types [][]larder.Type) error {
+	i := 0
+	for li, l := range lookups {
+		l.Generation, l.Model = gens[li].gen.ID, gens[li].gen.Model
 		l.Found = resize(l.Found, len(l.Keys))
 		l.Rows = resize(l.Rows, len(l.Keys))
+		nr := l.Numbers
+		if nr != nil {
+			nr.Values = resize(nr.Values, len(l.Keys)*len(nr.Features))
+			c.scratch = resize(c.scratch, len(types[li]))
+			c.nulls = resize(c.nulls, len(types[li]))
+		}
 		for j := range l.Keys {
-			cmd := cmds[c].(*redis.StringCmd)
-			c++
+			val, found, err := c.reply(ctx, i, l.View)
+			i++
+			if err != nil {
+				return err
+			}
 			row := &l.Rows[j]
-			val, err := cmd.Result()
-			if errors.Is(err, redis.Nil) {
-				l.Found[j] = false
-				row.EventTime, row.Values = time.Time{}, row.Values[:0]
-				continue
+			l.Found[j] = found
+			if nr != nil {
+				out := nr.Values[j*len(nr.Features) : (j+1)*len(nr.Features)]
+				row.Values = row.Values[:0]
+				if !found {
+					row.EventTime = time.Time{}
+					copy(out, nr.Defaults)
+					continue
+				}
+				row.EventTime, err = decodeNumbers(val, types[li], nr.Features, nr.Defaults, out, c.scratch, c.nulls)
+			} else {
+				if !found {
+					row.EventTime, row.Values = time.Time{}, row.Values[:0]
+					continue
+				}
+				err = decodeRow(val, types[li], row)
 			}
 			if err != nil {
-				return redisErr(ctx, "read "+l.View.Name, err)
-			}
-			if err := decodeRow(val, types[i], row); err != nil {
 				return fmt.Errorf("store: read %s generation %d key %s: %w", l.View.Name, l.Generation, l.Keys[j], err)
 			}
-			l.Found[j] = true
 		}
 	}
 	return nil

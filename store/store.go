@@ -109,6 +109,8 @@ type Store struct {
 	live map[string]*liveGen // by view name
 
 	noUnlink atomic.Bool // the server does not know UNLINK: use DEL
+
+	reads readBatcher // coalesces concurrent Reads' round trips
 }
 
 var (

@@ -44,6 +44,9 @@ const (
 	benchRanker     = "rerank"
 	benchUserView   = "user_features"
 	benchItemView   = "item_features"
+	// benchBatched is the --batching ranker: benchRanker's model and
+	// inputs, with batching.
+	benchBatched = "rerank_batched"
 )
 
 // The calls larder bench measures, in the order of its tables:
@@ -57,6 +60,8 @@ const (
 	callGet100     = "GetFeatures-100x20"
 	callRank       = "Rank-1+100"
 	benchCallCount = 7
+	// callRankBatched is measured with --batching only.
+	callRankBatched = "Rank-batched"
 )
 
 // benchLegend says what each call is, below the table.
@@ -67,8 +72,11 @@ var benchLegend = [benchCallCount][2]string{
 	{callModel, "floor: Model.Score of a prepared 100×20 float32 batch on the server's own ONNX Runtime session"},
 	{callGet1, "GetFeatures of 1 random user × user_features:* (20 float64)"},
 	{callGet100, "GetFeatures of 100 random users × user_features:* (20 float64)"},
-	{callRank, "Rank of 100 random items for 1 random user: 101 reads, a 100×20 model input, the 20→64→1 MLP, top 10"},
+	{callRank, "Rank of 100 random items for 1 random user: 101 reads, a 100×20 model input, the ranker's MLP, top 10"},
 }
+
+// benchHeavyHidden are the hidden layers of the --heavy ranker's MLP.
+var benchHeavyHidden = []int{256, 256}
 
 // Issue 4's goals, each a ratio measured in one run.
 const (
@@ -88,6 +96,29 @@ type benchOptions struct {
 	quick       bool
 	markdown    bool
 	cpuProfile  string
+	// batching adds the Rank-batched call: Rank of a second ranker, the
+	// same model with these batching settings.
+	batching bool
+	batch    larder.Batching
+	// heavy scores with an MLP of two 256-wide hidden layers.
+	heavy bool
+}
+
+// hidden returns the hidden layers of the bench ranker's MLP.
+func (o benchOptions) hidden() []int {
+	if o.heavy {
+		return benchHeavyHidden
+	}
+	return []int{benchHidden}
+}
+
+// mlpName names the bench ranker's MLP, such as 20→64→1.
+func (o benchOptions) mlpName() string {
+	parts := []string{strconv.Itoa(2 * benchRankInputs)}
+	for _, h := range o.hidden() {
+		parts = append(parts, strconv.Itoa(h))
+	}
+	return strings.Join(append(parts, "1"), "→")
 }
 
 func (a *app) benchCommand() *cobra.Command {
@@ -153,6 +184,11 @@ larder:` + benchProject + `: on that server and deletes them when it ends.`,
 	f.IntVar(&o.items, "items", 10_000, "items in the synthetic project")
 	f.BoolVar(&o.quick, "quick", false, "a smoke test: 200ms per call, 50ms warm-up, 2 rounds, concurrency 1 and 4, 2000 users, 500 items (flags given explicitly win)")
 	f.BoolVar(&o.markdown, "markdown", false, "print the tables as Markdown")
+	f.BoolVar(&o.batching, "batching", false, "also measure Rank-batched: Rank of a second ranker with the same model and batching (max_delay, max_rows, max_queue from the --batch-* flags, or their defaults)")
+	f.DurationVar(&o.batch.MaxDelay, "batch-max-delay", 0, "batching.max_delay of the Rank-batched ranker (0: the default, "+larder.DefaultBatchMaxDelay.String()+")")
+	f.IntVar(&o.batch.MaxRows, "batch-max-rows", 0, "batching.max_rows of the Rank-batched ranker (0: the default, "+strconv.Itoa(larder.DefaultBatchMaxRows)+")")
+	f.IntVar(&o.batch.MaxQueue, "batch-max-queue", 0, "batching.max_queue of the Rank-batched ranker (0: the default, "+strconv.Itoa(larder.DefaultBatchMaxQueue)+")")
+	f.BoolVar(&o.heavy, "heavy", false, "score with a heavier MLP, 20→256→256→1, instead of the example's 20→64→1")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "after the measurements, run Rank once more at each concurrency and write a CPU profile of the process (client and server) to this file")
 	return cmd
 }
@@ -172,6 +208,8 @@ func (o benchOptions) check() error {
 		return fmt.Errorf("--conns %d: must be at least 1", o.conns)
 	case o.users < 1 || o.items < 1:
 		return fmt.Errorf("--users %d, --items %d: each must be at least 1", o.users, o.items)
+	case o.batch.MaxDelay < 0 || o.batch.MaxRows < 0 || o.batch.MaxQueue < 0:
+		return fmt.Errorf("--batch-max-delay %s, --batch-max-rows %d, --batch-max-queue %d: none may be negative", o.batch.MaxDelay, o.batch.MaxRows, o.batch.MaxQueue)
 	}
 	for _, c := range o.concurrency {
 		if c < 1 || c > 10_000 {
@@ -239,15 +277,20 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 	})
 
 	if o.cpuProfile != "" {
-		if err := profileRank(ctx, calls[len(calls)-1], o, a.stderr); err != nil {
+		rank := calls[slices.IndexFunc(calls, func(c benchCall) bool { return c.name == callRank })]
+		if err := profileRank(ctx, rank, o, a.stderr); err != nil {
 			return err
 		}
 	}
 	share := run.share()
 
 	out := a.stdout
-	fmt.Fprintf(out, "larder bench: %d users, %d items, %d float64 features per view; ranker %s: %d inputs (%d user + %d item), MLP %d→%d→1 in ONNX Runtime %s\n",
-		o.users, o.items, benchFeatures, benchRanker, 2*benchRankInputs, benchRankInputs, benchRankInputs, 2*benchRankInputs, benchHidden, w.srv.runtime.ORTVersion())
+	fmt.Fprintf(out, "larder bench: %d users, %d items, %d float64 features per view; ranker %s: %d inputs (%d user + %d item), MLP %s in ONNX Runtime %s\n",
+		o.users, o.items, benchFeatures, benchRanker, 2*benchRankInputs, benchRankInputs, benchRankInputs, o.mlpName(), w.srv.runtime.ORTVersion())
+	if o.batching {
+		b := w.project.Ranker(benchBatched).Batching
+		fmt.Fprintf(out, "ranker %s: the same model, batching max_delay %s, max_rows %d, max_queue %d\n", benchBatched, b.MaxDelay, b.MaxRows, b.MaxQueue)
+	}
 	fmt.Fprintf(out, "machine: %s; redis-server %s at %s (%s)\n", machineLine(), w.redisVersion(ctx), addr, where)
 	fmt.Fprintf(out, "each cell: %s warm-up, then %s measured, in %d rounds taken in turn with the other calls; %d gRPC connections; client, server and Redis share the machine's cores\n",
 		o.warmup, o.duration, o.rounds, o.conns)
@@ -264,7 +307,15 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 	fmt.Fprintln(out)
 	printTable(out, o.markdown, ratioTable(results, o.concurrency))
 	fmt.Fprintln(out)
-	for _, l := range benchLegend {
+	if o.batching {
+		printTable(out, o.markdown, batchingTable(results, o.concurrency))
+		fmt.Fprintln(out)
+	}
+	legend := benchLegend[:]
+	if o.batching {
+		legend = append(legend, [2]string{callRankBatched, "the same Rank through ranker " + benchBatched + ": the same model, with batching"})
+	}
+	for _, l := range legend {
 		if o.markdown {
 			fmt.Fprintf(out, "- `%s`: %s\n", l[0], l[1])
 		} else {
@@ -433,10 +484,10 @@ func (a *app) newBenchWorld(ctx context.Context, addr string, o benchOptions) (*
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	w := &benchWorld{dir: dir, users: o.users, items: o.items}
-	if w.project, err = benchProjectDef(dir, addr); err != nil {
+	if w.project, err = benchProjectDef(dir, addr, o); err != nil {
 		return w, err
 	}
-	mlp, err := models.NewRandomMLP(2*benchRankInputs, []int{benchHidden}, 1)
+	mlp, err := models.NewRandomMLP(2*benchRankInputs, o.hidden(), 1)
 	if err != nil {
 		return w, err
 	}
@@ -499,7 +550,7 @@ func (a *app) newBenchWorld(ctx context.Context, addr string, o benchOptions) (*
 }
 
 // benchProjectDef returns the synthetic project, validated.
-func benchProjectDef(dir, addr string) (*larder.Project, error) {
+func benchProjectDef(dir, addr string, o benchOptions) (*larder.Project, error) {
 	feats := func() []larder.Feature {
 		fs := make([]larder.Feature, benchFeatures)
 		for i := range fs {
@@ -528,6 +579,16 @@ func benchProjectDef(dir, addr string) (*larder.Project, error) {
 			{Name: benchItemView, Kind: larder.KindLatest, Entity: "item", Source: "synthetic", MaxAge: 24 * time.Hour, Features: feats()},
 		},
 		Rankers: []*larder.Ranker{{Name: benchRanker, Model: "rerank.onnx", Context: "user", Candidate: "item", Inputs: inputs}},
+	}
+	if o.heavy {
+		// Under load the heavy model runs past the default model timeout;
+		// the bench measures the model, so only the call's own bound holds.
+		p.Rankers[0].ModelTimeout = callTimeout
+	}
+	if o.batching {
+		batch := o.batch
+		p.Rankers = append(p.Rankers, &larder.Ranker{Name: benchBatched, Model: "rerank.onnx", Context: "user", Candidate: "item",
+			Inputs: inputs, ModelTimeout: p.Rankers[0].ModelTimeout, Batching: &batch})
 	}
 	p.SetDefaults()
 	if err := p.Validate(); err != nil {
@@ -695,15 +756,19 @@ type benchCall struct {
 
 // calls returns every call, in the order of benchLegend.
 func (w *benchWorld) calls() []benchCall {
-	return []benchCall{
+	calls := []benchCall{
 		{callEmpty, w.emptyCaller},
 		{callRedis1, func(i int) func(context.Context) error { return w.redisCaller(i, false) }},
 		{callRedis101, func(i int) func(context.Context) error { return w.redisCaller(i, true) }},
 		{callModel, w.modelCaller},
 		{callGet1, func(i int) func(context.Context) error { return w.getCaller(i, 1) }},
 		{callGet100, func(i int) func(context.Context) error { return w.getCaller(i, benchCandidates) }},
-		{callRank, w.rankCaller},
+		{callRank, func(i int) func(context.Context) error { return w.rankCaller(i, benchRanker) }},
 	}
+	if w.project.Ranker(benchBatched) != nil {
+		calls = append(calls, benchCall{callRankBatched, func(i int) func(context.Context) error { return w.rankCaller(i, benchBatched) }})
+	}
+	return calls
 }
 
 // callerRand returns caller i's random source: callers draw different keys.
@@ -750,8 +815,8 @@ func (w *benchWorld) redisCaller(i int, rank bool) func(context.Context) error {
 // loaded, through the same shared session.
 func (w *benchWorld) modelCaller(i int) func(context.Context) error {
 	rng := callerRand(i, "model")
-	m := w.srv.models[0]
-	f := m.Spec().Features
+	m := w.srv.svc.Models()[benchRanker]
+	f := 2 * benchRankInputs
 	x := make([]float32, benchCandidates*f)
 	for j := range x {
 		x[j] = float32(rng.NormFloat64())
@@ -794,13 +859,13 @@ func (w *benchWorld) getCaller(i, n int) func(context.Context) error {
 	}
 }
 
-// rankCaller ranks 100 random items for a random user.
-func (w *benchWorld) rankCaller(i int) func(context.Context) error {
+// rankCaller ranks 100 random items for a random user with ranker.
+func (w *benchWorld) rankCaller(i int, ranker string) func(context.Context) error {
 	rng := callerRand(i, "rank")
 	client := larderv1.NewFeatureServiceClient(w.conn(i))
 	user := &larderv1.EntityKey_Int64Value{}
 	items := make([]larderv1.EntityKey_Int64Value, benchCandidates)
-	req := &larderv1.RankRequest{Ranker: benchRanker, ContextKey: &larderv1.EntityKey{Key: user}, CandidateKeys: make([]*larderv1.EntityKey, benchCandidates)}
+	req := &larderv1.RankRequest{Ranker: ranker, ContextKey: &larderv1.EntityKey{Key: user}, CandidateKeys: make([]*larderv1.EntityKey, benchCandidates)}
 	for j := range req.CandidateKeys {
 		req.CandidateKeys[j] = &larderv1.EntityKey{Key: &items[j]}
 	}
@@ -815,6 +880,9 @@ func (w *benchWorld) rankCaller(i int) func(context.Context) error {
 		}
 		if n := len(resp.GetCandidates()); n != larder.DefaultTopK {
 			return fmt.Errorf("got %d candidates, want %d", n, larder.DefaultTopK)
+		}
+		if resp.GetDegraded() {
+			return fmt.Errorf("degraded answer: %s", resp.GetDegradedReason())
 		}
 		return nil
 	}
@@ -1009,6 +1077,26 @@ func ratioTable(results []cellResult, concurrency []int) textTable {
 		t.rows = append(t.rows, []string{strconv.Itoa(c), "GetFeatures-1x20 RPS / empty-call RPS",
 			strconv.FormatFloat(get1, 'f', 0, 64), strconv.FormatFloat(empty, 'f', 0, 64),
 			fmt.Sprintf("%.0f%%", 100*ratio), goalVerdict(fmt.Sprintf("≥ %.0f%%", 100*goalThroughputRatio), ratio >= goalThroughputRatio)})
+	}
+	return t
+}
+
+// batchingTable compares, at each concurrency, Rank through the batching
+// ranker with Rank through the plain one.
+func batchingTable(results []cellResult, concurrency []int) textTable {
+	byCell := make(map[string]cellResult, len(results))
+	for _, r := range results {
+		byCell[r.call+"@"+strconv.Itoa(r.conc)] = r
+	}
+	t := textTable{
+		header: []string{"concurrency", "Rank RPS", "Rank-batched RPS", "RPS ratio", "Rank p50", "batched p50", "Rank p99", "batched p99"},
+	}
+	for _, c := range concurrency {
+		plain, batched := byCell[callRank+"@"+strconv.Itoa(c)], byCell[callRankBatched+"@"+strconv.Itoa(c)]
+		t.rows = append(t.rows, []string{strconv.Itoa(c),
+			strconv.FormatFloat(plain.rps, 'f', 0, 64), strconv.FormatFloat(batched.rps, 'f', 0, 64),
+			fmt.Sprintf("%.2f×", batched.rps/plain.rps),
+			formatLatency(plain.p50), formatLatency(batched.p50), formatLatency(plain.p99), formatLatency(batched.p99)})
 	}
 	return t
 }

@@ -4,9 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/larder-dev/larder"
@@ -16,16 +24,24 @@ import (
 
 func (a *app) serveCommand() *cobra.Command {
 	var (
-		listen string
-		drain  time.Duration
+		listen        string
+		metricsListen string
+		drain         time.Duration
+		watch         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve GetFeatures, Rank and ListViews over gRPC",
 		Long: `serve answers the FeatureService API from the live generations in Redis,
 with gRPC health checks and server reflection (grpcurl works without .proto
-files). On SIGTERM or SIGINT it stops accepting connections and lets requests
-in flight finish before exiting.
+files), and the AdminService (larder reload). On SIGTERM or SIGINT it stops
+accepting connections and lets requests in flight finish before exiting.
+
+A ranker's model is reloaded when its file is replaced or rewritten (and on
+larder reload): the new model is checked and swapped in while requests keep
+being served; a model that does not fit is refused and the old one keeps
+serving. With --metrics-listen (or server.metrics_listen), Prometheus metrics
+are served at http://ADDR/metrics.
 
 With the embedded store (no redis.addresses), serve materializes every view
 at start-up, since the embedded store starts empty.`,
@@ -39,6 +55,9 @@ at start-up, since the embedded store starts empty.`,
 			if listen != "" {
 				p.Server.Listen = listen
 			}
+			if metricsListen != "" {
+				p.Server.MetricsListen = metricsListen
+			}
 			b, err := a.openStore(ctx, p)
 			if err != nil {
 				return err
@@ -50,11 +69,18 @@ at start-up, since the embedded store starts empty.`,
 					return err
 				}
 			}
-			srv, err := a.startServer(ctx, p, b, p.Server.Listen)
+			srv, err := a.startServerWith(ctx, p, b, serveOptions{
+				addr:        p.Server.Listen,
+				metricsAddr: p.Server.MetricsListen,
+				watchModels: watch,
+			})
 			if err != nil {
 				return err
 			}
 			defer srv.close()
+			if srv.metricsAddr != "" {
+				fmt.Fprintf(a.stderr, "metrics at http://%s/metrics\n", srv.metricsAddr)
+			}
 			fmt.Fprintf(a.stderr, "serving larder.v1.FeatureService for project %s on %s\n", p.Name, srv.addr)
 			if b.embedded != nil {
 				fmt.Fprintf(a.stderr, "inspect it with: larder --redis %s views\n", b.embedded.Addr())
@@ -65,24 +91,49 @@ at start-up, since the embedded store starts empty.`,
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (default: server.listen, "+larder.DefaultListen+")")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "address of the Prometheus /metrics endpoint, such as 127.0.0.1:9464 (default: server.metrics_listen; none when both are empty)")
 	cmd.Flags().DurationVar(&drain, "drain", 15*time.Second, "how long requests in flight may take to finish on shutdown")
+	cmd.Flags().BoolVar(&watch, "watch-models", true, "reload a ranker's model when its file changes")
 	return cmd
 }
 
+// serveOptions are what startServerWith starts besides the gRPC server.
+type serveOptions struct {
+	addr string // the gRPC address; "127.0.0.1:0" picks a free port
+	// metricsAddr, when not empty, is where /metrics is served.
+	metricsAddr string
+	// watchModels reloads a ranker's model when its file changes.
+	watchModels bool
+}
+
+// modelDebounce is how long the model watcher waits after the last change
+// to a model file before it reloads: editors and copies write a file in
+// several steps.
+const modelDebounce = 200 * time.Millisecond
+
 // running is a started server with what it needs to stop cleanly.
 type running struct {
-	addr    string
-	grpc    *server.GRPC
-	lis     net.Listener
-	runtime *models.Runtime
-	models  []*models.Model
-	cancel  context.CancelFunc
-	watched chan struct{}
+	addr        string
+	metricsAddr string
+	grpc        *server.GRPC
+	svc         *server.Service
+	lis         net.Listener
+	metrics     *http.Server
+	runtime     *models.Runtime
+	models      []*models.Model // loaded at start, until svc owns them
+	cancel      context.CancelFunc
+	background  sync.WaitGroup // the publish and model watchers
 }
 
 // startServer loads the rankers' models, starts watching publishes and
 // listens on addr ("127.0.0.1:0" picks a free port). Serving starts with wait.
 func (a *app) startServer(ctx context.Context, p *larder.Project, b *backend, addr string) (*running, error) {
+	return a.startServerWith(ctx, p, b, serveOptions{addr: addr})
+}
+
+// startServerWith is startServer with metrics and model watching as opts
+// ask.
+func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend, opts serveOptions) (*running, error) {
 	r := &running{}
 	ok := false
 	defer func() {
@@ -91,6 +142,7 @@ func (a *app) startServer(ctx context.Context, p *larder.Project, b *backend, ad
 		}
 	}()
 	loaded := map[string]server.Model{}
+	var ortErr error
 	if len(p.Rankers) > 0 {
 		lib, err := models.EnsureLibrary(ctx, a.stderr)
 		if err == nil {
@@ -99,6 +151,7 @@ func (a *app) startServer(ctx context.Context, p *larder.Project, b *backend, ad
 		if err != nil {
 			// Serve anyway: Rank answers in degraded mode (precomputed
 			// order, flagged) until the library is installed.
+			ortErr = err
 			fmt.Fprintf(a.stderr, "warning: ONNX Runtime is unavailable, so Rank answers in degraded mode: %v\n", err)
 			for _, rk := range p.Rankers {
 				loaded[rk.Name] = unavailableModel{err: err}
@@ -108,7 +161,7 @@ func (a *app) startServer(ctx context.Context, p *larder.Project, b *backend, ad
 			if r.runtime == nil {
 				break
 			}
-			m, err := r.runtime.Load(p.Path(rk.Model), models.Spec{Input: rk.ModelInput, Output: rk.ModelOutput, Features: len(rk.Inputs)})
+			m, err := r.runtime.Load(p.Path(rk.Model), rankerSpec(rk))
 			if err != nil {
 				return nil, fmt.Errorf("ranker %s: %w", rk.Name, err)
 			}
@@ -116,28 +169,74 @@ func (a *app) startServer(ctx context.Context, p *larder.Project, b *backend, ad
 			loaded[rk.Name] = m
 		}
 	}
-	svc, err := server.New(server.Config{Project: p, Store: b.store, Models: loaded, Logger: a.logger, Now: a.now})
+	loadModel := func(rk *larder.Ranker) (server.Model, error) {
+		if r.runtime == nil {
+			return nil, fmt.Errorf("%w: ONNX Runtime is not loaded: %v", server.ErrModelUnavailable, ortErr)
+		}
+		m, err := r.runtime.Load(p.Path(rk.Model), rankerSpec(rk))
+		if err != nil {
+			return nil, err // a nil interface, not a nil *models.Model
+		}
+		return m, nil
+	}
+
+	var metrics *server.Metrics
+	if opts.metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		var err error
+		if metrics, err = server.NewMetrics(reg); err != nil {
+			return nil, err
+		}
+		lis, err := net.Listen("tcp", opts.metricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("metrics: listen on %s: %w (set server.metrics_listen or pass --metrics-listen)", opts.metricsAddr, err)
+		}
+		r.metricsAddr = lis.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		r.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := r.metrics.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.logger.Error("serving metrics stopped", "err", err)
+			}
+		}()
+	}
+
+	svc, err := server.New(server.Config{Project: p, Store: b.store, Models: loaded, Logger: a.logger, Now: a.now, LoadModel: loadModel, Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}
-	r.lis, err = net.Listen("tcp", addr)
+	r.svc, r.models = svc, nil // svc owns the models now, and closes those it replaces
+	r.lis, err = net.Listen("tcp", opts.addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w (set server.listen or pass --listen)", addr, err)
+		return nil, fmt.Errorf("listen on %s: %w (set server.listen or pass --listen)", opts.addr, err)
 	}
 	r.addr = r.lis.Addr().String()
 	r.grpc = server.NewGRPC(svc, a.logger)
 
 	var watchCtx context.Context
 	watchCtx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	r.watched = make(chan struct{})
-	go func() {
-		defer close(r.watched)
+	r.background.Go(func() {
 		if err := b.store.Watch(watchCtx); err != nil && !errors.Is(err, context.Canceled) {
 			a.logger.Error("watching publishes stopped", "err", err)
 		}
-	}()
+	})
+	if opts.watchModels && r.runtime != nil {
+		w, err := a.newModelWatcher(p, svc)
+		if err != nil {
+			fmt.Fprintf(a.stderr, "warning: model files are not watched, so a changed model is only loaded by `larder reload`: %v\n", err)
+		} else {
+			r.background.Go(func() { w.run(watchCtx) })
+		}
+	}
 	ok = true
 	return r, nil
+}
+
+// rankerSpec is what a ranker's model file must provide.
+func rankerSpec(rk *larder.Ranker) models.Spec {
+	return models.Spec{Input: rk.ModelInput, Output: rk.ModelOutput, Features: len(rk.Inputs)}
 }
 
 // wait serves until ctx ends, then drains.
@@ -145,17 +244,116 @@ func (r *running) wait(ctx context.Context, drain time.Duration) error {
 	return r.grpc.Serve(ctx, r.lis, drain)
 }
 
+// close stops the watchers and the metrics endpoint, then closes the models
+// the rankers serve with now (a model replaced by a reload was closed when
+// its last request finished) and the runtime.
 func (r *running) close() {
 	if r.cancel != nil {
 		r.cancel()
-		<-r.watched
+	}
+	r.background.Wait()
+	if r.metrics != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = r.metrics.Shutdown(ctx)
+		cancel()
 	}
 	for _, m := range r.models {
 		_ = m.Close()
 	}
+	if r.svc != nil {
+		for _, m := range r.svc.Models() {
+			if c, ok := m.(io.Closer); ok {
+				_ = c.Close()
+			}
+		}
+	}
 	if r.runtime != nil {
 		_ = r.runtime.Close()
 	}
+}
+
+// modelWatcher reloads a ranker's model when its file changes. It watches
+// the folders that hold the model files, not the files: editors and mv
+// replace a file by renaming another over it, which a watch on the file
+// itself would not follow.
+type modelWatcher struct {
+	a       *app
+	svc     *server.Service
+	fsw     *fsnotify.Watcher
+	rankers map[string][]string // rankers by the clean path of their model file
+}
+
+func (a *app) newModelWatcher(p *larder.Project, svc *server.Service) (*modelWatcher, error) {
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	w := &modelWatcher{a: a, svc: svc, fsw: fsw, rankers: map[string][]string{}}
+	dirs := map[string]bool{}
+	for _, rk := range p.Rankers {
+		path, err := filepath.Abs(p.Path(rk.Model))
+		if err != nil {
+			fsw.Close()
+			return nil, fmt.Errorf("ranker %s: %w", rk.Name, err)
+		}
+		w.rankers[path] = append(w.rankers[path], rk.Name)
+		dir := filepath.Dir(path)
+		if dirs[dir] {
+			continue
+		}
+		if err := fsw.Add(dir); err != nil {
+			fsw.Close()
+			return nil, fmt.Errorf("watch %s: %w", dir, err)
+		}
+		dirs[dir] = true
+	}
+	return w, nil
+}
+
+// run reloads changed models until ctx ends, then closes the watcher. A
+// change is acted on once the file has been quiet for modelDebounce.
+func (w *modelWatcher) run(ctx context.Context) {
+	defer w.fsw.Close()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	changed := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return
+			}
+			path := filepath.Clean(ev.Name)
+			if w.rankers[path] != nil && ev.Has(fsnotify.Write|fsnotify.Create|fsnotify.Rename) {
+				changed[path] = true
+				timer.Reset(modelDebounce)
+			}
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return
+			}
+			w.a.logger.Error("watching model files", "err", err)
+		case <-timer.C:
+			for path := range changed {
+				for _, rk := range w.rankers[path] {
+					w.reload(ctx, rk, path)
+				}
+			}
+			clear(changed)
+		}
+	}
+}
+
+// reload reloads one ranker's model and reports the outcome. A refused
+// model has been logged by the service, and the old one keeps serving.
+func (w *modelWatcher) reload(ctx context.Context, ranker, path string) {
+	old, current, err := w.svc.Reload(ctx, ranker)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(w.a.stderr, "ranker %s: reloaded %s: model %s -> %s\n", ranker, path, old, current)
 }
 
 // unavailableModel stands in for a ranker's model when ONNX Runtime cannot be
@@ -163,7 +361,7 @@ func (r *running) close() {
 type unavailableModel struct{ err error }
 
 func (m unavailableModel) Score(context.Context, []float32, int, []float32) error {
-	return fmt.Errorf("ONNX Runtime unavailable: %w", m.err)
+	return fmt.Errorf("%w: ONNX Runtime cannot be loaded: %v", server.ErrModelUnavailable, m.err)
 }
 
 func (unavailableModel) Version() string { return "unavailable" }

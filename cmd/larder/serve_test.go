@@ -2,9 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -21,7 +25,9 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/larder-dev/larder/config"
 	"github.com/larder-dev/larder/demo"
+	"github.com/larder-dev/larder/models"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 	"github.com/larder-dev/larder/redistest"
 )
@@ -328,4 +334,198 @@ func TestServeEmbedded(t *testing.T) {
 	if !strings.Contains(got, "generation 1  present") {
 		t.Errorf("get from the embedded store:\n%s", got)
 	}
+}
+
+// metricsLine is what serve prints when it serves /metrics.
+var metricsLine = regexp.MustCompile(`(?m)^metrics at (http://\S+/metrics)$`)
+
+// rankClient connects to a serve run and returns a function that ranks every
+// demo item for one user and fails the test on an error.
+func rankClient(tb testing.TB, srv *servingRun, ds *demo.Dataset) func() *larderv1.RankResponse {
+	tb.Helper()
+	conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	client := larderv1.NewFeatureServiceClient(conn)
+	items := ds.SampleItems(ds.Items)
+	req := &larderv1.RankRequest{
+		Ranker: demo.RankerName, ContextKey: int64Key(ds.SampleUsers(1)[0]), CandidateKeys: make([]*larderv1.EntityKey, len(items)), TopK: 5,
+		RequestFeatures: map[string]*larderv1.Value{"hour_of_day": {Kind: &larderv1.Value_Int64Value{Int64Value: 12}}},
+	}
+	for i, it := range items {
+		req.CandidateKeys[i] = int64Key(it)
+	}
+	return func() *larderv1.RankResponse {
+		tb.Helper()
+		resp, err := client.Rank(tb.Context(), req)
+		if err != nil {
+			tb.Fatalf("Rank: %v", err)
+		}
+		return resp
+	}
+}
+
+// replaceFile writes data next to path and renames it over path, as a
+// deployment does.
+func replaceFile(tb testing.TB, path string, data []byte) {
+	tb.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// TestServeReload replaces the ranker's model file under a running serve:
+// a good model is swapped in, a broken one is refused while the good one
+// keeps serving, larder reload and /metrics report both.
+func TestServeReload(t *testing.T) {
+	ds, cfgPath := demoProject(t)
+	redis := redistest.Start(t)
+	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", cfgPath, "materialize"), "materialize")
+	srv := startServe(t, "--redis", redis.Addr, "-c", cfgPath, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+	m := metricsLine.FindStringSubmatch(srv.log())
+	if m == nil {
+		t.Fatalf("serve did not print its metrics address:\n%s", srv.log())
+	}
+	metricsURL := m[1]
+	rank := rankClient(t, srv, ds)
+	v1 := rank().GetModelVersion()
+
+	p, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.Ranker(demo.RankerName)
+	modelPath := p.Path(r.Model)
+	net, err := models.NewRandomMLP(len(r.Inputs), []int{8}, 99)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onnx bytes.Buffer
+	if err := net.WriteONNX(&onnx, r.ModelInput, r.ModelOutput); err != nil {
+		t.Fatal(err)
+	}
+	replaceFile(t, modelPath, onnx.Bytes())
+	v2 := waitFor(t, 15*time.Second, "the new model to serve", func() (string, bool) {
+		v := rank().GetModelVersion()
+		return v, v != v1
+	})
+	if want := fmt.Sprintf("ranker %s: reloaded %s: model %s -> %s\n", r.Name, modelPath, v1, v2); !strings.Contains(srv.log(), want) {
+		t.Errorf("serve did not print %q:\n%s", want, srv.log())
+	}
+
+	t.Run("larder reload", func(t *testing.T) {
+		res := larderAt(t, t.Context(), t0, "reload", r.Name, "--addr", srv.addr)
+		if want := fmt.Sprintf("%s: %s -> %s (unchanged)\n", r.Name, v2, v2); res.code != 0 || res.stdout != want {
+			t.Errorf("reload: exit %d, stdout %q, stderr %q; want 0, %q", res.code, res.stdout, res.stderr, want)
+		}
+		res = larderAt(t, t.Context(), t0, "reload", "nope", "--addr", srv.addr)
+		if res.code != 1 || !strings.Contains(res.stderr, `InvalidArgument: ranker: unknown ranker "nope"`) {
+			t.Errorf("reload of an unknown ranker: exit %d, stderr %q; want 1 and InvalidArgument", res.code, res.stderr)
+		}
+	})
+
+	t.Run("a broken model is refused", func(t *testing.T) {
+		replaceFile(t, modelPath, []byte("not an ONNX model"))
+		waitFor(t, 15*time.Second, "the refusal to be logged", func() (string, bool) {
+			return "", strings.Contains(srv.log(), "new model refused")
+		})
+		if resp := rank(); resp.GetModelVersion() != v2 || resp.GetDegraded() {
+			t.Errorf("after a refused model: version %q, degraded %v; want %q, false", resp.GetModelVersion(), resp.GetDegraded(), v2)
+		}
+		res := larderAt(t, t.Context(), t0, "reload", r.Name, "--addr", srv.addr)
+		if res.code != 1 || !strings.Contains(res.stderr, "FailedPrecondition") || !strings.Contains(res.stderr, "new model refused") {
+			t.Errorf("reload of a broken model: exit %d, stderr %q; want 1 and FailedPrecondition with the reason", res.code, res.stderr)
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		page := httpGet(t, metricsURL)
+		for _, re := range []string{
+			`(?m)^larder_model_reloads_total\{ranker="home_feed",result="ok"\} [1-9]`,
+			`(?m)^larder_model_reloads_total\{ranker="home_feed",result="refused"\} [1-9]`,
+			`(?m)^larder_model_info\{ranker="home_feed",version="` + regexp.QuoteMeta(v2) + `"\} 1$`,
+			`(?m)^larder_grpc_requests_total\{code="OK",method="/larder.v1.FeatureService/Rank"\} [1-9]`,
+			`(?m)^larder_grpc_requests_total\{code="FailedPrecondition",method="/larder.v1.AdminService/ReloadModel"\} 1$`,
+			`(?m)^larder_grpc_request_duration_seconds_count\{method="/larder.v1.FeatureService/Rank"\} [1-9]`,
+			`(?m)^larder_rank_degraded_total\{ranker="home_feed",reason="model_error"\} 0$`,
+			`(?m)^go_goroutines [1-9]`,
+			`(?m)^process_resident_memory_bytes [1-9]`,
+		} {
+			if !regexp.MustCompile(re).MatchString(page) {
+				t.Errorf("/metrics has no line matching %s", re)
+			}
+		}
+		if strings.Contains(page, `version="`+v1+`"`) {
+			t.Errorf("/metrics still reports the replaced model %s", v1)
+		}
+		if t.Failed() {
+			t.Logf("/metrics:\n%s", page)
+		}
+	})
+}
+
+// TestServeWithoutLibrary serves with ONNXRUNTIME_LIB naming a file that
+// does not exist: serve starts anyway, Rank answers in degraded mode with
+// the reason, and a reload is refused.
+func TestServeWithoutLibrary(t *testing.T) {
+	ds, cfgPath := demoProject(t)
+	redis := redistest.Start(t)
+	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", cfgPath, "materialize"), "materialize")
+	t.Setenv(models.LibraryEnv, filepath.Join(t.TempDir(), "libonnxruntime.so"))
+	srv := startServe(t, "--redis", redis.Addr, "-c", cfgPath, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+	if !strings.Contains(srv.log(), "warning: ONNX Runtime is unavailable, so Rank answers in degraded mode") {
+		t.Errorf("serve did not warn about the missing library:\n%s", srv.log())
+	}
+	resp := rankClient(t, srv, ds)()
+	if !resp.GetDegraded() || !strings.HasPrefix(resp.GetDegradedReason(), "model unavailable: ONNX Runtime cannot be loaded: ") ||
+		resp.GetModelVersion() != "unavailable" || len(resp.GetCandidates()) != 5 {
+		t.Errorf("Rank: degraded %v (%q), version %q, %d candidates; want a degraded answer of 5 with the reason",
+			resp.GetDegraded(), resp.GetDegradedReason(), resp.GetModelVersion(), len(resp.GetCandidates()))
+	}
+	res := larderAt(t, t.Context(), t0, "reload", demo.RankerName, "--addr", srv.addr)
+	if res.code != 1 || !strings.Contains(res.stderr, "FailedPrecondition") || !strings.Contains(res.stderr, "ONNX Runtime is not loaded") {
+		t.Errorf("reload without the library: exit %d, stderr %q; want 1 and FailedPrecondition", res.code, res.stderr)
+	}
+	page := httpGet(t, metricsLine.FindStringSubmatch(srv.log())[1])
+	if want := `larder_rank_degraded_total{ranker="home_feed",reason="model_unavailable"} 1`; !strings.Contains(page, want) {
+		t.Errorf("/metrics has no line %q:\n%s", want, page)
+	}
+}
+
+// waitFor polls cond every 50ms until it holds, and returns its value; it
+// fails tb after d.
+func waitFor[T any](tb testing.TB, d time.Duration, what string, cond func() (T, bool)) T {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		v, ok := cond()
+		if ok {
+			return v
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("waited %s for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// httpGet returns the body of url.
+func httpGet(tb testing.TB, url string) string {
+	tb.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		tb.Fatalf("GET %s: %s, %v", url, resp.Status, err)
+	}
+	return string(body)
 }

@@ -1,13 +1,13 @@
-// Package larderv1 is the Go code generated from larder/v1/larder.proto:
-// the messages of larder's public gRPC API and the FeatureService client and
-// server.
+// Package larderv1 is the Go code generated from larder/v1/larder.proto and
+// larder/v1/admin.proto: the messages of larder's public gRPC API, and the
+// clients and servers of its FeatureService and AdminService.
 //
-// The .proto file is the reference for what every message and field means.
+// The .proto files are the reference for what every message and field means.
 // The generated types belong at the server edge: the server converts them to
 // and from the root package's domain types, and they never reach the store or
 // the materializer.
 //
-// Do not edit the *.pb.go files: change larder.proto, then run `make proto`
+// Do not edit the *.pb.go files: change the .proto files, then run `make proto`
 // (go tool -modfile=tools/go.mod buf generate, from the repository root). A
 // test fails while the committed code is older than the .proto.
 package larderv1

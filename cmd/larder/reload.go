@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+)
+
+func (a *app) reloadCommand() *cobra.Command {
+	var (
+		addr    string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "reload RANKER",
+		Short: "Reload a ranker's model in a running server",
+		Long: `reload asks a running larder serve to load the ranker's model file again,
+check it, and swap it in while requests keep being served. It prints the
+model's version before and after.
+
+A model that cannot be read, does not match the ranker's inputs and output,
+or fails a trial run is refused: the server keeps serving with the old model,
+and reload exits with the reason.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if addr == "" {
+				p, err := a.loadConfig()
+				if err != nil {
+					return fmt.Errorf("%w; or name the server with --addr", err)
+				}
+				addr = p.Server.Listen
+			}
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return fmt.Errorf("reload: server %s: %w", addr, err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			resp, err := larderv1.NewAdminServiceClient(conn).ReloadModel(ctx, &larderv1.ReloadModelRequest{Ranker: args[0]})
+			if err != nil {
+				st := status.Convert(err)
+				return fmt.Errorf("reload %s at %s: %s: %s", args[0], addr, st.Code(), st.Message())
+			}
+			note := ""
+			if resp.GetOldVersion() == resp.GetNewVersion() {
+				note = " (unchanged)"
+			}
+			fmt.Fprintf(a.stdout, "%s: %s -> %s%s\n", resp.GetRanker(), resp.GetOldVersion(), resp.GetNewVersion(), note)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "", "the server's gRPC address, host:port (default: server.listen of the project file)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the server")
+	return cmd
+}

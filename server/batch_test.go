@@ -1,0 +1,387 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/models"
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+	"github.com/larder-dev/larder/server"
+)
+
+// countingModel records the rows of every run of the model it wraps and,
+// when gate is not nil, holds each run until gate yields.
+type countingModel struct {
+	server.Model
+	gate chan struct{}
+
+	mu     sync.Mutex
+	runs   []int
+	closed bool
+}
+
+func (m *countingModel) Score(ctx context.Context, x []float32, n int, out []float32) error {
+	m.mu.Lock()
+	m.runs = append(m.runs, n)
+	m.mu.Unlock()
+	if m.gate != nil {
+		<-m.gate
+	}
+	return m.Model.Score(ctx, x, n, out)
+}
+
+func (m *countingModel) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
+
+// Runs returns the row counts of the runs so far.
+func (m *countingModel) Runs() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.runs)
+}
+
+const batchFeatures = 6
+
+// mlpModel returns a random MLP of batchFeatures inputs, loaded in ONNX
+// Runtime.
+func mlpModel(tb testing.TB, hidden ...int) *models.Model {
+	tb.Helper()
+	net, err := models.NewRandomMLP(batchFeatures, hidden, 3)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := &larder.Ranker{Name: "mlp", ModelInput: larder.DefaultModelInput, ModelOutput: larder.DefaultModelOutput,
+		Inputs: make([]larder.RankerInput, batchFeatures)}
+	return loadNet(tb, net, r)
+}
+
+func newBatcher(tb testing.TB, inner server.Model, cfg larder.Batching, runs int) *server.Batcher {
+	tb.Helper()
+	b, err := server.NewBatcher(inner, batchFeatures, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	server.SetBatcherRuns(b, runs)
+	tb.Cleanup(func() { b.Close() })
+	return b
+}
+
+// randomRows returns n rows of distinct random inputs.
+func randomRows(rng *rand.Rand, n int) []float32 {
+	x := make([]float32, n*batchFeatures)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	return x
+}
+
+// sameScores fails tb unless got and want agree to float32 rounding.
+func sameScores(tb testing.TB, what string, got, want []float32) {
+	tb.Helper()
+	for i := range want {
+		if math.Abs(float64(got[i]-want[i])) > 1e-6 {
+			tb.Errorf("%s: score %d = %v, want %v (as scored alone)", what, i, got[i], want[i])
+			return
+		}
+	}
+}
+
+// TestBatcherJoins checks that concurrent calls are joined into runs of at
+// most max_rows rows, that a call larger than max_rows runs alone, and that
+// each caller gets exactly the scores its rows get when scored alone.
+func TestBatcherJoins(t *testing.T) {
+	inner := mlpModel(t, 16)
+	counted := &countingModel{Model: inner}
+	b := newBatcher(t, counted, larder.Batching{MaxDelay: 100 * time.Millisecond, MaxRows: 40, MaxQueue: 64}, 1)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	sizes := []int{10, 7, 13, 1, 9, 45, 10, 3, 12, 8, 5, 2} // 45 > max_rows
+	xs := make([][]float32, len(sizes))
+	want := make([][]float32, len(sizes))
+	for i, n := range sizes {
+		xs[i] = randomRows(rng, n)
+		want[i] = make([]float32, n)
+		if err := inner.Score(context.Background(), xs[i], n, want[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	got := make([][]float32, len(sizes))
+	errs := make([]error, len(sizes))
+	var wg sync.WaitGroup
+	for i, n := range sizes {
+		got[i] = make([]float32, n)
+		wg.Go(func() { errs[i] = b.Score(context.Background(), xs[i], n, got[i]) })
+	}
+	wg.Wait()
+	for i := range sizes {
+		if errs[i] != nil {
+			t.Fatalf("call %d: %v", i, errs[i])
+		}
+		sameScores(t, fmt.Sprintf("call %d (%d rows)", i, sizes[i]), got[i], want[i])
+	}
+
+	runs := counted.Runs()
+	total := 0
+	for _, n := range runs {
+		total += n
+		if n > 40 && n != 45 {
+			t.Errorf("a run of %d rows: more than max_rows 40, and not the one call larger than it", n)
+		}
+	}
+	if total != 125 {
+		t.Errorf("runs %v score %d rows, want the 125 of the calls", runs, total)
+	}
+	// The call of 45 alone, 80 rows in runs of at most 40: at least 3 runs,
+	// far fewer than the 12 calls when they are joined.
+	if len(runs) < 3 || len(runs) > 7 {
+		t.Errorf("12 concurrent calls ran in %d runs %v, want them joined into 3 to 7", len(runs), runs)
+	}
+	if !slices.Contains(runs, 45) {
+		t.Errorf("runs %v: the call of 45 rows did not run alone", runs)
+	}
+}
+
+// TestBatcherDeadlines checks that a call whose deadline is nearer than
+// max_delay is refused at once, and that a call whose deadline passes while
+// it waits for a run leaves without taking room in one.
+func TestBatcherDeadlines(t *testing.T) {
+	counted := &countingModel{Model: mlpModel(t, 8), gate: make(chan struct{})}
+	b := newBatcher(t, counted, larder.Batching{MaxDelay: 20 * time.Millisecond, MaxRows: 100, MaxQueue: 8}, 1)
+	x, out := randomRows(rand.New(rand.NewPCG(3, 4)), 2), make([]float32, 2)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	start := time.Now()
+	err := b.Score(ctx, x, 2, out)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 4*time.Millisecond {
+		t.Fatalf("a call with 5ms left and max_delay 20ms: %v after %s, want DeadlineExceeded at once", err, time.Since(start))
+	}
+
+	// The first call's run holds the only run slot until the gate opens.
+	first := make(chan error, 1)
+	go func() { first <- b.Score(context.Background(), x, 2, make([]float32, 2)) }()
+	waitUntil(t, 5*time.Second, "the first run starts", func() bool { return len(counted.Runs()) == 1 })
+
+	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Millisecond)
+	defer cancel()
+	err = b.Score(ctx, x, 2, out)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a call whose deadline passed while it waited: %v, want DeadlineExceeded", err)
+	}
+	if n := b.Waiting(); n != 0 {
+		t.Errorf("%d calls wait after the late call left, want 0", n)
+	}
+	close(counted.gate)
+	if err := <-first; err != nil {
+		t.Errorf("first call: %v", err)
+	}
+	if runs := counted.Runs(); len(runs) != 1 {
+		t.Errorf("runs %v: the late call ran, want only the first call's run", runs)
+	}
+}
+
+// TestBatcherClose checks that closing a batcher fails the calls that wait,
+// refuses later ones, and closes the inner model.
+func TestBatcherClose(t *testing.T) {
+	counted := &countingModel{Model: mlpModel(t, 8)}
+	b := newBatcher(t, counted, larder.Batching{MaxDelay: time.Minute, MaxRows: 1000, MaxQueue: 8}, 1)
+	x := randomRows(rand.New(rand.NewPCG(5, 6)), 3)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- b.Score(context.Background(), x, 3, make([]float32, 3)) }()
+	}
+	waitUntil(t, 5*time.Second, "3 calls wait", func() bool { return b.Waiting() == 3 })
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for range 3 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, server.ErrBatcherClosed) {
+				t.Errorf("a waiting call when closed: %v, want ErrBatcherClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a waiting call did not return after Close")
+		}
+	}
+	if err := b.Score(context.Background(), x, 3, make([]float32, 3)); !errors.Is(err, server.ErrBatcherClosed) {
+		t.Errorf("a call after Close: %v, want ErrBatcherClosed", err)
+	}
+	if len(counted.Runs()) != 0 || !counted.closed {
+		t.Errorf("runs %v, inner closed %v: want no run and the inner model closed", counted.Runs(), counted.closed)
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestBatcherBadCalls checks the errors of calls that do not match the model.
+func TestBatcherBadCalls(t *testing.T) {
+	b := newBatcher(t, mlpModel(t, 8), larder.Batching{}, 1)
+	ctx := context.Background()
+	if err := b.Score(ctx, make([]float32, 5), 1, make([]float32, 1)); err == nil {
+		t.Error("x of 5 values for 1 row of 6: no error")
+	}
+	if err := b.Score(ctx, make([]float32, 12), 2, make([]float32, 1)); err == nil {
+		t.Error("out of 1 value for 2 rows: no error")
+	}
+	if err := b.Score(ctx, nil, 0, nil); err != nil {
+		t.Errorf("0 rows: %v, want nil", err)
+	}
+	if _, err := server.NewBatcher(mlpModel(t, 8), batchFeatures, larder.Batching{MaxRows: -1}); err == nil {
+		t.Error("NewBatcher with max_rows -1: no error")
+	}
+}
+
+// batchingFixture serves the test project with the reco ranker batching as
+// cfg says, over the trained model wrapped by wrap.
+func batchingFixture(t *testing.T, cfg larder.Batching, wrap func(server.Model) server.Model) *fixture {
+	t.Helper()
+	_, trained := trainRanker(t, testProject(t, nil).Ranker("reco"))
+	return newFixture(t, fixtureConfig{
+		edit:   func(p *larder.Project) { p.Ranker("reco").Batching = &cfg },
+		models: map[string]server.Model{"reco": wrap(trained)},
+	})
+}
+
+func recoRequest(user int64, items ...string) *larderv1.RankRequest {
+	return &larderv1.RankRequest{
+		Ranker: "reco", ContextKey: intKey(user), CandidateKeys: strKeys(items...), TopK: 10,
+		RequestFeatures: map[string]*larderv1.Value{"hour": intVal(9), "mobile": boolVal(false)},
+	}
+}
+
+// TestRankBatched checks the wiring: concurrent Rank calls of a batching
+// ranker share model runs, and each gets the answer it gets alone.
+func TestRankBatched(t *testing.T) {
+	var counted *countingModel
+	f := batchingFixture(t, larder.Batching{MaxDelay: 50 * time.Millisecond},
+		func(m server.Model) server.Model { counted = &countingModel{Model: m}; return counted })
+	reqs := []*larderv1.RankRequest{
+		recoRequest(1, "i1", "i2", "i3"), recoRequest(2, "i6", "i4"), recoRequest(3, "i2", "i1", "i5", "i6"),
+		recoRequest(4, "i3"), recoRequest(99, "i1", "i6", "i2"), recoRequest(1, "i4", "i5"),
+	}
+	alone := make([]*larderv1.RankResponse, len(reqs))
+	for i, req := range reqs {
+		resp, err := f.client.Rank(context.Background(), req)
+		if err != nil {
+			t.Fatalf("request %d alone: %v", i, err)
+		}
+		alone[i] = resp
+	}
+	if runs := counted.Runs(); len(runs) != len(reqs) {
+		t.Fatalf("%d requests one after another ran the model %d times, want once each", len(reqs), len(runs))
+	}
+
+	together := make([]*larderv1.RankResponse, len(reqs))
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		wg.Go(func() { together[i], errs[i] = f.client.Rank(context.Background(), req) })
+	}
+	wg.Wait()
+	for i := range reqs {
+		if errs[i] != nil {
+			t.Fatalf("request %d in a burst: %v", i, errs[i])
+		}
+		a, b := alone[i], together[i]
+		if b.GetDegraded() || b.GetModelVersion() != a.GetModelVersion() || len(a.GetCandidates()) != len(b.GetCandidates()) {
+			t.Fatalf("request %d in a burst: %v, want as alone: %v", i, b, a)
+		}
+		for j, c := range b.GetCandidates() {
+			ac := a.GetCandidates()[j]
+			if c.GetKey().GetStringValue() != ac.GetKey().GetStringValue() || math.Abs(float64(c.GetScore()-ac.GetScore())) > 1e-6 {
+				t.Errorf("request %d candidate %d: %v %v, want %v %v as alone", i, j,
+					c.GetKey().GetStringValue(), c.GetScore(), ac.GetKey().GetStringValue(), ac.GetScore())
+			}
+		}
+	}
+	if burst := len(counted.Runs()) - len(reqs); burst >= len(reqs) {
+		t.Errorf("%d concurrent requests ran the model %d times, want them joined", len(reqs), burst)
+	}
+}
+
+// TestRankBatchQueueFull checks that a Rank refused for a full queue is
+// RESOURCE_EXHAUSTED, not a degraded answer.
+func TestRankBatchQueueFull(t *testing.T) {
+	f := batchingFixture(t, larder.Batching{MaxDelay: 20 * time.Second, MaxQueue: 1}, func(m server.Model) server.Model { return m })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Of two requests, the one that comes second finds the first waiting.
+	errs := make(chan error, 2)
+	for _, user := range []int64{1, 2} {
+		go func() {
+			_, err := f.client.Rank(ctx, recoRequest(user, "i1", "i2"))
+			errs <- err
+		}()
+	}
+	select {
+	case err := <-errs:
+		wantCode(t, err, codes.ResourceExhausted, "batching.max_queue")
+	case <-time.After(10 * time.Second):
+		t.Fatal("neither request was refused")
+	}
+	cancel()
+	if err := <-errs; status.Code(err) != codes.Canceled {
+		t.Errorf("the waiting request, cancelled: %v, want CANCELED", err)
+	}
+}
+
+// TestRankBatchDeadline checks that a Rank whose deadline is nearer than
+// max_delay fails fast with DEADLINE_EXCEEDED.
+func TestRankBatchDeadline(t *testing.T) {
+	f := batchingFixture(t, larder.Batching{MaxDelay: 2 * time.Second}, func(m server.Model) server.Model { return m })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := f.client.Rank(ctx, recoRequest(1, "i1", "i2"))
+	wantCode(t, err, codes.DeadlineExceeded, "batching.max_delay")
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("refused after %s, want at once", d)
+	}
+}
+
+// TestRankBatchFailing checks that a failing model fails every request of
+// its run, and that each is answered in degraded mode.
+func TestRankBatchFailing(t *testing.T) {
+	var counted *countingModel
+	f := batchingFixture(t, larder.Batching{MaxDelay: 100 * time.Millisecond},
+		func(server.Model) server.Model { counted = &countingModel{Model: failingModel{}}; return counted })
+	const n = 4
+	resps := make([]*larderv1.RankResponse, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resps[i], errs[i] = f.client.Rank(context.Background(), recoRequest(int64(i+1), "i1", "i2", "i3"))
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("request %d: %v, want a degraded answer", i, errs[i])
+		}
+		if !resps[i].GetDegraded() || resps[i].GetModelVersion() != "broken-1" {
+			t.Errorf("request %d: degraded %v, version %q; want degraded by broken-1", i, resps[i].GetDegraded(), resps[i].GetModelVersion())
+		}
+	}
+	if runs := counted.Runs(); len(runs) >= n {
+		t.Errorf("%d concurrent requests ran the failing model %d times, want them joined", n, len(runs))
+	}
+}

@@ -1,0 +1,203 @@
+package store
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/larder-dev/larder"
+	"github.com/redis/go-redis/v9"
+)
+
+// maxReadTrips is how many read round trips a Store keeps in flight at once.
+// A Read that finds this many in flight queues its commands, and the next
+// round trip carries every queued Read in one pipeline: under concurrency,
+// many requests share one write and one read on the socket, on both sides,
+// instead of each paying for its own. A Read that finds fewer in flight (as
+// at low load) starts its round trip at once, so batching never adds
+// latency to a lone request.
+const maxReadTrips = 2
+
+// readBatcher coalesces the round trips of concurrent Reads. Its zero value
+// is ready to use.
+type readBatcher struct {
+	mu      sync.Mutex
+	running int         // round trips in flight
+	queue   []*readCall // Reads waiting for the next round trip
+	spare   []*readCall // an emptied queue, kept for its capacity
+}
+
+// readCall is the Redis work of one Read, with the buffers that build it.
+// Calls are pooled: a call goes back to the pool only once no round trip
+// can touch its commands any more.
+type readCall struct {
+	ctx  context.Context
+	done chan struct{} // receives once the call's commands have run
+	cmds []redis.Cmder
+	args []any
+	// fields are the canonical entity keys, the hash fields to read: slices
+	// of one string built from buf, ending at ends; buckets are their
+	// buckets.
+	fields  []string
+	buf     []byte
+	ends    []int
+	buckets []uint32
+	// order sorts one lookup's keys by bucket; key i's reply is command
+	// slot[i], and element pos[i] of it for an HMGET (-1 for an HGET).
+	order     []int32
+	slot, pos []int32
+	// scratch and nulls decode one row for a NumberRead.
+	scratch []float32
+	nulls   []bool
+}
+
+var readCalls = sync.Pool{New: func() any { return &readCall{done: make(chan struct{}, 1)} }}
+
+func getReadCall(ctx context.Context) *readCall {
+	c := readCalls.Get().(*readCall)
+	c.ctx = ctx
+	return c
+}
+
+// put returns c to the pool, dropping what it references so that pooled
+// calls keep no replies or contexts alive.
+func (c *readCall) put() {
+	c.ctx = nil
+	clear(c.cmds)
+	c.cmds = c.cmds[:0]
+	clear(c.args)
+	c.args = c.args[:0]
+	clear(c.fields)
+	c.fields = c.fields[:0]
+	c.buf = c.buf[:0]
+	readCalls.Put(c)
+}
+
+// roundTrip runs the commands of c, alone or together with those of other
+// concurrent Reads. It returns ctx.Err() when ctx ends before they have
+// run; the commands may then still run, so c must not be reused. Otherwise
+// it returns nil, and each command holds its own reply or error.
+func (s *Store) roundTrip(ctx context.Context, c *readCall) error {
+	b := &s.reads
+	b.mu.Lock()
+	if b.running < maxReadTrips {
+		b.running++
+		b.mu.Unlock()
+		s.exec(ctx, c.cmds)
+		s.tripDone()
+		return nil
+	}
+	b.queue = append(b.queue, c)
+	b.mu.Unlock()
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// tripDone ends a round trip: its slot goes to the queued Reads, if any.
+func (s *Store) tripDone() {
+	b := &s.reads
+	b.mu.Lock()
+	if len(b.queue) == 0 {
+		b.running--
+		b.mu.Unlock()
+		return
+	}
+	batch := b.queue
+	b.queue, b.spare = b.spare[:0], nil
+	b.mu.Unlock()
+	go s.runQueued(batch)
+}
+
+// runQueued runs batches of queued Reads, one round trip each, until the
+// queue is empty.
+func (s *Store) runQueued(batch []*readCall) {
+	b := &s.reads
+	var cmds []redis.Cmder
+	for {
+		cmds = cmds[:0]
+		for _, c := range batch {
+			cmds = append(cmds, c.cmds...)
+		}
+		ctx, cancel := batchContext(batch)
+		s.exec(ctx, cmds)
+		cancel()
+		for i, c := range batch {
+			c.done <- struct{}{}
+			batch[i] = nil
+		}
+		clear(cmds)
+
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.running--
+			if b.spare == nil {
+				b.spare = batch[:0]
+			}
+			b.mu.Unlock()
+			return
+		}
+		next := b.queue
+		b.queue = batch[:0]
+		b.mu.Unlock()
+		batch = next
+	}
+}
+
+// batchContext returns the context of a shared round trip: no Read's
+// cancellation ends it (each Read stops waiting on its own), and it ends at
+// the latest of the Reads' deadlines, or never when one of them has none.
+func batchContext(batch []*readCall) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, c := range batch {
+		d, ok := c.ctx.Deadline()
+		if !ok {
+			return context.WithoutCancel(batch[0].ctx), func() {}
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(context.WithoutCancel(batch[0].ctx), latest)
+}
+
+// exec sends cmds in one pipeline. Errors are left on the commands
+// (redis.Nil, a missing field, is one).
+func (s *Store) exec(ctx context.Context, cmds []redis.Cmder) {
+	pipe := s.client.Pipeline()
+	_ = pipe.BatchProcess(ctx, cmds...)
+	_, _ = pipe.Exec(ctx)
+}
+
+// reply returns the stored row of key i of c: found false when the field
+// does not exist, or an error.
+func (c *readCall) reply(ctx context.Context, i int, view *larder.View) (string, bool, error) {
+	var (
+		val string
+		err error
+	)
+	if p := c.pos[i]; p < 0 {
+		val, err = c.cmds[c.slot[i]].(*redis.StringCmd).Result()
+		if err == redis.Nil { //nolint:errorlint // go-redis returns redis.Nil itself
+			return "", false, nil
+		}
+	} else {
+		var vals []string
+		vals, err = c.cmds[c.slot[i]].(*redis.StringSliceCmd).Result()
+		if err == nil {
+			// HMGET answers a missing field with nil, which go-redis reads
+			// as "": a stored row is never empty (it starts with the codec
+			// version).
+			if val = vals[p]; val == "" {
+				return "", false, nil
+			}
+		}
+	}
+	if err != nil {
+		return "", false, redisErr(ctx, "read "+view.Name, err)
+	}
+	return val, true, nil
+}
