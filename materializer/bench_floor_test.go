@@ -29,9 +29,9 @@ const (
 	// heavyFloorConns is the number of connections the write floor uses,
 	// store.DefaultWriteConnections like the store's writer.
 	heavyFloorConns = store.DefaultWriteConnections
-	// heavyFloorBatch is the rows per pipeline of the write floor,
-	// store.DefaultBatchSize like the store's writer.
-	heavyFloorBatch = store.DefaultBatchSize
+	// heavyFloorBatch is the rows per pipeline of the write floor, about
+	// those of the store's writer.
+	heavyFloorBatch = 1000
 )
 
 // decodeFilePages reads every page of every column of the Parquet file at
@@ -208,31 +208,37 @@ type floorBatch struct {
 	args    [][]any // args[i] is "hset", <key>, field, value, … with the key left to fill
 }
 
-// planFloorWrites cuts rows into batches of heavyFloorBatch in the order
-// given and groups each batch by bucket of buckets, as the store's writer
-// does, so that the floor sends the same commands with none of the work of
-// making them.
+// planFloorWrites sorts rows by bucket of buckets (keeping their order
+// within a bucket) and cuts them into pipelines of about heavyFloorBatch
+// rows, between buckets, each with one HSET per bucket: the fewest commands
+// that write the rows in pipelines of that size. The store's writer sorts
+// its rows likewise, but a window at a time. The floor sends the same
+// commands with none of the work of making them.
 func planFloorWrites(rows *encodedRows, buckets uint32) []floorBatch {
+	idx := make([]int, len(rows.keys))
+	bucket := make([]uint32, len(rows.keys))
+	for i := range idx {
+		idx[i], bucket[i] = i, fnv1a(rows.keys[i])%buckets
+	}
+	slices.SortStableFunc(idx, func(x, y int) int { return int(bucket[x]) - int(bucket[y]) })
 	var out []floorBatch
-	for start := 0; start < len(rows.keys); start += heavyFloorBatch {
-		end := min(start+heavyFloorBatch, len(rows.keys))
-		idx := make([]int, 0, end-start)
-		for i := start; i < end; i++ {
-			idx = append(idx, i)
+	for len(idx) > 0 {
+		n := min(heavyFloorBatch, len(idx))
+		for n < len(idx) && bucket[idx[n]] == bucket[idx[n-1]] {
+			n++
 		}
-		bucketOf := func(i int) uint32 { return fnv1a(rows.keys[i]) % buckets }
-		slices.SortStableFunc(idx, func(x, y int) int { return int(bucketOf(x)) - int(bucketOf(y)) })
 		var fb floorBatch
-		for i := 0; i < len(idx); {
-			bk := bucketOf(idx[i])
+		for i := 0; i < n; {
+			bk := bucket[idx[i]]
 			args := []any{"hset", ""}
-			for ; i < len(idx) && bucketOf(idx[i]) == bk; i++ {
+			for ; i < n && bucket[idx[i]] == bk; i++ {
 				args = append(args, rows.keys[idx[i]], rows.values[idx[i]])
 			}
 			fb.buckets = append(fb.buckets, bk)
 			fb.args = append(fb.args, args)
 		}
 		out = append(out, fb)
+		idx = idx[n:]
 	}
 	return out
 }

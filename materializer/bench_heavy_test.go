@@ -6,11 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,8 +30,13 @@ import (
 //
 //	go test ./materializer -run '^$' -bench Heavy -benchtime 1x
 //
-// The sources are generated once and cached under
-// os.TempDir()/larder-bench-events-<rows>-<entities>-v1/.
+// The sources are generated once and cached in the user's cache folder,
+// os.UserCacheDir()/larder/bench/events-<rows>-<entities>-v<version>/ (see
+// heavyCacheDir), so that every checkout on the machine reuses them; a new
+// heavyGeneratorVersion makes new ones. Generating them (11M events, about
+// 200 MB) takes a few seconds and reports its progress on standard error;
+// `make bench` does it before the benchmarks run, with the test binary's
+// -heavy.prepare flag (see TestMain).
 
 // heavyRow is an event of the heavy benchmark: a purchase of a quantity of
 // something of a category for an amount, by a user.
@@ -42,83 +49,128 @@ type heavyRow struct {
 }
 
 const (
-	heavyEntities     = 100_000
-	heavyRowsPerFile  = 1_000_000
-	heavyRowsPerGroup = 128 << 10
-	heavyChildEnv     = "LARDER_HEAVY_CHILD"
+	// heavyGeneratorVersion names the generator of the heavy sources in
+	// their cache folder: change it whenever heavySource would write other
+	// files.
+	heavyGeneratorVersion = 1
+	heavyEntities         = 100_000
+	heavyRowsPerFile      = 1_000_000
+	heavyRowsPerGroup     = 128 << 10
+	heavyChildEnv         = "LARDER_HEAVY_CHILD"
 )
 
 // heavyRunTime is the run time of the heavy benchmark's views; events span
 // the 35 days before it.
 var heavyRunTime = time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 
+// heavySizes are the sources the heavy benchmark reads, in events.
+var heavySizes = []int{1_000_000, 10_000_000}
+
+// heavyCacheDir returns the folder the heavy sources are cached in:
+// os.UserCacheDir()/larder/bench, or os.TempDir()/larder-bench when the
+// system names no cache folder.
+func heavyCacheDir() string {
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "larder", "bench")
+	}
+	return filepath.Join(os.TempDir(), "larder-bench")
+}
+
+// heavyDir returns the cache folder of the source of rows events.
+func heavyDir(rows int) string {
+	return filepath.Join(heavyCacheDir(), fmt.Sprintf("events-%d-%d-v%d", rows, heavyEntities, heavyGeneratorVersion))
+}
+
 // heavySource returns the folder of a source of rows events over
-// heavyEntities entities, generating it unless a previous run cached it.
+// heavyEntities entities, generating it unless it is cached already.
 func heavySource(tb testing.TB, rows int) string {
 	tb.Helper()
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("larder-bench-events-%d-%d-v1", rows, heavyEntities))
+	dir, err := ensureHeavySource(rows, os.Stderr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
+// ensureHeavySource returns the folder of a source of rows events over
+// heavyEntities entities, generating it unless it is cached already, and
+// writing its progress to progress. A folder is complete once it holds the
+// file _COMPLETE: an interrupted generation is started again.
+func ensureHeavySource(rows int, progress io.Writer) (string, error) {
+	dir := heavyDir(rows)
 	if _, err := os.Stat(filepath.Join(dir, "_COMPLETE")); err == nil {
-		return dir
+		return dir, nil
 	}
 	start := time.Now()
 	tmp := dir + ".tmp"
 	if err := os.RemoveAll(tmp); err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
+	files := (rows + heavyRowsPerFile - 1) / heavyRowsPerFile
+	fmt.Fprintf(progress, "heavy benchmark: generating %d events over %d entities in %d files into %s (once: they are cached)\n",
+		rows, heavyEntities, files, dir)
 	rng := rand.New(rand.NewPCG(uint64(rows), 3))
 	span := (35 * 24 * time.Hour).Microseconds()
 	end := heavyRunTime.UnixMicro()
 	batch := make([]heavyRow, 0, 1<<16)
 	for file, first := 0, 0; first < rows; file, first = file+1, first+heavyRowsPerFile {
 		n := min(heavyRowsPerFile, rows-first)
-		f, err := os.Create(filepath.Join(tmp, fmt.Sprintf("part-%05d.parquet", file)))
-		if err != nil {
-			tb.Fatal(err)
+		if err := writeHeavyFile(filepath.Join(tmp, fmt.Sprintf("part-%05d.parquet", file)), first, n, rng, span, end, batch); err != nil {
+			return "", err
 		}
-		w := parquet.NewGenericWriter[heavyRow](f, parquet.MaxRowsPerRowGroup(heavyRowsPerGroup), parquet.Compression(&parquet.Snappy))
-		for i := range n {
-			key := int64(rng.IntN(heavyEntities))
-			if r := first + i; r < heavyEntities {
-				key = int64(r) // every entity has events
-			}
-			r := heavyRow{
-				UserID:   key,
-				TS:       end - rng.Int64N(span),
-				Quantity: int64(1 + rng.IntN(5)),
-				Category: "category-" + strconv.Itoa(rng.IntN(50)),
-			}
-			if rng.IntN(20) != 0 {
-				r.Amount = ptr(float64(rng.IntN(100_000)) / 100)
-			}
-			batch = append(batch, r)
-			if len(batch) == cap(batch) || i == n-1 {
-				if _, err := w.Write(batch); err != nil {
-					tb.Fatal(err)
-				}
-				batch = batch[:0]
-			}
-		}
-		if err := w.Close(); err != nil {
-			tb.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			tb.Fatal(err)
-		}
+		fmt.Fprintf(progress, "heavy benchmark: %d/%d files, %s\n", file+1, files, time.Since(start).Round(time.Second))
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "_COMPLETE"), nil, 0o644); err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	if err := os.RemoveAll(dir); err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
-	tb.Logf("generated %d events in %s in %v", rows, dir, time.Since(start).Round(time.Second))
-	return dir
+	fmt.Fprintf(progress, "heavy benchmark: generated %d events in %s\n", rows, time.Since(start).Round(time.Second))
+	return dir, nil
+}
+
+// writeHeavyFile writes n events, the first of which is event number first
+// of its source, to a Parquet file at path.
+func writeHeavyFile(path string, first, n int, rng *rand.Rand, span, end int64, batch []heavyRow) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := parquet.NewGenericWriter[heavyRow](f, parquet.MaxRowsPerRowGroup(heavyRowsPerGroup), parquet.Compression(&parquet.Snappy))
+	for i := range n {
+		key := int64(rng.IntN(heavyEntities))
+		if r := first + i; r < heavyEntities {
+			key = int64(r) // every entity has events
+		}
+		r := heavyRow{
+			UserID:   key,
+			TS:       end - rng.Int64N(span),
+			Quantity: int64(1 + rng.IntN(5)),
+			Category: "category-" + strconv.Itoa(rng.IntN(50)),
+		}
+		if rng.IntN(20) != 0 {
+			r.Amount = ptr(float64(rng.IntN(100_000)) / 100)
+		}
+		batch = append(batch, r)
+		if len(batch) == cap(batch) || i == n-1 {
+			if _, err := w.Write(batch); err != nil {
+				return fmt.Errorf("write %s: %w", path, err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // heavyProject returns the project of the heavy benchmark over the source
@@ -248,7 +300,7 @@ func runHeavyChild(tb testing.TB, view, dir string, procs int) heavyResult {
 // process, the floors of the latest view of 10M events and that view
 // written into a real Redis (see heavyFloors).
 func BenchmarkHeavy(b *testing.B) {
-	sizes := []int{1_000_000, 10_000_000}
+	sizes := heavySizes
 	dirs := make(map[int]string)
 	for _, n := range sizes {
 		dirs[n] = heavySource(b, n)
@@ -299,8 +351,14 @@ func BenchmarkHeavy(b *testing.B) {
 	b.Logf("heavy benchmark, %d events over %d entities per source:\n%s", sizes[len(sizes)-1], heavyEntities, summary.String())
 }
 
+// heavyRounds is the number of times heavyFloors measures each of its
+// figures, in turn, so that a burst of other work on the machine falls on
+// the floors and on larder alike; cmd/benchtable takes the median of each.
+const heavyRounds = 3
+
 // heavyFloors runs, after the child runs, the floors of the latest view of
-// the events in dir and that view materialized into a real Redis:
+// the events in dir and that view materialized into a real Redis, in
+// heavyRounds rounds of:
 //
 //	Heavy/floor-decode/events=<n>M  raw page decoding of the same files
 //	Heavy/floor-write               raw pipelined HSETs of the view's
@@ -308,33 +366,46 @@ func BenchmarkHeavy(b *testing.B) {
 //	Heavy/latest-redis/events=<n>M  the latest view into store.New on a
 //	                                redis-server, in this process
 //
-// and adds their figures to summary.
+// and adds the medians of their figures to summary.
 func heavyFloors(b *testing.B, dir string, events int, summary *strings.Builder) {
 	label := fmt.Sprintf("events=%dM", events/1_000_000)
-	var decodeRate, writeRate, redisSeconds float64
-	b.Run("floor-decode/"+label, func(b *testing.B) {
-		decodeRate = benchFloorDecode(b, dir, events)
-	})
 	srv := redistest.Start(b)
 	client := srv.Client()
 	rows := heavyLatestRows(b, dir)
 	if len(rows.keys) != heavyEntities {
 		b.Fatalf("latest view wrote %d rows, want %d", len(rows.keys), heavyEntities)
 	}
-	b.Run("floor-write", func(b *testing.B) {
-		writeRate = benchFloorWrite(b, client, rows)
-	})
-	b.Run("latest-redis/"+label, func(b *testing.B) {
-		redisSeconds = benchLatestRedis(b, client, dir, events)
-	})
-	if decodeRate == 0 || writeRate == 0 || redisSeconds == 0 {
+	var decodeRates, writeRates, redisSeconds []float64
+	for range heavyRounds {
+		b.Run("floor-decode/"+label, func(b *testing.B) {
+			decodeRates = append(decodeRates, benchFloorDecode(b, dir, events))
+		})
+		b.Run("floor-write", func(b *testing.B) {
+			writeRates = append(writeRates, benchFloorWrite(b, client, rows))
+		})
+		b.Run("latest-redis/"+label, func(b *testing.B) {
+			redisSeconds = append(redisSeconds, benchLatestRedis(b, client, dir, events))
+		})
+	}
+	if len(decodeRates) == 0 || len(writeRates) == 0 || len(redisSeconds) == 0 {
 		return
 	}
+	decodeRate, writeRate, seconds := median(decodeRates), median(writeRates), median(redisSeconds)
 	// The floors cost of the whole job, each alone: the slower one is the
 	// lower floor.
 	floorSeconds := max(float64(events)/decodeRate, float64(heavyEntities)/writeRate)
-	fmt.Fprintf(summary, "floor-decode %d events: %12.0f rows/s\n", events, decodeRate)
-	fmt.Fprintf(summary, "floor-write %d rows: %12.0f rows/s\n", heavyEntities, writeRate)
-	fmt.Fprintf(summary, "latest-redis %d events: %6.2fs %12.0f rows/s %12.0f entities/s; %.0f%% of the lower floor (%.2fs)\n",
-		events, redisSeconds, float64(events)/redisSeconds, float64(heavyEntities)/redisSeconds, 100*floorSeconds/redisSeconds, floorSeconds)
+	fmt.Fprintf(summary, "floor-decode %d events: %12.0f rows/s (median of %d)\n", events, decodeRate, len(decodeRates))
+	fmt.Fprintf(summary, "floor-write %d rows: %12.0f rows/s (median of %d)\n", heavyEntities, writeRate, len(writeRates))
+	fmt.Fprintf(summary, "latest-redis %d events: %6.2fs %12.0f rows/s %12.0f entities/s (median of %d); %.2f× the lower floor (%.2fs)\n",
+		events, seconds, float64(events)/seconds, float64(heavyEntities)/seconds, len(redisSeconds), seconds/floorSeconds, floorSeconds)
+}
+
+// median returns the median of xs, which must not be empty.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
 }

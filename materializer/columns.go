@@ -64,8 +64,11 @@ type boundColumn struct {
 	leaf int
 	kind parquet.Kind
 	conv conversion
-	// nanos is the length of one unit of a timestamp or date, in nanoseconds.
-	nanos int64
+	// nanos is the length of one unit of a timestamp or date, in nanoseconds;
+	// minUnits and maxUnits are the values whose conversion to nanoseconds
+	// does not overflow (see toNanos), worked out once at bind time.
+	nanos              int64
+	minUnits, maxUnits int64
 	// maxDef is the definition level of a present value.
 	maxDef byte
 	// repDef is, for vectors, the definition level of the repeated node: a
@@ -127,12 +130,12 @@ func bindColumn(file string, root *parquet.Column, spec *columnSpec) (*boundColu
 			if bc.kind != parquet.Int64 || t.Unit.Value == nil {
 				return nil, fail()
 			}
-			bc.conv, bc.nanos = convTimestamp, int64(t.Unit.Value.Duration())
+			bc.setUnit(convTimestamp, int64(t.Unit.Value.Duration()))
 		case *format.DateType:
 			if bc.kind != parquet.Int32 {
 				return nil, fail()
 			}
-			bc.conv, bc.nanos = convDate, int64(24*time.Hour)
+			bc.setUnit(convDate, int64(24*time.Hour))
 		default:
 			return nil, fail()
 		}
@@ -270,6 +273,23 @@ func describeColumn(c *parquet.Column) string {
 		b.WriteString(lt.String())
 	}
 	return b.String()
+}
+
+// setUnit makes bc an event-time column of conversion conv and unit nanos.
+func (bc *boundColumn) setUnit(conv conversion, nanos int64) {
+	bc.conv, bc.nanos = conv, max(nanos, 1)
+	bc.minUnits, bc.maxUnits = math.MinInt64/bc.nanos, math.MaxInt64/bc.nanos
+}
+
+// nanosOf is toNanos for the unit of bc, without a division per value.
+func (bc *boundColumn) nanosOf(v int64) int64 {
+	switch {
+	case v > bc.maxUnits:
+		return math.MaxInt64
+	case v < bc.minUnits:
+		return math.MinInt64
+	}
+	return v * bc.nanos
 }
 
 // toNanos converts a timestamp or date to Unix nanoseconds, saturating at

@@ -28,10 +28,8 @@ func newCursor(bc *boundColumn, chunk parquet.ColumnChunk) *cursor {
 // -1 when the value is null. It returns an error when the chunk has no more
 // rows or a page cannot be read.
 func (c *cursor) next() (int, error) {
-	for c.page == nil || c.k == c.sp.rows {
-		if err := c.advance(); err != nil {
-			return 0, err
-		}
+	if err := c.ready(); err != nil {
+		return 0, err
 	}
 	k := c.k
 	c.k++
@@ -102,3 +100,36 @@ func (c *cursor) close() {
 		c.pages = nil
 	}
 }
+
+// ready makes sure the current page has a row left to read, reading the
+// next page when needed. It returns an error when the chunk has no more
+// rows or a page cannot be read.
+func (c *cursor) ready() error {
+	for c.page == nil || c.k == c.sp.rows {
+		if err := c.advance(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// plainInt64 returns the values of the next n rows of the current page, which
+// must hold them, when the page stores them as they are: INT64 values, no
+// nulls, no dictionary. It returns nil otherwise, or when the page holds
+// fewer values than rows.
+func (c *cursor) plainInt64(n int) []int64 {
+	if c.sp.defs != nil || c.pv.idx != nil || c.pv.i64 == nil || c.vi+n > len(c.pv.i64) {
+		return nil
+	}
+	return c.pv.i64[c.vi : c.vi+n]
+}
+
+// skip moves past n rows of the current page whose values plainInt64
+// returned.
+func (c *cursor) skip(n int) {
+	c.k += n
+	c.vi += n
+}
+
+// left returns the rows of the current page not yet read.
+func (c *cursor) left() int { return c.sp.rows - c.k }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -20,50 +22,94 @@ const (
 )
 
 // latest computes a latest view: per entity, the newest row at or before the
-// run time. Its memory grows with the number of entities: per entity it
-// keeps the key, the event time and the compact values of the best row so
-// far. Row groups are read in two passes: the key and event-time columns in
-// step, which picks the rows that become their entity's best, then each
-// feature column, which copies the values of those rows only.
+// run time. Its memory grows with the number of entities, not rows: per
+// entity it keeps the key, the event time and the position of the best row
+// so far, then the compact values of that row.
+//
+// Reading takes two passes over the source, and decodes every page it needs
+// once. The first pass reads only the key and event-time columns: workers
+// decode row groups in parallel into batches of (key, event time, position),
+// split by a hash of the key into one part per partition, and each
+// partition's shard folds its parts in read order on a goroutine of its own,
+// keeping the position of each entity's best row. The second pass reads the
+// feature columns of only the row groups that hold a best row, in parallel,
+// and copies the values of those rows only. Memory thus does not depend on
+// the order of the source: rows in time order, where every row beats the
+// one before, cost no more than shuffled ones.
 type latest struct {
 	specs   []columnSpec
+	keyType larder.Type
 	runTime int64 // Unix nanoseconds
 	// since is the oldest event time used, in Unix nanoseconds: an
 	// incremental run reads only rows at or after the view's watermark, and
 	// counts the older ones in beforeSince. A full run uses every row.
 	since       int64
 	beforeSince int64
-	ents        entities
-	feats       []featureValues
 	skipped     skipCounts
+	// types are the feature types, in view order.
+	types []larder.Type
 
-	// wins lists the rows of the current row group that won their entity,
-	// in row order; a later win of the same entity in the same row group
-	// sets the earlier one's slot to -1.
-	wins []win
-	dead int
-	// epoch numbers the row groups, so that ents.epoch tells whether an
-	// entity's entry in wins belongs to the current one.
-	epoch int32
-	// capacity is the number of entities the features have room for.
-	capacity int
-
-	// part is the partition of the entities this latest keeps, out of parts
-	// (see partitioner): rows of other entities are left to other latests.
-	part  int
-	parts partitioner
-	// shards, once read has run, are the partitions read in parallel; l
-	// itself then holds no rows.
-	shards []*latest
+	parts  partitioner
+	shards []*latestShard
 }
 
-// win is a row that became the best row of the entity in slot.
-type win struct {
-	row, slot int32
+// latestShard holds the entities of one partition of a latest.
+type latestShard struct {
+	keyType larder.Type
+	// ints indexes int64 keys during the first pass; strs indexes string
+	// keys, whose best rows are kept in best as they come.
+	ints bestIndex
+	strs keyIndex
+	// intKeys and best hold, by slot, the key (of int64 keys) and the best
+	// row of every entity once the first pass is done.
+	intKeys []int64
+	best    []bestRow
+	// feats holds, by feature, the values of the best rows, once the
+	// second pass has filled them.
+	feats []featureValues
+	// slots is scratch space for fold.
+	slots []int32
+	// touched keeps the compiler from dropping the loads that bring the
+	// entries of a step's entities into the cache.
+	touched int64
 }
+
+func newLatestShard(t larder.Type) *latestShard {
+	s := &latestShard{keyType: t}
+	if t == larder.TypeString {
+		s.strs.init(t)
+	} else {
+		s.ints.init()
+	}
+	return s
+}
+
+// key returns the key of the entity in slot, once the first pass is done.
+func (s *latestShard) key(slot int32) larder.Key {
+	if s.keyType == larder.TypeString {
+		return s.strs.key(int(slot))
+	}
+	return larder.Int64Key(s.intKeys[slot])
+}
+
+// bestRow is the best row of an entity so far: its event time and where it
+// is in the source.
+type bestRow struct {
+	t   int64
+	ref rowRef
+}
+
+// rowRef locates a source row: the number of its row group among all the
+// dataset's row groups (see groupList), and the row within that group.
+type rowRef uint64
+
+func makeRef(group, row int) rowRef { return rowRef(uint64(group)<<32 | uint64(uint32(row))) }
+
+func (r rowRef) group() int { return int(r >> 32) }
+func (r rowRef) row() int32 { return int32(uint32(r)) }
 
 func newLatest(v *larder.View, e *larder.Entity, runTime time.Time) *latest {
-	l := &latest{runTime: runTime.UnixNano(), since: math.MinInt64}
+	l := &latest{runTime: runTime.UnixNano(), since: math.MinInt64, keyType: e.KeyType}
 	l.specs = append(l.specs,
 		columnSpec{column: e.Key, role: roleKey, name: e.Name, typ: e.KeyType},
 		columnSpec{column: v.SourceDef().EventTime, role: roleEventTime},
@@ -74,111 +120,228 @@ func newLatest(v *larder.View, e *larder.Entity, runTime time.Time) *latest {
 			col = f.Name
 		}
 		l.specs = append(l.specs, columnSpec{column: col, role: roleFeature, name: f.Name, typ: f.Type})
-		l.feats = append(l.feats, featureValues{typ: f.Type})
+		l.types = append(l.types, f.Type)
 	}
-	l.ents.init(e.KeyType)
 	return l
 }
 
 func (l *latest) len() int {
-	n := len(l.ents.times)
+	n := 0
 	for _, s := range l.shards {
-		n += s.len()
+		n += len(s.best)
 	}
 	return n
 }
 
 func (l *latest) skippedReport() map[string]int64 {
-	sk := l.skipped
-	before := l.beforeSince
-	for _, s := range l.shards {
-		sk.add(s.skipped)
-		before += s.beforeSince
-	}
-	r := sk.report()
-	if before > 0 {
-		r[SkipBeforeWatermark] = before
+	r := l.skipped.report()
+	if l.beforeSince > 0 {
+		r[SkipBeforeWatermark] = l.beforeSince
 	}
 	return r
 }
 
-// read folds every row group of ds into l. The entities are divided by a
-// hash of their key among one partition per core, read in parallel (see
-// scanPartitioned), so the result is exactly that of a sequential read. done
-// is called after each row group, in order, on the calling goroutine. read
-// returns the error of the earliest row group that cannot be read, or
-// ctx.Err().
-func (l *latest) read(ctx context.Context, ds *dataset, done func(*rowGroup)) error {
-	n := readWorkers()
-	l.shards = make([]*latest, n)
-	for i := range l.shards {
-		s := &latest{specs: l.specs, runTime: l.runTime, since: l.since, part: i, parts: partitioner{n: uint64(n)}}
-		s.feats = make([]featureValues, len(l.feats))
-		for j := range l.feats {
-			s.feats[j].typ = l.feats[j].typ
+// groupList numbers every row group of a dataset, skipped or not, in read
+// order, so that a rowRef can name one in 32 bits.
+type groupList struct {
+	base  map[*sourceFile]int
+	files []*sourceFile // by number
+	index []int         // by number: the row group's index in its file
+}
+
+func newGroupList(ds *dataset) *groupList {
+	g := &groupList{base: make(map[*sourceFile]int, len(ds.files))}
+	for _, f := range ds.files {
+		g.base[f] = len(g.files)
+		for i := range f.pf.RowGroups() {
+			g.files = append(g.files, f)
+			g.index = append(g.index, i)
 		}
-		s.ents.init(l.ents.keyType)
-		l.shards[i] = s
 	}
-	return scanPartitioned(ctx, ds, n, func(ctx context.Context, part int, rg *rowGroup) error {
-		return l.shards[part].consume(ctx, rg)
-	}, done)
+	return g
 }
 
-// owns reports whether the key held by value vi of pv belongs to l's
-// partition.
-func (l *latest) owns(pv *pageValues, bc *boundColumn, vi int) bool {
-	if l.parts.n <= 1 {
-		return true
-	}
-	if l.ents.keyType == larder.TypeString {
-		return l.parts.ofBytes(pv.bytes(vi)) == l.part
-	}
-	return l.parts.ofInt(int64(pv.num(bc.conv, vi))) == l.part
+// number returns the number of rg.
+func (g *groupList) number(rg *rowGroup) int { return g.base[rg.file] + rg.index }
+
+// open returns the row group numbered n.
+func (g *groupList) open(n int) *rowGroup {
+	f, i := g.files[n], g.index[n]
+	pg := f.pf.RowGroups()[i]
+	return &rowGroup{file: f, index: i, numRows: pg.NumRows(), chunks: pg.ColumnChunks()}
 }
 
-// consume folds one row group into the per-entity state. It returns an error
+// read computes the best row of every entity of ds and the values of its
+// features, in the two passes described at latest. done is called after
+// each row group of the first pass, in order, on the calling goroutine.
+// read returns the error of the earliest row group that cannot be read
+// (naming the file and the row group), or ctx.Err().
+func (l *latest) read(ctx context.Context, ds *dataset, done func(*rowGroup)) error {
+	groups := newGroupList(ds)
+	if int64(len(groups.files)) > math.MaxUint32 {
+		return fmt.Errorf("the source has %d row groups, more than %d", len(groups.files), uint64(math.MaxUint32))
+	}
+	if err := l.pickBest(ctx, ds, groups, done); err != nil {
+		return err
+	}
+	return l.fill(ctx, groups)
+}
+
+// keyBatch is a stretch of a row group's usable rows, one part per
+// partition, and the rows of that stretch skipped, by reason.
+type keyBatch struct {
+	parts       []*keyBuf
+	skipped     skipCounts
+	beforeSince int64
+}
+
+// keyBuf holds the usable rows of one partition of a keyBatch: the key,
+// the event time and the position of each.
+type keyBuf struct {
+	ikeys []int64
+	skeys byteArena
+	times []int64
+	refs  []rowRef
+}
+
+func (b *keyBuf) len() int { return len(b.times) }
+
+func (b *keyBuf) reset() {
+	b.ikeys, b.times, b.refs = b.ikeys[:0], b.times[:0], b.refs[:0]
+	b.skeys.reset()
+}
+
+// pickBest is the first pass: it folds the key and event time of every row
+// of ds into the shards, one decoding worker and one shard per core.
+func (l *latest) pickBest(ctx context.Context, ds *dataset, groups *groupList, done func(*rowGroup)) error {
+	n := readWorkers()
+	l.parts = partitioner{n: uint64(n)}
+	l.shards = make([]*latestShard, n)
+	in := make([]chan *keyBuf, n)
+	// Buffers go back to their partition's pool once folded.
+	free := make([]chan *keyBuf, n)
+	var wg sync.WaitGroup
+	for p := range l.shards {
+		s := newLatestShard(l.keyType)
+		l.shards[p] = s
+		in[p] = make(chan *keyBuf, 4)
+		free[p] = make(chan *keyBuf, 4*n+8)
+		wg.Go(func() {
+			for buf := range in[p] {
+				s.fold(buf)
+				select {
+				case free[p] <- buf:
+				default:
+				}
+			}
+		})
+	}
+	newBatch := func() *keyBatch {
+		b := &keyBatch{parts: make([]*keyBuf, n)}
+		for p := range b.parts {
+			select {
+			case b.parts[p] = <-free[p]:
+			default:
+				b.parts[p] = &keyBuf{}
+			}
+		}
+		return b
+	}
+	decode := func(ctx context.Context, rg *rowGroup, emit func(*keyBatch) error) error {
+		return l.decodeKeys(ctx, rg, groups.number(rg), newBatch, emit)
+	}
+	dispatch := func(b *keyBatch) error {
+		l.skipped.add(b.skipped)
+		l.beforeSince += b.beforeSince
+		for p, buf := range b.parts {
+			if buf.len() == 0 {
+				select {
+				case free[p] <- buf:
+				default:
+				}
+				continue
+			}
+			select {
+			case in[p] <- buf:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	err := scanParallel(ctx, ds, n, decode, dispatch, done)
+	for p := range in {
+		close(in[p])
+	}
+	wg.Wait()
+	for _, s := range l.shards {
+		if s.keyType != larder.TypeString {
+			s.intKeys, s.best = s.ints.drain(make([]int64, 0, s.ints.len()), make([]bestRow, 0, s.ints.len()))
+		}
+	}
+	return err
+}
+
+// decodeKeys reads the key and event-time columns of rg, the row group
+// numbered group, into batches from newBatch, passing each to emit when it
+// holds batchRows rows and at the end of the row group. It returns an error
 // when a column chunk cannot be read or disagrees with the row group, or
 // ctx.Err() when ctx ends.
-func (l *latest) consume(ctx context.Context, rg *rowGroup) error {
+func (l *latest) decodeKeys(ctx context.Context, rg *rowGroup, group int, newBatch func() *keyBatch, emit func(*keyBatch) error) error {
 	if rg.numRows > math.MaxInt32 {
 		return fmt.Errorf("row group of %d rows is too large (at most %d)", rg.numRows, math.MaxInt32)
 	}
-	l.epoch++
-	l.wins, l.dead = l.wins[:0], 0
-	if err := l.pickWinners(rg); err != nil {
-		return err
-	}
-	if len(l.wins) == l.dead {
-		return nil // no row of this group changes anything: skip its features
-	}
-	for i := range l.feats {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		bc, chunk := rg.chunk(specFeatures + i)
-		var err error
-		if bc.conv == convVector {
-			err = l.fillVector(&l.feats[i], bc, chunk, int(rg.numRows))
-		} else {
-			err = l.fillScalar(&l.feats[i], bc, chunk, int(rg.numRows))
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// pickWinners reads the key and event-time columns of rg in step and records
-// in l.wins the rows that become their entity's best row.
-func (l *latest) pickWinners(rg *rowGroup) error {
 	kbc, kchunk := rg.chunk(specKey)
 	tbc, tchunk := rg.chunk(specTime)
 	keys, times := newCursor(kbc, kchunk), newCursor(tbc, tchunk)
 	defer keys.close()
 	defer times.close()
-	for r := range int32(rg.numRows) {
+	strKeys := l.keyType == larder.TypeString
+	b := newBatch()
+	rows := 0
+	numRows := int(rg.numRows)
+	for r := 0; r < numRows; {
+		// The common layout, int64 keys and timestamps stored plain without
+		// nulls, is read a run of rows at a time, straight from the pages.
+		if !strKeys && kbc.conv == convInt64 && tbc.conv == convTimestamp {
+			if err := keys.ready(); err != nil {
+				return err
+			}
+			if err := times.ready(); err != nil {
+				return err
+			}
+			n := min(keys.left(), times.left(), numRows-r, batchRows-rows)
+			if kv, tv := keys.plainInt64(n), times.plainInt64(n); kv != nil && tv != nil {
+				for j, key := range kv {
+					t := tbc.nanosOf(tv[j])
+					switch {
+					case t > l.runTime:
+						b.skipped.afterRun++
+						continue
+					case t < l.since:
+						b.beforeSince++
+						continue
+					}
+					buf := b.parts[l.parts.ofInt(key)]
+					buf.ikeys = append(buf.ikeys, key)
+					buf.times = append(buf.times, t)
+					buf.refs = append(buf.refs, makeRef(group, r+j))
+				}
+				keys.skip(n)
+				times.skip(n)
+				r += n
+				if rows += n; rows == batchRows && r < numRows {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+					if err := emit(b); err != nil {
+						return err
+					}
+					b, rows = newBatch(), 0
+				}
+				continue
+			}
+		}
 		kvi, err := keys.next()
 		if err != nil {
 			return err
@@ -187,81 +350,218 @@ func (l *latest) pickWinners(rg *rowGroup) error {
 		if err != nil {
 			return err
 		}
+		row := r
+		r++
+		if rows++; rows == batchRows && r < numRows {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := emit(b); err != nil {
+				return err
+			}
+			b, rows = newBatch(), 0
+		}
 		switch {
 		case kvi < 0:
-			if l.part == 0 { // a row without a key belongs to no partition
-				l.skipped.nullKey++
-			}
-			continue
-		case !l.owns(&keys.pv, kbc, kvi):
+			b.skipped.nullKey++
 			continue
 		case tvi < 0:
-			l.skipped.nullTime++
+			b.skipped.nullTime++
 			continue
 		}
 		t := times.pv.eventTime(tbc, tvi)
 		if t > l.runTime {
-			l.skipped.afterRun++
+			b.skipped.afterRun++
 			continue
 		}
 		if t < l.since {
-			l.beforeSince++
+			b.beforeSince++
 			continue
 		}
-		slot, isNew := l.ents.lookup(&keys.pv, kbc, kvi)
-		if !isNew && t < l.ents.times[slot] {
-			continue
+		var buf *keyBuf
+		if strKeys {
+			key := keys.pv.bytes(kvi)
+			buf = b.parts[l.parts.ofBytes(key)]
+			buf.skeys.add(key)
+		} else {
+			key := int64(keys.pv.num(kbc.conv, kvi))
+			buf = b.parts[l.parts.ofInt(key)]
+			buf.ikeys = append(buf.ikeys, key)
 		}
-		// Equal times replace: the row read later wins.
-		if isNew {
-			l.reserve(int(slot) + 1)
-		} else if l.ents.epoch[slot] == l.epoch {
-			l.wins[l.ents.win[slot]].slot = -1
-			l.dead++
-		}
-		l.ents.times[slot] = t
-		l.ents.epoch[slot] = l.epoch
-		l.ents.win[slot] = int32(len(l.wins))
-		l.wins = append(l.wins, win{row: r, slot: slot})
-		if l.dead > 4096 && l.dead > len(l.wins)/2 {
-			l.compactWins()
-		}
+		buf.times = append(buf.times, t)
+		buf.refs = append(buf.refs, makeRef(group, row))
 	}
 	if err := keys.finish(); err != nil {
 		return err
 	}
-	return times.finish()
+	if err := times.finish(); err != nil {
+		return err
+	}
+	return emit(b)
 }
 
-// reserve makes room for n entities in every feature, growing them all at
-// once rather than one value per new entity.
-func (l *latest) reserve(n int) {
-	if n <= l.capacity {
+// fold folds the rows of buf into s, and empties buf. A row replaces its
+// entity's best row when it is not older: of rows with equal event times,
+// the one read later wins.
+func (s *latestShard) fold(buf *keyBuf) {
+	for lo := 0; lo < buf.len(); lo += foldBatch {
+		s.foldRange(buf, lo, min(lo+foldBatch, buf.len()))
+	}
+	buf.reset()
+}
+
+// foldRange folds rows [lo, hi) of buf into s. Folding is bound by the
+// latency of fetching each entity's entry from memory: touching the entries
+// of a step's keys first, then folding its rows, lets the processor fetch
+// many of them at once instead of one after the other.
+func (s *latestShard) foldRange(buf *keyBuf, lo, hi int) {
+	times, refs := buf.times[lo:hi], buf.refs[lo:hi]
+	if s.keyType != larder.TypeString {
+		keys := buf.ikeys[lo:hi]
+		var touched int64
+		for _, k := range keys {
+			touched += s.ints.prefetch(k)
+		}
+		s.touched += touched
+		for j, k := range keys {
+			s.ints.fold(k, times[j], refs[j])
+		}
 		return
 	}
-	l.capacity = max(1024, 2*l.capacity, n)
-	for i := range l.feats {
-		l.feats[i].resize(l.capacity)
+	slots := s.slots[:0]
+	for k := lo; k < hi; k++ {
+		slot, isNew := s.strs.lookupBytes(buf.skeys.at(k))
+		if isNew {
+			s.best = append(s.best, bestRow{t: noBest})
+		}
+		slots = append(slots, slot)
 	}
-}
-
-// compactWins drops the superseded wins, so that l.wins stays within twice
-// the number of entities however many rows a row group has.
-func (l *latest) compactWins() {
-	live := l.wins[:0]
-	for _, w := range l.wins {
-		if w.slot >= 0 {
-			l.ents.win[w.slot] = int32(len(live))
-			live = append(live, w)
+	s.slots = slots
+	for j, slot := range slots {
+		b := &s.best[slot]
+		if t := times[j]; t >= b.t {
+			b.t, b.ref = t, refs[j]
 		}
 	}
-	l.wins, l.dead = live, 0
 }
 
-// fillScalar copies the values of the winning rows of a non-repeated feature
-// column into f.
-func (l *latest) fillScalar(f *featureValues, bc *boundColumn, chunk parquet.ColumnChunk, numRows int) error {
-	wins := l.wins
+// winner is a best row, by position in its row group, and the entity it
+// belongs to.
+type winner struct {
+	row   int32
+	shard int32
+	slot  int32
+}
+
+// fill is the second pass: it reads the feature columns of every row group
+// that holds a best row, on one goroutine per core, and copies the values
+// of the best rows into the shards' features. It returns the error of the
+// earliest row group, in read order, that cannot be read, or ctx.Err().
+func (l *latest) fill(ctx context.Context, groups *groupList) error {
+	// Sort the best rows by position: a counting sort by row group, then
+	// each group's rows by row.
+	starts := make([]int, len(groups.files)+1)
+	for _, s := range l.shards {
+		for _, b := range s.best {
+			starts[b.ref.group()+1]++
+		}
+	}
+	for g := range len(groups.files) {
+		starts[g+1] += starts[g]
+	}
+	winners := make([]winner, starts[len(groups.files)])
+	next := slices.Clone(starts[:len(groups.files)])
+	for p, s := range l.shards {
+		for slot, b := range s.best {
+			g := b.ref.group()
+			winners[next[g]] = winner{row: b.ref.row(), shard: int32(p), slot: int32(slot)}
+			next[g]++
+		}
+		s.feats = make([]featureValues, len(l.types))
+		for i, t := range l.types {
+			s.feats[i] = featureValues{typ: t}
+			s.feats[i].resize(len(s.best))
+		}
+	}
+	var todo []int // the row groups holding best rows
+	for g := range len(groups.files) {
+		if starts[g] < starts[g+1] {
+			todo = append(todo, g)
+			slices.SortFunc(winners[starts[g]:starts[g+1]], func(a, b winner) int { return int(a.row - b.row) })
+		}
+	}
+	if len(l.types) == 0 {
+		return ctx.Err()
+	}
+
+	// Workers take the row groups in order; none takes one after a failed
+	// one, and every one before it is finished, so the error returned does
+	// not depend on timing.
+	var taken atomic.Int64
+	var stop atomic.Int64
+	stop.Store(int64(len(todo)))
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for range min(readWorkers(), len(todo)) {
+		wg.Go(func() {
+			for {
+				i := taken.Add(1) - 1
+				if i >= stop.Load() || ctx.Err() != nil {
+					return
+				}
+				g := todo[i]
+				if err := l.fillGroup(groups.open(g), winners[starts[g]:starts[g+1]]); err != nil {
+					errs[i] = err
+					for {
+						cur := stop.Load()
+						if i >= cur || stop.CompareAndSwap(cur, i) {
+							break
+						}
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i, err := range errs {
+		if err != nil {
+			rg := groups.open(todo[i])
+			return fmt.Errorf("%s row group %d cannot be read: %w; replace or remove the file", rg.file.path, rg.index, err)
+		}
+	}
+	return nil
+}
+
+// fillGroup copies the feature values of the winners of rg, sorted by row,
+// and turns a panic of the Parquet library on a malformed page into an
+// error.
+func (l *latest) fillGroup(rg *rowGroup, wins []winner) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed file: %v", r)
+		}
+	}()
+	for i := range l.types {
+		bc, chunk := rg.chunk(specFeatures + i)
+		if bc.conv == convVector {
+			err = l.fillVector(i, bc, chunk, int(rg.numRows), wins)
+		} else {
+			err = l.fillScalar(i, bc, chunk, int(rg.numRows), wins)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fillScalar copies the values of the winners, sorted by row, of a
+// non-repeated column of feature fi.
+func (l *latest) fillScalar(fi int, bc *boundColumn, chunk parquet.ColumnChunk, numRows int, wins []winner) error {
 	base := 0
 	err := eachPage(chunk, func(p parquet.Page) error {
 		sp := newScalarPage(p, bc)
@@ -283,9 +583,7 @@ func (l *latest) fillScalar(f *featureValues, bc *boundColumn, chunk parquet.Col
 		k, vi := 0, 0 // rows of the page before k hold vi values
 		for ; len(wins) > 0 && int(wins[0].row) < end; wins = wins[1:] {
 			w := wins[0]
-			if w.slot < 0 {
-				continue
-			}
+			f := &l.shards[w.shard].feats[fi]
 			r := int(w.row) - base
 			if sp.defs == nil {
 				f.set(w.slot, bc, &pv, r)
@@ -317,23 +615,23 @@ func (l *latest) fillScalar(f *featureValues, bc *boundColumn, chunk parquet.Col
 	return nil
 }
 
-// fillVector copies the lists of the winning rows of a float32_vector column
-// into f. A null list, or a list holding a null element, is stored as null;
-// an empty list as an empty vector.
-func (l *latest) fillVector(f *featureValues, bc *boundColumn, chunk parquet.ColumnChunk, numRows int) error {
-	wins := l.wins
+// fillVector copies the lists of the winners, sorted by row, of a
+// float32_vector column of feature fi. A null list, or a list holding a
+// null element, is stored as null; an empty list as an empty vector.
+func (l *latest) fillVector(fi int, bc *boundColumn, chunk parquet.ColumnChunk, numRows int, wins []winner) error {
 	row := -1
-	slot := int32(-1) // the slot the current row wins, or -1
+	var cur *winner // the winner of the current row, or nil
 	var acc []float32
 	null := false
 	finish := func() {
-		if slot < 0 {
+		if cur == nil {
 			return
 		}
+		f := &l.shards[cur.shard].feats[fi]
 		if null {
-			f.setNull(slot)
+			f.setNull(cur.slot)
 		} else {
-			f.setVector(slot, append(make([]float32, 0, len(acc)), acc...))
+			f.setVector(cur.slot, append(make([]float32, 0, len(acc)), acc...))
 		}
 	}
 	err := eachPage(chunk, func(p parquet.Page) error {
@@ -354,16 +652,16 @@ func (l *latest) fillVector(f *featureValues, bc *boundColumn, chunk parquet.Col
 				for len(wins) > 0 && int(wins[0].row) < row {
 					wins = wins[1:]
 				}
-				slot, null, acc = -1, false, acc[:0]
+				cur, null, acc = nil, false, acc[:0]
 				if len(wins) > 0 && int(wins[0].row) == row {
-					slot = wins[0].slot
+					cur = &wins[0]
 				}
 			} else if row < 0 {
 				return fmt.Errorf("%w: a list starts mid-row", errCorrupt)
 			}
 			switch {
 			case d == bc.maxDef:
-				if slot >= 0 {
+				if cur != nil {
 					if !loaded {
 						var err error
 						if pv, err = loadValues(p, bc); err != nil {
@@ -399,97 +697,31 @@ func (l *latest) fillVector(f *featureValues, bc *boundColumn, chunk parquet.Col
 // in the order the entities were first seen within each, and stops at the
 // first error, which it returns.
 func (l *latest) emit(put func(larder.Key, larder.Row) error) error {
-	for _, s := range l.shards {
-		if err := s.emit(put); err != nil {
-			return err
-		}
-	}
 	const batch = 1024
 	var arena []larder.Value
-	nf := len(l.feats)
-	for slot := range len(l.ents.times) {
-		if len(arena) < nf {
-			arena = make([]larder.Value, nf*batch)
-		}
-		vals := arena[:nf:nf]
-		arena = arena[nf:]
-		for i := range l.feats {
-			vals[i] = l.feats[i].value(int32(slot))
-		}
-		row := larder.Row{EventTime: time.Unix(0, l.ents.times[slot]).UTC(), Values: vals}
-		if err := put(l.ents.key(int32(slot)), row); err != nil {
-			return err
+	nf := len(l.types)
+	for _, s := range l.shards {
+		for slot := range int32(len(s.best)) {
+			if len(arena) < nf {
+				arena = make([]larder.Value, nf*batch)
+			}
+			vals := arena[:nf:nf]
+			arena = arena[nf:]
+			for i := range s.feats {
+				vals[i] = s.feats[i].value(slot)
+			}
+			row := larder.Row{EventTime: time.Unix(0, s.best[slot].t).UTC(), Values: vals}
+			if err := put(s.key(slot), row); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// entities maps keys to slots, and holds per slot what picking the best row
-// needs.
-type entities struct {
-	keyType  larder.Type
-	intIndex map[int64]int32
-	strIndex map[string]int32
-	intKeys  []int64
-	strKeys  []string
-	// times is the event time of the best row so far, in Unix nanoseconds.
-	times []int64
-	// epoch is the row group the best row was found in, and win its index
-	// in latest.wins when that row group is the current one.
-	epoch []int32
-	win   []int32
-}
-
-func (e *entities) init(t larder.Type) {
-	e.keyType = t
-	if t == larder.TypeString {
-		e.strIndex = make(map[string]int32)
-	} else {
-		e.intIndex = make(map[int64]int32)
-	}
-}
-
-// lookup returns the slot of the key held by value vi of pv, adding the key
-// when it is new.
-func (e *entities) lookup(pv *pageValues, bc *boundColumn, vi int) (slot int32, isNew bool) {
-	if e.keyType == larder.TypeString {
-		b := pv.bytes(vi)
-		if s, ok := e.strIndex[string(b)]; ok {
-			return s, false
-		}
-		slot = e.add()
-		k := string(b)
-		e.strIndex[k] = slot
-		e.strKeys = append(e.strKeys, k)
-		return slot, true
-	}
-	k := int64(pv.num(bc.conv, vi))
-	if s, ok := e.intIndex[k]; ok {
-		return s, false
-	}
-	slot = e.add()
-	e.intIndex[k] = slot
-	e.intKeys = append(e.intKeys, k)
-	return slot, true
-}
-
-func (e *entities) add() int32 {
-	slot := int32(len(e.times))
-	e.times = append(e.times, 0)
-	e.epoch = append(e.epoch, 0)
-	e.win = append(e.win, 0)
-	return slot
-}
-
-func (e *entities) key(slot int32) larder.Key {
-	if e.keyType == larder.TypeString {
-		return larder.StringKey(e.strKeys[slot])
-	}
-	return larder.Int64Key(e.intKeys[slot])
-}
-
-// featureValues holds one feature of every entity, compactly: numbers and
-// bools as 8 bytes, strings, bytes and vectors as their own values.
+// featureValues holds one feature of every entity of a shard, compactly:
+// numbers and bools as 8 bytes, strings, bytes and vectors as their own
+// values.
 type featureValues struct {
 	typ  larder.Type
 	null []bool

@@ -153,9 +153,9 @@ func (pv *pageValues) float(i int) float32 { return pv.f32[pv.pos(i)] }
 func (pv *pageValues) eventTime(bc *boundColumn, i int) int64 {
 	j := pv.pos(i)
 	if bc.conv == convDate {
-		return toNanos(int64(pv.i32[j]), bc.nanos)
+		return bc.nanosOf(int64(pv.i32[j]))
 	}
-	return toNanos(pv.i64[j], bc.nanos)
+	return bc.nanosOf(pv.i64[j])
 }
 
 // scalarPage is the layout of one page of a non-repeated column.

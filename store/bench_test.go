@@ -1,8 +1,16 @@
 package store_test
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,4 +156,235 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows*b.N)/time.Since(start).Seconds(), "rows/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkWrite100k writes and publishes a generation of 100,000 rows of
+// a latest view of three features (float64, int64 and a short string, the
+// shape of the heavy benchmark's latest view), keys in random order, and
+// compares it with its floor: raw go-redis pipelines of HSETs of the same
+// encoded rows into the same bucket hashes, sorted by bucket and cut into
+// pipelines of 1,000 rows, over as many connections as the writer uses,
+// with every command made before the clock starts. Besides rows/s, it
+// reports the CPU seconds the client and redis-server spent per run, which
+// other work on the machine skews less than the elapsed time.
+func BenchmarkWrite100k(b *testing.B) {
+	const rows = 100_000
+	p := &larder.Project{
+		Name:     "bench",
+		Entities: []*larder.Entity{{Name: "user", Key: "user_id", KeyType: larder.TypeInt64}},
+		Sources:  []*larder.Source{{Name: "events", Path: "events.parquet", EventTime: "ts"}},
+		Views: []*larder.View{{Name: "latest", Kind: larder.KindLatest, Entity: "user", Source: "events", Features: []larder.Feature{
+			{Name: "amount", Type: larder.TypeFloat64}, {Name: "quantity", Type: larder.TypeInt64}, {Name: "category", Type: larder.TypeString},
+		}}},
+	}
+	p.SetDefaults()
+	if err := p.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	v := p.View("latest")
+	rng := rand.New(rand.NewPCG(7, 8))
+	keys := make([]larder.Key, rows)
+	data := make([]larder.Row, rows)
+	now := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	for i, id := range rng.Perm(rows) {
+		keys[i] = larder.Int64Key(int64(id))
+		data[i] = larder.Row{EventTime: now.Add(-time.Duration(rng.IntN(3600)) * time.Second), Values: []larder.Value{
+			larder.Float64Value(float64(rng.IntN(100_000)) / 100),
+			larder.Int64Value(int64(1 + rng.IntN(5))),
+			larder.StringValue(fmt.Sprintf("category-%d", rng.IntN(50))),
+		}}
+	}
+	srv := redistest.Start(b)
+	client := srv.Client()
+	ctx := context.Background()
+	s := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+
+	b.Run("larder", func(b *testing.B) {
+		b.ReportAllocs()
+		m := startCPU(b, client)
+		for b.Loop() {
+			w, err := s.BeginSized(ctx, v, rows)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range keys {
+				if err := w.Put(ctx, keys[i], data[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			g, err := w.Publish(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if g.Rows != rows {
+				b.Fatalf("published %d rows, want %d", g.Rows, rows)
+			}
+		}
+		m.report(b, rows)
+	})
+
+	b.Run("floor", func(b *testing.B) {
+		types := []larder.Type{larder.TypeFloat64, larder.TypeInt64, larder.TypeString}
+		buckets := uint32((rows + store.DefaultRowsPerBucket - 1) / store.DefaultRowsPerBucket)
+		pipes := floorPipelines(b, keys, data, types, buckets)
+		m := startCPU(b, client)
+		run := 0
+		for b.Loop() {
+			run++
+			prefix := fmt.Sprintf("floor:%d:", run)
+			if n := sendFloor(b, client, pipes, prefix); n != rows {
+				b.Fatalf("HSET added %d fields, want %d", n, rows)
+			}
+		}
+		m.report(b, rows)
+	})
+}
+
+// floorPipeline is one pipeline of the write floor: one HSET per bucket,
+// with the key left to fill.
+type floorPipeline struct {
+	buckets []uint32
+	args    [][]any
+}
+
+// floorPipelines encodes the rows as the store does, sorts them by bucket
+// and cuts them into pipelines of about 1,000 rows between buckets.
+func floorPipelines(tb testing.TB, keys []larder.Key, rows []larder.Row, types []larder.Type, buckets uint32) []floorPipeline {
+	tb.Helper()
+	type enc struct {
+		bucket     uint32
+		key, value []byte
+	}
+	all := make([]enc, len(keys))
+	for i, k := range keys {
+		value, err := store.AppendRow(nil, types, rows[i])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		key := k.AppendCanonical(nil)
+		h := uint32(2166136261) // FNV-1a, the store's bucket hash
+		for _, c := range key {
+			h = (h ^ uint32(c)) * 16777619
+		}
+		all[i] = enc{bucket: h % buckets, key: key, value: value}
+	}
+	slices.SortStableFunc(all, func(x, y enc) int { return cmp.Compare(x.bucket, y.bucket) })
+	var out []floorPipeline
+	for len(all) > 0 {
+		n := min(1000, len(all))
+		for n < len(all) && all[n].bucket == all[n-1].bucket {
+			n++
+		}
+		var fp floorPipeline
+		for i := 0; i < n; {
+			bk := all[i].bucket
+			args := []any{"hset", ""}
+			for ; i < n && all[i].bucket == bk; i++ {
+				args = append(args, all[i].key, all[i].value)
+			}
+			fp.buckets, fp.args = append(fp.buckets, bk), append(fp.args, args)
+		}
+		out = append(out, fp)
+		all = all[n:]
+	}
+	return out
+}
+
+// sendFloor sends the pipelines on store.DefaultWriteConnections
+// goroutines into the bucket hashes under prefix, and returns the fields
+// HSET added.
+func sendFloor(tb testing.TB, client *redis.Client, pipes []floorPipeline, prefix string) int64 {
+	tb.Helper()
+	ctx := context.Background()
+	jobs := make(chan *floorPipeline)
+	var added atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	for range store.DefaultWriteConnections {
+		wg.Go(func() {
+			for fp := range jobs {
+				pipe := client.Pipeline()
+				for i, args := range fp.args {
+					args[1] = prefix + strconv.FormatUint(uint64(fp.buckets[i]), 10)
+					pipe.Do(ctx, args...)
+				}
+				cmds, err := pipe.Exec(ctx)
+				if err != nil {
+					failed.Store(err)
+					continue
+				}
+				for _, c := range cmds {
+					n, _ := c.(*redis.Cmd).Int64()
+					added.Add(n)
+				}
+			}
+		})
+	}
+	for i := range pipes {
+		jobs <- &pipes[i]
+	}
+	close(jobs)
+	wg.Wait()
+	if err, ok := failed.Load().(error); ok {
+		tb.Fatal(err)
+	}
+	return added.Load()
+}
+
+// cpuMeter measures the CPU time of this process and of a redis-server
+// over a benchmark.
+type cpuMeter struct {
+	client *redis.Client
+	self   time.Duration
+	redis  float64
+}
+
+func startCPU(tb testing.TB, client *redis.Client) *cpuMeter {
+	tb.Helper()
+	return &cpuMeter{client: client, self: processCPU(tb), redis: redisCPU(tb, client)}
+}
+
+// report reports rows/s, and the client's and redis-server's CPU seconds
+// per run of rows rows.
+func (m *cpuMeter) report(b *testing.B, rows int) {
+	b.StopTimer()
+	self, red := processCPU(b)-m.self, redisCPU(b, m.client)-m.redis
+	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(self.Seconds()/float64(b.N), "client-cpu-s/op")
+	b.ReportMetric(red/float64(b.N), "redis-cpu-s/op")
+	if err := m.client.FlushAll(context.Background()).Err(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// processCPU returns the user and system CPU time of the process so far.
+func processCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU returns the CPU seconds redis-server has used so far (INFO cpu).
+func redisCPU(tb testing.TB, client *redis.Client) float64 {
+	tb.Helper()
+	info, err := client.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total float64
+	for line := range strings.Lines(info) {
+		for _, field := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), field); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					tb.Fatalf("INFO cpu %s: %v", field, err)
+				}
+				total += f
+			}
+		}
+	}
+	return total
 }

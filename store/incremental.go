@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -225,7 +224,6 @@ func (s *Store) BeginIncrementalWriter(ctx context.Context, v *larder.View) (*Wr
 		buckets:    g.buckets,
 		dataPrefix: g.dataPrefix,
 		startedAt:  s.stamp(),
-		jobs:       make(chan flushJob),
 		free:       make(chan *batch, s.opts.WriteConnections+1),
 		cur:        &batch{},
 		inc: &incremental{
@@ -242,10 +240,7 @@ func (s *Store) BeginIncrementalWriter(ctx context.Context, v *larder.View) (*Wr
 			model: g.gen.Model,
 		},
 	}
-	w.wg.Add(s.opts.WriteConnections)
-	for range s.opts.WriteConnections {
-		go w.flusher()
-	}
+	w.start()
 	s.log.Debug("incremental write started", "view", v.Name, "generation", g.gen.ID, "buckets", g.buckets)
 	return w, nil
 }
@@ -295,26 +290,26 @@ type bucketCall struct {
 	args []any
 }
 
-// writeIfNewer sends one batch as a pipeline of one write-if-newer script
-// call per bucket it touches, after checking that the generation is still
-// the live one.
-func (w *Writer) writeIfNewer(ctx context.Context, b *batch) error {
-	slices.SortStableFunc(b.ents, func(x, y entry) int { return int(x.bucket) - int(y.bucket) })
+// writeIfNewer sends the rows of job as a pipeline of one write-if-newer
+// script call per bucket, after checking that the generation is still the
+// live one. It returns args, scratch space for the calls' arguments, for
+// the next call.
+func (w *Writer) writeIfNewer(job flushJob, args []any) ([]any, error) {
+	ctx, b := job.ctx, job.b
 	var calls []bucketCall
-	args := b.args[:0]
+	args = args[:0]
 	var key []byte
-	for i := 0; i < len(b.ents); {
-		bucket := b.ents[i].bucket
+	for i := job.lo; i < job.hi; {
+		bucket := b.sorted[i].bucket
 		key = strconv.AppendUint(append(key[:0], w.dataPrefix...), uint64(bucket), 10)
 		start := len(args)
 		args = append(args, codecVersion)
-		for ; i < len(b.ents) && b.ents[i].bucket == bucket; i++ {
-			e := b.ents[i]
-			args = append(args, b.buf[e.key:e.value], b.buf[e.value:e.end])
+		for ; i < job.hi && b.sorted[i].bucket == bucket; i++ {
+			args = append(args, &b.fields[2*i], &b.fields[2*i+1])
 		}
 		calls = append(calls, bucketCall{key: string(key), args: args[start:len(args):len(args)]})
 	}
-	b.args = args
+	defer clear(args)
 
 	op := fmt.Sprintf("incremental write to %s generation %d", w.view.Name, w.id)
 	for attempt := 0; len(calls) > 0; attempt++ {
@@ -326,7 +321,7 @@ func (w *Writer) writeIfNewer(ctx context.Context, b *batch) error {
 		}
 		_, _ = pipe.Exec(ctx) // errors are per command
 		if err := w.stillLive(ctx, live); err != nil {
-			return err
+			return args, err
 		}
 		// Calls that met NOSCRIPT (the server lost its scripts: a restart, a
 		// failover, SCRIPT FLUSH) did nothing: load the script and send them
@@ -339,18 +334,18 @@ func (w *Writer) writeIfNewer(ctx context.Context, b *batch) error {
 				continue
 			}
 			if err != nil {
-				return redisErr(ctx, op, err)
+				return args, redisErr(ctx, op, err)
 			}
 			w.inc.older.Add(n)
 		}
 		if len(again) > 0 {
 			if err := writeIfNewerScript.Load(ctx, w.s.client).Err(); err != nil {
-				return redisErr(ctx, op, err)
+				return args, redisErr(ctx, op, err)
 			}
 		}
 		calls = again
 	}
-	return nil
+	return args, nil
 }
 
 // stillLive checks the live pointer read with a flush: a writer whose

@@ -51,7 +51,7 @@ import (
 // Defaults for the zero Options.
 const (
 	DefaultWriteConnections = 4
-	DefaultBatchSize        = 1000
+	DefaultBatchSize        = 1 << 16
 	DefaultAbandonAfter     = 24 * time.Hour
 	// DefaultRowsPerBucket is the number of rows a bucket holds on average
 	// when the bucket count is chosen automatically. It keeps buckets of
@@ -77,8 +77,9 @@ type Options struct {
 	// WriteConnections bounds the pipelines a GenerationWriter keeps in
 	// flight at once; 0 means DefaultWriteConnections.
 	WriteConnections int
-	// BatchSize is the number of rows per write pipeline; 0 means
-	// DefaultBatchSize.
+	// BatchSize is the most rows a generation writer gathers before it
+	// sends them, sorted by bucket, in pipelines of about 1,000 rows; 0
+	// means DefaultBatchSize (see Writer).
 	BatchSize int
 	// Buckets fixes the number of hash buckets of every new generation;
 	// 0 chooses it from the expected rows (see BeginSized).

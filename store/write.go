@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/larder-dev/larder"
 	"github.com/redis/go-redis/v9"
@@ -86,14 +88,10 @@ func (s *Store) BeginSized(ctx context.Context, v *larder.View, expectedRows int
 		buckets:    uint32(buckets),
 		dataPrefix: s.k.dataPrefix(v.Name, id),
 		startedAt:  started,
-		jobs:       make(chan flushJob),
 		free:       make(chan *batch, s.opts.WriteConnections+1),
 		cur:        &batch{},
 	}
-	w.wg.Add(s.opts.WriteConnections)
-	for range s.opts.WriteConnections {
-		go w.flusher()
-	}
+	w.start()
 	s.log.Debug("generation started", "view", v.Name, "generation", id, "buckets", buckets)
 	return w, nil
 }
@@ -115,10 +113,15 @@ func (s *Store) bucketCount(ctx context.Context, view string, expectedRows int64
 
 // Writer writes one generation of one view: a new one (Begin), or the live
 // one with write-if-newer semantics (BeginIncremental). Put must be called
-// from one goroutine; the writer flushes full batches concurrently on up to
+// from one goroutine; the writer flushes full windows concurrently on up to
 // Options.WriteConnections pipelines. A key Put twice in one new generation
 // keeps one of its rows, not necessarily the last. Every Writer must end
 // with Publish or Abort, which stop its flushing goroutines.
+//
+// Rows are gathered in windows of several pipelines' worth and sorted by
+// bucket before they are sent, so that each command writes many rows into
+// one bucket hash: Redis then spends its time storing rows rather than
+// parsing commands (see windowRows).
 type Writer struct {
 	s          *Store
 	view       *larder.View
@@ -127,6 +130,8 @@ type Writer struct {
 	buckets    uint32
 	dataPrefix string
 	startedAt  time.Time
+	// window is the number of rows gathered before they are sent.
+	window int
 
 	cur      *batch
 	jobs     chan flushJob
@@ -151,12 +156,49 @@ type Writer struct {
 	err   error
 }
 
-// batch is a buffer of encoded rows: keys and values live in buf, and
+// A writer gathers rows in windows of about windowRowsPerBucket rows per
+// bucket of the generation, so that a bucket's rows go out in few commands,
+// but at least pipelineRows and at most Options.BatchSize rows or
+// maxWindowBytes bytes of keys and rows, which bounds its memory. It sends
+// a window in pipelines of about pipelineRows rows, cut between buckets.
+const (
+	windowRowsPerBucket = 32
+	pipelineRows        = 1000
+	maxWindowBytes      = 4 << 20
+)
+
+// windowRows returns the rows per window of a writer of buckets buckets
+// that gathers at most most rows.
+func windowRows(buckets uint32, most int) int {
+	return min(most, max(pipelineRows, int(buckets)*windowRowsPerBucket))
+}
+
+// start sizes the writer's windows and starts its flushers.
+func (w *Writer) start() {
+	w.window = windowRows(w.buckets, w.s.opts.BatchSize)
+	// The queue holds the pipelines of two windows, so that Put fills the
+	// next window while the flushers send the last one, and runs at most
+	// that far ahead of them.
+	w.jobs = make(chan flushJob, 2*(w.window/pipelineRows+1))
+	w.wg.Add(w.s.opts.WriteConnections)
+	for range w.s.opts.WriteConnections {
+		go w.flusher()
+	}
+}
+
+// batch is a window of encoded rows: keys and values live in buf, and
 // entries point into it.
 type batch struct {
 	buf  []byte
 	ents []entry
-	args []any
+	// sorted holds ents sorted by bucket once the window is flushed, and
+	// fields the key and the row of each sorted entry as strings sharing
+	// buf's memory (see flush).
+	sorted []entry
+	fields []string
+	// pending counts the jobs of the window not yet done; the flusher that
+	// finishes the last one returns the window to the writer's pool.
+	pending atomic.Int32
 }
 
 type entry struct {
@@ -164,9 +206,12 @@ type entry struct {
 	key, value, end int // key is buf[key:value], the row buf[value:end]
 }
 
+// flushJob is one pipeline's worth of a window: the run of whole buckets
+// b.sorted[lo:hi].
 type flushJob struct {
-	ctx context.Context
-	b   *batch
+	ctx    context.Context
+	b      *batch
+	lo, hi int
 }
 
 // ID returns the id of the generation being written.
@@ -205,71 +250,144 @@ func (w *Writer) Put(ctx context.Context, key larder.Key, row larder.Row) error 
 	if us := eventMicros(row.EventTime); !w.hasEvent || us > w.maxEvent {
 		w.maxEvent, w.hasEvent = us, true
 	}
-	if len(b.ents) >= w.s.opts.BatchSize {
+	if len(b.ents) >= w.window || len(b.buf) >= maxWindowBytes {
 		return w.flush(ctx)
 	}
 	return nil
 }
 
-// flush hands the current batch to a flusher and takes an empty one.
+// flush sorts the current window by bucket, hands it to the flushers in
+// pipelines of about pipelineRows rows cut between buckets, and takes an
+// empty window.
 func (w *Writer) flush(ctx context.Context) error {
-	select {
-	case w.jobs <- flushJob{ctx: ctx, b: w.cur}:
-	case <-ctx.Done():
-		return w.fail(fmt.Errorf("store: write %s: %w", w.view.Name, ctx.Err()))
+	b := w.cur
+	// Once its jobs are sent, b belongs to the flushers.
+	bufCap, entsCap := cap(b.buf), cap(b.ents)
+	b.sortByBucket(w.buckets)
+	// The commands take the keys and rows as *string, which go-redis writes
+	// as they are: unlike []byte, a pointer fits in an interface without
+	// an allocation. The strings share buf's memory, which stays unchanged
+	// until every job of the window is done (see done).
+	b.fields = slices.Grow(b.fields[:0], 2*len(b.sorted))
+	for _, e := range b.sorted {
+		b.fields = append(b.fields, bytesString(b.buf[e.key:e.value]), bytesString(b.buf[e.value:e.end]))
+	}
+	var jobs []flushJob
+	for lo := 0; lo < len(b.sorted); {
+		hi := min(lo+pipelineRows, len(b.sorted))
+		for hi < len(b.sorted) && b.sorted[hi].bucket == b.sorted[hi-1].bucket {
+			hi++
+		}
+		jobs = append(jobs, flushJob{ctx: ctx, b: b, lo: lo, hi: hi})
+		lo = hi
+	}
+	b.pending.Store(int32(len(jobs)))
+	for i, job := range jobs {
+		select {
+		case w.jobs <- job:
+		case <-ctx.Done():
+			w.cur = &batch{}
+			w.done(b, len(jobs)-i)
+			return w.fail(fmt.Errorf("store: write %s: %w", w.view.Name, ctx.Err()))
+		}
 	}
 	select {
 	case w.cur = <-w.free:
 	default:
-		w.cur = &batch{}
+		// Sized like the window just sent, so that filling it does not
+		// copy the rows again and again as it grows.
+		w.cur = &batch{buf: make([]byte, 0, bufCap), ents: make([]entry, 0, entsCap)}
 	}
 	return nil
 }
 
-func (w *Writer) flusher() {
-	defer w.wg.Done()
-	for job := range w.jobs {
-		if w.failed() == nil {
-			if err := w.write(job.ctx, job.b); err != nil {
-				w.fail(err)
+// sortByBucket sets b.sorted to b.ents sorted by bucket, of buckets. Within
+// a bucket the rows stay in Put order, so that of two rows of one key the
+// later one is written last.
+func (b *batch) sortByBucket(buckets uint32) {
+	b.sorted = slices.Grow(b.sorted[:0], len(b.ents))[:len(b.ents)]
+	if int(buckets) > 4*len(b.ents) {
+		copy(b.sorted, b.ents)
+		slices.SortFunc(b.sorted, func(x, y entry) int {
+			if x.bucket != y.bucket {
+				return cmp.Compare(x.bucket, y.bucket)
 			}
-		}
-		b := job.b
-		b.buf, b.ents = b.buf[:0], b.ents[:0]
-		clear(b.args)
-		b.args = b.args[:0]
-		select {
-		case w.free <- b:
-		default:
-		}
+			return x.key - y.key
+		})
+		return
+	}
+	// A counting sort: linear, and stable.
+	at := make([]int, buckets+1)
+	for _, e := range b.ents {
+		at[e.bucket+1]++
+	}
+	for i := 1; i < len(at); i++ {
+		at[i] += at[i-1]
+	}
+	for _, e := range b.ents {
+		b.sorted[at[e.bucket]] = e
+		at[e.bucket]++
 	}
 }
 
-// write sends one batch as a pipeline of HSETs, one per bucket it touches.
-func (w *Writer) write(ctx context.Context, b *batch) error {
-	if w.inc != nil {
-		return w.writeIfNewer(ctx, b)
+// bytesString returns the bytes of b as a string sharing b's memory: b must
+// not change while the string is in use.
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// done records that n jobs of window b are over, and returns b to the pool
+// when they were its last.
+func (w *Writer) done(b *batch, n int) {
+	if b.pending.Add(int32(-n)) != 0 {
+		return
 	}
-	// Stable, so that of two rows of one key in a batch the later one wins.
-	slices.SortStableFunc(b.ents, func(x, y entry) int { return int(x.bucket) - int(y.bucket) })
+	b.buf, b.ents, b.sorted = b.buf[:0], b.ents[:0], b.sorted[:0]
+	clear(b.fields)
+	b.fields = b.fields[:0]
+	select {
+	case w.free <- b:
+	default:
+	}
+}
+
+func (w *Writer) flusher() {
+	defer w.wg.Done()
+	var args []any
+	for job := range w.jobs {
+		if w.failed() == nil {
+			var err error
+			if args, err = w.write(job, args); err != nil {
+				w.fail(err)
+			}
+		}
+		w.done(job.b, 1)
+	}
+}
+
+// write sends the rows of job as a pipeline of HSETs, one per bucket. It
+// returns args, scratch space for the commands' arguments, for the next
+// call.
+func (w *Writer) write(job flushJob, args []any) ([]any, error) {
+	if w.inc != nil {
+		return w.writeIfNewer(job, args)
+	}
+	ctx, b := job.ctx, job.b
 	pipe := w.s.client.Pipeline()
 	var key []byte
-	args := b.args[:0]
-	for i := 0; i < len(b.ents); {
-		bucket := b.ents[i].bucket
+	args = args[:0]
+	for i := job.lo; i < job.hi; {
+		bucket := b.sorted[i].bucket
 		key = strconv.AppendUint(append(key[:0], w.dataPrefix...), uint64(bucket), 10)
 		start := len(args)
 		args = append(args, "hset", string(key))
-		for ; i < len(b.ents) && b.ents[i].bucket == bucket; i++ {
-			e := b.ents[i]
-			args = append(args, b.buf[e.key:e.value], b.buf[e.value:e.end])
+		for ; i < job.hi && b.sorted[i].bucket == bucket; i++ {
+			args = append(args, &b.fields[2*i], &b.fields[2*i+1])
 		}
 		pipe.Do(ctx, args[start:len(args):len(args)]...)
 	}
-	b.args = args
 	cmds, err := pipe.Exec(ctx)
+	clear(args)
 	if err != nil {
-		return redisErr(ctx, fmt.Sprintf("write %s generation %d", w.view.Name, w.id), err)
+		return args, redisErr(ctx, fmt.Sprintf("write %s generation %d", w.view.Name, w.id), err)
 	}
 	var added int64
 	for _, c := range cmds {
@@ -277,7 +395,7 @@ func (w *Writer) write(ctx context.Context, b *batch) error {
 		added += n
 	}
 	w.rows.Add(added)
-	return nil
+	return args, nil
 }
 
 func (w *Writer) fail(err error) error {
