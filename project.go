@@ -297,13 +297,32 @@ func (s InputSide) String() string {
 // as "view:feature" or "request:name".
 type RankerInput struct {
 	Ref string
-	// Default is the value the model sees when the value is missing, null or stale.
+	// Default is, for a view input, the value the model sees when the stored
+	// value is missing, null or stale. For a request input it is the value
+	// used when the request leaves the feature out, and only when HasDefault
+	// is set: a request input without a default is required.
 	Default float32
+	// HasDefault reports whether a default was written. A view input without
+	// one has the default 0.
+	HasDefault bool
+	// Type is the type of a request input's values: int64, float32, float64
+	// or bool. TypeInvalid means float64 (see RequestType). A view input has
+	// the type of its view's feature and must leave Type unset.
+	Type Type
 
 	Side    InputSide
 	View    *View // nil for request features
 	Feature int   // index into View.Features
 	Request string
+}
+
+// RequestType returns the type of a request input's values: Type, or
+// float64 when it is unset.
+func (in *RankerInput) RequestType() Type {
+	if in.Type == TypeInvalid {
+		return TypeFloat64
+	}
+	return in.Type
 }
 
 // RequestPrefix starts a ranker input that is a request-time feature.

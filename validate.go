@@ -2,6 +2,7 @@ package larder
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -308,6 +309,8 @@ func (p *Project) Validate() error {
 			seen[in.Ref] = true
 			if msg := p.resolveInput(r, in); msg != "" {
 				add(ipath, "%s", msg)
+			} else if field, msg := checkInputType(in); msg != "" {
+				add(ipath+"."+field, "%s", msg)
 			}
 		}
 	}
@@ -355,6 +358,32 @@ func (p *Project) resolveInput(r *Ranker, in *RankerInput) string {
 		return fmt.Sprintf("view %q is keyed by entity %q, which is neither the context (%q) nor the candidate (%q) of the ranker", viewName, v.Entity, r.Context, r.Candidate)
 	}
 	return ""
+}
+
+// checkInputType checks the type and default of a resolved ranker input and
+// returns the field that is wrong ("type" or "default") and why, or "", "".
+func checkInputType(in *RankerInput) (field, msg string) {
+	if in.Side != SideRequest {
+		if in.Type != TypeInvalid {
+			return "type", fmt.Sprintf("only a request input has a type: view input %q has its feature's type, %s", in.Ref, in.View.Features[in.Feature].Type)
+		}
+		return "", ""
+	}
+	t := in.RequestType()
+	if !t.Numeric() {
+		return "type", fmt.Sprintf("a request feature is int64, float32, float64 or bool, not %s", t)
+	}
+	if !in.HasDefault {
+		return "", ""
+	}
+	d := in.Default
+	switch {
+	case t == TypeBool && d != 0 && d != 1:
+		return "default", fmt.Sprintf("request feature %q is bool: its default is true or false, not %v", in.Request, d)
+	case t == TypeInt64 && d != float32(math.Trunc(float64(d))):
+		return "default", fmt.Sprintf("request feature %q is int64: its default must be a whole number, not %v", in.Request, d)
+	}
+	return "", ""
 }
 
 // validName reports whether s is a name larder accepts: a letter, then

@@ -287,7 +287,7 @@ func TestParseFull(t *testing.T) {
 		{Ref: "user_profile:age", Side: larder.SideContext, View: profile, Feature: 0},
 		{Ref: "item_stats:price", Side: larder.SideCandidate, View: stats, Feature: 0},
 		{Ref: "request:hour_of_day", Side: larder.SideRequest, Request: "hour_of_day"},
-		{Ref: "item_stats:ctr", Default: 0.01, Side: larder.SideCandidate, View: stats, Feature: 1},
+		{Ref: "item_stats:ctr", Default: 0.01, HasDefault: true, Side: larder.SideCandidate, View: stats, Feature: 1},
 	}
 	if !slices.Equal(home.Inputs, wantInputs) {
 		t.Errorf("home_feed inputs = %+v\nwant %+v", home.Inputs, wantInputs)

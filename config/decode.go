@@ -307,7 +307,7 @@ func (d *decoder) ranker(n node) *larder.Ranker {
 			r.TopK = d.integer(f)
 		case "inputs":
 			for _, it := range d.list(f, "inputs (view:feature or request:name)") {
-				r.Inputs = append(r.Inputs, d.input(it))
+				r.Inputs = append(r.Inputs, d.rankerInput(it))
 			}
 		case "candidates_from":
 			r.CandidatesFrom = d.str(f)
@@ -353,27 +353,62 @@ func (d *decoder) batching(n node) *larder.Batching {
 	return b
 }
 
-// input decodes an input of a ranker or of a prediction view:
-// "view:feature", or {ref: view:feature, default: 0.5}.
-func (d *decoder) input(n node) larder.RankerInput {
+// input decodes an input of a prediction view: "view:feature", or
+// {ref: view:feature, default: 0.5}.
+func (d *decoder) input(n node) larder.RankerInput { return d.inputOf(n, false) }
+
+// rankerInput decodes an input of a ranker: the forms of input, and the type
+// of a request input, as in {ref: request:hour, type: int64, default: 12}.
+func (d *decoder) rankerInput(n node) larder.RankerInput { return d.inputOf(n, true) }
+
+// requestTypes says which types a request input takes, for the message about
+// an unknown type name.
+const requestTypes = "a request feature is int64, float32, float64 or bool"
+
+// inputOf decodes an input; typed says whether it may have a type. A default
+// written as null counts as none. Whether the type fits the reference, and
+// the default the type, is checked by Project.Validate.
+func (d *decoder) inputOf(n node, typed bool) larder.RankerInput {
 	var in larder.RankerInput
 	if _, long := n.val.(*ast.MappingNode); !long {
 		in.Ref = d.str(n)
 		return in
 	}
-	for _, f := range d.fields(n, "ref", "default") {
+	known := []string{"ref", "default"}
+	if typed {
+		known = append(known, "type")
+	}
+	var def node
+	for _, f := range d.fields(n, known...) {
 		switch f.key {
 		case "ref":
 			in.Ref = d.str(f)
+		case "type":
+			in.Type = d.typeOf(f, requestTypes)
 		case "default":
-			x := d.number(f)
-			if math.Abs(x) > math.MaxFloat32 {
-				d.problem(f, "%v is out of the range of a float32", x)
-				x = 0
-			}
-			in.Default = float32(x)
+			def = f
 		}
 	}
+	if def.key == "" || isNull(def.val) {
+		return in
+	}
+	in.HasDefault = true
+	if b, ok := def.val.(*ast.BoolNode); ok {
+		if in.Type == larder.TypeBool {
+			if b.Value {
+				in.Default = 1
+			}
+		} else {
+			d.problem(def, "want a number; true and false are the defaults of a request input of type bool only")
+		}
+		return in
+	}
+	x := d.number(def)
+	if math.Abs(x) > math.MaxFloat32 {
+		d.problem(def, "%v is out of the range of a float32", x)
+		x = 0
+	}
+	in.Default = float32(x)
 	return in
 }
 

@@ -130,7 +130,7 @@ func TestParseKinds(t *testing.T) {
 		}
 		wantInputs := []larder.RankerInput{
 			{Ref: "user_profile:age", Side: larder.SideContext, View: profile, Feature: 0},
-			{Ref: "user_activity:spend_sum_7d", Default: 0.5, Side: larder.SideContext, View: activity, Feature: 1},
+			{Ref: "user_activity:spend_sum_7d", Default: 0.5, HasDefault: true, Side: larder.SideContext, View: activity, Feature: 1},
 		}
 		if !slices.Equal(pr.Inputs, wantInputs) {
 			t.Errorf("Inputs = %+v\nwant %+v", pr.Inputs, wantInputs)

@@ -74,24 +74,6 @@ func valueToProto(v larder.Value) *larderv1.Value {
 	return &larderv1.Value{}
 }
 
-// numberFromProto reads a request feature as a model input.
-func numberFromProto(v *larderv1.Value) (float32, bool) {
-	switch k := v.GetKind().(type) {
-	case *larderv1.Value_Int64Value:
-		return float32(k.Int64Value), true
-	case *larderv1.Value_Float64Value:
-		return float32(k.Float64Value), true
-	case *larderv1.Value_Float32Value:
-		return k.Float32Value, true
-	case *larderv1.Value_BoolValue:
-		if k.BoolValue {
-			return 1, true
-		}
-		return 0, true
-	}
-	return 0, false
-}
-
 func typeToProto(t larder.Type) larderv1.ValueType {
 	switch t {
 	case larder.TypeInt64:

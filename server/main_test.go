@@ -123,7 +123,7 @@ func testProject(tb testing.TB, edit func(*larder.Project)) *larder.Project {
 				{Ref: "item_info:popularity", Default: 0.25},
 				{Ref: "item_info:in_stock"},
 				{Ref: "request:hour"},
-				{Ref: "request:mobile"},
+				{Ref: "request:mobile", Type: larder.TypeBool},
 			},
 		}},
 	}

@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
-	"strings"
+	"slices"
 
 	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
@@ -50,24 +50,19 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 			return nil, err
 		}
 	}
-	for name := range req.GetRequestFeatures() {
-		if !plan.request[name] {
-			return nil, larder.Invalidf("request_features: ranker %q has no request feature %q%s", r.Name, name, knownRequest(plan))
-		}
+	// The request features' numbers, and whether each is its default, in
+	// buffers on the stack for the usual few.
+	var reqBuf [maxStackRequests]float32
+	var defBuf [maxStackRequests]bool
+	reqValues, defaulted := reqBuf[:], defBuf[:]
+	if q := len(plan.requests); q > maxStackRequests {
+		reqValues, defaulted = make([]float32, q), make([]bool, q)
 	}
-	reqValues := make([]float32, len(plan.inputs))
-	for i, in := range plan.inputs {
-		if in.side != larder.SideRequest {
-			continue
-		}
-		v, ok := req.GetRequestFeatures()[in.request]
-		if !ok {
-			return nil, larder.Invalidf("request_features: ranker %q needs request feature %q", r.Name, in.request)
-		}
-		if reqValues[i], ok = numberFromProto(v); !ok {
-			return nil, larder.Invalidf("request_features[%q]: must be an int64, float, double or bool value", in.request)
-		}
+	reqValues, defaulted = reqValues[:len(plan.requests)], defaulted[:len(plan.requests)]
+	if err := readRequest(plan, req.GetRequestFeatures(), reqValues, defaulted); err != nil {
+		return nil, err
 	}
+	explain := req.GetExplain()
 
 	// The lookups read the context views, then the candidate views, then
 	// the candidates_from view when the stored list is ranked. The context's
@@ -77,6 +72,13 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 	buf := rankPool.Get().(*rankBuffers)
 	ctxLookups, candLookups := buf.rankLookups(plan, ctxKey, cands)
 	lookups := buf.ptrs[:len(ctxLookups)+len(candLookups)]
+	if explain {
+		// Explaining tells a null value from a missing row, which the
+		// numbers do not: read whole rows instead.
+		for _, l := range lookups {
+			l.Numbers = nil
+		}
+	}
 	var candKeys []*larderv1.EntityKey // the keys returned, by candidate
 	var storedRow *larder.Lookup       // the stored list's lookup, when ranked
 	if !fromStore {
@@ -98,7 +100,11 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 			// The context has no stored list: nothing to rank, and no
 			// candidate views to read.
 			rankPool.Put(buf)
-			return &larderv1.RankResponse{ModelVersion: plan.slot.current().Version(), Generations: generationsOf(first)}, nil
+			resp := &larderv1.RankResponse{ModelVersion: plan.slot.current().Version(), Generations: generationsOf(first)}
+			if explain {
+				resp.InputNames = slices.Clone(plan.names)
+			}
+			return resp, nil
 		}
 		for _, l := range candLookups {
 			l.Keys = cands
@@ -120,18 +126,31 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 	f := len(plan.inputs)
 	buf.x = resize(buf.x, n*f)
 	x := buf.x
-	for j, in := range plan.inputs {
-		if in.side == larder.SideRequest {
-			for i := 0; i < n; i++ {
-				x[i*f+j] = reqValues[j]
-			}
+	for q := range plan.requests {
+		col, v := plan.requests[q].col, reqValues[q]
+		for i := 0; i < n; i++ {
+			x[i*f+col] = v
 		}
 	}
+	var sources []larderv1.InputSource // by model input value, when explaining
+	if explain {
+		sources = make([]larderv1.InputSource, n*f)
+		requestSources(sources, f, n, plan, defaulted)
+	}
+	nc := len(ctxLookups)
 	for i, l := range ctxLookups {
-		fillInput(x, f, n, l, buf.cols[i], true, now)
+		if explain {
+			fillExplained(x, sources, f, n, l, &buf.numbers[i], buf.cols[i], true, now)
+		} else {
+			fillInput(x, f, n, l, buf.cols[i], true, now)
+		}
 	}
 	for i, l := range candLookups {
-		fillInput(x, f, n, l, buf.cols[len(ctxLookups)+i], false, now)
+		if explain {
+			fillExplained(x, sources, f, n, l, &buf.numbers[nc+i], buf.cols[nc+i], false, now)
+		} else {
+			fillInput(x, f, n, l, buf.cols[nc+i], false, now)
+		}
 	}
 	buf.scores = resize(buf.scores, n)
 	scores := buf.scores
@@ -169,6 +188,10 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 	for i, c := range order {
 		scored[i].Key, scored[i].Score = candKeys[c], scores[c]
 		resp.Candidates[i] = &scored[i]
+	}
+	if explain {
+		// x is read before buf goes back to the pool.
+		explainResponse(resp, scored, order, plan, x, sources, f)
 	}
 	if buf != nil {
 		rankPool.Put(buf)
@@ -224,17 +247,4 @@ func precomputedScores(stored *larder.Lookup, v *larder.View, scores []float32) 
 	if i := v.FeatureIndex(larder.ScoresFeature); i >= 0 && i < len(stored.Rows[0].Values) {
 		copy(scores, stored.Rows[0].Values[i].Vector())
 	}
-}
-
-func knownRequest(p *rankerPlan) string {
-	var names []string
-	for _, in := range p.inputs {
-		if in.side == larder.SideRequest {
-			names = append(names, in.request)
-		}
-	}
-	if len(names) == 0 {
-		return " (it takes none)"
-	}
-	return " (it takes: " + strings.Join(names, ", ") + ")"
 }

@@ -57,7 +57,7 @@ func TestRank(t *testing.T) {
 		{name: "stale profile, top_k 2", user: 2, items: allItems, topK: 2,
 			request: map[string]*larderv1.Value{"hour": f64Val(20.5), "mobile": boolVal(false)}, reqIn: [2]float32{20.5, 0}, wantN: 2},
 		{name: "null age, top_k above the candidates", user: 3, items: allItems, topK: 50,
-			request: map[string]*larderv1.Value{"hour": f32Val(7.25), "mobile": intVal(1)}, reqIn: [2]float32{7.25, 1}, wantN: 6},
+			request: map[string]*larderv1.Value{"hour": f32Val(7.25), "mobile": boolVal(true)}, reqIn: [2]float32{7.25, 1}, wantN: 6},
 		{name: "no profile", user: 4, items: []string{"i6", "i1", "i3"}, topK: 3,
 			request: map[string]*larderv1.Value{"hour": intVal(0), "mobile": boolVal(true)}, reqIn: [2]float32{0, 1}, wantN: 3},
 		{name: "unknown user", user: 99, items: allItems, topK: 6,

@@ -81,7 +81,15 @@ type rankerPlan struct {
 	context []*larder.View // views read for the context key
 	cands   []*larder.View // views read for the candidate keys
 	inputs  []inputPlan
-	request map[string]bool
+	// request holds the names of the request features; requests resolves
+	// each, in model order. knownRequest lists their names and takes their
+	// names and types, for error messages.
+	request      map[string]bool
+	requests     []requestInput
+	knownRequest string
+	takes        string
+	// names are the inputs' references in model order, for explain.
+	names []string
 	// stored is the candidates view a request without candidates ranks the
 	// stored list of (the ranker's candidates_from), or nil; storedFeature
 	// is the index of its candidate keys.
@@ -93,7 +101,6 @@ type inputPlan struct {
 	side    larder.InputSide
 	lookup  int // index into context or cands
 	feature int
-	request string
 	def     float32
 }
 
@@ -150,17 +157,17 @@ func planRanker(r *larder.Ranker, m Model) *rankerPlan {
 		return len(*views) - 1
 	}
 	for _, in := range r.Inputs {
-		ip := inputPlan{side: in.Side, feature: in.Feature, request: in.Request, def: in.Default}
+		ip := inputPlan{side: in.Side, feature: in.Feature, def: in.Default}
 		switch in.Side {
 		case larder.SideContext:
 			ip.lookup = index(&p.context, in.View)
 		case larder.SideCandidate:
 			ip.lookup = index(&p.cands, in.View)
-		case larder.SideRequest:
-			p.request[in.Request] = true
 		}
 		p.inputs = append(p.inputs, ip)
+		p.names = append(p.names, in.Ref)
 	}
+	planRequests(p, r)
 	if v := r.CandidatesView(); v != nil {
 		p.stored, p.storedFeature = v, v.FeatureIndex(larder.CandidatesFeature)
 	}

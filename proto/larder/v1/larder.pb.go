@@ -178,6 +178,78 @@ func (ValueType) EnumDescriptor() ([]byte, []int) {
 	return file_larder_v1_larder_proto_rawDescGZIP(), []int{1}
 }
 
+// InputSource says where one value of a model input came from. For a view
+// input, every source but INPUT_SOURCE_PRESENT means that the ranker's
+// default for the input was used.
+type InputSource int32
+
+const (
+	// Not set. A server never sends it.
+	InputSource_INPUT_SOURCE_UNSPECIFIED InputSource = 0
+	// The stored value, found and within the view's max age.
+	InputSource_INPUT_SOURCE_PRESENT InputSource = 1
+	// The live generation of the view holds no row for the entity: the
+	// input's default.
+	InputSource_INPUT_SOURCE_MISSING InputSource = 2
+	// The entity's row holds a null value: the input's default.
+	InputSource_INPUT_SOURCE_NULL InputSource = 3
+	// The entity's row is older than the view's max age: the input's default.
+	InputSource_INPUT_SOURCE_STALE InputSource = 4
+	// The value given in the request's request_features.
+	InputSource_INPUT_SOURCE_REQUEST InputSource = 5
+	// The request left the feature out: the input's default from larder.yaml.
+	InputSource_INPUT_SOURCE_REQUEST_DEFAULT InputSource = 6
+)
+
+// Enum value maps for InputSource.
+var (
+	InputSource_name = map[int32]string{
+		0: "INPUT_SOURCE_UNSPECIFIED",
+		1: "INPUT_SOURCE_PRESENT",
+		2: "INPUT_SOURCE_MISSING",
+		3: "INPUT_SOURCE_NULL",
+		4: "INPUT_SOURCE_STALE",
+		5: "INPUT_SOURCE_REQUEST",
+		6: "INPUT_SOURCE_REQUEST_DEFAULT",
+	}
+	InputSource_value = map[string]int32{
+		"INPUT_SOURCE_UNSPECIFIED":     0,
+		"INPUT_SOURCE_PRESENT":         1,
+		"INPUT_SOURCE_MISSING":         2,
+		"INPUT_SOURCE_NULL":            3,
+		"INPUT_SOURCE_STALE":           4,
+		"INPUT_SOURCE_REQUEST":         5,
+		"INPUT_SOURCE_REQUEST_DEFAULT": 6,
+	}
+)
+
+func (x InputSource) Enum() *InputSource {
+	p := new(InputSource)
+	*p = x
+	return p
+}
+
+func (x InputSource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InputSource) Descriptor() protoreflect.EnumDescriptor {
+	return file_larder_v1_larder_proto_enumTypes[2].Descriptor()
+}
+
+func (InputSource) Type() protoreflect.EnumType {
+	return &file_larder_v1_larder_proto_enumTypes[2]
+}
+
+func (x InputSource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InputSource.Descriptor instead.
+func (InputSource) EnumDescriptor() ([]byte, []int) {
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{2}
+}
+
 // GetFeaturesRequest asks for features of one or more entities of one entity
 // type.
 type GetFeaturesRequest struct {
@@ -951,14 +1023,33 @@ type RankRequest struct {
 	// not an error: the response has no candidates. Without candidates_from,
 	// an empty list is INVALID_ARGUMENT.
 	CandidateKeys []*EntityKey `protobuf:"bytes,3,rep,name=candidate_keys,json=candidateKeys,proto3" json:"candidate_keys,omitempty"`
-	// Request-time features, by the names the ranker declares for them. Every
-	// request feature the ranker's model uses must be given, and names the
-	// ranker does not declare are rejected. Numeric values only: int64,
-	// float64, float32, or bool (read as 0 or 1).
+	// Request-time features, by the names the ranker declares for them. Names
+	// the ranker does not declare are rejected. A feature the ranker declares
+	// with a default may be left out, and then takes its default; one without
+	// a default must be given.
+	//
+	// Each value must be of the kind the ranker declares for the feature
+	// (type in larder.yaml, float64 when not written):
+	//
+	//   - int64: an int64_value.
+	//   - float64, float32: a float64_value or a float32_value, or an
+	//     int64_value that converts to the declared type exactly (every
+	//     integer up to 2^53 in magnitude does for float64, up to 2^24 for
+	//     float32).
+	//   - bool: a bool_value, read by the model as 0 or 1.
+	//
+	// Any other kind, and a null Value (no kind set), is INVALID_ARGUMENT.
+	// The model reads every value as a float32.
 	RequestFeatures map[string]*Value `protobuf:"bytes,4,rep,name=request_features,json=requestFeatures,proto3" json:"request_features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// How many candidates to return, at most. 0 means the ranker's default
 	// (top_k in larder.yaml). Must not be negative.
-	TopK          int32 `protobuf:"varint,5,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
+	TopK int32 `protobuf:"varint,5,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
+	// When true, every returned candidate carries the model input it was
+	// scored with and where each of its values came from
+	// (ScoredCandidate.explanation), and the response names the inputs
+	// (RankResponse.input_names). For debugging a ranking; it costs a little
+	// more per request. False leaves the response as it is without it.
+	Explain       bool `protobuf:"varint,6,opt,name=explain,proto3" json:"explain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1028,6 +1119,13 @@ func (x *RankRequest) GetTopK() int32 {
 	return 0
 }
 
+func (x *RankRequest) GetExplain() bool {
+	if x != nil {
+		return x.Explain
+	}
+	return false
+}
+
 // RankResponse holds the best candidates, highest score first.
 type RankResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1050,8 +1148,13 @@ type RankResponse struct {
 	Degraded bool `protobuf:"varint,4,opt,name=degraded,proto3" json:"degraded,omitempty"`
 	// Why the response is degraded; empty when it is not.
 	DegradedReason string `protobuf:"bytes,5,opt,name=degraded_reason,json=degradedReason,proto3" json:"degraded_reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The ranker's inputs in the model's input order, as written in
+	// larder.yaml ("view:feature" or "request:name"). Set only when the
+	// request asked to explain; each candidate's explanation lines up with
+	// this list.
+	InputNames    []string `protobuf:"bytes,6,rep,name=input_names,json=inputNames,proto3" json:"input_names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RankResponse) Reset() {
@@ -1119,13 +1222,24 @@ func (x *RankResponse) GetDegradedReason() string {
 	return ""
 }
 
+func (x *RankResponse) GetInputNames() []string {
+	if x != nil {
+		return x.InputNames
+	}
+	return nil
+}
+
 // ScoredCandidate is one candidate and the model's score for it.
 type ScoredCandidate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The candidate's key, as given in the request.
 	Key *EntityKey `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// The model's score; higher is better.
-	Score         float32 `protobuf:"fixed32,2,opt,name=score,proto3" json:"score,omitempty"`
+	Score float32 `protobuf:"fixed32,2,opt,name=score,proto3" json:"score,omitempty"`
+	// The model input the candidate was scored with, and where each value came
+	// from. Set only when the request asked to explain. A degraded response
+	// still carries it: the input the model was given.
+	Explanation   *Explanation `protobuf:"bytes,3,opt,name=explanation,proto3" json:"explanation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1174,6 +1288,69 @@ func (x *ScoredCandidate) GetScore() float32 {
 	return 0
 }
 
+func (x *ScoredCandidate) GetExplanation() *Explanation {
+	if x != nil {
+		return x.Explanation
+	}
+	return nil
+}
+
+// Explanation is the model input of one candidate, as the model saw it.
+type Explanation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The values of the candidate's row of the model input, in the order of
+	// RankResponse.input_names.
+	Inputs []float32 `protobuf:"fixed32,1,rep,packed,name=inputs,proto3" json:"inputs,omitempty"`
+	// Where each value of inputs came from, in the same order.
+	Sources       []InputSource `protobuf:"varint,2,rep,packed,name=sources,proto3,enum=larder.v1.InputSource" json:"sources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Explanation) Reset() {
+	*x = Explanation{}
+	mi := &file_larder_v1_larder_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Explanation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Explanation) ProtoMessage() {}
+
+func (x *Explanation) ProtoReflect() protoreflect.Message {
+	mi := &file_larder_v1_larder_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Explanation.ProtoReflect.Descriptor instead.
+func (*Explanation) Descriptor() ([]byte, []int) {
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Explanation) GetInputs() []float32 {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *Explanation) GetSources() []InputSource {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
 // ListViewsRequest asks for every view of the project. It has no fields yet.
 type ListViewsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1183,7 +1360,7 @@ type ListViewsRequest struct {
 
 func (x *ListViewsRequest) Reset() {
 	*x = ListViewsRequest{}
-	mi := &file_larder_v1_larder_proto_msgTypes[13]
+	mi := &file_larder_v1_larder_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1372,7 @@ func (x *ListViewsRequest) String() string {
 func (*ListViewsRequest) ProtoMessage() {}
 
 func (x *ListViewsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[13]
+	mi := &file_larder_v1_larder_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1385,7 @@ func (x *ListViewsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListViewsRequest.ProtoReflect.Descriptor instead.
 func (*ListViewsRequest) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{13}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{14}
 }
 
 // ListViewsResponse describes the project's views.
@@ -1222,7 +1399,7 @@ type ListViewsResponse struct {
 
 func (x *ListViewsResponse) Reset() {
 	*x = ListViewsResponse{}
-	mi := &file_larder_v1_larder_proto_msgTypes[14]
+	mi := &file_larder_v1_larder_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1411,7 @@ func (x *ListViewsResponse) String() string {
 func (*ListViewsResponse) ProtoMessage() {}
 
 func (x *ListViewsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[14]
+	mi := &file_larder_v1_larder_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1424,7 @@ func (x *ListViewsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListViewsResponse.ProtoReflect.Descriptor instead.
 func (*ListViewsResponse) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{14}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListViewsResponse) GetViews() []*ViewInfo {
@@ -1297,7 +1474,7 @@ type ViewInfo struct {
 
 func (x *ViewInfo) Reset() {
 	*x = ViewInfo{}
-	mi := &file_larder_v1_larder_proto_msgTypes[15]
+	mi := &file_larder_v1_larder_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1486,7 @@ func (x *ViewInfo) String() string {
 func (*ViewInfo) ProtoMessage() {}
 
 func (x *ViewInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[15]
+	mi := &file_larder_v1_larder_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1499,7 @@ func (x *ViewInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ViewInfo.ProtoReflect.Descriptor instead.
 func (*ViewInfo) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{15}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ViewInfo) GetName() string {
@@ -1415,7 +1592,7 @@ type FeatureSchema struct {
 
 func (x *FeatureSchema) Reset() {
 	*x = FeatureSchema{}
-	mi := &file_larder_v1_larder_proto_msgTypes[16]
+	mi := &file_larder_v1_larder_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1604,7 @@ func (x *FeatureSchema) String() string {
 func (*FeatureSchema) ProtoMessage() {}
 
 func (x *FeatureSchema) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[16]
+	mi := &file_larder_v1_larder_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1617,7 @@ func (x *FeatureSchema) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureSchema.ProtoReflect.Descriptor instead.
 func (*FeatureSchema) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{16}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FeatureSchema) GetName() string {
@@ -1509,17 +1686,18 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x06values\x18\x01 \x03(\x03R\x06values\"$\n" +
 	"\n" +
 	"StringList\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values\"\xdc\x02\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\xf6\x02\n" +
 	"\vRankRequest\x12\x16\n" +
 	"\x06ranker\x18\x01 \x01(\tR\x06ranker\x125\n" +
 	"\vcontext_key\x18\x02 \x01(\v2\x14.larder.v1.EntityKeyR\n" +
 	"contextKey\x12;\n" +
 	"\x0ecandidate_keys\x18\x03 \x03(\v2\x14.larder.v1.EntityKeyR\rcandidateKeys\x12V\n" +
 	"\x10request_features\x18\x04 \x03(\v2+.larder.v1.RankRequest.RequestFeaturesEntryR\x0frequestFeatures\x12\x13\n" +
-	"\x05top_k\x18\x05 \x01(\x05R\x04topK\x1aT\n" +
+	"\x05top_k\x18\x05 \x01(\x05R\x04topK\x12\x18\n" +
+	"\aexplain\x18\x06 \x01(\bR\aexplain\x1aT\n" +
 	"\x14RequestFeaturesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
-	"\x05value\x18\x02 \x01(\v2\x10.larder.v1.ValueR\x05value:\x028\x01\"\xf1\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.larder.v1.ValueR\x05value:\x028\x01\"\x92\x02\n" +
 	"\fRankResponse\x12:\n" +
 	"\n" +
 	"candidates\x18\x01 \x03(\v2\x1a.larder.v1.ScoredCandidateR\n" +
@@ -1527,10 +1705,16 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\rmodel_version\x18\x02 \x01(\tR\fmodelVersion\x12;\n" +
 	"\vgenerations\x18\x03 \x03(\v2\x19.larder.v1.ViewGenerationR\vgenerations\x12\x1a\n" +
 	"\bdegraded\x18\x04 \x01(\bR\bdegraded\x12'\n" +
-	"\x0fdegraded_reason\x18\x05 \x01(\tR\x0edegradedReason\"O\n" +
+	"\x0fdegraded_reason\x18\x05 \x01(\tR\x0edegradedReason\x12\x1f\n" +
+	"\vinput_names\x18\x06 \x03(\tR\n" +
+	"inputNames\"\x89\x01\n" +
 	"\x0fScoredCandidate\x12&\n" +
 	"\x03key\x18\x01 \x01(\v2\x14.larder.v1.EntityKeyR\x03key\x12\x14\n" +
-	"\x05score\x18\x02 \x01(\x02R\x05score\"\x12\n" +
+	"\x05score\x18\x02 \x01(\x02R\x05score\x128\n" +
+	"\vexplanation\x18\x03 \x01(\v2\x16.larder.v1.ExplanationR\vexplanation\"W\n" +
+	"\vExplanation\x12\x16\n" +
+	"\x06inputs\x18\x01 \x03(\x02R\x06inputs\x120\n" +
+	"\asources\x18\x02 \x03(\x0e2\x16.larder.v1.InputSourceR\asources\"\x12\n" +
 	"\x10ListViewsRequest\">\n" +
 	"\x11ListViewsResponse\x12)\n" +
 	"\x05views\x18\x01 \x03(\v2\x13.larder.v1.ViewInfoR\x05views\"\x86\x03\n" +
@@ -1567,7 +1751,15 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x10VALUE_TYPE_BYTES\x10\x06\x12\x1d\n" +
 	"\x19VALUE_TYPE_FLOAT32_VECTOR\x10\a\x12\x19\n" +
 	"\x15VALUE_TYPE_INT64_LIST\x10\b\x12\x1a\n" +
-	"\x16VALUE_TYPE_STRING_LIST\x10\t2\xdf\x01\n" +
+	"\x16VALUE_TYPE_STRING_LIST\x10\t*\xca\x01\n" +
+	"\vInputSource\x12\x1c\n" +
+	"\x18INPUT_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14INPUT_SOURCE_PRESENT\x10\x01\x12\x18\n" +
+	"\x14INPUT_SOURCE_MISSING\x10\x02\x12\x15\n" +
+	"\x11INPUT_SOURCE_NULL\x10\x03\x12\x16\n" +
+	"\x12INPUT_SOURCE_STALE\x10\x04\x12\x18\n" +
+	"\x14INPUT_SOURCE_REQUEST\x10\x05\x12 \n" +
+	"\x1cINPUT_SOURCE_REQUEST_DEFAULT\x10\x062\xdf\x01\n" +
 	"\x0eFeatureService\x12L\n" +
 	"\vGetFeatures\x12\x1d.larder.v1.GetFeaturesRequest\x1a\x1e.larder.v1.GetFeaturesResponse\x127\n" +
 	"\x04Rank\x12\x16.larder.v1.RankRequest\x1a\x17.larder.v1.RankResponse\x12F\n" +
@@ -1585,68 +1777,72 @@ func file_larder_v1_larder_proto_rawDescGZIP() []byte {
 	return file_larder_v1_larder_proto_rawDescData
 }
 
-var file_larder_v1_larder_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_larder_v1_larder_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_larder_v1_larder_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_larder_v1_larder_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_larder_v1_larder_proto_goTypes = []any{
 	(FeatureStatus)(0),            // 0: larder.v1.FeatureStatus
 	(ValueType)(0),                // 1: larder.v1.ValueType
-	(*GetFeaturesRequest)(nil),    // 2: larder.v1.GetFeaturesRequest
-	(*GetFeaturesResponse)(nil),   // 3: larder.v1.GetFeaturesResponse
-	(*FeatureRow)(nil),            // 4: larder.v1.FeatureRow
-	(*FeatureValue)(nil),          // 5: larder.v1.FeatureValue
-	(*ViewGeneration)(nil),        // 6: larder.v1.ViewGeneration
-	(*EntityKey)(nil),             // 7: larder.v1.EntityKey
-	(*Value)(nil),                 // 8: larder.v1.Value
-	(*FloatVector)(nil),           // 9: larder.v1.FloatVector
-	(*Int64List)(nil),             // 10: larder.v1.Int64List
-	(*StringList)(nil),            // 11: larder.v1.StringList
-	(*RankRequest)(nil),           // 12: larder.v1.RankRequest
-	(*RankResponse)(nil),          // 13: larder.v1.RankResponse
-	(*ScoredCandidate)(nil),       // 14: larder.v1.ScoredCandidate
-	(*ListViewsRequest)(nil),      // 15: larder.v1.ListViewsRequest
-	(*ListViewsResponse)(nil),     // 16: larder.v1.ListViewsResponse
-	(*ViewInfo)(nil),              // 17: larder.v1.ViewInfo
-	(*FeatureSchema)(nil),         // 18: larder.v1.FeatureSchema
-	nil,                           // 19: larder.v1.RankRequest.RequestFeaturesEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
+	(InputSource)(0),              // 2: larder.v1.InputSource
+	(*GetFeaturesRequest)(nil),    // 3: larder.v1.GetFeaturesRequest
+	(*GetFeaturesResponse)(nil),   // 4: larder.v1.GetFeaturesResponse
+	(*FeatureRow)(nil),            // 5: larder.v1.FeatureRow
+	(*FeatureValue)(nil),          // 6: larder.v1.FeatureValue
+	(*ViewGeneration)(nil),        // 7: larder.v1.ViewGeneration
+	(*EntityKey)(nil),             // 8: larder.v1.EntityKey
+	(*Value)(nil),                 // 9: larder.v1.Value
+	(*FloatVector)(nil),           // 10: larder.v1.FloatVector
+	(*Int64List)(nil),             // 11: larder.v1.Int64List
+	(*StringList)(nil),            // 12: larder.v1.StringList
+	(*RankRequest)(nil),           // 13: larder.v1.RankRequest
+	(*RankResponse)(nil),          // 14: larder.v1.RankResponse
+	(*ScoredCandidate)(nil),       // 15: larder.v1.ScoredCandidate
+	(*Explanation)(nil),           // 16: larder.v1.Explanation
+	(*ListViewsRequest)(nil),      // 17: larder.v1.ListViewsRequest
+	(*ListViewsResponse)(nil),     // 18: larder.v1.ListViewsResponse
+	(*ViewInfo)(nil),              // 19: larder.v1.ViewInfo
+	(*FeatureSchema)(nil),         // 20: larder.v1.FeatureSchema
+	nil,                           // 21: larder.v1.RankRequest.RequestFeaturesEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
 }
 var file_larder_v1_larder_proto_depIdxs = []int32{
-	7,  // 0: larder.v1.GetFeaturesRequest.keys:type_name -> larder.v1.EntityKey
-	4,  // 1: larder.v1.GetFeaturesResponse.rows:type_name -> larder.v1.FeatureRow
-	6,  // 2: larder.v1.GetFeaturesResponse.generations:type_name -> larder.v1.ViewGeneration
-	7,  // 3: larder.v1.FeatureRow.key:type_name -> larder.v1.EntityKey
-	5,  // 4: larder.v1.FeatureRow.values:type_name -> larder.v1.FeatureValue
-	8,  // 5: larder.v1.FeatureValue.value:type_name -> larder.v1.Value
+	8,  // 0: larder.v1.GetFeaturesRequest.keys:type_name -> larder.v1.EntityKey
+	5,  // 1: larder.v1.GetFeaturesResponse.rows:type_name -> larder.v1.FeatureRow
+	7,  // 2: larder.v1.GetFeaturesResponse.generations:type_name -> larder.v1.ViewGeneration
+	8,  // 3: larder.v1.FeatureRow.key:type_name -> larder.v1.EntityKey
+	6,  // 4: larder.v1.FeatureRow.values:type_name -> larder.v1.FeatureValue
+	9,  // 5: larder.v1.FeatureValue.value:type_name -> larder.v1.Value
 	0,  // 6: larder.v1.FeatureValue.status:type_name -> larder.v1.FeatureStatus
-	20, // 7: larder.v1.FeatureValue.event_time:type_name -> google.protobuf.Timestamp
-	9,  // 8: larder.v1.Value.float32_vector_value:type_name -> larder.v1.FloatVector
-	10, // 9: larder.v1.Value.int64_list_value:type_name -> larder.v1.Int64List
-	11, // 10: larder.v1.Value.string_list_value:type_name -> larder.v1.StringList
-	7,  // 11: larder.v1.RankRequest.context_key:type_name -> larder.v1.EntityKey
-	7,  // 12: larder.v1.RankRequest.candidate_keys:type_name -> larder.v1.EntityKey
-	19, // 13: larder.v1.RankRequest.request_features:type_name -> larder.v1.RankRequest.RequestFeaturesEntry
-	14, // 14: larder.v1.RankResponse.candidates:type_name -> larder.v1.ScoredCandidate
-	6,  // 15: larder.v1.RankResponse.generations:type_name -> larder.v1.ViewGeneration
-	7,  // 16: larder.v1.ScoredCandidate.key:type_name -> larder.v1.EntityKey
-	17, // 17: larder.v1.ListViewsResponse.views:type_name -> larder.v1.ViewInfo
-	18, // 18: larder.v1.ViewInfo.features:type_name -> larder.v1.FeatureSchema
-	20, // 19: larder.v1.ViewInfo.published_at:type_name -> google.protobuf.Timestamp
-	21, // 20: larder.v1.ViewInfo.age:type_name -> google.protobuf.Duration
-	21, // 21: larder.v1.ViewInfo.max_age:type_name -> google.protobuf.Duration
-	1,  // 22: larder.v1.FeatureSchema.type:type_name -> larder.v1.ValueType
-	8,  // 23: larder.v1.RankRequest.RequestFeaturesEntry.value:type_name -> larder.v1.Value
-	2,  // 24: larder.v1.FeatureService.GetFeatures:input_type -> larder.v1.GetFeaturesRequest
-	12, // 25: larder.v1.FeatureService.Rank:input_type -> larder.v1.RankRequest
-	15, // 26: larder.v1.FeatureService.ListViews:input_type -> larder.v1.ListViewsRequest
-	3,  // 27: larder.v1.FeatureService.GetFeatures:output_type -> larder.v1.GetFeaturesResponse
-	13, // 28: larder.v1.FeatureService.Rank:output_type -> larder.v1.RankResponse
-	16, // 29: larder.v1.FeatureService.ListViews:output_type -> larder.v1.ListViewsResponse
-	27, // [27:30] is the sub-list for method output_type
-	24, // [24:27] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	22, // 7: larder.v1.FeatureValue.event_time:type_name -> google.protobuf.Timestamp
+	10, // 8: larder.v1.Value.float32_vector_value:type_name -> larder.v1.FloatVector
+	11, // 9: larder.v1.Value.int64_list_value:type_name -> larder.v1.Int64List
+	12, // 10: larder.v1.Value.string_list_value:type_name -> larder.v1.StringList
+	8,  // 11: larder.v1.RankRequest.context_key:type_name -> larder.v1.EntityKey
+	8,  // 12: larder.v1.RankRequest.candidate_keys:type_name -> larder.v1.EntityKey
+	21, // 13: larder.v1.RankRequest.request_features:type_name -> larder.v1.RankRequest.RequestFeaturesEntry
+	15, // 14: larder.v1.RankResponse.candidates:type_name -> larder.v1.ScoredCandidate
+	7,  // 15: larder.v1.RankResponse.generations:type_name -> larder.v1.ViewGeneration
+	8,  // 16: larder.v1.ScoredCandidate.key:type_name -> larder.v1.EntityKey
+	16, // 17: larder.v1.ScoredCandidate.explanation:type_name -> larder.v1.Explanation
+	2,  // 18: larder.v1.Explanation.sources:type_name -> larder.v1.InputSource
+	19, // 19: larder.v1.ListViewsResponse.views:type_name -> larder.v1.ViewInfo
+	20, // 20: larder.v1.ViewInfo.features:type_name -> larder.v1.FeatureSchema
+	22, // 21: larder.v1.ViewInfo.published_at:type_name -> google.protobuf.Timestamp
+	23, // 22: larder.v1.ViewInfo.age:type_name -> google.protobuf.Duration
+	23, // 23: larder.v1.ViewInfo.max_age:type_name -> google.protobuf.Duration
+	1,  // 24: larder.v1.FeatureSchema.type:type_name -> larder.v1.ValueType
+	9,  // 25: larder.v1.RankRequest.RequestFeaturesEntry.value:type_name -> larder.v1.Value
+	3,  // 26: larder.v1.FeatureService.GetFeatures:input_type -> larder.v1.GetFeaturesRequest
+	13, // 27: larder.v1.FeatureService.Rank:input_type -> larder.v1.RankRequest
+	17, // 28: larder.v1.FeatureService.ListViews:input_type -> larder.v1.ListViewsRequest
+	4,  // 29: larder.v1.FeatureService.GetFeatures:output_type -> larder.v1.GetFeaturesResponse
+	14, // 30: larder.v1.FeatureService.Rank:output_type -> larder.v1.RankResponse
+	18, // 31: larder.v1.FeatureService.ListViews:output_type -> larder.v1.ListViewsResponse
+	29, // [29:32] is the sub-list for method output_type
+	26, // [26:29] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_larder_v1_larder_proto_init() }
@@ -1674,8 +1870,8 @@ func file_larder_v1_larder_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_larder_v1_larder_proto_rawDesc), len(file_larder_v1_larder_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   18,
+			NumEnums:      3,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -70,7 +70,10 @@ type FeatureServiceClient interface {
 	// The model's input for each candidate is built from the ranker's declared
 	// features: view values of the context entity, view values of the
 	// candidate, and request-time features. A view value that is missing, null
-	// or stale is replaced by the ranker's default for that input.
+	// or stale is replaced by the ranker's default for that input; so is a
+	// request feature that has a default and is left out. With explain set,
+	// the response shows each candidate's input and where its values came
+	// from.
 	//
 	// A request may leave out the candidates when the ranker declares
 	// candidates_from (a candidates view keyed by the context entity): the
@@ -155,7 +158,10 @@ type FeatureServiceServer interface {
 	// The model's input for each candidate is built from the ranker's declared
 	// features: view values of the context entity, view values of the
 	// candidate, and request-time features. A view value that is missing, null
-	// or stale is replaced by the ranker's default for that input.
+	// or stale is replaced by the ranker's default for that input; so is a
+	// request feature that has a default and is left out. With explain set,
+	// the response shows each candidate's input and where its values came
+	// from.
 	//
 	// A request may leave out the candidates when the ranker declares
 	// candidates_from (a candidates view keyed by the context entity): the

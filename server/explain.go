@@ -1,0 +1,82 @@
+package server
+
+import (
+	"slices"
+	"time"
+
+	"github.com/larder-dev/larder"
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+)
+
+// A Rank request with explain set builds its model input from whole rows
+// rather than from numbers decoded straight into it (see NumberRead), since
+// the numbers cannot tell a null value from a missing row. The input it
+// builds is the same, value for value: fillExplained follows fillInput and
+// the store's number decoding, and the model scores what it builds.
+
+// requestSources records the source of the request features' columns:
+// INPUT_SOURCE_REQUEST, or INPUT_SOURCE_REQUEST_DEFAULT where the request
+// left the feature out. sources holds n rows of f.
+func requestSources(sources []larderv1.InputSource, f, n int, plan *rankerPlan, defaulted []bool) {
+	for q := range plan.requests {
+		src := larderv1.InputSource_INPUT_SOURCE_REQUEST
+		if defaulted[q] {
+			src = larderv1.InputSource_INPUT_SOURCE_REQUEST_DEFAULT
+		}
+		col := plan.requests[q].col
+		for i := range n {
+			sources[i*f+col] = src
+		}
+	}
+}
+
+// fillExplained is fillInput for a lookup that read whole rows: it writes
+// the values of the features nr names into the model input x at the columns
+// cols, and where each came from into sources. A missing row, a stale row
+// and a null value take the input's default from nr.Defaults.
+func fillExplained(x []float32, sources []larderv1.InputSource, f, n int, l *larder.Lookup, nr *larder.NumberRead, cols []int, context bool, now time.Time) {
+	for i := range n {
+		src := i
+		if context {
+			src = 0
+		}
+		status := larderv1.InputSource_INPUT_SOURCE_MISSING
+		if l.Found[src] {
+			status = larderv1.InputSource_INPUT_SOURCE_PRESENT
+			if l.View.Status(true, l.Rows[src].EventTime, now) != larder.StatusPresent {
+				status = larderv1.InputSource_INPUT_SOURCE_STALE
+			}
+		}
+		row, from := x[i*f:(i+1)*f], sources[i*f:(i+1)*f]
+		for c, col := range cols {
+			v, s := nr.Defaults[c], status
+			if s == larderv1.InputSource_INPUT_SOURCE_PRESENT {
+				// Numeric features only reach a model (Project.Validate),
+				// so a value that is not a number is null.
+				if num, ok := l.Rows[src].Values[nr.Features[c]].Number(); ok {
+					v = float32(num)
+				} else {
+					s = larderv1.InputSource_INPUT_SOURCE_NULL
+				}
+			}
+			row[col], from[col] = v, s
+		}
+	}
+}
+
+// explainResponse adds the explanation of each returned candidate to resp:
+// scored[i] is candidate order[i], whose model input is row order[i] of x
+// and whose sources are that row of sources (f values a row). The values
+// are copied, since x goes back to a pool; sources is the request's own.
+func explainResponse(resp *larderv1.RankResponse, scored []larderv1.ScoredCandidate, order []int, plan *rankerPlan, x []float32, sources []larderv1.InputSource, f int) {
+	resp.InputNames = slices.Clone(plan.names)
+	exps := make([]larderv1.Explanation, len(order))
+	inputs := make([]float32, len(order)*f)
+	for i, c := range order {
+		in := inputs[i*f : (i+1)*f : (i+1)*f]
+		copy(in, x[c*f:(c+1)*f])
+		exps[i].Inputs = in
+		exps[i].Sources = sources[c*f : (c+1)*f : (c+1)*f]
+		scored[i].Explanation = &exps[i]
+	}
+}
