@@ -6,6 +6,7 @@
 //	larder materialize [VIEW]   # compute views and publish new generations
 //	larder serve                # serve GetFeatures, Rank and ListViews
 //	larder reload RANKER        # swap in a ranker's new model while serving
+//	larder rank RANKER KEY      # ask a running server to rank, --explain to see why
 //	larder views | get | keys   # inspect the online store
 //	larder runs [VIEW]          # what each materialization run did
 //	larder bench                # serving under load, next to its floors
