@@ -1,6 +1,7 @@
 package materializer_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/materializer"
+	"github.com/parquet-go/parquet-go"
 )
 
 // twoFiles writes a source of two files in dir/data and returns the path of
@@ -60,6 +62,9 @@ func TestBrokenFileKeepsLiveGeneration(t *testing.T) {
 			clear(b[mid-64 : mid+64])
 			return b
 		}},
+		// The key and event-time pages are intact: the run fails only once
+		// it reads the feature values, after it has begun a generation.
+		{"feature page header zeroed", func(b []byte) []byte { return breakColumn(t, b, "score") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,9 +85,39 @@ func TestBrokenFileKeepsLiveGeneration(t *testing.T) {
 			}
 		})
 	}
-	if b, pub, _ := fs.counts(); b != 1 || pub != 1 {
-		t.Errorf("%d generations begun and %d published; a broken source must not begin one", b, pub)
+	// A run may begin a generation before it reads the whole source; every
+	// one begun by a failed run must have been aborted.
+	b, pub, ab := fs.counts()
+	if pub != 1 || ab != b-1 {
+		t.Errorf("%d generations begun, %d published, %d aborted; want every one of the failed runs aborted", b, pub, ab)
 	}
+	if b < 2 {
+		t.Errorf("no failed run began a generation: the broken feature page should fail a run that has")
+	}
+
+}
+
+// breakColumn returns the Parquet file b with the page header of the column
+// chunk of column in its last row group zeroed, so that the file's footer
+// and its other columns still read.
+func breakColumn(tb testing.TB, b []byte, column string) []byte {
+	tb.Helper()
+	f, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	leaf, ok := f.Schema().Lookup(column)
+	if !ok {
+		tb.Fatalf("no column %q", column)
+	}
+	groups := f.Metadata().RowGroups
+	md := groups[len(groups)-1].Columns[leaf.ColumnIndex].MetaData
+	at := md.DataPageOffset
+	if md.DictionaryPageOffset > 0 {
+		at = min(at, md.DictionaryPageOffset)
+	}
+	clear(b[at : at+16])
+	return b
 }
 
 func TestFailedWriteAborts(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -27,15 +26,20 @@ const (
 // so far, then the compact values of that row.
 //
 // Reading takes two passes over the source, and decodes every page it needs
-// once. The first pass reads only the key and event-time columns: workers
-// decode row groups in parallel into batches of (key, event time, position),
-// split by a hash of the key into one part per partition, and each
-// partition's shard folds its parts in read order on a goroutine of its own,
-// keeping the position of each entity's best row. The second pass reads the
-// feature columns of only the row groups that hold a best row, in parallel,
-// and copies the values of those rows only. Memory thus does not depend on
-// the order of the source: rows in time order, where every row beats the
-// one before, cost no more than shuffled ones.
+// once. The first pass reads only the key and event-time columns, keeping
+// the position of each entity's best row. When the footers show int64 keys
+// in a range narrow enough (see denseRange), each worker decodes whole row
+// groups and folds their rows into a table of its own indexed by key, and
+// the tables are merged at the end (latest_dense.go). Otherwise workers
+// decode row groups in parallel into batches of (key, event time,
+// position), split by a hash of the key into one part per partition, and
+// each partition's shard folds its parts in read order on a goroutine of
+// its own. The second pass reads the feature columns of only the row
+// groups that hold a best row, in parallel, and copies the values of those
+// rows only; a full run writes each row group's rows as soon as it is read
+// (see stream). Memory thus does not depend on the order of the source:
+// rows in time order, where every row beats the one before, cost no more
+// than shuffled ones.
 type latest struct {
 	specs   []columnSpec
 	keyType larder.Type
@@ -51,6 +55,15 @@ type latest struct {
 
 	parts  partitioner
 	shards []*latestShard
+	// groups numbers the row groups of the source, once the first pass
+	// has begun.
+	groups *groupList
+	// winners holds the best row of every entity once the second pass has
+	// begun, sorted by position in the source, and feats, by feature, the
+	// values of each, at the same index, once the second pass has filled
+	// them. The shards are emptied then.
+	winners []winner
+	feats   []featureValues
 }
 
 // latestShard holds the entities of one partition of a latest.
@@ -64,9 +77,6 @@ type latestShard struct {
 	// row of every entity once the first pass is done.
 	intKeys []int64
 	best    []bestRow
-	// feats holds, by feature, the values of the best rows, once the
-	// second pass has filled them.
-	feats []featureValues
 	// slots is scratch space for fold.
 	slots []int32
 	// touched keeps the compiler from dropping the loads that bring the
@@ -126,6 +136,9 @@ func newLatest(v *larder.View, e *larder.Entity, runTime time.Time) *latest {
 }
 
 func (l *latest) len() int {
+	if l.winners != nil {
+		return len(l.winners)
+	}
 	n := 0
 	for _, s := range l.shards {
 		n += len(s.best)
@@ -177,14 +190,32 @@ func (g *groupList) open(n int) *rowGroup {
 // read returns the error of the earliest row group that cannot be read
 // (naming the file and the row group), or ctx.Err().
 func (l *latest) read(ctx context.Context, ds *dataset, done func(*rowGroup)) error {
+	if err := l.prepare(ctx, ds, done); err != nil {
+		return err
+	}
+	return l.fill(ctx, nil)
+}
+
+// prepare is the first pass of read: once it returns nil, the entities and
+// their best rows are known, and so is len. Every row group has been read
+// then, its key and event-time pages decoded.
+func (l *latest) prepare(ctx context.Context, ds *dataset, done func(*rowGroup)) error {
 	groups := newGroupList(ds)
 	if int64(len(groups.files)) > math.MaxUint32 {
 		return fmt.Errorf("the source has %d row groups, more than %d", len(groups.files), uint64(math.MaxUint32))
 	}
-	if err := l.pickBest(ctx, ds, groups, done); err != nil {
-		return err
-	}
-	return l.fill(ctx, groups)
+	l.groups = groups
+	return l.pickBest(ctx, ds, groups, done)
+}
+
+// stream is the second pass of read, after prepare: it reads the feature
+// values of the best rows and calls put with the row of every entity, on
+// the calling goroutine, as soon as the row group holding it is read, so
+// that writing overlaps reading. It stops at the first error of put, which
+// it returns; else it returns the error of the earliest row group that
+// cannot be read, or ctx.Err().
+func (l *latest) stream(ctx context.Context, put func(larder.Key, larder.Row) error) error {
+	return l.fill(ctx, put)
 }
 
 // keyBatch is a stretch of a row group's usable rows, one part per
@@ -215,6 +246,9 @@ func (b *keyBuf) reset() {
 // of ds into the shards, one decoding worker and one shard per core.
 func (l *latest) pickBest(ctx context.Context, ds *dataset, groups *groupList, done func(*rowGroup)) error {
 	n := readWorkers()
+	if lo, size, ok := l.denseRange(ds, n); ok {
+		return l.pickDense(ctx, ds, groups, lo, size, done)
+	}
 	l.parts = partitioner{n: uint64(n)}
 	l.shards = make([]*latestShard, n)
 	in := make([]chan *keyBuf, n)
@@ -445,21 +479,25 @@ func (s *latestShard) foldRange(buf *keyBuf, lo, hi int) {
 	}
 }
 
-// winner is a best row, by position in its row group, and the entity it
-// belongs to.
+// winner is the best row of an entity: its key, its event time and its
+// position in its row group.
 type winner struct {
-	row   int32
-	shard int32
-	slot  int32
+	key larder.Key
+	t   int64
+	row int32
 }
 
 // fill is the second pass: it reads the feature columns of every row group
 // that holds a best row, on one goroutine per core, and copies the values
-// of the best rows into the shards' features. It returns the error of the
+// of the best rows into l.feats. When put is not nil, it
+// calls put with the row of every entity of each row group as soon as the
+// row group is read, on the calling goroutine, and stops at its first
+// error, which it returns. Otherwise fill returns the error of the
 // earliest row group, in read order, that cannot be read, or ctx.Err().
-func (l *latest) fill(ctx context.Context, groups *groupList) error {
-	// Sort the best rows by position: a counting sort by row group, then
-	// each group's rows by row.
+func (l *latest) fill(ctx context.Context, put func(larder.Key, larder.Row) error) error {
+	groups := l.groups
+	// Sort the best rows by position: a counting sort by row group here,
+	// then each group's rows by row, by the worker that reads the group.
 	starts := make([]int, len(groups.files)+1)
 	for _, s := range l.shards {
 		for _, b := range s.best {
@@ -471,75 +509,85 @@ func (l *latest) fill(ctx context.Context, groups *groupList) error {
 	}
 	winners := make([]winner, starts[len(groups.files)])
 	next := slices.Clone(starts[:len(groups.files)])
-	for p, s := range l.shards {
+	for _, s := range l.shards {
 		for slot, b := range s.best {
 			g := b.ref.group()
-			winners[next[g]] = winner{row: b.ref.row(), shard: int32(p), slot: int32(slot)}
+			winners[next[g]] = winner{key: s.key(int32(slot)), t: b.t, row: b.ref.row()}
 			next[g]++
 		}
-		s.feats = make([]featureValues, len(l.types))
-		for i, t := range l.types {
-			s.feats[i] = featureValues{typ: t}
-			s.feats[i].resize(len(s.best))
-		}
+	}
+	// The values are filled and read in the order of winners, which is
+	// the order of the source: sequentially.
+	l.winners, l.shards = winners, nil
+	l.feats = make([]featureValues, len(l.types))
+	for i, t := range l.types {
+		l.feats[i] = featureValues{typ: t}
+		l.feats[i].resize(len(winners))
 	}
 	var todo []int // the row groups holding best rows
 	for g := range len(groups.files) {
 		if starts[g] < starts[g+1] {
 			todo = append(todo, g)
-			slices.SortFunc(winners[starts[g]:starts[g+1]], func(a, b winner) int { return int(a.row - b.row) })
 		}
 	}
 	if len(l.types) == 0 {
-		return ctx.Err()
+		if err := ctx.Err(); err != nil || put == nil {
+			return err
+		}
+		return l.emit(put)
 	}
 
-	// Workers take the row groups in order; none takes one after a failed
-	// one, and every one before it is finished, so the error returned does
-	// not depend on timing.
-	var taken atomic.Int64
-	var stop atomic.Int64
-	stop.Store(int64(len(todo)))
-	errs := make([]error, len(todo))
-	var wg sync.WaitGroup
-	for range min(readWorkers(), len(todo)) {
-		wg.Go(func() {
-			for {
-				i := taken.Add(1) - 1
-				if i >= stop.Load() || ctx.Err() != nil {
-					return
-				}
-				g := todo[i]
-				if err := l.fillGroup(groups.open(g), winners[starts[g]:starts[g+1]]); err != nil {
-					errs[i] = err
-					for {
-						cur := stop.Load()
-						if i >= cur || stop.CompareAndSwap(cur, i) {
-							break
-						}
-					}
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	for i, err := range errs {
-		if err != nil {
-			rg := groups.open(todo[i])
-			return fmt.Errorf("%s row group %d cannot be read: %w; replace or remove the file", rg.file.path, rg.index, err)
+	var rows rowMaker
+	sorters := make([]winnerSorter, readWorkers())
+	failedAt, err := parallelEach(ctx, len(sorters), len(todo), func(w, i int) error {
+		g := todo[i]
+		sorters[w].sort(winners[starts[g]:starts[g+1]])
+		return l.fillGroup(groups.open(g), starts[g], starts[g+1])
+	}, func(i int) error {
+		if put == nil {
+			return nil
 		}
+		g := todo[i]
+		for wi := starts[g]; wi < starts[g+1]; wi++ {
+			if err := put(winners[wi].key, rows.row(l, wi)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if failedAt >= 0 {
+		rg := groups.open(todo[failedAt])
+		return fmt.Errorf("%s row group %d cannot be read: %w; replace or remove the file", rg.file.path, rg.index, err)
 	}
-	return nil
+	return err
 }
 
-// fillGroup copies the feature values of the winners of rg, sorted by row,
-// and turns a panic of the Parquet library on a malformed page into an
-// error.
-func (l *latest) fillGroup(rg *rowGroup, wins []winner) (err error) {
+// winnerSorter sorts winners by row, with scratch space kept between
+// calls.
+type winnerSorter struct {
+	keys []uint64
+	tmp  []winner
+}
+
+// sort sorts ws by row. It sorts their rows and indexes packed in
+// integers, then moves each winner once, which costs less than sorting the
+// winners themselves.
+func (s *winnerSorter) sort(ws []winner) {
+	s.keys = s.keys[:0]
+	for i, w := range ws {
+		s.keys = append(s.keys, uint64(uint32(w.row))<<32|uint64(i))
+	}
+	slices.Sort(s.keys)
+	s.tmp = append(s.tmp[:0], ws...)
+	for i, k := range s.keys {
+		ws[i] = s.tmp[uint32(k)]
+	}
+}
+
+// fillGroup copies the feature values of the winners of rg, l.winners[lo:hi],
+// sorted by row, and turns a panic of the Parquet library on a malformed
+// page into an error.
+func (l *latest) fillGroup(rg *rowGroup, lo, hi int) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("malformed file: %v", r)
@@ -548,9 +596,9 @@ func (l *latest) fillGroup(rg *rowGroup, wins []winner) (err error) {
 	for i := range l.types {
 		bc, chunk := rg.chunk(specFeatures + i)
 		if bc.conv == convVector {
-			err = l.fillVector(i, bc, chunk, int(rg.numRows), wins)
+			err = l.fillVector(i, bc, chunk, int(rg.numRows), lo, hi)
 		} else {
-			err = l.fillScalar(i, bc, chunk, int(rg.numRows), wins)
+			err = l.fillScalar(i, bc, chunk, int(rg.numRows), lo, hi)
 		}
 		if err != nil {
 			return err
@@ -559,9 +607,11 @@ func (l *latest) fillGroup(rg *rowGroup, wins []winner) (err error) {
 	return nil
 }
 
-// fillScalar copies the values of the winners, sorted by row, of a
-// non-repeated column of feature fi.
-func (l *latest) fillScalar(fi int, bc *boundColumn, chunk parquet.ColumnChunk, numRows int, wins []winner) error {
+// fillScalar copies the values of the winners l.winners[lo:hi], sorted by
+// row, of a non-repeated column of feature fi.
+func (l *latest) fillScalar(fi int, bc *boundColumn, chunk parquet.ColumnChunk, numRows, lo, hi int) error {
+	f := &l.feats[fi]
+	wins := l.winners[lo:hi]
 	base := 0
 	err := eachPage(chunk, func(p parquet.Page) error {
 		sp := newScalarPage(p, bc)
@@ -581,12 +631,10 @@ func (l *latest) fillScalar(fi int, bc *boundColumn, chunk parquet.ColumnChunk, 
 			return fmt.Errorf("%w: a page has fewer values than rows", errCorrupt)
 		}
 		k, vi := 0, 0 // rows of the page before k hold vi values
-		for ; len(wins) > 0 && int(wins[0].row) < end; wins = wins[1:] {
-			w := wins[0]
-			f := &l.shards[w.shard].feats[fi]
-			r := int(w.row) - base
+		for ; len(wins) > 0 && int(wins[0].row) < end; wins, lo = wins[1:], lo+1 {
+			r := int(wins[0].row) - base
 			if sp.defs == nil {
-				f.set(w.slot, bc, &pv, r)
+				f.set(lo, bc, &pv, r)
 				continue
 			}
 			for ; k < r; k++ {
@@ -595,13 +643,13 @@ func (l *latest) fillScalar(fi int, bc *boundColumn, chunk parquet.ColumnChunk, 
 				}
 			}
 			if sp.defs[r] != sp.maxDef {
-				f.setNull(w.slot)
+				f.setNull(lo)
 				continue
 			}
 			if vi >= pv.n {
 				return fmt.Errorf("%w: a page has fewer values than rows", errCorrupt)
 			}
-			f.set(w.slot, bc, &pv, vi)
+			f.set(lo, bc, &pv, vi)
 		}
 		base = end
 		return nil
@@ -615,23 +663,25 @@ func (l *latest) fillScalar(fi int, bc *boundColumn, chunk parquet.ColumnChunk, 
 	return nil
 }
 
-// fillVector copies the lists of the winners, sorted by row, of a
-// float32_vector column of feature fi. A null list, or a list holding a
-// null element, is stored as null; an empty list as an empty vector.
-func (l *latest) fillVector(fi int, bc *boundColumn, chunk parquet.ColumnChunk, numRows int, wins []winner) error {
+// fillVector copies the lists of the winners l.winners[lo:hi], sorted by
+// row, of a float32_vector column of feature fi. A null list, or a list
+// holding a null element, is stored as null; an empty list as an empty
+// vector.
+func (l *latest) fillVector(fi int, bc *boundColumn, chunk parquet.ColumnChunk, numRows, lo, hi int) error {
+	f := &l.feats[fi]
+	wins := l.winners[lo:hi]
 	row := -1
-	var cur *winner // the winner of the current row, or nil
+	cur := -1 // the index in l.winners of the winner of the current row, or -1
 	var acc []float32
 	null := false
 	finish := func() {
-		if cur == nil {
+		if cur < 0 {
 			return
 		}
-		f := &l.shards[cur.shard].feats[fi]
 		if null {
-			f.setNull(cur.slot)
+			f.setNull(cur)
 		} else {
-			f.setVector(cur.slot, append(make([]float32, 0, len(acc)), acc...))
+			f.setVector(cur, append(make([]float32, 0, len(acc)), acc...))
 		}
 	}
 	err := eachPage(chunk, func(p parquet.Page) error {
@@ -650,18 +700,18 @@ func (l *latest) fillVector(fi int, bc *boundColumn, chunk parquet.ColumnChunk, 
 					return fmt.Errorf("%w: more rows than its row group", errCorrupt)
 				}
 				for len(wins) > 0 && int(wins[0].row) < row {
-					wins = wins[1:]
+					wins, lo = wins[1:], lo+1
 				}
-				cur, null, acc = nil, false, acc[:0]
+				cur, null, acc = -1, false, acc[:0]
 				if len(wins) > 0 && int(wins[0].row) == row {
-					cur = &wins[0]
+					cur = lo
 				}
 			} else if row < 0 {
 				return fmt.Errorf("%w: a list starts mid-row", errCorrupt)
 			}
 			switch {
 			case d == bc.maxDef:
-				if cur != nil {
+				if cur >= 0 {
 					if !loaded {
 						var err error
 						if pv, err = loadValues(p, bc); err != nil {
@@ -693,30 +743,35 @@ func (l *latest) fillVector(fi int, bc *boundColumn, chunk parquet.ColumnChunk, 
 	return nil
 }
 
-// emit calls put with the row of every entity, partition by partition and
-// in the order the entities were first seen within each, and stops at the
-// first error, which it returns.
+// emit calls put with the row of every entity, once the second pass is
+// done, in the order of the source, and stops at the first error, which it
+// returns.
 func (l *latest) emit(put func(larder.Key, larder.Row) error) error {
-	const batch = 1024
-	var arena []larder.Value
-	nf := len(l.types)
-	for _, s := range l.shards {
-		for slot := range int32(len(s.best)) {
-			if len(arena) < nf {
-				arena = make([]larder.Value, nf*batch)
-			}
-			vals := arena[:nf:nf]
-			arena = arena[nf:]
-			for i := range s.feats {
-				vals[i] = s.feats[i].value(slot)
-			}
-			row := larder.Row{EventTime: time.Unix(0, s.best[slot].t).UTC(), Values: vals}
-			if err := put(s.key(slot), row); err != nil {
-				return err
-			}
+	var rows rowMaker
+	for i := range l.winners {
+		if err := put(l.winners[i].key, rows.row(l, i)); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// rowMaker makes the rows of entities to Put, one at a time: Put is done
+// with a row when it returns, so one slice of values serves every row.
+type rowMaker struct {
+	vals []larder.Value
+}
+
+// row returns the row of l.winners[i], once its features are filled; it
+// is valid until the next call.
+func (m *rowMaker) row(l *latest, i int) larder.Row {
+	if m.vals == nil {
+		m.vals = make([]larder.Value, len(l.feats))
+	}
+	for fi := range l.feats {
+		m.vals[fi] = l.feats[fi].value(i)
+	}
+	return larder.Row{EventTime: time.Unix(0, l.winners[i].t).UTC(), Values: m.vals}
 }
 
 // featureValues holds one feature of every entity of a shard, compactly:
@@ -754,7 +809,7 @@ func grow[T any](s []T, n int, v T) []T {
 
 // set stores value vi of pv as the value of slot, copying what it must out
 // of the page's buffers.
-func (f *featureValues) set(slot int32, bc *boundColumn, pv *pageValues, vi int) {
+func (f *featureValues) set(slot int, bc *boundColumn, pv *pageValues, vi int) {
 	f.null[slot] = false
 	if bc.conv == convByteArray {
 		f.str[slot] = string(pv.bytes(vi))
@@ -763,12 +818,12 @@ func (f *featureValues) set(slot int32, bc *boundColumn, pv *pageValues, vi int)
 	f.num[slot] = pv.num(bc.conv, vi)
 }
 
-func (f *featureValues) setVector(slot int32, v []float32) {
+func (f *featureValues) setVector(slot int, v []float32) {
 	f.null[slot] = false
 	f.vec[slot] = v
 }
 
-func (f *featureValues) setNull(slot int32) {
+func (f *featureValues) setNull(slot int) {
 	f.null[slot] = true
 	switch f.typ {
 	case larder.TypeString, larder.TypeBytes:
@@ -778,7 +833,7 @@ func (f *featureValues) setNull(slot int32) {
 	}
 }
 
-func (f *featureValues) value(slot int32) larder.Value {
+func (f *featureValues) value(slot int) larder.Value {
 	if f.null[slot] {
 		return larder.Null
 	}

@@ -63,11 +63,12 @@ func (x *bestIndex) home(k int64) int {
 func (x *bestIndex) prefetch(k int64) int64 { return x.table[x.home(k)].t }
 
 // fold makes the row at ref, of key k and event time t, the best row of k
-// when k has none yet or t is not older than its best row's: of rows with
-// equal event times, the one folded later wins.
+// when k has none yet or the row beats its best row (see beats): of rows
+// with equal event times, the one read later wins, whatever the order they
+// are folded in.
 func (x *bestIndex) fold(k, t int64, ref rowRef) {
 	if k == emptyKey {
-		if !x.hasEmptyKey || t >= x.emptyKeyT {
+		if !x.hasEmptyKey || beats(t, ref, x.emptyKeyT, x.emptyKeyRef) {
 			x.hasEmptyKey, x.emptyKeyT, x.emptyKeyRef = true, t, ref
 		}
 		return
@@ -77,7 +78,7 @@ func (x *bestIndex) fold(k, t int64, ref rowRef) {
 	for ; ; i = (i + 1) & mask {
 		e := &x.table[i]
 		if e.key == k {
-			if t >= e.t {
+			if beats(t, ref, e.t, x.refs[i]) {
 				e.t = t
 				x.refs[i] = ref
 			}
@@ -133,6 +134,26 @@ func (x *bestIndex) drain(keys []int64, best []bestRow) ([]int64, []bestRow) {
 	}
 	*x = bestIndex{}
 	return keys, best
+}
+
+// merge folds every entry of y into x.
+func (x *bestIndex) merge(y *bestIndex) {
+	for i, e := range y.table {
+		if e.key != emptyKey {
+			x.fold(e.key, e.t, y.refs[i])
+		}
+	}
+	if y.hasEmptyKey {
+		x.fold(emptyKey, y.emptyKeyT, y.emptyKeyRef)
+	}
+}
+
+// beats reports whether the row at ref with event time t beats the row at
+// best with event time bt: it is newer, or as new and read later. Rows are
+// read in the order of their rowRefs, so the outcome does not depend on the
+// order rows are folded in.
+func beats(t int64, ref rowRef, bt int64, best rowRef) bool {
+	return t > bt || (t == bt && ref >= best)
 }
 
 // noBest is the event time a new entity's best row starts from: every row

@@ -146,8 +146,10 @@ func New(project *larder.Project, gs larder.GenerationStore, opts Options) *Mate
 // null key or a null event time are skipped. Report.Skipped counts every
 // skipped row by reason.
 //
-// Every file's schema is checked before any data is read, and nothing is
-// written to the store before every row has been read. Run returns an error
+// Every file's schema is checked before any data is read. A latest view
+// begins its generation once the key and event time of every row have been
+// read, then writes rows while it reads their feature values; other kinds
+// write nothing before every row has been read. Run returns an error
 // wrapping larder.ErrNotFound for an unknown view, a *ColumnError when a
 // column is missing or of a type that cannot feed its feature, the error of
 // the file, the store or ctx otherwise. On any error the new generation is

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -87,6 +88,95 @@ func TestRedisMaterializeReadBack(t *testing.T) {
 			t.Errorf("run %d: rows read back differ from the brute-force result:\n%s", run, d)
 		}
 	}
+}
+
+// TestRedisBrokenFeaturePageAborts breaks a page that a run reads only once
+// it has begun a generation: the run fails naming the file, the live
+// generation keeps serving, and nothing of the failed run stays in Redis.
+func TestRedisBrokenFeaturePageAborts(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	ctx := context.Background()
+	dir := t.TempDir()
+	second := twoFiles(t, dir)
+	p := projectFor(t, dir, "data", larder.TypeInt64, scoreFeature)
+	st := store.New(client, p.Name, store.Options{})
+	m := materializer.New(p, st, materializer.Options{Now: fixedClock(at(100))})
+	first, err := m.Run(ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make([]larder.Key, 0, 6000)
+	for i := range 3000 {
+		keys = append(keys, larder.Int64Key(int64(i)), larder.Int64Key(int64(10000+i)))
+	}
+	before, _ := readAll(t, client, p, keys)
+	keysBefore := allKeys(t, client)
+	seq := "larder:" + p.Name + ":v:seq"
+	seqBefore := client.Get(ctx, seq).Val()
+	gens := "larder:" + p.Name + ":v:gens"
+	gensBefore := client.ZRange(ctx, gens, 0, -1).Val()
+
+	good, err := os.ReadFile(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(second, breakColumn(t, good, "score"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Run(ctx, "v")
+	if err == nil || !strings.Contains(err.Error(), second) {
+		t.Fatalf("Run error = %v, want one naming %s", err, second)
+	}
+	if got := client.Get(ctx, seq).Val(); got == seqBefore {
+		t.Fatalf("the failed run began no generation (seq %s): the test misses its point", got)
+	}
+	after, gen := readAll(t, client, p, keys)
+	if gen.ID != first.Generation {
+		t.Errorf("live generation = %d, want %d", gen.ID, first.Generation)
+	}
+	if d := diffRows(after, before); d != "" {
+		t.Errorf("live rows changed:\n%s", d)
+	}
+	if d := diffKeys(keysBefore, allKeys(t, client)); d != "" {
+		t.Errorf("the failed run left keys behind or removed some:\n%s", d)
+	}
+	if got := client.ZRange(ctx, gens, 0, -1).Val(); !slices.Equal(got, gensBefore) {
+		t.Errorf("generations listed = %v, want %v", got, gensBefore)
+	}
+}
+
+// allKeys returns every key in Redis but the generation counters, which
+// runs advance whether they fail or not.
+func allKeys(tb testing.TB, client *redis.Client) map[string]bool {
+	tb.Helper()
+	keys := make(map[string]bool)
+	iter := client.Scan(context.Background(), 0, "*", 1000).Iterator()
+	for iter.Next(context.Background()) {
+		if !strings.HasSuffix(iter.Val(), ":seq") {
+			keys[iter.Val()] = true
+		}
+	}
+	if err := iter.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return keys
+}
+
+// diffKeys lists the keys in one set and not the other.
+func diffKeys(before, after map[string]bool) string {
+	var b strings.Builder
+	for k := range after {
+		if !before[k] {
+			fmt.Fprintf(&b, "added: %s\n", k)
+		}
+	}
+	for k := range before {
+		if !after[k] {
+			fmt.Fprintf(&b, "removed: %s\n", k)
+		}
+	}
+	return b.String()
 }
 
 const (

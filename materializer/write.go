@@ -83,6 +83,22 @@ func (m *Materializer) abort(ctx context.Context, w larder.GenerationWriter, cau
 	m.log.Info("aborted generation", "generation", w.ID(), "cause", cause)
 }
 
+// emitFunc is an emitter that is a function.
+type emitFunc func(put func(larder.Key, larder.Row) error) error
+
+func (f emitFunc) emit(put func(larder.Key, larder.Row) error) error { return f(put) }
+
+// streamer is a source computation that writes while it reads: its first
+// pass (prepare) tells the entities, then its second (stream) reads the
+// rest and hands each row over as soon as it is complete. A generation is
+// begun between the two, so that what the second pass reads goes to the
+// store while the rest is read. A source file that fails only the second
+// pass thus fails a run that has begun a generation, which the run aborts.
+type streamer interface {
+	prepare(ctx context.Context, ds *dataset, done func(*rowGroup)) error
+	stream(ctx context.Context, put func(larder.Key, larder.Row) error) error
+}
+
 // sourceComputation is the computation of a view fed from its source
 // (latest, aggregate and candidates views): it names the columns it needs,
 // reads the source's row groups, and emits one row per entity.
@@ -96,7 +112,8 @@ type sourceComputation interface {
 
 // runFromSource runs comp over the view's source: it checks every file's
 // columns before reading any data, reads the row groups with progress, then
-// writes and publishes a new generation.
+// writes and publishes a new generation. A streamer begins the generation
+// after its first pass, and writes during its second.
 func (m *Materializer) runFromSource(ctx context.Context, v *larder.View, rep Report, comp sourceComputation) (Report, error) {
 	start, src := rep.RunTime, v.SourceDef()
 	ds, err := openDataset(m.project.Path(src.Path), src.Name)
@@ -113,10 +130,17 @@ func (m *Materializer) runFromSource(ctx context.Context, v *larder.View, rep Re
 
 	prog := Progress{View: v.Name, Phase: PhaseReading, RowsTotal: ds.rows}
 	m.progress(prog)
-	err = comp.read(ctx, ds, func(rg *rowGroup) {
+	done := func(rg *rowGroup) {
 		prog.RowsRead += rg.numRows
 		m.progress(prog)
-	})
+	}
+	var rest emitter = comp
+	if s, ok := comp.(streamer); ok {
+		err = s.prepare(ctx, ds, done)
+		rest = emitFunc(func(put func(larder.Key, larder.Row) error) error { return s.stream(ctx, put) })
+	} else {
+		err = comp.read(ctx, ds, done)
+	}
 	rep.RowsRead = prog.RowsRead
 	rep.Skipped = comp.skippedReport()
 	if err != nil {
@@ -129,7 +153,7 @@ func (m *Materializer) runFromSource(ctx context.Context, v *larder.View, rep Re
 	prog.Phase = PhaseWriting
 	prog.EntitiesTotal = int64(comp.len())
 	m.progress(prog)
-	gen, written, err := m.write(ctx, v, comp, prog)
+	gen, written, err := m.write(ctx, v, rest, prog)
 	rep.EntitiesWritten = written
 	if err != nil {
 		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)

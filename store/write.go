@@ -151,6 +151,10 @@ type Writer struct {
 	// SetModel), recorded in its metadata by Publish.
 	model string
 
+	// sending counts the windows handed to the flushers and not yet
+	// written: while it is 0, Redis waits for this writer.
+	sending atomic.Int32
+
 	rows  atomic.Int64 // distinct entities written, as counted by HSET
 	errMu sync.Mutex
 	err   error
@@ -166,6 +170,13 @@ const (
 	pipelineRows        = 1000
 	maxWindowBytes      = 4 << 20
 )
+
+// A window is sent before it is full when nothing else is being sent and it
+// holds at least 1/earlyWindow of a full window, and at least pipelineRows
+// rows: Redis then has work while the caller is slow to Put (say, because
+// it computes the rows as it goes), and a run ends with less left to send.
+// When the caller is faster than Redis, windows fill up as before.
+const earlyWindow = 4
 
 // windowRows returns the rows per window of a writer of buckets buckets
 // that gathers at most most rows.
@@ -250,10 +261,20 @@ func (w *Writer) Put(ctx context.Context, key larder.Key, row larder.Row) error 
 	if us := eventMicros(row.EventTime); !w.hasEvent || us > w.maxEvent {
 		w.maxEvent, w.hasEvent = us, true
 	}
-	if len(b.ents) >= w.window || len(b.buf) >= maxWindowBytes {
+	if w.ready(b) {
 		return w.flush(ctx)
 	}
 	return nil
+}
+
+// ready reports whether window b is to be sent now: when it is full, or
+// early when Redis has nothing else of the writer to do (see earlyWindow).
+func (w *Writer) ready(b *batch) bool {
+	n := len(b.ents)
+	if n >= w.window || len(b.buf) >= maxWindowBytes {
+		return true
+	}
+	return n >= max(pipelineRows, w.window/earlyWindow) && w.sending.Load() == 0
 }
 
 // flush sorts the current window by bucket, hands it to the flushers in
@@ -282,6 +303,7 @@ func (w *Writer) flush(ctx context.Context) error {
 		lo = hi
 	}
 	b.pending.Store(int32(len(jobs)))
+	w.sending.Add(1)
 	for i, job := range jobs {
 		select {
 		case w.jobs <- job:
@@ -340,6 +362,7 @@ func (w *Writer) done(b *batch, n int) {
 	if b.pending.Add(int32(-n)) != 0 {
 		return
 	}
+	w.sending.Add(-1)
 	b.buf, b.ents, b.sorted = b.buf[:0], b.ents[:0], b.sorted[:0]
 	clear(b.fields)
 	b.fields = b.fields[:0]
