@@ -237,29 +237,38 @@ type heavyResult struct {
 	PeakRSS  int64   // bytes, VmHWM at the end of the run
 }
 
-// TestHeavyChild is the child process of BenchmarkHeavy: it runs one view
-// once and prints its heavyResult. It is skipped unless heavyChildEnv is
-// set to "view,folder".
+// TestHeavyChild is the child process of BenchmarkHeavy and of
+// BenchmarkPrediction100k: it runs one view once and prints its
+// heavyResult. heavyChildEnv names the run: "view,folder" for a view of the
+// heavy project over the source in folder (BenchmarkHeavy), or
+// "prediction,folder,address" for the prediction view of the project in
+// folder over the redis-server at address (see predictionChild). It is
+// skipped unless heavyChildEnv is set.
 func TestHeavyChild(t *testing.T) {
 	spec := os.Getenv(heavyChildEnv)
 	if spec == "" {
-		t.Skip("run by BenchmarkHeavy")
+		t.Skip("run by BenchmarkHeavy and BenchmarkPrediction100k")
 	}
 	view, dir, ok := strings.Cut(spec, ",")
 	if !ok {
 		t.Fatalf("%s=%q: want view,folder", heavyChildEnv, spec)
 	}
-	p := heavyProject(t, dir)
-	m := materializer.New(p, nopStore{}, materializer.Options{Now: fixedClock(heavyRunTime)})
-	cpu0 := cpuTime(t)
-	start := time.Now()
-	rep, err := m.Run(context.Background(), view)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := heavyResult{
-		View: view, Rows: rep.RowsRead, Entities: rep.EntitiesWritten, Procs: runtime.GOMAXPROCS(0),
-		Seconds: time.Since(start).Seconds(), CPU: (cpuTime(t) - cpu0).Seconds(), PeakRSS: peakRSS(t),
+	var res heavyResult
+	if view == predChildView {
+		res = predictionChild(t, dir)
+	} else {
+		p := heavyProject(t, dir)
+		m := materializer.New(p, nopStore{}, materializer.Options{Now: fixedClock(heavyRunTime)})
+		cpu0 := cpuTime(t)
+		start := time.Now()
+		rep, err := m.Run(context.Background(), view)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res = heavyResult{
+			View: view, Rows: rep.RowsRead, Entities: rep.EntitiesWritten, Procs: runtime.GOMAXPROCS(0),
+			Seconds: time.Since(start).Seconds(), CPU: (cpuTime(t) - cpu0).Seconds(), PeakRSS: peakRSS(t),
+		}
 	}
 	out, err := json.Marshal(res)
 	if err != nil {
@@ -293,11 +302,18 @@ func peakRSS(tb testing.TB) int64 {
 // GOMAXPROCS set to procs, and returns what it reports.
 func runHeavyChild(tb testing.TB, view, dir string, procs int) heavyResult {
 	tb.Helper()
+	return runChild(tb, view+","+dir, procs)
+}
+
+// runChild runs TestHeavyChild in a child process with heavyChildEnv set to
+// spec and GOMAXPROCS set to procs, and returns what it reports.
+func runChild(tb testing.TB, spec string, procs int) heavyResult {
+	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHeavyChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), heavyChildEnv+"="+view+","+dir, "GOMAXPROCS="+strconv.Itoa(procs))
+	cmd.Env = append(os.Environ(), heavyChildEnv+"="+spec, "GOMAXPROCS="+strconv.Itoa(procs))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		tb.Fatalf("child run of %s: %v\n%s", view, err, out)
+		tb.Fatalf("child run %s: %v\n%s", spec, err, out)
 	}
 	for line := range strings.Lines(string(out)) {
 		if js, ok := strings.CutPrefix(line, "HEAVY "); ok {
@@ -308,7 +324,7 @@ func runHeavyChild(tb testing.TB, view, dir string, procs int) heavyResult {
 			return res
 		}
 	}
-	tb.Fatalf("child run of %s reported nothing:\n%s", view, out)
+	tb.Fatalf("child run %s reported nothing:\n%s", spec, out)
 	return heavyResult{}
 }
 

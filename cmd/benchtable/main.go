@@ -1,7 +1,9 @@
 // Command benchtable reads `go test -bench` output on standard input and
 // prints larder's benchmark figures as a table, each next to its floor (the
 // raw Redis, gRPC, ONNX Runtime or Parquet cost of the same work) measured in
-// the same run, and the ratio between them. `make bench` runs it.
+// the same run, and the ratio between them. The materializations run in a
+// child process of their own also show that process's peak resident memory
+// (the peak-MiB metric). `make bench` runs it.
 package main
 
 import (
@@ -41,8 +43,36 @@ var comparisons = []comparison{
 	{"materialize prediction, 100k entities (entities/s)", "Prediction100k/materialize", []string{"Prediction100k/read-floor"}, "raw store reads of the same inputs", "entities/s", ""},
 	{"materialize prediction, model part (entities/s vs rows/s)", "Prediction100k/materialize", []string{"Prediction100k/ort-floor"}, "ONNX Runtime on the same batches", "entities/s", "rows/s"},
 	{"materialize latest, 10M events → 100k entities, no-op store (vs page decode)", "Heavy/latest/events=10M/procs=max", []string{"Heavy/floor-decode/events=10M"}, "parquet-go page decode of the same files, all cores, values unused", "rows/s", ""},
+	{"materialize aggregate, 10M events → 100k entities × 40 features, no-op store (vs page decode)", "Heavy/aggregate/events=10M/procs=max", []string{"Heavy/floor-decode/events=10M"}, "parquet-go page decode of the same files, all cores, values unused (5 columns; the view reads 4 of them)", "rows/s", ""},
 	{"materialize latest, 10M events into Redis (entities/s vs rows/s)", "Heavy/latest-redis/events=10M", []string{"Heavy/floor-write"}, "pipelined HSETs of the same 100k encoded rows, sorted by bucket, 4 connections", "entities/s", "rows/s"},
 	{"store write, 100k rows × 3 features", "Write100k/larder", []string{"Write100k/floor"}, "pipelined HSETs of the same encoded rows, sorted by bucket, 4 connections", "rows/s", ""},
+}
+
+// childSuffix names the run of a benchmark in a child process of its own:
+// a larder figure measured in a process that also holds other data (the
+// inputs of a prediction view, say) takes its peak resident memory from the
+// benchmark of the same name with this suffix.
+const childSuffix = "-child"
+
+// peak returns the peak resident memory, in MiB, of the run of the larder
+// benchmark name: its own peak-MiB metric, or that of its child run. It
+// returns false when neither reports one.
+func peak(results map[string]result, name string) (float64, bool) {
+	for _, n := range []string{name, name + childSuffix} {
+		if v, ok := results[resolve(results, n)]["peak-MiB"]; ok {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// peakText formats the peak resident memory of the run of the larder
+// benchmark name for the table, or "-" when it has none.
+func peakText(results map[string]result, name string) string {
+	if v, ok := peak(results, name); ok {
+		return fmt.Sprintf("%.0f MiB", v)
+	}
+	return "-"
 }
 
 // lowerFloor is a row of the table that compares a larder figure with the
@@ -174,12 +204,12 @@ func main() {
 }
 
 func write(w io.Writer, results map[string]result) {
-	fmt.Fprintln(w, "| figure | larder | floor | ratio | larder allocs/op | floor measured as |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| figure | larder | floor | ratio | larder peak RSS | larder allocs/op | floor measured as |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, c := range comparisons {
 		got, ok := results[resolve(results, c.larder)]
 		if !ok {
-			fmt.Fprintf(w, "| %s | not run | | | | %s |\n", c.label, c.floor)
+			fmt.Fprintf(w, "| %s | not run | | | | | %s |\n", c.label, c.floor)
 			continue
 		}
 		var floor float64
@@ -196,12 +226,13 @@ func write(w io.Writer, results map[string]result) {
 			}
 			floor += r[unit]
 		}
+		peakMiB := peakText(results, c.larder)
 		allocs := "-"
 		if a, ok := got["allocs/op"]; ok {
 			allocs = strconv.FormatFloat(a, 'f', 0, 64)
 		}
 		if missing || floor == 0 {
-			fmt.Fprintf(w, "| %s | %s | not run | | %s | %s |\n", c.label, format(got[c.unit], c.unit), allocs, c.floor)
+			fmt.Fprintf(w, "| %s | %s | not run | | %s | %s | %s |\n", c.label, format(got[c.unit], c.unit), peakMiB, allocs, c.floor)
 			continue
 		}
 		ratio := got[c.unit] / floor
@@ -213,15 +244,16 @@ func write(w io.Writer, results map[string]result) {
 		if c.floorUnit != "" {
 			floorUnit = c.floorUnit
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", c.label, format(got[c.unit], c.unit), format(floor, floorUnit), ratioText, allocs, c.floor)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", c.label, format(got[c.unit], c.unit), format(floor, floorUnit), ratioText, peakMiB, allocs, c.floor)
 	}
 	for _, c := range lowerFloors {
 		writeLowerFloor(w, results, c)
 	}
 	writeHeavySeconds(w, results)
 	// Figures with no floor of their own, printed for the record: writes,
-	// latencies, and the heavy materializations with their peak memory.
-	names := []string{"Write", "IncrementalWrite", "GetFeatures1x20", "Rank1x100", "Candidates1M"}
+	// latencies, and the heavy and prediction materializations with their
+	// peak memory.
+	names := []string{"Write", "IncrementalWrite", "GetFeatures1x20", "Rank1x100", "Candidates1M", "Prediction100k/materialize" + childSuffix}
 	var heavy []string
 	for name := range results {
 		if strings.HasPrefix(name, "Heavy/") {
@@ -236,7 +268,7 @@ func write(w io.Writer, results map[string]result) {
 		}
 		for _, unit := range []string{"rows/s", "entities/s", "p50-µs", "p99-µs", "peak-MiB"} {
 			if v, ok := r[unit]; ok {
-				fmt.Fprintf(w, "| %s %s | %s | | | | |\n", name, unit, strconv.FormatFloat(v, 'f', 0, 64))
+				fmt.Fprintf(w, "| %s %s | %s | | | | | |\n", name, unit, strconv.FormatFloat(v, 'f', 0, 64))
 			}
 		}
 	}
@@ -247,15 +279,16 @@ func write(w io.Writer, results map[string]result) {
 func writeLowerFloor(w io.Writer, results map[string]result, c lowerFloor) {
 	got, ok := results[resolve(results, c.larder)]
 	if !ok || got[c.unit] == 0 {
-		fmt.Fprintf(w, "| %s | not run | | | | %s |\n", c.label, c.floor)
+		fmt.Fprintf(w, "| %s | not run | | | | | %s |\n", c.label, c.floor)
 		return
 	}
+	peakMiB := peakText(results, c.larder)
 	lowest := 0.0
 	for _, f := range c.floors {
 		r, ok := results[resolve(results, f.name)]
 		per := got[f.per]
 		if !ok || r[f.unit] == 0 || per == 0 {
-			fmt.Fprintf(w, "| %s | %s | not run | | - | %s |\n", c.label, format(got[c.unit], c.unit), c.floor)
+			fmt.Fprintf(w, "| %s | %s | not run | | %s | - | %s |\n", c.label, format(got[c.unit], c.unit), peakMiB, c.floor)
 			return
 		}
 		v := r[f.unit] * got[c.unit] / per
@@ -263,8 +296,8 @@ func writeLowerFloor(w io.Writer, results map[string]result, c lowerFloor) {
 			lowest = v
 		}
 	}
-	fmt.Fprintf(w, "| %s | %s | %s | %.0f%% of the floor | - | %s |\n",
-		c.label, format(got[c.unit], c.unit), format(lowest, c.unit), 100*got[c.unit]/lowest, c.floor)
+	fmt.Fprintf(w, "| %s | %s | %s | %.0f%% of the floor | %s | - | %s |\n",
+		c.label, format(got[c.unit], c.unit), format(lowest, c.unit), 100*got[c.unit]/lowest, peakMiB, c.floor)
 }
 
 // writeHeavySeconds writes the row of the latest view of 10M events into
@@ -275,20 +308,22 @@ func writeHeavySeconds(w io.Writer, results map[string]result) {
 	const label = "materialize latest, 10M events into Redis (seconds)"
 	const how = "the longer of page decode (10M rows) and pipelined HSETs (100k rows), each alone; goal ≤ 2×"
 	const events = 10e6
-	got, ok := results["Heavy/latest-redis/events=10M"]
+	const name = "Heavy/latest-redis/events=10M"
+	got, ok := results[name]
 	if !ok || got["rows/s"] == 0 {
-		fmt.Fprintf(w, "| %s | not run | | | | %s |\n", label, how)
+		fmt.Fprintf(w, "| %s | not run | | | | | %s |\n", label, how)
 		return
 	}
+	peakMiB := peakText(results, name)
 	seconds := events / got["rows/s"]
 	entities := events * got["entities/s"] / got["rows/s"]
 	decode, write := results["Heavy/floor-decode/events=10M"]["rows/s"], results["Heavy/floor-write"]["rows/s"]
 	if decode == 0 || write == 0 || entities == 0 {
-		fmt.Fprintf(w, "| %s | %.2f s | not run | | - | %s |\n", label, seconds, how)
+		fmt.Fprintf(w, "| %s | %.2f s | not run | | %s | - | %s |\n", label, seconds, peakMiB, how)
 		return
 	}
 	floor := max(events/decode, entities/write)
-	fmt.Fprintf(w, "| %s | %.2f s | %.2f s | %.2f× the floor | - | %s |\n", label, seconds, floor, seconds/floor, how)
+	fmt.Fprintf(w, "| %s | %.2f s | %.2f s | %.2f× the floor | %s | - | %s |\n", label, seconds, floor, seconds/floor, peakMiB, how)
 }
 
 func format(v float64, unit string) string {

@@ -106,3 +106,45 @@ BenchmarkRead1x20/larder-2       	30000	50000 ns/op
 		t.Error("a round kept its own name")
 	}
 }
+
+func TestPeakRSSAndAggregate(t *testing.T) {
+	const in = `BenchmarkHeavy/latest/events=10M/procs=2-2 	1	0 ns/op	4000000 rows/s	3000000 rows/cpu-s	36.4 peak-MiB
+BenchmarkHeavy/aggregate/events=10M/procs=2-2 	1	0 ns/op	8000000 rows/s	5000000 rows/cpu-s	61.2 peak-MiB
+BenchmarkHeavy/aggregate/events=10M/procs=1-2 	1	0 ns/op	5000000 rows/s	5000000 rows/cpu-s	59.0 peak-MiB
+BenchmarkHeavy/floor-decode/events=10M-2 	1	0 ns/op	16000000 rows/cpu-s	20000000 rows/s
+BenchmarkPrediction100k/materialize-2 	5	200000000 ns/op	240000 entities/s	250000 entities/cpu-s	400000 allocs/op
+BenchmarkPrediction100k/materialize-child-2 	1	0 ns/op	200000 entities/s	210000 entities/cpu-s	90.6 peak-MiB
+BenchmarkPrediction100k/ort-floor-2 	100	10000000 ns/op	20000000 rows/s
+BenchmarkPrediction100k/read-floor-2 	10	100000000 ns/op	400000 entities/s
+`
+	results, err := parse(strings.NewReader(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	write(&out, results)
+	for _, want := range []string{
+		"| figure | larder | floor | ratio | larder peak RSS | larder allocs/op | floor measured as |",
+		// procs=max picks procs=2: 8M / 20M, with its own peak.
+		"| materialize aggregate, 10M events → 100k entities × 40 features, no-op store (vs page decode) | 8.00M rows/s | 20.00M rows/s | 40% of the floor | 61 MiB | - |",
+		"| materialize latest, 10M events → 100k entities, no-op store (vs page decode) | 4.00M rows/s | 20.00M rows/s | 20% of the floor | 36 MiB | - |",
+		// The in-process run's rate, the child run's peak.
+		"| materialize prediction, 100k entities (entities/s) | 240.0k entities/s | 400.0k entities/s | 60% of the floor | 91 MiB | 400000 |",
+		"| materialize prediction, model part (entities/s vs rows/s) | 240.0k entities/s | 20.00M rows/s | 1% of the floor | 91 MiB | 400000 |",
+		// No run of its own: no peak.
+		"| store read, 1 entity × 20 float64 | not run | | | | | go-redis HGET, same key |",
+		"| Prediction100k/materialize-child entities/s | 200000 | | | | | |",
+		"| Prediction100k/materialize-child peak-MiB | 91 | | | | | |",
+		"| Heavy/aggregate/events=10M/procs=1 peak-MiB | 59 | | | | | |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	// Every row has the header's columns.
+	for line := range strings.Lines(out.String()) {
+		if got := strings.Count(line, "|"); got != 8 {
+			t.Errorf("row has %d cells, want 7: %s", got-1, line)
+		}
+	}
+}
