@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -51,6 +52,7 @@ type Batcher struct {
 	features int
 	cfg      larder.Batching
 	maxRuns  int
+	eager    int
 	// now is the clock of the waits; time.Now outside tests.
 	now func() time.Time
 
@@ -109,7 +111,12 @@ func NewBatcher(inner Model, features int, cfg larder.Batching) (*Batcher, error
 	if cfg.MaxQueue == 0 {
 		cfg.MaxQueue = larder.DefaultBatchMaxQueue
 	}
-	b := &Batcher{inner: inner, features: features, cfg: cfg, maxRuns: runtime.GOMAXPROCS(0), now: time.Now}
+	b := &Batcher{inner: inner, features: features, cfg: cfg, maxRuns: runtime.GOMAXPROCS(0), eager: 1, now: time.Now}
+	if v := os.Getenv("LARDER_BATCH_MODE"); v == "B" {
+		b.maxRuns = 1
+	} else if v == "C" {
+		b.eager = b.maxRuns
+	}
 	b.timer = time.AfterFunc(time.Hour, b.due)
 	b.timer.Stop()
 	b.calls.New = func() any { return &batchCall{done: make(chan struct{}, 1)} }
@@ -220,7 +227,8 @@ func (b *Batcher) dispatchLocked(now time.Time) {
 			k++
 		}
 		full := k < len(b.queue) || rows >= b.cfg.MaxRows
-		if at := b.queue[0].at.Add(b.cfg.MaxDelay); !full && now.Before(at) {
+		idle := b.running < b.eager
+		if at := b.queue[0].at.Add(b.cfg.MaxDelay); !idle && !full && now.Before(at) {
 			if !b.armed.Equal(at) {
 				b.armed = at
 				b.timer.Reset(at.Sub(now))

@@ -137,9 +137,10 @@ Next:
   larder --redis REDIS_ADDR -c %s views
   larder --redis REDIS_ADDR -c %s get user_profile %d
   larder --redis REDIS_ADDR -c %s keys --view item_profile --limit 5
+  larder -c %s rank --addr ADDR home_feed %d --request hour_of_day=20 --explain
   larder -c %s validate
 (--keep-serving prints ADDR and REDIS_ADDR.) The project file is %s; the README has a tour.
-`, a.configPath, a.configPath, ds.SampleUsers(1)[0], a.configPath, a.configPath, a.configPath)
+`, a.configPath, a.configPath, ds.SampleUsers(1)[0], a.configPath, a.configPath, ds.SampleUsers(1)[0], a.configPath, a.configPath)
 		return stop()
 	}
 	u := ds.SampleUsers(1)[0]
@@ -151,6 +152,7 @@ Serving until interrupted (Ctrl-C). Try, in another shell:
   larder --redis %[2]s -c %[4]s views
   larder --redis %[2]s -c %[4]s get user_profile %[3]d
   larder --redis %[2]s -c %[4]s keys --view item_profile --limit 5
+  larder -c %[4]s rank --addr %[1]s home_feed %[3]d --request hour_of_day=20 --explain
 `, srv.addr, b.embedded.Addr(), u, a.configPath)
 	<-ctx.Done()
 	return stop()
