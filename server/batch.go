@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -34,10 +33,13 @@ func refused(err error) bool {
 // Batcher is a Model that joins concurrent Score calls into one run of an
 // inner Model. A run takes the waiting calls in the order they came, as
 // many as fit in MaxRows rows (a call's rows are never split; a call of more
-// than MaxRows rows runs alone), and starts when its rows are full or when
-// the first of its calls has waited MaxDelay, whichever is first. At most
-// one run per CPU (GOMAXPROCS) is in flight; while they all are, the calls
-// that arrive wait, and the next runs are the fuller for it.
+// than MaxRows rows runs alone). When no run is in flight (the model is
+// idle), a run starts at once: a lone call does not wait. While a run is in
+// flight, the calls that arrive wait, and a run of them starts when its rows
+// are full, when the first of them has waited MaxDelay, or when the runs in
+// flight have all ended, whichever is first. At most one run per CPU
+// (GOMAXPROCS) is in flight; while they all are, the calls that arrive wait,
+// and the next runs are the fuller for it.
 //
 // A call is refused at once with larder.ErrOverloaded when MaxQueue calls
 // are already waiting, and with an error wrapping context.DeadlineExceeded
@@ -52,7 +54,6 @@ type Batcher struct {
 	features int
 	cfg      larder.Batching
 	maxRuns  int
-	eager    int
 	// now is the clock of the waits; time.Now outside tests.
 	now func() time.Time
 
@@ -111,12 +112,7 @@ func NewBatcher(inner Model, features int, cfg larder.Batching) (*Batcher, error
 	if cfg.MaxQueue == 0 {
 		cfg.MaxQueue = larder.DefaultBatchMaxQueue
 	}
-	b := &Batcher{inner: inner, features: features, cfg: cfg, maxRuns: runtime.GOMAXPROCS(0), eager: 1, now: time.Now}
-	if v := os.Getenv("LARDER_BATCH_MODE"); v == "B" {
-		b.maxRuns = 1
-	} else if v == "C" {
-		b.eager = b.maxRuns
-	}
+	b := &Batcher{inner: inner, features: features, cfg: cfg, maxRuns: runtime.GOMAXPROCS(0), now: time.Now}
 	b.timer = time.AfterFunc(time.Hour, b.due)
 	b.timer.Stop()
 	b.calls.New = func() any { return &batchCall{done: make(chan struct{}, 1)} }
@@ -216,8 +212,9 @@ func (b *Batcher) due() {
 }
 
 // dispatchLocked starts the runs that are due, while runs are free: a run
-// of the oldest calls is due when its rows are full or when the oldest call
-// has waited MaxDelay. Otherwise it sets the timer for when it will be.
+// of the oldest calls is due when no run is in flight, when its rows are
+// full, or when the oldest call has waited MaxDelay. Otherwise it sets the
+// timer for when it will be.
 // b.mu must be held.
 func (b *Batcher) dispatchLocked(now time.Time) {
 	for len(b.queue) > 0 && b.running < b.maxRuns && !b.closed {
@@ -227,7 +224,9 @@ func (b *Batcher) dispatchLocked(now time.Time) {
 			k++
 		}
 		full := k < len(b.queue) || rows >= b.cfg.MaxRows
-		idle := b.running < b.eager
+		// An idle model runs the waiting calls at once: there is no run
+		// to wait behind, so waiting for company would only add latency.
+		idle := b.running == 0
 		if at := b.queue[0].at.Add(b.cfg.MaxDelay); !idle && !full && now.Before(at) {
 			if !b.armed.Equal(at) {
 				b.armed = at

@@ -21,12 +21,14 @@ import (
 )
 
 // countingModel records the rows of every run of the model it wraps and,
-// when gate is not nil, holds each run until gate yields.
+// when gate is not nil, holds each run until gate yields. Hold and Release
+// set and open the gate: while a run is held, the model is busy, so that
+// the calls that come meanwhile wait for a run.
 type countingModel struct {
 	server.Model
-	gate chan struct{}
 
 	mu     sync.Mutex
+	gate   chan struct{}
 	runs   []int
 	closed bool
 }
@@ -34,11 +36,31 @@ type countingModel struct {
 func (m *countingModel) Score(ctx context.Context, x []float32, n int, out []float32) error {
 	m.mu.Lock()
 	m.runs = append(m.runs, n)
+	gate := m.gate
 	m.mu.Unlock()
-	if m.gate != nil {
-		<-m.gate
+	if gate != nil {
+		<-gate
 	}
 	return m.Model.Score(ctx, x, n, out)
+}
+
+// Hold makes the runs that start from now on wait until Release.
+func (m *countingModel) Hold() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gate == nil {
+		m.gate = make(chan struct{})
+	}
+}
+
+// Release lets the held runs, and later ones, go on.
+func (m *countingModel) Release() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gate != nil {
+		close(m.gate)
+		m.gate = nil
+	}
 }
 
 func (m *countingModel) Close() error {
@@ -101,13 +123,17 @@ func sameScores(tb testing.TB, what string, got, want []float32) {
 	}
 }
 
-// TestBatcherJoins checks that concurrent calls are joined into runs of at
+// TestBatcherJoins checks that a call to an idle model runs at once, that
+// the calls that come while a run is in flight are joined into runs of at
 // most max_rows rows, that a call larger than max_rows runs alone, and that
 // each caller gets exactly the scores its rows get when scored alone.
 func TestBatcherJoins(t *testing.T) {
 	inner := mlpModel(t, 16)
 	counted := &countingModel{Model: inner}
-	b := newBatcher(t, counted, larder.Batching{MaxDelay: 100 * time.Millisecond, MaxRows: 40, MaxQueue: 64}, 1)
+	counted.Hold()
+	defer counted.Release()
+	// A max_delay of a minute: no run here waits for it.
+	b := newBatcher(t, counted, larder.Batching{MaxDelay: time.Minute, MaxRows: 40, MaxQueue: 64}, 1)
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	sizes := []int{10, 7, 13, 1, 9, 45, 10, 3, 12, 8, 5, 2} // 45 > max_rows
@@ -124,10 +150,18 @@ func TestBatcherJoins(t *testing.T) {
 	got := make([][]float32, len(sizes))
 	errs := make([]error, len(sizes))
 	var wg sync.WaitGroup
-	for i, n := range sizes {
+	// The first call finds the model idle and runs at once, without waiting
+	// for max_delay; its run holds the model while the others come and wait.
+	got[0] = make([]float32, sizes[0])
+	wg.Go(func() { errs[0] = b.Score(context.Background(), xs[0], sizes[0], got[0]) })
+	waitUntil(t, 5*time.Second, "the first call runs at once", func() bool { return len(counted.Runs()) == 1 })
+	for i, n := range sizes[1:] {
+		i++
 		got[i] = make([]float32, n)
 		wg.Go(func() { errs[i] = b.Score(context.Background(), xs[i], n, got[i]) })
 	}
+	waitUntil(t, 5*time.Second, "11 calls wait", func() bool { return b.Waiting() == len(sizes)-1 })
+	counted.Release()
 	wg.Wait()
 	for i := range sizes {
 		if errs[i] != nil {
@@ -137,6 +171,9 @@ func TestBatcherJoins(t *testing.T) {
 	}
 
 	runs := counted.Runs()
+	if runs[0] != sizes[0] {
+		t.Errorf("runs %v: the first run is not the first call's %d rows alone", runs, sizes[0])
+	}
 	total := 0
 	for _, n := range runs {
 		total += n
@@ -147,10 +184,11 @@ func TestBatcherJoins(t *testing.T) {
 	if total != 125 {
 		t.Errorf("runs %v score %d rows, want the 125 of the calls", runs, total)
 	}
-	// The call of 45 alone, 80 rows in runs of at most 40: at least 3 runs,
-	// far fewer than the 12 calls when they are joined.
-	if len(runs) < 3 || len(runs) > 7 {
-		t.Errorf("12 concurrent calls ran in %d runs %v, want them joined into 3 to 7", len(runs), runs)
+	// The first call alone, the call of 45 alone, and the other 70 rows in
+	// runs of at most 40 rows each (in the order the calls came, so up to 4
+	// of them): 4 to 6 runs, far fewer than the 12 calls.
+	if len(runs) < 4 || len(runs) > 6 {
+		t.Errorf("12 calls ran in %d runs %v, want the 11 that waited joined: 4 to 6 runs", len(runs), runs)
 	}
 	if !slices.Contains(runs, 45) {
 		t.Errorf("runs %v: the call of 45 rows did not run alone", runs)
@@ -161,7 +199,9 @@ func TestBatcherJoins(t *testing.T) {
 // max_delay is refused at once, and that a call whose deadline passes while
 // it waits for a run leaves without taking room in one.
 func TestBatcherDeadlines(t *testing.T) {
-	counted := &countingModel{Model: mlpModel(t, 8), gate: make(chan struct{})}
+	counted := &countingModel{Model: mlpModel(t, 8)}
+	counted.Hold()
+	defer counted.Release()
 	b := newBatcher(t, counted, larder.Batching{MaxDelay: 20 * time.Millisecond, MaxRows: 100, MaxQueue: 8}, 1)
 	x, out := randomRows(rand.New(rand.NewPCG(3, 4)), 2), make([]float32, 2)
 
@@ -173,7 +213,7 @@ func TestBatcherDeadlines(t *testing.T) {
 		t.Fatalf("a call with 5ms left and max_delay 20ms: %v after %s, want DeadlineExceeded at once", err, time.Since(start))
 	}
 
-	// The first call's run holds the only run slot until the gate opens.
+	// The first call's run holds the model until the gate opens.
 	first := make(chan error, 1)
 	go func() { first <- b.Score(context.Background(), x, 2, make([]float32, 2)) }()
 	waitUntil(t, 5*time.Second, "the first run starts", func() bool { return len(counted.Runs()) == 1 })
@@ -187,7 +227,7 @@ func TestBatcherDeadlines(t *testing.T) {
 	if n := b.Waiting(); n != 0 {
 		t.Errorf("%d calls wait after the late call left, want 0", n)
 	}
-	close(counted.gate)
+	counted.Release()
 	if err := <-first; err != nil {
 		t.Errorf("first call: %v", err)
 	}
@@ -196,20 +236,32 @@ func TestBatcherDeadlines(t *testing.T) {
 	}
 }
 
-// TestBatcherClose checks that closing a batcher fails the calls that wait,
-// refuses later ones, and closes the inner model.
+// TestBatcherClose checks that closing a batcher fails the calls that wait
+// at once, lets the run in flight finish, refuses later calls, and closes
+// the inner model.
 func TestBatcherClose(t *testing.T) {
-	counted := &countingModel{Model: mlpModel(t, 8)}
+	inner := mlpModel(t, 8)
+	counted := &countingModel{Model: inner}
+	counted.Hold()
+	defer counted.Release()
 	b := newBatcher(t, counted, larder.Batching{MaxDelay: time.Minute, MaxRows: 1000, MaxQueue: 8}, 1)
 	x := randomRows(rand.New(rand.NewPCG(5, 6)), 3)
+	want := make([]float32, 3)
+	if err := inner.Score(context.Background(), x, 3, want); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first call runs at once and holds the model; three more wait.
+	first, firstOut := make(chan error, 1), make([]float32, 3)
+	go func() { first <- b.Score(context.Background(), x, 3, firstOut) }()
+	waitUntil(t, 5*time.Second, "the first run starts", func() bool { return len(counted.Runs()) == 1 })
 	errs := make(chan error, 3)
 	for range 3 {
 		go func() { errs <- b.Score(context.Background(), x, 3, make([]float32, 3)) }()
 	}
 	waitUntil(t, 5*time.Second, "3 calls wait", func() bool { return b.Waiting() == 3 })
-	if err := b.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
 	for range 3 {
 		select {
 		case err := <-errs:
@@ -223,8 +275,24 @@ func TestBatcherClose(t *testing.T) {
 	if err := b.Score(context.Background(), x, 3, make([]float32, 3)); !errors.Is(err, server.ErrBatcherClosed) {
 		t.Errorf("a call after Close: %v, want ErrBatcherClosed", err)
 	}
-	if len(counted.Runs()) != 0 || !counted.closed {
-		t.Errorf("runs %v, inner closed %v: want no run and the inner model closed", counted.Runs(), counted.closed)
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned %v while a run was in flight", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	counted.Release()
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-first; err != nil {
+		t.Errorf("the call in flight when closed: %v, want its scores", err)
+	}
+	sameScores(t, "the call in flight when closed", firstOut, want)
+	counted.mu.Lock()
+	innerClosed := counted.closed
+	counted.mu.Unlock()
+	if runs := counted.Runs(); len(runs) != 1 || !innerClosed {
+		t.Errorf("runs %v, inner closed %v: want only the first call's run and the inner model closed", runs, innerClosed)
 	}
 	if err := b.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
@@ -267,11 +335,11 @@ func recoRequest(user int64, items ...string) *larderv1.RankRequest {
 	}
 }
 
-// TestRankBatched checks the wiring: concurrent Rank calls of a batching
-// ranker share model runs, and each gets the answer it gets alone.
+// TestRankBatched checks the wiring: Rank calls that come while the model
+// is busy share model runs, and each gets the answer it gets alone.
 func TestRankBatched(t *testing.T) {
 	var counted *countingModel
-	f := batchingFixture(t, larder.Batching{MaxDelay: 50 * time.Millisecond},
+	f := batchingFixture(t, larder.Batching{MaxDelay: 2 * time.Second},
 		func(m server.Model) server.Model { counted = &countingModel{Model: m}; return counted })
 	reqs := []*larderv1.RankRequest{
 		recoRequest(1, "i1", "i2", "i3"), recoRequest(2, "i6", "i4"), recoRequest(3, "i2", "i1", "i5", "i6"),
@@ -292,9 +360,17 @@ func TestRankBatched(t *testing.T) {
 	together := make([]*larderv1.RankResponse, len(reqs))
 	errs := make([]error, len(reqs))
 	var wg sync.WaitGroup
+	counted.Hold()
+	defer counted.Release()
 	for i, req := range reqs {
 		wg.Go(func() { together[i], errs[i] = f.client.Rank(context.Background(), req) })
+		if i == 0 {
+			// The first request's run holds the model; the others wait.
+			waitUntil(t, 5*time.Second, "the first run starts", func() bool { return len(counted.Runs()) == len(reqs)+1 })
+		}
 	}
+	time.Sleep(200 * time.Millisecond) // for the others to read Redis and queue
+	counted.Release()
 	wg.Wait()
 	for i := range reqs {
 		if errs[i] != nil {
@@ -320,10 +396,23 @@ func TestRankBatched(t *testing.T) {
 // TestRankBatchQueueFull checks that a Rank refused for a full queue is
 // RESOURCE_EXHAUSTED, not a degraded answer.
 func TestRankBatchQueueFull(t *testing.T) {
-	f := batchingFixture(t, larder.Batching{MaxDelay: 20 * time.Second, MaxQueue: 1}, func(m server.Model) server.Model { return m })
+	var counted *countingModel
+	f := batchingFixture(t, larder.Batching{MaxDelay: 20 * time.Second, MaxQueue: 1},
+		func(m server.Model) server.Model { counted = &countingModel{Model: m}; return counted })
+	counted.Hold()
+	defer counted.Release()
+	// A first request runs at once and holds the model.
+	first := make(chan error, 1)
+	go func() {
+		_, err := f.client.Rank(context.Background(), recoRequest(3, "i1", "i2"))
+		first <- err
+	}()
+	waitUntil(t, 5*time.Second, "the first run starts", func() bool { return len(counted.Runs()) == 1 })
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// Of two requests, the one that comes second finds the first waiting.
+	// Of two more requests, the one that comes second finds the other
+	// waiting in the queue of one.
 	errs := make(chan error, 2)
 	for _, user := range []int64{1, 2} {
 		go func() {
@@ -340,6 +429,10 @@ func TestRankBatchQueueFull(t *testing.T) {
 	cancel()
 	if err := <-errs; status.Code(err) != codes.Canceled {
 		t.Errorf("the waiting request, cancelled: %v, want CANCELED", err)
+	}
+	counted.Release()
+	if err := <-first; err != nil {
+		t.Errorf("the first request: %v", err)
 	}
 }
 
@@ -361,17 +454,25 @@ func TestRankBatchDeadline(t *testing.T) {
 // its run, and that each is answered in degraded mode.
 func TestRankBatchFailing(t *testing.T) {
 	var counted *countingModel
-	f := batchingFixture(t, larder.Batching{MaxDelay: 100 * time.Millisecond},
+	f := batchingFixture(t, larder.Batching{MaxDelay: 2 * time.Second},
 		func(server.Model) server.Model { counted = &countingModel{Model: failingModel{}}; return counted })
 	const n = 4
 	resps := make([]*larderv1.RankResponse, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
+	counted.Hold()
+	defer counted.Release()
 	for i := range n {
 		wg.Go(func() {
 			resps[i], errs[i] = f.client.Rank(context.Background(), recoRequest(int64(i+1), "i1", "i2", "i3"))
 		})
+		if i == 0 {
+			// The first request's run holds the model; the others wait.
+			waitUntil(t, 5*time.Second, "the first run starts", func() bool { return len(counted.Runs()) == 1 })
+		}
 	}
+	time.Sleep(200 * time.Millisecond) // for the others to read Redis and queue
+	counted.Release()
 	wg.Wait()
 	for i := range n {
 		if errs[i] != nil {
@@ -381,7 +482,7 @@ func TestRankBatchFailing(t *testing.T) {
 			t.Errorf("request %d: degraded %v, version %q; want degraded by broken-1", i, resps[i].GetDegraded(), resps[i].GetModelVersion())
 		}
 	}
-	if runs := counted.Runs(); len(runs) >= n {
-		t.Errorf("%d concurrent requests ran the failing model %d times, want them joined", n, len(runs))
+	if runs := counted.Runs(); len(runs) >= n || runs[0] != 3 {
+		t.Errorf("runs %v of the failing model, want the first request alone (3 rows), then the 3 that waited joined", runs)
 	}
 }
