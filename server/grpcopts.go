@@ -14,8 +14,12 @@ import (
 // each time) through the handler, the store's Redis client and the
 // protobuf codec: that growth cost about 5% of the CPU of a GetFeatures.
 // A request that finds every worker busy still gets a goroutine of its own.
+//
+// Codec encodes and decodes the API's messages with their generated
+// vtprotobuf code instead of protobuf's reflection; see Codec.
 func serverOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
+		grpc.ForceServerCodecV2(Codec{}),
 	}
 }

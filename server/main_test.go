@@ -349,7 +349,7 @@ func serve(tb testing.TB, cfg server.Config, drain time.Duration) *running {
 		}
 	})
 
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
 	if err != nil {
 		tb.Fatalf("grpc.NewClient: %v", err)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/models"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+	"github.com/larder-dev/larder/server"
 	"github.com/larder-dev/larder/store"
 )
 
@@ -535,7 +536,7 @@ func (a *app) newBenchWorld(ctx context.Context, addr string, o benchOptions) (*
 	w.served = make(chan error, 1)
 	go func() { w.served <- w.srv.wait(serveCtx, 5*time.Second) }()
 	for range o.conns {
-		conn, err := grpc.NewClient(w.srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(w.srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
 		if err != nil {
 			return w, fmt.Errorf("bench: connect to %s: %w", w.srv.addr, err)
 		}

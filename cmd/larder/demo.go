@@ -21,6 +21,7 @@ import (
 	"github.com/larder-dev/larder/demo"
 	"github.com/larder-dev/larder/models"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+	"github.com/larder-dev/larder/server"
 )
 
 type demoOptions struct {
@@ -278,7 +279,7 @@ func auc(scores, labels []float32) float64 {
 // measures their latencies.
 func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) error {
 	out := a.stdout
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
 	if err != nil {
 		return err
 	}

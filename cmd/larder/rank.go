@@ -16,6 +16,7 @@ import (
 
 	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+	"github.com/larder-dev/larder/server"
 )
 
 // rankOptions are the flags of larder rank.
@@ -89,7 +90,7 @@ func (a *app) runRank(ctx context.Context, name, contextKey string, o rankOption
 	if addr == "" {
 		addr = p.Server.Listen
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
 	if err != nil {
 		return fmt.Errorf("rank: server %s: %w", addr, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+	"github.com/larder-dev/larder/server"
 )
 
 func (a *app) reloadCommand() *cobra.Command {
@@ -37,7 +38,7 @@ and reload exits with the reason.`,
 				}
 				addr = p.Server.Listen
 			}
-			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
 			if err != nil {
 				return fmt.Errorf("reload: server %s: %w", addr, err)
 			}
