@@ -114,26 +114,9 @@ func DecodeRow(src []byte, types []larder.Type, dst *larder.Row) error {
 // source's memory, which is safe because strings are immutable.
 func decodeRow[S ~string | ~[]byte](src S, types []larder.Type, dst *larder.Row) error {
 	d := decoder[S]{src: src}
-	if len(src) == 0 {
-		return corrupt("empty value")
-	}
-	if src[0] != codecVersion {
-		return corrupt("codec version %d, want %d", src[0], codecVersion)
-	}
-	d.pos = 1
-	us, err := d.varint()
+	us, nullMap, err := d.header(len(types))
 	if err != nil {
 		return err
-	}
-
-	mapLen := (len(types) + 7) / 8
-	if len(src)-d.pos < mapLen {
-		return corrupt("truncated null bitmap")
-	}
-	nullMap := src[d.pos : d.pos+mapLen]
-	d.pos += mapLen
-	if rest := len(types) % 8; rest != 0 && nullMap[mapLen-1]>>rest != 0 {
-		return corrupt("null bitmap marks features past the last one")
 	}
 
 	vals := resize(dst.Values, len(types))
@@ -163,7 +146,7 @@ func decodeRow[S ~string | ~[]byte](src S, types []larder.Type, dst *larder.Row)
 		}
 		if err != nil {
 			dst.Values = vals[:i]
-			return fmt.Errorf("feature %d (%s): %w", i, t, err)
+			return wrapFeature(i, t, err)
 		}
 	}
 	dst.Values = vals
@@ -177,6 +160,36 @@ func decodeRow[S ~string | ~[]byte](src S, types []larder.Type, dst *larder.Row)
 type decoder[S ~string | ~[]byte] struct {
 	src S
 	pos int
+}
+
+// header reads what precedes the values of a row of n features: the codec
+// version, the event time (in microseconds) and the null bitmap, whose bit
+// i is set when feature i is null.
+func (d *decoder[S]) header(n int) (us int64, nullMap S, err error) {
+	if len(d.src) == 0 {
+		return 0, nullMap, corrupt("empty value")
+	}
+	if d.src[0] != codecVersion {
+		return 0, nullMap, corrupt("codec version %d, want %d", d.src[0], codecVersion)
+	}
+	d.pos = 1
+	if us, err = d.varint(); err != nil {
+		return 0, nullMap, err
+	}
+	mapLen := (n + 7) / 8
+	if len(d.src)-d.pos < mapLen {
+		return 0, nullMap, corrupt("truncated null bitmap")
+	}
+	nullMap = d.src[d.pos : d.pos+mapLen]
+	d.pos += mapLen
+	if rest := n % 8; rest != 0 && nullMap[mapLen-1]>>rest != 0 {
+		return 0, nullMap, corrupt("null bitmap marks features past the last one")
+	}
+	return us, nullMap, nil
+}
+
+func wrapFeature(i int, t larder.Type, err error) error {
+	return fmt.Errorf("feature %d (%s): %w", i, t, err)
 }
 
 func (d *decoder[S]) value(t larder.Type) (larder.Value, error) {

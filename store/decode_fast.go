@@ -1,7 +1,6 @@
 package store
 
 import (
-	"fmt"
 	"math"
 	"time"
 
@@ -20,25 +19,9 @@ import (
 // skipped rather than built.
 func decodeNumbers(src string, types []larder.Type, sel []int, defs []float32, out []float32, scratch []float32, nulls []bool) (time.Time, error) {
 	d := decoder[string]{src: src}
-	if len(src) == 0 {
-		return time.Time{}, corrupt("empty value")
-	}
-	if src[0] != codecVersion {
-		return time.Time{}, corrupt("codec version %d, want %d", src[0], codecVersion)
-	}
-	d.pos = 1
-	us, err := d.varint()
+	us, nullMap, err := d.header(len(types))
 	if err != nil {
 		return time.Time{}, err
-	}
-	mapLen := (len(types) + 7) / 8
-	if len(src)-d.pos < mapLen {
-		return time.Time{}, corrupt("truncated null bitmap")
-	}
-	nullMap := src[d.pos : d.pos+mapLen]
-	d.pos += mapLen
-	if rest := len(types) % 8; rest != 0 && nullMap[mapLen-1]>>rest != 0 {
-		return time.Time{}, corrupt("null bitmap marks features past the last one")
 	}
 
 	for i, t := range types {
@@ -149,8 +132,4 @@ func (d *decoder[S]) skip(t larder.Type) error {
 	}
 	_, err := d.value(t)
 	return err
-}
-
-func wrapFeature(i int, t larder.Type, err error) error {
-	return fmt.Errorf("feature %d (%s): %w", i, t, err)
 }
