@@ -17,12 +17,9 @@ func (s *Service) Rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 }
 
 func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv1.RankResponse, error) {
-	plan := s.rankers[req.GetRanker()]
-	if plan == nil {
-		if req.GetRanker() == "" {
-			return nil, larder.Invalidf("ranker: is required%s", knownRankers(s.project))
-		}
-		return nil, larder.Invalidf("ranker: unknown ranker %q%s", req.GetRanker(), knownRankers(s.project))
+	plan, err := s.plan(req.GetRanker())
+	if err != nil {
+		return nil, err
 	}
 	r := plan.ranker
 	ctxKey, err := keyFromProto(req.GetContextKey(), r.ContextDef(), "context_key", -1)

@@ -34,7 +34,7 @@ func (e *ModelRefusedError) Unwrap() error { return e.Err }
 // Config.LoadModel.
 var errNoLoader = errors.New("this server has no model loader (server.Config.LoadModel), so it cannot reload models")
 
-// modelState is what a Service keeps per ranker about its model, besides the
+// modelState is what a ranker's plan keeps about its model besides the
 // slot: reloads of one ranker run one at a time under mu, and loadedAt says
 // when the current model was swapped in.
 type modelState struct {
@@ -58,10 +58,11 @@ const trialMinTimeout = time.Second
 // *larder.InvalidError for an unknown ranker, and a *ModelRefusedError
 // otherwise.
 func (s *Service) SwapModel(ctx context.Context, ranker string, m Model) (old string, err error) {
-	plan, st, err := s.rankerModel(ranker)
+	plan, err := s.plan(ranker)
 	if err != nil {
 		return "", err
 	}
+	st := &plan.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return s.swapLocked(ctx, plan, st, m)
@@ -73,10 +74,11 @@ func (s *Service) SwapModel(ctx context.Context, ranker string, m Model) (old st
 // error is a *ModelRefusedError; an unknown ranker is an
 // *larder.InvalidError.
 func (s *Service) Reload(ctx context.Context, ranker string) (old, current string, err error) {
-	plan, st, err := s.rankerModel(ranker)
+	plan, err := s.plan(ranker)
 	if err != nil {
 		return "", "", err
 	}
+	st := &plan.state
 	if s.loadModel == nil {
 		return "", "", s.refuse(ranker, errNoLoader)
 	}
@@ -121,10 +123,11 @@ type ModelInfo struct {
 func (s *Service) ListModels() []ModelInfo {
 	infos := make([]ModelInfo, 0, len(s.project.Rankers))
 	for _, r := range s.project.Rankers {
-		plan, st := s.rankers[r.Name], s.models[r.Name]
-		if plan == nil || st == nil {
+		plan := s.rankers[r.Name]
+		if plan == nil {
 			continue
 		}
+		st := &plan.state
 		st.mu.Lock()
 		infos = append(infos, ModelInfo{Ranker: r.Name, Version: plan.slot.current().Version(), Path: st.path, LoadedAt: st.loadedAt})
 		st.mu.Unlock()
@@ -132,17 +135,16 @@ func (s *Service) ListModels() []ModelInfo {
 	return infos
 }
 
-// rankerModel returns the plan and model state of the named ranker, or an
-// *larder.InvalidError.
-func (s *Service) rankerModel(ranker string) (*rankerPlan, *modelState, error) {
-	plan, st := s.rankers[ranker], s.models[ranker]
-	if plan == nil || st == nil {
+// plan returns the plan of the named ranker, or an *larder.InvalidError.
+func (s *Service) plan(ranker string) (*rankerPlan, error) {
+	plan := s.rankers[ranker]
+	if plan == nil {
 		if ranker == "" {
-			return nil, nil, larder.Invalidf("ranker: is required%s", knownRankers(s.project))
+			return nil, larder.Invalidf("ranker: is required%s", knownRankers(s.project))
 		}
-		return nil, nil, larder.Invalidf("ranker: unknown ranker %q%s", ranker, knownRankers(s.project))
+		return nil, larder.Invalidf("ranker: unknown ranker %q%s", ranker, knownRankers(s.project))
 	}
-	return plan, st, nil
+	return plan, nil
 }
 
 // swapLocked checks m and swaps it into plan's slot; st.mu is held.

@@ -54,9 +54,7 @@ type Service struct {
 	now     func() time.Time
 	rankers map[string]*rankerPlan
 
-	// models holds, by ranker, when its model was loaded and the lock that
-	// serializes its reloads; loadModel and metrics come from Config.
-	models    map[string]*modelState
+	// loadModel and metrics come from Config.
 	loadModel LoadModelFunc
 	metrics   *Metrics
 
@@ -78,6 +76,7 @@ func (s *Service) Degraded() int64 { return s.degraded.Load() }
 type rankerPlan struct {
 	ranker  *larder.Ranker
 	slot    *modelSlot
+	state   modelState     // reloads of the slot's model
 	context []*larder.View // views read for the context key
 	cands   []*larder.View // views read for the candidate keys
 	inputs  []inputPlan
@@ -116,7 +115,6 @@ func New(cfg Config) (*Service, error) {
 		now:     cfg.Now,
 		rankers: make(map[string]*rankerPlan, len(cfg.Project.Rankers)),
 
-		models:    make(map[string]*modelState, len(cfg.Project.Rankers)),
 		loadModel: cfg.LoadModel,
 		metrics:   cfg.Metrics,
 	}
@@ -140,9 +138,10 @@ func New(cfg Config) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("server: ranker %q: %w", r.Name, err)
 		}
-		s.rankers[r.Name] = planRanker(r, m)
-		s.models[r.Name] = &modelState{path: cfg.Project.Path(r.Model), loadedAt: s.now()}
-		s.metrics.initRanker(r.Name, m.Version(), s.models[r.Name].loadedAt)
+		plan := planRanker(r, m)
+		plan.state.path, plan.state.loadedAt = cfg.Project.Path(r.Model), s.now()
+		s.rankers[r.Name] = plan
+		s.metrics.initRanker(r.Name, m.Version(), plan.state.loadedAt)
 	}
 	return s, nil
 }
