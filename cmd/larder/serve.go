@@ -161,7 +161,7 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 			if r.runtime == nil {
 				break
 			}
-			m, err := r.runtime.Load(p.Path(rk.Model), rankerSpec(rk))
+			m, err := r.loadRanker(p, rk)
 			if err != nil {
 				return nil, fmt.Errorf("ranker %s: %w", rk.Name, err)
 			}
@@ -173,7 +173,7 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 		if r.runtime == nil {
 			return nil, fmt.Errorf("%w: ONNX Runtime is not loaded: %v", server.ErrModelUnavailable, ortErr)
 		}
-		m, err := r.runtime.Load(p.Path(rk.Model), rankerSpec(rk))
+		m, err := r.loadRanker(p, rk)
 		if err != nil {
 			return nil, err // a nil interface, not a nil *models.Model
 		}
@@ -234,9 +234,10 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 	return r, nil
 }
 
-// rankerSpec is what a ranker's model file must provide.
-func rankerSpec(rk *larder.Ranker) models.Spec {
-	return models.Spec{Input: rk.ModelInput, Output: rk.ModelOutput, Features: len(rk.Inputs)}
+// loadRanker loads the model file of ranker rk of project p, checking that
+// it has the ranker's input, output and input width.
+func (r *running) loadRanker(p *larder.Project, rk *larder.Ranker) (*models.Model, error) {
+	return r.runtime.Load(p.Path(rk.Model), models.Spec{Input: rk.ModelInput, Output: rk.ModelOutput, Features: len(rk.Inputs)})
 }
 
 // wait serves until ctx ends, then drains.
