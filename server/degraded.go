@@ -30,17 +30,13 @@ func modelTimeout(r *larder.Ranker) time.Duration {
 	return larder.DefaultModelTimeout
 }
 
-// scoreTimeout returns how long a Rank request may wait for its scores: the
-// model timeout, plus, for a batching ranker, the longest wait for a batch
-// to start.
-func scoreTimeout(r *larder.Ranker) time.Duration {
+// scoreTimeout returns how long a Rank request may wait for the scores of
+// m, r's model as the server holds it: the model timeout, plus, when m is a
+// Batcher, the longest wait for a batch to start.
+func scoreTimeout(r *larder.Ranker, m Model) time.Duration {
 	d := modelTimeout(r)
-	if r.Batching != nil {
-		if r.Batching.MaxDelay > 0 {
-			d += r.Batching.MaxDelay
-		} else {
-			d += larder.DefaultBatchMaxDelay
-		}
+	if b, ok := m.(*Batcher); ok {
+		d += b.cfg.MaxDelay
 	}
 	return d
 }
@@ -58,10 +54,10 @@ func (e *modelTimeoutError) Error() string {
 
 func (e *modelTimeoutError) Unwrap() error { return e.err }
 
-// scoreModel runs m on the n rows of x within r's score timeout. When the
-// timeout, not ctx, stops the run, the error is a *modelTimeoutError.
-func scoreModel(ctx context.Context, r *larder.Ranker, m Model, x []float32, n int, out []float32) error {
-	timeout := scoreTimeout(r)
+// scoreModel runs m on the n rows of x within timeout (see scoreTimeout).
+// When the timeout, not ctx, stops the run, the error is a
+// *modelTimeoutError.
+func scoreModel(ctx context.Context, timeout time.Duration, m Model, x []float32, n int, out []float32) error {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= timeout {
 		// The caller's deadline comes first: it alone bounds the run.
 		return m.Score(ctx, x, n, out)

@@ -152,7 +152,7 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 	buf.scores = resize(buf.scores, n)
 	scores := buf.scores
 	var degraded string
-	if err := scoreModel(ctx, r, model, x, n, scores); err != nil {
+	if err := scoreModel(ctx, plan.scoreTimeout, model, x, n, scores); err != nil {
 		if ctx.Err() != nil || refused(err) {
 			// The caller has gone or its deadline passed: no answer helps.
 			return nil, fmt.Errorf("ranker %q: scoring: %w", r.Name, err)

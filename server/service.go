@@ -74,12 +74,15 @@ func (s *Service) Degraded() int64 { return s.degraded.Load() }
 // builds no maps: the distinct views to read on each side and, per model
 // input, where its value comes from.
 type rankerPlan struct {
-	ranker  *larder.Ranker
-	slot    *modelSlot
-	state   modelState     // reloads of the slot's model
-	context []*larder.View // views read for the context key
-	cands   []*larder.View // views read for the candidate keys
-	inputs  []inputPlan
+	ranker *larder.Ranker
+	slot   *modelSlot
+	state  modelState // reloads of the slot's model
+	// scoreTimeout bounds the wait for the model's scores (see
+	// scoreTimeout); a swap keeps the ranker, and so the timeout.
+	scoreTimeout time.Duration
+	context      []*larder.View // views read for the context key
+	cands        []*larder.View // views read for the candidate keys
+	inputs       []inputPlan
 	// request holds the names of the request features; requests resolves
 	// each, in model order. knownRequest lists their names and takes their
 	// names and types, for error messages.
@@ -147,7 +150,7 @@ func New(cfg Config) (*Service, error) {
 }
 
 func planRanker(r *larder.Ranker, m Model) *rankerPlan {
-	p := &rankerPlan{ranker: r, slot: newModelSlot(m), request: map[string]bool{}}
+	p := &rankerPlan{ranker: r, slot: newModelSlot(m), scoreTimeout: scoreTimeout(r, m), request: map[string]bool{}}
 	index := func(views *[]*larder.View, v *larder.View) int {
 		if i := slices.Index(*views, v); i >= 0 {
 			return i
