@@ -587,12 +587,12 @@ func (s *winnerSorter) sort(ws []winner) {
 // fillGroup copies the feature values of the winners of rg, l.winners[lo:hi],
 // sorted by row, and turns a panic of the Parquet library on a malformed
 // page into an error.
-func (l *latest) fillGroup(rg *rowGroup, lo, hi int) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("malformed file: %v", r)
-		}
-	}()
+func (l *latest) fillGroup(rg *rowGroup, lo, hi int) error {
+	return recoverRead(func() error { return l.fillColumns(rg, lo, hi) })
+}
+
+// fillColumns is fillGroup without the recovery.
+func (l *latest) fillColumns(rg *rowGroup, lo, hi int) (err error) {
 	for i := range l.types {
 		bc, chunk := rg.chunk(specFeatures + i)
 		if bc.conv == convVector {

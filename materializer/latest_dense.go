@@ -409,17 +409,6 @@ func (l *latest) decodeDense(ctx context.Context, rg *rowGroup, group int, d *de
 	return times.finish()
 }
 
-// recoverRead runs read, and turns a panic of the Parquet library on a
-// malformed page into an error.
-func recoverRead(read func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("malformed file: %v", r)
-		}
-	}()
-	return read()
-}
-
 // parallelEach calls fn(w, i) for every i in [0, count) on up to workers
 // goroutines, w being the number of the goroutine, each taking the next i
 // in increasing order; as each call returns nil, completed(i) runs on the

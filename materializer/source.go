@@ -155,15 +155,25 @@ func openFile(path string) (*sourceFile, error) {
 // openParquet turns a panic of the Parquet library on a malformed footer into
 // an error.
 func openParquet(osf *os.File, size int64) (pf *parquet.File, err error) {
+	err = recoverRead(func() (err error) {
+		pf, err = parquet.OpenFile(osf, size,
+			parquet.SkipPageIndex(true),
+			parquet.SkipBloomFilters(true),
+			parquet.ReadBufferSize(readBufferSize))
+		return err
+	})
+	return pf, err
+}
+
+// recoverRead runs read, and turns a panic of the Parquet library on a
+// malformed footer or page into an error.
+func recoverRead(read func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("malformed file: %v", r)
 		}
 	}()
-	return parquet.OpenFile(osf, size,
-		parquet.SkipPageIndex(true),
-		parquet.SkipBloomFilters(true),
-		parquet.ReadBufferSize(readBufferSize))
+	return read()
 }
 
 // Close closes every file of ds.
@@ -222,13 +232,8 @@ func (ds *dataset) scan(ctx context.Context, fn func(*rowGroup) error) error {
 
 // scanRowGroup turns a panic of the Parquet library on a malformed page into
 // an error.
-func scanRowGroup(rg *rowGroup, fn func(*rowGroup) error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("malformed file: %v", r)
-		}
-	}()
-	return fn(rg)
+func scanRowGroup(rg *rowGroup, fn func(*rowGroup) error) error {
+	return recoverRead(func() error { return fn(rg) })
 }
 
 // rowGroups returns every row group of every file that is not skipped, in
@@ -340,13 +345,8 @@ func scanPartitioned(ctx context.Context, ds *dataset, parts int,
 
 // readPart runs read, and turns a panic of the Parquet library on a
 // malformed page into an error.
-func readPart(ctx context.Context, part int, rg *rowGroup, read func(context.Context, int, *rowGroup) error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("malformed file: %v", r)
-		}
-	}()
-	return read(ctx, part, rg)
+func readPart(ctx context.Context, part int, rg *rowGroup, read func(context.Context, int, *rowGroup) error) error {
+	return recoverRead(func() error { return read(ctx, part, rg) })
 }
 
 // scanParallel reads the row groups of ds on up to workers goroutines at
@@ -459,13 +459,8 @@ const scanBuffer = 2
 
 // readRowGroup runs read on rg, and turns a panic of the Parquet library on
 // a malformed page into an error.
-func readRowGroup[T any](ctx context.Context, rg *rowGroup, read func(context.Context, *rowGroup, func(T) error) error, emit func(T) error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("malformed file: %v", r)
-		}
-	}()
-	return read(ctx, rg, emit)
+func readRowGroup[T any](ctx context.Context, rg *rowGroup, read func(context.Context, *rowGroup, func(T) error) error, emit func(T) error) error {
+	return recoverRead(func() error { return read(ctx, rg, emit) })
 }
 
 // partitioner assigns entity keys to one of n partitions, spreading them
