@@ -57,7 +57,7 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 			for fi := range v.Features {
 				buf.cols = append(buf.cols, column{lookup: li, feature: fi})
 			}
-			buf.names = append(buf.names, s.featureNames(v)...)
+			buf.names = append(buf.names, s.names[v]...)
 			continue
 		}
 		fi := v.FeatureIndex(feature)
@@ -189,18 +189,4 @@ func (b *getBuffers) lookup(v *larder.View) int {
 	}
 	b.ptrs = append(b.ptrs, &b.lookups[i])
 	return i
-}
-
-// featureNames returns "view:feature" for every feature of v, built once
-// per view.
-func (s *Service) featureNames(v *larder.View) []string {
-	if names, ok := s.names.Load(v); ok {
-		return names.([]string)
-	}
-	names := make([]string, len(v.Features))
-	for i, f := range v.Features {
-		names[i] = v.Name + ":" + f.Name
-	}
-	s.names.Store(v, names)
-	return names
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,9 +60,9 @@ type Service struct {
 	// degraded counts Rank responses served without the model.
 	degraded atomic.Int64
 
-	// names caches "view:feature" of every feature, by *larder.View, for
-	// GetFeatures requests of view:*.
-	names sync.Map
+	// names holds "view:feature" of every feature of every view, built at
+	// start-up for GetFeatures requests of view:*.
+	names map[*larder.View][]string
 }
 
 // Degraded returns how many Rank responses were served in degraded mode:
@@ -129,6 +128,14 @@ func New(cfg Config) (*Service, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.names = make(map[*larder.View][]string, len(cfg.Project.Views))
+	for _, v := range cfg.Project.Views {
+		names := make([]string, len(v.Features))
+		for i, f := range v.Features {
+			names[i] = v.Name + ":" + f.Name
+		}
+		s.names[v] = names
 	}
 	for _, r := range cfg.Project.Rankers {
 		m := cfg.Models[r.Name]
