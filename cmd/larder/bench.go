@@ -57,10 +57,12 @@ const (
 	callRedis1     = "redis-1"
 	callRedis101   = "redis-101"
 	callModel      = "model-100"
+	callServed1    = "grpc+redis-1"
+	callServedRank = "grpc+redis-101+model-100"
 	callGet1       = "GetFeatures-1x20"
 	callGet100     = "GetFeatures-100x20"
 	callRank       = "Rank-1+100"
-	benchCallCount = 7
+	benchCallCount = 9
 	// callRankBatched is measured with --batching only.
 	callRankBatched = "Rank-batched"
 )
@@ -71,6 +73,8 @@ var benchLegend = [benchCallCount][2]string{
 	{callRedis1, "floor: go-redis pipeline of 1 HGET (the bucket hash and field the store reads for a random user)"},
 	{callRedis101, "floor: go-redis pipeline of 101 HGETs (1 random user + 100 random items, as Rank reads)"},
 	{callModel, "floor: Model.Score of a prepared 100×20 float32 batch on the server's own ONNX Runtime session"},
+	{callServed1, "composed floor: a gRPC call through the same server whose handler runs redis-1's pipeline and answers with the row's bytes"},
+	{callServedRank, "composed floor: a gRPC call through the same server whose handler runs redis-101's pipeline, then model-100's batch"},
 	{callGet1, "GetFeatures of 1 random user × user_features:* (20 float64)"},
 	{callGet100, "GetFeatures of 100 random users × user_features:* (20 float64)"},
 	{callRank, "Rank of 100 random items for 1 random user: 101 reads, a 100×20 model input, the ranker's MLP, top 10"},
@@ -79,7 +83,7 @@ var benchLegend = [benchCallCount][2]string{
 // benchHeavyHidden are the hidden layers of the --heavy ranker's MLP.
 var benchHeavyHidden = []int{256, 256}
 
-// Issue 4's goals, each a ratio measured in one run.
+// The goals the serving path is held to, each a ratio measured in one run.
 const (
 	goalLatencyRatio    = 1.5 // larder p50 at most 1.5× the sum of its floors' p50
 	goalThroughputRatio = 0.6 // GetFeatures RPS at least 60% of the empty call's
@@ -97,6 +101,7 @@ type benchOptions struct {
 	quick       bool
 	markdown    bool
 	cpuProfile  string
+	profileCall string
 	// batching adds the Rank-batched call: Rank of a second ranker, the
 	// same model with these batching settings.
 	batching bool
@@ -139,8 +144,11 @@ can, with random keys, over several gRPC connections, for --warmup and then
 for --duration; every latency is recorded and the percentiles are exact. The
 floors are an empty gRPC call through the same server, the raw Redis reads
 of the same bucket hashes and fields from Go, and a raw ONNX Runtime call on
-a 100-row batch. The ratios at the end are larder's figures over their
-floors, next to the goals they are held to.
+a 100-row batch. The composed floors put them together as a larder call
+does: a gRPC method of the same server whose handler runs those raw reads
+(and, for Rank, the model) and answers. The ratios at the end are larder's
+figures over the sum of their floors, next to the goals they are held to,
+and over the composed floors, which is larder's own cost.
 
 At each concurrency the calls take turns: the warm-up and the measured time
 of each call are cut into --rounds slices, run round-robin, so that a burst
@@ -149,9 +157,10 @@ The "others" column says how much of the CPU other processes took.
 
 The --config flag is ignored. With --redis, bench writes keys under
 larder:` + benchProject + `: on that server and deletes them when it ends.`,
-		Example: `  larder bench                          # about two minutes
+		Example: `  larder bench                          # about three minutes
   larder bench --quick                  # a few seconds: a smoke test
-  larder bench --concurrency 16 --duration 10s --cpuprofile rank.pprof`,
+  larder bench --concurrency 16 --duration 10s --cpuprofile rank.pprof
+  larder bench --concurrency 64 --cpuprofile get.pprof --profile-call GetFeatures-1x20`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.quick {
@@ -190,8 +199,21 @@ larder:` + benchProject + `: on that server and deletes them when it ends.`,
 	f.IntVar(&o.batch.MaxRows, "batch-max-rows", 0, "batching.max_rows of the Rank-batched ranker (0: the default, "+strconv.Itoa(larder.DefaultBatchMaxRows)+")")
 	f.IntVar(&o.batch.MaxQueue, "batch-max-queue", 0, "batching.max_queue of the Rank-batched ranker (0: the default, "+strconv.Itoa(larder.DefaultBatchMaxQueue)+")")
 	f.BoolVar(&o.heavy, "heavy", false, "score with a heavier MLP, 20→256→256→1, instead of the example's 20→64→1")
-	f.StringVar(&o.cpuProfile, "cpuprofile", "", "after the measurements, run Rank once more at each concurrency and write a CPU profile of the process (client and server) to this file")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "after the measurements, run the --profile-call call once more at each concurrency and write a CPU profile of the process (client and server) to this file")
+	f.StringVar(&o.profileCall, "profile-call", callRank, "the call --cpuprofile profiles, one of the names in the table (such as "+callGet1+" or "+callEmpty+")")
 	return cmd
+}
+
+// callNames returns the names of the calls bench measures with o.
+func (o benchOptions) callNames() []string {
+	names := make([]string, 0, len(benchLegend)+1)
+	for _, l := range benchLegend {
+		names = append(names, l[0])
+	}
+	if o.batching {
+		names = append(names, callRankBatched)
+	}
+	return names
 }
 
 // check returns an error naming the first flag with a value bench cannot use.
@@ -211,6 +233,9 @@ func (o benchOptions) check() error {
 		return fmt.Errorf("--users %d, --items %d: each must be at least 1", o.users, o.items)
 	case o.batch.MaxDelay < 0 || o.batch.MaxRows < 0 || o.batch.MaxQueue < 0:
 		return fmt.Errorf("--batch-max-delay %s, --batch-max-rows %d, --batch-max-queue %d: none may be negative", o.batch.MaxDelay, o.batch.MaxRows, o.batch.MaxQueue)
+	}
+	if names := o.callNames(); !slices.Contains(names, o.profileCall) {
+		return fmt.Errorf("--profile-call %q: no such call; the calls are %s", o.profileCall, strings.Join(names, ", "))
 	}
 	for _, c := range o.concurrency {
 		if c < 1 || c > 10_000 {
@@ -278,8 +303,8 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 	})
 
 	if o.cpuProfile != "" {
-		rank := calls[slices.IndexFunc(calls, func(c benchCall) bool { return c.name == callRank })]
-		if err := profileRank(ctx, rank, o, a.stderr); err != nil {
+		i := slices.IndexFunc(calls, func(c benchCall) bool { return c.name == o.profileCall })
+		if err := profileCall(ctx, calls[i], o, a.stderr); err != nil {
 			return err
 		}
 	}
@@ -316,17 +341,17 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 	if o.batching {
 		legend = append(legend, [2]string{callRankBatched, "the same Rank through ranker " + benchBatched + ": the same model, with batching"})
 	}
+	legend = append(legend, [2]string{"others", "the share of the machine's CPU that other processes used during the cell; more than a few percent disturbs its figures"})
+	width := 0
+	for _, l := range legend {
+		width = max(width, len(l[0]))
+	}
 	for _, l := range legend {
 		if o.markdown {
 			fmt.Fprintf(out, "- `%s`: %s\n", l[0], l[1])
 		} else {
-			fmt.Fprintf(out, "  %-18s %s\n", l[0], l[1])
+			fmt.Fprintf(out, "  %-*s %s\n", width, l[0], l[1])
 		}
-	}
-	if o.markdown {
-		fmt.Fprintln(out, "- `others`: the share of the machine's CPU that other processes used during the cell; more than a few percent disturbs its figures")
-	} else {
-		fmt.Fprintf(out, "  %-18s %s\n", "others", "the share of the machine's CPU that other processes used during the cell; more than a few percent disturbs its figures")
 	}
 	return nil
 }
@@ -434,10 +459,10 @@ func processTicks(pid int) (int64, bool) {
 	return utime + stime, err1 == nil && err2 == nil
 }
 
-// profileRank runs the Rank call once more at each concurrency, for the
-// warm-up and the duration of a cell, and writes a CPU profile of the
-// process (client and server) over those runs to o.cpuProfile.
-func profileRank(ctx context.Context, rank benchCall, o benchOptions, stderr io.Writer) error {
+// profileCall runs call once more at each concurrency, for the warm-up and
+// the duration of a cell, and writes a CPU profile of the process (client
+// and server) over those runs to o.cpuProfile.
+func profileCall(ctx context.Context, call benchCall, o benchOptions, stderr io.Writer) error {
 	f, err := os.Create(o.cpuProfile)
 	if err != nil {
 		return fmt.Errorf("--cpuprofile: %w", err)
@@ -447,16 +472,16 @@ func profileRank(ctx context.Context, rank benchCall, o benchOptions, stderr io.
 		return fmt.Errorf("--cpuprofile %s: %w", o.cpuProfile, err)
 	}
 	for _, conc := range o.concurrency {
-		if err := newCell(rank, conc, o.duration).run(ctx, o.warmup, o.duration); err != nil {
+		if err := newCell(call, conc, o.duration).run(ctx, o.warmup, o.duration); err != nil {
 			pprof.StopCPUProfile()
-			return fmt.Errorf("bench: profile %s at concurrency %d: %w", rank.name, conc, err)
+			return fmt.Errorf("bench: profile %s at concurrency %d: %w", call.name, conc, err)
 		}
 	}
 	pprof.StopCPUProfile()
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("--cpuprofile: %w", err)
 	}
-	fmt.Fprintf(stderr, "CPU profile of %s at concurrency %v: %s\n", rank.name, o.concurrency, o.cpuProfile)
+	fmt.Fprintf(stderr, "CPU profile of %s at concurrency %v: %s\n", call.name, o.concurrency, o.cpuProfile)
 	return nil
 }
 
@@ -531,6 +556,7 @@ func (a *app) newBenchWorld(ctx context.Context, addr string, o benchOptions) (*
 	if w.srv, err = a.startServer(ctx, w.project, w.backend, "127.0.0.1:0"); err != nil {
 		return w, err
 	}
+	w.srv.grpc.Server.RegisterService(w.floorMethods(), nil)
 	var serveCtx context.Context
 	serveCtx, w.stop = context.WithCancel(context.WithoutCancel(ctx))
 	w.served = make(chan error, 1)
@@ -762,6 +788,8 @@ func (w *benchWorld) calls() []benchCall {
 		{callRedis1, func(i int) func(context.Context) error { return w.redisCaller(i, false) }},
 		{callRedis101, func(i int) func(context.Context) error { return w.redisCaller(i, true) }},
 		{callModel, w.modelCaller},
+		{callServed1, w.floorCaller("Read")},
+		{callServedRank, w.floorCaller("Rank")},
 		{callGet1, func(i int) func(context.Context) error { return w.getCaller(i, 1) }},
 		{callGet100, func(i int) func(context.Context) error { return w.getCaller(i, benchCandidates) }},
 		{callRank, func(i int) func(context.Context) error { return w.rankCaller(i, benchRanker) }},
@@ -1073,11 +1101,22 @@ func ratioTable(results []cellResult, concurrency []int) textTable {
 		latency("GetFeatures-1x20 p50 / (empty-call + redis-1)", callGet1, true, callEmpty, callRedis1)
 		latency("GetFeatures-100x20 p50 / (empty-call + redis-101)", callGet100, false, callEmpty, callRedis101)
 		latency("Rank-1+100 p50 / (empty-call + redis-101 + model-100)", callRank, true, callEmpty, callRedis101, callModel)
-		get1, empty := get(callGet1).rps, get(callEmpty).rps
-		ratio := get1 / empty
-		t.rows = append(t.rows, []string{strconv.Itoa(c), "GetFeatures-1x20 RPS / empty-call RPS",
-			strconv.FormatFloat(get1, 'f', 0, 64), strconv.FormatFloat(empty, 'f', 0, 64),
-			fmt.Sprintf("%.0f%%", 100*ratio), goalVerdict(fmt.Sprintf("≥ %.0f%%", 100*goalThroughputRatio), ratio >= goalThroughputRatio)})
+		throughput := func(label, call, floor string, goal bool) {
+			rps, floorRPS := get(call).rps, get(floor).rps
+			ratio := rps / floorRPS
+			verdict := "-"
+			if goal {
+				verdict = goalVerdict(fmt.Sprintf("≥ %.0f%%", 100*goalThroughputRatio), ratio >= goalThroughputRatio)
+			}
+			t.rows = append(t.rows, []string{strconv.Itoa(c), label,
+				strconv.FormatFloat(rps, 'f', 0, 64), strconv.FormatFloat(floorRPS, 'f', 0, 64),
+				fmt.Sprintf("%.0f%%", 100*ratio), verdict})
+		}
+		throughput("GetFeatures-1x20 RPS / empty-call RPS", callGet1, callEmpty, true)
+		// Against the composed floors: larder's own cost.
+		latency("GetFeatures-1x20 p50 / grpc+redis-1", callGet1, false, callServed1)
+		latency("Rank-1+100 p50 / grpc+redis-101+model-100", callRank, false, callServedRank)
+		throughput("GetFeatures-1x20 RPS / grpc+redis-1 RPS", callGet1, callServed1, false)
 	}
 	return t
 }

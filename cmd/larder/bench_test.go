@@ -15,13 +15,13 @@ import (
 // real redis-server included, and checks the shape of what it prints.
 func TestBenchQuick(t *testing.T) {
 	srv := redistest.Start(t) // also installs redis-server for the first case
-	profile := filepath.Join(t.TempDir(), "rank.pprof")
+	profile := filepath.Join(t.TempDir(), "get.pprof")
 	for _, tc := range []struct {
 		name     string
 		args     []string
 		markdown bool
 	}{
-		{"own redis-server", []string{"bench", "--quick", "--cpuprofile", profile}, false},
+		{"own redis-server", []string{"bench", "--quick", "--cpuprofile", profile, "--profile-call", "GetFeatures-1x20"}, false},
 		{"--redis, markdown", []string{"--redis", srv.Addr, "bench", "--quick", "--markdown"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,7 +113,7 @@ func checkResults(tb testing.TB, rows [][]string) {
 		tb.Fatalf("results header %q, want %q", rows[0], want)
 	}
 	if len(rows) != 1+2*benchCallCount {
-		tb.Fatalf("got %d result rows, want %d (7 calls × concurrency 1, 4)", len(rows)-1, 2*benchCallCount)
+		tb.Fatalf("got %d result rows, want %d (%d calls × concurrency 1, 4)", len(rows)-1, 2*benchCallCount, benchCallCount)
 	}
 	for i, row := range rows[1:] {
 		call, conc := benchLegend[i/2][0], []string{"1", "4"}[i%2]
@@ -140,7 +140,7 @@ func checkResults(tb testing.TB, rows [][]string) {
 	}
 }
 
-// checkRatios checks the ratios table: four figures at each concurrency,
+// checkRatios checks the ratios table: seven figures at each concurrency,
 // each with a ratio and, where one is set, a goal.
 func checkRatios(tb testing.TB, rows [][]string) {
 	tb.Helper()
@@ -148,11 +148,12 @@ func checkRatios(tb testing.TB, rows [][]string) {
 	if strings.Join(rows[0], ",") != strings.Join(want, ",") {
 		tb.Fatalf("ratios header %q, want %q", rows[0], want)
 	}
-	if len(rows) != 1+2*4 {
-		tb.Fatalf("got %d ratio rows, want 8 (4 figures × concurrency 1, 4)", len(rows)-1)
+	const figures = 7
+	if len(rows) != 1+2*figures {
+		tb.Fatalf("got %d ratio rows, want %d (%d figures × concurrency 1, 4)", len(rows)-1, 2*figures, figures)
 	}
 	for i, row := range rows[1:] {
-		if len(row) != len(want) || row[0] != []string{"1", "4"}[i/4] {
+		if len(row) != len(want) || row[0] != []string{"1", "4"}[i/figures] {
 			tb.Errorf("ratio row %d is %q", i+1, row)
 			continue
 		}
@@ -179,6 +180,8 @@ func TestBenchErrors(t *testing.T) {
 		{"zero concurrency", false, []string{"bench", "--concurrency", "1,0"}, "--concurrency 0: each number of callers"},
 		{"no connections", false, []string{"bench", "--conns", "0"}, "--conns 0: must be at least 1"},
 		{"no rounds", false, []string{"bench", "--rounds", "0"}, "--rounds 0: must be at least 1"},
+		{"unknown profile call", false, []string{"bench", "--cpuprofile", "x.pprof", "--profile-call", "Rank"}, `--profile-call "Rank": no such call; the calls are empty-call,`},
+		{"batched call without --batching", false, []string{"bench", "--profile-call", "Rank-batched"}, `--profile-call "Rank-batched": no such call`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.path {
