@@ -42,9 +42,10 @@ func refused(err error) bool {
 // and the next runs are the fuller for it.
 //
 // A call is refused at once with larder.ErrOverloaded when MaxQueue calls
-// are already waiting, and with an error wrapping context.DeadlineExceeded
-// when its context's deadline is earlier than MaxDelay from now. A call whose
-// context ends while it waits leaves the queue and returns ctx.Err().
+// are already waiting, and, when it cannot run at once, with an error
+// wrapping context.DeadlineExceeded when its context's deadline is earlier
+// than MaxDelay from now. A call whose context ends while it waits leaves
+// the queue and returns ctx.Err().
 //
 // There is no goroutine of its own: the calls, a timer, and one goroutine
 // per run in flight do the work. Close it to refuse further calls and close
@@ -136,9 +137,9 @@ func (b *Batcher) Inner() Model { return b.inner }
 // Score queues the n rows of x, waits for the run that scores them, and
 // writes their n scores into out. It returns the inner model's error when
 // the run failed, larder.ErrOverloaded when the queue is full, an error
-// wrapping context.DeadlineExceeded when ctx's deadline leaves no time to
-// wait, ctx.Err() when ctx ends while the call waits, and ErrBatcherClosed
-// once b is closed.
+// wrapping context.DeadlineExceeded when the call has to wait and ctx's
+// deadline leaves no time to, ctx.Err() when ctx ends while the call waits,
+// and ErrBatcherClosed once b is closed.
 func (b *Batcher) Score(ctx context.Context, x []float32, n int, out []float32) error {
 	switch {
 	case n < 0:
@@ -154,11 +155,6 @@ func (b *Batcher) Score(ctx context.Context, x []float32, n int, out []float32) 
 		return err
 	}
 	now := b.now()
-	if d, ok := ctx.Deadline(); ok && d.Before(now.Add(b.cfg.MaxDelay)) {
-		return fmt.Errorf("server: batcher: the request's deadline is %s away, less than batching.max_delay %s: %w",
-			d.Sub(now).Round(time.Microsecond), b.cfg.MaxDelay, errNoTime)
-	}
-
 	c := b.calls.Get().(*batchCall)
 	c.ctx, c.x, c.n, c.out, c.at, c.err = ctx, x, n, out, now, nil
 	b.mu.Lock()
@@ -174,6 +170,17 @@ func (b *Batcher) Score(ctx context.Context, x []float32, n int, out []float32) 
 	}
 	b.queue = append(b.queue, c)
 	b.dispatchLocked(now)
+	if last := len(b.queue) - 1; last >= 0 && b.queue[last] == c {
+		// It has to wait, for company or for a free run: refuse it now if
+		// its deadline may pass first.
+		if d, ok := ctx.Deadline(); ok && d.Before(now.Add(b.cfg.MaxDelay)) {
+			b.queue = b.queue[:last]
+			b.mu.Unlock()
+			b.putCall(c)
+			return fmt.Errorf("server: batcher: the model is busy, and the request's deadline is %s away, less than batching.max_delay %s: %w",
+				d.Sub(now).Round(time.Microsecond), b.cfg.MaxDelay, errNoTime)
+		}
+	}
 	b.mu.Unlock()
 
 	select {

@@ -196,27 +196,39 @@ func TestBatcherJoins(t *testing.T) {
 }
 
 // TestBatcherDeadlines checks that a call whose deadline is nearer than
-// max_delay is refused at once, and that a call whose deadline passes while
-// it waits for a run leaves without taking room in one.
+// max_delay runs when the model is idle and is refused at once when it is
+// busy, and that a call whose deadline passes while it waits for a run
+// leaves without taking room in one.
 func TestBatcherDeadlines(t *testing.T) {
 	counted := &countingModel{Model: mlpModel(t, 8)}
-	counted.Hold()
-	defer counted.Release()
 	b := newBatcher(t, counted, larder.Batching{MaxDelay: 20 * time.Millisecond, MaxRows: 100, MaxQueue: 8}, 1)
 	x, out := randomRows(rand.New(rand.NewPCG(3, 4)), 2), make([]float32, 2)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
-	start := time.Now()
+	// An idle model runs the call at once: it never waits for company.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	err := b.Score(ctx, x, 2, out)
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 4*time.Millisecond {
-		t.Fatalf("a call with 5ms left and max_delay 20ms: %v after %s, want DeadlineExceeded at once", err, time.Since(start))
+	if err != nil {
+		t.Fatalf("a call with 1s left and max_delay 20ms, on an idle model: %v, want it scored", err)
 	}
 
-	// The first call's run holds the model until the gate opens.
+	// The next call's run holds the model until the gate opens.
+	counted.Hold()
+	defer counted.Release()
 	first := make(chan error, 1)
 	go func() { first <- b.Score(context.Background(), x, 2, make([]float32, 2)) }()
-	waitUntil(t, 5*time.Second, "the first run starts", func() bool { return len(counted.Runs()) == 1 })
+	waitUntil(t, 5*time.Second, "the held run starts", func() bool { return len(counted.Runs()) == 2 })
+
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Millisecond)
+	start := time.Now()
+	err = b.Score(ctx, x, 2, out)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 4*time.Millisecond {
+		t.Fatalf("a call with 5ms left and max_delay 20ms, on a busy model: %v after %s, want DeadlineExceeded at once", err, time.Since(start))
+	}
+	if n := b.Waiting(); n != 0 {
+		t.Errorf("%d calls wait after the refused call, want 0", n)
+	}
 
 	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Millisecond)
 	defer cancel()
@@ -231,8 +243,8 @@ func TestBatcherDeadlines(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Errorf("first call: %v", err)
 	}
-	if runs := counted.Runs(); len(runs) != 1 {
-		t.Errorf("runs %v: the late call ran, want only the first call's run", runs)
+	if runs := counted.Runs(); len(runs) != 2 {
+		t.Errorf("runs %v: a refused or late call ran, want only the first two calls' runs", runs)
 	}
 }
 
@@ -437,16 +449,37 @@ func TestRankBatchQueueFull(t *testing.T) {
 }
 
 // TestRankBatchDeadline checks that a Rank whose deadline is nearer than
-// max_delay fails fast with DEADLINE_EXCEEDED.
+// max_delay is scored when the model is idle, and fails fast with
+// DEADLINE_EXCEEDED when the model is busy.
 func TestRankBatchDeadline(t *testing.T) {
-	f := batchingFixture(t, larder.Batching{MaxDelay: 2 * time.Second}, func(m server.Model) server.Model { return m })
+	var counted *countingModel
+	f := batchingFixture(t, larder.Batching{MaxDelay: 2 * time.Second},
+		func(m server.Model) server.Model { counted = &countingModel{Model: m}; return counted })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := f.client.Rank(ctx, recoRequest(1, "i1", "i2")); err != nil {
+		t.Fatalf("a request with 1s left on an idle model: %v, want it scored", err)
+	}
+
+	counted.Hold()
+	defer counted.Release()
+	first := make(chan error, 1)
+	go func() {
+		_, err := f.client.Rank(context.Background(), recoRequest(3, "i1", "i2"))
+		first <- err
+	}()
+	waitUntil(t, 5*time.Second, "the held run starts", func() bool { return len(counted.Runs()) == 2 })
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	start := time.Now()
 	_, err := f.client.Rank(ctx, recoRequest(1, "i1", "i2"))
 	wantCode(t, err, codes.DeadlineExceeded, "batching.max_delay")
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("refused after %s, want at once", d)
+	}
+	counted.Release()
+	if err := <-first; err != nil {
+		t.Errorf("the held request: %v", err)
 	}
 }
 
