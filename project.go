@@ -80,6 +80,10 @@ type Server struct {
 	// MetricsListen is the host:port of the Prometheus /metrics endpoint;
 	// empty means no endpoint.
 	MetricsListen string
+	// AdminListen is the host:port of a gRPC listener that serves the
+	// AdminService alone, away from Listen; empty means the AdminService is
+	// served on Listen with the FeatureService.
+	AdminListen string
 }
 
 // Entity is a kind of thing with a key, such as a user keyed by user_id.

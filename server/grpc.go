@@ -18,19 +18,41 @@ import (
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
 
-// GRPC is a gRPC server carrying the FeatureService, the AdminService, the
-// standard health service and server reflection (so that grpcurl works
-// without .proto files).
+// GRPC is a gRPC server carrying larder's services (the FeatureService, the
+// AdminService, or both), the standard health service and server reflection
+// (so that grpcurl works without .proto files).
 type GRPC struct {
 	Server *grpc.Server
 	Health *health.Server
 	logger *slog.Logger
 }
 
-// NewGRPC returns a gRPC server for svc. A panic in a handler becomes an
-// INTERNAL error for that request, logged with its stack; the process keeps
-// serving.
+// NewGRPC returns a gRPC server for svc carrying the FeatureService and the
+// AdminService. A panic in a handler becomes an INTERNAL error for that
+// request, logged with its stack; the process keeps serving.
 func NewGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
+	return newGRPC(svc, logger, services{feature: true, admin: true}, opts)
+}
+
+// NewFeatureGRPC is NewGRPC without the AdminService, whose methods it
+// answers with UNIMPLEMENTED: for the public listener when NewAdminGRPC
+// serves the AdminService on a listener of its own.
+func NewFeatureGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
+	return newGRPC(svc, logger, services{feature: true}, opts)
+}
+
+// NewAdminGRPC is NewGRPC with the AdminService alone (besides health and
+// reflection), with the same codec, options and interceptors, so that
+// model reloads can be served on an address only operators reach.
+func NewAdminGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
+	return newGRPC(svc, logger, services{admin: true}, opts)
+}
+
+// services says which of larder's services a GRPC carries.
+type services struct{ feature, admin bool }
+
+// newGRPC returns a gRPC server for svc carrying the services in which.
+func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.ServerOption) *GRPC {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -43,13 +65,17 @@ func NewGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC
 	}
 	opts = append(append(serverOptions(), grpc.ChainUnaryInterceptor(unary)), opts...)
 	g.Server = grpc.NewServer(opts...)
-	larderv1.RegisterFeatureServiceServer(g.Server, svc)
-	larderv1.RegisterAdminServiceServer(g.Server, &adminServer{svc: svc})
 	healthpb.RegisterHealthServer(g.Server, g.Health)
-	reflection.Register(g.Server)
 	g.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	g.Health.SetServingStatus(larderv1.FeatureService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	g.Health.SetServingStatus(larderv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if which.feature {
+		larderv1.RegisterFeatureServiceServer(g.Server, svc)
+		g.Health.SetServingStatus(larderv1.FeatureService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
+	if which.admin {
+		larderv1.RegisterAdminServiceServer(g.Server, &adminServer{svc: svc})
+		g.Health.SetServingStatus(larderv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
+	reflection.Register(g.Server)
 	return g
 }
 

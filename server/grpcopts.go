@@ -6,8 +6,8 @@ import (
 	"google.golang.org/grpc"
 )
 
-// serverOptions are the gRPC server options NewGRPC starts from; options
-// passed to NewGRPC come after them, and so win.
+// serverOptions are the gRPC server options NewGRPC (and NewFeatureGRPC and
+// NewAdminGRPC) start from; options passed to them come after, and so win.
 //
 // Stream workers run each request's handler on a goroutine that lives on,
 // instead of a new goroutine per request whose stack has to grow (copied

@@ -38,8 +38,8 @@ type Config struct {
 	// without it Reload is refused (SwapModel still works).
 	LoadModel LoadModelFunc
 	// Metrics, when set, receive the service's counts: requests (through
-	// NewGRPC's interceptor), degraded responses, model swaps and store
-	// errors. Nil records nothing.
+	// the interceptor of NewGRPC and its variants), degraded responses,
+	// model swaps and store errors. Nil records nothing.
 	Metrics *Metrics
 }
 

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -16,8 +18,9 @@ import (
 
 func (a *app) reloadCommand() *cobra.Command {
 	var (
-		addr    string
-		timeout time.Duration
+		addr      string
+		adminAddr string
+		timeout   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "reload RANKER",
@@ -28,15 +31,22 @@ model's version before and after.
 
 A model that cannot be read, does not match the ranker's inputs and output,
 or fails a trial run is refused: the server keeps serving with the old model,
-and reload exits with the reason.`,
+and reload exits with the reason.
+
+reload calls the server's AdminService at --admin-addr. Without it, it calls
+--addr; without either, server.admin_listen of the project file, or
+server.listen when admin_listen is not set.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// An address on the command line wins over the project file:
+			// it may name another server than the file's.
+			addr = cmp.Or(adminAddr, addr)
 			if addr == "" {
 				p, err := a.loadConfig()
 				if err != nil {
-					return fmt.Errorf("%w; or name the server with --addr", err)
+					return fmt.Errorf("%w; or name the server with --admin-addr", err)
 				}
-				addr = p.Server.Listen
+				addr = cmp.Or(p.Server.AdminListen, p.Server.Listen)
 			}
 			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
 			if err != nil {
@@ -48,6 +58,9 @@ and reload exits with the reason.`,
 			resp, err := larderv1.NewAdminServiceClient(conn).ReloadModel(ctx, &larderv1.ReloadModelRequest{Ranker: args[0]})
 			if err != nil {
 				st := status.Convert(err)
+				if st.Code() == codes.Unimplemented {
+					return fmt.Errorf("reload %s at %s: %s: %s; the server may serve the AdminService on an address of its own (server.admin_listen): name it with --admin-addr", args[0], addr, st.Code(), st.Message())
+				}
 				return fmt.Errorf("reload %s at %s: %s: %s", args[0], addr, st.Code(), st.Message())
 			}
 			note := ""
@@ -58,7 +71,8 @@ and reload exits with the reason.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", "", "the server's gRPC address, host:port (default: server.listen of the project file)")
+	cmd.Flags().StringVar(&adminAddr, "admin-addr", "", "the address of the server's AdminService, host:port (default: --addr, else server.admin_listen of the project file, else server.listen)")
+	cmd.Flags().StringVar(&addr, "addr", "", "the server's gRPC address, host:port, for a server that serves the AdminService there (default: server.listen of the project file)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the server")
 	return cmd
 }

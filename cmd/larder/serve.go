@@ -26,6 +26,7 @@ func (a *app) serveCommand() *cobra.Command {
 	var (
 		listen        string
 		metricsListen string
+		adminListen   string
 		drain         time.Duration
 		watch         bool
 	)
@@ -36,6 +37,12 @@ func (a *app) serveCommand() *cobra.Command {
 with gRPC health checks and server reflection (grpcurl works without .proto
 files), and the AdminService (larder reload). On SIGTERM or SIGINT it stops
 accepting connections and lets requests in flight finish before exiting.
+
+The AdminService can swap models, so anyone who reaches it can. With
+--admin-listen (or server.admin_listen) it is served on that address alone,
+with its own health checks and reflection, and the main address answers its
+methods with UNIMPLEMENTED: give it a loopback or private address, such as
+127.0.0.1:50052. Without either, it is served on the main address.
 
 A ranker's model is reloaded when its file is replaced or rewritten (and on
 larder reload): the new model is checked and swapped in while requests keep
@@ -58,6 +65,9 @@ at start-up, since the embedded store starts empty.`,
 			if metricsListen != "" {
 				p.Server.MetricsListen = metricsListen
 			}
+			if adminListen != "" {
+				p.Server.AdminListen = adminListen
+			}
 			b, err := a.openStore(ctx, p)
 			if err != nil {
 				return err
@@ -72,6 +82,7 @@ at start-up, since the embedded store starts empty.`,
 			srv, err := a.startServerWith(ctx, p, b, serveOptions{
 				addr:        p.Server.Listen,
 				metricsAddr: p.Server.MetricsListen,
+				adminAddr:   p.Server.AdminListen,
 				watchModels: watch,
 			})
 			if err != nil {
@@ -80,6 +91,9 @@ at start-up, since the embedded store starts empty.`,
 			defer srv.close()
 			if srv.metricsAddr != "" {
 				fmt.Fprintf(a.stderr, "metrics at http://%s/metrics\n", srv.metricsAddr)
+			}
+			if srv.adminAddr != "" {
+				fmt.Fprintf(a.stderr, "serving larder.v1.AdminService on %s\n", srv.adminAddr)
 			}
 			fmt.Fprintf(a.stderr, "serving larder.v1.FeatureService for project %s on %s\n", p.Name, srv.addr)
 			if b.embedded != nil {
@@ -92,6 +106,7 @@ at start-up, since the embedded store starts empty.`,
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (default: server.listen, "+larder.DefaultListen+")")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "address of the Prometheus /metrics endpoint, such as 127.0.0.1:9464 (default: server.metrics_listen; none when both are empty)")
+	cmd.Flags().StringVar(&adminListen, "admin-listen", "", "address of a listener for the AdminService alone, such as 127.0.0.1:50052 (default: server.admin_listen; when both are empty, the AdminService is served on --listen)")
 	cmd.Flags().DurationVar(&drain, "drain", 15*time.Second, "how long requests in flight may take to finish on shutdown")
 	cmd.Flags().BoolVar(&watch, "watch-models", true, "reload a ranker's model when its file changes")
 	return cmd
@@ -102,6 +117,9 @@ type serveOptions struct {
 	addr string // the gRPC address; "127.0.0.1:0" picks a free port
 	// metricsAddr, when not empty, is where /metrics is served.
 	metricsAddr string
+	// adminAddr, when not empty, is where the AdminService is served, alone;
+	// addr then does not serve it. When empty, addr serves it.
+	adminAddr string
 	// watchModels reloads a ranker's model when its file changes.
 	watchModels bool
 }
@@ -115,9 +133,12 @@ const modelDebounce = 200 * time.Millisecond
 type running struct {
 	addr        string
 	metricsAddr string
+	adminAddr   string // empty when grpc serves the AdminService
 	grpc        *server.GRPC
+	admin       *server.GRPC // nil when grpc serves the AdminService
 	svc         *server.Service
 	lis         net.Listener
+	adminLis    net.Listener
 	metrics     *http.Server
 	runtime     *models.Runtime
 	models      []*models.Model // loaded at start, until svc owns them
@@ -131,13 +152,19 @@ func (a *app) startServer(ctx context.Context, p *larder.Project, b *backend, ad
 	return a.startServerWith(ctx, p, b, serveOptions{addr: addr})
 }
 
-// startServerWith is startServer with metrics and model watching as opts
-// ask.
+// startServerWith is startServer with metrics, the admin listener and
+// model watching as opts ask.
 func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend, opts serveOptions) (*running, error) {
 	r := &running{}
 	ok := false
 	defer func() {
 		if !ok {
+			// Nothing serves the listeners yet, so nothing else closes them.
+			for _, lis := range []net.Listener{r.lis, r.adminLis} {
+				if lis != nil {
+					_ = lis.Close()
+				}
+			}
 			r.close()
 		}
 	}()
@@ -213,7 +240,17 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 		return nil, fmt.Errorf("listen on %s: %w (set server.listen or pass --listen)", opts.addr, err)
 	}
 	r.addr = r.lis.Addr().String()
-	r.grpc = server.NewGRPC(svc, a.logger)
+	if opts.adminAddr == "" {
+		r.grpc = server.NewGRPC(svc, a.logger)
+	} else {
+		r.adminLis, err = net.Listen("tcp", opts.adminAddr)
+		if err != nil {
+			return nil, fmt.Errorf("admin: listen on %s: %w (set server.admin_listen or pass --admin-listen)", opts.adminAddr, err)
+		}
+		r.adminAddr = r.adminLis.Addr().String()
+		r.grpc = server.NewFeatureGRPC(svc, a.logger)
+		r.admin = server.NewAdminGRPC(svc, a.logger)
+	}
 
 	var watchCtx context.Context
 	watchCtx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -240,9 +277,30 @@ func (r *running) loadRanker(p *larder.Project, rk *larder.Ranker) (*models.Mode
 	return r.runtime.Load(p.Path(rk.Model), models.Spec{Input: rk.ModelInput, Output: rk.ModelOutput, Features: len(rk.Inputs)})
 }
 
-// wait serves until ctx ends, then drains.
+// wait serves until ctx ends, then drains. With an admin listener, both
+// servers drain at once; when one stops serving on its own, the other is
+// drained too, and the error says which failed.
 func (r *running) wait(ctx context.Context, drain time.Duration) error {
-	return r.grpc.Serve(ctx, r.lis, drain)
+	if r.admin == nil {
+		return r.grpc.Serve(ctx, r.lis, drain)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	adminErr := make(chan error, 1)
+	go func() {
+		err := r.admin.Serve(ctx, r.adminLis, drain)
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("admin: serving on %s: %w", r.adminAddr, err)
+		}
+		adminErr <- err
+	}()
+	err := r.grpc.Serve(ctx, r.lis, drain)
+	cancel()
+	if err != nil {
+		err = fmt.Errorf("serving on %s: %w", r.addr, err)
+	}
+	return errors.Join(err, <-adminErr)
 }
 
 // close stops the watchers and the metrics endpoint, then closes the models

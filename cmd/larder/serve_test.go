@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -528,4 +529,139 @@ func httpGet(tb testing.TB, url string) string {
 		tb.Fatalf("GET %s: %s, %v", url, resp.Status, err)
 	}
 	return string(body)
+}
+
+// adminLine is what serve prints when it serves the AdminService on a
+// listener of its own.
+var adminLine = regexp.MustCompile(`(?m)^serving larder\.v1\.AdminService on (\S+)$`)
+
+// TestServeAdminListen serves with --admin-listen: the AdminService answers
+// on the admin address only, the FeatureService on the main one only, larder
+// reload finds the admin address through --admin-addr or the project file,
+// and both listeners close on shutdown.
+func TestServeAdminListen(t *testing.T) {
+	ds, cfgPath := demoProject(t)
+	redis := redistest.Start(t)
+	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", cfgPath, "materialize"), "materialize")
+	srv := startServe(t, "--redis", redis.Addr, "-c", cfgPath, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	m := adminLine.FindStringSubmatch(srv.log())
+	if m == nil {
+		t.Fatalf("serve did not print its admin address:\n%s", srv.log())
+	}
+	adminAddr := m[1]
+	if adminAddr == srv.addr {
+		t.Fatalf("the admin address is the main one, %s", adminAddr)
+	}
+	dial := func(addr string) *grpc.ClientConn {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	mainConn, adminConn := dial(srv.addr), dial(adminAddr)
+	ctx := t.Context()
+	rank := rankClient(t, srv, ds)
+	version := rank().GetModelVersion()
+
+	t.Run("main address", func(t *testing.T) {
+		resp, err := larderv1.NewFeatureServiceClient(mainConn).GetFeatures(ctx, &larderv1.GetFeaturesRequest{
+			Keys: []*larderv1.EntityKey{int64Key(ds.SampleUsers(1)[0])}, Features: []string{"user_profile:age"},
+		})
+		if err != nil || len(resp.GetRows()) != 1 {
+			t.Errorf("GetFeatures: %v, %v; want one row", resp, err)
+		}
+		admin := larderv1.NewAdminServiceClient(mainConn)
+		if _, err := admin.ReloadModel(ctx, &larderv1.ReloadModelRequest{Ranker: demo.RankerName}); status.Code(err) != codes.Unimplemented {
+			t.Errorf("ReloadModel on the main address: %v, want Unimplemented", err)
+		}
+		if _, err := admin.ListModels(ctx, &larderv1.ListModelsRequest{}); status.Code(err) != codes.Unimplemented {
+			t.Errorf("ListModels on the main address: %v, want Unimplemented", err)
+		}
+	})
+
+	t.Run("admin address", func(t *testing.T) {
+		admin := larderv1.NewAdminServiceClient(adminConn)
+		models, err := admin.ListModels(ctx, &larderv1.ListModelsRequest{})
+		if err != nil || len(models.GetModels()) != 1 || models.GetModels()[0].GetRanker() != demo.RankerName || models.GetModels()[0].GetVersion() != version {
+			t.Errorf("ListModels: %v, %v; want %s at %s", models, err, demo.RankerName, version)
+		}
+		resp, err := admin.ReloadModel(ctx, &larderv1.ReloadModelRequest{Ranker: demo.RankerName})
+		if err != nil || resp.GetNewVersion() != version {
+			t.Errorf("ReloadModel: %v, %v; want %s unchanged", resp, err, version)
+		}
+		if _, err := larderv1.NewFeatureServiceClient(adminConn).ListViews(ctx, &larderv1.ListViewsRequest{}); status.Code(err) != codes.Unimplemented {
+			t.Errorf("ListViews on the admin address: %v, want Unimplemented", err)
+		}
+		health, err := healthpb.NewHealthClient(adminConn).Check(ctx, &healthpb.HealthCheckRequest{Service: "larder.v1.AdminService"})
+		if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health of the AdminService: %v, %v; want SERVING", health.GetStatus(), err)
+		}
+	})
+
+	t.Run("larder reload", func(t *testing.T) {
+		want := fmt.Sprintf("%s: %s -> %s (unchanged)\n", demo.RankerName, version, version)
+		res := larderAt(t, ctx, t0, "reload", demo.RankerName, "--admin-addr", adminAddr)
+		if res.code != 0 || res.stdout != want {
+			t.Errorf("reload --admin-addr: exit %d, stdout %q, stderr %q; want 0, %q", res.code, res.stdout, res.stderr, want)
+		}
+		res = larderAt(t, ctx, t0, "reload", demo.RankerName, "--addr", srv.addr)
+		if res.code != 1 || !strings.Contains(res.stderr, "Unimplemented") || !strings.Contains(res.stderr, "name it with --admin-addr") {
+			t.Errorf("reload --addr of the main address: exit %d, stderr %q; want 1, Unimplemented and a hint of --admin-addr", res.code, res.stderr)
+		}
+		// Without an address, reload calls server.admin_listen of the
+		// project file, and it wins over server.listen.
+		src, err := os.ReadFile(cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		withAdmin := filepath.Join(filepath.Dir(cfgPath), "admin.yaml")
+		src = fmt.Appendf(src, "\nserver:\n  listen: %s\n  admin_listen: %s\n", srv.addr, adminAddr)
+		if err := os.WriteFile(withAdmin, src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res = larderAt(t, ctx, t0, "-c", withAdmin, "reload", demo.RankerName)
+		if res.code != 0 || res.stdout != want {
+			t.Errorf("reload with server.admin_listen: exit %d, stdout %q, stderr %q; want 0, %q", res.code, res.stdout, res.stderr, want)
+		}
+	})
+
+	t.Run("both drain on shutdown", func(t *testing.T) {
+		srv.cancel()
+		select {
+		case code := <-srv.exit:
+			srv.exit <- code // for the cleanup
+			if code != 0 {
+				t.Errorf("exit code %d, want 0:\n%s", code, srv.log())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("serve did not exit within 20s:\n%s", srv.log())
+		}
+		for name, conn := range map[string]*grpc.ClientConn{"main": mainConn, "admin": adminConn} {
+			callCtx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := healthpb.NewHealthClient(conn).Check(callCtx, &healthpb.HealthCheckRequest{})
+			cancel()
+			if status.Code(err) != codes.Unavailable {
+				t.Errorf("health check of the %s address after exit: %v, want Unavailable", name, err)
+			}
+		}
+	})
+}
+
+// TestServeAdminListenBusy starts serve with an admin address that is taken:
+// it exits before serving, naming the address and the setting.
+func TestServeAdminListenBusy(t *testing.T) {
+	_, cfgPath := demoProject(t)
+	redis := redistest.Start(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	res := larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", cfgPath, "serve", "--listen", "127.0.0.1:0", "--admin-listen", taken.Addr().String())
+	want := "admin: listen on " + taken.Addr().String()
+	if res.code != 1 || !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, "(set server.admin_listen or pass --admin-listen)") {
+		t.Errorf("serve with a taken admin address: exit %d, stderr %q; want 1, %q and the setting to change", res.code, res.stderr, want)
+	}
 }
