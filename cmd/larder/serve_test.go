@@ -416,8 +416,13 @@ func TestServeReload(t *testing.T) {
 		v := rank().GetModelVersion()
 		return v, v != v1
 	})
-	if want := fmt.Sprintf("ranker %s: reloaded %s: model %s -> %s\n", r.Name, modelPath, v1, v2); !strings.Contains(srv.log(), want) {
-		t.Errorf("serve did not print %q:\n%s", want, srv.log())
+	// serve prints the reload once the swap is done, so the line may come
+	// just after the new model's first answer.
+	want := fmt.Sprintf("ranker %s: reloaded %s: model %s -> %s\n", r.Name, modelPath, v1, v2)
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(srv.log(), want); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not print %q within 15s:\n%s", want, srv.log())
+		}
 	}
 
 	t.Run("larder reload", func(t *testing.T) {
