@@ -827,17 +827,26 @@ func (w *benchWorld) redisCaller(i int, rank bool) func(context.Context) error {
 	var field []byte
 	return func(ctx context.Context) error {
 		pipe := w.raw.Pipeline()
-		field = strconv.AppendInt(field[:0], 1+rng.Int64N(int64(w.users)), 10)
-		pipe.HGet(ctx, w.userRows.of(field), string(field))
-		if rank {
-			for range benchCandidates {
-				field = strconv.AppendInt(field[:0], 1+rng.Int64N(int64(w.items)), 10)
-				pipe.HGet(ctx, w.itemRows.of(field), string(field))
-			}
-		}
+		_, field = w.queueReads(ctx, pipe, rng.Int64N, rank, field)
 		_, err := pipe.Exec(ctx) // redis.Nil, a missing row, is an error here
 		return err
 	}
+}
+
+// queueReads queues on pipe the HGET of a random user's row and, with rank,
+// those of 100 random items' rows, drawn with intN, as the store reads
+// them. It returns the user's command, and field (a buffer for the hash
+// fields) grown.
+func (w *benchWorld) queueReads(ctx context.Context, pipe redis.Pipeliner, intN func(int64) int64, rank bool, field []byte) (*redis.StringCmd, []byte) {
+	field = strconv.AppendInt(field[:0], 1+intN(int64(w.users)), 10)
+	user := pipe.HGet(ctx, w.userRows.of(field), string(field))
+	if rank {
+		for range benchCandidates {
+			field = strconv.AppendInt(field[:0], 1+intN(int64(w.items)), 10)
+			pipe.HGet(ctx, w.itemRows.of(field), string(field))
+		}
+	}
+	return user, field
 }
 
 // modelCaller scores a prepared batch of 100 rows with the model the server

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -61,9 +60,8 @@ func floorMethod(name string, fn func(context.Context) (*wrapperspb.BytesValue, 
 // with its bytes.
 func (w *benchWorld) floorRead(ctx context.Context) (*wrapperspb.BytesValue, error) {
 	var buf [20]byte
-	field := strconv.AppendInt(buf[:0], 1+rand.Int64N(int64(w.users)), 10)
 	pipe := w.raw.Pipeline()
-	row := pipe.HGet(ctx, w.userRows.of(field), string(field))
+	row, _ := w.queueReads(ctx, pipe, rand.Int64N, false, buf[:0])
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, err
 	}
@@ -87,12 +85,7 @@ var floorBatches = sync.Pool{New: func() any {
 func (w *benchWorld) floorRank(ctx context.Context, model server.Model) (*wrapperspb.BytesValue, error) {
 	var buf [20]byte
 	pipe := w.raw.Pipeline()
-	field := strconv.AppendInt(buf[:0], 1+rand.Int64N(int64(w.users)), 10)
-	pipe.HGet(ctx, w.userRows.of(field), string(field))
-	for range benchCandidates {
-		field = strconv.AppendInt(buf[:0], 1+rand.Int64N(int64(w.items)), 10)
-		pipe.HGet(ctx, w.itemRows.of(field), string(field))
-	}
+	w.queueReads(ctx, pipe, rand.Int64N, true, buf[:0])
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, err
 	}
