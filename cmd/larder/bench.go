@@ -1082,23 +1082,38 @@ func resultTable(results []cellResult) textTable {
 	return t
 }
 
-// ratioTable compares, at each concurrency, larder's figures with the sum of
-// their floors, against the goals they are held to.
-func ratioTable(results []cellResult, concurrency []int) textTable {
-	byCell := make(map[string]cellResult, len(results))
+// cellIndex finds a measured cell by its call and concurrency.
+type cellIndex map[string]cellResult
+
+func indexCells(results []cellResult) cellIndex {
+	ix := make(cellIndex, len(results))
 	for _, r := range results {
-		byCell[r.call+"@"+strconv.Itoa(r.conc)] = r
+		ix[r.call+"@"+strconv.Itoa(r.conc)] = r
 	}
+	return ix
+}
+
+func (ix cellIndex) get(call string, conc int) cellResult { return ix[call+"@"+strconv.Itoa(conc)] }
+
+// ratioTable compares, at each concurrency, larder's figures with the sum of
+// their floors, against the goals they are held to, and with the composed
+// floors.
+func ratioTable(results []cellResult, concurrency []int) textTable {
+	cells := indexCells(results)
 	t := textTable{
 		header: []string{"concurrency", "figure", "larder", "floor", "ratio", "goal"},
 		left:   []bool{true, true, false, false, false, true},
 	}
 	for _, c := range concurrency {
-		get := func(call string) cellResult { return byCell[call+"@"+strconv.Itoa(c)] }
-		latency := func(label, call string, goal bool, floors ...string) {
+		get := func(call string) cellResult { return cells.get(call, c) }
+		latency := func(call string, goal bool, floors ...string) {
 			var sum time.Duration
 			for _, f := range floors {
 				sum += get(f).p50
+			}
+			label := call + " p50 / " + strings.Join(floors, " + ")
+			if len(floors) > 1 {
+				label = call + " p50 / (" + strings.Join(floors, " + ") + ")"
 			}
 			ratio := float64(get(call).p50) / float64(sum)
 			verdict := "-"
@@ -1107,25 +1122,25 @@ func ratioTable(results []cellResult, concurrency []int) textTable {
 			}
 			t.rows = append(t.rows, []string{strconv.Itoa(c), label, formatLatency(get(call).p50), formatLatency(sum), fmt.Sprintf("%.2f×", ratio), verdict})
 		}
-		latency("GetFeatures-1x20 p50 / (empty-call + redis-1)", callGet1, true, callEmpty, callRedis1)
-		latency("GetFeatures-100x20 p50 / (empty-call + redis-101)", callGet100, false, callEmpty, callRedis101)
-		latency("Rank-1+100 p50 / (empty-call + redis-101 + model-100)", callRank, true, callEmpty, callRedis101, callModel)
-		throughput := func(label, call, floor string, goal bool) {
+		throughput := func(call, floor string, goal bool) {
 			rps, floorRPS := get(call).rps, get(floor).rps
 			ratio := rps / floorRPS
 			verdict := "-"
 			if goal {
 				verdict = goalVerdict(fmt.Sprintf("≥ %.0f%%", 100*goalThroughputRatio), ratio >= goalThroughputRatio)
 			}
-			t.rows = append(t.rows, []string{strconv.Itoa(c), label,
+			t.rows = append(t.rows, []string{strconv.Itoa(c), call + " RPS / " + floor + " RPS",
 				strconv.FormatFloat(rps, 'f', 0, 64), strconv.FormatFloat(floorRPS, 'f', 0, 64),
 				fmt.Sprintf("%.0f%%", 100*ratio), verdict})
 		}
-		throughput("GetFeatures-1x20 RPS / empty-call RPS", callGet1, callEmpty, true)
+		latency(callGet1, true, callEmpty, callRedis1)
+		latency(callGet100, false, callEmpty, callRedis101)
+		latency(callRank, true, callEmpty, callRedis101, callModel)
+		throughput(callGet1, callEmpty, true)
 		// Against the composed floors: larder's own cost.
-		latency("GetFeatures-1x20 p50 / grpc+redis-1", callGet1, false, callServed1)
-		latency("Rank-1+100 p50 / grpc+redis-101+model-100", callRank, false, callServedRank)
-		throughput("GetFeatures-1x20 RPS / grpc+redis-1 RPS", callGet1, callServed1, false)
+		latency(callGet1, false, callServed1)
+		latency(callRank, false, callServedRank)
+		throughput(callGet1, callServed1, false)
 	}
 	return t
 }
@@ -1133,15 +1148,12 @@ func ratioTable(results []cellResult, concurrency []int) textTable {
 // batchingTable compares, at each concurrency, Rank through the batching
 // ranker with Rank through the plain one.
 func batchingTable(results []cellResult, concurrency []int) textTable {
-	byCell := make(map[string]cellResult, len(results))
-	for _, r := range results {
-		byCell[r.call+"@"+strconv.Itoa(r.conc)] = r
-	}
+	cells := indexCells(results)
 	t := textTable{
 		header: []string{"concurrency", "Rank RPS", "Rank-batched RPS", "RPS ratio", "Rank p50", "batched p50", "Rank p99", "batched p99"},
 	}
 	for _, c := range concurrency {
-		plain, batched := byCell[callRank+"@"+strconv.Itoa(c)], byCell[callRankBatched+"@"+strconv.Itoa(c)]
+		plain, batched := cells.get(callRank, c), cells.get(callRankBatched, c)
 		t.rows = append(t.rows, []string{strconv.Itoa(c),
 			strconv.FormatFloat(plain.rps, 'f', 0, 64), strconv.FormatFloat(batched.rps, 'f', 0, 64),
 			fmt.Sprintf("%.2f×", batched.rps/plain.rps),
