@@ -134,11 +134,7 @@ func (m *Materializer) runCandidatesFromView(ctx context.Context, v *larder.View
 	if err != nil {
 		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
 	}
-	rep.Generation = gen.ID
-	rep.Duration = m.now().Sub(start)
-	if s := rep.Duration.Seconds(); s > 0 {
-		rep.RowsPerSecond = float64(rep.RowsRead) / s
-	}
+	rep.published(gen, m.now().Sub(start))
 	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "candidates", rep.RowsRead,
 		"entities", written, "skipped", rep.Skipped, "duration", rep.Duration,
 		"candidates_per_second", int64(rep.RowsPerSecond))

@@ -125,11 +125,7 @@ func (m *Materializer) RunIncremental(ctx context.Context, viewName string) (Rep
 	if err != nil {
 		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
 	}
-	rep.Generation = gen.ID
-	rep.Duration = m.now().Sub(start)
-	if s := rep.Duration.Seconds(); s > 0 {
-		rep.RowsPerSecond = float64(rep.RowsRead) / s
-	}
+	rep.published(gen, m.now().Sub(start))
 	m.log.Info("materialized incrementally", "view", v.Name, "generation", gen.ID, "rows", rep.RowsRead,
 		"entities", rep.EntitiesWritten, "older_rows", older, "skipped", rep.Skipped,
 		"row_groups_skipped", rep.RowGroupsSkipped, "duration", rep.Duration)

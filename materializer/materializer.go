@@ -236,6 +236,16 @@ func (s skipCounts) report() map[string]int64 {
 	return m
 }
 
+// published records the end of a run that published (or, incrementally,
+// wrote into) generation gen after elapsed: its id, the duration and the
+// rate of rows read.
+func (r *Report) published(gen larder.Generation, elapsed time.Duration) {
+	r.Generation, r.Duration = gen.ID, elapsed
+	if s := elapsed.Seconds(); s > 0 {
+		r.RowsPerSecond = float64(r.RowsRead) / s
+	}
+}
+
 // SkippedTotal returns the number of rows skipped for any reason.
 func (r Report) SkippedTotal() int64 {
 	var n int64

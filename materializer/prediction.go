@@ -222,11 +222,7 @@ func (m *Materializer) runPrediction(ctx context.Context, v *larder.View, rep Re
 		m.abort(ctx, w, err)
 		return rep, err
 	}
-	rep.Generation = gen.ID
-	rep.Duration = m.now().Sub(start)
-	if s := rep.Duration.Seconds(); s > 0 {
-		rep.RowsPerSecond = float64(rep.RowsRead) / s
-	}
+	rep.published(gen, m.now().Sub(start))
 	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "model_version", version,
 		"entities", written, "duration", rep.Duration, "entities_per_second", int64(rep.RowsPerSecond))
 	return rep, nil
