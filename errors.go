@@ -18,6 +18,10 @@ var (
 	ErrSchemaChanged = errors.New("view schema changed since the live generation was written; run `larder materialize`")
 	// ErrUnavailable means that a dependency (Redis, the model) cannot be reached.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrPublished means that a shard of a sharded generation was asked
+	// to begin after the generation was published: an earlier attempt of
+	// the shard finished the work.
+	ErrPublished = errors.New("the generation was published already")
 	// ErrOverloaded means that the server is already holding as much work as
 	// it is configured to queue (a ranker's batching.max_queue): the request
 	// was refused at once, and may be retried later, with backoff.

@@ -211,18 +211,57 @@ const (
 	DefaultCandidateTopK = 100
 )
 
+// RunState is how a run ended.
+type RunState string
+
+// The states of a recorded run.
+const (
+	// RunOK is a run that published its generation.
+	RunOK RunState = "ok"
+	// RunFailed is a run that ended with an error; its generation was
+	// discarded, and the live one kept serving.
+	RunFailed RunState = "failed"
+	// RunAbandoned is a run whose process died or lost its lease while
+	// it wrote: Cleanup found its generation and deleted it.
+	RunAbandoned RunState = "abandoned"
+	// RunCancelled is a run stopped on purpose (a cancelled job, a
+	// shutdown that outlasted its grace time): nothing was published.
+	RunCancelled RunState = "cancelled"
+	// RunSkipped is a schedule tick that started no run because the
+	// view's previous run was still going.
+	RunSkipped RunState = "skipped"
+)
+
 // Run is the record of one materialization run of a view, successful or
 // not, as `larder runs` shows it.
 type Run struct {
 	View string
 	Kind ViewKind
+	// State is how the run ended; "" in records written before states
+	// were kept, which means RunOK when Err is empty and RunFailed
+	// otherwise (see Result).
+	State RunState
 	// Generation is the generation published (or written into, for an
 	// incremental run); 0 when the run failed before it had one.
 	Generation  int64
 	Incremental bool
-	StartedAt   time.Time
-	Duration    time.Duration
-	RowsRead    int64
+	// AsOf is the instant the run computed its view as of.
+	AsOf time.Time
+	// Inputs are the generations of other views the run read.
+	Inputs []InputGeneration
+	// Trigger is what started the run; Tick the schedule tick, for
+	// scheduled runs; Job the id of its job, for runs on a worker.
+	Trigger Trigger
+	Tick    time.Time
+	Job     string
+	// Shards is the number of shards a sharded run was written in; 0 for
+	// a run in one piece.
+	Shards int
+	// Owner says who ran it, such as "host:pid".
+	Owner     string
+	StartedAt time.Time
+	Duration  time.Duration
+	RowsRead  int64
 	// EntitiesWritten counts the rows written into the generation.
 	EntitiesWritten int64
 	// Skipped counts unusable source rows by reason.
@@ -232,6 +271,18 @@ type Run struct {
 	PeakRSS int64
 	// Err is the error that ended the run, "" when it succeeded.
 	Err string
+}
+
+// Result returns how r ended: State, or for records without one, RunOK
+// when Err is empty and RunFailed otherwise.
+func (r Run) Result() RunState {
+	switch {
+	case r.State != "":
+		return r.State
+	case r.Err != "":
+		return RunFailed
+	}
+	return RunOK
 }
 
 // RunLog records materialization runs.

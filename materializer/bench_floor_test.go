@@ -146,7 +146,7 @@ type captureStore struct {
 	rows *encodedRows
 }
 
-func (s captureStore) Begin(_ context.Context, v *larder.View, _ int64) (larder.GenerationWriter, error) {
+func (s captureStore) Begin(_ context.Context, v *larder.View, _ larder.BeginOptions) (larder.GenerationWriter, error) {
 	types := make([]larder.Type, len(v.Features))
 	for i, f := range v.Features {
 		types[i] = f.Type

@@ -96,7 +96,7 @@ func writeBenchSource(tb testing.TB, path string) {
 // reading and the computation alone.
 type nopStore struct{}
 
-func (nopStore) Begin(context.Context, *larder.View, int64) (larder.GenerationWriter, error) {
+func (nopStore) Begin(context.Context, *larder.View, larder.BeginOptions) (larder.GenerationWriter, error) {
 	return nopWriter{}, nil
 }
 

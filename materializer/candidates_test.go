@@ -523,7 +523,7 @@ func TestCandidatesRedis(t *testing.T) {
 // heap in use.
 type memProbe struct{ heap uint64 }
 
-func (p *memProbe) Begin(context.Context, *larder.View, int64) (larder.GenerationWriter, error) {
+func (p *memProbe) Begin(context.Context, *larder.View, larder.BeginOptions) (larder.GenerationWriter, error) {
 	return &memProbeWriter{p: p}, nil
 }
 

@@ -2,7 +2,6 @@ package materializer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -77,29 +76,22 @@ func (m *Materializer) runCandidatesFromView(ctx context.Context, v *larder.View
 	}
 
 	// Every view the run reads must be live, with the schema of its
-	// definition, before anything is written.
-	var listed larder.Generation
-	for _, d := range v.DependsOn() {
-		g, err := m.reader.Live(ctx, d)
-		if err != nil {
-			if errors.Is(err, larder.ErrNoGeneration) {
-				return rep, fmt.Errorf("materialize %s: view %q, which it reads, has no live generation: materialize it first (larder materialize %s): %w", v.Name, d.Name, d.Name, err)
-			}
-			return rep, fmt.Errorf("materialize %s: view %q: %w", v.Name, d.Name, err)
-		}
-		if d == fv {
-			listed = g
-		}
+	// definition, before anything is written; the run reads those
+	// generations to its end.
+	pinned, err := m.pinInputs(ctx, v, &rep)
+	if err != nil {
+		return rep, err
 	}
+	listed := pinned[fv]
 	r := &viewCandidatesRead{
-		lookups:    []*larder.Lookup{{View: fv}},
+		lookups:    []*larder.Lookup{{View: fv, Pin: listed.ID}},
 		score:      score,
 		ctxFeature: ctxFeature,
 		runTime:    start,
 		comp:       newViewCandidates(v, ent, ce),
 	}
 	if cv != fv {
-		r.lookups = append(r.lookups, &larder.Lookup{View: cv})
+		r.lookups = append(r.lookups, &larder.Lookup{View: cv, Pin: pinned[cv].ID})
 		r.ctxLookup = 1
 	}
 	if err := m.reader.Read(ctx, r.lookups); err != nil {
@@ -110,7 +102,7 @@ func (m *Materializer) runCandidatesFromView(ctx context.Context, v *larder.View
 
 	prog := Progress{View: v.Name, Phase: PhaseReading, RowsTotal: listed.Rows}
 	m.progress(prog)
-	err := r.run(ctx, m.reader, lister, func(read int64) {
+	err = r.run(ctx, m.reader, lister, func(read int64) {
 		prog.RowsRead = read
 		m.progress(prog)
 	})
@@ -129,12 +121,12 @@ func (m *Materializer) runCandidatesFromView(ctx context.Context, v *larder.View
 	prog.Phase = PhaseWriting
 	prog.EntitiesTotal = int64(r.comp.len())
 	m.progress(prog)
-	gen, written, err := m.write(ctx, v, r.comp, prog)
+	gen, written, err := m.write(ctx, v, r.comp, prog, &rep)
 	rep.EntitiesWritten = written
 	if err != nil {
 		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
 	}
-	rep.published(gen, m.now().Sub(start))
+	rep.published(gen, m.now())
 	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "candidates", rep.RowsRead,
 		"entities", written, "skipped", rep.Skipped, "duration", rep.Duration,
 		"candidates_per_second", int64(rep.RowsPerSecond))
@@ -174,7 +166,7 @@ type viewCandidatesRead struct {
 func (r *viewCandidatesRead) run(ctx context.Context, reader larder.FeatureStore, lister larder.KeyLister, done func(read int64)) error {
 	fv := r.lookups[0].View
 	var readErr error // an error of the callback, returned by Keys as is
-	err := lister.Keys(ctx, fv, func(keys []larder.Key) error {
+	err := lister.Keys(ctx, fv, r.lookups[0].Pin, func(keys []larder.Key) error {
 		for len(keys) > 0 {
 			batch := keys[:min(len(keys), candidatesReadBatch)]
 			keys = keys[len(batch):]

@@ -33,7 +33,7 @@ var _ larder.GenerationStore = (*fakeStore)(nil)
 
 func newFakeStore() *fakeStore { return &fakeStore{live: make(map[string]*fakeGen)} }
 
-func (s *fakeStore) Begin(ctx context.Context, v *larder.View, _ int64) (larder.GenerationWriter, error) {
+func (s *fakeStore) Begin(ctx context.Context, v *larder.View, _ larder.BeginOptions) (larder.GenerationWriter, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -47,8 +47,12 @@ import (
 // the live generation stay too, each of them newer than the row it
 // replaced.
 func (m *Materializer) RunIncremental(ctx context.Context, viewName string) (Report, error) {
-	start := m.now()
-	rep := Report{View: viewName, RunTime: start, Incremental: true}
+	rep := m.startReport(viewName)
+	rep.Incremental = true
+	start := rep.RunTime
+	if m.shard != nil {
+		return rep, fmt.Errorf("materialize %s: an incremental run writes into the live generation, and cannot write a shard", viewName)
+	}
 	v, err := m.view(viewName)
 	if err != nil {
 		return rep, err
@@ -125,7 +129,7 @@ func (m *Materializer) RunIncremental(ctx context.Context, viewName string) (Rep
 	if err != nil {
 		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
 	}
-	rep.published(gen, m.now().Sub(start))
+	rep.published(gen, m.now())
 	m.log.Info("materialized incrementally", "view", v.Name, "generation", gen.ID, "rows", rep.RowsRead,
 		"entities", rep.EntitiesWritten, "older_rows", older, "skipped", rep.Skipped,
 		"row_groups_skipped", rep.RowGroupsSkipped, "duration", rep.Duration)

@@ -31,9 +31,24 @@ const (
 // logs are discarded, the clock is time.Now and no progress is reported.
 type Options struct {
 	Logger *slog.Logger
-	// Now is the clock. Its value when a run starts is the run time: the
-	// instant the view is computed as of. Durations are measured with it too.
+	// Now is the clock. Durations are measured with it, and, when AsOf is
+	// zero, its value when a run starts is the run time.
 	Now func() time.Time
+	// AsOf is the run time of every run: the instant views are computed as
+	// of. Rows after it are left out, windows end at it, and a prediction
+	// view judges its inputs' staleness at it. The zero time means the
+	// clock's time when each run starts. Two runs with the same AsOf over
+	// the same source files write the same values.
+	AsOf time.Time
+	// Run describes the runs to the store (trigger, tick, job, owner, and
+	// the run lease they hold); its AsOf is set from the run time.
+	Run larder.RunInfo
+	// Shard, when set, makes every run write only the entities of one
+	// shard of a sharded generation (see larder.ShardRef): it reads the
+	// whole source, and puts the rows of the entities whose key hash
+	// falls in the shard into the generation, which the store publishes
+	// when its last shard is done.
+	Shard *larder.ShardRef
 	// Progress, when set, is called from time to time during a run (after
 	// every row group read and every few thousand entities written, never per
 	// row), from the goroutine that called Run.
@@ -80,9 +95,16 @@ type Report struct {
 	// SkipNullEventTime, SkipAfterRunTime, and SkipBeforeWatermark for
 	// incremental runs). Reasons that did not occur are absent.
 	Skipped map[string]int64
-	// RunTime is the instant the view was computed as of.
+	// RunTime is the instant the view was computed as of (its as-of).
 	RunTime  time.Time
 	Duration time.Duration
+	// Inputs are the generations of other views the run read, one per
+	// view it read, each pinned for the whole run.
+	Inputs []larder.InputGeneration
+	// Published reports whether the run published its generation; false
+	// for a shard that was not the last of its generation to finish, and
+	// for an incremental run (which writes into the live generation).
+	Published bool
 	// RowsPerSecond is RowsRead over Duration, or 0 when Duration is 0.
 	RowsPerSecond float64
 
@@ -102,6 +124,9 @@ type Report struct {
 	// the entity's stored row was newer (write-if-newer); 0 when the store
 	// does not report it.
 	OlderRows int64
+
+	// began is the clock's time when the run started, for Duration.
+	began time.Time
 }
 
 // Materializer runs views of one project into a generation store. It holds no
@@ -115,6 +140,9 @@ type Materializer struct {
 	progress func(Progress)
 	models   larder.ModelLoader
 	reader   larder.FeatureStore
+	asOf     time.Time
+	run      larder.RunInfo
+	shard    *larder.ShardRef
 }
 
 // New returns a Materializer for project, which must have been validated, that
@@ -131,14 +159,38 @@ func New(project *larder.Project, gs larder.GenerationStore, opts Options) *Mate
 		m.progress = func(Progress) {}
 	}
 	m.models, m.reader = opts.Models, opts.Reader
+	m.asOf, m.run, m.shard = opts.AsOf, opts.Run, opts.Shard
 	return m
+}
+
+// startReport returns the report of a run of viewName starting now: its
+// run time is the Materializer's as-of, or now.
+func (m *Materializer) startReport(viewName string) Report {
+	now := m.now()
+	rep := Report{View: viewName, RunTime: now, began: now}
+	if !m.asOf.IsZero() {
+		rep.RunTime = m.asOf
+	}
+	return rep
+}
+
+// inShard reports whether the entity with key k belongs to the shard the
+// runs write (every entity does when they write no shard). buf is scratch
+// space for the key's canonical form, returned for reuse.
+func (m *Materializer) inShard(k larder.Key, buf []byte) (bool, []byte) {
+	if m.shard == nil {
+		return true, buf
+	}
+	buf = k.AppendCanonical(buf[:0])
+	return larder.ShardOf(buf, m.shard.Count) == m.shard.Index, buf
 }
 
 // Run computes the named view from its source and publishes the result as a
 // new generation.
 //
 // For a latest view the row of an entity is the source row with the newest
-// event time at or before the run time (Options.Now when Run starts); rows
+// event time at or before the run time (Options.AsOf, or Options.Now when
+// Run starts); rows
 // with a later event time are skipped. When several rows of an entity share
 // the newest event time, the row read last wins: files are read in sorted
 // path order and rows in file order. A row replaces the previous best row as
@@ -155,8 +207,7 @@ func New(project *larder.Project, gs larder.GenerationStore, opts Options) *Mate
 // the file, the store or ctx otherwise. On any error the new generation is
 // aborted (best effort) and the live generation keeps serving.
 func (m *Materializer) Run(ctx context.Context, viewName string) (Report, error) {
-	start := m.now()
-	rep := Report{View: viewName, RunTime: start}
+	rep := m.startReport(viewName)
 	v, err := m.view(viewName)
 	if err != nil {
 		return rep, err
@@ -237,10 +288,12 @@ func (s skipCounts) report() map[string]int64 {
 }
 
 // published records the end of a run that published (or, incrementally,
-// wrote into) generation gen after elapsed: its id, the duration and the
-// rate of rows read.
-func (r *Report) published(gen larder.Generation, elapsed time.Duration) {
+// wrote into; or, for a shard, finished its part of) generation gen at now:
+// its id, the duration and the rate of rows read.
+func (r *Report) published(gen larder.Generation, now time.Time) {
+	elapsed := now.Sub(r.began)
 	r.Generation, r.Duration = gen.ID, elapsed
+	r.Published = !gen.PublishedAt.IsZero() && !r.Incremental
 	if s := elapsed.Seconds(); s > 0 {
 		r.RowsPerSecond = float64(r.RowsRead) / s
 	}

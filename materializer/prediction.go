@@ -2,7 +2,6 @@ package materializer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -20,7 +19,16 @@ const predictionDepth = 3
 // feature it reads.
 type predictionPlan struct {
 	views  []*larder.View // the distinct input views, in input order
+	pins   []int64        // the generation read of each view; 0: the live one
 	inputs []planInput
+}
+
+// pin makes the plan read the generations in pinned.
+func (p *predictionPlan) pin(pinned map[*larder.View]larder.Generation) {
+	p.pins = make([]int64, len(p.views))
+	for i, v := range p.views {
+		p.pins[i] = pinned[v].ID
+	}
 }
 
 type planInput struct {
@@ -65,6 +73,9 @@ func (p *predictionPlan) newBatch(size, outputs int) *predictionBatch {
 	}
 	for i, v := range p.views {
 		b.lookups[i] = &larder.Lookup{View: v}
+		if p.pins != nil {
+			b.lookups[i].Pin = p.pins[i]
+		}
 	}
 	return b
 }
@@ -133,30 +144,20 @@ func (m *Materializer) runPrediction(ctx context.Context, v *larder.View, rep Re
 	plan := newPredictionPlan(pr)
 
 	// Every view the run reads must be live, with the schema of its
-	// definition, before the model is loaded or anything is written.
-	var entities larder.Generation
-	for _, d := range v.DependsOn() {
-		g, err := m.reader.Live(ctx, d)
-		if err != nil {
-			if errors.Is(err, larder.ErrNoGeneration) {
-				return rep, fmt.Errorf("materialize %s: input view %q has no live generation: materialize it first (larder materialize %s): %w", v.Name, d.Name, d.Name, err)
-			}
-			return rep, fmt.Errorf("materialize %s: input view %q: %w", v.Name, d.Name, err)
-		}
-		if d == ev {
-			entities = g
-		}
+	// definition, before the model is loaded or anything is written; the
+	// run reads those generations to its end.
+	pinned, err := m.pinInputs(ctx, v, &rep)
+	if err != nil {
+		return rep, err
 	}
+	entities, ok := pinned[ev]
+	if !ok { // not a dependency: cannot happen for a validated project
+		return rep, fmt.Errorf("materialize %s: entities view %q is not among its inputs", v.Name, ev.Name)
+	}
+	plan.pin(pinned)
 	check := plan.newBatch(0, 0)
 	if err := m.reader.Read(ctx, check.lookups); err != nil {
 		return rep, fmt.Errorf("materialize %s: input views: %w", v.Name, err)
-	}
-	if entities.ID == 0 { // not a dependency: the view of the first input
-		g, err := m.reader.Live(ctx, ev)
-		if err != nil {
-			return rep, fmt.Errorf("materialize %s: entities view %q: %w", v.Name, ev.Name, err)
-		}
-		entities = g
 	}
 
 	outputs := len(v.Features)
@@ -187,9 +188,9 @@ func (m *Materializer) runPrediction(ctx context.Context, v *larder.View, rep Re
 		"entities_from", ev.Name, "entities_generation", entities.ID, "entities", entities.Rows,
 		"batch_size", batchSize, "run_time", start)
 
-	w, err := m.gs.Begin(ctx, v, entities.Rows)
+	w, err := m.begin(ctx, v, entities.Rows, &rep)
 	if err != nil {
-		return rep, fmt.Errorf("materialize %s: begin generation: %w", v.Name, err)
+		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
 	}
 	rec, ok := w.(larder.ModelRecorder)
 	if !ok {
@@ -202,7 +203,7 @@ func (m *Materializer) runPrediction(ctx context.Context, v *larder.View, rep Re
 	prog := Progress{View: v.Name, Phase: PhaseWriting, RowsTotal: entities.Rows, EntitiesTotal: entities.Rows}
 	m.progress(prog)
 	read, written, err := m.predict(ctx, lister, plan, ev, model, w, predictParams{
-		batchSize: batchSize, outputs: outputs, runTime: start, prog: prog,
+		batchSize: batchSize, outputs: outputs, runTime: start, prog: prog, entitiesGen: entities.ID,
 	})
 	rep.RowsRead, rep.EntitiesWritten = read, written
 	if err == nil {
@@ -222,7 +223,7 @@ func (m *Materializer) runPrediction(ctx context.Context, v *larder.View, rep Re
 		m.abort(ctx, w, err)
 		return rep, err
 	}
-	rep.published(gen, m.now().Sub(start))
+	rep.published(gen, m.now())
 	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "model_version", version,
 		"entities", written, "duration", rep.Duration, "entities_per_second", int64(rep.RowsPerSecond))
 	return rep, nil
@@ -232,6 +233,8 @@ type predictParams struct {
 	batchSize, outputs int
 	runTime            time.Time
 	prog               Progress
+	// entitiesGen is the generation of the entities view listed.
+	entitiesGen int64
 }
 
 // predict runs the pipeline of a prediction run: a goroutine lists the
@@ -316,7 +319,19 @@ func (m *Materializer) readBatches(ctx context.Context, lister larder.KeyLister,
 		cur = nil
 		return nil
 	}
-	err := lister.Keys(ctx, ev, func(keys []larder.Key) error {
+	var buf []byte
+	err := lister.Keys(ctx, ev, pp.entitiesGen, func(keys []larder.Key) error {
+		if m.shard != nil {
+			// Only the entities of the run's shard are scored.
+			kept := keys[:0]
+			for _, k := range keys {
+				var in bool
+				if in, buf = m.inShard(k, buf); in {
+					kept = append(kept, k)
+				}
+			}
+			keys = kept
+		}
 		for len(keys) > 0 {
 			if cur == nil {
 				select {

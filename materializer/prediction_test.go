@@ -175,7 +175,7 @@ func statsRow(rng *rand.Rand, runTime time.Time) larder.Row {
 func publishRows(tb testing.TB, st *store.Store, v *larder.View, rows map[larder.Key]larder.Row) {
 	tb.Helper()
 	ctx := context.Background()
-	w, err := st.Begin(ctx, v, int64(len(rows)))
+	w, err := st.BeginSized(ctx, v, int64(len(rows)))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func storedKeys(tb testing.TB, client redis.UniversalClient, p *larder.Project, 
 	tb.Helper()
 	var keys []larder.Key
 	st := store.New(client, p.Name, store.Options{})
-	if err := st.Keys(context.Background(), p.View(view), func(ks []larder.Key) error {
+	if err := st.Keys(context.Background(), p.View(view), 0, func(ks []larder.Key) error {
 		keys = append(keys, ks...)
 		return nil
 	}); err != nil {
@@ -499,7 +499,7 @@ func TestPredictionFailsBeforeWriting(t *testing.T) {
 				old := *f.project.View("stats")
 				old.Features = []larder.Feature{{Name: "clicks", Type: larder.TypeInt64}}
 				st := store.New(f.client, f.project.Name, store.Options{})
-				w, err := st.Begin(context.Background(), &old, 1)
+				w, err := st.BeginSized(context.Background(), &old, 1)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -112,9 +112,9 @@ func TestRedisBrokenFeaturePageAborts(t *testing.T) {
 	}
 	before, _ := readAll(t, client, p, keys)
 	keysBefore := allKeys(t, client)
-	seq := "larder:" + p.Name + ":v:seq"
+	seq := "larder:" + p.Name + ":{v}:seq"
 	seqBefore := client.Get(ctx, seq).Val()
-	gens := "larder:" + p.Name + ":v:gens"
+	gens := "larder:" + p.Name + ":{v}:gens"
 	gensBefore := client.ZRange(ctx, gens, 0, -1).Val()
 
 	good, err := os.ReadFile(second)

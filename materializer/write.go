@@ -26,7 +26,12 @@ type emitter interface {
 // names the write in error messages.
 func (m *Materializer) putAll(ctx context.Context, w larder.GenerationWriter, comp emitter, prog Progress, what string) (int64, error) {
 	var n int64
+	var buf []byte
 	err := comp.emit(func(k larder.Key, row larder.Row) error {
+		var in bool
+		if in, buf = m.inShard(k, buf); !in {
+			return nil
+		}
 		if err := w.Put(ctx, k, row); err != nil {
 			return fmt.Errorf("%s %d: %w", what, w.ID(), err)
 		}
@@ -46,13 +51,35 @@ func (m *Materializer) putAll(ctx context.Context, w larder.GenerationWriter, co
 	return n, err
 }
 
+// begin starts the generation of a run of v that will hold about expected
+// rows (or, for a shard, the writer of its shard): it records the run's
+// as-of and, when the run read other views, their generations.
+func (m *Materializer) begin(ctx context.Context, v *larder.View, expected int64, rep *Report) (larder.GenerationWriter, error) {
+	run := m.run
+	run.AsOf = rep.RunTime
+	w, err := m.gs.Begin(ctx, v, larder.BeginOptions{ExpectedRows: expected, Run: run, Shard: m.shard})
+	if err != nil {
+		return nil, fmt.Errorf("begin generation: %w", err)
+	}
+	if len(rep.Inputs) > 0 {
+		rec, ok := w.(larder.InputRecorder)
+		if !ok {
+			err := fmt.Errorf("the generation writer %T cannot record the generations it is computed from (larder.InputRecorder)", w)
+			m.abort(ctx, w, err)
+			return nil, err
+		}
+		rec.SetInputs(rep.Inputs)
+	}
+	return w, nil
+}
+
 // write puts every row of comp into a new generation of v and publishes it.
 // It returns the published generation and the number of rows put. On any
 // error, including ctx ending, it aborts the generation and returns the error.
-func (m *Materializer) write(ctx context.Context, v *larder.View, comp emitter, prog Progress) (larder.Generation, int64, error) {
-	w, err := m.gs.Begin(ctx, v, prog.EntitiesTotal)
+func (m *Materializer) write(ctx context.Context, v *larder.View, comp emitter, prog Progress, rep *Report) (larder.Generation, int64, error) {
+	w, err := m.begin(ctx, v, prog.EntitiesTotal, rep)
 	if err != nil {
-		return larder.Generation{}, 0, fmt.Errorf("begin generation: %w", err)
+		return larder.Generation{}, 0, err
 	}
 	n, err := m.putAll(ctx, w, comp, prog, "write generation")
 	if err != nil {
@@ -153,12 +180,12 @@ func (m *Materializer) runFromSource(ctx context.Context, v *larder.View, rep Re
 	prog.Phase = PhaseWriting
 	prog.EntitiesTotal = int64(comp.len())
 	m.progress(prog)
-	gen, written, err := m.write(ctx, v, rest, prog)
+	gen, written, err := m.write(ctx, v, rest, prog, &rep)
 	rep.EntitiesWritten = written
 	if err != nil {
 		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
 	}
-	rep.published(gen, m.now().Sub(start))
+	rep.published(gen, m.now())
 	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "rows", rep.RowsRead,
 		"entities", written, "skipped", rep.Skipped, "duration", rep.Duration,
 		"rows_per_second", int64(rep.RowsPerSecond))

@@ -83,7 +83,7 @@ func TestAtomicGenerations(t *testing.T) {
 	write := func() {
 		t.Helper()
 		for _, v := range views {
-			w, err := writer.Begin(ctx, v, users)
+			w, err := writer.BeginSized(ctx, v, users)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -216,7 +216,7 @@ func publish(tb testing.TB, st *store.Store, p *larder.Project, view string, row
 	if v == nil {
 		tb.Fatalf("publish: no view %q", view)
 	}
-	w, err := st.Begin(ctx, v, int64(len(rows)))
+	w, err := st.BeginSized(ctx, v, int64(len(rows)))
 	if err != nil {
 		tb.Fatalf("begin %s: %v", view, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -17,24 +18,77 @@ import (
 // unlinkChunk is the number of keys deleted per pipeline.
 const unlinkChunk = 1000
 
+// CleanupOptions configure Cleanup. The zero CleanupOptions deletes.
+type CleanupOptions struct {
+	// DryRun finds what would be deleted without deleting or recording
+	// anything.
+	DryRun bool
+}
+
+// Cleaned is a generation Cleanup deleted (or, in a dry run, would delete).
+type Cleaned struct {
+	View       string
+	Generation int64
+	// Reason is CleanedExpired or CleanedAbandoned.
+	Reason string
+	// State is the generation's state when it was found: "retired" or
+	// "writing".
+	State     string
+	StartedAt time.Time
+	// Buckets is the number of bucket hashes the generation had.
+	Buckets int
+}
+
+// The reasons Cleanup deletes a generation.
+const (
+	// CleanedExpired is a replaced generation whose grace period ended.
+	CleanedExpired = "expired"
+	// CleanedAbandoned is a generation being written whose run was
+	// killed or cut off: its lease lapsed, or another run took it.
+	CleanedAbandoned = "abandoned"
+)
+
+// CleanupReport lists what one Cleanup did.
+type CleanupReport struct {
+	Cleaned []Cleaned
+}
+
+// Count returns the number of generations cleaned for reason.
+func (r CleanupReport) Count(reason string) int {
+	n := 0
+	for _, c := range r.Cleaned {
+		if c.Reason == reason {
+			n++
+		}
+	}
+	return n
+}
+
 // Cleanup deletes, in every view the project ever wrote, the generations
-// whose grace period has passed and the generations abandoned in the writing
-// state for longer than Options.AbandonAfter by a killed run. It never
-// deletes a live generation. Publish runs it for its own view; operators and
-// schedulers may call it at any time. It returns the errors of the views it
-// could not clean, joined.
-func (s *Store) Cleanup(ctx context.Context) error {
+// whose grace period has passed and the generations abandoned by killed
+// runs: those being written whose lease no longer holds their run's token
+// (or, for generations that record no lease, that have been writing for
+// longer than Options.AbandonAfter). It records the run of each abandoned
+// generation as larder.RunAbandoned, once, whichever process finds it. It
+// never deletes a live generation. Publish runs it for its own view;
+// schedulers, workers and servers run it every sweep interval, and
+// operators with `larder cleanup`. It returns what it cleaned, and the
+// errors of the views it could not clean, joined.
+func (s *Store) Cleanup(ctx context.Context, opts CleanupOptions) (CleanupReport, error) {
 	views, err := s.Views(ctx)
 	if err != nil {
-		return err
+		return CleanupReport{}, err
 	}
+	var rep CleanupReport
 	var errs []error
 	for _, v := range views {
-		if err := s.cleanupView(ctx, v); err != nil {
+		r, err := s.cleanupView(ctx, v, opts.DryRun)
+		rep.Cleaned = append(rep.Cleaned, r.Cleaned...)
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return rep, errors.Join(errs...)
 }
 
 // Views returns the names of the views the project ever wrote a generation
@@ -52,7 +106,7 @@ func (s *Store) Views(ctx context.Context) ([]string, error) {
 // GenerationInfo is a generation as the store keeps it, for operators.
 type GenerationInfo struct {
 	larder.Generation
-	// State is "writing", "live" or "retired".
+	// State is "writing", "live", "retired" or "abandoned" (being deleted).
 	State   string
 	Buckets int
 	// Live reports whether the view's live pointer names this generation.
@@ -82,13 +136,10 @@ func (s *Store) Generations(ctx context.Context, view string) ([]GenerationInfo,
 			continue
 		}
 		info := GenerationInfo{
-			Generation: larder.Generation{
-				View: view, ID: id, Rows: m.rows, Fingerprint: m.fingerprint,
-				StartedAt: m.startedAt, PublishedAt: m.publishedAt, Model: metas[i][fieldModel],
-			},
-			State:   m.state,
-			Buckets: m.buckets,
-			Live:    id == liveID,
+			Generation: m.generation(view, id),
+			State:      m.state,
+			Buckets:    m.buckets,
+			Live:       id == liveID,
 		}
 		if !math.IsInf(z.Score, 1) {
 			info.DeleteAfter = time.UnixMicro(int64(z.Score)).UTC()
@@ -133,54 +184,157 @@ func (s *Store) readGenerations(ctx context.Context, view string) ([]redis.Z, in
 	return gens, liveID, metas, nil
 }
 
+// abandonScript marks generation ARGV[1] (metadata KEYS[1]) abandoned when
+// it is still being written and its lease KEYS[2] no longer holds token
+// ARGV[2], so that exactly one of several concurrent cleanups records its
+// run. It returns 1 when it marked it, 0 otherwise.
+var abandonScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'writing' then
+  return 0
+end
+local lv = redis.call('GET', KEYS[2])
+local p = ARGV[2] .. ' '
+if lv and string.sub(lv, 1, #p) == p then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'abandoned')
+return 1
+`)
+
+// stateAbandoned marks a generation Cleanup found abandoned and is
+// deleting.
+const stateAbandoned = "abandoned"
+
 // cleanupView deletes the generations of view whose time has come, and
-// repairs the state a run killed halfway through Publish left behind.
-func (s *Store) cleanupView(ctx context.Context, view string) error {
+// repairs the state a run killed halfway through Publish left behind; with
+// dryRun it only reports what it would delete.
+func (s *Store) cleanupView(ctx context.Context, view string, dryRun bool) (CleanupReport, error) {
 	gens, liveID, metas, err := s.readGenerations(ctx, view)
 	if err != nil {
-		return err
+		return CleanupReport{}, err
 	}
 	now := s.now()
+	var rep CleanupReport
+	// The leases of the generations being written, read in one round trip.
+	leases := map[string]*redis.StringCmd{}
+	pipe := s.client.Pipeline()
+	for i := range gens {
+		if k := metas[i][fieldLease]; k != "" && metas[i][fieldState] == stateWriting && leases[k] == nil {
+			leases[k] = pipe.Get(ctx, k)
+		}
+	}
+	if len(leases) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return rep, redisErr(ctx, "read leases of "+view, err)
+		}
+	}
 	var errs []error
 	for i, z := range gens {
 		id, _ := strconv.ParseInt(z.Member.(string), 10, 64)
 		m, ok, err := parseMeta(metas[i])
+		found := Cleaned{View: view, Generation: id, State: m.state, StartedAt: m.startedAt, Buckets: m.buckets}
 		switch {
 		case id == liveID:
-			if !math.IsInf(z.Score, 1) {
+			if !math.IsInf(z.Score, 1) && !dryRun {
 				err = s.client.ZAdd(ctx, s.k.gens(view), redis.Z{Score: keepScore, Member: id}).Err()
 			}
 		case !ok:
 			// Deleted but for its entry here: deletion removes the data
 			// and the metadata before the entry.
-			err = s.client.ZRem(ctx, s.k.gens(view), id).Err()
+			if !dryRun {
+				err = s.client.ZRem(ctx, s.k.gens(view), id).Err()
+			}
 		case err != nil:
 			// Unreadable metadata: leave it for an operator.
 		case !math.IsInf(z.Score, 1):
 			if z.Score <= deleteScore(now) {
-				err = s.deleteGeneration(ctx, view, id, m.buckets)
+				found.Reason = CleanedExpired
+				if !dryRun {
+					err = s.deleteGeneration(ctx, view, id, m.buckets)
+				}
 				if err == nil {
-					s.log.Info("generation deleted", "view", view, "generation", id, "state", m.state)
+					rep.Cleaned = append(rep.Cleaned, found)
+					s.log.Info("generation deleted", "view", view, "generation", id, "state", m.state, "dry_run", dryRun)
 				}
 			}
-		case m.state == stateWriting:
-			if now.Sub(m.startedAt) > s.opts.AbandonAfter {
-				err = s.deleteGeneration(ctx, view, id, m.buckets)
-				if err == nil {
-					s.log.Warn("abandoned generation deleted", "view", view, "generation", id,
-						"started_at", m.startedAt)
-				}
+		case m.state == stateWriting || m.state == stateAbandoned:
+			if !s.abandoned(m, leases[m.lease], now) {
+				break
+			}
+			found.Reason = CleanedAbandoned
+			if !dryRun {
+				err = s.abandon(ctx, view, id, m, now)
+			}
+			if err == nil {
+				rep.Cleaned = append(rep.Cleaned, found)
 			}
 		default:
 			// Published or retired but kept forever: Publish was
 			// interrupted after the flip. Give it its grace period.
-			s.retire(ctx, view, id, now.Add(s.opts.GracePeriod))
+			if !dryRun {
+				s.retire(ctx, view, id, now.Add(s.opts.GracePeriod))
+			}
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("store: cleanup %s generation %d: %w", view, id, err))
 		}
 	}
-	return errors.Join(errs...)
+	return rep, errors.Join(errs...)
+}
+
+// abandoned reports whether a generation being written, with metadata m
+// and lease value lease (as read), was abandoned by its run.
+func (s *Store) abandoned(m meta, lease *redis.StringCmd, now time.Time) bool {
+	if m.state == stateAbandoned {
+		return true // a cleanup that marked it was interrupted
+	}
+	if m.lease == "" {
+		return now.Sub(m.startedAt) > s.opts.AbandonAfter
+	}
+	if lease == nil {
+		return false
+	}
+	v, err := lease.Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false
+	}
+	return !strings.HasPrefix(v, m.token+" ")
+}
+
+// abandon deletes an abandoned generation and records its run as
+// abandoned, unless another cleanup got there first.
+func (s *Store) abandon(ctx context.Context, view string, id int64, m meta, now time.Time) error {
+	if m.state == stateWriting {
+		won, err := abandonScript.Run(ctx, s.client, []string{s.k.meta(view, id), orKey(m.lease, s.k.writeLease(view, id))}, id, m.token).Int64()
+		if err != nil {
+			return redisErr(ctx, "abandon generation", err)
+		}
+		if won != 1 {
+			return nil // renewed meanwhile, or taken by another cleanup
+		}
+		r := larder.Run{
+			View: view, Kind: m.kind, State: larder.RunAbandoned, Generation: id,
+			AsOf: m.asOf, Trigger: m.trigger, Tick: m.tick, Job: m.job, Shards: m.shards, Owner: m.owner,
+			StartedAt: m.startedAt, Duration: max(0, now.Sub(m.startedAt)),
+			Err: fmt.Sprintf("abandoned: the run (%s) stopped renewing its lease while it wrote generation %d: it was killed, or lost Redis; its generation was deleted", m.owner, id),
+		}
+		if err := s.RecordRun(ctx, r); err != nil {
+			s.log.Warn("recording an abandoned run failed", "view", view, "generation", id, "err", err)
+		}
+	}
+	if err := s.deleteGeneration(ctx, view, id, m.buckets); err != nil {
+		return err
+	}
+	s.log.Warn("abandoned generation deleted", "view", view, "generation", id, "owner", m.owner, "started_at", m.startedAt)
+	return nil
+}
+
+// orKey returns key, or def when key is "".
+func orKey(key, def string) string {
+	if key == "" {
+		return def
+	}
+	return key
 }
 
 // deleteGeneration deletes the buckets of a generation, then its metadata,
@@ -198,7 +352,7 @@ func (s *Store) deleteGeneration(ctx context.Context, view string, gen int64, bu
 			keys = keys[:0]
 		}
 	}
-	keys = append(keys, s.k.meta(view, gen))
+	keys = append(keys, s.k.writeLease(view, gen), s.k.shards(view, gen), s.k.meta(view, gen))
 	if err := s.unlink(ctx, keys); err != nil {
 		return err
 	}

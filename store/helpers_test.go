@@ -96,7 +96,7 @@ func wideRow(id, gen int64, at time.Time) larder.Row {
 func publish(tb testing.TB, s *store.Store, v *larder.View, n int64, rowFn func(id, gen int64) larder.Row) larder.Generation {
 	tb.Helper()
 	ctx := context.Background()
-	w, err := s.Begin(ctx, v, -1)
+	w, err := s.BeginSized(ctx, v, -1)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -76,7 +76,7 @@ type keyedRow struct {
 // publishItems publishes a full generation of the items view with rows.
 func publishItems(tb testing.TB, s *store.Store, v *larder.View, rows []keyedRow) larder.Generation {
 	tb.Helper()
-	w, err := s.Begin(context.Background(), v, -1)
+	w, err := s.BeginSized(context.Background(), v, -1)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -511,7 +511,7 @@ func BenchmarkIncrementalWrite(b *testing.B) {
 		b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
 	}
 	b.Run("full", func(b *testing.B) {
-		run(b, func() (larder.GenerationWriter, error) { return s.Begin(ctx, wide, n) })
+		run(b, func() (larder.GenerationWriter, error) { return s.BeginSized(ctx, wide, n) })
 	})
 	b.Run("incremental", func(b *testing.B) {
 		run(b, func() (larder.GenerationWriter, error) { return s.BeginIncremental(ctx, wide) })

@@ -22,7 +22,8 @@ type bucketScan struct {
 	seen map[string]struct{}
 }
 
-// Keys calls fn with the keys of the entities in the live generation of v,
+// Keys calls fn with the keys of the entities in generation gen of v (the
+// live one when gen is 0),
 // in batches of up to a few thousand, each key once, in no particular order.
 // It walks the generation's buckets (known from its metadata, never by
 // SCAN) with HSCAN, pipelining the buckets keysWindow at a time, so a
@@ -34,12 +35,18 @@ type bucketScan struct {
 // an error wrapping larder.ErrNoGeneration when v was never published,
 // ErrCorruptRow when a stored field is not a key of v's entity, and
 // larder.ErrUnavailable or ctx.Err() when Redis cannot be read.
-func (s *Store) Keys(ctx context.Context, v *larder.View, fn func([]larder.Key) error) error {
+func (s *Store) Keys(ctx context.Context, v *larder.View, gen int64, fn func([]larder.Key) error) error {
 	e := v.EntityDef()
 	if e == nil {
 		return fmt.Errorf("store: keys of %s: the view has no entity: call Project.Validate first", v.Name)
 	}
-	g, err := s.liveFor(ctx, v.Name)
+	var g *liveGen
+	var err error
+	if gen != 0 {
+		g, err = s.pinnedFor(ctx, v.Name, gen)
+	} else {
+		g, err = s.liveFor(ctx, v.Name)
+	}
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ func listKeys(tb testing.TB, s *store.Store, v *larder.View) []larder.Key {
 	tb.Helper()
 	var out []larder.Key
 	seen := make(map[larder.Key]bool)
-	err := s.Keys(context.Background(), v, func(keys []larder.Key) error {
+	err := s.Keys(context.Background(), v, 0, func(keys []larder.Key) error {
 		for _, k := range keys {
 			if seen[k] {
 				tb.Errorf("Keys gave %#v twice", k)
@@ -113,7 +113,7 @@ func testKeys(t *testing.T, client redis.UniversalClient) {
 	t.Run("string keys", func(t *testing.T) {
 		s := store.New(client, "keysstr", store.Options{})
 		v := p.View("items")
-		w, err := s.Begin(ctx, v, 3)
+		w, err := s.BeginSized(ctx, v, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func testKeys(t *testing.T, client redis.UniversalClient) {
 
 	t.Run("never published", func(t *testing.T) {
 		s := store.New(client, "keysnone", store.Options{})
-		err := s.Keys(ctx, p.View("mixed"), func([]larder.Key) error { return nil })
+		err := s.Keys(ctx, p.View("mixed"), 0, func([]larder.Key) error { return nil })
 		if !errors.Is(err, larder.ErrNoGeneration) {
 			t.Fatalf("Keys = %v, want ErrNoGeneration", err)
 		}
@@ -145,7 +145,7 @@ func testKeys(t *testing.T, client redis.UniversalClient) {
 		publish(t, s, v, 1000, func(id, gen int64) larder.Row { return wideRow(id, gen, at) })
 		stop := errors.New("stop")
 		calls := 0
-		err := s.Keys(ctx, v, func([]larder.Key) error { calls++; return stop })
+		err := s.Keys(ctx, v, 0, func([]larder.Key) error { calls++; return stop })
 		if err != stop || calls != 1 {
 			t.Fatalf("Keys = %v after %d calls, want fn's error as is after 1", err, calls)
 		}
@@ -157,7 +157,7 @@ func testKeys(t *testing.T, client redis.UniversalClient) {
 		publish(t, s, v, 10, func(id, gen int64) larder.Row { return wideRow(id, gen, at) })
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		if err := s.Keys(cctx, v, func([]larder.Key) error { return nil }); !errors.Is(err, context.Canceled) {
+		if err := s.Keys(cctx, v, 0, func([]larder.Key) error { return nil }); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Keys = %v, want context.Canceled", err)
 		}
 	})

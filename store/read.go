@@ -101,21 +101,12 @@ func (s *Store) refresh(ctx context.Context, view string) (*liveGen, error) {
 	if !ok {
 		return nil, fmt.Errorf("store: view %s: live generation %d has no metadata (deleted by hand?): run `larder materialize`: %w", view, id, larder.ErrNoGeneration)
 	}
-	g := s.newLiveGen(view, id, m)
-	g.gen.Model = h[fieldModel]
-	return s.cache(g), nil
+	return s.cache(s.newLiveGen(view, id, m)), nil
 }
 
 func (s *Store) newLiveGen(view string, id int64, m meta) *liveGen {
 	g := &liveGen{
-		gen: larder.Generation{
-			View:        view,
-			ID:          id,
-			Rows:        m.rows,
-			Fingerprint: m.fingerprint,
-			StartedAt:   m.startedAt,
-			PublishedAt: m.publishedAt,
-		},
+		gen:        m.generation(view, id),
 		buckets:    uint32(m.buckets),
 		dataPrefix: s.k.dataPrefix(view, id),
 		loadedAt:   s.now(),
@@ -139,7 +130,7 @@ func (s *Store) cache(g *liveGen) *liveGen {
 	if old != nil && old.gen.ID > g.gen.ID && g.loadedAt.Sub(old.loadedAt) <= 2*s.opts.RefreshInterval {
 		return old
 	}
-	if old != nil && old.gen == g.gen {
+	if old != nil && sameGeneration(old.gen, g.gen) {
 		// Keep the checked view definition of the same generation.
 		g.checked.Store(old.checked.Load())
 	}
@@ -147,8 +138,65 @@ func (s *Store) cache(g *liveGen) *liveGen {
 	return g
 }
 
-// Read fills every lookup from its view's live generation with one pipelined
-// round trip (one per node on a cluster), which concurrent Reads may share.
+// sameGeneration reports whether a and b describe one generation in one
+// state: the same id, schema and publish.
+func sameGeneration(a, b larder.Generation) bool {
+	return a.View == b.View && a.ID == b.ID && a.Fingerprint == b.Fingerprint &&
+		a.PublishedAt.Equal(b.PublishedAt) && a.Rows == b.Rows
+}
+
+// pinnedFor returns generation gen of view, for a lookup pinned to it: from
+// the cache of pinned generations while it is fresh (younger than the
+// refresh interval), or read again from Redis, so that a generation deleted
+// meanwhile is noticed within that interval. It returns an error wrapping
+// larder.ErrNotFound when the generation is gone.
+func (s *Store) pinnedFor(ctx context.Context, view string, gen int64) (*liveGen, error) {
+	if g, err := s.liveFor(ctx, view); err == nil && g.gen.ID == gen {
+		return g, nil
+	}
+	key := pinKey{view, gen}
+	s.mu.RLock()
+	g := s.pinned[key]
+	s.mu.RUnlock()
+	if g != nil && s.now().Sub(g.loadedAt) <= s.opts.RefreshInterval {
+		return g, nil
+	}
+	h, err := s.client.HGetAll(ctx, s.k.meta(view, gen)).Result()
+	if err != nil {
+		return nil, redisErr(ctx, "read generation metadata of "+view, err)
+	}
+	m, ok, err := parseMeta(h)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("store: view %s generation %d: %w", view, gen, err)
+	case !ok || (m.state != stateLive && m.state != stateRetired):
+		s.mu.Lock()
+		delete(s.pinned, key)
+		s.mu.Unlock()
+		return nil, fmt.Errorf("store: view %s generation %d is no longer held (it was replaced more than the grace period ago): %w",
+			view, gen, larder.ErrNotFound)
+	}
+	g = s.newLiveGen(view, gen, m)
+	s.mu.Lock()
+	if len(s.pinned) > maxPinned {
+		clear(s.pinned)
+	}
+	s.pinned[key] = g
+	s.mu.Unlock()
+	return g, nil
+}
+
+// pinKey names a pinned generation.
+type pinKey struct {
+	view string
+	gen  int64
+}
+
+// maxPinned bounds the pinned generations the Store caches.
+const maxPinned = 256
+
+// Read fills every lookup from its view's live generation (or the one it
+// pins, Lookup.Pin) with one pipelined round trip (one per node on a cluster), which concurrent Reads may share.
 // For each lookup it sets Generation and resizes Found and Rows to
 // len(Keys), reusing their capacity and that of each Rows[i].Values. A key
 // with no row gets Found[i] false and an empty Rows[i]. A lookup with
@@ -170,7 +218,13 @@ func (s *Store) Read(ctx context.Context, lookups []*larder.Lookup) error {
 		if l.View == nil {
 			return larder.Invalidf("lookup %d names no view", i)
 		}
-		g, err := s.liveFor(ctx, l.View.Name)
+		var g *liveGen
+		var err error
+		if l.Pin != 0 {
+			g, err = s.pinnedFor(ctx, l.View.Name, l.Pin)
+		} else {
+			g, err = s.liveFor(ctx, l.View.Name)
+		}
 		if err != nil {
 			return err
 		}

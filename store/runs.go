@@ -24,8 +24,16 @@ var _ larder.RunLog = (*Store)(nil)
 type runRecord struct {
 	View            string           `json:"view"`
 	Kind            string           `json:"kind"`
+	State           string           `json:"state,omitempty"`
 	Generation      int64            `json:"generation,omitempty"`
 	Incremental     bool             `json:"incremental,omitempty"`
+	AsOf            time.Time        `json:"as_of,omitzero"`
+	Inputs          []inputRecord    `json:"inputs,omitempty"`
+	Trigger         string           `json:"trigger,omitempty"`
+	Tick            time.Time        `json:"tick,omitzero"`
+	Job             string           `json:"job,omitempty"`
+	Shards          int              `json:"shards,omitempty"`
+	Owner           string           `json:"owner,omitempty"`
 	StartedAt       time.Time        `json:"started_at"`
 	DurationNS      int64            `json:"duration_ns"`
 	RowsRead        int64            `json:"rows_read"`
@@ -33,6 +41,13 @@ type runRecord struct {
 	Skipped         map[string]int64 `json:"skipped,omitempty"`
 	PeakRSS         int64            `json:"peak_rss,omitempty"`
 	Err             string           `json:"error,omitempty"`
+}
+
+// inputRecord is a larder.InputGeneration in a run record.
+type inputRecord struct {
+	View       string    `json:"view"`
+	Generation int64     `json:"generation"`
+	AsOf       time.Time `json:"as_of,omitzero"`
 }
 
 // RecordRun stores r at the head of the run list of r.View, drops the
@@ -44,11 +59,23 @@ func (s *Store) RecordRun(ctx context.Context, r larder.Run) error {
 	if r.View == "" {
 		return larder.Invalidf("store: record run: the run names no view")
 	}
+	var inputs []inputRecord
+	for _, in := range r.Inputs {
+		inputs = append(inputs, inputRecord{View: in.View, Generation: in.Generation, AsOf: utcOrZero(in.AsOf)})
+	}
 	doc, err := json.Marshal(runRecord{
 		View:            r.View,
 		Kind:            string(r.Kind),
+		State:           string(r.State),
 		Generation:      r.Generation,
 		Incremental:     r.Incremental,
+		AsOf:            utcOrZero(r.AsOf),
+		Inputs:          inputs,
+		Trigger:         string(r.Trigger),
+		Tick:            utcOrZero(r.Tick),
+		Job:             r.Job,
+		Shards:          r.Shards,
+		Owner:           r.Owner,
 		StartedAt:       r.StartedAt.UTC(),
 		DurationNS:      int64(r.Duration),
 		RowsRead:        r.RowsRead,
@@ -139,11 +166,23 @@ func decodeRun(doc string) (larder.Run, error) {
 	if rec.View == "" {
 		return larder.Run{}, fmt.Errorf("run record %.40q names no view", doc)
 	}
+	var inputs []larder.InputGeneration
+	for _, in := range rec.Inputs {
+		inputs = append(inputs, larder.InputGeneration{View: in.View, Generation: in.Generation, AsOf: utcOrZero(in.AsOf)})
+	}
 	return larder.Run{
 		View:            rec.View,
 		Kind:            larder.ViewKind(rec.Kind),
+		State:           larder.RunState(rec.State),
 		Generation:      rec.Generation,
 		Incremental:     rec.Incremental,
+		AsOf:            utcOrZero(rec.AsOf),
+		Inputs:          inputs,
+		Trigger:         larder.Trigger(rec.Trigger),
+		Tick:            utcOrZero(rec.Tick),
+		Job:             rec.Job,
+		Shards:          rec.Shards,
+		Owner:           rec.Owner,
 		StartedAt:       rec.StartedAt.UTC(),
 		Duration:        time.Duration(rec.DurationNS),
 		RowsRead:        rec.RowsRead,
@@ -152,4 +191,12 @@ func decodeRun(doc string) (larder.Run, error) {
 		PeakRSS:         rec.PeakRSS,
 		Err:             rec.Err,
 	}, nil
+}
+
+// utcOrZero returns t in UTC, keeping the zero time zero.
+func utcOrZero(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
 }

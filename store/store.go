@@ -8,16 +8,30 @@
 // hash bucket of its generation, and a read of any number of entities and
 // views costs one pipelined round trip.
 //
-// Keys, for project p and view v (project and view names never hold ':'):
+// Keys, for project p and view v (project and view names never hold ':'
+// nor braces). The small keys that control a view share the hash tag {v},
+// so that one script may read and change several of them atomically, also
+// on Redis Cluster; the bucket hashes that hold the rows carry no tag, so
+// that they spread over a cluster's nodes:
 //
-//	larder:p:v:live          string: the live generation id
-//	larder:p:v:seq           counter: generation ids
-//	larder:p:v:g:<gen>       hash: generation metadata (fingerprint, buckets,
+//	larder:p:{v}:live        string: the live generation id
+//	larder:p:{v}:seq         counter: generation ids
+//	larder:p:{v}:g:<gen>     hash: generation metadata (fingerprint, buckets,
 //	                         rows, started_at, published_at, state,
-//	                         watermark)
-//	larder:p:v:gens          sorted set: generation ids, scored by the unix
+//	                         watermark, model, as_of, inputs, trigger, tick,
+//	                         job, owner, lease, token, shards)
+//	larder:p:{v}:gens        sorted set: generation ids, scored by the unix
 //	                         microsecond after which each may be deleted
 //	                         (+inf while writing or live)
+//	larder:p:{v}:lease       string: the view's run lease, "<token> <owner>",
+//	                         with a TTL (see AcquireLease)
+//	larder:p:{v}:fence       counter: run lease tokens
+//	larder:p:{v}:wl:<gen>    string: the lease of a generation being written
+//	                         by a run that holds no run lease, with a TTL
+//	larder:p:{v}:shards:<gen> set: the finished shards of a sharded
+//	                         generation
+//	larder:p:{v}:sched       hash: the view's schedule state (last tick
+//	                         claimed, its outcome; see ClaimTick)
 //	larder:p:v:<gen>:<b>     hash: canonical entity key -> encoded row, for
 //	                         bucket b = fnv-1a(key) mod the generation's buckets
 //	larder:p:views           set: the names of the views ever written or
@@ -26,8 +40,9 @@
 //	                         runs, newest first (see RecordRun)
 //	larder:p:publish         Pub/Sub channel, message "<view> <gen>"
 //
-// No command spans two keys, so the layout works on Redis Cluster as on a
-// single server; it also works on the embedded miniredis server.
+// Commands that span keys touch only keys of one hash tag, so the layout
+// works on Redis Cluster as on a single server; it also works on the
+// embedded miniredis server.
 package store
 
 import (
@@ -38,6 +53,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,10 +105,19 @@ type Options struct {
 	// Without Watch, a cached live generation is re-read on use once it is
 	// older than twice this interval.
 	RefreshInterval time.Duration
-	// AbandonAfter is how long a generation may stay in the writing state
-	// before Cleanup deletes it as abandoned by a killed run; 0 means
-	// DefaultAbandonAfter.
+	// AbandonAfter is how long a generation that records no lease (one
+	// written by an older larder) may stay in the writing state before
+	// Cleanup deletes it as abandoned; 0 means DefaultAbandonAfter.
+	// Generations that record their lease are deleted as soon as it
+	// lapses.
 	AbandonAfter time.Duration
+	// WriteLease is the TTL of the lease a generation's writer holds when
+	// its run holds no run lease (see BeginWith), renewed every third of
+	// it; 0 means DefaultWriteLease.
+	WriteLease time.Duration
+	// Owner names this process in leases and generation metadata, for
+	// operators; "" means "<host>:<pid>".
+	Owner string
 }
 
 // Store is the online store of one project on one Redis deployment. It
@@ -106,8 +131,9 @@ type Store struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu   sync.RWMutex
-	live map[string]*liveGen // by view name
+	mu     sync.RWMutex
+	live   map[string]*liveGen // by view name
+	pinned map[pinKey]*liveGen // generations read by pinned lookups
 
 	noUnlink atomic.Bool // the server does not know UNLINK: use DEL
 
@@ -149,6 +175,12 @@ func New(client redis.UniversalClient, project string, opts Options) *Store {
 	if opts.AbandonAfter <= 0 {
 		opts.AbandonAfter = DefaultAbandonAfter
 	}
+	if opts.WriteLease <= 0 {
+		opts.WriteLease = DefaultWriteLease
+	}
+	if opts.Owner == "" {
+		opts.Owner = defaultOwner()
+	}
 	return &Store{
 		client:  client,
 		project: project,
@@ -157,6 +189,7 @@ func New(client redis.UniversalClient, project string, opts Options) *Store {
 		log:     opts.Logger,
 		now:     opts.Now,
 		live:    make(map[string]*liveGen),
+		pinned:  make(map[pinKey]*liveGen),
 	}
 }
 
@@ -200,9 +233,15 @@ type keys struct {
 	prefix string // "larder:<project>:"
 }
 
-func (k keys) live(view string) string  { return k.prefix + view + ":live" }
-func (k keys) seq(view string) string   { return k.prefix + view + ":seq" }
-func (k keys) gens(view string) string  { return k.prefix + view + ":gens" }
+// control returns the prefix of the control keys of view: "larder:p:{v}:".
+func (k keys) control(view string) string { return k.prefix + "{" + view + "}:" }
+
+func (k keys) live(view string) string  { return k.control(view) + "live" }
+func (k keys) seq(view string) string   { return k.control(view) + "seq" }
+func (k keys) gens(view string) string  { return k.control(view) + "gens" }
+func (k keys) lease(view string) string { return k.control(view) + "lease" }
+func (k keys) fence(view string) string { return k.control(view) + "fence" }
+func (k keys) sched(view string) string { return k.control(view) + "sched" }
 func (k keys) views() string            { return k.prefix + "views" }
 func (k keys) channel() string          { return k.prefix + "publish" }
 func (k keys) runs(view string) string  { return k.prefix + "runs:" + view }
@@ -210,7 +249,18 @@ func (k keys) scanAll() string          { return k.prefix + "*" }
 func (k keys) scanView(v string) string { return k.prefix + v + ":*" }
 
 func (k keys) meta(view string, gen int64) string {
-	return k.prefix + view + ":g:" + strconv.FormatInt(gen, 10)
+	return k.control(view) + "g:" + strconv.FormatInt(gen, 10)
+}
+
+// writeLease is the key of the lease of generation gen while it is written
+// by a run that holds no run lease.
+func (k keys) writeLease(view string, gen int64) string {
+	return k.control(view) + "wl:" + strconv.FormatInt(gen, 10)
+}
+
+// shards is the set of the finished shards of generation gen.
+func (k keys) shards(view string, gen int64) string {
+	return k.control(view) + "shards:" + strconv.FormatInt(gen, 10)
 }
 
 // dataPrefix is the part of a generation's bucket keys before the bucket.
@@ -274,6 +324,28 @@ const (
 	// into the generation by its full run and the incremental runs since;
 	// absent in generations written before watermarks were kept.
 	fieldWatermark = "watermark"
+	// The run that wrote the generation (larder.RunInfo): its as-of (unix
+	// microseconds), the input generations ("view@gen@asof,..."), trigger,
+	// schedule tick, job id and owner.
+	fieldAsOf    = "as_of"
+	fieldInputs  = "inputs"
+	fieldTrigger = "trigger"
+	fieldTick    = "tick"
+	fieldJob     = "job"
+	fieldOwner   = "owner"
+	// fieldLease and fieldToken name the lease that holds a generation
+	// while it is written, and the token it must hold: the view's run
+	// lease and the run's fencing token, or the generation's own write
+	// lease and the writer's token. Cleanup deletes a writing generation
+	// whose lease no longer holds its token (its run was killed), and
+	// Publish refuses to flip to it.
+	fieldLease = "lease"
+	fieldToken = "token"
+	// fieldShards is the number of shards of a sharded generation.
+	fieldShards = "shards"
+	// fieldKind is the kind of the view, so that Cleanup can record the
+	// run of a generation it finds abandoned.
+	fieldKind = "kind"
 )
 
 // meta is a decoded generation metadata hash.
@@ -285,6 +357,17 @@ type meta struct {
 	publishedAt time.Time
 	state       string
 	watermark   time.Time
+	model       string
+	asOf        time.Time
+	inputs      []larder.InputGeneration
+	trigger     larder.Trigger
+	tick        time.Time
+	job         string
+	owner       string
+	lease       string // the key of the lease that holds it while written
+	token       string
+	shards      int
+	kind        larder.ViewKind
 }
 
 // parseMeta decodes a metadata hash; ok is false when it is empty (deleted).
@@ -309,7 +392,71 @@ func parseMeta(h map[string]string) (m meta, ok bool, err error) {
 	if m.watermark, err = parseMicros(h[fieldWatermark]); err != nil {
 		return meta{}, true, err
 	}
+	if m.asOf, err = parseMicros(h[fieldAsOf]); err != nil {
+		return meta{}, true, err
+	}
+	if m.tick, err = parseMicros(h[fieldTick]); err != nil {
+		return meta{}, true, err
+	}
+	if m.inputs, err = parseInputs(h[fieldInputs]); err != nil {
+		return meta{}, true, err
+	}
+	if s := h[fieldShards]; s != "" {
+		if m.shards, err = strconv.Atoi(s); err != nil || m.shards < 0 {
+			return meta{}, true, fmt.Errorf("bad %s %q in generation metadata", fieldShards, s)
+		}
+	}
+	m.model, m.trigger, m.job, m.owner = h[fieldModel], larder.Trigger(h[fieldTrigger]), h[fieldJob], h[fieldOwner]
+	m.lease, m.token, m.kind = h[fieldLease], h[fieldToken], larder.ViewKind(h[fieldKind])
 	return m, true, nil
+}
+
+// generation returns the larder.Generation that m describes.
+func (m meta) generation(view string, id int64) larder.Generation {
+	return larder.Generation{
+		View: view, ID: id, Rows: m.rows, Fingerprint: m.fingerprint,
+		StartedAt: m.startedAt, PublishedAt: m.publishedAt, Model: m.model,
+		AsOf: m.asOf, Inputs: m.inputs, Trigger: m.trigger, Job: m.job,
+	}
+}
+
+// formatInputs writes input generations as "view@gen@asof" items joined by
+// commas, as-of in unix microseconds.
+func formatInputs(inputs []larder.InputGeneration) string {
+	var b []byte
+	for i, in := range inputs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, in.View...)
+		b = append(b, '@')
+		b = strconv.AppendInt(b, in.Generation, 10)
+		b = append(b, '@')
+		b = append(b, formatMicros(in.AsOf)...)
+	}
+	return string(b)
+}
+
+// parseInputs reads what formatInputs wrote.
+func parseInputs(s string) ([]larder.InputGeneration, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []larder.InputGeneration
+	for _, item := range strings.Split(s, ",") {
+		view, rest, ok1 := strings.Cut(item, "@")
+		g, at, ok2 := strings.Cut(rest, "@")
+		gen, err := strconv.ParseInt(g, 10, 64)
+		if !ok1 || !ok2 || err != nil {
+			return nil, fmt.Errorf("bad %s %q in generation metadata", fieldInputs, s)
+		}
+		asOf, err := parseMicros(at)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, larder.InputGeneration{View: view, Generation: gen, AsOf: asOf})
+	}
+	return out, nil
 }
 
 func parseMicros(s string) (time.Time, error) {
@@ -367,6 +514,36 @@ func isUnknownCommand(err error) bool {
 	return err != nil && strings.Contains(strings.ToLower(err.Error()), "unknown command")
 }
 
+// defaultOwner names this process: "<host>:<pid>".
+func defaultOwner() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return host + ":" + strconv.Itoa(os.Getpid())
+}
+
+// Owner returns the name of this process in leases and generation
+// metadata (Options.Owner).
+func (s *Store) Owner() string { return s.opts.Owner }
+
+// generation reads the metadata of generation id of view. It returns an
+// error wrapping larder.ErrNotFound when it is gone.
+func (s *Store) generation(ctx context.Context, view string, id int64) (larder.Generation, error) {
+	h, err := s.client.HGetAll(ctx, s.k.meta(view, id)).Result()
+	if err != nil {
+		return larder.Generation{}, redisErr(ctx, "read generation metadata of "+view, err)
+	}
+	m, ok, err := parseMeta(h)
+	if err != nil {
+		return larder.Generation{}, fmt.Errorf("store: view %s generation %d: %w", view, id, err)
+	}
+	if !ok {
+		return larder.Generation{}, fmt.Errorf("store: view %s generation %d: %w", view, id, larder.ErrNotFound)
+	}
+	return m.generation(view, id), nil
+}
+
 // featureTypes returns the types of v's features, in order.
 func featureTypes(v *larder.View) []larder.Type {
 	types := make([]larder.Type, len(v.Features))
@@ -375,3 +552,6 @@ func featureTypes(v *larder.View) []larder.Type {
 	}
 	return types
 }
+
+// Options returns the Store's options, with defaults applied.
+func (s *Store) Options() Options { return s.opts }

@@ -46,7 +46,7 @@ func testWritePublishRead(t *testing.T, client redis.UniversalClient) {
 		t.Fatalf("rows = %d and %d, want %d and 300", gMixed.Rows, gWide.Rows, n)
 	}
 
-	w, err := s.Begin(ctx, p.View("items"), -1)
+	w, err := s.BeginSized(ctx, p.View("items"), -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestRedisDown(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if _, err := s.Begin(short, wide, -1); !errors.Is(err, larder.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := s.BeginSized(short, wide, -1); !errors.Is(err, larder.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("begin with Redis down: %v", err)
 	}
 }
@@ -329,7 +329,7 @@ func testGracePeriod(t *testing.T, client redis.UniversalClient) {
 
 	// A reader that cached generation 1 still reads it during the grace period.
 	clock.Advance(grace - time.Second)
-	if err := s.Cleanup(ctx); err != nil {
+	if _, err := s.Cleanup(ctx, store.CleanupOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(keysOf(t, client, fmt.Sprintf("larder:test:wide:%d:*", g1.ID))); n != 3 {
@@ -337,13 +337,13 @@ func testGracePeriod(t *testing.T, client redis.UniversalClient) {
 	}
 
 	clock.Advance(2 * time.Second)
-	if err := s.Cleanup(ctx); err != nil {
+	if _, err := s.Cleanup(ctx, store.CleanupOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if left := keysOf(t, client, fmt.Sprintf("larder:test:wide:%d:*", g1.ID)); len(left) != 0 {
 		t.Fatalf("generation 1 not deleted after its grace period: %v", left)
 	}
-	if left := keysOf(t, client, fmt.Sprintf("larder:test:wide:g:%d", g1.ID)); len(left) != 0 {
+	if left := keysOf(t, client, fmt.Sprintf("larder:test:{wide}:g:%d", g1.ID)); len(left) != 0 {
 		t.Fatalf("metadata of generation 1 not deleted: %v", left)
 	}
 	gens, err = s.Generations(ctx, "wide")
@@ -380,7 +380,7 @@ func testAbortAndAbandon(t *testing.T, client redis.UniversalClient) {
 	}
 
 	// Aborted: its data is gone, the live generation serves on.
-	w, err := s.Begin(ctx, wide, -1)
+	w, err := s.BeginSized(ctx, wide, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func testAbortAndAbandon(t *testing.T, client redis.UniversalClient) {
 	if left := keysOf(t, client, fmt.Sprintf("larder:test:wide:%d:*", w.ID())); len(left) != 0 {
 		t.Fatalf("aborted generation left keys: %v", left)
 	}
-	if left := keysOf(t, client, fmt.Sprintf("larder:test:wide:g:%d", w.ID())); len(left) != 0 {
+	if left := keysOf(t, client, fmt.Sprintf("larder:test:{wide}:g:%d", w.ID())); len(left) != 0 {
 		t.Fatalf("aborted generation left metadata: %v", left)
 	}
 	if err := w.Put(ctx, larder.Int64Key(1), row(1, 1)); err == nil {
@@ -406,8 +406,8 @@ func testAbortAndAbandon(t *testing.T, client redis.UniversalClient) {
 	checkLive(g1.ID)
 
 	// Abandoned (the run was killed): live serves on, the next run
-	// publishes, and cleanup deletes the leftover once it is old.
-	dead, err := s.Begin(ctx, wide, -1)
+	// publishes, and cleanup deletes the leftover once its lease lapses.
+	dead, err := s.BeginSized(ctx, wide, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,12 +422,31 @@ func testAbortAndAbandon(t *testing.T, client redis.UniversalClient) {
 	if left := keysOf(t, client, fmt.Sprintf("larder:test:wide:%d:*", dead.ID())); len(left) == 0 {
 		t.Fatal("the abandoned generation was deleted while it may still be running")
 	}
-	clock.Advance(store.DefaultAbandonAfter + time.Minute)
-	if err := s.Cleanup(ctx); err != nil {
+	if _, err := s.Cleanup(ctx, store.CleanupOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if left := keysOf(t, client, fmt.Sprintf("larder:test:wide:%d:*", dead.ID())); len(left) == 0 {
+		t.Fatal("cleanup deleted a generation whose writer still renews its lease")
+	}
+	// The process dies: nothing renews the lease, which lapses.
+	dead.Kill()
+	if err := client.Del(ctx, dead.LeaseKey()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(s.Options().GracePeriod + time.Minute)
+	rep, err := s.Cleanup(ctx, store.CleanupOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if left := keysOf(t, client, fmt.Sprintf("larder:test:wide:%d:*", dead.ID())); len(left) != 0 {
 		t.Fatalf("abandoned generation not cleaned: %v", left)
+	}
+	if n := rep.Count(store.CleanedAbandoned); n != 1 {
+		t.Errorf("cleanup reports %d abandoned generations, want 1: %+v", n, rep)
+	}
+	runs, err := s.Runs(ctx, "wide", 1)
+	if err != nil || len(runs) != 1 || runs[0].State != larder.RunAbandoned || runs[0].Generation != dead.ID() {
+		t.Errorf("the abandoned run is not recorded: %+v, %v", runs, err)
 	}
 	checkLive(g3.ID)
 	// g1 was retired by g3's publish and its grace (10m) is over too.
@@ -443,7 +462,7 @@ func testSuperseded(t *testing.T, client redis.UniversalClient) {
 	p := testProject(t)
 	wide := p.View("wide")
 	s := store.New(client, p.Name, store.Options{})
-	older, err := s.Begin(ctx, wide, -1)
+	older, err := s.BeginSized(ctx, wide, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +497,7 @@ func TestPutErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w, err := s.Begin(ctx, p.View("wide"), -1)
+			w, err := s.BeginSized(ctx, p.View("wide"), -1)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -25,75 +25,185 @@ var ErrSuperseded = errors.New("a newer generation of the view was published fir
 // already been cancelled (the usual case when a run is interrupted).
 const abortTimeout = 30 * time.Second
 
-// publishScript flips the live pointer of a view to a generation, unless a
-// newer generation is live already. It returns {1, old id or ""} when it
-// flipped and {0, live id} when it did not. It touches one key, so it runs
-// on Redis Cluster.
+// publishScript makes generation ARGV[1] of a view live, in one step that
+// also checks that it may: its metadata (KEYS[2]) must still say writing
+// (Cleanup or Abort did not delete it), the lease that holds it (KEYS[4])
+// must still hold its token ARGV[2] (its run was not fenced off by a newer
+// one, nor found abandoned), and no newer generation may be live (KEYS[1]).
+// It then flips the pointer, records the publish in the metadata (ARGV[5..]
+// as field/value pairs), retires the generation it replaces (metadata key
+// prefix ARGV[3], in the gens set KEYS[5] with delete score ARGV[4]) and
+// deletes the generation's own write lease KEYS[3], if any. Every key
+// shares the view's hash tag, so it runs on Redis Cluster.
+//
+// It returns {1, old id or ""} when it flipped, {0, live id} when a newer
+// generation is live, {-1, state} when the generation is not being written,
+// and {-2, lease value} when the lease no longer holds the token.
 var publishScript = redis.NewScript(`
+local state = redis.call('HGET', KEYS[2], 'state')
+if state ~= 'writing' then
+  return {-1, state or ''}
+end
+local lv = redis.call('GET', KEYS[4])
+local p = ARGV[2] .. ' '
+if not lv or string.sub(lv, 1, #p) ~= p then
+  return {-2, lv or ''}
+end
 local cur = redis.call('GET', KEYS[1])
 if cur and tonumber(cur) > tonumber(ARGV[1]) then
   return {0, cur}
 end
 redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+if cur and cur ~= ARGV[1] then
+  redis.call('HSET', ARGV[3] .. cur, 'state', 'retired')
+  redis.call('ZADD', KEYS[5], ARGV[4], cur)
+end
+redis.call('DEL', KEYS[3])
 return {1, cur or ''}
 `)
 
-// Begin starts a new generation of v sized for expectedRows (see
-// BeginSized). It returns larder.ErrUnavailable or ctx.Err() when Redis
-// cannot record the generation.
-func (s *Store) Begin(ctx context.Context, v *larder.View, expectedRows int64) (larder.GenerationWriter, error) {
-	return s.BeginSized(ctx, v, expectedRows)
+// beginScript records a new generation: its metadata (KEYS[1], ARGV[6..] as
+// field/value pairs) and its entry in the gens set (KEYS[2], id ARGV[1]),
+// after taking its own write lease KEYS[3] ("<ARGV[3]> <ARGV[4]>" for
+// ARGV[5] ms) when ARGV[2] is 1, or checking that the run lease KEYS[3]
+// holds token ARGV[3] otherwise. It returns 1, or 0 when the run lease is
+// lost (and then records nothing).
+var beginScript = redis.NewScript(`
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. ARGV[4], 'PX', ARGV[5])
+else
+  local cur = redis.call('GET', KEYS[3])
+  local p = ARGV[3] .. ' '
+  if not cur or string.sub(cur, 1, #p) ~= p then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('ZADD', KEYS[2], '+inf', ARGV[1])
+return 1
+`)
+
+// Begin starts a new generation of v (see BeginWith).
+func (s *Store) Begin(ctx context.Context, v *larder.View, opts larder.BeginOptions) (larder.GenerationWriter, error) {
+	return s.BeginWith(ctx, v, opts)
 }
 
 // BeginSized starts a new generation of v that will hold about expectedRows
-// rows, which sets its bucket count (unless Options.Buckets fixes it). A
-// negative expectedRows means unknown: the live generation's row count is
-// used, or DefaultFirstBuckets for a view's first generation.
-//
-// It allocates the generation id, records the generation as writing and
-// returns its writer. Nothing written is visible to readers until Publish.
-// It returns larder.ErrUnavailable or ctx.Err() when Redis cannot record
-// the generation.
+// rows, for a run that holds no run lease (see BeginWith).
 func (s *Store) BeginSized(ctx context.Context, v *larder.View, expectedRows int64) (*Writer, error) {
-	buckets := s.bucketCount(ctx, v.Name, expectedRows)
+	return s.BeginWith(ctx, v, larder.BeginOptions{ExpectedRows: expectedRows})
+}
+
+// BeginWith starts a new generation of v that will hold about
+// opts.ExpectedRows rows, which sets its bucket count (unless
+// Options.Buckets fixes it): a negative count means unknown, and the live
+// generation's row count is used, or DefaultFirstBuckets for a view's
+// first generation. With opts.Shard set, it returns a writer of that shard
+// of an existing sharded generation instead (see BeginSharded).
+//
+// It allocates the generation id and records the generation as writing,
+// with opts.Run (as-of, trigger, job, owner). The generation is held by
+// opts.Run.Lease when the run holds one, and otherwise by a write lease of
+// its own that the writer renews until Publish or Abort; when the lease
+// lapses (the process was killed) Cleanup deletes the generation. Nothing
+// written is visible to readers until Publish.
+//
+// It returns an error wrapping larder.ErrLeaseLost when opts.Run.Lease is
+// no longer held, and larder.ErrUnavailable or ctx.Err() when Redis cannot
+// record the generation.
+func (s *Store) BeginWith(ctx context.Context, v *larder.View, opts larder.BeginOptions) (*Writer, error) {
+	if opts.Shard != nil {
+		return s.beginShard(ctx, v, opts)
+	}
+	buckets := s.bucketCount(ctx, v.Name, opts.ExpectedRows)
 	id, err := s.client.Incr(ctx, s.k.seq(v.Name)).Result()
 	if err != nil {
 		return nil, redisErr(ctx, "begin "+v.Name, err)
 	}
-	started := s.stamp()
-	// The metadata goes first: a generation listed in gens always has it,
-	// so cleanup knows its buckets.
-	if err := s.client.HSet(ctx, s.k.meta(v.Name, id),
-		fieldFingerprint, v.Fingerprint(),
-		fieldBuckets, buckets,
-		fieldRows, 0,
-		fieldStartedAt, formatMicros(started),
-		fieldPublishedAt, 0,
-		fieldState, stateWriting,
-	).Err(); err != nil {
-		return nil, redisErr(ctx, "begin "+v.Name, err)
+	w := s.newWriter(v, id, uint32(buckets), opts.Run)
+	if err := s.record(ctx, v, w, opts.Run, 0); err != nil {
+		return nil, err
 	}
-	pipe := s.client.Pipeline()
-	pipe.ZAdd(ctx, s.k.gens(v.Name), redis.Z{Score: keepScore, Member: id})
-	pipe.SAdd(ctx, s.k.views(), v.Name)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, redisErr(ctx, "begin "+v.Name, err)
-	}
+	w.start()
+	s.log.Debug("generation started", "view", v.Name, "generation", id, "buckets", buckets)
+	return w, nil
+}
 
+// newWriter returns a writer of generation id of v, not yet started, held
+// by run's lease or by a write lease of its own.
+func (s *Store) newWriter(v *larder.View, id int64, buckets uint32, run larder.RunInfo) *Writer {
+	started := s.stamp()
 	w := &Writer{
 		s:          s,
 		view:       v,
 		types:      featureTypes(v),
 		id:         id,
-		buckets:    uint32(buckets),
+		buckets:    buckets,
 		dataPrefix: s.k.dataPrefix(v.Name, id),
 		startedAt:  started,
+		asOf:       run.AsOf.UTC().Truncate(time.Microsecond),
+		run:        run,
 		free:       make(chan *batch, s.opts.WriteConnections+1),
 		cur:        &batch{},
 	}
-	w.start()
-	s.log.Debug("generation started", "view", v.Name, "generation", id, "buckets", buckets)
-	return w, nil
+	if w.asOf.IsZero() {
+		w.asOf = started
+	}
+	if run.Lease.Held() {
+		w.leaseKey, w.token, w.leaseTTL = s.k.lease(v.Name), strconv.FormatInt(run.Lease.Token, 10), run.Lease.TTL
+	} else {
+		w.leaseKey, w.token, w.leaseTTL = s.k.writeLease(v.Name, id), strconv.FormatInt(id, 10), s.opts.WriteLease
+		w.ownLease = true
+	}
+	if w.leaseTTL <= 0 {
+		w.leaseTTL = s.opts.WriteLease
+	}
+	return w
+}
+
+// record writes the metadata of w's new generation and its gens entry,
+// taking its write lease or checking its run lease (beginScript). shards
+// is the shard count of a sharded generation, 0 otherwise.
+func (s *Store) record(ctx context.Context, v *larder.View, w *Writer, run larder.RunInfo, shards int) error {
+	owner := run.Owner
+	if owner == "" {
+		owner = s.opts.Owner
+	}
+	own := "0"
+	if w.ownLease {
+		own = "1"
+	}
+	args := []any{w.id, own, w.token, owner, w.leaseTTL.Milliseconds(),
+		fieldFingerprint, v.Fingerprint(),
+		fieldBuckets, w.buckets,
+		fieldRows, 0,
+		fieldStartedAt, formatMicros(w.startedAt),
+		fieldPublishedAt, 0,
+		fieldState, stateWriting,
+		fieldKind, string(v.Kind),
+		fieldAsOf, formatMicros(w.asOf),
+		fieldTrigger, string(run.Trigger),
+		fieldTick, formatMicros(run.Tick),
+		fieldJob, run.Job,
+		fieldOwner, owner,
+		fieldLease, w.leaseKey,
+		fieldToken, w.token,
+	}
+	if shards > 0 {
+		args = append(args, fieldShards, shards)
+	}
+	ok, err := beginScript.Run(ctx, s.client, []string{s.k.meta(v.Name, w.id), s.k.gens(v.Name), w.leaseKey}, args...).Int64()
+	if err != nil {
+		return redisErr(ctx, "begin "+v.Name, err)
+	}
+	if ok != 1 {
+		return fmt.Errorf("store: begin %s: run lease %s: %w", v.Name, w.token, larder.ErrLeaseLost)
+	}
+	if err := s.client.SAdd(ctx, s.k.views(), v.Name).Err(); err != nil {
+		return redisErr(ctx, "begin "+v.Name, err)
+	}
+	return nil
 }
 
 // bucketCount chooses the bucket count of a new generation of view.
@@ -148,8 +258,27 @@ type Writer struct {
 	// inc marks a writer into the live generation (see BeginIncremental).
 	inc *incremental
 	// model is the version of the model that computed the generation (see
-	// SetModel), recorded in its metadata by Publish.
-	model string
+	// SetModel), and inputs the generations it was computed from (see
+	// SetInputs), recorded in its metadata by Publish.
+	model  string
+	inputs []larder.InputGeneration
+	// asOf is the instant the generation is computed as of, and run the
+	// run that writes it.
+	asOf time.Time
+	run  larder.RunInfo
+
+	// The lease that holds the generation while it is written: its key, the
+	// token it must hold and its TTL. ownLease marks a write lease of the
+	// generation's own, which the writer deletes at the end; otherwise it
+	// is the run's lease, which the run releases. The heartbeat renews it
+	// until beatStop is closed, then closes beatDone.
+	leaseKey, token string
+	leaseTTL        time.Duration
+	ownLease        bool
+	beatStop        chan struct{}
+	beatDone        chan struct{}
+	// shard is the shard this writer writes, for a shard writer.
+	shard *larder.ShardRef
 
 	// sending counts the windows handed to the flushers and not yet
 	// written: while it is 0, Redis waits for this writer.
@@ -195,6 +324,24 @@ func (w *Writer) start() {
 	for range w.s.opts.WriteConnections {
 		go w.flusher()
 	}
+	if w.leaseKey != "" && w.inc == nil {
+		w.beatStop, w.beatDone = make(chan struct{}), make(chan struct{})
+		go w.heartbeat(w.beatStop)
+	}
+}
+
+// stopHeartbeat stops renewing the generation's lease, and waits until the
+// heartbeat is over.
+func (w *Writer) stopHeartbeat() {
+	if w.beatStop == nil {
+		return
+	}
+	select {
+	case <-w.beatStop:
+	default:
+		close(w.beatStop)
+	}
+	<-w.beatDone
 }
 
 // batch is a window of encoded rows: keys and values live in buf, and
@@ -462,13 +609,20 @@ func (w *Writer) drain(ctx context.Context, keep bool) error {
 // publish channel and deletes the generations whose time has come. For an
 // incremental writer, see BeginIncremental instead.
 //
+// The flip checks that the generation may still be published: that it is
+// still being written, and that the lease that holds it (the run's, or its
+// own write lease) still holds the run's token. A shard writer marks its
+// shard done instead, and the last shard publishes.
+//
 // It returns the error of a failed write, ErrSuperseded when a newer
-// generation of the view was published meanwhile, larder.ErrUnavailable
-// when Redis cannot be reached, or ctx.Err(). Unless the error is
-// ErrSuperseded, the generation is then still writing: Abort it, or leave it
-// for Cleanup.
+// generation of the view was published meanwhile, an error wrapping
+// larder.ErrLeaseLost when the run's lease was lost (a newer run took
+// over, or the lease lapsed and Cleanup took the generation as abandoned),
+// larder.ErrUnavailable when Redis cannot be reached, or ctx.Err(). Unless
+// the error is ErrSuperseded, the generation is then still writing: Abort
+// it, or leave it for Cleanup.
 func (w *Writer) Publish(ctx context.Context) (larder.Generation, error) {
-	s, view := w.s, w.view.Name
+	view := w.view.Name
 	if w.state != "" {
 		return larder.Generation{}, fmt.Errorf("store: publish %s generation %d: the writer is %s", view, w.id, w.state)
 	}
@@ -478,77 +632,125 @@ func (w *Writer) Publish(ctx context.Context) (larder.Generation, error) {
 	if err := w.drain(ctx, true); err != nil {
 		return larder.Generation{}, err
 	}
+	if w.shard != nil {
+		return w.publishShard(ctx)
+	}
+	return w.flip(ctx, w.rows.Load())
+}
+
+// flip makes the writer's generation live with publishScript, recording
+// rows, and retires the generation it replaces.
+func (w *Writer) flip(ctx context.Context, rows int64) (larder.Generation, error) {
+	s, view := w.s, w.view.Name
 	now := s.stamp()
-	rows := w.rows.Load()
-	metaKey := s.k.meta(view, w.id)
-	if err := s.client.HSet(ctx, metaKey,
+	w.flipSent = true
+	res, err := publishScript.Run(ctx, s.client,
+		[]string{s.k.live(view), s.k.meta(view, w.id), s.k.writeLease(view, w.id), w.leaseKey, s.k.gens(view)},
+		w.id, w.token, s.k.control(view)+"g:", deleteScore(now.Add(s.opts.GracePeriod)),
 		fieldRows, rows,
 		fieldPublishedAt, formatMicros(now),
 		fieldState, stateLive,
 		fieldWatermark, w.watermark(),
 		fieldModel, w.model,
-	).Err(); err != nil {
-		return larder.Generation{}, redisErr(ctx, "publish "+view, err)
-	}
-
-	w.flipSent = true
-	res, err := publishScript.Run(ctx, s.client, []string{s.k.live(view)}, w.id).Slice()
+		fieldInputs, formatInputs(w.inputs),
+	).Slice()
 	if err != nil {
 		return larder.Generation{}, redisErr(ctx, "publish "+view, err)
 	}
-	flipped, _ := res[0].(int64)
+	code, _ := res[0].(int64)
 	other, _ := res[1].(string)
-	if flipped != 1 {
+	switch code {
+	case 1:
+	case 0:
 		// A newer run won: this generation is dead; let cleanup take it now.
 		w.state = "superseded"
+		w.stopHeartbeat()
 		s.retire(ctx, view, w.id, now)
-		if err := s.cleanupView(ctx, view); err != nil {
+		if _, err := s.cleanupView(ctx, view, false); err != nil {
 			s.log.Warn("cleanup after a superseded publish failed; the next cleanup retries", "view", view, "err", err)
 		}
 		return larder.Generation{}, fmt.Errorf("store: publish %s generation %d: generation %s is live: %w", view, w.id, other, ErrSuperseded)
+	case -1:
+		if other == stateLive && w.shard != nil {
+			// Another attempt of the last shard published it already.
+			w.state = "published"
+			w.stopHeartbeat()
+			g, err := s.generation(ctx, view, w.id)
+			return g, err
+		}
+		return larder.Generation{}, fmt.Errorf("store: publish %s generation %d: the generation is no longer being written (state %q): its lease lapsed and cleanup deleted it as abandoned, or it was aborted: %w",
+			view, w.id, other, larder.ErrLeaseLost)
+	default:
+		return larder.Generation{}, fmt.Errorf("store: publish %s generation %d: lease %s no longer holds token %s (now %q): a newer run took over, or the lease lapsed: %w",
+			view, w.id, w.leaseKey, w.token, other, larder.ErrLeaseLost)
 	}
 	w.state = "published"
-
-	if old, err := strconv.ParseInt(other, 10, 64); err == nil && old != w.id {
-		s.retire(ctx, view, old, now.Add(s.opts.GracePeriod))
+	w.stopHeartbeat()
+	if w.shard != nil {
+		if err := s.client.Del(ctx, s.k.shards(view, w.id)).Err(); err != nil {
+			s.log.Warn("deleting the shard set of a published generation failed; cleanup deletes it", "view", view, "generation", w.id, "err", err)
+		}
 	}
 	if err := s.client.Publish(ctx, s.k.channel(), view+" "+strconv.FormatInt(w.id, 10)).Err(); err != nil {
 		s.log.Warn("publish notification failed; readers will see the generation at their next refresh",
 			"view", view, "generation", w.id, "err", err)
 	}
-	lg := s.newLiveGen(view, w.id, meta{
-		fingerprint: w.view.Fingerprint(),
-		buckets:     int(w.buckets),
-		rows:        rows,
-		startedAt:   w.startedAt,
-		publishedAt: now,
-		state:       stateLive,
-		watermark:   w.watermarkTime(),
-	})
-	lg.gen.Model = w.model
-	gen := s.cache(lg).gen
+	m := w.meta(rows, now)
+	gen := s.cache(s.newLiveGen(view, w.id, m)).gen
 	s.log.Info("generation published", "view", view, "generation", w.id, "rows", rows,
 		"took", now.Sub(w.startedAt).Round(time.Millisecond))
-	if err := s.cleanupView(ctx, view); err != nil {
+	if _, err := s.cleanupView(ctx, view, false); err != nil {
 		s.log.Warn("cleanup after publish failed; the next cleanup retries", "view", view, "err", err)
 	}
 	return gen, nil
 }
 
+// meta returns the metadata of the writer's generation once published with
+// rows at publishedAt.
+func (w *Writer) meta(rows int64, publishedAt time.Time) meta {
+	return meta{
+		fingerprint: w.view.Fingerprint(),
+		buckets:     int(w.buckets),
+		rows:        rows,
+		startedAt:   w.startedAt,
+		publishedAt: publishedAt,
+		state:       stateLive,
+		watermark:   w.watermarkTime(),
+		model:       w.model,
+		asOf:        w.asOf,
+		inputs:      w.inputs,
+		trigger:     w.run.Trigger,
+		tick:        w.run.Tick.UTC().Truncate(time.Microsecond),
+		job:         w.run.Job,
+	}
+}
+
+// retireScript marks generation ARGV[1] retired (metadata KEYS[1]) and
+// scores it ARGV[2] in the gens set KEYS[2], unless its metadata is gone:
+// then it only removes it from the set, so that no stub metadata is left.
+var retireScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'retired')
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+`)
+
 // retire marks a generation retired, to be deleted after at. Failures are
 // logged: cleanup notices a replaced generation still marked live and
 // retires it then.
 func (s *Store) retire(ctx context.Context, view string, gen int64, at time.Time) {
-	pipe := s.client.Pipeline()
-	pipe.HSet(ctx, s.k.meta(view, gen), fieldState, stateRetired)
-	pipe.ZAdd(ctx, s.k.gens(view), redis.Z{Score: deleteScore(at), Member: gen})
-	if _, err := pipe.Exec(ctx); err != nil {
+	err := retireScript.Run(ctx, s.client, []string{s.k.meta(view, gen), s.k.gens(view)}, gen, deleteScore(at)).Err()
+	if err != nil {
 		s.log.Warn("retiring a generation failed; cleanup retries", "view", view, "generation", gen, "err", err)
 	}
 }
 
 // Abort stops the writer and deletes what it wrote; the live generation is
-// untouched. It deletes even when ctx is already cancelled (bounded by 30
+// untouched. A shard writer deletes nothing: the generation's other shards
+// go on (see AbortGeneration). It deletes even when ctx is already cancelled (bounded by 30
 // seconds), so that an interrupted run cleans up after itself. Abort after
 // Publish or Abort does nothing. It returns larder.ErrUnavailable when the
 // deletion fails; Cleanup then deletes the generation later. An incremental
@@ -564,6 +766,13 @@ func (w *Writer) Abort(ctx context.Context) error {
 		return w.abortIncremental(ctx)
 	}
 	_ = w.drain(ctx, false)
+	w.stopHeartbeat()
+	if w.shard != nil {
+		// The other shards go on; a failed shard is retried, and a run
+		// that finally fails deletes the generation (AbortGeneration).
+		w.s.log.Info("shard aborted", "view", w.view.Name, "generation", w.id, "shard", w.shard.Index, "shards", w.shard.Count)
+		return nil
+	}
 	if w.flipSent {
 		// Publish failed after sending the flip: the reply may have been
 		// lost while the flip happened. Never delete a live generation.

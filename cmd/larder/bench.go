@@ -641,7 +641,7 @@ func writeModel(mlp *models.Net, path string) error {
 // publish writes n entities, keyed 1..n, with random values as a new
 // generation of v, and publishes it.
 func (w *benchWorld) publish(ctx context.Context, v *larder.View, n int, seed uint64, now time.Time) error {
-	gw, err := w.backend.store.Begin(ctx, v, int64(n))
+	gw, err := w.backend.store.BeginSized(ctx, v, int64(n))
 	if err != nil {
 		return fmt.Errorf("bench: write %s: %w", v.Name, err)
 	}

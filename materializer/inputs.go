@@ -1,0 +1,48 @@
+package materializer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/larder-dev/larder"
+)
+
+// pinInputs reads the live generation of every view v reads (its
+// dependencies) and records each in rep.Inputs, so that the run reads those
+// generations from start to end (Lookup.Pin) even when a new one is
+// published meanwhile, and so that its generation records them. It returns
+// the generations by view, or an error wrapping larder.ErrNoGeneration
+// naming the first input never published.
+func (m *Materializer) pinInputs(ctx context.Context, v *larder.View, rep *Report) (map[*larder.View]larder.Generation, error) {
+	pinned := make(map[*larder.View]larder.Generation, len(v.DependsOn()))
+	rep.Inputs = rep.Inputs[:0]
+	for _, d := range v.DependsOn() {
+		g, err := m.reader.Live(ctx, d)
+		if err != nil {
+			what := fmt.Sprintf("view %q, which it reads,", d.Name)
+			if v.Kind == larder.KindPrediction {
+				what = fmt.Sprintf("input view %q", d.Name)
+			}
+			if errors.Is(err, larder.ErrNoGeneration) {
+				return nil, fmt.Errorf("materialize %s: %s has no live generation: materialize it first (larder materialize %s): %w",
+					v.Name, what, d.Name, err)
+			}
+			return nil, fmt.Errorf("materialize %s: %s: %w", v.Name, strings.TrimSuffix(what, ","), err)
+		}
+		pinned[d] = g
+		rep.Inputs = append(rep.Inputs, larder.InputGeneration{View: d.Name, Generation: g.ID, AsOf: inputAsOf(g)})
+	}
+	return pinned, nil
+}
+
+// inputAsOf returns the as-of of an input generation: its AsOf, or its
+// start for generations written before as-ofs were kept.
+func inputAsOf(g larder.Generation) time.Time {
+	if g.AsOf.IsZero() {
+		return g.StartedAt
+	}
+	return g.AsOf
+}
