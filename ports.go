@@ -26,6 +26,16 @@ type Generation struct {
 	// Model is the version (Model.Version) of the model that computed the
 	// generation of a prediction view; "" for other views.
 	Model string
+	// AsOf is the instant the generation was computed as of: source rows
+	// after it were left out, and windows end at it.
+	AsOf time.Time
+	// Inputs are the generations of other views the generation was
+	// computed from, in the order of the view's dependencies.
+	Inputs []InputGeneration
+	// Trigger is what started the run that wrote the generation, and Job
+	// the id of its job, if it ran on a worker.
+	Trigger Trigger
+	Job     string
 }
 
 // Lookup is a read of one view's live generation for a list of keys. The

@@ -139,12 +139,19 @@ func (s *Store) cache(g *liveGen) *liveGen {
 	if old != nil && old.gen.ID > g.gen.ID && g.loadedAt.Sub(old.loadedAt) <= 2*s.opts.RefreshInterval {
 		return old
 	}
-	if old != nil && old.gen == g.gen {
+	if old != nil && sameGeneration(old.gen, g.gen) {
 		// Keep the checked view definition of the same generation.
 		g.checked.Store(old.checked.Load())
 	}
 	s.live[g.gen.View] = g
 	return g
+}
+
+// sameGeneration reports whether a and b describe one generation in one
+// state: the same id, schema and publish.
+func sameGeneration(a, b larder.Generation) bool {
+	return a.View == b.View && a.ID == b.ID && a.Fingerprint == b.Fingerprint &&
+		a.PublishedAt.Equal(b.PublishedAt) && a.Rows == b.Rows
 }
 
 // Read fills every lookup from its view's live generation with one pipelined
