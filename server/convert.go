@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
@@ -106,6 +109,46 @@ func statusToProto(s larder.Status) larderv1.FeatureStatus {
 		return larderv1.FeatureStatus_FEATURE_STATUS_STALE
 	}
 	return larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND
+}
+
+// timeToProto converts t; the zero time, which the domain uses for "not
+// yet" or "not known", is an unset field.
+func timeToProto(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// inputsToProto converts the generations a generation or a job read or
+// wrote; none is a nil list.
+func inputsToProto(gs []larder.InputGeneration) []*larderv1.InputGeneration {
+	if len(gs) == 0 {
+		return nil
+	}
+	out := make([]*larderv1.InputGeneration, len(gs))
+	for i, g := range gs {
+		out[i] = &larderv1.InputGeneration{View: g.View, Generation: g.Generation, AsOf: timeToProto(g.AsOf)}
+	}
+	return out
+}
+
+// runToProto summarizes a recorded run; nil is an unset field.
+func runToProto(r *larder.Run) *larderv1.RunSummary {
+	if r == nil {
+		return nil
+	}
+	rs := &larderv1.RunSummary{
+		StartedAt:  timeToProto(r.StartedAt),
+		Generation: r.Generation,
+		Error:      r.Err,
+		AsOf:       timeToProto(r.AsOf),
+		Trigger:    string(r.Trigger),
+	}
+	if !r.StartedAt.IsZero() {
+		rs.FinishedAt = timestamppb.New(r.StartedAt.Add(r.Duration))
+	}
+	return rs
 }
 
 // article puts "a" or "an" before a type name: "an int64", "a string".

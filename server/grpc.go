@@ -19,36 +19,41 @@ import (
 )
 
 // GRPC is a gRPC server carrying larder's services (the FeatureService, the
-// AdminService, or both), the standard health service and server reflection
-// (so that grpcurl works without .proto files).
+// operators' services, or both), the standard health service and server
+// reflection (so that grpcurl works without .proto files). The operators'
+// services are the AdminService and, when the Service has a job queue
+// (Config.Jobs), the JobService.
 type GRPC struct {
 	Server *grpc.Server
 	Health *health.Server
 	logger *slog.Logger
 }
 
-// NewGRPC returns a gRPC server for svc carrying the FeatureService and the
-// AdminService. A panic in a handler becomes an INTERNAL error for that
-// request, logged with its stack; the process keeps serving.
+// NewGRPC returns a gRPC server for svc carrying the FeatureService, the
+// AdminService and, when svc has a job queue, the JobService. A panic in a
+// handler becomes an INTERNAL error for that request, logged with its stack;
+// the process keeps serving.
 func NewGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
 	return newGRPC(svc, logger, services{feature: true, admin: true}, opts)
 }
 
-// NewFeatureGRPC is NewGRPC without the AdminService, whose methods it
-// answers with UNIMPLEMENTED: for the public listener when NewAdminGRPC
-// serves the AdminService on a listener of its own.
+// NewFeatureGRPC is NewGRPC without the operators' services (AdminService,
+// JobService), whose methods it answers with UNIMPLEMENTED: for the public
+// listener when NewAdminGRPC serves them on a listener of their own.
 func NewFeatureGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
 	return newGRPC(svc, logger, services{feature: true}, opts)
 }
 
-// NewAdminGRPC is NewGRPC with the AdminService alone (besides health and
-// reflection), with the same codec, options and interceptors, so that
-// model reloads can be served on an address only operators reach.
+// NewAdminGRPC is NewGRPC with the operators' services alone (the
+// AdminService and, when svc has a job queue, the JobService; besides health
+// and reflection), with the same codec, options and interceptors, so that
+// model reloads and jobs can be served on an address only operators reach.
 func NewAdminGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
 	return newGRPC(svc, logger, services{admin: true}, opts)
 }
 
-// services says which of larder's services a GRPC carries.
+// services says which of larder's services a GRPC carries: admin stands
+// for the operators' services.
 type services struct{ feature, admin bool }
 
 // newGRPC returns a gRPC server for svc carrying the services in which.
@@ -74,6 +79,10 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 	if which.admin {
 		larderv1.RegisterAdminServiceServer(g.Server, &adminServer{svc: svc})
 		g.Health.SetServingStatus(larderv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
+	if which.admin && svc.jobs != nil {
+		larderv1.RegisterJobServiceServer(g.Server, &jobServer{svc: svc})
+		g.Health.SetServingStatus(larderv1.JobService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	}
 	reflection.Register(g.Server)
 	return g

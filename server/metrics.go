@@ -93,7 +93,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, fmt.Errorf("server: register metrics: %w", err)
 		}
 	}
-	for _, desc := range []grpc.ServiceDesc{larderv1.FeatureService_ServiceDesc, larderv1.AdminService_ServiceDesc, healthpb.Health_ServiceDesc} {
+	for _, desc := range []grpc.ServiceDesc{larderv1.FeatureService_ServiceDesc, larderv1.AdminService_ServiceDesc, larderv1.JobService_ServiceDesc, healthpb.Health_ServiceDesc} {
 		for _, md := range desc.Methods {
 			name := "/" + desc.ServiceName + "/" + md.MethodName
 			m.methods[name] = m.newMethod(name)

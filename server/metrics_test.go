@@ -38,6 +38,7 @@ func TestAdminAndMetrics(t *testing.T) {
 	cfg := opsConfig(t, func(p *larder.Project) { p.Rankers[0].ModelTimeout = 20 * time.Millisecond })
 	cfg.Models = map[string]server.Model{"reco": v1}
 	cfg.Metrics = metrics
+	cfg.Jobs = newFakeQueue(time.Now)
 	cfg.LoadModel = func(*larder.Ranker) (server.Model, error) {
 		if m := next.Load(); m != nil {
 			return m, nil
@@ -89,6 +90,15 @@ func TestAdminAndMetrics(t *testing.T) {
 		}
 	})
 
+	t.Run("JobService", func(t *testing.T) {
+		jobs := larderv1.NewJobServiceClient(srv.conn)
+		if _, err := jobs.ListJobs(ctx, &larderv1.ListJobsRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := jobs.GetJob(ctx, &larderv1.GetJobRequest{Id: "nope"})
+		wantCode(t, err, codes.NotFound)
+	})
+
 	// Degraded responses: the model fails, then takes too long.
 	v2 := next.Load()
 	v2.fail.Store(true)
@@ -136,6 +146,9 @@ larder_store_read_errors_total{code="FailedPrecondition"} 1
 		`larder_grpc_requests_total{code="InvalidArgument",method="/larder.v1.AdminService/ReloadModel"} 1`,
 		`larder_grpc_requests_total{code="OK",method="/larder.v1.AdminService/ReloadModel"} 1`,
 		`larder_grpc_requests_total{code="OK",method="/larder.v1.AdminService/ListModels"} 1`,
+		`larder_grpc_requests_total{code="OK",method="/larder.v1.JobService/ListJobs"} 1`,
+		`larder_grpc_requests_total{code="NotFound",method="/larder.v1.JobService/GetJob"} 1`,
+		`larder_grpc_requests_total{code="OK",method="/larder.v1.JobService/SubmitJob"} 0`,
 		`larder_grpc_request_duration_seconds_count{method="/larder.v1.FeatureService/Rank"} 5`,
 		`larder_grpc_request_duration_seconds_bucket{method="/larder.v1.FeatureService/Rank",le="5e-05"} `,
 		`larder_grpc_request_duration_seconds_bucket{method="/larder.v1.FeatureService/Rank",le="1"} `,

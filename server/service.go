@@ -41,7 +41,24 @@ type Config struct {
 	// the interceptor of NewGRPC and its variants), degraded responses,
 	// model swaps and store errors. Nil records nothing.
 	Metrics *Metrics
+	// Jobs, when set, is the job queue the JobService submits to and reads
+	// from; the JobService is then served wherever the AdminService is (by
+	// NewGRPC and NewAdminGRPC). Nil leaves the JobService out, and its
+	// methods answer UNIMPLEMENTED.
+	Jobs larder.JobQueue
+	// Freshness, when set, tells ListViews what is known of each view's
+	// runs besides its live generation. Nil leaves those fields of the
+	// response unset.
+	Freshness FreshnessFunc
 }
+
+// FreshnessFunc returns what is known of the runs of view v: its last
+// success and failure, its next scheduled run, the zone its schedule is read
+// in and its number of shards. ListViews calls it once per view, so it
+// should be cheap, such as a read of a run log kept in the store. An error
+// fails the ListViews call (through the one table of codes); a view with no
+// recorded runs is the zero ViewFreshness and no error.
+type FreshnessFunc func(ctx context.Context, v *larder.View) (larder.ViewFreshness, error)
 
 // Service implements larderv1.FeatureServiceServer.
 type Service struct {
@@ -53,9 +70,11 @@ type Service struct {
 	now     func() time.Time
 	rankers map[string]*rankerPlan
 
-	// loadModel and metrics come from Config.
+	// loadModel, metrics, jobs and freshness come from Config.
 	loadModel LoadModelFunc
 	metrics   *Metrics
+	jobs      larder.JobQueue
+	freshness FreshnessFunc
 
 	// degraded counts Rank responses served without the model.
 	degraded atomic.Int64
@@ -119,6 +138,8 @@ func New(cfg Config) (*Service, error) {
 
 		loadModel: cfg.LoadModel,
 		metrics:   cfg.Metrics,
+		jobs:      cfg.Jobs,
+		freshness: cfg.Freshness,
 	}
 	if s.metrics != nil {
 		s.store = countingStore{FeatureStore: cfg.Store, errors: s.metrics.storeErrors}
@@ -183,7 +204,8 @@ func planRanker(r *larder.Ranker, m Model) *rankerPlan {
 	return p
 }
 
-// ListViews describes every view and its live generation.
+// ListViews describes every view, its live generation and, with a
+// Config.Freshness, its runs.
 func (s *Service) ListViews(ctx context.Context, _ *larderv1.ListViewsRequest) (*larderv1.ListViewsResponse, error) {
 	now := s.now()
 	resp := &larderv1.ListViewsResponse{Views: make([]*larderv1.ViewInfo, 0, len(s.project.Views))}
@@ -208,9 +230,29 @@ func (s *Service) ListViews(ctx context.Context, _ *larderv1.ListViewsRequest) (
 			info.Rows = g.Rows
 			info.Model = g.Model
 			info.PublishedAt = timestamppb.New(g.PublishedAt)
-			info.Age = durationpb.New(now.Sub(g.PublishedAt))
+			info.Trigger = string(g.Trigger)
+			info.Inputs = inputsToProto(g.Inputs)
+			// The age is that of the data, not of the publish: a backfill
+			// published now as of last week is a week old.
+			computed := g.PublishedAt
+			if !g.AsOf.IsZero() {
+				info.AsOf = timestamppb.New(g.AsOf)
+				computed = g.AsOf
+			}
+			info.Age = durationpb.New(now.Sub(computed))
 		case !errorsIsNoGeneration(err):
 			return nil, toStatus(err)
+		}
+		if s.freshness != nil {
+			f, err := s.freshness(ctx, v)
+			if err != nil {
+				return nil, toStatus(err)
+			}
+			info.LastSuccess = runToProto(f.LastSuccess)
+			info.LastFailure = runToProto(f.LastFailure)
+			info.NextRunAt = timeToProto(f.NextRun)
+			info.TimeZone = f.TimeZone
+			info.Shards = int32(f.Shards)
 		}
 		resp.Views = append(resp.Views, info)
 	}

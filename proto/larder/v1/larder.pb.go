@@ -1450,24 +1450,61 @@ type ViewInfo struct {
 	// The view's features, in schema order: the order "view:*" expands to.
 	Features []*FeatureSchema `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
 	// The live generation. 0 means the view has never been published, and then
-	// rows, published_at and age are unset.
+	// rows, published_at, age, as_of, inputs and trigger are unset.
 	Generation int64 `protobuf:"varint,10,opt,name=generation,proto3" json:"generation,omitempty"`
 	// The number of entities in the live generation, as written by the run
 	// that published it.
 	Rows int64 `protobuf:"varint,11,opt,name=rows,proto3" json:"rows,omitempty"`
 	// When the live generation was published.
 	PublishedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
-	// How long ago the live generation was published, as of the response.
+	// How old the live generation's data is: the time of the response minus
+	// as_of. For a generation written without an as-of (by an older larder),
+	// the time of the response minus published_at.
 	Age *durationpb.Duration `protobuf:"bytes,13,opt,name=age,proto3" json:"age,omitempty"`
 	// For a prediction view, the content hash of the model that computed the
 	// live generation; empty for other views.
 	Model string `protobuf:"bytes,14,opt,name=model,proto3" json:"model,omitempty"`
+	// The instant the live generation was computed as of: source rows after it
+	// were left out, and aggregation windows end at it. Unset for a generation
+	// written without an as-of (by an older larder).
+	AsOf *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// The generations of other views the live generation was computed from
+	// (the input views of a prediction view, the views a candidates view reads),
+	// in the order of the view's dependencies. Empty for a view computed from
+	// its source alone.
+	Inputs []*InputGeneration `protobuf:"bytes,16,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	// What started the run that published the live generation: "manual"
+	// (`larder materialize`, or a run started by hand), "schedule" (a tick of
+	// the view's schedule), "catch-up" (the latest tick missed while no
+	// scheduler ran, run when one started), "dependency" (the publish of an
+	// input view, for a view without a schedule of its own), "job" (a job
+	// submitted through JobService or `larder materialize --async`) or
+	// "startup" (`larder serve` or `larder demo` filling the embedded store as
+	// it started). Empty when not recorded. New triggers may be added.
+	Trigger string `protobuf:"bytes,17,opt,name=trigger,proto3" json:"trigger,omitempty"`
 	// How old a value may be before reads report it stale. Unset means values
 	// of this view never go stale.
 	MaxAge *durationpb.Duration `protobuf:"bytes,20,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
 	// The cron schedule of the view's materialization runs, as in larder.yaml.
 	// Empty means the view is materialized on demand only.
-	Schedule      string `protobuf:"bytes,21,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	Schedule string `protobuf:"bytes,21,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	// The time zone the schedule is read in, as an IANA name such as
+	// "Europe/Paris" or "UTC". Empty when the view has no schedule or the
+	// server was not told.
+	TimeZone string `protobuf:"bytes,22,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// The number of shards the view's runs are split into, each written by a
+	// worker of its own. 0 and 1 both mean one piece.
+	Shards int32 `protobuf:"varint,23,opt,name=shards,proto3" json:"shards,omitempty"`
+	// The last run of the view that succeeded. Unset when none is recorded, or
+	// when the server was not given the run history.
+	LastSuccess *RunSummary `protobuf:"bytes,30,opt,name=last_success,json=lastSuccess,proto3" json:"last_success,omitempty"`
+	// The last run of the view that failed. Unset when none is recorded, or
+	// when the server was not given the run history. A failure older than
+	// last_success has been recovered from.
+	LastFailure *RunSummary `protobuf:"bytes,31,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	// When the view's schedule runs it next. Unset when the view has no
+	// schedule, or when the server was not told.
+	NextRunAt     *timestamppb.Timestamp `protobuf:"bytes,32,opt,name=next_run_at,json=nextRunAt,proto3" json:"next_run_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1565,6 +1602,27 @@ func (x *ViewInfo) GetModel() string {
 	return ""
 }
 
+func (x *ViewInfo) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+func (x *ViewInfo) GetInputs() []*InputGeneration {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *ViewInfo) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
+	}
+	return ""
+}
+
 func (x *ViewInfo) GetMaxAge() *durationpb.Duration {
 	if x != nil {
 		return x.MaxAge
@@ -1575,6 +1633,199 @@ func (x *ViewInfo) GetMaxAge() *durationpb.Duration {
 func (x *ViewInfo) GetSchedule() string {
 	if x != nil {
 		return x.Schedule
+	}
+	return ""
+}
+
+func (x *ViewInfo) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *ViewInfo) GetShards() int32 {
+	if x != nil {
+		return x.Shards
+	}
+	return 0
+}
+
+func (x *ViewInfo) GetLastSuccess() *RunSummary {
+	if x != nil {
+		return x.LastSuccess
+	}
+	return nil
+}
+
+func (x *ViewInfo) GetLastFailure() *RunSummary {
+	if x != nil {
+		return x.LastFailure
+	}
+	return nil
+}
+
+func (x *ViewInfo) GetNextRunAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRunAt
+	}
+	return nil
+}
+
+// InputGeneration names a generation of another view that a generation was
+// computed from, with that generation's as-of.
+type InputGeneration struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The input view's name, as in larder.yaml.
+	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	// The generation of the input view that was read.
+	Generation int64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The instant that generation was computed as of. Unset when it was
+	// written without an as-of.
+	AsOf          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputGeneration) Reset() {
+	*x = InputGeneration{}
+	mi := &file_larder_v1_larder_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputGeneration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputGeneration) ProtoMessage() {}
+
+func (x *InputGeneration) ProtoReflect() protoreflect.Message {
+	mi := &file_larder_v1_larder_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputGeneration.ProtoReflect.Descriptor instead.
+func (*InputGeneration) Descriptor() ([]byte, []int) {
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *InputGeneration) GetView() string {
+	if x != nil {
+		return x.View
+	}
+	return ""
+}
+
+func (x *InputGeneration) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *InputGeneration) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// RunSummary describes one materialization run of a view.
+type RunSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the run started.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// When the run ended, published or failed.
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// The generation the run published (or wrote into, for an incremental
+	// run); 0 when it failed before it had one.
+	Generation int64 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The instant the run computed the view as of. Unset when not recorded.
+	AsOf *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// The error that ended the run; empty when it succeeded.
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// What started the run, as ViewInfo.trigger. Empty when not recorded.
+	Trigger       string `protobuf:"bytes,6,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunSummary) Reset() {
+	*x = RunSummary{}
+	mi := &file_larder_v1_larder_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunSummary) ProtoMessage() {}
+
+func (x *RunSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_larder_v1_larder_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunSummary.ProtoReflect.Descriptor instead.
+func (*RunSummary) Descriptor() ([]byte, []int) {
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RunSummary) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *RunSummary) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *RunSummary) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *RunSummary) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+func (x *RunSummary) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *RunSummary) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
 	}
 	return ""
 }
@@ -1592,7 +1843,7 @@ type FeatureSchema struct {
 
 func (x *FeatureSchema) Reset() {
 	*x = FeatureSchema{}
-	mi := &file_larder_v1_larder_proto_msgTypes[17]
+	mi := &file_larder_v1_larder_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1855,7 @@ func (x *FeatureSchema) String() string {
 func (*FeatureSchema) ProtoMessage() {}
 
 func (x *FeatureSchema) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[17]
+	mi := &file_larder_v1_larder_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +1868,7 @@ func (x *FeatureSchema) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureSchema.ProtoReflect.Descriptor instead.
 func (*FeatureSchema) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{17}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FeatureSchema) GetName() string {
@@ -1717,7 +1968,7 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\asources\x18\x02 \x03(\x0e2\x16.larder.v1.InputSourceR\asources\"\x12\n" +
 	"\x10ListViewsRequest\">\n" +
 	"\x11ListViewsResponse\x12)\n" +
-	"\x05views\x18\x01 \x03(\v2\x13.larder.v1.ViewInfoR\x05views\"\x86\x03\n" +
+	"\x05views\x18\x01 \x03(\v2\x13.larder.v1.ViewInfoR\x05views\"\xea\x05\n" +
 	"\bViewInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
@@ -1730,9 +1981,35 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x04rows\x18\v \x01(\x03R\x04rows\x12=\n" +
 	"\fpublished_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\x12+\n" +
 	"\x03age\x18\r \x01(\v2\x19.google.protobuf.DurationR\x03age\x12\x14\n" +
-	"\x05model\x18\x0e \x01(\tR\x05model\x122\n" +
+	"\x05model\x18\x0e \x01(\tR\x05model\x12/\n" +
+	"\x05as_of\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x122\n" +
+	"\x06inputs\x18\x10 \x03(\v2\x1a.larder.v1.InputGenerationR\x06inputs\x12\x18\n" +
+	"\atrigger\x18\x11 \x01(\tR\atrigger\x122\n" +
 	"\amax_age\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\x12\x1a\n" +
-	"\bschedule\x18\x15 \x01(\tR\bschedule\"M\n" +
+	"\bschedule\x18\x15 \x01(\tR\bschedule\x12\x1b\n" +
+	"\ttime_zone\x18\x16 \x01(\tR\btimeZone\x12\x16\n" +
+	"\x06shards\x18\x17 \x01(\x05R\x06shards\x128\n" +
+	"\flast_success\x18\x1e \x01(\v2\x15.larder.v1.RunSummaryR\vlastSuccess\x128\n" +
+	"\flast_failure\x18\x1f \x01(\v2\x15.larder.v1.RunSummaryR\vlastFailure\x12:\n" +
+	"\vnext_run_at\x18  \x01(\v2\x1a.google.protobuf.TimestampR\tnextRunAt\"v\n" +
+	"\x0fInputGeneration\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x03R\n" +
+	"generation\x12/\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\x85\x02\n" +
+	"\n" +
+	"RunSummary\x129\n" +
+	"\n" +
+	"started_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x03R\n" +
+	"generation\x12/\n" +
+	"\x05as_of\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12\x18\n" +
+	"\atrigger\x18\x06 \x01(\tR\atrigger\"M\n" +
 	"\rFeatureSchema\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x14.larder.v1.ValueTypeR\x04type*\x83\x01\n" +
@@ -1778,7 +2055,7 @@ func file_larder_v1_larder_proto_rawDescGZIP() []byte {
 }
 
 var file_larder_v1_larder_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_larder_v1_larder_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_larder_v1_larder_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_larder_v1_larder_proto_goTypes = []any{
 	(FeatureStatus)(0),            // 0: larder.v1.FeatureStatus
 	(ValueType)(0),                // 1: larder.v1.ValueType
@@ -1800,10 +2077,12 @@ var file_larder_v1_larder_proto_goTypes = []any{
 	(*ListViewsRequest)(nil),      // 17: larder.v1.ListViewsRequest
 	(*ListViewsResponse)(nil),     // 18: larder.v1.ListViewsResponse
 	(*ViewInfo)(nil),              // 19: larder.v1.ViewInfo
-	(*FeatureSchema)(nil),         // 20: larder.v1.FeatureSchema
-	nil,                           // 21: larder.v1.RankRequest.RequestFeaturesEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(*InputGeneration)(nil),       // 20: larder.v1.InputGeneration
+	(*RunSummary)(nil),            // 21: larder.v1.RunSummary
+	(*FeatureSchema)(nil),         // 22: larder.v1.FeatureSchema
+	nil,                           // 23: larder.v1.RankRequest.RequestFeaturesEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
 }
 var file_larder_v1_larder_proto_depIdxs = []int32{
 	8,  // 0: larder.v1.GetFeaturesRequest.keys:type_name -> larder.v1.EntityKey
@@ -1813,36 +2092,45 @@ var file_larder_v1_larder_proto_depIdxs = []int32{
 	6,  // 4: larder.v1.FeatureRow.values:type_name -> larder.v1.FeatureValue
 	9,  // 5: larder.v1.FeatureValue.value:type_name -> larder.v1.Value
 	0,  // 6: larder.v1.FeatureValue.status:type_name -> larder.v1.FeatureStatus
-	22, // 7: larder.v1.FeatureValue.event_time:type_name -> google.protobuf.Timestamp
+	24, // 7: larder.v1.FeatureValue.event_time:type_name -> google.protobuf.Timestamp
 	10, // 8: larder.v1.Value.float32_vector_value:type_name -> larder.v1.FloatVector
 	11, // 9: larder.v1.Value.int64_list_value:type_name -> larder.v1.Int64List
 	12, // 10: larder.v1.Value.string_list_value:type_name -> larder.v1.StringList
 	8,  // 11: larder.v1.RankRequest.context_key:type_name -> larder.v1.EntityKey
 	8,  // 12: larder.v1.RankRequest.candidate_keys:type_name -> larder.v1.EntityKey
-	21, // 13: larder.v1.RankRequest.request_features:type_name -> larder.v1.RankRequest.RequestFeaturesEntry
+	23, // 13: larder.v1.RankRequest.request_features:type_name -> larder.v1.RankRequest.RequestFeaturesEntry
 	15, // 14: larder.v1.RankResponse.candidates:type_name -> larder.v1.ScoredCandidate
 	7,  // 15: larder.v1.RankResponse.generations:type_name -> larder.v1.ViewGeneration
 	8,  // 16: larder.v1.ScoredCandidate.key:type_name -> larder.v1.EntityKey
 	16, // 17: larder.v1.ScoredCandidate.explanation:type_name -> larder.v1.Explanation
 	2,  // 18: larder.v1.Explanation.sources:type_name -> larder.v1.InputSource
 	19, // 19: larder.v1.ListViewsResponse.views:type_name -> larder.v1.ViewInfo
-	20, // 20: larder.v1.ViewInfo.features:type_name -> larder.v1.FeatureSchema
-	22, // 21: larder.v1.ViewInfo.published_at:type_name -> google.protobuf.Timestamp
-	23, // 22: larder.v1.ViewInfo.age:type_name -> google.protobuf.Duration
-	23, // 23: larder.v1.ViewInfo.max_age:type_name -> google.protobuf.Duration
-	1,  // 24: larder.v1.FeatureSchema.type:type_name -> larder.v1.ValueType
-	9,  // 25: larder.v1.RankRequest.RequestFeaturesEntry.value:type_name -> larder.v1.Value
-	3,  // 26: larder.v1.FeatureService.GetFeatures:input_type -> larder.v1.GetFeaturesRequest
-	13, // 27: larder.v1.FeatureService.Rank:input_type -> larder.v1.RankRequest
-	17, // 28: larder.v1.FeatureService.ListViews:input_type -> larder.v1.ListViewsRequest
-	4,  // 29: larder.v1.FeatureService.GetFeatures:output_type -> larder.v1.GetFeaturesResponse
-	14, // 30: larder.v1.FeatureService.Rank:output_type -> larder.v1.RankResponse
-	18, // 31: larder.v1.FeatureService.ListViews:output_type -> larder.v1.ListViewsResponse
-	29, // [29:32] is the sub-list for method output_type
-	26, // [26:29] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	22, // 20: larder.v1.ViewInfo.features:type_name -> larder.v1.FeatureSchema
+	24, // 21: larder.v1.ViewInfo.published_at:type_name -> google.protobuf.Timestamp
+	25, // 22: larder.v1.ViewInfo.age:type_name -> google.protobuf.Duration
+	24, // 23: larder.v1.ViewInfo.as_of:type_name -> google.protobuf.Timestamp
+	20, // 24: larder.v1.ViewInfo.inputs:type_name -> larder.v1.InputGeneration
+	25, // 25: larder.v1.ViewInfo.max_age:type_name -> google.protobuf.Duration
+	21, // 26: larder.v1.ViewInfo.last_success:type_name -> larder.v1.RunSummary
+	21, // 27: larder.v1.ViewInfo.last_failure:type_name -> larder.v1.RunSummary
+	24, // 28: larder.v1.ViewInfo.next_run_at:type_name -> google.protobuf.Timestamp
+	24, // 29: larder.v1.InputGeneration.as_of:type_name -> google.protobuf.Timestamp
+	24, // 30: larder.v1.RunSummary.started_at:type_name -> google.protobuf.Timestamp
+	24, // 31: larder.v1.RunSummary.finished_at:type_name -> google.protobuf.Timestamp
+	24, // 32: larder.v1.RunSummary.as_of:type_name -> google.protobuf.Timestamp
+	1,  // 33: larder.v1.FeatureSchema.type:type_name -> larder.v1.ValueType
+	9,  // 34: larder.v1.RankRequest.RequestFeaturesEntry.value:type_name -> larder.v1.Value
+	3,  // 35: larder.v1.FeatureService.GetFeatures:input_type -> larder.v1.GetFeaturesRequest
+	13, // 36: larder.v1.FeatureService.Rank:input_type -> larder.v1.RankRequest
+	17, // 37: larder.v1.FeatureService.ListViews:input_type -> larder.v1.ListViewsRequest
+	4,  // 38: larder.v1.FeatureService.GetFeatures:output_type -> larder.v1.GetFeaturesResponse
+	14, // 39: larder.v1.FeatureService.Rank:output_type -> larder.v1.RankResponse
+	18, // 40: larder.v1.FeatureService.ListViews:output_type -> larder.v1.ListViewsResponse
+	38, // [38:41] is the sub-list for method output_type
+	35, // [35:38] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_larder_v1_larder_proto_init() }
@@ -1871,7 +2159,7 @@ func file_larder_v1_larder_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_larder_v1_larder_proto_rawDesc), len(file_larder_v1_larder_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

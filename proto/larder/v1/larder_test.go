@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -76,17 +77,28 @@ func TestNullSurvivesTheWire(t *testing.T) {
 // TestServiceName pins the names that clients, health checks and reflection
 // see: renaming them breaks every caller. Methods may be added.
 func TestServiceName(t *testing.T) {
-	desc := larderv1.FeatureService_ServiceDesc
-	if desc.ServiceName != "larder.v1.FeatureService" {
-		t.Errorf("service name = %q, want larder.v1.FeatureService", desc.ServiceName)
-	}
-	methods := map[string]bool{}
-	for _, m := range desc.Methods {
-		methods[m.MethodName] = true
-	}
-	for _, want := range []string{"GetFeatures", "Rank", "ListViews"} {
-		if !methods[want] {
-			t.Errorf("FeatureService has no unary method %s", want)
-		}
+	for _, tt := range []struct {
+		desc    grpc.ServiceDesc
+		name    string
+		methods []string
+	}{
+		{larderv1.FeatureService_ServiceDesc, "larder.v1.FeatureService", []string{"GetFeatures", "Rank", "ListViews"}},
+		{larderv1.AdminService_ServiceDesc, "larder.v1.AdminService", []string{"ReloadModel", "ListModels"}},
+		{larderv1.JobService_ServiceDesc, "larder.v1.JobService", []string{"SubmitJob", "GetJob", "ListJobs", "CancelJob"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.desc.ServiceName != tt.name {
+				t.Errorf("service name = %q, want %s", tt.desc.ServiceName, tt.name)
+			}
+			methods := map[string]bool{}
+			for _, m := range tt.desc.Methods {
+				methods[m.MethodName] = true
+			}
+			for _, want := range tt.methods {
+				if !methods[want] {
+					t.Errorf("%s has no unary method %s", tt.name, want)
+				}
+			}
+		})
 	}
 }
