@@ -121,7 +121,8 @@ func TestListViews(t *testing.T) {
 					t.Fatalf("published generation %+v", g)
 				}
 				want.PublishedAt = timestamppb.New(g.PublishedAt)
-				want.Age = durationpb.New(f.clock.Now().Sub(g.PublishedAt))
+				want.AsOf = timestamppb.New(g.AsOf)
+				want.Age = durationpb.New(f.clock.Now().Sub(g.AsOf))
 			}
 			if !proto.Equal(got, want) {
 				t.Errorf("got  %v\nwant %v", got, want)
