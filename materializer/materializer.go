@@ -210,9 +210,20 @@ type ColumnError struct {
 	Want string
 	// Columns lists the file's top-level columns when Column is missing.
 	Columns []string
+	// Input is set when the file is a scoring job's input (Score) rather
+	// than a view's source.
+	Input bool
 }
 
 func (e *ColumnError) Error() string {
+	if e.Input {
+		if e.Found == "" {
+			return fmt.Sprintf("input file %s has no column %q (the %s); its columns are %s: fix the input (its key columns may also be named in the job's arguments)",
+				e.File, e.Column, e.Role, strings.Join(e.Columns, ", "))
+		}
+		return fmt.Sprintf("input file %s: column %q (the %s) is %s, want %s: fix the input",
+			e.File, e.Column, e.Role, e.Found, e.Want)
+	}
 	if e.Found == "" {
 		return fmt.Sprintf("source file %s has no column %q (the %s); its columns are %s: fix the source or the column name in larder.yaml",
 			e.File, e.Column, e.Role, strings.Join(e.Columns, ", "))
