@@ -35,26 +35,31 @@ type Options struct {
 	// instant the view is computed as of. Durations are measured with it too.
 	Now func() time.Time
 	// Progress, when set, is called from time to time during a run (after
-	// every row group read and every few thousand entities written, never per
-	// row), from the goroutine that called Run.
+	// every row group read and every few thousand entities written or rows
+	// scored, never per row), from the goroutine that called Run or Score.
 	Progress func(Progress)
 	// Models loads the model of a prediction view; Reader reads the live
 	// generations of its input views (and of the views a candidates view
 	// with a from_view reads), and must also be a larder.KeyLister to list
 	// the entities it scores or ranks. Models is needed only by prediction
-	// views, Reader by those and by candidates views with a from_view; their
-	// runs fail with an error saying so when one is nil.
+	// views and scoring jobs (Score), Reader by those and by candidates
+	// views with a from_view; their runs fail with an error saying so when
+	// one is nil.
 	Models larder.ModelLoader
 	Reader larder.FeatureStore
 }
 
 // Progress is a snapshot of a run, for progress bars.
 type Progress struct {
+	// View is the view run; for a scoring job, the ranker or the
+	// prediction view it scores with.
 	View string
-	// Phase is PhaseReading or PhaseWriting.
+	// Phase is PhaseReading or PhaseWriting; PhaseScoring for a scoring
+	// job.
 	Phase string
-	// RowsRead counts the source rows read so far, out of RowsTotal, which is
-	// known from the files' footers before any data is read.
+	// RowsRead counts the source rows read so far (for a scoring job, the
+	// input rows scored and written), out of RowsTotal, which is known from
+	// the files' footers before any data is read.
 	RowsRead, RowsTotal int64
 	// EntitiesWritten counts the rows put into the new generation so far, out
 	// of EntitiesTotal, which is known once reading is done.

@@ -22,8 +22,10 @@ const PhaseScoring = "scoring"
 const ScoreColumn = "score"
 
 // scoreDepth is the number of batches a scoring job holds at once: one
-// being read, one waiting, one being scored and written.
-const scoreDepth = 3
+// being decoded from the input, one waiting for the store, one being
+// scored and written, and one spare, so that no stage waits for another's
+// batch to come back.
+const scoreDepth = 4
 
 // ScoreReport describes a finished scoring job.
 type ScoreReport struct {
@@ -112,8 +114,10 @@ func (r ScoreReport) Result() larder.ScoreResult {
 // written in row groups of 64k rows.
 //
 // Rows are scored in batches of args.BatchSize (1024 when 0): each batch
-// reads every view it needs in one store round trip, overlapping with the
-// scoring and writing of the previous batch. Staleness is judged at
+// reads every view it needs in one store round trip, which overlaps with
+// decoding the next batch and with scoring and writing the previous one;
+// memory holds a few batches and one output row group, whatever the size
+// of the input. Staleness is judged at
 // args.AsOf, or at the clock's time when Score starts when it is zero.
 // Progress is reported in PhaseScoring with RowsTotal known from the input
 // files' footers.
@@ -583,31 +587,49 @@ type scoreParams struct {
 	prog      Progress
 }
 
-// score runs the pipeline of a scoring job: a goroutine reads the input's
-// rows, cuts them into batches and reads each batch's views, while the
-// calling goroutine scores the previous batch and writes it. It returns the
-// rows written and the generations read.
+// score runs the pipeline of a scoring job in three stages, each on its
+// own goroutine, so that each batch's store round trip overlaps with
+// decoding the next batch and with scoring and writing the previous one:
+// one goroutine decodes the input's rows into batches; a second reads each
+// batch's views and builds its model input; the calling goroutine scores
+// the batch and writes it. Batches pass from stage to stage in input order.
+// It returns the rows written and the generations read.
 func (m *Materializer) score(ctx context.Context, plan *scorePlan, ds *dataset, model larder.Model, out *scoreOutput,
 	sp scoreParams) (rows int64, gens []larder.InputGeneration, err error) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Every channel holds every batch, so that no send blocks.
 	free := make(chan *scoreBatch, scoreDepth)
 	for range scoreDepth {
 		free <- plan.newBatch(sp.batchSize)
 	}
+	decoded := make(chan *scoreBatch, scoreDepth)
 	ready := make(chan *scoreBatch, scoreDepth)
-	sr := &scoreReader{m: m, plan: plan, sp: sp, free: free, ready: ready}
-	var readErr error
+	sr := &scoreReader{plan: plan, sp: sp, free: free, decoded: decoded}
+	var readErr, fetchErr error
+	go func() {
+		defer close(decoded)
+		readErr = sr.read(rctx, ds)
+	}()
 	go func() {
 		defer close(ready)
-		readErr = sr.read(rctx, ds)
+		for b := range decoded {
+			if fetchErr != nil {
+				continue // drain, so that the decoder is not left blocked
+			}
+			if fetchErr = plan.fill(rctx, m.reader, b, sp.asOf); fetchErr != nil {
+				cancel()
+				continue
+			}
+			ready <- b
+		}
 	}()
 
 	prog := sp.prog
 	k := len(plan.outputs)
 	for b := range ready {
 		if err != nil {
-			continue // drain, so that the reader is not left blocked
+			continue // drain, so that the other stages are not left blocked
 		}
 		n := b.len()
 		if err = model.Score(ctx, b.x, n, b.y); err != nil {
@@ -629,8 +651,11 @@ func (m *Materializer) score(ctx context.Context, plan *scorePlan, ds *dataset, 
 		}
 		free <- b
 	}
-	if err == nil {
-		err = readErr
+	// ready is closed once both other stages have stopped.
+	for _, e := range []error{fetchErr, readErr} {
+		if err == nil {
+			err = e
+		}
 	}
 	if err == nil {
 		m.progress(prog)
@@ -652,15 +677,14 @@ func noteGeneration(gens []larder.InputGeneration, view string, gen int64) []lar
 	return append(gens, larder.InputGeneration{View: view, Generation: gen})
 }
 
-// scoreReader reads a scoring job's input into batches, reads each batch's
-// views and sends it on ready, taking empty batches from free.
+// scoreReader decodes a scoring job's input into batches and sends each on
+// decoded, taking empty batches from free.
 type scoreReader struct {
-	m     *Materializer
-	plan  *scorePlan
-	sp    scoreParams
-	free  <-chan *scoreBatch
-	ready chan<- *scoreBatch
-	cur   *scoreBatch
+	plan    *scorePlan
+	sp      scoreParams
+	free    <-chan *scoreBatch
+	decoded chan<- *scoreBatch
+	cur     *scoreBatch
 }
 
 func (sr *scoreReader) read(ctx context.Context, ds *dataset) error {
@@ -678,7 +702,7 @@ func (sr *scoreReader) read(ctx context.Context, ds *dataset) error {
 		}
 	}
 	if sr.cur != nil && sr.cur.len() > 0 {
-		return sr.send(ctx)
+		sr.send()
 	}
 	return nil
 }
@@ -751,9 +775,7 @@ func (sr *scoreReader) group(ctx context.Context, rg *rowGroup, base int64) (err
 			}
 		}
 		if b.len() == sr.sp.batchSize {
-			if err := sr.send(ctx); err != nil {
-				return err
-			}
+			sr.send()
 		}
 	}
 	for _, c := range curs {
@@ -766,18 +788,10 @@ func (sr *scoreReader) group(ctx context.Context, rg *rowGroup, base int64) (err
 	return nil
 }
 
-// send reads the views of the current batch and hands it to the scorer.
-func (sr *scoreReader) send(ctx context.Context) error {
-	if err := sr.plan.fill(ctx, sr.m.reader, sr.cur, sr.sp.asOf); err != nil {
-		return err
-	}
-	select {
-	case sr.ready <- sr.cur:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+// send hands the current batch to the next stage.
+func (sr *scoreReader) send() {
+	sr.decoded <- sr.cur
 	sr.cur = nil
-	return nil
 }
 
 // keyAt returns value vi of pv, of key column bc, as a key.
