@@ -388,10 +388,10 @@ type scoreBatch struct {
 	req     []float32
 	lookups []*larder.Lookup
 	x, y    []float32
-	// ctx holds the distinct context keys of a ranker's batch, which its
-	// context lookups read, and ctxOf the index of each row's among them.
-	ctx   distinctKeys
-	ctxOf []int32
+	// contexts holds the distinct context keys of a ranker's batch, which
+	// its context lookups read, and ctxOf the index of each row's among them.
+	contexts distinctKeys
+	ctxOf    []int32
 }
 
 func (b *scoreBatch) len() int { return len(b.keys[0]) }
@@ -507,14 +507,14 @@ func (p *rankPlan) newLookups() []*larder.Lookup {
 func (p *rankPlan) fill(ctx context.Context, r larder.FeatureStore, b *scoreBatch, asOf time.Time) error {
 	n := b.len()
 	// A context is read once per batch, however many of its rows it has.
-	b.ctx.reset()
+	b.contexts.reset()
 	b.ctxOf = b.ctxOf[:0]
 	for _, k := range b.keys[0] {
-		b.ctxOf = append(b.ctxOf, b.ctx.add(k))
+		b.ctxOf = append(b.ctxOf, b.contexts.add(k))
 	}
 	for i, l := range b.lookups {
 		if i < p.nctx {
-			l.Keys = b.ctx.keys
+			l.Keys = b.contexts.keys
 		} else {
 			l.Keys = b.keys[1]
 		}

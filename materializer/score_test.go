@@ -522,6 +522,21 @@ func TestScorePeers(t *testing.T) {
 	}
 }
 
+// TestScoreEmptyInput scores an input with no rows: the output has the
+// columns and no row.
+func TestScoreEmptyInput(t *testing.T) {
+	f := newScoreFixture(t)
+	writeParquet(t, filepath.Join(f.dir, "empty.parquet"), []rankInputRow{})
+	rep, err := f.materializer(materializer.Options{}).Score(context.Background(), larder.ScoreArgs{Ranker: "feed", Input: "empty.parquet", Output: "out.parquet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, cols := readOutput[rankOutputRow](t, rep.Output)
+	if rep.Rows != 0 || len(out) != 0 || len(cols) != 3 || len(rep.Generations) != 0 {
+		t.Errorf("report %+v, output %v with columns %v: want no row, and three columns", rep, out, cols)
+	}
+}
+
 // TestScoreErrors checks that a job that cannot run says why, and leaves no
 // output file, partial or temporary, behind.
 func TestScoreErrors(t *testing.T) {
