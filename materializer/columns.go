@@ -18,6 +18,9 @@ const (
 	roleKey columnRole = iota
 	roleEventTime
 	roleFeature
+	// roleRequest is a request feature of a ranker, read from a scoring
+	// job's input.
+	roleRequest
 )
 
 // columnSpec is a column a computation needs, and the type it needs it as.
@@ -28,6 +31,8 @@ type columnSpec struct {
 	name string
 	// typ is the type of the key or of the feature; unused for event times.
 	typ larder.Type
+	// optional is set when a file may lack the column (see dataset.bind).
+	optional bool
 }
 
 func (s *columnSpec) describe() string {
@@ -36,6 +41,11 @@ func (s *columnSpec) describe() string {
 		return fmt.Sprintf("%s key of entity %q", s.typ, s.name)
 	case roleEventTime:
 		return "event time"
+	case roleRequest:
+		if !s.optional {
+			return fmt.Sprintf("%s request feature %q, which has no default", s.typ, s.name)
+		}
+		return fmt.Sprintf("%s request feature %q", s.typ, s.name)
 	}
 	return fmt.Sprintf("%s feature %q", s.typ, s.name)
 }

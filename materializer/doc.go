@@ -20,6 +20,12 @@
 // Materializer.Run documents each kind's exact semantics; views that read
 // other views are ordered with larder.Order by the caller.
 //
+// Materializer.Score (score.go) is the batch-scoring job: it reads a
+// Parquet input of keys (and a ranker's request features) with the same
+// source reader, builds each row's model input from the live generations
+// as Rank or a prediction view's run would, and writes the scores to a
+// Parquet file.
+//
 // # Sources
 //
 // A source path (relative to the project folder) names a Parquet file, a

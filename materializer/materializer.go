@@ -50,26 +50,31 @@ type Options struct {
 	// when its last shard is done.
 	Shard *larder.ShardRef
 	// Progress, when set, is called from time to time during a run (after
-	// every row group read and every few thousand entities written, never per
-	// row), from the goroutine that called Run.
+	// every row group read and every few thousand entities written or rows
+	// scored, never per row), from the goroutine that called Run or Score.
 	Progress func(Progress)
 	// Models loads the model of a prediction view; Reader reads the live
 	// generations of its input views (and of the views a candidates view
 	// with a from_view reads), and must also be a larder.KeyLister to list
 	// the entities it scores or ranks. Models is needed only by prediction
-	// views, Reader by those and by candidates views with a from_view; their
-	// runs fail with an error saying so when one is nil.
+	// views and scoring jobs (Score), Reader by those and by candidates
+	// views with a from_view; their runs fail with an error saying so when
+	// one is nil.
 	Models larder.ModelLoader
 	Reader larder.FeatureStore
 }
 
 // Progress is a snapshot of a run, for progress bars.
 type Progress struct {
+	// View is the view run; for a scoring job, the ranker or the
+	// prediction view it scores with.
 	View string
-	// Phase is PhaseReading or PhaseWriting.
+	// Phase is PhaseReading or PhaseWriting; PhaseScoring for a scoring
+	// job.
 	Phase string
-	// RowsRead counts the source rows read so far, out of RowsTotal, which is
-	// known from the files' footers before any data is read.
+	// RowsRead counts the source rows read so far (for a scoring job, the
+	// input rows scored and written), out of RowsTotal, which is known from
+	// the files' footers before any data is read.
 	RowsRead, RowsTotal int64
 	// EntitiesWritten counts the rows put into the new generation so far, out
 	// of EntitiesTotal, which is known once reading is done.
@@ -125,8 +130,9 @@ type Report struct {
 	// does not report it.
 	OlderRows int64
 
-	// began is the clock's time when the run started, for Duration.
-	began time.Time
+	// StartedAt is the clock's time when the run started (RunTime is its
+	// as-of, which may be long before).
+	StartedAt time.Time
 }
 
 // Materializer runs views of one project into a generation store. It holds no
@@ -167,7 +173,7 @@ func New(project *larder.Project, gs larder.GenerationStore, opts Options) *Mate
 // run time is the Materializer's as-of, or now.
 func (m *Materializer) startReport(viewName string) Report {
 	now := m.now()
-	rep := Report{View: viewName, RunTime: now, began: now}
+	rep := Report{View: viewName, RunTime: now, StartedAt: now}
 	if !m.asOf.IsZero() {
 		rep.RunTime = m.asOf
 	}
@@ -261,9 +267,20 @@ type ColumnError struct {
 	Want string
 	// Columns lists the file's top-level columns when Column is missing.
 	Columns []string
+	// Input is set when the file is a scoring job's input (Score) rather
+	// than a view's source.
+	Input bool
 }
 
 func (e *ColumnError) Error() string {
+	if e.Input {
+		if e.Found == "" {
+			return fmt.Sprintf("input file %s has no column %q (the %s); its columns are %s: fix the input (its key columns may also be named in the job's arguments)",
+				e.File, e.Column, e.Role, strings.Join(e.Columns, ", "))
+		}
+		return fmt.Sprintf("input file %s: column %q (the %s) is %s, want %s: fix the input",
+			e.File, e.Column, e.Role, e.Found, e.Want)
+	}
 	if e.Found == "" {
 		return fmt.Sprintf("source file %s has no column %q (the %s); its columns are %s: fix the source or the column name in larder.yaml",
 			e.File, e.Column, e.Role, strings.Join(e.Columns, ", "))
@@ -291,7 +308,7 @@ func (s skipCounts) report() map[string]int64 {
 // wrote into; or, for a shard, finished its part of) generation gen at now:
 // its id, the duration and the rate of rows read.
 func (r *Report) published(gen larder.Generation, now time.Time) {
-	elapsed := now.Sub(r.began)
+	elapsed := now.Sub(r.StartedAt)
 	r.Generation, r.Duration = gen.ID, elapsed
 	r.Published = !gen.PublishedAt.IsZero() && !r.Incremental
 	if s := elapsed.Seconds(); s > 0 {

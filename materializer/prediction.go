@@ -2,6 +2,7 @@ package materializer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -161,24 +162,12 @@ func (m *Materializer) runPrediction(ctx context.Context, v *larder.View, rep Re
 	}
 
 	outputs := len(v.Features)
-	spec := larder.ModelSpec{
-		Path:     m.project.Path(pr.Model),
-		Input:    pr.ModelInput,
-		Output:   pr.ModelOutput,
-		Features: len(pr.Inputs),
-		Outputs:  outputs,
-	}
-	model, err := m.models(spec)
+	spec := m.predictionSpec(v)
+	model, closeModel, err := m.loadModel(spec)
 	if err != nil {
 		return rep, fmt.Errorf("materialize %s: load model: %w", v.Name, err)
 	}
-	if c, ok := model.(io.Closer); ok {
-		defer func() {
-			if err := c.Close(); err != nil {
-				m.log.Warn("closing the model failed", "view", v.Name, "model", spec.Path, "err", err)
-			}
-		}()
-	}
+	defer closeModel()
 	version := model.Version()
 	batchSize := pr.BatchSize
 	if batchSize <= 0 {
@@ -227,6 +216,56 @@ func (m *Materializer) runPrediction(ctx context.Context, v *larder.View, rep Re
 	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "model_version", version,
 		"entities", written, "duration", rep.Duration, "entities_per_second", int64(rep.RowsPerSecond))
 	return rep, nil
+}
+
+// predictionSpec returns what the model of prediction view v must be: the
+// inputs of its Prediction in, one output per feature of v out.
+func (m *Materializer) predictionSpec(v *larder.View) larder.ModelSpec {
+	pr := v.Prediction
+	return larder.ModelSpec{
+		Path:     m.project.Path(pr.Model),
+		Input:    pr.ModelInput,
+		Output:   pr.ModelOutput,
+		Features: len(pr.Inputs),
+		Outputs:  len(v.Features),
+	}
+}
+
+// loadModel loads the model spec names with Options.Models. It returns the
+// model and a function that closes it when it is an io.Closer (logging a
+// failure), or the loader's error.
+func (m *Materializer) loadModel(spec larder.ModelSpec) (larder.Model, func(), error) {
+	model, err := m.models(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	closeModel := func() {
+		if c, ok := model.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				m.log.Warn("closing the model failed", "model", spec.Path, "err", err)
+			}
+		}
+	}
+	return model, closeModel, nil
+}
+
+// liveGenerations returns the live generation of each of views, which a run
+// or a job reads. It returns an error naming the first view that has none
+// (wrapping larder.ErrNoGeneration and saying how to make one) or that
+// cannot be read.
+func (m *Materializer) liveGenerations(ctx context.Context, views []*larder.View) (map[*larder.View]larder.Generation, error) {
+	live := make(map[*larder.View]larder.Generation, len(views))
+	for _, d := range views {
+		g, err := m.reader.Live(ctx, d)
+		if err != nil {
+			if errors.Is(err, larder.ErrNoGeneration) {
+				return nil, fmt.Errorf("input view %q has no live generation: materialize it first (larder materialize %s): %w", d.Name, d.Name, err)
+			}
+			return nil, fmt.Errorf("input view %q: %w", d.Name, err)
+		}
+		live[d] = g
+	}
+	return live, nil
 }
 
 type predictParams struct {

@@ -26,6 +26,9 @@ type dataset struct {
 	files []*sourceFile
 	// rows is the number of rows of all files, from their footers.
 	rows int64
+	// input is set when the files are a scoring job's input rather than a
+	// view's source, which changes what errors tell people to fix.
+	input bool
 }
 
 // sourceFile is one open Parquet file and its columns bound to a view.
@@ -61,16 +64,30 @@ func (rg *rowGroup) chunk(i int) (*boundColumn, parquet.ColumnChunk) {
 // reading only their footers. It returns an error naming the source and the
 // path when nothing matches or a file is not a readable Parquet file.
 func openDataset(path, source string) (*dataset, error) {
-	paths, err := resolvePaths(path)
+	ds, err := openFiles(path, sourceHint)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", source, err)
+	}
+	return ds, nil
+}
+
+// sourceHint is what to do when a source path names no file.
+const sourceHint = "check the source path in larder.yaml"
+
+// openFiles resolves path to its files (see resolvePaths) and opens each of
+// them, reading only their footers. hint says what to do when nothing
+// matches.
+func openFiles(path, hint string) (*dataset, error) {
+	paths, err := resolvePaths(path, hint)
+	if err != nil {
+		return nil, err
 	}
 	ds := &dataset{files: make([]*sourceFile, 0, len(paths))}
 	for _, p := range paths {
 		f, err := openFile(p)
 		if err != nil {
 			ds.Close()
-			return nil, fmt.Errorf("source %s: %w", source, err)
+			return nil, err
 		}
 		ds.files = append(ds.files, f)
 		ds.rows += f.pf.NumRows()
@@ -82,8 +99,9 @@ func openDataset(path, source string) (*dataset, error) {
 // itself; the *.parquet files directly inside a folder, except hidden ones
 // (starting with "." or "_", as Hadoop and Spark write them); the files
 // matching a glob (filepath.Match syntax, no "**"), where a matching folder
-// stands for the *.parquet files inside it.
-func resolvePaths(path string) ([]string, error) {
+// stands for the *.parquet files inside it. hint ends the error returned
+// when nothing matches, saying what to check.
+func resolvePaths(path, hint string) ([]string, error) {
 	var matches []string
 	if strings.ContainsAny(path, "*?[") {
 		m, err := filepath.Glob(path)
@@ -91,7 +109,7 @@ func resolvePaths(path string) ([]string, error) {
 			return nil, fmt.Errorf("path %q is not a valid glob: %w", path, err)
 		}
 		if len(m) == 0 {
-			return nil, fmt.Errorf("no files match %s: check the source path in larder.yaml", path)
+			return nil, fmt.Errorf("no files match %s: %s", path, hint)
 		}
 		matches = m
 	} else {
@@ -102,7 +120,7 @@ func resolvePaths(path string) ([]string, error) {
 		fi, err := os.Stat(m)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("%s does not exist: check the source path in larder.yaml", m)
+				return nil, fmt.Errorf("%s does not exist: %s", m, hint)
 			}
 			return nil, err
 		}
@@ -123,11 +141,11 @@ func resolvePaths(path string) ([]string, error) {
 			}
 		}
 		if n == len(files) && len(matches) == 1 {
-			return nil, fmt.Errorf("folder %s holds no .parquet files: check the source path in larder.yaml", m)
+			return nil, fmt.Errorf("folder %s holds no .parquet files: %s", m, hint)
 		}
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("no Parquet files match %s: check the source path in larder.yaml", path)
+		return nil, fmt.Errorf("no Parquet files match %s: %s", path, hint)
 	}
 	slices.Sort(files)
 	return slices.Compact(files), nil
@@ -186,7 +204,8 @@ func (ds *dataset) Close() error {
 }
 
 // bind checks the columns of every file against specs, before any data is
-// read. It returns the *ColumnError of every problem of the first file that
+// read. An optional column missing from a file is bound to nil in that
+// file. It returns the *ColumnError of every problem of the first file that
 // has any, joined.
 func (ds *dataset) bind(specs []columnSpec) error {
 	for _, f := range ds.files {
@@ -194,6 +213,12 @@ func (ds *dataset) bind(specs []columnSpec) error {
 		var errs []error
 		for i := range specs {
 			bc, err := bindColumn(f.path, f.pf.Root(), &specs[i])
+			if ce, ok := err.(*ColumnError); ok {
+				if specs[i].optional && ce.Found == "" {
+					continue
+				}
+				ce.Input = ds.input
+			}
 			if err != nil {
 				errs = append(errs, err)
 			}
