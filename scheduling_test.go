@@ -175,7 +175,9 @@ func TestValidateSchedulingAccepts(t *testing.T) {
 		{"most shards", func(p *larder.Project) { p.Views[0].Shards = 256 }},
 		{"shards on a view without a schedule", func(p *larder.Project) { p.Views[1].Shards = 8 }},
 		{"every two seconds", func(p *larder.Project) { p.Views[0].Schedule = "@every 2s" }},
-		{"zeros stand for the defaults", func(p *larder.Project) { p.Scheduler, p.Jobs = larder.Scheduler{}, larder.Jobs{Heartbeat: 3 * time.Second} }},
+		{"zeros stand for the defaults", func(p *larder.Project) {
+			p.Scheduler, p.Jobs = larder.Scheduler{}, larder.Jobs{Heartbeat: 3 * time.Second}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := validProject()
