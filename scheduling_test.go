@@ -123,16 +123,16 @@ func TestValidateScheduling(t *testing.T) {
 		{"too many shards", func(p *larder.Project) { p.Views[1].Shards = 257 }, []string{"views[1].shards"}, "must be 0 to 256, got 257"},
 		{"short lease", func(p *larder.Project) { p.Scheduler.Lease = 500 * time.Millisecond }, []string{"scheduler.lease"}, "must be at least 1s, got 500ms"},
 		{"negative lease", func(p *larder.Project) { p.Scheduler.Lease = -time.Second }, []string{"scheduler.lease"}, "must be positive, got -1s"},
-		{"negative shutdown grace", func(p *larder.Project) { p.Scheduler.ShutdownGrace = -time.Second }, []string{"scheduler.shutdown_grace"}, "must be positive"},
+		{"negative shutdown grace", func(p *larder.Project) { p.Scheduler.ShutdownGrace = -90 * time.Minute }, []string{"scheduler.shutdown_grace"}, "must be positive, got -1h30m"},
 		{"no attempts", func(p *larder.Project) { p.Jobs.MaxAttempts = -1 }, []string{"jobs.max_attempts"}, "must be 1 to 100, got -1"},
 		{"too many attempts", func(p *larder.Project) { p.Jobs.MaxAttempts = 101 }, []string{"jobs.max_attempts"}, "must be 1 to 100, got 101"},
 		{"negative backoff", func(p *larder.Project) { p.Jobs.Backoff = -time.Second }, []string{"jobs.backoff"}, "must be positive"},
 		{"max_backoff below backoff", func(p *larder.Project) { p.Jobs.Backoff = time.Hour }, []string{"jobs.max_backoff"},
-			"must be at least backoff (1h0m0s), got 10m0s"},
+			"must be at least backoff (1h), got 10m"},
 		{"negative heartbeat", func(p *larder.Project) { p.Jobs.Heartbeat = -time.Second }, []string{"jobs.heartbeat"}, "must be positive"},
 		{"lapse below three heartbeats", func(p *larder.Project) { p.Jobs.Heartbeat = 4 * time.Second }, []string{"jobs.lapse"},
 			"must be at least 3 heartbeats (3 × 4s = 12s), got 10s"},
-		{"negative retention", func(p *larder.Project) { p.Jobs.Retention = -time.Hour }, []string{"jobs.retention"}, "must be positive"},
+		{"negative retention", func(p *larder.Project) { p.Jobs.Retention = -7 * 24 * time.Hour }, []string{"jobs.retention"}, "must be positive, got -7d"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
