@@ -27,7 +27,38 @@ const (
 	DefaultBatchMaxDelay = 2 * time.Millisecond
 	DefaultBatchMaxRows  = 1024
 	DefaultBatchMaxQueue = 64
+
+	// The defaults of the scheduler settings.
+	DefaultLease         = 30 * time.Second
+	DefaultShutdownGrace = 5 * time.Minute
+	DefaultSweepInterval = time.Minute
+	// The defaults of the job queue settings.
+	DefaultJobAttempts   = 3
+	DefaultJobBackoff    = 10 * time.Second
+	DefaultJobMaxBackoff = 10 * time.Minute
+	DefaultJobHeartbeat  = 2 * time.Second
+	DefaultJobLapse      = 10 * time.Second
+	DefaultJobRetention  = 7 * 24 * time.Hour
 )
+
+// Limits of the scheduler, job and view settings.
+const (
+	// MinLease is the shortest run lease. A lease is renewed every third
+	// of its TTL; a shorter one would lapse on an ordinary stall of the
+	// process or of Redis.
+	MinLease = time.Second
+	// MaxJobAttempts bounds Jobs.MaxAttempts.
+	MaxJobAttempts = 100
+	// MaxShards bounds View.Shards.
+	MaxShards = 256
+	// LapseBeats is the fewest heartbeats a job's lapse spans: a worker
+	// may miss two beats in a row without losing its job.
+	LapseBeats = 3
+)
+
+// NoSweep, as Scheduler.SweepInterval, turns the periodic sweep off; it is
+// what larder.yaml's sweep_interval: 0s decodes to.
+const NoSweep time.Duration = -1
 
 // Project is one larder.yaml: everything larder serves and materializes.
 // Call Validate before use: it checks the definitions, resolves references
@@ -36,18 +67,26 @@ type Project struct {
 	Name string
 	// Dir is the folder relative paths (sources, models) are resolved against:
 	// the folder holding larder.yaml.
-	Dir      string
-	Redis    Redis
-	Server   Server
-	Entities []*Entity
-	Sources  []*Source
-	Views    []*View
-	Rankers  []*Ranker
+	Dir    string
+	Redis  Redis
+	Server Server
+	// TimeZone is the IANA name of the zone the views' schedules are read
+	// in, such as "Europe/Paris"; a view's own TimeZone overrides it. Empty
+	// means UTC.
+	TimeZone  string
+	Scheduler Scheduler
+	Jobs      Jobs
+	Entities  []*Entity
+	Sources   []*Source
+	Views     []*View
+	Rankers   []*Ranker
 
 	entities map[string]*Entity
 	sources  map[string]*Source
 	views    map[string]*View
 	rankers  map[string]*Ranker
+	// locations holds the zones Validate loaded, by name.
+	locations map[string]*time.Location
 }
 
 // Redis says how to reach the online store.
@@ -84,6 +123,52 @@ type Server struct {
 	// AdminService alone, away from Listen; empty means the AdminService is
 	// served on Listen with the FeatureService.
 	AdminListen string
+}
+
+// Scheduler holds the settings of scheduled runs: their leases, how they
+// end when their process stops, the sweep of old generations, and whether
+// runs go to workers. A zero field takes its default (DefaultLease,
+// DefaultShutdownGrace, DefaultSweepInterval) from Project.SetDefaults.
+type Scheduler struct {
+	// Lease is the TTL of a view's run lease, which its run renews every
+	// third of it; a run whose process dies holds the view for at most
+	// this long. At least MinLease.
+	Lease time.Duration
+	// ShutdownGrace is how long a running run may take to finish, once its
+	// process is asked to stop, before it is abandoned.
+	ShutdownGrace time.Duration
+	// SweepInterval is how often expired and abandoned generations are
+	// deleted. NoSweep (or any negative value) turns the sweep off.
+	SweepInterval time.Duration
+	// Workers, when set, makes schedulers queue each run as a job for
+	// `larder worker` processes instead of running it themselves.
+	Workers bool
+}
+
+// Sweeps reports whether generations are swept periodically, every
+// SweepInterval.
+func (s Scheduler) Sweeps() bool { return s.SweepInterval > 0 }
+
+// Jobs holds the settings of the job queue. A zero field takes its default
+// (DefaultJobAttempts, DefaultJobBackoff, DefaultJobMaxBackoff,
+// DefaultJobHeartbeat, DefaultJobLapse, DefaultJobRetention) from
+// Project.SetDefaults.
+type Jobs struct {
+	// MaxAttempts bounds the attempts of a job that sets none, the first
+	// included: 1 to MaxJobAttempts.
+	MaxAttempts int
+	// Backoff is the delay before a job's second attempt; it doubles with
+	// each failed attempt, up to MaxBackoff.
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// Heartbeat is how often a worker proves that it is alive.
+	Heartbeat time.Duration
+	// Lapse is how long a running job's worker may go without a beat
+	// before another worker takes the job over: at least LapseBeats
+	// heartbeats.
+	Lapse time.Duration
+	// Retention is how long finished jobs are kept.
+	Retention time.Duration
 }
 
 // Entity is a kind of thing with a key, such as a user keyed by user_id.
@@ -134,7 +219,14 @@ type View struct {
 	// means values never go stale.
 	MaxAge time.Duration
 	// Schedule is a cron spec for scheduled runs; empty means on demand only.
-	Schedule    string
+	Schedule string
+	// TimeZone is the IANA name of the zone Schedule is read in; empty
+	// means the project's (Project.Location).
+	TimeZone string
+	// Shards is the number of pieces a run of the view is split into on
+	// workers, each a job that writes the entities whose keys hash to it
+	// (see ShardOf); 0 and 1 both mean one piece. At most MaxShards.
+	Shards      int
 	Description string
 
 	// Aggregations define an aggregate view; Validate generates its Features

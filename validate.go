@@ -6,7 +6,9 @@ import (
 	"strings"
 )
 
-// SetDefaults fills the fields larder.yaml may leave out with their defaults.
+// SetDefaults fills the fields larder.yaml may leave out with their
+// defaults: every zero field that has one. A negative
+// Scheduler.SweepInterval (NoSweep) is kept: it turns the sweep off.
 func (p *Project) SetDefaults() {
 	if p.Server.Listen == "" {
 		p.Server.Listen = DefaultListen
@@ -22,6 +24,35 @@ func (p *Project) SetDefaults() {
 	}
 	if p.Redis.GracePeriod == 0 {
 		p.Redis.GracePeriod = DefaultGracePeriod
+	}
+	s := &p.Scheduler
+	if s.Lease == 0 {
+		s.Lease = DefaultLease
+	}
+	if s.ShutdownGrace == 0 {
+		s.ShutdownGrace = DefaultShutdownGrace
+	}
+	if s.SweepInterval == 0 {
+		s.SweepInterval = DefaultSweepInterval
+	}
+	j := &p.Jobs
+	if j.MaxAttempts == 0 {
+		j.MaxAttempts = DefaultJobAttempts
+	}
+	if j.Backoff == 0 {
+		j.Backoff = DefaultJobBackoff
+	}
+	if j.MaxBackoff == 0 {
+		j.MaxBackoff = DefaultJobMaxBackoff
+	}
+	if j.Heartbeat == 0 {
+		j.Heartbeat = DefaultJobHeartbeat
+	}
+	if j.Lapse == 0 {
+		j.Lapse = DefaultJobLapse
+	}
+	if j.Retention == 0 {
+		j.Retention = DefaultJobRetention
 	}
 	for _, v := range p.Views {
 		for i := range v.Features {
@@ -103,6 +134,7 @@ func (p *Project) Validate() error {
 	if p.Redis.MasterName != "" && len(p.Redis.Addrs) == 0 {
 		add("redis.master_name", "needs the Sentinel addresses in redis.addresses")
 	}
+	p.validateScheduling(add)
 
 	p.entities = make(map[string]*Entity, len(p.Entities))
 	for i, e := range p.Entities {
@@ -196,6 +228,7 @@ func (p *Project) Validate() error {
 		if v.MaxAge < 0 {
 			add(path+".max_age", "must not be negative")
 		}
+		p.validateViewSchedule(v, path, add)
 		p.validateKind(v, path, add)
 		if len(v.Features) == 0 && (v.Kind == KindLatest || v.Kind == KindPrediction) {
 			add(path+".features", "a view needs at least one feature")
