@@ -80,6 +80,10 @@ type JobSpec struct {
 	// Parent is the job that started this one, "" for none. A parent in
 	// state JobWaiting finishes when the last of its children does.
 	Parent string
+	// Key, when not empty, makes Submit idempotent: a job submitted with
+	// the key of a job the queue still holds is not queued again, and
+	// Submit returns that job.
+	Key string
 }
 
 // JobProgress is how far a job has come: Done of Total Units (rows,

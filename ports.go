@@ -170,8 +170,10 @@ type ShardedStore interface {
 	BeginSharded(ctx context.Context, v *View, opts BeginOptions, count int) (int64, error)
 	// AbortGeneration deletes generation gen of v, with the rows of every
 	// shard, unless it is live. It is how a sharded run that finally
-	// failed, or was cancelled, leaves nothing behind.
-	AbortGeneration(ctx context.Context, v *View, gen int64) error
+	// failed, or was cancelled, leaves nothing behind. deleted reports
+	// whether it found the generation being written (so that one of
+	// several callers records the run).
+	AbortGeneration(ctx context.Context, v *View, gen int64) (deleted bool, err error)
 }
 
 // KeyLister lists the entities stored in a view's live generation, which is

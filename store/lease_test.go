@@ -388,8 +388,11 @@ func TestShardedGeneration(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeShard(1, 30).Kill()
-		if err := s.AbortGeneration(ctx, wide, gen2); err != nil {
-			t.Fatal(err)
+		if deleted, err := s.AbortGeneration(ctx, wide, gen2); err != nil || !deleted {
+			t.Fatalf("AbortGeneration = %v, %v", deleted, err)
+		}
+		if deleted, err := s.AbortGeneration(ctx, wide, gen2); err != nil || deleted {
+			t.Fatalf("second AbortGeneration = %v, %v, want nothing deleted", deleted, err)
 		}
 		if got := client.DBSize(ctx).Val(); got != before {
 			t.Fatalf("DBSIZE after AbortGeneration = %d, want %d; keys: %v", got, before, keysOf(t, client, "*"))

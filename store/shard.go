@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -177,29 +176,43 @@ func (w *Writer) publishShard(ctx context.Context) (larder.Generation, error) {
 	return w.flip(ctx, rows)
 }
 
+// abortScript marks generation ARGV[1] (metadata KEYS[1]) aborted when it
+// is being written and is not live (KEYS[2]), so that one of several
+// callers deletes it and records its run. It returns 1 when it marked it.
+var abortScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  return 0
+end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'writing' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'abandoned')
+return 1
+`)
+
 // AbortGeneration deletes generation gen of v with the rows of all its
-// shards, unless it is live (then it does nothing). It returns
-// larder.ErrUnavailable or ctx.Err() when Redis cannot be reached; a
-// generation already gone is not an error.
-func (s *Store) AbortGeneration(ctx context.Context, v *larder.View, gen int64) error {
-	pipe := s.client.Pipeline()
-	live := pipe.Get(ctx, s.k.live(v.Name))
-	meta := pipe.HGetAll(ctx, s.k.meta(v.Name, gen))
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return redisErr(ctx, "abort "+v.Name, err)
+// shards, unless it is live (then it does nothing). deleted reports
+// whether this call found it being written: of several concurrent calls,
+// one. It returns larder.ErrUnavailable or ctx.Err() when Redis cannot be
+// reached; a generation already gone is not an error.
+func (s *Store) AbortGeneration(ctx context.Context, v *larder.View, gen int64) (bool, error) {
+	won, err := abortScript.Run(ctx, s.client, []string{s.k.meta(v.Name, gen), s.k.live(v.Name)}, gen).Int64()
+	if err != nil {
+		return false, redisErr(ctx, "abort "+v.Name, err)
 	}
-	if id, _ := live.Int64(); id == gen {
-		s.log.Warn("abort of a generation that is live: kept", "view", v.Name, "generation", gen)
-		return nil
+	h, err := s.client.HGetAll(ctx, s.k.meta(v.Name, gen)).Result()
+	if err != nil {
+		return false, redisErr(ctx, "abort "+v.Name, err)
 	}
-	m, ok, err := parseMeta(meta.Val())
-	if err != nil || !ok {
-		// Gone already, or unreadable: remove what the name tells.
-		return s.deleteGeneration(ctx, v.Name, gen, max(m.buckets, 0))
+	m, ok, err := parseMeta(h)
+	if err != nil || !ok || (m.state != stateAbandoned && m.state != stateWriting) {
+		// Gone already, live, or retired: nothing of a run to delete.
+		return false, nil
 	}
 	if err := s.deleteGeneration(ctx, v.Name, gen, m.buckets); err != nil {
-		return err
+		return false, err
 	}
 	s.log.Info("generation aborted", "view", v.Name, "generation", gen, "shards", m.shards)
-	return nil
+	return won == 1, nil
 }
