@@ -196,7 +196,7 @@ func TestDependencyDirection(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	const mod = "github.com/larder-dev/larder/"
-	adapters := []string{"config", "store", "materializer", "models", "server", "demo"}
+	adapters := []string{"config", "store", "materializer", "models", "server", "demo", "queue"}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
 		pkg, imports := fields[0], fields[1:]
