@@ -52,6 +52,7 @@ func decodeJob(h map[string]string, children []string) (larder.Job, error) {
 			Kind:        larder.JobKind(h["kind"]),
 			Description: h["description"],
 			Parent:      h["parent"],
+			Key:         h["key"],
 		},
 		State:     larder.JobState(h["state"]),
 		Worker:    h["worker"],

@@ -243,7 +243,7 @@ func (q *Queue) Submit(ctx context.Context, spec larder.JobSpec) (larder.Job, er
 		if err != nil {
 			return larder.Job{}, err
 		}
-		res, err := q.run(ctx, scriptSubmit, id, string(spec.Kind), string(spec.Args), spec.Description, maxAttempts, spec.Parent)
+		res, err := q.run(ctx, scriptSubmit, id, string(spec.Kind), string(spec.Args), spec.Description, maxAttempts, spec.Parent, spec.Key)
 		if err != nil {
 			return larder.Job{}, redisErr(ctx, "submit a "+string(spec.Kind)+" job", err)
 		}

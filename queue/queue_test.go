@@ -180,3 +180,24 @@ func TestRetention(t *testing.T) {
 		t.Errorf("%d finished jobs remain listed", n)
 	}
 }
+
+// TestSubmitKey checks that a second Submit with the key of a job the queue
+// holds returns that job and queues nothing.
+func TestSubmitKey(t *testing.T) {
+	t.Parallel()
+	q, _ := newQueue(t, queue.Options{})
+	ctx := context.Background()
+	first := submit(t, q, larder.JobSpec{Kind: "a", Key: "v/7/then"})
+	again := submit(t, q, larder.JobSpec{Kind: "a", Key: "v/7/then", Description: "a second try"})
+	if again.ID != first.ID || again.Key != "v/7/then" || again.Description != "" {
+		t.Errorf("second submit = %+v, want the first job %+v", again, first)
+	}
+	other := submit(t, q, larder.JobSpec{Kind: "a", Key: "v/8/then"})
+	if other.ID == first.ID {
+		t.Error("two keys gave one job")
+	}
+	jobs, err := q.Jobs(ctx, larder.JobFilter{})
+	if err != nil || len(jobs) != 2 {
+		t.Errorf("jobs = %d, %v; want 2", len(jobs), err)
+	}
+}

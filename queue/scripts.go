@@ -27,6 +27,7 @@ const prelude = `
 local P, NOW, NOWMS = ARGV[1], ARGV[2], ARGV[3]
 local STREAM, GROUP = P .. 'stream', 'workers'
 local DELAYED, INDEX, FINISHED = P .. 'delayed', P .. 'index', P .. 'finished'
+local KEYS_ = P .. 'keys'
 local CHANNEL = P .. 'cancel'
 local function jkey(id) return P .. 'job:' .. id end
 local function ckey(id) return P .. 'children:' .. id end
@@ -158,12 +159,17 @@ end
 
 func script(body string) *redis.Script { return redis.NewScript(prelude + body) }
 
-// scriptSubmit creates a job. ARGV[4..9]: id kind args description
-// max_attempts parent. Status ok (with the record), exists (the id is
-// taken), noparent, or parentdone (with the parent's state).
+// scriptSubmit creates a job. ARGV[4..10]: id kind args description
+// max_attempts parent key. Status ok (with the record; of the job already
+// submitted with the key, if any), exists (the id is taken), noparent, or
+// parentdone (with the parent's state).
 var scriptSubmit = script(`
-local id, parent = ARGV[4], ARGV[9]
+local id, parent, key = ARGV[4], ARGV[9], ARGV[10]
 local k = jkey(id)
+if key ~= '' then
+  local prior = redis.call('HGET', KEYS_, key)
+  if prior and redis.call('EXISTS', jkey(prior)) == 1 then return {'ok', events, record(prior)} end
+end
 if redis.call('EXISTS', k) == 1 then return {'exists', events} end
 if parent ~= '' then
   local pk = jkey(parent)
@@ -176,6 +182,10 @@ if parent ~= '' then
 end
 redis.call('HSET', k, 'id', id, 'kind', ARGV[5], 'args', ARGV[6], 'description', ARGV[7],
   'max_attempts', ARGV[8], 'parent', parent, 'state', 'queued', 'attempts', 0, 'created_at', NOW)
+if key ~= '' then
+  redis.call('HSET', k, 'key', key)
+  redis.call('HSET', KEYS_, key, id)
+end
 redis.call('ZADD', INDEX, NOWMS, id)
 enqueue(id)
 emit(id, 'submitted')
@@ -430,8 +440,9 @@ if excess > 0 and #ids < limit then
 end
 for _, id in ipairs(ids) do
   local k = jkey(id)
-  local entry = redis.call('HGET', k, 'entry')
+  local entry, key = unpack(redis.call('HMGET', k, 'entry', 'key'))
   if entry then drop(false, entry) end
+  if key and redis.call('HGET', KEYS_, key) == id then redis.call('HDEL', KEYS_, key) end
   redis.call('DEL', k, ckey(id))
   redis.call('ZREM', FINISHED, id)
   redis.call('ZREM', INDEX, id)
