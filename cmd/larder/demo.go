@@ -104,7 +104,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	defer b.Close()
-	if _, err := a.materialize(ctx, p, b, p.Views); err != nil {
+	if _, err := a.materialize(ctx, p, b, p.Views, larder.TriggerStartup); err != nil {
 		return err
 	}
 

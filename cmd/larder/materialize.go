@@ -16,13 +16,31 @@ import (
 )
 
 func (a *app) materializeCommand() *cobra.Command {
-	incremental := false
+	var (
+		incremental bool
+		asOfText    string
+		async       bool
+		wait        bool
+	)
 	cmd := &cobra.Command{
 		Use:   "materialize [VIEW...]",
 		Short: "Compute views from their sources and publish new generations",
 		Long: `materialize computes each named view (every view when none is named) from its
-Parquet source as of now, writes it as a new generation and publishes it
-atomically. A run that fails leaves the live generation serving.
+Parquet source and publishes it as a new generation, atomically. A run that
+fails leaves the live generation serving. Views that read other views (a
+prediction view, a candidates view with from_view) run after them.
+
+Every view of one call is computed as of one instant: --as-of, or now. Rows
+with a later event time are left out and windows end at it, so a run as of a
+past instant gives what a run at that instant would have given from the same
+files (a backfill), and two runs with the same --as-of over the same files
+write the same values. Each view runs under its run lease: while another run
+of a view is in progress (a schedule's, a worker's), materialize refuses to
+run it.
+
+With --async, the views are submitted as a job for ` + "`larder worker`" + ` instead, and
+the job's id is printed (see ` + "`larder jobs ID`" + `); --wait then follows the job to its
+end. A view with shards runs as that many jobs on the workers.
 
 With --incremental, it brings the live generation of each named latest view
 (every latest view when none is named) up to date instead: it reads only the
@@ -33,6 +51,8 @@ forward when the run succeeds. A full run must come first; rows that arrive
 late, with event times before the watermark, wait for the next full run.`,
 		Example: `  larder materialize
   larder materialize user_profile item_profile
+  larder materialize --as-of 2026-11-30T00:00:00Z user_activity
+  larder materialize --async --wait user_profile
   larder materialize --incremental user_profile`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -40,20 +60,35 @@ late, with event times before the watermark, wait for the next full run.`,
 			if err != nil {
 				return err
 			}
+			asOf, err := parseAsOf(asOfText, a.now())
+			if err != nil {
+				return err
+			}
 			var views []*larder.View
-			if incremental {
+			switch {
+			case incremental && (async || !asOf.IsZero()):
+				return fmt.Errorf("--incremental brings the live generation up to date now: it takes neither --as-of nor --async")
+			case incremental:
 				views, err = selectLatestViews(p, args)
-			} else {
+			default:
 				views, err = selectViews(p, args)
 			}
 			if err != nil {
 				return err
 			}
-			if incremental {
-				if err := needsRedis(p, "larder materialize --incremental"); err != nil {
+			if wait && !async {
+				return fmt.Errorf("--wait follows a job: use it with --async")
+			}
+			switch {
+			case incremental || async:
+				what := "larder materialize --incremental"
+				if async {
+					what = "larder materialize --async"
+				}
+				if err := needsRedis(p, what); err != nil {
 					return err
 				}
-			} else if p.Redis.Embedded() {
+			case p.Redis.Embedded():
 				fmt.Fprintln(a.stderr, "note: the project uses the embedded store, which ends with this process; set redis.addresses or pass --redis to keep the result")
 			}
 			b, err := a.openStore(ctx, p)
@@ -61,13 +96,36 @@ late, with event times before the watermark, wait for the next full run.`,
 				return err
 			}
 			defer b.Close()
-			_, err = a.runViews(ctx, p, b, views, incremental)
+			if async {
+				return a.submitMaterialize(ctx, p, b, views, asOf, wait)
+			}
+			_, err = a.runViews(ctx, p, b, runRequest{views: views, asOf: asOf, incremental: incremental, trigger: larder.TriggerManual})
 			return err
 		},
 	}
 	cmd.Flags().BoolVar(&incremental, "incremental", false,
 		"bring the live generations of latest views up to date with the source rows newer than their watermark, instead of computing new ones")
+	cmd.Flags().StringVar(&asOfText, "as-of", "", "compute every view as of this instant, RFC 3339 such as 2026-11-30T00:00:00Z (default: now)")
+	cmd.Flags().BoolVar(&async, "async", false, "submit the run as a job for `larder worker` and print its id, instead of running it here")
+	cmd.Flags().BoolVar(&wait, "wait", false, "with --async, follow the job until it ends, and fail when it fails")
 	return cmd
+}
+
+// parseAsOf parses an --as-of flag: RFC 3339, with or without fractional
+// seconds; "" gives the zero time (now, at run time). An instant more than a
+// minute after now is refused: no source row can be newer than now.
+func parseAsOf(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--as-of %q: want an RFC 3339 instant such as 2026-11-30T00:00:00Z or 2026-11-30T01:00:00+01:00", s)
+	}
+	if t.After(now.Add(time.Minute)) {
+		return time.Time{}, fmt.Errorf("--as-of %s is in the future (now is %s): a run computes views as of now or an instant before", s, now.UTC().Format(time.RFC3339))
+	}
+	return t.UTC(), nil
 }
 
 // selectViews returns the named views, or all of them when names is empty.
@@ -120,60 +178,39 @@ func selectLatestViews(p *larder.Project, names []string) ([]*larder.View, error
 	return views, nil
 }
 
-// materialize runs full materializations of the views (see runViews).
-func (a *app) materialize(ctx context.Context, p *larder.Project, b *backend, views []*larder.View) ([]materializer.Report, error) {
-	return a.runViews(ctx, p, b, views, false)
+// runRequest is a request to run views from the command line.
+type runRequest struct {
+	views       []*larder.View
+	asOf        time.Time
+	incremental bool
+	trigger     larder.Trigger
 }
 
-// runViews runs the views one after the other, fully or incrementally,
-// drawing progress and printing a summary of each, and records each run,
-// successful or not, for `larder runs`. It stops at the first failure: the
-// failed view keeps its live generation (and, for an incremental run, its
-// watermark).
-func (a *app) runViews(ctx context.Context, p *larder.Project, b *backend, views []*larder.View, incremental bool) ([]materializer.Report, error) {
-	var runLog larder.RunLog = b.store
-	run := (*materializer.Materializer).Run
-	if incremental {
-		runLog = incrementalRuns{b.store}
-		run = (*materializer.Materializer).RunIncremental
-	}
-	var reports []materializer.Report
-	loader := &lazyModels{ctx: ctx, a: a}
-	defer loader.close()
-	// Views that read other views run after them.
-	for _, v := range larder.Order(views) {
-		prog := newProgress(a.stderr, v.Name)
-		m := materializer.New(p, b.store, materializer.Options{
-			Logger: a.logger, Now: a.now, Progress: prog.update,
-			Models: loader.load, Reader: b.store,
-		})
-		started := a.now()
-		rep, err := run(m, ctx, v.Name)
-		prog.done()
-		a.recordRun(ctx, runLog, v, started, rep, err)
-		if err != nil {
-			// The materializer's errors begin with "materialize VIEW:".
-			if incremental {
-				return reports, fmt.Errorf("%w (the live generation, if any, still serves, and its watermark is unchanged)", err)
-			}
-			return reports, fmt.Errorf("%w (the live generation, if any, still serves)", err)
+// materialize runs full materializations of the views as of now, for a
+// command that fills a store (see runViews).
+func (a *app) materialize(ctx context.Context, p *larder.Project, b *backend, views []*larder.View, trigger larder.Trigger) ([]materializer.Report, error) {
+	return a.runViews(ctx, p, b, runRequest{views: views, trigger: trigger})
+}
+
+// runViews runs the views one after the other at one as-of, fully or
+// incrementally, each under its run lease, drawing progress and printing a
+// summary of each, and records each run, successful or not, for `larder
+// runs`. It stops at the first failure: the failed view keeps its live
+// generation (and, for an incremental run, its watermark).
+func (a *app) runViews(ctx context.Context, p *larder.Project, b *backend, req runRequest) ([]materializer.Report, error) {
+	runner, release := a.newRunner(ctx, p, b, runnerOptions{bars: true})
+	defer release()
+	reports, err := runner.Run(ctx, materializer.RunRequest{
+		Views: req.views, AsOf: req.asOf, Trigger: req.trigger, Incremental: req.incremental,
+	})
+	if err != nil {
+		// The materializer's errors begin with "materialize VIEW:".
+		if req.incremental {
+			return reports, fmt.Errorf("%w (the live generation, if any, still serves, and its watermark is unchanged)", err)
 		}
-		if incremental {
-			printIncrementalReport(a.stdout, rep)
-		} else {
-			printReport(a.stdout, rep)
-		}
-		reports = append(reports, rep)
+		return reports, fmt.Errorf("%w (the live generation, if any, still serves)", err)
 	}
 	return reports, nil
-}
-
-// incrementalRuns records runs as incremental ones.
-type incrementalRuns struct{ larder.RunLog }
-
-func (l incrementalRuns) RecordRun(ctx context.Context, r larder.Run) error {
-	r.Incremental = true
-	return l.RunLog.RecordRun(ctx, r)
 }
 
 func printReport(w io.Writer, r materializer.Report) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/larder-dev/larder"
-	"github.com/larder-dev/larder/materializer"
 )
 
 // defaultRunsLimit is how many runs `larder runs` shows without --limit.
@@ -22,10 +20,6 @@ const defaultRunsLimit = 20
 // resultWidth is the number of characters of an error the RESULT column
 // shows without --full.
 const resultWidth = 80
-
-// recordTimeout bounds the recording of a run, which happens even when the
-// run's context has ended (an interrupted run is recorded too).
-const recordTimeout = 5 * time.Second
 
 func (a *app) runsCommand() *cobra.Command {
 	limit := defaultRunsLimit
@@ -100,38 +94,6 @@ of each view are kept.`,
 	cmd.Flags().IntVar(&limit, "limit", limit, "show at most this many runs, newest first (0: every run kept)")
 	cmd.Flags().BoolVar(&full, "full", false, "print errors whole instead of shortened")
 	return cmd
-}
-
-// recordRun records the outcome of one run of v, which started at started
-// and ended with rep and runErr, in the store's run log. A failure to record
-// is logged, never returned: it must not fail the run.
-func (a *app) recordRun(ctx context.Context, log larder.RunLog, v *larder.View, started time.Time, rep materializer.Report, runErr error) {
-	r := larder.Run{
-		View:            v.Name,
-		Kind:            v.Kind,
-		Generation:      rep.Generation,
-		StartedAt:       started,
-		Duration:        rep.Duration,
-		RowsRead:        rep.RowsRead,
-		EntitiesWritten: rep.EntitiesWritten,
-		Skipped:         rep.Skipped,
-		PeakRSS:         peakRSS(),
-	}
-	if !rep.RunTime.IsZero() {
-		r.StartedAt = rep.RunTime
-	}
-	if r.Duration <= 0 {
-		// A failed run's report has no duration.
-		r.Duration = max(0, a.now().Sub(r.StartedAt))
-	}
-	if runErr != nil {
-		r.Err = runErr.Error()
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
-	if err := log.RecordRun(ctx, r); err != nil {
-		a.logger.Warn("could not record the run; `larder runs` will not show it", "view", v.Name, "err", err)
-	}
 }
 
 // peakRSS returns the peak resident memory of the process so far, in bytes,

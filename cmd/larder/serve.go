@@ -75,7 +75,7 @@ at start-up, since the embedded store starts empty.`,
 			defer b.Close()
 			if b.embedded != nil {
 				fmt.Fprintf(a.stderr, "embedded Redis at %s: materializing every view first\n", b.embedded.Addr())
-				if _, err := a.materialize(ctx, p, b, p.Views); err != nil {
+				if _, err := a.materialize(ctx, p, b, p.Views, larder.TriggerStartup); err != nil {
 					return err
 				}
 			}
