@@ -760,7 +760,7 @@ func TestDocumentedExample(t *testing.T) {
 // FuzzParse checks that no input makes Parse panic, and that every failure
 // is a *config.Error (Parse reads no files).
 func FuzzParse(f *testing.F) {
-	for _, seed := range []string{base, full, kinds, "", "- a", "a: &x {<<: *x}", "project: !!str 5\nx: *y\n", "\tproject: x"} {
+	for _, seed := range []string{base, full, kinds, scheduled, "", "- a", "a: &x {<<: *x}", "project: !!str 5\nx: *y\n", "\tproject: x"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, src string) {
