@@ -143,7 +143,7 @@ func loadZone(name string) (*time.Location, string) {
 		return loc, ""
 	}
 	if _, err := time.LoadLocation("Europe/Paris"); err != nil {
-		return nil, fmt.Sprintf("cannot load time zone %q: this machine has no time zone database; install one (the tzdata package), or build larder with -tags timetzdata", name)
+		return nil, fmt.Sprintf("cannot load time zone %q: no time zone database was found; install one (the tzdata package), or import time/tzdata in the program", name)
 	}
 	msg := fmt.Sprintf("unknown time zone %q", name)
 	if hint := zoneHint(name); hint != "" && hint != name {

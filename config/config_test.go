@@ -734,33 +734,61 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-// TestDocumentedExample keeps the complete example of docs/configuration.md valid.
+// TestDocumentedExample keeps the examples of docs/configuration.md that
+// are whole files (its yaml blocks) valid: the complete example first.
 func TestDocumentedExample(t *testing.T) {
 	doc, err := os.ReadFile("../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
-	example, _, ok2 := strings.Cut(rest, "```")
-	if !ok || !ok2 {
-		t.Fatal("docs/configuration.md has no yaml example")
+	var examples []string
+	for rest := string(doc); ; {
+		var ok bool
+		if _, rest, ok = strings.Cut(rest, "```yaml\n"); !ok {
+			break
+		}
+		var example string
+		if example, rest, ok = strings.Cut(rest, "```"); !ok {
+			t.Fatal("docs/configuration.md has a yaml example that does not end")
+		}
+		examples = append(examples, example)
+	}
+	if len(examples) < 2 {
+		t.Fatalf("docs/configuration.md has %d yaml examples, want the complete one and the scheduled one", len(examples))
 	}
 	l := config.Loader{LookupEnv: env(map[string]string{"LARDER_REDIS_PASSWORD": "x"})}
-	p, err := l.Parse("larder.yaml", []byte(example))
-	if err != nil {
-		t.Fatalf("the documented example does not load:\n%v", err)
-	}
-	// The page says which features this view generates.
-	if v := p.View("user_orders"); v == nil || len(v.Features) != 14 || v.Features[0].Name != "spend_count_1d" ||
-		v.Features[3].Name != "spend_sum_1d" || v.Features[13].Name != "items_last_7d" {
-		t.Errorf("user_orders features = %v, not as documented", v)
+	for i, example := range examples {
+		p, err := l.Parse("larder.yaml", []byte(example))
+		if err != nil {
+			t.Errorf("yaml example %d does not load:\n%v", i+1, err)
+			continue
+		}
+		if i == 1 {
+			// The page says that the scheduled example writes the defaults
+			// out, but for workers.
+			wantScheduler := larder.Scheduler{Lease: larder.DefaultLease, ShutdownGrace: larder.DefaultShutdownGrace,
+				SweepInterval: larder.DefaultSweepInterval, Workers: true}
+			wantJobs := larder.Jobs{MaxAttempts: larder.DefaultJobAttempts, Backoff: larder.DefaultJobBackoff, MaxBackoff: larder.DefaultJobMaxBackoff,
+				Heartbeat: larder.DefaultJobHeartbeat, Lapse: larder.DefaultJobLapse, Retention: larder.DefaultJobRetention}
+			if p.Scheduler != wantScheduler || p.Jobs != wantJobs {
+				t.Errorf("the scheduled example sets scheduler %+v and jobs %+v; the page says they are the defaults, but for workers", p.Scheduler, p.Jobs)
+			}
+		}
+		if i > 0 {
+			continue
+		}
+		// The page says which features this view generates.
+		if v := p.View("user_orders"); v == nil || len(v.Features) != 14 || v.Features[0].Name != "spend_count_1d" ||
+			v.Features[3].Name != "spend_sum_1d" || v.Features[13].Name != "items_last_7d" {
+			t.Errorf("user_orders features = %v, not as documented", v)
+		}
 	}
 }
 
 // FuzzParse checks that no input makes Parse panic, and that every failure
 // is a *config.Error (Parse reads no files).
 func FuzzParse(f *testing.F) {
-	for _, seed := range []string{base, full, kinds, "", "- a", "a: &x {<<: *x}", "project: !!str 5\nx: *y\n", "\tproject: x"} {
+	for _, seed := range []string{base, full, kinds, scheduled, "", "- a", "a: &x {<<: *x}", "project: !!str 5\nx: *y\n", "\tproject: x"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, src string) {

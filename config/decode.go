@@ -153,7 +153,7 @@ func tabIndents(data []byte) [][2]int {
 // project decodes the top level of the file.
 func (d *decoder) project(root node) *larder.Project {
 	p := &larder.Project{}
-	for _, f := range d.fields(root, "project", "redis", "server", "entities", "sources", "views", "rankers") {
+	for _, f := range d.fields(root, "project", "redis", "server", "timezone", "scheduler", "jobs", "entities", "sources", "views", "rankers") {
 		switch f.key {
 		case "project":
 			p.Name = d.str(f)
@@ -161,6 +161,12 @@ func (d *decoder) project(root node) *larder.Project {
 			d.redis(f, &p.Redis)
 		case "server":
 			d.server(f, &p.Server)
+		case "timezone":
+			p.TimeZone = d.str(f)
+		case "scheduler":
+			d.scheduler(f, &p.Scheduler)
+		case "jobs":
+			d.jobs(f, &p.Jobs)
 		case "entities":
 			for _, it := range d.list(f, "entities") {
 				p.Entities = append(p.Entities, d.entity(it))
@@ -815,7 +821,8 @@ func (d *decoder) add(site ast.Node, field, msg string) {
 // input naming a feature of a view whose features could not all be
 // generated is not reported: the view's own problem is; nor are the
 // features an aggregation generates twice because it repeats a window or a
-// function.
+// function, nor a comparison of two settings one of which could not be
+// decoded (see comparesBad).
 func (d *decoder) fieldError(p *larder.Project, fe *larder.FieldError) {
 	path := fe.Path
 	if from, ok := generatedFrom(p, path); ok {
@@ -824,7 +831,7 @@ func (d *decoder) fieldError(p *larder.Project, fe *larder.FieldError) {
 		}
 		path = from
 	}
-	if d.isBad(path) || d.followsSpoiled(p, path) || repeatsItself(p, path) {
+	if d.isBad(path) || d.comparesBad(path) || d.followsSpoiled(p, path) || repeatsItself(p, path) {
 		return
 	}
 	d.reported[path] = true

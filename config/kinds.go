@@ -17,7 +17,7 @@ import (
 
 // viewShared are the fields of every kind of view but prediction, which has
 // no source.
-var viewShared = []string{"name", "kind", "entity", "source", "description", "max_age", "schedule"}
+var viewShared = []string{"name", "kind", "entity", "source", "description", "max_age", "schedule", "timezone", "shards"}
 
 // viewFields returns the fields a view of kind takes, in the order the
 // documentation gives them; for a kind that is missing or unknown, the
@@ -29,7 +29,7 @@ func viewFields(kind larder.ViewKind) []string {
 	case larder.KindAggregate:
 		return append(slices.Clone(viewShared), "aggregations")
 	case larder.KindPrediction:
-		return []string{"name", "kind", "entity", "description", "max_age", "schedule",
+		return []string{"name", "kind", "entity", "description", "max_age", "schedule", "timezone", "shards",
 			"model", "model_input", "model_output", "inputs", "entities_from", "batch_size", "features"}
 	case larder.KindCandidates:
 		return append(slices.Clone(viewShared), "candidates")
@@ -157,6 +157,10 @@ func (d *decoder) view(n node) *larder.View {
 			v.MaxAge = d.duration(f)
 		case "schedule":
 			v.Schedule = d.schedule(f)
+		case "timezone":
+			v.TimeZone = d.str(f)
+		case "shards":
+			v.Shards = d.integer(f)
 		case "features":
 			for _, it := range d.list(f, "features") {
 				v.Features = append(v.Features, d.feature(it))

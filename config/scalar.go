@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/larder-dev/larder"
 )
 
 // day is the unit larder.yaml adds to Go's durations.
@@ -72,8 +74,14 @@ func digits(s string) bool {
 
 // checkSchedule returns an error when spec is not a cron schedule that the
 // scheduler accepts: five fields, or a descriptor such as @hourly or @every 1h.
+// A time zone that starts spec (CRON_TZ=Europe/Paris) is left for
+// Project.Validate to refuse, with its own message; the rest is checked.
 func checkSchedule(spec string) error {
-	if _, err := cron.ParseStandard(spec); err != nil {
+	fields := spec
+	if _, rest, ok := larder.SplitScheduleZone(spec); ok {
+		fields = rest
+	}
+	if _, err := cron.ParseStandard(fields); err != nil {
 		return fmt.Errorf("invalid schedule %q: %w; write five fields (minute hour day-of-month month day-of-week) such as \"0 * * * *\", or a descriptor such as @hourly", spec, err)
 	}
 	return nil
@@ -120,4 +128,20 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// durationText writes d the way larder.yaml does, for messages: 7d, 36h,
+// 5m, 1h30m, 500ms.
+func durationText(d time.Duration) string {
+	if d != 0 && d%day == 0 {
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

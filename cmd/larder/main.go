@@ -21,6 +21,9 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	// The zones of larder.yaml's timezone fields load the same on every
+	// machine, with or without a system time zone database.
+	_ "time/tzdata"
 
 	"github.com/redis/go-redis/v9"
 )
