@@ -9,8 +9,9 @@
 // lease to be released or to lapse, for at most half the schedule's period
 // and the lease's time to live; if the run still goes on, the tick is
 // recorded as skipped. When a scheduler starts, it catches up the latest
-// tick of each view that no scheduler claimed (it was down), once, however
-// many were missed.
+// tick of each view that no scheduler claimed (they were all down), once,
+// however many were missed, unless the view's live generation is as of
+// that tick or later already.
 package scheduler
 
 import (
@@ -70,6 +71,11 @@ type Options struct {
 	// Claimed is called for every tick this scheduler claims, with the
 	// outcome of the claim and the delay from the tick's instant to it.
 	Claimed func(v *larder.View, outcome larder.TickOutcome, delay time.Duration)
+	// LiveAsOf, when set, returns the as-of of a view's live generation
+	// (zero when none): a missed tick is not caught up when the live
+	// generation is as of it or later already (a run by hand, or at
+	// start-up, covered it).
+	LiveAsOf func(ctx context.Context, v *larder.View) (time.Time, error)
 }
 
 // Scheduler runs the schedules of a project's views.
@@ -207,7 +213,7 @@ func (s *Scheduler) loop(ctx context.Context, v *larder.View) {
 		switch {
 		case err != nil:
 			s.log.Warn("reading the schedule state failed; no tick is caught up", "view", v.Name, "err", err)
-		case st.LastTick.Before(prev):
+		case st.LastTick.Before(prev) && !s.coveredBy(ctx, v, prev):
 			s.fire(ctx, v, sched, prev, larder.TriggerCatchUp)
 		}
 		last = prev
@@ -289,6 +295,19 @@ func (s *Scheduler) fire(ctx context.Context, v *larder.View, sched Schedule, at
 		s.start(ctx, tick)
 		return
 	}
+}
+
+// coveredBy reports whether v's live generation is as of tick or later.
+func (s *Scheduler) coveredBy(ctx context.Context, v *larder.View, tick time.Time) bool {
+	if s.opts.LiveAsOf == nil {
+		return false
+	}
+	asOf, err := s.opts.LiveAsOf(ctx, v)
+	if err != nil {
+		s.log.Warn("reading the live generation failed; catching the missed tick up", "view", v.Name, "err", err)
+		return false
+	}
+	return !asOf.IsZero() && !asOf.Before(tick)
 }
 
 // start runs or queues a claimed tick.

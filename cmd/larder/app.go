@@ -105,6 +105,8 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 		a.keysCommand(),
 		a.runsCommand(),
 		a.jobsCommand(),
+		a.scheduleCommand(),
+		a.workerCommand(),
 		a.benchCommand(),
 	)
 	return root

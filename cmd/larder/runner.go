@@ -17,6 +17,9 @@ type runnerOptions struct {
 	// bars draws a progress bar (or progress lines) per run and prints
 	// each run's summary, for commands an operator watches.
 	bars bool
+	// summaries prints a line per run that ended, for long-running
+	// commands (a scheduler, a worker).
+	summaries bool
 	// done, when set, is called after every run (metrics).
 	done func(larder.Run, materializer.Report)
 }
@@ -36,8 +39,11 @@ func (a *app) newRunner(ctx context.Context, p *larder.Project, b *backend, ro r
 		}
 	}
 	opts.Done = func(r larder.Run, rep materializer.Report) {
-		if ro.bars {
+		switch {
+		case ro.bars:
 			a.printRun(r, rep)
+		case ro.summaries:
+			a.printRunLine(r)
 		}
 		if ro.done != nil {
 			ro.done(r, rep)
@@ -58,6 +64,24 @@ func (a *app) printRun(r larder.Run, rep materializer.Report) {
 		}
 	case larder.RunSkipped:
 		fmt.Fprintf(a.stdout, "%s: skipped: %s\n", r.View, runResult(r, 0))
+	}
+}
+
+// printRunLine prints one line for a run that ended, with its trigger, as
+// long-running commands log them.
+func (a *app) printRunLine(r larder.Run) {
+	at := r.AsOf.UTC().Format(time.RFC3339)
+	how := string(r.Trigger)
+	if r.Job != "" {
+		how += ", job " + r.Job
+	}
+	switch r.Result() {
+	case larder.RunOK:
+		fmt.Fprintf(a.stdout, "%s %s: generation %d published as of %s (%s): %d rows read, %d entities written, %s\n",
+			a.now().UTC().Format(time.RFC3339), r.View, r.Generation, at, how, r.RowsRead, r.EntitiesWritten, formatDuration(r.Duration))
+	default:
+		fmt.Fprintf(a.stdout, "%s %s: %s as of %s (%s): %s\n",
+			a.now().UTC().Format(time.RFC3339), r.View, r.Result(), at, how, runResult(r, 0))
 	}
 }
 

@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/larder-dev/larder"
@@ -29,6 +26,8 @@ func (a *app) serveCommand() *cobra.Command {
 		adminListen   string
 		drain         time.Duration
 		watch         bool
+		schedule      bool
+		workerCount   int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -51,7 +50,16 @@ serving. With --metrics-listen (or server.metrics_listen), Prometheus metrics
 are served at http://ADDR/metrics.
 
 With the embedded store (no redis.addresses), serve materializes every view
-at start-up, since the embedded store starts empty.`,
+at start-up, since the embedded store starts empty.
+
+With --schedule, serve also runs the views' cron schedules, as
+` + "`larder schedule`" + ` does, in this process: for one machine, or the embedded store. With
+--workers N, it also processes N jobs at a time from the job queue, as
+` + "`larder worker`" + ` does. The AdminService's JobService (submit, get, list and cancel
+jobs) is served whenever jobs can run: with a Redis server (workers may run
+elsewhere) or with --workers. Every server deletes, every
+scheduler.sweep_interval, the generations whose grace period has ended and
+those abandoned by killed runs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -67,6 +75,9 @@ at start-up, since the embedded store starts empty.`,
 			}
 			if adminListen != "" {
 				p.Server.AdminListen = adminListen
+			}
+			if workerCount < 0 {
+				return fmt.Errorf("--workers %d: want 0 (no worker in this process) or more", workerCount)
 			}
 			b, err := a.openStore(ctx, p)
 			if err != nil {
@@ -84,6 +95,8 @@ at start-up, since the embedded store starts empty.`,
 				metricsAddr: p.Server.MetricsListen,
 				adminAddr:   p.Server.AdminListen,
 				watchModels: watch,
+				schedule:    schedule,
+				workers:     workerCount,
 			})
 			if err != nil {
 				return err
@@ -109,6 +122,8 @@ at start-up, since the embedded store starts empty.`,
 	cmd.Flags().StringVar(&adminListen, "admin-listen", "", "address of a listener for the AdminService alone, such as 127.0.0.1:50052 (default: server.admin_listen; when both are empty, the AdminService is served on --listen)")
 	cmd.Flags().DurationVar(&drain, "drain", 15*time.Second, "how long requests in flight may take to finish on shutdown")
 	cmd.Flags().BoolVar(&watch, "watch-models", true, "reload a ranker's model when its file changes")
+	cmd.Flags().BoolVar(&schedule, "schedule", false, "also run the views' cron schedules in this process, as `larder schedule` does")
+	cmd.Flags().IntVar(&workerCount, "workers", 0, "also process this many jobs at a time from the job queue, as `larder worker` does")
 	return cmd
 }
 
@@ -122,6 +137,10 @@ type serveOptions struct {
 	adminAddr string
 	// watchModels reloads a ranker's model when its file changes.
 	watchModels bool
+	// schedule runs the views' schedules in the server's process.
+	schedule bool
+	// workers, when positive, processes that many jobs at a time.
+	workers int
 }
 
 // modelDebounce is how long the model watcher waits after the last change
@@ -139,7 +158,7 @@ type running struct {
 	svc         *server.Service
 	lis         net.Listener
 	adminLis    net.Listener
-	metrics     *http.Server
+	metrics     *metricsEndpoint
 	runtime     *models.Runtime
 	models      []*models.Model // loaded at start, until svc owns them
 	cancel      context.CancelFunc
@@ -208,29 +227,37 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 	}
 
 	var metrics *server.Metrics
+	var reg *prometheus.Registry
 	if opts.metricsAddr != "" {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = prometheus.NewRegistry()
 		var err error
 		if metrics, err = server.NewMetrics(reg); err != nil {
 			return nil, err
 		}
-		lis, err := net.Listen("tcp", opts.metricsAddr)
+		reg.MustRegister(newFreshnessCollector(p, b.store, a.now, a.logger))
+		e, err := a.serveMetrics(opts.metricsAddr, reg)
 		if err != nil {
-			return nil, fmt.Errorf("metrics: listen on %s: %w (set server.metrics_listen or pass --metrics-listen)", opts.metricsAddr, err)
+			return nil, err
 		}
-		r.metricsAddr = lis.Addr().String()
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		r.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := r.metrics.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				a.logger.Error("serving metrics stopped", "err", err)
-			}
-		}()
+		r.metricsAddr, r.metrics = e.addr, e
+	}
+	var opsReg prometheus.Registerer
+	if reg != nil {
+		opsReg = reg
+	}
+	ops, err := newOpsMetrics(opsReg)
+	if err != nil {
+		return nil, err
+	}
+	// Jobs can run when workers may take them: from Redis, anywhere, or
+	// in this process.
+	var jobs larder.JobQueue
+	if b.embedded == nil || opts.workers > 0 {
+		jobs = a.newQueue(p, b, ops.job)
 	}
 
-	svc, err := server.New(server.Config{Project: p, Store: b.store, Models: loaded, Logger: a.logger, Now: a.now, LoadModel: loadModel, Metrics: metrics})
+	svc, err := server.New(server.Config{Project: p, Store: b.store, Models: loaded, Logger: a.logger, Now: a.now, LoadModel: loadModel,
+		Metrics: metrics, Jobs: jobs})
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +286,24 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 			a.logger.Error("watching publishes stopped", "err", err)
 		}
 	})
+	switch {
+	case opts.schedule:
+		sc, err := a.startScheduling(watchCtx, p, b, ops)
+		if err != nil {
+			return nil, err
+		}
+		r.background.Go(sc.wait)
+	default:
+		r.background.Go(func() { a.sweep(watchCtx, b.store, p.Scheduler.SweepInterval, ops.swept) })
+	}
+	if opts.workers > 0 {
+		w := a.startWorkers(watchCtx, p, b, ops, workerSettings{concurrency: opts.workers, grace: p.Scheduler.ShutdownGrace})
+		r.background.Go(func() {
+			if err := w.wait(); err != nil {
+				a.logger.Error("processing jobs stopped", "err", err)
+			}
+		})
+	}
 	if opts.watchModels && r.runtime != nil {
 		w, err := a.newModelWatcher(p, svc)
 		if err != nil {
@@ -311,11 +356,7 @@ func (r *running) close() {
 		r.cancel()
 	}
 	r.background.Wait()
-	if r.metrics != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = r.metrics.Shutdown(ctx)
-		cancel()
-	}
+	r.metrics.close()
 	for _, m := range r.models {
 		_ = m.Close()
 	}
