@@ -104,6 +104,7 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 		a.getCommand(),
 		a.keysCommand(),
 		a.runsCommand(),
+		a.cleanupCommand(),
 		a.jobsCommand(),
 		a.benchCommand(),
 	)
