@@ -22,8 +22,8 @@ func (a *app) cleanupCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Delete expired and abandoned generations now, as the periodic sweep does",
-		Long: `cleanup deletes by hand what the periodic sweep of ` + "`larder schedule`" + `, ` + "`larder worker`" + `
-and ` + "`larder serve`" + ` deletes every scheduler.sweep_interval:
+		Long: `cleanup deletes by hand what the periodic sweep of ` + "`larder schedule`" + `,
+` + "`larder worker`" + ` and ` + "`larder serve`" + ` deletes every scheduler.sweep_interval:
 
   expired    a generation replaced by a newer one, whose grace period
              (redis.grace_period) has ended;
