@@ -105,6 +105,7 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 		a.keysCommand(),
 		a.runsCommand(),
 		a.cleanupCommand(),
+		a.scoreCommand(),
 		a.jobsCommand(),
 		a.benchCommand(),
 	)
