@@ -23,6 +23,9 @@ type CleanupOptions struct {
 	// DryRun finds what would be deleted without deleting or recording
 	// anything.
 	DryRun bool
+	// View, when not "", limits the cleanup to that view; "" cleans every
+	// view the project ever wrote.
+	View string
 }
 
 // Cleaned is a generation Cleanup deleted (or, in a dry run, would delete).
@@ -75,9 +78,12 @@ func (r CleanupReport) Count(reason string) int {
 // operators with `larder cleanup`. It returns what it cleaned, and the
 // errors of the views it could not clean, joined.
 func (s *Store) Cleanup(ctx context.Context, opts CleanupOptions) (CleanupReport, error) {
-	views, err := s.Views(ctx)
-	if err != nil {
-		return CleanupReport{}, err
+	views := []string{opts.View}
+	if opts.View == "" {
+		var err error
+		if views, err = s.Views(ctx); err != nil {
+			return CleanupReport{}, err
+		}
 	}
 	var rep CleanupReport
 	var errs []error

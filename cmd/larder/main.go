@@ -9,6 +9,8 @@
 //	larder rank RANKER KEY      # ask a running server to rank, --explain to see why
 //	larder views | get | keys   # inspect the online store
 //	larder runs [VIEW]          # what each materialization run did
+//	larder cleanup              # delete expired and abandoned generations now
+//	larder score                # score a Parquet file with a ranker's model, in batch
 //	larder bench                # serving under load, next to its floors
 //
 // Wiring happens here only: the adapters (config, store, materializer,

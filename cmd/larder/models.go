@@ -23,7 +23,7 @@ func (l *lazyModels) load(spec larder.ModelSpec) (larder.Model, error) {
 	if l.rt == nil {
 		lib, err := models.EnsureLibrary(l.ctx, l.a.stderr)
 		if err != nil {
-			return nil, fmt.Errorf("prediction views need the ONNX Runtime library: %w", err)
+			return nil, fmt.Errorf("prediction views and scoring need the ONNX Runtime library: %w", err)
 		}
 		if l.rt, err = models.NewRuntime(lib); err != nil {
 			return nil, err
