@@ -55,7 +55,7 @@ and Rank through a real gRPC client, printing the results and the latencies.`,
 	f.IntVar(&o.items, "items", demo.DefaultItems, "number of items")
 	f.IntVar(&o.events, "events", demo.DefaultEvents, "number of interaction events")
 	f.Int64Var(&o.seed, "seed", 1, "seed of the data set")
-	f.BoolVar(&o.keepServing, "keep-serving", false, "leave the server up after the demo, until interrupted")
+	f.BoolVar(&o.keepServing, "keep-serving", false, "leave the server up after the demo, running the views on their schedules, until interrupted")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "address for the demo server")
 	return cmd
 }
@@ -144,13 +144,28 @@ Next:
 `, a.configPath, a.configPath, ds.SampleUsers(1)[0], a.configPath, a.configPath, ds.SampleUsers(1)[0], a.configPath, a.configPath)
 		return stop()
 	}
+	// Kept serving, the views run on their schedules, as `larder serve
+	// --schedule` runs them: their generations advance.
+	ops, err := newOpsMetrics(nil)
+	if err != nil {
+		_ = stop()
+		return err
+	}
+	sc, err := a.startScheduling(serveCtx, p, b, ops)
+	if err != nil {
+		_ = stop()
+		return err
+	}
+	defer sc.wait()
 	u := ds.SampleUsers(1)[0]
 	fmt.Fprintf(out, `
-Serving until interrupted (Ctrl-C). Try, in another shell:
+Serving until interrupted (Ctrl-C), and running the views on their schedules:
+their generations advance (larder views, larder runs). Try, in another shell:
   grpcurl -plaintext %[1]s list
   grpcurl -plaintext -d '{"keys":[{"int64_value":%[3]d}],"features":["user_profile:*"]}' %[1]s larder.v1.FeatureService/GetFeatures
   grpcurl -plaintext -d '{}' %[1]s larder.v1.FeatureService/ListViews
   larder --redis %[2]s -c %[4]s views
+  larder --redis %[2]s -c %[4]s runs
   larder --redis %[2]s -c %[4]s get user_profile %[3]d
   larder --redis %[2]s -c %[4]s keys --view item_profile --limit 5
   larder -c %[4]s rank --addr %[1]s home_feed %[3]d --request hour_of_day=20 --explain

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDemo runs the whole demo in-process, ONNX Runtime included: the test
@@ -109,4 +111,34 @@ func table(tb testing.TB, out, first string, n int) [][]string {
 func isInt(s string) bool {
 	_, err := strconv.ParseInt(s, 10, 64)
 	return err == nil
+}
+
+// TestDemoKeepServing leaves the demo's server up: it runs the views on
+// their schedules, and stops cleanly when interrupted.
+func TestDemoKeepServing(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var stdout, stderr lockedBuffer
+	a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, now: time.Now}
+	done := make(chan int, 1)
+	go func() {
+		done <- a.run(ctx, []string{"demo", "--dir", t.TempDir(), "--users", "100", "--items", "50", "--events", "2000", "--keep-serving"})
+	}()
+	waitFor(t, 60*time.Second, "the demo to keep serving", func() (bool, bool) {
+		ok := strings.Contains(stdout.String(), "Serving until interrupted")
+		return ok, ok
+	})
+	for _, want := range []string{"scheduling user_last_event (*/10 * * * *): next run ", "in this process"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("the demo's log lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit code %d:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the demo did not stop 30s after it was interrupted")
+	}
 }
