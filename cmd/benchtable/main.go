@@ -48,6 +48,7 @@ var comparisons = []comparison{
 	{"materialize aggregate, 10M events → 100k entities × 40 features, no-op store (vs page decode)", "Heavy/aggregate/events=10M/procs=max", []string{"Heavy/floor-decode/events=10M"}, "parquet-go page decode of the same files, all cores, values unused (5 columns; the view reads 4 of them)", "rows/s", ""},
 	{"materialize latest, 10M events into Redis (entities/s vs rows/s)", "Heavy/latest-redis/events=10M", []string{"Heavy/floor-write"}, "pipelined HSETs of the same 100k encoded rows, sorted by bucket, 4 connections", "entities/s", "rows/s"},
 	{"store write, 100k rows × 3 features", "Write100k/larder", []string{"Write100k/floor"}, "pipelined HSETs of the same encoded rows, sorted by bucket, 4 connections", "rows/s", ""},
+	{"materialize latest, 100k events, through the job queue", "QueuedRun/queued", []string{"QueuedRun/direct"}, "the same run done directly by the runner, in the same process", "ns/op", ""},
 }
 
 // childSuffix names the run of a benchmark in a child process of its own:
