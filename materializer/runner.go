@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -243,7 +244,7 @@ func (r *Runner) runOne(ctx context.Context, v *larder.View, req RunRequest, asO
 // holdLease returns a context for a run under lease, which it renews every
 // third of its TTL until stop is called. When the lease is lost, the
 // context is cancelled with a cause wrapping larder.ErrLeaseLost, so that
-// the run stops without publishing.
+// the run stops without publishing. stop may be called more than once.
 func (r *Runner) holdLease(ctx context.Context, lease larder.Lease) (context.Context, func()) {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	done := make(chan struct{})
@@ -274,10 +275,13 @@ func (r *Runner) holdLease(ctx context.Context, lease larder.Lease) (context.Con
 			}
 		}
 	}()
+	var once sync.Once
 	return runCtx, func() {
-		close(done)
-		<-stopped
-		cancel(nil)
+		once.Do(func() {
+			close(done)
+			<-stopped
+			cancel(nil)
+		})
 	}
 }
 

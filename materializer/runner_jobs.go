@@ -31,11 +31,12 @@ const ShardLeaseFactor = 10
 // RunJob runs a larder.JobMaterialize job: its views in dependency order,
 // every one at args.AsOf (when zero, the time RunJob is called), each under
 // its run lease. A view with more than one shard (View.Shards) is handed to
-// shard jobs, children of this one, and the views after it go on in a job
-// that the last shard submits once the generation is published; RunJob
-// then returns, and the job waits for its children. A view whose live
-// generation this job already published at this as-of (an earlier attempt)
-// is not run again.
+// shard jobs, children of this one; the views of the job that read it go
+// on in a job that its last shard submits once the generation is
+// published, and the job waits for its children. (A view that reads two
+// sharded views of one job runs after the first of them, reading the live
+// generation of the other.) A view whose live generation this job already
+// published at this as-of (an earlier attempt) is not run again.
 //
 // It returns the generations published, an *larder.InvalidError for an
 // unknown view, an error wrapping larder.ErrLeaseHeld when another run of a
@@ -57,17 +58,24 @@ func (r *Runner) RunJob(ctx context.Context, args larder.MaterializeArgs, jc Job
 		trigger = larder.TriggerJob
 	}
 	ordered := larder.Order(views)
+	// then holds the views that wait for a sharded view of the job: they
+	// run after its generation is published, in a job its last shard
+	// submits.
+	waiting := map[*larder.View]bool{}
 	for i, v := range ordered {
+		if waiting[v] {
+			continue
+		}
 		if g, err := r.store.Live(ctx, v); err == nil && g.Job == jc.JobID() && g.AsOf.Equal(asOf) {
 			res.Generations = append(res.Generations, larder.InputGeneration{View: v.Name, Generation: g.ID, AsOf: asOf})
 			continue
 		}
 		if v.Shards > 1 {
-			then := make([]string, 0, len(ordered)-i-1)
-			for _, d := range ordered[i+1:] {
-				then = append(then, d.Name)
+			then := readersOf(v, ordered[i+1:], waiting)
+			if err := r.startShards(ctx, v, asOf, trigger, args.Tick, then, jc); err != nil {
+				return res, err
 			}
-			return res, r.startShards(ctx, v, asOf, trigger, args.Tick, then, jc)
+			continue
 		}
 		reps, err := r.Run(ctx, RunRequest{
 			Views: []*larder.View{v}, AsOf: asOf, Trigger: trigger, Tick: args.Tick, Job: jc.JobID(),
@@ -81,6 +89,22 @@ func (r *Runner) RunJob(ctx context.Context, args larder.MaterializeArgs, jc Job
 		}
 	}
 	return res, nil
+}
+
+// readersOf returns the names of the views among rest that read v, directly
+// or through other views of rest, marking them in waiting; a view already
+// waiting for another sharded view stays with it.
+func readersOf(v *larder.View, rest []*larder.View, waiting map[*larder.View]bool) []string {
+	reads := map[*larder.View]bool{v: true}
+	var names []string
+	for _, d := range rest {
+		if waiting[d] || !dependsOnAny(d, reads) {
+			continue
+		}
+		reads[d], waiting[d] = true, true
+		names = append(names, d.Name)
+	}
+	return names
 }
 
 // jobProgress reports a run's progress as the progress of its job, the
