@@ -207,12 +207,13 @@ func (j *jobServer) scoreArgs(s *larderv1.ScoreJob) (larder.ScoreArgs, string, e
 	return args, "score " + args.Input + " with " + model + " into " + args.Output + asOfText(asOf), nil
 }
 
-// asOf checks the as_of of a job, named field in errors: unset is the zero
-// time (when the job runs); more than maxAsOfAhead past the server's clock
-// is refused.
+// asOf checks the as_of of a job, named field in errors: unset is the
+// server's time (the job's submission), so that every attempt and shard
+// computes one instant; more than maxAsOfAhead past the server's clock is
+// refused.
 func (j *jobServer) asOf(field string, ts *timestamppb.Timestamp) (time.Time, error) {
 	if ts == nil {
-		return time.Time{}, nil
+		return j.svc.now().UTC().Truncate(time.Microsecond), nil
 	}
 	if err := ts.CheckValid(); err != nil {
 		return time.Time{}, larder.Invalidf("%s: %v", field, err)

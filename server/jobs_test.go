@@ -211,14 +211,14 @@ func TestSubmitJob(t *testing.T) {
 			desc: "materialize user_stats, user_profile as of 2026-12-01T03:00:00Z",
 		},
 		{
-			name: "materialize as of its start, with attempts",
+			name: "materialize as of its submission, with attempts",
 			req: &larderv1.SubmitJobRequest{
 				Job:         &larderv1.SubmitJobRequest_Materialize{Materialize: &larderv1.MaterializeJob{Views: []string{"item_info"}}},
 				MaxAttempts: 5,
 			},
 			kind:     larder.JobMaterialize,
-			args:     `{"views":["item_info"],"trigger":"job"}`,
-			desc:     "materialize item_info",
+			args:     `{"views":["item_info"],"as_of":"2026-12-01T03:30:00Z","trigger":"job"}`,
+			desc:     "materialize item_info as of 2026-12-01T03:30:00Z",
 			attempts: 5,
 		},
 		{
@@ -243,8 +243,8 @@ func TestSubmitJob(t *testing.T) {
 			name: "score with a prediction view",
 			req:  scoreReq(&larderv1.ScoreJob{View: "item_prior", Input: "items/*.parquet", Output: "/tmp/scored.parquet", KeyColumn: "sku"}),
 			kind: larder.JobScore,
-			args: `{"view":"item_prior","input":"items/*.parquet","output":"/tmp/scored.parquet","key_column":"sku"}`,
-			desc: "score items/*.parquet with view item_prior into /tmp/scored.parquet",
+			args: `{"view":"item_prior","input":"items/*.parquet","output":"/tmp/scored.parquet","as_of":"2026-12-01T03:30:00Z","key_column":"sku"}`,
+			desc: "score items/*.parquet with view item_prior into /tmp/scored.parquet as of 2026-12-01T03:30:00Z",
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -274,6 +274,18 @@ func TestSubmitJob(t *testing.T) {
 				sent, got = j.Materialize, job.GetMaterialize()
 			case *larderv1.SubmitJobRequest_Score:
 				sent, got = j.Score, job.GetScore()
+			}
+			// An unset as_of comes back as the submission's instant.
+			sent = proto.Clone(sent)
+			switch m := sent.(type) {
+			case *larderv1.MaterializeJob:
+				if m.AsOf == nil {
+					m.AsOf = ts(jobsT0)
+				}
+			case *larderv1.ScoreJob:
+				if m.AsOf == nil {
+					m.AsOf = ts(jobsT0)
+				}
 			}
 			if !proto.Equal(got, sent) {
 				t.Errorf("the job's arguments are %v, want %v as submitted", got, sent)

@@ -926,10 +926,10 @@ type MaterializeJob struct {
 	// after it), whatever their order here.
 	Views []string `protobuf:"bytes,1,rep,name=views,proto3" json:"views,omitempty"`
 	// The instant every view is computed as of: source rows after it are left
-	// out, and aggregation windows end at it. Unset means when the job's first
-	// attempt starts. A past instant recomputes the views as they were then;
-	// an instant more than a minute past the server's clock is
-	// INVALID_ARGUMENT.
+	// out, and aggregation windows end at it. Unset means when the job is
+	// submitted, so that every attempt and every shard computes the same
+	// instant. A past instant recomputes the views as they were then; an
+	// instant more than a minute past the server's clock is INVALID_ARGUMENT.
 	AsOf          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -999,8 +999,8 @@ type ScoreJob struct {
 	Output string `protobuf:"bytes,4,opt,name=output,proto3" json:"output,omitempty"`
 	// The instant staleness is judged at: a value older than its view's
 	// max_age takes the model input's default, as in Rank. Unset means when
-	// the job starts. An instant more than a minute past the server's clock is
-	// INVALID_ARGUMENT.
+	// the job is submitted. An instant more than a minute past the server's
+	// clock is INVALID_ARGUMENT.
 	AsOf *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
 	// For a ranker, the input's column of context entity keys; empty for the
 	// key name of the ranker's context entity. Not allowed with view.
