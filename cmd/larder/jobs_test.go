@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/larder-dev/larder"
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+	"github.com/larder-dev/larder/queue"
+	"github.com/larder-dev/larder/redistest"
+)
+
+// TestServeJobs serves the demo on the embedded store with a worker in the
+// process: a job submitted through the JobService runs, shows its result,
+// and its generation is live, recorded as computed by a job.
+func TestServeJobs(t *testing.T) {
+	_, cfg := demoProject(t)
+	srv := startServe(t, "-c", cfg, "serve", "--listen", "127.0.0.1:0", "--workers", "1")
+	conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := t.Context()
+	jobs := larderv1.NewJobServiceClient(conn)
+	resp, err := jobs.SubmitJob(ctx, &larderv1.SubmitJobRequest{Job: &larderv1.SubmitJobRequest_Materialize{
+		Materialize: &larderv1.MaterializeJob{Views: []string{"item_profile", "item_click_prior"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.GetJob().GetId()
+	job := waitFor(t, 60*time.Second, "the job to end", func() (*larderv1.Job, bool) {
+		j, err := jobs.GetJob(ctx, &larderv1.GetJobRequest{Id: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := j.GetJob().GetState()
+		return j.GetJob(), s == larderv1.JobState_JOB_STATE_SUCCEEDED || s == larderv1.JobState_JOB_STATE_FAILED || s == larderv1.JobState_JOB_STATE_CANCELLED
+	})
+	if job.GetState() != larderv1.JobState_JOB_STATE_SUCCEEDED || job.GetAttempts() != 1 {
+		t.Fatalf("job %v", job)
+	}
+	gens := job.GetMaterializeResult().GetGenerations()
+	if len(gens) != 2 || gens[0].GetView() != "item_profile" || gens[1].GetView() != "item_click_prior" || gens[0].GetGeneration() != 2 {
+		t.Fatalf("job result %v, want item_profile and item_click_prior published as generation 2", gens)
+	}
+	views, err := larderv1.NewFeatureServiceClient(conn).ListViews(ctx, &larderv1.ListViewsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range views.GetViews() {
+		if v.GetName() == "item_click_prior" {
+			if v.GetGeneration() != 2 || v.GetTrigger() != string(larder.TriggerJob) || len(v.GetInputs()) != 1 ||
+				!v.GetAsOf().AsTime().Equal(gens[0].GetAsOf().AsTime()) {
+				t.Errorf("ListViews: %v", v)
+			}
+		}
+	}
+	list, err := jobs.ListJobs(ctx, &larderv1.ListJobsRequest{})
+	if err != nil || len(list.GetJobs()) != 1 || list.GetJobs()[0].GetId() != id {
+		t.Errorf("ListJobs = %v, %v", list.GetJobs(), err)
+	}
+}
+
+// TestCancelRunningJob cancels a run while a worker process writes it: the
+// job ends cancelled, the live generation keeps serving, no key of the
+// cancelled generation is left, and the run is recorded as cancelled.
+func TestCancelRunningJob(t *testing.T) {
+	srv := redistest.Start(t)
+	sp := newSchedProject(t, srv.Addr, "jobs: {heartbeat: 200ms, lapse: 1s}", strings.Replace(lastView, `    schedule: "@every 2s"
+`, "", 1), 2_000_000, 400_000)
+	ctx := context.Background()
+	client := srv.Client()
+	mustSucceed(t, sp.larder(t, "materialize", "last"), "materialize")
+	baseline := client.DBSize(ctx).Val()
+	sp.start(t, "worker")
+	r := sp.larder(t, "materialize", "--async", "last")
+	mustSucceed(t, r, "materialize --async")
+	id := regexp.MustCompile(`job (\S+) submitted`).FindStringSubmatch(r.stdout)[1]
+	q := queue.New(client, sp.p.Name, queue.Options{})
+	waitFor(t, 60*time.Second, "the job to run", func() (bool, bool) {
+		j, err := q.Job(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return true, j.State == larder.JobRunning
+	})
+	mustSucceed(t, sp.larder(t, "jobs", "cancel", id), "jobs cancel")
+	j := waitFor(t, 60*time.Second, "the job to stop", func() (larder.Job, bool) {
+		j, err := q.Job(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j, j.State.Done()
+	})
+	if j.State != larder.JobCancelled {
+		t.Fatalf("job %s %s: %s", j.ID, j.State, j.LastError)
+	}
+	st := sp.store(t)
+	waitFor(t, 30*time.Second, "no generation being written", func() (bool, bool) {
+		gens, err := st.Generations(ctx, "last")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return true, len(gens) == 1 && gens[0].Live && gens[0].ID == 1
+	})
+	runs, err := st.Runs(ctx, "last", 1)
+	if err != nil || len(runs) != 1 || runs[0].Result() != larder.RunCancelled || runs[0].Job != id {
+		t.Errorf("runs %+v, %v; want the job's run cancelled", runs, err)
+	}
+	// The queue's keys come and go with their jobs; the store's are back.
+	if n := client.DBSize(ctx).Val(); n < baseline {
+		t.Errorf("DBSIZE %d, below the baseline %d", n, baseline)
+	}
+	if left := client.Keys(ctx, "larder:sched:last:2:*").Val(); len(left) != 0 {
+		t.Errorf("keys of the cancelled generation are left: %v", left)
+	}
+}
+
+// TestScheduleShutdown stops a scheduler with SIGTERM while its run writes:
+// once the grace time has passed, the run stops, publishes nothing, leaves
+// nothing behind and is recorded as cancelled.
+func TestScheduleShutdown(t *testing.T) {
+	srv := redistest.Start(t)
+	sp := newSchedProject(t, srv.Addr, "scheduler: {sweep_interval: 0s}", lastView, 2_000_000, 400_000)
+	ctx := context.Background()
+	st := sp.store(t)
+	sched := sp.start(t, "schedule", "--grace", "100ms")
+	waitFor(t, 60*time.Second, "a scheduled run to write", func() (bool, bool) {
+		gens, err := st.Generations(ctx, "last")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range gens {
+			if g.State == "writing" {
+				return true, true
+			}
+		}
+		return false, false
+	})
+	sched.stop(t, syscall.SIGTERM)
+	gens, err := st.Generations(ctx, "last")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gens {
+		if g.State == "writing" {
+			t.Errorf("generation %d is left writing", g.ID)
+		}
+	}
+	runs, err := st.Runs(ctx, "last", 1)
+	if err != nil || len(runs) != 1 || runs[0].Result() != larder.RunCancelled {
+		t.Errorf("runs %+v, %v; want the interrupted run cancelled", runs, err)
+	}
+	if _, _, held, _ := st.LeaseHolder(ctx, "last"); held {
+		t.Error("the interrupted run's lease is still held")
+	}
+	published := map[string]bool{}
+	for _, g := range gens {
+		published[strconv.FormatInt(g.ID, 10)] = true
+	}
+	for _, k := range srv.Client().Keys(ctx, "larder:sched:last:*").Val() {
+		if gen := strings.Split(k, ":")[3]; !published[gen] {
+			t.Errorf("key %s of the interrupted run is left", k)
+		}
+	}
+}
