@@ -57,7 +57,7 @@ func (a *app) printRun(r larder.Run, rep materializer.Report) {
 			printReport(a.stdout, rep)
 		}
 	case larder.RunSkipped:
-		fmt.Fprintf(a.stdout, "%s: skipped: %s\n", r.View, runResult(r, 0))
+		fmt.Fprintf(a.stdout, "%s: skipped: %s\n", r.View, runError(r, 0))
 	}
 }
 
