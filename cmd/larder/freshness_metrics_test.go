@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -226,5 +230,126 @@ func TestFreshnessCollectorDescribe(t *testing.T) {
 		if !strings.Contains(names[i], fmt.Sprintf("fqName: %q", n)) || !strings.Contains(names[i], "variableLabels: {view}") {
 			t.Errorf("description %d = %s, want %s labelled by view", i, names[i], n)
 		}
+	}
+}
+
+// alertRules is a Prometheus rule file, decoded strictly.
+type alertRules struct {
+	Groups []struct {
+		Name  string `yaml:"name"`
+		Rules []struct {
+			Alert       string            `yaml:"alert"`
+			Expr        string            `yaml:"expr"`
+			For         string            `yaml:"for"`
+			Labels      map[string]string `yaml:"labels"`
+			Annotations map[string]string `yaml:"annotations"`
+		} `yaml:"rules"`
+	} `yaml:"groups"`
+}
+
+// freshnessDocs returns the "Freshness and alerts" section of
+// docs/operations.md.
+func freshnessDocs(tb testing.TB) string {
+	tb.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n## Freshness and alerts\n")
+	if !ok {
+		tb.Fatal(`docs/operations.md has no section "## Freshness and alerts"`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	return section
+}
+
+// TestDocumentedAlertRules decodes the alerting rules of docs/operations.md
+// and checks that they name only the gauges the collector exports, and that
+// the page lists every gauge and shows what larder views prints.
+func TestDocumentedAlertRules(t *testing.T) {
+	section := freshnessDocs(t)
+	var blocks []string
+	for rest := section; ; {
+		var block string
+		var ok bool
+		if _, rest, ok = strings.Cut(rest, "```yaml\n"); !ok {
+			break
+		}
+		if block, rest, ok = strings.Cut(rest, "```"); !ok {
+			t.Fatal("a yaml block of the section does not end")
+		}
+		blocks = append(blocks, block)
+	}
+	if len(blocks) != 1 {
+		t.Fatalf("the section has %d yaml blocks, want the rule file", len(blocks))
+	}
+	var rules alertRules
+	if err := yaml.UnmarshalWithOptions([]byte(blocks[0]), &rules, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
+		t.Fatalf("the rules do not decode: %v", err)
+	}
+
+	exported := map[string]bool{}
+	ch := make(chan *prometheus.Desc, 16)
+	newFreshnessCollector(&larder.Project{}, nil, nil, nil).Describe(ch)
+	close(ch)
+	nameRE := regexp.MustCompile(`fqName: "([a-z_]+)"`)
+	for d := range ch {
+		exported[nameRE.FindStringSubmatch(d.String())[1]] = true
+	}
+
+	metricRE := regexp.MustCompile(`\blarder_[a-z_]+\b`)
+	var alerts []string
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			alerts = append(alerts, r.Alert)
+			if r.Alert == "" || r.Expr == "" || r.Labels["severity"] == "" || r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
+				t.Errorf("rule %q: want alert, expr, a severity label, a summary and a description", r.Alert)
+			}
+			if d, err := time.ParseDuration(r.For); err != nil || d <= 0 {
+				t.Errorf("rule %s: for %q is not a duration", r.Alert, r.For)
+			}
+			for _, m := range metricRE.FindAllString(r.Expr, -1) {
+				if !exported[m] {
+					t.Errorf("rule %s: %s is not a gauge the collector exports", r.Alert, m)
+				}
+			}
+			if strings.Count(r.Expr, "(") != strings.Count(r.Expr, ")") {
+				t.Errorf("rule %s: unbalanced parentheses in %q", r.Alert, r.Expr)
+			}
+			for _, a := range r.Annotations {
+				if strings.Count(a, "{{") != strings.Count(a, "}}") {
+					t.Errorf("rule %s: unbalanced template in %q", r.Alert, a)
+				}
+			}
+		}
+	}
+	want := []string{"LarderViewOlderThanMaxAge", "LarderViewRunsFailing", "LarderScheduledRunMissing", "LarderFreshnessUnknown"}
+	if !slices.Equal(alerts, want) {
+		t.Errorf("alerts %v, want %v", alerts, want)
+	}
+
+	// The table of gauges lists every gauge, once.
+	listed := map[string]int{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(larder_view_[a-z_]+)` \\|").FindAllStringSubmatch(section, -1) {
+		listed[m[1]]++
+	}
+	for m := range exported {
+		if listed[m] != 1 {
+			t.Errorf("the table of gauges lists %s %d times, want once", m, listed[m])
+		}
+	}
+	if len(listed) != len(exported) {
+		t.Errorf("the table of gauges lists %v, the collector exports %v", listed, exported)
+	}
+
+	// The example of larder views is what the freshness test prints.
+	_, example, ok := strings.Cut(section, "$ larder views\n")
+	example, _, _ = strings.Cut(example, "```")
+	golden, err := os.ReadFile(filepath.Join("testdata", "views_fresh.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok || example != string(golden) {
+		t.Errorf("the example of larder views:\n%s\ndiffers from testdata/views_fresh.golden:\n%s", example, golden)
 	}
 }
