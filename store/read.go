@@ -81,9 +81,19 @@ func (s *Store) liveFor(ctx context.Context, view string) (*liveGen, error) {
 // refresh re-reads the live generation of view from Redis into the cache and
 // returns the cached entry.
 func (s *Store) refresh(ctx context.Context, view string) (*liveGen, error) {
+	g, err := s.loadLive(ctx, view)
+	if err != nil {
+		return nil, err
+	}
+	return s.cache(g), nil
+}
+
+// loadLive reads the live generation of view from Redis; its gen.ID is 0
+// when the view was never published.
+func (s *Store) loadLive(ctx context.Context, view string) (*liveGen, error) {
 	id, err := s.client.Get(ctx, s.k.live(view)).Int64()
 	if errors.Is(err, redis.Nil) {
-		return s.cache(&liveGen{gen: larder.Generation{View: view}, loadedAt: s.now()}), nil
+		return &liveGen{gen: larder.Generation{View: view}, loadedAt: s.now()}, nil
 	}
 	if err != nil {
 		return nil, redisErr(ctx, "read live generation of "+view, err)
@@ -101,7 +111,7 @@ func (s *Store) refresh(ctx context.Context, view string) (*liveGen, error) {
 	if !ok {
 		return nil, fmt.Errorf("store: view %s: live generation %d has no metadata (deleted by hand?): run `larder materialize`: %w", view, id, larder.ErrNoGeneration)
 	}
-	return s.cache(s.newLiveGen(view, id, m)), nil
+	return s.newLiveGen(view, id, m), nil
 }
 
 func (s *Store) newLiveGen(view string, id int64, m meta) *liveGen {
@@ -397,13 +407,32 @@ func (s *Store) GetRow(ctx context.Context, v *larder.View, key larder.Key) (row
 }
 
 // Live returns the live generation of v as cached by the Store (loading it
-// on first use, with no Redis call afterwards while the cache is fresh). It
+// on first use, with no Redis call afterwards while the cache is fresh; see
+// LiveFresh for a read that is never behind). It
 // returns an error wrapping larder.ErrNoGeneration when v was never
 // published, and larder.ErrUnavailable or ctx.Err() when loading fails.
 func (s *Store) Live(ctx context.Context, v *larder.View) (larder.Generation, error) {
 	g, err := s.liveFor(ctx, v.Name)
 	if err != nil {
 		return larder.Generation{}, err
+	}
+	return g.gen, nil
+}
+
+// LiveFresh returns the live generation of v as Redis holds it now: unlike
+// Live, it never answers from the cache, which in a process that does not
+// run Watch may lag a publish by up to twice Options.RefreshInterval. It
+// refreshes the cache with what it read. It costs two round trips (the live
+// id, then its metadata), for callers that read seldom and must not be
+// behind, such as a metrics scrape. Its errors are those of Live.
+func (s *Store) LiveFresh(ctx context.Context, v *larder.View) (larder.Generation, error) {
+	g, err := s.loadLive(ctx, v.Name)
+	if err != nil {
+		return larder.Generation{}, err
+	}
+	s.cache(g)
+	if g.gen.ID == 0 {
+		return larder.Generation{}, fmt.Errorf("store: view %s: %w", v.Name, larder.ErrNoGeneration)
 	}
 	return g.gen, nil
 }

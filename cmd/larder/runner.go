@@ -63,7 +63,7 @@ func (a *app) printRun(r larder.Run, rep materializer.Report) {
 			printReport(a.stdout, rep)
 		}
 	case larder.RunSkipped:
-		fmt.Fprintf(a.stdout, "%s: skipped: %s\n", r.View, runResult(r, 0))
+		fmt.Fprintf(a.stdout, "%s: skipped: %s\n", r.View, runError(r, 0))
 	}
 }
 
@@ -81,7 +81,7 @@ func (a *app) printRunLine(r larder.Run) {
 			a.now().UTC().Format(time.RFC3339), r.View, r.Generation, at, how, r.RowsRead, r.EntitiesWritten, formatDuration(r.Duration))
 	default:
 		fmt.Fprintf(a.stdout, "%s %s: %s as of %s (%s): %s\n",
-			a.now().UTC().Format(time.RFC3339), r.View, r.Result(), at, how, runResult(r, 0))
+			a.now().UTC().Format(time.RFC3339), r.View, r.Result(), at, how, runError(r, 0))
 	}
 }
 

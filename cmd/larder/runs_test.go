@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/store"
@@ -34,6 +35,21 @@ func TestRunsGolden(t *testing.T) {
 			Err: `materialize item_profile: source file /data/items/part-0001.parquet: column "price" (the float64 feature "price") is BYTE_ARRAY, want DOUBLE or FLOAT: fix the source or the type in larder.yaml`},
 		{View: "user_country", Kind: larder.KindLatest, StartedAt: t0.Add(-10 * time.Minute), Duration: 20 * time.Millisecond,
 			PeakRSS: 900, Err: "materialize user_country: context canceled\n(interrupted)"},
+		// Records with a state, an as-of, a trigger and what the run read.
+		{View: "user_country", Kind: larder.KindLatest, State: larder.RunOK, Generation: 3, AsOf: t0.Add(-8 * time.Minute),
+			Inputs:  []larder.InputGeneration{{View: "user_profile", Generation: 1, AsOf: t0.Add(-26 * time.Hour)}, {View: "item_profile", Generation: 2}},
+			Trigger: larder.TriggerDependency, Owner: "host-a:41", StartedAt: t0.Add(-8 * time.Minute), Duration: 1500 * time.Millisecond,
+			RowsRead: 7, EntitiesWritten: 5, PeakRSS: 64 << 20},
+		{View: "item_profile", Kind: larder.KindLatest, State: larder.RunAbandoned, Generation: 4, AsOf: t0.Add(-7 * time.Minute),
+			Trigger: larder.TriggerSchedule, Tick: t0.Add(-7 * time.Minute), Job: "20250601T115300.000Z-1a2b3c4d", Shards: 4, Owner: "worker-2:77",
+			StartedAt: t0.Add(-7 * time.Minute), Duration: 3 * time.Minute,
+			Err: "abandoned: the run (worker-2:77) stopped renewing its lease while it wrote generation 4: it was killed, or lost Redis; its generation was deleted"},
+		{View: "user_profile", Kind: larder.KindLatest, State: larder.RunCancelled, AsOf: t0.Add(-6 * time.Minute), Trigger: larder.TriggerJob,
+			Job: "20250601T115400.000Z-5e6f7a8b", Owner: "worker-1:12", StartedAt: t0.Add(-6 * time.Minute), Duration: 2 * time.Second,
+			Err: "materialize user_profile: context canceled"},
+		{View: "user_profile", Kind: larder.KindLatest, State: larder.RunSkipped, AsOf: t0.Add(-5 * time.Minute), Trigger: larder.TriggerSchedule,
+			Tick: t0.Add(-5 * time.Minute), Owner: "sched-1:9", StartedAt: t0.Add(-5 * time.Minute),
+			Err: "skipped: the previous run (worker-1:12) still holds the view's lease"},
 	} {
 		if err := s.RecordRun(context.Background(), run); err != nil {
 			t.Fatal(err)
@@ -48,6 +64,9 @@ func TestRunsGolden(t *testing.T) {
 		{"runs_view", []string{"runs", "user_profile"}},
 		{"runs_limit", []string{"runs", "--limit", "2"}},
 		{"runs_full", []string{"runs", "--full", "item_profile"}},
+		{"runs_state", []string{"runs", "--state", "failed"}},
+		{"runs_state_view", []string{"runs", "--state", "ok", "--limit", "1", "user_profile"}},
+		{"runs_wide", []string{"runs", "--wide", "--limit", "5"}},
 		{"views_last_run", []string{"views"}},
 	}
 	for _, tc := range tests {
@@ -103,10 +122,10 @@ func TestRunsRecorded(t *testing.T) {
 		out := mustOutput(t, p.larder(t, t0.Add(time.Hour), "runs"))
 		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 		want := []*regexp.Regexp{
-			regexp.MustCompile(`^VIEW +KIND +GENERATION +STARTED +DURATION +ROWS +ENTITIES +SKIPPED +PEAK RSS +RESULT$`),
-			regexp.MustCompile(`^user_profile +latest +- +2025-06-01T13:00:00Z +0\.00s +0 +0 +0 +[0-9.]+ MiB +source file \S+users\.parquet: .*…$`),
-			regexp.MustCompile(`^item_profile +latest +1 +2025-06-01T12:00:00Z +0\.00s +4 +3 +0 +[0-9.]+ MiB +ok$`),
-			regexp.MustCompile(`^user_profile +latest +1 +2025-06-01T12:00:00Z +0\.00s +10 +5 +4 +[0-9.]+ MiB +ok$`),
+			regexp.MustCompile(`^VIEW +KIND +GENERATION +STATE +STARTED +DURATION +AS OF +TRIGGER +ROWS +ENTITIES +SKIPPED +PEAK RSS +INPUTS +RESULT$`),
+			regexp.MustCompile(`^user_profile +latest +- +failed +2025-06-01T13:00:00Z +0\.00s +2025-06-01T13:00:00Z +manual +0 +0 +0 +[0-9.]+ MiB +- +source file \S+users\.parquet: .*…$`),
+			regexp.MustCompile(`^item_profile +latest +1 +ok +2025-06-01T12:00:00Z +0\.00s +2025-06-01T12:00:00Z +manual +4 +3 +0 +[0-9.]+ MiB +- +-$`),
+			regexp.MustCompile(`^user_profile +latest +1 +ok +2025-06-01T12:00:00Z +0\.00s +2025-06-01T12:00:00Z +manual +10 +5 +4 +[0-9.]+ MiB +- +-$`),
 		}
 		if len(lines) != len(want) {
 			t.Fatalf("runs printed %d lines, want %d:\n%s", len(lines), len(want), out)
@@ -128,14 +147,20 @@ func TestRunsRecorded(t *testing.T) {
 
 	t.Run("views", func(t *testing.T) {
 		out := mustOutput(t, p.larder(t, t0.Add(time.Hour), "views"))
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		at := strings.Index(lines[0], "LAST OK")
 		var last []string
-		for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n")[1:] {
-			f := strings.Fields(l)
-			last = append(last, f[0]+": "+strings.Join(f[len(f)-3:], " "))
+		for _, l := range lines[1:] {
+			last = append(last, strings.Fields(l)[0]+": "+strings.Join(strings.Fields(l[at:]), " "))
 		}
-		want := []string{"user_profile: failed 0s ago", "item_profile: ok 1h ago", "user_country: - - -"}
-		if !slices.Equal(last, want) {
-			t.Errorf("views, last run:\n%s\nwant %v", out, want)
+		// The failure's error is shortened to keep the line within 160
+		// characters.
+		want := []string{"user_profile: 1h ago 0s ago: source file …", "item_profile: 1h ago -", "user_country: - -"}
+		if re := regexp.MustCompile(`^(user_profile: 1h ago 0s ago: source file )/\S*(…)$`); len(last) > 0 {
+			last[0] = re.ReplaceAllString(last[0], "$1$2")
+		}
+		if utf8.RuneCountInString(lines[1]) != 160 || !slices.Equal(last, want) {
+			t.Errorf("views, last runs:\n%s\ngot  %q\nwant %q", out, last, want)
 		}
 	})
 

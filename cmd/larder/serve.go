@@ -257,7 +257,7 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 	}
 
 	svc, err := server.New(server.Config{Project: p, Store: b.store, Models: loaded, Logger: a.logger, Now: a.now, LoadModel: loadModel,
-		Metrics: metrics, Jobs: jobs})
+		Metrics: metrics, Jobs: jobs, Freshness: viewFreshness(p, b.store, a.now)})
 	if err != nil {
 		return nil, err
 	}
