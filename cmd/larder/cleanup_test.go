@@ -146,7 +146,7 @@ func TestCleanup(t *testing.T) {
 	t.Run("runs shows the abandoned run", func(t *testing.T) {
 		out := mustOutput(t, p.larder(t, later, "runs", "--full", "item_profile"))
 		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-		want := regexp.MustCompile(`^item_profile +latest +2 +2025-06-01T13:30:00Z +30m0s +0 +0 +0 +- +abandoned: the run \(.*\) stopped renewing its lease while it wrote generation 2: it was killed, or lost Redis; its generation was deleted$`)
+		want := regexp.MustCompile(`^item_profile +latest +2 +abandoned +2025-06-01T13:30:00Z +30m0s +2025-06-01T13:30:00Z +- +0 +0 +0 +- +- +the run \(.*\) stopped renewing its lease while it wrote generation 2: it was killed, or lost Redis; its generation was deleted$`)
 		if len(lines) != 3 || !want.MatchString(lines[1]) {
 			t.Errorf("runs item_profile:\n%s\nwant the abandoned run first, matching %s", out, want)
 		}
