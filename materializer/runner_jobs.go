@@ -232,6 +232,10 @@ func (r *Runner) RunShard(ctx context.Context, sa larder.ShardArgs, jc JobContex
 	}
 	run := r.runRecord(v, RunRequest{Trigger: sa.Trigger, Tick: sa.Tick, Job: jc.JobID()}, sa.AsOf, rep, nil, ctx)
 	run.Shards, run.Owner = sa.Shards, sa.Owner
+	// The run wrote the generation's entities, over every shard.
+	if g, err := r.store.Live(ctx, v); err == nil && g.ID == rep.Generation {
+		run.EntitiesWritten = g.Rows
+	}
 	r.record(ctx, v, run, rep)
 	stop()
 	r.release(lease)

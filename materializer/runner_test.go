@@ -239,7 +239,7 @@ func TestRunnerShards(t *testing.T) {
 		}
 	}
 	runs, err := f.store.Runs(ctx, "stats", 0)
-	if err != nil || len(runs) != 1 || runs[0].Shards != 3 || runs[0].State != larder.RunOK {
+	if err != nil || len(runs) != 1 || runs[0].Shards != 3 || runs[0].State != larder.RunOK || runs[0].EntitiesWritten != 200 {
 		t.Fatalf("runs of stats %+v, %v; want one published run in 3 shards", runs, err)
 	}
 	if _, _, held, _ := f.store.LeaseHolder(ctx, "stats"); held {

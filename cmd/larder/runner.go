@@ -72,7 +72,10 @@ func (a *app) printRun(r larder.Run, rep materializer.Report) {
 func (a *app) printRunLine(r larder.Run) {
 	at := r.AsOf.UTC().Format(time.RFC3339)
 	how := string(r.Trigger)
-	if r.Job != "" {
+	switch {
+	case r.Job != "" && r.Trigger == larder.TriggerJob:
+		how = "job " + r.Job
+	case r.Job != "":
 		how += ", job " + r.Job
 	}
 	switch r.Result() {
