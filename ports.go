@@ -92,6 +92,15 @@ type FeatureStore interface {
 	Live(ctx context.Context, v *View) (Generation, error)
 }
 
+// FreshReader is implemented by a FeatureStore whose Live may answer from a
+// cache that lags a publish by other processes. LiveFresh returns the live
+// generation of v as the store holds it now, with Live's errors. Runs and
+// jobs that read other views use it, so that they never read a generation
+// older than one already published.
+type FreshReader interface {
+	LiveFresh(ctx context.Context, v *View) (Generation, error)
+}
+
 // GenerationStore is the write side of the online store, used by the
 // materializer.
 type GenerationStore interface {

@@ -20,7 +20,7 @@ func (m *Materializer) pinInputs(ctx context.Context, v *larder.View, rep *Repor
 	pinned := make(map[*larder.View]larder.Generation, len(v.DependsOn()))
 	rep.Inputs = rep.Inputs[:0]
 	for _, d := range v.DependsOn() {
-		g, err := m.reader.Live(ctx, d)
+		g, err := liveNow(ctx, m.reader, d)
 		if err != nil {
 			what := fmt.Sprintf("view %q, which it reads,", d.Name)
 			if v.Kind == larder.KindPrediction {
@@ -45,4 +45,14 @@ func inputAsOf(g larder.Generation) time.Time {
 		return g.StartedAt
 	}
 	return g.AsOf
+}
+
+// liveNow returns the live generation of v as the store holds it now: from
+// LiveFresh when the store has it (its Live may lag a publish by another
+// process), from Live otherwise.
+func liveNow(ctx context.Context, r larder.FeatureStore, v *larder.View) (larder.Generation, error) {
+	if fr, ok := r.(larder.FreshReader); ok {
+		return fr.LiveFresh(ctx, v)
+	}
+	return r.Live(ctx, v)
 }

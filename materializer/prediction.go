@@ -256,7 +256,7 @@ func (m *Materializer) loadModel(spec larder.ModelSpec) (larder.Model, func(), e
 func (m *Materializer) liveGenerations(ctx context.Context, views []*larder.View) (map[*larder.View]larder.Generation, error) {
 	live := make(map[*larder.View]larder.Generation, len(views))
 	for _, d := range views {
-		g, err := m.reader.Live(ctx, d)
+		g, err := liveNow(ctx, m.reader, d)
 		if err != nil {
 			if errors.Is(err, larder.ErrNoGeneration) {
 				return nil, fmt.Errorf("input view %q has no live generation: materialize it first (larder materialize %s): %w", d.Name, d.Name, err)

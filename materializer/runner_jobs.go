@@ -66,7 +66,7 @@ func (r *Runner) RunJob(ctx context.Context, args larder.MaterializeArgs, jc Job
 		if waiting[v] {
 			continue
 		}
-		if g, err := r.store.Live(ctx, v); err == nil && g.Job == jc.JobID() && g.AsOf.Equal(asOf) {
+		if g, err := liveNow(ctx, r.store, v); err == nil && g.Job == jc.JobID() && g.AsOf.Equal(asOf) {
 			res.Generations = append(res.Generations, larder.InputGeneration{View: v.Name, Generation: g.ID, AsOf: asOf})
 			continue
 		}
@@ -157,7 +157,7 @@ func (r *Runner) startShards(ctx context.Context, v *larder.View, asOf time.Time
 		return fmt.Errorf("materialize %s: %w", v.Name, err)
 	}
 	expected := int64(-1)
-	if g, err := r.store.Live(ctx, v); err == nil {
+	if g, err := liveNow(ctx, r.store, v); err == nil {
 		expected = g.Rows
 	}
 	run := larder.RunInfo{AsOf: asOf, Trigger: trigger, Tick: tick, Job: jc.JobID(), Owner: r.opts.Owner, Lease: lease}
@@ -233,7 +233,7 @@ func (r *Runner) RunShard(ctx context.Context, sa larder.ShardArgs, jc JobContex
 	run := r.runRecord(v, RunRequest{Trigger: sa.Trigger, Tick: sa.Tick, Job: jc.JobID()}, sa.AsOf, rep, nil, ctx)
 	run.Shards, run.Owner = sa.Shards, sa.Owner
 	// The run wrote the generation's entities, over every shard.
-	if g, err := r.store.Live(ctx, v); err == nil && g.ID == rep.Generation {
+	if g, err := liveNow(ctx, r.store, v); err == nil && g.ID == rep.Generation {
 		run.EntitiesWritten = g.Rows
 	}
 	r.record(ctx, v, run, rep)

@@ -144,6 +144,7 @@ var (
 	_ larder.FeatureStore     = (*Store)(nil)
 	_ larder.GenerationStore  = (*Store)(nil)
 	_ larder.GenerationWriter = (*Writer)(nil)
+	_ larder.FreshReader      = (*Store)(nil)
 )
 
 // New returns a Store of project on client. The Store does not own client:
