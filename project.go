@@ -458,6 +458,18 @@ func lookup[T any](index map[string]*T, all []*T, name string, nameOf func(*T) s
 	return nil
 }
 
+// ViewNames returns the names of the views of kind kind (of every view
+// when kind is ""), in project order, for messages that list them.
+func (p *Project) ViewNames(kind ViewKind) []string {
+	var names []string
+	for _, v := range p.Views {
+		if kind == "" || v.Kind == kind {
+			names = append(names, v.Name)
+		}
+	}
+	return names
+}
+
 // Path resolves a path from larder.yaml against the project folder.
 func (p *Project) Path(path string) string {
 	if path == "" || filepath.IsAbs(path) || p.Dir == "" {

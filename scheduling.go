@@ -56,12 +56,12 @@ func (p *Project) validateScheduling(add addFunc) {
 	s := p.Scheduler
 	switch {
 	case s.Lease < 0:
-		add("scheduler.lease", "must be positive, got %s: the TTL of a view's run lease, such as 30s", durationText(s.Lease))
+		add("scheduler.lease", "must be positive, got %s: the TTL of a view's run lease, such as 30s", DurationText(s.Lease))
 	case s.Lease > 0 && s.Lease < MinLease:
-		add("scheduler.lease", "must be at least %s, got %s: a run renews its lease every third of the TTL, and a shorter lease lapses on an ordinary stall", durationText(MinLease), durationText(s.Lease))
+		add("scheduler.lease", "must be at least %s, got %s: a run renews its lease every third of the TTL, and a shorter lease lapses on an ordinary stall", DurationText(MinLease), DurationText(s.Lease))
 	}
 	if s.ShutdownGrace < 0 {
-		add("scheduler.shutdown_grace", "must be positive, got %s: how long a running run may take to finish when its process is stopped, such as 5m", durationText(s.ShutdownGrace))
+		add("scheduler.shutdown_grace", "must be positive, got %s: how long a running run may take to finish when its process is stopped, such as 5m", DurationText(s.ShutdownGrace))
 	}
 	// A negative SweepInterval turns the sweep off.
 
@@ -72,23 +72,23 @@ func (p *Project) validateScheduling(add addFunc) {
 	backoff, maxBackoff := cmp.Or(j.Backoff, DefaultJobBackoff), cmp.Or(j.MaxBackoff, DefaultJobMaxBackoff)
 	switch {
 	case j.Backoff < 0:
-		add("jobs.backoff", "must be positive, got %s: the delay before a job's second attempt, such as 10s", durationText(j.Backoff))
+		add("jobs.backoff", "must be positive, got %s: the delay before a job's second attempt, such as 10s", DurationText(j.Backoff))
 	case j.MaxBackoff < 0:
-		add("jobs.max_backoff", "must be positive, got %s: the longest delay between two attempts of a job, such as 10m", durationText(j.MaxBackoff))
+		add("jobs.max_backoff", "must be positive, got %s: the longest delay between two attempts of a job, such as 10m", DurationText(j.MaxBackoff))
 	case maxBackoff < backoff:
-		add("jobs.max_backoff", "must be at least backoff (%s), got %s: the delay doubles from backoff with each failed attempt, up to max_backoff; raise max_backoff or lower backoff", durationText(backoff), durationText(maxBackoff))
+		add("jobs.max_backoff", "must be at least backoff (%s), got %s: the delay doubles from backoff with each failed attempt, up to max_backoff; raise max_backoff or lower backoff", DurationText(backoff), DurationText(maxBackoff))
 	}
 	heartbeat, lapse := cmp.Or(j.Heartbeat, DefaultJobHeartbeat), cmp.Or(j.Lapse, DefaultJobLapse)
 	switch {
 	case j.Heartbeat < 0:
-		add("jobs.heartbeat", "must be positive, got %s: how often a worker proves that it is alive, such as 2s", durationText(j.Heartbeat))
+		add("jobs.heartbeat", "must be positive, got %s: how often a worker proves that it is alive, such as 2s", DurationText(j.Heartbeat))
 	case j.Lapse < 0:
-		add("jobs.lapse", "must be positive, got %s: how long a running job's worker may go without a heartbeat before another worker takes the job over, such as 10s", durationText(j.Lapse))
+		add("jobs.lapse", "must be positive, got %s: how long a running job's worker may go without a heartbeat before another worker takes the job over, such as 10s", DurationText(j.Lapse))
 	case lapse < LapseBeats*heartbeat:
-		add("jobs.lapse", "must be at least %d heartbeats (%d × %s = %s), got %s, so that a worker that misses a beat or two keeps its job; raise lapse or shorten heartbeat", LapseBeats, LapseBeats, durationText(heartbeat), durationText(LapseBeats*heartbeat), durationText(lapse))
+		add("jobs.lapse", "must be at least %d heartbeats (%d × %s = %s), got %s, so that a worker that misses a beat or two keeps its job; raise lapse or shorten heartbeat", LapseBeats, LapseBeats, DurationText(heartbeat), DurationText(LapseBeats*heartbeat), DurationText(lapse))
 	}
 	if j.Retention < 0 {
-		add("jobs.retention", "must be positive, got %s: how long finished jobs are kept, such as 7d", durationText(j.Retention))
+		add("jobs.retention", "must be positive, got %s: how long finished jobs are kept, such as 7d", DurationText(j.Retention))
 	}
 }
 
@@ -195,9 +195,9 @@ func mendZone(name string) string {
 	return string(b)
 }
 
-// durationText writes d the way larder.yaml does, for messages: 7d, 36h,
-// 5m, 1h30m, 500ms.
-func durationText(d time.Duration) string {
+// DurationText writes d the way larder.yaml writes durations, for
+// messages: 7d, 36h, 5m, 1h30m, 500ms.
+func DurationText(d time.Duration) string {
 	const day = 24 * time.Hour
 	if d != 0 && d%day == 0 {
 		return strconv.FormatInt(int64(d/day), 10) + "d"

@@ -129,19 +129,3 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
-
-// durationText writes d the way larder.yaml does, for messages: 7d, 36h,
-// 5m, 1h30m, 500ms.
-func durationText(d time.Duration) string {
-	if d != 0 && d%day == 0 {
-		return strconv.FormatInt(int64(d/day), 10) + "d"
-	}
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}

@@ -64,7 +64,7 @@ func (d *decoder) setting(n node, def time.Duration) time.Duration {
 	v := d.duration(n)
 	if v == 0 && !isNull(n.val) && !d.isBad(n.path) {
 		written, _ := text(n.val)
-		d.problem(n, "must be positive, got %s; leave %s out for the default, %s", written, n.key, durationText(def))
+		d.problem(n, "must be positive, got %s; leave %s out for the default, %s", written, n.key, larder.DurationText(def))
 	}
 	return v
 }

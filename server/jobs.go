@@ -405,12 +405,7 @@ func asOfText(t time.Time) string {
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func knownPredictionViews(p *larder.Project) string {
-	var names []string
-	for _, v := range p.Views {
-		if v.Kind == larder.KindPrediction {
-			names = append(names, v.Name)
-		}
-	}
+	names := p.ViewNames(larder.KindPrediction)
 	if len(names) == 0 {
 		return " (the project has no prediction view)"
 	}

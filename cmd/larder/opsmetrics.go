@@ -148,3 +148,23 @@ func (e *metricsEndpoint) close() {
 	defer cancel()
 	_ = e.srv.Shutdown(ctx)
 }
+
+// startOpsMetrics returns the batch side's metrics of a long-running
+// command and, when addr is not empty, serves them with the freshness
+// gauges of p's views at http://addr/metrics. stop stops the endpoint.
+func (a *app) startOpsMetrics(addr string, p *larder.Project, st *store.Store) (m *opsMetrics, stop func(), err error) {
+	reg := prometheus.NewRegistry()
+	if m, err = newOpsMetrics(reg); err != nil {
+		return nil, nil, err
+	}
+	if addr == "" {
+		return m, func() {}, nil
+	}
+	reg.MustRegister(newFreshnessCollector(p, st, a.now, a.logger))
+	e, err := a.serveMetrics(addr, reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Fprintf(a.stderr, "metrics at http://%s/metrics\n", e.addr)
+	return m, e.close, nil
+}

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/larder-dev/larder"
@@ -70,20 +69,11 @@ same scheduler inside the server.`,
 				return err
 			}
 			defer b.Close()
-			reg := prometheus.NewRegistry()
-			metrics, err := newOpsMetrics(reg)
+			metrics, stopMetrics, err := a.startOpsMetrics(metricsListen, p, b.store)
 			if err != nil {
 				return err
 			}
-			if metricsListen != "" {
-				e, err := a.serveMetrics(metricsListen, reg)
-				if err != nil {
-					return err
-				}
-				defer e.close()
-				reg.MustRegister(newFreshnessCollector(p, b.store, a.now, a.logger))
-				fmt.Fprintf(a.stderr, "metrics at http://%s/metrics\n", e.addr)
-			}
+			defer stopMetrics()
 			sc, err := a.startScheduling(ctx, p, b, metrics)
 			if err != nil {
 				return err

@@ -248,12 +248,7 @@ func knownRankers(p *larder.Project) string {
 // knownPredictionViews lists the project's prediction views for an error
 // message.
 func knownPredictionViews(p *larder.Project) string {
-	var names []string
-	for _, v := range p.Views {
-		if v.Kind == larder.KindPrediction {
-			names = append(names, v.Name)
-		}
-	}
+	names := p.ViewNames(larder.KindPrediction)
 	if len(names) == 0 {
 		return " (the project has no prediction view)"
 	}

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/larder-dev/larder"
@@ -65,20 +64,11 @@ On SIGTERM or SIGINT it takes no new job, lets running ones finish for
 				return err
 			}
 			defer b.Close()
-			reg := prometheus.NewRegistry()
-			metrics, err := newOpsMetrics(reg)
+			metrics, stopMetrics, err := a.startOpsMetrics(metricsListen, p, b.store)
 			if err != nil {
 				return err
 			}
-			if metricsListen != "" {
-				e, err := a.serveMetrics(metricsListen, reg)
-				if err != nil {
-					return err
-				}
-				defer e.close()
-				reg.MustRegister(newFreshnessCollector(p, b.store, a.now, a.logger))
-				fmt.Fprintf(a.stderr, "metrics at http://%s/metrics\n", e.addr)
-			}
+			defer stopMetrics()
 			w := a.startWorkers(ctx, p, b, metrics, workerSettings{concurrency: concurrency, name: name, grace: grace, sweep: true})
 			fmt.Fprintf(a.stderr, "worker %s: processing jobs of project %s, %d at a time\n", w.name, p.Name, concurrency)
 			err = w.wait()
