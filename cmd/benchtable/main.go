@@ -49,6 +49,8 @@ var comparisons = []comparison{
 	{"materialize latest, 10M events into Redis (entities/s vs rows/s)", "Heavy/latest-redis/events=10M", []string{"Heavy/floor-write"}, "pipelined HSETs of the same 100k encoded rows, sorted by bucket, 4 connections", "entities/s", "rows/s"},
 	{"store write, 100k rows × 3 features", "Write100k/larder", []string{"Write100k/floor"}, "pipelined HSETs of the same encoded rows, sorted by bucket, 4 connections", "rows/s", ""},
 	{"materialize latest, 100k events, through the job queue", "QueuedRun/queued", []string{"QueuedRun/direct"}, "the same run done directly by the runner, in the same process", "ns/op", ""},
+	{"job queue round trip, no-op job", "Job/roundtrip", []string{"Job/floor"}, "go-redis XADD; XREADGROUP; HSET of a status field + XACK + XDEL in one pipeline; one job at a time", "ns/op", ""},
+	{"job queue throughput, 1,000 no-op jobs, worker of concurrency 4", "Job/throughput", []string{"Job/throughput-floor"}, "the floor's commands, 4 producers and 4 consumers", "jobs/s", ""},
 }
 
 // childSuffix names the run of a benchmark in a child process of its own:

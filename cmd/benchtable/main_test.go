@@ -148,3 +148,29 @@ BenchmarkPrediction100k/read-floor-2 	10	100000000 ns/op	400000 entities/s
 		}
 	}
 }
+
+func TestJobQueueRows(t *testing.T) {
+	const in = `BenchmarkJob/roundtrip-2         	    2332	    507792 ns/op	       281.0 client-cpu-µs/job	      1969 jobs/s	       234.7 redis-cpu-µs/job	   10485 B/op	     236 allocs/op
+BenchmarkJob/floor-2             	   10000	    107621 ns/op	        68.45 client-cpu-µs/job	      9292 jobs/s	        42.52 redis-cpu-µs/job	    2712 B/op	      58 allocs/op
+BenchmarkJob/throughput-2        	       3	 419853578 ns/op	       232.6 client-cpu-µs/job	      2382 jobs/s	       184.8 redis-cpu-µs/job	10170869 B/op	  229815 allocs/op
+BenchmarkJob/throughput-floor-2  	       9	 123455898 ns/op	        94.17 client-cpu-µs/job	      8100 jobs/s	        55.72 redis-cpu-µs/job	 2693149 B/op	   57056 allocs/op
+`
+	results, err := parse(strings.NewReader(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A floor's name is its figure's with a suffix: both are kept apart.
+	if got := results["Job/throughput-floor"]["jobs/s"]; got != 8100 {
+		t.Errorf("Job/throughput-floor = %v jobs/s, want 8100", got)
+	}
+	var out bytes.Buffer
+	write(&out, results)
+	for _, want := range []string{
+		"| job queue round trip, no-op job | 507.8 µs | 107.6 µs | 4.72× the floor | - | 236 |",
+		"| job queue throughput, 1,000 no-op jobs, worker of concurrency 4 | 2.4k jobs/s | 8.1k jobs/s | 29% of the floor | - | 229815 |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
