@@ -44,6 +44,8 @@ var comparisons = []comparison{
 	{"materialize prediction, model part (entities/s vs rows/s)", "Prediction100k/materialize", []string{"Prediction100k/ort-floor"}, "ONNX Runtime on the same batches", "entities/s", "rows/s"},
 	{"batch score with a ranker, 100k rows (vs store reads)", "Score100k/ranker", []string{"Score100k/read-floor"}, "raw store reads of the same batches' keys, one round trip at a time", "rows/s", ""},
 	{"batch score with a ranker, model part", "Score100k/ranker", []string{"Score100k/ort-floor"}, "ONNX Runtime on the same batches", "rows/s", ""},
+	{"batch score with a ranker, 1M rows (vs store reads)", "Score1M/ranker", []string{"Score1M/read-floor"}, "raw store reads of the same batches' keys, one round trip at a time", "rows/s", ""},
+	{"batch score with a ranker, 1M rows, model part", "Score1M/ranker", []string{"Score1M/ort-floor"}, "ONNX Runtime on the same batches", "rows/s", ""},
 	{"materialize latest, 10M events → 100k entities, no-op store (vs page decode)", "Heavy/latest/events=10M/procs=max", []string{"Heavy/floor-decode/events=10M"}, "parquet-go page decode of the same files, all cores, values unused", "rows/s", ""},
 	{"materialize aggregate, 10M events → 100k entities × 40 features, no-op store (vs page decode)", "Heavy/aggregate/events=10M/procs=max", []string{"Heavy/floor-decode/events=10M"}, "parquet-go page decode of the same files, all cores, values unused (5 columns; the view reads 4 of them)", "rows/s", ""},
 	{"materialize latest, 10M events into Redis (entities/s vs rows/s)", "Heavy/latest-redis/events=10M", []string{"Heavy/floor-write"}, "pipelined HSETs of the same 100k encoded rows, sorted by bucket, 4 connections", "entities/s", "rows/s"},

@@ -174,3 +174,27 @@ BenchmarkJob/throughput-floor-2  	       9	 123455898 ns/op	        94.17 client
 		}
 	}
 }
+
+func TestScoreRows(t *testing.T) {
+	const in = `BenchmarkScore1M/ranker-2           	       1	1860547824 ns/op	    736988 rows/cpu-s	    537476 rows/s	74416536 B/op	 2959618 allocs/op
+BenchmarkScore1M/ranker-child-2     	       1	        65.47 peak-MiB	    795272 rows/cpu-s	    531397 rows/s	   10768 B/op	      60 allocs/op
+BenchmarkScore1M/ort-floor-2        	      16	  65285839 ns/op	  15317257 rows/s	   34536 B/op	    3926 allocs/op
+BenchmarkScore1M/read-floor-2       	       1	1525073040 ns/op	    655706 rows/s	55269096 B/op	  951895 allocs/op
+`
+	results, err := parse(strings.NewReader(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	write(&out, results)
+	for _, want := range []string{
+		// The in-process run's rate, the child run's peak.
+		"| batch score with a ranker, 1M rows (vs store reads) | 537.5k rows/s | 655.7k rows/s | 82% of the floor | 65 MiB | 2959618 |",
+		"| batch score with a ranker, 1M rows, model part | 537.5k rows/s | 15.32M rows/s | 4% of the floor | 65 MiB | 2959618 |",
+		"| batch score with a ranker, 100k rows (vs store reads) | not run |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
