@@ -46,6 +46,9 @@ var comparisons = []comparison{
 	{"batch score with a ranker, model part", "Score100k/ranker", []string{"Score100k/ort-floor"}, "ONNX Runtime on the same batches", "rows/s", ""},
 	{"batch score with a ranker, 1M rows (vs store reads)", "Score1M/ranker", []string{"Score1M/read-floor"}, "raw store reads of the same batches' keys, one round trip at a time", "rows/s", ""},
 	{"batch score with a ranker, 1M rows, model part", "Score1M/ranker", []string{"Score1M/ort-floor"}, "ONNX Runtime on the same batches", "rows/s", ""},
+	{"larder score, demo ranker, 1M rows (vs store reads)", "ScoreJob1M/direct", []string{"ScoreJob1M/read-floor"}, "raw store reads of the same batches' keys, one round trip at a time", "rows/s", ""},
+	{"larder score --async --wait, demo ranker, 1M rows, through a worker (vs store reads)", "ScoreJob1M/queued", []string{"ScoreJob1M/read-floor"}, "raw store reads of the same batches' keys, one round trip at a time", "rows/s", ""},
+	{"larder score, demo ranker, 1M rows, model part", "ScoreJob1M/direct", []string{"ScoreJob1M/ort-floor"}, "ONNX Runtime on the same batches", "rows/s", ""},
 	{"materialize latest, 10M events → 100k entities, no-op store (vs page decode)", "Heavy/latest/events=10M/procs=max", []string{"Heavy/floor-decode/events=10M"}, "parquet-go page decode of the same files, all cores, values unused", "rows/s", ""},
 	{"materialize aggregate, 10M events → 100k entities × 40 features, no-op store (vs page decode)", "Heavy/aggregate/events=10M/procs=max", []string{"Heavy/floor-decode/events=10M"}, "parquet-go page decode of the same files, all cores, values unused (5 columns; the view reads 4 of them)", "rows/s", ""},
 	{"materialize latest, 10M events into Redis (entities/s vs rows/s)", "Heavy/latest-redis/events=10M", []string{"Heavy/floor-write"}, "pipelined HSETs of the same 100k encoded rows, sorted by bucket, 4 connections", "entities/s", "rows/s"},
@@ -260,7 +263,7 @@ func write(w io.Writer, results map[string]result) {
 	// Figures with no floor of their own, printed for the record: writes,
 	// latencies, and the heavy and prediction materializations with their
 	// peak memory.
-	names := []string{"Write", "IncrementalWrite", "GetFeatures1x20", "Rank1x100", "Candidates1M", "Prediction100k/materialize" + childSuffix}
+	names := []string{"Write", "IncrementalWrite", "GetFeatures1x20", "Rank1x100", "Candidates1M", "Prediction100k/materialize" + childSuffix, "ScoreJob1M/queued"}
 	var heavy []string
 	for name := range results {
 		if strings.HasPrefix(name, "Heavy/") {
@@ -273,7 +276,7 @@ func write(w io.Writer, results map[string]result) {
 		if !ok {
 			continue
 		}
-		for _, unit := range []string{"rows/s", "entities/s", "p50-µs", "p99-µs", "peak-MiB"} {
+		for _, unit := range []string{"rows/s", "job-rows/s", "entities/s", "p50-µs", "p99-µs", "peak-MiB"} {
 			if v, ok := r[unit]; ok {
 				fmt.Fprintf(w, "| %s %s | %s | | | | | |\n", name, unit, strconv.FormatFloat(v, 'f', 0, 64))
 			}

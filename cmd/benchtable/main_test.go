@@ -180,6 +180,10 @@ func TestScoreRows(t *testing.T) {
 BenchmarkScore1M/ranker-child-2     	       1	        65.47 peak-MiB	    795272 rows/cpu-s	    531397 rows/s	   10768 B/op	      60 allocs/op
 BenchmarkScore1M/ort-floor-2        	      16	  65285839 ns/op	  15317257 rows/s	   34536 B/op	    3926 allocs/op
 BenchmarkScore1M/read-floor-2       	       1	1525073040 ns/op	    655706 rows/s	55269096 B/op	  951895 allocs/op
+BenchmarkScoreJob1M/direct-2 	1	1220082737 ns/op	819617 rows/s
+BenchmarkScoreJob1M/queued-2 	1	1508107231 ns/op	910023 job-rows/s	1.000 progress-lines/op	663083 rows/s
+BenchmarkScoreJob1M/read-floor-2 	2	764970990 ns/op	1307239 rows/s
+BenchmarkScoreJob1M/ort-floor-2 	26	58153207 ns/op	17195956 rows/s
 `
 	results, err := parse(strings.NewReader(in), nil)
 	if err != nil {
@@ -192,6 +196,10 @@ BenchmarkScore1M/read-floor-2       	       1	1525073040 ns/op	    655706 rows/s
 		"| batch score with a ranker, 1M rows (vs store reads) | 537.5k rows/s | 655.7k rows/s | 82% of the floor | 65 MiB | 2959618 |",
 		"| batch score with a ranker, 1M rows, model part | 537.5k rows/s | 15.32M rows/s | 4% of the floor | 65 MiB | 2959618 |",
 		"| batch score with a ranker, 100k rows (vs store reads) | not run |",
+		"| larder score, demo ranker, 1M rows (vs store reads) | 819.6k rows/s | 1.31M rows/s | 63% of the floor | - | - |",
+		"| larder score --async --wait, demo ranker, 1M rows, through a worker (vs store reads) | 663.1k rows/s | 1.31M rows/s | 51% of the floor | - | - |",
+		"| larder score, demo ranker, 1M rows, model part | 819.6k rows/s | 17.20M rows/s | 5% of the floor | - | - |",
+		"| ScoreJob1M/queued job-rows/s | 910023 |",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
