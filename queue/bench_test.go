@@ -239,7 +239,10 @@ const floorGroup = "g"
 // consumers that run until b ends.
 func startFloor(b *testing.B, client *redis.Client, name string, consumers int) *floor {
 	b.Helper()
-	f := &floor{client: client, stream: "floor:" + name + ":stream", prefix: "floor:" + name + ":job:", done: newSignal()}
+	// Keys of their own for each call, as the benchmark runs again with
+	// -count on the same redis-server.
+	base := "floor:" + name + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	f := &floor{client: client, stream: base + "stream", prefix: base + "job:", done: newSignal()}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := client.XGroupCreateMkStream(ctx, f.stream, floorGroup, "0").Err(); err != nil {
 		b.Fatal(err)
