@@ -43,7 +43,7 @@ test-short:
 BENCH_PKGS := ./store ./server ./materializer ./models ./cmd/larder ./queue
 bench: setup
 	@mkdir -p .work
-	@echo "bench: $(BENCH_PKGS), about 2 minutes on 2 cores; raw results go to .work/bench.txt"
+	@echo "bench: $(BENCH_PKGS), about 2 to 3 minutes on 2 cores; raw results go to .work/bench.txt"
 	@$(GO) test -c -o .work/materializer.test ./materializer
 	@.work/materializer.test -heavy.prepare
 	@start=$$(date +%s); \
