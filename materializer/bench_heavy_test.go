@@ -237,26 +237,31 @@ type heavyResult struct {
 	PeakRSS  int64   // bytes, VmHWM at the end of the run
 }
 
-// TestHeavyChild is the child process of BenchmarkHeavy and of
-// BenchmarkPrediction100k: it runs one view once and prints its
-// heavyResult. heavyChildEnv names the run: "view,folder" for a view of the
-// heavy project over the source in folder (BenchmarkHeavy), or
-// "prediction,folder,address" for the prediction view of the project in
-// folder over the redis-server at address (see predictionChild). It is
-// skipped unless heavyChildEnv is set.
+// TestHeavyChild is the child process of BenchmarkHeavy, of
+// BenchmarkPrediction100k and of the scoring benchmarks: it runs one view
+// or job once and prints its heavyResult. heavyChildEnv names the run:
+// "view,folder" for a view of the heavy project over the source in folder
+// (BenchmarkHeavy), "prediction,folder,address" for the prediction view of
+// the project in folder over the redis-server at address (see
+// predictionChild), or "score,folder,address" for the scoring job of the
+// project in folder (see scoreChild). It is skipped unless heavyChildEnv is
+// set.
 func TestHeavyChild(t *testing.T) {
 	spec := os.Getenv(heavyChildEnv)
 	if spec == "" {
-		t.Skip("run by BenchmarkHeavy and BenchmarkPrediction100k")
+		t.Skip("run by BenchmarkHeavy, BenchmarkPrediction100k and the scoring benchmarks")
 	}
 	view, dir, ok := strings.Cut(spec, ",")
 	if !ok {
 		t.Fatalf("%s=%q: want view,folder", heavyChildEnv, spec)
 	}
 	var res heavyResult
-	if view == predChildView {
+	switch view {
+	case predChildView:
 		res = predictionChild(t, dir)
-	} else {
+	case scoreChildView:
+		res = scoreChild(t, dir)
+	default:
 		p := heavyProject(t, dir)
 		m := materializer.New(p, nopStore{}, materializer.Options{Now: fixedClock(heavyRunTime)})
 		cpu0 := cpuTime(t)

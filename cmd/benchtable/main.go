@@ -44,11 +44,18 @@ var comparisons = []comparison{
 	{"materialize prediction, model part (entities/s vs rows/s)", "Prediction100k/materialize", []string{"Prediction100k/ort-floor"}, "ONNX Runtime on the same batches", "entities/s", "rows/s"},
 	{"batch score with a ranker, 100k rows (vs store reads)", "Score100k/ranker", []string{"Score100k/read-floor"}, "raw store reads of the same batches' keys, one round trip at a time", "rows/s", ""},
 	{"batch score with a ranker, model part", "Score100k/ranker", []string{"Score100k/ort-floor"}, "ONNX Runtime on the same batches", "rows/s", ""},
+	{"batch score with a ranker, 1M rows (vs store reads)", "Score1M/ranker", []string{"Score1M/read-floor"}, "raw store reads of the same batches' keys, one round trip at a time", "rows/s", ""},
+	{"batch score with a ranker, 1M rows, model part", "Score1M/ranker", []string{"Score1M/ort-floor"}, "ONNX Runtime on the same batches", "rows/s", ""},
+	{"larder score, demo ranker, 1M rows (vs store reads)", "ScoreJob1M/direct", []string{"ScoreJob1M/read-floor"}, "raw store reads of the same batches' keys, one round trip at a time", "rows/s", ""},
+	{"larder score --async --wait, demo ranker, 1M rows, through a worker (vs store reads)", "ScoreJob1M/queued", []string{"ScoreJob1M/read-floor"}, "raw store reads of the same batches' keys, one round trip at a time", "rows/s", ""},
+	{"larder score, demo ranker, 1M rows, model part", "ScoreJob1M/direct", []string{"ScoreJob1M/ort-floor"}, "ONNX Runtime on the same batches", "rows/s", ""},
 	{"materialize latest, 10M events → 100k entities, no-op store (vs page decode)", "Heavy/latest/events=10M/procs=max", []string{"Heavy/floor-decode/events=10M"}, "parquet-go page decode of the same files, all cores, values unused", "rows/s", ""},
 	{"materialize aggregate, 10M events → 100k entities × 40 features, no-op store (vs page decode)", "Heavy/aggregate/events=10M/procs=max", []string{"Heavy/floor-decode/events=10M"}, "parquet-go page decode of the same files, all cores, values unused (5 columns; the view reads 4 of them)", "rows/s", ""},
 	{"materialize latest, 10M events into Redis (entities/s vs rows/s)", "Heavy/latest-redis/events=10M", []string{"Heavy/floor-write"}, "pipelined HSETs of the same 100k encoded rows, sorted by bucket, 4 connections", "entities/s", "rows/s"},
 	{"store write, 100k rows × 3 features", "Write100k/larder", []string{"Write100k/floor"}, "pipelined HSETs of the same encoded rows, sorted by bucket, 4 connections", "rows/s", ""},
 	{"materialize latest, 100k events, through the job queue", "QueuedRun/queued", []string{"QueuedRun/direct"}, "the same run done directly by the runner, in the same process", "ns/op", ""},
+	{"job queue round trip, no-op job", "Job/roundtrip", []string{"Job/floor"}, "go-redis XADD; XREADGROUP; HSET of a status field + XACK + XDEL in one pipeline; one job at a time", "ns/op", ""},
+	{"job queue throughput, 1,000 no-op jobs, worker of concurrency 4", "Job/throughput", []string{"Job/throughput-floor"}, "the floor's commands, 4 producers and 4 consumers", "jobs/s", ""},
 }
 
 // childSuffix names the run of a benchmark in a child process of its own:
@@ -256,7 +263,7 @@ func write(w io.Writer, results map[string]result) {
 	// Figures with no floor of their own, printed for the record: writes,
 	// latencies, and the heavy and prediction materializations with their
 	// peak memory.
-	names := []string{"Write", "IncrementalWrite", "GetFeatures1x20", "Rank1x100", "Candidates1M", "Prediction100k/materialize" + childSuffix}
+	names := []string{"Write", "IncrementalWrite", "GetFeatures1x20", "Rank1x100", "Candidates1M", "Prediction100k/materialize" + childSuffix, "ScoreJob1M/queued"}
 	var heavy []string
 	for name := range results {
 		if strings.HasPrefix(name, "Heavy/") {
@@ -269,7 +276,7 @@ func write(w io.Writer, results map[string]result) {
 		if !ok {
 			continue
 		}
-		for _, unit := range []string{"rows/s", "entities/s", "p50-µs", "p99-µs", "peak-MiB"} {
+		for _, unit := range []string{"rows/s", "job-rows/s", "entities/s", "p50-µs", "p99-µs", "peak-MiB"} {
 			if v, ok := r[unit]; ok {
 				fmt.Fprintf(w, "| %s %s | %s | | | | | |\n", name, unit, strconv.FormatFloat(v, 'f', 0, 64))
 			}

@@ -148,3 +148,61 @@ BenchmarkPrediction100k/read-floor-2 	10	100000000 ns/op	400000 entities/s
 		}
 	}
 }
+
+func TestJobQueueRows(t *testing.T) {
+	const in = `BenchmarkJob/roundtrip-2         	    2332	    507792 ns/op	       281.0 client-cpu-µs/job	      1969 jobs/s	       234.7 redis-cpu-µs/job	   10485 B/op	     236 allocs/op
+BenchmarkJob/floor-2             	   10000	    107621 ns/op	        68.45 client-cpu-µs/job	      9292 jobs/s	        42.52 redis-cpu-µs/job	    2712 B/op	      58 allocs/op
+BenchmarkJob/throughput-2        	       3	 419853578 ns/op	       232.6 client-cpu-µs/job	      2382 jobs/s	       184.8 redis-cpu-µs/job	10170869 B/op	  229815 allocs/op
+BenchmarkJob/throughput-floor-2  	       9	 123455898 ns/op	        94.17 client-cpu-µs/job	      8100 jobs/s	        55.72 redis-cpu-µs/job	 2693149 B/op	   57056 allocs/op
+`
+	results, err := parse(strings.NewReader(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A floor's name is its figure's with a suffix: both are kept apart.
+	if got := results["Job/throughput-floor"]["jobs/s"]; got != 8100 {
+		t.Errorf("Job/throughput-floor = %v jobs/s, want 8100", got)
+	}
+	var out bytes.Buffer
+	write(&out, results)
+	for _, want := range []string{
+		"| job queue round trip, no-op job | 507.8 µs | 107.6 µs | 4.72× the floor | - | 236 |",
+		"| job queue throughput, 1,000 no-op jobs, worker of concurrency 4 | 2.4k jobs/s | 8.1k jobs/s | 29% of the floor | - | 229815 |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestScoreRows(t *testing.T) {
+	const in = `BenchmarkScore1M/ranker-2           	       1	1860547824 ns/op	    736988 rows/cpu-s	    537476 rows/s	74416536 B/op	 2959618 allocs/op
+BenchmarkScore1M/ranker-child-2     	       1	        65.47 peak-MiB	    795272 rows/cpu-s	    531397 rows/s	   10768 B/op	      60 allocs/op
+BenchmarkScore1M/ort-floor-2        	      16	  65285839 ns/op	  15317257 rows/s	   34536 B/op	    3926 allocs/op
+BenchmarkScore1M/read-floor-2       	       1	1525073040 ns/op	    655706 rows/s	55269096 B/op	  951895 allocs/op
+BenchmarkScoreJob1M/direct-2 	1	1220082737 ns/op	819617 rows/s
+BenchmarkScoreJob1M/queued-2 	1	1508107231 ns/op	910023 job-rows/s	1.000 progress-lines/op	663083 rows/s
+BenchmarkScoreJob1M/read-floor-2 	2	764970990 ns/op	1307239 rows/s
+BenchmarkScoreJob1M/ort-floor-2 	26	58153207 ns/op	17195956 rows/s
+`
+	results, err := parse(strings.NewReader(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	write(&out, results)
+	for _, want := range []string{
+		// The in-process run's rate, the child run's peak.
+		"| batch score with a ranker, 1M rows (vs store reads) | 537.5k rows/s | 655.7k rows/s | 82% of the floor | 65 MiB | 2959618 |",
+		"| batch score with a ranker, 1M rows, model part | 537.5k rows/s | 15.32M rows/s | 4% of the floor | 65 MiB | 2959618 |",
+		"| batch score with a ranker, 100k rows (vs store reads) | not run |",
+		"| larder score, demo ranker, 1M rows (vs store reads) | 819.6k rows/s | 1.31M rows/s | 63% of the floor | - | - |",
+		"| larder score --async --wait, demo ranker, 1M rows, through a worker (vs store reads) | 663.1k rows/s | 1.31M rows/s | 51% of the floor | - | - |",
+		"| larder score, demo ranker, 1M rows, model part | 819.6k rows/s | 17.20M rows/s | 5% of the floor | - | - |",
+		"| ScoreJob1M/queued job-rows/s | 910023 |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
