@@ -219,20 +219,37 @@ func (s *Scheduler) loop(ctx context.Context, v *larder.View) {
 		last = prev
 	}
 	for {
-		next := sched.Next(maxTime(s.now(), last))
+		var next time.Time
+		if last.IsZero() {
+			next = sched.Next(s.now())
+		} else {
+			next = sched.Next(last)
+		}
 		if next.IsZero() {
 			return // a schedule with no future tick
 		}
-		t := time.NewTimer(next.Sub(s.now()))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
+		if now := s.now(); !next.After(now) {
+			// Late (a busy tick, a slow machine): the tick still runs, now.
+			// When more than one tick is due (the process was stopped or
+			// suspended), only the latest runs, once.
+			if latest := sched.Prev(now); latest.After(next) {
+				next = latest
+			}
+		} else {
+			t := time.NewTimer(next.Sub(now))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			// Timers may fire a little early on some systems.
+			for s.now().Before(next) {
+				time.Sleep(next.Sub(s.now()))
+			}
 		}
-		// Timers may fire a little early on some systems.
-		for s.now().Before(next) {
-			time.Sleep(next.Sub(s.now()))
+		if ctx.Err() != nil {
+			return
 		}
 		s.fire(ctx, v, sched, next, larder.TriggerSchedule)
 		last = next

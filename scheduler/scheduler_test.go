@@ -201,7 +201,7 @@ func TestCatchUp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = s.Run(cctx) }()

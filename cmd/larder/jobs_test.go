@@ -87,10 +87,14 @@ func TestCancelRunningJob(t *testing.T) {
 	mustSucceed(t, r, "materialize --async")
 	id := regexp.MustCompile(`job (\S+) submitted`).FindStringSubmatch(r.stdout)[1]
 	q := queue.New(client, sp.p.Name, queue.Options{})
-	waitFor(t, 60*time.Second, "the job to run", func() (bool, bool) {
+	// Cancelled just after it starts, the run cannot finish first.
+	waitFor(t, 60*time.Second, "the job to start", func() (bool, bool) {
 		j, err := q.Job(ctx, id)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if j.State.Done() {
+			t.Fatalf("the job ended before it could be cancelled: %s", j.State)
 		}
 		return true, j.State == larder.JobRunning
 	})

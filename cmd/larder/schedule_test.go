@@ -69,6 +69,14 @@ func TestTwoSchedulers(t *testing.T) {
 			t.Errorf("ticks %s and %s: a tick was missed", ticks[i-1].Format(time.TimeOnly), tick.Format(time.TimeOnly))
 		}
 		rs := byTick[tick]
+		// A tick may be skipped only when the run before it outlasted the
+		// time a tick waits (a very slow machine): never for any other
+		// reason.
+		if len(rs) == 1 && rs[0].Result() == larder.RunSkipped && i > 0 {
+			if prev := byTick[ticks[i-1]]; len(prev) == 1 && prev[0].Duration >= time.Second {
+				continue
+			}
+		}
 		if len(rs) != 1 || rs[0].Result() != larder.RunOK {
 			t.Errorf("tick %s: %d runs (%+v), want one that published", tick.Format(time.TimeOnly), len(rs), rs)
 			continue
@@ -126,18 +134,21 @@ jobs: {heartbeat: 200ms, lapse: 1s, backoff: 200ms, max_backoff: 1s}`, `  - name
 	if root == nil {
 		t.Fatalf("no job id in %q", r.stdout)
 	}
+	// The kill must land while w1 writes a shard: a shard it has just
+	// begun, so that it cannot finish first.
 	var victim larder.Job
-	waitFor(t, 60*time.Second, "a shard running on w1", func() (bool, bool) {
+	waitFor(t, 60*time.Second, "a shard starting on w1", func() (bool, bool) {
 		jobs, err := q.Jobs(ctx, larder.JobFilter{Kind: larder.JobShard, State: larder.JobRunning})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, j := range jobs {
-			if j.Worker == "w1" {
+			if j.Worker == "w1" && time.Since(j.StartedAt) < 150*time.Millisecond {
 				victim = j
 				return true, true
 			}
 		}
+		time.Sleep(5 * time.Millisecond)
 		return false, false
 	})
 	w1.stop(t, syscall.SIGKILL)
