@@ -152,8 +152,15 @@ type MaterializeArgs struct {
 	// Views are run in dependency order (views that read other views after
 	// them), each at AsOf.
 	Views []string `json:"views"`
-	// AsOf is the instant every view is computed as of; the zero time
-	// means when the job's first attempt starts.
+	// Dependents adds the views without a schedule of their own that read
+	// Views (and those that read these), run after them at AsOf as
+	// dependents: triggered by them, and skipped when another run of them
+	// is in progress. A scheduler's job sets it.
+	Dependents bool `json:"dependents,omitempty"`
+	// AsOf is the instant every view is computed as of. The zero time means
+	// when each attempt starts: submitters fill it (larder materialize
+	// --async and the JobService with the submission's time), so that every
+	// attempt and shard computes one instant.
 	AsOf time.Time `json:"as_of,omitzero"`
 	// Trigger is what submitted the job (TriggerJob when empty), and Tick
 	// the schedule tick, for jobs a scheduler submitted.

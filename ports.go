@@ -183,6 +183,11 @@ type ShardedStore interface {
 	// whether it found the generation being written (so that one of
 	// several callers records the run).
 	AbortGeneration(ctx context.Context, v *View, gen int64) (deleted bool, err error)
+	// ShardedRun finds the sharded generation of v that job is writing:
+	// its id and the token of the run lease that holds it; ok is false
+	// when there is none. A retried job uses it to go on with the shards
+	// an earlier attempt started, rather than start them again.
+	ShardedRun(ctx context.Context, v *View, job string) (gen, token int64, ok bool, err error)
 }
 
 // KeyLister lists the entities stored in a view's live generation, which is
@@ -358,6 +363,14 @@ type RunLeases interface {
 	// ReleaseLease gives l up, if it is still held. Releasing a lease
 	// that was lost is not an error.
 	ReleaseLease(ctx context.Context, l Lease) error
+	// ReclaimLease is AcquireLease that also takes the lease from a holder
+	// with the same owner, with a new token: how a job's attempt takes
+	// over from an earlier attempt of the job whose worker died, fencing
+	// it off.
+	ReclaimLease(ctx context.Context, view, owner string, ttl time.Duration) (Lease, error)
+	// LeaseHolder returns the owner and token of the run that holds the
+	// run lease of view; held is false when it is free.
+	LeaseHolder(ctx context.Context, view string) (owner string, token int64, held bool, err error)
 }
 
 // ShardOf returns the shard, of count, that the entity key with canonical

@@ -32,6 +32,18 @@ func (m *Materializer) pinInputs(ctx context.Context, v *larder.View, rep *Repor
 			}
 			return nil, fmt.Errorf("materialize %s: %s: %w", v.Name, strings.TrimSuffix(what, ","), err)
 		}
+		if at := inputAsOf(g); at.After(rep.RunTime) {
+			// A run as of the past would read data newer than its as-of.
+			switch m.run.Trigger {
+			case larder.TriggerManual, larder.TriggerJob:
+				return nil, fmt.Errorf("materialize %s as of %s: view %q, which it reads, is live as of %s, later: the run would read data from after its as-of; name %s too, so that it is computed as of %s first (larder materialize --as-of %s %s %s)",
+					v.Name, timeText(rep.RunTime), d.Name, timeText(at), d.Name, timeText(rep.RunTime), timeText(rep.RunTime), d.Name, v.Name)
+			case "":
+			default:
+				m.log.Warn("a view this run reads is live as of a later instant than the run's as-of", "view", v.Name, "as_of", rep.RunTime,
+					"input", d.Name, "input_as_of", at)
+			}
+		}
 		pinned[d] = g
 		rep.Inputs = append(rep.Inputs, larder.InputGeneration{View: d.Name, Generation: g.ID, AsOf: inputAsOf(g)})
 	}
@@ -56,3 +68,6 @@ func liveNow(ctx context.Context, r larder.FeatureStore, v *larder.View) (larder
 	}
 	return r.Live(ctx, v)
 }
+
+// timeText writes t for messages: RFC 3339 in UTC.
+func timeText(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

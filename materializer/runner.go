@@ -105,18 +105,29 @@ type RunRequest struct {
 	// progress, when set, replaces RunnerOptions.Progress for the runs of
 	// the request.
 	progress func(Progress)
+	// asDependents runs every view of the request as a dependent: with
+	// trigger dependency, and skipped when another run holds its lease.
+	asDependents bool
 }
 
-// ErrViewBusy means that a view of a request could not run because
-// another run of it holds its run lease.
-var ErrViewBusy = errors.New("view is being materialized by another run")
+// dependentWait is how long a view run after its inputs (a dependent)
+// waits for its run lease when another run of it holds the lease (a run
+// triggered by another of its inputs, at the same tick), before it is
+// recorded as skipped; busyPoll how often it looks.
+const (
+	dependentWaitLeases = 2
+	busyPoll            = 100 * time.Millisecond
+)
 
 // Run runs the views of req one after the other. A view whose run lease
 // another run holds is not run: Run returns an error wrapping
 // larder.ErrLeaseHeld for a view the request names, and records a view
-// added by Dependents as skipped. Run stops at the first failed run; the
-// views after it do not run, and keep their live generations. It returns
-// the reports of the runs that published, and the error of the failed run.
+// added by Dependents as skipped, once it has waited for the lease for two
+// lease TTLs (the other run may be the same view's, triggered by another of
+// its inputs). Run stops at the first failed run: the views after it do
+// not run, and keep their live generations; those that read the failed
+// view are recorded as skipped. It returns the reports of the runs that
+// published, and the error of the failed run.
 func (r *Runner) Run(ctx context.Context, req RunRequest) ([]Report, error) {
 	asOf := req.AsOf
 	if asOf.IsZero() {
@@ -131,30 +142,38 @@ func (r *Runner) Run(ctx context.Context, req RunRequest) ([]Report, error) {
 	views = larder.Order(views)
 	var reports []Report
 	skipped := map[*larder.View]bool{}
-	for _, v := range views {
+	for i, v := range views {
+		vreq := req
+		dependent := !slices.Contains(named, v) || req.asDependents
+		if dependent {
+			vreq.Trigger = larder.TriggerDependency
+		}
 		if dependsOnAny(v, skipped) {
 			skipped[v] = true
-			dreq := req
-			dreq.Trigger = larder.TriggerDependency
-			r.record(ctx, v, r.skippedRun(v, dreq, asOf, "a view it reads was skipped"), Report{})
+			r.record(ctx, v, r.skippedRun(v, vreq, asOf, "a view it reads was skipped"), Report{})
 			continue
 		}
 		lease := larder.Lease{}
 		if len(req.Views) > 0 && v == req.Views[0] && req.Lease.Held() {
 			lease = req.Lease
 		}
-		vreq := req
-		if !slices.Contains(named, v) {
-			vreq.Trigger = larder.TriggerDependency
-		}
-		rep, err := r.runOne(ctx, v, vreq, asOf, lease)
+		rep, err := r.runOne(ctx, v, vreq, asOf, lease, dependent)
 		var held *larder.LeaseHeldError
 		switch {
-		case errors.As(err, &held) && !slices.Contains(named, v):
+		case errors.As(err, &held) && dependent:
 			skipped[v] = true
 			r.record(ctx, v, r.skippedRun(v, vreq, asOf, held.Error()), Report{})
 			continue
 		case err != nil:
+			failed := map[*larder.View]bool{v: true}
+			for _, d := range views[i+1:] {
+				if dependsOnAny(d, failed) {
+					failed[d] = true
+					dreq := req
+					dreq.Trigger = larder.TriggerDependency
+					r.record(ctx, d, r.skippedRun(d, dreq, asOf, "view "+v.Name+", which it reads, failed"), Report{})
+				}
+			}
 			return reports, err
 		}
 		reports = append(reports, rep)
@@ -197,11 +216,12 @@ func Dependents(p *larder.Project, views []*larder.View) []*larder.View {
 }
 
 // runOne runs v at asOf under its run lease (taken unless lease is held
-// already), renewing the lease while it runs, and records the run.
-func (r *Runner) runOne(ctx context.Context, v *larder.View, req RunRequest, asOf time.Time, lease larder.Lease) (Report, error) {
+// already; waited for, when v runs as a dependent), renewing the lease
+// while it runs, and records the run.
+func (r *Runner) runOne(ctx context.Context, v *larder.View, req RunRequest, asOf time.Time, lease larder.Lease, dependent bool) (Report, error) {
 	if !lease.Held() {
 		var err error
-		if lease, err = r.store.AcquireLease(ctx, v.Name, r.opts.Owner, r.opts.LeaseTTL); err != nil {
+		if lease, err = r.acquire(ctx, v, req, dependent); err != nil {
 			return Report{View: v.Name}, fmt.Errorf("materialize %s: %w: wait for it to end (`larder runs %s` shows it when it does)", v.Name, err, v.Name)
 		}
 	}
@@ -209,8 +229,8 @@ func (r *Runner) runOne(ctx context.Context, v *larder.View, req RunRequest, asO
 		lease.TTL = r.opts.LeaseTTL
 	}
 	runCtx, stop := r.holdLease(ctx, lease)
-	defer stop()
 	defer r.release(lease)
+	defer stop() // before the release, so that no renewal finds it released
 
 	opts := Options{
 		Logger: r.log, Now: r.now, AsOf: asOf, Models: r.opts.Models, Reader: r.store,
@@ -235,10 +255,42 @@ func (r *Runner) runOne(ctx context.Context, v *larder.View, req RunRequest, asO
 			err = fmt.Errorf("%w: %w", err, cause)
 		}
 	}
-	run := r.runRecord(v, req, asOf, rep, err, ctx)
-	run.Owner = lease.Owner
-	r.record(ctx, v, run, rep)
+	r.record(ctx, v, r.runRecord(v, req, asOf, rep, err, ctx), rep)
 	return rep, err
+}
+
+// JobOwner is the owner of the run leases that a job's runs take: every
+// attempt of the job, on any worker, has the same, so that an attempt takes
+// over the lease of an earlier one whose worker died (ReclaimLease).
+func JobOwner(job string) string { return "job:" + job }
+
+// acquire takes the run lease of v for a run of req: a job's run takes it
+// over from an earlier attempt of the job; a dependent waits for it while
+// another run holds it, for at most dependentWaitLeases lease TTLs.
+func (r *Runner) acquire(ctx context.Context, v *larder.View, req RunRequest, dependent bool) (larder.Lease, error) {
+	// The wait is measured on the wall clock, whatever r.now says: it
+	// waits for another process.
+	var deadline time.Time
+	if dependent {
+		deadline = time.Now().Add(dependentWaitLeases * r.opts.LeaseTTL)
+	}
+	for {
+		var lease larder.Lease
+		var err error
+		if req.Job != "" {
+			lease, err = r.store.ReclaimLease(ctx, v.Name, JobOwner(req.Job), r.opts.LeaseTTL)
+		} else {
+			lease, err = r.store.AcquireLease(ctx, v.Name, r.opts.Owner, r.opts.LeaseTTL)
+		}
+		if !errors.Is(err, larder.ErrLeaseHeld) || !time.Now().Before(deadline) {
+			return lease, err
+		}
+		select {
+		case <-ctx.Done():
+			return lease, err
+		case <-time.After(busyPoll):
+		}
+	}
 }
 
 // holdLease returns a context for a run under lease, which it renews every

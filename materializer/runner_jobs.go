@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,8 +58,12 @@ func (r *Runner) RunJob(ctx context.Context, args larder.MaterializeArgs, jc Job
 	if trigger == "" {
 		trigger = larder.TriggerJob
 	}
+	named := views
+	if args.Dependents {
+		views = append(slices.Clone(views), Dependents(r.project, views)...)
+	}
 	ordered := larder.Order(views)
-	// then holds the views that wait for a sharded view of the job: they
+	// waiting holds the views that wait for a sharded view of the job: they
 	// run after its generation is published, in a job its last shard
 	// submits.
 	waiting := map[*larder.View]bool{}
@@ -79,7 +84,7 @@ func (r *Runner) RunJob(ctx context.Context, args larder.MaterializeArgs, jc Job
 		}
 		reps, err := r.Run(ctx, RunRequest{
 			Views: []*larder.View{v}, AsOf: asOf, Trigger: trigger, Tick: args.Tick, Job: jc.JobID(),
-			progress: jobProgress(jc, i, len(ordered)),
+			progress: jobProgress(jc, i, len(ordered)), asDependents: !slices.Contains(named, v),
 		})
 		if err != nil {
 			return res, err
@@ -143,49 +148,57 @@ func (r *Runner) views(names []string) ([]*larder.View, error) {
 	return views, nil
 }
 
-// startShards begins a sharded generation of v under a new run lease and
-// submits one shard job per shard, as children of the job.
+// startShards begins a sharded generation of v under a new run lease, held
+// by the job (JobOwner), and submits one shard job per shard, as children
+// of the job. A retried job finds the sharded generation an earlier
+// attempt began, and submits its shards again: each shard job has a key,
+// so a shard already submitted is not submitted twice.
 func (r *Runner) startShards(ctx context.Context, v *larder.View, asOf time.Time, trigger larder.Trigger, tick time.Time,
 	then []string, jc JobContext) error {
 	ss, ok := r.store.(larder.ShardedStore)
 	if !ok {
 		return fmt.Errorf("materialize %s: the store %T cannot write a generation in shards (larder.ShardedStore)", v.Name, r.store)
 	}
-	ttl := r.opts.LeaseTTL * ShardLeaseFactor
-	lease, err := r.store.AcquireLease(ctx, v.Name, r.opts.Owner, ttl)
+	owner := JobOwner(jc.JobID())
+	gen, token, found, err := ss.ShardedRun(ctx, v, jc.JobID())
 	if err != nil {
 		return fmt.Errorf("materialize %s: %w", v.Name, err)
 	}
-	expected := int64(-1)
-	if g, err := liveNow(ctx, r.store, v); err == nil {
-		expected = g.Rows
-	}
-	run := larder.RunInfo{AsOf: asOf, Trigger: trigger, Tick: tick, Job: jc.JobID(), Owner: r.opts.Owner, Lease: lease}
-	gen, err := ss.BeginSharded(ctx, v, larder.BeginOptions{ExpectedRows: expected, Run: run}, v.Shards)
-	if err != nil {
-		r.release(lease)
-		return fmt.Errorf("materialize %s: %w", v.Name, err)
+	if !found {
+		lease, err := r.store.ReclaimLease(ctx, v.Name, owner, r.opts.LeaseTTL*ShardLeaseFactor)
+		if err != nil {
+			return fmt.Errorf("materialize %s: %w", v.Name, err)
+		}
+		expected := int64(-1)
+		if g, err := liveNow(ctx, r.store, v); err == nil {
+			expected = g.Rows
+		}
+		run := larder.RunInfo{AsOf: asOf, Trigger: trigger, Tick: tick, Job: jc.JobID(), Owner: r.opts.Owner, Lease: lease}
+		if gen, err = ss.BeginSharded(ctx, v, larder.BeginOptions{ExpectedRows: expected, Run: run}, v.Shards); err != nil {
+			r.release(lease)
+			return fmt.Errorf("materialize %s: %w", v.Name, err)
+		}
+		token = lease.Token
 	}
 	for i := range v.Shards {
 		sa := larder.ShardArgs{
 			View: v.Name, Generation: gen, Shard: i, Shards: v.Shards, AsOf: asOf,
-			Token: lease.Token, Owner: lease.Owner, Then: then, Trigger: trigger, Tick: tick,
+			Token: token, Owner: owner, Then: then, Trigger: trigger, Tick: tick,
 		}
 		body, err := json.Marshal(sa)
 		if err != nil {
 			return err
 		}
 		if _, err := jc.Submit(ctx, larder.JobSpec{
-			Kind: larder.JobShard, Args: body,
+			Kind: larder.JobShard, Args: body, Key: fmt.Sprintf("%s/%d/shard/%d", v.Name, gen, i),
 			Description: fmt.Sprintf("materialize %s shard %d of %d (generation %d) as of %s", v.Name, i+1, v.Shards, gen, asOf.Format(time.RFC3339)),
 		}); err != nil {
-			// The shards submitted fail when they find the generation gone.
-			r.abortSharded(ctx, sa, larder.RunFailed, fmt.Sprintf("submitting shard %d failed: %v", i, err))
+			// A retry of the job submits the shards again.
 			return fmt.Errorf("materialize %s: submit shard %d: %w", v.Name, i, err)
 		}
 	}
 	jc.SetProgress(larder.JobProgress{Phase: v.Name + " shards", Done: 0, Total: int64(v.Shards), Unit: "shards"})
-	r.log.Info("sharded run started", "view", v.Name, "generation", gen, "shards", v.Shards, "as_of", asOf)
+	r.log.Info("sharded run started", "view", v.Name, "generation", gen, "shards", v.Shards, "as_of", asOf, "resumed", found)
 	return nil
 }
 
@@ -219,8 +232,11 @@ func (r *Runner) RunShard(ctx context.Context, sa larder.ShardArgs, jc JobContex
 	rep, err := New(r.project, r.store, opts).Run(runCtx, v.Name)
 	switch {
 	case errors.Is(err, larder.ErrPublished):
-		// An earlier attempt of this shard ended the run; the run's views
-		// after it may not have been submitted if that attempt died.
+		// An earlier attempt of this shard ended the run, and may have
+		// died before releasing its lease and submitting the views after
+		// it: both are done again, harmlessly.
+		stop()
+		r.release(lease)
 		return res, r.submitThen(ctx, sa, jc)
 	case err != nil:
 		if cause := context.Cause(runCtx); errors.Is(cause, larder.ErrLeaseLost) && !errors.Is(err, larder.ErrLeaseLost) {

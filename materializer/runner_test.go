@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,7 +132,9 @@ func sameInputs(a, b []larder.InputGeneration) bool {
 func TestRunnerBusyView(t *testing.T) {
 	f := newRunnerFixture(t)
 	ctx := context.Background()
-	r := f.runner(materializer.RunnerOptions{})
+	// A dependent waits two lease TTLs for a busy lease before it is
+	// skipped.
+	r := f.runner(materializer.RunnerOptions{LeaseTTL: 200 * time.Millisecond})
 	other, err := f.store.AcquireLease(ctx, "pred", "other:9", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -276,13 +279,19 @@ func TestRunnerShardsAbort(t *testing.T) {
 	if _, err := store.New(f.client, f.project.Name, store.Options{}).Live(ctx, f.project.View("stats")); !errors.Is(err, larder.ErrNoGeneration) {
 		t.Errorf("stats is live after its sharded run failed: %v", err)
 	}
+	// No row of the failed generation is left; its metadata stays, marked
+	// aborted, until its grace period ends, for a shard that still writes.
+	if left := f.client.Keys(ctx, "larder:test:stats:*").Val(); len(left) != 0 {
+		t.Errorf("rows of the failed generation are left: %v", left)
+	}
+	later := store.New(f.client, f.project.Name, store.Options{Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if _, err := later.Cleanup(ctx, store.CleanupOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	// What is left: the views set, the run records, and the counters of
 	// generation ids and lease tokens, which must never go back.
 	if got := f.client.DBSize(ctx).Val(); got != before+4 {
-		t.Errorf("DBSIZE %d after the failed run, want %d: %v", got, before+4, f.client.Keys(ctx, "*").Val())
-	}
-	if left := f.client.Keys(ctx, "larder:test:*stats*:*[0-9]*").Val(); len(left) != 0 {
-		t.Errorf("keys of the failed generation are left: %v", left)
+		t.Errorf("DBSIZE %d after the failed run and its grace period, want %d: %v", got, before+4, f.client.Keys(ctx, "*").Val())
 	}
 	runs, err := f.store.Runs(ctx, "stats", 0)
 	if err != nil || len(runs) != 1 || runs[0].State != larder.RunFailed || runs[0].Shards != 2 {
@@ -293,4 +302,74 @@ func TestRunnerShardsAbort(t *testing.T) {
 		t.Errorf("a shard of an aborted run = %v, want ErrNotFound", err)
 	}
 
+}
+
+// TestRunnerJobTakesOverItsLease retries a job whose first attempt died
+// holding its view's run lease: the second attempt takes the lease over
+// (fencing the first off) instead of waiting for it to lapse.
+func TestRunnerJobTakesOverItsLease(t *testing.T) {
+	f := newRunnerFixture(t)
+	ctx := context.Background()
+	r := f.runner(materializer.RunnerOptions{})
+	dead, err := f.store.AcquireLease(ctx, "stats", materializer.JobOwner("job-3"), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.RunJob(ctx, larder.MaterializeArgs{Views: []string{"stats"}, AsOf: f.asOf}, &fakeJob{id: "job-3"})
+	if err != nil || len(res.Generations) != 1 {
+		t.Fatalf("the retried job: %+v, %v", res, err)
+	}
+	if err := f.store.RenewLease(ctx, dead); !errors.Is(err, larder.ErrLeaseLost) {
+		t.Errorf("the dead attempt still holds its lease: %v", err)
+	}
+	// Another job's lease is not taken over.
+	other, err := f.store.AcquireLease(ctx, "stats", materializer.JobOwner("job-4"), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.RunJob(ctx, larder.MaterializeArgs{Views: []string{"stats"}, AsOf: f.asOf}, &fakeJob{id: "job-5"})
+	if !errors.Is(err, larder.ErrLeaseHeld) {
+		t.Errorf("a job took over another job's lease: %v", err)
+	}
+	_ = f.store.ReleaseLease(ctx, other)
+}
+
+// TestRunnerJobResumesShards retries a job whose shards are in flight: the
+// retry goes on with them, and submits no shard twice.
+func TestRunnerJobResumesShards(t *testing.T) {
+	f := newRunnerFixture(t)
+	ctx := context.Background()
+	f.project.View("stats").Shards = 2
+	r := f.runner(materializer.RunnerOptions{})
+	job := &fakeJob{id: "job-6"}
+	for attempt := 1; attempt <= 2; attempt++ {
+		if _, err := r.RunJob(ctx, larder.MaterializeArgs{Views: []string{"stats"}, AsOf: f.asOf}, job); err != nil {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+	}
+	if len(job.submitted) != 2 {
+		t.Fatalf("%d shard jobs submitted over two attempts, want 2", len(job.submitted))
+	}
+	gens, err := f.store.Generations(ctx, "stats")
+	if err != nil || len(gens) != 1 {
+		t.Errorf("generations %+v, %v; want the one sharded generation", gens, err)
+	}
+}
+
+// TestRunnerPastAsOfReadsNoFuture runs a prediction view alone as of an
+// instant before its inputs' as-of: by hand, it refuses, naming what to run.
+func TestRunnerPastAsOfReadsNoFuture(t *testing.T) {
+	f := newRunnerFixture(t)
+	ctx := context.Background()
+	r := f.runner(materializer.RunnerOptions{})
+	if _, err := r.Run(ctx, materializer.RunRequest{Views: []*larder.View{f.project.View("profile"), f.project.View("stats")}, AsOf: f.asOf, Trigger: larder.TriggerManual}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.Run(ctx, materializer.RunRequest{Views: []*larder.View{f.project.View("pred")}, AsOf: f.asOf.Add(-time.Hour), Trigger: larder.TriggerManual})
+	if err == nil || !strings.Contains(err.Error(), "would read data from after its as-of") {
+		t.Fatalf("a past run reading newer inputs = %v, want a refusal", err)
+	}
+	if _, err := r.Run(ctx, materializer.RunRequest{Views: []*larder.View{f.project.View("profile"), f.project.View("stats"), f.project.View("pred")}, AsOf: f.asOf.Add(-time.Hour), Trigger: larder.TriggerManual}); err != nil {
+		t.Fatalf("the same past run with its inputs: %v", err)
+	}
 }

@@ -60,8 +60,10 @@ type Options struct {
 	// Run's: it ends ShutdownGrace after Run's does.
 	Run func(ctx context.Context, t Tick) error
 	// Enqueue, when set, queues a tick's run as a job instead, and returns
-	// the job's id; JobActive then tells whether the job of a previous tick
-	// is still to finish (queued, running, retrying or waiting).
+	// the job's id; it must be idempotent per tick (a second call for the
+	// same view and tick returns the same job). JobActive then tells
+	// whether the job of a previous tick is still to finish (queued,
+	// running, retrying or waiting).
 	Enqueue   func(ctx context.Context, t Tick) (string, error)
 	JobActive func(ctx context.Context, id string) (bool, error)
 	// Skipped is called when this scheduler records a tick as skipped
@@ -94,6 +96,10 @@ type Scheduler struct {
 // busyPoll is how often a busy tick checks whether the view's previous run
 // has ended.
 const busyPoll = 100 * time.Millisecond
+
+// enqueueAttempts is how many times a tick's job is submitted before the
+// tick is given up (Enqueue must be idempotent per tick).
+const enqueueAttempts = 3
 
 // New returns a Scheduler of the views of p that have a schedule, read in
 // their time zone. It returns an error naming a view whose schedule or
@@ -215,6 +221,10 @@ func (s *Scheduler) loop(ctx context.Context, v *larder.View) {
 			s.log.Warn("reading the schedule state failed; no tick is caught up", "view", v.Name, "err", err)
 		case st.LastTick.Before(prev) && !s.coveredBy(ctx, v, prev):
 			s.fire(ctx, v, sched, prev, larder.TriggerCatchUp)
+		case s.opts.Enqueue != nil && st.LastTick.Equal(prev) && st.Outcome == larder.TickStarted && st.Job == "":
+			// Claimed, but a scheduler may have died before it queued the
+			// tick's job: queue it (Enqueue is idempotent per tick).
+			s.start(ctx, Tick{View: v, At: prev, Trigger: larder.TriggerSchedule})
 		}
 		last = prev
 	}
@@ -330,7 +340,17 @@ func (s *Scheduler) coveredBy(ctx context.Context, v *larder.View, tick time.Tim
 // start runs or queues a claimed tick.
 func (s *Scheduler) start(ctx context.Context, t Tick) {
 	if s.opts.Enqueue != nil {
-		id, err := s.opts.Enqueue(ctx, t)
+		var id string
+		var err error
+		for attempt := range enqueueAttempts {
+			if id, err = s.opts.Enqueue(ctx, t); err == nil || ctx.Err() != nil {
+				break
+			}
+			s.log.Warn("queueing a tick's run failed; retrying", "view", t.View.Name, "tick", t.At, "attempt", attempt+1, "err", err)
+			if !s.sleep(ctx, time.Duration(attempt+1)*busyPoll) {
+				break
+			}
+		}
 		if err != nil {
 			s.log.Error("queueing a tick's run failed; the next tick tries again", "view", t.View.Name, "tick", t.At, "err", err)
 			return

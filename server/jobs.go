@@ -220,7 +220,7 @@ func (j *jobServer) asOf(field string, ts *timestamppb.Timestamp) (time.Time, er
 	}
 	t := ts.AsTime()
 	if now := j.svc.now(); t.After(now.Add(maxAsOfAhead)) {
-		return time.Time{}, larder.Invalidf("%s: %s is in the future (the server's time is %s); data after now does not exist yet: leave as_of unset for the time the job runs",
+		return time.Time{}, larder.Invalidf("%s: %s is in the future (the server's time is %s); data after now does not exist yet: leave as_of unset for the time of submission",
 			field, formatTime(t), formatTime(now))
 	}
 	return t, nil

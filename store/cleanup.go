@@ -268,10 +268,11 @@ func (s *Store) cleanupView(ctx context.Context, view string, dryRun bool) (Clea
 				break
 			}
 			found.Reason = CleanedAbandoned
+			deleted := true
 			if !dryRun {
-				err = s.abandon(ctx, view, id, m, now)
+				deleted, err = s.abandon(ctx, view, id, m, now)
 			}
-			if err == nil {
+			if err == nil && deleted {
 				rep.Cleaned = append(rep.Cleaned, found)
 			}
 		default:
@@ -308,15 +309,16 @@ func (s *Store) abandoned(m meta, lease *redis.StringCmd, now time.Time) bool {
 }
 
 // abandon deletes an abandoned generation and records its run as
-// abandoned, unless another cleanup got there first.
-func (s *Store) abandon(ctx context.Context, view string, id int64, m meta, now time.Time) error {
+// abandoned, unless another cleanup got there first, or its run renewed
+// its lease meanwhile; deleted reports whether this call deleted it.
+func (s *Store) abandon(ctx context.Context, view string, id int64, m meta, now time.Time) (deleted bool, err error) {
 	if m.state == stateWriting {
 		won, err := abandonScript.Run(ctx, s.client, []string{s.k.meta(view, id), orKey(m.lease, s.k.writeLease(view, id))}, id, m.token).Int64()
 		if err != nil {
-			return redisErr(ctx, "abandon generation", err)
+			return false, redisErr(ctx, "abandon generation", err)
 		}
 		if won != 1 {
-			return nil // renewed meanwhile, or taken by another cleanup
+			return false, nil // renewed meanwhile, or taken by another cleanup
 		}
 		r := larder.Run{
 			View: view, Kind: m.kind, State: larder.RunAbandoned, Generation: id,
@@ -329,10 +331,10 @@ func (s *Store) abandon(ctx context.Context, view string, id int64, m meta, now 
 		}
 	}
 	if err := s.deleteGeneration(ctx, view, id, m.buckets); err != nil {
-		return err
+		return false, err
 	}
 	s.log.Warn("abandoned generation deleted", "view", view, "generation", id, "owner", m.owner, "started_at", m.startedAt)
-	return nil
+	return true, nil
 }
 
 // orKey returns key, or def when key is "".
@@ -341,6 +343,22 @@ func orKey(key, def string) string {
 		return def
 	}
 	return key
+}
+
+// deleteRows deletes the bucket hashes of a generation.
+func (s *Store) deleteRows(ctx context.Context, view string, gen int64, buckets int) error {
+	prefix := s.k.dataPrefix(view, gen)
+	keys := make([]string, 0, min(buckets, unlinkChunk))
+	for b := 0; b < buckets; b++ {
+		keys = append(keys, prefix+strconv.Itoa(b))
+		if len(keys) == unlinkChunk || b == buckets-1 {
+			if err := s.unlink(ctx, keys); err != nil {
+				return err
+			}
+			keys = keys[:0]
+		}
+	}
+	return nil
 }
 
 // deleteGeneration deletes the buckets of a generation, then its metadata,

@@ -135,6 +135,9 @@ redis.call('HSET', KEYS[1], 'rows', ARGV[1])
 if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'published_at', ARGV[2])
 end
+if ARGV[4] and ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'as_of', ARGV[4])
+end
 if ARGV[3] ~= '' and ARGV[3] ~= '0' then
   local cur = redis.call('HGET', KEYS[1], 'watermark')
   if not cur or cur == '0' or tonumber(ARGV[3]) > tonumber(cur) then
@@ -236,6 +239,11 @@ func (s *Store) BeginIncrementalWriter(ctx context.Context, v *larder.View) (*Wr
 				startedAt:   g.gen.StartedAt,
 				publishedAt: g.gen.PublishedAt,
 				state:       stateLive,
+				model:       g.gen.Model,
+				asOf:        g.gen.AsOf,
+				inputs:      g.gen.Inputs,
+				trigger:     g.gen.Trigger,
+				job:         g.gen.Job,
 			},
 			model: g.gen.Model,
 		},
@@ -376,8 +384,10 @@ func (w *Writer) publishIncremental(ctx context.Context) (larder.Generation, err
 		return larder.Generation{}, redisErr(ctx, "publish incremental write to "+view, err)
 	}
 	now := s.stamp()
+	// The generation now holds the source's rows up to this run: its
+	// as-of moves to the run's.
 	ok, err := publishIncrementalScript.Run(ctx, s.client, []string{w.inc.metaKey},
-		rows, formatMicros(now), w.watermark()).Int64()
+		rows, formatMicros(now), w.watermark(), formatMicros(w.startedAt)).Int64()
 	if err != nil {
 		return larder.Generation{}, redisErr(ctx, "publish incremental write to "+view, err)
 	}
@@ -392,7 +402,7 @@ func (w *Writer) publishIncremental(ctx context.Context) (larder.Generation, err
 			"view", view, "generation", w.id, "err", err)
 	}
 	m := w.inc.meta
-	m.rows, m.publishedAt = rows, now
+	m.rows, m.publishedAt, m.asOf = rows, now, w.startedAt
 	lg := s.newLiveGen(view, w.id, m)
 	lg.gen.Model = w.inc.model
 	gen := s.cache(lg).gen

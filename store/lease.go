@@ -37,6 +37,24 @@ redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
 return {1, tostring(token)}
 `)
 
+// reclaimScript is acquireScript that also takes the lease from a holder
+// of the same owner ARGV[1] (an earlier attempt of the same job, whose
+// process died or stalled), with a new token, so that the earlier attempt
+// is fenced off.
+var reclaimScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sp = string.find(cur, ' ', 1, true)
+  local owner = sp and string.sub(cur, sp + 1) or ''
+  if owner ~= ARGV[1] then
+    return {0, cur, redis.call('PTTL', KEYS[1])}
+  end
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
+return {1, tostring(token)}
+`)
+
 // renewScript extends lease KEYS[1] by ARGV[2] milliseconds when it still
 // holds token ARGV[1]; it returns 1 when it did, 0 when the lease is lost.
 var renewScript = redis.NewScript(`
@@ -63,8 +81,21 @@ return 0
 // millisecond). It returns a *larder.LeaseHeldError when another run holds
 // it, and larder.ErrUnavailable or ctx.Err() when Redis cannot be reached.
 func (s *Store) AcquireLease(ctx context.Context, view, owner string, ttl time.Duration) (larder.Lease, error) {
+	return s.acquire(ctx, acquireScript, view, owner, ttl)
+}
+
+// ReclaimLease is AcquireLease that also takes the lease from a holder with
+// the same owner, with a new token: a job's attempt takes the lease of an
+// earlier attempt of the same job, whose worker died or stalled, and fences
+// that attempt off. It returns a *larder.LeaseHeldError when another owner
+// holds the lease.
+func (s *Store) ReclaimLease(ctx context.Context, view, owner string, ttl time.Duration) (larder.Lease, error) {
+	return s.acquire(ctx, reclaimScript, view, owner, ttl)
+}
+
+func (s *Store) acquire(ctx context.Context, script *redis.Script, view, owner string, ttl time.Duration) (larder.Lease, error) {
 	ttl = max(ttl, time.Millisecond)
-	res, err := acquireScript.Run(ctx, s.client, []string{s.k.lease(view), s.k.fence(view)}, owner, ttl.Milliseconds()).Slice()
+	res, err := script.Run(ctx, s.client, []string{s.k.lease(view), s.k.fence(view)}, owner, ttl.Milliseconds()).Slice()
 	if err != nil {
 		return larder.Lease{}, redisErr(ctx, "acquire the run lease of "+view, err)
 	}
@@ -135,25 +166,6 @@ func (s *Store) renew(ctx context.Context, key, token string, ttl time.Duration,
 		return fmt.Errorf("store: renew the %s (token %s): %w", what, token, larder.ErrLeaseLost)
 	}
 	return nil
-}
-
-// ExtendGeneration extends the lease that holds generation gen of view
-// while it is written, by ttl from now: for a run that will go on later,
-// such as a shard whose job waits to be retried. It returns an error
-// wrapping larder.ErrLeaseLost when the generation is no longer held by its
-// lease, and wrapping larder.ErrNotFound when it is not being written.
-func (s *Store) ExtendGeneration(ctx context.Context, view string, gen int64, ttl time.Duration) error {
-	h, err := s.client.HMGet(ctx, s.k.meta(view, gen), fieldState, fieldLease, fieldToken).Result()
-	if err != nil {
-		return redisErr(ctx, "extend generation", err)
-	}
-	state, _ := h[0].(string)
-	lease, _ := h[1].(string)
-	token, _ := h[2].(string)
-	if state != stateWriting || lease == "" {
-		return fmt.Errorf("store: extend %s generation %d: it is not being written (state %q): %w", view, gen, state, larder.ErrNotFound)
-	}
-	return s.renew(ctx, lease, token, ttl, fmt.Sprintf("lease of %s generation %d", view, gen))
 }
 
 // heartbeat renews the lease that holds the writer's generation every third

@@ -394,8 +394,20 @@ func TestShardedGeneration(t *testing.T) {
 		if deleted, err := s.AbortGeneration(ctx, wide, gen2); err != nil || deleted {
 			t.Fatalf("second AbortGeneration = %v, %v, want nothing deleted", deleted, err)
 		}
+		if left := keysOf(t, client, fmt.Sprintf("larder:test:wide:%d:*", gen2)); len(left) != 0 {
+			t.Fatalf("rows of the aborted generation are left: %v", left)
+		}
+		// A shard still running writes for a moment after the abort: its
+		// rows go once the aborted generation's grace period ends.
+		if err := client.HSet(ctx, fmt.Sprintf("larder:test:wide:%d:0", gen2), "late", "row").Err(); err != nil {
+			t.Fatal(err)
+		}
+		later := store.New(client, p.Name, store.Options{Now: func() time.Time { return time.Now().Add(time.Hour) }})
+		if _, err := later.Cleanup(ctx, store.CleanupOptions{}); err != nil {
+			t.Fatal(err)
+		}
 		if got := client.DBSize(ctx).Val(); got != before {
-			t.Fatalf("DBSIZE after AbortGeneration = %d, want %d; keys: %v", got, before, keysOf(t, client, "*"))
+			t.Fatalf("DBSIZE after AbortGeneration and its grace period = %d, want %d; keys: %v", got, before, keysOf(t, client, "*"))
 		}
 		if _, err := s.BeginWith(ctx, wide, larder.BeginOptions{Run: run, Shard: &larder.ShardRef{Generation: gen2, Index: 2, Count: shards}}); !errors.Is(err, larder.ErrNotFound) {
 			t.Fatalf("a shard of an aborted generation began: %v", err)
@@ -445,6 +457,14 @@ func TestClaimTick(t *testing.T) {
 		}
 		if c2, err := s.ClaimTick(ctx, "wide", t2.Add(time.Second), larder.ClaimOptions{Owner: "a", Busy: true}); err != nil || c2.Outcome != larder.TickBusy {
 			t.Fatalf("claim while the job runs = %+v, %v, want busy", c2, err)
+		}
+		// A tick skipped while the job runs keeps the job recorded, so
+		// that the tick after it sees the job too.
+		if c2, err := s.ClaimTick(ctx, "wide", t2.Add(time.Second), larder.ClaimOptions{Owner: "a", Busy: true, Skip: true}); err != nil || c2.Outcome != larder.TickSkipped {
+			t.Fatalf("skip while the job runs = %+v, %v", c2, err)
+		}
+		if st, _ := s.ScheduleState(ctx, "wide"); st.Job != "job-7" || st.Outcome != larder.TickSkipped {
+			t.Fatalf("after a skip: %+v, want job-7 still recorded", st)
 		}
 	})
 }

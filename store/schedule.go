@@ -38,7 +38,9 @@ end
 local holder = redis.call('GET', KEYS[2])
 if holder or ARGV[4] == '1' then
   if ARGV[5] == '1' then
-    redis.call('HSET', KEYS[1], 'last_tick', ARGV[1], 'outcome', 'skipped', 'owner', ARGV[2], 'job', '')
+    -- The job of the run still going stays recorded: the next tick must
+    -- see it too.
+    redis.call('HSET', KEYS[1], 'last_tick', ARGV[1], 'outcome', 'skipped', 'owner', ARGV[2])
     return {'skipped', holder or ''}
   end
   return {'busy', holder or ''}

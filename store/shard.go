@@ -176,9 +176,33 @@ func (w *Writer) publishShard(ctx context.Context) (larder.Generation, error) {
 	return w.flip(ctx, rows)
 }
 
+// ShardedRun finds the sharded generation of v that job is writing (see
+// larder.ShardedStore). It returns larder.ErrUnavailable or ctx.Err() when
+// Redis cannot be read.
+func (s *Store) ShardedRun(ctx context.Context, v *larder.View, job string) (gen, token int64, ok bool, err error) {
+	gens, _, metas, err := s.readGenerations(ctx, v.Name)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	for i, z := range gens {
+		m, found, err := parseMeta(metas[i])
+		if err != nil || !found || m.state != stateWriting || m.shards == 0 || m.job != job {
+			continue
+		}
+		id, _ := strconv.ParseInt(z.Member.(string), 10, 64)
+		tok, err := strconv.ParseInt(m.token, 10, 64)
+		if err != nil {
+			continue
+		}
+		return id, tok, true, nil
+	}
+	return 0, 0, false, nil
+}
+
 // abortScript marks generation ARGV[1] (metadata KEYS[1]) aborted when it
-// is being written and is not live (KEYS[2]), so that one of several
-// callers deletes it and records its run. It returns 1 when it marked it.
+// is being written and is not live (KEYS[2]), and schedules its deletion
+// in the gens set (KEYS[3]) at ARGV[2], so that one of several callers
+// records its run. It returns 1 when it marked it.
 var abortScript = redis.NewScript(`
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   return 0
@@ -187,17 +211,29 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'writing' then
   return 0
 end
-redis.call('HSET', KEYS[1], 'state', 'abandoned')
+redis.call('HSET', KEYS[1], 'state', 'aborted')
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return 1
 `)
 
-// AbortGeneration deletes generation gen of v with the rows of all its
-// shards, unless it is live (then it does nothing). deleted reports
-// whether this call found it being written: of several concurrent calls,
-// one. It returns larder.ErrUnavailable or ctx.Err() when Redis cannot be
-// reached; a generation already gone is not an error.
+// stateAborted marks a sharded generation whose run failed or was
+// cancelled: its rows are deleted at once, and its metadata is kept for a
+// grace period, so that Cleanup deletes again the rows that a shard still
+// running wrote meanwhile.
+const stateAborted = "aborted"
+
+// AbortGeneration deletes the rows of generation gen of v, of all its
+// shards, unless it is live (then it does nothing). The shards of a run
+// run on other workers, and one may still write for a moment: the
+// generation's metadata is kept, marked aborted, for the grace period,
+// after which Cleanup deletes the generation again, rows and metadata.
+// Publishing it is refused from the first call on. deleted reports whether
+// this call found it being written: of several concurrent calls, one. It
+// returns larder.ErrUnavailable or ctx.Err() when Redis cannot be reached;
+// a generation already gone is not an error.
 func (s *Store) AbortGeneration(ctx context.Context, v *larder.View, gen int64) (bool, error) {
-	won, err := abortScript.Run(ctx, s.client, []string{s.k.meta(v.Name, gen), s.k.live(v.Name)}, gen).Int64()
+	won, err := abortScript.Run(ctx, s.client, []string{s.k.meta(v.Name, gen), s.k.live(v.Name), s.k.gens(v.Name)},
+		gen, deleteScore(s.now().Add(s.opts.GracePeriod))).Int64()
 	if err != nil {
 		return false, redisErr(ctx, "abort "+v.Name, err)
 	}
@@ -206,11 +242,11 @@ func (s *Store) AbortGeneration(ctx context.Context, v *larder.View, gen int64) 
 		return false, redisErr(ctx, "abort "+v.Name, err)
 	}
 	m, ok, err := parseMeta(h)
-	if err != nil || !ok || (m.state != stateAbandoned && m.state != stateWriting) {
+	if err != nil || !ok || m.state != stateAborted {
 		// Gone already, live, or retired: nothing of a run to delete.
 		return false, nil
 	}
-	if err := s.deleteGeneration(ctx, v.Name, gen, m.buckets); err != nil {
+	if err := s.deleteRows(ctx, v.Name, gen, m.buckets); err != nil {
 		return false, err
 	}
 	s.log.Info("generation aborted", "view", v.Name, "generation", gen, "shards", m.shards)

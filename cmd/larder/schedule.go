@@ -125,17 +125,18 @@ func (a *app) startScheduling(ctx context.Context, p *larder.Project, b *backend
 	if p.Scheduler.Workers {
 		q := a.newQueue(p, b, metrics.job)
 		opts.Enqueue = func(ctx context.Context, t scheduler.Tick) (string, error) {
-			views := append([]*larder.View{t.View}, materializer.Dependents(p, []*larder.View{t.View})...)
-			names := make([]string, len(views))
-			for i, v := range views {
-				names[i] = v.Name
+			names := []string{t.View.Name}
+			for _, d := range materializer.Dependents(p, []*larder.View{t.View}) {
+				names = append(names, d.Name)
 			}
-			body, err := json.Marshal(larder.MaterializeArgs{Views: names, AsOf: t.At, Trigger: t.Trigger, Tick: t.At})
+			body, err := json.Marshal(larder.MaterializeArgs{Views: []string{t.View.Name}, Dependents: true, AsOf: t.At, Trigger: t.Trigger, Tick: t.At})
 			if err != nil {
 				return "", err
 			}
+			// The key makes the submission idempotent per tick.
 			j, err := q.Submit(ctx, larder.JobSpec{
 				Kind: larder.JobMaterialize, Args: body,
+				Key:         fmt.Sprintf("tick/%s/%d", t.View.Name, t.At.UnixMicro()),
 				Description: fmt.Sprintf("materialize %s as of %s (%s)", strings.Join(names, ", "), t.At.UTC().Format(time.RFC3339), t.Trigger),
 			})
 			return j.ID, err

@@ -114,7 +114,7 @@ func (a *app) startWorkers(ctx context.Context, p *larder.Project, b *backend, m
 	if name == "" {
 		name = b.store.Owner()
 	}
-	h := &jobHandlers{a: a, p: p, b: b, runner: runner}
+	h := &jobHandlers{a: a, p: p, b: b, runner: runner, q: q}
 	w := &workers{name: name}
 	w.done.Add(1)
 	go func() {
@@ -152,6 +152,7 @@ type jobHandlers struct {
 	p      *larder.Project
 	b      *backend
 	runner *materializer.Runner
+	q      *queue.Queue
 }
 
 // task adapts a queue task to the runner's JobContext.
@@ -246,6 +247,25 @@ func (h *jobHandlers) shardEnded(ctx context.Context, j larder.Job, state larder
 		why += ": " + j.LastError
 	}
 	h.runner.AbortShards(ctx, args, state, why)
+	// The other shards of the run cannot publish any more: stop them now
+	// rather than when they next renew the run's lease.
+	if j.Parent == "" {
+		return
+	}
+	parent, err := h.q.Job(ctx, j.Parent)
+	if err != nil {
+		return
+	}
+	for _, id := range parent.Children {
+		if id == j.ID {
+			continue
+		}
+		if c, err := h.q.Job(ctx, id); err == nil && c.Kind == larder.JobShard && !c.State.Done() {
+			if _, err := h.q.Cancel(ctx, id); err != nil {
+				h.a.logger.Warn("cancelling a shard of a failed run failed", "job", id, "err", err)
+			}
+		}
+	}
 }
 
 func (h *jobHandlers) score(ctx context.Context, t *queue.Task) ([]byte, error) {
