@@ -258,7 +258,10 @@ type Run struct {
 	// a run in one piece.
 	Shards int
 	// Owner says who ran it, such as "host:pid".
-	Owner     string
+	Owner string
+	// Token is the fencing token of the run lease the run held; 0 when it
+	// held none.
+	Token     int64
 	StartedAt time.Time
 	Duration  time.Duration
 	RowsRead  int64
@@ -287,8 +290,14 @@ func (r Run) Result() RunState {
 
 // RunLog records materialization runs.
 type RunLog interface {
-	// RecordRun stores r; the oldest records of a view are dropped past a
-	// bounded history.
+	// StartRun notes that run r, which holds the run lease of token
+	// r.Token, has started: should its process die before RecordRun, the
+	// store records it as abandoned once its lease lapses, whether or not
+	// it began writing a generation.
+	StartRun(ctx context.Context, r Run) error
+	// RecordRun stores r, the end of a run (and, when r.Token is set,
+	// clears the note StartRun made); the oldest records of a view are
+	// dropped past a bounded history.
 	RecordRun(ctx context.Context, r Run) error
 	// Runs returns the most recent runs of view (of every view when view is
 	// ""), newest first, at most limit of them.

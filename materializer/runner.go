@@ -231,6 +231,7 @@ func (r *Runner) runOne(ctx context.Context, v *larder.View, req RunRequest, asO
 	runCtx, stop := r.holdLease(ctx, lease)
 	defer r.release(lease)
 	defer stop() // before the release, so that no renewal finds it released
+	r.started(ctx, v, req, asOf, lease, 0)
 
 	opts := Options{
 		Logger: r.log, Now: r.now, AsOf: asOf, Models: r.opts.Models, Reader: r.store,
@@ -255,8 +256,25 @@ func (r *Runner) runOne(ctx context.Context, v *larder.View, req RunRequest, asO
 			err = fmt.Errorf("%w: %w", err, cause)
 		}
 	}
-	r.record(ctx, v, r.runRecord(v, req, asOf, rep, err, ctx), rep)
+	run := r.runRecord(v, req, asOf, rep, err, ctx)
+	run.Token = lease.Token
+	r.record(ctx, v, run, rep)
 	return rep, err
+}
+
+// started notes that a run of v under lease has started (larder.RunLog's
+// StartRun), so that the run is recorded as abandoned if the process dies
+// before it ends. A failure to note it is logged: the run goes on.
+func (r *Runner) started(ctx context.Context, v *larder.View, req RunRequest, asOf time.Time, lease larder.Lease, shards int) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	err := r.store.StartRun(rctx, larder.Run{
+		View: v.Name, Kind: v.Kind, AsOf: asOf, Trigger: req.Trigger, Tick: req.Tick, Job: req.Job,
+		Shards: shards, Owner: r.opts.Owner, Token: lease.Token, StartedAt: r.now(), Incremental: req.Incremental,
+	})
+	if err != nil {
+		r.log.Warn("could not note the start of a run; if its process dies, `larder runs` will not show it", "view", v.Name, "err", err)
+	}
 }
 
 // JobOwner is the owner of the run leases that a job's runs take: every

@@ -179,6 +179,7 @@ func (r *Runner) startShards(ctx context.Context, v *larder.View, asOf time.Time
 			return fmt.Errorf("materialize %s: %w", v.Name, err)
 		}
 		token = lease.Token
+		r.started(ctx, v, RunRequest{Trigger: trigger, Tick: tick, Job: jc.JobID()}, asOf, lease, v.Shards)
 	}
 	for i := range v.Shards {
 		sa := larder.ShardArgs{
@@ -247,7 +248,7 @@ func (r *Runner) RunShard(ctx context.Context, sa larder.ShardArgs, jc JobContex
 		return res, nil
 	}
 	run := r.runRecord(v, RunRequest{Trigger: sa.Trigger, Tick: sa.Tick, Job: jc.JobID()}, sa.AsOf, rep, nil, ctx)
-	run.Shards, run.Owner = sa.Shards, sa.Owner
+	run.Shards, run.Token = sa.Shards, sa.Token
 	// The run wrote the generation's entities, over every shard.
 	if g, err := liveNow(ctx, r.store, v); err == nil && g.ID == rep.Generation {
 		run.EntitiesWritten = g.Rows
@@ -309,6 +310,6 @@ func (r *Runner) abortSharded(ctx context.Context, sa larder.ShardArgs, state la
 	now := r.now()
 	r.record(ctx, v, larder.Run{
 		View: v.Name, Kind: v.Kind, State: state, AsOf: sa.AsOf, Trigger: sa.Trigger, Tick: sa.Tick,
-		Shards: sa.Shards, Owner: sa.Owner, StartedAt: now, Err: cause,
+		Shards: sa.Shards, Owner: r.opts.Owner, Token: sa.Token, StartedAt: now, Err: cause,
 	}, Report{})
 }

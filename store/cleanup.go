@@ -54,6 +54,9 @@ const (
 // CleanupReport lists what one Cleanup did.
 type CleanupReport struct {
 	Cleaned []Cleaned
+	// AbandonedRuns are the runs found dead that had begun no generation
+	// (those that had are among Cleaned), recorded as abandoned.
+	AbandonedRuns []larder.Run
 }
 
 // Count returns the number of generations cleaned for reason.
@@ -90,6 +93,7 @@ func (s *Store) Cleanup(ctx context.Context, opts CleanupOptions) (CleanupReport
 	for _, v := range views {
 		r, err := s.cleanupView(ctx, v, opts.DryRun)
 		rep.Cleaned = append(rep.Cleaned, r.Cleaned...)
+		rep.AbandonedRuns = append(rep.AbandonedRuns, r.AbandonedRuns...)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -193,7 +197,10 @@ func (s *Store) readGenerations(ctx context.Context, view string) ([]redis.Z, in
 // abandonScript marks generation ARGV[1] (metadata KEYS[1]) abandoned when
 // it is still being written and its lease KEYS[2] no longer holds token
 // ARGV[2], so that exactly one of several concurrent cleanups records its
-// run. It returns 1 when it marked it, 0 otherwise.
+// run; when ARGV[3] is 1 (the lease is the view's run lease), it also
+// clears the run's note in the runs in progress (KEYS[3]), which the run
+// recorded this way no longer needs. It returns 1 when it marked it, 0
+// otherwise.
 var abandonScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'state') ~= 'writing' then
   return 0
@@ -204,7 +211,24 @@ if lv and string.sub(lv, 1, #p) == p then
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', 'abandoned')
+if ARGV[3] == '1' then
+  redis.call('HDEL', KEYS[3], ARGV[2])
+end
 return 1
+`)
+
+// endedScript clears the note of run ARGV[1] in the runs in progress
+// (KEYS[1]) when its run lease (KEYS[2]) no longer holds its token: the
+// run's process died. It returns 1 when it cleared it (the caller records
+// the run as abandoned), 0 when the run still holds its lease or another
+// cleanup got there first.
+var endedScript = redis.NewScript(`
+local lv = redis.call('GET', KEYS[2])
+local p = ARGV[1] .. ' '
+if lv and string.sub(lv, 1, #p) == p then
+  return 0
+end
+return redis.call('HDEL', KEYS[1], ARGV[1])
 `)
 
 // stateAbandoned marks a generation Cleanup found abandoned and is
@@ -286,7 +310,61 @@ func (s *Store) cleanupView(ctx context.Context, view string, dryRun bool) (Clea
 			errs = append(errs, fmt.Errorf("store: cleanup %s generation %d: %w", view, id, err))
 		}
 	}
+	runs, err := s.endedRuns(ctx, view, now, dryRun)
+	rep.AbandonedRuns = append(rep.AbandonedRuns, runs...)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	return rep, errors.Join(errs...)
+}
+
+// endedRuns finds the runs of view noted in progress (StartRun) whose lease
+// lapsed: their processes died, perhaps before they began a generation. It
+// records each as abandoned, once, whichever process finds it; with dryRun
+// it only returns them.
+func (s *Store) endedRuns(ctx context.Context, view string, now time.Time, dryRun bool) ([]larder.Run, error) {
+	notes, err := s.client.HGetAll(ctx, s.k.active(view)).Result()
+	if err != nil || len(notes) == 0 {
+		if err != nil {
+			return nil, redisErr(ctx, "read the runs in progress of "+view, err)
+		}
+		return nil, nil
+	}
+	holder, _ := s.client.Get(ctx, s.k.lease(view)).Result()
+	var out []larder.Run
+	var errs []error
+	for token, doc := range notes {
+		if strings.HasPrefix(holder, token+" ") {
+			continue // it runs
+		}
+		r, err := decodeRun(doc)
+		if err != nil {
+			s.log.Warn("a note of a run in progress does not decode", "view", view, "token", token, "err", err)
+			continue
+		}
+		if !dryRun {
+			won, err := endedScript.Run(ctx, s.client, []string{s.k.active(view), s.k.lease(view)}, token).Int64()
+			if err != nil {
+				errs = append(errs, redisErr(ctx, "clear a run in progress of "+view, err))
+				continue
+			}
+			if won != 1 {
+				continue
+			}
+		}
+		r.State, r.Token = larder.RunAbandoned, 0
+		r.Duration = max(0, now.Sub(r.StartedAt))
+		r.Err = fmt.Sprintf("abandoned: the run (%s) stopped renewing its lease before it ended: it was killed, or lost Redis; it published nothing", r.Owner)
+		if !dryRun {
+			if err := s.RecordRun(ctx, r); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			s.log.Warn("abandoned run recorded", "view", view, "owner", r.Owner, "started_at", r.StartedAt)
+		}
+		out = append(out, r)
+	}
+	return out, errors.Join(errs...)
 }
 
 // abandoned reports whether a generation being written, with metadata m
@@ -313,7 +391,12 @@ func (s *Store) abandoned(m meta, lease *redis.StringCmd, now time.Time) bool {
 // its lease meanwhile; deleted reports whether this call deleted it.
 func (s *Store) abandon(ctx context.Context, view string, id int64, m meta, now time.Time) (deleted bool, err error) {
 	if m.state == stateWriting {
-		won, err := abandonScript.Run(ctx, s.client, []string{s.k.meta(view, id), orKey(m.lease, s.k.writeLease(view, id))}, id, m.token).Int64()
+		runLease := "0"
+		if m.lease == s.k.lease(view) {
+			runLease = "1"
+		}
+		won, err := abandonScript.Run(ctx, s.client, []string{s.k.meta(view, id), orKey(m.lease, s.k.writeLease(view, id)), s.k.active(view)},
+			id, m.token, runLease).Int64()
 		if err != nil {
 			return false, redisErr(ctx, "abandon generation", err)
 		}

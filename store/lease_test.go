@@ -496,3 +496,51 @@ func TestCleanupDryRun(t *testing.T) {
 		}
 	})
 }
+
+// TestRunsInProgress notes runs as they start: one that ends clears its
+// note; one whose lease lapses before it began a generation is recorded as
+// abandoned by one of several cleanups.
+func TestRunsInProgress(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		ctx := context.Background()
+		s := store.New(client, "test", store.Options{})
+		started := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+		for _, owner := range []string{"ends", "dies"} {
+			l, err := s.AcquireLease(ctx, "wide", owner, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.StartRun(ctx, larder.Run{View: "wide", Kind: larder.KindLatest, Owner: owner, Token: l.Token,
+				Trigger: larder.TriggerSchedule, AsOf: started, StartedAt: started}); err != nil {
+				t.Fatal(err)
+			}
+			if owner == "ends" {
+				if err := s.RecordRun(ctx, larder.Run{View: "wide", State: larder.RunOK, Owner: owner, Token: l.Token, StartedAt: started}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.ReleaseLease(ctx, l); err != nil { // the dead one's lapses
+				t.Fatal(err)
+			}
+		}
+		var found int
+		for range 3 {
+			rep, err := s.Cleanup(ctx, store.CleanupOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found += len(rep.AbandonedRuns)
+		}
+		runs, err := s.Runs(ctx, "wide", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if found != 1 || len(runs) != 2 || runs[0].State != larder.RunAbandoned || runs[0].Owner != "dies" ||
+			runs[0].Trigger != larder.TriggerSchedule || !runs[0].AsOf.Equal(started) {
+			t.Fatalf("found %d abandoned, runs %+v; want the dead run recorded once", found, runs)
+		}
+		if n := client.Exists(ctx, "larder:test:{wide}:active").Val(); n != 0 {
+			t.Errorf("notes of runs in progress are left")
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -34,6 +35,7 @@ type runRecord struct {
 	Job             string           `json:"job,omitempty"`
 	Shards          int              `json:"shards,omitempty"`
 	Owner           string           `json:"owner,omitempty"`
+	Token           int64            `json:"token,omitempty"`
 	StartedAt       time.Time        `json:"started_at"`
 	DurationNS      int64            `json:"duration_ns"`
 	RowsRead        int64            `json:"rows_read"`
@@ -59,6 +61,50 @@ func (s *Store) RecordRun(ctx context.Context, r larder.Run) error {
 	if r.View == "" {
 		return larder.Invalidf("store: record run: the run names no view")
 	}
+	doc, err := encodeRun(r)
+	if err != nil {
+		return err
+	}
+	// One key per command, so this works on a cluster; LTRIM right after
+	// LPUSH keeps the list bounded even when runs record concurrently.
+	key := s.k.runs(r.View)
+	pipe := s.client.Pipeline()
+	pipe.LPush(ctx, key, doc)
+	pipe.LTrim(ctx, key, 0, RunHistory-1)
+	pipe.SAdd(ctx, s.k.views(), r.View)
+	if r.Token > 0 {
+		pipe.HDel(ctx, s.k.active(r.View), strconv.FormatInt(r.Token, 10))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return redisErr(ctx, "record run of "+r.View, err)
+	}
+	return nil
+}
+
+// StartRun notes that run r has started under the run lease of token
+// r.Token (see larder.RunLog): Cleanup records it as abandoned if its lease
+// lapses before RecordRun clears the note. It returns an
+// *larder.InvalidError when r names no view or no token, and
+// larder.ErrUnavailable or ctx.Err() when Redis cannot be written.
+func (s *Store) StartRun(ctx context.Context, r larder.Run) error {
+	if r.View == "" || r.Token <= 0 {
+		return larder.Invalidf("store: start run: the run names no view or no lease token")
+	}
+	doc, err := encodeRun(r)
+	if err != nil {
+		return err
+	}
+	pipe := s.client.Pipeline()
+	pipe.HSet(ctx, s.k.active(r.View), strconv.FormatInt(r.Token, 10), doc)
+	pipe.SAdd(ctx, s.k.views(), r.View)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return redisErr(ctx, "start run of "+r.View, err)
+	}
+	return nil
+}
+
+// encodeRun returns the stored form of r.
+func encodeRun(r larder.Run) ([]byte, error) {
 	var inputs []inputRecord
 	for _, in := range r.Inputs {
 		inputs = append(inputs, inputRecord{View: in.View, Generation: in.Generation, AsOf: utcOrZero(in.AsOf)})
@@ -76,6 +122,7 @@ func (s *Store) RecordRun(ctx context.Context, r larder.Run) error {
 		Job:             r.Job,
 		Shards:          r.Shards,
 		Owner:           r.Owner,
+		Token:           r.Token,
 		StartedAt:       r.StartedAt.UTC(),
 		DurationNS:      int64(r.Duration),
 		RowsRead:        r.RowsRead,
@@ -85,19 +132,9 @@ func (s *Store) RecordRun(ctx context.Context, r larder.Run) error {
 		Err:             r.Err,
 	})
 	if err != nil {
-		return fmt.Errorf("store: record run of %s: %w", r.View, err)
+		return nil, fmt.Errorf("store: record run of %s: %w", r.View, err)
 	}
-	// One key per command, so this works on a cluster; LTRIM right after
-	// LPUSH keeps the list bounded even when runs record concurrently.
-	key := s.k.runs(r.View)
-	pipe := s.client.Pipeline()
-	pipe.LPush(ctx, key, doc)
-	pipe.LTrim(ctx, key, 0, RunHistory-1)
-	pipe.SAdd(ctx, s.k.views(), r.View)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return redisErr(ctx, "record run of "+r.View, err)
-	}
-	return nil
+	return doc, nil
 }
 
 // Runs returns the most recent runs of view, newest first: at most limit of
@@ -183,6 +220,7 @@ func decodeRun(doc string) (larder.Run, error) {
 		Job:             rec.Job,
 		Shards:          rec.Shards,
 		Owner:           rec.Owner,
+		Token:           rec.Token,
 		StartedAt:       rec.StartedAt.UTC(),
 		Duration:        time.Duration(rec.DurationNS),
 		RowsRead:        rec.RowsRead,

@@ -32,6 +32,8 @@
 //	                         generation
 //	larder:p:{v}:sched       hash: the view's schedule state (last tick
 //	                         claimed, its outcome; see ClaimTick)
+//	larder:p:{v}:active      hash: the runs in progress, by run lease
+//	                         token (see StartRun)
 //	larder:p:v:<gen>:<b>     hash: canonical entity key -> encoded row, for
 //	                         bucket b = fnv-1a(key) mod the generation's buckets
 //	larder:p:views           set: the names of the views ever written or
@@ -243,11 +245,15 @@ func (k keys) gens(view string) string  { return k.control(view) + "gens" }
 func (k keys) lease(view string) string { return k.control(view) + "lease" }
 func (k keys) fence(view string) string { return k.control(view) + "fence" }
 func (k keys) sched(view string) string { return k.control(view) + "sched" }
-func (k keys) views() string            { return k.prefix + "views" }
-func (k keys) channel() string          { return k.prefix + "publish" }
-func (k keys) runs(view string) string  { return k.prefix + "runs:" + view }
-func (k keys) scanAll() string          { return k.prefix + "*" }
-func (k keys) scanView(v string) string { return k.prefix + v + ":*" }
+
+// active is the hash of the runs of view in progress, by lease token (see
+// StartRun).
+func (k keys) active(view string) string { return k.control(view) + "active" }
+func (k keys) views() string             { return k.prefix + "views" }
+func (k keys) channel() string           { return k.prefix + "publish" }
+func (k keys) runs(view string) string   { return k.prefix + "runs:" + view }
+func (k keys) scanAll() string           { return k.prefix + "*" }
+func (k keys) scanView(v string) string  { return k.prefix + v + ":*" }
 
 func (k keys) meta(view string, gen int64) string {
 	return k.control(view) + "g:" + strconv.FormatInt(gen, 10)

@@ -75,6 +75,16 @@ nothing.`,
 // printCleanup prints a table of the generations rep cleaned, by view and
 // generation, and a summary line.
 func printCleanup(w io.Writer, rep store.CleanupReport, dryRun bool) error {
+	for _, r := range rep.AbandonedRuns {
+		verb := "recorded as abandoned"
+		if dryRun {
+			verb = "would be recorded as abandoned"
+		}
+		if _, err := fmt.Fprintf(w, "%s: the run started %s by %s died before it began a generation: %s\n",
+			r.View, r.StartedAt.UTC().Format(time.RFC3339), r.Owner, verb); err != nil {
+			return err
+		}
+	}
 	if len(rep.Cleaned) == 0 {
 		_, err := fmt.Fprintln(w, "nothing to delete")
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -176,5 +177,79 @@ func TestScheduleShutdown(t *testing.T) {
 		if gen := strings.Split(k, ":")[3]; !published[gen] {
 			t.Errorf("key %s of the interrupted run is left", k)
 		}
+	}
+}
+
+// TestWorkerKilledInRun kills a worker while it runs a view in one piece:
+// another worker takes the job over once the first one's heartbeat lapses,
+// takes over the run lease of the dead attempt (long before that lease would
+// lapse), and publishes one generation; the dead attempt's half-written
+// generation is deleted, its run recorded as abandoned.
+func TestWorkerKilledInRun(t *testing.T) {
+	srv := redistest.Start(t)
+	sp := newSchedProject(t, srv.Addr, `scheduler: {lease: 1m, sweep_interval: 1s}
+jobs: {heartbeat: 200ms, lapse: 1s, backoff: 200ms, max_attempts: 2}`, strings.Replace(lastView, `    schedule: "@every 2s"
+`, "", 1), 2_000_000, 400_000)
+	ctx := context.Background()
+	client := srv.Client()
+	q := queue.New(client, sp.p.Name, queue.Options{})
+	w1 := sp.start(t, "worker", "--name", "w1")
+	r := sp.larder(t, "materialize", "--async", "last")
+	mustSucceed(t, r, "materialize --async")
+	id := regexp.MustCompile(`job (\S+) submitted`).FindStringSubmatch(r.stdout)[1]
+	waitFor(t, 60*time.Second, "the job to start on w1", func() (bool, bool) {
+		j, err := q.Job(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State.Done() {
+			t.Fatalf("the job ended before the kill: %s", j.State)
+		}
+		return true, j.State == larder.JobRunning && j.Worker == "w1"
+	})
+	w1.stop(t, syscall.SIGKILL)
+	sp.start(t, "worker", "--name", "w2")
+	j := waitFor(t, 60*time.Second, "the job to end", func() (larder.Job, bool) {
+		j, err := q.Job(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j, j.State.Done()
+	})
+	if j.State != larder.JobSucceeded || j.Attempts != 2 || j.Worker != "w2" {
+		t.Fatalf("job %s after %d attempts on %s: %s", j.State, j.Attempts, j.Worker, j.LastError)
+	}
+	st := sp.store(t)
+	waitFor(t, 30*time.Second, "only the published generation", func() (bool, bool) {
+		gens, err := st.Generations(ctx, "last")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return true, len(gens) == 1 && gens[0].Live
+	})
+	runs, err := st.Runs(ctx, "last", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []larder.RunState
+	for _, r := range runs {
+		states = append(states, r.Result())
+	}
+	// The killed attempt is recorded whether it died before or after it
+	// began a generation.
+	waitFor(t, 30*time.Second, "the killed run recorded", func() (bool, bool) {
+		runs, err = st.Runs(ctx, "last", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		states = states[:0]
+		for _, r := range runs {
+			states = append(states, r.Result())
+		}
+		return true, len(states) == 2
+	})
+	slices.Sort(states)
+	if !slices.Equal(states, []larder.RunState{larder.RunAbandoned, larder.RunOK}) {
+		t.Errorf("runs %v, want one published and the killed one abandoned", states)
 	}
 }
