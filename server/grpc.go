@@ -27,6 +27,17 @@ type GRPC struct {
 	Server *grpc.Server
 	Health *health.Server
 	logger *slog.Logger
+	// services are the names of the services it carries, for health.
+	services []string
+}
+
+// setStatus sets the serving status of the whole server and of each of
+// its services. After Serve began draining, the health server ignores it.
+func (g *GRPC) setStatus(status healthpb.HealthCheckResponse_ServingStatus) {
+	g.Health.SetServingStatus("", status)
+	for _, name := range g.services {
+		g.Health.SetServingStatus(name, status)
+	}
 }
 
 // NewGRPC returns a gRPC server for svc carrying the FeatureService, the
@@ -75,14 +86,17 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 	if which.feature {
 		larderv1.RegisterFeatureServiceServer(g.Server, svc)
 		g.Health.SetServingStatus(larderv1.FeatureService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		g.services = append(g.services, larderv1.FeatureService_ServiceDesc.ServiceName)
 	}
 	if which.admin {
 		larderv1.RegisterAdminServiceServer(g.Server, &adminServer{svc: svc})
 		g.Health.SetServingStatus(larderv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		g.services = append(g.services, larderv1.AdminService_ServiceDesc.ServiceName)
 	}
 	if which.admin && svc.jobs != nil {
 		larderv1.RegisterJobServiceServer(g.Server, &jobServer{svc: svc})
 		g.Health.SetServingStatus(larderv1.JobService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		g.services = append(g.services, larderv1.JobService_ServiceDesc.ServiceName)
 	}
 	reflection.Register(g.Server)
 	return g

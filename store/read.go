@@ -436,3 +436,12 @@ func (s *Store) LiveFresh(ctx context.Context, v *larder.View) (larder.Generatio
 	}
 	return g.gen, nil
 }
+
+// Ping reports whether Redis answers. It returns larder.ErrUnavailable or
+// ctx.Err() when it does not.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return redisErr(ctx, "ping", err)
+	}
+	return nil
+}

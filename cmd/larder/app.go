@@ -152,8 +152,16 @@ func (b *backend) Close() {
 }
 
 // openStore connects to the project's Redis, or starts the embedded server
-// on a free loopback port when the project names none.
+// on a free loopback port when the project names none. It fails when Redis
+// does not answer.
 func (a *app) openStore(ctx context.Context, p *larder.Project) (*backend, error) {
+	return a.openStoreWith(ctx, p, false)
+}
+
+// openStoreWith is openStore; with allowDown, a Redis that does not answer
+// is reported on standard error and the store is returned anyway: for a
+// long-running process that becomes ready when Redis returns.
+func (a *app) openStoreWith(ctx context.Context, p *larder.Project, allowDown bool) (*backend, error) {
 	b := &backend{}
 	if p.Redis.Embedded() {
 		m := miniredis.NewMiniRedis()
@@ -171,8 +179,11 @@ func (a *app) openStore(ctx context.Context, p *larder.Project) (*backend, error
 		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err := c.Ping(pingCtx).Err(); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("redis %v: %w (is it running? set redis.addresses in %s or pass --redis)", p.Redis.Addrs, err, a.configPath)
+			if !allowDown {
+				c.Close()
+				return nil, fmt.Errorf("redis %v: %w (is it running? set redis.addresses in %s or pass --redis)", p.Redis.Addrs, err, a.configPath)
+			}
+			fmt.Fprintf(a.stderr, "warning: redis %v does not answer (%v): starting anyway, NOT_SERVING until it does\n", p.Redis.Addrs, err)
 		}
 	}
 	b.store = store.New(b.client, p.Name, store.Options{

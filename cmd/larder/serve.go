@@ -79,7 +79,8 @@ those abandoned by killed runs.`,
 			if workerCount < 0 {
 				return fmt.Errorf("--workers %d: want 0 (no worker in this process) or more", workerCount)
 			}
-			b, err := a.openStore(ctx, p)
+			// serve starts while Redis is down, NOT_SERVING until it answers.
+			b, err := a.openStoreWith(ctx, p, true)
 			if err != nil {
 				return err
 			}
@@ -142,6 +143,10 @@ type serveOptions struct {
 	// workers, when positive, processes that many jobs at a time.
 	workers int
 }
+
+// healthInterval is how often serve checks that Redis answers and that a
+// view is live, for its health status.
+const healthInterval = time.Second
 
 // modelDebounce is how long the model watcher waits after the last change
 // to a model file before it reloads: editors and copies write a file in
@@ -286,6 +291,7 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 			a.logger.Error("watching publishes stopped", "err", err)
 		}
 	})
+	r.background.Go(func() { server.WatchHealth(watchCtx, svc, healthInterval, r.grpc, r.admin) })
 	switch {
 	case opts.schedule:
 		sc, err := a.startScheduling(watchCtx, p, b, ops)

@@ -670,3 +670,41 @@ func TestServeAdminListenBusy(t *testing.T) {
 		t.Errorf("serve with a taken admin address: exit %d, stderr %q; want 1, %q and the setting to change", res.code, res.stderr, want)
 	}
 }
+
+// TestServeWhileRedisDown starts serve while Redis is down: it listens,
+// NOT_SERVING, and turns SERVING by itself once Redis answers and a view is
+// published.
+func TestServeWhileRedisDown(t *testing.T) {
+	_, config := demoProject(t)
+	redis := redistest.Start(t)
+	redis.Stop()
+	srv := startServe(t, "--redis", redis.Addr, "-c", config, "serve", "--listen", "127.0.0.1:0")
+	if !strings.Contains(srv.log(), "does not answer") {
+		t.Errorf("serve did not say that Redis does not answer:\n%s", srv.log())
+	}
+	conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	status := func() healthpb.HealthCheckResponse_ServingStatus {
+		resp, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "larder.v1.FeatureService"})
+		if err != nil {
+			return healthpb.HealthCheckResponse_UNKNOWN
+		}
+		return resp.GetStatus()
+	}
+	waitFor(t, 30*time.Second, "NOT_SERVING while Redis is down", func() (bool, bool) {
+		return true, status() == healthpb.HealthCheckResponse_NOT_SERVING
+	})
+	redis.Restart()
+	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", config, "materialize", "user_profile"), "materialize")
+	waitFor(t, 30*time.Second, "SERVING once Redis answers", func() (bool, bool) {
+		return true, status() == healthpb.HealthCheckResponse_SERVING
+	})
+	resp, err := larderv1.NewFeatureServiceClient(conn).ListViews(t.Context(), &larderv1.ListViewsRequest{})
+	if err != nil || len(resp.GetViews()) == 0 {
+		t.Fatalf("ListViews once Redis is back: %v", err)
+	}
+}
