@@ -205,7 +205,8 @@ jobs: {heartbeat: 200ms, lapse: 1s, backoff: 200ms, max_attempts: 2}`, strings.R
 		if j.State.Done() {
 			t.Fatalf("the job ended before the kill: %s", j.State)
 		}
-		return true, j.State == larder.JobRunning && j.Worker == "w1"
+		// Its run has begun: it holds the view's lease and noted its start.
+		return true, j.State == larder.JobRunning && j.Worker == "w1" && client.Exists(ctx, "larder:sched:{last}:active").Val() == 1
 	})
 	w1.stop(t, syscall.SIGKILL)
 	sp.start(t, "worker", "--name", "w2")
