@@ -99,7 +99,14 @@ type Redis struct {
 	Username   string
 	Password   string
 	TLS        bool
-	DB         int
+	// TLSCAFile, when set, is the PEM file of the certificate authorities
+	// that sign the server's certificate (the system's pool otherwise);
+	// TLSCertFile and TLSKeyFile are a client certificate and its key, for
+	// a server that asks for one; TLSServerName is the name the server's
+	// certificate must carry, when it is not the host of the address.
+	// Paths are relative to the project folder. Any of them turns TLS on.
+	TLSCAFile, TLSCertFile, TLSKeyFile, TLSServerName string
+	DB                                                int
 	// GracePeriod is how long a replaced generation stays readable before it
 	// is deleted, so that requests in flight finish on it.
 	GracePeriod time.Duration

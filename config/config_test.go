@@ -798,3 +798,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestRedisTLSSettings decodes the TLS settings of the redis block: any of
+// them turns TLS on, and a certificate needs its key.
+func TestRedisTLSSettings(t *testing.T) {
+	head := "project: p\nentities:\n  - {name: user, key: user_id, type: int64}\nredis:\n  addresses: [\"127.0.0.1:6380\"]\n"
+	p, err := config.Parse("larder.yaml", []byte(head+"  tls_ca_file: ca.pem\n  tls_cert_file: c.pem\n  tls_key_file: k.pem\n  tls_server_name: redis.internal\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.Redis; !r.TLS || r.TLSCAFile != "ca.pem" || r.TLSCertFile != "c.pem" || r.TLSKeyFile != "k.pem" || r.TLSServerName != "redis.internal" {
+		t.Errorf("redis = %+v", r)
+	}
+	_, err = config.Parse("larder.yaml", []byte(head+"  tls_cert_file: c.pem\n"))
+	if err == nil || !strings.Contains(err.Error(), "larder.yaml:6:18: redis.tls_cert_file: needs tls_key_file too") {
+		t.Errorf("a certificate without its key: %v", err)
+	}
+}

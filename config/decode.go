@@ -190,7 +190,9 @@ func (d *decoder) project(root node) *larder.Project {
 
 func (d *decoder) redis(n node, r *larder.Redis) {
 	var env node
-	for _, f := range d.fields(n, "addresses", "master_name", "username", "password", "password_env", "tls", "db", "grace_period") {
+	var certNode, keyNode node
+	for _, f := range d.fields(n, "addresses", "master_name", "username", "password", "password_env", "tls",
+		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "db", "grace_period") {
 		switch f.key {
 		case "addresses":
 			for _, it := range d.list(f, "host:port addresses") {
@@ -210,11 +212,28 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 			env = f
 		case "tls":
 			r.TLS = d.boolean(f)
+		case "tls_ca_file":
+			r.TLSCAFile = d.str(f)
+		case "tls_cert_file":
+			r.TLSCertFile, certNode = d.str(f), f
+		case "tls_key_file":
+			r.TLSKeyFile, keyNode = d.str(f), f
+		case "tls_server_name":
+			r.TLSServerName = d.str(f)
 		case "db":
 			r.DB = d.integer(f)
 		case "grace_period":
 			r.GracePeriod = d.duration(f)
 		}
+	}
+	switch {
+	case r.TLSCertFile != "" && r.TLSKeyFile == "":
+		d.problem(certNode, "needs tls_key_file too: the key of the client certificate")
+	case r.TLSKeyFile != "" && r.TLSCertFile == "":
+		d.problem(keyNode, "needs tls_cert_file too: the client certificate of the key")
+	}
+	if r.TLSCAFile != "" || r.TLSCertFile != "" || r.TLSServerName != "" {
+		r.TLS = true
 	}
 	name := d.str(env)
 	switch {

@@ -47,6 +47,9 @@ const (
 type Server struct {
 	// Addr is the server's host:port, such as "127.0.0.1:40123".
 	Addr string
+	// TLSAddr is the host:port of its TLS port, for a server started
+	// with StartTLS; "" otherwise.
+	TLSAddr string
 
 	tb      testing.TB
 	binary  string

@@ -50,6 +50,7 @@ package store
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -225,10 +226,41 @@ func Connect(r larder.Redis) (redis.UniversalClient, error) {
 		DialTimeout: 2 * time.Second,
 	}
 	if r.TLS {
-		// The server name is taken from each address when dialing.
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		cfg, err := TLSConfig(r)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig = cfg
 	}
 	return redis.NewUniversalClient(opts), nil
+}
+
+// TLSConfig returns the TLS settings of a connection to r: the CA pool of
+// r.TLSCAFile (the system's pool without one), the client certificate of
+// r.TLSCertFile and r.TLSKeyFile, and r.TLSServerName (the host of each
+// address without one). Paths must be resolved already. It returns an
+// error naming the setting and the file that cannot be used.
+func TLSConfig(r larder.Redis) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLSServerName}
+	if r.TLSCAFile != "" {
+		pem, err := os.ReadFile(r.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("store: redis.tls_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("store: redis.tls_ca_file %s holds no PEM certificate", r.TLSCAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if r.TLSCertFile != "" || r.TLSKeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(r.TLSCertFile, r.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("store: redis.tls_cert_file %s and tls_key_file %s: %w", r.TLSCertFile, r.TLSKeyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // keys builds the Redis keys of one project (see the package doc).

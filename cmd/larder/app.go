@@ -171,7 +171,11 @@ func (a *app) openStoreWith(ctx context.Context, p *larder.Project, allowDown bo
 		b.embedded = m
 		b.client = redis.NewClient(&redis.Options{Addr: m.Addr()})
 	} else {
-		c, err := store.Connect(p.Redis)
+		r := p.Redis
+		for _, f := range []*string{&r.TLSCAFile, &r.TLSCertFile, &r.TLSKeyFile} {
+			*f = p.Path(*f)
+		}
+		c, err := store.Connect(r)
 		if err != nil {
 			return nil, err
 		}
@@ -179,6 +183,7 @@ func (a *app) openStoreWith(ctx context.Context, p *larder.Project, allowDown bo
 		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err := c.Ping(pingCtx).Err(); err != nil {
+			err = fmt.Errorf("%w%s", err, tlsHint(r, err))
 			if !allowDown {
 				c.Close()
 				return nil, fmt.Errorf("redis %v: %w (is it running? set redis.addresses in %s or pass --redis)", p.Redis.Addrs, err, a.configPath)
@@ -192,6 +197,23 @@ func (a *app) openStoreWith(ctx context.Context, p *larder.Project, allowDown bo
 		GracePeriod: p.Redis.GracePeriod,
 	})
 	return b, nil
+}
+
+// tlsHint says, for an error of a first command to Redis, when TLS may be
+// the cause: a TLS client to a plaintext port waits for an answer that
+// never comes, and a plaintext client to a TLS port is cut off.
+func tlsHint(r larder.Redis, err error) string {
+	msg := err.Error()
+	switch {
+	case r.TLS && (errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "timeout") ||
+		strings.Contains(msg, "first record does not look like a TLS handshake") || strings.Contains(msg, "EOF")):
+		return "; redis.tls is on: does the server speak TLS on this port? A plaintext port does not answer a TLS client"
+	case r.TLS && strings.Contains(msg, "certificate"):
+		return "; redis.tls is on: check tls_ca_file (the authority that signed the server's certificate) and tls_server_name"
+	case !r.TLS && (strings.Contains(msg, "EOF") || strings.Contains(msg, "connection reset")):
+		return "; the server closed the connection: if it speaks TLS on this port, set redis.tls: true"
+	}
+	return ""
 }
 
 // needsRedis refuses inspection commands on an embedded project: its data
