@@ -110,6 +110,10 @@ type Redis struct {
 	// GracePeriod is how long a replaced generation stays readable before it
 	// is deleted, so that requests in flight finish on it.
 	GracePeriod time.Duration
+	// AllowEviction lets larder run on a server whose maxmemory-policy may
+	// evict its keys (anything but noeviction), with a warning: evicted
+	// rows read as missing, and evicted leases or metadata break runs.
+	AllowEviction bool
 }
 
 // Embedded reports whether the project uses the embedded in-process server.

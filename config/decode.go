@@ -192,7 +192,7 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 	var env node
 	var certNode, keyNode node
 	for _, f := range d.fields(n, "addresses", "master_name", "username", "password", "password_env", "tls",
-		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "db", "grace_period") {
+		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "db", "grace_period", "allow_eviction") {
 		switch f.key {
 		case "addresses":
 			for _, it := range d.list(f, "host:port addresses") {
@@ -224,6 +224,8 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 			r.DB = d.integer(f)
 		case "grace_period":
 			r.GracePeriod = d.duration(f)
+		case "allow_eviction":
+			r.AllowEviction = d.boolean(f)
 		}
 	}
 	switch {

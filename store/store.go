@@ -594,3 +594,21 @@ func featureTypes(v *larder.View) []larder.Type {
 
 // Options returns the Store's options, with defaults applied.
 func (s *Store) Options() Options { return s.opts }
+
+// EvictionPolicy returns the server's maxmemory-policy, and whether it may
+// evict larder's keys: every policy but noeviction may (the volatile ones
+// evict the leases, which carry a TTL). It returns "" and false when the
+// server does not say (CONFIG is disabled, as on some managed services),
+// and larder.ErrUnavailable or ctx.Err() when Redis cannot be reached.
+func (s *Store) EvictionPolicy(ctx context.Context) (policy string, evicts bool, err error) {
+	res, err := s.client.ConfigGet(ctx, "maxmemory-policy").Result()
+	if err != nil {
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			return "", false, nil // CONFIG refused or renamed
+		}
+		return "", false, redisErr(ctx, "read maxmemory-policy", err)
+	}
+	policy = res["maxmemory-policy"]
+	return policy, policy != "" && policy != "noeviction", nil
+}

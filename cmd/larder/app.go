@@ -199,6 +199,24 @@ func (a *app) openStoreWith(ctx context.Context, p *larder.Project, allowDown bo
 	return b, nil
 }
 
+// checkEviction refuses a Redis whose maxmemory-policy may evict larder's
+// keys, for the commands that write or serve, unless redis.allow_eviction
+// is set (then it warns). A server that does not say is let through.
+func (a *app) checkEviction(ctx context.Context, p *larder.Project, b *backend) error {
+	if b.embedded != nil {
+		return nil
+	}
+	policy, evicts, err := b.store.EvictionPolicy(ctx)
+	if err != nil || !evicts {
+		return nil // unreachable now: the command reports it as it goes
+	}
+	if p.Redis.AllowEviction {
+		fmt.Fprintf(a.stderr, "warning: redis maxmemory-policy is %s: Redis may evict larder's rows (they then read as missing), leases and metadata; allowed by redis.allow_eviction\n", policy)
+		return nil
+	}
+	return fmt.Errorf("redis maxmemory-policy is %s, which may evict larder's rows, leases and generation metadata: a view would silently lose rows. Set it to noeviction (CONFIG SET maxmemory-policy noeviction, and in redis.conf), or set redis.allow_eviction: true in %s to run anyway", policy, a.configPath)
+}
+
 // tlsHint says, for an error of a first command to Redis, when TLS may be
 // the cause: a TLS client to a plaintext port waits for an answer that
 // never comes, and a plaintext client to a TLS port is cut off.

@@ -96,6 +96,9 @@ late, with event times before the watermark, wait for the next full run.`,
 				return err
 			}
 			defer b.Close()
+			if err := a.checkEviction(ctx, p, b); err != nil {
+				return err
+			}
 			if async {
 				return a.submitMaterialize(ctx, p, b, views, asOf, wait)
 			}

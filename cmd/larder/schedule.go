@@ -69,6 +69,9 @@ same scheduler inside the server.`,
 				return err
 			}
 			defer b.Close()
+			if err := a.checkEviction(ctx, p, b); err != nil {
+				return err
+			}
 			metrics, stopMetrics, err := a.startOpsMetrics(metricsListen, p, b.store)
 			if err != nil {
 				return err

@@ -85,6 +85,9 @@ those abandoned by killed runs.`,
 				return err
 			}
 			defer b.Close()
+			if err := a.checkEviction(ctx, p, b); err != nil {
+				return err
+			}
 			if b.embedded != nil {
 				fmt.Fprintf(a.stderr, "embedded Redis at %s: materializing every view first\n", b.embedded.Addr())
 				if _, err := a.materialize(ctx, p, b, p.Views, larder.TriggerStartup); err != nil {

@@ -64,6 +64,9 @@ On SIGTERM or SIGINT it takes no new job, lets running ones finish for
 				return err
 			}
 			defer b.Close()
+			if err := a.checkEviction(ctx, p, b); err != nil {
+				return err
+			}
 			metrics, stopMetrics, err := a.startOpsMetrics(metricsListen, p, b.store)
 			if err != nil {
 				return err
