@@ -495,3 +495,36 @@ func TestValueRulesShards(t *testing.T) {
 		t.Errorf("the shards nulled %d values in all, want %d", total, want)
 	}
 }
+
+// TestRunnerRecordsNulled checks that a run's record holds the values its
+// rules nulled, and a rejecting run's record the value it failed on.
+func TestRunnerRecordsNulled(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "data", "a.parquet"), ruleRows())
+	p := projectFor(t, dir, "data", larder.TypeInt64, ruleFeatures...)
+	st := store.New(redistest.Start(t).Client(), p.Name, store.Options{})
+	r := materializer.NewRunner(p, st, materializer.RunnerOptions{Now: fixedClock(at(100)), Owner: "test:1"})
+	if _, err := r.Run(ctx, materializer.RunRequest{Views: p.Views, Trigger: larder.TriggerManual}); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := st.Runs(ctx, "v", 1)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("Runs = %v, %v", runs, err)
+	}
+	if want := map[string]int64{materializer.NullNonFinite: 6, materializer.NullOversize: 1}; runs[0].Result() != larder.RunOK || !equalCounts(runs[0].Nulled, want) {
+		t.Errorf("run %s, nulled %v; want ok, %v", runs[0].Result(), runs[0].Nulled, want)
+	}
+
+	p.View("v").Oversize = larder.PolicyReject
+	if _, err := r.Run(ctx, materializer.RunRequest{Views: p.Views, Trigger: larder.TriggerManual}); err == nil {
+		t.Fatal("Run succeeded; want it to reject the 1 MiB string")
+	}
+	runs, err = st.Runs(ctx, "v", 1)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("Runs = %v, %v", runs, err)
+	}
+	if runs[0].Result() != larder.RunFailed || !strings.Contains(runs[0].Err, `user 4's feature "bio" is a string of 1048576 bytes`) {
+		t.Errorf("run %s: %q; want a failure naming user 4's bio", runs[0].Result(), runs[0].Err)
+	}
+}
