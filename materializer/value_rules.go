@@ -53,6 +53,7 @@ type valueRules struct {
 // ruleCheck is what the rules check of one feature.
 type ruleCheck struct {
 	feature         int
+	typ             larder.Type
 	finite, limited bool
 }
 
@@ -60,7 +61,7 @@ type ruleCheck struct {
 func newValueRules(v *larder.View) *valueRules {
 	r := &valueRules{view: v, limit: v.ValueLimit(), nonFinite: v.NonFinitePolicy(), oversize: v.OversizePolicy()}
 	for i, f := range v.Features {
-		c := ruleCheck{feature: i}
+		c := ruleCheck{feature: i, typ: f.Type}
 		switch f.Type {
 		case larder.TypeFloat64, larder.TypeFloat32:
 			c.finite = true
@@ -84,7 +85,19 @@ func newValueRules(v *larder.View) *valueRules {
 func (r *valueRules) apply(k larder.Key, row larder.Row) (larder.Row, error) {
 	out, copied := row, false
 	for _, c := range r.checks {
-		v := row.Values[c.feature]
+		v := &row.Values[c.feature]
+		// Most checks are of numbers, which take this path: x-x is 0 for
+		// a finite x (and for null, read as 0), NaN otherwise.
+		switch c.typ {
+		case larder.TypeFloat64:
+			if x := v.Float64(); x-x == 0 {
+				continue
+			}
+		case larder.TypeFloat32:
+			if x := v.Float32(); x-x == 0 {
+				continue
+			}
+		}
 		reason := -1
 		switch {
 		case v.IsNull():
@@ -104,10 +117,10 @@ func (r *valueRules) apply(k larder.Key, row larder.Row) (larder.Row, error) {
 			continue
 		}
 		if policy == larder.PolicyReject {
-			return row, r.refusal(k, c.feature, reason, v)
+			return row, r.refusal(k, c.feature, reason, *v)
 		}
 		if r.first[reason] == nil {
-			r.first[reason] = r.refusal(k, c.feature, reason, v)
+			r.first[reason] = r.refusal(k, c.feature, reason, *v)
 		}
 		r.nulled[reason]++
 		if !copied {
