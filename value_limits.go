@@ -45,11 +45,12 @@ const (
 	DefaultOversize    = PolicyNull
 )
 
-// NonFinitePolicies lists the policies View.NonFinite takes, and
-// OversizePolicies those View.Oversize takes, in documentation order.
+// NonFinitePolicies lists the policies View.NonFinite takes, in
+// documentation order.
 func NonFinitePolicies() []ValuePolicy { return []ValuePolicy{PolicyReject, PolicyNull, PolicyKeep} }
 
-// OversizePolicies lists the policies View.Oversize takes.
+// OversizePolicies lists the policies View.Oversize takes, in
+// documentation order.
 func OversizePolicies() []ValuePolicy { return []ValuePolicy{PolicyReject, PolicyNull} }
 
 // ValueLimit returns the most bytes one value of v may take (see
