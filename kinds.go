@@ -269,6 +269,10 @@ type Run struct {
 	EntitiesWritten int64
 	// Skipped counts unusable source rows by reason.
 	Skipped map[string]int64
+	// Nulled counts the values the view's value rules stored as null, by
+	// reason ("non-finite", "oversize"); nil when none was. For a sharded
+	// run, it counts those of the shard that published.
+	Nulled map[string]int64
 	// PeakRSS is the process's peak resident memory in bytes at the end of
 	// the run, 0 when unknown.
 	PeakRSS int64

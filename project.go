@@ -240,6 +240,21 @@ type View struct {
 	Shards      int
 	Description string
 
+	// MaxValueBytes is the most bytes one value of the view may take, as
+	// Value.Size counts them: a string, bytes, vector or list value that
+	// takes more is handled as Oversize says. Zero means
+	// DefaultMaxValueBytes (see ValueLimit); at most MaxValueBytesLimit.
+	MaxValueBytes int
+	// NonFinite says what a run does with a NaN or infinite value of a
+	// float64, float32 or float32_vector feature (see Value.Finite), from
+	// a source, an aggregation or a model: PolicyReject, PolicyNull or
+	// PolicyKeep. Empty means DefaultNonFinite (see NonFinitePolicy).
+	NonFinite ValuePolicy
+	// Oversize says what a run does with a value over MaxValueBytes:
+	// PolicyReject or PolicyNull. Empty means DefaultOversize (see
+	// OversizePolicy).
+	Oversize ValuePolicy
+
 	// Aggregations define an aggregate view; Validate generates its Features
 	// from them.
 	Aggregations []Aggregation

@@ -60,6 +60,8 @@ func (p *Project) SetDefaults() {
 				v.Features[i].Column = v.Features[i].Name
 			}
 		}
+		v.MaxValueBytes = v.ValueLimit()
+		v.NonFinite, v.Oversize = v.NonFinitePolicy(), v.OversizePolicy()
 	}
 	for _, v := range p.Views {
 		if v.Prediction != nil {
@@ -228,6 +230,7 @@ func (p *Project) Validate() error {
 		if v.MaxAge < 0 {
 			add(path+".max_age", "must not be negative")
 		}
+		validateValueRules(v, path, add)
 		p.validateViewSchedule(v, path, add)
 		p.validateKind(v, path, add)
 		if len(v.Features) == 0 && (v.Kind == KindLatest || v.Kind == KindPrediction) {

@@ -281,3 +281,82 @@ func (v Value) String() string {
 	}
 	return "null"
 }
+
+// Size returns the bytes the data of v takes, as View.MaxValueBytes counts
+// them: 8 for an int64 or a float64, 4 for a float32, 1 for a bool, the
+// length of a string or bytes value, 4 per element of a float32_vector, 8
+// per element of an int64_list, and for a string_list the lengths of its
+// strings plus one byte per string; 0 for null. It is within a few bytes
+// of the value's encoded size in the store.
+func (v Value) Size() int {
+	switch v.typ {
+	case TypeInt64, TypeFloat64:
+		return 8
+	case TypeFloat32:
+		return 4
+	case TypeBool:
+		return 1
+	case TypeString, TypeBytes:
+		return len(v.str)
+	case TypeFloat32Vector:
+		return 4 * len(v.Vector())
+	case TypeInt64List:
+		return 8 * len(v.Int64List())
+	case TypeStringList:
+		n := 0
+		for _, s := range v.StringList() {
+			n += len(s) + 1
+		}
+		return n
+	}
+	return 0
+}
+
+// Finite reports whether v holds neither a NaN nor an infinity: it is false
+// for a float64 or float32 value that is NaN, +Inf or -Inf, and for a
+// float32_vector holding one; true for every other value, null included.
+func (v Value) Finite() bool {
+	switch v.typ {
+	case TypeFloat64:
+		f := math.Float64frombits(v.num)
+		return !math.IsNaN(f) && !math.IsInf(f, 0)
+	case TypeFloat32:
+		// An exponent of all ones is an infinity or a NaN.
+		return v.num&0x7f800000 != 0x7f800000
+	case TypeFloat32Vector:
+		for _, f := range v.Vector() {
+			if math.Float32bits(f)&0x7f800000 == 0x7f800000 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// NonFiniteText describes the first non-finite number of v for a message:
+// "NaN", "+Inf" or "-Inf", for a vector followed by its position, such as
+// "NaN at [3]"; "" when v is finite.
+func (v Value) NonFiniteText() string {
+	text := func(f float64) string {
+		switch {
+		case math.IsNaN(f):
+			return "NaN"
+		case math.IsInf(f, 1):
+			return "+Inf"
+		}
+		return "-Inf"
+	}
+	switch v.typ {
+	case TypeFloat64, TypeFloat32:
+		if f, _ := v.Number(); !v.Finite() {
+			return text(f)
+		}
+	case TypeFloat32Vector:
+		for i, f := range v.Vector() {
+			if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+				return fmt.Sprintf("%s at [%d]", text(float64(f)), i)
+			}
+		}
+	}
+	return ""
+}

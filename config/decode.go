@@ -790,6 +790,45 @@ func (d *decoder) duration(n node) time.Duration {
 	return v
 }
 
+// size decodes a size in bytes, such as 65536, 64KiB or 1MiB. A size
+// written out must be positive; left out, it stays zero for SetDefaults to
+// fill. How large it may be is Project.Validate's to say.
+func (d *decoder) size(n node) int {
+	switch v := n.val.(type) {
+	case nil, *ast.NullNode:
+		return 0
+	case *ast.MappingNode, *ast.SequenceNode:
+		d.problem(n, "want a size such as 65536, 64KiB or 1MiB; got %s", describe(n.val))
+		return 0
+	case *ast.IntegerNode:
+		size := d.integer(n)
+		if size <= 0 && !d.isBad(n.path) {
+			d.problem(n, "must be positive, got %s: the most bytes one value may take, such as 65536 or 64KiB", v.GetToken().Value)
+		}
+		return size
+	}
+	size, err := parseSize(d.str(n))
+	if err != nil {
+		d.problem(n, "%v", err)
+	}
+	return size
+}
+
+// policy decodes a value policy (reject, null or keep). YAML reads an
+// unquoted null as no value at all; here it is the policy of that name.
+// Which policies the field takes is Project.Validate's to say.
+func (d *decoder) policy(n node) larder.ValuePolicy {
+	if isNull(n.val) {
+		return larder.PolicyNull
+	}
+	switch n.val.(type) {
+	case *ast.MappingNode, *ast.SequenceNode:
+		d.problem(n, "want a policy: reject, null or keep; got %s", describe(n.val))
+		return ""
+	}
+	return larder.ValuePolicy(d.str(n))
+}
+
 func (d *decoder) schedule(n node) string {
 	s := d.str(n)
 	if s != "" {

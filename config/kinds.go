@@ -17,7 +17,8 @@ import (
 
 // viewShared are the fields of every kind of view but prediction, which has
 // no source.
-var viewShared = []string{"name", "kind", "entity", "source", "description", "max_age", "schedule", "timezone", "shards"}
+var viewShared = []string{"name", "kind", "entity", "source", "description", "max_age", "schedule", "timezone", "shards",
+	"max_value_bytes", "non_finite", "oversize"}
 
 // viewFields returns the fields a view of kind takes, in the order the
 // documentation gives them; for a kind that is missing or unknown, the
@@ -30,7 +31,7 @@ func viewFields(kind larder.ViewKind) []string {
 		return append(slices.Clone(viewShared), "aggregations")
 	case larder.KindPrediction:
 		return []string{"name", "kind", "entity", "description", "max_age", "schedule", "timezone", "shards",
-			"model", "model_input", "model_output", "inputs", "entities_from", "batch_size", "features"}
+			"max_value_bytes", "non_finite", "oversize", "model", "model_input", "model_output", "inputs", "entities_from", "batch_size", "features"}
 	case larder.KindCandidates:
 		return append(slices.Clone(viewShared), "candidates")
 	}
@@ -161,6 +162,12 @@ func (d *decoder) view(n node) *larder.View {
 			v.TimeZone = d.str(f)
 		case "shards":
 			v.Shards = d.integer(f)
+		case "max_value_bytes":
+			v.MaxValueBytes = d.size(f)
+		case "non_finite":
+			v.NonFinite = d.policy(f)
+		case "oversize":
+			v.Oversize = d.policy(f)
 		case "features":
 			for _, it := range d.list(f, "features") {
 				v.Features = append(v.Features, d.feature(it))

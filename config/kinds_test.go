@@ -274,11 +274,11 @@ func TestParseKindsBad(t *testing.T) {
 		{"unknown aggregation field", 25, "        name: spend", "        prefix: spend",
 			25, "views[1].aggregations[0].prefix", `unknown field "prefix" (fields here: column, type, name, functions, windows)`},
 		{"features of an aggregate view", 22, "    aggregations:", "    features: [{name: x, type: int64}]\n    aggregations:",
-			22, "views[1].features", "an aggregate view's features are generated from its aggregations: remove features (fields of an aggregate view: name, kind, entity, source, description, max_age, schedule, timezone, shards, aggregations)"},
+			22, "views[1].features", "an aggregate view's features are generated from its aggregations: remove features (fields of an aggregate view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, aggregations)"},
 		{"misspelt aggregations", 22, "    aggregations:", "    aggregation:",
 			22, "views[1].aggregation", `unknown field "aggregation"; did you mean "aggregations"? (fields of an aggregate view:`},
 		{"aggregations of a latest view", 14, "    features:", "    aggregations: []\n    features:",
-			14, "views[0].aggregations", "aggregations is a field of aggregate views, and this is a latest view (fields of a latest view: name, kind, entity, source, description, max_age, schedule, timezone, shards, features)"},
+			14, "views[0].aggregations", "aggregations is a field of aggregate views, and this is a latest view (fields of a latest view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, features)"},
 		{"a generated feature named twice", 27, "        windows: [1h, 7d]", "        windows: [1h, 7d]\n      - {column: price, name: spend, type: float64, functions: [max], windows: [7d]}",
 			28, "views[1].aggregations[1]", `generates feature "spend_max_7d" twice: give one of the aggregations another name`},
 
@@ -308,7 +308,7 @@ func TestParseKindsBad(t *testing.T) {
 		{"prediction output not float32", 44, "      - {name: churn, type: float32}", "      - {name: churn, type: float64}",
 			44, "views[2].features[0].type", "must be float32, got float64"},
 		{"misspelt prediction field", 42, "    batch_size: 256", "    batchsize: 256",
-			42, "views[2].batchsize", `did you mean "batch_size"? (fields of a prediction view: name, kind, entity, description, max_age, schedule, timezone, shards, model, model_input, model_output, inputs, entities_from, batch_size, features)`},
+			42, "views[2].batchsize", `did you mean "batch_size"? (fields of a prediction view: name, kind, entity, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, model, model_input, model_output, inputs, entities_from, batch_size, features)`},
 
 		// candidates views
 		{"unknown candidate entity", 50, "    candidates: {entity: item, column: item_id, score: score, top_k: 50}", "    candidates: {entity: itme, column: item_id, score: score, top_k: 50}",
@@ -405,11 +405,11 @@ func TestParseViewFieldsByKind(t *testing.T) {
 	tests := []struct {
 		kind, want string
 	}{
-		{"latest", `unknown field "colour" (fields of a latest view: name, kind, entity, source, description, max_age, schedule, timezone, shards, features)`},
-		{"aggregate", `unknown field "colour" (fields of an aggregate view: name, kind, entity, source, description, max_age, schedule, timezone, shards, aggregations)`},
-		{"prediction", `unknown field "colour" (fields of a prediction view: name, kind, entity, description, max_age, schedule, timezone, shards, model, model_input, model_output, inputs, entities_from, batch_size, features)`},
-		{"candidates", `unknown field "colour" (fields of a candidates view: name, kind, entity, source, description, max_age, schedule, timezone, shards, candidates)`},
-		{"newest", `unknown field "colour" (fields here: name, kind, entity, source, description, max_age, schedule, timezone, shards, features, aggregations, model, model_input, model_output, inputs, entities_from, batch_size, candidates)`},
+		{"latest", `unknown field "colour" (fields of a latest view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, features)`},
+		{"aggregate", `unknown field "colour" (fields of an aggregate view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, aggregations)`},
+		{"prediction", `unknown field "colour" (fields of a prediction view: name, kind, entity, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, model, model_input, model_output, inputs, entities_from, batch_size, features)`},
+		{"candidates", `unknown field "colour" (fields of a candidates view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, candidates)`},
+		{"newest", `unknown field "colour" (fields here: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, features, aggregations, model, model_input, model_output, inputs, entities_from, batch_size, candidates)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {

@@ -60,6 +60,36 @@ func parseDuration(s string) (time.Duration, error) {
 	return total, nil
 }
 
+// parseSize parses a size in bytes: a whole number, alone or followed by
+// B, KiB (1024 bytes) or MiB (1024 KiB), such as 65536, 64KiB or 1MiB. It
+// returns an error that says how to write a size.
+func parseSize(s string) (int, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("invalid size %q: %swrite a whole number of bytes, KiB or MiB, such as 65536, 64KiB or 1MiB", s, why)
+	}
+	num, unit := s, 1
+	for _, u := range []struct {
+		suffix string
+		bytes  int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, unit = strings.TrimSpace(n), u.bytes
+			break
+		}
+	}
+	if !digits(num) {
+		return 0, bad("")
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n > math.MaxInt32/int64(unit) {
+		return 0, bad("too large; ")
+	}
+	if n == 0 {
+		return 0, bad("must be positive; ")
+	}
+	return int(n) * unit, nil
+}
+
 func digits(s string) bool {
 	if s == "" {
 		return false

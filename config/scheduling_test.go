@@ -288,7 +288,7 @@ func TestParseSchedulingBad(t *testing.T) {
 		{"shards not a number", []change{{53, "    shards: 256", "    shards: all"}},
 			53, 13, "views[3].shards", `want a whole number; got "all"`},
 		{"misspelt view zone", []change{{28, "    timezone: America/New_York", "    timezon: America/New_York"}},
-			28, 5, "views[0].timezon", `unknown field "timezon"; did you mean "timezone"? (fields of a latest view: name, kind, entity, source, description, max_age, schedule, timezone, shards, features)`},
+			28, 5, "views[0].timezon", `unknown field "timezon"; did you mean "timezone"? (fields of a latest view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, features)`},
 		{"misspelt shards", []change{{44, "    shards: 4", "    shard: 4"}},
 			44, 5, "views[2].shard", `unknown field "shard"; did you mean "shards"? (fields of a prediction view:`},
 	}

@@ -17,7 +17,9 @@ import (
 
 // aggregateProject returns a validated project in dir with one entity "user"
 // keyed by user_id of keyType, one source at path (relative to dir) with
-// event time column "ts", and one aggregate view "v" of aggs.
+// event time column "ts", and one aggregate view "v" of aggs. The view keeps
+// non-finite values, so that its values are compared with the reference's as
+// computed (value_rules_test.go tests the rules).
 func aggregateProject(tb testing.TB, dir, path string, keyType larder.Type, aggs ...larder.Aggregation) *larder.Project {
 	tb.Helper()
 	p := &larder.Project{
@@ -27,6 +29,7 @@ func aggregateProject(tb testing.TB, dir, path string, keyType larder.Type, aggs
 		Sources:  []*larder.Source{{Name: "events", Path: path, EventTime: "ts"}},
 		Views: []*larder.View{{
 			Name: "v", Kind: larder.KindAggregate, Entity: "user", Source: "events", Aggregations: aggs,
+			NonFinite: larder.PolicyKeep,
 		}},
 	}
 	p.SetDefaults()

@@ -25,6 +25,8 @@ import (
 // and item (item_id) of the given key types, a source of pairs at path with
 // event time "ts", and a candidates view "v" of items per user, scored by
 // column "score". column is the candidate key column ("" for the default).
+// The view keeps non-finite scores, so that its lists are compared with the
+// reference's as computed (value_rules_test.go tests the rules).
 func candProject(tb testing.TB, dir, path string, userKey, itemKey larder.Type, column string, topK int) *larder.Project {
 	tb.Helper()
 	p := &larder.Project{
@@ -38,6 +40,7 @@ func candProject(tb testing.TB, dir, path string, userKey, itemKey larder.Type, 
 		Views: []*larder.View{{
 			Name: "v", Kind: larder.KindCandidates, Entity: "user", Source: "pairs",
 			Candidates: &larder.Candidates{Entity: "item", Column: column, ScoreColumn: "score", TopK: topK},
+			NonFinite:  larder.PolicyKeep,
 		}},
 	}
 	p.SetDefaults()

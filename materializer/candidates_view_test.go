@@ -25,7 +25,9 @@ import (
 // item_stats (popularity float32; never stale), both over source items;
 // the prediction view item_prior (p_click float32 over item_profile:price,
 // max age 1h); and the candidates view "v" of items per category, from
-// fromView's score feature, with context item_profile:category.
+// fromView's score feature, with context item_profile:category. View "v"
+// keeps non-finite scores, so that its lists are compared with the
+// reference's as computed (value_rules_test.go tests the rules).
 func viewCandProject(tb testing.TB, dir string, catType, itemType larder.Type, fromView, score string, topK int) *larder.Project {
 	tb.Helper()
 	p := &larder.Project{
@@ -38,7 +40,8 @@ func viewCandProject(tb testing.TB, dir string, catType, itemType larder.Type, f
 		Sources: []*larder.Source{{Name: "items", Path: "items", EventTime: "ts"}},
 		Views: []*larder.View{
 			{Name: "v", Kind: larder.KindCandidates, Entity: "category",
-				Candidates: &larder.Candidates{Entity: "item", FromView: fromView, ScoreFeature: score, Context: "item_profile:category", TopK: topK}},
+				Candidates: &larder.Candidates{Entity: "item", FromView: fromView, ScoreFeature: score, Context: "item_profile:category", TopK: topK},
+				NonFinite:  larder.PolicyKeep},
 			{Name: "item_prior", Kind: larder.KindPrediction, Entity: "item", MaxAge: time.Hour,
 				Prediction: &larder.Prediction{Model: "prior.onnx", Inputs: []larder.RankerInput{{Ref: "item_profile:price"}}},
 				Features:   []larder.Feature{{Name: "p_click", Type: larder.TypeFloat32}}},

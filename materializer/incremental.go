@@ -124,14 +124,17 @@ func (m *Materializer) RunIncremental(ctx context.Context, viewName string) (Rep
 	prog.Phase = PhaseWriting
 	prog.EntitiesTotal = int64(comp.len())
 	m.progress(prog)
-	gen, put, older, err := m.writeIncremental(ctx, is, v, comp, prog)
+	rules := newValueRules(v)
+	gen, put, older, err := m.writeIncremental(ctx, is, v, comp, rules, prog)
 	rep.EntitiesWritten, rep.OlderRows = put-older, older
+	rep.Nulled = rules.report()
 	if err != nil {
 		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
 	}
 	rep.published(gen, m.now())
+	rules.logNulled(m.log)
 	m.log.Info("materialized incrementally", "view", v.Name, "generation", gen.ID, "rows", rep.RowsRead,
-		"entities", rep.EntitiesWritten, "older_rows", older, "skipped", rep.Skipped,
+		"entities", rep.EntitiesWritten, "older_rows", older, "skipped", rep.Skipped, "nulled", rep.Nulled,
 		"row_groups_skipped", rep.RowGroupsSkipped, "duration", rep.Duration)
 	return rep, nil
 }
@@ -152,17 +155,17 @@ type olderCounter interface {
 	OlderRows() int64
 }
 
-// writeIncremental puts every row of comp into the live generation of v and
-// publishes the change. It returns the generation, the number of rows put
-// and the number of those the store left out as older than the stored ones.
-// On any error, including ctx ending, it aborts the writer and returns the
-// error.
-func (m *Materializer) writeIncremental(ctx context.Context, is larder.IncrementalStore, v *larder.View, comp emitter, prog Progress) (gen larder.Generation, put, older int64, err error) {
+// writeIncremental puts every row of comp into the live generation of v,
+// through rules, and publishes the change. It returns the generation, the
+// number of rows put and the number of those the store left out as older
+// than the stored ones. On any error, including ctx ending, it aborts the
+// writer and returns the error.
+func (m *Materializer) writeIncremental(ctx context.Context, is larder.IncrementalStore, v *larder.View, comp emitter, rules *valueRules, prog Progress) (gen larder.Generation, put, older int64, err error) {
 	w, err := is.BeginIncremental(ctx, v)
 	if err != nil {
 		return larder.Generation{}, 0, 0, fmt.Errorf("begin incremental write: %w", err)
 	}
-	put, err = m.putAll(ctx, w, comp, prog, "incremental write into generation")
+	put, err = m.putAll(ctx, w, comp, rules, prog, "incremental write into generation")
 	if err == nil {
 		prog.EntitiesWritten = put
 		m.progress(prog)

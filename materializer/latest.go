@@ -2,9 +2,11 @@ package materializer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -64,6 +66,9 @@ type latest struct {
 	// them. The shards are emptied then.
 	winners []winner
 	feats   []featureValues
+	// starts holds, once the second pass has begun, the index in winners
+	// of the first best row of each row group, and their number last.
+	starts []int
 }
 
 // latestShard holds the entities of one partition of a latest.
@@ -518,7 +523,7 @@ func (l *latest) fill(ctx context.Context, put func(larder.Key, larder.Row) erro
 	}
 	// The values are filled and read in the order of winners, which is
 	// the order of the source: sequentially.
-	l.winners, l.shards = winners, nil
+	l.winners, l.shards, l.starts = winners, nil, starts
 	l.feats = make([]featureValues, len(l.types))
 	for i, t := range l.types {
 		l.feats[i] = featureValues{typ: t}
@@ -550,7 +555,7 @@ func (l *latest) fill(ctx context.Context, put func(larder.Key, larder.Row) erro
 		g := todo[i]
 		for wi := starts[g]; wi < starts[g+1]; wi++ {
 			if err := put(winners[wi].key, rows.row(l, wi)); err != nil {
-				return err
+				return l.locate(err, wi)
 			}
 		}
 		return nil
@@ -750,10 +755,32 @@ func (l *latest) emit(put func(larder.Key, larder.Row) error) error {
 	var rows rowMaker
 	for i := range l.winners {
 		if err := put(l.winners[i].key, rows.row(l, i)); err != nil {
-			return err
+			return l.locate(err, i)
 		}
 	}
 	return nil
+}
+
+// locate adds to a *ValueError that err wraps, refusing a value of
+// l.winners[wi], the source file and the row the value was read from.
+func (l *latest) locate(err error, wi int) error {
+	var ve *ValueError
+	if !errors.As(err, &ve) || ve.File != "" || l.groups == nil {
+		return err
+	}
+	// The row group whose best rows hold wi: the last that starts at or
+	// before it.
+	g := sort.SearchInts(l.starts, wi+1) - 1
+	if g < 0 || g >= len(l.groups.files) {
+		return err
+	}
+	f, index := l.groups.files[g], l.groups.index[g]
+	row := int64(l.winners[wi].row)
+	for _, rg := range f.pf.RowGroups()[:index] {
+		row += rg.NumRows()
+	}
+	ve.File, ve.Row = f.path, row
+	return err
 }
 
 // rowMaker makes the rows of entities to Put, one at a time: Put is done

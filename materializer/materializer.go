@@ -100,6 +100,11 @@ type Report struct {
 	// SkipNullEventTime, SkipAfterRunTime, and SkipBeforeWatermark for
 	// incremental runs). Reasons that did not occur are absent.
 	Skipped map[string]int64
+	// Nulled counts the values stored as null by the view's value rules
+	// rather than as computed, by reason (NullNonFinite, NullOversize);
+	// nil when there were none. For a shard, it counts the values of the
+	// shard's entities only.
+	Nulled map[string]int64
 	// RunTime is the instant the view was computed as of (its as-of).
 	RunTime  time.Time
 	Duration time.Duration
@@ -314,6 +319,15 @@ func (r *Report) published(gen larder.Generation, now time.Time) {
 	if s := elapsed.Seconds(); s > 0 {
 		r.RowsPerSecond = float64(r.RowsRead) / s
 	}
+}
+
+// NulledTotal returns the number of values stored as null for any reason.
+func (r Report) NulledTotal() int64 {
+	var n int64
+	for _, c := range r.Nulled {
+		n += c
+	}
+	return n
 }
 
 // SkippedTotal returns the number of rows skipped for any reason.

@@ -191,10 +191,11 @@ func (m *Materializer) runPrediction(ctx context.Context, v *larder.View, rep Re
 
 	prog := Progress{View: v.Name, Phase: PhaseWriting, RowsTotal: entities.Rows, EntitiesTotal: entities.Rows}
 	m.progress(prog)
+	rules := newValueRules(v)
 	read, written, err := m.predict(ctx, lister, plan, ev, model, w, predictParams{
-		batchSize: batchSize, outputs: outputs, runTime: start, prog: prog, entitiesGen: entities.ID,
+		batchSize: batchSize, outputs: outputs, runTime: start, prog: prog, entitiesGen: entities.ID, rules: rules,
 	})
-	rep.RowsRead, rep.EntitiesWritten = read, written
+	rep.RowsRead, rep.EntitiesWritten, rep.Nulled = read, written, rules.report()
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -213,8 +214,9 @@ func (m *Materializer) runPrediction(ctx context.Context, v *larder.View, rep Re
 		return rep, err
 	}
 	rep.published(gen, m.now())
+	rules.logNulled(m.log)
 	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "model_version", version,
-		"entities", written, "duration", rep.Duration, "entities_per_second", int64(rep.RowsPerSecond))
+		"entities", written, "nulled", rep.Nulled, "duration", rep.Duration, "entities_per_second", int64(rep.RowsPerSecond))
 	return rep, nil
 }
 
@@ -274,6 +276,8 @@ type predictParams struct {
 	prog               Progress
 	// entitiesGen is the generation of the entities view listed.
 	entitiesGen int64
+	// rules are the view's value rules, which every row goes through.
+	rules *valueRules
 }
 
 // predict runs the pipeline of a prediction run: a goroutine lists the
@@ -316,7 +320,12 @@ func (m *Materializer) predict(ctx context.Context, lister larder.KeyLister, pla
 			for o := range values {
 				values[o] = larder.Float32Value(b.y[i*pp.outputs+o])
 			}
-			if err = w.Put(ctx, k, larder.Row{EventTime: pp.runTime, Values: values}); err != nil {
+			var row larder.Row
+			if row, err = pp.rules.apply(k, larder.Row{EventTime: pp.runTime, Values: values}); err != nil {
+				cancel()
+				break
+			}
+			if err = w.Put(ctx, k, row); err != nil {
 				err = fmt.Errorf("write generation %d: %w", w.ID(), err)
 				cancel()
 				break

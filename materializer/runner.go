@@ -378,7 +378,7 @@ func (r *Runner) runRecord(v *larder.View, req RunRequest, asOf time.Time, rep R
 		Generation: rep.Generation, Incremental: req.Incremental,
 		AsOf: asOf, Inputs: rep.Inputs, Trigger: req.Trigger, Tick: req.Tick, Job: req.Job,
 		Owner: r.opts.Owner, StartedAt: rep.StartedAt, Duration: rep.Duration,
-		RowsRead: rep.RowsRead, EntitiesWritten: rep.EntitiesWritten, Skipped: rep.Skipped,
+		RowsRead: rep.RowsRead, EntitiesWritten: rep.EntitiesWritten, Skipped: rep.Skipped, Nulled: rep.Nulled,
 	}
 	if run.StartedAt.IsZero() {
 		run.StartedAt = r.now()

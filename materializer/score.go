@@ -88,7 +88,8 @@ func (r ScoreReport) Result() larder.ScoreResult {
 // input is built as a run of the view builds it, with staleness judged at
 // args.AsOf. The output holds the key column and one float32 column per
 // feature of the view, named after it: the values a run of the view at
-// args.AsOf would store for the entity.
+// args.AsOf would compute for the entity (the view's value rules, which
+// decide what a run stores, do not apply: a NaN output is written as NaN).
 //
 // Column types map to key and feature types as for sources (see the
 // package documentation). Output key columns keep the input's names and hold

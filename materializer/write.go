@@ -21,16 +21,21 @@ type emitter interface {
 	emit(put func(larder.Key, larder.Row) error) error
 }
 
-// putAll puts every row of comp into w, reporting progress, and returns the
-// number of rows put. It stops at the first error, or when ctx ends; what
-// names the write in error messages.
-func (m *Materializer) putAll(ctx context.Context, w larder.GenerationWriter, comp emitter, prog Progress, what string) (int64, error) {
+// putAll puts every row of comp into w, through the view's value rules,
+// reporting progress, and returns the number of rows put. It stops at the
+// first error (a *ValueError for a value the rules reject), or when ctx
+// ends; what names the write in error messages.
+func (m *Materializer) putAll(ctx context.Context, w larder.GenerationWriter, comp emitter, rules *valueRules, prog Progress, what string) (int64, error) {
 	var n int64
 	var buf []byte
 	err := comp.emit(func(k larder.Key, row larder.Row) error {
 		var in bool
 		if in, buf = m.inShard(k, buf); !in {
 			return nil
+		}
+		row, err := rules.apply(k, row)
+		if err != nil {
+			return err
 		}
 		if err := w.Put(ctx, k, row); err != nil {
 			return fmt.Errorf("%s %d: %w", what, w.ID(), err)
@@ -73,15 +78,19 @@ func (m *Materializer) begin(ctx context.Context, v *larder.View, expected int64
 	return w, nil
 }
 
-// write puts every row of comp into a new generation of v and publishes it.
-// It returns the published generation and the number of rows put. On any
-// error, including ctx ending, it aborts the generation and returns the error.
+// write puts every row of comp into a new generation of v, through v's
+// value rules, and publishes it. It returns the published generation and
+// the number of rows put, and counts the values nulled in rep.Nulled. On
+// any error, including ctx ending, it aborts the generation and returns the
+// error.
 func (m *Materializer) write(ctx context.Context, v *larder.View, comp emitter, prog Progress, rep *Report) (larder.Generation, int64, error) {
 	w, err := m.begin(ctx, v, prog.EntitiesTotal, rep)
 	if err != nil {
 		return larder.Generation{}, 0, err
 	}
-	n, err := m.putAll(ctx, w, comp, prog, "write generation")
+	rules := newValueRules(v)
+	n, err := m.putAll(ctx, w, comp, rules, prog, "write generation")
+	rep.Nulled = rules.report()
 	if err != nil {
 		m.abort(ctx, w, err)
 		return larder.Generation{}, n, err
@@ -94,6 +103,7 @@ func (m *Materializer) write(ctx context.Context, v *larder.View, comp emitter, 
 		m.abort(ctx, w, err)
 		return larder.Generation{}, n, err
 	}
+	rules.logNulled(m.log)
 	return gen, n, nil
 }
 
@@ -187,7 +197,7 @@ func (m *Materializer) runFromSource(ctx context.Context, v *larder.View, rep Re
 	}
 	rep.published(gen, m.now())
 	m.log.Info("materialized", "view", v.Name, "generation", gen.ID, "rows", rep.RowsRead,
-		"entities", written, "skipped", rep.Skipped, "duration", rep.Duration,
+		"entities", written, "skipped", rep.Skipped, "nulled", rep.Nulled, "duration", rep.Duration,
 		"rows_per_second", int64(rep.RowsPerSecond))
 	return rep, nil
 }

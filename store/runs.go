@@ -41,6 +41,7 @@ type runRecord struct {
 	RowsRead        int64            `json:"rows_read"`
 	EntitiesWritten int64            `json:"entities_written"`
 	Skipped         map[string]int64 `json:"skipped,omitempty"`
+	Nulled          map[string]int64 `json:"nulled,omitempty"`
 	PeakRSS         int64            `json:"peak_rss,omitempty"`
 	Err             string           `json:"error,omitempty"`
 }
@@ -128,6 +129,7 @@ func encodeRun(r larder.Run) ([]byte, error) {
 		RowsRead:        r.RowsRead,
 		EntitiesWritten: r.EntitiesWritten,
 		Skipped:         r.Skipped,
+		Nulled:          r.Nulled,
 		PeakRSS:         r.PeakRSS,
 		Err:             r.Err,
 	})
@@ -226,6 +228,7 @@ func decodeRun(doc string) (larder.Run, error) {
 		RowsRead:        rec.RowsRead,
 		EntitiesWritten: rec.EntitiesWritten,
 		Skipped:         rec.Skipped,
+		Nulled:          rec.Nulled,
 		PeakRSS:         rec.PeakRSS,
 		Err:             rec.Err,
 	}, nil

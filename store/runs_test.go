@@ -25,6 +25,7 @@ func testRuns(t *testing.T, client redis.UniversalClient) {
 		StartedAt: t0, Duration: 1500*time.Millisecond + 7,
 		RowsRead: 1_000_000, EntitiesWritten: 100_000,
 		Skipped: map[string]int64{"null key": 3, "after run time": 12},
+		Nulled:  map[string]int64{"non-finite": 2, "oversize": 1},
 		PeakRSS: 512 << 20,
 	}
 	failed := larder.Run{

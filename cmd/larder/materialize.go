@@ -217,8 +217,8 @@ func (a *app) runViews(ctx context.Context, p *larder.Project, b *backend, req r
 }
 
 func printReport(w io.Writer, r materializer.Report) {
-	fmt.Fprintf(w, "%s: generation %d published: %d rows read from %d file(s), %d entities written, %s skipped, %.2fs, %.0f rows/s\n",
-		r.View, r.Generation, r.RowsRead, r.Files, r.EntitiesWritten, skippedSummary(r), r.Duration.Seconds(), r.RowsPerSecond)
+	fmt.Fprintf(w, "%s: generation %d published: %d rows read from %d file(s), %d entities written, %s skipped%s, %.2fs, %.0f rows/s\n",
+		r.View, r.Generation, r.RowsRead, r.Files, r.EntitiesWritten, skippedSummary(r), nulledSummary(r.Nulled), r.Duration.Seconds(), r.RowsPerSecond)
 }
 
 // printIncrementalReport prints the summary of an incremental run: what it
@@ -228,9 +228,26 @@ func printIncrementalReport(w io.Writer, r materializer.Report) {
 	if !r.Watermark.IsZero() {
 		wm = r.Watermark.UTC().Format(time.RFC3339Nano)
 	}
-	fmt.Fprintf(w, "%s: generation %d updated incrementally: %d rows read from %d file(s), %d row group(s) skipped (%d whole file(s)) as older than the watermark %s, %d entities written, %d row(s) older than the stored ones left out, %s skipped, %.2fs, %.0f rows/s\n",
+	fmt.Fprintf(w, "%s: generation %d updated incrementally: %d rows read from %d file(s), %d row group(s) skipped (%d whole file(s)) as older than the watermark %s, %d entities written, %d row(s) older than the stored ones left out, %s skipped%s, %.2fs, %.0f rows/s\n",
 		r.View, r.Generation, r.RowsRead, r.Files, r.RowGroupsSkipped, r.FilesSkipped, wm, r.EntitiesWritten, r.OlderRows,
-		skippedSummary(r), r.Duration.Seconds(), r.RowsPerSecond)
+		skippedSummary(r), nulledSummary(r.Nulled), r.Duration.Seconds(), r.RowsPerSecond)
+}
+
+// nulledSummary prints, after a comma, the values a run stored as null by
+// its view's value rules: their total and the count of each reason; "" when
+// there were none, so that the summary of a run without any reads as it
+// always did.
+func nulledSummary(nulled map[string]int64) string {
+	total := countTotal(nulled)
+	if total == 0 {
+		return ""
+	}
+	var parts []string
+	for reason, n := range nulled {
+		parts = append(parts, fmt.Sprintf("%d %s", n, reason))
+	}
+	slices.Sort(parts)
+	return fmt.Sprintf(", %d value(s) stored as null (%s)", total, strings.Join(parts, ", "))
 }
 
 // skippedSummary prints the skipped rows of r: their total, and the count of

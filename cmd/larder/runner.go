@@ -80,8 +80,8 @@ func (a *app) printRunLine(r larder.Run) {
 	}
 	switch r.Result() {
 	case larder.RunOK:
-		fmt.Fprintf(a.stdout, "%s %s: generation %d published as of %s (%s): %d rows read, %d entities written, %s\n",
-			a.now().UTC().Format(time.RFC3339), r.View, r.Generation, at, how, r.RowsRead, r.EntitiesWritten, formatDuration(r.Duration))
+		fmt.Fprintf(a.stdout, "%s %s: generation %d published as of %s (%s): %d rows read, %d entities written%s, %s\n",
+			a.now().UTC().Format(time.RFC3339), r.View, r.Generation, at, how, r.RowsRead, r.EntitiesWritten, nulledSummary(r.Nulled), formatDuration(r.Duration))
 	default:
 		fmt.Fprintf(a.stdout, "%s %s: %s as of %s (%s): %s\n",
 			a.now().UTC().Format(time.RFC3339), r.View, r.Result(), at, how, runError(r, 0))

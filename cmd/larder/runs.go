@@ -44,7 +44,9 @@ dependency, job or startup; "-" for records of an older larder), the
 generations of other views it read (INPUTS, view@generation), the source
 rows it read, the entities it wrote, the rows it skipped, the peak memory of
 the process and, for a run that did not succeed, why (RESULT), shortened
-unless --full is given. SHARDS appears when a run was split into shards;
+unless --full is given. NULLED appears when a run stored values as null by
+its view's value rules (non_finite, oversize: see larder.yaml); SHARDS
+appears when a run was split into shards;
 --wide adds the job that ran each run and the process that ran it. The last
 100 runs of each view are kept.`,
 		Example: `  larder runs
@@ -127,11 +129,16 @@ unless --full is given. SHARDS appears when a run was split into shards;
 // (0: whole); wide adds the job and the owner of each run.
 func printRuns(w io.Writer, runs []larder.Run, width int, wide bool) error {
 	sharded := slices.ContainsFunc(runs, func(r larder.Run) bool { return r.Shards > 0 })
+	nulled := slices.ContainsFunc(runs, func(r larder.Run) bool { return countTotal(r.Nulled) > 0 })
 	cols := []string{"VIEW", "KIND", "GENERATION", "STATE", "STARTED", "DURATION", "AS OF", "TRIGGER"}
 	if sharded {
 		cols = append(cols, "SHARDS")
 	}
-	cols = append(cols, "ROWS", "ENTITIES", "SKIPPED", "PEAK RSS", "INPUTS")
+	cols = append(cols, "ROWS", "ENTITIES", "SKIPPED")
+	if nulled {
+		cols = append(cols, "NULLED")
+	}
+	cols = append(cols, "PEAK RSS", "INPUTS")
 	if wide {
 		cols = append(cols, "JOB", "OWNER")
 	}
@@ -148,8 +155,11 @@ func printRuns(w io.Writer, runs []larder.Run, width int, wide bool) error {
 		if sharded {
 			row = append(row, orDash(fmt.Sprint(r.Shards), r.Shards > 0))
 		}
-		row = append(row, fmt.Sprint(r.RowsRead), fmt.Sprint(r.EntitiesWritten), fmt.Sprint(skippedTotal(r.Skipped)),
-			formatBytes(r.PeakRSS), formatInputs(r.Inputs))
+		row = append(row, fmt.Sprint(r.RowsRead), fmt.Sprint(r.EntitiesWritten), fmt.Sprint(countTotal(r.Skipped)))
+		if nulled {
+			row = append(row, fmt.Sprint(countTotal(r.Nulled)))
+		}
+		row = append(row, formatBytes(r.PeakRSS), formatInputs(r.Inputs))
 		if wide {
 			row = append(row, orDash(r.Job, r.Job != ""), orDash(r.Owner, r.Owner != ""))
 		}
@@ -207,9 +217,11 @@ func runError(r larder.Run, width int) string {
 	return msg
 }
 
-func skippedTotal(skipped map[string]int64) int64 {
+// countTotal returns the sum of counts by reason, such as a run's skipped
+// rows or nulled values.
+func countTotal(counts map[string]int64) int64 {
 	var n int64
-	for _, c := range skipped {
+	for _, c := range counts {
 		n += c
 	}
 	return n
