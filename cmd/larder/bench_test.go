@@ -157,9 +157,12 @@ func checkRatios(tb testing.TB, rows [][]string) {
 			tb.Errorf("ratio row %d is %q", i+1, row)
 			continue
 		}
+		// The ratio's value depends on the machine's load (a busy machine
+		// can stretch a floor a thousandfold, and the ratio prints as
+		// 0.00×): only its form is checked.
 		ratio := strings.TrimRight(row[4], "×%")
-		if n, err := strconv.ParseFloat(ratio, 64); err != nil || n <= 0 {
-			tb.Errorf("ratio row %q: ratio %q is not a positive number", row, row[4])
+		if n, err := strconv.ParseFloat(ratio, 64); err != nil || n < 0 {
+			tb.Errorf("ratio row %q: ratio %q is not a number", row, row[4])
 		}
 		if goal := row[5]; goal != "-" && !strings.HasSuffix(goal, " met") {
 			tb.Errorf("ratio row %q: goal %q says neither met nor NOT met", row, goal)

@@ -281,7 +281,7 @@ func loadProjectAt(tb testing.TB, cfg, addr string) *larder.Project {
 // is recorded as abandoned.
 func TestSweep(t *testing.T) {
 	srv := redistest.Start(t)
-	sp := newSchedProjectGrace(t, srv.Addr, "1s", "scheduler: {lease: 1s, sweep_interval: 1s}",
+	sp := newSchedProjectGrace(t, srv.Addr, "1s", "scheduler: {lease: 3s, sweep_interval: 1s}",
 		strings.Replace(lastView, `    schedule: "@every 2s"
 `, "", 1), 2_000_000, 400_000)
 	ctx := context.Background()
