@@ -115,6 +115,10 @@ type rankerPlan struct {
 	// is the index of its candidate keys.
 	stored        *larder.View
 	storedFeature int
+	// maxCandidates is the most candidates a request may rank within the
+	// server's limits: server.max_candidates, and server.max_request_cells
+	// over the model's inputs. A stored list is cut to it.
+	maxCandidates int
 }
 
 type inputPlan struct {
@@ -170,6 +174,7 @@ func New(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("server: ranker %q: %w", r.Name, err)
 		}
 		plan := planRanker(r, m)
+		plan.maxCandidates = max(1, min(cfg.Project.Server.MaxCandidates, cfg.Project.Server.MaxRequestCells/max(1, len(r.Inputs))))
 		plan.state.path, plan.state.loadedAt = cfg.Project.Path(r.Model), s.now()
 		s.rankers[r.Name] = plan
 		s.metrics.initRanker(r.Name, m.Version(), plan.state.loadedAt)
