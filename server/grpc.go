@@ -27,6 +27,7 @@ type GRPC struct {
 	Server *grpc.Server
 	Health *health.Server
 	logger *slog.Logger
+	codec  *serverCodec
 }
 
 // NewGRPC returns a gRPC server for svc carrying the FeatureService, the
@@ -61,14 +62,14 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &GRPC{Health: health.NewServer(), logger: logger}
-	// The metrics wrap recoverUnary, so that they also count the requests
-	// whose panic it turns into INTERNAL.
-	unary := grpc.UnaryServerInterceptor(g.recoverUnary)
+	g := &GRPC{Health: health.NewServer(), logger: logger, codec: &serverCodec{}}
+	// The metrics wrap unary, so that they also count the requests it
+	// refuses and those whose panic it turns into INTERNAL.
+	unary := grpc.UnaryServerInterceptor(g.unary)
 	if svc.metrics != nil {
 		unary = svc.metrics.wrap(unary)
 	}
-	opts = append(append(serverOptions(), grpc.ChainUnaryInterceptor(unary)), opts...)
+	opts = append(append(serverOptions(g.codec), grpc.ChainUnaryInterceptor(unary)), opts...)
 	g.Server = grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(g.Server, g.Health)
 	g.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -86,6 +87,16 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 	}
 	reflection.Register(g.Server)
 	return g
+}
+
+// unary is the server's interceptor of unary requests: a request that
+// could not be decoded is INVALID_ARGUMENT; the others go to the handler,
+// through recoverUnary.
+func (g *GRPC) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := g.codec.decodeError(req); err != nil {
+		return nil, err
+	}
+	return g.recoverUnary(ctx, req, info, handler)
 }
 
 func (g *GRPC) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
