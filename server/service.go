@@ -79,6 +79,10 @@ type Service struct {
 	// degraded counts Rank responses served without the model.
 	degraded atomic.Int64
 
+	// load bounds the requests in progress and their deadlines, for every
+	// gRPC server of the Service.
+	load *load
+
 	// names holds "view:feature" of every feature of every view, built at
 	// start-up for GetFeatures requests of view:*.
 	names map[*larder.View][]string
@@ -144,6 +148,7 @@ func New(cfg Config) (*Service, error) {
 		metrics:   cfg.Metrics,
 		jobs:      cfg.Jobs,
 		freshness: cfg.Freshness,
+		load:      newLoad(cfg.Project.Server),
 	}
 	if s.metrics != nil {
 		s.store = countingStore{FeatureStore: cfg.Store, errors: s.metrics.storeErrors}
