@@ -2,7 +2,10 @@ package server_test
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,5 +256,92 @@ func TestLoadDeadline(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s after Redis resumed: %v", c.name, err)
 		}
+	}
+}
+
+// TestLoadAmplification sends the request of issue 10, 1000 keys × 400
+// copies of a view:* reference, ten at once: of user_profile (7 features)
+// it is folded to 7 columns and answered; of a view of 120 features, 1000 ×
+// 120 values is past server.max_request_cells, and it is refused without a
+// read. The bytes the process allocates for the ten are bounded: before
+// the limits, each allocated over a gigabyte.
+func TestLoadAmplification(t *testing.T) {
+	wide := &larder.View{Name: "user_wide", Kind: larder.KindLatest, Entity: "user", Source: "events"}
+	for i := range 120 {
+		wide.Features = append(wide.Features, larder.Feature{Name: fmt.Sprintf("f%03d", i), Type: larder.TypeFloat64})
+	}
+	cs := &countingStore{}
+	f := newFixture(t, fixtureConfig{
+		edit: func(p *larder.Project) {
+			p.Server.MaxEntities = 1000
+			p.Views = append(p.Views, wide)
+		},
+		wrap: func(fs larder.FeatureStore) larder.FeatureStore {
+			cs.FeatureStore = fs
+			return cs
+		},
+	})
+	keys := make([]*larderv1.EntityKey, 1000)
+	for i := range keys {
+		keys[i] = intKey(int64(i%5 + 1))
+	}
+	request := func(view string) *larderv1.GetFeaturesRequest {
+		refs := make([]string, 400)
+		for i := range refs {
+			refs[i] = view + ":*"
+		}
+		return &larderv1.GetFeaturesRequest{Keys: keys, Features: refs}
+	}
+	for _, tc := range []struct {
+		view  string
+		code  codes.Code
+		reads int
+		// most bounds the bytes allocated for the ten requests, by the
+		// server and by the client that sends them and decodes the
+		// answers.
+		most uint64
+	}{
+		{"user_wide", codes.ResourceExhausted, 0, 10 << 20},
+		{"user_profile", codes.OK, 10, 10 * 16 << 20},
+	} {
+		t.Run(tc.view, func(t *testing.T) {
+			cs.take()
+			reqs := make([]*larderv1.GetFeaturesRequest, 10)
+			for i := range reqs {
+				reqs[i] = request(tc.view)
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			var wg sync.WaitGroup
+			errs := make([]error, len(reqs))
+			cols := make([]int, len(reqs))
+			for i, req := range reqs {
+				wg.Go(func() {
+					resp, err := f.client.GetFeatures(t.Context(), req)
+					errs[i], cols[i] = err, len(resp.GetFeatures())
+				})
+			}
+			wg.Wait()
+			runtime.ReadMemStats(&after)
+			for i, err := range errs {
+				if tc.code != codes.OK {
+					wantCode(t, err, tc.code, "1000 keys × 120 columns is 120000 values", "server.max_request_cells")
+					continue
+				}
+				if err != nil || cols[i] != 7 {
+					t.Fatalf("request %d: %d columns, %v; want the 7 of user_profile", i, cols[i], err)
+				}
+			}
+			if n := len(cs.take()); n != tc.reads {
+				t.Errorf("%d reads of the store, want %d", n, tc.reads)
+			}
+			allocated := after.TotalAlloc - before.TotalAlloc
+			t.Logf("10 requests of 1000 keys × 400 × %s:*: %s; %.1f MB allocated, heap in use %.1f MB before, %.1f MB after",
+				tc.view, tc.code, float64(allocated)/(1<<20), float64(before.HeapInuse)/(1<<20), float64(after.HeapInuse)/(1<<20))
+			if allocated > tc.most {
+				t.Errorf("the ten requests allocated %d bytes, want at most %d", allocated, tc.most)
+			}
+		})
 	}
 }
