@@ -26,6 +26,11 @@ var (
 	// it is configured to queue (a ranker's batching.max_queue): the request
 	// was refused at once, and may be retried later, with backoff.
 	ErrOverloaded = errors.New("overloaded: too many requests are waiting; retry later, with backoff")
+	// ErrTooLarge means that a request would cost more than the server's
+	// limits allow (server.max_request_cells, server.max_response_bytes):
+	// it was refused, and the same request will be refused again; smaller
+	// requests will not.
+	ErrTooLarge = errors.New("too large for this server")
 )
 
 // InvalidError is a request that cannot be served as asked: an unknown view,

@@ -39,6 +39,17 @@ const (
 	DefaultJobHeartbeat  = 2 * time.Second
 	DefaultJobLapse      = 10 * time.Second
 	DefaultJobRetention  = 7 * 24 * time.Hour
+
+	// The defaults of the server's limits (see Server). A GetFeatures of
+	// max_entities keys may ask for 100 columns; a response of 64 MiB is
+	// about a million values with short strings, sixteen times gRPC's default
+	// receive limit of a client.
+	DefaultMaxFeatures           = 1000
+	DefaultMaxRequestCells       = 100_000
+	DefaultMaxResponseBytes      = 64 << 20
+	DefaultMaxConcurrentRequests = 256
+	DefaultDeadline              = 5 * time.Second
+	DefaultMaxDeadline           = 30 * time.Second
 )
 
 // Limits of the scheduler, job and view settings.
@@ -54,6 +65,13 @@ const (
 	// LapseBeats is the fewest heartbeats a job's lapse spans: a worker
 	// may miss two beats in a row without losing its job.
 	LapseBeats = 3
+	// MaxNameBytes bounds the length of every name in a project (entities,
+	// sources, views, features, rankers, request features), so that the
+	// server can refuse a longer name in a request before looking it up.
+	MaxNameBytes = 128
+	// MaxRefBytes bounds a feature reference, "view:feature": two names and
+	// the colon.
+	MaxRefBytes = 2*MaxNameBytes + 1
 )
 
 // NoSweep, as Scheduler.SweepInterval, turns the periodic sweep off; it is
@@ -119,11 +137,29 @@ type Redis struct {
 // Embedded reports whether the project uses the embedded in-process server.
 func (r Redis) Embedded() bool { return len(r.Addrs) == 0 }
 
-// Server holds the serving settings.
+// Server holds the serving settings. A zero field takes its default from
+// Project.SetDefaults.
 type Server struct {
 	Listen        string
 	MaxEntities   int
 	MaxCandidates int
+	// MaxFeatures bounds the feature references of one GetFeatures request,
+	// duplicates included.
+	MaxFeatures int
+	// MaxRequestCells bounds the values one request reads: keys times
+	// distinct columns for GetFeatures, candidates times model inputs for
+	// Rank. A larger request is refused before anything is read.
+	MaxRequestCells int
+	// MaxResponseBytes bounds the encoded size of one response; the server
+	// stops building a larger one and refuses the request.
+	MaxResponseBytes int
+	// MaxConcurrentRequests bounds the FeatureService requests one process
+	// handles at once; more are refused at once (load shedding).
+	MaxConcurrentRequests int
+	// DefaultDeadline bounds a request whose client set no deadline, and
+	// MaxDeadline one whose client set a later one.
+	DefaultDeadline time.Duration
+	MaxDeadline     time.Duration
 	// RefreshInterval is how often the server re-reads live generations as a
 	// fallback to publish notifications.
 	RefreshInterval time.Duration

@@ -22,6 +22,7 @@ func (p *Project) SetDefaults() {
 	if p.Server.RefreshInterval == 0 {
 		p.Server.RefreshInterval = DefaultRefreshInterval
 	}
+	p.Server.setLimitDefaults()
 	if p.Redis.GracePeriod == 0 {
 		p.Redis.GracePeriod = DefaultGracePeriod
 	}
@@ -127,6 +128,7 @@ func (p *Project) Validate() error {
 	if p.Server.RefreshInterval < 0 {
 		add("server.refresh_interval", "must not be negative")
 	}
+	p.Server.validateLimits(add)
 	if p.Redis.DB < 0 {
 		add("redis.db", "must be 0 or more, got %d", p.Redis.DB)
 	}
@@ -350,6 +352,8 @@ func (p *Project) Validate() error {
 			}
 		}
 	}
+
+	p.checkNameLengths(add)
 
 	if len(errs) > 0 {
 		return &ValidationError{Errs: errs}

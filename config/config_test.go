@@ -30,6 +30,12 @@ server:
   listen: 0.0.0.0:6000
   max_entities: 200
   max_candidates: 300
+  max_features: 400
+  max_request_cells: 50000
+  max_response_bytes: 16MiB
+  max_concurrent_requests: 64
+  default_deadline: 2s
+  max_deadline: 10s
   refresh_interval: 30s
 entities:
   - name: user
@@ -206,7 +212,9 @@ func TestParseFull(t *testing.T) {
 		r.DB != wantRedis.DB || r.GracePeriod != wantRedis.GracePeriod {
 		t.Errorf("Redis = %+v, want %+v", r, wantRedis)
 	}
-	wantServer := larder.Server{Listen: "0.0.0.0:6000", MaxEntities: 200, MaxCandidates: 300, RefreshInterval: 30 * time.Second}
+	wantServer := larder.Server{Listen: "0.0.0.0:6000", MaxEntities: 200, MaxCandidates: 300, MaxFeatures: 400, MaxRequestCells: 50000,
+		MaxResponseBytes: 16 << 20, MaxConcurrentRequests: 64, DefaultDeadline: 2 * time.Second, MaxDeadline: 10 * time.Second,
+		RefreshInterval: 30 * time.Second}
 	if p.Server != wantServer {
 		t.Errorf("Server = %+v, want %+v", p.Server, wantServer)
 	}
@@ -321,6 +329,13 @@ views:
 		MaxEntities:     larder.DefaultMaxEntities,
 		MaxCandidates:   larder.DefaultMaxCandidates,
 		RefreshInterval: larder.DefaultRefreshInterval,
+
+		MaxFeatures:           larder.DefaultMaxFeatures,
+		MaxRequestCells:       larder.DefaultMaxRequestCells,
+		MaxResponseBytes:      larder.DefaultMaxResponseBytes,
+		MaxConcurrentRequests: larder.DefaultMaxConcurrentRequests,
+		DefaultDeadline:       larder.DefaultDeadline,
+		MaxDeadline:           larder.DefaultMaxDeadline,
 	}
 	if p.Server != want {
 		t.Errorf("Server = %+v, want %+v", p.Server, want)
@@ -585,7 +600,7 @@ func TestParseBadDocuments(t *testing.T) {
 		{"a mapping that merges itself twice", "project: shop\nserver: &s\n  <<: [*s, *s, *s, *s]\n",
 			"larder.yaml:3:3: server.<<: merges the mapping it is in: remove the merge"},
 		{"extension field only at the top", "project: shop\nserver:\n  x-note: 1\n",
-			`larder.yaml:3:3: server.x-note: unknown field "x-note" (fields here: listen, max_entities, max_candidates, refresh_interval, metrics_listen, admin_listen)`},
+			`larder.yaml:3:3: server.x-note: unknown field "x-note" (fields here: listen, max_entities, max_candidates, max_features, max_request_cells, max_response_bytes, max_concurrent_requests, default_deadline, max_deadline, refresh_interval, metrics_listen, admin_listen)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,11 +1,9 @@
 package config
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -249,41 +247,6 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 		}
 		r.Password = pw
 	}
-}
-
-func (d *decoder) server(n node, s *larder.Server) {
-	var admin node
-	for _, f := range d.fields(n, "listen", "max_entities", "max_candidates", "refresh_interval", "metrics_listen", "admin_listen") {
-		switch f.key {
-		case "listen":
-			s.Listen = d.str(f)
-		case "max_entities":
-			s.MaxEntities = d.integer(f)
-		case "max_candidates":
-			s.MaxCandidates = d.integer(f)
-		case "refresh_interval":
-			s.RefreshInterval = d.duration(f)
-			if s.RefreshInterval < 0 {
-				d.problem(f, "must be positive: the interval between re-reads of the live generations, such as 10s")
-			}
-		case "metrics_listen":
-			s.MetricsListen = d.str(f)
-		case "admin_listen":
-			s.AdminListen = d.str(f)
-			admin = f
-		}
-	}
-	listen := cmp.Or(s.Listen, larder.DefaultListen)
-	if s.AdminListen != "" && s.AdminListen == listen && !anyPort(listen) {
-		d.problem(admin, "is the same address as server.listen (%s): give the AdminService a port of its own, such as 127.0.0.1:50052, or remove admin_listen to serve it on server.listen", listen)
-	}
-}
-
-// anyPort reports whether addr asks for any free port (port 0), which two
-// listeners may both ask for.
-func anyPort(addr string) bool {
-	_, port, err := net.SplitHostPort(addr)
-	return err == nil && port == "0"
 }
 
 func (d *decoder) entity(n node) *larder.Entity {

@@ -94,3 +94,72 @@ func TestParseOperations(t *testing.T) {
 		})
 	}
 }
+
+// TestParseServerLimits reads the server's limits: set, left out, and
+// their errors, each at its file, line and field.
+func TestParseServerLimits(t *testing.T) {
+	limits := "  max_entities: 500\n  max_features: 10\n  max_request_cells: 2000\n  max_response_bytes: 1MiB\n" +
+		"  max_concurrent_requests: 8\n  default_deadline: 750ms\n  max_deadline: 3s"
+	t.Run("set", func(t *testing.T) {
+		p, err := config.Parse("larder.yaml", []byte(edit(t, base, 7, "  max_entities: 500", limits)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := p.Server
+		if s.MaxFeatures != 10 || s.MaxRequestCells != 2000 || s.MaxResponseBytes != 1<<20 || s.MaxConcurrentRequests != 8 ||
+			s.DefaultDeadline != 750*time.Millisecond || s.MaxDeadline != 3*time.Second {
+			t.Errorf("Server = %+v", s)
+		}
+	})
+	t.Run("a size in bytes", func(t *testing.T) {
+		p, err := config.Parse("larder.yaml", []byte(edit(t, base, 7, "  max_entities: 500", "  max_response_bytes: 123456")))
+		if err != nil || p.Server.MaxResponseBytes != 123456 {
+			t.Errorf("max_response_bytes: 123456 = %d, %v", p.Server.MaxResponseBytes, err)
+		}
+	})
+	t.Run("left out", func(t *testing.T) {
+		p, err := config.Parse("larder.yaml", []byte(base))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := p.Server
+		if s.MaxFeatures != larder.DefaultMaxFeatures || s.MaxRequestCells != larder.DefaultMaxRequestCells ||
+			s.MaxResponseBytes != larder.DefaultMaxResponseBytes || s.MaxConcurrentRequests != larder.DefaultMaxConcurrentRequests ||
+			s.DefaultDeadline != larder.DefaultDeadline || s.MaxDeadline != larder.DefaultMaxDeadline {
+			t.Errorf("Server = %+v, want the default limits", s)
+		}
+	})
+	for _, tc := range []struct {
+		name, line string
+		wantLine   int
+		wantCol    int
+		field, msg string
+	}{
+		{"zero max_features", "  max_features: 0", 7, 17, "server.max_features", "must be positive, got 0; leave max_features out for the default, 1000"},
+		{"negative max_request_cells", "  max_request_cells: -5", 7, 22, "server.max_request_cells", "must be positive, got -5"},
+		{"zero max_request_cells", "  max_request_cells: 0", 7, 22, "server.max_request_cells", "leave max_request_cells out for the default, 100000"},
+		{"text for max_concurrent_requests", "  max_concurrent_requests: many", 7, 28, "server.max_concurrent_requests", `want a whole number; got "many"`},
+		{"zero max_concurrent_requests", "  max_concurrent_requests: 0", 7, 28, "server.max_concurrent_requests", "leave max_concurrent_requests out for the default, 256"},
+		{"bad size", "  max_response_bytes: 64 megs", 7, 23, "server.max_response_bytes", `invalid size "64 megs": write a whole number and a unit (B, KB, MB, GB, KiB, MiB or GiB), such as 64MiB`},
+		{"zero size", "  max_response_bytes: 0MiB", 7, 23, "server.max_response_bytes", "must be positive, got 0MiB; leave max_response_bytes out for the default, 64MiB"},
+		{"zero bytes", "  max_response_bytes: 0", 7, 23, "server.max_response_bytes", "must be positive, got 0; leave max_response_bytes out for the default, 64MiB"},
+		{"negative bytes", "  max_response_bytes: -1", 7, 23, "server.max_response_bytes", "must be positive, got -1"},
+		{"list for a size", "  max_response_bytes: [1]", 7, 23, "server.max_response_bytes", "want a size such as 64MiB or 1000000; got a list"},
+		{"bad deadline", "  default_deadline: soon", 7, 21, "server.default_deadline", `invalid duration "soon"`},
+		{"zero deadline", "  default_deadline: 0s", 7, 21, "server.default_deadline", "must be positive, got 0s; leave default_deadline out for the default, 5s"},
+		{"negative max_deadline", "  max_deadline: -1s", 7, 17, "server.max_deadline", "must be positive, got -1s"},
+		{"default past max", "  default_deadline: 40s", 7, 21, "server.default_deadline", "must not be longer than max_deadline (30s), got 40s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse("larder.yaml", []byte(edit(t, base, 7, "  max_entities: 500", tc.line)))
+			ps := problems(t, err)
+			if len(ps) != 1 {
+				t.Fatalf("%d problems, want 1: %v", len(ps), err)
+			}
+			p := ps[0]
+			if p.Line != tc.wantLine || p.Column != tc.wantCol || p.Field != tc.field || !strings.Contains(p.Msg, tc.msg) {
+				t.Errorf("problem = %d:%d %s: %s\nwant %d:%d %s: ...%s...", p.Line, p.Column, p.Field, p.Msg, tc.wantLine, tc.wantCol, tc.field, tc.msg)
+			}
+		})
+	}
+}

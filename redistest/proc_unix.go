@@ -10,6 +10,10 @@ import (
 
 var terminateSignal = syscall.SIGTERM
 
+// pauseSignal and resumeSignal stop and continue a server for Pause and
+// Resume.
+var pauseSignal, resumeSignal = syscall.SIGSTOP, syscall.SIGCONT
+
 // lockFile takes an exclusive flock on path, waiting for it, and returns the
 // function that releases it.
 func lockFile(path string) (func(), error) {

@@ -5,7 +5,9 @@
 // answers PING and registers a cleanup that stops it and closes its clients.
 // Every test that calls Start gets its own server, so tests never share data
 // and never touch the machine's own Redis on 6379. StartCluster starts a
-// Redis Cluster of such servers, for tests of cluster routing.
+// Redis Cluster of such servers, for tests of cluster routing. A Server can
+// be stopped and restarted (Redis down), or paused and resumed (Redis
+// stalled: connected, but silent).
 //
 // When redis-server is not on PATH, the first Start installs Debian's package
 // with apt-get (running apt-get update when the plain install fails), holding
@@ -59,6 +61,7 @@ type Server struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	exited  chan struct{}
+	paused  bool
 	log     *bytes.Buffer
 	clients []*redis.Client
 }
@@ -119,6 +122,44 @@ func (s *Server) Restart() {
 	if err := s.start(port); err != nil {
 		s.tb.Fatalf("redistest: restart: %v", err)
 	}
+}
+
+// Pause stops the server's process with SIGSTOP, for tests of a stalled
+// Redis: connections are still accepted by the kernel and stay open, but no
+// command gets an answer, as during a long pause of the process or a network
+// partition, until Resume. Pause on a paused or stopped server does nothing.
+// Stop, Restart and the test's cleanup resume a paused server first.
+func (s *Server) Pause() {
+	s.tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.paused {
+		return
+	}
+	if err := s.cmd.Process.Signal(pauseSignal); err != nil {
+		s.tb.Fatalf("redistest: pause: %v", err)
+	}
+	s.paused = true
+}
+
+// Resume continues a server stopped by Pause (SIGCONT); the commands sent
+// meanwhile are then answered, unless their clients gave up. Resume on a
+// server that is not paused does nothing.
+func (s *Server) Resume() {
+	s.tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.resumeLocked(); err != nil {
+		s.tb.Fatalf("redistest: resume: %v", err)
+	}
+}
+
+func (s *Server) resumeLocked() error {
+	if s.cmd == nil || !s.paused {
+		return nil
+	}
+	s.paused = false
+	return s.cmd.Process.Signal(resumeSignal)
 }
 
 func (s *Server) cluster() bool { return slices.Contains(s.args, "--cluster-enabled") }
@@ -255,6 +296,8 @@ func (s *Server) stopLocked() {
 	if s.cmd == nil {
 		return
 	}
+	// A stopped process would not act on SIGTERM before the kill.
+	_ = s.resumeLocked()
 	_ = s.cmd.Process.Signal(terminateSignal)
 	select {
 	case <-s.exited:

@@ -92,6 +92,44 @@ func TestStopAndRestart(t *testing.T) {
 	}
 }
 
+func TestPauseAndResume(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := redistest.Start(t)
+	c := s.Client()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	s.Pause()
+	s.Pause() // pausing twice is harmless
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	err := c.Get(short, "k").Err()
+	if err == nil {
+		t.Fatal("GET answered by a paused server")
+	}
+	// A stalled server is not a refused connection: the call waits until its
+	// deadline.
+	if short.Err() == nil {
+		t.Fatalf("GET on a paused server failed before its deadline: %v", err)
+	}
+
+	s.Resume()
+	s.Resume() // resuming a running server is harmless
+	if got, err := c.Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Fatalf("GET after resume = %q, %v; want \"v\": the data survives a pause", got, err)
+	}
+
+	// A paused server stops and restarts.
+	s.Pause()
+	s.Restart()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after a restart of a paused server: %v", err)
+	}
+	s.Pause() // the cleanup stops a paused server
+}
+
 func TestManyServers(t *testing.T) {
 	t.Parallel()
 	for i := 0; i < 6; i++ {

@@ -335,7 +335,13 @@ func batchingFixture(t *testing.T, cfg larder.Batching, wrap func(server.Model) 
 	t.Helper()
 	_, trained := trainRanker(t, testProject(t, nil).Ranker("reco"))
 	return newFixture(t, fixtureConfig{
-		edit:   func(p *larder.Project) { p.Ranker("reco").Batching = &cfg },
+		edit: func(p *larder.Project) {
+			p.Ranker("reco").Batching = &cfg
+			// The waits in these tests run up to max_delay, longer than
+			// the server's default deadline: a request that sets none
+			// would not be let wait.
+			p.Server.DefaultDeadline, p.Server.MaxDeadline = time.Minute, time.Minute
+		},
 		models: map[string]server.Model{"reco": wrap(trained)},
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -35,6 +36,11 @@ func checkKey(k *larderv1.EntityKey, e *larder.Entity) (larder.Key, error) {
 	case *larderv1.EntityKey_Int64Value:
 		key = larder.Int64Key(v.Int64Value)
 	case *larderv1.EntityKey_StringValue:
+		// A key goes back in the response as it came: one that is not
+		// UTF-8 would make the response one that protobuf decoders refuse.
+		if !utf8.ValidString(v.StringValue) {
+			return key, fmt.Errorf("string key %s is not valid UTF-8", echo(v.StringValue))
+		}
 		key = larder.StringKey(v.StringValue)
 	default:
 		return key, fmt.Errorf("missing key (entity %s is keyed by %s %s)", e.Name, e.KeyType, e.Key)

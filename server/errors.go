@@ -31,7 +31,7 @@ func toStatus(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, larder.ErrNoGeneration), errors.Is(err, larder.ErrSchemaChanged):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, larder.ErrOverloaded):
+	case errors.Is(err, larder.ErrOverloaded), errors.Is(err, larder.ErrTooLarge):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, larder.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())

@@ -24,9 +24,12 @@ import (
 // services are the AdminService and, when the Service has a job queue
 // (Config.Jobs), the JobService.
 type GRPC struct {
-	Server *grpc.Server
-	Health *health.Server
-	logger *slog.Logger
+	Server  *grpc.Server
+	Health  *health.Server
+	logger  *slog.Logger
+	codec   *serverCodec
+	load    *load
+	metrics *Metrics
 	// services are the names of the services it carries, for health.
 	services []string
 }
@@ -72,14 +75,14 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &GRPC{Health: health.NewServer(), logger: logger}
-	// The metrics wrap recoverUnary, so that they also count the requests
-	// whose panic it turns into INTERNAL.
-	unary := grpc.UnaryServerInterceptor(g.recoverUnary)
+	g := &GRPC{Health: health.NewServer(), logger: logger, codec: &serverCodec{}, load: svc.load, metrics: svc.metrics}
+	// The metrics wrap unary, so that they also count the requests it
+	// refuses and those whose panic it turns into INTERNAL.
+	unary := grpc.UnaryServerInterceptor(g.unary)
 	if svc.metrics != nil {
 		unary = svc.metrics.wrap(unary)
 	}
-	opts = append(append(serverOptions(), grpc.ChainUnaryInterceptor(unary)), opts...)
+	opts = append(append(serverOptions(g.codec), grpc.ChainUnaryInterceptor(unary)), opts...)
 	g.Server = grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(g.Server, g.Health)
 	g.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -100,6 +103,31 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 	}
 	reflection.Register(g.Server)
 	return g
+}
+
+// unary is the server's interceptor of unary requests. A request that
+// could not be decoded is INVALID_ARGUMENT. A FeatureService request past
+// server.max_concurrent_requests is shed: RESOURCE_EXHAUSTED at once. The
+// others go to the handler, through recoverUnary, within the server's
+// deadline (see load.deadline).
+func (g *GRPC) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := g.codec.decodeError(req); err != nil {
+		return nil, err
+	}
+	if sheds(info.FullMethod) {
+		if !g.load.acquire() {
+			g.metrics.requestShed(info.FullMethod)
+			return nil, g.load.shedErr
+		}
+		defer g.load.release()
+	}
+	ctx, cancel, setting := g.load.deadline(ctx)
+	if cancel == nil {
+		return g.recoverUnary(ctx, req, info, handler)
+	}
+	defer cancel()
+	resp, err := g.recoverUnary(ctx, req, info, handler)
+	return resp, passed(ctx, err, setting)
 }
 
 func (g *GRPC) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {

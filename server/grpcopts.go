@@ -15,11 +15,12 @@ import (
 // protobuf codec: that growth cost about 5% of the CPU of a GetFeatures.
 // A request that finds every worker busy still gets a goroutine of its own.
 //
-// Codec encodes and decodes the API's messages with their generated
-// vtprotobuf code instead of protobuf's reflection; see Codec.
-func serverOptions() []grpc.ServerOption {
+// codec encodes and decodes the API's messages with their generated
+// vtprotobuf code instead of protobuf's reflection; see Codec and
+// serverCodec.
+func serverOptions(codec *serverCodec) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
-		grpc.ForceServerCodecV2(Codec{}),
+		grpc.ForceServerCodecV2(codec),
 	}
 }

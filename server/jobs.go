@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -52,7 +54,7 @@ func (j *jobServer) GetJob(ctx context.Context, req *larderv1.GetJobRequest) (*l
 	}
 	job, err := j.svc.jobs.Job(ctx, req.GetId())
 	if err != nil {
-		return nil, jobStatus(ctx, err)
+		return nil, jobStatus(ctx, notFound(req.GetId(), err))
 	}
 	return &larderv1.GetJobResponse{Job: j.jobToProto(job)}, nil
 }
@@ -82,9 +84,18 @@ func (j *jobServer) CancelJob(ctx context.Context, req *larderv1.CancelJobReques
 	}
 	job, err := j.svc.jobs.Cancel(ctx, req.GetId())
 	if err != nil {
-		return nil, jobStatus(ctx, err)
+		return nil, jobStatus(ctx, notFound(req.GetId(), err))
 	}
 	return &larderv1.CancelJobResponse{Job: j.jobToProto(job)}, nil
+}
+
+// notFound returns the error of a job queue's read of the job with the
+// id: an unknown id is said again in short, whatever the queue wrote.
+func notFound(id string, err error) error {
+	if errors.Is(err, larder.ErrNotFound) {
+		return fmt.Errorf("job %s: %w", echo(id), larder.ErrNotFound)
+	}
+	return err
 }
 
 // jobStatus maps an error of the queue to its status. When the caller's
@@ -134,7 +145,7 @@ func (j *jobServer) materializeArgs(m *larderv1.MaterializeJob) (larder.Material
 	}
 	for i, name := range views {
 		if p.View(name) == nil {
-			return larder.MaterializeArgs{}, "", larder.Invalidf("materialize.views[%d]: unknown view %q%s", i, name, knownViews(p))
+			return larder.MaterializeArgs{}, "", larder.Invalidf("materialize.views[%d]: unknown view %s%s", i, echo(name), knownViews(p))
 		}
 		if first := slices.Index(views, name); first < i {
 			return larder.MaterializeArgs{}, "", larder.Invalidf("materialize.views[%d]: view %q is listed twice (also views[%d])", i, name, first)
@@ -157,10 +168,10 @@ func (j *jobServer) scoreArgs(s *larderv1.ScoreJob) (larder.ScoreArgs, string, e
 	case s.GetRanker() == "" && s.GetView() == "":
 		return larder.ScoreArgs{}, "", larder.Invalidf("score: one of ranker or view is required%s%s", knownRankers(p), knownPredictionViews(p))
 	case s.GetRanker() != "" && s.GetView() != "":
-		return larder.ScoreArgs{}, "", larder.Invalidf("score: ranker %q and view %q are both given; give one of them", s.GetRanker(), s.GetView())
+		return larder.ScoreArgs{}, "", larder.Invalidf("score: ranker %s and view %s are both given; give one of them", echo(s.GetRanker()), echo(s.GetView()))
 	case s.GetRanker() != "":
 		if p.Ranker(s.GetRanker()) == nil {
-			return larder.ScoreArgs{}, "", larder.Invalidf("score.ranker: unknown ranker %q%s", s.GetRanker(), knownRankers(p))
+			return larder.ScoreArgs{}, "", larder.Invalidf("score.ranker: unknown ranker %s%s", echo(s.GetRanker()), knownRankers(p))
 		}
 		if s.GetKeyColumn() != "" {
 			return larder.ScoreArgs{}, "", larder.Invalidf("score.key_column: applies to a prediction view; for a ranker, set context_column and candidate_column")
@@ -169,7 +180,7 @@ func (j *jobServer) scoreArgs(s *larderv1.ScoreJob) (larder.ScoreArgs, string, e
 	default:
 		v := p.View(s.GetView())
 		if v == nil {
-			return larder.ScoreArgs{}, "", larder.Invalidf("score.view: unknown view %q%s", s.GetView(), knownPredictionViews(p))
+			return larder.ScoreArgs{}, "", larder.Invalidf("score.view: unknown view %s%s", echo(s.GetView()), knownPredictionViews(p))
 		}
 		if v.Kind != larder.KindPrediction {
 			return larder.ScoreArgs{}, "", larder.Invalidf("score.view: %q is a view of kind %s, which has no model; give a prediction view%s, or a ranker", v.Name, v.Kind, knownPredictionViews(p))
@@ -185,7 +196,7 @@ func (j *jobServer) scoreArgs(s *larderv1.ScoreJob) (larder.ScoreArgs, string, e
 	case s.GetOutput() == "":
 		return larder.ScoreArgs{}, "", larder.Invalidf("score.output: the Parquet file to write is required")
 	case s.GetOutput() == s.GetInput():
-		return larder.ScoreArgs{}, "", larder.Invalidf("score.output: %q is the input too; write the scores to another file", s.GetOutput())
+		return larder.ScoreArgs{}, "", larder.Invalidf("score.output: %s is the input too; write the scores to another file", echo(s.GetOutput()))
 	case s.GetBatchSize() < 0:
 		return larder.ScoreArgs{}, "", larder.Invalidf("score.batch_size: %d is negative; 0 means 1024", s.GetBatchSize())
 	}
@@ -236,7 +247,7 @@ func jobFilter(req *larderv1.ListJobsRequest) (larder.JobFilter, error) {
 		}
 	}
 	if f.Kind != "" && !slices.Contains(jobKinds, f.Kind) {
-		return larder.JobFilter{}, larder.Invalidf("kind: unknown job kind %q (kinds: %s)", f.Kind, joinKinds(jobKinds))
+		return larder.JobFilter{}, larder.Invalidf("kind: unknown job kind %s (kinds: %s)", echo(string(f.Kind)), joinKinds(jobKinds))
 	}
 	switch {
 	case f.Limit == 0:

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -343,6 +344,11 @@ func TestSubmitJobInvalid(t *testing.T) {
 		{"output over input", score(func(s *larderv1.ScoreJob) { s.Output = "in.parquet" }),
 			[]string{`score.output: "in.parquet" is the input too; write the scores to another file`}},
 		{"negative batch", score(func(s *larderv1.ScoreJob) { s.BatchSize = -2 }), []string{"score.batch_size: -2 is negative; 0 means 1024"}},
+		// A name of a megabyte comes back shortened.
+		{"unknown view of a megabyte", materializeReq(nil, strings.Repeat("v", 1<<20)),
+			[]string{`materialize.views[0]: unknown view "` + strings.Repeat("v", 100) + `"… (1048576 bytes) ` + views}},
+		{"unknown ranker of a megabyte", score(func(s *larderv1.ScoreJob) { s.Ranker = strings.Repeat("r", 1<<20) + "\xff" }),
+			[]string{`score.ranker: unknown ranker "` + strings.Repeat("r", 100) + `"… (1048577 bytes) (rankers: reco)`}},
 		{"a score as of the future", score(func(s *larderv1.ScoreJob) { s.AsOf = ts(jobsT0.Add(time.Hour)) }),
 			[]string{"score.as_of: 2026-12-01T04:30:00Z is in the future"}},
 	} {
@@ -368,6 +374,11 @@ func TestJobServiceErrors(t *testing.T) {
 	wantCode(t, err, codes.NotFound, `job "j-404": not found`)
 	_, err = client.CancelJob(ctx, &larderv1.CancelJobRequest{Id: "j-404"})
 	wantCode(t, err, codes.NotFound, `job "j-404": not found`)
+	_, err = client.GetJob(ctx, &larderv1.GetJobRequest{Id: strings.Repeat("j", 1<<20)})
+	wantCode(t, err, codes.NotFound, `job "`+strings.Repeat("j", 100)+`"… (1048576 bytes): not found`)
+	if n := len(status.Convert(err).Message()); n > 200 {
+		t.Errorf("NOT_FOUND of an id of a megabyte: a message of %d bytes", n)
+	}
 	_, err = client.GetJob(ctx, &larderv1.GetJobRequest{})
 	wantCode(t, err, codes.InvalidArgument, "id: a job id is required")
 	_, err = client.CancelJob(ctx, &larderv1.CancelJobRequest{})

@@ -35,6 +35,7 @@ type Metrics struct {
 	modelInfo   *prometheus.GaugeVec
 	modelLoaded *prometheus.GaugeVec
 	storeErrors *prometheus.CounterVec
+	shed        *prometheus.CounterVec
 
 	// methods holds the pre-resolved series of every known unary method, by
 	// full method name. It is not written after NewMetrics, so the
@@ -48,6 +49,8 @@ type methodMetrics struct {
 	name    string
 	latency prometheus.Observer
 	codes   [numCodes]atomic.Pointer[prometheus.Counter]
+	// shed counts the method's requests shed; nil for a method never shed.
+	shed prometheus.Counter
 }
 
 // numCodes is the number of gRPC status codes, OK to Unauthenticated.
@@ -86,9 +89,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "larder_store_read_errors_total",
 			Help: "Failed reads of the online store, by the gRPC status code the error maps to.",
 		}, []string{"code"}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_grpc_shed_total",
+			Help: "FeatureService requests refused at once because server.max_concurrent_requests were in progress, by method.",
+		}, []string{"method"}),
 		methods: map[string]*methodMetrics{},
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.reloads, m.modelInfo, m.modelLoaded, m.storeErrors} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.reloads, m.modelInfo, m.modelLoaded, m.storeErrors, m.shed} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %w", err)
 		}
@@ -97,6 +104,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		for _, md := range desc.Methods {
 			name := "/" + desc.ServiceName + "/" + md.MethodName
 			m.methods[name] = m.newMethod(name)
+			if sheds(name) {
+				m.methods[name].shed = m.shed.WithLabelValues(name)
+			}
 		}
 	}
 	return m, nil
@@ -163,6 +173,18 @@ func (m *Metrics) initRanker(ranker, version string, loadedAt time.Time) {
 	m.reloads.WithLabelValues(ranker, "refused")
 	m.modelInfo.WithLabelValues(ranker, version).Set(1)
 	m.modelLoaded.WithLabelValues(ranker).Set(float64(loadedAt.UnixNano()) / 1e9)
+}
+
+// requestShed counts a request of method refused by load shedding.
+func (m *Metrics) requestShed(method string) {
+	if m == nil {
+		return
+	}
+	if mm := m.methods[method]; mm != nil && mm.shed != nil {
+		mm.shed.Inc()
+		return
+	}
+	m.shed.WithLabelValues(method).Inc()
 }
 
 func (m *Metrics) rankDegraded(ranker, reason string) {

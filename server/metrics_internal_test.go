@@ -3,11 +3,14 @@ package server
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/larder-dev/larder"
 )
 
 // passThrough is an interceptor that only calls the handler.
@@ -51,5 +54,24 @@ func BenchmarkMetricsInterceptor(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_, _ = unary(ctx, nil, info, handler)
+	}
+}
+
+// TestUnaryInterceptorAllocs checks that the server's own interceptor
+// (decoding errors, shedding, deadlines, panics) allocates nothing for a
+// request whose client set a deadline within server.max_deadline.
+func TestUnaryInterceptorAllocs(t *testing.T) {
+	g := &GRPC{codec: &serverCodec{}, load: newLoad(larder.Server{MaxConcurrentRequests: 4})}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	handler := func(context.Context, any) (any, error) { return nil, nil }
+	for _, method := range []string{"/larder.v1.FeatureService/GetFeatures", "/larder.v1.AdminService/ListModels"} {
+		info := &grpc.UnaryServerInfo{FullMethod: method}
+		if n := testing.AllocsPerRun(1000, func() { _, _ = g.unary(ctx, nil, info, handler) }); n != 0 {
+			t.Errorf("%s: %v allocations per request, want 0", method, n)
+		}
+	}
+	if n := len(g.load.slots); n != 0 {
+		t.Errorf("%d slots still taken after the requests ended", n)
 	}
 }

@@ -33,6 +33,9 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		return nil, larder.Invalidf("candidate_keys: at least one candidate is required (ranker %q has no candidates_from view to take them from)", r.Name)
 	case n > s.project.Server.MaxCandidates:
 		return nil, larder.Invalidf("candidate_keys: %d candidates is more than the limit of %d per request (server.max_candidates)", n, s.project.Server.MaxCandidates)
+	case n*len(plan.inputs) > s.project.Server.MaxRequestCells:
+		return nil, fmt.Errorf("request %w: %d candidates × %d inputs of ranker %q is %d values, more than the limit of %d per request (server.max_request_cells); send at most %d candidates per request",
+			larder.ErrTooLarge, n, len(plan.inputs), r.Name, n*len(plan.inputs), s.project.Server.MaxRequestCells, plan.maxCandidates)
 	}
 	topK := int(req.GetTopK())
 	if topK < 0 {
@@ -90,7 +93,7 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 			return nil, err
 		}
 		lookups = append(lookups[:len(lookups):len(lookups)], stored)
-		cands = storedCandidates(stored, plan.storedFeature, s.project.Server.MaxCandidates)
+		cands = storedCandidates(stored, plan.storedFeature, plan.maxCandidates)
 		storedRow = stored
 		n = len(cands)
 		if n == 0 {

@@ -142,7 +142,10 @@ func (s *Service) plan(ranker string) (*rankerPlan, error) {
 		if ranker == "" {
 			return nil, larder.Invalidf("ranker: is required%s", knownRankers(s.project))
 		}
-		return nil, larder.Invalidf("ranker: unknown ranker %q%s", ranker, knownRankers(s.project))
+		if msg := checkName(ranker, larder.MaxNameBytes); msg != "" {
+			return nil, larder.Invalidf("ranker: %s%s", msg, knownRankers(s.project))
+		}
+		return nil, larder.Invalidf("ranker: unknown ranker %s%s", echo(ranker), knownRankers(s.project))
 	}
 	return plan, nil
 }

@@ -70,7 +70,10 @@ func (ri requestInput) formatDefault() string {
 func readRequest(plan *rankerPlan, feats map[string]*larderv1.Value, vals []float32, defaulted []bool) error {
 	for name := range feats {
 		if !plan.request[name] {
-			return larder.Invalidf("request_features: ranker %q has no request feature %q%s", plan.ranker.Name, name, plan.knownRequest)
+			if msg := checkName(name, larder.MaxNameBytes); msg != "" {
+				return larder.Invalidf("request_features: %s%s", msg, plan.knownRequest)
+			}
+			return larder.Invalidf("request_features: ranker %q has no request feature %s%s", plan.ranker.Name, echo(name), plan.knownRequest)
 		}
 	}
 	for q := range plan.requests {

@@ -79,6 +79,10 @@ type Service struct {
 	// degraded counts Rank responses served without the model.
 	degraded atomic.Int64
 
+	// load bounds the requests in progress and their deadlines, for every
+	// gRPC server of the Service.
+	load *load
+
 	// names holds "view:feature" of every feature of every view, built at
 	// start-up for GetFeatures requests of view:*.
 	names map[*larder.View][]string
@@ -115,6 +119,10 @@ type rankerPlan struct {
 	// is the index of its candidate keys.
 	stored        *larder.View
 	storedFeature int
+	// maxCandidates is the most candidates a request may rank within the
+	// server's limits: server.max_candidates, and server.max_request_cells
+	// over the model's inputs. A stored list is cut to it.
+	maxCandidates int
 }
 
 type inputPlan struct {
@@ -140,6 +148,7 @@ func New(cfg Config) (*Service, error) {
 		metrics:   cfg.Metrics,
 		jobs:      cfg.Jobs,
 		freshness: cfg.Freshness,
+		load:      newLoad(cfg.Project.Server),
 	}
 	if s.metrics != nil {
 		s.store = countingStore{FeatureStore: cfg.Store, errors: s.metrics.storeErrors}
@@ -170,6 +179,7 @@ func New(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("server: ranker %q: %w", r.Name, err)
 		}
 		plan := planRanker(r, m)
+		plan.maxCandidates = max(1, min(cfg.Project.Server.MaxCandidates, cfg.Project.Server.MaxRequestCells/max(1, len(r.Inputs))))
 		plan.state.path, plan.state.loadedAt = cfg.Project.Path(r.Model), s.now()
 		s.rankers[r.Name] = plan
 		s.metrics.initRanker(r.Name, m.Version(), plan.state.loadedAt)

@@ -28,6 +28,8 @@ func (a *app) serveCommand() *cobra.Command {
 		watch         bool
 		schedule      bool
 		workerCount   int
+		maxConcurrent int
+		deadline      time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -48,6 +50,13 @@ larder reload): the new model is checked and swapped in while requests keep
 being served; a model that does not fit is refused and the old one keeps
 serving. With --metrics-listen (or server.metrics_listen), Prometheus metrics
 are served at http://ADDR/metrics.
+
+Every request is bounded: in cost (server.max_request_cells and
+server.max_response_bytes), in time (server.default_deadline for a request
+that sets no deadline, server.max_deadline at most) and in number: past
+server.max_concurrent_requests (or --max-concurrent-requests), FeatureService
+requests are refused at once with RESOURCE_EXHAUSTED; health checks and the
+AdminService never are.
 
 With the embedded store (no redis.addresses), serve materializes every view
 at start-up, since the embedded store starts empty.
@@ -78,6 +87,9 @@ those abandoned by killed runs.`,
 			}
 			if workerCount < 0 {
 				return fmt.Errorf("--workers %d: want 0 (no worker in this process) or more", workerCount)
+			}
+			if err := limitFlags(&p.Server, maxConcurrent, deadline); err != nil {
+				return err
 			}
 			// serve starts while Redis is down, NOT_SERVING until it answers.
 			b, err := a.openStoreWith(ctx, p, true)
@@ -128,7 +140,31 @@ those abandoned by killed runs.`,
 	cmd.Flags().BoolVar(&watch, "watch-models", true, "reload a ranker's model when its file changes")
 	cmd.Flags().BoolVar(&schedule, "schedule", false, "also run the views' cron schedules in this process, as `larder schedule` does")
 	cmd.Flags().IntVar(&workerCount, "workers", 0, "also process this many jobs at a time from the job queue, as `larder worker` does")
+	cmd.Flags().IntVar(&maxConcurrent, "max-concurrent-requests", 0,
+		fmt.Sprintf("the most FeatureService requests handled at once; more are refused with RESOURCE_EXHAUSTED (default: server.max_concurrent_requests, %d)", larder.DefaultMaxConcurrentRequests))
+	cmd.Flags().DurationVar(&deadline, "default-deadline", 0,
+		fmt.Sprintf("how long a request whose client set no deadline may take (default: server.default_deadline, %s)", larder.DurationText(larder.DefaultDeadline)))
 	return cmd
+}
+
+// limitFlags applies the limits given on serve's command line to s, over
+// the project file's; zero leaves a setting as it is.
+func limitFlags(s *larder.Server, maxConcurrent int, deadline time.Duration) error {
+	switch {
+	case maxConcurrent < 0:
+		return fmt.Errorf("--max-concurrent-requests %d: want a positive number, such as %d", maxConcurrent, larder.DefaultMaxConcurrentRequests)
+	case deadline < 0:
+		return fmt.Errorf("--default-deadline %s: want a positive duration, such as %s", deadline, larder.DurationText(larder.DefaultDeadline))
+	case deadline > s.MaxDeadline:
+		return fmt.Errorf("--default-deadline %s: longer than server.max_deadline (%s); raise max_deadline in the project file, or give a shorter deadline", deadline, larder.DurationText(s.MaxDeadline))
+	}
+	if maxConcurrent > 0 {
+		s.MaxConcurrentRequests = maxConcurrent
+	}
+	if deadline > 0 {
+		s.DefaultDeadline = deadline
+	}
+	return nil
 }
 
 // serveOptions are what startServerWith starts besides the gRPC server.

@@ -42,6 +42,10 @@ const (
 //     read, does not match the ranker's inputs and output, or fails a trial
 //     run), or this server cannot load models; the message says why. The
 //     previous model keeps serving.
+//   - DEADLINE_EXCEEDED: the caller's deadline, or the server's
+//     (server.default_deadline for a call that sets none, server.max_deadline
+//     at most). Calls are never refused for load:
+//     server.max_concurrent_requests counts FeatureService calls only.
 type AdminServiceClient interface {
 	// ReloadModel loads the ranker's model file again, checks it, and swaps it
 	// in atomically. Rank requests in flight finish on the old model, which is
@@ -98,6 +102,10 @@ func (c *adminServiceClient) ListModels(ctx context.Context, in *ListModelsReque
 //     read, does not match the ranker's inputs and output, or fails a trial
 //     run), or this server cannot load models; the message says why. The
 //     previous model keeps serving.
+//   - DEADLINE_EXCEEDED: the caller's deadline, or the server's
+//     (server.default_deadline for a call that sets none, server.max_deadline
+//     at most). Calls are never refused for load:
+//     server.max_concurrent_requests counts FeatureService calls only.
 type AdminServiceServer interface {
 	// ReloadModel loads the ranker's model file again, checks it, and swaps it
 	// in atomically. Rank requests in flight finish on the old model, which is

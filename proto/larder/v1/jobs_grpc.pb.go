@@ -57,7 +57,10 @@ const (
 //   - UNAVAILABLE: the job queue cannot be reached. GetJob, ListJobs and
 //     CancelJob are safe to retry with backoff; a retried SubmitJob may queue
 //     the job twice, so look for it with ListJobs first.
-//   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation.
+//   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation, or
+//     the server's (server.default_deadline for a call that sets none,
+//     server.max_deadline at most). Calls are never refused for load:
+//     server.max_concurrent_requests counts FeatureService calls only.
 //   - UNIMPLEMENTED: this server has no job queue, or this listener does not
 //     serve operators' services.
 //
@@ -204,7 +207,10 @@ func (c *jobServiceClient) CancelJob(ctx context.Context, in *CancelJobRequest, 
 //   - UNAVAILABLE: the job queue cannot be reached. GetJob, ListJobs and
 //     CancelJob are safe to retry with backoff; a retried SubmitJob may queue
 //     the job twice, so look for it with ListJobs first.
-//   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation.
+//   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation, or
+//     the server's (server.default_deadline for a call that sets none,
+//     server.max_deadline at most). Calls are never refused for load:
+//     server.max_concurrent_requests counts FeatureService calls only.
 //   - UNIMPLEMENTED: this server has no job queue, or this listener does not
 //     serve operators' services.
 //

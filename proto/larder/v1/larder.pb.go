@@ -261,7 +261,10 @@ type GetFeaturesRequest struct {
 	Keys []*EntityKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
 	// The features to return, as references "view:feature" (one feature) or
 	// "view:*" (every feature of the view, in the view's schema order).
-	// Required: at least one. Columns of the response follow this order.
+	// Required: at least one, and at most the server's limit
+	// (server.max_features, 1000 by default), repeats included; a reference
+	// is at most 257 bytes. Columns of the response follow this order; a
+	// feature that an earlier reference already asked for is not repeated.
 	Features      []string `protobuf:"bytes,2,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -315,8 +318,10 @@ func (x *GetFeaturesRequest) GetFeatures() []string {
 type GetFeaturesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The resolved column names, "view:feature", in column order: a "view:*"
-	// reference is expanded to every feature of the view. Every row's values
-	// line up with this list.
+	// reference is expanded to every feature of the view, and each feature
+	// is listed once, where the request first asked for it ("v:b", "v:*",
+	// "v:b" on a view of a, b, c gives "v:b", "v:a", "v:c"). Every row's
+	// values line up with this list.
 	Features []string `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
 	// One row per requested key, in request order.
 	Rows []*FeatureRow `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
@@ -1013,12 +1018,13 @@ type RankRequest struct {
 	ContextKey *EntityKey `protobuf:"bytes,2,opt,name=context_key,json=contextKey,proto3" json:"context_key,omitempty"`
 	// The keys of the candidates to score, of the ranker's candidate entity
 	// type: at most the server's limit (server.max_candidates in larder.yaml,
-	// 1000 by default).
+	// 1000 by default), and at most server.max_request_cells (100,000)
+	// divided by the ranker's number of inputs.
 	//
 	// Required, unless the ranker declares candidates_from. Then, when this
 	// list is empty, the candidates are the context entity's stored list in
-	// that candidates view (best precomputed score first), cut to the first
-	// server.max_candidates. A list older than the view's max_age is ranked
+	// that candidates view (best precomputed score first), cut to as many as
+	// the limits above allow. A list older than the view's max_age is ranked
 	// all the same. A context entity with no stored list, or an empty one, is
 	// not an error: the response has no candidates. Without candidates_from,
 	// an empty list is INVALID_ARGUMENT.

@@ -47,14 +47,29 @@ const (
 // Errors are reported as gRPC status codes:
 //
 //   - INVALID_ARGUMENT: the request cannot be served as asked (an unknown
-//     view, feature or ranker, a key of the wrong type, an empty or oversized
-//     request). The message names the offending field, e.g. "keys[3]: ...".
+//     view, feature or ranker, a key of the wrong type, an empty request,
+//     more keys, candidates or feature references than the server's limits,
+//     a name longer than any of the project's, a string that is not UTF-8,
+//     bytes that do not decode as the request). The message names the
+//     offending field, e.g. "keys[3]: ...", and repeats at most 100
+//     characters of a string of the request. The same request is refused
+//     again.
+//   - RESOURCE_EXHAUSTED: the request costs more than the server's limits:
+//     "request too large" (more values to read than server.max_request_cells,
+//     refused before anything is read) or "response too large" (past
+//     server.max_response_bytes); split it into smaller requests, since the
+//     same request is refused again. Or "server busy": the server already
+//     handles server.max_concurrent_requests requests and refused this one
+//     at once, or a ranker's batching queue is full; retry later, with
+//     backoff, or on another replica.
 //   - FAILED_PRECONDITION: a view that the request needs has never been
 //     published, or was published with another schema than its current
 //     definition; run `larder materialize`.
 //   - UNAVAILABLE: the store or the model cannot be reached; retrying with
 //     backoff is safe, every method is read-only.
-//   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation.
+//   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation, or
+//     the server's own deadline: server.default_deadline (5s by default) for
+//     a request that sets none, server.max_deadline (30s) at most.
 type FeatureServiceClient interface {
 	// GetFeatures returns the requested features of each entity key, read from
 	// the live generation of each view in one round trip to the store.
@@ -62,6 +77,13 @@ type FeatureServiceClient interface {
 	// All the referenced views must be keyed by the same entity, and every key
 	// must be of that entity's key type. A key that a view does not hold is not
 	// an error: its values come back with status FEATURE_STATUS_NOT_FOUND.
+	//
+	// A request costs its keys times its distinct columns: a column asked for
+	// twice, directly or through "view:*", is read and returned once. Past
+	// server.max_request_cells (100,000 by default) the request is refused
+	// with RESOURCE_EXHAUSTED before anything is read, and past
+	// server.max_response_bytes (64 MiB) of response, with RESOURCE_EXHAUSTED
+	// too.
 	GetFeatures(ctx context.Context, in *GetFeaturesRequest, opts ...grpc.CallOption) (*GetFeaturesResponse, error)
 	// Rank scores candidate entities for one context entity (for example, items
 	// for a user) with a ranker's online model, and returns the best of them,
@@ -80,6 +102,10 @@ type FeatureServiceClient interface {
 	// context entity's stored candidate list is read in the same round trip as
 	// its features, then the candidates' features in a second one, and the
 	// list is ranked.
+	//
+	// A request costs its candidates times the ranker's model inputs: past
+	// server.max_request_cells (100,000 by default) it is refused with
+	// RESOURCE_EXHAUSTED before anything is read.
 	Rank(ctx context.Context, in *RankRequest, opts ...grpc.CallOption) (*RankResponse, error)
 	// ListViews describes every view of the project, with its schema and its
 	// live generation. Operators and clients use it to discover what can be
@@ -135,14 +161,29 @@ func (c *featureServiceClient) ListViews(ctx context.Context, in *ListViewsReque
 // Errors are reported as gRPC status codes:
 //
 //   - INVALID_ARGUMENT: the request cannot be served as asked (an unknown
-//     view, feature or ranker, a key of the wrong type, an empty or oversized
-//     request). The message names the offending field, e.g. "keys[3]: ...".
+//     view, feature or ranker, a key of the wrong type, an empty request,
+//     more keys, candidates or feature references than the server's limits,
+//     a name longer than any of the project's, a string that is not UTF-8,
+//     bytes that do not decode as the request). The message names the
+//     offending field, e.g. "keys[3]: ...", and repeats at most 100
+//     characters of a string of the request. The same request is refused
+//     again.
+//   - RESOURCE_EXHAUSTED: the request costs more than the server's limits:
+//     "request too large" (more values to read than server.max_request_cells,
+//     refused before anything is read) or "response too large" (past
+//     server.max_response_bytes); split it into smaller requests, since the
+//     same request is refused again. Or "server busy": the server already
+//     handles server.max_concurrent_requests requests and refused this one
+//     at once, or a ranker's batching queue is full; retry later, with
+//     backoff, or on another replica.
 //   - FAILED_PRECONDITION: a view that the request needs has never been
 //     published, or was published with another schema than its current
 //     definition; run `larder materialize`.
 //   - UNAVAILABLE: the store or the model cannot be reached; retrying with
 //     backoff is safe, every method is read-only.
-//   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation.
+//   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation, or
+//     the server's own deadline: server.default_deadline (5s by default) for
+//     a request that sets none, server.max_deadline (30s) at most.
 type FeatureServiceServer interface {
 	// GetFeatures returns the requested features of each entity key, read from
 	// the live generation of each view in one round trip to the store.
@@ -150,6 +191,13 @@ type FeatureServiceServer interface {
 	// All the referenced views must be keyed by the same entity, and every key
 	// must be of that entity's key type. A key that a view does not hold is not
 	// an error: its values come back with status FEATURE_STATUS_NOT_FOUND.
+	//
+	// A request costs its keys times its distinct columns: a column asked for
+	// twice, directly or through "view:*", is read and returned once. Past
+	// server.max_request_cells (100,000 by default) the request is refused
+	// with RESOURCE_EXHAUSTED before anything is read, and past
+	// server.max_response_bytes (64 MiB) of response, with RESOURCE_EXHAUSTED
+	// too.
 	GetFeatures(context.Context, *GetFeaturesRequest) (*GetFeaturesResponse, error)
 	// Rank scores candidate entities for one context entity (for example, items
 	// for a user) with a ranker's online model, and returns the best of them,
@@ -168,6 +216,10 @@ type FeatureServiceServer interface {
 	// context entity's stored candidate list is read in the same round trip as
 	// its features, then the candidates' features in a second one, and the
 	// list is ranked.
+	//
+	// A request costs its candidates times the ranker's model inputs: past
+	// server.max_request_cells (100,000 by default) it is refused with
+	// RESOURCE_EXHAUSTED before anything is read.
 	Rank(context.Context, *RankRequest) (*RankResponse, error)
 	// ListViews describes every view of the project, with its schema and its
 	// live generation. Operators and clients use it to discover what can be
