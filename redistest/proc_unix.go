@@ -10,6 +10,9 @@ import (
 
 var terminateSignal = syscall.SIGTERM
 
+// pauseSignal and resumeSignal freeze and thaw a process (see Pause).
+var pauseSignal, resumeSignal = syscall.SIGSTOP, syscall.SIGCONT
+
 // lockFile takes an exclusive flock on path, waiting for it, and returns the
 // function that releases it.
 func lockFile(path string) (func(), error) {

@@ -58,6 +58,7 @@ type Server struct {
 	exited  chan struct{}
 	log     *bytes.Buffer
 	clients []*redis.Client
+	paused  bool
 }
 
 // Start starts a redis-server for tb on a free loopback port and returns it
@@ -101,6 +102,39 @@ func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopLocked()
+}
+
+// Pause freezes the server process (SIGSTOP), for tests of what happens
+// when Redis stalls: connections stay open, but commands get no answer
+// until Resume. Stop and the test's cleanup resume a paused server first.
+// Pause on a paused or stopped server does nothing.
+func (s *Server) Pause() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.paused {
+		return
+	}
+	if err := s.cmd.Process.Signal(pauseSignal); err != nil {
+		s.tb.Errorf("redistest: pause: %v", err)
+		return
+	}
+	s.paused = true
+}
+
+// Resume thaws a server frozen by Pause; on any other server it does
+// nothing.
+func (s *Server) Resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resumeLocked()
+}
+
+func (s *Server) resumeLocked() {
+	if s.cmd == nil || !s.paused {
+		return
+	}
+	_ = s.cmd.Process.Signal(resumeSignal)
+	s.paused = false
 }
 
 // Restart stops the server if it runs and starts it again on the same
@@ -253,6 +287,7 @@ func (s *Server) stopLocked() {
 		return
 	}
 	_ = s.cmd.Process.Signal(terminateSignal)
+	s.resumeLocked() // a frozen process handles SIGTERM once thawed
 	select {
 	case <-s.exited:
 	case <-time.After(stopTimeout):

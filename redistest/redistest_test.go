@@ -138,3 +138,38 @@ func TestStartCluster(t *testing.T) {
 		t.Fatalf("%d masters, want 3", masters.Load())
 	}
 }
+
+func TestPauseAndResume(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := redistest.Start(t)
+	c := s.Client()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	s.Pause()
+	s.Pause() // pausing twice is harmless
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := c.Get(short, "k").Err(); err == nil {
+		t.Fatal("GET answered by a paused server")
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("GET on a paused server took %v, want about the context's 200ms", took)
+	}
+
+	s.Resume()
+	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET after resume = %q, %v; want the data kept", v, err)
+	}
+
+	// A paused server stops promptly at cleanup, as Stop does.
+	s.Pause()
+	start = time.Now()
+	s.Stop()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("stopping a paused server took %v", took)
+	}
+}
