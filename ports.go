@@ -131,6 +131,8 @@ type GenerationWriter interface {
 	// and the generation is then not published.
 	Publish(ctx context.Context) (Generation, error)
 	// Abort discards the generation. The live generation is untouched.
+	// It cleans up even when ctx is cancelled, but returns by ctx's
+	// deadline.
 	Abort(ctx context.Context) error
 }
 

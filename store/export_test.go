@@ -12,3 +12,6 @@ func BucketOf(canonical []byte, buckets uint32) uint32 { return bucketOf(canonic
 
 // CodecVersion is the codec version AppendRow writes.
 const CodecVersion = codecVersion
+
+// WaitFlushed waits until every flusher of the writer has returned.
+func (w *Writer) WaitFlushed() { <-w.flushed }

@@ -22,7 +22,8 @@ import (
 var ErrSuperseded = errors.New("a newer generation of the view was published first")
 
 // abortTimeout bounds the deletion that Abort does even when its context has
-// already been cancelled (the usual case when a run is interrupted).
+// already been cancelled (the usual case when a run is interrupted), and
+// its context has no earlier deadline.
 const abortTimeout = 30 * time.Second
 
 // publishScript makes generation ARGV[1] of a view live, in one step that
@@ -355,16 +356,25 @@ func (w *Writer) start(ctx context.Context) {
 
 // stopHeartbeat stops renewing the generation's lease, and waits until the
 // heartbeat is over.
-func (w *Writer) stopHeartbeat() {
+func (w *Writer) stopHeartbeat() { _ = w.endHeartbeat(context.Background()) }
+
+// endHeartbeat is stopHeartbeat that waits only until ctx ends: a renewal
+// in flight on a stalled Redis may outlast it. It then returns ctx.Err().
+func (w *Writer) endHeartbeat(ctx context.Context) error {
 	if w.beatStop == nil {
-		return
+		return nil
 	}
 	select {
 	case <-w.beatStop:
 	default:
 		close(w.beatStop)
 	}
-	<-w.beatDone
+	select {
+	case <-w.beatDone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // batch is a window of encoded rows: keys and values live in buf, and
@@ -809,17 +819,20 @@ func (s *Store) retire(ctx context.Context, view string, gen int64, at time.Time
 // Abort stops the writer and deletes what it wrote; the live generation is
 // untouched. A shard writer deletes nothing: the generation's other shards
 // go on (see AbortGeneration). Abort ends the writes in flight, waits for
-// them, then deletes. It deletes even when ctx is already cancelled (bounded by 30
-// seconds), so that an interrupted run cleans up after itself. Abort after
-// Publish or Abort does nothing. It returns larder.ErrUnavailable when the
-// deletion fails; Cleanup then deletes the generation later. An incremental
-// writer deletes nothing: see BeginIncremental.
+// them, then deletes. It deletes even when ctx is already cancelled, so
+// that an interrupted run cleans up after itself, but it returns by ctx's
+// deadline when ctx has one, and within abortTimeout (30 seconds) in any
+// case. Abort after Publish or Abort does nothing. It returns
+// larder.ErrUnavailable when the deletion fails, and an error wrapping
+// context.DeadlineExceeded when the time is up first (Redis stalled);
+// Cleanup then deletes the generation later, once its lease lapses. An
+// incremental writer deletes nothing: see BeginIncremental.
 func (w *Writer) Abort(ctx context.Context) error {
 	if w.state != "" {
 		return nil
 	}
 	w.state = "aborted"
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	ctx, cancel := abortContext(ctx)
 	defer cancel()
 	if w.inc != nil {
 		return w.abortIncremental(ctx)
@@ -827,8 +840,16 @@ func (w *Writer) Abort(ctx context.Context) error {
 	// The writes in flight stop, and the queued ones are dropped: the
 	// generation is deleted anyway.
 	w.cancel()
-	_ = w.drain(ctx, false)
-	w.stopHeartbeat()
+	_ = w.closeQueue(ctx, false)
+	err := w.endHeartbeat(ctx)
+	if err == nil {
+		err = w.waitFlushes(ctx)
+	}
+	if err != nil {
+		// A write still in flight could land after a deletion: leave the
+		// generation to Cleanup, which deletes it once its lease lapses.
+		return fmt.Errorf("store: abort %s generation %d: its writes did not end in time, leaving it to cleanup: %w", w.view.Name, w.id, err)
+	}
 	if w.shard != nil {
 		// The other shards go on; a failed shard is retried, and a run
 		// that finally fails deletes the generation (AbortGeneration).
@@ -854,6 +875,18 @@ func (w *Writer) Abort(ctx context.Context) error {
 	}
 	w.s.log.Info("generation aborted", "view", w.view.Name, "generation", w.id)
 	return nil
+}
+
+// abortContext returns the context of Abort's clean-up: it outlives the
+// cancellation of ctx, so that an interrupted run still cleans up after
+// itself, but keeps ctx's deadline, so that a caller who bounds Abort is
+// answered in time; and it ends abortTimeout from now at the latest.
+func abortContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(abortTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
 }
 
 // watermark returns the metadata value of the newest event time Put: unix
