@@ -671,11 +671,10 @@ func (w *Writer) waitFlushes(ctx context.Context) error {
 
 // Publish writes what is buffered, waits for every flush (ctx bounds the
 // wait), records the newest event time Put as the generation's watermark,
-// then makes the
-// generation live with one atomic command, retires the generation it
-// replaces (deleted after the grace period), announces the change on the
-// publish channel and deletes the generations whose time has come. For an
-// incremental writer, see BeginIncremental instead.
+// then makes the generation live with one atomic command, retires the
+// generation it replaces (deleted after the grace period), announces the
+// change on the publish channel and deletes the generations whose time has
+// come. For an incremental writer, see BeginIncremental instead.
 //
 // The flip checks that the generation may still be published: that it is
 // still being written, and that the lease that holds it (the run's, or its
