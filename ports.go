@@ -118,7 +118,9 @@ type GenerationWriter interface {
 	ID() int64
 	// Put buffers the row of one entity; writes are flushed in pipelined
 	// batches. Put is done with row when it returns, so the caller may reuse
-	// row.Values. An error means the generation cannot be published.
+	// row.Values. ctx bounds the Put only: the writes it starts belong to
+	// the writer, and go on when ctx ends after Put has returned. An error
+	// means the generation cannot be published.
 	Put(ctx context.Context, key Key, row Row) error
 	// Publish flushes what is buffered and makes the generation live in one
 	// atomic step. The replaced generation is deleted after the grace period.
@@ -129,6 +131,8 @@ type GenerationWriter interface {
 	// and the generation is then not published.
 	Publish(ctx context.Context) (Generation, error)
 	// Abort discards the generation. The live generation is untouched.
+	// It cleans up even when ctx is cancelled, but returns by ctx's
+	// deadline.
 	Abort(ctx context.Context) error
 }
 

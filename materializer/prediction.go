@@ -287,8 +287,7 @@ type predictParams struct {
 func (m *Materializer) predict(ctx context.Context, lister larder.KeyLister, plan *predictionPlan, ev *larder.View,
 	model larder.Model, w larder.GenerationWriter, pp predictParams) (read, written int64, err error) {
 	// The reader runs on its own context, ended when scoring or writing
-	// fails; Put must not get it, since the writer's flushes outlive this
-	// function and run on the context of the Put that started them.
+	// fails, so that it stops reading batches no one will score.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

@@ -109,6 +109,39 @@ func (s *Server) Stop() {
 	s.stopLocked()
 }
 
+// Pause freezes the server process (SIGSTOP), for tests of what happens
+// when Redis stalls: connections stay open, but commands get no answer
+// until Resume. Stop and the test's cleanup resume a paused server first.
+// Pause on a paused or stopped server does nothing.
+func (s *Server) Pause() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.paused {
+		return
+	}
+	if err := s.cmd.Process.Signal(pauseSignal); err != nil {
+		s.tb.Errorf("redistest: pause: %v", err)
+		return
+	}
+	s.paused = true
+}
+
+// Resume thaws a server frozen by Pause; on any other server it does
+// nothing.
+func (s *Server) Resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resumeLocked()
+}
+
+func (s *Server) resumeLocked() {
+	if s.cmd == nil || !s.paused {
+		return
+	}
+	_ = s.cmd.Process.Signal(resumeSignal)
+	s.paused = false
+}
+
 // Restart stops the server if it runs and starts it again on the same
 // address. The data is lost: persistence is off. Restart calls tb.Fatal when
 // the server cannot start again (for example when its port was taken
@@ -122,44 +155,6 @@ func (s *Server) Restart() {
 	if err := s.start(port); err != nil {
 		s.tb.Fatalf("redistest: restart: %v", err)
 	}
-}
-
-// Pause stops the server's process with SIGSTOP, for tests of a stalled
-// Redis: connections are still accepted by the kernel and stay open, but no
-// command gets an answer, as during a long pause of the process or a network
-// partition, until Resume. Pause on a paused or stopped server does nothing.
-// Stop, Restart and the test's cleanup resume a paused server first.
-func (s *Server) Pause() {
-	s.tb.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil || s.paused {
-		return
-	}
-	if err := s.cmd.Process.Signal(pauseSignal); err != nil {
-		s.tb.Fatalf("redistest: pause: %v", err)
-	}
-	s.paused = true
-}
-
-// Resume continues a server stopped by Pause (SIGCONT); the commands sent
-// meanwhile are then answered, unless their clients gave up. Resume on a
-// server that is not paused does nothing.
-func (s *Server) Resume() {
-	s.tb.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.resumeLocked(); err != nil {
-		s.tb.Fatalf("redistest: resume: %v", err)
-	}
-}
-
-func (s *Server) resumeLocked() error {
-	if s.cmd == nil || !s.paused {
-		return nil
-	}
-	s.paused = false
-	return s.cmd.Process.Signal(resumeSignal)
 }
 
 func (s *Server) cluster() bool { return slices.Contains(s.args, "--cluster-enabled") }
@@ -297,7 +292,7 @@ func (s *Server) stopLocked() {
 		return
 	}
 	// A stopped process would not act on SIGTERM before the kill.
-	_ = s.resumeLocked()
+	s.resumeLocked()
 	_ = s.cmd.Process.Signal(terminateSignal)
 	select {
 	case <-s.exited:

@@ -248,7 +248,7 @@ func (s *Store) BeginIncrementalWriter(ctx context.Context, v *larder.View) (*Wr
 			model: g.gen.Model,
 		},
 	}
-	w.start()
+	w.start(ctx)
 	s.log.Debug("incremental write started", "view", v.Name, "generation", g.gen.ID, "buckets", g.buckets)
 	return w, nil
 }
@@ -303,7 +303,7 @@ type bucketCall struct {
 // live one. It returns args, scratch space for the calls' arguments, for
 // the next call.
 func (w *Writer) writeIfNewer(job flushJob, args []any) ([]any, error) {
-	ctx, b := job.ctx, job.b
+	ctx, b := w.ctx, job.b
 	var calls []bucketCall
 	args = args[:0]
 	var key []byte
@@ -413,8 +413,10 @@ func (w *Writer) publishIncremental(ctx context.Context) (larder.Generation, err
 }
 
 // abortIncremental stops the writer, dropping what is still buffered. The
-// rows already flushed stay, so it recounts the generation's rows (best
-// effort) without touching the watermark or the publish time.
+// rows already handed to the flushers are written (within ctx, after which
+// the writes still in flight are ended) and stay, since each of them is
+// valid on its own, so it recounts the generation's rows (best effort)
+// without touching the watermark or the publish time.
 func (w *Writer) abortIncremental(ctx context.Context) error {
 	s, view := w.s, w.view.Name
 	_ = w.drain(ctx, false)

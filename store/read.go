@@ -60,15 +60,16 @@ func (g *liveGen) bucketKey(dst []byte, bucket uint32) []byte {
 }
 
 // liveFor returns the cached live generation of view, loading it when it is
-// missing or older than twice the refresh interval. It returns an error
-// wrapping larder.ErrNoGeneration when the view was never published.
+// missing or older than twice the refresh interval (see loadShared). It
+// returns an error wrapping larder.ErrNoGeneration when the view was never
+// published.
 func (s *Store) liveFor(ctx context.Context, view string) (*liveGen, error) {
 	s.mu.RLock()
 	g := s.live[view]
 	s.mu.RUnlock()
-	if g == nil || s.now().Sub(g.loadedAt) > 2*s.opts.RefreshInterval {
+	if !s.fresh(g) {
 		var err error
-		if g, err = s.refresh(ctx, view); err != nil {
+		if g, err = s.loadShared(ctx, view); err != nil {
 			return nil, err
 		}
 	}
@@ -78,8 +79,78 @@ func (s *Store) liveFor(ctx context.Context, view string) (*liveGen, error) {
 	return g, nil
 }
 
+// fresh reports whether the cached entry g may answer without a Redis
+// call: it is no older than twice the refresh interval.
+func (s *Store) fresh(g *liveGen) bool {
+	return g != nil && s.now().Sub(g.loadedAt) <= 2*s.opts.RefreshInterval
+}
+
+// liveLoad is a load of a view's live generation in flight, which the
+// callers that need it meanwhile wait for instead of loading it again.
+type liveLoad struct {
+	done chan struct{} // closed once g, err and abandoned are set
+	g    *liveGen
+	err  error
+	// abandoned marks a load that failed because the context of the caller
+	// that made it ended: an answer for no one else.
+	abandoned bool
+}
+
+// loadShared loads the live generation of view into the cache, as refresh
+// does, unless the cache is fresh by now, and returns the cached entry.
+// Callers that find a load of the view in flight wait for it rather than
+// start their own, so that a cold or expired cache costs one Redis round
+// trip (a GET, then an HGETALL) however many requests need it at once. A
+// waiting caller stops waiting when its own ctx ends; when the load fails
+// because the context of the caller that made it ended, the callers that
+// waited load again. It returns refresh's errors.
+func (s *Store) loadShared(ctx context.Context, view string) (*liveGen, error) {
+	for {
+		s.mu.Lock()
+		if g := s.live[view]; s.fresh(g) {
+			s.mu.Unlock()
+			return g, nil
+		}
+		l, inFlight := s.loading[view]
+		if !inFlight {
+			l = &liveLoad{done: make(chan struct{})}
+			s.loading[view] = l
+		}
+		s.mu.Unlock()
+
+		if !inFlight {
+			s.load(ctx, view, l)
+			return l.g, l.err
+		}
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("store: read live generation of %s: %w", view, ctx.Err())
+		}
+		if !l.abandoned {
+			return l.g, l.err
+		}
+	}
+}
+
+// load makes the load l of view's live generation, then hands its result
+// to the callers waiting for it.
+func (s *Store) load(ctx context.Context, view string, l *liveLoad) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.loading, view)
+		s.mu.Unlock()
+		close(l.done)
+	}()
+	// A panic in the load leaves the waiting callers an error, not a hang.
+	l.err = fmt.Errorf("store: read live generation of %s: the load did not finish", view)
+	l.g, l.err = s.refresh(ctx, view)
+	l.abandoned = l.err != nil && ctx.Err() != nil
+}
+
 // refresh re-reads the live generation of view from Redis into the cache and
-// returns the cached entry.
+// returns the cached entry. Unlike loadShared it always reads, starting
+// after the call: a caller that knows of a publish (Watch) sees it.
 func (s *Store) refresh(ctx context.Context, view string) (*liveGen, error) {
 	g, err := s.loadLive(ctx, view)
 	if err != nil {

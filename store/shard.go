@@ -88,7 +88,7 @@ func (s *Store) beginShard(ctx context.Context, v *larder.View, opts larder.Begi
 		w.leaseTTL = s.opts.WriteLease
 	}
 	w.run.Trigger, w.run.Tick, w.run.Job = m.trigger, m.tick, m.job
-	w.start()
+	w.start(ctx)
 	s.log.Debug("shard started", "view", v.Name, "generation", g, "shard", sh.Index, "shards", sh.Count)
 	return w, nil
 }

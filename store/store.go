@@ -134,9 +134,10 @@ type Store struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu     sync.RWMutex
-	live   map[string]*liveGen // by view name
-	pinned map[pinKey]*liveGen // generations read by pinned lookups
+	mu      sync.RWMutex
+	live    map[string]*liveGen  // by view name
+	pinned  map[pinKey]*liveGen  // generations read by pinned lookups
+	loading map[string]*liveLoad // loads of live generations in flight, by view
 
 	noUnlink atomic.Bool // the server does not know UNLINK: use DEL
 
@@ -194,6 +195,7 @@ func New(client redis.UniversalClient, project string, opts Options) *Store {
 		now:     opts.Now,
 		live:    make(map[string]*liveGen),
 		pinned:  make(map[pinKey]*liveGen),
+		loading: make(map[string]*liveLoad),
 	}
 }
 

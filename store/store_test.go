@@ -416,6 +416,12 @@ func testAbortAndAbandon(t *testing.T, client redis.UniversalClient) {
 			t.Fatal(err)
 		}
 	}
+	// Its flushes run in the background: wait until the first rows are in
+	// Redis, so that the check below, after the next publish, means
+	// something.
+	waitFor(t, 5*time.Second, func() bool {
+		return len(keysOf(t, client, fmt.Sprintf("larder:test:wide:%d:*", dead.ID()))) > 0
+	})
 	checkLive(g1.ID)
 	g3 := publish(t, s, wide, 100, row)
 	checkLive(g3.ID)

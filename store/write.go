@@ -22,7 +22,8 @@ import (
 var ErrSuperseded = errors.New("a newer generation of the view was published first")
 
 // abortTimeout bounds the deletion that Abort does even when its context has
-// already been cancelled (the usual case when a run is interrupted).
+// already been cancelled (the usual case when a run is interrupted), and
+// its context has no earlier deadline.
 const abortTimeout = 30 * time.Second
 
 // publishScript makes generation ARGV[1] of a view live, in one step that
@@ -125,7 +126,7 @@ func (s *Store) BeginWith(ctx context.Context, v *larder.View, opts larder.Begin
 	if err := s.record(ctx, v, w, opts.Run, 0); err != nil {
 		return nil, err
 	}
-	w.start()
+	w.start(ctx)
 	s.log.Debug("generation started", "view", v.Name, "generation", id, "buckets", buckets)
 	return w, nil
 }
@@ -228,6 +229,14 @@ func (s *Store) bucketCount(ctx context.Context, view string, expectedRows int64
 // keeps one of its rows, not necessarily the last. Every Writer must end
 // with Publish or Abort, which stop its flushing goroutines.
 //
+// The flushes run on a context of the writer's own, made when it begins:
+// it keeps the values of the context given to Begin, but not its
+// cancellation nor its deadline. A Put's context bounds only that Put
+// (its wait for a free flusher), not the rows it hands over. Publish
+// releases the writer's context once every flush is over; Abort of a new
+// generation ends it at once, so that the writes in flight stop (an
+// incremental writer's Abort lets them finish, see BeginIncremental).
+//
 // Rows are gathered in windows of several pipelines' worth and sorted by
 // bucket before they are sent, so that each command writes many rows into
 // one bucket hash: Redis then spends its time storing rows rather than
@@ -243,11 +252,19 @@ type Writer struct {
 	// window is the number of rows gathered before they are sent.
 	window int
 
-	cur      *batch
-	jobs     chan flushJob
-	free     chan *batch
-	wg       sync.WaitGroup
-	closed   bool // jobs is closed
+	cur    *batch
+	jobs   chan flushJob
+	free   chan *batch
+	wg     sync.WaitGroup
+	closed bool // jobs is closed
+	// ctx is the context of the flushes, and cancel ends it (see Writer).
+	// It is kept in the writer, against the custom, because the flushes
+	// belong to the writer rather than to any one call. flushed is closed
+	// once every flusher has returned.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	flushed chan struct{}
+
 	state    string
 	flipSent bool // Publish sent the flip, which may have happened
 
@@ -313,17 +330,24 @@ func windowRows(buckets uint32, most int) int {
 	return min(most, max(pipelineRows, int(buckets)*windowRowsPerBucket))
 }
 
-// start sizes the writer's windows and starts its flushers.
-func (w *Writer) start() {
+// start sizes the writer's windows, makes its context from ctx, the
+// context of the call that began it, and starts its flushers.
+func (w *Writer) start(ctx context.Context) {
 	w.window = windowRows(w.buckets, w.s.opts.BatchSize)
+	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	// The queue holds the pipelines of two windows, so that Put fills the
 	// next window while the flushers send the last one, and runs at most
 	// that far ahead of them.
 	w.jobs = make(chan flushJob, 2*(w.window/pipelineRows+1))
+	w.flushed = make(chan struct{})
 	w.wg.Add(w.s.opts.WriteConnections)
 	for range w.s.opts.WriteConnections {
 		go w.flusher()
 	}
+	go func() {
+		w.wg.Wait()
+		close(w.flushed)
+	}()
 	if w.leaseKey != "" && w.inc == nil {
 		w.beatStop, w.beatDone = make(chan struct{}), make(chan struct{})
 		go w.heartbeat(w.beatStop)
@@ -332,16 +356,25 @@ func (w *Writer) start() {
 
 // stopHeartbeat stops renewing the generation's lease, and waits until the
 // heartbeat is over.
-func (w *Writer) stopHeartbeat() {
+func (w *Writer) stopHeartbeat() { _ = w.endHeartbeat(context.Background()) }
+
+// endHeartbeat is stopHeartbeat that waits only until ctx ends: a renewal
+// in flight on a stalled Redis may outlast it. It then returns ctx.Err().
+func (w *Writer) endHeartbeat(ctx context.Context) error {
 	if w.beatStop == nil {
-		return
+		return nil
 	}
 	select {
 	case <-w.beatStop:
 	default:
 		close(w.beatStop)
 	}
-	<-w.beatDone
+	select {
+	case <-w.beatDone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // batch is a window of encoded rows: keys and values live in buf, and
@@ -367,7 +400,6 @@ type entry struct {
 // flushJob is one pipeline's worth of a window: the run of whole buckets
 // b.sorted[lo:hi].
 type flushJob struct {
-	ctx    context.Context
 	b      *batch
 	lo, hi int
 }
@@ -376,7 +408,9 @@ type flushJob struct {
 func (w *Writer) ID() int64 { return w.id }
 
 // Put buffers the row of one entity and, when the batch is full, hands it to
-// a flusher, waiting while all of them are busy. It returns an
+// a flusher, waiting while all of them are busy. ctx bounds that wait
+// only: the rows handed over are written on the writer's context, even
+// when ctx ends once Put has returned. It returns an
 // *larder.InvalidError when key or row does not fit the view, the error of
 // an earlier failed flush, or ctx.Err(); after an error the generation
 // cannot be published, and the caller should Abort it.
@@ -426,7 +460,7 @@ func (w *Writer) ready(b *batch) bool {
 
 // flush sorts the current window by bucket, hands it to the flushers in
 // pipelines of about pipelineRows rows cut between buckets, and takes an
-// empty window.
+// empty window. ctx bounds the wait for room in the flushers' queue.
 func (w *Writer) flush(ctx context.Context) error {
 	b := w.cur
 	// Once its jobs are sent, b belongs to the flushers.
@@ -446,7 +480,7 @@ func (w *Writer) flush(ctx context.Context) error {
 		for hi < len(b.sorted) && b.sorted[hi].bucket == b.sorted[hi-1].bucket {
 			hi++
 		}
-		jobs = append(jobs, flushJob{ctx: ctx, b: b, lo: lo, hi: hi})
+		jobs = append(jobs, flushJob{b: b, lo: lo, hi: hi})
 		lo = hi
 	}
 	b.pending.Store(int32(len(jobs)))
@@ -523,7 +557,9 @@ func (w *Writer) flusher() {
 	defer w.wg.Done()
 	var args []any
 	for job := range w.jobs {
-		if w.failed() == nil {
+		// After a failure, or once Abort ended the writer's context, the
+		// queued jobs are dropped.
+		if w.failed() == nil && w.ctx.Err() == nil {
 			var err error
 			if args, err = w.write(job, args); err != nil {
 				w.fail(err)
@@ -540,7 +576,7 @@ func (w *Writer) write(job flushJob, args []any) ([]any, error) {
 	if w.inc != nil {
 		return w.writeIfNewer(job, args)
 	}
-	ctx, b := job.ctx, job.b
+	ctx, b := w.ctx, job.b
 	pipe := w.s.client.Pipeline()
 	var key []byte
 	args = args[:0]
@@ -583,11 +619,27 @@ func (w *Writer) failed() error {
 	return w.err
 }
 
-// drain flushes the current batch, if any and if keep is set, and waits for
-// every flusher.
+// drain hands the current window to the flushers when keep is set (and
+// nothing failed), and waits for every flush (see waitFlushes). It returns
+// the writer's first error; when ctx ends first, the writer fails with
+// ctx's error.
 func (w *Writer) drain(ctx context.Context, keep bool) error {
+	err := w.closeQueue(ctx, keep)
+	if werr := w.waitFlushes(ctx); werr != nil {
+		return w.fail(fmt.Errorf("store: write %s generation %d: %w", w.view.Name, w.id, werr))
+	}
+	if err != nil {
+		return err
+	}
+	return w.failed()
+}
+
+// closeQueue hands the current window to the flushers when keep is set
+// (and nothing failed), then closes their queue, once. It returns the
+// error of handing the window over.
+func (w *Writer) closeQueue(ctx context.Context, keep bool) error {
 	if w.closed {
-		return w.failed()
+		return nil
 	}
 	var err error
 	if keep && len(w.cur.ents) > 0 && w.failed() == nil {
@@ -595,19 +647,34 @@ func (w *Writer) drain(ctx context.Context, keep bool) error {
 	}
 	close(w.jobs)
 	w.closed = true
-	w.wg.Wait()
-	if err != nil {
-		return err
-	}
-	return w.failed()
+	return err
 }
 
-// Publish writes what is buffered, waits for every flush, records the
-// newest event time Put as the generation's watermark, then makes the
-// generation live with one atomic command, retires the generation it
-// replaces (deleted after the grace period), announces the change on the
-// publish channel and deletes the generations whose time has come. For an
-// incremental writer, see BeginIncremental instead.
+// waitFlushes waits until every flusher has returned, then releases the
+// writer's context. When ctx ends first, it ends the writer's context, so
+// that the flushes stop, and returns ctx.Err(): a write already sent may
+// still be waiting for its answer then.
+func (w *Writer) waitFlushes(ctx context.Context) error {
+	defer w.cancel()
+	select {
+	case <-w.flushed:
+		return nil
+	default:
+	}
+	select {
+	case <-w.flushed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Publish writes what is buffered, waits for every flush (ctx bounds the
+// wait), records the newest event time Put as the generation's watermark,
+// then makes the generation live with one atomic command, retires the
+// generation it replaces (deleted after the grace period), announces the
+// change on the publish channel and deletes the generations whose time has
+// come. For an incremental writer, see BeginIncremental instead.
 //
 // The flip checks that the generation may still be published: that it is
 // still being written, and that the lease that holds it (the run's, or its
@@ -750,23 +817,38 @@ func (s *Store) retire(ctx context.Context, view string, gen int64, at time.Time
 
 // Abort stops the writer and deletes what it wrote; the live generation is
 // untouched. A shard writer deletes nothing: the generation's other shards
-// go on (see AbortGeneration). It deletes even when ctx is already cancelled (bounded by 30
-// seconds), so that an interrupted run cleans up after itself. Abort after
-// Publish or Abort does nothing. It returns larder.ErrUnavailable when the
-// deletion fails; Cleanup then deletes the generation later. An incremental
-// writer deletes nothing: see BeginIncremental.
+// go on (see AbortGeneration). Abort ends the writes in flight, waits for
+// them, then deletes. It deletes even when ctx is already cancelled, so
+// that an interrupted run cleans up after itself, but it returns by ctx's
+// deadline when ctx has one, and within abortTimeout (30 seconds) in any
+// case. Abort after Publish or Abort does nothing. It returns
+// larder.ErrUnavailable when the deletion fails, and an error wrapping
+// context.DeadlineExceeded when the time is up first (Redis stalled);
+// Cleanup then deletes the generation later, once its lease lapses. An
+// incremental writer deletes nothing: see BeginIncremental.
 func (w *Writer) Abort(ctx context.Context) error {
 	if w.state != "" {
 		return nil
 	}
 	w.state = "aborted"
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	ctx, cancel := abortContext(ctx)
 	defer cancel()
 	if w.inc != nil {
 		return w.abortIncremental(ctx)
 	}
-	_ = w.drain(ctx, false)
-	w.stopHeartbeat()
+	// The writes in flight stop, and the queued ones are dropped: the
+	// generation is deleted anyway.
+	w.cancel()
+	_ = w.closeQueue(ctx, false)
+	err := w.endHeartbeat(ctx)
+	if err == nil {
+		err = w.waitFlushes(ctx)
+	}
+	if err != nil {
+		// A write still in flight could land after a deletion: leave the
+		// generation to Cleanup, which deletes it once its lease lapses.
+		return fmt.Errorf("store: abort %s generation %d: its writes did not end in time, leaving it to cleanup: %w", w.view.Name, w.id, err)
+	}
 	if w.shard != nil {
 		// The other shards go on; a failed shard is retried, and a run
 		// that finally fails deletes the generation (AbortGeneration).
@@ -792,6 +874,18 @@ func (w *Writer) Abort(ctx context.Context) error {
 	}
 	w.s.log.Info("generation aborted", "view", w.view.Name, "generation", w.id)
 	return nil
+}
+
+// abortContext returns the context of Abort's clean-up: it outlives the
+// cancellation of ctx, so that an interrupted run still cleans up after
+// itself, but keeps ctx's deadline, so that a caller who bounds Abort is
+// answered in time; and it ends abortTimeout from now at the latest.
+func abortContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(abortTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
 }
 
 // watermark returns the metadata value of the newest event time Put: unix
