@@ -18,6 +18,12 @@ var (
 	ErrSchemaChanged = errors.New("view schema changed since the live generation was written; run `larder materialize`")
 	// ErrUnavailable means that a dependency (Redis, the model) cannot be reached.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrDataLost means that the generation a read was served from is gone
+	// from the store, or was replaced by another of the same id: Redis lost
+	// its data (a restart without persistence, an eviction, a flush, a
+	// delete by hand). No answer is built from it; serving resumes once the
+	// view is materialized again.
+	ErrDataLost = errors.New("the live generation is gone from the store (Redis lost its data, evicted it, or it was deleted): materialize the view again")
 	// ErrPublished means that a shard of a sharded generation was asked
 	// to begin after the generation was published: an earlier attempt of
 	// the shard finished the work.

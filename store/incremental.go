@@ -244,6 +244,7 @@ func (s *Store) BeginIncrementalWriter(ctx context.Context, v *larder.View) (*Wr
 				inputs:      g.gen.Inputs,
 				trigger:     g.gen.Trigger,
 				job:         g.gen.Job,
+				epoch:       g.epoch,
 			},
 			model: g.gen.Model,
 		},

@@ -20,6 +20,12 @@ type liveGen struct {
 	gen        larder.Generation // ID 0: the view has no live generation
 	buckets    uint32
 	dataPrefix string
+	// metaKey is the key of its metadata, and epoch the store's epoch it
+	// was written in: every Read checks that the metadata is still there,
+	// of that epoch, so that no answer is built from a generation Redis
+	// lost.
+	metaKey string
+	epoch   string
 	// bucketKeys are the bucket key names, built once per generation when
 	// there are at most maxCachedBuckets, to save an allocation per key read.
 	bucketKeys []string
@@ -80,10 +86,23 @@ func (s *Store) liveFor(ctx context.Context, view string) (*liveGen, error) {
 }
 
 // fresh reports whether the cached entry g may answer without a Redis
-// call: it is no older than twice the refresh interval.
+// call: it is no older than twice the refresh interval, or, when it says
+// the view has no live generation, than noGenerationTTL, so that a view
+// published again after a data loss is seen soon even without Watch.
 func (s *Store) fresh(g *liveGen) bool {
-	return g != nil && s.now().Sub(g.loadedAt) <= 2*s.opts.RefreshInterval
+	if g == nil {
+		return false
+	}
+	age := s.now().Sub(g.loadedAt)
+	if g.gen.ID == 0 {
+		return age <= min(noGenerationTTL, s.opts.RefreshInterval)
+	}
+	return age <= 2*s.opts.RefreshInterval
 }
+
+// noGenerationTTL bounds how long the cache says a view has no live
+// generation.
+const noGenerationTTL = time.Second
 
 // liveLoad is a load of a view's live generation in flight, which the
 // callers that need it meanwhile wait for instead of loading it again.
@@ -190,6 +209,8 @@ func (s *Store) newLiveGen(view string, id int64, m meta) *liveGen {
 		gen:        m.generation(view, id),
 		buckets:    uint32(m.buckets),
 		dataPrefix: s.k.dataPrefix(view, id),
+		metaKey:    s.k.meta(view, id),
+		epoch:      m.epoch,
 		loadedAt:   s.now(),
 	}
 	if m.buckets <= maxCachedBuckets {
@@ -208,7 +229,7 @@ func (s *Store) cache(g *liveGen) *liveGen {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.live[g.gen.View]
-	if old != nil && old.gen.ID > g.gen.ID && g.loadedAt.Sub(old.loadedAt) <= 2*s.opts.RefreshInterval {
+	if old != nil && old.gen.ID > g.gen.ID && old.epoch == g.epoch && g.loadedAt.Sub(old.loadedAt) <= 2*s.opts.RefreshInterval {
 		return old
 	}
 	if old != nil && sameGeneration(old.gen, g.gen) {
@@ -338,8 +359,43 @@ func (s *Store) Read(ctx context.Context, lookups []*larder.Lookup) error {
 	}
 	err := c.decode(ctx, lookups, gens, types)
 	c.put()
+	var lost *lostError
+	if errors.As(err, &lost) {
+		// The next Read loads what Redis holds now.
+		s.forget(lost.view, lost.gen)
+		s.log.Warn("a read found its generation gone from Redis", "view", lost.view, "generation", lost.gen, "why", lost.why)
+	}
 	return err
 }
+
+// lostError is a read of a generation that is gone from Redis.
+type lostError struct {
+	view string
+	gen  int64
+	why  string
+}
+
+func (e *lostError) Error() string {
+	return fmt.Sprintf("store: view %s generation %d %s: %v", e.view, e.gen, e.why, larder.ErrDataLost)
+}
+
+// Unwrap returns larder.ErrDataLost and larder.ErrUnavailable: the store
+// cannot answer from that generation.
+func (e *lostError) Unwrap() []error { return []error{larder.ErrDataLost, larder.ErrUnavailable} }
+
+// forget drops the cached live or pinned generation gen of view.
+func (s *Store) forget(view string, gen int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.live[view]; g != nil && g.gen.ID == gen {
+		delete(s.live, view)
+	}
+	delete(s.pinned, pinKey{view, gen})
+}
+
+// The fields of a generation's metadata a Read checks, as values whose
+// addresses commands can take.
+var checkFingerprint, checkEpoch = fieldFingerprint, fieldEpoch
 
 // build makes the commands that read every key of every lookup, n keys in
 // all: per lookup, one HMGET for the keys that share a bucket hash, and one
@@ -366,8 +422,8 @@ func (c *readCall) build(lookups []*larder.Lookup, gens []*liveGen, n int) {
 	c.slot, c.pos = resize(c.slot, n), resize(c.pos, n)
 	// At most 3 arguments per key (an HGET's), so the arguments never move
 	// once commands point into them.
-	if cap(c.args) < 3*n {
-		c.args = make([]any, 0, 3*n)
+	if need := 3*n + 4*len(lookups); cap(c.args) < need {
+		c.args = make([]any, 0, need)
 	}
 	c.args, c.cmds = c.args[:0], c.cmds[:0]
 	first := 0 // the index of the lookup's first key
@@ -412,10 +468,33 @@ func (c *readCall) build(lookups []*larder.Lookup, gens []*liveGen, n int) {
 		}
 		first += len(l.Keys)
 	}
+	// Per lookup, the generation's metadata: still there, of its epoch.
+	c.checks = c.checks[:0]
+	for li := range lookups {
+		at := len(c.args)
+		c.args = append(c.args, "hmget", &gens[li].metaKey, &checkFingerprint, &checkEpoch)
+		c.checks = append(c.checks, int32(len(c.cmds)))
+		c.cmds = append(c.cmds, redis.NewSliceCmd(c.ctx, c.args[at:len(c.args):len(c.args)]...))
+	}
 }
 
 // decode fills the lookups from the replies of c's commands.
 func (c *readCall) decode(ctx context.Context, lookups []*larder.Lookup, gens []*liveGen, types [][]larder.Type) error {
+	for li, l := range lookups {
+		vals, err := c.cmds[c.checks[li]].(*redis.SliceCmd).Result()
+		if err != nil {
+			return redisErr(ctx, "read "+l.View.Name, err)
+		}
+		g := gens[li]
+		switch fp, _ := vals[0].(string); {
+		case fp == "":
+			return &lostError{view: g.gen.View, gen: g.gen.ID, why: "has no metadata any more"}
+		default:
+			if epoch, _ := vals[1].(string); epoch != g.epoch {
+				return &lostError{view: g.gen.View, gen: g.gen.ID, why: "was replaced by another of the same id (Redis lost its data since)"}
+			}
+		}
+	}
 	i := 0
 	for li, l := range lookups {
 		l.Generation, l.Model = gens[li].gen.ID, gens[li].gen.Model

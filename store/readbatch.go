@@ -49,6 +49,8 @@ type readCall struct {
 	// scratch and nulls decode one row for a NumberRead.
 	scratch []float32
 	nulls   []bool
+	// checks[li] is the command that reads lookup li's generation metadata.
+	checks []int32
 }
 
 var readCalls = sync.Pool{New: func() any { return &readCall{done: make(chan struct{}, 1)} }}

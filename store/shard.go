@@ -76,6 +76,7 @@ func (s *Store) beginShard(ctx context.Context, v *larder.View, opts larder.Begi
 		dataPrefix: s.k.dataPrefix(v.Name, g),
 		startedAt:  m.startedAt,
 		asOf:       m.asOf,
+		epoch:      m.epoch,
 		run:        opts.Run,
 		free:       make(chan *batch, s.opts.WriteConnections+1),
 		cur:        &batch{},

@@ -49,8 +49,10 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -284,6 +286,7 @@ func (k keys) sched(view string) string { return k.control(view) + "sched" }
 // StartRun).
 func (k keys) active(view string) string { return k.control(view) + "active" }
 func (k keys) views() string             { return k.prefix + "views" }
+func (k keys) epoch() string             { return k.prefix + "epoch" }
 func (k keys) channel() string           { return k.prefix + "publish" }
 func (k keys) runs(view string) string   { return k.prefix + "runs:" + view }
 func (k keys) scanAll() string           { return k.prefix + "*" }
@@ -387,6 +390,10 @@ const (
 	// fieldKind is the kind of the view, so that Cleanup can record the
 	// run of a generation it finds abandoned.
 	fieldKind = "kind"
+	// fieldEpoch is the store's epoch when the generation began (see
+	// Store.epoch): generation ids start again after Redis loses its data,
+	// and the epoch tells two generations of one id apart.
+	fieldEpoch = "epoch"
 )
 
 // meta is a decoded generation metadata hash.
@@ -409,6 +416,7 @@ type meta struct {
 	token       string
 	shards      int
 	kind        larder.ViewKind
+	epoch       string
 }
 
 // parseMeta decodes a metadata hash; ok is false when it is empty (deleted).
@@ -448,7 +456,7 @@ func parseMeta(h map[string]string) (m meta, ok bool, err error) {
 		}
 	}
 	m.model, m.trigger, m.job, m.owner = h[fieldModel], larder.Trigger(h[fieldTrigger]), h[fieldJob], h[fieldOwner]
-	m.lease, m.token, m.kind = h[fieldLease], h[fieldToken], larder.ViewKind(h[fieldKind])
+	m.lease, m.token, m.kind, m.epoch = h[fieldLease], h[fieldToken], larder.ViewKind(h[fieldKind]), h[fieldEpoch]
 	return m, true, nil
 }
 
@@ -592,6 +600,25 @@ func featureTypes(v *larder.View) []larder.Type {
 		types[i] = f.Type
 	}
 	return types
+}
+
+// epoch returns the store's epoch: a random id made once per Redis dataset
+// (SET NX), so that a dataset that was lost and started again, whose
+// generation ids start again at 1, has another epoch than the one before.
+// It is read at every Begin, never cached: a long-running writer must see
+// a new epoch after a data loss.
+func (s *Store) epoch(ctx context.Context) (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("store: epoch: %w", err)
+	}
+	pipe := s.client.Pipeline()
+	pipe.SetNX(ctx, s.k.epoch(), hex.EncodeToString(b[:]), 0)
+	get := pipe.Get(ctx, s.k.epoch())
+	if _, err := pipe.Exec(ctx); err != nil {
+		return "", redisErr(ctx, "read the store's epoch", err)
+	}
+	return get.Val(), nil
 }
 
 // Options returns the Store's options, with defaults applied.

@@ -194,6 +194,12 @@ func (s *Store) record(ctx context.Context, v *larder.View, w *Writer, run larde
 	if shards > 0 {
 		args = append(args, fieldShards, shards)
 	}
+	epoch, err := s.epoch(ctx)
+	if err != nil {
+		return err
+	}
+	w.epoch = epoch
+	args = append(args, fieldEpoch, epoch)
 	ok, err := beginScript.Run(ctx, s.client, []string{s.k.meta(v.Name, w.id), s.k.gens(v.Name), w.leaseKey}, args...).Int64()
 	if err != nil {
 		return redisErr(ctx, "begin "+v.Name, err)
@@ -280,9 +286,10 @@ type Writer struct {
 	model  string
 	inputs []larder.InputGeneration
 	// asOf is the instant the generation is computed as of, and run the
-	// run that writes it.
-	asOf time.Time
-	run  larder.RunInfo
+	// run that writes it; epoch is the store's epoch it is written in.
+	asOf  time.Time
+	run   larder.RunInfo
+	epoch string
 
 	// The lease that holds the generation while it is written: its key, the
 	// token it must hold and its TTL. ownLease marks a write lease of the
@@ -789,6 +796,7 @@ func (w *Writer) meta(rows int64, publishedAt time.Time) meta {
 		trigger:     w.run.Trigger,
 		tick:        w.run.Tick.UTC().Truncate(time.Microsecond),
 		job:         w.run.Job,
+		epoch:       w.epoch,
 	}
 }
 
