@@ -101,7 +101,7 @@ func startCluster(tb testing.TB, masters, replicasPerMaster int, nodeTimeout tim
 		c.Addrs = append(c.Addrs, s.Addr)
 	}
 	if err := c.form(masters); err != nil {
-		tb.Fatalf("redistest: start a cluster of %d masters and %d replicas each: %v", masters, replicasPerMaster, err)
+		tb.Fatalf("redistest: start a cluster of %d masters and %d replicas each: %v%s", masters, replicasPerMaster, err, c.output())
 	}
 	return c
 }
@@ -180,7 +180,9 @@ func (c *Cluster) form(masters int) error {
 					return err
 				}
 				if infoField(info, "master_link_status") != "up" {
-					return fmt.Errorf("replica %s has not synced with its master", c.Addrs[i])
+					return fmt.Errorf("replica %s has not synced with its master %s:%s (sync in progress: %s, link down for %ss)",
+						c.Addrs[i], infoField(info, "master_host"), infoField(info, "master_port"),
+						infoField(info, "master_sync_in_progress"), infoField(info, "master_link_down_since_seconds"))
 				}
 			}
 		}
@@ -247,4 +249,17 @@ func waitFor(ctx context.Context, check func() error) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// output returns what the nodes printed, for an error message.
+func (c *Cluster) output() string {
+	var b strings.Builder
+	for _, s := range c.Nodes {
+		s.mu.Lock()
+		if s.log != nil && s.log.Len() > 0 {
+			fmt.Fprintf(&b, "\n%s printed:\n%s", s.Addr, tail(s.log.Bytes(), 2000))
+		}
+		s.mu.Unlock()
+	}
+	return b.String()
 }
