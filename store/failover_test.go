@@ -16,7 +16,6 @@ import (
 	"github.com/larder-dev/larder/redistest"
 	"github.com/larder-dev/larder/store"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 )
 
 // Bounds of the failover tests: generous, for a loaded test machine. The
@@ -105,20 +104,6 @@ func TestFailoverSentinel(t *testing.T) {
 		replicate: d.WaitReplicated,
 		kill:      func(tb testing.TB) { killed = d.KillMaster(tb) },
 		failover:  func(tb testing.TB) { d.WaitFailover(tb, killed, failoverBound) },
-	})
-}
-
-// checkLeaks fails tb when goroutines that were not running when it was
-// called still run once tb's cleanups have run (its clients closed, its
-// servers stopped). It is called first, so that its cleanup runs last; tb
-// must not run in parallel with other tests.
-func checkLeaks(tb testing.TB) {
-	tb.Helper()
-	running := goleak.IgnoreCurrent()
-	tb.Cleanup(func() {
-		if err := goleak.Find(running); err != nil {
-			tb.Errorf("goroutines leaked: %v", err)
-		}
 	})
 }
 
