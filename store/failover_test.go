@@ -381,3 +381,62 @@ func lastResults(results []readResult, n int) string {
 	}
 	return b.String()
 }
+
+// TestStall pauses a standalone Redis (SIGSTOP) under a reader: a stalled
+// Redis answers nothing, yet each read returns once its deadline passes,
+// with the deadline's error, and reads succeed again once Redis resumes.
+func TestStall(t *testing.T) {
+	checkLeaks(t)
+	rs := redistest.Start(t)
+	client, err := store.Connect(larder.Redis{Addrs: []string{rs.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	p := testProject(t)
+	v := p.View("wide")
+	at := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
+	s := store.New(client, p.Name, store.Options{})
+	g := publish(t, s, v, 100, func(id, gen int64) larder.Row { return wideRow(id, gen, at) })
+
+	read := func() (time.Duration, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		l := &larder.Lookup{View: v, Keys: []larder.Key{larder.Int64Key(1), larder.Int64Key(50), larder.Int64Key(100)}}
+		start := time.Now()
+		err := s.Read(ctx, []*larder.Lookup{l})
+		if err == nil {
+			if wrong := checkRead(l, at); wrong != "" || l.Generation != g.ID {
+				t.Errorf("read generation %d: %s", l.Generation, wrong)
+			}
+		}
+		return time.Since(start), err
+	}
+	if _, err := read(); err != nil {
+		t.Fatal(err)
+	}
+	rs.Pause()
+	for range 3 {
+		took, err := read()
+		if !isTimeout(err) {
+			t.Fatalf("read from a stalled Redis: %v, want its deadline's error", err)
+		}
+		// Generous: the point is that a stall does not hold a caller
+		// past its deadline for long.
+		if took > 5*time.Second {
+			t.Fatalf("read from a stalled Redis returned after %s, its deadline was 300ms", took)
+		}
+	}
+	rs.Resume()
+	deadline := time.Now().Add(failoverBound)
+	for {
+		_, err := read()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reads still fail %s after Redis resumed: %v", failoverBound, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
