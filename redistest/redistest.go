@@ -9,6 +9,26 @@
 // be stopped and restarted (Redis down), or paused and resumed (Redis
 // stalled: connected, but silent).
 //
+// Outages and failover have their own helpers. A Server can be stopped
+// (Stop, SIGTERM), killed as a crash would (Kill, SIGKILL), stalled (Pause
+// and Resume, SIGSTOP and SIGCONT) and started again on its address
+// (Restart). Two topologies fail over by themselves:
+//
+//   - StartClusterWithReplicas starts a Redis Cluster whose masters each
+//     have replicas, with a one-second cluster-node-timeout. KillMasterOf
+//     kills the master that serves a key; WaitHealthy waits until a replica
+//     has taken over its slots and every node reports cluster_state:ok,
+//     about two to three seconds later.
+//   - StartSentinel starts a master, a replica and three Sentinels (quorum
+//     2, down-after-milliseconds 1000). KillMaster kills the master;
+//     WaitFailover waits until the Sentinels name the promoted replica, a
+//     few seconds later. Its MasterName and Addrs are what a client's
+//     Sentinel settings hold.
+//
+// Both have WaitReplicated, which waits until the replicas hold everything
+// written so far, so that a test can kill a master without losing data to
+// asynchronous replication.
+//
 // When redis-server is not on PATH, the first Start installs Debian's package
 // with apt-get (running apt-get update when the plain install fails), holding
 // a file lock so that parallel test binaries do not run apt-get at the same
@@ -57,6 +77,7 @@ type Server struct {
 	binary  string
 	dir     string
 	args    []string // extra redis-server arguments
+	conf    string   // a config file, given before the arguments; "" for none
 	port    int
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -214,7 +235,12 @@ func (s *Server) run(port int) error {
 		"--protected-mode", "yes",
 		"--loglevel", "warning",
 	}
-	cmd := exec.Command(s.binary, append(args, s.args...)...)
+	args = append(args, s.args...)
+	if s.conf != "" {
+		// Sentinel mode needs a config file, which must come first.
+		args = append([]string{s.conf}, args...)
+	}
+	cmd := exec.Command(s.binary, args...)
 	cmd.Dir = s.dir
 	cmd.Stdout = log
 	cmd.Stderr = log

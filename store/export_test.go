@@ -1,8 +1,15 @@
 package store
 
-// Kill stops the writer's heartbeat as a killed process would: its lease is
-// no longer renewed, and the writer is left as it is.
-func (w *Writer) Kill() { w.stopHeartbeat() }
+import "context"
+
+// Kill stops the writer as a killed process would: its lease is no longer
+// renewed, and its flushers stop without sending what it buffered. A
+// killed writer may still call Publish, as a process that wakes up from a
+// stall would; the rows it buffered are then not written.
+func (w *Writer) Kill() {
+	w.stopHeartbeat()
+	_ = w.drain(context.Background(), false)
+}
 
 // LeaseKey returns the key of the lease that holds the writer's generation.
 func (w *Writer) LeaseKey() string { return w.leaseKey }

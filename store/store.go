@@ -203,8 +203,11 @@ func New(client redis.UniversalClient, project string, opts Options) *Store {
 
 // Connect returns a go-redis client for the project's Redis settings: a
 // standalone client for one address, a Sentinel-backed client when
-// MasterName is set, a Cluster client for several addresses. It does not
-// dial: the first command does. It returns an error when r names no address
+// MasterName is set, a Cluster client for several addresses. A Cluster
+// client reloads its map of slots as soon as a command finds no node, so
+// that it follows a failover within a fraction of a second of the new
+// master's election rather than go-redis's minute. It does not dial: the
+// first command does. It returns an error when r names no address
 // (the embedded server is started by the caller) or asks for a database
 // other than 0 on a cluster.
 func Connect(r larder.Redis) (redis.UniversalClient, error) {
@@ -236,7 +239,9 @@ func Connect(r larder.Redis) (redis.UniversalClient, error) {
 		}
 		opts.TLSConfig = cfg
 	}
-	return redis.NewUniversalClient(opts), nil
+	client := redis.NewUniversalClient(opts)
+	followFailovers(client)
+	return client, nil
 }
 
 // TLSConfig returns the TLS settings of a connection to r: the CA pool of

@@ -42,6 +42,8 @@ func (s *Store) Watch(ctx context.Context) error {
 				continue // time for the periodic refresh
 			}
 			s.log.Warn("watching publish notifications failed; retrying", "channel", s.k.channel(), "err", err)
+			// On a cluster, the node of the channel may have failed over.
+			s.reloadTopology(ctx)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
