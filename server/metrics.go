@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,8 @@ type Metrics struct {
 	modelInfo   *prometheus.GaugeVec
 	modelLoaded *prometheus.GaugeVec
 	storeErrors *prometheus.CounterVec
+	rowsRead    *prometheus.CounterVec
+	lost        *prometheus.CounterVec
 	shed        *prometheus.CounterVec
 
 	// methods holds the pre-resolved series of every known unary method, by
@@ -89,13 +92,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "larder_store_read_errors_total",
 			Help: "Failed reads of the online store, by the gRPC status code the error maps to.",
 		}, []string{"code"}),
+		rowsRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_store_rows_read_total",
+			Help: "Keys looked up in the online store by the serving methods, by view and result: found, or not_found (no row for the key in the live generation). A rising not_found share of a view is an unknown entity, or rows the store lost.",
+		}, []string{"view", "result"}),
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_store_data_lost_total",
+			Help: "Reads refused because the view's live generation is gone from Redis (a restart without persistence, a flush, an eviction), by view; each is answered UNAVAILABLE until the view is materialized again.",
+		}, []string{"view"}),
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "larder_grpc_shed_total",
 			Help: "FeatureService requests refused at once because server.max_concurrent_requests were in progress, by method.",
 		}, []string{"method"}),
 		methods: map[string]*methodMetrics{},
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.reloads, m.modelInfo, m.modelLoaded, m.storeErrors, m.shed} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.reloads, m.modelInfo, m.modelLoaded, m.storeErrors, m.rowsRead, m.lost, m.shed} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %w", err)
 		}
@@ -212,18 +223,38 @@ func (m *Metrics) modelRefused(ranker string) {
 }
 
 // countingStore is the Service's store when metrics are on: it counts the
-// reads that fail.
+// reads that fail, the generations found lost, and the keys found and not
+// found by view.
 type countingStore struct {
 	larder.FeatureStore
-	errors *prometheus.CounterVec
+	m *Metrics
 }
 
 func (c countingStore) Read(ctx context.Context, lookups []*larder.Lookup) error {
 	err := c.FeatureStore.Read(ctx, lookups)
 	if err != nil {
-		c.errors.WithLabelValues(status.Code(toStatus(err)).String()).Inc()
+		c.m.storeErrors.WithLabelValues(status.Code(toStatus(err)).String()).Inc()
+		var lost interface{ LostView() string }
+		if errors.As(err, &lost) {
+			c.m.lost.WithLabelValues(lost.LostView()).Inc()
+		}
+		return err
 	}
-	return err
+	for _, l := range lookups {
+		found := 0
+		for _, f := range l.Found {
+			if f {
+				found++
+			}
+		}
+		if found > 0 {
+			c.m.rowsRead.WithLabelValues(l.View.Name, "found").Add(float64(found))
+		}
+		if missing := len(l.Found) - found; missing > 0 {
+			c.m.rowsRead.WithLabelValues(l.View.Name, "not_found").Add(float64(missing))
+		}
+	}
+	return nil
 }
 
 // Live counts a failed lookup of a live generation; a view never published
@@ -231,7 +262,7 @@ func (c countingStore) Read(ctx context.Context, lookups []*larder.Lookup) error
 func (c countingStore) Live(ctx context.Context, v *larder.View) (larder.Generation, error) {
 	g, err := c.FeatureStore.Live(ctx, v)
 	if err != nil && !errorsIsNoGeneration(err) {
-		c.errors.WithLabelValues(status.Code(toStatus(err)).String()).Inc()
+		c.m.storeErrors.WithLabelValues(status.Code(toStatus(err)).String()).Inc()
 	}
 	return g, err
 }

@@ -151,7 +151,7 @@ func New(cfg Config) (*Service, error) {
 		load:      newLoad(cfg.Project.Server),
 	}
 	if s.metrics != nil {
-		s.store = countingStore{FeatureStore: cfg.Store, errors: s.metrics.storeErrors}
+		s.store = countingStore{FeatureStore: cfg.Store, m: s.metrics}
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)

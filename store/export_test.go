@@ -22,3 +22,7 @@ const CodecVersion = codecVersion
 
 // WaitFlushed waits until every flusher of the writer has returned.
 func (w *Writer) WaitFlushed() { <-w.flushed }
+
+// Drain writes what the writer buffered and waits for every flush, as
+// Publish does before it counts the rows.
+func (w *Writer) Drain(ctx context.Context) error { return w.drain(ctx, true) }

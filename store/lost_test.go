@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +90,50 @@ func TestDataLostSameID(t *testing.T) {
 		}
 		if err := reader.Read(ctx, []*larder.Lookup{l}); err != nil || !l.Found[0] || int64(l.Rows[0].Values[0].Float64()/1e6) != g2.ID+100 {
 			t.Fatalf("read after: %+v, %v; want the new generation's row", l, err)
+		}
+	})
+}
+
+// TestPublishCountsRows loses a bucket of a generation between its writes
+// and its publish, as an eviction would: the publish is refused with
+// ErrIncomplete, and the generation that was live keeps serving.
+func TestPublishCountsRows(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		ctx := context.Background()
+		p := testProject(t)
+		wide := p.View("wide")
+		at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		s := store.New(client, p.Name, store.Options{})
+		g1 := publish(t, s, wide, 200, func(id, gen int64) larder.Row { return wideRow(id, gen, at) })
+		w, err := s.BeginSized(ctx, wide, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id := int64(0); id < 200; id++ {
+			if err := w.Put(ctx, larder.Int64Key(id), wideRow(id, 2, at)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		buckets := keysOf(t, client, fmt.Sprintf("larder:test:wide:%d:*", w.ID()))
+		if len(buckets) == 0 {
+			t.Fatal("the generation wrote no bucket")
+		}
+		if err := client.Del(ctx, buckets[0]).Err(); err != nil {
+			t.Fatal(err)
+		}
+		_, err = w.Publish(ctx)
+		if !errors.Is(err, store.ErrIncomplete) || !strings.Contains(err.Error(), "200 rows written") {
+			t.Fatalf("publish after a bucket was lost = %v, want ErrIncomplete", err)
+		}
+		if err := w.Abort(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l := larder.Lookup{View: wide, Keys: []larder.Key{larder.Int64Key(7)}}
+		if err := store.New(client, p.Name, store.Options{}).Read(ctx, []*larder.Lookup{&l}); err != nil || !l.Found[0] || l.Generation != g1.ID {
+			t.Fatalf("read after the refused publish: %+v, %v; want generation %d", l, err, g1.ID)
 		}
 	})
 }

@@ -379,6 +379,10 @@ func (e *lostError) Error() string {
 	return fmt.Sprintf("store: view %s generation %d %s: %v", e.view, e.gen, e.why, larder.ErrDataLost)
 }
 
+// LostView returns the name of the view whose generation is gone, for
+// metrics that count the losses by view.
+func (e *lostError) LostView() string { return e.view }
+
 // Unwrap returns larder.ErrDataLost and larder.ErrUnavailable: the store
 // cannot answer from that generation.
 func (e *lostError) Unwrap() []error { return []error{larder.ErrDataLost, larder.ErrUnavailable} }

@@ -21,6 +21,11 @@ import (
 // discarded.
 var ErrSuperseded = errors.New("a newer generation of the view was published first")
 
+// ErrIncomplete means that a generation could not be published because
+// Redis holds fewer of its rows than were written: some were evicted or
+// deleted during the run. The live generation keeps serving.
+var ErrIncomplete = errors.New("Redis holds fewer of the generation's rows than were written: keys were evicted or deleted during the run (check Redis's maxmemory-policy, which should be noeviction)")
+
 // abortTimeout bounds the deletion that Abort does even when its context has
 // already been cancelled (the usual case when a run is interrupted), and
 // its context has no earlier deadline.
@@ -709,7 +714,26 @@ func (w *Writer) Publish(ctx context.Context) (larder.Generation, error) {
 	if w.shard != nil {
 		return w.publishShard(ctx)
 	}
-	return w.flip(ctx, w.rows.Load())
+	rows := w.rows.Load()
+	if err := w.verifyRows(ctx, rows); err != nil {
+		return larder.Generation{}, err
+	}
+	return w.flip(ctx, rows)
+}
+
+// verifyRows counts the rows Redis holds in the writer's generation and
+// returns an error wrapping ErrIncomplete unless they are the written
+// ones, so that a generation that lost rows is never made live.
+func (w *Writer) verifyRows(ctx context.Context, written int64) error {
+	held, err := w.s.countRows(ctx, w.dataPrefix, int(w.buckets))
+	if err != nil {
+		return redisErr(ctx, "publish "+w.view.Name+": count the written rows", err)
+	}
+	if held != written {
+		return fmt.Errorf("store: publish %s generation %d: %d rows written, %d in Redis: %w",
+			w.view.Name, w.id, written, held, ErrIncomplete)
+	}
+	return nil
 }
 
 // flip makes the writer's generation live with publishScript, recording
