@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,7 +39,9 @@ type Metrics struct {
 	storeErrors *prometheus.CounterVec
 	rowsRead    *prometheus.CounterVec
 	lost        *prometheus.CounterVec
-	shed        *prometheus.CounterVec
+	// rowsByView holds each view's rowsRead series, by view name.
+	rowsByView sync.Map
+	shed       *prometheus.CounterVec
 
 	// methods holds the pre-resolved series of every known unary method, by
 	// full method name. It is not written after NewMetrics, so the
@@ -247,14 +250,26 @@ func (c countingStore) Read(ctx context.Context, lookups []*larder.Lookup) error
 				found++
 			}
 		}
+		counters := c.m.viewRows(l.View.Name)
 		if found > 0 {
-			c.m.rowsRead.WithLabelValues(l.View.Name, "found").Add(float64(found))
+			counters[0].Add(float64(found))
 		}
 		if missing := len(l.Found) - found; missing > 0 {
-			c.m.rowsRead.WithLabelValues(l.View.Name, "not_found").Add(float64(missing))
+			counters[1].Add(float64(missing))
 		}
 	}
 	return nil
+}
+
+// viewRows returns the found and not_found series of view's keys read,
+// resolved once per view.
+func (m *Metrics) viewRows(view string) *[2]prometheus.Counter {
+	if c, ok := m.rowsByView.Load(view); ok {
+		return c.(*[2]prometheus.Counter)
+	}
+	c := &[2]prometheus.Counter{m.rowsRead.WithLabelValues(view, "found"), m.rowsRead.WithLabelValues(view, "not_found")}
+	got, _ := m.rowsByView.LoadOrStore(view, c)
+	return got.(*[2]prometheus.Counter)
 }
 
 // Live counts a failed lookup of a live generation; a view never published

@@ -32,7 +32,7 @@ type CleanupOptions struct {
 type Cleaned struct {
 	View       string
 	Generation int64
-	// Reason is CleanedExpired or CleanedAbandoned.
+	// Reason is CleanedExpired, CleanedAbandoned or CleanedNoMetadata.
 	Reason string
 	// State is the generation's state when it was found: "retired" or
 	// "writing".
@@ -49,7 +49,14 @@ const (
 	// CleanedAbandoned is a generation being written whose run was
 	// killed or cut off: its lease lapsed, or another run took it.
 	CleanedAbandoned = "abandoned"
+	// CleanedNoMetadata is a generation whose metadata is gone (deleted by
+	// hand, or lost) while its buckets were not: they are found by SCAN.
+	CleanedNoMetadata = "no_metadata"
 )
+
+// CleanedReasons are the reasons Cleanup deletes a generation, in the
+// order reports list them.
+var CleanedReasons = []string{CleanedExpired, CleanedAbandoned, CleanedNoMetadata}
 
 // CleanupReport lists what one Cleanup did.
 type CleanupReport struct {
@@ -269,10 +276,15 @@ func (s *Store) cleanupView(ctx context.Context, view string, dryRun bool) (Clea
 				err = s.client.ZAdd(ctx, s.k.gens(view), redis.Z{Score: keepScore, Member: id}).Err()
 			}
 		case !ok:
-			// Deleted but for its entry here: deletion removes the data
-			// and the metadata before the entry.
-			if !dryRun {
-				err = s.client.ZRem(ctx, s.k.gens(view), id).Err()
+			// Deleted but for its entry here (deletion removes the data
+			// and the metadata before the entry), or its metadata alone
+			// was deleted or lost: its buckets are found by SCAN.
+			var n int
+			n, err = s.deleteOrphan(ctx, view, id, dryRun)
+			if err == nil && n > 0 {
+				found.Reason, found.Buckets = CleanedNoMetadata, n
+				rep.Cleaned = append(rep.Cleaned, found)
+				s.log.Warn("generation without metadata deleted", "view", view, "generation", id, "buckets", n, "dry_run", dryRun)
 			}
 		case err != nil:
 			// Unreadable metadata: leave it for an operator.
@@ -467,6 +479,43 @@ func (s *Store) deleteGeneration(ctx context.Context, view string, gen int64, bu
 		return redisErr(ctx, "delete generation", err)
 	}
 	return nil
+}
+
+// deleteOrphan deletes the buckets and control keys of generation gen of
+// view, whose metadata is gone, finding its buckets by SCAN on every node.
+// It removes the generation's entry from the gens set only once a scan
+// finds no bucket, so that buckets a run still writing adds after the scan
+// are found by the next cleanup. It returns the number of buckets found;
+// with dryRun it deletes nothing.
+func (s *Store) deleteOrphan(ctx context.Context, view string, gen int64, dryRun bool) (int, error) {
+	var found []string
+	err := s.forEachNode(ctx, func(node redis.Cmdable) error {
+		iter := node.Scan(ctx, 0, s.k.dataPrefix(view, gen)+"*", scanCount).Iterator()
+		for iter.Next(ctx) {
+			found = append(found, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			return redisErr(ctx, "scan the buckets of a generation without metadata", err)
+		}
+		return nil
+	})
+	if err != nil || dryRun {
+		return len(found), err
+	}
+	for chunk := range slices.Chunk(found, unlinkChunk) {
+		if err := s.unlink(ctx, chunk); err != nil {
+			return 0, err
+		}
+	}
+	if err := s.unlink(ctx, []string{s.k.writeLease(view, gen), s.k.shards(view, gen)}); err != nil {
+		return 0, err
+	}
+	if len(found) == 0 {
+		if err := s.client.ZRem(ctx, s.k.gens(view), gen).Err(); err != nil {
+			return 0, redisErr(ctx, "delete generation", err)
+		}
+	}
+	return len(found), nil
 }
 
 // unlink deletes keys with one UNLINK each in one pipeline (one key per

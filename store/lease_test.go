@@ -547,3 +547,70 @@ func TestRunsInProgress(t *testing.T) {
 		}
 	})
 }
+
+// TestCleanupMissingMetadata deletes the metadata of a retired generation
+// and of one being written, as an operator's DEL or a partial loss would:
+// Cleanup finds their buckets by SCAN and deletes them, without an error,
+// then forgets the generations, and later publishes and cleanups work.
+func TestCleanupMissingMetadata(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		ctx := context.Background()
+		p := testProject(t)
+		wide := p.View("wide")
+		at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		s := store.New(client, p.Name, store.Options{Buckets: 8})
+		row := func(id, gen int64) larder.Row { return wideRow(id, gen, at) }
+		g1 := publish(t, s, wide, 100, row)
+		g2 := publish(t, s, wide, 100, row)
+		w, err := s.BeginSized(ctx, wide, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id := int64(0); id < 100; id++ {
+			if err := w.Put(ctx, larder.Int64Key(id), row(id, 3)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		g3 := w.ID()
+		for _, gen := range []int64{g1.ID, g3} {
+			if n := len(keysOf(t, client, fmt.Sprintf("larder:test:wide:%d:*", gen))); n == 0 {
+				t.Fatalf("generation %d has no bucket", gen)
+			}
+			if err := client.Del(ctx, fmt.Sprintf("larder:test:{wide}:g:%d", gen)).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rep, err := s.Cleanup(ctx, store.CleanupOptions{})
+		if err != nil || rep.Count(store.CleanedNoMetadata) != 2 {
+			t.Fatalf("cleanup = %+v, %v; want 2 generations without metadata deleted", rep, err)
+		}
+		for _, gen := range []int64{g1.ID, g3} {
+			if left := keysOf(t, client, fmt.Sprintf("larder:test:wide:%d:*", gen)); len(left) != 0 {
+				t.Errorf("generation %d kept buckets: %v", gen, left)
+			}
+		}
+		if _, err := s.Cleanup(ctx, store.CleanupOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		gens, err := s.Generations(ctx, "wide")
+		if err != nil || len(gens) != 1 || gens[0].ID != g2.ID {
+			t.Fatalf("Generations = %+v, %v; want only %d", gens, err, g2.ID)
+		}
+		if n := client.ZCard(ctx, "larder:test:{wide}:gens").Val(); n != 1 {
+			t.Errorf("the gens set holds %d entries, want 1", n)
+		}
+		if _, err := w.Publish(ctx); err == nil {
+			t.Error("the generation whose metadata was deleted was published")
+		}
+		if err := w.Abort(ctx); err != nil {
+			t.Error(err)
+		}
+		publish(t, s, wide, 100, row)
+		if _, err := s.Cleanup(ctx, store.CleanupOptions{}); err != nil {
+			t.Fatalf("cleanup after a new publish: %v", err)
+		}
+	})
+}

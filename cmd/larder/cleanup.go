@@ -118,7 +118,7 @@ func cleanupSummary(rep store.CleanupReport, dryRun bool) string {
 		noun = "generation"
 	}
 	var reasons []string
-	for _, r := range []string{store.CleanedExpired, store.CleanedAbandoned} {
+	for _, r := range store.CleanedReasons {
 		if c := rep.Count(r); c > 0 {
 			reasons = append(reasons, fmt.Sprintf("%d %s", c, r))
 		}

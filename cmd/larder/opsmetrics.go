@@ -73,7 +73,7 @@ func newOpsMetrics(reg prometheus.Registerer) (*opsMetrics, error) {
 			return nil, err
 		}
 	}
-	for _, reason := range []string{store.CleanedExpired, store.CleanedAbandoned} {
+	for _, reason := range store.CleanedReasons {
 		m.cleaned.WithLabelValues(reason)
 	}
 	return m, nil
