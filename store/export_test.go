@@ -6,3 +6,6 @@ func (w *Writer) Kill() { w.stopHeartbeat() }
 
 // LeaseKey returns the key of the lease that holds the writer's generation.
 func (w *Writer) LeaseKey() string { return w.leaseKey }
+
+// CodecSchemas are the schemas the codec's fuzz targets decode against.
+var CodecSchemas = codecSchemas
