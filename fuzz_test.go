@@ -2,6 +2,11 @@ package larder_test
 
 import (
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -184,5 +189,63 @@ func TestParseLongInput(t *testing.T) {
 				t.Errorf("%d-byte message, want at most %d", len(tt.err.Error()), maxParseMessage)
 			}
 		})
+	}
+}
+
+// TestFuzzTargetsListed checks that make fuzz runs every fuzz target of the
+// module, and that docs/testing.md lists each.
+func TestFuzzTargetsListed(t *testing.T) {
+	makefile, err := os.ReadFile("Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("docs/testing.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	if m := regexp.MustCompile(`(?m)^FUZZ_TARGETS :=((?:.*\\\n)*.*)$`).FindSubmatch(makefile); m != nil {
+		listed = strings.Fields(strings.ReplaceAll(string(m[1]), "\\", ""))
+	}
+	target := regexp.MustCompile(`(?m)^func (Fuzz\w+)\(f \*testing\.F\)`)
+	var found []string
+	err = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "tools") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		pkg := "./" + filepath.ToSlash(filepath.Dir(path))
+		if pkg == "./." {
+			pkg = "."
+		}
+		for _, m := range target.FindAllSubmatch(src, -1) {
+			found = append(found, pkg+":"+string(m[1]))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) == 0 {
+		t.Fatal("no fuzz targets found")
+	}
+	slices.Sort(found)
+	sortedListed := slices.Sorted(slices.Values(listed))
+	if !slices.Equal(found, sortedListed) {
+		t.Errorf("the Makefile's FUZZ_TARGETS are\n  %s\nthe module's fuzz targets\n  %s", strings.Join(sortedListed, " "), strings.Join(found, " "))
+	}
+	for _, f := range found {
+		if name := f[strings.IndexByte(f, ':')+1:]; !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("docs/testing.md does not list %s", name)
+		}
 	}
 }
