@@ -43,7 +43,7 @@ FUZZ_TARGETS := .:FuzzSplitRef .:FuzzParseKey .:FuzzParseWindow \
 	./config:FuzzParse \
 	./store:FuzzDecodeRow ./store:FuzzEncodeRow ./store:FuzzDecodeNumbers \
 	./server:FuzzFeatureRefs ./server:FuzzGetFeatures ./server:FuzzRank ./server:FuzzRequestBytes
-# How long each target fuzzes: a duration (2m) or a number of inputs (300x,
+# How long each target fuzzes: a duration (2m) or a number of inputs (200x,
 # counting the corpus it first replays).
 FUZZTIME ?= 2m
 # How long an input that fails, or that reaches new code, is minimized.
@@ -59,7 +59,7 @@ fuzz: setup fuzz-run
 # The brief fuzzing `make test` ends with: a few hundred inputs per target,
 # however fast the machine.
 fuzz-brief:
-	@$(MAKE) --no-print-directory fuzz-run FUZZTIME=300x
+	@$(MAKE) --no-print-directory fuzz-run FUZZTIME=200x
 
 fuzz-run:
 	@mkdir -p .work/fuzz
