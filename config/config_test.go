@@ -862,7 +862,9 @@ func hasContent(src string) bool {
 // places poorly. FuzzParse found "entities:\n  -" placed at 2:5, past the
 // end of the 3-column line "  -", where the parser puts the null it reads
 // there; and "!" (a lone tag, which the parser reads as an empty document)
-// placed nowhere. Lines end at "\r" too, as the parser counts them.
+// placed nowhere; and, after a quoted value written over a CRLF line break,
+// a problem placed a line too far, past the end of the file, as the parser
+// counted that line break twice. Lines end at "\r" too.
 func TestProblemPlaces(t *testing.T) {
 	tests := []struct {
 		name, src, want string
@@ -871,6 +873,8 @@ func TestProblemPlaces(t *testing.T) {
 		{"list item, CRLF", "project: x\r\nentities:\r\n  -\r\n", "larder.yaml:3:4: entities[0].name: is required"},
 		{"list item, CR", "project: x\rentities:\r  -\r", "larder.yaml:3:4: entities[0].name: is required"},
 		{"top level, after a CR", "\r0", "larder.yaml:2:1: want a mapping"},
+		{"after a quoted value over CRLF", "\"\r\n\"0", "larder.yaml:2:2: invalid YAML"},
+		{"after quoted values over CRLF", "a: \"x\r\ny\"\r\nb: \"x\r\n\r\ny\"\r\nc: [", "larder.yaml:6:4: invalid YAML"},
 		{"mapping value", "project: shop\nentities:\n  - name: éé\n    key:", "larder.yaml:4:9: entities[0].key: is required"},
 		{"lone tag", "!", "larder.yaml:1:1: project: is required"},
 		{"lone tag after comments", "# larder\n---\n\n  !foo", "larder.yaml:4:3: project: is required"},

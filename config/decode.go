@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -84,6 +85,9 @@ func newDecoder(file string, lookup func(string) (string, bool)) *decoder {
 // file could not be read as a project at all (a YAML syntax error, or a
 // document that is not a mapping); the problems say why.
 func (d *decoder) decode(data []byte) (p *larder.Project, ok bool) {
+	// YAML reads "\r\n" and "\r" as "\n", but the parser counts a "\r\n"
+	// inside a quoted value as two lines: line breaks are made "\n" first.
+	data = bytes.ReplaceAll(bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
 	d.widths = lineWidths(data)
 	d.start = contentStart(data)
 	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
@@ -147,11 +151,10 @@ func (d *decoder) syntax(data []byte, err error) {
 	d.problems = append(d.problems, Problem{File: d.file, Line: line, Column: col, Msg: "invalid YAML: " + msg})
 }
 
-// lineWidths returns the width in runes of each line of data, without its
-// line break, counting lines and columns as the YAML parser does: "\r\n",
-// "\r" and "\n" each end a line.
+// lineWidths returns the width in runes of each line of data, whose line
+// breaks are "\n", as the YAML parser counts columns.
 func lineWidths(data []byte) []int {
-	lines := yamlLines(string(data))
+	lines := strings.Split(string(data), "\n")
 	widths := make([]int, len(lines))
 	for i, line := range lines {
 		widths[i] = utf8.RuneCountInString(line)
@@ -159,28 +162,11 @@ func lineWidths(data []byte) []int {
 	return widths
 }
 
-// yamlLines splits s into lines at YAML's line breaks, "\r\n", "\r" and
-// "\n", which it drops.
-func yamlLines(s string) []string {
-	var lines []string
-	for {
-		i := strings.IndexAny(s, "\r\n")
-		if i < 0 {
-			return append(lines, s)
-		}
-		lines = append(lines, s[:i])
-		if strings.HasPrefix(s[i:], "\r\n") {
-			i++
-		}
-		s = s[i+1:]
-	}
-}
-
 // contentStart returns the line and column of the first character of data
 // that is not blank, in a comment or a document marker (--- or ...); 0, 0
 // when there is none.
 func contentStart(data []byte) [2]int {
-	for i, line := range yamlLines(string(data)) {
+	for i, line := range strings.Split(string(data), "\n") {
 		trimmed := strings.TrimLeft(line, " \t")
 		switch strings.TrimRight(trimmed, " \t") {
 		case "", "---", "...":
