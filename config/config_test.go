@@ -822,7 +822,7 @@ func FuzzParse(f *testing.F) {
 			if pr.File != "larder.yaml" {
 				t.Fatalf("problem %q names the file %q, want larder.yaml", pr, pr.File)
 			}
-			if strings.Contains(pr.Msg, "\n") || strings.Contains(pr.Field, "\n") {
+			if strings.ContainsAny(pr.Msg, "\r\n") || strings.ContainsAny(pr.Field, "\r\n") {
 				t.Fatalf("problem %q spans lines: Error prints one problem per line", pr)
 			}
 			if pr.Line == 0 {
