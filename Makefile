@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build demo test test-short bench bench-serve proto lint setup setup-onnxruntime setup-redis clean
+.PHONY: all build demo test test-short fuzz fuzz-brief fuzz-run bench bench-serve proto lint setup setup-onnxruntime setup-redis clean
 
 all: build
 
@@ -32,9 +32,57 @@ demo: setup-onnxruntime build
 test: setup
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
+	@$(MAKE) --no-print-directory fuzz-brief
 
 test-short:
 	$(GO) test -short ./...
+
+# The fuzz targets, as package:target. Their seed corpora, and the inputs
+# kept in each package's testdata/fuzz/, run with every `go test`.
+FUZZ_TARGETS := .:FuzzSplitRef .:FuzzParseKey .:FuzzParseWindow \
+	./config:FuzzParse \
+	./store:FuzzDecodeRow ./store:FuzzEncodeRow ./store:FuzzDecodeNumbers \
+	./server:FuzzFeatureRefs ./server:FuzzGetFeatures ./server:FuzzRank ./server:FuzzRequestBytes
+# How long each target fuzzes: a duration (2m) or a number of inputs (200x,
+# counting the corpus it first replays).
+FUZZTIME ?= 2m
+# How long an input that fails, or that reaches new code, is minimized.
+FUZZMINIMIZETIME ?= 5s
+
+# Fuzzes every target for FUZZTIME in turn, then prints how many inputs each
+# ran. A failing input is written to its package's testdata/fuzz/, where
+# every later `go test` runs it; the logs go to .work/fuzz/. Each package's
+# test binary is built once and run for each of its targets, with go test's
+# own corpus cache.
+fuzz: setup fuzz-run
+
+# The brief fuzzing `make test` ends with: a few hundred inputs per target,
+# however fast the machine.
+fuzz-brief:
+	@$(MAKE) --no-print-directory fuzz-run FUZZTIME=200x
+
+fuzz-run:
+	@mkdir -p .work/fuzz
+	@: > .work/fuzz/summary.txt; fail=0; built=; begin=$$(date +%s); \
+	cache=$$($(GO) env GOCACHE)/fuzz; \
+	for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t#*:}; ip=$$($(GO) list $$pkg) || exit 1; \
+	  bin=$(CURDIR)/.work/fuzz/$${ip##*/}.test; log=.work/fuzz/$$name.log; \
+	  case " $$built " in *" $$pkg "*) ;; *) \
+	    $(GO) test -c -fuzz . -o $$bin $$pkg || exit 1; built="$$built $$pkg";; \
+	  esac; \
+	  echo "fuzz: $$name ($$pkg) for $(FUZZTIME)" >&2; start=$$(date +%s); \
+	  if (cd $$pkg && $$bin -test.run '^$$' -test.fuzz "^$$name\$$" -test.fuzztime $(FUZZTIME) \
+	       -test.fuzzminimizetime $(FUZZMINIMIZETIME) -test.fuzzcachedir $$cache/$$ip) > $$log 2>&1; \
+	  then res=ok; else res=FAIL; fail=1; tail -n 25 $$log; fi; \
+	  execs=$$(grep -o 'execs: [0-9]*\|coverage: [0-9]*' $$log | tail -n 1 | cut -d' ' -f2); \
+	  corpus=$$(grep -o 'total: [0-9]*\|baseline coverage: [0-9]*/[0-9]*' $$log | tail -n 1 | grep -o '[0-9]*$$'); \
+	  printf '%-18s %-9s %-4s %10s execs %7s corpus %5ss\n' $$name $$pkg $$res "$${execs:-0}" "$${corpus:-0}" \
+	    $$(( $$(date +%s) - start )) >> .work/fuzz/summary.txt; \
+	done; \
+	echo "fuzz: $(FUZZTIME) per target; $$(( $$(date +%s) - begin ))s in all, builds included;" \
+	  "execs counts the inputs run, the corpus replayed first included"; \
+	cat .work/fuzz/summary.txt; exit $$fail
 
 # Benchmarks run against real redis-server processes; every figure is printed
 # next to its floor (raw Redis, gRPC, ONNX Runtime, Parquet) from the same run.

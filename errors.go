@@ -3,7 +3,9 @@ package larder
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Sentinel errors for the expected cases. Adapters wrap them with %w; the
@@ -95,4 +97,21 @@ func (e *ValidationError) Unwrap() []error {
 		errs[i] = fe
 	}
 	return errs
+}
+
+// maxQuoted is how many bytes of a caller's input an error message quotes.
+const maxQuoted = 64
+
+// quoteInput quotes s, a caller's input, for an error message: whole when it
+// is short, else its first bytes (cut between runes) and its length, so that
+// the message stays short whatever was sent.
+func quoteInput(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for cut > maxQuoted-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
 }

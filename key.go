@@ -21,13 +21,14 @@ func StringKey(v string) Key { return Key{typ: TypeString, s: v} }
 
 // ParseKey parses s as a key of type t (TypeInt64 or TypeString), as typed by
 // an operator on the command line. It returns an *InvalidError when s is not
-// a valid key of that type.
+// a valid key of that type; its message quotes at most the first 64 bytes of
+// s.
 func ParseKey(t Type, s string) (Key, error) {
 	switch t {
 	case TypeInt64:
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return Key{}, Invalidf("key %q is not an int64", s)
+			return Key{}, Invalidf("key %s is not an int64", quoteInput(s))
 		}
 		return Int64Key(n), nil
 	case TypeString:

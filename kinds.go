@@ -3,6 +3,7 @@ package larder
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -51,21 +52,32 @@ type Window struct {
 	Duration time.Duration
 }
 
+// maxWindowDays is the longest window in days that a time.Duration holds.
+const maxWindowDays = int(math.MaxInt64 / int64(24*time.Hour))
+
 // ParseWindow parses a window such as 30m, 1h, 36h, 1d or 7d. Its label is the
-// text as written.
+// text as written. It returns an error, whose message quotes at most the
+// first 64 bytes of s, when s is not a positive duration of at most
+// 106751d (the longest a time.Duration holds).
 func ParseWindow(s string) (Window, error) {
+	invalid := func() (Window, error) {
+		return Window{}, fmt.Errorf("invalid window %s: write a positive number of minutes, hours or days, such as 30m, 1h or 7d", quoteInput(s))
+	}
 	var d time.Duration
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		days, err := strconv.Atoi(n)
 		if err != nil || days <= 0 {
-			return Window{}, fmt.Errorf("invalid window %q: write a positive number of minutes, hours or days, such as 30m, 1h or 7d", s)
+			return invalid()
+		}
+		if days > maxWindowDays {
+			return Window{}, fmt.Errorf("invalid window %s: the longest window is %dd", quoteInput(s), maxWindowDays)
 		}
 		d = time.Duration(days) * 24 * time.Hour
 	} else {
 		var err error
 		d, err = time.ParseDuration(s)
 		if err != nil || d <= 0 {
-			return Window{}, fmt.Errorf("invalid window %q: write a positive number of minutes, hours or days, such as 30m, 1h or 7d", s)
+			return invalid()
 		}
 	}
 	return Window{Label: s, Duration: d}, nil

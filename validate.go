@@ -3,6 +3,7 @@ package larder
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -453,10 +454,16 @@ func names[T any](xs []T, name func(T) string) []string {
 	return out
 }
 
-// known formats a list of valid names to append to an "unknown" message.
+// known formats the valid names among names to append to an "unknown"
+// message. A name that is not valid has a problem of its own, and is left
+// out here: it may hold anything, a line break too.
 func known(names []string) string {
 	if len(names) == 0 {
 		return " (none are defined)"
+	}
+	names = slices.DeleteFunc(names, func(n string) bool { return !validName(n) })
+	if len(names) == 0 {
+		return ""
 	}
 	return " (known: " + strings.Join(names, ", ") + ")"
 }

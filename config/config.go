@@ -142,9 +142,28 @@ func (e *Error) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// lineBreaks escapes the line breaks a message may quote from the file (a
+// name written over two lines, say), so that Error keeps one problem per line.
+var lineBreaks = strings.NewReplacer("\r", `\r`, "\n", `\n`)
+
 // err returns the problems found so far as an *Error, in the order of the file.
+// A problem without a place, in a file with content, is placed where the
+// content starts. A column past the end of its line, where the YAML parser
+// places a value left out (after "key:" or "-" at the end of a line), is
+// moved to just past the line's last character, where the value would be
+// written.
 func (d *decoder) err() *Error {
 	ps := slices.Clone(d.problems)
+	for i := range ps {
+		p := &ps[i]
+		p.Msg, p.Field = lineBreaks.Replace(p.Msg), lineBreaks.Replace(p.Field)
+		if p.Line == 0 {
+			p.Line, p.Column = d.start[0], d.start[1]
+		}
+		if p.Line > 0 && p.Line <= len(d.widths) && p.Column > d.widths[p.Line-1]+1 {
+			p.Column = d.widths[p.Line-1] + 1
+		}
+	}
 	slices.SortStableFunc(ps, func(a, b Problem) int {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
 	})

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -45,6 +47,14 @@ type decoder struct {
 	// spoiled holds the names of the views whose features could not all be
 	// generated, because an aggregation's window could not be decoded.
 	spoiled map[string]bool
+	// widths holds the width of each line of the file in runes, without
+	// its line break, to keep columns within their lines (see err).
+	widths []int
+	// start is the line and column of the file's first character that is
+	// not blank, a comment or a document marker: the place of a problem
+	// whose node has none, such as a lone tag the parser reads as an empty
+	// document. It is 0, 0 for a file without content.
+	start [2]int
 }
 
 // node is one value of the file and the path of the field it sets.
@@ -73,6 +83,11 @@ func newDecoder(file string, lookup func(string) (string, bool)) *decoder {
 // file could not be read as a project at all (a YAML syntax error, or a
 // document that is not a mapping); the problems say why.
 func (d *decoder) decode(data []byte) (p *larder.Project, ok bool) {
+	// YAML reads "\r\n" and "\r" as "\n", but the parser counts a "\r\n"
+	// inside a quoted value as two lines: line breaks are made "\n" first.
+	data = bytes.ReplaceAll(bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
+	d.widths = lineWidths(data)
+	d.start = contentStart(data)
 	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		d.syntax(data, err)
@@ -132,6 +147,35 @@ func (d *decoder) syntax(data []byte, err error) {
 		return
 	}
 	d.problems = append(d.problems, Problem{File: d.file, Line: line, Column: col, Msg: "invalid YAML: " + msg})
+}
+
+// lineWidths returns the width in runes of each line of data, whose line
+// breaks are "\n", as the YAML parser counts columns.
+func lineWidths(data []byte) []int {
+	lines := strings.Split(string(data), "\n")
+	widths := make([]int, len(lines))
+	for i, line := range lines {
+		widths[i] = utf8.RuneCountInString(line)
+	}
+	return widths
+}
+
+// contentStart returns the line and column of the first character of data
+// that is not blank, in a comment or a document marker (--- or ...); 0, 0
+// when there is none.
+func contentStart(data []byte) [2]int {
+	for i, line := range strings.Split(string(data), "\n") {
+		trimmed := strings.TrimLeft(line, " \t")
+		switch strings.TrimRight(trimmed, " \t") {
+		case "", "---", "...":
+			continue
+		}
+		if strings.HasPrefix(trimmed, "#") {
+			continue
+		}
+		return [2]int{i + 1, utf8.RuneCountInString(line[:len(line)-len(trimmed)]) + 1}
+	}
+	return [2]int{}
 }
 
 // tabIndents returns the line and column of the first tab in the indentation

@@ -206,15 +206,13 @@ func TestDecodeRowErrors(t *testing.T) {
 	}
 }
 
+// FuzzDecodeRow checks that DecodeRow never panics on any bytes against
+// any of store.CodecSchemas, that it refuses what it cannot decode with an
+// error wrapping ErrCorruptRow, and that what it accepts is the one
+// canonical encoding of the row it returns: AppendRow writes it back byte
+// for byte. A decode into a row that held other values gives the same row.
 func FuzzDecodeRow(f *testing.F) {
-	schemas := [][]larder.Type{
-		allTypes,
-		{larder.TypeFloat64, larder.TypeFloat64, larder.TypeFloat64},
-		{larder.TypeString},
-		{larder.TypeFloat32Vector, larder.TypeInt64},
-		{larder.TypeInt64List, larder.TypeFloat32Vector},
-		{larder.TypeStringList, larder.TypeFloat32Vector},
-	}
+	schemas := store.CodecSchemas
 	seed, _ := store.AppendRow(nil, allTypes, larder.Row{EventTime: time.Unix(1700000000, 5000), Values: []larder.Value{
 		larder.Int64Value(-3), larder.Float64Value(2), larder.Float32Value(1), larder.BoolValue(true),
 		larder.StringValue("s"), larder.BytesValue([]byte("b")), larder.Float32VectorValue([]float32{1, 2}),
@@ -226,14 +224,45 @@ func FuzzDecodeRow(f *testing.F) {
 	f.Add(uint8(3), []byte{1, 2, 0, 1, 0, 0, 0x80, 0x3f, 4})
 	f.Add(uint8(4), []byte{1, 2, 0, 2, 0x0a, 0x09, 1, 0, 0, 0x80, 0x3f})
 	f.Add(uint8(5), []byte{1, 2, 0, 2, 1, 'a', 0, 0})
+	f.Add(uint8(6), []byte{1, 0})                                                             // no features: no bitmap
+	f.Add(uint8(7), []byte{1, 0, 0xaa, 0x01, 2, 4, 6, 8, 10})                                 // nine features, two bitmap bytes
+	f.Add(uint8(7), []byte{1, 0, 0xff, 0x03})                                                 // a bit past the ninth feature
+	f.Add(uint8(8), []byte{1, 0, 0, 1, 2, 0xfe, 0xff, 0})                                     // bool, bytes, bool
+	f.Add(uint8(8), []byte{1, 0, 0, 2, 0, 0})                                                 // a bool byte of 2
+	f.Add(uint8(0), []byte{})                                                                 // empty
+	f.Add(uint8(0), []byte{2, 0, 0, 0})                                                       // another codec version
+	f.Add(uint8(2), []byte{1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02, 0}) // event time past 64 bits
+	f.Add(uint8(2), []byte{1, 0, 0, 0x80, 0})                                                 // a non-canonical length
 	f.Fuzz(func(t *testing.T, schema uint8, src []byte) {
 		types := schemas[int(schema)%len(schemas)]
 		var row larder.Row
-		if err := store.DecodeRow(src, types, &row); err != nil {
+		err := store.DecodeRow(src, types, &row)
+
+		// A row that held values, and capacity for more, decodes the same.
+		used := larder.Row{EventTime: time.Unix(1, 0), Values: make([]larder.Value, 3, 16)}
+		for i := range used.Values {
+			used.Values[i] = larder.StringValue("old")
+		}
+		errUsed := store.DecodeRow(src, types, &used)
+		if (err == nil) != (errUsed == nil) {
+			t.Fatalf("decoding into a fresh row: %v; into a used one: %v", err, errUsed)
+		}
+		if err != nil {
 			if !errors.Is(err, store.ErrCorruptRow) {
 				t.Fatalf("error does not wrap ErrCorruptRow: %v", err)
 			}
+			if len(err.Error()) > 256 {
+				t.Fatalf("%d-byte error message: %.300s", len(err.Error()), err)
+			}
 			return
+		}
+		if !used.EventTime.Equal(row.EventTime) || len(used.Values) != len(row.Values) {
+			t.Fatalf("decoding into a used row gave %v, into a fresh one %v", used, row)
+		}
+		for i := range row.Values {
+			if !used.Values[i].Equal(row.Values[i]) {
+				t.Fatalf("value %d: decoding into a used row gave %v, into a fresh one %v", i, used.Values[i], row.Values[i])
+			}
 		}
 		again, err := store.AppendRow(nil, types, row)
 		if err != nil {
@@ -243,6 +272,102 @@ func FuzzDecodeRow(f *testing.F) {
 			t.Fatalf("re-encoding differs:\n got %x\nwant %x", again, src)
 		}
 	})
+}
+
+// FuzzEncodeRow checks that every row AppendRow encodes, of any of
+// store.CodecSchemas with any values and nulls, decodes to itself, and that
+// no proper prefix of its encoding, nor the encoding with a byte more,
+// decodes at all.
+func FuzzEncodeRow(f *testing.F) {
+	f.Add(uint8(0), uint16(0), int64(1700000000123456), int64(-3), 2.5, float32(1), true, "s,t", []byte("vector.."))
+	f.Add(uint8(0), uint16(0x1ff), int64(0), int64(0), 0.0, float32(0), false, "", []byte(nil))
+	f.Add(uint8(0), uint16(0x0aa), int64(-1), int64(math.MaxInt64), math.Inf(-1), float32(math.NaN()), true, ",,", []byte{0xff, 0xff, 0xff, 0x7f})
+	f.Add(uint8(1), uint16(2), int64(math.MinInt64), int64(math.MinInt64), math.NaN(), float32(-0.0), false, "x", []byte{1})
+	f.Add(uint8(2), uint16(0), int64(math.MaxInt64), int64(1), 0.0, float32(0), false, "\xff\x00é", []byte(nil))
+	f.Add(uint8(4), uint16(0), int64(5), int64(300), 0.0, float32(0), false, "", bytes.Repeat([]byte{0x80}, 300))
+	f.Add(uint8(5), uint16(0), int64(5), int64(1), 0.0, float32(0), false, strings.Repeat("ab,", 100), []byte{0, 0, 0, 0})
+	f.Add(uint8(6), uint16(0), int64(7), int64(1), 0.0, float32(0), false, "", []byte(nil))
+	f.Add(uint8(7), uint16(0x155), int64(7), int64(-1), 0.0, float32(0), false, "", []byte(nil))
+	f.Add(uint8(8), uint16(0x5), int64(7), int64(-1), 0.0, float32(0), true, "", []byte{0})
+	f.Fuzz(func(t *testing.T, schema uint8, nulls uint16, us, n int64, x float64, y float32, b bool, s string, raw []byte) {
+		types := store.CodecSchemas[int(schema)%len(store.CodecSchemas)]
+		row := larder.Row{EventTime: time.UnixMicro(us).UTC(), Values: make([]larder.Value, len(types))}
+		for i, typ := range types {
+			if nulls&(1<<i) != 0 {
+				continue
+			}
+			row.Values[i] = fuzzValue(typ, i, n, x, y, b, s, raw)
+		}
+		enc, err := store.AppendRow([]byte("prefix"), types, row)
+		if err != nil {
+			t.Fatalf("AppendRow: %v", err)
+		}
+		if !bytes.HasPrefix(enc, []byte("prefix")) {
+			t.Fatalf("AppendRow did not append: %x", enc)
+		}
+		enc = enc[len("prefix"):]
+		var got larder.Row
+		if err := store.DecodeRow(enc, types, &got); err != nil {
+			t.Fatalf("DecodeRow of AppendRow's %x: %v", enc, err)
+		}
+		if got.EventTime.UnixMicro() != us || got.EventTime.Location() != time.UTC {
+			t.Fatalf("event time %v (%d µs), want %d µs in UTC", got.EventTime, got.EventTime.UnixMicro(), us)
+		}
+		for i := range row.Values {
+			if !got.Values[i].Equal(row.Values[i]) {
+				t.Fatalf("value %d (%s) = %v, want %v", i, types[i], got.Values[i], row.Values[i])
+			}
+		}
+		if again, _ := store.AppendRow(nil, types, got); !bytes.Equal(again, enc) {
+			t.Fatalf("re-encoding differs:\n got %x\nwant %x", again, enc)
+		}
+		// Every proper prefix is refused; for long encodings, a spread of them.
+		step := max(1, len(enc)/256)
+		for i := 0; i < len(enc); i += step {
+			if err := store.DecodeRow(enc[:i], types, &got); !errors.Is(err, store.ErrCorruptRow) {
+				t.Fatalf("the first %d of %d bytes: %v, want ErrCorruptRow", i, len(enc), err)
+			}
+		}
+		if err := store.DecodeRow(append(enc, 0), types, &got); !errors.Is(err, store.ErrCorruptRow) {
+			t.Fatalf("a byte more: %v, want ErrCorruptRow", err)
+		}
+	})
+}
+
+// fuzzValue makes a value of type typ, the i-th feature of a row, out of
+// a fuzzer's inputs: numbers as given, a vector of raw's bytes read as
+// float32s, an int64 list of raw's bytes spread by n, a string list of s
+// cut at its commas.
+func fuzzValue(typ larder.Type, i int, n int64, x float64, y float32, b bool, s string, raw []byte) larder.Value {
+	switch typ {
+	case larder.TypeInt64:
+		return larder.Int64Value(n + int64(i))
+	case larder.TypeFloat64:
+		return larder.Float64Value(x)
+	case larder.TypeFloat32:
+		return larder.Float32Value(y)
+	case larder.TypeBool:
+		return larder.BoolValue(b != (i%2 == 1))
+	case larder.TypeString:
+		return larder.StringValue(s)
+	case larder.TypeBytes:
+		return larder.BytesValue(raw)
+	case larder.TypeFloat32Vector:
+		vec := make([]float32, len(raw)/4)
+		for j := range vec {
+			vec[j] = math.Float32frombits(uint32(raw[4*j]) | uint32(raw[4*j+1])<<8 | uint32(raw[4*j+2])<<16 | uint32(raw[4*j+3])<<24)
+		}
+		return larder.Float32VectorValue(vec)
+	case larder.TypeInt64List:
+		l := make([]int64, len(raw))
+		for j, c := range raw {
+			l[j] = (int64(c) - 128) * (n | 1) << (j % 64)
+		}
+		return larder.Int64ListValue(l)
+	case larder.TypeStringList:
+		return larder.StringListValue(strings.Split(s, ","))
+	}
+	return larder.Null
 }
 
 func BenchmarkCodec20Float64(b *testing.B) {

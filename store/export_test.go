@@ -26,3 +26,6 @@ func (w *Writer) WaitFlushed() { <-w.flushed }
 // Drain writes what the writer buffered and waits for every flush, as
 // Publish does before it counts the rows.
 func (w *Writer) Drain(ctx context.Context) error { return w.drain(ctx, true) }
+
+// CodecSchemas are the schemas the codec's fuzz targets decode against.
+var CodecSchemas = codecSchemas
