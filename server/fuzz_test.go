@@ -198,8 +198,9 @@ func splitRefs(refs string) []string {
 }
 
 // expectRefs resolves features against p as GetFeatures documents it, to
-// hold the server to: the response's column names and their entity, or
-// false when a reference is not valid.
+// hold the server to: the response's column names (a column named twice
+// is answered once, where it first appears) and their entity, or false
+// when a reference is not valid.
 func expectRefs(p *larder.Project, features []string) (names []string, entity *larder.Entity, unpublished, ok bool) {
 	for _, ref := range features {
 		viewName, feature, ok := larder.SplitRef(ref)
@@ -220,6 +221,12 @@ func expectRefs(p *larder.Project, features []string) (names []string, entity *l
 		}
 		names = append(names, ref)
 	}
+	seen := map[string]bool{}
+	names = slices.DeleteFunc(names, func(n string) bool {
+		dup := seen[n]
+		seen[n] = true
+		return dup
+	})
 	return names, entity, unpublished, len(features) > 0
 }
 
