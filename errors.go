@@ -17,7 +17,7 @@ var (
 	ErrNoGeneration = errors.New("view has no published generation; run `larder materialize`")
 	// ErrSchemaChanged means that the live generation of a view was written
 	// with another schema than the view's current definition.
-	ErrSchemaChanged = errors.New("view schema changed since the live generation was written; run `larder materialize`")
+	ErrSchemaChanged = errors.New("the view's definition differs from the one its live generation was written with: materialize the view with this larder.yaml, or run this process with the larder.yaml that wrote the generation")
 	// ErrUnavailable means that a dependency (Redis, the model) cannot be reached.
 	ErrUnavailable = errors.New("unavailable")
 	// ErrDataLost means that the generation a read was served from is gone

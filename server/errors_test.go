@@ -153,7 +153,7 @@ func TestErrors(t *testing.T) {
 		srv := serve(t, server.Config{Project: p, Store: store.New(f.redis.Client(), p.Name, store.Options{}),
 			Models: map[string]server.Model{"reco": &blockingModel{}}}, time.Second)
 		_, err := srv.client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: intKeys(1), Features: []string{"user_stats:clicks"}})
-		wantCode(t, err, codes.FailedPrecondition, "user_stats", "schema", "larder materialize")
+		wantCode(t, err, codes.FailedPrecondition, "user_stats", "schema", "materialize the view with this larder.yaml")
 	})
 	t.Run("panic", func(t *testing.T) {
 		srv := serve(t, server.Config{Project: f.project, Store: panicStore{f.store},

@@ -167,6 +167,41 @@ func (s *Store) Generations(ctx context.Context, view string) ([]GenerationInfo,
 	return out, nil
 }
 
+// heldForReaders returns the replaced generations of view that cleanup
+// keeps past their grace period because live processes read the view
+// with their schema (see RegisterReaders): for each schema read other
+// than the live generation's, the newest live or retired generation
+// written with it.
+func (s *Store) heldForReaders(ctx context.Context, view string, gens []redis.Z, liveID int64, metas []map[string]string) (map[int64]bool, error) {
+	fps, err := s.readSchemas(ctx, view)
+	if err != nil || len(fps) == 0 {
+		return nil, err
+	}
+	newest := map[string]int64{}
+	for i, z := range gens {
+		id, _ := strconv.ParseInt(z.Member.(string), 10, 64)
+		m, ok, err := parseMeta(metas[i])
+		if err != nil || !ok || !fps[m.fingerprint] || (m.state != stateLive && m.state != stateRetired) {
+			continue
+		}
+		if id == liveID {
+			// Readers of the live generation's schema need nothing more.
+			newest[m.fingerprint] = -1
+			continue
+		}
+		if cur := newest[m.fingerprint]; cur >= 0 && id > cur {
+			newest[m.fingerprint] = id
+		}
+	}
+	held := map[int64]bool{}
+	for _, id := range newest {
+		if id > 0 {
+			held[id] = true
+		}
+	}
+	return held, nil
+}
+
 // readGenerations reads the gens set of view with the live id and each
 // generation's metadata hash (empty when deleted).
 func (s *Store) readGenerations(ctx context.Context, view string) ([]redis.Z, int64, []map[string]string, error) {
@@ -252,6 +287,10 @@ func (s *Store) cleanupView(ctx context.Context, view string, dryRun bool) (Clea
 	}
 	now := s.now()
 	var rep CleanupReport
+	held, err := s.heldForReaders(ctx, view, gens, liveID, metas)
+	if err != nil {
+		return CleanupReport{}, err
+	}
 	// The leases of the generations being written, read in one round trip.
 	leases := map[string]*redis.StringCmd{}
 	pipe := s.client.Pipeline()
@@ -289,7 +328,7 @@ func (s *Store) cleanupView(ctx context.Context, view string, dryRun bool) (Clea
 		case err != nil:
 			// Unreadable metadata: leave it for an operator.
 		case !math.IsInf(z.Score, 1):
-			if z.Score <= deleteScore(now) {
+			if z.Score <= deleteScore(now) && !held[id] {
 				found.Reason = CleanedExpired
 				if !dryRun {
 					err = s.deleteGeneration(ctx, view, id, m.buckets)

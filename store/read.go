@@ -31,6 +31,9 @@ type liveGen struct {
 	bucketKeys []string
 	loadedAt   time.Time
 	checked    atomic.Pointer[checkedView]
+	// own is the generation read instead of this one by a view definition
+	// of another schema (Options.ServeOwnSchema).
+	own atomic.Pointer[ownSchema]
 }
 
 // maxCachedBuckets bounds the bucket key names a cached generation keeps.
@@ -330,7 +333,14 @@ func (s *Store) Read(ctx context.Context, lookups []*larder.Lookup) error {
 		if err != nil {
 			return err
 		}
-		t, err := g.schema(l.View)
+		var t []larder.Type
+		if o := g.own.Load(); o != nil && l.Pin == 0 && o.view == l.View && s.now().Sub(o.loadedAt) <= s.opts.RefreshInterval {
+			// A definition of another schema than the live generation's,
+			// known: read its own schema's generation.
+			g, t, err = o.gen, o.types, o.err
+		} else if t, err = g.schema(l.View); err != nil && l.Pin == 0 {
+			g, t, err = s.ownSchemaFor(ctx, g, l.View, err)
+		}
 		if err != nil {
 			return err
 		}
@@ -393,6 +403,10 @@ func (s *Store) forget(view string, gen int64) {
 	defer s.mu.Unlock()
 	if g := s.live[view]; g != nil && g.gen.ID == gen {
 		delete(s.live, view)
+	} else if g != nil {
+		if o := g.own.Load(); o != nil && o.gen != nil && o.gen.gen.ID == gen {
+			g.own.Store(nil)
+		}
 	}
 	delete(s.pinned, pinKey{view, gen})
 }

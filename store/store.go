@@ -123,6 +123,14 @@ type Options struct {
 	// Owner names this process in leases and generation metadata, for
 	// operators; "" means "<host>:<pid>".
 	Owner string
+	// ServeOwnSchema makes Read, when a view's live generation was written
+	// with another definition of the view than the lookup's, read the
+	// newest generation written with the lookup's definition instead of
+	// failing, while one is held (see RegisterReaders, which keeps it held
+	// for as long as this process runs). Servers set it, so that a schema
+	// change rolls out without an outage; batch processes leave it off, so
+	// that they never read stale inputs unawares.
+	ServeOwnSchema bool
 }
 
 // Store is the online store of one project on one Redis deployment. It
@@ -142,6 +150,13 @@ type Store struct {
 	loading map[string]*liveLoad // loads of live generations in flight, by view
 
 	noUnlink atomic.Bool // the server does not know UNLINK: use DEL
+
+	// registered holds the member of each view's readers set this process
+	// registered last (RegisterReaders).
+	regMu      sync.Mutex
+	registered map[string]string
+	// ownMu makes the look-ups of an own-schema generation one at a time.
+	ownMu sync.Mutex
 
 	reads readBatcher // coalesces concurrent Reads' round trips
 }

@@ -797,6 +797,7 @@ func (w *Writer) flip(ctx context.Context, rows int64) (larder.Generation, error
 	gen := s.cache(s.newLiveGen(view, w.id, m)).gen
 	s.log.Info("generation published", "view", view, "generation", w.id, "rows", rows,
 		"took", now.Sub(w.startedAt).Round(time.Millisecond))
+	s.warnOtherReaders(ctx, view, w.id, m.fingerprint)
 	if _, err := s.cleanupView(ctx, view, false); err != nil {
 		s.log.Warn("cleanup after publish failed; the next cleanup retries", "view", view, "err", err)
 	}

@@ -117,7 +117,7 @@ func TestInspectErrors(t *testing.T) {
 		{"get never materialized", append(redis, "get", "user_country", "1"),
 			"larder: view user_country has no published generation in Redis " + p.redis.Addr + ": run `larder materialize user_country` first\n"},
 		{"get schema changed", []string{"--redis", p.redis.Addr, "-c", changed, "get", "user_profile", "1"},
-			"larder: store: view user_profile: generation 1 has schema 5fc78c3384ddb5f8, the view's definition has 79b0969953fcb62b: view schema changed since the live generation was written; run `larder materialize`\n"},
+			"larder: store: view user_profile: generation 1 has schema 5fc78c3384ddb5f8, the view's definition has 79b0969953fcb62b: the view's definition differs from the one its live generation was written with: materialize the view with this larder.yaml, or run this process with the larder.yaml that wrote the generation\n"},
 		{"get embedded", []string{"-c", p.config, "get", "user_profile", "1"},
 			"larder: larder get reads a Redis server, but the project uses the embedded store, which lives only inside `larder serve` or `larder demo`: pass --redis ADDR (those commands print it) or set redis.addresses\n"},
 		{"keys unknown view", append(redis, "keys", "--view", "nope"),
