@@ -102,6 +102,10 @@ func (e *ValidationError) Unwrap() []error {
 // maxQuoted is how many bytes of a caller's input an error message quotes.
 const maxQuoted = 64
 
+// QuoteInput quotes s, an input, for an error message as larder's own
+// errors do: whole when it is short, else its first bytes and its length.
+func QuoteInput(s string) string { return quoteInput(s) }
+
 // quoteInput quotes s, a caller's input, for an error message: whole when it
 // is short, else its first bytes (cut between runes) and its length, so that
 // the message stays short whatever was sent.

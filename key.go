@@ -3,6 +3,7 @@ package larder
 import (
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Key is the key of one entity: an int64 or a string, as its Entity declares.
@@ -70,6 +71,9 @@ func (k Key) Check(e *Entity) error {
 			return Invalidf("missing %s key (entity %s)", e.KeyType, e.Name)
 		}
 		return Invalidf("key %s of entity %s must be %s, got %s", e.Key, e.Name, e.KeyType, k.typ)
+	}
+	if k.typ == TypeString && !utf8.ValidString(k.s) {
+		return Invalidf("key %s of entity %s is a string that is not valid UTF-8: %s", e.Key, e.Name, quoteInput(k.s))
 	}
 	return nil
 }

@@ -108,3 +108,17 @@ func TestValidateValueRules(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyNotUTF8 checks that a string key that is not valid UTF-8, which
+// protobuf clients cannot decode, is refused.
+func TestKeyNotUTF8(t *testing.T) {
+	item := &larder.Entity{Name: "item", Key: "item_id", KeyType: larder.TypeString}
+	err := larder.StringKey("i\xff").Check(item)
+	var invalid *larder.InvalidError
+	if !errors.As(err, &invalid) || !strings.Contains(err.Error(), `item_id of entity item is a string that is not valid UTF-8: "i\xff"`) {
+		t.Errorf("Check of a key that is not UTF-8 = %v", err)
+	}
+	if err := larder.StringKey("société").Check(item); err != nil {
+		t.Errorf("Check of a UTF-8 key = %v", err)
+	}
+}

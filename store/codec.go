@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/larder-dev/larder"
 )
@@ -68,6 +69,9 @@ func AppendRow(dst []byte, types []larder.Type, row larder.Row) ([]byte, error) 
 			}
 		case larder.TypeString, larder.TypeBytes:
 			s := v.Str()
+			if types[i] == larder.TypeString && !utf8.ValidString(s) {
+				return dst[:start], fmt.Errorf("encode row: feature %d is a string that is not valid UTF-8 (%s): declare the feature bytes for binary data", i, larder.QuoteInput(s))
+			}
 			dst = appendUvarint(dst, uint64(len(s)))
 			dst = append(dst, s...)
 		case larder.TypeFloat32Vector:
@@ -85,7 +89,10 @@ func AppendRow(dst []byte, types []larder.Type, row larder.Row) ([]byte, error) 
 		case larder.TypeStringList:
 			l := v.StringList()
 			dst = appendUvarint(dst, uint64(len(l)))
-			for _, s := range l {
+			for j, s := range l {
+				if !utf8.ValidString(s) {
+					return dst[:start], fmt.Errorf("encode row: feature %d, item %d is a string that is not valid UTF-8 (%s)", i, j, larder.QuoteInput(s))
+				}
 				dst = appendUvarint(dst, uint64(len(s)))
 				dst = append(dst, s...)
 			}
