@@ -1,6 +1,9 @@
 package larder
 
-import "fmt"
+import (
+	"fmt"
+	"log/slog"
+)
 
 // Role is what an authenticated caller of the server may do. Each role
 // includes the ones before it: read, then write, then admin.
@@ -105,3 +108,29 @@ func (s *Server) validateSecurity(add addFunc) {
 		}
 	}
 }
+
+// hiddenPassword stands for a password wherever a Redis is printed.
+const hiddenPassword = "[hidden]"
+
+// redisFields is Redis without its methods, for printing a copy of one.
+type redisFields Redis
+
+// hidden returns a copy of r whose password, if it has one, is replaced.
+func (r Redis) hidden() redisFields {
+	if r.Password != "" {
+		r.Password = hiddenPassword
+	}
+	return redisFields(r)
+}
+
+// String writes r's settings as %+v would, with its password hidden, so
+// that a Redis printed in an error, or a Project with %+v, gives no secret
+// away.
+func (r Redis) String() string { return fmt.Sprintf("%+v", r.hidden()) }
+
+// GoString is String for %#v.
+func (r Redis) GoString() string { return fmt.Sprintf("%#v", r.hidden()) }
+
+// LogValue is r's settings with its password hidden, for log/slog's
+// handlers (the JSON one included).
+func (r Redis) LogValue() slog.Value { return slog.AnyValue(r.hidden()) }

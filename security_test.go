@@ -2,6 +2,8 @@ package larder_test
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -104,5 +106,33 @@ func TestValidateSecurity(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tc.msg)
 			}
 		})
+	}
+}
+
+// TestRedisPrintedWithoutPassword prints a Redis, and a Project that holds
+// one, every way an error or a log line might: the password never shows.
+func TestRedisPrintedWithoutPassword(t *testing.T) {
+	const password = "s3cret-redis-pass"
+	r := larder.Redis{Addrs: []string{"10.0.0.1:6379"}, Username: "larder", Password: password, TLS: true}
+	p := &larder.Project{Name: "shop", Redis: r}
+	var logs strings.Builder
+	text := slog.New(slog.NewTextHandler(&logs, nil))
+	json := slog.New(slog.NewJSONHandler(&logs, nil))
+	text.Info("connect", "redis", r, "project", p)
+	json.Info("connect", "redis", r)
+	printed := []string{fmt.Sprint(r), fmt.Sprintf("%v %+v %#v %s", r, r, r, r), fmt.Sprintf("%v %+v", p, *p), fmt.Errorf("redis %v: down", r).Error(), logs.String()}
+	for _, s := range printed {
+		if strings.Contains(s, password) {
+			t.Errorf("the password shows in %s", s)
+		}
+	}
+	if s := fmt.Sprint(r); !strings.Contains(s, "10.0.0.1:6379") || !strings.Contains(s, "Password:[hidden]") {
+		t.Errorf("Redis printed as %s, want its address and a hidden password", s)
+	}
+	if s := fmt.Sprint(larder.Redis{Addrs: []string{"a:1"}}); strings.Contains(s, "[hidden]") {
+		t.Errorf("a Redis without a password printed as %s", s)
+	}
+	if !strings.Contains(logs.String(), `"Password":"[hidden]"`) {
+		t.Errorf("the JSON log line does not show the password as hidden:\n%s", logs.String())
 	}
 }

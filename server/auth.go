@@ -218,6 +218,29 @@ func NewAuth(tokens []Token, certs []larder.CertificateRole) (*Auth, error) {
 	return a, nil
 }
 
+// Describe says how many credentials a accepts, such as "3 tokens and 1
+// certificate identity", and nothing of what they are.
+func (a *Auth) Describe() string {
+	var parts []string
+	if n := len(a.tokens); n > 0 {
+		parts = append(parts, plural(n, "token"))
+	}
+	if n := len(a.certs); n > 0 {
+		parts = append(parts, plural(n, "certificate identity"))
+	}
+	return strings.Join(parts, " and ")
+}
+
+func plural(n int, what string) string {
+	switch {
+	case n == 1:
+		return "1 " + what
+	case strings.HasSuffix(what, "y"):
+		return strconv.Itoa(n) + " " + strings.TrimSuffix(what, "y") + "ies"
+	}
+	return strconv.Itoa(n) + " " + what + "s"
+}
+
 // caller is who made a request, as far as the server knows.
 type caller struct {
 	// name is the token's holder or the certificate's identity;
