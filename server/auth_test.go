@@ -150,6 +150,7 @@ type secureConfig struct {
 	mutual   bool // ask clients for a certificate the PKI's CA signed
 	noReflex bool
 	admin    bool // serve the operators' services alone, as NewAdminGRPC
+	jobs     bool // with a job queue, and so the JobService
 }
 
 // serveSecured serves a Service of the test project with a fake model over
@@ -162,6 +163,9 @@ func serveSecured(tb testing.TB, sc secureConfig) *secured {
 		cfg.Logger = logger
 		cfg.Auth = sc.auth
 		cfg.Project.Server.NoReflection = sc.noReflex
+		if sc.jobs {
+			cfg.Jobs = newFakeQueue(cfg.Now)
+		}
 		cfg.LoadModel = func(*larder.Ranker) (server.Model, error) {
 			n := s.loads.Add(1)
 			return newFakeModel(fmt.Sprintf("v%d", n+1), 1), nil
@@ -438,6 +442,49 @@ func TestAuthTokens(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAuthJobs calls the JobService with each role: only admin may submit,
+// read, list or cancel jobs, and every call is audited.
+func TestAuthJobs(t *testing.T) {
+	s := serveSecured(t, secureConfig{auth: testAuth(t), jobs: true})
+	jobs := larderv1.NewJobServiceClient(s.dial(t, "", ""))
+	ctx := t.Context()
+	submit := materializeReq(nil, "user_stats")
+	for _, token := range []string{readToken, writeToken} {
+		call := withToken(ctx, token)
+		_, err := jobs.SubmitJob(call, submit)
+		wantCode(t, err, codes.PermissionDenied, "/larder.v1.JobService/SubmitJob needs the admin role")
+		_, err = jobs.ListJobs(call, &larderv1.ListJobsRequest{})
+		wantCode(t, err, codes.PermissionDenied, "needs the admin role")
+	}
+	_, err := jobs.ListJobs(ctx, &larderv1.ListJobsRequest{})
+	wantCode(t, err, codes.Unauthenticated)
+
+	call := withToken(ctx, adminToken)
+	job, err := jobs.SubmitJob(call, submit)
+	if err != nil {
+		t.Fatalf("SubmitJob as admin: %v", err)
+	}
+	id := job.GetJob().GetId()
+	if _, err := jobs.GetJob(call, &larderv1.GetJobRequest{Id: id}); err != nil {
+		t.Errorf("GetJob as admin: %v", err)
+	}
+	if _, err := jobs.CancelJob(call, &larderv1.CancelJobRequest{Id: id}); err != nil {
+		t.Errorf("CancelJob as admin: %v", err)
+	}
+	var denied, submitted int
+	for _, l := range audits(s.logs.String()) {
+		switch {
+		case l.method == "/larder.v1.JobService/SubmitJob" && l.code == "PermissionDenied":
+			denied++
+		case l.method == "/larder.v1.JobService/SubmitJob" && l.code == "OK" && l.caller == "ops":
+			submitted++
+		}
+	}
+	if denied != 2 || submitted != 1 {
+		t.Errorf("audit lines: %d refused submissions (want 2), %d by ops (want 1):\n%s", denied, submitted, s.logs)
+	}
 }
 
 // listServices lists the services of the server at conn through
