@@ -345,7 +345,14 @@ func (a *Auth) authenticate(ctx context.Context) (caller, error) {
 				return caller{name: id, via: "certificate", role: role}, nil
 			}
 		}
-		return caller{name: certName(cert), via: "certificate"}, nil
+		c := caller{name: certName(cert), via: "certificate"}
+		if len(a.certs) == 0 {
+			// Certificates give no roles here, only the transport: the
+			// caller has yet to present a credential.
+			return c, errNoCredential
+		}
+		// A certificate the server trusts, but whose identity has no role.
+		return c, nil
 	}
 	return anonymous, errNoCredential
 }

@@ -592,6 +592,28 @@ func TestAuthMutualTLS(t *testing.T) {
 	})
 }
 
+// TestAuthMutualTLSWithTokens serves with mutual TLS and tokens alone: the
+// certificate only lets a client connect, and the token gives it its role.
+func TestAuthMutualTLSWithTokens(t *testing.T) {
+	auth, err := server.NewAuth([]server.Token{{Name: "recs", Role: larder.RoleRead, Secret: readToken}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serveSecured(t, secureConfig{auth: auth, mutual: true})
+	conn := s.dial(t, s.pki.ClientCert, s.pki.ClientKey)
+	features := larderv1.NewFeatureServiceClient(conn)
+	_, err = features.Rank(t.Context(), rankRequest("i1"))
+	wantCode(t, err, codes.Unauthenticated, "no credential")
+	if _, err := features.Rank(withToken(t.Context(), readToken), rankRequest("i1")); err != nil {
+		t.Errorf("Rank with a read token: %v", err)
+	}
+	_, err = larderv1.NewAdminServiceClient(conn).ReloadModel(t.Context(), &larderv1.ReloadModelRequest{Ranker: "reco"})
+	wantCode(t, err, codes.Unauthenticated)
+	if lines := audits(s.logs.String()); len(lines) != 1 || lines[0].caller != "client" || lines[0].auth != "certificate" || lines[0].code != "Unauthenticated" {
+		t.Errorf("audit lines %+v, want the refused reload of the certificate client", lines)
+	}
+}
+
 // TestAuditWithoutAuth serves with no authentication, as a server always
 // did: every call is allowed, ListModels shows paths, and the admin calls
 // are still audited, naming the peer and, over mutual TLS, the
