@@ -126,7 +126,7 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 // its outcome. The request goes on to handle.
 func (g *GRPC) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if audited(info.FullMethod) {
-		return g.audited(ctx, req, info, handler)
+		return g.handleAudited(ctx, req, info, handler)
 	}
 	if g.auth != nil {
 		if _, err := g.auth.authorize(ctx, info.FullMethod); err != nil {
@@ -136,10 +136,10 @@ func (g *GRPC) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 	return g.handle(ctx, req, info, handler)
 }
 
-// audited handles a call of the operators' services and writes its audit
-// line: who called (a token's holder or a certificate's identity, and the
-// peer's address), the method and the outcome.
-func (g *GRPC) audited(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+// handleAudited handles a call of the operators' services and writes its
+// audit line: who called (a token's holder or a certificate's identity, and
+// the peer's address), the method and the outcome.
+func (g *GRPC) handleAudited(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	start := time.Now()
 	var c caller
 	if g.auth == nil {
