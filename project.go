@@ -170,6 +170,19 @@ type Server struct {
 	// AdminService alone, away from Listen; empty means the AdminService is
 	// served on Listen with the FeatureService.
 	AdminListen string
+	// TLSCertFile and TLSKeyFile are the server's certificate and its key
+	// (PEM): with them, every gRPC listener speaks TLS only. Both or
+	// neither. TLSClientCAFile, when set, is the PEM file of the
+	// authorities that sign client certificates: every client must then
+	// present one they signed (mutual TLS); it needs TLSCertFile. Paths are
+	// relative to the project folder.
+	TLSCertFile, TLSKeyFile, TLSClientCAFile string
+	// NoReflection turns gRPC server reflection off on every listener;
+	// the zero value serves it.
+	NoReflection bool
+	// Auth says who may call the server; its zero value lets every caller
+	// call every method, as a server without it always did.
+	Auth ServerAuth
 }
 
 // Scheduler holds the settings of scheduled runs: their leases, how they

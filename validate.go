@@ -130,6 +130,7 @@ func (p *Project) Validate() error {
 		add("server.refresh_interval", "must not be negative")
 	}
 	p.Server.validateLimits(add)
+	p.Server.validateSecurity(add)
 	if p.Redis.DB < 0 {
 		add("redis.db", "must be 0 or more, got %d", p.Redis.DB)
 	}

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -38,6 +39,17 @@ server:
   default_deadline: 2s
   max_deadline: 10s
   refresh_interval: 30s
+  tls_cert_file: tls/server.pem
+  tls_key_file: tls/server-key.pem
+  tls_client_ca_file: tls/clients.pem
+  reflection: false
+  auth:
+    tokens_file: /etc/larder/tokens
+    tokens_env: LARDER_TOKENS
+    certificates:
+      - {identity: ops-cli, role: admin}
+      - identity: spiffe://shop/recs
+        role: read
 entities:
   - name: user
     key: user_id
@@ -215,8 +227,10 @@ func TestParseFull(t *testing.T) {
 	}
 	wantServer := larder.Server{Listen: "0.0.0.0:6000", MaxEntities: 200, MaxCandidates: 300, MaxFeatures: 400, MaxRequestCells: 50000,
 		MaxResponseBytes: 16 << 20, MaxConcurrentRequests: 64, DefaultDeadline: 2 * time.Second, MaxDeadline: 10 * time.Second,
-		RefreshInterval: 30 * time.Second}
-	if p.Server != wantServer {
+		RefreshInterval: 30 * time.Second, TLSCertFile: "tls/server.pem", TLSKeyFile: "tls/server-key.pem", TLSClientCAFile: "tls/clients.pem",
+		NoReflection: true, Auth: larder.ServerAuth{TokensFile: "/etc/larder/tokens", TokensEnv: "LARDER_TOKENS", Certificates: []larder.CertificateRole{
+			{Identity: "ops-cli", Role: larder.RoleAdmin}, {Identity: "spiffe://shop/recs", Role: larder.RoleRead}}}}
+	if !reflect.DeepEqual(p.Server, wantServer) {
 		t.Errorf("Server = %+v, want %+v", p.Server, wantServer)
 	}
 
@@ -338,7 +352,7 @@ views:
 		DefaultDeadline:       larder.DefaultDeadline,
 		MaxDeadline:           larder.DefaultMaxDeadline,
 	}
-	if p.Server != want {
+	if !reflect.DeepEqual(p.Server, want) {
 		t.Errorf("Server = %+v, want %+v", p.Server, want)
 	}
 	v := p.View("profile")
@@ -601,7 +615,7 @@ func TestParseBadDocuments(t *testing.T) {
 		{"a mapping that merges itself twice", "project: shop\nserver: &s\n  <<: [*s, *s, *s, *s]\n",
 			"larder.yaml:3:3: server.<<: merges the mapping it is in: remove the merge"},
 		{"extension field only at the top", "project: shop\nserver:\n  x-note: 1\n",
-			`larder.yaml:3:3: server.x-note: unknown field "x-note" (fields here: listen, max_entities, max_candidates, max_features, max_request_cells, max_response_bytes, max_concurrent_requests, default_deadline, max_deadline, refresh_interval, metrics_listen, admin_listen)`},
+			`larder.yaml:3:3: server.x-note: unknown field "x-note" (fields here: listen, max_entities, max_candidates, max_features, max_request_cells, max_response_bytes, max_concurrent_requests, default_deadline, max_deadline, refresh_interval, metrics_listen, admin_listen, tls_cert_file, tls_key_file, tls_client_ca_file, reflection, auth)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,7 +20,8 @@ import (
 func (d *decoder) server(n node, s *larder.Server) {
 	var admin node
 	for _, f := range d.fields(n, "listen", "max_entities", "max_candidates", "max_features", "max_request_cells", "max_response_bytes",
-		"max_concurrent_requests", "default_deadline", "max_deadline", "refresh_interval", "metrics_listen", "admin_listen") {
+		"max_concurrent_requests", "default_deadline", "max_deadline", "refresh_interval", "metrics_listen", "admin_listen",
+		"tls_cert_file", "tls_key_file", "tls_client_ca_file", "reflection", "auth") {
 		switch f.key {
 		case "listen":
 			s.Listen = d.str(f)
@@ -50,11 +51,62 @@ func (d *decoder) server(n node, s *larder.Server) {
 		case "admin_listen":
 			s.AdminListen = d.str(f)
 			admin = f
+		case "tls_cert_file":
+			s.TLSCertFile = d.str(f)
+		case "tls_key_file":
+			s.TLSKeyFile = d.str(f)
+		case "tls_client_ca_file":
+			s.TLSClientCAFile = d.str(f)
+		case "reflection":
+			// Left out or null, reflection keeps its default: on.
+			s.NoReflection = !isNull(f.val) && !d.boolean(f)
+		case "auth":
+			d.auth(f, &s.Auth)
 		}
 	}
 	listen := cmp.Or(s.Listen, larder.DefaultListen)
 	if s.AdminListen != "" && s.AdminListen == listen && !anyPort(listen) {
 		d.problem(admin, "is the same address as server.listen (%s): give the AdminService a port of its own, such as 127.0.0.1:50052, or remove admin_listen to serve it on server.listen", listen)
+	}
+}
+
+// auth decodes server.auth: where the bearer tokens are, and the roles of
+// client certificates. The token files are read by the server when it
+// starts, not here: only it needs them, and they may be readable by it
+// alone.
+func (d *decoder) auth(n node, a *larder.ServerAuth) {
+	before := len(d.problems)
+	for _, f := range d.fields(n, "tokens_file", "tokens_env", "certificates") {
+		switch f.key {
+		case "tokens_file":
+			a.TokensFile = d.str(f)
+			if a.TokensFile == "" && !d.isBad(f.path) {
+				d.problem(f, "is empty: write the path of the tokens file, or remove tokens_file")
+			}
+		case "tokens_env":
+			a.TokensEnv = d.str(f)
+			if a.TokensEnv == "" && !d.isBad(f.path) {
+				d.problem(f, "is empty: write the name of the environment variable that holds the tokens, such as LARDER_TOKENS, or remove tokens_env")
+			}
+		case "certificates":
+			for _, it := range d.list(f, "certificate identities and their roles, such as {identity: ops-cli, role: admin}") {
+				var c larder.CertificateRole
+				for _, cf := range d.fields(it, "identity", "role") {
+					switch cf.key {
+					case "identity":
+						c.Identity = d.str(cf)
+					case "role":
+						c.Role = larder.Role(d.str(cf))
+					}
+				}
+				a.Certificates = append(a.Certificates, c)
+			}
+		}
+	}
+	// An auth block that names no credential would leave the server open
+	// while its file reads as if it were not.
+	if !a.On() && len(d.problems) == before {
+		d.problem(n, "names no credential, so every caller could call every method: set tokens_file, tokens_env or certificates, or remove auth")
 	}
 }
 

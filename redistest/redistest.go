@@ -100,6 +100,19 @@ func Start(tb testing.TB) *Server {
 	return start(tb, bin, nil)
 }
 
+// StartUser starts a redis-server like Start with an ACL user besides the
+// default one: name, with password, allowed every command, key and
+// channel, for tests of larder with a Redis password. The default user
+// keeps no password, for the test's own setup and Client.
+func StartUser(tb testing.TB, name, password string) *Server {
+	tb.Helper()
+	bin, err := ensureBinary()
+	if err != nil {
+		tb.Fatalf("redistest: %v", err)
+	}
+	return start(tb, bin, []string{"--user", name, "on", ">" + password, "~*", "&*", "+@all"})
+}
+
 func start(tb testing.TB, bin string, args []string) *Server {
 	tb.Helper()
 	s := &Server{tb: tb, binary: bin, dir: tb.TempDir(), args: args}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
 
@@ -30,12 +31,22 @@ func (a *adminServer) ReloadModel(ctx context.Context, req *larderv1.ReloadModel
 	return &larderv1.ReloadModelResponse{Ranker: req.GetRanker(), OldVersion: old, NewVersion: current}, nil
 }
 
-// ListModels lists the model of every ranker.
-func (a *adminServer) ListModels(context.Context, *larderv1.ListModelsRequest) (*larderv1.ListModelsResponse, error) {
+// ListModels lists the model of every ranker. The path of each model file
+// says how the server's machine is laid out, so it is left empty for a
+// caller without the admin role; a server without Config.Auth, where every
+// caller may do everything, shows it to all.
+func (a *adminServer) ListModels(ctx context.Context, _ *larderv1.ListModelsRequest) (*larderv1.ListModelsResponse, error) {
+	paths := a.svc.auth == nil
+	if c, ok := callerFrom(ctx); ok {
+		paths = c.role.Includes(larder.RoleAdmin)
+	}
 	infos := a.svc.ListModels()
 	resp := &larderv1.ListModelsResponse{Models: make([]*larderv1.ModelInfo, len(infos))}
 	for i, m := range infos {
-		resp.Models[i] = &larderv1.ModelInfo{Ranker: m.Ranker, Version: m.Version, Path: m.Path, LoadedAt: timestamppb.New(m.LoadedAt)}
+		resp.Models[i] = &larderv1.ModelInfo{Ranker: m.Ranker, Version: m.Version, LoadedAt: timestamppb.New(m.LoadedAt)}
+		if paths {
+			resp.Models[i].Path = m.Path
+		}
 	}
 	return resp, nil
 }

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,10 +21,11 @@ import (
 )
 
 // GRPC is a gRPC server carrying larder's services (the FeatureService, the
-// operators' services, or both), the standard health service and server
-// reflection (so that grpcurl works without .proto files). The operators'
-// services are the AdminService and, when the Service has a job queue
-// (Config.Jobs), the JobService.
+// operators' services, or both), the standard health service and, unless
+// the project's server.reflection is false, server reflection (so that
+// grpcurl works without .proto files). The operators' services are the
+// AdminService and, when the Service has a job queue (Config.Jobs), the
+// JobService; every call of theirs is written to the audit log.
 type GRPC struct {
 	Server  *grpc.Server
 	Health  *health.Server
@@ -30,6 +33,10 @@ type GRPC struct {
 	codec   *serverCodec
 	load    *load
 	metrics *Metrics
+	// auth checks every caller; nil lets all call everything.
+	auth *Auth
+	// audit receives the audit lines.
+	audit *slog.Logger
 	// services are the names of the services it carries, for health.
 	services []string
 }
@@ -75,14 +82,20 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &GRPC{Health: health.NewServer(), logger: logger, codec: &serverCodec{}, load: svc.load, metrics: svc.metrics}
+	g := &GRPC{Health: health.NewServer(), logger: logger, codec: &serverCodec{}, load: svc.load, metrics: svc.metrics,
+		auth: svc.auth, audit: svc.audit}
 	// The metrics wrap unary, so that they also count the requests it
 	// refuses and those whose panic it turns into INTERNAL.
 	unary := grpc.UnaryServerInterceptor(g.unary)
 	if svc.metrics != nil {
 		unary = svc.metrics.wrap(unary)
 	}
-	opts = append(append(serverOptions(g.codec), grpc.ChainUnaryInterceptor(unary)), opts...)
+	base := append(serverOptions(g.codec), grpc.ChainUnaryInterceptor(unary))
+	if g.auth != nil {
+		// Health watches and reflection are streams.
+		base = append(base, grpc.ChainStreamInterceptor(g.stream))
+	}
+	opts = append(base, opts...)
 	g.Server = grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(g.Server, g.Health)
 	g.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -101,16 +114,81 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 		g.Health.SetServingStatus(larderv1.JobService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 		g.services = append(g.services, larderv1.JobService_ServiceDesc.ServiceName)
 	}
-	reflection.Register(g.Server)
+	if !svc.project.Server.NoReflection {
+		reflection.Register(g.Server)
+	}
 	return g
 }
 
-// unary is the server's interceptor of unary requests. A request that
-// could not be decoded is INVALID_ARGUMENT. A FeatureService request past
+// unary is the server's interceptor of unary requests. With Auth, a caller
+// is first authenticated and its role checked against the method. A call
+// of the operators' services is then written to the audit log, whatever
+// its outcome. The request goes on to handle.
+func (g *GRPC) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if audited(info.FullMethod) {
+		return g.handleAudited(ctx, req, info, handler)
+	}
+	if g.auth != nil {
+		if _, err := g.auth.authorize(ctx, info.FullMethod); err != nil {
+			return nil, err
+		}
+	}
+	return g.handle(ctx, req, info, handler)
+}
+
+// handleAudited handles a call of the operators' services and writes its
+// audit line: who called (a token's holder or a certificate's identity, and
+// the peer's address), the method and the outcome.
+func (g *GRPC) handleAudited(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	var c caller
+	if g.auth == nil {
+		c = peerCaller(ctx)
+	} else if c, err = g.auth.authorize(ctx, info.FullMethod); err == nil {
+		ctx = context.WithValue(ctx, callerKey{}, c)
+	}
+	if err == nil {
+		resp, err = g.handle(ctx, req, info, handler)
+	}
+	g.audit.LogAttrs(ctx, slog.LevelInfo, "audit",
+		slog.String("method", info.FullMethod),
+		slog.String("caller", c.name),
+		slog.String("auth", c.via),
+		slog.String("role", cmp.Or(string(c.role), "none")),
+		slog.String("peer", peerAddr(ctx)),
+		slog.String("code", status.Code(err).String()),
+		slog.Duration("duration", time.Since(start)))
+	return resp, err
+}
+
+// audited reports whether the calls of method are written to the audit
+// log: those of the operators' services.
+func audited(method string) bool {
+	return strings.HasPrefix(method, adminMethods) || strings.HasPrefix(method, jobMethods)
+}
+
+// The prefixes of the methods of the operators' services.
+const (
+	adminMethods = "/larder.v1.AdminService/"
+	jobMethods   = "/larder.v1.JobService/"
+)
+
+// stream is the server's interceptor of streams (health watches and
+// reflection), set with Auth: it authenticates the caller and checks its
+// role, as unary does.
+func (g *GRPC) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if _, err := g.auth.authorize(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// handle serves a request whose caller may make it. A request that could
+// not be decoded is INVALID_ARGUMENT. A FeatureService request past
 // server.max_concurrent_requests is shed: RESOURCE_EXHAUSTED at once. The
 // others go to the handler, through recoverUnary, within the server's
 // deadline (see load.deadline).
-func (g *GRPC) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+func (g *GRPC) handle(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := g.codec.decodeError(req); err != nil {
 		return nil, err
 	}

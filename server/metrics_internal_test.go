@@ -59,13 +59,14 @@ func BenchmarkMetricsInterceptor(b *testing.B) {
 
 // TestUnaryInterceptorAllocs checks that the server's own interceptor
 // (decoding errors, shedding, deadlines, panics) allocates nothing for a
-// request whose client set a deadline within server.max_deadline.
+// request whose client set a deadline within server.max_deadline. The
+// operators' calls, which write an audit line each, are not counted.
 func TestUnaryInterceptorAllocs(t *testing.T) {
 	g := &GRPC{codec: &serverCodec{}, load: newLoad(larder.Server{MaxConcurrentRequests: 4})}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	handler := func(context.Context, any) (any, error) { return nil, nil }
-	for _, method := range []string{"/larder.v1.FeatureService/GetFeatures", "/larder.v1.AdminService/ListModels"} {
+	for _, method := range []string{"/larder.v1.FeatureService/GetFeatures", "/grpc.health.v1.Health/Check"} {
 		info := &grpc.UnaryServerInfo{FullMethod: method}
 		if n := testing.AllocsPerRun(1000, func() { _, _ = g.unary(ctx, nil, info, handler) }); n != 0 {
 			t.Errorf("%s: %v allocations per request, want 0", method, n)

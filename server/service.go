@@ -50,6 +50,13 @@ type Config struct {
 	// runs besides its live generation. Nil leaves those fields of the
 	// response unset.
 	Freshness FreshnessFunc
+	// Auth, when set, authenticates the caller of every request but health
+	// checks and refuses the methods its role does not allow (see NewAuth).
+	// Nil lets every caller call every method.
+	Auth *Auth
+	// AuditLogger receives the audit line of every call of the operators'
+	// services (AdminService, JobService), at level INFO. Nil means Logger.
+	AuditLogger *slog.Logger
 }
 
 // FreshnessFunc returns what is known of the runs of view v: its last
@@ -75,6 +82,8 @@ type Service struct {
 	metrics   *Metrics
 	jobs      larder.JobQueue
 	freshness FreshnessFunc
+	auth      *Auth
+	audit     *slog.Logger
 
 	// degraded counts Rank responses served without the model.
 	degraded atomic.Int64
@@ -148,6 +157,8 @@ func New(cfg Config) (*Service, error) {
 		metrics:   cfg.Metrics,
 		jobs:      cfg.Jobs,
 		freshness: cfg.Freshness,
+		auth:      cfg.Auth,
+		audit:     cfg.AuditLogger,
 		load:      newLoad(cfg.Project.Server),
 	}
 	if s.metrics != nil {
@@ -155,6 +166,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.audit == nil {
+		s.audit = s.logger
 	}
 	if s.now == nil {
 		s.now = time.Now

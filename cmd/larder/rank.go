@@ -9,14 +9,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
-	"github.com/larder-dev/larder/server"
 )
 
 // rankOptions are the flags of larder rank.
@@ -28,6 +25,7 @@ type rankOptions struct {
 	explain    bool
 	asJSON     bool
 	timeout    time.Duration
+	client     clientOptions
 }
 
 func (a *app) rankCommand() *cobra.Command {
@@ -43,7 +41,14 @@ Keys and request features are typed by the project file: --request takes
 name=value, once per request feature, and a value is read as the type the
 ranker declares for it. With --explain it also prints, per candidate, the
 input the model saw and where each value came from (present, missing, null,
-stale, request or request default).`,
+stale, request or request default).
+
+rank calls --addr, or server.listen of the project file. A server that
+checks its callers (server.auth) needs a token of the read role, with
+--token-file, --token or LARDER_TOKEN, or a client certificate with
+--cert-file and --key-file. When the address comes from the project file
+and server.tls_cert_file is set, rank speaks TLS and trusts that
+certificate; with --addr, pass --tls and --ca-file.`,
 		Example: `  larder rank home_feed 42
   larder rank home_feed 42 --candidates 7,9,12 --request hour_of_day=20 --explain`,
 		Args: cobra.ExactArgs(2),
@@ -59,6 +64,7 @@ stale, request or request default).`,
 	f.BoolVar(&o.explain, "explain", false, "print each candidate's model input and where its values came from")
 	f.BoolVar(&o.asJSON, "json", false, "print the response as JSON")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the answer")
+	o.client.addFlags(cmd)
 	return cmd
 }
 
@@ -86,11 +92,13 @@ func (a *app) runRank(ctx context.Context, name, contextKey string, o rankOption
 		return err
 	}
 
-	addr := o.addr
+	// An address on the command line may name another server than the
+	// project file's, whose TLS settings then do not apply.
+	addr, from := o.addr, (*larder.Project)(nil)
 	if addr == "" {
-		addr = p.Server.Listen
+		addr, from = p.Server.Listen, p
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
+	conn, err := o.client.dial(addr, from)
 	if err != nil {
 		return fmt.Errorf("rank: server %s: %w", addr, err)
 	}
@@ -100,7 +108,7 @@ func (a *app) runRank(ctx context.Context, name, contextKey string, o rankOption
 	resp, err := larderv1.NewFeatureServiceClient(conn).Rank(ctx, req)
 	if err != nil {
 		st := status.Convert(err)
-		return fmt.Errorf("rank %s at %s: %s: %s", name, addr, st.Code(), st.Message())
+		return fmt.Errorf("rank %s at %s: %s: %s%s", name, addr, st.Code(), st.Message(), o.client.hint(st, from))
 	}
 	if o.asJSON {
 		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(resp)

@@ -7,13 +7,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
-	"github.com/larder-dev/larder/server"
 )
 
 func (a *app) reloadCommand() *cobra.Command {
@@ -21,6 +19,7 @@ func (a *app) reloadCommand() *cobra.Command {
 		addr      string
 		adminAddr string
 		timeout   time.Duration
+		client    clientOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "reload RANKER",
@@ -35,20 +34,27 @@ and reload exits with the reason.
 
 reload calls the server's AdminService at --admin-addr. Without it, it calls
 --addr; without either, server.admin_listen of the project file, or
-server.listen when admin_listen is not set.`,
+server.listen when admin_listen is not set.
+
+A server that checks its callers (server.auth) needs the admin role: a
+token with --token-file, --token or LARDER_TOKEN, or a client certificate
+with --cert-file and --key-file. When the address comes from the project
+file and server.tls_cert_file is set, reload speaks TLS and trusts that
+certificate; with an address on the command line, pass --tls and --ca-file.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// An address on the command line wins over the project file:
 			// it may name another server than the file's.
 			addr = cmp.Or(adminAddr, addr)
+			var from *larder.Project // the project addr comes from, if it does
 			if addr == "" {
 				p, err := a.loadConfig()
 				if err != nil {
 					return fmt.Errorf("%w; or name the server with --admin-addr", err)
 				}
-				addr = cmp.Or(p.Server.AdminListen, p.Server.Listen)
+				addr, from = cmp.Or(p.Server.AdminListen, p.Server.Listen), p
 			}
-			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
+			conn, err := client.dial(addr, from)
 			if err != nil {
 				return fmt.Errorf("reload: server %s: %w", addr, err)
 			}
@@ -61,7 +67,7 @@ server.listen when admin_listen is not set.`,
 				if st.Code() == codes.Unimplemented {
 					return fmt.Errorf("reload %s at %s: %s: %s; the server may serve the AdminService on an address of its own (server.admin_listen): name it with --admin-addr", args[0], addr, st.Code(), st.Message())
 				}
-				return fmt.Errorf("reload %s at %s: %s: %s", args[0], addr, st.Code(), st.Message())
+				return fmt.Errorf("reload %s at %s: %s: %s%s", args[0], addr, st.Code(), st.Message(), client.hint(st, from))
 			}
 			note := ""
 			if resp.GetOldVersion() == resp.GetNewVersion() {
@@ -74,5 +80,6 @@ server.listen when admin_listen is not set.`,
 	cmd.Flags().StringVar(&adminAddr, "admin-addr", "", "the address of the server's AdminService, host:port (default: --addr, else server.admin_listen of the project file, else server.listen)")
 	cmd.Flags().StringVar(&addr, "addr", "", "the server's gRPC address, host:port, for a server that serves the AdminService there (default: server.listen of the project file)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the server")
+	client.addFlags(cmd)
 	return cmd
 }

@@ -30,6 +30,9 @@ func (a *app) serveCommand() *cobra.Command {
 		workerCount   int
 		maxConcurrent int
 		deadline      time.Duration
+		tlsCert       string
+		tlsKey        string
+		tlsClientCA   string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -57,6 +60,16 @@ that sets no deadline, server.max_deadline at most) and in number: past
 server.max_concurrent_requests (or --max-concurrent-requests), FeatureService
 requests are refused at once with RESOURCE_EXHAUSTED; health checks and the
 AdminService never are.
+
+With server.tls_cert_file and server.tls_key_file (or --tls-cert-file and
+--tls-key-file), every listener speaks TLS only; with server.tls_client_ca_file
+(or --tls-client-ca-file), every client must present a certificate its
+authorities signed. With server.auth, every call but a health check needs a
+bearer token or a client certificate with a role (read, write or admin), and
+refuses the others with UNAUTHENTICATED or PERMISSION_DENIED. Every call of
+the AdminService and the JobService is written to standard error as an
+audit line (msg=audit), whatever --log-level says, with its caller, peer,
+method and outcome. server.reflection: false turns reflection off.
 
 With the embedded store (no redis.addresses), serve materializes every view
 at start-up, since the embedded store starts empty.
@@ -91,6 +104,15 @@ those abandoned by killed runs.`,
 			if err := limitFlags(&p.Server, maxConcurrent, deadline); err != nil {
 				return err
 			}
+			if err := tlsFlags(&p.Server, tlsCert, tlsKey, tlsClientCA); err != nil {
+				return err
+			}
+			// The certificates and tokens are read before anything starts,
+			// so that a mistake in them stops serve at once.
+			sec, err := a.loadSecurity(p)
+			if err != nil {
+				return err
+			}
 			// serve starts while Redis is down, NOT_SERVING until it answers.
 			b, err := a.openStoreWith(ctx, p, true)
 			if err != nil {
@@ -113,11 +135,14 @@ those abandoned by killed runs.`,
 				watchModels: watch,
 				schedule:    schedule,
 				workers:     workerCount,
+				security:    sec,
 			})
 			if err != nil {
 				return err
 			}
 			defer srv.close()
+			a.warnExposed(p, sec, srv.lis, srv.adminLis)
+			fmt.Fprintf(a.stderr, "%s\n", sec.describe(p))
 			if srv.metricsAddr != "" {
 				fmt.Fprintf(a.stderr, "metrics at http://%s/metrics\n", srv.metricsAddr)
 			}
@@ -144,7 +169,39 @@ those abandoned by killed runs.`,
 		fmt.Sprintf("the most FeatureService requests handled at once; more are refused with RESOURCE_EXHAUSTED (default: server.max_concurrent_requests, %d)", larder.DefaultMaxConcurrentRequests))
 	cmd.Flags().DurationVar(&deadline, "default-deadline", 0,
 		fmt.Sprintf("how long a request whose client set no deadline may take (default: server.default_deadline, %s)", larder.DurationText(larder.DefaultDeadline)))
+	cmd.Flags().StringVar(&tlsCert, "tls-cert-file", "", "the server's certificate (PEM): every listener speaks TLS only (default: server.tls_cert_file)")
+	cmd.Flags().StringVar(&tlsKey, "tls-key-file", "", "the key of the server's certificate (default: server.tls_key_file)")
+	cmd.Flags().StringVar(&tlsClientCA, "tls-client-ca-file", "", "the authorities (PEM) that sign client certificates: every client must present one (default: server.tls_client_ca_file)")
 	return cmd
+}
+
+// tlsFlags applies the TLS files given on serve's command line to s, over
+// the project file's: a path on the command line is relative to the
+// current folder, not to the project's. A certificate and its key come
+// together, and a client CA needs them.
+func tlsFlags(s *larder.Server, cert, key, clientCA string) error {
+	for _, f := range []struct {
+		flag string
+		to   *string
+	}{{cert, &s.TLSCertFile}, {key, &s.TLSKeyFile}, {clientCA, &s.TLSClientCAFile}} {
+		if f.flag == "" {
+			continue
+		}
+		abs, err := filepath.Abs(f.flag)
+		if err != nil {
+			return err
+		}
+		*f.to = abs
+	}
+	switch {
+	case s.TLSCertFile != "" && s.TLSKeyFile == "":
+		return errors.New("--tls-cert-file needs --tls-key-file (or server.tls_key_file): the key of the certificate")
+	case s.TLSKeyFile != "" && s.TLSCertFile == "":
+		return errors.New("--tls-key-file needs --tls-cert-file (or server.tls_cert_file): the certificate of the key")
+	case s.TLSClientCAFile != "" && s.TLSCertFile == "":
+		return errors.New("--tls-client-ca-file needs --tls-cert-file and --tls-key-file: the server's own certificate comes first")
+	}
+	return nil
 }
 
 // limitFlags applies the limits given on serve's command line to s, over
@@ -181,6 +238,9 @@ type serveOptions struct {
 	schedule bool
 	// workers, when positive, processes that many jobs at a time.
 	workers int
+	// security, when set, is the TLS and the authentication of every
+	// listener; nil serves in plaintext and lets everyone in.
+	security *serverSecurity
 }
 
 // healthInterval is how often serve checks that Redis answers and that a
@@ -300,8 +360,12 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 		jobs = a.newQueue(p, b, ops.job)
 	}
 
+	var auth *server.Auth
+	if opts.security != nil {
+		auth = opts.security.auth
+	}
 	svc, err := server.New(server.Config{Project: p, Store: b.store, Models: loaded, Logger: a.logger, Now: a.now, LoadModel: loadModel,
-		Metrics: metrics, Jobs: jobs, Freshness: viewFreshness(p, b.store, a.now)})
+		Metrics: metrics, Jobs: jobs, Freshness: viewFreshness(p, b.store, a.now), Auth: auth, AuditLogger: a.auditLogger()})
 	if err != nil {
 		return nil, err
 	}
@@ -311,16 +375,17 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 		return nil, fmt.Errorf("listen on %s: %w (set server.listen or pass --listen)", opts.addr, err)
 	}
 	r.addr = r.lis.Addr().String()
+	grpcOpts := opts.security.serverOptions()
 	if opts.adminAddr == "" {
-		r.grpc = server.NewGRPC(svc, a.logger)
+		r.grpc = server.NewGRPC(svc, a.logger, grpcOpts...)
 	} else {
 		r.adminLis, err = net.Listen("tcp", opts.adminAddr)
 		if err != nil {
 			return nil, fmt.Errorf("admin: listen on %s: %w (set server.admin_listen or pass --admin-listen)", opts.adminAddr, err)
 		}
 		r.adminAddr = r.adminLis.Addr().String()
-		r.grpc = server.NewFeatureGRPC(svc, a.logger)
-		r.admin = server.NewAdminGRPC(svc, a.logger)
+		r.grpc = server.NewFeatureGRPC(svc, a.logger, grpcOpts...)
+		r.admin = server.NewAdminGRPC(svc, a.logger, grpcOpts...)
 	}
 
 	var watchCtx context.Context

@@ -225,7 +225,8 @@ type ModelInfo struct {
 	// "sha256:0123456789ab", or "unavailable" when the server runs without ONNX
 	// Runtime and answers Rank in degraded mode.
 	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	// The model file the ranker's model is loaded from.
+	// The model file the ranker's model is loaded from. Empty unless the
+	// caller has the admin role, or the server checks no caller.
 	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
 	// When the current model was loaded: at start-up or by the last successful
 	// reload.

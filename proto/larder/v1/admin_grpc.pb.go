@@ -30,9 +30,10 @@ const (
 // AdminService lets operators manage a running server: reload a ranker's
 // model from its file, and see which model each ranker serves with.
 //
-// It is served on the same port as FeatureService. It never takes a file path
-// from the caller: a reload reads the file named by the ranker's model in
-// larder.yaml.
+// It is served on the same port as FeatureService, or on server.admin_listen
+// alone. It never takes a file path from the caller: a reload reads the file
+// named by the ranker's model in larder.yaml. Every call is written to the
+// server's audit log, with its caller and outcome.
 //
 // Errors are reported as gRPC status codes:
 //
@@ -46,12 +47,16 @@ const (
 //     (server.default_deadline for a call that sets none, server.max_deadline
 //     at most). Calls are never refused for load:
 //     server.max_concurrent_requests counts FeatureService calls only.
+//   - UNAUTHENTICATED: the server checks its callers (server.auth) and the
+//     call carries no credential, or an unknown one.
+//   - PERMISSION_DENIED: the caller's role does not allow the method.
 type AdminServiceClient interface {
 	// ReloadModel loads the ranker's model file again, checks it, and swaps it
 	// in atomically. Rank requests in flight finish on the old model, which is
-	// released once the last of them is done.
+	// released once the last of them is done. It needs the admin role.
 	ReloadModel(ctx context.Context, in *ReloadModelRequest, opts ...grpc.CallOption) (*ReloadModelResponse, error)
-	// ListModels returns the model each ranker serves with.
+	// ListModels returns the model each ranker serves with. It needs the read
+	// role; the models' paths are given to the admin role only.
 	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
 }
 
@@ -90,9 +95,10 @@ func (c *adminServiceClient) ListModels(ctx context.Context, in *ListModelsReque
 // AdminService lets operators manage a running server: reload a ranker's
 // model from its file, and see which model each ranker serves with.
 //
-// It is served on the same port as FeatureService. It never takes a file path
-// from the caller: a reload reads the file named by the ranker's model in
-// larder.yaml.
+// It is served on the same port as FeatureService, or on server.admin_listen
+// alone. It never takes a file path from the caller: a reload reads the file
+// named by the ranker's model in larder.yaml. Every call is written to the
+// server's audit log, with its caller and outcome.
 //
 // Errors are reported as gRPC status codes:
 //
@@ -106,12 +112,16 @@ func (c *adminServiceClient) ListModels(ctx context.Context, in *ListModelsReque
 //     (server.default_deadline for a call that sets none, server.max_deadline
 //     at most). Calls are never refused for load:
 //     server.max_concurrent_requests counts FeatureService calls only.
+//   - UNAUTHENTICATED: the server checks its callers (server.auth) and the
+//     call carries no credential, or an unknown one.
+//   - PERMISSION_DENIED: the caller's role does not allow the method.
 type AdminServiceServer interface {
 	// ReloadModel loads the ranker's model file again, checks it, and swaps it
 	// in atomically. Rank requests in flight finish on the old model, which is
-	// released once the last of them is done.
+	// released once the last of them is done. It needs the admin role.
 	ReloadModel(context.Context, *ReloadModelRequest) (*ReloadModelResponse, error)
-	// ListModels returns the model each ranker serves with.
+	// ListModels returns the model each ranker serves with. It needs the read
+	// role; the models' paths are given to the admin role only.
 	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }

@@ -38,6 +38,8 @@ const (
 // It is an operators' service, served with AdminService: on the admin
 // listener when server.admin_listen is set, else on the public one. A server
 // started without a job queue does not serve it: every call is UNIMPLEMENTED.
+// Every method needs the admin role, and every call is written to the
+// server's audit log, with its caller and outcome.
 //
 // Errors are reported as gRPC status codes:
 //
@@ -63,6 +65,9 @@ const (
 //     server.max_concurrent_requests counts FeatureService calls only.
 //   - UNIMPLEMENTED: this server has no job queue, or this listener does not
 //     serve operators' services.
+//   - UNAUTHENTICATED: the server checks its callers (server.auth) and the
+//     call carries no credential, or an unknown one.
+//   - PERMISSION_DENIED: the caller does not have the admin role.
 //
 // A job as `grpcurl` prints it (GetJob's response; fields at their zero
 // value are left out, 64-bit integers are strings):
@@ -188,6 +193,8 @@ func (c *jobServiceClient) CancelJob(ctx context.Context, in *CancelJobRequest, 
 // It is an operators' service, served with AdminService: on the admin
 // listener when server.admin_listen is set, else on the public one. A server
 // started without a job queue does not serve it: every call is UNIMPLEMENTED.
+// Every method needs the admin role, and every call is written to the
+// server's audit log, with its caller and outcome.
 //
 // Errors are reported as gRPC status codes:
 //
@@ -213,6 +220,9 @@ func (c *jobServiceClient) CancelJob(ctx context.Context, in *CancelJobRequest, 
 //     server.max_concurrent_requests counts FeatureService calls only.
 //   - UNIMPLEMENTED: this server has no job queue, or this listener does not
 //     serve operators' services.
+//   - UNAUTHENTICATED: the server checks its callers (server.auth) and the
+//     call carries no credential, or an unknown one.
+//   - PERMISSION_DENIED: the caller does not have the admin role.
 //
 // A job as `grpcurl` prints it (GetJob's response; fields at their zero
 // value are left out, 64-bit integers are strings):

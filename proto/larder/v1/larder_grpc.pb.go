@@ -70,6 +70,12 @@ const (
 //   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation, or
 //     the server's own deadline: server.default_deadline (5s by default) for
 //     a request that sets none, server.max_deadline (30s) at most.
+//   - UNAUTHENTICATED: the server checks its callers (server.auth) and the
+//     request carries no credential, or an unknown one: send a bearer token
+//     in the "authorization" metadata ("Bearer TOKEN"), or connect with a
+//     client certificate the server knows.
+//   - PERMISSION_DENIED: the caller's role does not allow the method. Every
+//     method here needs the read role.
 type FeatureServiceClient interface {
 	// GetFeatures returns the requested features of each entity key, read from
 	// the live generation of each view in one round trip to the store.
@@ -184,6 +190,12 @@ func (c *featureServiceClient) ListViews(ctx context.Context, in *ListViewsReque
 //   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation, or
 //     the server's own deadline: server.default_deadline (5s by default) for
 //     a request that sets none, server.max_deadline (30s) at most.
+//   - UNAUTHENTICATED: the server checks its callers (server.auth) and the
+//     request carries no credential, or an unknown one: send a bearer token
+//     in the "authorization" metadata ("Bearer TOKEN"), or connect with a
+//     client certificate the server knows.
+//   - PERMISSION_DENIED: the caller's role does not allow the method. Every
+//     method here needs the read role.
 type FeatureServiceServer interface {
 	// GetFeatures returns the requested features of each entity key, read from
 	// the live generation of each view in one round trip to the store.
