@@ -109,7 +109,7 @@ func newFuzzServer(tb testing.TB) *fuzzServer {
 	}
 	long := make([]string, 3*testMaxCandidates)
 	for i := range long {
-		long[i] = []string{"i1", "i2", "i3", "i4", "i5", "i6", "", "\xff"}[i%8]
+		long[i] = []string{"i1", "i2", "i3", "i4", "i5", "i6", "", "ï"}[i%8]
 	}
 	publish(tb, st, p, "user_recs", map[larder.Key]larder.Row{
 		larder.Int64Key(1): list("i2", "i5", "i1", "i6", "i3", "i4"),
