@@ -26,7 +26,7 @@ func (s *Service) GetFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 }
 
 func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequest) (*larderv1.GetFeaturesResponse, error) {
-	limits := &s.project.Server
+	limits, c := &s.limits, s.serving()
 	switch n := len(req.GetKeys()); {
 	case n == 0:
 		return nil, larder.Invalidf("keys: at least one entity key is required")
@@ -51,9 +51,9 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 		if !ok {
 			return nil, larder.Invalidf("features[%d]: %s is not a feature reference: write view:feature or view:*", i, echo(ref))
 		}
-		v := s.project.View(viewName)
+		v := c.project.View(viewName)
 		if v == nil {
-			return nil, larder.Invalidf("features[%d]: unknown view %s%s", i, echo(viewName), knownViews(s.project))
+			return nil, larder.Invalidf("features[%d]: unknown view %s%s", i, echo(viewName), knownViews(c.project))
 		}
 		if entity == nil {
 			entity = v.EntityDef()
@@ -63,7 +63,7 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 		li := buf.lookup(v)
 		if feature == "*" {
 			for fi := range v.Features {
-				buf.column(s.names[v], li, fi)
+				buf.column(c.names[v], li, fi)
 			}
 			continue
 		}
@@ -71,7 +71,7 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 		if fi < 0 {
 			return nil, larder.Invalidf("features[%d]: view %q has no feature %s%s", i, viewName, echo(feature), knownFeatures(v))
 		}
-		buf.column(s.names[v], li, fi)
+		buf.column(c.names[v], li, fi)
 	}
 	if nk, nc := len(req.GetKeys()), len(buf.cols); nk*nc > limits.MaxRequestCells {
 		return nil, fmt.Errorf("request %w: %d keys × %d columns is %d values, more than the limit of %d per request (server.max_request_cells); ask for at most %d keys of these columns per request",

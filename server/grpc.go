@@ -114,7 +114,7 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 		g.Health.SetServingStatus(larderv1.JobService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 		g.services = append(g.services, larderv1.JobService_ServiceDesc.ServiceName)
 	}
-	if !svc.project.Server.NoReflection {
+	if !svc.limits.NoReflection {
 		reflection.Register(g.Server)
 	}
 	return g

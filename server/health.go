@@ -27,11 +27,12 @@ func (s *Service) Ready(ctx context.Context) error {
 			return fmt.Errorf("the online store does not answer: %w", err)
 		}
 	}
-	if len(s.project.Views) == 0 {
+	views := s.serving().project.Views
+	if len(views) == 0 {
 		return nil
 	}
 	var last error
-	for _, v := range s.project.Views {
+	for _, v := range views {
 		var err error
 		if fr, ok := s.store.(larder.FreshReader); ok {
 			_, err = fr.LiveFresh(ctx, v)

@@ -138,7 +138,7 @@ func (j *jobServer) spec(req *larderv1.SubmitJobRequest) (larder.JobSpec, error)
 // materializeArgs checks a MaterializeJob and returns its arguments and
 // its description.
 func (j *jobServer) materializeArgs(m *larderv1.MaterializeJob) (larder.MaterializeArgs, string, error) {
-	p := j.svc.project
+	p := j.svc.serving().project
 	views := m.GetViews()
 	if len(views) == 0 {
 		return larder.MaterializeArgs{}, "", larder.Invalidf("materialize.views: at least one view is required%s", knownViews(p))
@@ -162,7 +162,7 @@ func (j *jobServer) materializeArgs(m *larderv1.MaterializeJob) (larder.Material
 // scoreArgs checks a ScoreJob and returns its arguments and its
 // description.
 func (j *jobServer) scoreArgs(s *larderv1.ScoreJob) (larder.ScoreArgs, string, error) {
-	p := j.svc.project
+	p := j.svc.serving().project
 	var model string
 	switch {
 	case s.GetRanker() == "" && s.GetView() == "":

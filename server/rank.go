@@ -31,11 +31,11 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 	switch {
 	case n == 0 && !fromStore:
 		return nil, larder.Invalidf("candidate_keys: at least one candidate is required (ranker %q has no candidates_from view to take them from)", r.Name)
-	case n > s.project.Server.MaxCandidates:
-		return nil, larder.Invalidf("candidate_keys: %d candidates is more than the limit of %d per request (server.max_candidates)", n, s.project.Server.MaxCandidates)
-	case n*len(plan.inputs) > s.project.Server.MaxRequestCells:
+	case n > s.limits.MaxCandidates:
+		return nil, larder.Invalidf("candidate_keys: %d candidates is more than the limit of %d per request (server.max_candidates)", n, s.limits.MaxCandidates)
+	case n*len(plan.inputs) > s.limits.MaxRequestCells:
 		return nil, fmt.Errorf("request %w: %d candidates × %d inputs of ranker %q is %d values, more than the limit of %d per request (server.max_request_cells); send at most %d candidates per request",
-			larder.ErrTooLarge, n, len(plan.inputs), r.Name, n*len(plan.inputs), s.project.Server.MaxRequestCells, plan.maxCandidates)
+			larder.ErrTooLarge, n, len(plan.inputs), r.Name, n*len(plan.inputs), s.limits.MaxRequestCells, plan.maxCandidates)
 	}
 	topK := int(req.GetTopK())
 	if topK < 0 {

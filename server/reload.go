@@ -62,7 +62,7 @@ func (s *Service) SwapModel(ctx context.Context, ranker string, m Model) (old st
 	if err != nil {
 		return "", err
 	}
-	st := &plan.state
+	st := plan.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return s.swapLocked(ctx, plan, st, m)
@@ -78,7 +78,7 @@ func (s *Service) Reload(ctx context.Context, ranker string) (old, current strin
 	if err != nil {
 		return "", "", err
 	}
-	st := &plan.state
+	st := plan.state
 	if s.loadModel == nil {
 		return "", "", s.refuse(ranker, errNoLoader)
 	}
@@ -104,8 +104,9 @@ func (s *Service) Reload(ctx context.Context, ranker string) (old, current strin
 // name. A server that swaps models closes the replaced ones itself; at
 // shutdown, once no request is in flight, its owner closes these.
 func (s *Service) Models() map[string]Model {
-	ms := make(map[string]Model, len(s.rankers))
-	for name, plan := range s.rankers {
+	rankers := s.serving().rankers
+	ms := make(map[string]Model, len(rankers))
+	for name, plan := range rankers {
 		ms[name] = plan.slot.current()
 	}
 	return ms
@@ -121,13 +122,14 @@ type ModelInfo struct {
 
 // ListModels describes the model of every ranker, in project order.
 func (s *Service) ListModels() []ModelInfo {
-	infos := make([]ModelInfo, 0, len(s.project.Rankers))
-	for _, r := range s.project.Rankers {
-		plan := s.rankers[r.Name]
+	c := s.serving()
+	infos := make([]ModelInfo, 0, len(c.project.Rankers))
+	for _, r := range c.project.Rankers {
+		plan := c.rankers[r.Name]
 		if plan == nil {
 			continue
 		}
-		st := &plan.state
+		st := plan.state
 		st.mu.Lock()
 		infos = append(infos, ModelInfo{Ranker: r.Name, Version: plan.slot.current().Version(), Path: st.path, LoadedAt: st.loadedAt})
 		st.mu.Unlock()
@@ -137,15 +139,16 @@ func (s *Service) ListModels() []ModelInfo {
 
 // plan returns the plan of the named ranker, or an *larder.InvalidError.
 func (s *Service) plan(ranker string) (*rankerPlan, error) {
-	plan := s.rankers[ranker]
+	c := s.serving()
+	plan := c.rankers[ranker]
 	if plan == nil {
 		if ranker == "" {
-			return nil, larder.Invalidf("ranker: is required%s", knownRankers(s.project))
+			return nil, larder.Invalidf("ranker: is required%s", knownRankers(c.project))
 		}
 		if msg := checkName(ranker, larder.MaxNameBytes); msg != "" {
-			return nil, larder.Invalidf("ranker: %s%s", msg, knownRankers(s.project))
+			return nil, larder.Invalidf("ranker: %s%s", msg, knownRankers(c.project))
 		}
-		return nil, larder.Invalidf("ranker: unknown ranker %s%s", echo(ranker), knownRankers(s.project))
+		return nil, larder.Invalidf("ranker: unknown ranker %s%s", echo(ranker), knownRankers(c.project))
 	}
 	return plan, nil
 }

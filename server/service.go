@@ -71,11 +71,14 @@ type FreshnessFunc func(ctx context.Context, v *larder.View) (larder.ViewFreshne
 type Service struct {
 	larderv1.UnimplementedFeatureServiceServer
 
-	project *larder.Project
-	store   larder.FeatureStore
-	logger  *slog.Logger
-	now     func() time.Time
-	rankers map[string]*rankerPlan
+	store  larder.FeatureStore
+	logger *slog.Logger
+	now    func() time.Time
+	// limits are the server block of the project the Service was made
+	// with: a reload (ApplyProject) does not change them.
+	limits larder.Server
+	// cfg is what the Service serves by now; ApplyProject replaces it.
+	cfg atomic.Pointer[servingConfig]
 
 	// loadModel, metrics, jobs and freshness come from Config.
 	loadModel LoadModelFunc
@@ -92,10 +95,22 @@ type Service struct {
 	// gRPC server of the Service.
 	load *load
 
-	// names holds "view:feature" of every feature of every view, built at
-	// start-up for GetFeatures requests of view:*.
+}
+
+// servingConfig is a project resolved for serving: its views and rankers,
+// and the plans of its rankers. A request reads it once, at its start, so
+// that a reload never shows it half of one configuration and half of
+// another.
+type servingConfig struct {
+	project *larder.Project
+	rankers map[string]*rankerPlan
+	// names holds "view:feature" of every feature of every view, for
+	// GetFeatures requests of view:*.
 	names map[*larder.View][]string
 }
+
+// serving returns the configuration the Service serves by now.
+func (s *Service) serving() *servingConfig { return s.cfg.Load() }
 
 // Degraded returns how many Rank responses were served in degraded mode:
 // candidates in their precomputed order because the model failed.
@@ -107,7 +122,7 @@ func (s *Service) Degraded() int64 { return s.degraded.Load() }
 type rankerPlan struct {
 	ranker *larder.Ranker
 	slot   *modelSlot
-	state  modelState // reloads of the slot's model
+	state  *modelState // reloads of the slot's model
 	// scoreTimeout bounds the wait for the model's scores (see
 	// scoreTimeout); a swap keeps the ranker, and so the timeout.
 	scoreTimeout time.Duration
@@ -147,11 +162,10 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("server: a project and a store are required")
 	}
 	s := &Service{
-		project: cfg.Project,
-		store:   cfg.Store,
-		logger:  cfg.Logger,
-		now:     cfg.Now,
-		rankers: make(map[string]*rankerPlan, len(cfg.Project.Rankers)),
+		store:  cfg.Store,
+		logger: cfg.Logger,
+		now:    cfg.Now,
+		limits: cfg.Project.Server,
 
 		loadModel: cfg.LoadModel,
 		metrics:   cfg.Metrics,
@@ -173,14 +187,7 @@ func New(cfg Config) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.names = make(map[*larder.View][]string, len(cfg.Project.Views))
-	for _, v := range cfg.Project.Views {
-		names := make([]string, len(v.Features))
-		for i, f := range v.Features {
-			names[i] = v.Name + ":" + f.Name
-		}
-		s.names[v] = names
-	}
+	c := newServingConfig(cfg.Project)
 	for _, r := range cfg.Project.Rankers {
 		m := cfg.Models[r.Name]
 		if m == nil {
@@ -192,17 +199,37 @@ func New(cfg Config) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("server: ranker %q: %w", r.Name, err)
 		}
-		plan := planRanker(r, m)
-		plan.maxCandidates = max(1, min(cfg.Project.Server.MaxCandidates, cfg.Project.Server.MaxRequestCells/max(1, len(r.Inputs))))
-		plan.state.path, plan.state.loadedAt = cfg.Project.Path(r.Model), s.now()
-		s.rankers[r.Name] = plan
+		plan := s.planRanker(r, newModelSlot(m), &modelState{path: cfg.Project.Path(r.Model), loadedAt: s.now()})
+		c.rankers[r.Name] = plan
 		s.metrics.initRanker(r.Name, m.Version(), plan.state.loadedAt)
 	}
+	s.cfg.Store(c)
 	return s, nil
 }
 
-func planRanker(r *larder.Ranker, m Model) *rankerPlan {
-	p := &rankerPlan{ranker: r, slot: newModelSlot(m), scoreTimeout: scoreTimeout(r, m), request: map[string]bool{}}
+// newServingConfig resolves p's views for serving; its rankers' plans are
+// left for the caller to add.
+func newServingConfig(p *larder.Project) *servingConfig {
+	c := &servingConfig{
+		project: p,
+		rankers: make(map[string]*rankerPlan, len(p.Rankers)),
+		names:   make(map[*larder.View][]string, len(p.Views)),
+	}
+	for _, v := range p.Views {
+		names := make([]string, len(v.Features))
+		for i, f := range v.Features {
+			names[i] = v.Name + ":" + f.Name
+		}
+		c.names[v] = names
+	}
+	return c
+}
+
+// planRanker resolves ranker r, which serves with the model in slot, whose
+// reloads state records, within the Service's limits.
+func (s *Service) planRanker(r *larder.Ranker, slot *modelSlot, state *modelState) *rankerPlan {
+	p := &rankerPlan{ranker: r, slot: slot, state: state, scoreTimeout: scoreTimeout(r, slot.current()), request: map[string]bool{}}
+	p.maxCandidates = max(1, min(s.limits.MaxCandidates, s.limits.MaxRequestCells/max(1, len(r.Inputs))))
 	index := func(views *[]*larder.View, v *larder.View) int {
 		if i := slices.Index(*views, v); i >= 0 {
 			return i
@@ -232,8 +259,9 @@ func planRanker(r *larder.Ranker, m Model) *rankerPlan {
 // Config.Freshness, its runs.
 func (s *Service) ListViews(ctx context.Context, _ *larderv1.ListViewsRequest) (*larderv1.ListViewsResponse, error) {
 	now := s.now()
-	resp := &larderv1.ListViewsResponse{Views: make([]*larderv1.ViewInfo, 0, len(s.project.Views))}
-	for _, v := range s.project.Views {
+	project := s.serving().project
+	resp := &larderv1.ListViewsResponse{Views: make([]*larderv1.ViewInfo, 0, len(project.Views))}
+	for _, v := range project.Views {
 		info := &larderv1.ViewInfo{
 			Name:     v.Name,
 			Kind:     string(v.Kind),
