@@ -94,7 +94,6 @@ type Service struct {
 	// load bounds the requests in progress and their deadlines, for every
 	// gRPC server of the Service.
 	load *load
-
 }
 
 // servingConfig is a project resolved for serving: its views and rankers,
