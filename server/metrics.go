@@ -42,6 +42,7 @@ type Metrics struct {
 	// rowsByView holds each view's rowsRead series, by view name.
 	rowsByView sync.Map
 	shed       *prometheus.CounterVec
+	configs    *prometheus.CounterVec
 
 	// methods holds the pre-resolved series of every known unary method, by
 	// full method name. It is not written after NewMetrics, so the
@@ -107,9 +108,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "larder_grpc_shed_total",
 			Help: "FeatureService requests refused at once because server.max_concurrent_requests were in progress, by method.",
 		}, []string{"method"}),
+		configs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_config_reloads_total",
+			Help: "Attempts to apply an edited larder.yaml to the running server, by result: ok (applied) or refused (the previous configuration kept serving).",
+		}, []string{"result"}),
 		methods: map[string]*methodMetrics{},
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.reloads, m.modelInfo, m.modelLoaded, m.storeErrors, m.rowsRead, m.lost, m.shed} {
+	m.configs.WithLabelValues("ok")
+	m.configs.WithLabelValues("refused")
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.reloads, m.modelInfo, m.modelLoaded, m.storeErrors, m.rowsRead, m.lost, m.shed, m.configs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %w", err)
 		}
@@ -217,6 +224,26 @@ func (m *Metrics) modelSwapped(ranker, old, current string, at time.Time) {
 	}
 	m.modelInfo.WithLabelValues(ranker, current).Set(1)
 	m.modelLoaded.WithLabelValues(ranker).Set(float64(at.UnixNano()) / 1e9)
+}
+
+// rankerRemoved drops the series of a ranker a new configuration removed.
+func (m *Metrics) rankerRemoved(ranker, version string) {
+	if m != nil {
+		m.modelInfo.DeleteLabelValues(ranker, version)
+		m.modelLoaded.DeleteLabelValues(ranker)
+	}
+}
+
+// configApplied counts an attempt to apply a new configuration.
+func (m *Metrics) configApplied(ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.configs.WithLabelValues("ok").Inc()
+	} else {
+		m.configs.WithLabelValues("refused").Inc()
+	}
 }
 
 func (m *Metrics) modelRefused(ranker string) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -13,8 +14,18 @@ import (
 // returns the best ones, highest score first.
 func (s *Service) Rank(ctx context.Context, req *larderv1.RankRequest) (*larderv1.RankResponse, error) {
 	resp, err := s.rank(ctx, req)
+	// A request that read the configuration just before ApplyProject
+	// replaced its ranker, and reached the model just after, starts again
+	// on the new configuration.
+	for try := 1; errors.Is(err, errReconfigured) && try < 5; try++ {
+		resp, err = s.rank(ctx, req)
+	}
 	return resp, toStatus(err)
 }
+
+// errReconfigured is the error of a Rank whose ranker's model was retired
+// by ApplyProject while the request ran; Rank tries it again.
+var errReconfigured = fmt.Errorf("%w: the ranker was reconfigured while the request ran; try again", larder.ErrUnavailable)
 
 func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv1.RankResponse, error) {
 	plan, err := s.plan(req.GetRanker())
@@ -121,6 +132,10 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 	}
 
 	model := plan.slot.acquire()
+	if _, ok := model.Model.(retiredModel); ok {
+		model.release()
+		return nil, errReconfigured
+	}
 	defer model.release()
 	now := s.now()
 	f := len(plan.inputs)

@@ -58,6 +58,8 @@ const trialMinTimeout = time.Second
 // *larder.InvalidError for an unknown ranker, and a *ModelRefusedError
 // otherwise.
 func (s *Service) SwapModel(ctx context.Context, ranker string, m Model) (old string, err error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	plan, err := s.plan(ranker)
 	if err != nil {
 		return "", err
@@ -74,6 +76,8 @@ func (s *Service) SwapModel(ctx context.Context, ranker string, m Model) (old st
 // error is a *ModelRefusedError; an unknown ranker is an
 // *larder.InvalidError.
 func (s *Service) Reload(ctx context.Context, ranker string) (old, current string, err error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	plan, err := s.plan(ranker)
 	if err != nil {
 		return "", "", err

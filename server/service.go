@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +80,10 @@ type Service struct {
 	limits larder.Server
 	// cfg is what the Service serves by now; ApplyProject replaces it.
 	cfg atomic.Pointer[servingConfig]
+	// applyMu makes ApplyProject, SwapModel and Reload run one at a time,
+	// so that a model is never swapped into the slot of a ranker a new
+	// configuration just retired.
+	applyMu sync.Mutex
 
 	// loadModel, metrics, jobs and freshness come from Config.
 	loadModel LoadModelFunc
