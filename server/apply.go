@@ -32,7 +32,7 @@ import (
 func (s *Service) ApplyProject(ctx context.Context, p *larder.Project) (err error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	defer func() { s.metrics.configApplied(err == nil) }()
+	defer func() { s.metrics.CountConfigReload(err == nil) }()
 	if p == nil {
 		return errors.New("no project")
 	}

@@ -234,8 +234,10 @@ func (m *Metrics) rankerRemoved(ranker, version string) {
 	}
 }
 
-// configApplied counts an attempt to apply a new configuration.
-func (m *Metrics) configApplied(ok bool) {
+// CountConfigReload counts an attempt to apply an edited larder.yaml:
+// ApplyProject counts its own; its caller counts the files it refused
+// before (a file that does not load, for one).
+func (m *Metrics) CountConfigReload(ok bool) {
 	if m == nil {
 		return
 	}

@@ -158,10 +158,12 @@ func (a *app) openStore(ctx context.Context, p *larder.Project) (*backend, error
 	return a.openStoreWith(ctx, p, false)
 }
 
-// openStoreWith is openStore; with allowDown, a Redis that does not answer
-// is reported on standard error and the store is returned anyway: for a
-// long-running process that becomes ready when Redis returns.
-func (a *app) openStoreWith(ctx context.Context, p *larder.Project, allowDown bool) (*backend, error) {
+// openStoreWith is openStore; serving opens it for a server: a Redis that
+// does not answer is reported on standard error and the store is returned
+// anyway, for a long-running process that becomes ready when Redis
+// returns, and a read of a view whose schema changed reads the newest
+// generation of the process's own schema (store.Options.ServeOwnSchema).
+func (a *app) openStoreWith(ctx context.Context, p *larder.Project, serving bool) (*backend, error) {
 	b := &backend{}
 	if p.Redis.Embedded() {
 		m := miniredis.NewMiniRedis()
@@ -184,7 +186,7 @@ func (a *app) openStoreWith(ctx context.Context, p *larder.Project, allowDown bo
 		defer cancel()
 		if err := c.Ping(pingCtx).Err(); err != nil {
 			err = fmt.Errorf("%w%s", err, tlsHint(r, err))
-			if !allowDown {
+			if !serving {
 				c.Close()
 				return nil, fmt.Errorf("redis %v: %w (is it running? set redis.addresses in %s or pass --redis)", p.Redis.Addrs, err, a.configPath)
 			}
@@ -195,6 +197,9 @@ func (a *app) openStoreWith(ctx context.Context, p *larder.Project, allowDown bo
 		Logger:      a.logger,
 		Now:         a.now,
 		GracePeriod: p.Redis.GracePeriod,
+		// A server keeps serving through a change of a view's schema: it
+		// reads the newest generation of the schema its larder.yaml has.
+		ServeOwnSchema: serving,
 	})
 	return b, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -26,6 +27,7 @@ func (a *app) serveCommand() *cobra.Command {
 		adminListen   string
 		drain         time.Duration
 		watch         bool
+		watchConfig   bool
 		schedule      bool
 		workerCount   int
 		maxConcurrent int
@@ -47,6 +49,15 @@ The AdminService can swap models, so anyone who reaches it can. With
 with its own health checks and reflection, and the main address answers its
 methods with UNIMPLEMENTED: give it a loopback or private address, such as
 127.0.0.1:50052. Without either, it is served on the main address.
+
+serve reloads the project file on SIGHUP and when the file changes
+(--watch-config): views and rankers added, removed or changed apply at once,
+all or nothing, while requests keep being served; a file that does not load,
+or a model that does not fit, is refused and the previous configuration keeps
+serving. The server, redis, scheduler and jobs blocks apply at the next
+restart, and a serve that runs --schedule or --workers takes no reload. A
+view whose schema changed keeps being served from the newest generation of
+the schema the running configuration has, until the server takes the new one.
 
 A ranker's model is reloaded when its file is replaced or rewritten (and on
 larder reload): the new model is checked and swapped in while requests keep
@@ -89,22 +100,27 @@ those abandoned by killed runs.`,
 			if err != nil {
 				return err
 			}
-			if listen != "" {
-				p.Server.Listen = listen
-			}
-			if metricsListen != "" {
-				p.Server.MetricsListen = metricsListen
-			}
-			if adminListen != "" {
-				p.Server.AdminListen = adminListen
-			}
 			if workerCount < 0 {
 				return fmt.Errorf("--workers %d: want 0 (no worker in this process) or more", workerCount)
 			}
-			if err := limitFlags(&p.Server, maxConcurrent, deadline); err != nil {
-				return err
+			// prepare applies the command line over the project file's
+			// server block, at start-up and at each reload.
+			prepare := func(p *larder.Project) error {
+				if listen != "" {
+					p.Server.Listen = listen
+				}
+				if metricsListen != "" {
+					p.Server.MetricsListen = metricsListen
+				}
+				if adminListen != "" {
+					p.Server.AdminListen = adminListen
+				}
+				if err := limitFlags(&p.Server, maxConcurrent, deadline); err != nil {
+					return err
+				}
+				return tlsFlags(&p.Server, tlsCert, tlsKey, tlsClientCA)
 			}
-			if err := tlsFlags(&p.Server, tlsCert, tlsKey, tlsClientCA); err != nil {
+			if err := prepare(p); err != nil {
 				return err
 			}
 			// The certificates and tokens are read before anything starts,
@@ -141,6 +157,16 @@ those abandoned by killed runs.`,
 				return err
 			}
 			defer srv.close()
+			reloader := &configReloader{a: a, r: srv, prepare: prepare}
+			switch {
+			case schedule && workerCount > 0:
+				reloader.inProcess = "--schedule and --workers"
+			case schedule:
+				reloader.inProcess = "--schedule"
+			case workerCount > 0:
+				reloader.inProcess = "--workers"
+			}
+			reloader.listen(watchConfig)
 			a.warnExposed(p, sec, srv.lis, srv.adminLis)
 			fmt.Fprintf(a.stderr, "%s\n", sec.describe(p))
 			if srv.metricsAddr != "" {
@@ -153,7 +179,12 @@ those abandoned by killed runs.`,
 			if b.embedded != nil {
 				fmt.Fprintf(a.stderr, "inspect it with: larder --redis %s views\n", b.embedded.Addr())
 			}
+			reloadCtx, stopReload := context.WithCancel(ctx)
+			var reloads sync.WaitGroup
+			reloads.Go(func() { reloader.loop(reloadCtx) })
 			err = srv.wait(ctx, drain)
+			stopReload()
+			reloads.Wait()
 			fmt.Fprintln(a.stderr, "stopped")
 			return err
 		},
@@ -163,6 +194,7 @@ those abandoned by killed runs.`,
 	cmd.Flags().StringVar(&adminListen, "admin-listen", "", "address of a listener for the AdminService alone, such as 127.0.0.1:50052 (default: server.admin_listen; when both are empty, the AdminService is served on --listen)")
 	cmd.Flags().DurationVar(&drain, "drain", 15*time.Second, "how long requests in flight may take to finish on shutdown")
 	cmd.Flags().BoolVar(&watch, "watch-models", true, "reload a ranker's model when its file changes")
+	cmd.Flags().BoolVar(&watchConfig, "watch-config", true, "reload the project file when it changes (it is reloaded on SIGHUP either way)")
 	cmd.Flags().BoolVar(&schedule, "schedule", false, "also run the views' cron schedules in this process, as `larder schedule` does")
 	cmd.Flags().IntVar(&workerCount, "workers", 0, "also process this many jobs at a time from the job queue, as `larder worker` does")
 	cmd.Flags().IntVar(&maxConcurrent, "max-concurrent-requests", 0,
@@ -267,6 +299,19 @@ type running struct {
 	models      []*models.Model // loaded at start, until svc owns them
 	cancel      context.CancelFunc
 	background  sync.WaitGroup // the publish and model watchers
+
+	// What a reload of larder.yaml replaces (see reloadConfig).
+	b          *backend
+	opts       serveOptions
+	watchCtx   context.Context
+	project    atomic.Pointer[larder.Project]
+	freshness  atomic.Pointer[server.FreshnessFunc]
+	reg        *prometheus.Registry // nil without a metrics endpoint
+	freshColl  prometheus.Collector
+	srvMetrics *server.Metrics
+	reloadMu   sync.Mutex
+	// stopModels stops the model watcher of the project served.
+	stopModels context.CancelFunc
 }
 
 // startServer loads the rankers' models, starts watching publishes and
@@ -278,7 +323,8 @@ func (a *app) startServer(ctx context.Context, p *larder.Project, b *backend, ad
 // startServerWith is startServer with metrics, the admin listener and
 // model watching as opts ask.
 func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend, opts serveOptions) (*running, error) {
-	r := &running{}
+	r := &running{b: b, opts: opts}
+	r.project.Store(p)
 	ok := false
 	defer func() {
 		if !ok {
@@ -338,7 +384,8 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 		if metrics, err = server.NewMetrics(reg); err != nil {
 			return nil, err
 		}
-		reg.MustRegister(newFreshnessCollector(p, b.store, a.now, a.logger))
+		r.reg, r.freshColl = reg, newFreshnessCollector(p, b.store, a.now, a.logger)
+		reg.MustRegister(r.freshColl)
 		e, err := a.serveMetrics(opts.metricsAddr, reg)
 		if err != nil {
 			return nil, err
@@ -364,8 +411,14 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 	if opts.security != nil {
 		auth = opts.security.auth
 	}
+	r.srvMetrics = metrics
+	fresh := viewFreshness(p, b.store, a.now)
+	r.freshness.Store(&fresh)
+	freshness := func(ctx context.Context, v *larder.View) (larder.ViewFreshness, error) {
+		return (*r.freshness.Load())(ctx, v)
+	}
 	svc, err := server.New(server.Config{Project: p, Store: b.store, Models: loaded, Logger: a.logger, Now: a.now, LoadModel: loadModel,
-		Metrics: metrics, Jobs: jobs, Freshness: viewFreshness(p, b.store, a.now), Auth: auth, AuditLogger: a.auditLogger()})
+		Metrics: metrics, Jobs: jobs, Freshness: freshness, Auth: auth, AuditLogger: a.auditLogger()})
 	if err != nil {
 		return nil, err
 	}
@@ -390,6 +443,12 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 
 	var watchCtx context.Context
 	watchCtx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	r.watchCtx = watchCtx
+	// Cleanup keeps the newest generation of the schemas this server
+	// reads, for as long as it runs.
+	r.background.Go(func() {
+		b.store.KeepReadersRegistered(watchCtx, func() []*larder.View { return r.project.Load().Views }, 0)
+	})
 	r.background.Go(func() {
 		if err := b.store.Watch(watchCtx); err != nil && !errors.Is(err, context.Canceled) {
 			a.logger.Error("watching publishes stopped", "err", err)
@@ -414,16 +473,29 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 			}
 		})
 	}
-	if opts.watchModels && r.runtime != nil {
-		w, err := a.newModelWatcher(p, svc)
-		if err != nil {
-			fmt.Fprintf(a.stderr, "warning: model files are not watched, so a changed model is only loaded by `larder reload`: %v\n", err)
-		} else {
-			r.background.Go(func() { w.run(watchCtx) })
-		}
-	}
+	a.watchModels(r, p)
 	ok = true
 	return r, nil
+}
+
+// watchModels starts reloading the models of p's rankers when their files
+// change, in place of the watcher of the project served before, if any.
+func (a *app) watchModels(r *running, p *larder.Project) {
+	if r.stopModels != nil {
+		r.stopModels()
+		r.stopModels = nil
+	}
+	if !r.opts.watchModels || r.runtime == nil || len(p.Rankers) == 0 {
+		return
+	}
+	w, err := a.newModelWatcher(p, r.svc)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "warning: model files are not watched, so a changed model is only loaded by `larder reload`: %v\n", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(r.watchCtx)
+	r.stopModels = cancel
+	r.background.Go(func() { w.run(ctx) })
 }
 
 // loadRanker loads the model file of ranker rk of project p, checking that
