@@ -236,8 +236,11 @@ func (s *Store) cache(g *liveGen) *liveGen {
 		return old
 	}
 	if old != nil && sameGeneration(old.gen, g.gen) {
-		// Keep the checked view definition of the same generation.
+		// Keep the checked view definition of the same generation, and
+		// the generation of another schema read instead of it, so that
+		// the warning of ownSchemaFor is logged once, not at each refresh.
 		g.checked.Store(old.checked.Load())
+		g.own.Store(old.own.Load())
 	}
 	s.live[g.gen.View] = g
 	return g
