@@ -461,3 +461,61 @@ type ScheduleLog interface {
 	// SetTickJob records job as the job that runs the view's claimed tick.
 	SetTickJob(ctx context.Context, view string, tick time.Time, job string) error
 }
+
+// PushStore is implemented by an online store that takes rows pushed one
+// at a time between runs (the Push RPC, stream ingestion) into the live
+// generation of a latest view.
+type PushStore interface {
+	// Push writes each row into v's live generation when the entity has
+	// no stored row or one whose event time is not newer (write-if-newer),
+	// atomically per row, and records it so that a full run of v that
+	// publishes later (within the store's push retention) replays it into
+	// its new generation: a push is not lost to a run written at the same
+	// time. It returns one outcome per row, in order. A row that does not
+	// fit v (a key of another type, values that do not match the
+	// features) is PushInvalid with the reason, and the others are still
+	// written. It returns an error wrapping ErrNoGeneration when v has no
+	// live generation, ErrSchemaChanged when the live generation has
+	// another schema than v, an *InvalidError when v is not a latest
+	// view, and ErrUnavailable or ctx.Err() when the store cannot be
+	// written; then no outcome is known.
+	Push(ctx context.Context, v *View, rows []PushRow) ([]PushOutcome, error)
+}
+
+// PushRow is one row pushed for one entity.
+type PushRow struct {
+	Key Key
+	Row Row
+}
+
+// PushOutcome is what became of one pushed row.
+type PushOutcome struct {
+	Result PushResult
+	// Reason says why a row is PushInvalid; empty otherwise.
+	Reason string
+}
+
+// PushResult is the fate of a pushed row.
+type PushResult int
+
+const (
+	// PushWritten means the row is now the entity's stored row.
+	PushWritten PushResult = iota + 1
+	// PushOlder means the stored row has a newer event time: the pushed
+	// one was left out (a late or replayed event).
+	PushOlder
+	// PushInvalid means the row does not fit the view; Reason says why.
+	PushInvalid
+)
+
+func (r PushResult) String() string {
+	switch r {
+	case PushWritten:
+		return "written"
+	case PushOlder:
+		return "older"
+	case PushInvalid:
+		return "invalid"
+	}
+	return "unknown"
+}
