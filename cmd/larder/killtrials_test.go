@@ -172,14 +172,16 @@ func TestKillTrials(t *testing.T) {
 		writeVersion(v)
 		// A version may become visible as soon as its run starts.
 		rd.maxVersion.Store(int64(v))
-		// Anywhere from before the process starts to after a whole run,
-		// so that some runs publish; the last one is killed in its run's
-		// span, so that the sweep after it has something to find.
-		wait := time.Duration(rng.Int64N(int64(runTime) * 3 / 2))
+		// Anywhere from before the process starts to twice the longest
+		// whole run seen, so that some runs publish; the last one is
+		// killed in its run's span, so that the sweep after it has
+		// something to find.
+		wait := time.Duration(rng.Int64N(int64(runTime) * 2))
 		if i == trials-1 {
 			wait = runTime/5 + time.Duration(rng.Int64N(int64(runTime)*7/10))
 		}
 		writingBefore := writing()
+		launched := time.Now()
 		p := sp.start(t, "materialize", "trial")
 		select {
 		case <-p.done:
@@ -192,6 +194,7 @@ func TestKillTrials(t *testing.T) {
 				t.Fatalf("trial %d: materialize failed by itself: %v\n%s", i, p.err, p.out.String())
 			}
 			published = v
+			runTime = max(runTime, time.Since(launched))
 		default:
 			p.stop(t, syscall.SIGKILL)
 			owner := host + ":" + strconv.Itoa(p.cmd.Process.Pid)
