@@ -55,8 +55,8 @@ type trialOutcome string
 const (
 	// trialFinished: the run ended by itself before the kill.
 	trialFinished trialOutcome = "finished"
-	// trialKilledBefore: killed before it noted its run (it had not yet
-	// taken the view's lease): it leaves nothing to record.
+	// trialKilledBefore: killed before it noted its run in Redis: it
+	// leaves nothing to record (at most a lease, which lapses).
 	trialKilledBefore trialOutcome = "killed before its run began"
 	// trialKilledInRun: killed while its run was in progress, before it
 	// began a generation: the run must be recorded as abandoned.
