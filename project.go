@@ -98,6 +98,9 @@ type Project struct {
 	Sources   []*Source
 	Views     []*View
 	Rankers   []*Ranker
+	// Streams are the event streams `larder ingest` applies to latest
+	// views between runs.
+	Streams []*Stream
 
 	entities map[string]*Entity
 	sources  map[string]*Source

@@ -24,6 +24,9 @@ func (p *Project) SetDefaults() {
 		p.Server.RefreshInterval = DefaultRefreshInterval
 	}
 	p.Server.setLimitDefaults()
+	for _, st := range p.Streams {
+		p.setStreamDefaults(st)
+	}
 	if p.Redis.GracePeriod == 0 {
 		p.Redis.GracePeriod = DefaultGracePeriod
 	}
@@ -355,6 +358,7 @@ func (p *Project) Validate() error {
 		}
 	}
 
+	p.validateStreams(add)
 	p.checkNameLengths(add)
 
 	if len(errs) > 0 {

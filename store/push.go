@@ -131,7 +131,7 @@ func parsePushEntry(entry string, fn func(key, row string)) error {
 // so atomically, with the same comparison as an incremental run.
 func (s *Store) Push(ctx context.Context, v *larder.View, rows []larder.PushRow) ([]larder.PushOutcome, error) {
 	if v.Kind != larder.KindLatest {
-		return nil, larder.Invalidf("view %s is a %s view: rows can be pushed into latest views only", v.Name, v.Kind)
+		return nil, larder.Invalidf("view %s is of kind %s: rows can be pushed into latest views only", v.Name, v.Kind)
 	}
 	out := make([]larder.PushOutcome, len(rows))
 	types := featureTypes(v)
