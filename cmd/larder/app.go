@@ -109,6 +109,7 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 		a.jobsCommand(),
 		a.scheduleCommand(),
 		a.workerCommand(),
+		a.ingestCommand(),
 		a.benchCommand(),
 	)
 	return root
