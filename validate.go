@@ -140,6 +140,9 @@ func (p *Project) Validate() error {
 	if p.Redis.GracePeriod < 0 {
 		add("redis.grace_period", "must not be negative")
 	}
+	if p.Redis.PushRetention < 0 {
+		add("redis.push_retention", "must not be negative")
+	}
 	if p.Redis.MasterName != "" && len(p.Redis.Addrs) == 0 {
 		add("redis.master_name", "needs the Sentinel addresses in redis.addresses")
 	}

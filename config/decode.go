@@ -309,7 +309,7 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 	var env node
 	var certNode, keyNode node
 	for _, f := range d.fields(n, "addresses", "master_name", "username", "password", "password_env", "tls",
-		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "db", "grace_period", "allow_eviction") {
+		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "db", "grace_period", "allow_eviction", "push_retention") {
 		switch f.key {
 		case "addresses":
 			for _, it := range d.list(f, "host:port addresses") {
@@ -343,6 +343,8 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 			r.GracePeriod = d.duration(f)
 		case "allow_eviction":
 			r.AllowEviction = d.boolean(f)
+		case "push_retention":
+			r.PushRetention = d.duration(f)
 		}
 	}
 	switch {
