@@ -47,7 +47,7 @@ type fixture struct {
 	s      *larder.Stream
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	srv := redistest.Start(t)
 	f := &fixture{client: srv.Client(), p: testProject(t)}
 	f.s = f.p.Stream("clicks")
