@@ -2,9 +2,9 @@ package larder
 
 import (
 	"fmt"
-	"strings"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // Stream is a stream of events that `larder ingest` applies to a latest
