@@ -30,10 +30,12 @@ every one of them or those named, and applies each event to its latest view
 as Push does: the entity's row is written when the event is not older than
 the stored row, so a late or replayed event never moves a value back.
 
-A Redis stream is read as one consumer of the stream's consumer group: run
-any number of ingest processes for availability. An entry is acknowledged
-once it is written; one left pending by a process that died is taken over
-by another after 30 seconds. An event that can never apply (a missing key,
+A Redis stream is read as one consumer of the stream's consumer group, and
+a Kafka topic as one member of its consumer group: run any number of ingest
+processes for availability. An entry is acknowledged (an offset committed)
+only once it is written; an entry left pending by a process that died is
+taken over by another after --claim-idle, and the records of a Kafka member
+that died are read again by the member that takes its partitions. An event that can never apply (a missing key,
 a value of the wrong type) goes to the stream's dead-letter stream with the
 reason, and is acknowledged.
 
@@ -136,10 +138,21 @@ type ingestSettings struct {
 type ingesting struct {
 	a         *app
 	b         *backend
-	consumers []*ingest.RedisConsumer
+	consumers []*streamConsumer
 	started   time.Time
 	wg        sync.WaitGroup
 }
+
+// streamConsumer is the consumer of one stream, of either transport.
+type streamConsumer struct {
+	Stream *larder.Stream
+	run    func(context.Context) error
+	counts func() ingest.Counts
+	lag    func(context.Context, time.Time) (ingest.Lag, error)
+}
+
+// Counts returns what the consumer has done so far.
+func (c *streamConsumer) Counts() ingest.Counts { return c.counts() }
 
 // startIngest starts one consumer per stream, each until ctx ends, and
 // registers the ingest metrics with reg (when not nil).
@@ -154,19 +167,23 @@ func (a *app) startIngest(ctx context.Context, b *backend, streams []*larder.Str
 	}, []string{"stream", "result"})
 	ing := &ingesting{a: a, b: b, started: a.now()}
 	for _, s := range streams {
-		if s.Transport() != "redis" {
-			return nil, fmt.Errorf("stream %s: reading a %s is not available in this build", s.Name, s.Source())
-		}
 		written, older, dead := events.WithLabelValues(s.Name, "written"), events.WithLabelValues(s.Name, "older"), events.WithLabelValues(s.Name, "dead")
-		c := &ingest.RedisConsumer{
-			Client: b.client, Stream: s, Store: b.store, Name: name, Logger: a.logger, ClaimIdle: set.claimIdle,
-			Applied: func(n ingest.Counts) {
-				written.Add(float64(n.Written))
-				older.Add(float64(n.Older))
-				dead.Add(float64(n.Dead))
-			},
+		applied := func(n ingest.Counts) {
+			written.Add(float64(n.Written))
+			older.Add(float64(n.Older))
+			dead.Add(float64(n.Dead))
 		}
-		ing.consumers = append(ing.consumers, c)
+		if s.Transport() == "kafka" {
+			c := &ingest.KafkaConsumer{Client: b.client, Stream: s, Store: b.store, Logger: a.logger, Applied: applied}
+			ing.consumers = append(ing.consumers, &streamConsumer{Stream: s, run: c.Run, counts: c.Counts,
+				lag: func(ctx context.Context, now time.Time) (ingest.Lag, error) { return ingest.KafkaLag(ctx, s, now) }})
+			continue
+		}
+		c := &ingest.RedisConsumer{
+			Client: b.client, Stream: s, Store: b.store, Name: name, Logger: a.logger, ClaimIdle: set.claimIdle, Applied: applied,
+		}
+		ing.consumers = append(ing.consumers, &streamConsumer{Stream: s, run: c.Run, counts: c.Counts,
+			lag: func(ctx context.Context, now time.Time) (ingest.Lag, error) { return ingest.RedisLag(ctx, b.client, s, now) }})
 	}
 	if reg != nil {
 		if err := reg.Register(events); err != nil {
@@ -178,7 +195,11 @@ func (a *app) startIngest(ctx context.Context, b *backend, streams []*larder.Str
 	}
 	for _, c := range ing.consumers {
 		fmt.Fprintf(a.stderr, "ingesting %s into view %s (group %s, consumer %s)\n", c.Stream.Source(), c.Stream.View, c.Stream.Group, name)
-		ing.wg.Go(func() { _ = c.Run(ctx) })
+		ing.wg.Go(func() {
+			if err := c.run(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Error("ingesting a stream stopped", "stream", c.Stream.Name, "err", err)
+			}
+		})
 	}
 	return ing, nil
 }
@@ -192,7 +213,7 @@ func (ing *ingesting) printStatus(ctx context.Context) {
 		n := c.Counts()
 		lagText := "lag unknown"
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if lag, err := ingest.RedisLag(lctx, ing.b.client, c.Stream, ing.a.now()); err == nil {
+		if lag, err := c.lag(lctx, ing.a.now()); err == nil {
 			lagText = fmt.Sprintf("lag %d entries (%.1fs), %d pending", lag.Entries, lag.Seconds, lag.Pending)
 		}
 		cancel()
@@ -218,7 +239,7 @@ func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, cons := range c.ing.consumers {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		lag, err := ingest.RedisLag(ctx, c.ing.b.client, cons.Stream, c.ing.a.now())
+		lag, err := cons.lag(ctx, c.ing.a.now())
 		cancel()
 		if err != nil {
 			continue
