@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -157,6 +158,19 @@ Next:
 		return err
 	}
 	defer sc.wait()
+	// The streams of the project are applied as they come, and a trickle
+	// of events goes into the first one.
+	var trickleUser int64
+	if len(p.Streams) > 0 {
+		ing, err := a.startIngest(serveCtx, b, p.Streams, nil, ingestSettings{name: "demo"})
+		if err != nil {
+			_ = stop()
+			return err
+		}
+		defer ing.wait()
+		trickleUser = ds.SampleUsers(1)[0]
+		go a.trickle(serveCtx, b, p.Streams[0], ds, trickleUser)
+	}
 	u := ds.SampleUsers(1)[0]
 	fmt.Fprintf(out, `
 Serving until interrupted (Ctrl-C), and running the views on their schedules:
@@ -170,8 +184,55 @@ their generations advance (larder views, larder runs). Try, in another shell:
   larder --redis %[2]s -c %[4]s keys --view item_profile --limit 5
   larder -c %[4]s rank --addr %[1]s home_feed %[3]d --request hour_of_day=20 --explain
 `, srv.addr, b.embedded.Addr(), u, a.configPath)
+	if trickleUser != 0 {
+		fmt.Fprintf(out, `Events stream in too (a few a second, into Redis stream %[3]s): user %[4]d's
+last event moves between runs:
+  larder --redis %[1]s -c %[2]s get user_last_event %[4]d
+`, b.embedded.Addr(), a.configPath, p.Streams[0].RedisStream, trickleUser)
+	}
 	<-ctx.Done()
 	return stop()
+}
+
+// trickle adds a synthetic event to stream s, of the demo's
+// user_last_event view (item, event type, dwell seconds), about every 200
+// ms until ctx ends: every fifth one for user, whose last event then
+// moves, the others for other users.
+func (a *app) trickle(ctx context.Context, b *backend, s *larder.Stream, ds *demo.Dataset, user int64) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	types := []string{"view", "view", "view", "click", "purchase"}
+	users, items := ds.SampleUsers(50), ds.SampleItems(50)
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		u := user
+		if i%5 != 0 {
+			u = users[i%len(users)]
+		}
+		item := items[(i*7)%len(items)]
+		v := s.ViewDef()
+		vals := []any{s.Key, u, s.EventTime, a.now().UnixMilli()}
+		for j, f := range v.Features {
+			var x any
+			switch j {
+			case 0:
+				x = item
+			case 1:
+				x = types[i%len(types)]
+			default:
+				x = fmt.Sprintf("%.1f", float64(5+i%40))
+			}
+			vals = append(vals, s.FieldOf(f), x)
+		}
+		err := b.client.XAdd(ctx, &redis.XAddArgs{Stream: s.RedisStream, Values: vals}).Err()
+		if err != nil && ctx.Err() == nil {
+			a.logger.Warn("the demo's event trickle", "err", err)
+		}
+	}
 }
 
 // trainDemoModels trains the demo project's two models and writes them

@@ -127,11 +127,29 @@ func TestDemoKeepServing(t *testing.T) {
 		ok := strings.Contains(stdout.String(), "Serving until interrupted")
 		return ok, ok
 	})
-	for _, want := range []string{"scheduling user_last_event (*/10 * * * *): next run ", "in this process"} {
+	for _, want := range []string{"scheduling user_last_event (*/10 * * * *): next run ", "in this process",
+		"ingesting redis stream events:live into view user_last_event"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("the demo's log lacks %q:\n%s", want, stderr.String())
 		}
 	}
+	// The trickle of events moves the user's last event between runs.
+	m := regexp.MustCompile(`(?m)^  larder (--redis \S+ -c \S+ get user_last_event \d+)$`).FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("the demo does not say how to watch the streamed events:\n%s", stdout.String())
+	}
+	get := func() string {
+		r := larderAt(t, t.Context(), time.Now(), strings.Fields(m[1])...)
+		if r.code != 0 {
+			t.Fatalf("larder %s: exit %d: %s", m[1], r.code, r.stderr)
+		}
+		return r.stdout
+	}
+	first := get()
+	waitFor(t, 30*time.Second, "the streamed events to move the user's last event", func() (string, bool) {
+		now := get()
+		return now, now != first
+	})
 	cancel()
 	select {
 	case code := <-done:
