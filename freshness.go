@@ -20,4 +20,22 @@ type ViewFreshness struct {
 	// Shards is the number of shards the view's runs are split into; 0 and
 	// 1 both mean one piece.
 	Shards int
+	// Streams are how far behind each stream that feeds the view its
+	// consumers are, in the project's order.
+	Streams []StreamLag
+}
+
+// StreamLag is how far the consumers of a stream are behind it.
+type StreamLag struct {
+	Stream string
+	// Source is the Redis stream or Kafka topic, for people.
+	Source string
+	// Entries are the events not yet read by the stream's consumer group
+	// (entries of a Redis stream, offsets of a Kafka topic), Pending those
+	// read and not yet acknowledged (Redis only), and Seconds the age of
+	// the oldest event not yet read; 0 when up to date.
+	Entries, Pending int64
+	Seconds          float64
+	// Err says why the lag is not known; empty when it is.
+	Err string
 }

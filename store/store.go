@@ -600,6 +600,10 @@ func defaultOwner() string {
 	return host + ":" + strconv.Itoa(os.Getpid())
 }
 
+// Client returns the Redis client the store uses, for the processes that
+// read other keys of the same server (the streams of `larder ingest`).
+func (s *Store) Client() redis.UniversalClient { return s.client }
+
 // Owner returns the name of this process in leases and generation
 // metadata (Options.Owner).
 func (s *Store) Owner() string { return s.opts.Owner }

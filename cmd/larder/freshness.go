@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/ingest"
 	"github.com/larder-dev/larder/scheduler"
 	"github.com/larder-dev/larder/server"
 	"github.com/larder-dev/larder/store"
@@ -99,7 +100,33 @@ func (f *freshness) view(ctx context.Context, v *larder.View, live larder.Genera
 		out.NextRun = s.Next(now)
 		out.TimeZone = s.Location().String()
 	}
+	for _, s := range f.p.Streams {
+		if s.View == v.Name {
+			out.Streams = append(out.Streams, streamLag(ctx, f.st, s, now))
+		}
+	}
 	return out, nil
+}
+
+// streamLag returns how far the consumers of s are behind it, at now;
+// within 2 seconds, or with the reason it is not known.
+func streamLag(ctx context.Context, st *store.Store, s *larder.Stream, now time.Time) larder.StreamLag {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var lag ingest.Lag
+	var err error
+	if s.Transport() == "kafka" {
+		lag, err = ingest.KafkaLag(ctx, s, now)
+	} else {
+		lag, err = ingest.RedisLag(ctx, st.Client(), s, now)
+	}
+	out := larder.StreamLag{Stream: s.Name, Source: s.Source()}
+	if err != nil {
+		out.Err = err.Error()
+		return out
+	}
+	out.Entries, out.Pending, out.Seconds = lag.Entries, lag.Pending, lag.Seconds
+	return out
 }
 
 // due returns the newest tick of v's schedule at or before now: when its

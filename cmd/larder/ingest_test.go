@@ -62,6 +62,10 @@ func TestIngestKilled(t *testing.T) {
 		return l
 	}
 
+	views := mustOutput(t, sp.larder(t, "views"))
+	if !strings.Contains(views, "STREAM LAG") || !strings.Contains(views, "clicks 30000 (") {
+		t.Errorf("larder views does not show the stream's lag:\n%s", views)
+	}
 	first := sp.start(t, "ingest", "--claim-idle", "300ms", "--status-every", "1h")
 	waitFor(t, 60*time.Second, "the first ingest to apply some events", func() (string, bool) {
 		l := lag()
@@ -77,6 +81,9 @@ func TestIngestKilled(t *testing.T) {
 		return "", l.Entries == 0 && l.Pending == 0
 	})
 	second.stop(t, syscall.SIGTERM)
+	if out := mustOutput(t, sp.larder(t, "views", "--json")); !strings.Contains(out, `"streams":[{"stream":"clicks","source":"redis stream clicks","lag_entries":0,"lag_seconds":0,"pending":0}]`) {
+		t.Errorf("larder views --json does not show the stream caught up:\n%s", out)
+	}
 	if !strings.Contains(second.out.String(), "claimed entries a consumer left pending") && atKill.Pending > 0 {
 		t.Errorf("the second ingest did not say it claimed the dead one's entries:\n%s", second.out.String())
 	}

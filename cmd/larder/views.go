@@ -118,9 +118,10 @@ func (vs viewState) stale(now time.Time) bool {
 // wide adds the trigger and inputs of the live generations, and shows
 // longer errors.
 func printViews(w io.Writer, views []viewState, now time.Time, width int, wide bool) error {
-	sharded := false
+	sharded, streamed := false, false
 	for _, vs := range views {
 		sharded = sharded || vs.view.Shards > 1
+		streamed = streamed || len(vs.fresh.Streams) > 0
 	}
 	cols := []string{"VIEW", "KIND", "ENTITY", "FEATURES", "GENERATION", "ROWS", "AS OF", "AGE"}
 	if wide {
@@ -129,6 +130,9 @@ func printViews(w io.Writer, views []viewState, now time.Time, width int, wide b
 	cols = append(cols, "MAX AGE", "SCHEDULE")
 	if sharded {
 		cols = append(cols, "SHARDS")
+	}
+	if streamed {
+		cols = append(cols, "STREAM LAG")
 	}
 	cols = append(cols, "NEXT RUN", "LAST OK", "LAST FAILED")
 
@@ -159,6 +163,9 @@ func printViews(w io.Writer, views []viewState, now time.Time, width int, wide b
 		row = append(row, orDash(formatAge(v.MaxAge), v.MaxAge > 0), formatSchedule(v, f))
 		if sharded {
 			row = append(row, fmt.Sprint(max(1, v.Shards)))
+		}
+		if streamed {
+			row = append(row, formatStreamLags(f.Streams))
 		}
 		next := "-"
 		if !f.NextRun.IsZero() {
@@ -213,6 +220,23 @@ func terminalWidth(w io.Writer, def int) int {
 		return def
 	}
 	return width
+}
+
+// formatStreamLags prints how far behind the streams of a view are:
+// "clicks 0 (0s), orders 120 (3.5s)"; "-" for a view without streams.
+func formatStreamLags(lags []larder.StreamLag) string {
+	if len(lags) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(lags))
+	for i, l := range lags {
+		if l.Err != "" {
+			parts[i] = l.Stream + " unknown"
+			continue
+		}
+		parts[i] = fmt.Sprintf("%s %d (%s)", l.Stream, l.Entries, formatAge(time.Duration(l.Seconds*float64(time.Second))))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // formatSchedule prints a view's schedule, followed by its zone unless
@@ -276,6 +300,8 @@ type viewJSON struct {
 	LastFailure *runJSON   `json:"last_failure"`
 	// Failing is true when LastFailure ended after LastSuccess.
 	Failing bool `json:"failing"`
+	// Streams are how far behind the view's streams are.
+	Streams []streamLagJSON `json:"streams,omitempty"`
 }
 
 type featureJSON struct {
@@ -322,6 +348,10 @@ func printViewsJSON(w io.Writer, views []viewState, now time.Time) error {
 		for i, ft := range v.Features {
 			out.Features[i] = featureJSON{Name: ft.Name, Type: ft.Type.String()}
 		}
+		for _, l := range f.Streams {
+			out.Streams = append(out.Streams, streamLagJSON{Stream: l.Stream, Source: l.Source, LagEntries: l.Entries,
+				LagSeconds: l.Seconds, Pending: l.Pending, Error: l.Err})
+		}
 		if at, ok := vs.computed(); ok {
 			age := now.Sub(at).Seconds()
 			out.Rows, out.AgeSeconds, out.Stale = g.Rows, &age, vs.stale(now)
@@ -333,6 +363,16 @@ func printViewsJSON(w io.Writer, views []viewState, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// streamLagJSON is how far behind one stream of a view is.
+type streamLagJSON struct {
+	Stream     string  `json:"stream"`
+	Source     string  `json:"source"`
+	LagEntries int64   `json:"lag_entries"`
+	LagSeconds float64 `json:"lag_seconds"`
+	Pending    int64   `json:"pending"`
+	Error      string  `json:"error,omitempty"`
 }
 
 // timeJSON returns t in UTC, or nil for the zero time.
