@@ -183,7 +183,9 @@ func (a *app) startIngest(ctx context.Context, b *backend, streams []*larder.Str
 			Client: b.client, Stream: s, Store: b.store, Name: name, Logger: a.logger, ClaimIdle: set.claimIdle, Applied: applied,
 		}
 		ing.consumers = append(ing.consumers, &streamConsumer{Stream: s, run: c.Run, counts: c.Counts,
-			lag: func(ctx context.Context, now time.Time) (ingest.Lag, error) { return ingest.RedisLag(ctx, b.client, s, now) }})
+			lag: func(ctx context.Context, now time.Time) (ingest.Lag, error) {
+				return ingest.RedisLag(ctx, b.client, s, now)
+			}})
 	}
 	if reg != nil {
 		if err := reg.Register(events); err != nil {
