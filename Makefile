@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build demo test test-short fuzz fuzz-brief fuzz-run bench bench-serve proto lint setup setup-onnxruntime setup-redis clean
+.PHONY: all build demo test test-short fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis clean
 
 all: build
 
@@ -83,6 +83,25 @@ fuzz-run:
 	echo "fuzz: $(FUZZTIME) per target; $$(( $$(date +%s) - begin ))s in all, builds included;" \
 	  "execs counts the inputs run, the corpus replayed first included"; \
 	cat .work/fuzz/summary.txt; exit $$fail
+
+# SIGKILL trials of materialize: KILL_TRIALS runs of `larder materialize`,
+# each killed at a random moment while readers check every answer, then
+# one sweep (see docs/testing.md). `make test` runs 3 of them;
+# KILL_SEED repeats the kill moments of an earlier run.
+KILL_TRIALS ?= 50
+kill-trials: setup-redis
+	LARDER_KILL_TRIALS=$(KILL_TRIALS) $(if $(KILL_SEED),LARDER_KILL_SEED=$(KILL_SEED)) \
+	  $(GO) test -count=1 -timeout 60m -run '^TestKillTrials$$' -v ./cmd/larder
+
+# The soak: `larder serve` on a redis-server under a steady GetFeatures and
+# Rank load for SOAK, publishing every view every SOAK_PUBLISH; it prints
+# the server's RSS and the p99 latencies at the start and at the end (see
+# docs/benchmarks.md, Soak).
+SOAK ?= 10m
+SOAK_PUBLISH ?= 1m
+soak: setup
+	LARDER_SOAK=$(SOAK) LARDER_SOAK_PUBLISH=$(SOAK_PUBLISH) \
+	  $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/larder
 
 # Benchmarks run against real redis-server processes; every figure is printed
 # next to its floor (raw Redis, gRPC, ONNX Runtime, Parquet) from the same run.

@@ -514,7 +514,11 @@ func (s *Store) deleteGeneration(ctx context.Context, view string, gen int64, bu
 	if err := s.unlink(ctx, keys); err != nil {
 		return err
 	}
-	if err := s.client.ZRem(ctx, s.k.gens(view), gen).Err(); err != nil {
+	// The gens set and the push floors share the view's hash tag.
+	pipe := s.client.TxPipeline()
+	pipe.ZRem(ctx, s.k.gens(view), gen)
+	pipe.ZRem(ctx, s.k.pushFloors(view), gen)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return redisErr(ctx, "delete generation", err)
 	}
 	return nil

@@ -33,7 +33,9 @@ var _ larder.IncrementalStore = (*Store)(nil)
 // a call per row.
 //
 // It touches one key, so it runs on Redis Cluster.
-var writeIfNewerScript = redis.NewScript(`
+// compareRowsLua defines compare(a, b): the order of the event times of
+// two encoded rows of one codec version (see writeIfNewerScript).
+const compareRowsLua = `
 local byte = string.byte
 local function varintEnd(s)
   local i = 2
@@ -88,6 +90,9 @@ local function compare(a, b)
   if za > zb then return 1 end
   return 0
 end
+`
+
+var writeIfNewerScript = redis.NewScript(compareRowsLua + `
 local version = tonumber(ARGV[1])
 local older = 0
 local win, order = {}, {}

@@ -116,6 +116,11 @@ type Options struct {
 	// Generations that record their lease are deleted as soon as it
 	// lapses.
 	AbandonAfter time.Duration
+	// PushRetention is how long the push log keeps a pushed row, to be
+	// replayed into the full runs of its view that publish after it (see
+	// Push); 0 means DefaultPushRetention. Make it longer than the offline
+	// data take to catch up with the pushes.
+	PushRetention time.Duration
 	// WriteLease is the TTL of the lease a generation's writer holds when
 	// its run holds no run lease (see BeginWith), renewed every third of
 	// it; 0 means DefaultWriteLease.
@@ -199,6 +204,9 @@ func New(client redis.UniversalClient, project string, opts Options) *Store {
 	}
 	if opts.WriteLease <= 0 {
 		opts.WriteLease = DefaultWriteLease
+	}
+	if opts.PushRetention <= 0 {
+		opts.PushRetention = DefaultPushRetention
 	}
 	if opts.Owner == "" {
 		opts.Owner = defaultOwner()

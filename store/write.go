@@ -42,9 +42,15 @@ const abortTimeout = 30 * time.Second
 // deletes the generation's own write lease KEYS[3], if any. Every key
 // shares the view's hash tag, so it runs on Redis Cluster.
 //
+// For a view that takes pushes, the view's push log (KEYS[6]) must end
+// with entry ARGV[5], the last one the writer replayed into the generation
+// ("" when it read none; "*" skips the check), and the generation's push
+// floor is removed from KEYS[7].
+//
 // It returns {1, old id or ""} when it flipped, {0, live id} when a newer
 // generation is live, {-1, state} when the generation is not being written,
-// and {-2, lease value} when the lease no longer holds the token.
+// {-2, lease value} when the lease no longer holds the token, and {-3, last
+// entry id} when rows were pushed after the ones replayed.
 var publishScript = redis.NewScript(`
 local state = redis.call('HGET', KEYS[2], 'state')
 if state ~= 'writing' then
@@ -59,8 +65,15 @@ local cur = redis.call('GET', KEYS[1])
 if cur and tonumber(cur) > tonumber(ARGV[1]) then
   return {0, cur}
 end
+if ARGV[5] ~= '*' then
+  local e = redis.call('XREVRANGE', KEYS[6], '+', '-', 'COUNT', 1)
+  if e[1] and e[1][1] ~= ARGV[5] then
+    return {-3, e[1][1]}
+  end
+  redis.call('ZREM', KEYS[7], ARGV[1])
+end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+redis.call('HSET', KEYS[2], unpack(ARGV, 6))
 if cur and cur ~= ARGV[1] then
   redis.call('HSET', ARGV[3] .. cur, 'state', 'retired')
   redis.call('ZADD', KEYS[5], ARGV[4], cur)
@@ -205,6 +218,11 @@ func (s *Store) record(ctx context.Context, v *larder.View, w *Writer, run larde
 	}
 	w.epoch = epoch
 	args = append(args, fieldEpoch, epoch)
+	// From now on, the push log keeps the rows pushed, for this run to
+	// replay before it publishes.
+	if err := s.setPushFloor(ctx, v, w.id); err != nil {
+		return err
+	}
 	ok, err := beginScript.Run(ctx, s.client, []string{s.k.meta(v.Name, w.id), s.k.gens(v.Name), w.leaseKey}, args...).Int64()
 	if err != nil {
 		return redisErr(ctx, "begin "+v.Name, err)
@@ -736,28 +754,63 @@ func (w *Writer) verifyRows(ctx context.Context, written int64) error {
 	return nil
 }
 
+// maxPushReplays bounds the rounds of replaying pushed rows that a
+// publish goes through when rows keep being pushed.
+const maxPushReplays = 20
+
 // flip makes the writer's generation live with publishScript, recording
 // rows, and retires the generation it replaces.
 func (w *Writer) flip(ctx context.Context, rows int64) (larder.Generation, error) {
 	s, view := w.s, w.view.Name
-	now := s.stamp()
-	w.flipSent = true
-	res, err := publishScript.Run(ctx, s.client,
-		[]string{s.k.live(view), s.k.meta(view, w.id), s.k.writeLease(view, w.id), w.leaseKey, s.k.gens(view)},
-		w.id, w.token, s.k.control(view)+"g:", deleteScore(now.Add(s.opts.GracePeriod)),
-		fieldRows, rows,
-		fieldPublishedAt, formatMicros(now),
-		fieldState, stateLive,
-		fieldWatermark, w.watermark(),
-		fieldModel, w.model,
-		fieldInputs, formatInputs(w.inputs),
-	).Slice()
-	if err != nil {
-		return larder.Generation{}, redisErr(ctx, "publish "+view, err)
+	// Rows pushed into the view since the run started, or within the push
+	// retention, go into the new generation too.
+	pushed, replayed := "*", ""
+	if w.view.Kind == larder.KindLatest {
+		added, last, err := w.replayPushes(ctx, "")
+		if err != nil {
+			return larder.Generation{}, err
+		}
+		rows += added
+		pushed, replayed = last, last
 	}
-	code, _ := res[0].(int64)
-	other, _ := res[1].(string)
+	var now time.Time
+	var code int64
+	var other string
+	for attempt := 0; ; attempt++ {
+		now = s.stamp()
+		w.flipSent = true
+		res, err := publishScript.Run(ctx, s.client,
+			[]string{s.k.live(view), s.k.meta(view, w.id), s.k.writeLease(view, w.id), w.leaseKey, s.k.gens(view),
+				s.k.pushes(view), s.k.pushFloors(view)},
+			w.id, w.token, s.k.control(view)+"g:", deleteScore(now.Add(s.opts.GracePeriod)), pushed,
+			fieldRows, rows,
+			fieldPublishedAt, formatMicros(now),
+			fieldState, stateLive,
+			fieldWatermark, w.watermark(),
+			fieldModel, w.model,
+			fieldInputs, formatInputs(w.inputs),
+		).Slice()
+		if err != nil {
+			return larder.Generation{}, redisErr(ctx, "publish "+view, err)
+		}
+		code, _ = res[0].(int64)
+		other, _ = res[1].(string)
+		if code != -3 || attempt >= maxPushReplays {
+			break
+		}
+		// Rows were pushed while the generation was being replayed into:
+		// replay those, and try again.
+		added, last, err := w.replayPushes(ctx, replayed)
+		if err != nil {
+			return larder.Generation{}, err
+		}
+		rows += added
+		pushed, replayed = last, last
+	}
 	switch code {
+	case -3:
+		return larder.Generation{}, fmt.Errorf("store: publish %s generation %d: rows kept being pushed while they were replayed into the generation (%d tries): %w",
+			view, w.id, maxPushReplays+1, larder.ErrUnavailable)
 	case 1:
 	case 0:
 		// A newer run won: this generation is dead; let cleanup take it now.
