@@ -676,3 +676,85 @@ func compareSeries(reg *prometheus.Registry, want, metric, part string) error {
 	}
 	return nil
 }
+
+// TestPushThroughStore pushes through the server into the Redis store of a
+// real redis-server, and reads the rows back with GetFeatures: a row newer
+// than the published one replaces it, an older one is left out, the values
+// come back as pushed; a push made while a full run of the view is being
+// written is still there once that run has published.
+func TestPushThroughStore(t *testing.T) {
+	f := newFixture(t, fixtureConfig{models: map[string]server.Model{"reco": newFakeModel("v1", 1)}})
+	ingest := larderv1.NewIngestServiceClient(f.conn)
+	ctx := t.Context()
+	read := func(t *testing.T, id int64, features ...string) *larderv1.FeatureRow {
+		t.Helper()
+		resp, err := f.client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: intKeys(id), Features: features})
+		if err != nil {
+			t.Fatalf("GetFeatures: %v", err)
+		}
+		return resp.GetRows()[0]
+	}
+	fresh := f.t0.Add(-time.Minute)
+
+	resp, err := ingest.Push(ctx, &larderv1.PushRequest{View: "user_stats", Rows: []*larderv1.PushRow{
+		// User 1's stats were published 10 minutes ago: this is newer.
+		pushRow(intKey(1), fresh, map[string]*larderv1.Value{"clicks": intVal(13), "spend": f64Val(100.25)}),
+		// User 4's are 1000 hours old, this one older still.
+		pushRow(intKey(4), f.t0.Add(-2000*time.Hour), map[string]*larderv1.Value{"clicks": intVal(1)}),
+		// User 9 has none.
+		pushRow(intKey(9), fresh, map[string]*larderv1.Value{"clicks": intVal(1)}),
+		pushRow(intKey(9), fresh, map[string]*larderv1.Value{"clicks": strVal("x")}),
+	}})
+	if err != nil {
+		t.Fatalf("Push: %v", err)
+	}
+	checkOutcomes(t, resp, written, older, written, invalid(`rows[3].values["clicks"]: must be an int64 value`))
+
+	row := read(t, 1, "user_stats:*")
+	if v := row.GetValues(); v[0].GetValue().GetInt64Value() != 13 || v[1].GetValue().GetFloat64Value() != 100.25 || !v[0].GetEventTime().AsTime().Equal(fresh) {
+		t.Errorf("user 1 reads %v, want the pushed row", v)
+	}
+	if v := read(t, 4, "user_stats:clicks").GetValues()[0]; v.GetValue().GetInt64Value() != 90 {
+		t.Errorf("user 4 reads %v, want the published 90: an older push is left out", v)
+	}
+	if v := read(t, 9, "user_stats:*").GetValues(); v[0].GetValue().GetInt64Value() != 1 || v[1].GetValue().GetKind() != nil ||
+		v[0].GetStatus() != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
+		t.Errorf("user 9 reads %v, want clicks 1, spend null", v)
+	}
+
+	_, err = ingest.Push(ctx, &larderv1.PushRequest{View: "user_never", Rows: []*larderv1.PushRow{pushRow(intKey(1), fresh, nil)}})
+	wantCode(t, err, codes.FailedPrecondition, "user_never")
+
+	t.Run("during a full run", func(t *testing.T) {
+		w, err := f.store.BeginSized(ctx, f.project.View("user_stats"), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The run writes user 1 as of an hour ago; the push is newer.
+		if err := w.Put(ctx, larder.Int64Key(1), larder.Row{EventTime: f.t0.Add(-time.Hour), Values: []larder.Value{larder.Int64Value(2), larder.Float64Value(2)}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := ingest.Push(ctx, &larderv1.PushRequest{View: "user_stats", Rows: []*larderv1.PushRow{
+			pushRow(intKey(1), f.t0, map[string]*larderv1.Value{"clicks": intVal(14)}),
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOutcomes(t, resp, written)
+		g, err := w.Publish(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.ID <= f.gens["user_stats"].ID {
+			t.Fatalf("the run published generation %d, not after %d", g.ID, f.gens["user_stats"].ID)
+		}
+		// The live generation may be cached by the store for a moment.
+		waitUntil(t, 10*time.Second, "the new generation is read", func() bool {
+			resp, err := f.client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: intKeys(1), Features: []string{"user_stats:clicks"}})
+			return err == nil && resp.GetGenerations()[0].GetGeneration() == g.ID
+		})
+		if v := read(t, 1, "user_stats:clicks").GetValues()[0]; v.GetValue().GetInt64Value() != 14 || !v.GetEventTime().AsTime().Equal(f.t0) {
+			t.Errorf("user 1 reads %v after the run published, want the push made during it (14)", v)
+		}
+	})
+}
