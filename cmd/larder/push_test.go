@@ -14,7 +14,9 @@ import (
 
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/config"
+	"github.com/larder-dev/larder/redistest"
 	"github.com/larder-dev/larder/server"
+	"github.com/larder-dev/larder/store"
 )
 
 // pushYAML is a small project with a latest view of several types and an
@@ -241,4 +243,53 @@ not json
 			}
 		})
 	}
+}
+
+// TestPushServe pushes through larder push into larder serve over a real
+// redis-server, and reads the row back with larder get: the command, the
+// server and the store end to end.
+func TestPushServe(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "larder.yaml")
+	if err := os.WriteFile(path, []byte(pushYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redis := redistest.Start(t)
+	// An empty generation of user_profile, as a run over no rows would
+	// publish: Push writes into the live generation.
+	st := store.New(redis.Client(), p.Name, store.Options{})
+	w, err := st.BeginSized(t.Context(), p.View("user_profile"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Publish(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServe(t, "--redis", redis.Addr, "-c", path, "serve", "--listen", "127.0.0.1:0")
+
+	res := larderIn(t, "", "-c", path, "push", "--addr", srv.addr, "user_profile", "--key", "42", "--time", "2025-06-01T11:30:00Z",
+		"age=35", "country=fr", "embedding=[0.5,-1]")
+	mustSucceed(t, res, "push --key")
+	res = larderIn(t, `{"key": 43, "event_time": "2025-06-01T11:00:00Z", "values": {"age": 50, "tags": ["a"]}}
+{"key": 42, "event_time": "2025-06-01T11:00:00Z", "values": {"age": 1}}
+`, "-c", path, "push", "--addr", srv.addr, "user_profile")
+	mustSucceed(t, res, "push JSON lines")
+	if !strings.Contains(res.stdout, "line 2: user_profile user_id=42 older\n") || !strings.Contains(res.stdout, "2 rows: 1 written, 1 older, 0 invalid") {
+		t.Errorf("push printed:\n%s", res.stdout)
+	}
+
+	res = larderIn(t, "", "--redis", redis.Addr, "-c", path, "get", "--json", "user_profile", "42", "43")
+	mustSucceed(t, res, "get")
+	for _, want := range []string{
+		`"key":42`, `"event_time":"2025-06-01T11:30:00Z"`, `"age":35`, `"country":"fr"`, `"embedding":[0.5,-1]`,
+		`"key":43`, `"age":50`, `"tags":["a"]`,
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("get printed:\n%s\nwant %s in it", res.stdout, want)
+		}
+	}
+
 }
