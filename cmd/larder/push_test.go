@@ -291,5 +291,4 @@ func TestPushServe(t *testing.T) {
 			t.Errorf("get printed:\n%s\nwant %s in it", res.stdout, want)
 		}
 	}
-
 }
