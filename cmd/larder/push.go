@@ -64,8 +64,8 @@ line, and sends them in batches of --batch:
 The key is a number or a string, as the view's entity is keyed; event_time
 is RFC 3339 and required; values are JSON of the features' types (bytes in
 base64, NaN and infinities as the strings "NaN", "+Inf" and "-Inf"), null or
-left out for null. This is the form ` + "`larder get --json`" + ` prints. A line
-that does not parse is invalid, and the others are still sent.
+left out for null. The lines ` + "`larder get --json`" + ` prints are read too. A
+line that does not parse is invalid, and the others are still sent.
 
 push calls --addr, or server.listen of the project file, with the TLS and
 token flags of larder rank. A server that checks its callers (server.auth)
@@ -444,11 +444,17 @@ func jsonFloat(raw json.RawMessage, t larder.Type) (float64, error) {
 	return f, nil
 }
 
-// jsonLine is a line of push's standard input.
+// jsonLine is a line of push's standard input. View, Generation and
+// Status are what `larder get --json` prints besides, so that its lines
+// can be pushed again: a view, when given, must be the one pushed into.
 type jsonLine struct {
 	Key       json.RawMessage            `json:"key"`
 	EventTime *time.Time                 `json:"event_time"`
 	Values    map[string]json.RawMessage `json:"values"`
+
+	View       string          `json:"view"`
+	Generation json.RawMessage `json:"generation"`
+	Status     json.RawMessage `json:"status"`
 }
 
 // readPushLines reads the JSON lines of standard input and hands them to
@@ -498,6 +504,10 @@ func readJSONRow(v *larder.View, text []byte, where string) pushLine {
 	d.DisallowUnknownFields()
 	if err := d.Decode(&in); err != nil {
 		l.invalid = "not a JSON object of key, event_time and values: " + err.Error()
+		return l
+	}
+	if in.View != "" && in.View != v.Name {
+		l.invalid = fmt.Sprintf("view: the line is a row of view %q, not of %s", in.View, v.Name)
 		return l
 	}
 	e := v.EntityDef()

@@ -176,6 +176,7 @@ func TestPush(t *testing.T) {
 not json
 {"key": 5, "event_time": "2025-06-01T11:00:00Z", "values": {"ratio": "-Inf", "embedding": [1, "NaN"]}}
 {"key": 6, "event_time": "2999-01-01T00:00:00Z"}
+{"view": "user_activity", "key": 7, "event_time": "2025-06-01T11:00:00Z"}
 `
 		res := push(stdin, "user_profile", "--batch", "3")
 		if res.code != 1 {
@@ -191,7 +192,8 @@ not json
 			"line 8: user_profile invalid: not a JSON object",
 			"line 9: user_profile user_id=5 written\n",
 			"line 10: user_profile user_id=6 invalid: event_time: 2999-01-01T00:00:00Z is more than 1m0s past the server's clock",
-			"user_profile: 9 rows: 2 written, 1 older, 6 invalid\n",
+			`line 11: user_profile invalid: view: the line is a row of view "user_activity", not of user_profile`,
+			"user_profile: 10 rows: 2 written, 1 older, 7 invalid\n",
 		} {
 			if !strings.Contains(res.stdout, want) {
 				t.Errorf("push printed:\n%s\nwant %q in it", res.stdout, want)
@@ -290,5 +292,12 @@ func TestPushServe(t *testing.T) {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("get printed:\n%s\nwant %s in it", res.stdout, want)
 		}
+	}
+
+	// What get --json prints pushes again, and is found no newer.
+	res = larderIn(t, res.stdout, "-c", path, "push", "--addr", srv.addr, "user_profile")
+	mustSucceed(t, res, "push what get --json printed")
+	if !strings.Contains(res.stdout, "2 rows: 2 written, 0 older, 0 invalid") {
+		t.Errorf("push of get's lines printed:\n%s\nwant both written again (same event times)", res.stdout)
 	}
 }
