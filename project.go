@@ -98,6 +98,9 @@ type Project struct {
 	Sources   []*Source
 	Views     []*View
 	Rankers   []*Ranker
+	// Streams are the event streams `larder ingest` applies to latest
+	// views between runs.
+	Streams []*Stream
 
 	entities map[string]*Entity
 	sources  map[string]*Source
@@ -128,6 +131,10 @@ type Redis struct {
 	// GracePeriod is how long a replaced generation stays readable before it
 	// is deleted, so that requests in flight finish on it.
 	GracePeriod time.Duration
+	// PushRetention is how long rows pushed into a latest view (Push,
+	// streams) are kept in the view's push log, to be replayed into the
+	// full runs of the view that publish after them; 0 means one hour.
+	PushRetention time.Duration
 	// AllowEviction lets larder run on a server whose maxmemory-policy may
 	// evict its keys (anything but noeviction), with a warning: evicted
 	// rows read as missing, and evicted leases or metadata break runs.

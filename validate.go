@@ -24,6 +24,9 @@ func (p *Project) SetDefaults() {
 		p.Server.RefreshInterval = DefaultRefreshInterval
 	}
 	p.Server.setLimitDefaults()
+	for _, st := range p.Streams {
+		p.setStreamDefaults(st)
+	}
 	if p.Redis.GracePeriod == 0 {
 		p.Redis.GracePeriod = DefaultGracePeriod
 	}
@@ -136,6 +139,9 @@ func (p *Project) Validate() error {
 	}
 	if p.Redis.GracePeriod < 0 {
 		add("redis.grace_period", "must not be negative")
+	}
+	if p.Redis.PushRetention < 0 {
+		add("redis.push_retention", "must not be negative")
 	}
 	if p.Redis.MasterName != "" && len(p.Redis.Addrs) == 0 {
 		add("redis.master_name", "needs the Sentinel addresses in redis.addresses")
@@ -355,6 +361,7 @@ func (p *Project) Validate() error {
 		}
 	}
 
+	p.validateStreams(add)
 	p.checkNameLengths(add)
 
 	if len(errs) > 0 {

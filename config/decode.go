@@ -195,7 +195,7 @@ func tabIndents(data []byte) [][2]int {
 // project decodes the top level of the file.
 func (d *decoder) project(root node) *larder.Project {
 	p := &larder.Project{}
-	for _, f := range d.fields(root, "project", "redis", "server", "timezone", "scheduler", "jobs", "entities", "sources", "views", "rankers") {
+	for _, f := range d.fields(root, "project", "redis", "server", "timezone", "scheduler", "jobs", "entities", "sources", "views", "rankers", "streams") {
 		switch f.key {
 		case "project":
 			p.Name = d.str(f)
@@ -225,16 +225,91 @@ func (d *decoder) project(root node) *larder.Project {
 			for _, it := range d.list(f, "rankers") {
 				p.Rankers = append(p.Rankers, d.ranker(it))
 			}
+		case "streams":
+			for _, it := range d.list(f, "streams") {
+				p.Streams = append(p.Streams, d.stream(it))
+			}
 		}
 	}
 	return p
+}
+
+func (d *decoder) stream(n node) *larder.Stream {
+	s := &larder.Stream{}
+	for _, f := range d.fields(n, "name", "view", "redis_stream", "kafka", "group", "key", "event_time", "fields", "dead_letter") {
+		switch f.key {
+		case "name":
+			s.Name = d.str(f)
+		case "view":
+			s.View = d.str(f)
+		case "redis_stream":
+			s.RedisStream = d.str(f)
+			if s.RedisStream == "" && !d.isBad(f.path) {
+				d.problem(f, "is empty: write the key of the Redis stream")
+			}
+		case "kafka":
+			s.Kafka = &larder.KafkaTopic{}
+			for _, k := range d.fields(f, "brokers", "topic") {
+				switch k.key {
+				case "brokers":
+					for _, it := range d.list(k, "host:port addresses of brokers") {
+						s.Kafka.Brokers = append(s.Kafka.Brokers, d.str(it))
+					}
+				case "topic":
+					s.Kafka.Topic = d.str(k)
+				}
+			}
+		case "group":
+			s.Group = d.str(f)
+		case "key":
+			s.Key = d.str(f)
+		case "event_time":
+			s.EventTime = d.str(f)
+		case "dead_letter":
+			s.DeadLetter = d.str(f)
+		case "fields":
+			s.Fields = d.stringMap(f, "feature: field")
+		}
+	}
+	return s
+}
+
+// stringMap decodes a mapping of names to strings, such as a stream's
+// fields by feature.
+func (d *decoder) stringMap(n node, what string) map[string]string {
+	if isNull(n.val) {
+		return nil
+	}
+	m, ok := n.val.(*ast.MappingNode)
+	if !ok {
+		d.problem(n, "want a mapping of %s; got %s", what, describe(n.val))
+		return nil
+	}
+	out := make(map[string]string, len(m.Values))
+	for _, mv := range m.Values {
+		if mv.Key.IsMergeKey() {
+			d.add(mv.Key, child(n.path, "<<"), "merges are not read here: write each pair")
+			continue
+		}
+		key, ok := d.key(n.path, mv.Key)
+		if !ok {
+			continue
+		}
+		path := child(n.path, key)
+		if _, dup := out[key]; dup {
+			d.add(mv.Key, path, "is set twice: keep one")
+			continue
+		}
+		out[key] = d.str(d.resolve(path, key, mv.Value))
+	}
+	return out
 }
 
 func (d *decoder) redis(n node, r *larder.Redis) {
 	var env node
 	var certNode, keyNode node
 	for _, f := range d.fields(n, "addresses", "master_name", "username", "password", "password_env", "tls",
-		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "db", "grace_period", "allow_eviction") {
+		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "db", "grace_period", "allow_eviction", "push_retention") {
 		switch f.key {
 		case "addresses":
 			for _, it := range d.list(f, "host:port addresses") {
@@ -268,6 +343,8 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 			r.GracePeriod = d.duration(f)
 		case "allow_eviction":
 			r.AllowEviction = d.boolean(f)
+		case "push_retention":
+			r.PushRetention = d.duration(f)
 		}
 	}
 	switch {

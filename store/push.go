@@ -45,6 +45,10 @@ const pushChunk = 500
 
 func (k keys) pushes(view string) string     { return k.control(view) + "pushes" }
 func (k keys) pushFloors(view string) string { return k.control(view) + "pushfloors" }
+func (k keys) pushHold(view string) string   { return k.control(view) + "pushhold" }
+
+// pushHoldTTL bounds how long a publish may hold pushes back (see flip).
+const pushHoldTTL = 5 * time.Second
 
 // pushRowsScript writes rows into one bucket hash, each only when the
 // entity has no row yet or its stored row's event time is not newer (see
@@ -85,8 +89,12 @@ return out
 // appendPushEntry) to the push log KEYS[2], trims the log to the entries
 // of the last ARGV[1] ms and those after the oldest floor (KEYS[3]) set
 // within the last ARGV[2] ms, and returns the live generation (KEYS[1])
-// and the entry's id. The keys share the view's hash tag.
+// and the entry's id; or {"", ""} and does nothing while a publish holds
+// pushes back (KEYS[4]). The keys share the view's hash tag.
 var pushLogScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return {'', ''}
+end
 local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[3])
 local ms = tonumber(string.match(id, '^(%d+)'))
 local trim = ms - tonumber(ARGV[1])
@@ -94,6 +102,88 @@ local fl = redis.call('ZRANGEBYSCORE', KEYS[3], ms - tonumber(ARGV[2]), '+inf', 
 if fl[2] and tonumber(fl[2]) < trim then trim = tonumber(fl[2]) end
 if trim > 0 then redis.call('XTRIM', KEYS[2], 'MINID', trim) end
 return {redis.call('GET', KEYS[1]) or '', id}
+`)
+
+// pushAllScript is the push of one batch on a server that is not a
+// cluster, in one step: unless the live generation (KEYS[1]) is ARGV[4],
+// it returns {0, live id} and does nothing; otherwise it appends the batch
+// to the push log and trims it as pushLogScript does (KEYS[2], KEYS[3],
+// ARGV[1..3]), then writes each row into its bucket, write-if-newer, as
+// pushRowsScript does. KEYS[5..] are the buckets; ARGV[5] is the codec
+// version, then come (bucket index into KEYS, entity key, encoded row)
+// triples. It returns {1, codes}, a code per row as pushRowsScript's, or
+// {2, ""} and does nothing while a publish holds pushes back (KEYS[4]).
+var pushAllScript = redis.NewScript(compareRowsLua + `
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return {2, ''}
+end
+local live = redis.call('GET', KEYS[1]) or ''
+if live ~= ARGV[4] then
+  return {0, live}
+end
+local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[3])
+local ms = tonumber(string.match(id, '^(%d+)'))
+local trim = ms - tonumber(ARGV[1])
+local fl = redis.call('ZRANGEBYSCORE', KEYS[3], ms - tonumber(ARGV[2]), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if fl[2] and tonumber(fl[2]) < trim then trim = tonumber(fl[2]) end
+if trim > 0 then redis.call('XTRIM', KEYS[2], 'MINID', trim) end
+local version = tonumber(ARGV[5])
+local n = (#ARGV - 5) / 3
+local byBucket, buckets = {}, {}
+for i = 1, n do
+  local b = tonumber(ARGV[3 + 3 * i])
+  local list = byBucket[b]
+  if not list then
+    byBucket[b] = i
+    buckets[#buckets + 1] = b
+  elseif type(list) == 'number' then
+    byBucket[b] = {list, i}
+  else
+    list[#list + 1] = i
+  end
+end
+local function newer(row, old)
+  return not (old and #old >= 2 and byte(old, 1) == version and compare(row, old) < 0)
+end
+local out = {}
+for _, b in ipairs(buckets) do
+  local list = byBucket[b]
+  if type(list) == 'number' then
+    -- One row in this bucket: one HGET, one HSET.
+    local f, row = ARGV[4 + 3 * list], ARGV[5 + 3 * list]
+    local old = redis.call('HGET', KEYS[b], f)
+    if newer(row, old) then
+      if old then out[list] = 1 else out[list] = 2 end
+      redis.call('HSET', KEYS[b], f, row)
+    else
+      out[list] = 0
+    end
+  else
+    local fields = {}
+    for j, i in ipairs(list) do fields[j] = ARGV[4 + 3 * i] end
+    local olds = redis.call('HMGET', KEYS[b], unpack(fields))
+    local win, order = {}, {}
+    for j, i in ipairs(list) do
+      local f, row = fields[j], ARGV[5 + 3 * i]
+      local old = win[f]
+      if old == nil then old = olds[j] end
+      if newer(row, old) then
+        if old then out[i] = 1 else out[i] = 2 end
+        if win[f] == nil then order[#order + 1] = f end
+        win[f] = row
+      else
+        out[i] = 0
+      end
+    end
+    local args = {}
+    for _, f in ipairs(order) do
+      args[#args + 1] = f
+      args[#args + 1] = win[f]
+    end
+    if #args > 0 then redis.call('HSET', KEYS[b], unpack(args)) end
+  end
+end
+return {1, out}
 `)
 
 // appendPushEntry appends one (key, row) pair to a push log entry: the
@@ -131,7 +221,7 @@ func parsePushEntry(entry string, fn func(key, row string)) error {
 // so atomically, with the same comparison as an incremental run.
 func (s *Store) Push(ctx context.Context, v *larder.View, rows []larder.PushRow) ([]larder.PushOutcome, error) {
 	if v.Kind != larder.KindLatest {
-		return nil, larder.Invalidf("view %s is a %s view: rows can be pushed into latest views only", v.Name, v.Kind)
+		return nil, larder.Invalidf("view %s is of kind %s: rows can be pushed into latest views only", v.Name, v.Kind)
 	}
 	out := make([]larder.PushOutcome, len(rows))
 	types := featureTypes(v)
@@ -165,6 +255,7 @@ func (s *Store) Push(ctx context.Context, v *larder.View, rows []larder.PushRow)
 		return nil, err
 	}
 	op := "push to " + v.Name
+	_, cluster := s.client.(*redis.ClusterClient)
 	var entry []byte
 	for lo := 0; lo < len(encs); lo += pushChunk {
 		chunk := encs[lo:min(len(encs), lo+pushChunk)]
@@ -172,10 +263,40 @@ func (s *Store) Push(ctx context.Context, v *larder.View, rows []larder.PushRow)
 		for _, en := range chunk {
 			entry = appendPushEntry(entry, buf[en.key:en.row], buf[en.row:en.end])
 		}
-		res, err := pushLogScript.Run(ctx, s.client, []string{s.k.live(v.Name), s.k.pushes(v.Name), s.k.pushFloors(v.Name)},
-			s.opts.PushRetention.Milliseconds(), s.opts.AbandonAfter.Milliseconds(), entry).Slice()
-		if err != nil {
-			return nil, redisErr(ctx, op, err)
+		pairs := make([]pushPair, len(chunk))
+		for j, en := range chunk {
+			pairs[j] = pushPair{key: buf[en.key:en.row], row: buf[en.row:en.end]}
+		}
+		if !cluster {
+			// One script logs and writes the batch.
+			codes, err := s.pushAll(ctx, v, &g, entry, pairs)
+			if err != nil {
+				return nil, err
+			}
+			for j, en := range chunk {
+				if codes[j] == 0 {
+					out[en.i] = larder.PushOutcome{Result: larder.PushOlder}
+				} else {
+					out[en.i] = larder.PushOutcome{Result: larder.PushWritten}
+				}
+			}
+			continue
+		}
+		var res []any
+		var held time.Duration
+		for {
+			var err error
+			res, err = pushLogScript.Run(ctx, s.client, []string{s.k.live(v.Name), s.k.pushes(v.Name), s.k.pushFloors(v.Name), s.k.pushHold(v.Name)},
+				s.opts.PushRetention.Milliseconds(), s.opts.AbandonAfter.Milliseconds(), entry).Slice()
+			if err != nil {
+				return nil, redisErr(ctx, op, err)
+			}
+			if id, _ := res[1].(string); id != "" {
+				break
+			}
+			if err := waitHold(ctx, &held); err != nil {
+				return nil, fmt.Errorf("store: push to %s: %w", v.Name, err)
+			}
 		}
 		if live, _ := res[0].(string); live != strconv.FormatInt(g.gen.ID, 10) {
 			// A run published since the cache was filled: write into the
@@ -184,10 +305,6 @@ func (s *Store) Push(ctx context.Context, v *larder.View, rows []larder.PushRow)
 			if g, err = s.pushTarget(ctx, v, id); err != nil {
 				return nil, err
 			}
-		}
-		pairs := make([]pushPair, len(chunk))
-		for j, en := range chunk {
-			pairs[j] = pushPair{key: buf[en.key:en.row], row: buf[en.row:en.end]}
 		}
 		codes, err := s.writePushed(ctx, g.dataPrefix, g.buckets, pairs)
 		if err != nil {
@@ -202,6 +319,81 @@ func (s *Store) Push(ctx context.Context, v *larder.View, rows []larder.PushRow)
 		}
 	}
 	return out, nil
+}
+
+// pushAll logs and writes one batch with pushAllScript into *g, the live
+// generation, moving *g to the generation live now when a run published
+// since it was read. It returns the code of each pair.
+func (s *Store) pushAll(ctx context.Context, v *larder.View, g **liveGen, entry []byte, pairs []pushPair) ([]int64, error) {
+	op := "push to " + v.Name
+	var held time.Duration
+	for attempt := 0; ; attempt++ {
+		cur := *g
+		index := map[uint32]int{}
+		keys := []string{s.k.live(v.Name), s.k.pushes(v.Name), s.k.pushFloors(v.Name), s.k.pushHold(v.Name)}
+		args := make([]any, 0, 5+3*len(pairs))
+		args = append(args, s.opts.PushRetention.Milliseconds(), s.opts.AbandonAfter.Milliseconds(), entry,
+			strconv.FormatInt(cur.gen.ID, 10), codecVersion)
+		for _, p := range pairs {
+			b := bucketOf(p.key, cur.buckets)
+			k, ok := index[b]
+			if !ok {
+				keys = append(keys, cur.dataPrefix+strconv.FormatUint(uint64(b), 10))
+				k = len(keys)
+				index[b] = k
+			}
+			args = append(args, k, p.key, p.row)
+		}
+		res, err := pushAllScript.Run(ctx, s.client, keys, args...).Slice()
+		if err != nil {
+			return nil, redisErr(ctx, op, err)
+		}
+		code, _ := res[0].(int64)
+		if code == 1 {
+			raw, _ := res[1].([]any)
+			codes := make([]int64, len(pairs))
+			for i := range codes {
+				codes[i], _ = raw[i].(int64)
+			}
+			return codes, nil
+		}
+		if code == 2 {
+			// A publish holds pushes back for a moment.
+			if err := waitHold(ctx, &held); err != nil {
+				return nil, fmt.Errorf("store: push to %s: %w", v.Name, err)
+			}
+			attempt--
+			continue
+		}
+		live, _ := res[1].(string)
+		id, _ := strconv.ParseInt(live, 10, 64)
+		if attempt >= 3 {
+			return nil, fmt.Errorf("store: push to %s: the live generation kept changing (now %s): %w", v.Name, live, larder.ErrUnavailable)
+		}
+		next, err := s.pushTarget(ctx, v, max(id, 1))
+		if err != nil {
+			return nil, err
+		}
+		*g = next
+	}
+}
+
+// waitHold waits a little while a publish holds pushes back, adding the
+// wait to *held; past pushHoldTTL in all, it gives up.
+func waitHold(ctx context.Context, held *time.Duration) error {
+	const step = 2 * time.Millisecond
+	if *held >= pushHoldTTL {
+		return fmt.Errorf("a publish of the view held pushes back for more than %s: %w", pushHoldTTL, larder.ErrUnavailable)
+	}
+	*held += step
+	t := time.NewTimer(step)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // pushTarget returns the live generation of v to push into: from the

@@ -87,9 +87,9 @@ func TestPush(t *testing.T) {
 			pushed("a", pushT0.Add(time.Minute), 10),                         // newer
 			pushed("b", pushT0.Add(-time.Minute), 20),                        // older
 			pushed("c", pushT0, 30),                                          // new
-			{Key: larder.Int64Key(4), Row: pushPriceRow(pushT0, 1)},              // a key of another type
+			{Key: larder.Int64Key(4), Row: pushPriceRow(pushT0, 1)},          // a key of another type
 			{Key: larder.StringKey("d"), Row: larder.Row{EventTime: pushT0}}, // no values
-			{Key: larder.StringKey("e\xff"), Row: pushPriceRow(pushT0, 1)},       // not UTF-8
+			{Key: larder.StringKey("e\xff"), Row: pushPriceRow(pushT0, 1)},   // not UTF-8
 			{Key: larder.StringKey("f"), Row: larder.Row{EventTime: pushT0, Values: []larder.Value{larder.StringValue("x")}}}, // wrong type
 		})
 		if err != nil {

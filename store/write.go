@@ -45,7 +45,7 @@ const abortTimeout = 30 * time.Second
 // For a view that takes pushes, the view's push log (KEYS[6]) must end
 // with entry ARGV[5], the last one the writer replayed into the generation
 // ("" when it read none; "*" skips the check), and the generation's push
-// floor is removed from KEYS[7].
+// floor is removed from KEYS[7] and the hold on pushes, KEYS[8], lifted.
 //
 // It returns {1, old id or ""} when it flipped, {0, live id} when a newer
 // generation is live, {-1, state} when the generation is not being written,
@@ -71,6 +71,7 @@ if ARGV[5] ~= '*' then
     return {-3, e[1][1]}
   end
   redis.call('ZREM', KEYS[7], ARGV[1])
+  redis.call('DEL', KEYS[8])
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], unpack(ARGV, 6))
@@ -781,7 +782,7 @@ func (w *Writer) flip(ctx context.Context, rows int64) (larder.Generation, error
 		w.flipSent = true
 		res, err := publishScript.Run(ctx, s.client,
 			[]string{s.k.live(view), s.k.meta(view, w.id), s.k.writeLease(view, w.id), w.leaseKey, s.k.gens(view),
-				s.k.pushes(view), s.k.pushFloors(view)},
+				s.k.pushes(view), s.k.pushFloors(view), s.k.pushHold(view)},
 			w.id, w.token, s.k.control(view)+"g:", deleteScore(now.Add(s.opts.GracePeriod)), pushed,
 			fieldRows, rows,
 			fieldPublishedAt, formatMicros(now),
@@ -799,13 +800,24 @@ func (w *Writer) flip(ctx context.Context, rows int64) (larder.Generation, error
 			break
 		}
 		// Rows were pushed while the generation was being replayed into:
-		// replay those, and try again.
+		// replay those, and try again. After a few tries, pushes are held
+		// back (they wait, pushHoldTTL at most) until the flip, so that a
+		// steady stream of pushes cannot keep the publish from ending.
+		if attempt >= 1 {
+			if err := s.client.Set(ctx, s.k.pushHold(view), w.id, pushHoldTTL).Err(); err != nil {
+				return larder.Generation{}, redisErr(ctx, "publish "+view, err)
+			}
+		}
 		added, last, err := w.replayPushes(ctx, replayed)
 		if err != nil {
 			return larder.Generation{}, err
 		}
 		rows += added
 		pushed, replayed = last, last
+	}
+	if code != 1 && w.view.Kind == larder.KindLatest {
+		// Lift a hold on pushes this publish may have set.
+		_ = s.client.Del(context.WithoutCancel(ctx), s.k.pushHold(view)).Err()
 	}
 	switch code {
 	case -3:

@@ -110,6 +110,7 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 		a.jobsCommand(),
 		a.scheduleCommand(),
 		a.workerCommand(),
+		a.ingestCommand(),
 		a.benchCommand(),
 	)
 	return root
@@ -195,9 +196,10 @@ func (a *app) openStoreWith(ctx context.Context, p *larder.Project, serving bool
 		}
 	}
 	b.store = store.New(b.client, p.Name, store.Options{
-		Logger:      a.logger,
-		Now:         a.now,
-		GracePeriod: p.Redis.GracePeriod,
+		Logger:        a.logger,
+		Now:           a.now,
+		GracePeriod:   p.Redis.GracePeriod,
+		PushRetention: p.Redis.PushRetention,
 		// A server keeps serving through a change of a view's schema: it
 		// reads the newest generation of the schema its larder.yaml has.
 		ServeOwnSchema: serving,

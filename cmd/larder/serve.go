@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,7 @@ func (a *app) serveCommand() *cobra.Command {
 		watchConfig   bool
 		schedule      bool
 		workerCount   int
+		ingestStreams bool
 		maxConcurrent int
 		deadline      time.Duration
 		tlsCert       string
@@ -151,6 +153,7 @@ those abandoned by killed runs.`,
 				watchModels: watch,
 				schedule:    schedule,
 				workers:     workerCount,
+				ingest:      ingestStreams,
 				security:    sec,
 			})
 			if err != nil {
@@ -158,14 +161,17 @@ those abandoned by killed runs.`,
 			}
 			defer srv.close()
 			reloader := &configReloader{a: a, r: srv, prepare: prepare}
-			switch {
-			case schedule && workerCount > 0:
-				reloader.inProcess = "--schedule and --workers"
-			case schedule:
-				reloader.inProcess = "--schedule"
-			case workerCount > 0:
-				reloader.inProcess = "--workers"
+			var inProcess []string
+			if schedule {
+				inProcess = append(inProcess, "--schedule")
 			}
+			if workerCount > 0 {
+				inProcess = append(inProcess, "--workers")
+			}
+			if ingestStreams {
+				inProcess = append(inProcess, "--ingest")
+			}
+			reloader.inProcess = strings.Join(inProcess, " and ")
 			reloader.listen(watchConfig)
 			a.warnExposed(p, sec, srv.lis, srv.adminLis)
 			fmt.Fprintf(a.stderr, "%s\n", sec.describe(p))
@@ -197,6 +203,7 @@ those abandoned by killed runs.`,
 	cmd.Flags().BoolVar(&watchConfig, "watch-config", true, "reload the project file when it changes (it is reloaded on SIGHUP either way)")
 	cmd.Flags().BoolVar(&schedule, "schedule", false, "also run the views' cron schedules in this process, as `larder schedule` does")
 	cmd.Flags().IntVar(&workerCount, "workers", 0, "also process this many jobs at a time from the job queue, as `larder worker` does")
+	cmd.Flags().BoolVar(&ingestStreams, "ingest", false, "also apply the events of the project's streams to their views, as `larder ingest` does")
 	cmd.Flags().IntVar(&maxConcurrent, "max-concurrent-requests", 0,
 		fmt.Sprintf("the most FeatureService requests handled at once; more are refused with RESOURCE_EXHAUSTED (default: server.max_concurrent_requests, %d)", larder.DefaultMaxConcurrentRequests))
 	cmd.Flags().DurationVar(&deadline, "default-deadline", 0,
@@ -270,6 +277,8 @@ type serveOptions struct {
 	schedule bool
 	// workers, when positive, processes that many jobs at a time.
 	workers int
+	// ingest applies the events of the project's streams.
+	ingest bool
 	// security, when set, is the TLS and the authentication of every
 	// listener; nil serves in plaintext and lets everyone in.
 	security *serverSecurity
@@ -472,6 +481,20 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 				a.logger.Error("processing jobs stopped", "err", err)
 			}
 		})
+	}
+	if opts.ingest {
+		if len(p.Streams) == 0 {
+			return nil, fmt.Errorf("--ingest: the project declares no streams: add a streams: entry to larder.yaml (see docs/configuration.md, Streams)")
+		}
+		var ingReg prometheus.Registerer
+		if reg != nil {
+			ingReg = reg
+		}
+		ing, err := a.startIngest(watchCtx, b, p.Streams, ingReg, ingestSettings{})
+		if err != nil {
+			return nil, err
+		}
+		r.background.Go(ing.wait)
 	}
 	a.watchModels(r, p)
 	ok = true

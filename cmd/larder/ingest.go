@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/ingest"
+)
+
+func (a *app) ingestCommand() *cobra.Command {
+	var (
+		metricsListen string
+		name          string
+		statusEvery   time.Duration
+		claimIdle     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "ingest [STREAM...]",
+		Short: "Apply the events of the project's streams to their views until interrupted",
+		Long: `ingest consumes the events of the streams that larder.yaml declares (streams:),
+every one of them or those named, and applies each event to its latest view
+as Push does: the entity's row is written when the event is not older than
+the stored row, so a late or replayed event never moves a value back.
+
+A Redis stream is read as one consumer of the stream's consumer group, and
+a Kafka topic as one member of its consumer group: run any number of ingest
+processes for availability. An entry is acknowledged (an offset committed)
+only once it is written; an entry left pending by a process that died is
+taken over by another after --claim-idle, and the records of a Kafka member
+that died are read again by the member that takes its partitions. An event that can never apply (a missing key,
+a value of the wrong type) goes to the stream's dead-letter stream with the
+reason, and is acknowledged.
+
+Every --status-every, ingest prints what it applied and how far behind each
+stream it is; with --metrics-listen, Prometheus metrics say the same
+(larder_ingest_events_total, larder_ingest_lag_entries,
+larder_ingest_lag_seconds). For the embedded store, or a small deployment,
+` + "`larder serve --ingest`" + ` runs the same in the server's process.`,
+		Example: `  larder ingest
+  larder ingest clicks --metrics-listen 127.0.0.1:9467`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			p, err := a.loadProject()
+			if err != nil {
+				return err
+			}
+			streams, err := selectStreams(p, args)
+			if err != nil {
+				return err
+			}
+			if p.Redis.Embedded() {
+				return fmt.Errorf("larder ingest writes into a Redis server, and the project uses the embedded store, which lives only inside one process: run `larder serve --ingest`, or set redis.addresses (or pass --redis)")
+			}
+			b, err := a.openStore(ctx, p)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			if err := a.checkEviction(ctx, p, b); err != nil {
+				return err
+			}
+			reg := prometheus.NewRegistry()
+			if metricsListen != "" {
+				e, err := a.serveMetrics(metricsListen, reg)
+				if err != nil {
+					return err
+				}
+				defer e.close()
+				fmt.Fprintf(a.stderr, "metrics at http://%s/metrics\n", e.addr)
+			}
+			ing, err := a.startIngest(ctx, b, streams, reg, ingestSettings{name: name, claimIdle: claimIdle})
+			if err != nil {
+				return err
+			}
+			tick := time.NewTicker(statusEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					ing.wait()
+					ing.printStatus(context.WithoutCancel(ctx))
+					fmt.Fprintln(a.stderr, "stopped")
+					return nil
+				case <-tick.C:
+					ing.printStatus(ctx)
+				}
+			}
+		},
+	}
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "address of a Prometheus /metrics endpoint, such as 127.0.0.1:9467 (default: none)")
+	cmd.Flags().StringVar(&name, "name", "", "this consumer's name in the streams' consumer groups (default: host:pid)")
+	cmd.Flags().DurationVar(&statusEvery, "status-every", 10*time.Second, "how often to print what was applied and the lag")
+	cmd.Flags().DurationVar(&claimIdle, "claim-idle", 30*time.Second, "how long an entry delivered to another consumer stays unacknowledged before this one takes it over")
+	return cmd
+}
+
+// selectStreams returns the streams named, or every stream of p when none
+// is.
+func selectStreams(p *larder.Project, names []string) ([]*larder.Stream, error) {
+	if len(p.Streams) == 0 {
+		return nil, fmt.Errorf("the project declares no streams: add a streams: entry to larder.yaml (see docs/configuration.md, Streams)")
+	}
+	if len(names) == 0 {
+		return p.Streams, nil
+	}
+	var out []*larder.Stream
+	for _, n := range names {
+		s := p.Stream(n)
+		if s == nil {
+			known := make([]string, len(p.Streams))
+			for i, s := range p.Streams {
+				known[i] = s.Name
+			}
+			return nil, fmt.Errorf("unknown stream %q (streams: %s)", n, strings.Join(known, ", "))
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// ingestSettings configure startIngest.
+type ingestSettings struct {
+	name      string        // the consumer's name; "" means the store's owner
+	claimIdle time.Duration // 0 means the consumer's default
+}
+
+// ingesting is the stream consumers of one process.
+type ingesting struct {
+	a         *app
+	b         *backend
+	consumers []*streamConsumer
+	started   time.Time
+	wg        sync.WaitGroup
+}
+
+// streamConsumer is the consumer of one stream, of either transport.
+type streamConsumer struct {
+	Stream *larder.Stream
+	run    func(context.Context) error
+	counts func() ingest.Counts
+	lag    func(context.Context, time.Time) (ingest.Lag, error)
+}
+
+// Counts returns what the consumer has done so far.
+func (c *streamConsumer) Counts() ingest.Counts { return c.counts() }
+
+// startIngest starts one consumer per stream, each until ctx ends, and
+// registers the ingest metrics with reg (when not nil).
+func (a *app) startIngest(ctx context.Context, b *backend, streams []*larder.Stream, reg prometheus.Registerer, set ingestSettings) (*ingesting, error) {
+	name := set.name
+	if name == "" {
+		name = b.store.Owner()
+	}
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "larder_ingest_events_total",
+		Help: "Stream events this process applied, by stream and result: written, older (the stored row was newer) or dead (sent to the dead-letter stream).",
+	}, []string{"stream", "result"})
+	ing := &ingesting{a: a, b: b, started: a.now()}
+	for _, s := range streams {
+		written, older, dead := events.WithLabelValues(s.Name, "written"), events.WithLabelValues(s.Name, "older"), events.WithLabelValues(s.Name, "dead")
+		applied := func(n ingest.Counts) {
+			written.Add(float64(n.Written))
+			older.Add(float64(n.Older))
+			dead.Add(float64(n.Dead))
+		}
+		if s.Transport() == "kafka" {
+			c := &ingest.KafkaConsumer{Client: b.client, Stream: s, Store: b.store, Logger: a.logger, Applied: applied}
+			ing.consumers = append(ing.consumers, &streamConsumer{Stream: s, run: c.Run, counts: c.Counts,
+				lag: func(ctx context.Context, now time.Time) (ingest.Lag, error) { return ingest.KafkaLag(ctx, s, now) }})
+			continue
+		}
+		c := &ingest.RedisConsumer{
+			Client: b.client, Stream: s, Store: b.store, Name: name, Logger: a.logger, ClaimIdle: set.claimIdle, Applied: applied,
+		}
+		ing.consumers = append(ing.consumers, &streamConsumer{Stream: s, run: c.Run, counts: c.Counts,
+			lag: func(ctx context.Context, now time.Time) (ingest.Lag, error) { return ingest.RedisLag(ctx, b.client, s, now) }})
+	}
+	if reg != nil {
+		if err := reg.Register(events); err != nil {
+			return nil, err
+		}
+		if err := reg.Register(&lagCollector{ing: ing}); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range ing.consumers {
+		fmt.Fprintf(a.stderr, "ingesting %s into view %s (group %s, consumer %s)\n", c.Stream.Source(), c.Stream.View, c.Stream.Group, name)
+		ing.wg.Go(func() {
+			if err := c.run(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Error("ingesting a stream stopped", "stream", c.Stream.Name, "err", err)
+			}
+		})
+	}
+	return ing, nil
+}
+
+// wait returns once every consumer has stopped.
+func (ing *ingesting) wait() { ing.wg.Wait() }
+
+// printStatus prints, for each stream, what was applied and the lag.
+func (ing *ingesting) printStatus(ctx context.Context) {
+	for _, c := range ing.consumers {
+		n := c.Counts()
+		lagText := "lag unknown"
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if lag, err := c.lag(lctx, ing.a.now()); err == nil {
+			lagText = fmt.Sprintf("lag %d entries (%.1fs), %d pending", lag.Entries, lag.Seconds, lag.Pending)
+		}
+		cancel()
+		fmt.Fprintf(ing.a.stderr, "%s: %d written, %d older, %d dead; %s\n", c.Stream.Name, n.Written, n.Older, n.Dead, lagText)
+	}
+}
+
+// lagCollector exports each stream's lag, read from Redis at each scrape.
+type lagCollector struct{ ing *ingesting }
+
+var (
+	lagEntriesDesc = prometheus.NewDesc("larder_ingest_lag_entries", "Entries of the stream not yet delivered to its consumer group, by stream.", []string{"stream"}, nil)
+	lagSecondsDesc = prometheus.NewDesc("larder_ingest_lag_seconds", "Age of the oldest entry of the stream not yet delivered to its consumer group, by stream; 0 when the group is up to date.", []string{"stream"}, nil)
+	pendingDesc    = prometheus.NewDesc("larder_ingest_pending_entries", "Entries delivered to a consumer of the group and not yet acknowledged, by stream.", []string{"stream"}, nil)
+)
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lagEntriesDesc
+	ch <- lagSecondsDesc
+	ch <- pendingDesc
+}
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, cons := range c.ing.consumers {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		lag, err := cons.lag(ctx, c.ing.a.now())
+		cancel()
+		if err != nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(lagEntriesDesc, prometheus.GaugeValue, float64(lag.Entries), cons.Stream.Name)
+		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, lag.Seconds, cons.Stream.Name)
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(lag.Pending), cons.Stream.Name)
+	}
+}

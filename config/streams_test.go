@@ -1,0 +1,100 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/larder-dev/larder/config"
+)
+
+const streamsProject = `project: shop
+entities:
+  - {name: user, key: user_id, type: int64}
+sources:
+  - {name: ev, path: ev.parquet, event_time: ts}
+views:
+  - name: user_last
+    kind: latest
+    entity: user
+    source: ev
+    features:
+      - {name: clicks, type: int64}
+      - {name: page, type: string, column: url}
+  - name: user_stats
+    kind: aggregate
+    entity: user
+    source: ev
+    aggregations:
+      - {column: clicks, type: int64, functions: [count], windows: [1h]}
+`
+
+// TestParseStreams reads a Redis and a Kafka stream, with their defaults.
+func TestParseStreams(t *testing.T) {
+	p, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - name: clicks
+    view: user_last
+    redis_stream: events:clicks
+    fields: {clicks: n_clicks}
+  - name: from_kafka
+    view: user_last
+    kafka:
+      brokers: ["127.0.0.1:9092"]
+      topic: clicks
+    group: g1
+    key: uid
+    event_time: at
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, k := p.Stream("clicks"), p.Stream("from_kafka")
+	if r == nil || k == nil {
+		t.Fatalf("streams %+v", p.Streams)
+	}
+	if r.Transport() != "redis" || r.RedisStream != "events:clicks" || r.Group != "larder-shop" || r.Key != "user_id" || r.EventTime != "ts" ||
+		r.DeadLetter != "events:clicks:dead" || r.ViewDef() != p.View("user_last") {
+		t.Errorf("redis stream: %+v", r)
+	}
+	v := p.View("user_last")
+	if r.FieldOf(v.Features[0]) != "n_clicks" || r.FieldOf(v.Features[1]) != "url" {
+		t.Errorf("fields: %s, %s; want n_clicks, url", r.FieldOf(v.Features[0]), r.FieldOf(v.Features[1]))
+	}
+	if k.Transport() != "kafka" || k.Kafka.Topic != "clicks" || k.Kafka.Brokers[0] != "127.0.0.1:9092" || k.Group != "g1" || k.Key != "uid" || k.EventTime != "at" ||
+		k.DeadLetter != "larder:shop:dead:from_kafka" {
+		t.Errorf("kafka stream: %+v %+v", k, k.Kafka)
+	}
+}
+
+// TestParseBadStreams reports every problem of streams, each at its place.
+func TestParseBadStreams(t *testing.T) {
+	_, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - name: a
+    view: user_last
+    fields: {nope: x, page: ""}
+  - name: a
+    view: user_stats
+    redis_stream: s
+  - name: c
+    view: user_lost
+    redis_stream: s
+    kafka: {topic: t}
+`))
+	var got []string
+	for _, p := range problems(t, err) {
+		got = append(got, p.String())
+	}
+	text := strings.Join(got, "\n")
+	for _, want := range []string{
+		`larder.yaml:21:5: streams[0]: needs redis_stream (the key of a Redis stream) or kafka (brokers and topic)`,
+		`streams[0].fields.nope: view "user_last" has no feature "nope" (known: clicks, page)`,
+		`streams[0].fields.page: is empty`,
+		`streams[1].name: duplicate stream "a"`,
+		`streams[1].view: view "user_stats" is an aggregate view: events can be applied to latest views only`,
+		`streams[2].kafka: a stream reads redis_stream or kafka, not both`,
+		`streams[2].view: unknown view "user_lost" (known: user_last, user_stats)`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no problem %q in:\n%s", want, text)
+		}
+	}
+}

@@ -1,0 +1,520 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/larder-dev/larder"
+)
+
+// KafkaConsumer applies the records of a Kafka topic to its view, as one
+// member of the stream's consumer group. A record's value is a JSON object
+// of the event's fields; when it has no field for the entity key, the
+// record's key is the entity key.
+//
+// Offsets are committed only once a batch is written (or sent to the
+// dead-letter stream), so a consumer stopped or killed mid-batch loses
+// nothing: the next member to own a partition reads it again from the last
+// commit. When the store cannot be written (Redis down), the consumer keeps
+// the batch and retries it with a growing pause, polling nothing new, so
+// that the records of a partition apply in order. Applying a record twice
+// changes nothing, since the store keeps the row with the newest event
+// time per entity.
+type KafkaConsumer struct {
+	// Client is the project's Redis, where the dead-letter stream is.
+	Client redis.UniversalClient
+	Stream *larder.Stream
+	Store  larder.PushStore
+	// Batch is the most records applied at once (default 500).
+	Batch  int
+	Logger *slog.Logger
+	// Applied, when set, is called after each batch with its counts.
+	Applied func(Counts)
+	// Opts are more options of the Kafka client (TLS, SASL, timeouts),
+	// applied after the consumer's own.
+	Opts []kgo.Opt
+
+	mapper *Mapper
+	counts struct{ written, older, dead atomic.Int64 }
+
+	// mu is held while a batch is written and committed, so that a
+	// revocation waits for it, and guards what the callbacks change.
+	mu sync.Mutex
+	// owned are the partitions assigned to this member now.
+	owned map[int32]bool
+	// held are the records polled and not yet written.
+	held []*kgo.Record
+	// written are the offsets written but not yet committed, by partition.
+	written map[int32]kgo.EpochOffset
+}
+
+// Counts returns what the consumer has done so far.
+func (c *KafkaConsumer) Counts() Counts {
+	return Counts{Written: c.counts.written.Load(), Older: c.counts.older.Load(), Dead: c.counts.dead.Load()}
+}
+
+func (c *KafkaConsumer) defaults() {
+	if c.Batch <= 0 {
+		c.Batch = 500
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.mapper == nil {
+		c.mapper = NewMapper(c.Stream)
+	}
+	c.owned = map[int32]bool{}
+	c.held = nil
+	c.written = map[int32]kgo.EpochOffset{}
+}
+
+// Run consumes the topic until ctx ends; it returns nil then, once it has
+// committed what it wrote and left the group. It returns an error at once
+// when the stream is not a Kafka topic or the client's options are wrong.
+// Kafka and Redis errors are logged and retried with a growing pause.
+func (c *KafkaConsumer) Run(ctx context.Context) error {
+	if c.Stream.Kafka == nil {
+		return fmt.Errorf("stream %s reads %s, not a Kafka topic", c.Stream.Name, c.Stream.Source())
+	}
+	c.defaults()
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(c.Stream.Kafka.Brokers...),
+		kgo.ConsumerGroup(c.Stream.Group),
+		kgo.ConsumeTopics(c.Stream.Kafka.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsAssigned(c.assigned),
+		kgo.OnPartitionsRevoked(c.revoked),
+		kgo.OnPartitionsLost(c.lost),
+		kgo.WithLogger(kafkaLogger{c.Logger}),
+	}, c.Opts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka client of stream %s: %w", c.Stream.Name, err)
+	}
+	defer func() {
+		// ctx has ended: what was written and not yet committed gets a
+		// commit of its own before the client leaves the group.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		c.mu.Lock()
+		if err := c.commitLocked(cctx, cl, nil); err != nil {
+			c.Logger.Warn("committing offsets on the way out: the next owners read some records again", "stream", c.Stream.Name, "err", err)
+		}
+		c.mu.Unlock()
+		cancel()
+		cl.Close()
+	}()
+
+	backoff := newBackoff()
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		idle := len(c.held) == 0
+		c.mu.Unlock()
+		if idle {
+			if err := c.poll(ctx, cl); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				c.Logger.Warn("ingesting a topic: retrying", "stream", c.Stream.Name, "err", err)
+				if !backoff.wait(ctx) {
+					break
+				}
+			}
+			continue
+		}
+		if err := c.apply(ctx, cl); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			// The batch stays held: the same records are retried, and
+			// nothing new is polled until they apply.
+			c.Logger.Warn("ingesting a topic: retrying", "stream", c.Stream.Name, "err", err)
+			if !backoff.wait(ctx) {
+				break
+			}
+			continue
+		}
+		backoff.reset()
+	}
+	return nil
+}
+
+// poll fetches the next batch and holds the records of the partitions
+// this member still owns: a partition revoked since the fetch is read
+// again by its next owner.
+func (c *KafkaConsumer) poll(ctx context.Context, cl *kgo.Client) error {
+	fetches := cl.PollRecords(ctx, c.Batch)
+	if fetches.IsClientClosed() {
+		return kgo.ErrClientClosed
+	}
+	var ferr error
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if ferr == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			ferr = fmt.Errorf("fetch %s partition %d: %w", topic, partition, err)
+		}
+	})
+	recs := fetches.Records()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range recs {
+		if c.owned[r.Partition] {
+			c.held = append(c.held, r)
+		}
+	}
+	if len(c.held) > 0 {
+		return nil // the records that came are applied; a fetch error recurs
+	}
+	return ferr
+}
+
+// apply maps the held records to rows, pushes them in one call, sends
+// those that can never apply to the dead-letter stream with the reason,
+// then commits their offsets. Nothing is committed when the push or the
+// dead letters fail: the records stay held. A commit that fails is
+// retried with the next batch, or when the partition is revoked.
+func (c *KafkaConsumer) apply(ctx context.Context, cl *kgo.Client) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	recs := c.held
+	if len(recs) == 0 {
+		return nil // revoked meanwhile
+	}
+	rows := make([]larder.PushRow, 0, len(recs))
+	idx := make([]int, 0, len(recs)) // the record of each row
+	var dead []deadRecord
+	for i, r := range recs {
+		row, err := c.row(r)
+		if err != nil {
+			dead = append(dead, deadRecord{rec: r, reason: err.Error()})
+			continue
+		}
+		rows, idx = append(rows, row), append(idx, i)
+	}
+	var written, older int64
+	if len(rows) > 0 {
+		out, err := c.Store.Push(ctx, c.mapper.View(), rows)
+		if err != nil {
+			return fmt.Errorf("push %d events of %s into %s: %w", len(rows), c.Stream.Source(), c.Stream.View, err)
+		}
+		for j, o := range out {
+			switch o.Result {
+			case larder.PushWritten:
+				written++
+			case larder.PushOlder:
+				older++
+			default:
+				dead = append(dead, deadRecord{rec: recs[idx[j]], reason: o.Reason})
+			}
+		}
+	}
+	if len(dead) > 0 {
+		pipe := c.Client.Pipeline()
+		for _, d := range dead {
+			vals := []any{
+				"topic", d.rec.Topic, "partition", strconv.Itoa(int(d.rec.Partition)),
+				"offset", strconv.FormatInt(d.rec.Offset, 10), "reason", d.reason, "value", d.rec.Value,
+			}
+			if d.rec.Key != nil {
+				vals = append(vals, "key", d.rec.Key)
+			}
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: c.Stream.DeadLetter, Values: vals})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("send %d events to the dead-letter stream %s: %w", len(dead), c.Stream.DeadLetter, err)
+		}
+		c.Logger.Warn("events that cannot apply sent to the dead-letter stream", "stream", c.Stream.Name,
+			"dead_letter", c.Stream.DeadLetter, "events", len(dead), "first_reason", dead[0].reason)
+	}
+	for _, r := range recs {
+		at := kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+		if prev, ok := c.written[r.Partition]; !ok || prev.Less(at) {
+			c.written[r.Partition] = at
+		}
+	}
+	c.held = nil
+	if err := c.commitLocked(ctx, cl, nil); err != nil && ctx.Err() == nil {
+		c.Logger.Warn("committing offsets: retried with the next batch", "stream", c.Stream.Name, "err", err)
+	}
+	c.counts.written.Add(written)
+	c.counts.older.Add(older)
+	c.counts.dead.Add(int64(len(dead)))
+	if c.Applied != nil {
+		c.Applied(Counts{Written: written, Older: older, Dead: int64(len(dead))})
+	}
+	return nil
+}
+
+// row returns the row of a record whose value is a JSON object of the
+// event's fields. The record's key stands for a missing key field.
+func (c *KafkaConsumer) row(r *kgo.Record) (larder.PushRow, error) {
+	d := json.NewDecoder(bytes.NewReader(r.Value))
+	d.UseNumber()
+	var fields map[string]any
+	if err := d.Decode(&fields); err != nil || fields == nil {
+		return larder.PushRow{}, fmt.Errorf("the record's value is not a JSON object: %q", clip(string(r.Value)))
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return larder.PushRow{}, fmt.Errorf("the record's value has more than one JSON object: %q", clip(string(r.Value)))
+	}
+	if _, ok := fields[c.Stream.Key]; !ok && r.Key != nil {
+		fields[c.Stream.Key] = string(r.Key)
+	}
+	return c.mapper.Row(func(field string) (any, bool) {
+		v, ok := fields[field]
+		return v, ok
+	})
+}
+
+// commitLocked commits the offsets written, of the partitions in only
+// (all when nil), and forgets those committed. c.mu is held.
+func (c *KafkaConsumer) commitLocked(ctx context.Context, cl *kgo.Client, only []int32) error {
+	offsets := map[int32]kgo.EpochOffset{}
+	for p, at := range c.written {
+		if only == nil || slices.Contains(only, p) {
+			offsets[p] = at
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	topic := c.Stream.Kafka.Topic
+	var cerr error
+	cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{topic: offsets},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				cerr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+						cerr = fmt.Errorf("partition %d: %w", p.Partition, err)
+						continue
+					}
+					if at, ok := c.written[p.Partition]; ok && !offsets[p.Partition].Less(at) {
+						delete(c.written, p.Partition)
+					}
+				}
+			}
+		})
+	if cerr != nil {
+		return fmt.Errorf("commit offsets of %s for group %s: %w", topic, c.Stream.Group, cerr)
+	}
+	return nil
+}
+
+// assigned notes the partitions this member now owns.
+func (c *KafkaConsumer) assigned(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range ps[c.Stream.Kafka.Topic] {
+		c.owned[p] = true
+	}
+}
+
+// revoked commits what was written of the partitions taken away (it waits
+// for a batch being written), and drops their records not yet written:
+// their next owner reads them again from that commit.
+func (c *KafkaConsumer) revoked(ctx context.Context, cl *kgo.Client, ps map[string][]int32) {
+	gone := ps[c.Stream.Kafka.Topic]
+	if len(gone) == 0 {
+		// The end of a cooperative session that keeps every partition:
+		// the group waits for no batch.
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.commitLocked(ctx, cl, gone); err != nil {
+		c.Logger.Warn("committing offsets of revoked partitions: their next owner reads some records again",
+			"stream", c.Stream.Name, "partitions", gone, "err", err)
+	}
+	c.dropLocked(gone)
+}
+
+// lost drops what this member held of partitions it lost without a
+// revocation (it left the group on an error): a commit would fail.
+func (c *KafkaConsumer) lost(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+	if gone := ps[c.Stream.Kafka.Topic]; len(gone) > 0 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.dropLocked(gone)
+	}
+}
+
+func (c *KafkaConsumer) dropLocked(gone []int32) {
+	for _, p := range gone {
+		delete(c.owned, p)
+		delete(c.written, p)
+	}
+	kept := c.held[:0]
+	for _, r := range c.held {
+		if c.owned[r.Partition] {
+			kept = append(kept, r)
+		}
+	}
+	clear(c.held[len(kept):])
+	c.held = kept
+}
+
+type deadRecord struct {
+	rec    *kgo.Record
+	reason string
+}
+
+// KafkaLag returns how far the stream's consumer group is behind its
+// topic, at now: Entries is the number of records after the group's
+// committed offsets, summed over the partitions (from the start of a
+// partition the group has not committed to), and Seconds the age of the
+// oldest of them by its Kafka timestamp, which costs one small fetch per
+// partition that is behind; Seconds stays 0 when none of those records
+// can be read within oldestWait (a partition whose last records are only
+// transaction markers). Pending is 0: Kafka keeps no record delivered to
+// a group and not acknowledged. A topic that does not exist has no lag.
+// opts are more options of the Kafka client (TLS, SASL); KafkaLag
+// connects to the brokers for each call.
+func KafkaLag(ctx context.Context, s *larder.Stream, now time.Time, opts ...kgo.Opt) (Lag, error) {
+	var lag Lag
+	if s.Kafka == nil {
+		return lag, fmt.Errorf("stream %s reads %s, not a Kafka topic", s.Name, s.Source())
+	}
+	seed := kgo.SeedBrokers(s.Kafka.Brokers...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{seed}, opts...)...)
+	if err != nil {
+		return lag, fmt.Errorf("kafka client of stream %s: %w", s.Name, err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topic := s.Kafka.Topic
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return lag, nil
+	}
+	if err != nil {
+		return lag, fmt.Errorf("list the start offsets of %s: %w", topic, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return lag, fmt.Errorf("list the end offsets of %s: %w", topic, err)
+	}
+	committed, err := adm.FetchOffsets(ctx, s.Group)
+	if err == nil {
+		err = committed.Error()
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		committed, err = nil, nil // a group not created yet
+	}
+	if err != nil {
+		return lag, fmt.Errorf("fetch the offsets of group %s: %w", s.Group, err)
+	}
+	behind := map[int32]kgo.Offset{}
+	ends.Each(func(end kadm.ListedOffset) {
+		from := int64(0)
+		if st, ok := starts.Lookup(topic, end.Partition); ok {
+			from = st.Offset
+		}
+		if o, ok := committed.Lookup(topic, end.Partition); ok && o.At > from {
+			from = o.At
+		}
+		if end.Offset > from {
+			lag.Entries += end.Offset - from
+			behind[end.Partition] = kgo.NewOffset().At(from)
+		}
+	})
+	if len(behind) == 0 {
+		return lag, nil
+	}
+	oldest, err := oldestTimestamp(ctx, topic, behind, append([]kgo.Opt{seed}, opts...))
+	if err != nil {
+		return lag, fmt.Errorf("read the oldest record %s's group %s has not committed: %w", topic, s.Group, err)
+	}
+	if !oldest.IsZero() {
+		lag.Seconds = max(0, now.Sub(oldest).Seconds())
+	}
+	return lag, nil
+}
+
+// oldestWait bounds how long KafkaLag waits for the oldest records.
+const oldestWait = 5 * time.Second
+
+// oldestTimestamp fetches the first record at each offset and returns
+// the earliest of their timestamps, or the zero time when none came
+// within oldestWait.
+func oldestTimestamp(ctx context.Context, topic string, at map[int32]kgo.Offset, opts []kgo.Opt) (time.Time, error) {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, oldestWait)
+	defer cancel()
+	cl, err := kgo.NewClient(append(opts,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: at}),
+		kgo.FetchMaxPartitionBytes(1<<10), // a broker still returns one whole batch
+	)...)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer cl.Close()
+	var oldest time.Time
+	for seen := map[int32]bool{}; len(seen) < len(at); {
+		fetches := cl.PollFetches(ctx)
+		if err := parent.Err(); err != nil {
+			return oldest, err
+		}
+		if ctx.Err() != nil {
+			return oldest, nil
+		}
+		if fetches.IsClientClosed() {
+			return oldest, kgo.ErrClientClosed
+		}
+		var ferr error
+		fetches.EachError(func(_ string, p int32, err error) { ferr = fmt.Errorf("partition %d: %w", p, err) })
+		if ferr != nil {
+			return oldest, ferr
+		}
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 || seen[p.Partition] {
+				return
+			}
+			seen[p.Partition] = true
+			if ts := p.Records[0].Timestamp; oldest.IsZero() || ts.Before(oldest) {
+				oldest = ts
+			}
+			cl.PauseFetchPartitions(map[string][]int32{topic: {p.Partition}})
+		})
+	}
+	return oldest, nil
+}
+
+// kafkaLogger passes the Kafka client's warnings and errors to a
+// consumer's logger.
+type kafkaLogger struct{ l *slog.Logger }
+
+func (k kafkaLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kafkaLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	switch level {
+	case kgo.LogLevelError:
+		k.l.Error("kafka: "+msg, keyvals...)
+	case kgo.LogLevelWarn:
+		k.l.Warn("kafka: "+msg, keyvals...)
+	}
+}

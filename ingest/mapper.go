@@ -1,0 +1,242 @@
+// Package ingest applies the events of streams (Redis streams, Kafka
+// topics) to latest views between runs, through the store's Push: the
+// same write-if-newer path as the Push RPC.
+package ingest
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/larder-dev/larder"
+)
+
+// Mapper turns the values of one event into a row of its stream's view.
+type Mapper struct {
+	stream *larder.Stream
+	view   *larder.View
+	fields []string // the field of each feature
+}
+
+// NewMapper returns the mapper of s, a stream of a validated project.
+func NewMapper(s *larder.Stream) *Mapper {
+	v := s.ViewDef()
+	m := &Mapper{stream: s, view: v, fields: make([]string, len(v.Features))}
+	for i, f := range v.Features {
+		m.fields[i] = s.FieldOf(f)
+	}
+	return m
+}
+
+// View returns the view the events are rows of.
+func (m *Mapper) View() *larder.View { return m.view }
+
+// Row returns the row of an event whose values get returns by field name:
+// strings (a Redis stream entry), or JSON values decoded with UseNumber (a
+// Kafka record). A field that is missing or null is a null feature. The
+// error says why the event can never apply: a missing or bad key or event
+// time, or a value that does not fit its feature.
+func (m *Mapper) Row(get func(field string) (any, bool)) (larder.PushRow, error) {
+	var row larder.PushRow
+	e := m.view.EntityDef()
+	raw, ok := get(m.stream.Key)
+	if !ok || raw == nil {
+		return row, fmt.Errorf("no entity key: field %q is missing", m.stream.Key)
+	}
+	key, err := keyOf(raw, e.KeyType)
+	if err != nil {
+		return row, fmt.Errorf("entity key (field %q): %w", m.stream.Key, err)
+	}
+	if err := key.Check(e); err != nil {
+		return row, err
+	}
+	raw, ok = get(m.stream.EventTime)
+	if !ok || raw == nil {
+		return row, fmt.Errorf("no event time: field %q is missing", m.stream.EventTime)
+	}
+	at, err := timeOf(raw)
+	if err != nil {
+		return row, fmt.Errorf("event time (field %q): %w", m.stream.EventTime, err)
+	}
+	values := make([]larder.Value, len(m.fields))
+	for i, f := range m.view.Features {
+		raw, ok := get(m.fields[i])
+		if !ok || raw == nil {
+			values[i] = larder.Null
+			continue
+		}
+		if values[i], err = valueOf(raw, f.Type); err != nil {
+			return row, fmt.Errorf("feature %s (field %q): %w", f.Name, m.fields[i], err)
+		}
+	}
+	return larder.PushRow{Key: key, Row: larder.Row{EventTime: at, Values: values}}, nil
+}
+
+// text returns raw as text: a string as is, a JSON number as written.
+func text(raw any) (string, bool) {
+	switch x := raw.(type) {
+	case string:
+		return x, true
+	case json.Number:
+		return x.String(), true
+	}
+	return "", false
+}
+
+func keyOf(raw any, t larder.Type) (larder.Key, error) {
+	s, ok := text(raw)
+	if !ok {
+		return larder.Key{}, fmt.Errorf("want a string or a number, got %s", describe(raw))
+	}
+	if t == larder.TypeInt64 {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return larder.Key{}, fmt.Errorf("%q is not an int64", clip(s))
+		}
+		return larder.Int64Key(n), nil
+	}
+	return larder.StringKey(s), nil
+}
+
+// timeOf reads an event time: RFC 3339 text, or a number of milliseconds
+// since the Unix epoch.
+func timeOf(raw any) (time.Time, error) {
+	s, ok := text(raw)
+	if !ok {
+		return time.Time{}, fmt.Errorf("want RFC 3339 text or milliseconds since the Unix epoch, got %s", describe(raw))
+	}
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 text (2026-05-01T12:00:00Z) nor milliseconds since the Unix epoch", clip(s))
+	}
+	return t.UTC(), nil
+}
+
+// valueOf converts one field's value to a value of type t.
+func valueOf(raw any, t larder.Type) (larder.Value, error) {
+	switch t {
+	case larder.TypeStringList:
+		items, err := listOf(raw, func(x any) (string, bool) { s, ok := x.(string); return s, ok })
+		if err != nil {
+			return larder.Null, err
+		}
+		return larder.StringListValue(items), nil
+	case larder.TypeFloat32Vector:
+		items, err := listOf(raw, func(x any) (float32, bool) {
+			s, ok := text(x)
+			if !ok {
+				return 0, false
+			}
+			f, err := strconv.ParseFloat(s, 32)
+			return float32(f), err == nil
+		})
+		if err != nil {
+			return larder.Null, err
+		}
+		return larder.Float32VectorValue(items), nil
+	case larder.TypeBool:
+		switch x := raw.(type) {
+		case bool:
+			return larder.BoolValue(x), nil
+		case string:
+			b, err := strconv.ParseBool(x)
+			if err != nil {
+				return larder.Null, fmt.Errorf("%q is not a bool (true or false)", clip(x))
+			}
+			return larder.BoolValue(b), nil
+		}
+		return larder.Null, fmt.Errorf("want a bool, got %s", describe(raw))
+	}
+	s, ok := text(raw)
+	if !ok {
+		return larder.Null, fmt.Errorf("want a %s, got %s", t, describe(raw))
+	}
+	switch t {
+	case larder.TypeInt64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return larder.Null, fmt.Errorf("%q is not an int64", clip(s))
+		}
+		return larder.Int64Value(n), nil
+	case larder.TypeFloat64, larder.TypeFloat32:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return larder.Null, fmt.Errorf("%q is not a number", clip(s))
+		}
+		if t == larder.TypeFloat32 {
+			if math.Abs(f) > math.MaxFloat32 && !math.IsInf(f, 0) {
+				return larder.Null, fmt.Errorf("%s is out of the range of a float32", s)
+			}
+			return larder.Float32Value(float32(f)), nil
+		}
+		return larder.Float64Value(f), nil
+	case larder.TypeString:
+		return larder.StringValue(s), nil
+	case larder.TypeBytes:
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return larder.Null, fmt.Errorf("bytes are written in standard base64: %v", err)
+		}
+		return larder.BytesValue(b), nil
+	}
+	return larder.Null, fmt.Errorf("type %s cannot be streamed", t)
+}
+
+// listOf reads a JSON array, or a JSON array written as text (a Redis
+// stream field), with item converting each item.
+func listOf[T any](raw any, item func(any) (T, bool)) ([]T, error) {
+	arr, ok := raw.([]any)
+	if s, isText := raw.(string); isText {
+		d := json.NewDecoder(strings.NewReader(s))
+		d.UseNumber()
+		if err := d.Decode(&arr); err != nil {
+			return nil, fmt.Errorf("want a JSON array, got %q", clip(s))
+		}
+		ok = true
+	}
+	if !ok {
+		return nil, fmt.Errorf("want an array, got %s", describe(raw))
+	}
+	out := make([]T, len(arr))
+	for i, x := range arr {
+		v, ok := item(x)
+		if !ok {
+			return nil, fmt.Errorf("item %d: unexpected %s", i, describe(x))
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func describe(raw any) string {
+	switch raw.(type) {
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a bool"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("a %T", raw)
+}
+
+// clip shortens what an error echoes.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

@@ -1,0 +1,214 @@
+package ingest_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/ingest"
+	"github.com/larder-dev/larder/redistest"
+	"github.com/larder-dev/larder/store"
+)
+
+var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
+// testProject has a latest view of users (clicks, page, score) and a
+// Redis stream of its events.
+func testProject(tb testing.TB) *larder.Project {
+	tb.Helper()
+	p := &larder.Project{
+		Name:     "ing",
+		Entities: []*larder.Entity{{Name: "user", Key: "user_id", KeyType: larder.TypeInt64}},
+		Sources:  []*larder.Source{{Name: "ev", Path: "ev.parquet", EventTime: "ts"}},
+		Views: []*larder.View{{Name: "user_last", Kind: larder.KindLatest, Entity: "user", Source: "ev", Features: []larder.Feature{
+			{Name: "clicks", Type: larder.TypeInt64}, {Name: "page", Type: larder.TypeString}, {Name: "score", Type: larder.TypeFloat64},
+		}}},
+		Streams: []*larder.Stream{{Name: "clicks", View: "user_last", RedisStream: "events:clicks", Fields: map[string]string{"page": "url"}}},
+	}
+	p.SetDefaults()
+	if err := p.Validate(); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// fixture is a real redis-server with the view published once (users 1
+// and 2 at t0).
+type fixture struct {
+	client redis.UniversalClient
+	st     *store.Store
+	p      *larder.Project
+	s      *larder.Stream
+}
+
+func newFixture(t testing.TB) *fixture {
+	srv := redistest.Start(t)
+	f := &fixture{client: srv.Client(), p: testProject(t)}
+	f.s = f.p.Stream("clicks")
+	f.st = store.New(f.client, f.p.Name, store.Options{})
+	ctx := context.Background()
+	w, err := f.st.Begin(ctx, f.p.View("user_last"), larder.BeginOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := int64(1); id <= 2; id++ {
+		if err := w.Put(ctx, larder.Int64Key(id), larder.Row{EventTime: t0, Values: []larder.Value{
+			larder.Int64Value(id), larder.StringValue("/batch"), larder.Float64Value(0.5)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// add appends an entry of fields (name, value, ...) to the stream.
+func (f *fixture) add(t *testing.T, fields ...any) {
+	t.Helper()
+	if err := f.client.XAdd(context.Background(), &redis.XAddArgs{Stream: f.s.RedisStream, Values: fields}).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// read returns the stored clicks and page of each user, "-" when none.
+func (f *fixture) read(t *testing.T, ids ...int64) []string {
+	t.Helper()
+	l := larder.Lookup{View: f.p.View("user_last")}
+	for _, id := range ids {
+		l.Keys = append(l.Keys, larder.Int64Key(id))
+	}
+	if err := f.st.Read(context.Background(), []*larder.Lookup{&l}); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(ids))
+	for i := range ids {
+		if !l.Found[i] {
+			out[i] = "-"
+			continue
+		}
+		out[i] = fmt.Sprintf("%d %s", l.Rows[i].Values[0].Int64(), l.Rows[i].Values[1].String())
+	}
+	return out
+}
+
+// consume runs a consumer until it has handled n events, then stops it.
+func (f *fixture) consume(t *testing.T, c *ingest.RedisConsumer, n int64) ingest.Counts {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.Run(ctx)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := c.Counts()
+		if got.Written+got.Older+got.Dead >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("the consumer handled %+v of %d events within 30s", c.Counts(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	return c.Counts()
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// TestRedisIngest applies a stream's entries to the view: new and newer
+// events are written, an older one is left out, events that can never
+// apply go to the dead-letter stream with the reason, and every entry is
+// acknowledged.
+func TestRedisIngest(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	lag, err := ingest.RedisLag(ctx, f.client, f.s, time.Now())
+	if err != nil || lag.Entries != 0 {
+		t.Fatalf("lag of an empty stream: %+v, %v", lag, err)
+	}
+	f.add(t, "user_id", "1", "ts", ms(t0.Add(time.Minute)), "clicks", "10", "url", "/a", "score", "1.5")
+	f.add(t, "user_id", "2", "ts", t0.Add(-time.Minute).Format(time.RFC3339), "clicks", "20", "url", "/b")
+	f.add(t, "user_id", "3", "ts", ms(t0), "clicks", "30") // no url, no score: null
+	f.add(t, "user_id", "x", "ts", ms(t0), "clicks", "1")
+	f.add(t, "user_id", "4", "ts", ms(t0), "clicks", "many")
+	f.add(t, "user_id", "5", "clicks", "1")
+	lag, err = ingest.RedisLag(ctx, f.client, f.s, time.Now().Add(time.Minute))
+	if err != nil || lag.Entries != 6 || lag.Seconds < 59 {
+		t.Errorf("lag before any consumer: %+v, %v; want 6 entries, a minute behind", lag, err)
+	}
+
+	c := &ingest.RedisConsumer{Client: f.client, Stream: f.s, Store: f.st, Name: "c1", Block: 50 * time.Millisecond}
+	got := f.consume(t, c, 6)
+	if got != (ingest.Counts{Written: 2, Older: 1, Dead: 3}) {
+		t.Errorf("counts %+v, want 2 written, 1 older, 3 dead", got)
+	}
+	if rows := f.read(t, 1, 2, 3, 4); strings.Join(rows, "|") != `10 "/a"|2 "/batch"|30 null|-` {
+		t.Errorf("stored rows %q", rows)
+	}
+	dead, err := f.client.XRange(ctx, f.s.DeadLetter, "-", "+").Result()
+	if err != nil || len(dead) != 3 {
+		t.Fatalf("dead letters: %v, %v", dead, err)
+	}
+	for i, want := range []string{`entity key (field "user_id"): "x" is not an int64`, `feature clicks (field "clicks"): "many" is not an int64`, `no event time: field "ts" is missing`} {
+		if r := dead[i].Values["reason"]; r != want || dead[i].Values["stream"] != f.s.RedisStream || dead[i].Values["id"] == "" {
+			t.Errorf("dead letter %d: %v, want reason %q", i, dead[i].Values, want)
+		}
+	}
+	pending, err := f.client.XPending(ctx, f.s.RedisStream, f.s.Group).Result()
+	if err != nil || pending.Count != 0 {
+		t.Errorf("pending after the consumer: %+v, %v; want none", pending, err)
+	}
+	lag, err = ingest.RedisLag(ctx, f.client, f.s, time.Now())
+	if err != nil || lag.Entries != 0 || lag.Seconds != 0 || lag.Pending != 0 {
+		t.Errorf("lag after the consumer: %+v, %v; want none", lag, err)
+	}
+}
+
+// TestRedisIngestClaims leaves entries pending with a consumer that
+// read them and died: the next consumer claims and applies them, and
+// every entry is applied once.
+func TestRedisIngestClaims(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for i := range 100 {
+		f.add(t, "user_id", strconv.Itoa(100+i), "ts", ms(t0), "clicks", strconv.Itoa(i))
+	}
+	if err := f.client.XGroupCreateMkStream(ctx, f.s.RedisStream, f.s.Group, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The dead consumer reads 40 entries and never acknowledges them.
+	res, err := f.client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: f.s.Group, Consumer: "dead", Streams: []string{f.s.RedisStream, ">"}, Count: 40}).Result()
+	if err != nil || len(res[0].Messages) != 40 {
+		t.Fatalf("the dead consumer's read: %v, %v", res, err)
+	}
+	c := &ingest.RedisConsumer{Client: f.client, Stream: f.s, Store: f.st, Name: "c2", Block: 20 * time.Millisecond, ClaimIdle: 50 * time.Millisecond}
+	got := f.consume(t, c, 100)
+	if got != (ingest.Counts{Written: 100}) {
+		t.Errorf("counts %+v, want 100 written, each once", got)
+	}
+	ids := make([]int64, 100)
+	for i := range ids {
+		ids[i] = int64(100 + i)
+	}
+	for i, r := range f.read(t, ids...) {
+		if r != fmt.Sprintf("%d null", i) {
+			t.Errorf("user %d: %q", 100+i, r)
+		}
+	}
+	pending, err := f.client.XPending(ctx, f.s.RedisStream, f.s.Group).Result()
+	if err != nil || pending.Count != 0 {
+		t.Errorf("pending after the claim: %+v, %v; want none", pending, err)
+	}
+}

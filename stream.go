@@ -1,0 +1,187 @@
+package larder
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Stream is a stream of events that `larder ingest` applies to a latest
+// view between runs, through the same path as the Push RPC: each event is
+// one row of one entity, written when it is not older than the stored row.
+// The events come from a Redis stream or a Kafka topic.
+//
+// A Redis stream entry holds its values as fields; a Kafka record's value
+// is a JSON object of them. Key names the field that holds the entity key,
+// EventTime the one that holds the event time (RFC 3339 text, or a number
+// of milliseconds since the Unix epoch), and Fields maps feature names to
+// field names where they differ; a feature without a field is null.
+type Stream struct {
+	Name string
+	// View is the latest view the events are rows of.
+	View string
+	// RedisStream is the key of the Redis stream, in the project's Redis;
+	// Kafka is set instead for a Kafka topic.
+	RedisStream string
+	Kafka       *KafkaTopic
+	// Group is the consumer group; "" means "larder-<project>".
+	Group string
+	// Key and EventTime name the fields of the entity key and the event
+	// time; "" means the entity's key name, and the view's source's
+	// event-time column.
+	Key       string
+	EventTime string
+	// Fields maps feature names to the names of their fields, for the
+	// features whose field is not named like them (or like their column).
+	Fields map[string]string
+	// DeadLetter is the Redis stream where events that can never apply go,
+	// with the reason; "" means RedisStream + ":dead" (for a Kafka topic,
+	// "larder:<project>:dead:<stream name>" in the project's Redis).
+	DeadLetter string
+
+	view *View
+}
+
+// KafkaTopic is a Kafka topic and the brokers to reach it.
+type KafkaTopic struct {
+	Brokers []string
+	Topic   string
+}
+
+// ViewDef returns the view the stream's events are rows of, once the
+// project is validated.
+func (s *Stream) ViewDef() *View { return s.view }
+
+// Transport names where the stream's events come from: "redis" or "kafka".
+func (s *Stream) Transport() string {
+	if s.Kafka != nil {
+		return "kafka"
+	}
+	return "redis"
+}
+
+// Source names the stream for people: the Redis key or the Kafka topic.
+func (s *Stream) Source() string {
+	if s.Kafka != nil {
+		return "kafka topic " + s.Kafka.Topic
+	}
+	return "redis stream " + s.RedisStream
+}
+
+// FieldOf returns the name of the field that holds feature f.
+func (s *Stream) FieldOf(f Feature) string {
+	if name, ok := s.Fields[f.Name]; ok {
+		return name
+	}
+	if f.Column != "" {
+		return f.Column
+	}
+	return f.Name
+}
+
+// Stream returns the stream of that name, or nil.
+func (p *Project) Stream(name string) *Stream {
+	for _, s := range p.Streams {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// setStreamDefaults fills in a stream's group, key, event time and dead
+// letter stream.
+func (p *Project) setStreamDefaults(s *Stream) {
+	if s.Group == "" {
+		s.Group = "larder-" + p.Name
+	}
+	if s.DeadLetter == "" {
+		if s.Kafka == nil && s.RedisStream != "" {
+			s.DeadLetter = s.RedisStream + ":dead"
+		} else {
+			s.DeadLetter = "larder:" + p.Name + ":dead:" + s.Name
+		}
+	}
+}
+
+// validateStreams checks the project's streams; it runs once the views
+// are resolved.
+func (p *Project) validateStreams(add func(path, format string, args ...any)) {
+	seen := map[string]bool{}
+	viewNames := known(names(p.Views, func(v *View) string { return v.Name }))
+	for i, s := range p.Streams {
+		path := fmt.Sprintf("streams[%d]", i)
+		switch {
+		case s.Name == "":
+			add(path+".name", "is required")
+		case !validName(s.Name):
+			add(path+".name", "%q is not a valid name (letters, digits, '_' and '-', starting with a letter)", s.Name)
+		case seen[s.Name]:
+			add(path+".name", "duplicate stream %q", s.Name)
+		}
+		seen[s.Name] = true
+		switch {
+		case s.RedisStream == "" && s.Kafka == nil:
+			add(path, "needs redis_stream (the key of a Redis stream) or kafka (brokers and topic)")
+		case s.RedisStream != "" && s.Kafka != nil:
+			add(path+".kafka", "a stream reads redis_stream or kafka, not both")
+		case s.Kafka != nil:
+			if len(s.Kafka.Brokers) == 0 {
+				add(path+".kafka.brokers", "is required: the host:port of one broker or more")
+			}
+			if s.Kafka.Topic == "" {
+				add(path+".kafka.topic", "is required")
+			}
+		}
+		s.view = nil
+		v := p.views[s.View]
+		switch {
+		case s.View == "":
+			add(path+".view", "is required: the latest view the events are rows of")
+			continue
+		case v == nil:
+			add(path+".view", "unknown view %q%s", s.View, viewNames)
+			continue
+		case v.Kind != KindLatest:
+			add(path+".view", "view %q is %s %s view: events can be applied to latest views only", v.Name, article(string(v.Kind)), v.Kind)
+			continue
+		}
+		s.view = v
+		if s.Key == "" && v.EntityDef() != nil {
+			s.Key = v.EntityDef().Key
+		}
+		if s.EventTime == "" {
+			if src := p.Source(v.Source); src != nil {
+				s.EventTime = src.EventTime
+			}
+		}
+		if s.EventTime == "" {
+			add(path+".event_time", "is required: the field that holds each event's time")
+		}
+		features := make([]string, len(v.Features))
+		for j, f := range v.Features {
+			features[j] = f.Name
+		}
+		var mapped []string
+		for name := range s.Fields {
+			mapped = append(mapped, name)
+		}
+		sort.Strings(mapped)
+		for _, name := range mapped {
+			if !slices.Contains(features, name) {
+				add(path+".fields."+name, "view %q has no feature %q%s", v.Name, name, known(features))
+			} else if s.Fields[name] == "" {
+				add(path+".fields."+name, "is empty: name the field that holds the feature")
+			}
+		}
+	}
+}
+
+// article returns "an" before a word that starts with a vowel, else "a".
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
+}
