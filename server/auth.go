@@ -269,8 +269,8 @@ func callerFrom(ctx context.Context) (c caller, ok bool) {
 const (
 	healthMethods     = "/grpc.health.v1.Health/"
 	reflectionMethods = "/grpc.reflection."
-	// ingestMethods is reserved for the online writes (Push), which need
-	// the write role.
+	// ingestMethods are the online writes (Push), which need the write
+	// role.
 	ingestMethods = "/larder.v1.IngestService/"
 )
 

@@ -151,6 +151,7 @@ type secureConfig struct {
 	noReflex bool
 	admin    bool // serve the operators' services alone, as NewAdminGRPC
 	jobs     bool // with a job queue, and so the JobService
+	push     bool // over a store that takes pushes (a fakePush)
 }
 
 // serveSecured serves a Service of the test project with a fake model over
@@ -165,6 +166,9 @@ func serveSecured(tb testing.TB, sc secureConfig) *secured {
 		cfg.Project.Server.NoReflection = sc.noReflex
 		if sc.jobs {
 			cfg.Jobs = newFakeQueue(cfg.Now)
+		}
+		if sc.push {
+			cfg.Store = newFakePush(cfg.Store, "user_stats")
 		}
 		cfg.LoadModel = func(*larder.Ranker) (server.Model, error) {
 			n := s.loads.Add(1)

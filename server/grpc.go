@@ -20,12 +20,13 @@ import (
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
 
-// GRPC is a gRPC server carrying larder's services (the FeatureService, the
-// operators' services, or both), the standard health service and, unless
-// the project's server.reflection is false, server reflection (so that
-// grpcurl works without .proto files). The operators' services are the
-// AdminService and, when the Service has a job queue (Config.Jobs), the
-// JobService; every call of theirs is written to the audit log.
+// GRPC is a gRPC server carrying larder's services (the FeatureService with
+// the IngestService, the operators' services, or both), the standard health
+// service and, unless the project's server.reflection is false, server
+// reflection (so that grpcurl works without .proto files). The operators'
+// services are the AdminService and, when the Service has a job queue
+// (Config.Jobs), the JobService; every call of theirs is written to the
+// audit log.
 type GRPC struct {
 	Server  *grpc.Server
 	Health  *health.Server
@@ -51,7 +52,8 @@ func (g *GRPC) setStatus(status healthpb.HealthCheckResponse_ServingStatus) {
 }
 
 // NewGRPC returns a gRPC server for svc carrying the FeatureService, the
-// AdminService and, when svc has a job queue, the JobService. A panic in a
+// IngestService, the AdminService and, when svc has a job queue, the
+// JobService. A panic in a
 // handler becomes an INTERNAL error for that request, logged with its stack;
 // the process keeps serving.
 func NewGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
@@ -60,7 +62,8 @@ func NewGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC
 
 // NewFeatureGRPC is NewGRPC without the operators' services (AdminService,
 // JobService), whose methods it answers with UNIMPLEMENTED: for the public
-// listener when NewAdminGRPC serves them on a listener of their own.
+// listener when NewAdminGRPC serves them on a listener of their own. It
+// carries the IngestService, whose Push needs the write role.
 func NewFeatureGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
 	return newGRPC(svc, logger, services{feature: true}, opts)
 }
@@ -103,6 +106,11 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 		larderv1.RegisterFeatureServiceServer(g.Server, svc)
 		g.Health.SetServingStatus(larderv1.FeatureService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 		g.services = append(g.services, larderv1.FeatureService_ServiceDesc.ServiceName)
+		// Pushes are the product's traffic too: they go where reads go,
+		// and the write role keeps readers out.
+		larderv1.RegisterIngestServiceServer(g.Server, &ingestServer{svc: svc})
+		g.Health.SetServingStatus(larderv1.IngestService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		g.services = append(g.services, larderv1.IngestService_ServiceDesc.ServiceName)
 	}
 	if which.admin {
 		larderv1.RegisterAdminServiceServer(g.Server, &adminServer{svc: svc})

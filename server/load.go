@@ -15,13 +15,14 @@ import (
 )
 
 // load is what protects a server from its requests as a whole, whatever
-// each asks for: at most max FeatureService requests at once, the others
-// refused at once (shed) with shedErr; and a deadline for every request, so
-// that a stalled store cannot hold a request, and its slot, for ever.
+// each asks for: at most max FeatureService and IngestService requests at
+// once, the others refused at once (shed) with shedErr; and a deadline for
+// every request, so that a stalled store cannot hold a request, and its
+// slot, for ever.
 type load struct {
-	// slots holds a token per FeatureService request in progress. It
-	// belongs to the Service, so that every listener of one process
-	// shares it.
+	// slots holds a token per FeatureService or IngestService request in
+	// progress. It belongs to the Service, so that every listener of one
+	// process shares it.
 	slots   chan struct{}
 	shedErr error
 	// def bounds a request whose client set no deadline; limit bounds the
@@ -29,10 +30,10 @@ type load struct {
 	def, limit time.Duration
 }
 
-// featureMethods is the prefix of the methods that load sheds: the product's
-// traffic. Health checks and the operators' services (AdminService,
-// JobService) are never shed, so that a busy server can still be watched,
-// reloaded and drained.
+// featureMethods and ingestMethods (see auth.go) are the prefixes of the
+// methods that load sheds: the product's traffic, reads and pushes. Health
+// checks and the operators' services (AdminService, JobService) are never
+// shed, so that a busy server can still be watched, reloaded and drained.
 const featureMethods = "/larder.v1.FeatureService/"
 
 func newLoad(s larder.Server) *load {
@@ -47,7 +48,9 @@ func newLoad(s larder.Server) *load {
 }
 
 // sheds reports whether requests of method take a slot.
-func sheds(method string) bool { return strings.HasPrefix(method, featureMethods) }
+func sheds(method string) bool {
+	return strings.HasPrefix(method, featureMethods) || strings.HasPrefix(method, ingestMethods)
+}
 
 // acquire takes a slot, and reports false, taking none, when every slot is
 // taken: the request is to be shed.

@@ -43,6 +43,7 @@ type Metrics struct {
 	rowsByView sync.Map
 	shed       *prometheus.CounterVec
 	configs    *prometheus.CounterVec
+	pushed     *prometheus.CounterVec
 
 	// methods holds the pre-resolved series of every known unary method, by
 	// full method name. It is not written after NewMetrics, so the
@@ -112,16 +113,20 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "larder_config_reloads_total",
 			Help: "Attempts to apply an edited larder.yaml to the running server, by result: ok (applied) or refused (the previous configuration kept serving).",
 		}, []string{"result"}),
+		pushed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "larder_push_rows_total",
+			Help: "Rows pushed through IngestService.Push, by view and result: written (now the entity's stored row), older (left out, the stored row being newer) or invalid (refused, with a reason in the response).",
+		}, []string{"view", "result"}),
 		methods: map[string]*methodMetrics{},
 	}
 	m.configs.WithLabelValues("ok")
 	m.configs.WithLabelValues("refused")
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.reloads, m.modelInfo, m.modelLoaded, m.storeErrors, m.rowsRead, m.lost, m.shed, m.configs} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.degraded, m.reloads, m.modelInfo, m.modelLoaded, m.storeErrors, m.rowsRead, m.lost, m.shed, m.configs, m.pushed} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %w", err)
 		}
 	}
-	for _, desc := range []grpc.ServiceDesc{larderv1.FeatureService_ServiceDesc, larderv1.AdminService_ServiceDesc, larderv1.JobService_ServiceDesc, healthpb.Health_ServiceDesc} {
+	for _, desc := range []grpc.ServiceDesc{larderv1.FeatureService_ServiceDesc, larderv1.IngestService_ServiceDesc, larderv1.AdminService_ServiceDesc, larderv1.JobService_ServiceDesc, healthpb.Health_ServiceDesc} {
 		for _, md := range desc.Methods {
 			name := "/" + desc.ServiceName + "/" + md.MethodName
 			m.methods[name] = m.newMethod(name)
@@ -206,6 +211,21 @@ func (m *Metrics) requestShed(method string) {
 		return
 	}
 	m.shed.WithLabelValues(method).Inc()
+}
+
+// rowsPushed counts the rows of one Push request of view by result.
+func (m *Metrics) rowsPushed(view string, written, older, invalid int) {
+	if m == nil {
+		return
+	}
+	for _, c := range [...]struct {
+		result string
+		n      int
+	}{{"written", written}, {"older", older}, {"invalid", invalid}} {
+		if c.n > 0 {
+			m.pushed.WithLabelValues(view, c.result).Add(float64(c.n))
+		}
+	}
 }
 
 func (m *Metrics) rankDegraded(ranker, reason string) {

@@ -29,7 +29,10 @@ type Model interface {
 // ranker of the project are required.
 type Config struct {
 	Project *larder.Project
-	Store   larder.FeatureStore
+	// Store is what the FeatureService reads. When it is also a
+	// larder.PushStore, the IngestService's Push writes through it;
+	// otherwise Push answers UNIMPLEMENTED.
+	Store larder.FeatureStore
 	// Models holds the model of each ranker, by ranker name.
 	Models map[string]Model
 	Logger *slog.Logger
@@ -72,7 +75,10 @@ type FreshnessFunc func(ctx context.Context, v *larder.View) (larder.ViewFreshne
 type Service struct {
 	larderv1.UnimplementedFeatureServiceServer
 
-	store  larder.FeatureStore
+	store larder.FeatureStore
+	// pusher is Config.Store as a larder.PushStore, or nil when it is not
+	// one.
+	pusher larder.PushStore
 	logger *slog.Logger
 	now    func() time.Time
 	// limits are the server block of the project the Service was made
@@ -179,6 +185,8 @@ func New(cfg Config) (*Service, error) {
 		audit:     cfg.AuditLogger,
 		load:      newLoad(cfg.Project.Server),
 	}
+	// Taken before the store is wrapped, which hides its other methods.
+	s.pusher, _ = cfg.Store.(larder.PushStore)
 	if s.metrics != nil {
 		s.store = countingStore{FeatureStore: cfg.Store, m: s.metrics}
 	}

@@ -46,7 +46,8 @@ const (
 //   - DEADLINE_EXCEEDED: the caller's deadline, or the server's
 //     (server.default_deadline for a call that sets none, server.max_deadline
 //     at most). Calls are never refused for load:
-//     server.max_concurrent_requests counts FeatureService calls only.
+//     server.max_concurrent_requests counts FeatureService and IngestService
+//     calls only.
 //   - UNAUTHENTICATED: the server checks its callers (server.auth) and the
 //     call carries no credential, or an unknown one.
 //   - PERMISSION_DENIED: the caller's role does not allow the method.
@@ -111,7 +112,8 @@ func (c *adminServiceClient) ListModels(ctx context.Context, in *ListModelsReque
 //   - DEADLINE_EXCEEDED: the caller's deadline, or the server's
 //     (server.default_deadline for a call that sets none, server.max_deadline
 //     at most). Calls are never refused for load:
-//     server.max_concurrent_requests counts FeatureService calls only.
+//     server.max_concurrent_requests counts FeatureService and IngestService
+//     calls only.
 //   - UNAUTHENTICATED: the server checks its callers (server.auth) and the
 //     call carries no credential, or an unknown one.
 //   - PERMISSION_DENIED: the caller's role does not allow the method.

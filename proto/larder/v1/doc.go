@@ -1,7 +1,7 @@
 // Package larderv1 is the Go code generated from larder/v1/larder.proto,
-// larder/v1/admin.proto and larder/v1/jobs.proto: the messages of larder's
-// public gRPC API, and the clients and servers of its FeatureService,
-// AdminService and JobService.
+// larder/v1/ingest.proto, larder/v1/admin.proto and larder/v1/jobs.proto: the
+// messages of larder's public gRPC API, and the clients and servers of its
+// FeatureService, IngestService, AdminService and JobService.
 //
 // The .proto files are the reference for what every message and field means.
 // The generated types belong at the server edge: the server converts them to

@@ -62,7 +62,8 @@ const (
 //   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation, or
 //     the server's (server.default_deadline for a call that sets none,
 //     server.max_deadline at most). Calls are never refused for load:
-//     server.max_concurrent_requests counts FeatureService calls only.
+//     server.max_concurrent_requests counts FeatureService and IngestService
+//     calls only.
 //   - UNIMPLEMENTED: this server has no job queue, or this listener does not
 //     serve operators' services.
 //   - UNAUTHENTICATED: the server checks its callers (server.auth) and the
@@ -217,7 +218,8 @@ func (c *jobServiceClient) CancelJob(ctx context.Context, in *CancelJobRequest, 
 //   - DEADLINE_EXCEEDED, CANCELED: the caller's deadline or cancellation, or
 //     the server's (server.default_deadline for a call that sets none,
 //     server.max_deadline at most). Calls are never refused for load:
-//     server.max_concurrent_requests counts FeatureService calls only.
+//     server.max_concurrent_requests counts FeatureService and IngestService
+//     calls only.
 //   - UNIMPLEMENTED: this server has no job queue, or this listener does not
 //     serve operators' services.
 //   - UNAUTHENTICATED: the server checks its callers (server.auth) and the

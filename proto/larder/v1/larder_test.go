@@ -83,6 +83,7 @@ func TestServiceName(t *testing.T) {
 		methods []string
 	}{
 		{larderv1.FeatureService_ServiceDesc, "larder.v1.FeatureService", []string{"GetFeatures", "Rank", "ListViews"}},
+		{larderv1.IngestService_ServiceDesc, "larder.v1.IngestService", []string{"Push"}},
 		{larderv1.AdminService_ServiceDesc, "larder.v1.AdminService", []string{"ReloadModel", "ListModels"}},
 		{larderv1.JobService_ServiceDesc, "larder.v1.JobService", []string{"SubmitJob", "GetJob", "ListJobs", "CancelJob"}},
 	} {
