@@ -2,6 +2,7 @@ package larder
 
 import (
 	"cmp"
+	"fmt"
 	"strings"
 )
 
@@ -93,4 +94,35 @@ func policyNames(ps []ValuePolicy) string {
 		names[i] = string(p)
 	}
 	return strings.Join(names, ", ")
+}
+
+// ApplyValueRules applies the view's value rules to x, a value of feature
+// f, as a run does: a NaN or an infinity, or a value over the view's
+// max_value_bytes, is kept, made null or refused, as the view's policies
+// say. It returns the value to store, or the reason it is refused. Pushed
+// and streamed rows go through it.
+func (v *View) ApplyValueRules(f *Feature, x Value) (Value, string) {
+	if x.IsNull() {
+		return x, ""
+	}
+	switch f.Type {
+	case TypeString, TypeBytes, TypeFloat32Vector, TypeInt64List, TypeStringList:
+		if n, limit := x.Size(), v.ValueLimit(); n > limit {
+			switch v.OversizePolicy() {
+			case PolicyReject:
+				return x, fmt.Sprintf("the value takes %d bytes, more than view %q's max_value_bytes of %d (oversize: reject)", n, v.Name, limit)
+			case PolicyNull:
+				return Null, ""
+			}
+		}
+	}
+	if !x.Finite() {
+		switch v.NonFinitePolicy() {
+		case PolicyReject:
+			return x, fmt.Sprintf("%s is refused by view %q (non_finite: reject)", x.NonFiniteText(), v.Name)
+		case PolicyNull:
+			return Null, ""
+		}
+	}
+	return x, ""
 }

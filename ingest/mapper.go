@@ -72,6 +72,10 @@ func (m *Mapper) Row(get func(field string) (any, bool)) (larder.PushRow, error)
 		if values[i], err = valueOf(raw, f.Type); err != nil {
 			return row, fmt.Errorf("feature %s (field %q): %w", f.Name, m.fields[i], err)
 		}
+		var refused string
+		if values[i], refused = m.view.ApplyValueRules(&m.view.Features[i], values[i]); refused != "" {
+			return row, fmt.Errorf("feature %s (field %q): %s", f.Name, m.fields[i], refused)
+		}
 	}
 	return larder.PushRow{Key: key, Row: larder.Row{EventTime: at, Values: values}}, nil
 }

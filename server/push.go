@@ -220,34 +220,10 @@ func (c *pushConverter) unknownFeature(given map[string]*larderv1.Value) string 
 	return fmt.Sprintf("view %q has no feature %s%s", c.view.Name, echo(first), knownFeatures(c.view))
 }
 
-// rules applies the view's value rules to x, a value of feature f, as a run
-// does: a NaN or an infinity, or a value over the view's max_value_bytes,
-// is kept, stored as null or refused, as the view's policy says. It
-// returns the value to store, or the reason it is refused.
+// rules applies the view's value rules to x, a value of feature f (see
+// larder.View.ApplyValueRules).
 func (c *pushConverter) rules(x larder.Value, f *larder.Feature) (larder.Value, string) {
-	if x.IsNull() {
-		return x, ""
-	}
-	switch f.Type {
-	case larder.TypeString, larder.TypeBytes, larder.TypeFloat32Vector, larder.TypeInt64List, larder.TypeStringList:
-		if n, limit := x.Size(), c.view.ValueLimit(); n > limit {
-			switch c.view.OversizePolicy() {
-			case larder.PolicyReject:
-				return x, fmt.Sprintf("the value takes %d bytes, more than view %q's max_value_bytes of %d (oversize: reject)", n, c.view.Name, limit)
-			case larder.PolicyNull:
-				return larder.Null, ""
-			}
-		}
-	}
-	if !x.Finite() {
-		switch c.view.NonFinitePolicy() {
-		case larder.PolicyReject:
-			return x, fmt.Sprintf("%s is refused by view %q (non_finite: reject)", x.NonFiniteText(), c.view.Name)
-		case larder.PolicyNull:
-			return larder.Null, ""
-		}
-	}
-	return x, ""
+	return c.view.ApplyValueRules(f, x)
 }
 
 // pushValue converts v into a value of a feature of type t. A Value with no

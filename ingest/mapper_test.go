@@ -1,0 +1,46 @@
+package ingest_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/larder-dev/larder/ingest"
+)
+
+// TestMapperRows maps events of a Redis stream (text) and of a Kafka
+// topic (JSON) to rows, and refuses what cannot apply, the view's value
+// rules included, with the reason.
+func TestMapperRows(t *testing.T) {
+	p := testProject(t)
+	m := ingest.NewMapper(p.Stream("clicks"))
+	fields := func(kv map[string]any) func(string) (any, bool) {
+		return func(f string) (any, bool) { v, ok := kv[f]; return v, ok }
+	}
+	row, err := m.Row(fields(map[string]any{"user_id": "7", "ts": "2026-05-01T12:00:00Z", "clicks": "3", "url": "/a", "score": "0.25"}))
+	if err != nil || row.Key.Int64() != 7 || !row.Row.EventTime.Equal(t0) || row.Row.Values[0].Int64() != 3 || row.Row.Values[1].Str() != "/a" || row.Row.Values[2].Float64() != 0.25 {
+		t.Errorf("text event: %+v, %v", row, err)
+	}
+	row, err = m.Row(fields(map[string]any{"user_id": json.Number("8"), "ts": json.Number("1777636800000"), "clicks": json.Number("4"), "url": nil}))
+	if err != nil || row.Key.Int64() != 8 || row.Row.Values[0].Int64() != 4 || !row.Row.Values[1].IsNull() || !row.Row.Values[2].IsNull() {
+		t.Errorf("JSON event: %+v, %v", row, err)
+	}
+	// The view's value rules apply: a NaN is null by default.
+	if row, err := m.Row(fields(map[string]any{"user_id": "1", "ts": "1", "score": "NaN"})); err != nil || !row.Row.Values[2].IsNull() {
+		t.Errorf("a NaN score: %+v, %v; want null", row, err)
+	}
+	for _, tc := range []struct {
+		event map[string]any
+		want  string
+	}{
+		{map[string]any{"ts": "1"}, `no entity key: field "user_id" is missing`},
+		{map[string]any{"user_id": "1"}, `no event time: field "ts" is missing`},
+		{map[string]any{"user_id": "1", "ts": "yesterday"}, `"yesterday" is neither RFC 3339 text`},
+		{map[string]any{"user_id": "1", "ts": "1", "clicks": "1.5"}, `feature clicks (field "clicks"): "1.5" is not an int64`},
+		{map[string]any{"user_id": "1", "ts": "1", "clicks": true}, `want a int64, got a bool`},
+	} {
+		if _, err := m.Row(fields(tc.event)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("event %v: %v, want an error with %q", tc.event, err, tc.want)
+		}
+	}
+}
