@@ -57,7 +57,11 @@ type Lookup struct {
 
 	// Generation is the generation the rows were read from, and Model the
 	// version of the model that computed it (prediction views only).
+	// Watermark is the newest event time the runs that wrote the
+	// generation read (zero when it records none): a row with a later
+	// event time was pushed or streamed in since.
 	Generation int64
+	Watermark  time.Time
 	Model      string
 	// Found[i] reports whether Keys[i] has a row; Rows[i] is that row.
 	Found []bool

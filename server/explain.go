@@ -14,6 +14,19 @@ import (
 // builds is the same, value for value: fillExplained follows fillInput and
 // the store's number decoding, and the model scores what it builds.
 
+// explained is where each value of a model input came from, by value:
+// its source, the event time of its row (Unix microseconds, 0 for none)
+// and whether that row was pushed or streamed in.
+type explained struct {
+	sources []larderv1.InputSource
+	times   []int64
+	pushed  []bool
+}
+
+func newExplained(n int) *explained {
+	return &explained{sources: make([]larderv1.InputSource, n), times: make([]int64, n), pushed: make([]bool, n)}
+}
+
 // requestSources records the source of the request features' columns:
 // INPUT_SOURCE_REQUEST, or INPUT_SOURCE_REQUEST_DEFAULT where the request
 // left the feature out. sources holds n rows of f.
@@ -34,20 +47,26 @@ func requestSources(sources []larderv1.InputSource, f, n int, plan *rankerPlan, 
 // the values of the features nr names into the model input x at the columns
 // cols, and where each came from into sources. A missing row, a stale row
 // and a null value take the input's default from nr.Defaults.
-func fillExplained(x []float32, sources []larderv1.InputSource, f, n int, l *larder.Lookup, nr *larder.NumberRead, cols []int, context bool, now time.Time) {
+func fillExplained(x []float32, ex *explained, f, n int, l *larder.Lookup, nr *larder.NumberRead, cols []int, context bool, now time.Time) {
 	for i := range n {
 		src := i
 		if context {
 			src = 0
 		}
 		status := larderv1.InputSource_INPUT_SOURCE_MISSING
+		var at int64
+		var pushed bool
 		if l.Found[src] {
 			status = larderv1.InputSource_INPUT_SOURCE_PRESENT
-			if l.View.Status(true, l.Rows[src].EventTime, now) != larder.StatusPresent {
+			et := l.Rows[src].EventTime
+			if l.View.Status(true, et, now) != larder.StatusPresent {
 				status = larderv1.InputSource_INPUT_SOURCE_STALE
 			}
+			at = et.UnixMicro()
+			pushed = !l.Watermark.IsZero() && et.After(l.Watermark)
 		}
-		row, from := x[i*f:(i+1)*f], sources[i*f:(i+1)*f]
+		row := x[i*f : (i+1)*f]
+		from, times, pushes := ex.sources[i*f:(i+1)*f], ex.times[i*f:(i+1)*f], ex.pushed[i*f:(i+1)*f]
 		for c, col := range cols {
 			v, s := nr.Defaults[c], status
 			if s == larderv1.InputSource_INPUT_SOURCE_PRESENT {
@@ -59,7 +78,7 @@ func fillExplained(x []float32, sources []larderv1.InputSource, f, n int, l *lar
 					s = larderv1.InputSource_INPUT_SOURCE_NULL
 				}
 			}
-			row[col], from[col] = v, s
+			row[col], from[col], times[col], pushes[col] = v, s, at, pushed
 		}
 	}
 }
@@ -67,8 +86,8 @@ func fillExplained(x []float32, sources []larderv1.InputSource, f, n int, l *lar
 // explainResponse adds the explanation of each returned candidate to resp:
 // scored[i] is candidate order[i], whose model input is row order[i] of x
 // and whose sources are that row of sources (f values a row). The values
-// are copied, since x goes back to a pool; sources is the request's own.
-func explainResponse(resp *larderv1.RankResponse, scored []larderv1.ScoredCandidate, order []int, plan *rankerPlan, x []float32, sources []larderv1.InputSource, f int) {
+// are copied, since x goes back to a pool; ex is the request's own.
+func explainResponse(resp *larderv1.RankResponse, scored []larderv1.ScoredCandidate, order []int, plan *rankerPlan, x []float32, ex *explained, f int) {
 	resp.InputNames = slices.Clone(plan.names)
 	exps := make([]larderv1.Explanation, len(order))
 	inputs := make([]float32, len(order)*f)
@@ -76,7 +95,9 @@ func explainResponse(resp *larderv1.RankResponse, scored []larderv1.ScoredCandid
 		in := inputs[i*f : (i+1)*f : (i+1)*f]
 		copy(in, x[c*f:(c+1)*f])
 		exps[i].Inputs = in
-		exps[i].Sources = sources[c*f : (c+1)*f : (c+1)*f]
+		exps[i].Sources = ex.sources[c*f : (c+1)*f : (c+1)*f]
+		exps[i].EventTimeMicros = ex.times[c*f : (c+1)*f : (c+1)*f]
+		exps[i].Pushed = ex.pushed[c*f : (c+1)*f : (c+1)*f]
 		scored[i].Explanation = &exps[i]
 	}
 }

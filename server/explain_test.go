@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 	"github.com/larder-dev/larder/server"
+	"github.com/larder-dev/larder/store"
 )
 
 // Short names for the sources of the inputs in the tables below.
@@ -317,5 +319,51 @@ func TestRankExplainStoredList(t *testing.T) {
 	}
 	if len(resp.GetCandidates()) != 0 || !slices.Equal(resp.GetInputNames(), recoInputNames) {
 		t.Errorf("empty list: candidates %v, input_names %q; want none and %q", resp.GetCandidates(), resp.GetInputNames(), recoInputNames)
+	}
+}
+
+// TestRankExplainPushed pushes a newer row for one candidate: explain
+// marks the values read from it as pushed, with its event time, and the
+// others as written by the run.
+func TestRankExplainPushed(t *testing.T) {
+	cfg := opsConfig(t, nil)
+	cfg.Models = map[string]server.Model{"reco": newFakeModel("v1", 1)}
+	svc, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := cfg.Store.(*store.Store)
+	items := cfg.Project.View("item_info")
+	at := cfg.Now().Truncate(time.Microsecond)
+	out, err := st.Push(t.Context(), items, []larder.PushRow{{Key: larder.StringKey("i2"), Row: larder.Row{EventTime: at, Values: []larder.Value{
+		larder.Float64Value(12.5), larder.Float32Value(0.75), larder.BoolValue(true), larder.StringValue("pushed")}}}})
+	if err != nil || out[0].Result != larder.PushWritten {
+		t.Fatalf("push: %v, %v", out, err)
+	}
+	req := rankRequest("i1", "i2")
+	req.Explain, req.TopK = true, 2
+	resp, err := svc.Rank(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := resp.GetInputNames()
+	for _, c := range resp.GetCandidates() {
+		ex := c.GetExplanation()
+		for j, name := range names {
+			item := strings.HasPrefix(name, "item_info:")
+			wantPushed := item && c.GetKey().GetStringValue() == "i2"
+			if ex.GetPushed()[j] != wantPushed {
+				t.Errorf("candidate %s, input %s: pushed %v, want %v", c.GetKey().GetStringValue(), name, ex.GetPushed()[j], wantPushed)
+			}
+			if wantPushed && ex.GetEventTimeMicros()[j] != at.UnixMicro() {
+				t.Errorf("candidate i2, input %s: event time %d, want the push's %d", name, ex.GetEventTimeMicros()[j], at.UnixMicro())
+			}
+			if strings.HasPrefix(name, "request:") && ex.GetEventTimeMicros()[j] != 0 {
+				t.Errorf("input %s: event time %d, want 0 for a request feature", name, ex.GetEventTimeMicros()[j])
+			}
+		}
+		if c.GetKey().GetStringValue() == "i2" && ex.GetInputs()[3] != 12.5 {
+			t.Errorf("candidate i2's price input %v, want the pushed 12.5", ex.GetInputs()[3])
+		}
 	}
 }

@@ -147,10 +147,10 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 			x[i*f+col] = v
 		}
 	}
-	var sources []larderv1.InputSource // by model input value, when explaining
+	var sources *explained // by model input value, when explaining
 	if explain {
-		sources = make([]larderv1.InputSource, n*f)
-		requestSources(sources, f, n, plan, defaulted)
+		sources = newExplained(n * f)
+		requestSources(sources.sources, f, n, plan, defaulted)
 	}
 	nc := len(ctxLookups)
 	for i, l := range ctxLookups {

@@ -250,6 +250,7 @@ func (s *Store) BeginIncrementalWriter(ctx context.Context, v *larder.View) (*Wr
 				trigger:     g.gen.Trigger,
 				job:         g.gen.Job,
 				epoch:       g.epoch,
+				watermark:   g.watermark,
 			},
 			model: g.gen.Model,
 		},
@@ -409,6 +410,9 @@ func (w *Writer) publishIncremental(ctx context.Context) (larder.Generation, err
 	}
 	m := w.inc.meta
 	m.rows, m.publishedAt, m.asOf = rows, now, w.startedAt
+	if wm := w.watermarkTime(); wm.After(m.watermark) {
+		m.watermark = wm
+	}
 	lg := s.newLiveGen(view, w.id, m)
 	lg.gen.Model = w.inc.model
 	gen := s.cache(lg).gen

@@ -26,6 +26,8 @@ type liveGen struct {
 	// lost.
 	metaKey string
 	epoch   string
+	// watermark is the newest event time the generation's runs read.
+	watermark time.Time
 	// bucketKeys are the bucket key names, built once per generation when
 	// there are at most maxCachedBuckets, to save an allocation per key read.
 	bucketKeys []string
@@ -214,6 +216,7 @@ func (s *Store) newLiveGen(view string, id int64, m meta) *liveGen {
 		dataPrefix: s.k.dataPrefix(view, id),
 		metaKey:    s.k.meta(view, id),
 		epoch:      m.epoch,
+		watermark:  m.watermark,
 		loadedAt:   s.now(),
 	}
 	if m.buckets <= maxCachedBuckets {
@@ -355,7 +358,7 @@ func (s *Store) Read(ctx context.Context, lookups []*larder.Lookup) error {
 	}
 	if n == 0 {
 		for i, l := range lookups {
-			l.Generation, l.Model = gens[i].gen.ID, gens[i].gen.Model
+			l.Generation, l.Model, l.Watermark = gens[i].gen.ID, gens[i].gen.Model, gens[i].watermark
 			l.Found, l.Rows = l.Found[:0], l.Rows[:0]
 			if l.Numbers != nil {
 				l.Numbers.Values = l.Numbers.Values[:0]
@@ -518,7 +521,7 @@ func (c *readCall) decode(ctx context.Context, lookups []*larder.Lookup, gens []
 	}
 	i := 0
 	for li, l := range lookups {
-		l.Generation, l.Model = gens[li].gen.ID, gens[li].gen.Model
+		l.Generation, l.Model, l.Watermark = gens[li].gen.ID, gens[li].gen.Model, gens[li].watermark
 		l.Found = resize(l.Found, len(l.Keys))
 		l.Rows = resize(l.Rows, len(l.Keys))
 		nr := l.Numbers

@@ -167,6 +167,10 @@ func (a *app) printRank(resp *larderv1.RankResponse) error {
 					fmt.Fprintf(tw, " (%s)", s)
 				}
 			}
+			if j < len(e.GetPushed()) && e.GetPushed()[j] && j < len(e.GetEventTimeMicros()) {
+				// A value pushed or streamed in since the view's last run.
+				fmt.Fprintf(tw, " (pushed %s)", time.UnixMicro(e.GetEventTimeMicros()[j]).UTC().Format(time.RFC3339))
+			}
 		}
 		fmt.Fprintln(tw)
 	}

@@ -1308,7 +1308,16 @@ type Explanation struct {
 	// RankResponse.input_names.
 	Inputs []float32 `protobuf:"fixed32,1,rep,packed,name=inputs,proto3" json:"inputs,omitempty"`
 	// Where each value of inputs came from, in the same order.
-	Sources       []InputSource `protobuf:"varint,2,rep,packed,name=sources,proto3,enum=larder.v1.InputSource" json:"sources,omitempty"`
+	Sources []InputSource `protobuf:"varint,2,rep,packed,name=sources,proto3,enum=larder.v1.InputSource" json:"sources,omitempty"`
+	// The event time of the row each value of inputs was read from, in
+	// microseconds since the Unix epoch, in the same order; 0 for a request
+	// feature and for a view's row that was missing.
+	EventTimeMicros []int64 `protobuf:"varint,3,rep,packed,name=event_time_micros,json=eventTimeMicros,proto3" json:"event_time_micros,omitempty"`
+	// Whether each value of inputs was pushed or streamed in (Push, larder
+	// ingest) rather than written by a run, in the same order: its row's
+	// event time is later than the newest event time the runs that wrote the
+	// view's generation read.
+	Pushed        []bool `protobuf:"varint,4,rep,packed,name=pushed,proto3" json:"pushed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1353,6 +1362,20 @@ func (x *Explanation) GetInputs() []float32 {
 func (x *Explanation) GetSources() []InputSource {
 	if x != nil {
 		return x.Sources
+	}
+	return nil
+}
+
+func (x *Explanation) GetEventTimeMicros() []int64 {
+	if x != nil {
+		return x.EventTimeMicros
+	}
+	return nil
+}
+
+func (x *Explanation) GetPushed() []bool {
+	if x != nil {
+		return x.Pushed
 	}
 	return nil
 }
@@ -1968,10 +1991,12 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x0fScoredCandidate\x12&\n" +
 	"\x03key\x18\x01 \x01(\v2\x14.larder.v1.EntityKeyR\x03key\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x128\n" +
-	"\vexplanation\x18\x03 \x01(\v2\x16.larder.v1.ExplanationR\vexplanation\"W\n" +
+	"\vexplanation\x18\x03 \x01(\v2\x16.larder.v1.ExplanationR\vexplanation\"\x9b\x01\n" +
 	"\vExplanation\x12\x16\n" +
 	"\x06inputs\x18\x01 \x03(\x02R\x06inputs\x120\n" +
-	"\asources\x18\x02 \x03(\x0e2\x16.larder.v1.InputSourceR\asources\"\x12\n" +
+	"\asources\x18\x02 \x03(\x0e2\x16.larder.v1.InputSourceR\asources\x12*\n" +
+	"\x11event_time_micros\x18\x03 \x03(\x03R\x0feventTimeMicros\x12\x16\n" +
+	"\x06pushed\x18\x04 \x03(\bR\x06pushed\"\x12\n" +
 	"\x10ListViewsRequest\">\n" +
 	"\x11ListViewsResponse\x12)\n" +
 	"\x05views\x18\x01 \x03(\v2\x13.larder.v1.ViewInfoR\x05views\"\xea\x05\n" +
