@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"math"
 	"slices"
 	"strings"
@@ -528,5 +529,47 @@ func FuzzRequestBytes(f *testing.F) {
 			}
 		}
 		checkStatus(t, err, false, len(data), codes.InvalidArgument, codes.FailedPrecondition)
+	})
+}
+
+// FuzzPush decodes fuzzed bytes as a Push request, as the server decodes
+// what a client sends, and pushes what decodes: the answer is an outcome
+// per row or INVALID_ARGUMENT / RESOURCE_EXHAUSTED / FAILED_PRECONDITION,
+// never a crash, and an answer always marshals.
+func FuzzPush(f *testing.F) {
+	seed := func(m interface{ MarshalVT() ([]byte, error) }) []byte {
+		b, err := m.MarshalVT()
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	at := timestamppb.New(time.Date(2026, 5, 1, 11, 0, 0, 0, time.UTC))
+	f.Add(seed(&larderv1.PushRequest{View: "item_info", Rows: []*larderv1.PushRow{
+		{Key: strKey("i1"), EventTime: at, Values: map[string]*larderv1.Value{"price": {Kind: &larderv1.Value_Float64Value{Float64Value: 3}}}},
+		{Key: strKey("i9"), EventTime: at, Values: map[string]*larderv1.Value{"title": {Kind: &larderv1.Value_StringValue{StringValue: "x"}}, "nope": nil}},
+		{Key: intKey(4), EventTime: at},
+		{Key: strKey("i2")},
+	}}))
+	f.Add(seed(&larderv1.PushRequest{View: "user_profile", Rows: []*larderv1.PushRow{{Key: intKey(1), EventTime: at,
+		Values: map[string]*larderv1.Value{"age": {Kind: &larderv1.Value_Float64Value{Float64Value: 1.5}}, "embedding": {Kind: &larderv1.Value_StringValue{StringValue: "\xff"}}}}}}))
+	f.Add(seed(&larderv1.PushRequest{View: "user_recs"}))
+	f.Add(seed(&larderv1.PushRequest{View: "nope\xff"}))
+	f.Add([]byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	fz := newFuzzServer(f)
+	var codec server.Codec
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req := &larderv1.PushRequest{}
+		if codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, req) != nil {
+			return
+		}
+		resp, err := fz.svc.Push(context.Background(), req)
+		if err == nil {
+			if len(resp.GetOutcomes()) != len(req.GetRows()) {
+				t.Fatalf("%d outcomes for %d rows", len(resp.GetOutcomes()), len(req.GetRows()))
+			}
+			checkMarshals(t, resp)
+		}
+		checkStatus(t, err, false, len(data), codes.InvalidArgument, codes.FailedPrecondition, codes.ResourceExhausted)
 	})
 }

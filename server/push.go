@@ -37,10 +37,15 @@ type ingestServer struct {
 // PUSH_RESULT_INVALID with the reason and the others are written; a
 // request that is wrong as a whole is refused (see ingest.proto).
 func (g *ingestServer) Push(ctx context.Context, req *larderv1.PushRequest) (*larderv1.PushResponse, error) {
-	if g.svc.pusher == nil {
+	return g.svc.Push(ctx, req)
+}
+
+// Push is IngestService.Push, for callers in the same process.
+func (s *Service) Push(ctx context.Context, req *larderv1.PushRequest) (*larderv1.PushResponse, error) {
+	if s.pusher == nil {
 		return nil, errNoPush
 	}
-	resp, err := g.svc.push(ctx, req)
+	resp, err := s.push(ctx, req)
 	return resp, toStatus(err)
 }
 
