@@ -38,13 +38,14 @@ func freshnessFields(info *larderv1.ViewInfo) *larderv1.ViewInfo {
 		Name: info.GetName(), Generation: info.GetGeneration(), Age: info.GetAge(), AsOf: info.GetAsOf(),
 		Inputs: info.GetInputs(), Trigger: info.GetTrigger(), TimeZone: info.GetTimeZone(), Shards: info.GetShards(),
 		LastSuccess: info.GetLastSuccess(), LastFailure: info.GetLastFailure(), NextRunAt: info.GetNextRunAt(),
+		Streams: info.GetStreams(),
 	}
 }
 
 // TestListViewsFreshness fills the freshness fields of ListViews from the
 // live generations (as-of, inputs, trigger; the age from the as-of, or from
 // the publish without one) and from a Freshness hook (runs, next run, zone,
-// shards), and fails the call with the hook's error.
+// shards, streams' lag), and fails the call with the hook's error.
 func TestListViewsFreshness(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second).Add(time.Minute)
 	asOf := now.Add(-3 * time.Hour)
@@ -76,7 +77,9 @@ func TestListViewsFreshness(t *testing.T) {
 		}
 		switch v.Name {
 		case "user_profile":
-			return larder.ViewFreshness{LastSuccess: success, LastFailure: failure, NextRun: next, TimeZone: "Europe/Paris", Shards: 4}, nil
+			return larder.ViewFreshness{LastSuccess: success, LastFailure: failure, NextRun: next, TimeZone: "Europe/Paris", Shards: 4,
+				Streams: []larder.StreamLag{{Stream: "clicks", Source: "redis stream events:clicks", Entries: 120, Pending: 3, Seconds: 2.5},
+					{Stream: "orders", Source: "kafka topic orders", Err: "dial tcp: connection refused"}}}, nil
 		case "user_never":
 			return larder.ViewFreshness{LastFailure: never}, nil
 		}
@@ -104,6 +107,8 @@ func TestListViewsFreshness(t *testing.T) {
 			Inputs:   []*larderv1.InputGeneration{{View: "user_stats", Generation: 3, AsOf: ts(asOf)}, {View: "item_info", Generation: 9}},
 			Trigger:  "schedule",
 			TimeZone: "Europe/Paris", Shards: 4, NextRunAt: ts(next),
+			Streams: []*larderv1.StreamLag{{Stream: "clicks", Source: "redis stream events:clicks", Entries: 120, Pending: 3, Behind: durationpb.New(2500 * time.Millisecond)},
+				{Stream: "orders", Source: "kafka topic orders", Behind: durationpb.New(0), Error: "dial tcp: connection refused"}},
 			LastSuccess: &larderv1.RunSummary{StartedAt: ts(success.StartedAt), FinishedAt: ts(success.StartedAt.Add(90 * time.Second)), Generation: 5},
 			LastFailure: &larderv1.RunSummary{StartedAt: ts(failure.StartedAt), FinishedAt: ts(failure.StartedAt.Add(time.Second)), Error: "read events.parquet: no such file"},
 		},

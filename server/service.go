@@ -317,6 +317,10 @@ func (s *Service) ListViews(ctx context.Context, _ *larderv1.ListViewsRequest) (
 			info.NextRunAt = timeToProto(f.NextRun)
 			info.TimeZone = f.TimeZone
 			info.Shards = int32(f.Shards)
+			for _, l := range f.Streams {
+				info.Streams = append(info.Streams, &larderv1.StreamLag{Stream: l.Stream, Source: l.Source, Entries: l.Entries,
+					Pending: l.Pending, Behind: durationpb.New(time.Duration(l.Seconds * float64(time.Second))), Error: l.Err})
+			}
 		}
 		resp.Views = append(resp.Views, info)
 	}

@@ -1533,7 +1533,11 @@ type ViewInfo struct {
 	LastFailure *RunSummary `protobuf:"bytes,31,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
 	// When the view's schedule runs it next. Unset when the view has no
 	// schedule, or when the server was not told.
-	NextRunAt     *timestamppb.Timestamp `protobuf:"bytes,32,opt,name=next_run_at,json=nextRunAt,proto3" json:"next_run_at,omitempty"`
+	NextRunAt *timestamppb.Timestamp `protobuf:"bytes,32,opt,name=next_run_at,json=nextRunAt,proto3" json:"next_run_at,omitempty"`
+	// How far behind each stream that feeds the view (larder ingest) its
+	// consumers are, in the order of larder.yaml. Empty for a view no stream
+	// feeds, or when the server was not told.
+	Streams       []*StreamLag `protobuf:"bytes,33,rep,name=streams,proto3" json:"streams,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1701,6 +1705,105 @@ func (x *ViewInfo) GetNextRunAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ViewInfo) GetStreams() []*StreamLag {
+	if x != nil {
+		return x.Streams
+	}
+	return nil
+}
+
+// StreamLag is how far the consumers of one stream are behind it.
+type StreamLag struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream's name, as in larder.yaml.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Where its events come from: "redis stream KEY" or "kafka topic NAME".
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// The events not yet read by the stream's consumer group: entries of a
+	// Redis stream, offsets of a Kafka topic.
+	Entries int64 `protobuf:"varint,3,opt,name=entries,proto3" json:"entries,omitempty"`
+	// The entries read by a consumer and not yet acknowledged (Redis only).
+	Pending int64 `protobuf:"varint,4,opt,name=pending,proto3" json:"pending,omitempty"`
+	// The age of the oldest event not yet read; zero when up to date.
+	Behind *durationpb.Duration `protobuf:"bytes,5,opt,name=behind,proto3" json:"behind,omitempty"`
+	// Why the lag is not known; empty when it is.
+	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamLag) Reset() {
+	*x = StreamLag{}
+	mi := &file_larder_v1_larder_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamLag) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamLag) ProtoMessage() {}
+
+func (x *StreamLag) ProtoReflect() protoreflect.Message {
+	mi := &file_larder_v1_larder_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamLag.ProtoReflect.Descriptor instead.
+func (*StreamLag) Descriptor() ([]byte, []int) {
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *StreamLag) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *StreamLag) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *StreamLag) GetEntries() int64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *StreamLag) GetPending() int64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *StreamLag) GetBehind() *durationpb.Duration {
+	if x != nil {
+		return x.Behind
+	}
+	return nil
+}
+
+func (x *StreamLag) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // InputGeneration names a generation of another view that a generation was
 // computed from, with that generation's as-of.
 type InputGeneration struct {
@@ -1718,7 +1821,7 @@ type InputGeneration struct {
 
 func (x *InputGeneration) Reset() {
 	*x = InputGeneration{}
-	mi := &file_larder_v1_larder_proto_msgTypes[17]
+	mi := &file_larder_v1_larder_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1833,7 @@ func (x *InputGeneration) String() string {
 func (*InputGeneration) ProtoMessage() {}
 
 func (x *InputGeneration) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[17]
+	mi := &file_larder_v1_larder_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1846,7 @@ func (x *InputGeneration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputGeneration.ProtoReflect.Descriptor instead.
 func (*InputGeneration) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{17}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InputGeneration) GetView() string {
@@ -1789,7 +1892,7 @@ type RunSummary struct {
 
 func (x *RunSummary) Reset() {
 	*x = RunSummary{}
-	mi := &file_larder_v1_larder_proto_msgTypes[18]
+	mi := &file_larder_v1_larder_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +1904,7 @@ func (x *RunSummary) String() string {
 func (*RunSummary) ProtoMessage() {}
 
 func (x *RunSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[18]
+	mi := &file_larder_v1_larder_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +1917,7 @@ func (x *RunSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunSummary.ProtoReflect.Descriptor instead.
 func (*RunSummary) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{18}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RunSummary) GetStartedAt() *timestamppb.Timestamp {
@@ -1872,7 +1975,7 @@ type FeatureSchema struct {
 
 func (x *FeatureSchema) Reset() {
 	*x = FeatureSchema{}
-	mi := &file_larder_v1_larder_proto_msgTypes[19]
+	mi := &file_larder_v1_larder_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +1987,7 @@ func (x *FeatureSchema) String() string {
 func (*FeatureSchema) ProtoMessage() {}
 
 func (x *FeatureSchema) ProtoReflect() protoreflect.Message {
-	mi := &file_larder_v1_larder_proto_msgTypes[19]
+	mi := &file_larder_v1_larder_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2000,7 @@ func (x *FeatureSchema) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureSchema.ProtoReflect.Descriptor instead.
 func (*FeatureSchema) Descriptor() ([]byte, []int) {
-	return file_larder_v1_larder_proto_rawDescGZIP(), []int{19}
+	return file_larder_v1_larder_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FeatureSchema) GetName() string {
@@ -1999,7 +2102,7 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x06pushed\x18\x04 \x03(\bR\x06pushed\"\x12\n" +
 	"\x10ListViewsRequest\">\n" +
 	"\x11ListViewsResponse\x12)\n" +
-	"\x05views\x18\x01 \x03(\v2\x13.larder.v1.ViewInfoR\x05views\"\xea\x05\n" +
+	"\x05views\x18\x01 \x03(\v2\x13.larder.v1.ViewInfoR\x05views\"\x9a\x06\n" +
 	"\bViewInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
@@ -2022,7 +2125,15 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x06shards\x18\x17 \x01(\x05R\x06shards\x128\n" +
 	"\flast_success\x18\x1e \x01(\v2\x15.larder.v1.RunSummaryR\vlastSuccess\x128\n" +
 	"\flast_failure\x18\x1f \x01(\v2\x15.larder.v1.RunSummaryR\vlastFailure\x12:\n" +
-	"\vnext_run_at\x18  \x01(\v2\x1a.google.protobuf.TimestampR\tnextRunAt\"v\n" +
+	"\vnext_run_at\x18  \x01(\v2\x1a.google.protobuf.TimestampR\tnextRunAt\x12.\n" +
+	"\astreams\x18! \x03(\v2\x14.larder.v1.StreamLagR\astreams\"\xb8\x01\n" +
+	"\tStreamLag\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x18\n" +
+	"\aentries\x18\x03 \x01(\x03R\aentries\x12\x18\n" +
+	"\apending\x18\x04 \x01(\x03R\apending\x121\n" +
+	"\x06behind\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06behind\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"v\n" +
 	"\x0fInputGeneration\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x1e\n" +
 	"\n" +
@@ -2086,7 +2197,7 @@ func file_larder_v1_larder_proto_rawDescGZIP() []byte {
 }
 
 var file_larder_v1_larder_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_larder_v1_larder_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_larder_v1_larder_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_larder_v1_larder_proto_goTypes = []any{
 	(FeatureStatus)(0),            // 0: larder.v1.FeatureStatus
 	(ValueType)(0),                // 1: larder.v1.ValueType
@@ -2108,12 +2219,13 @@ var file_larder_v1_larder_proto_goTypes = []any{
 	(*ListViewsRequest)(nil),      // 17: larder.v1.ListViewsRequest
 	(*ListViewsResponse)(nil),     // 18: larder.v1.ListViewsResponse
 	(*ViewInfo)(nil),              // 19: larder.v1.ViewInfo
-	(*InputGeneration)(nil),       // 20: larder.v1.InputGeneration
-	(*RunSummary)(nil),            // 21: larder.v1.RunSummary
-	(*FeatureSchema)(nil),         // 22: larder.v1.FeatureSchema
-	nil,                           // 23: larder.v1.RankRequest.RequestFeaturesEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
+	(*StreamLag)(nil),             // 20: larder.v1.StreamLag
+	(*InputGeneration)(nil),       // 21: larder.v1.InputGeneration
+	(*RunSummary)(nil),            // 22: larder.v1.RunSummary
+	(*FeatureSchema)(nil),         // 23: larder.v1.FeatureSchema
+	nil,                           // 24: larder.v1.RankRequest.RequestFeaturesEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
 }
 var file_larder_v1_larder_proto_depIdxs = []int32{
 	8,  // 0: larder.v1.GetFeaturesRequest.keys:type_name -> larder.v1.EntityKey
@@ -2123,45 +2235,47 @@ var file_larder_v1_larder_proto_depIdxs = []int32{
 	6,  // 4: larder.v1.FeatureRow.values:type_name -> larder.v1.FeatureValue
 	9,  // 5: larder.v1.FeatureValue.value:type_name -> larder.v1.Value
 	0,  // 6: larder.v1.FeatureValue.status:type_name -> larder.v1.FeatureStatus
-	24, // 7: larder.v1.FeatureValue.event_time:type_name -> google.protobuf.Timestamp
+	25, // 7: larder.v1.FeatureValue.event_time:type_name -> google.protobuf.Timestamp
 	10, // 8: larder.v1.Value.float32_vector_value:type_name -> larder.v1.FloatVector
 	11, // 9: larder.v1.Value.int64_list_value:type_name -> larder.v1.Int64List
 	12, // 10: larder.v1.Value.string_list_value:type_name -> larder.v1.StringList
 	8,  // 11: larder.v1.RankRequest.context_key:type_name -> larder.v1.EntityKey
 	8,  // 12: larder.v1.RankRequest.candidate_keys:type_name -> larder.v1.EntityKey
-	23, // 13: larder.v1.RankRequest.request_features:type_name -> larder.v1.RankRequest.RequestFeaturesEntry
+	24, // 13: larder.v1.RankRequest.request_features:type_name -> larder.v1.RankRequest.RequestFeaturesEntry
 	15, // 14: larder.v1.RankResponse.candidates:type_name -> larder.v1.ScoredCandidate
 	7,  // 15: larder.v1.RankResponse.generations:type_name -> larder.v1.ViewGeneration
 	8,  // 16: larder.v1.ScoredCandidate.key:type_name -> larder.v1.EntityKey
 	16, // 17: larder.v1.ScoredCandidate.explanation:type_name -> larder.v1.Explanation
 	2,  // 18: larder.v1.Explanation.sources:type_name -> larder.v1.InputSource
 	19, // 19: larder.v1.ListViewsResponse.views:type_name -> larder.v1.ViewInfo
-	22, // 20: larder.v1.ViewInfo.features:type_name -> larder.v1.FeatureSchema
-	24, // 21: larder.v1.ViewInfo.published_at:type_name -> google.protobuf.Timestamp
-	25, // 22: larder.v1.ViewInfo.age:type_name -> google.protobuf.Duration
-	24, // 23: larder.v1.ViewInfo.as_of:type_name -> google.protobuf.Timestamp
-	20, // 24: larder.v1.ViewInfo.inputs:type_name -> larder.v1.InputGeneration
-	25, // 25: larder.v1.ViewInfo.max_age:type_name -> google.protobuf.Duration
-	21, // 26: larder.v1.ViewInfo.last_success:type_name -> larder.v1.RunSummary
-	21, // 27: larder.v1.ViewInfo.last_failure:type_name -> larder.v1.RunSummary
-	24, // 28: larder.v1.ViewInfo.next_run_at:type_name -> google.protobuf.Timestamp
-	24, // 29: larder.v1.InputGeneration.as_of:type_name -> google.protobuf.Timestamp
-	24, // 30: larder.v1.RunSummary.started_at:type_name -> google.protobuf.Timestamp
-	24, // 31: larder.v1.RunSummary.finished_at:type_name -> google.protobuf.Timestamp
-	24, // 32: larder.v1.RunSummary.as_of:type_name -> google.protobuf.Timestamp
-	1,  // 33: larder.v1.FeatureSchema.type:type_name -> larder.v1.ValueType
-	9,  // 34: larder.v1.RankRequest.RequestFeaturesEntry.value:type_name -> larder.v1.Value
-	3,  // 35: larder.v1.FeatureService.GetFeatures:input_type -> larder.v1.GetFeaturesRequest
-	13, // 36: larder.v1.FeatureService.Rank:input_type -> larder.v1.RankRequest
-	17, // 37: larder.v1.FeatureService.ListViews:input_type -> larder.v1.ListViewsRequest
-	4,  // 38: larder.v1.FeatureService.GetFeatures:output_type -> larder.v1.GetFeaturesResponse
-	14, // 39: larder.v1.FeatureService.Rank:output_type -> larder.v1.RankResponse
-	18, // 40: larder.v1.FeatureService.ListViews:output_type -> larder.v1.ListViewsResponse
-	38, // [38:41] is the sub-list for method output_type
-	35, // [35:38] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	23, // 20: larder.v1.ViewInfo.features:type_name -> larder.v1.FeatureSchema
+	25, // 21: larder.v1.ViewInfo.published_at:type_name -> google.protobuf.Timestamp
+	26, // 22: larder.v1.ViewInfo.age:type_name -> google.protobuf.Duration
+	25, // 23: larder.v1.ViewInfo.as_of:type_name -> google.protobuf.Timestamp
+	21, // 24: larder.v1.ViewInfo.inputs:type_name -> larder.v1.InputGeneration
+	26, // 25: larder.v1.ViewInfo.max_age:type_name -> google.protobuf.Duration
+	22, // 26: larder.v1.ViewInfo.last_success:type_name -> larder.v1.RunSummary
+	22, // 27: larder.v1.ViewInfo.last_failure:type_name -> larder.v1.RunSummary
+	25, // 28: larder.v1.ViewInfo.next_run_at:type_name -> google.protobuf.Timestamp
+	20, // 29: larder.v1.ViewInfo.streams:type_name -> larder.v1.StreamLag
+	26, // 30: larder.v1.StreamLag.behind:type_name -> google.protobuf.Duration
+	25, // 31: larder.v1.InputGeneration.as_of:type_name -> google.protobuf.Timestamp
+	25, // 32: larder.v1.RunSummary.started_at:type_name -> google.protobuf.Timestamp
+	25, // 33: larder.v1.RunSummary.finished_at:type_name -> google.protobuf.Timestamp
+	25, // 34: larder.v1.RunSummary.as_of:type_name -> google.protobuf.Timestamp
+	1,  // 35: larder.v1.FeatureSchema.type:type_name -> larder.v1.ValueType
+	9,  // 36: larder.v1.RankRequest.RequestFeaturesEntry.value:type_name -> larder.v1.Value
+	3,  // 37: larder.v1.FeatureService.GetFeatures:input_type -> larder.v1.GetFeaturesRequest
+	13, // 38: larder.v1.FeatureService.Rank:input_type -> larder.v1.RankRequest
+	17, // 39: larder.v1.FeatureService.ListViews:input_type -> larder.v1.ListViewsRequest
+	4,  // 40: larder.v1.FeatureService.GetFeatures:output_type -> larder.v1.GetFeaturesResponse
+	14, // 41: larder.v1.FeatureService.Rank:output_type -> larder.v1.RankResponse
+	18, // 42: larder.v1.FeatureService.ListViews:output_type -> larder.v1.ListViewsResponse
+	40, // [40:43] is the sub-list for method output_type
+	37, // [37:40] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_larder_v1_larder_proto_init() }
@@ -2190,7 +2304,7 @@ func file_larder_v1_larder_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_larder_v1_larder_proto_rawDesc), len(file_larder_v1_larder_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
