@@ -5,12 +5,20 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build demo test test-short fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis clean
+.PHONY: all build install demo test test-short fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis clean
 
 all: build
 
+# The commit goes into `larder version`.
+LDFLAGS := -X main.buildCommit=$(shell git describe --always --dirty 2>/dev/null)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/larder
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/larder
+
+# Installs larder into GOBIN (or GOPATH/bin), to run it as `larder`.
+install:
+	$(GO) install -ldflags '$(LDFLAGS)' ./cmd/larder
+	@echo "installed $$( $(GO) env GOBIN || true )$$( [ -n "$$($(GO) env GOBIN)" ] || echo "$$($(GO) env GOPATH)/bin" )/larder"
 
 setup-onnxruntime:
 	@$(FETCH_ORT)

@@ -112,6 +112,7 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 		a.workerCommand(),
 		a.ingestCommand(),
 		a.benchCommand(),
+		a.versionCommand(),
 	)
 	return root
 }
