@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 )
 
@@ -35,15 +36,48 @@ const FetchCommand = "go run ./models/cmd/fetch-onnxruntime"
 // library is not in the cache folder yet and LibraryEnv is not set.
 var ErrLibraryNotFound = errors.New("ONNX Runtime library not found")
 
-const (
-	npmPackage = "onnxruntime-node"
-	// libMember is the library's path inside the npm tarball.
-	libMember = "package/bin/napi-v6/linux/x64/libonnxruntime.so.1"
-	libName   = "libonnxruntime.so.1"
-	// libSHA256 pins the library extracted from onnxruntime-node 1.24.1, so a
-	// changed or corrupted download is refused rather than loaded.
-	libSHA256 = "53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4"
-)
+const npmPackage = "onnxruntime-node"
+
+// platformLib is the library of one platform inside the npm tarball: its
+// path there, the file name it is cached under, and its SHA-256, which pins
+// what onnxruntime-node 1.24.1 ships so that a changed or corrupted
+// download is refused rather than loaded.
+type platformLib struct {
+	member, name, sha256 string
+}
+
+// platformLibs are the platforms whose library onnxruntime-node ships, by
+// GOOS/GOARCH.
+var platformLibs = map[string]platformLib{
+	"linux/amd64":  {"package/bin/napi-v6/linux/x64/libonnxruntime.so.1", "libonnxruntime.so.1", "53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4"},
+	"linux/arm64":  {"package/bin/napi-v6/linux/arm64/libonnxruntime.so.1", "libonnxruntime.so.1", "7954e8bdedb497f830c6a679e818d98399b7f4d81ade1126c3e0be74d28111ab"},
+	"darwin/arm64": {"package/bin/napi-v6/darwin/arm64/libonnxruntime.1.24.1.dylib", "libonnxruntime.1.24.1.dylib", "7ad6507ad64d3b02aebfae6380c024ff188939cd8a7a493ec18028e034c8275c"},
+}
+
+// libFor returns the library of platform goos/goarch, or an error saying
+// which platforms the package ships and how to use another library.
+func libFor(goos, goarch string) (platformLib, error) {
+	if l, ok := platformLibs[goos+"/"+goarch]; ok {
+		return l, nil
+	}
+	known := make([]string, 0, len(platformLibs))
+	for p := range platformLibs {
+		known = append(known, p)
+	}
+	slices.Sort(known)
+	return platformLib{}, fmt.Errorf("models: %s %s ships no ONNX Runtime library for %s/%s (only %s); install ONNX Runtime >= 1.24 and set %s to its shared library",
+		npmPackage, ORTVersion, goos, goarch, strings.Join(known, ", "), LibraryEnv)
+}
+
+// libMember, libName and libSHA256 are this platform's, or linux/amd64's
+// on a platform the package does not ship (locateLibrary refuses it).
+var libMember, libName, libSHA256 = func() (string, string, string) {
+	l, err := libFor(runtime.GOOS, runtime.GOARCH)
+	if err != nil {
+		l = platformLibs["linux/amd64"]
+	}
+	return l.member, l.name, l.sha256
+}()
 
 // LibraryPath returns the path of the ONNX Runtime shared library without
 // downloading anything.
@@ -53,7 +87,8 @@ const (
 // library is looked up in the user's cache folder
 // (os.UserCacheDir()/larder/onnxruntime/<ORTVersion>/libonnxruntime.so.1); if
 // it is not there, the error wraps ErrLibraryNotFound and says how to fetch
-// it. On a platform other than linux/amd64 an error says to set LibraryEnv.
+// it. On a platform whose library onnxruntime-node does not ship (see
+// platformLibs) an error says to set LibraryEnv.
 func LibraryPath() (string, error) {
 	path, _, err := locateLibrary()
 	return path, err
@@ -97,8 +132,8 @@ func locateLibrary() (path string, fetchable bool, err error) {
 		}
 		return env, false, nil
 	}
-	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
-		return "", false, fmt.Errorf("models: no ONNX Runtime download for %s/%s (only linux/amd64); install ONNX Runtime >= 1.24 and set %s to its shared library", runtime.GOOS, runtime.GOARCH, LibraryEnv)
+	if _, err := libFor(runtime.GOOS, runtime.GOARCH); err != nil {
+		return "", false, err
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {

@@ -189,3 +189,24 @@ func TestFetcher(t *testing.T) {
 		})
 	}
 }
+
+// TestLibFor picks each shipped platform's library from the npm package,
+// and refuses the others with the list of those it ships.
+func TestLibFor(t *testing.T) {
+	for _, tc := range []struct{ goos, goarch, member string }{
+		{"linux", "amd64", "package/bin/napi-v6/linux/x64/libonnxruntime.so.1"},
+		{"linux", "arm64", "package/bin/napi-v6/linux/arm64/libonnxruntime.so.1"},
+		{"darwin", "arm64", "package/bin/napi-v6/darwin/arm64/libonnxruntime.1.24.1.dylib"},
+	} {
+		l, err := libFor(tc.goos, tc.goarch)
+		if err != nil || l.member != tc.member || len(l.sha256) != 64 || !strings.HasPrefix(l.name, "libonnxruntime.") {
+			t.Errorf("%s/%s: %+v, %v; want %s", tc.goos, tc.goarch, l, err, tc.member)
+		}
+	}
+	for _, p := range [][2]string{{"darwin", "amd64"}, {"windows", "amd64"}, {"linux", "386"}} {
+		_, err := libFor(p[0], p[1])
+		if err == nil || !strings.Contains(err.Error(), "only darwin/arm64, linux/amd64, linux/arm64") || !strings.Contains(err.Error(), LibraryEnv) {
+			t.Errorf("%s/%s: %v, want a refusal listing the platforms and naming %s", p[0], p[1], err, LibraryEnv)
+		}
+	}
+}
