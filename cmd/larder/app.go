@@ -113,6 +113,7 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 		a.ingestCommand(),
 		a.benchCommand(),
 		a.versionCommand(),
+		a.setupCommand(),
 	)
 	return root
 }

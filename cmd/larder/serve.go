@@ -349,7 +349,9 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 	loaded := map[string]server.Model{}
 	var ortErr error
 	if len(p.Rankers) > 0 {
-		lib, err := models.EnsureLibrary(ctx, a.stderr)
+		// A server never downloads anything: the library is installed
+		// beforehand (larder setup).
+		lib, err := models.LibraryPath()
 		if err == nil {
 			r.runtime, err = models.NewRuntime(lib)
 		}
@@ -357,7 +359,7 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 			// Serve anyway: Rank answers in degraded mode (precomputed
 			// order, flagged) until the library is installed.
 			ortErr = err
-			fmt.Fprintf(a.stderr, "warning: ONNX Runtime is unavailable, so Rank answers in degraded mode: %v\n", err)
+			fmt.Fprintf(a.stderr, "warning: ONNX Runtime is unavailable, so Rank answers in degraded mode until it is installed (run `larder setup`, then restart): %v\n", err)
 			for _, rk := range p.Rankers {
 				loaded[rk.Name] = unavailableModel{err: err}
 			}
