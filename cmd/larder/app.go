@@ -95,6 +95,7 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 	f.StringVar(&a.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	root.AddCommand(
 		a.demoCommand(),
+		a.initCommand(),
 		a.validateCommand(),
 		a.materializeCommand(),
 		a.serveCommand(),

@@ -2,6 +2,7 @@
 // runs materialization jobs, and lets operators inspect what is stored.
 //
 //	larder demo                 # the whole hybrid path on the embedded store
+//	larder init FILES...        # a starter larder.yaml from Parquet files
 //	larder validate             # check larder.yaml, report every problem
 //	larder materialize [VIEW]   # compute views and publish new generations
 //	larder serve                # serve GetFeatures, Rank and ListViews
