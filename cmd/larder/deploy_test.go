@@ -497,6 +497,76 @@ func TestDeployCommands(t *testing.T) {
 	}
 }
 
+// TestDeployDocs checks the larder commands of docs/operations.md's
+// "Deploying larder" as TestDeployCommands checks deploy/'s: those of its
+// code blocks, and those its prose quotes.
+func TestDeployDocs(t *testing.T) {
+	data, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Deploying larder\n")
+	if !ok {
+		t.Fatal(`docs/operations.md has no section "## Deploying larder"`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var commands []deployCommand
+	inBlock := false
+	var prose strings.Builder
+	for i, line := range strings.Split(section, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			inBlock = !inBlock
+			continue
+		}
+		if !inBlock {
+			prose.WriteString(line + " ")
+			continue
+		}
+		if args, ok := shellLarder(line); ok {
+			commands = append(commands, deployCommand{where: fmt.Sprintf("Deploying larder, code line %d", i+1), args: args})
+		}
+	}
+	for _, m := range quotedLarder.FindAllStringSubmatch(prose.String(), -1) {
+		commands = append(commands, deployCommand{where: "Deploying larder, prose", args: strings.Fields(m[1])})
+	}
+	if len(commands) < 5 {
+		t.Fatalf("found %d larder commands in Deploying larder", len(commands))
+	}
+	for _, c := range commands {
+		if _, err := parseCommand(c.args); err != nil {
+			t.Errorf("docs/operations.md, %s: larder %s: %v", c.where, strings.Join(c.args, " "), err)
+		}
+	}
+}
+
+// envAssignment matches a shell line's leading NAME=value.
+var envAssignment = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=`)
+
+// shellLarder returns the arguments of the larder command on a shell line:
+// larder first on the line, after "$", after "--" (kubectl exec) or after
+// environment assignments; up to the first pipe, list operator, comment or
+// redirection.
+func shellLarder(line string) ([]string, bool) {
+	f := strings.Fields(line)
+	for i, w := range f {
+		if w != "larder" {
+			continue
+		}
+		if i > 0 && f[i-1] != "$" && f[i-1] != "--" && !envAssignment.MatchString(f[i-1]) {
+			continue
+		}
+		var args []string
+		for _, a := range f[i+1:] {
+			if a == "|" || a == ";" || a == "&&" || a == "&" || a == "\\" || strings.HasPrefix(a, "#") || strings.HasPrefix(a, ">") {
+				break
+			}
+			args = append(args, a)
+		}
+		return args, true
+	}
+	return nil, false
+}
+
 // TestDeployCommandsRejects checks that the parsing TestDeployCommands
 // relies on refuses what larder would refuse.
 func TestDeployCommandsRejects(t *testing.T) {
