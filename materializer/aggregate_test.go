@@ -240,7 +240,7 @@ func TestAggregateColumnErrors(t *testing.T) {
 		column, want string
 	}{
 		{"string column summed as float64", larder.Aggregation{Column: "cat", Type: larder.TypeFloat64, Windows: ws, Functions: funcs(larder.AggSum)},
-			"cat", `column "cat" (the float64 feature "cat_sum_1h") is BYTE_ARRAY STRING, want DOUBLE or FLOAT`},
+			"cat", `column "cat" (the float64 feature "cat_sum_1h") is BYTE_ARRAY STRING, want DOUBLE, FLOAT, INT64 or INT32`},
 		{"float column read as int64", larder.Aggregation{Column: "amount", Type: larder.TypeInt64, Name: "spend", Windows: ws, Functions: funcs(larder.AggCount, larder.AggMax)},
 			"amount", `column "amount" (the int64 feature "spend_count_1h") is DOUBLE, want INT64 or INT32`},
 		{"missing column", larder.Aggregation{Column: "price", Type: larder.TypeFloat64, Windows: ws, Functions: funcs(larder.AggMean)},

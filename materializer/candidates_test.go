@@ -462,7 +462,7 @@ func TestCandidatesColumns(t *testing.T) {
 		want []string
 	}{
 		{"score of the wrong type", candProject(t, dir, "badscore.parquet", larder.TypeInt64, larder.TypeInt64, "", 10),
-			[]string{"badscore.parquet", `"score"`, "BYTE_ARRAY", "DOUBLE or FLOAT"}},
+			[]string{"badscore.parquet", `"score"`, "BYTE_ARRAY", "DOUBLE, FLOAT, INT64 or INT32"}},
 		{"candidate key of the wrong type", candProject(t, dir, "baditem.parquet", larder.TypeInt64, larder.TypeInt64, "", 10),
 			[]string{"baditem.parquet", `"item_id"`, `key of entity "item"`, "DOUBLE", "INT64 or INT32"}},
 		{"default candidate column missing", candProject(t, dir, "other.parquet", larder.TypeInt64, larder.TypeString, "", 10),

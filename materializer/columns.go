@@ -65,6 +65,10 @@ const (
 	convTimestamp                       // INT64 TIMESTAMP → Unix nanoseconds
 	convDate                            // INT32 DATE → Unix nanoseconds at midnight UTC
 	convVector                          // LIST of FLOAT → float32_vector
+	convInt64ToDouble                   // INT64 → float64 (exact up to 2^53)
+	convInt32ToDouble                   // INT32 → float64
+	convUint32ToDouble                  // INT32 holding an unsigned integer → float64
+	convInt32ToFloat                    // INT32 → float32 (exact up to 2^24)
 )
 
 // boundColumn is a columnSpec found in one file, with what it takes to decode it.
@@ -89,8 +93,8 @@ type boundColumn struct {
 // Names of the Parquet types each larder type can be read from, for errors.
 var wantTypes = map[larder.Type]string{
 	larder.TypeInt64:         "INT64 or INT32",
-	larder.TypeFloat64:       "DOUBLE or FLOAT",
-	larder.TypeFloat32:       "FLOAT",
+	larder.TypeFloat64:       "DOUBLE, FLOAT, INT64 or INT32",
+	larder.TypeFloat32:       "FLOAT or INT32",
 	larder.TypeBool:          "BOOLEAN",
 	larder.TypeString:        "BYTE_ARRAY (STRING or unannotated)",
 	larder.TypeBytes:         "BYTE_ARRAY",
@@ -168,15 +172,30 @@ func bindColumn(file string, root *parquet.Column, spec *columnSpec) (*boundColu
 			bc.conv, ok = convUint32, true
 		}
 	case larder.TypeFloat64:
+		// Integers widen to float64: an INT64 beyond 2^53 rounds.
+		it, isInt := lt.(*format.IntType)
 		switch {
-		case lt != nil:
-		case bc.kind == parquet.Double:
+		case lt != nil && !isInt:
+		case bc.kind == parquet.Double && lt == nil:
 			bc.conv, ok = convDouble, true
-		case bc.kind == parquet.Float:
+		case bc.kind == parquet.Float && lt == nil:
 			bc.conv, ok = convFloatToDouble, true
+		case bc.kind == parquet.Int64 && (!isInt || it.IsSigned):
+			bc.conv, ok = convInt64ToDouble, true
+		case bc.kind == parquet.Int32 && (!isInt || it.IsSigned):
+			bc.conv, ok = convInt32ToDouble, true
+		case bc.kind == parquet.Int32:
+			bc.conv, ok = convUint32ToDouble, true
 		}
 	case larder.TypeFloat32:
-		bc.conv, ok = convFloat, lt == nil && bc.kind == parquet.Float
+		// An INT32 widens to float32: beyond 2^24 it rounds.
+		it, isInt := lt.(*format.IntType)
+		switch {
+		case bc.kind == parquet.Float && lt == nil:
+			bc.conv, ok = convFloat, true
+		case bc.kind == parquet.Int32 && (lt == nil || isInt && it.IsSigned):
+			bc.conv, ok = convInt32ToFloat, true
+		}
 	case larder.TypeBool:
 		bc.conv, ok = convBool, lt == nil && bc.kind == parquet.Boolean
 	case larder.TypeString, larder.TypeBytes:

@@ -134,6 +134,14 @@ func (pv *pageValues) num(conv conversion, i int) uint64 {
 		return math.Float64bits(float64(pv.f32[j]))
 	case convFloat:
 		return uint64(math.Float32bits(pv.f32[j]))
+	case convInt64ToDouble:
+		return math.Float64bits(float64(pv.i64[j]))
+	case convInt32ToDouble:
+		return math.Float64bits(float64(pv.i32[j]))
+	case convUint32ToDouble:
+		return math.Float64bits(float64(uint32(pv.i32[j])))
+	case convInt32ToFloat:
+		return uint64(math.Float32bits(float32(pv.i32[j])))
 	case convBool:
 		return uint64(pv.bits[j>>3]>>(j&7)) & 1
 	}

@@ -66,7 +66,7 @@ func TestColumnErrors(t *testing.T) {
 		{
 			name: "float32 from DOUBLE", write: writeRows(wide), keyType: larder.TypeInt64,
 			feature: feature("x", larder.TypeFloat32, "d"),
-			want:    materializer.ColumnError{Column: "d", Role: `float32 feature "x"`, Found: "DOUBLE", Want: "FLOAT"},
+			want:    materializer.ColumnError{Column: "d", Role: `float32 feature "x"`, Found: "DOUBLE", Want: "FLOAT or INT32"},
 		},
 		{
 			name: "int64 from STRING", write: writeRows(wide), keyType: larder.TypeInt64,
@@ -74,9 +74,9 @@ func TestColumnErrors(t *testing.T) {
 			want:    materializer.ColumnError{Column: "s", Role: `int64 feature "x"`, Found: "BYTE_ARRAY STRING", Want: "INT64 or INT32"},
 		},
 		{
-			name: "float64 from INT64", write: writeRows(wide), keyType: larder.TypeInt64,
-			feature: feature("x", larder.TypeFloat64, "i"),
-			want:    materializer.ColumnError{Column: "i", Role: `float64 feature "x"`, Found: "INT64", Want: "DOUBLE or FLOAT"},
+			name: "float64 from unsigned INT64", write: writeRows(wide), keyType: larder.TypeInt64,
+			feature: feature("x", larder.TypeFloat64, "u64"),
+			want:    materializer.ColumnError{Column: "u64", Role: `float64 feature "x"`, Found: "INT64 INT(64,false)", Want: "DOUBLE, FLOAT, INT64 or INT32"},
 		},
 		{
 			name: "int64 from unsigned INT64", write: writeRows(wide), keyType: larder.TypeInt64,
@@ -106,7 +106,7 @@ func TestColumnErrors(t *testing.T) {
 		{
 			name: "scalar from a list", write: writeRows(wide), keyType: larder.TypeInt64,
 			feature: feature("x", larder.TypeFloat32, "flist"),
-			want:    materializer.ColumnError{Column: "flist", Role: `float32 feature "x"`, Found: "LIST of FLOAT", Want: "FLOAT"},
+			want:    materializer.ColumnError{Column: "flist", Role: `float32 feature "x"`, Found: "LIST of FLOAT", Want: "FLOAT or INT32"},
 		},
 		{
 			name: "scalar from a repeated column", write: writeRows(wide), keyType: larder.TypeInt64,
@@ -205,5 +205,50 @@ func TestColumnsCheckedBeforeReading(t *testing.T) {
 	}
 	if b, _, _ := fs.counts(); b != 0 || rep.RowsRead != 0 || len(progress) != 0 {
 		t.Errorf("%d generations begun, %d rows read, %d progress reports before the columns were checked", b, rep.RowsRead, len(progress))
+	}
+}
+
+// widenRow has integer and FLOAT columns to be read as wider types.
+type widenRow struct {
+	UserID int64     `parquet:"user_id"`
+	TS     time.Time `parquet:"ts,timestamp(microsecond)"`
+	I64    int64     `parquet:"i64"`
+	I32    int32     `parquet:"i32"`
+	U32    uint32    `parquet:"u32"`
+	F      float32   `parquet:"f"`
+}
+
+// TestWidening reads integers as float64 (INT64, INT32, unsigned INT32) and
+// as float32 (INT32), and FLOAT as float64, as the values they hold; an
+// INT64 beyond 2^53 rounds to the nearest float64.
+func TestWidening(t *testing.T) {
+	dir := t.TempDir()
+	big := int64(1)<<53 + 1
+	writeRows([]widenRow{
+		{UserID: 1, TS: baseTime, I64: -7, I32: 12, U32: 4_000_000_000, F: 0.25},
+		{UserID: 2, TS: baseTime, I64: big, I32: -3, U32: 1, F: -1.5},
+	})(t, filepath.Join(dir, "w.parquet"))
+	p := projectFor(t, dir, dir, larder.TypeInt64,
+		feature("a", larder.TypeFloat64, "i64"), feature("b", larder.TypeFloat64, "i32"), feature("c", larder.TypeFloat64, "u32"),
+		feature("d", larder.TypeFloat32, "i32"), feature("e", larder.TypeFloat64, "f"))
+	fs := newFakeStore()
+	if _, err := materializer.New(p, fs, materializer.Options{Now: fixedClock(baseTime.Add(time.Hour))}).Run(context.Background(), "v"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64][]larder.Value{
+		1: {larder.Float64Value(-7), larder.Float64Value(12), larder.Float64Value(4_000_000_000), larder.Float32Value(12), larder.Float64Value(0.25)},
+		2: {larder.Float64Value(float64(big)), larder.Float64Value(-3), larder.Float64Value(1), larder.Float32Value(-3), larder.Float64Value(-1.5)},
+	}
+	rows, _ := fs.liveRows("v")
+	for id, vals := range want {
+		row, ok := rows[larder.Int64Key(id)]
+		if !ok {
+			t.Fatalf("user %d not written", id)
+		}
+		for i, v := range vals {
+			if !row.Values[i].Equal(v) {
+				t.Errorf("user %d feature %d = %v, want %v", id, i, row.Values[i], v)
+			}
+		}
 	}
 }

@@ -788,9 +788,9 @@ func requestNumber(pv *pageValues, conv conversion, vi int) float32 {
 	switch conv {
 	case convInt64, convInt32, convUint32:
 		return float32(float64(int64(u)))
-	case convDouble, convFloatToDouble:
+	case convDouble, convFloatToDouble, convInt64ToDouble, convInt32ToDouble, convUint32ToDouble:
 		return float32(math.Float64frombits(u))
-	case convFloat:
+	case convFloat, convInt32ToFloat:
 		return math.Float32frombits(uint32(u))
 	case convBool:
 		return float32(u)
