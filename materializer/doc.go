@@ -37,8 +37,9 @@
 // as follows:
 //
 //	int64           INT64, or INT32 (signed, or unsigned up to 32 bits)
-//	float64         DOUBLE, or FLOAT
-//	float32         FLOAT
+//	float64         DOUBLE, FLOAT, INT64 (rounded beyond 2^53), or INT32
+//	                (signed, or unsigned up to 32 bits)
+//	float32         FLOAT, or signed INT32 (rounded beyond 2^24)
 //	bool            BOOLEAN
 //	string          BYTE_ARRAY, unannotated or STRING, ENUM or JSON
 //	bytes           BYTE_ARRAY, unannotated or STRING, ENUM, JSON or BSON
