@@ -95,7 +95,11 @@ func (c *configReloader) loop(ctx context.Context) {
 				events = nil
 				continue
 			}
-			if filepath.Clean(ev.Name) == path && ev.Has(fsnotify.Write|fsnotify.Create|fsnotify.Rename) {
+			// The file itself, or anything it may be a symlink through:
+			// a Kubernetes ConfigMap mount swaps a ..data symlink beside
+			// it. A reload of an unchanged file does nothing.
+			name := filepath.Base(ev.Name)
+			if (filepath.Clean(ev.Name) == path || strings.HasPrefix(name, "..")) && ev.Has(fsnotify.Write|fsnotify.Create|fsnotify.Rename) {
 				timer.Reset(configDebounce)
 			}
 		case err, ok := <-errs:

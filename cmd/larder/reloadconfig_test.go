@@ -196,3 +196,47 @@ func TestServeSIGHUP(t *testing.T) {
 		})
 	}
 }
+
+// TestServeConfigMapReload mounts larder.yaml as Kubernetes mounts a
+// ConfigMap (a symlink through a ..data symlink to a timestamped folder)
+// and updates it as Kubernetes does, by swapping ..data: serve reloads.
+func TestServeConfigMapReload(t *testing.T) {
+	_, cfgPath := demoProject(t)
+	original, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(cfgPath)
+	mount := filepath.Join(dir, "mount")
+	version := func(name string, data []byte) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(mount, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// Relative paths in the file stay those of the project folder.
+		edited := strings.ReplaceAll(string(data), "model: models/", "model: "+filepath.Join(dir, "models")+"/")
+		edited = strings.ReplaceAll(edited, "path: data/", "path: "+filepath.Join(dir, "data")+"/")
+		if err := os.WriteFile(filepath.Join(mount, name, "larder.yaml"), []byte(edited), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..v1", original)
+	if err := os.Symlink("..v1", filepath.Join(mount, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "larder.yaml"), filepath.Join(mount, "larder.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServe(t, "-c", filepath.Join(mount, "larder.yaml"), "serve", "--listen", "127.0.0.1:0")
+	version("..v2", []byte(strings.Replace(string(original), "    top_k: 10\n", "    top_k: 7\n", 1)))
+	// The swap: a new symlink renamed over ..data.
+	if err := os.Symlink("..v2", filepath.Join(mount, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(mount, "..data_tmp"), filepath.Join(mount, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the reload", func() (string, bool) {
+		return "", strings.Contains(srv.log(), "larder.yaml reloaded")
+	})
+}
