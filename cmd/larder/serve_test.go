@@ -335,6 +335,63 @@ func TestServeEmbedded(t *testing.T) {
 	if !strings.Contains(got, "generation 1  present") {
 		t.Errorf("get from the embedded store:\n%s", got)
 	}
+	// The README's `grpcurl list` transcript is what this server lists.
+	if got, want := reflectedServices(t, srv.addr), readmeServices(t); !slices.Equal(got, want) {
+		t.Errorf("the server lists %v; the README's grpcurl list shows %v", got, want)
+	}
+}
+
+// reflectedServices lists the services of the server at addr through
+// reflection, sorted.
+func reflectedServices(tb testing.TB, addr string) []string {
+	tb.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(tb.Context())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer stream.CloseSend()
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		tb.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	slices.Sort(names)
+	return names
+}
+
+// readmeServices returns the services the README's `grpcurl ... list`
+// transcript shows, sorted.
+func readmeServices(tb testing.TB) []string {
+	tb.Helper()
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := regexp.MustCompile(`\$ grpcurl -plaintext \S+ list\n`).FindStringIndex(string(data))
+	if m == nil {
+		tb.Fatal("the README has no grpcurl list transcript")
+	}
+	rest := string(data)[m[1]:]
+	var names []string
+	for _, line := range strings.Split(rest, "\n") {
+		if strings.TrimSpace(line) == "" {
+			break
+		}
+		names = append(names, strings.TrimSpace(line))
+	}
+	slices.Sort(names)
+	return names
 }
 
 // metricsLine is what serve prints when it serves /metrics.
