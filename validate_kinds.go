@@ -203,18 +203,25 @@ func featureIndex(v *View, name string) int {
 }
 
 func (p *Project) validateAggregation(v *View, a *Aggregation, path string, add addFunc) {
-	if a.Column == "" {
-		add(path+".column", "is required: the source column to aggregate")
-	}
 	if a.Name != "" && !validName(a.Name) {
 		add(path+".name", "%q is not a valid name (letters, digits, '_' and '-', starting with a letter)", a.Name)
 	}
-	switch a.Type {
-	case TypeInt64, TypeFloat64, TypeFloat32, TypeBool, TypeString:
-	case TypeInvalid:
-		add(path+".type", "is required: the column's type (int64, float64, float32, bool or string)")
-	default:
-		add(path+".type", "cannot aggregate %s columns (int64, float64, float32, bool or string)", a.Type)
+	if a.Column == "" {
+		// Without a column, an aggregation counts the rows (count(*)).
+		switch {
+		case a.Name == "" || len(a.Functions) != 1 || a.Functions[0] != AggCount:
+			add(path+".column", "is required: the source column to aggregate (an aggregation without one counts rows: it has a name, such as events, and functions: [count])")
+		case a.Type != TypeInvalid:
+			add(path+".type", "an aggregation without a column counts rows, and has no type: remove type, or name the column")
+		}
+	} else {
+		switch a.Type {
+		case TypeInt64, TypeFloat64, TypeFloat32, TypeBool, TypeString:
+		case TypeInvalid:
+			add(path+".type", "is required: the column's type (int64, float64, float32, bool or string)")
+		default:
+			add(path+".type", "cannot aggregate %s columns (int64, float64, float32, bool or string)", a.Type)
+		}
 	}
 	if len(a.Functions) == 0 {
 		add(path+".functions", "at least one function is required (%s)", aggFuncNames())

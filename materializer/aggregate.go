@@ -177,15 +177,23 @@ func newAggregate(v *larder.View, e *larder.Entity, runTime time.Time) *aggregat
 	}
 	for i := range v.Aggregations {
 		def := &v.Aggregations[i]
+		spec := columnSpec{column: def.Column, role: roleFeature, name: firstFeature[i], typ: def.Type}
+		typ := def.Type
+		if def.Column == "" {
+			// A count of rows reads the event time, which every row
+			// counted has.
+			spec = columnSpec{column: v.SourceDef().EventTime, role: roleRowCount, name: firstFeature[i], typ: larder.TypeInt64}
+			typ = larder.TypeInt64
+		}
 		col := slices.IndexFunc(a.specs[specFeatures:], func(s columnSpec) bool {
-			return s.column == def.Column && s.typ == def.Type
+			return s.column == spec.column && s.typ == spec.typ && s.role == spec.role
 		})
 		if col < 0 {
 			col = len(a.specs) - specFeatures
-			a.specs = append(a.specs, columnSpec{column: def.Column, role: roleFeature, name: firstFeature[i], typ: def.Type})
+			a.specs = append(a.specs, spec)
 		}
-		ag := aggregation{col: col, typ: def.Type, block: 1, loMin: math.MaxInt64}
-		switch def.Type {
+		ag := aggregation{col: col, typ: typ, block: 1, loMin: math.MaxInt64}
+		switch typ {
 		case larder.TypeFloat64, larder.TypeFloat32:
 			ag.kind = aggFloat
 		case larder.TypeString:

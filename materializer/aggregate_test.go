@@ -367,3 +367,41 @@ func TestAggregateEmptySource(t *testing.T) {
 		t.Errorf("generation %d with %d rows, report %+v; want an empty published generation", id, len(rows), rep)
 	}
 }
+
+// TestAggregateRowCount counts rows with an aggregation that names no
+// column: every row with a key and an event time in the window counts,
+// whatever its other columns hold, as a count of a never-null column would.
+func TestAggregateRowCount(t *testing.T) {
+	dir := t.TempDir()
+	amount := 2.5
+	rows := []eventRow{
+		ev(1, 10, &amount, nil, nil, nil),
+		ev(1, 20, nil, nil, nil, nil),  // every value null: still a row
+		ev(1, 100, nil, nil, nil, nil), // the only one in the 1m window
+		ev(2, 30, nil, nil, nil, nil),
+		{UserID: ptr(int64(3))}, // no event time: not counted
+	}
+	writeRows(rows)(t, filepath.Join(dir, "e.parquet"))
+	p := aggregateProject(t, dir, dir, larder.TypeInt64,
+		larder.Aggregation{Name: "events", Functions: funcs(larder.AggCount), Windows: windows(t, "1m", "1h")},
+		larder.Aggregation{Column: "amount", Type: larder.TypeFloat64, Functions: funcs(larder.AggCount), Windows: windows(t, "1h")})
+	v := p.View("v")
+	if names := []string{v.Features[0].Name, v.Features[1].Name}; names[0] != "events_count_1m" || names[1] != "events_count_1h" {
+		t.Fatalf("features %v", names)
+	}
+	fs := newFakeStore()
+	if _, err := materializer.New(p, fs, materializer.Options{Now: fixedClock(at(120))}).Run(context.Background(), "v"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := fs.liveRows("v")
+	// Window 1m is (60s, 120s], 1h all of them.
+	want := map[int64][3]int64{1: {1, 3, 1}, 2: {0, 1, 0}}
+	for id, w := range want {
+		row := got[larder.Int64Key(id)]
+		for i, n := range w {
+			if row.Values[i].Int64() != n {
+				t.Errorf("user %d feature %s = %v, want %d", id, v.Features[i].Name, row.Values[i], n)
+			}
+		}
+	}
+}

@@ -21,6 +21,9 @@ const (
 	// roleRequest is a request feature of a ranker, read from a scoring
 	// job's input.
 	roleRequest
+	// roleRowCount is the event-time column read by an aggregation that
+	// counts rows (one without a column): only whether a row is there.
+	roleRowCount
 )
 
 // columnSpec is a column a computation needs, and the type it needs it as.
@@ -41,6 +44,8 @@ func (s *columnSpec) describe() string {
 		return fmt.Sprintf("%s key of entity %q", s.typ, s.name)
 	case roleEventTime:
 		return "event time"
+	case roleRowCount:
+		return fmt.Sprintf("event time, whose rows %q counts", s.name)
 	case roleRequest:
 		if !s.optional {
 			return fmt.Sprintf("%s request feature %q, which has no default", s.typ, s.name)
@@ -117,7 +122,7 @@ func bindColumn(file string, root *parquet.Column, spec *columnSpec) (*boundColu
 		return nil, &ColumnError{File: file, Column: spec.column, Role: spec.describe(), Columns: names}
 	}
 	want := wantTypes[spec.typ]
-	if spec.role == roleEventTime {
+	if spec.role == roleEventTime || spec.role == roleRowCount {
 		want = wantEventTime
 	}
 	fail := func() error {
@@ -138,7 +143,7 @@ func bindColumn(file string, root *parquet.Column, spec *columnSpec) (*boundColu
 	bc := &boundColumn{spec: spec, leaf: c.Index(), kind: c.Type().Kind(), maxDef: byte(c.MaxDefinitionLevel())}
 	lt := logicalType(c)
 
-	if spec.role == roleEventTime {
+	if spec.role == roleEventTime || spec.role == roleRowCount {
 		switch t := lt.(type) {
 		case *format.TimestampType:
 			if bc.kind != parquet.Int64 || t.Unit.Value == nil {
