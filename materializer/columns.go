@@ -59,21 +59,21 @@ func (s *columnSpec) describe() string {
 type conversion uint8
 
 const (
-	convInt64         conversion = iota // INT64 → int64
-	convInt32                           // INT32 → int64
-	convUint32                          // INT32 holding an unsigned integer → int64
-	convDouble                          // DOUBLE → float64
-	convFloatToDouble                   // FLOAT → float64
-	convFloat                           // FLOAT → float32
-	convBool                            // BOOLEAN → bool
-	convByteArray                       // BYTE_ARRAY → string or bytes
-	convTimestamp                       // INT64 TIMESTAMP → Unix nanoseconds
-	convDate                            // INT32 DATE → Unix nanoseconds at midnight UTC
-	convVector                          // LIST of FLOAT → float32_vector
-	convInt64ToDouble                   // INT64 → float64 (exact up to 2^53)
-	convInt32ToDouble                   // INT32 → float64
-	convUint32ToDouble                  // INT32 holding an unsigned integer → float64
-	convInt32ToFloat                    // INT32 → float32 (exact up to 2^24)
+	convInt64          conversion = iota // INT64 → int64
+	convInt32                            // INT32 → int64
+	convUint32                           // INT32 holding an unsigned integer → int64
+	convDouble                           // DOUBLE → float64
+	convFloatToDouble                    // FLOAT → float64
+	convFloat                            // FLOAT → float32
+	convBool                             // BOOLEAN → bool
+	convByteArray                        // BYTE_ARRAY → string or bytes
+	convTimestamp                        // INT64 TIMESTAMP → Unix nanoseconds
+	convDate                             // INT32 DATE → Unix nanoseconds at midnight UTC
+	convVector                           // LIST of FLOAT → float32_vector
+	convInt64ToDouble                    // INT64 → float64 (exact up to 2^53)
+	convInt32ToDouble                    // INT32 → float64
+	convUint32ToDouble                   // INT32 holding an unsigned integer → float64
+	convInt32ToFloat                     // INT32 → float32 (exact up to 2^24)
 )
 
 // boundColumn is a columnSpec found in one file, with what it takes to decode it.
