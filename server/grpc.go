@@ -94,6 +94,9 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 		unary = svc.metrics.wrap(unary)
 	}
 	base := append(serverOptions(g.codec), grpc.ChainUnaryInterceptor(unary))
+	if svc.tracing != nil {
+		base = append(base, tracingOption(svc.tracing))
+	}
 	if g.auth != nil {
 		// Health watches and reflection are streams.
 		base = append(base, grpc.ChainStreamInterceptor(g.stream))

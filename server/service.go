@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -61,6 +62,13 @@ type Config struct {
 	// AuditLogger receives the audit line of every call of the operators'
 	// services (AdminService, JobService), at level INFO. Nil means Logger.
 	AuditLogger *slog.Logger
+	// Tracing, when set, traces every call the gRPC servers of the Service
+	// (NewGRPC and its variants) handle but health checks and reflection:
+	// a span per call, a child of the caller's when the request carries a
+	// W3C traceparent, with a child span per round trip to the store
+	// (store.Read) and per run of a ranker's model (model.Score). Nil
+	// traces nothing and costs the request path nothing.
+	Tracing trace.TracerProvider
 }
 
 // FreshnessFunc returns what is known of the runs of view v: its last
@@ -98,6 +106,10 @@ type Service struct {
 	freshness FreshnessFunc
 	auth      *Auth
 	audit     *slog.Logger
+	// tracing is Config.Tracing, and tracer its tracer; both nil when
+	// tracing is off.
+	tracing trace.TracerProvider
+	tracer  trace.Tracer
 
 	// degraded counts Rank responses served without the model.
 	degraded atomic.Int64
@@ -189,6 +201,10 @@ func New(cfg Config) (*Service, error) {
 	s.pusher, _ = cfg.Store.(larder.PushStore)
 	if s.metrics != nil {
 		s.store = countingStore{FeatureStore: cfg.Store, m: s.metrics}
+	}
+	if cfg.Tracing != nil {
+		s.tracing, s.tracer = cfg.Tracing, cfg.Tracing.Tracer(tracerName)
+		s.store = tracingStore{FeatureStore: s.store, tracer: s.tracer}
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
