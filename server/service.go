@@ -212,6 +212,8 @@ func New(cfg Config) (*Service, error) {
 	if s.audit == nil {
 		s.audit = s.logger
 	}
+	// A line logged in a request says which (its request_id).
+	s.logger, s.audit = withRequest(s.logger), withRequest(s.audit)
 	if s.now == nil {
 		s.now = time.Now
 	}

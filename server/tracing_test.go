@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +45,10 @@ func TestTracing(t *testing.T) {
 		call     func(ctx context.Context) error
 		root     wantSpan
 		children []wantSpan // in the order they started
+		// logged, when set, is a message the request logs, whose line
+		// must name the trace and the call's span.
+		logged string
+		logs   *syncBuffer
 	}{
 		{
 			name: "GetFeatures",
@@ -88,6 +93,7 @@ func TestTracing(t *testing.T) {
 				{name: "store.Read", attrs: map[string]string{"larder.keys": "5"}},
 				{name: "model.Score", attrs: map[string]string{"larder.ranker": "reco", "larder.model_version": "broken-1"}, err: true},
 			},
+			logged: "rank served without the model", logs: broken.logs,
 		},
 		{
 			name: "GetFeatures refused",
@@ -152,6 +158,14 @@ func TestTracing(t *testing.T) {
 					t.Errorf("%s: parent %s, want the call's span %s", c.Name, c.Parent.SpanID(), root.SpanContext.SpanID())
 				}
 				checkSpan(t, c, tc.children[i])
+			}
+			if tc.logged != "" {
+				want := fmt.Sprintf("trace_id=%s span_id=%s", parent.TraceID(), root.SpanContext.SpanID())
+				if !slices.ContainsFunc(slices.Collect(strings.Lines(tc.logs.String())), func(l string) bool {
+					return strings.Contains(l, tc.logged) && strings.Contains(l, want)
+				}) {
+					t.Errorf("no line %q with %s in the logs:\n%s", tc.logged, want, tc.logs.String())
+				}
 			}
 		})
 	}
