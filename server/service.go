@@ -84,6 +84,9 @@ type Service struct {
 	larderv1.UnimplementedFeatureServiceServer
 
 	store larder.FeatureStore
+	// backend is Config.Store itself, where store may be wrapped by the
+	// metrics and tracing, which hide its other methods: Ready asks it.
+	backend larder.FeatureStore
 	// pusher is Config.Store as a larder.PushStore, or nil when it is not
 	// one.
 	pusher larder.PushStore
@@ -184,10 +187,11 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("server: a project and a store are required")
 	}
 	s := &Service{
-		store:  cfg.Store,
-		logger: cfg.Logger,
-		now:    cfg.Now,
-		limits: cfg.Project.Server,
+		store:   cfg.Store,
+		backend: cfg.Store,
+		logger:  cfg.Logger,
+		now:     cfg.Now,
+		limits:  cfg.Project.Server,
 
 		loadModel: cfg.LoadModel,
 		metrics:   cfg.Metrics,
