@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/larder-dev/larder"
@@ -27,7 +29,10 @@ const (
 // view of 20 float64 features, from a real redis-server, with a ranker
 // "bench" over 10 user features, 20 item features and one request feature,
 // scored by a random 31→64→1 MLP in ONNX Runtime.
-func benchServer(tb testing.TB) *running {
+func benchServer(tb testing.TB) *running { return benchServerTraced(tb, nil) }
+
+// benchServerTraced is benchServer tracing with tp, when not nil.
+func benchServerTraced(tb testing.TB, tp trace.TracerProvider) *running {
 	tb.Helper()
 	feats := make([]larder.Feature, benchFeatures)
 	for i := range feats {
@@ -78,7 +83,7 @@ func benchServer(tb testing.TB) *running {
 		tb.Fatal(err)
 	}
 	m := loadNet(tb, net, r)
-	return serve(tb, server.Config{Project: p, Store: st, Models: map[string]server.Model{"bench": m}}, 5*time.Second)
+	return serve(tb, server.Config{Project: p, Store: st, Models: map[string]server.Model{"bench": m}, Tracing: tp}, 5*time.Second)
 }
 
 // latencies records the duration of each call and reports p50 and p99.
@@ -130,8 +135,10 @@ func processCPU(tb testing.TB) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func benchGetFeatures(b *testing.B, keys int) {
-	srv := benchServer(b)
+func benchGetFeatures(b *testing.B, keys int) { benchGetFeaturesTraced(b, keys, nil) }
+
+func benchGetFeaturesTraced(b *testing.B, keys int, tp trace.TracerProvider) {
+	srv := benchServerTraced(b, tp)
 	req := &larderv1.GetFeaturesRequest{Keys: make([]*larderv1.EntityKey, keys), Features: []string{"user_f:*"}}
 	for i := range req.Keys {
 		req.Keys[i] = intKey(int64(1 + i*7%benchEntities))
@@ -147,6 +154,15 @@ func benchGetFeatures(b *testing.B, keys int) {
 
 // BenchmarkGetFeatures1x20 reads 20 float64 features of one entity.
 func BenchmarkGetFeatures1x20(b *testing.B) { benchGetFeatures(b, 1) }
+
+// BenchmarkGetFeatures1x20Traced is BenchmarkGetFeatures1x20 with every
+// call traced and its spans dropped: the cost of tracing a call, without an
+// exporter's.
+func BenchmarkGetFeatures1x20Traced(b *testing.B) {
+	tp := sdktrace.NewTracerProvider()
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	benchGetFeaturesTraced(b, 1, tp)
+}
 
 // BenchmarkGetFeatures100x20 reads 20 float64 features of 100 entities.
 func BenchmarkGetFeatures100x20(b *testing.B) { benchGetFeatures(b, 100) }

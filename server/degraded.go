@@ -72,9 +72,9 @@ func scoreModel(ctx context.Context, timeout time.Duration, m Model, x []float32
 }
 
 // degrade records a Rank response of ranker served without its model because
-// of err, and returns the reason given to the caller.
-func (s *Service) degrade(ranker string, err error) string {
-	var reason, class string
+// of err, and returns the reason given to the caller and its class (the
+// reason label of the metric).
+func (s *Service) degrade(ctx context.Context, ranker string, err error) (reason, class string) {
 	var timeout *modelTimeoutError
 	switch {
 	case errors.As(err, &timeout):
@@ -88,6 +88,6 @@ func (s *Service) degrade(ranker string, err error) string {
 	}
 	s.degraded.Add(1)
 	s.metrics.rankDegraded(ranker, class)
-	s.logger.Warn("rank served without the model", "ranker", ranker, "reason", class, "err", err)
-	return reason
+	s.logger.WarnContext(ctx, "rank served without the model", "ranker", ranker, "reason", class, "err", err)
+	return reason, class
 }

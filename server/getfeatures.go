@@ -91,6 +91,9 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 	for _, l := range lookups {
 		l.Keys = keys
 	}
+	if s.tracer != nil {
+		traceGet(ctx, len(keys), lookups, len(buf.cols))
+	}
 	if err := s.store.Read(ctx, lookups); err != nil {
 		return nil, err
 	}

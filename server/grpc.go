@@ -40,6 +40,8 @@ type GRPC struct {
 	audit *slog.Logger
 	// services are the names of the services it carries, for health.
 	services []string
+	// traced is whether the Service traces its requests.
+	traced bool
 }
 
 // setStatus sets the serving status of the whole server and of each of
@@ -55,7 +57,9 @@ func (g *GRPC) setStatus(status healthpb.HealthCheckResponse_ServingStatus) {
 // IngestService, the AdminService and, when svc has a job queue, the
 // JobService. A panic in a
 // handler becomes an INTERNAL error for that request, logged with its stack;
-// the process keeps serving.
+// the process keeps serving. Every request has an id, returned in the
+// RequestIDHeader of its response and logged with each line the request
+// writes; its outcome is logged too (see logRequest).
 func NewGRPC(svc *Service, logger *slog.Logger, opts ...grpc.ServerOption) *GRPC {
 	return newGRPC(svc, logger, services{feature: true, admin: true}, opts)
 }
@@ -85,15 +89,20 @@ func newGRPC(svc *Service, logger *slog.Logger, which services, opts []grpc.Serv
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &GRPC{Health: health.NewServer(), logger: logger, codec: &serverCodec{}, load: svc.load, metrics: svc.metrics,
-		auth: svc.auth, audit: svc.audit}
+	g := &GRPC{Health: health.NewServer(), logger: withRequest(logger), codec: &serverCodec{}, load: svc.load, metrics: svc.metrics,
+		auth: svc.auth, audit: svc.audit, traced: svc.tracing != nil}
 	// The metrics wrap unary, so that they also count the requests it
-	// refuses and those whose panic it turns into INTERNAL.
+	// refuses and those whose panic it turns into INTERNAL; identify wraps
+	// both, so that every request has an id.
 	unary := grpc.UnaryServerInterceptor(g.unary)
 	if svc.metrics != nil {
 		unary = svc.metrics.wrap(unary)
 	}
+	unary = g.identify(unary)
 	base := append(serverOptions(g.codec), grpc.ChainUnaryInterceptor(unary))
+	if svc.tracing != nil {
+		base = append(base, tracingOption(svc.tracing))
+	}
 	if g.auth != nil {
 		// Health watches and reflection are streams.
 		base = append(base, grpc.ChainStreamInterceptor(g.stream))
@@ -219,7 +228,7 @@ func (g *GRPC) handle(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 func (g *GRPC) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			g.logger.Error("panic in handler", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+			g.logger.ErrorContext(ctx, "panic in handler", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
 			resp, err = nil, status.Error(codes.Internal, "internal error")
 		}
 	}()

@@ -22,7 +22,7 @@ type Pinger interface {
 // read from the store as it is now (larder.FreshReader) rather than from a
 // cache. It returns an error saying what is wrong otherwise.
 func (s *Service) Ready(ctx context.Context) error {
-	if p, ok := s.store.(Pinger); ok {
+	if p, ok := s.backend.(Pinger); ok {
 		if err := p.Ping(ctx); err != nil {
 			return fmt.Errorf("the online store does not answer: %w", err)
 		}
@@ -34,7 +34,7 @@ func (s *Service) Ready(ctx context.Context) error {
 	var last error
 	for _, v := range views {
 		var err error
-		if fr, ok := s.store.(larder.FreshReader); ok {
+		if fr, ok := s.backend.(larder.FreshReader); ok {
 			_, err = fr.LiveFresh(ctx, v)
 		} else {
 			_, err = s.store.Live(ctx, v)

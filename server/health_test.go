@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/larder-dev/larder/server"
@@ -57,4 +59,48 @@ func TestHealthFollowsRedis(t *testing.T) {
 	// The restarted server kept nothing: the view is published again.
 	publish(t, store.New(rs.Client(), p.Name, store.Options{}), p, "user_stats", fixtureData(time.Now())["user_stats"])
 	waitStatus(healthpb.HealthCheckResponse_SERVING, "once Redis answers again")
+}
+
+// TestReadyBehindWrappers checks that Ready asks the store itself, not the
+// wrapper that metrics or tracing put around it: with Redis down it is not
+// ready, whatever a cache of live generations says.
+func TestReadyBehindWrappers(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(tb testing.TB, cfg *server.Config)
+	}{
+		{"metrics", func(tb testing.TB, cfg *server.Config) {
+			m, err := server.NewMetrics(prometheus.NewRegistry())
+			if err != nil {
+				tb.Fatal(err)
+			}
+			cfg.Metrics = m
+		}},
+		{"tracing", func(tb testing.TB, cfg *server.Config) {
+			tp := sdktrace.NewTracerProvider()
+			tb.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			cfg.Tracing = tp
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testProject(t, nil)
+			st, rs := newStore(t, p)
+			publish(t, st, p, "user_stats", fixtureData(time.Now())["user_stats"])
+			cfg := server.Config{Project: p, Store: st, Models: map[string]server.Model{"reco": newFakeModel("v1", 1)}}
+			tc.edit(t, &cfg)
+			svc, err := server.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if err := svc.Ready(ctx); err != nil {
+				t.Fatalf("Ready with a live view = %v, want nil", err)
+			}
+			rs.Stop()
+			if err := svc.Ready(ctx); err == nil {
+				t.Errorf("Ready with Redis down = nil, want an error")
+			}
+		})
+	}
 }

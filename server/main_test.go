@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -381,6 +382,8 @@ type fixtureConfig struct {
 	// wrap, when not nil, wraps the store the server reads from.
 	wrap  func(larder.FeatureStore) larder.FeatureStore
 	drain time.Duration
+	// tracing, when not nil, is the server's Config.Tracing.
+	tracing trace.TracerProvider
 }
 
 func newFixture(tb testing.TB, fc fixtureConfig) *fixture {
@@ -405,7 +408,7 @@ func newFixture(tb testing.TB, fc fixtureConfig) *fixture {
 	if fc.drain == 0 {
 		fc.drain = 5 * time.Second
 	}
-	f.running = serve(tb, server.Config{Project: p, Store: fs, Models: ms, Now: f.clock.Now}, fc.drain)
+	f.running = serve(tb, server.Config{Project: p, Store: fs, Models: ms, Now: f.clock.Now, Tracing: fc.tracing}, fc.drain)
 	return f
 }
 

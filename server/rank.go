@@ -112,6 +112,9 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 			// candidate views to read.
 			rankPool.Put(buf)
 			resp := &larderv1.RankResponse{ModelVersion: plan.slot.current().Version(), Generations: generationsOf(first)}
+			if s.tracer != nil {
+				traceRank(ctx, plan, 0, topK, true, resp.ModelVersion, "")
+			}
 			if explain {
 				resp.InputNames = slices.Clone(plan.names)
 			}
@@ -169,8 +172,8 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 	}
 	buf.scores = resize(buf.scores, n)
 	scores := buf.scores
-	var degraded string
-	if err := scoreModel(ctx, plan.scoreTimeout, model, x, n, scores); err != nil {
+	var degraded, degradedClass string
+	if err := s.score(ctx, plan, model, x, n, scores); err != nil {
 		if ctx.Err() != nil || refused(err) {
 			// The caller has gone or its deadline passed: no answer helps.
 			return nil, fmt.Errorf("ranker %q: scoring: %w", r.Name, err)
@@ -179,7 +182,7 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		// (the stored list's scores, or the request's order) when the model
 		// does not answer. The buffers are not reused: a failed model may
 		// still hold them.
-		degraded = s.degrade(r.Name, err)
+		degraded, degradedClass = s.degrade(ctx, r.Name, err)
 		scores = make([]float32, n)
 		precomputedScores(storedRow, plan.stored, scores)
 		buf = nil
@@ -198,6 +201,9 @@ func (s *Service) rank(ctx context.Context, req *larderv1.RankRequest) (*larderv
 		Generations:    generationsOf(lookups),
 		Degraded:       degraded != "",
 		DegradedReason: degraded,
+	}
+	if s.tracer != nil {
+		traceRank(ctx, plan, n, topK, fromStore, resp.ModelVersion, degradedClass)
 	}
 	scored := make([]larderv1.ScoredCandidate, len(order))
 	for i, c := range order {

@@ -84,16 +84,16 @@ func (s *Service) Reload(ctx context.Context, ranker string) (old, current strin
 	}
 	st := plan.state
 	if s.loadModel == nil {
-		return "", "", s.refuse(ranker, errNoLoader)
+		return "", "", s.refuse(ctx, ranker, errNoLoader)
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	m, err := s.loadModel(plan.ranker)
 	if err != nil {
-		return "", "", s.refuse(ranker, err)
+		return "", "", s.refuse(ctx, ranker, err)
 	}
 	if m == nil {
-		return "", "", s.refuse(ranker, errors.New("the model loader returned no model"))
+		return "", "", s.refuse(ctx, ranker, errors.New("the model loader returned no model"))
 	}
 	if old, err = s.swapLocked(ctx, plan, st, m); err != nil {
 		if c, ok := m.(io.Closer); ok {
@@ -161,27 +161,27 @@ func (s *Service) plan(ranker string) (*rankerPlan, error) {
 func (s *Service) swapLocked(ctx context.Context, plan *rankerPlan, st *modelState, m Model) (string, error) {
 	r := plan.ranker
 	if m == nil {
-		return "", s.refuse(r.Name, errors.New("no model"))
+		return "", s.refuse(ctx, r.Name, errors.New("no model"))
 	}
 	if err := trialRun(ctx, m, len(r.Inputs), max(10*modelTimeout(r), trialMinTimeout)); err != nil {
-		return "", s.refuse(r.Name, err)
+		return "", s.refuse(ctx, r.Name, err)
 	}
 	wrapped, err := batchModel(r, m)
 	if err != nil {
-		return "", s.refuse(r.Name, err)
+		return "", s.refuse(ctx, r.Name, err)
 	}
 	old := plan.slot.current().Version()
 	plan.slot.swap(wrapped)
 	st.loadedAt = s.now()
 	s.metrics.modelSwapped(r.Name, old, m.Version(), st.loadedAt)
-	s.logger.Info("model swapped in", "ranker", r.Name, "old_version", old, "new_version", m.Version())
+	s.logger.InfoContext(ctx, "model swapped in", "ranker", r.Name, "old_version", old, "new_version", m.Version())
 	return old, nil
 }
 
 // refuse logs and counts a refused model and returns the error to report.
-func (s *Service) refuse(ranker string, err error) error {
+func (s *Service) refuse(ctx context.Context, ranker string, err error) error {
 	s.metrics.modelRefused(ranker)
-	s.logger.Error("new model refused; the current one keeps serving", "ranker", ranker, "err", err)
+	s.logger.ErrorContext(ctx, "new model refused; the current one keeps serving", "ranker", ranker, "err", err)
 	return &ModelRefusedError{Ranker: ranker, Err: err}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -61,6 +62,13 @@ type Config struct {
 	// AuditLogger receives the audit line of every call of the operators'
 	// services (AdminService, JobService), at level INFO. Nil means Logger.
 	AuditLogger *slog.Logger
+	// Tracing, when set, traces every call the gRPC servers of the Service
+	// (NewGRPC and its variants) handle but health checks and reflection:
+	// a span per call, a child of the caller's when the request carries a
+	// W3C traceparent, with a child span per round trip to the store
+	// (store.Read) and per run of a ranker's model (model.Score). Nil
+	// traces nothing and costs the request path nothing.
+	Tracing trace.TracerProvider
 }
 
 // FreshnessFunc returns what is known of the runs of view v: its last
@@ -76,6 +84,9 @@ type Service struct {
 	larderv1.UnimplementedFeatureServiceServer
 
 	store larder.FeatureStore
+	// backend is Config.Store itself, where store may be wrapped by the
+	// metrics and tracing, which hide its other methods: Ready asks it.
+	backend larder.FeatureStore
 	// pusher is Config.Store as a larder.PushStore, or nil when it is not
 	// one.
 	pusher larder.PushStore
@@ -98,6 +109,10 @@ type Service struct {
 	freshness FreshnessFunc
 	auth      *Auth
 	audit     *slog.Logger
+	// tracing is Config.Tracing, and tracer its tracer; both nil when
+	// tracing is off.
+	tracing trace.TracerProvider
+	tracer  trace.Tracer
 
 	// degraded counts Rank responses served without the model.
 	degraded atomic.Int64
@@ -172,10 +187,11 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("server: a project and a store are required")
 	}
 	s := &Service{
-		store:  cfg.Store,
-		logger: cfg.Logger,
-		now:    cfg.Now,
-		limits: cfg.Project.Server,
+		store:   cfg.Store,
+		backend: cfg.Store,
+		logger:  cfg.Logger,
+		now:     cfg.Now,
+		limits:  cfg.Project.Server,
 
 		loadModel: cfg.LoadModel,
 		metrics:   cfg.Metrics,
@@ -190,12 +206,18 @@ func New(cfg Config) (*Service, error) {
 	if s.metrics != nil {
 		s.store = countingStore{FeatureStore: cfg.Store, m: s.metrics}
 	}
+	if cfg.Tracing != nil {
+		s.tracing, s.tracer = cfg.Tracing, cfg.Tracing.Tracer(tracerName)
+		s.store = tracingStore{FeatureStore: s.store, tracer: s.tracer}
+	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
 	if s.audit == nil {
 		s.audit = s.logger
 	}
+	// A line logged in a request says which (its request_id).
+	s.logger, s.audit = withRequest(s.logger), withRequest(s.audit)
 	if s.now == nil {
 		s.now = time.Now
 	}

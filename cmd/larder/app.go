@@ -28,6 +28,7 @@ type app struct {
 	configPath string
 	redisAddr  string
 	logLevel   string
+	logFormat  string
 
 	stdin  io.Reader
 	stdout io.Writer
@@ -82,7 +83,10 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 			if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", a.logLevel)
 			}
-			a.logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			if a.logFormat != "text" && a.logFormat != "json" {
+				return fmt.Errorf("--log-format %q: want text (key=value lines) or json (one object a line)", a.logFormat)
+			}
+			a.logger = a.newLogger(level)
 			if a.redisLog != nil {
 				a.redisLog.logger.Store(a.logger)
 			}
@@ -93,6 +97,7 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 	f.StringVarP(&a.configPath, "config", "c", "larder.yaml", "the project file")
 	f.StringVar(&a.redisAddr, "redis", "", "Redis address (host:port), overriding redis.addresses in the project file")
 	f.StringVar(&a.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	f.StringVar(&a.logFormat, "log-format", "text", "log format: text (key=value lines) or json (one object a line, for a log collector)")
 	root.AddCommand(
 		a.demoCommand(),
 		a.initCommand(),
@@ -117,6 +122,16 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 		a.setupCommand(),
 	)
 	return root
+}
+
+// newLogger returns a logger to standard error of records at level and
+// above, in the format --log-format names.
+func (a *app) newLogger(level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if a.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(a.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(a.stderr, opts))
 }
 
 // loadConfig loads and validates the project file.

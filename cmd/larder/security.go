@@ -95,9 +95,9 @@ func (a *app) warnExposed(p *larder.Project, sec *serverSecurity, listeners ...n
 
 // auditLogger returns the logger of the audit lines: standard error, at
 // level INFO whatever --log-level says, since an audit log that a log level
-// can silence is not one.
+// can silence is not one, in the format --log-format names.
 func (a *app) auditLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return a.newLogger(slog.LevelInfo)
 }
 
 // describe says in one line how serve's listeners are secured.

@@ -37,6 +37,7 @@ func (a *app) serveCommand() *cobra.Command {
 		tlsCert       string
 		tlsKey        string
 		tlsClientCA   string
+		traces        traceSettings
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -83,6 +84,14 @@ refuses the others with UNAUTHENTICATED or PERMISSION_DENIED. Every call of
 the AdminService and the JobService is written to standard error as an
 audit line (msg=audit), whatever --log-level says, with its caller, peer,
 method and outcome. server.reflection: false turns reflection off.
+
+Every response carries its request id in the x-request-id header (the
+caller's, when it sent a sane one), and every log line of the request
+carries it as request_id; --log-level debug logs every request, and
+--log-format json writes one JSON object a line. With --trace-otlp ADDR (an
+OTLP gRPC collector) or --trace-stdout, every call but health checks is
+traced: a span per call, with the store read and the model run as children.
+Tracing is off by default and costs nothing then.
 
 With the embedded store (no redis.addresses), serve materializes every view
 at start-up, since the embedded store starts empty.
@@ -131,6 +140,12 @@ those abandoned by killed runs.`,
 			if err != nil {
 				return err
 			}
+			tr, err := a.newTracing(ctx, p, traces)
+			if err != nil {
+				return err
+			}
+			// Closed last, after the requests in flight have finished.
+			defer tr.close(ctx)
 			// serve starts while Redis is down, NOT_SERVING until it answers.
 			b, err := a.openStoreWith(ctx, p, true)
 			if err != nil {
@@ -155,6 +170,7 @@ those abandoned by killed runs.`,
 				workers:     workerCount,
 				ingest:      ingestStreams,
 				security:    sec,
+				tracing:     tr,
 			})
 			if err != nil {
 				return err
@@ -210,6 +226,7 @@ those abandoned by killed runs.`,
 		fmt.Sprintf("how long a request whose client set no deadline may take (default: server.default_deadline, %s)", larder.DurationText(larder.DefaultDeadline)))
 	cmd.Flags().StringVar(&tlsCert, "tls-cert-file", "", "the server's certificate (PEM): every listener speaks TLS only (default: server.tls_cert_file)")
 	cmd.Flags().StringVar(&tlsKey, "tls-key-file", "", "the key of the server's certificate (default: server.tls_key_file)")
+	traceFlags(cmd, &traces)
 	cmd.Flags().StringVar(&tlsClientCA, "tls-client-ca-file", "", "the authorities (PEM) that sign client certificates: every client must present one (default: server.tls_client_ca_file)")
 	return cmd
 }
@@ -282,6 +299,8 @@ type serveOptions struct {
 	// security, when set, is the TLS and the authentication of every
 	// listener; nil serves in plaintext and lets everyone in.
 	security *serverSecurity
+	// tracing, when set, traces every request; nil traces nothing.
+	tracing *tracing
 }
 
 // healthInterval is how often serve checks that Redis answers and that a
@@ -429,7 +448,7 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 		return (*r.freshness.Load())(ctx, v)
 	}
 	svc, err := server.New(server.Config{Project: p, Store: b.store, Models: loaded, Logger: a.logger, Now: a.now, LoadModel: loadModel,
-		Metrics: metrics, Jobs: jobs, Freshness: freshness, Auth: auth, AuditLogger: a.auditLogger()})
+		Metrics: metrics, Jobs: jobs, Freshness: freshness, Auth: auth, AuditLogger: a.auditLogger(), Tracing: opts.tracing.provider()})
 	if err != nil {
 		return nil, err
 	}
