@@ -247,6 +247,8 @@ func TestParseKindsBad(t *testing.T) {
 		// aggregate views
 		{"bad window", 27, "        windows: [1h, 7d]", "        windows: [1h, 7x]",
 			27, "views[1].aggregations[0].windows[1]", `invalid window "7x": write a positive number of minutes, hours or days`},
+		{"days and hours", 31, "        windows: [30d]", "        windows: [1d12h]",
+			31, "views[1].aggregations[1].windows[0]", `invalid window "1d12h": a window in days is a whole number and d alone, such as 7d; write 36h`},
 		{"zero window", 31, "        windows: [30d]", "        windows: [0d]",
 			31, "views[1].aggregations[1].windows[0]", `invalid window "0d"`},
 		{"window with a fraction", 31, "        windows: [30d]", "        windows: [1.5h]",
