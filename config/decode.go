@@ -366,7 +366,7 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 		if !ok {
 			d.problem(env, "environment variable %s is not set: set it in larder's environment, or remove password_env", name)
 		}
-		r.Password = pw
+		r.Password, r.PasswordEnv = pw, name
 	}
 }
 
