@@ -66,6 +66,9 @@ func ParseWindow(s string) (Window, error) {
 	var d time.Duration
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		days, err := strconv.Atoi(n)
+		if hint, ok := daysHint(s); err != nil && ok {
+			return Window{}, fmt.Errorf("invalid window %s: %s", quoteInput(s), hint)
+		}
 		if err != nil || days <= 0 {
 			return invalid()
 		}
@@ -76,11 +79,47 @@ func ParseWindow(s string) (Window, error) {
 	} else {
 		var err error
 		d, err = time.ParseDuration(s)
+		if hint, ok := daysHint(s); err != nil && ok {
+			return Window{}, fmt.Errorf("invalid window %s: %s", quoteInput(s), hint)
+		}
 		if err != nil || d <= 0 {
 			return invalid()
 		}
 	}
 	return Window{Label: s, Duration: d}, nil
+}
+
+// daysHint says why s, a window that starts with a number of days but is
+// not a whole number of days alone, is refused and, when s reads as a whole
+// number of hours or minutes (1d12h, 1.5d), which window to write instead.
+// ok is false when s does not start with a number and a d.
+func daysHint(s string) (hint string, ok bool) {
+	const why = "a window in days is a whole number and d alone, such as 7d"
+	days, rest, found := strings.Cut(s, "d")
+	if !found || days == "" || strings.Trim(days, "0123456789.") != "" {
+		return "", false
+	}
+	n, err := strconv.ParseFloat(days, 64)
+	if err != nil || n > float64(maxWindowDays) {
+		return why, true
+	}
+	var extra time.Duration
+	if rest != "" {
+		if extra, err = time.ParseDuration(rest); err != nil || extra < 0 {
+			return why, true
+		}
+	}
+	total := math.Round(n*float64(24*time.Hour)) + float64(extra)
+	if total <= 0 || total >= math.MaxInt64 {
+		return why, true
+	}
+	switch d := time.Duration(total); {
+	case d%time.Hour == 0:
+		return why + "; write " + strconv.FormatInt(int64(d/time.Hour), 10) + "h", true
+	case d%time.Minute == 0:
+		return why + "; write " + strconv.FormatInt(int64(d/time.Minute), 10) + "m", true
+	}
+	return why, true
 }
 
 // FeatureName returns the name of the feature that holds fn over w.

@@ -128,3 +128,25 @@ func TestValidateTwice(t *testing.T) {
 		t.Errorf("candidates column = %q, want the candidate entity's key item_id", c.Column)
 	}
 }
+
+// TestParseWindowRefusals checks that a refused window says why, and for
+// days written with another unit or a fraction, what to write instead.
+func TestParseWindowRefusals(t *testing.T) {
+	tests := []struct{ s, want string }{
+		{"1d12h", `invalid window "1d12h": a window in days is a whole number and d alone, such as 7d; write 36h`},
+		{"1.5d", `invalid window "1.5d": a window in days is a whole number and d alone, such as 7d; write 36h`},
+		{"2d30m", `invalid window "2d30m": a window in days is a whole number and d alone, such as 7d; write 2910m`},
+		{"1d1s", `invalid window "1d1s": a window in days is a whole number and d alone, such as 7d`},
+		{"1dd", `invalid window "1dd": a window in days is a whole number and d alone, such as 7d`},
+		{"7x", `invalid window "7x": write a positive number of minutes, hours or days, such as 30m, 1h or 7d`},
+		{"0d", `invalid window "0d": write a positive number of minutes, hours or days, such as 30m, 1h or 7d`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.s, func(t *testing.T) {
+			_, err := larder.ParseWindow(tt.s)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("ParseWindow(%q) = %v\nwant %s", tt.s, err, tt.want)
+			}
+		})
+	}
+}

@@ -119,7 +119,10 @@ type Redis struct {
 	MasterName string
 	Username   string
 	Password   string
-	TLS        bool
+	// PasswordEnv is the environment variable Password was read from
+	// (redis.password_env), for messages; "" when it was not.
+	PasswordEnv string
+	TLS         bool
 	// TLSCAFile, when set, is the PEM file of the certificate authorities
 	// that sign the server's certificate (the system's pool otherwise);
 	// TLSCertFile and TLSKeyFile are a client certificate and its key, for

@@ -544,6 +544,14 @@ func TestParseBad(t *testing.T) {
 			nil, 3, "redis.master_name", "needs the Sentinel addresses"},
 		{"empty address", 3, "  addresses: [127.0.0.1:6379]", `  addresses: [""]`,
 			nil, 3, "redis.addresses[0]", "is empty: write host:port"},
+		// YAML reads "host: port", and inside { } even "host:port", as a
+		// mapping of host to port.
+		{"address read as a mapping", 3, "  addresses: [127.0.0.1:6379]", "  addresses: [127.0.0.1: 6379]",
+			nil, 3, "redis.addresses[0]", `want a host:port address; got a mapping of 127.0.0.1 to 6379 (YAML reads an unquoted host:port as one here): write it quoted: "127.0.0.1:6379"`},
+		{"address in a flow mapping", 2, "redis:", "redis: {addresses: [127.0.0.1:6379]}\nx-old:",
+			nil, 2, "redis.addresses[0]", `write it quoted: "127.0.0.1:6379"`},
+		{"second address read as a mapping", 3, "  addresses: [127.0.0.1:6379]", "  addresses: [127.0.0.1:6379, redis-2: 6379]",
+			nil, 3, "redis.addresses[1]", `write it quoted: "redis-2:6379"`},
 		{"password_env unset", 4, "  grace_period: 10m", "  password_env: LARDER_TEST_PASSWORD",
 			map[string]string{"OTHER": "x"}, 4, "redis.password_env", "environment variable LARDER_TEST_PASSWORD is not set"},
 		{"password and password_env", 4, "  grace_period: 10m", "  password: a\n  password_env: LARDER_TEST_PASSWORD",

@@ -253,7 +253,7 @@ func (d *decoder) stream(n node) *larder.Stream {
 				switch k.key {
 				case "brokers":
 					for _, it := range d.list(k, "host:port addresses of brokers") {
-						s.Kafka.Brokers = append(s.Kafka.Brokers, d.str(it))
+						s.Kafka.Brokers = append(s.Kafka.Brokers, d.hostPort(it))
 					}
 				case "topic":
 					s.Kafka.Topic = d.str(k)
@@ -313,7 +313,7 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 		switch f.key {
 		case "addresses":
 			for _, it := range d.list(f, "host:port addresses") {
-				a := d.str(it)
+				a := d.hostPort(it)
 				if a == "" && !d.isBad(it.path) {
 					d.problem(it, "is empty: write host:port, such as 127.0.0.1:6379")
 				}
@@ -366,7 +366,7 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 		if !ok {
 			d.problem(env, "environment variable %s is not set: set it in larder's environment, or remove password_env", name)
 		}
-		r.Password = pw
+		r.Password, r.PasswordEnv = pw, name
 	}
 }
 
@@ -789,6 +789,22 @@ func (d *decoder) str(n node) string {
 		d.problem(n, "want a string; got %s", describe(n.val))
 	}
 	return s
+}
+
+// hostPort returns the text of a host:port address. YAML reads an unquoted
+// "host: port", and inside { } even "host:port", as a mapping of host to
+// port: such a mapping is reported with the quoted string to write instead.
+func (d *decoder) hostPort(n node) string {
+	if m, ok := n.val.(*ast.MappingNode); ok && len(m.Values) == 1 {
+		host, hok := text(m.Values[0].Key)
+		port, pok := text(m.Values[0].Value)
+		if hok && pok && host != "" && port != "" {
+			d.problem(n, "want a host:port address; got a mapping of %s to %s (YAML reads an unquoted host:port as one here): write it quoted: %q",
+				host, port, host+":"+port)
+			return ""
+		}
+	}
+	return d.str(n)
 }
 
 // text returns the text of a scalar value as str reads it; ok is false when

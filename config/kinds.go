@@ -225,7 +225,11 @@ func (d *decoder) aggregation(n node) (a larder.Aggregation, ok bool) {
 		case "functions":
 			what := "functions (" + strings.Join(aggFuncNames(), ", ") + ")"
 			for _, it := range d.list(f, what) {
-				a.Functions = append(a.Functions, larder.AggFunc(d.str(it)))
+				fn := d.str(it)
+				if s := suggestAggFunc(fn); s != "" {
+					d.problem(it, "unknown function %q; did you mean %q? (%s)", fn, s, strings.Join(aggFuncNames(), ", "))
+				}
+				a.Functions = append(a.Functions, larder.AggFunc(fn))
 			}
 		case "windows":
 			for i, it := range d.list(f, "windows, such as [1h, 1d, 7d]") {
@@ -236,6 +240,31 @@ func (d *decoder) aggregation(n node) (a larder.Aggregation, ok bool) {
 		}
 	}
 	return a, ok
+}
+
+// aggFuncSynonyms are names other tools give larder's aggregate functions,
+// and ("") names of statistics larder does not compute that are spelt
+// like one it does.
+var aggFuncSynonyms = map[string]larder.AggFunc{
+	"avg": larder.AggMean, "average": larder.AggMean, "total": larder.AggSum,
+	"minimum": larder.AggMin, "maximum": larder.AggMax, "latest": larder.AggLast,
+	"distinct": larder.AggCountDistinct, "distinct_count": larder.AggCountDistinct,
+	"nunique": larder.AggCountDistinct, "count_unique": larder.AggCountDistinct,
+	"median": "",
+}
+
+// suggestAggFunc returns the aggregate function that fn, which is not one,
+// probably means: the one it is another name of, or the one it is a
+// misspelling of; "" when fn is a function or like none.
+func suggestAggFunc(fn string) string {
+	names := aggFuncNames()
+	if slices.Contains(names, fn) {
+		return ""
+	}
+	if s, ok := aggFuncSynonyms[strings.ToLower(fn)]; ok {
+		return string(s)
+	}
+	return suggest(fn, names)
 }
 
 func aggFuncNames() []string {

@@ -98,3 +98,17 @@ func TestParseBadStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestParseKafkaBrokerReadAsMapping quotes a broker that YAML read as a
+// mapping of host to port, as it does with host:port inside { }.
+func TestParseKafkaBrokerReadAsMapping(t *testing.T) {
+	_, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - name: from_kafka
+    view: user_last
+    kafka: {brokers: [kafka-1:9092], topic: clicks}
+`))
+	want := `larder.yaml:23:23: streams[0].kafka.brokers[0]: want a host:port address; got a mapping of kafka-1 to 9092 (YAML reads an unquoted host:port as one here): write it quoted: "kafka-1:9092"`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse = %v\nwant %s", err, want)
+	}
+}

@@ -304,7 +304,7 @@ func TestSubmitJob(t *testing.T) {
 func TestSubmitJobInvalid(t *testing.T) {
 	q := newFakeQueue(func() time.Time { return jobsT0 })
 	client := jobClient(t, newJobService(t, q, nil))
-	const views = "(views: user_profile, user_stats, item_info, user_never, item_prior)"
+	const views = "(the server's project srvtest has views: user_profile, user_stats, item_info, user_never, item_prior)"
 	score := func(edit func(*larderv1.ScoreJob)) *larderv1.SubmitJobRequest {
 		s := &larderv1.ScoreJob{Ranker: "reco", Input: "in.parquet", Output: "out.parquet"}
 		edit(s)
@@ -325,10 +325,10 @@ func TestSubmitJobInvalid(t *testing.T) {
 		{"negative attempts", &larderv1.SubmitJobRequest{Job: materializeReq(nil, "user_stats").Job, MaxAttempts: -1},
 			[]string{"max_attempts: -1 is negative; 0 means the queue's default"}},
 		{"no model", score(func(s *larderv1.ScoreJob) { s.Ranker = "" }),
-			[]string{"score: one of ranker or view is required (rankers: reco) (prediction views: item_prior)"}},
+			[]string{"score: one of ranker or view is required (the server's project srvtest has rankers: reco) (prediction views: item_prior)"}},
 		{"two models", score(func(s *larderv1.ScoreJob) { s.View = "item_prior" }),
 			[]string{`score: ranker "reco" and view "item_prior" are both given; give one of them`}},
-		{"unknown ranker", score(func(s *larderv1.ScoreJob) { s.Ranker = "nope" }), []string{`score.ranker: unknown ranker "nope" (rankers: reco)`}},
+		{"unknown ranker", score(func(s *larderv1.ScoreJob) { s.Ranker = "nope" }), []string{`score.ranker: unknown ranker "nope" (the server's project srvtest has rankers: reco)`}},
 		{"unknown view", score(func(s *larderv1.ScoreJob) { s.Ranker, s.View = "", "nope" }),
 			[]string{`score.view: unknown view "nope" (prediction views: item_prior)`}},
 		{"a view without a model", score(func(s *larderv1.ScoreJob) { s.Ranker, s.View = "", "item_info" }),
@@ -348,7 +348,7 @@ func TestSubmitJobInvalid(t *testing.T) {
 		{"unknown view of a megabyte", materializeReq(nil, strings.Repeat("v", 1<<20)),
 			[]string{`materialize.views[0]: unknown view "` + strings.Repeat("v", 100) + `"… (1048576 bytes) ` + views}},
 		{"unknown ranker of a megabyte", score(func(s *larderv1.ScoreJob) { s.Ranker = strings.Repeat("r", 1<<20) + "\xff" }),
-			[]string{`score.ranker: unknown ranker "` + strings.Repeat("r", 100) + `"… (1048577 bytes) (rankers: reco)`}},
+			[]string{`score.ranker: unknown ranker "` + strings.Repeat("r", 100) + `"… (1048577 bytes) (the server's project srvtest has rankers: reco)`}},
 		{"a score as of the future", score(func(s *larderv1.ScoreJob) { s.AsOf = ts(jobsT0.Add(time.Hour)) }),
 			[]string{"score.as_of: 2026-12-01T04:30:00Z is in the future"}},
 	} {

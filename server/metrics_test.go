@@ -61,7 +61,7 @@ func TestAdminAndMetrics(t *testing.T) {
 
 	t.Run("ReloadModel", func(t *testing.T) {
 		_, err := admin.ReloadModel(ctx, &larderv1.ReloadModelRequest{Ranker: "nope"})
-		wantCode(t, err, codes.InvalidArgument, `unknown ranker "nope"`, "(rankers: reco)")
+		wantCode(t, err, codes.InvalidArgument, `unknown ranker "nope"`, "(the server's project srvtest has rankers: reco)")
 		_, err = admin.ReloadModel(ctx, &larderv1.ReloadModelRequest{Ranker: "reco"})
 		wantCode(t, err, codes.FailedPrecondition, "new model refused", "no such file or directory")
 		broken := newFakeModel("broken", 1)

@@ -232,7 +232,7 @@ func TestSwapModelRefused(t *testing.T) {
 	if current.closes.Load() != 0 {
 		t.Errorf("the current model was closed by a refused swap")
 	}
-	if _, err := svc.SwapModel(t.Context(), "nope", newFakeModel("x", 1)); !larder.IsInvalid(err) || !strings.Contains(err.Error(), "(rankers: reco)") {
+	if _, err := svc.SwapModel(t.Context(), "nope", newFakeModel("x", 1)); !larder.IsInvalid(err) || !strings.Contains(err.Error(), "(the server's project srvtest has rankers: reco)") {
 		t.Errorf("SwapModel of an unknown ranker = %v, want an invalid-argument error listing the rankers", err)
 	}
 }

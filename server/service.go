@@ -349,20 +349,32 @@ func (s *Service) ListViews(ctx context.Context, _ *larderv1.ListViewsRequest) (
 	return resp, nil
 }
 
+// knownViews lists the views of p after a name that is not one of them.
+// It names p too: a client that calls the server of another project learns
+// which one it reached.
 func knownViews(p *larder.Project) string {
 	names := make([]string, len(p.Views))
 	for i, v := range p.Views {
 		names[i] = v.Name
 	}
-	return " (views: " + strings.Join(names, ", ") + ")"
+	return known(p, "views", names)
 }
 
+// knownRankers lists the rankers of p after a name that is not one of them,
+// naming p as knownViews does.
 func knownRankers(p *larder.Project) string {
 	names := make([]string, len(p.Rankers))
 	for i, r := range p.Rankers {
 		names[i] = r.Name
 	}
-	return " (rankers: " + strings.Join(names, ", ") + ")"
+	return known(p, "rankers", names)
+}
+
+func known(p *larder.Project, what string, names []string) string {
+	if len(names) == 0 {
+		return " (the server's project " + p.Name + " has no " + what + ")"
+	}
+	return " (the server's project " + p.Name + " has " + what + ": " + strings.Join(names, ", ") + ")"
 }
 
 func knownFeatures(v *larder.View) string {

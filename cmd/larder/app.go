@@ -205,6 +205,11 @@ func (a *app) openStoreWith(ctx context.Context, p *larder.Project, serving bool
 		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err := c.Ping(pingCtx).Err(); err != nil {
+			// A refused password does not get better by waiting.
+			if fix, ok := authFix(r, err); ok {
+				c.Close()
+				return nil, fmt.Errorf("redis %v: authentication failed (%w): %s %s", p.Redis.Addrs, err, fix, a.configPath)
+			}
 			err = fmt.Errorf("%w%s", err, tlsHint(r, err))
 			if !serving {
 				c.Close()
@@ -258,6 +263,25 @@ func tlsHint(r larder.Redis, err error) string {
 		return "; the server closed the connection: if it speaks TLS on this port, set redis.tls: true"
 	}
 	return ""
+}
+
+// authFix reports whether err is Redis refusing r's user or password and,
+// if so, which settings to fix; the project file's name follows it.
+func authFix(r larder.Redis, err error) (fix string, ok bool) {
+	msg := err.Error()
+	password := "redis.password in"
+	if r.PasswordEnv != "" {
+		password = "the password in environment variable " + r.PasswordEnv + " (redis.password_env) in"
+	}
+	switch {
+	case strings.HasPrefix(msg, "NOAUTH"):
+		return "the server asks for a password: set redis.password_env to the environment variable that holds it (or redis.password), and redis.username if it is not the default user, in", true
+	case strings.HasPrefix(msg, "WRONGPASS") && r.Username != "":
+		return "check redis.username (" + r.Username + ") and " + password, true
+	case strings.HasPrefix(msg, "WRONGPASS"):
+		return "check " + password, true
+	}
+	return "", false
 }
 
 // needsRedis refuses inspection commands on an embedded project: its data

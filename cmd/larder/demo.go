@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -33,6 +38,24 @@ type demoOptions struct {
 	seed        int64
 	keepServing bool
 	listen      string
+	force       bool
+}
+
+// check refuses sizes the demo cannot generate, naming the flag.
+func (o demoOptions) check() error {
+	for _, f := range []struct {
+		flag, what string
+		n, def     int
+	}{
+		{"--users", "users", o.users, demo.DefaultUsers},
+		{"--items", "items", o.items, demo.DefaultItems},
+		{"--events", "events", o.events, demo.DefaultEvents},
+	} {
+		if f.n < 1 {
+			return fmt.Errorf("%s %d: want 1 or more %s; leave %s out for the default, %d", f.flag, f.n, f.what, f.flag, f.def)
+		}
+	}
+	return nil
 }
 
 func (a *app) demoCommand() *cobra.Command {
@@ -44,9 +67,21 @@ func (a *app) demoCommand() *cobra.Command {
 million interaction events) as Parquet, writes its larder.yaml, trains the
 re-rank model and exports it as ONNX, materializes every view into the
 embedded store, starts the gRPC server on a free port, and calls GetFeatures
-and Rank through a real gRPC client, printing the results and the latencies.`,
+and Rank through a real gRPC client, printing the results and the latencies.
+
+Run again, it replaces the files it wrote. A larder.yaml in --dir that the
+demo did not write, or that was edited since, is kept: the demo stops
+unless --force. The demo runs on an embedded Redis of its own: it takes no
+--redis.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if a.redisAddr != "" {
+				return fmt.Errorf("--redis: the demo runs on an embedded Redis of its own, and writes to no other: leave --redis out "+
+					"(to load the demo's data into your Redis, run larder --redis ADDR -c %s materialize after the demo)", filepath.Join(o.dir, demo.ProjectFile))
+			}
+			if err := o.check(); err != nil {
+				return err
+			}
 			return a.runDemo(cmd.Context(), o)
 		},
 	}
@@ -58,6 +93,7 @@ and Rank through a real gRPC client, printing the results and the latencies.`,
 	f.Int64Var(&o.seed, "seed", 1, "seed of the data set")
 	f.BoolVar(&o.keepServing, "keep-serving", false, "leave the server up after the demo, running the views on their schedules, until interrupted")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "address for the demo server")
+	f.BoolVar(&o.force, "force", false, "replace the project file in --dir even when it was edited since the demo wrote it")
 	return cmd
 }
 
@@ -67,6 +103,16 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	step := func(n int, format string, args ...any) {
 		fmt.Fprintf(out, "\n[%d/6] %s\n", n, fmt.Sprintf(format, args...))
 	}
+	// Whatever would stop the demo later stops it before it writes.
+	lis, err := a.listen(listenAddr{addr: o.listen, flag: "--listen", fromFlag: true, example: "127.0.0.1:0 (any free port)"})
+	if err != nil {
+		return err
+	}
+	ls := &listeners{grpc: lis}
+	defer ls.close()
+	if err := checkDemoProject(o.dir, o.force); err != nil {
+		return err
+	}
 
 	step(1, "Generating a synthetic shop in %s", o.dir)
 	gen := newCounter(a.stderr, "generating rows")
@@ -75,6 +121,9 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	})
 	gen.done()
 	if err != nil {
+		return err
+	}
+	if err := stampDemoProject(o.dir); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "      %d users (%d profile rows), %d items (%d rows), %d events, in %.1fs\n",
@@ -110,7 +159,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	}
 
 	step(5, "Serving")
-	srv, err := a.startServer(ctx, p, b, o.listen)
+	srv, err := a.startServerWith(ctx, p, b, serveOptions{addr: o.listen, listeners: ls})
 	if err != nil {
 		return err
 	}
@@ -192,6 +241,50 @@ last event moves between runs:
 	}
 	<-ctx.Done()
 	return stop()
+}
+
+// demoStamp is the file, next to the demo's project file, that holds the
+// SHA-256 of the project file as the demo last wrote it, so that a later
+// demo tells a file the user edited from one an older demo wrote.
+const demoStamp = ".larder.yaml.demo-sha256"
+
+// checkDemoProject refuses to let the demo replace the project file in dir
+// when the user edited it: when it is neither the demo's project nor the
+// file the demo last wrote there. force lets it.
+func checkDemoProject(dir string, force bool) error {
+	path := filepath.Join(dir, demo.ProjectFile)
+	data, err := os.ReadFile(path)
+	switch {
+	case force || errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("demo: %w", err)
+	case bytes.Equal(data, demo.ProjectYAML()):
+		return nil
+	}
+	const what = "to keep it, run the demo in another folder (--dir) or move the file; to replace it with the demo's, pass --force"
+	stamp, err := os.ReadFile(filepath.Join(dir, demoStamp))
+	switch {
+	case err != nil:
+		return fmt.Errorf("demo: %s is not the demo's project file: %s", path, what)
+	case strings.TrimSpace(string(stamp)) != sha256Hex(data):
+		return fmt.Errorf("demo: %s was edited since the demo wrote it: %s", path, what)
+	}
+	return nil
+}
+
+// stampDemoProject records the project file the demo wrote into dir (see
+// demoStamp).
+func stampDemoProject(dir string) error {
+	if err := os.WriteFile(filepath.Join(dir, demoStamp), []byte(sha256Hex(demo.ProjectYAML())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
+}
+
+func sha256Hex(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }
 
 // trickle adds a synthetic event to stream s, of the demo's

@@ -123,11 +123,26 @@ type metricsEndpoint struct {
 // serveMetrics starts serving reg's metrics (with the Go and process
 // collectors) on addr. The endpoint's address says where, for a port 0.
 func (a *app) serveMetrics(addr string, reg *prometheus.Registry) (*metricsEndpoint, error) {
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	lis, err := a.listenMetrics(addr)
+	if err != nil {
+		return nil, err
+	}
+	return a.serveMetricsOn(lis, reg), nil
+}
+
+// listenMetrics listens on addr for /metrics.
+func (a *app) listenMetrics(addr string) (net.Listener, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listen on %s: %w (pass another --metrics-listen, or set server.metrics_listen)", addr, err)
 	}
+	return lis, nil
+}
+
+// serveMetricsOn serves reg, with the Go and process collectors, at /metrics
+// on lis, which it takes over.
+func (a *app) serveMetricsOn(lis net.Listener, reg *prometheus.Registry) *metricsEndpoint {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	e := &metricsEndpoint{addr: lis.Addr().String(), srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
@@ -136,7 +151,7 @@ func (a *app) serveMetrics(addr string, reg *prometheus.Registry) (*metricsEndpo
 			a.logger.Error("serving metrics stopped", "err", err)
 		}
 	}()
-	return e, nil
+	return e
 }
 
 // close stops the endpoint.

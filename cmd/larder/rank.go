@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -108,7 +109,7 @@ func (a *app) runRank(ctx context.Context, name, contextKey string, o rankOption
 	resp, err := larderv1.NewFeatureServiceClient(conn).Rank(ctx, req)
 	if err != nil {
 		st := status.Convert(err)
-		return fmt.Errorf("rank %s at %s: %s: %s%s", name, addr, st.Code(), st.Message(), o.client.hint(st, from))
+		return fmt.Errorf("rank %s at %s: %s: %s%s%s", name, addr, st.Code(), st.Message(), o.client.hint(st, from), a.otherProject(st, p))
 	}
 	if o.asJSON {
 		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(resp)
@@ -119,6 +120,17 @@ func (a *app) runRank(ctx context.Context, name, contextKey string, o rankOption
 		return err
 	}
 	return a.printRank(resp)
+}
+
+// otherProject says which server to call when st is the refusal, by the
+// server of another project than p, of a name p declares: the server names
+// its project in it.
+func (a *app) otherProject(st *status.Status, p *larder.Project) string {
+	msg := st.Message()
+	if st.Code() != codes.InvalidArgument || !strings.Contains(msg, "(the server's project ") || strings.Contains(msg, "(the server's project "+p.Name+" ") {
+		return ""
+	}
+	return fmt.Sprintf("; the project file %s is project %s: pass --addr the address of a server of project %s", a.configPath, p.Name, p.Name)
 }
 
 func (a *app) printRank(resp *larderv1.RankResponse) error {

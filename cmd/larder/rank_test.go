@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,5 +68,20 @@ func TestRank(t *testing.T) {
 				t.Errorf("rank %v: exit %d, stderr %q; want a failure saying %q", tt.args, res.code, res.stderr, tt.want)
 			}
 		})
+	}
+}
+
+// TestRankAnotherProjectsServer ranks with the demo's project file at the
+// server of another project: the server's answer names its project, and
+// the command says which project's server to pass.
+func TestRankAnotherProjectsServer(t *testing.T) {
+	_, config := demoProject(t)
+	tiny := newTinyProject(t)
+	srv := startServe(t, "--redis", tiny.redis.Addr, "-c", tiny.config, "serve", "--listen", "127.0.0.1:0")
+	r := larderAt(t, t.Context(), t0, "-c", config, "rank", "--addr", srv.addr, demo.RankerName, "1", "--request", "hour_of_day=20")
+	want := fmt.Sprintf("larder: rank home_feed at %s: InvalidArgument: ranker: unknown ranker \"home_feed\" (the server's project tiny has no rankers); "+
+		"the project file %s is project shop: pass --addr the address of a server of project shop\n", srv.addr, config)
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("rank at another project's server: exit %d, stderr\n%s\nwant\n%s", r.code, r.stderr, want)
 	}
 }

@@ -140,6 +140,13 @@ those abandoned by killed runs.`,
 			if err != nil {
 				return err
 			}
+			// So are the addresses: one serve cannot listen on stops it
+			// before it materializes anything.
+			ls, err := a.listenFirst(p.Server, listenFlags{listen: listen != "", admin: adminListen != "", metrics: metricsListen != ""})
+			if err != nil {
+				return err
+			}
+			defer ls.close()
 			tr, err := a.newTracing(ctx, p, traces)
 			if err != nil {
 				return err
@@ -171,6 +178,7 @@ those abandoned by killed runs.`,
 				ingest:      ingestStreams,
 				security:    sec,
 				tracing:     tr,
+				listeners:   ls,
 			})
 			if err != nil {
 				return err
@@ -301,6 +309,9 @@ type serveOptions struct {
 	security *serverSecurity
 	// tracing, when set, traces every request; nil traces nothing.
 	tracing *tracing
+	// listeners, when set, are already listening on addr, adminAddr and
+	// metricsAddr (those set); the server takes them over.
+	listeners *listeners
 }
 
 // healthInterval is how often serve checks that Redis answers and that a
@@ -416,10 +427,14 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 		}
 		r.reg, r.freshColl = reg, newFreshnessCollector(p, b.store, a.now, a.logger)
 		reg.MustRegister(r.freshColl)
-		e, err := a.serveMetrics(opts.metricsAddr, reg)
-		if err != nil {
-			return nil, err
+		lis := opts.listeners.metricsListener()
+		if lis == nil {
+			var err error
+			if lis, err = a.listenMetrics(opts.metricsAddr); err != nil {
+				return nil, err
+			}
 		}
+		e := a.serveMetricsOn(lis, reg)
 		r.metricsAddr, r.metrics = e.addr, e
 	}
 	var opsReg prometheus.Registerer
@@ -453,18 +468,20 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 		return nil, err
 	}
 	r.svc, r.models = svc, nil // svc owns the models now, and closes those it replaces
-	r.lis, err = net.Listen("tcp", opts.addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w (set server.listen or pass --listen)", opts.addr, err)
+	if r.lis = opts.listeners.grpcListener(); r.lis == nil {
+		if r.lis, err = net.Listen("tcp", opts.addr); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w (set server.listen or pass --listen)", opts.addr, err)
+		}
 	}
 	r.addr = r.lis.Addr().String()
 	grpcOpts := opts.security.serverOptions()
 	if opts.adminAddr == "" {
 		r.grpc = server.NewGRPC(svc, a.logger, grpcOpts...)
 	} else {
-		r.adminLis, err = net.Listen("tcp", opts.adminAddr)
-		if err != nil {
-			return nil, fmt.Errorf("admin: listen on %s: %w (set server.admin_listen or pass --admin-listen)", opts.adminAddr, err)
+		if r.adminLis = opts.listeners.adminListener(); r.adminLis == nil {
+			if r.adminLis, err = net.Listen("tcp", opts.adminAddr); err != nil {
+				return nil, fmt.Errorf("admin: listen on %s: %w (set server.admin_listen or pass --admin-listen)", opts.adminAddr, err)
+			}
 		}
 		r.adminAddr = r.adminLis.Addr().String()
 		r.grpc = server.NewFeatureGRPC(svc, a.logger, grpcOpts...)

@@ -722,8 +722,8 @@ func TestServeAdminListenBusy(t *testing.T) {
 	}
 	defer taken.Close()
 	res := larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", cfgPath, "serve", "--listen", "127.0.0.1:0", "--admin-listen", taken.Addr().String())
-	want := "admin: listen on " + taken.Addr().String()
-	if res.code != 1 || !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, "(set server.admin_listen or pass --admin-listen)") {
+	want := "--admin-listen " + taken.Addr().String() + ": listen tcp " + taken.Addr().String()
+	if res.code != 1 || !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, "pass another --admin-listen") {
 		t.Errorf("serve with a taken admin address: exit %d, stderr %q; want 1, %q and the setting to change", res.code, res.stderr, want)
 	}
 }
@@ -763,5 +763,51 @@ func TestServeWhileRedisDown(t *testing.T) {
 	resp, err := larderv1.NewFeatureServiceClient(conn).ListViews(t.Context(), &larderv1.ListViewsRequest{})
 	if err != nil || len(resp.GetViews()) == 0 {
 		t.Fatalf("ListViews once Redis is back: %v", err)
+	}
+}
+
+// TestServeBadListenAddresses starts serve, on the embedded store, with an
+// address it cannot listen on: it stops before materializing anything,
+// naming the flag or the setting and what to write.
+func TestServeBadListenAddresses(t *testing.T) {
+	tiny := newTinyProject(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	busy := taken.Addr().String()
+	withServer := filepath.Join(tiny.dir, "listen.yaml")
+	src, err := os.ReadFile(tiny.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(withServer, append(src, "server:\n  metrics_listen: 127.0.0.1:99999\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		config string
+		args   []string
+		want   string
+	}{
+		{"not an IP address", tiny.config, []string{"--listen", "999.1.1.1:80"},
+			"--listen 999.1.1.1:80: 999.1.1.1 is not an IP address (four numbers from 0 to 255): pass --listen HOST:PORT, such as 127.0.0.1:50051 or :50051"},
+		{"no port", tiny.config, []string{"--listen", "127.0.0.1"},
+			"--listen 127.0.0.1: want HOST:PORT: pass --listen HOST:PORT, such as 127.0.0.1:50051 or :50051"},
+		{"a port too large, in the project file", withServer, []string{"--listen", "127.0.0.1:0"},
+			"server.metrics_listen 127.0.0.1:99999 in " + withServer + ": port 99999 is not 0 to 65535: set server.metrics_listen to HOST:PORT, such as 127.0.0.1:9464, or pass --metrics-listen"},
+		{"a taken admin address", tiny.config, []string{"--listen", "127.0.0.1:0", "--admin-listen", busy},
+			"--admin-listen " + busy + ": listen tcp " + busy + ": bind: address already in use: pass another --admin-listen, such as 127.0.0.1:50052"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			r := larderAt(t, ctx, t0, append([]string{"-c", tt.config, "serve"}, tt.args...)...)
+			if want := "larder: " + tt.want + "\n"; r.code != 1 || r.stderr != want {
+				t.Errorf("exit %d, stderr\n%s\nwant 1 and\n%s", r.code, r.stderr, want)
+			}
+		})
 	}
 }

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/larder-dev/larder"
+)
+
+// listenAddr is an address a command listens on, with the flag and the
+// project file's setting it comes from, for messages that say what to fix.
+type listenAddr struct {
+	addr    string
+	flag    string // such as --listen
+	setting string // such as server.listen; "" when only the flag sets it
+	// fromFlag is true when the address was given with the flag.
+	fromFlag bool
+	example  string // such as 127.0.0.1:50051
+}
+
+// listen checks l's address and listens on it. Its error names the flag or
+// the setting the address came from and says what to write instead.
+func (a *app) listen(l listenAddr) (net.Listener, error) {
+	where := l.flag + " " + l.addr
+	if !l.fromFlag {
+		where = fmt.Sprintf("%s %s in %s", l.setting, l.addr, a.configPath)
+	}
+	if problem := checkListen(l.addr); problem != "" {
+		if l.fromFlag {
+			return nil, fmt.Errorf("%s: %s: pass %s HOST:PORT, such as %s", where, problem, l.flag, l.example)
+		}
+		return nil, fmt.Errorf("%s: %s: set %s to HOST:PORT, such as %s, or pass %s", where, problem, l.setting, l.example, l.flag)
+	}
+	lis, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		if l.fromFlag {
+			return nil, fmt.Errorf("%s: %w: pass another %s, such as %s", where, err, l.flag, l.example)
+		}
+		return nil, fmt.Errorf("%s: %w: set another %s, or pass %s", where, err, l.setting, l.flag)
+	}
+	return lis, nil
+}
+
+// checkListen returns what is wrong with addr as an address to listen on,
+// or "" when nothing is before trying it: a host that is only numbers and
+// dots must be an IP address, so that it is not looked up as a name.
+func checkListen(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "want HOST:PORT"
+	}
+	if port != "" && strings.Trim(port, "0123456789") == "" {
+		if n, err := strconv.Atoi(port); err != nil || n > 65535 {
+			return fmt.Sprintf("port %s is not 0 to 65535", port)
+		}
+	}
+	if host != "" && strings.Trim(host, "0123456789.") == "" && net.ParseIP(host) == nil {
+		return host + " is not an IP address (four numbers from 0 to 255)"
+	}
+	return ""
+}
+
+// listeners are the listeners of a server, opened before anything else
+// is done, so that an address it cannot use stops it at once. A nil one is
+// not served.
+type listeners struct {
+	grpc, admin, metrics net.Listener
+}
+
+// close closes the listeners that nothing took over; closing one that was
+// taken over and closed already does nothing.
+func (ls *listeners) close() {
+	if ls == nil {
+		return
+	}
+	for _, l := range []net.Listener{ls.grpc, ls.admin, ls.metrics} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+}
+
+// The listeners of ls, each nil when ls is.
+func (ls *listeners) grpcListener() net.Listener {
+	if ls == nil {
+		return nil
+	}
+	return ls.grpc
+}
+
+func (ls *listeners) adminListener() net.Listener {
+	if ls == nil {
+		return nil
+	}
+	return ls.admin
+}
+
+func (ls *listeners) metricsListener() net.Listener {
+	if ls == nil {
+		return nil
+	}
+	return ls.metrics
+}
+
+// listenFirst opens the listeners of p's server block: the gRPC address,
+// and the admin and metrics ones when set. The flags say which addresses
+// serve's command line gave.
+func (a *app) listenFirst(s larder.Server, flags listenFlags) (*listeners, error) {
+	ls := &listeners{}
+	var err error
+	if ls.grpc, err = a.listen(listenAddr{addr: s.Listen, flag: "--listen", setting: "server.listen", fromFlag: flags.listen,
+		example: "127.0.0.1:50051 or :50051"}); err != nil {
+		return nil, err
+	}
+	if s.AdminListen != "" {
+		if ls.admin, err = a.listen(listenAddr{addr: s.AdminListen, flag: "--admin-listen", setting: "server.admin_listen", fromFlag: flags.admin,
+			example: "127.0.0.1:50052"}); err != nil {
+			ls.close()
+			return nil, err
+		}
+	}
+	if s.MetricsListen != "" {
+		if ls.metrics, err = a.listen(listenAddr{addr: s.MetricsListen, flag: "--metrics-listen", setting: "server.metrics_listen", fromFlag: flags.metrics,
+			example: "127.0.0.1:9464"}); err != nil {
+			ls.close()
+			return nil, err
+		}
+	}
+	return ls, nil
+}
+
+// listenFlags says which of serve's addresses its command line gave.
+type listenFlags struct{ listen, admin, metrics bool }
