@@ -172,9 +172,9 @@ func TestConsolePage(t *testing.T) {
 		// last success, and its stream's lag.
 		`<tr id="view-user_profile"><td>user_profile</td><td>latest</td><td>user</td><td class="num">7</td><td class="num">10000</td>` +
 			`<td>2025-05-31T06:00:00Z</td><td class="stale">1d6h (stale)</td><td>1d</td><td><code>0 * * * *</code></td>` +
-			`<td>2025-06-01T12:20:00Z (in 20m)</td><td>2025-05-31T06:00:00Z (1d6h ago), generation 7</td>` +
+			`<td>2025-06-01T12:20:00Z (in 20m)</td><td>2025-05-31T06:00:00Z (1d6h ago)</td>` +
 			`<td class="failed">2025-06-01T11:00:00Z (1h ago): source users: open u.parquet: no such file or directory</td>` +
-			`<td>clicks: 12 unread, 1m behind<br></td></tr>`,
+			`<td class="lag">clicks: 12 unread, 1m behind<br></td></tr>`,
 		`<tr id="view-session_state"><td>session_state</td><td>latest</td><td>session</td><td class="num">none</td><td class="num">-</td>`,
 		`<tr id="ranker-home_feed"><td>home_feed</td><td><code>sha256:3347ff743825</code></td><td>2025-06-01T11:00:00Z</td><td><code>/srv/models/rerank.onnx</code></td></tr>`,
 		`The server authenticates no one`,

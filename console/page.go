@@ -201,8 +201,11 @@ func viewInfoRow(info *larderv1.ViewInfo, now time.Time) viewRow {
 	ok, failed := info.GetLastSuccess(), info.GetLastFailure()
 	if ok != nil {
 		r.LastOK = stamp(runEnd(ok)) + " (" + ago(now.Sub(runEnd(ok))) + " ago)"
-		if ok.GetGeneration() > 0 {
-			r.LastOK += ", generation " + fmt.Sprint(ok.GetGeneration())
+		// The generation column shows the live one; a success that
+		// published another (a run whose generation is not live yet, or
+		// was replaced) says which.
+		if g := ok.GetGeneration(); g > 0 && g != info.GetGeneration() {
+			r.LastOK += ", generation " + fmt.Sprint(g)
 		}
 	}
 	// A failure older than the last success has been recovered from.
