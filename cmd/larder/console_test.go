@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -210,17 +211,26 @@ func protoValueText(v *larderv1.Value) string {
 	return "null"
 }
 
-// TestConsoleAuthServe runs serve with server.auth and --console: the
-// console asks for a credential, refuses a read token, and shows an admin
-// token's holder the page with the model files.
+// TestConsoleAuthServe runs serve with server.auth and --console on every
+// interface: serve warns that tokens would cross the network in clear
+// text, and the console asks for a credential, refuses a read token, and
+// shows an admin token's holder the page with the model files.
 func TestConsoleAuthServe(t *testing.T) {
 	_, config := demoProject(t)
 	secured := securedProject(t, config, "secured.yaml", "server:\n  auth:\n    tokens_file: tokens\n")
-	srv := startServe(t, "-c", secured, "serve", "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0")
-	m := consoleLine.FindStringSubmatch(srv.log())
+	srv := startServe(t, "-c", secured, "serve", "--listen", "127.0.0.1:0", "--console", "0.0.0.0:0")
+	m := regexp.MustCompile(`(?m)^console at http://(\S+)/$`).FindStringSubmatch(srv.log())
 	if m == nil {
 		t.Fatalf("serve did not print the console's address:\n%s", srv.log())
 	}
+	if !strings.Contains(srv.log(), "warning: the console on "+m[1]+" is reachable beyond this machine without TLS: the admin token crosses the network in clear text") {
+		t.Errorf("serve did not warn of tokens in clear text:\n%s", srv.log())
+	}
+	_, port, err := net.SplitHostPort(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := "http://127.0.0.1:" + port + "/"
 	for _, tc := range []struct {
 		name, auth string
 		code       int
@@ -232,7 +242,7 @@ func TestConsoleAuthServe(t *testing.T) {
 		{"admin token", "Bearer " + adminToken, http.StatusOK, "signed in as ops (admin)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, m[1], nil)
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, page, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -249,7 +259,7 @@ func TestConsoleAuthServe(t *testing.T) {
 				t.Fatal(err)
 			}
 			if resp.StatusCode != tc.code || !strings.Contains(string(body), tc.want) {
-				t.Errorf("GET %s with %q = %d, want %d and %q:\n%s", m[1], tc.name, resp.StatusCode, tc.code, tc.want, body)
+				t.Errorf("GET %s with %q = %d, want %d and %q:\n%s", page, tc.name, resp.StatusCode, tc.code, tc.want, body)
 			}
 			if tc.code == http.StatusOK && !strings.Contains(string(body), "rerank.onnx") {
 				t.Errorf("the admin's page shows no model file:\n%s", body)
