@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"html"
 	"io"
@@ -270,5 +272,70 @@ func TestConsoleAuthServe(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConsoleMutualTLS runs serve with mutual TLS and certificate roles,
+// and --console: the console speaks HTTPS with the server's certificate,
+// refuses a client without a certificate, and lets in the certificate whose
+// identity has the admin role, but not one that has none.
+func TestConsoleMutualTLS(t *testing.T) {
+	_, config := demoProject(t)
+	pki := redistest.NewPKI(t)
+	secured := securedProject(t, config, "mtls.yaml", fmt.Sprintf(`server:
+  tls_cert_file: %s
+  tls_key_file: %s
+  tls_client_ca_file: %s
+  auth:
+    certificates:
+      - {identity: ops-console, role: admin}
+`, pki.ServerCert, pki.ServerKey, pki.CAFile))
+	srv := startServe(t, "-c", secured, "serve", "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0")
+	m := regexp.MustCompile(`(?m)^console at (https://\S+/)$`).FindStringSubmatch(srv.log())
+	if m == nil {
+		t.Fatalf("serve did not print the console's https address:\n%s", srv.log())
+	}
+	caPEM, err := os.ReadFile(pki.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	client := func(cn string) *http.Client {
+		cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		if cn != "" {
+			certFile, keyFile := pki.ClientCertificate(t, cn)
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	if resp, err := client("").Get(m[1]); err == nil {
+		resp.Body.Close()
+		t.Errorf("GET %s without a client certificate = %d, want the handshake refused", m[1], resp.StatusCode)
+	}
+	for _, tc := range []struct {
+		cn   string
+		code int
+		want string
+	}{
+		{"ops-console", http.StatusOK, "signed in as ops-console (admin)"},
+		{"stranger", http.StatusUnauthorized, `the client certificate of "stranger" has no role`},
+	} {
+		resp, err := client(tc.cn).Get(m[1])
+		if err != nil {
+			t.Fatalf("GET %s as %s: %v", m[1], tc.cn, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != tc.code || !strings.Contains(string(body), tc.want) {
+			t.Errorf("GET %s as %s = %d, want %d and %q:\n%s", m[1], tc.cn, resp.StatusCode, tc.code, tc.want, body)
+		}
 	}
 }
