@@ -32,7 +32,16 @@ setup-redis:
 	   (apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null)); }
 	@# The package's own service is not needed: tests start their own servers.
 
-setup: setup-onnxruntime setup-redis
+# The web console's test loads the page in headless Chromium; this makes
+# sure Debian's chromium is installed.
+.PHONY: setup-chromium
+setup-chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian package)"; \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)); }
+
+setup: setup-onnxruntime setup-redis setup-chromium
 
 demo: setup-onnxruntime build
 	./$(BIN) demo

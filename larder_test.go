@@ -196,7 +196,7 @@ func TestDependencyDirection(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	const mod = "github.com/larder-dev/larder/"
-	adapters := []string{"config", "store", "materializer", "models", "server", "demo", "queue", "scheduler"}
+	adapters := []string{"config", "store", "materializer", "models", "server", "demo", "queue", "scheduler", "console"}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
 		pkg, imports := fields[0], fields[1:]

@@ -357,6 +357,30 @@ func (a *Auth) authenticate(ctx context.Context) (caller, error) {
 	return anonymous, errNoCredential
 }
 
+// Identify returns the holder and the role of a bearer token, or, when
+// token is empty, of cert: a client certificate the caller's listener
+// verified (nil for none). It serves listeners other than gRPC, such as
+// the web console, by the same rules as authenticate. It returns an error
+// when there is no credential, when the token is unknown, or when no
+// identity of cert has a role; the error never repeats the token.
+func (a *Auth) Identify(token string, cert *x509.Certificate) (name string, role larder.Role, err error) {
+	if token != "" {
+		if t := a.match(token); t != nil {
+			return t.name, t.role, nil
+		}
+		return "", "", errors.New("invalid bearer token")
+	}
+	if cert != nil {
+		for _, id := range identities(cert) {
+			if role, ok := a.certs[id]; ok {
+				return id, role, nil
+			}
+		}
+		return certName(cert), "", fmt.Errorf("the client certificate of %q has no role in server.auth.certificates", certName(cert))
+	}
+	return "", "", errors.New("no credential: send a bearer token (authorization: Bearer TOKEN), or a client certificate that server.auth.certificates names")
+}
+
 // bearer returns the token of an authorization value "Bearer TOKEN"; the
 // scheme's case does not matter.
 func bearer(v string) (string, bool) {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -131,6 +133,51 @@ func TestNewAuth(t *testing.T) {
 	// One holder may have two tokens, while one replaces the other.
 	if _, err := server.NewAuth([]server.Token{{"ops", larder.RoleAdmin, adminToken}, {"ops", larder.RoleAdmin, wrongToken}}, nil); err != nil {
 		t.Errorf("NewAuth with two tokens of one holder: %v", err)
+	}
+}
+
+// TestAuthIdentify checks the credentials of listeners other than gRPC
+// (the web console): a token names its holder and role, a certificate its
+// identity's, and neither error repeats a token.
+func TestAuthIdentify(t *testing.T) {
+	auth, err := server.NewAuth([]server.Token{{"recs", larder.RoleRead, readToken}, {"ops", larder.RoleAdmin, adminToken}},
+		[]larder.CertificateRole{{Identity: "batch.internal", Role: larder.RoleWrite}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := func(cn string, dns ...string) *x509.Certificate {
+		return &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dns, SerialNumber: big.NewInt(7)}
+	}
+	for _, tc := range []struct {
+		name     string
+		token    string
+		cert     *x509.Certificate
+		holder   string
+		role     larder.Role
+		errMatch string
+	}{
+		{name: "admin token", token: adminToken, holder: "ops", role: larder.RoleAdmin},
+		{name: "read token", token: readToken, holder: "recs", role: larder.RoleRead},
+		{name: "token over certificate", token: adminToken, cert: cert("nobody"), holder: "ops", role: larder.RoleAdmin},
+		{name: "wrong token", token: wrongToken, errMatch: "invalid bearer token"},
+		{name: "certificate by DNS name", cert: cert("host-1", "batch.internal"), holder: "batch.internal", role: larder.RoleWrite},
+		{name: "certificate without a role", cert: cert("stranger"), holder: "stranger", errMatch: `"stranger" has no role`},
+		{name: "nothing", errMatch: "no credential"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			holder, role, err := auth.Identify(tc.token, tc.cert)
+			if holder != tc.holder || role != tc.role {
+				t.Errorf("Identify = %q, %q; want %q, %q", holder, role, tc.holder, tc.role)
+			}
+			switch {
+			case tc.errMatch == "" && err != nil:
+				t.Errorf("Identify: %v", err)
+			case tc.errMatch != "" && (err == nil || !strings.Contains(err.Error(), tc.errMatch)):
+				t.Errorf("Identify error = %v, want one containing %q", err, tc.errMatch)
+			case err != nil && tc.token != "" && strings.Contains(err.Error(), tc.token):
+				t.Errorf("Identify error %q repeats the token", err)
+			}
+		})
 	}
 }
 

@@ -38,6 +38,7 @@ func (a *app) serveCommand() *cobra.Command {
 		tlsKey        string
 		tlsClientCA   string
 		traces        traceSettings
+		consoleAddr   string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -179,6 +180,7 @@ those abandoned by killed runs.`,
 				security:    sec,
 				tracing:     tr,
 				listeners:   ls,
+				console:     consoleAddr,
 			})
 			if err != nil {
 				return err
@@ -222,6 +224,7 @@ those abandoned by killed runs.`,
 	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (default: server.listen, "+larder.DefaultListen+")")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "address of the Prometheus /metrics endpoint, such as 127.0.0.1:9464 (default: server.metrics_listen; none when both are empty)")
 	cmd.Flags().StringVar(&adminListen, "admin-listen", "", "address of a listener for the AdminService alone, such as 127.0.0.1:50052 (default: server.admin_listen; when both are empty, the AdminService is served on --listen)")
+	cmd.Flags().StringVar(&consoleAddr, "console", "", "address of the read-only web console, such as 127.0.0.1:9465: views, a key lookup and the rankers; the admin role only, with server.auth (default: none)")
 	cmd.Flags().DurationVar(&drain, "drain", 15*time.Second, "how long requests in flight may take to finish on shutdown")
 	cmd.Flags().BoolVar(&watch, "watch-models", true, "reload a ranker's model when its file changes")
 	cmd.Flags().BoolVar(&watchConfig, "watch-config", true, "reload the project file when it changes (it is reloaded on SIGHUP either way)")
@@ -312,6 +315,8 @@ type serveOptions struct {
 	// listeners, when set, are already listening on addr, adminAddr and
 	// metricsAddr (those set); the server takes them over.
 	listeners *listeners
+	// console, when not empty, is where the web console is served.
+	console string
 }
 
 // healthInterval is how often serve checks that Redis answers and that a
@@ -491,6 +496,9 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 	var watchCtx context.Context
 	watchCtx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.watchCtx = watchCtx
+	if err := a.startConsole(r); err != nil {
+		return nil, err
+	}
 	// Cleanup keeps the newest generation of the schemas this server
 	// reads, for as long as it runs.
 	r.background.Go(func() {
