@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build demo test test-short fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis clean
+.PHONY: all build demo test test-short fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis setup-protoc clean
 
 all: build
 
@@ -24,7 +24,15 @@ setup-redis:
 	   (apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null)); }
 	@# The package's own service is not needed: tests start their own servers.
 
-setup: setup-onnxruntime setup-redis
+# The check that proto/'s generated code is current runs Debian's protoc with
+# the plugins pinned in tools/gen/go.mod (`make proto` runs buf instead).
+setup-protoc:
+	@command -v protoc >/dev/null 2>&1 || { \
+	  echo "installing protoc (Debian package protobuf-compiler)"; \
+	  (apt-get install -y -q protobuf-compiler >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q protobuf-compiler >/dev/null)); }
+
+setup: setup-onnxruntime setup-redis setup-protoc
 
 demo: setup-onnxruntime build
 	./$(BIN) demo
@@ -127,11 +135,16 @@ bench: setup
 bench-serve: setup build
 	./$(BIN) bench
 
+# buf and its modules (several hundred MB) are built on first use.
 proto:
 	$(GO) tool -modfile=tools/go.mod buf generate
 
+# The API stays within buf's STANDARD and COMMENTS rules (buf.yaml) and in
+# buf's canonical format (`go tool -modfile=tools/go.mod buf format -w`
+# rewrites it).
 lint:
 	$(GO) tool -modfile=tools/go.mod buf lint
+	$(GO) tool -modfile=tools/go.mod buf format --diff --exit-code
 
 clean:
 	rm -rf bin .work
