@@ -37,9 +37,12 @@ setup: setup-onnxruntime setup-redis setup-protoc
 demo: setup-onnxruntime build
 	./$(BIN) demo
 
+# testrun prints each package as it starts and as it ends, the output of
+# failing tests only, and a count (see cmd/testrun).
 test: setup
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 15m ./...
+	@mkdir -p .work && $(GO) build -o .work/testrun ./cmd/testrun
+	.work/testrun -count=1 -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz-brief
 
 test-short:
