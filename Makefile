@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build demo test test-short fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis setup-protoc clean
+.PHONY: all build demo test test-short check fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis setup-protoc clean
 
 all: build
 
@@ -38,12 +38,20 @@ demo: setup-onnxruntime build
 	./$(BIN) demo
 
 # testrun prints each package as it starts and as it ends, the output of
-# failing tests only, and a count (see cmd/testrun).
+# failing tests only, and a count (see cmd/testrun). The fuzz targets' seed
+# corpora and kept inputs run here as tests; the brief fuzzing is check's.
 test: setup
 	$(GO) vet ./...
 	@mkdir -p .work && $(GO) build -o .work/testrun ./cmd/testrun
 	.work/testrun -count=1 -timeout 15m ./...
+
+# Everything CI runs: the tests, a brief fuzzing of every target, and the
+# API's lint. The fuzzing builds every package again with coverage
+# instrumentation, and lint builds buf: minutes each from cold caches,
+# which is why make test leaves them out.
+check: test
 	@$(MAKE) --no-print-directory fuzz-brief
+	@$(MAKE) --no-print-directory lint
 
 test-short:
 	$(GO) test -short ./...
@@ -67,8 +75,8 @@ FUZZMINIMIZETIME ?= 5s
 # own corpus cache.
 fuzz: setup fuzz-run
 
-# The brief fuzzing `make test` ends with: a few hundred inputs per target,
-# however fast the machine.
+# The brief fuzzing `make check` runs after the tests: a few hundred inputs
+# per target, however fast the machine.
 fuzz-brief:
 	@$(MAKE) --no-print-directory fuzz-run FUZZTIME=200x
 
