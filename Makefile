@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build install demo test test-short fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis clean
+.PHONY: all build install demo test test-short check fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis setup-protoc setup-chromium clean
 
 all: build
 
@@ -34,22 +34,38 @@ setup-redis:
 
 # The web console's test loads the page in headless Chromium; this makes
 # sure Debian's chromium is installed.
-.PHONY: setup-chromium
 setup-chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  echo "installing chromium (Debian package)"; \
 	  (apt-get install -y -q chromium >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)); }
 
-setup: setup-onnxruntime setup-redis setup-chromium
+# The check that proto/'s generated code is current runs Debian's protoc with
+# the plugins pinned in tools/gen/go.mod (`make proto` runs buf instead).
+setup-protoc:
+	@command -v protoc >/dev/null 2>&1 || { \
+	  echo "installing protoc (Debian package protobuf-compiler)"; \
+	  (apt-get install -y -q protobuf-compiler >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q protobuf-compiler >/dev/null)); }
+
+setup: setup-onnxruntime setup-redis setup-protoc setup-chromium
 
 demo: setup-onnxruntime build
 	./$(BIN) demo
 
+# testrun prints each package as it starts and as it ends, the output of
+# failing tests only, and a count (see cmd/testrun). The fuzz targets' seed
+# corpora and kept inputs run as tests; then every target fuzzes briefly.
 test: setup
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 15m ./...
+	@mkdir -p .work && $(GO) build -o .work/testrun ./cmd/testrun
+	.work/testrun -count=1 -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz-brief
+
+# make test and the API's lint, which builds buf (several hundred MB of
+# modules, minutes from cold caches): before changing a .proto file.
+check: test
+	@$(MAKE) --no-print-directory lint
 
 test-short:
 	$(GO) test -short ./...
@@ -144,11 +160,16 @@ bench: setup
 bench-serve: setup build
 	./$(BIN) bench
 
+# buf and its modules (several hundred MB) are built on first use.
 proto:
 	$(GO) tool -modfile=tools/go.mod buf generate
 
+# The API stays within buf's STANDARD and COMMENTS rules (buf.yaml) and in
+# buf's canonical format (`go tool -modfile=tools/go.mod buf format -w`
+# rewrites it).
 lint:
 	$(GO) tool -modfile=tools/go.mod buf lint
+	$(GO) tool -modfile=tools/go.mod buf format --diff --exit-code
 
 clean:
 	rm -rf bin .work

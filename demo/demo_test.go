@@ -404,8 +404,9 @@ func TestGenerateCanceled(t *testing.T) {
 	}
 }
 
-// TestGenerateMillionEvents measures the default data set: a million events
-// must take well under 20 seconds on a 2-core machine.
+// TestGenerateMillionEvents checks the default data set: a million events.
+// How long it takes is BenchmarkGenerate's to measure, not a test's to
+// bound: a busy machine, or -race, takes longer.
 func TestGenerateMillionEvents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes a million events")
@@ -428,9 +429,6 @@ func TestGenerateMillionEvents(t *testing.T) {
 	}
 	t.Logf("generated %d users (%d rows), %d items (%d rows), %d events (%.1f MB) in %v",
 		d.Users, d.UserRows, d.Items, d.ItemRows, rows, float64(size)/1e6, elapsed.Round(time.Millisecond))
-	if elapsed > 20*time.Second {
-		t.Errorf("generating %d events took %v, want under 20s", rows, elapsed)
-	}
 }
 
 // BenchmarkGenerate measures the default data set: 10k users, 2k items and

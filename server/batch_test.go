@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -200,16 +201,20 @@ func TestBatcherJoins(t *testing.T) {
 // busy, and that a call whose deadline passes while it waits for a run
 // leaves without taking room in one.
 func TestBatcherDeadlines(t *testing.T) {
+	// The deadlines are long enough that a busy machine does not pass them
+	// before the batcher sees the call: a refusal is told from a wait by
+	// its message, which names max_delay, not by how long it took.
+	const maxDelay = time.Second
 	counted := &countingModel{Model: mlpModel(t, 8)}
-	b := newBatcher(t, counted, larder.Batching{MaxDelay: 20 * time.Millisecond, MaxRows: 100, MaxQueue: 8}, 1)
+	b := newBatcher(t, counted, larder.Batching{MaxDelay: maxDelay, MaxRows: 100, MaxQueue: 8}, 1)
 	x, out := randomRows(rand.New(rand.NewPCG(3, 4)), 2), make([]float32, 2)
 
 	// An idle model runs the call at once: it never waits for company.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), maxDelay/2)
 	err := b.Score(ctx, x, 2, out)
 	cancel()
 	if err != nil {
-		t.Fatalf("a call with 1s left and max_delay 20ms, on an idle model: %v, want it scored", err)
+		t.Fatalf("a call with 500ms left and max_delay 1s, on an idle model: %v, want it scored", err)
 	}
 
 	// The next call's run holds the model until the gate opens.
@@ -219,18 +224,17 @@ func TestBatcherDeadlines(t *testing.T) {
 	go func() { first <- b.Score(context.Background(), x, 2, make([]float32, 2)) }()
 	waitUntil(t, 5*time.Second, "the held run starts", func() bool { return len(counted.Runs()) == 2 })
 
-	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Millisecond)
-	start := time.Now()
+	ctx, cancel = context.WithTimeout(context.Background(), maxDelay/2)
 	err = b.Score(ctx, x, 2, out)
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 4*time.Millisecond {
-		t.Fatalf("a call with 5ms left and max_delay 20ms, on a busy model: %v after %s, want DeadlineExceeded at once", err, time.Since(start))
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "batching.max_delay") {
+		t.Fatalf("a call with 500ms left and max_delay 1s, on a busy model: %v, want DeadlineExceeded at once, naming batching.max_delay", err)
 	}
 	if n := b.Waiting(); n != 0 {
 		t.Errorf("%d calls wait after the refused call, want 0", n)
 	}
 
-	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Millisecond)
+	ctx, cancel = context.WithTimeout(context.Background(), maxDelay+100*time.Millisecond)
 	defer cancel()
 	err = b.Score(ctx, x, 2, out)
 	if !errors.Is(err, context.DeadlineExceeded) {
@@ -357,11 +361,15 @@ func recoRequest(user int64, items ...string) *larderv1.RankRequest {
 // is busy share model runs, and each gets the answer it gets alone.
 func TestRankBatched(t *testing.T) {
 	var counted *countingModel
-	f := batchingFixture(t, larder.Batching{MaxDelay: 2 * time.Second},
+	const n = 6
+	f := batchingFixture(t, probedBatching(n-1),
 		func(m server.Model) server.Model { counted = &countingModel{Model: m}; return counted })
 	reqs := []*larderv1.RankRequest{
 		recoRequest(1, "i1", "i2", "i3"), recoRequest(2, "i6", "i4"), recoRequest(3, "i2", "i1", "i5", "i6"),
 		recoRequest(4, "i3"), recoRequest(99, "i1", "i6", "i2"), recoRequest(1, "i4", "i5"),
+	}
+	if len(reqs) != n {
+		t.Fatalf("%d requests, want n = %d", len(reqs), n)
 	}
 	alone := make([]*larderv1.RankResponse, len(reqs))
 	for i, req := range reqs {
@@ -387,7 +395,7 @@ func TestRankBatched(t *testing.T) {
 			waitUntil(t, 5*time.Second, "the first run starts", func() bool { return len(counted.Runs()) == len(reqs)+1 })
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // for the others to read Redis and queue
+	waitQueueFull(t, f, "the other requests queue")
 	counted.Release()
 	wg.Wait()
 	for i := range reqs {
@@ -406,8 +414,15 @@ func TestRankBatched(t *testing.T) {
 			}
 		}
 	}
-	if burst := len(counted.Runs()) - len(reqs); burst >= len(reqs) {
-		t.Errorf("%d concurrent requests ran the model %d times, want them joined", len(reqs), burst)
+	// The first request ran alone; the others, all queued behind it by
+	// then, joined one run.
+	var rows int
+	for _, req := range reqs[1:] {
+		rows += len(req.GetCandidateKeys())
+	}
+	want := []int{len(reqs[0].GetCandidateKeys()), rows}
+	if burst := counted.Runs()[len(reqs):]; !slices.Equal(burst, want) {
+		t.Errorf("%d concurrent requests ran the model with rows %v, want %v: the first alone, the others joined", len(reqs), burst, want)
 	}
 }
 
@@ -477,12 +492,10 @@ func TestRankBatchDeadline(t *testing.T) {
 	waitUntil(t, 5*time.Second, "the held run starts", func() bool { return len(counted.Runs()) == 2 })
 	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	start := time.Now()
+	// Refused at once, by the batcher: a call that waited would end at its
+	// own deadline, with a message that does not name max_delay.
 	_, err := f.client.Rank(ctx, recoRequest(1, "i1", "i2"))
 	wantCode(t, err, codes.DeadlineExceeded, "batching.max_delay")
-	if d := time.Since(start); d > 500*time.Millisecond {
-		t.Errorf("refused after %s, want at once", d)
-	}
 	counted.Release()
 	if err := <-first; err != nil {
 		t.Errorf("the held request: %v", err)
@@ -493,9 +506,9 @@ func TestRankBatchDeadline(t *testing.T) {
 // its run, and that each is answered in degraded mode.
 func TestRankBatchFailing(t *testing.T) {
 	var counted *countingModel
-	f := batchingFixture(t, larder.Batching{MaxDelay: 2 * time.Second},
-		func(server.Model) server.Model { counted = &countingModel{Model: failingModel{}}; return counted })
 	const n = 4
+	f := batchingFixture(t, probedBatching(n-1),
+		func(server.Model) server.Model { counted = &countingModel{Model: failingModel{}}; return counted })
 	resps := make([]*larderv1.RankResponse, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -510,7 +523,7 @@ func TestRankBatchFailing(t *testing.T) {
 			waitUntil(t, 5*time.Second, "the first run starts", func() bool { return len(counted.Runs()) == 1 })
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // for the others to read Redis and queue
+	waitQueueFull(t, f, "the other requests queue")
 	counted.Release()
 	wg.Wait()
 	for i := range n {
@@ -521,7 +534,50 @@ func TestRankBatchFailing(t *testing.T) {
 			t.Errorf("request %d: degraded %v, version %q; want degraded by broken-1", i, resps[i].GetDegraded(), resps[i].GetModelVersion())
 		}
 	}
-	if runs := counted.Runs(); len(runs) >= n || runs[0] != 3 {
-		t.Errorf("runs %v of the failing model, want the first request alone (3 rows), then the 3 that waited joined", runs)
+	if runs := counted.Runs(); !slices.Equal(runs, []int{3, 9}) {
+		t.Errorf("runs %v of the failing model, want the first request alone (3 rows), then the 3 that waited joined (9 rows)", runs)
+	}
+}
+
+// A test cannot see a batching ranker's queue, yet must know when the calls
+// it started wait there: probedBatching lets the queue hold exactly those
+// calls, and waitQueueFull probes it with a request that a full queue
+// refuses with RESOURCE_EXHAUSTED. A probe that finds room is refused at
+// once all the same, for a deadline nearer than max_delay, and leaves the
+// queue as it was. So the test waits for the state, not for a time that a
+// busy machine may overrun.
+//
+// probeMaxDelay is the ranker's max_delay: long enough that the calls
+// waiting behind a held run do not start a run of their own while the test
+// waits, and shorter than the fixture's server deadline (a minute), so that
+// the calls may wait.
+const probeMaxDelay = 20 * time.Second
+
+// probedBatching returns a ranker's batching whose queue holds queued calls.
+func probedBatching(queued int) larder.Batching {
+	return larder.Batching{MaxDelay: probeMaxDelay, MaxQueue: queued}
+}
+
+// waitQueueFull waits until the queue of the fixture's batching ranker is
+// full, for at most max_delay: by then the calls waiting start a run.
+func waitQueueFull(t *testing.T, f *fixture, what string) {
+	t.Helper()
+	deadline := time.Now().Add(probeMaxDelay)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), probeMaxDelay/2)
+		_, err := f.client.Rank(ctx, recoRequest(1, "i1", "i2"))
+		cancel()
+		switch status.Code(err) {
+		case codes.ResourceExhausted:
+			return
+		case codes.DeadlineExceeded:
+			// Room in the queue: not yet.
+		default:
+			t.Fatalf("%s: a probe got %v, want RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED", what, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the queue is not full within max_delay %s", what, probeMaxDelay)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -99,7 +99,9 @@ func TestRankDegradedReasons(t *testing.T) {
 				models: map[string]server.Model{"reco": tc.model},
 				edit:   func(p *larder.Project) { p.Rankers[0].ModelTimeout = tc.timeout },
 			})
-			start := time.Now()
+			// A model that never answers is cut off by the timeout the
+			// reason names; without it, Rank would fail at the server's
+			// deadline instead of answering degraded.
 			resp, err := f.client.Rank(t.Context(), rankRequest("i1", "i2", "i3"))
 			if err != nil {
 				t.Fatalf("Rank = %v, want a degraded answer", err)
@@ -109,9 +111,6 @@ func TestRankDegradedReasons(t *testing.T) {
 			}
 			if resp.GetModelVersion() != tc.model.Version() || len(resp.GetCandidates()) != 2 {
 				t.Errorf("model version %q, %d candidates; want %q, 2", resp.GetModelVersion(), len(resp.GetCandidates()), tc.model.Version())
-			}
-			if took := time.Since(start); took > 5*time.Second {
-				t.Errorf("a degraded Rank took %s", took)
 			}
 			if !strings.Contains(f.logs.String(), "rank served without the model") {
 				t.Errorf("no warning logged:\n%s", f.logs.String())

@@ -196,7 +196,6 @@ func TestErrors(t *testing.T) {
 		srv := serve(t, server.Config{Project: f.project, Store: f.store, Models: map[string]server.Model{"reco": m}}, time.Second)
 		dctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		defer cancel()
-		start := time.Now()
 		_, err := srv.client.Rank(dctx, &larderv1.RankRequest{Ranker: "reco", ContextKey: intKey(1), CandidateKeys: strKeys("i1", "i2"),
 			RequestFeatures: map[string]*larderv1.Value{"hour": intVal(1), "mobile": boolVal(true)}})
 		wantCode(t, err, codes.DeadlineExceeded)
@@ -212,9 +211,6 @@ func TestErrors(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("the model is still blocked 5s after the caller's deadline: the request's ctx does not reach Score")
 		}
-		if took := time.Since(start); took > 2*time.Second {
-			t.Errorf("the call took %s with a deadline of 100ms", took)
-		}
 	})
 	t.Run("Read honours ctx", func(t *testing.T) {
 		ts := &timedStore{FeatureStore: f.store}
@@ -226,24 +222,21 @@ func TestErrors(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Read with a cancelled ctx: %v, want an error wrapping context.Canceled", err)
 		}
-		// A deadline that passes while Redis does not answer.
-		pause := f.redis.Client()
-		if err := pause.Do(ctx, "CLIENT", "PAUSE", 800, "ALL").Err(); err != nil {
-			t.Fatal(err)
-		}
+		// A deadline that passes while Redis does not answer: Redis is
+		// stopped (SIGSTOP) until Read has returned, so a Read that
+		// returns at all did not wait for it.
+		f.redis.Pause()
+		defer f.redis.Resume()
 		dctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
 		defer cancel()
 		_, err = srv.client.GetFeatures(dctx, &larderv1.GetFeaturesRequest{Keys: intKeys(1), Features: []string{"user_profile:age"}})
 		wantCode(t, err, codes.DeadlineExceeded)
-		waitUntil(t, 5*time.Second, "Read to return", func() bool { return ts.err.Load() != nil })
+		waitUntil(t, 30*time.Second, "Read to return while Redis is stopped", func() bool { return ts.err.Load() != nil })
+		f.redis.Resume()
 		if rerr := *ts.err.Load(); !errors.Is(rerr, context.DeadlineExceeded) && !errors.Is(rerr, context.Canceled) {
 			t.Errorf("Read returned %v, want an error wrapping the request's ctx.Err()", rerr)
 		}
-		took := time.Duration(ts.took.Load())
-		t.Logf("Read returned after %s against a Redis paused for 800ms, with a deadline of 150ms", took)
-		if took > 500*time.Millisecond {
-			t.Errorf("Read returned after %s: it waited for Redis past the request's deadline of 150ms", took)
-		}
+		t.Logf("Read returned after %s against a stopped Redis, with a deadline of 150ms", time.Duration(ts.took.Load()))
 	})
 }
 

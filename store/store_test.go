@@ -730,7 +730,9 @@ func TestDeadline(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("read from a silent server: %v, want DeadlineExceeded", err)
 	}
-	if took := time.Since(start); took > time.Second {
+	// Generous, for a busy machine: a read that ignored its deadline would
+	// wait for an answer that never comes.
+	if took := time.Since(start); took > 20*time.Second {
 		t.Fatalf("read took %s with a 100ms deadline", took)
 	}
 }

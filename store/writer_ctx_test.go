@@ -123,7 +123,9 @@ func TestAbortHonoursDeadline(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Abort on a stalled Redis: %v, want an error wrapping context.DeadlineExceeded", err)
 	}
-	if took > 1500*time.Millisecond {
+	// Generous, for a busy machine: an Abort that ignored its deadline
+	// would wait for the Resume below, that is for ever.
+	if took > 20*time.Second {
 		t.Errorf("Abort on a stalled Redis returned after %v, want about its deadline, 300ms", took)
 	}
 

@@ -1,22 +1,16 @@
-// Module tools pins the code generators as Go tools, so that their
-// dependencies stay out of larder's own go.mod and no protoc is needed.
-// Run them from the repository root with -modfile, e.g.
+// Module tools pins buf as a Go tool, so that its dependencies stay out of
+// larder's own go.mod and no protoc is needed for `make proto` and
+// `make lint`. Run it from the repository root with -modfile, e.g.
 //
 //	go tool -modfile=tools/go.mod buf generate   (make proto)
 //	go tool -modfile=tools/go.mod buf lint       (make lint)
 //
-// buf is pinned by version; protoc-gen-go resolves against buf's own
-// requirements, and protoc-gen-go-grpc to its latest at the time of adding.
+// The protoc plugins buf generate runs are pinned in tools/gen/go.mod.
 module github.com/larder-dev/larder/tools
 
 go 1.26.8
 
-tool (
-	github.com/bufbuild/buf/cmd/buf
-	github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto
-	google.golang.org/grpc/cmd/protoc-gen-go-grpc
-	google.golang.org/protobuf/cmd/protoc-gen-go
-)
+tool github.com/bufbuild/buf/cmd/buf
 
 require (
 	buf.build/gen/go/bufbuild/bufplugin/protocolbuffers/go v1.36.12-20261002170247-538130002972.2 // indirect
@@ -106,7 +100,6 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20261012220534-4341edf3f941 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261012220534-4341edf3f941 // indirect
-	google.golang.org/grpc/cmd/protoc-gen-go-grpc v1.6.2 // indirect
 	google.golang.org/protobuf v1.36.13-0.20261016172727-e9ee2a76ab8e // indirect
 	mvdan.cc/xurls/v2 v2.6.0 // indirect
 	pluginrpc.com/pluginrpc v0.6.0 // indirect

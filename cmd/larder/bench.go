@@ -969,8 +969,10 @@ func newCell(call benchCall, conc int, duration time.Duration) *cell {
 
 // run runs one round: every caller calls in a loop for warmup, then for
 // duration, and the latency of every call that starts after the warm-up
-// is recorded. Every goroutine stops by itself at the end of the round. It
-// returns the first error of a call, or ctx.Err().
+// is recorded. A caller that has recorded no call of the round by its end
+// makes one more call, so that a busy machine gives slower figures rather
+// than none. Every goroutine stops by itself at the end of the round, or
+// after that last call. It returns the first error of a call, or ctx.Err().
 func (c *cell) run(ctx context.Context, warmup, duration time.Duration) error {
 	start := time.Now()
 	from, end := start.Add(warmup), start.Add(warmup+duration)
@@ -987,9 +989,10 @@ func (c *cell) run(ctx context.Context, warmup, duration time.Duration) error {
 		go func() {
 			defer wg.Done()
 			lat := c.lats[i]
+			before := len(lat) // the calls of earlier rounds
 			for roundCtx.Err() == nil {
 				t0 := time.Now()
-				if !t0.Before(end) {
+				if !t0.Before(end) && len(lat) > before {
 					break
 				}
 				err := fn(roundCtx)

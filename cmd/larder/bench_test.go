@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,8 +42,11 @@ func TestBenchQuick(t *testing.T) {
 		})
 	}
 	t.Run("profile written", func(t *testing.T) {
-		if fi, err := os.Stat(profile); err != nil || fi.Size() == 0 {
-			t.Errorf("--cpuprofile %s: %v, %v", profile, fi, err)
+		switch fi, err := os.Stat(profile); {
+		case err != nil:
+			t.Errorf("--cpuprofile %s: not written: %v", profile, err)
+		case fi.Size() == 0:
+			t.Errorf("--cpuprofile %s: empty", profile)
 		}
 	})
 	t.Run("--redis keys deleted", func(t *testing.T) {
@@ -51,6 +55,44 @@ func TestBenchQuick(t *testing.T) {
 			t.Errorf("after bench, the Redis at --redis holds %d keys (err %v), want 0", n, err)
 		}
 	})
+}
+
+// TestBenchCellSlowCalls checks that a round measures every caller even
+// when each call outlasts the round, as on a busy machine: the figures get
+// slower, and the bench does not fail for want of a call.
+func TestBenchCellSlowCalls(t *testing.T) {
+	const (
+		round = 2 * time.Millisecond
+		slow  = 10 * round
+	)
+	call := benchCall{name: "slow", newCaller: func(int) func(context.Context) error {
+		return func(ctx context.Context) error {
+			select {
+			case <-time.After(slow):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}}
+	c := newCell(call, 3, round)
+	for range 2 {
+		if err := c.run(t.Context(), round, round); err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	}
+	for i, l := range c.lats {
+		if len(l) < 2 {
+			t.Errorf("caller %d recorded %d calls in 2 rounds, want at least one a round", i, len(l))
+		}
+	}
+	r, err := c.result()
+	if err != nil {
+		t.Fatalf("result: %v", err)
+	}
+	if r.n < 6 {
+		t.Errorf("%d calls, want at least 6", r.n)
+	}
 }
 
 // benchTables returns the cells of the tables in out: a text table starts

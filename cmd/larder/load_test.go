@@ -149,9 +149,6 @@ func TestServeLoadAmplification(t *testing.T) {
 			peak := procStatus(t, pid, "VmHWM")
 			t.Logf("%s: 10 requests of 1000 keys × 400 × %s:* in %s: %s; RSS idle %d kB, peak %d kB (%.2f×)",
 				tc.view, tc.view, took.Round(time.Millisecond), tc.code, idle, peak, float64(peak)/float64(idle))
-			if took > 10*time.Second {
-				t.Errorf("the requests took %s, want an answer within 10s", took)
-			}
 			if reset == nil && peak > tc.most {
 				t.Errorf("the server's RSS peaked at %d kB, more than %d kB (idle: %d kB)", peak, tc.most, idle)
 			}
