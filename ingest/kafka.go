@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -51,7 +50,7 @@ type KafkaConsumer struct {
 	Opts []kgo.Opt
 
 	mapper *Mapper
-	counts struct{ written, older, dead atomic.Int64 }
+	tally  tally
 
 	// mu is held while a batch is written and committed, so that a
 	// revocation waits for it, and guards what the callbacks change.
@@ -66,7 +65,7 @@ type KafkaConsumer struct {
 
 // Counts returns what the consumer has done so far.
 func (c *KafkaConsumer) Counts() Counts {
-	return Counts{Written: c.counts.written.Load(), Older: c.counts.older.Load(), Dead: c.counts.dead.Load()}
+	return c.tally.counts()
 }
 
 func (c *KafkaConsumer) defaults() {
@@ -195,51 +194,23 @@ func (c *KafkaConsumer) apply(ctx context.Context, cl *kgo.Client) error {
 	if len(recs) == 0 {
 		return nil // revoked meanwhile
 	}
-	rows := make([]larder.PushRow, 0, len(recs))
-	idx := make([]int, 0, len(recs)) // the record of each row
-	var dead []deadRecord
-	for i, r := range recs {
-		row, err := c.row(r)
-		if err != nil {
-			dead = append(dead, deadRecord{rec: r, reason: err.Error()})
-			continue
-		}
-		rows, idx = append(rows, row), append(idx, i)
+	p, err := pushEvents(ctx, c.Store, c.Stream, c.mapper.View(), len(recs), func(i int) (larder.PushRow, error) { return c.row(recs[i]) })
+	if err != nil {
+		return err
 	}
-	var written, older int64
-	if len(rows) > 0 {
-		out, err := c.Store.Push(ctx, c.mapper.View(), rows)
-		if err != nil {
-			return fmt.Errorf("push %d events of %s into %s: %w", len(rows), c.Stream.Source(), c.Stream.View, err)
+	err = sendDead(ctx, c.Client, c.Stream, c.Logger, p.dead, func(d deadEvent) []any {
+		r := recs[d.i]
+		vals := []any{
+			"topic", r.Topic, "partition", strconv.Itoa(int(r.Partition)),
+			"offset", strconv.FormatInt(r.Offset, 10), "reason", d.reason, "value", r.Value,
 		}
-		for j, o := range out {
-			switch o.Result {
-			case larder.PushWritten:
-				written++
-			case larder.PushOlder:
-				older++
-			default:
-				dead = append(dead, deadRecord{rec: recs[idx[j]], reason: o.Reason})
-			}
+		if r.Key != nil {
+			vals = append(vals, "key", r.Key)
 		}
-	}
-	if len(dead) > 0 {
-		pipe := c.Client.Pipeline()
-		for _, d := range dead {
-			vals := []any{
-				"topic", d.rec.Topic, "partition", strconv.Itoa(int(d.rec.Partition)),
-				"offset", strconv.FormatInt(d.rec.Offset, 10), "reason", d.reason, "value", d.rec.Value,
-			}
-			if d.rec.Key != nil {
-				vals = append(vals, "key", d.rec.Key)
-			}
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: c.Stream.DeadLetter, Values: vals})
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("send %d events to the dead-letter stream %s: %w", len(dead), c.Stream.DeadLetter, err)
-		}
-		c.Logger.Warn("events that cannot apply sent to the dead-letter stream", "stream", c.Stream.Name,
-			"dead_letter", c.Stream.DeadLetter, "events", len(dead), "first_reason", dead[0].reason)
+		return vals
+	})
+	if err != nil {
+		return err
 	}
 	for _, r := range recs {
 		at := kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
@@ -251,12 +222,7 @@ func (c *KafkaConsumer) apply(ctx context.Context, cl *kgo.Client) error {
 	if err := c.commitLocked(ctx, cl, nil); err != nil && ctx.Err() == nil {
 		c.Logger.Warn("committing offsets: retried with the next batch", "stream", c.Stream.Name, "err", err)
 	}
-	c.counts.written.Add(written)
-	c.counts.older.Add(older)
-	c.counts.dead.Add(int64(len(dead)))
-	if c.Applied != nil {
-		c.Applied(Counts{Written: written, Older: older, Dead: int64(len(dead))})
-	}
+	c.tally.add(p, c.Applied)
 	return nil
 }
 
@@ -370,11 +336,6 @@ func (c *KafkaConsumer) dropLocked(gone []int32) {
 	}
 	clear(c.held[len(kept):])
 	c.held = kept
-}
-
-type deadRecord struct {
-	rec    *kgo.Record
-	reason string
 }
 
 // KafkaLag returns how far the stream's consumer group is behind its

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -60,12 +59,12 @@ type RedisConsumer struct {
 	Applied func(Counts)
 
 	mapper *Mapper
-	counts struct{ written, older, dead atomic.Int64 }
+	tally  tally
 }
 
 // Counts returns what the consumer has done so far.
 func (c *RedisConsumer) Counts() Counts {
-	return Counts{Written: c.counts.written.Load(), Older: c.counts.older.Load(), Dead: c.counts.dead.Load()}
+	return c.tally.counts()
 }
 
 func (c *RedisConsumer) defaults() {
@@ -189,51 +188,25 @@ func (c *RedisConsumer) claim(ctx context.Context) error {
 // to the dead-letter stream with the reason, then acknowledges them all.
 // Nothing is acknowledged when the push fails: the entries stay pending.
 func (c *RedisConsumer) apply(ctx context.Context, msgs []redis.XMessage) error {
-	rows := make([]larder.PushRow, 0, len(msgs))
-	idx := make([]int, 0, len(msgs)) // the message of each row
-	var dead []deadEntry
-	for i, m := range msgs {
-		row, err := c.mapper.Row(func(field string) (any, bool) {
-			v, ok := m.Values[field]
+	p, err := pushEvents(ctx, c.Store, c.Stream, c.mapper.View(), len(msgs), func(i int) (larder.PushRow, error) {
+		return c.mapper.Row(func(field string) (any, bool) {
+			v, ok := msgs[i].Values[field]
 			return v, ok
 		})
-		if err != nil {
-			dead = append(dead, deadEntry{msg: m, reason: err.Error()})
-			continue
-		}
-		rows, idx = append(rows, row), append(idx, i)
+	})
+	if err != nil {
+		return err
 	}
-	var written, older int64
-	if len(rows) > 0 {
-		out, err := c.Store.Push(ctx, c.mapper.View(), rows)
-		if err != nil {
-			return fmt.Errorf("push %d events of %s into %s: %w", len(rows), c.Stream.Source(), c.Stream.View, err)
+	err = sendDead(ctx, c.Client, c.Stream, c.Logger, p.dead, func(d deadEvent) []any {
+		m := msgs[d.i]
+		vals := []any{"stream", c.Stream.RedisStream, "id", m.ID, "reason", d.reason}
+		for k, v := range m.Values {
+			vals = append(vals, "field:"+k, v)
 		}
-		for j, o := range out {
-			switch o.Result {
-			case larder.PushWritten:
-				written++
-			case larder.PushOlder:
-				older++
-			default:
-				dead = append(dead, deadEntry{msg: msgs[idx[j]], reason: o.Reason})
-			}
-		}
-	}
-	if len(dead) > 0 {
-		pipe := c.Client.Pipeline()
-		for _, d := range dead {
-			vals := []any{"stream", c.Stream.RedisStream, "id", d.msg.ID, "reason", d.reason}
-			for k, v := range d.msg.Values {
-				vals = append(vals, "field:"+k, v)
-			}
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: c.Stream.DeadLetter, Values: vals})
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("send %d events to the dead-letter stream %s: %w", len(dead), c.Stream.DeadLetter, err)
-		}
-		c.Logger.Warn("events that cannot apply sent to the dead-letter stream", "stream", c.Stream.Name,
-			"dead_letter", c.Stream.DeadLetter, "events", len(dead), "first_reason", dead[0].reason)
+		return vals
+	})
+	if err != nil {
+		return err
 	}
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
@@ -242,18 +215,8 @@ func (c *RedisConsumer) apply(ctx context.Context, msgs []redis.XMessage) error 
 	if err := c.Client.XAck(ctx, c.Stream.RedisStream, c.Stream.Group, ids...).Err(); err != nil {
 		return fmt.Errorf("acknowledge %d entries of %s: %w", len(ids), c.Stream.RedisStream, err)
 	}
-	c.counts.written.Add(written)
-	c.counts.older.Add(older)
-	c.counts.dead.Add(int64(len(dead)))
-	if c.Applied != nil {
-		c.Applied(Counts{Written: written, Older: older, Dead: int64(len(dead))})
-	}
+	c.tally.add(p, c.Applied)
 	return nil
-}
-
-type deadEntry struct {
-	msg    redis.XMessage
-	reason string
 }
 
 // RedisLag returns how far the stream's consumer group is behind it, at
@@ -277,7 +240,7 @@ func RedisLag(ctx context.Context, client redis.UniversalClient, s *larder.Strea
 	}
 	// The oldest entry not yet delivered gives the time behind; its count
 	// is read when the server does not keep it.
-	next, err := client.XRangeN(ctx, s.RedisStream, nextID(last), "+", 1).Result()
+	next, err := client.XRangeN(ctx, s.RedisStream, "("+last, "+", 1).Result()
 	if err != nil {
 		return lag, err
 	}
@@ -294,23 +257,13 @@ func RedisLag(ctx context.Context, client redis.UniversalClient, s *larder.Strea
 			lag.Entries = n
 		} else if err == nil {
 			// Without the server's count: at most the stream's length.
-			rest, err := client.XRangeN(ctx, s.RedisStream, nextID(last), "+", 10_000).Result()
+			rest, err := client.XRangeN(ctx, s.RedisStream, "("+last, "+", 10_000).Result()
 			if err == nil {
 				lag.Entries = int64(len(rest))
 			}
 		}
 	}
 	return lag, nil
-}
-
-// nextID returns the stream id just after id ("ms-seq").
-func nextID(id string) string {
-	ms, seq, ok := strings.Cut(id, "-")
-	n, err := strconv.ParseUint(seq, 10, 64)
-	if !ok || err != nil {
-		return id
-	}
-	return ms + "-" + strconv.FormatUint(n+1, 10)
 }
 
 // backoff is a growing pause between retries: 100ms, doubling, to 5s.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -517,7 +516,7 @@ func (w *Writer) replayPushes(ctx context.Context, after string) (added int64, l
 	for {
 		start := "-"
 		if last != "" {
-			start = nextStreamID(last)
+			start = "(" + last // the entries after last
 		}
 		msgs, err := s.client.XRangeN(ctx, key, start, "+", 200).Result()
 		if err != nil {
@@ -547,14 +546,4 @@ func (w *Writer) replayPushes(ctx context.Context, after string) (added int64, l
 		}
 		last = msgs[len(msgs)-1].ID
 	}
-}
-
-// nextStreamID returns the stream id just after id ("ms-seq").
-func nextStreamID(id string) string {
-	ms, seq, ok := strings.Cut(id, "-")
-	n, err := strconv.ParseUint(seq, 10, 64)
-	if !ok || err != nil {
-		return id
-	}
-	return ms + "-" + strconv.FormatUint(n+1, 10)
 }
