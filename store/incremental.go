@@ -92,39 +92,70 @@ local function compare(a, b)
 end
 `
 
-var writeIfNewerScript = redis.NewScript(compareRowsLua + `
+var writeIfNewerScript = redis.NewScript(compareRowsLua + writeRowsLua + `
 local version = tonumber(ARGV[1])
+local fields, rows = {}, {}
+for i = 2, #ARGV, 2 do
+  fields[#fields + 1] = ARGV[i]
+  rows[#rows + 1] = ARGV[i + 1]
+end
 local older = 0
-local win, order = {}, {}
-local chunk = 500
-for s = 2, #ARGV, 2 * chunk do
-  local fields = {}
-  for i = s, math.min(#ARGV, s + 2 * chunk - 1), 2 do fields[#fields + 1] = ARGV[i] end
-  local olds = redis.call('HMGET', KEYS[1], unpack(fields))
-  for j, f in ipairs(fields) do
-    local row = ARGV[s + 2 * j - 1]
-    local old = win[f]
-    if old == nil then old = olds[j] end
-    if old and #old >= 2 and string.byte(old, 1) == version and compare(row, old) < 0 then
-      older = older + 1
-    else
-      if win[f] == nil then order[#order + 1] = f end
-      win[f] = row
-    end
-  end
+for _, code in ipairs(writeRows(KEYS[1], version, fields, rows)) do
+  if code == 0 then older = older + 1 end
 end
-local args = {}
-for _, f in ipairs(order) do
-  args[#args + 1] = f
-  args[#args + 1] = win[f]
-  if #args >= 2 * chunk then
-    redis.call('HSET', KEYS[1], unpack(args))
-    args = {}
-  end
-end
-if #args > 0 then redis.call('HSET', KEYS[1], unpack(args)) end
 return older
 `)
+
+// writeRowsLua defines writeRows(key, version, fields, rows), which writes
+// rows[i] under fields[i] into hash key, each only when the entity has no
+// row yet or its stored row (or one written before it in the same call)
+// has no newer event time (see compare), reading and writing 500 fields
+// per call. It returns a code per row: 0 when it was left out as older, 1
+// when it replaced a row, 2 when the entity had none.
+const writeRowsLua = `
+local function writeRows(key, version, fields, rows)
+  if #fields == 1 then
+    -- One row (a push touches a bucket per row): HGET and HSET.
+    local old = redis.call('HGET', key, fields[1])
+    if old and #old >= 2 and string.byte(old, 1) == version and compare(rows[1], old) < 0 then
+      return {0}
+    end
+    redis.call('HSET', key, fields[1], rows[1])
+    if old then return {1} end
+    return {2}
+  end
+  local chunk = 500
+  local win, order, out = {}, {}, {}
+  for s = 1, #fields, chunk do
+    local part = fields
+    if #fields > chunk then part = {unpack(fields, s, math.min(#fields, s + chunk - 1))} end
+    local olds = redis.call('HMGET', key, unpack(part))
+    for j, f in ipairs(part) do
+      local i = s + j - 1
+      local row, old = rows[i], win[f]
+      if old == nil then old = olds[j] end
+      if old and #old >= 2 and string.byte(old, 1) == version and compare(row, old) < 0 then
+        out[i] = 0
+      else
+        if old then out[i] = 1 else out[i] = 2 end
+        if win[f] == nil then order[#order + 1] = f end
+        win[f] = row
+      end
+    end
+  end
+  local args = {}
+  for _, f in ipairs(order) do
+    args[#args + 1] = f
+    args[#args + 1] = win[f]
+    if #args >= 2 * chunk then
+      redis.call('HSET', key, unpack(args))
+      args = {}
+    end
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
+  return out
+end
+`
 
 // publishIncrementalScript records an incremental run in a generation's
 // metadata hash (KEYS[1]), unless the generation is no longer live: it sets

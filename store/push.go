@@ -56,32 +56,13 @@ const pushHoldTTL = 5 * time.Second
 // returns one code per row: 0 when the stored row was newer and the row
 // was left out, 1 when it replaced a stored row, 2 when the entity had no
 // row.
-var pushRowsScript = redis.NewScript(compareRowsLua + `
-local version = tonumber(ARGV[1])
-local n = (#ARGV - 1) / 2
-local fields = {}
-for i = 1, n do fields[i] = ARGV[2 * i] end
-local olds = redis.call('HMGET', KEYS[1], unpack(fields))
-local win, order, out = {}, {}, {}
-for i = 1, n do
-  local f, row = fields[i], ARGV[2 * i + 1]
-  local old = win[f]
-  if old == nil then old = olds[i] end
-  if old and #old >= 2 and string.byte(old, 1) == version and compare(row, old) < 0 then
-    out[i] = 0
-  else
-    if old then out[i] = 1 else out[i] = 2 end
-    if win[f] == nil then order[#order + 1] = f end
-    win[f] = row
-  end
+var pushRowsScript = redis.NewScript(compareRowsLua + writeRowsLua + `
+local fields, rows = {}, {}
+for i = 2, #ARGV, 2 do
+  fields[#fields + 1] = ARGV[i]
+  rows[#rows + 1] = ARGV[i + 1]
 end
-local args = {}
-for _, f in ipairs(order) do
-  args[#args + 1] = f
-  args[#args + 1] = win[f]
-end
-if #args > 0 then redis.call('HSET', KEYS[1], unpack(args)) end
-return out
+return writeRows(KEYS[1], tonumber(ARGV[1]), fields, rows)
 `)
 
 // pushLogScript appends a batch of pushed rows (ARGV[3], see
@@ -90,18 +71,30 @@ return out
 // within the last ARGV[2] ms, and returns the live generation (KEYS[1])
 // and the entry's id; or {"", ""} and does nothing while a publish holds
 // pushes back (KEYS[4]). The keys share the view's hash tag.
-var pushLogScript = redis.NewScript(`
+var pushLogScript = redis.NewScript(appendLogLua + `
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return {'', ''}
 end
-local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[3])
-local ms = tonumber(string.match(id, '^(%d+)'))
-local trim = ms - tonumber(ARGV[1])
-local fl = redis.call('ZRANGEBYSCORE', KEYS[3], ms - tonumber(ARGV[2]), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-if fl[2] and tonumber(fl[2]) < trim then trim = tonumber(fl[2]) end
-if trim > 0 then redis.call('XTRIM', KEYS[2], 'MINID', trim) end
+local id = appendLog(KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
 return {redis.call('GET', KEYS[1]) or '', id}
 `)
+
+// appendLogLua defines appendLog(log, floors, retention, lapse, entry),
+// which appends a batch of pushed rows (see appendPushEntry) to the push
+// log, trims the log to the entries of the last retention ms and those
+// after the oldest floor set within the last lapse ms, and returns the
+// entry's id.
+const appendLogLua = `
+local function appendLog(log, floors, retention, lapse, entry)
+  local id = redis.call('XADD', log, '*', 'r', entry)
+  local ms = tonumber(string.match(id, '^(%d+)'))
+  local trim = ms - retention
+  local fl = redis.call('ZRANGEBYSCORE', floors, ms - lapse, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if fl[2] and tonumber(fl[2]) < trim then trim = tonumber(fl[2]) end
+  if trim > 0 then redis.call('XTRIM', log, 'MINID', trim) end
+  return id
+end
+`
 
 // pushAllScript is the push of one batch on a server that is not a
 // cluster, in one step: unless the live generation (KEYS[1]) is ARGV[4],
@@ -112,7 +105,7 @@ return {redis.call('GET', KEYS[1]) or '', id}
 // version, then come (bucket index into KEYS, entity key, encoded row)
 // triples. It returns {1, codes}, a code per row as pushRowsScript's, or
 // {2, ""} and does nothing while a publish holds pushes back (KEYS[4]).
-var pushAllScript = redis.NewScript(compareRowsLua + `
+var pushAllScript = redis.NewScript(compareRowsLua + writeRowsLua + appendLogLua + `
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return {2, ''}
 end
@@ -120,66 +113,27 @@ local live = redis.call('GET', KEYS[1]) or ''
 if live ~= ARGV[4] then
   return {0, live}
 end
-local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[3])
-local ms = tonumber(string.match(id, '^(%d+)'))
-local trim = ms - tonumber(ARGV[1])
-local fl = redis.call('ZRANGEBYSCORE', KEYS[3], ms - tonumber(ARGV[2]), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-if fl[2] and tonumber(fl[2]) < trim then trim = tonumber(fl[2]) end
-if trim > 0 then redis.call('XTRIM', KEYS[2], 'MINID', trim) end
-local version = tonumber(ARGV[5])
-local n = (#ARGV - 5) / 3
+appendLog(KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
+local version, n = tonumber(ARGV[5]), (#ARGV - 5) / 3
 local byBucket, buckets = {}, {}
 for i = 1, n do
   local b = tonumber(ARGV[3 + 3 * i])
-  local list = byBucket[b]
-  if not list then
-    byBucket[b] = i
+  local at = byBucket[b]
+  if not at then
+    at = {}
+    byBucket[b] = at
     buckets[#buckets + 1] = b
-  elseif type(list) == 'number' then
-    byBucket[b] = {list, i}
-  else
-    list[#list + 1] = i
   end
-end
-local function newer(row, old)
-  return not (old and #old >= 2 and byte(old, 1) == version and compare(row, old) < 0)
+  at[#at + 1] = i
 end
 local out = {}
 for _, b in ipairs(buckets) do
-  local list = byBucket[b]
-  if type(list) == 'number' then
-    -- One row in this bucket: one HGET, one HSET.
-    local f, row = ARGV[4 + 3 * list], ARGV[5 + 3 * list]
-    local old = redis.call('HGET', KEYS[b], f)
-    if newer(row, old) then
-      if old then out[list] = 1 else out[list] = 2 end
-      redis.call('HSET', KEYS[b], f, row)
-    else
-      out[list] = 0
-    end
-  else
-    local fields = {}
-    for j, i in ipairs(list) do fields[j] = ARGV[4 + 3 * i] end
-    local olds = redis.call('HMGET', KEYS[b], unpack(fields))
-    local win, order = {}, {}
-    for j, i in ipairs(list) do
-      local f, row = fields[j], ARGV[5 + 3 * i]
-      local old = win[f]
-      if old == nil then old = olds[j] end
-      if newer(row, old) then
-        if old then out[i] = 1 else out[i] = 2 end
-        if win[f] == nil then order[#order + 1] = f end
-        win[f] = row
-      else
-        out[i] = 0
-      end
-    end
-    local args = {}
-    for _, f in ipairs(order) do
-      args[#args + 1] = f
-      args[#args + 1] = win[f]
-    end
-    if #args > 0 then redis.call('HSET', KEYS[b], unpack(args)) end
+  local at, fields, rows = byBucket[b], {}, {}
+  for j, i in ipairs(at) do
+    fields[j], rows[j] = ARGV[4 + 3 * i], ARGV[5 + 3 * i]
+  end
+  for j, code in ipairs(writeRows(KEYS[b], version, fields, rows)) do
+    out[at[j]] = code
   end
 end
 return {1, out}
