@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -108,24 +106,7 @@ func selectStreams(p *larder.Project, names []string) ([]*larder.Stream, error) 
 	if len(p.Streams) == 0 {
 		return nil, fmt.Errorf("the project declares no streams: add a streams: entry to larder.yaml (see docs/configuration.md, Streams)")
 	}
-	if len(names) == 0 {
-		return p.Streams, nil
-	}
-	var out []*larder.Stream
-	for _, n := range names {
-		s := p.Stream(n)
-		if s == nil {
-			known := make([]string, len(p.Streams))
-			for i, s := range p.Streams {
-				known[i] = s.Name
-			}
-			return nil, fmt.Errorf("unknown stream %q (streams: %s)", n, strings.Join(known, ", "))
-		}
-		if !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out, nil
+	return selectNamed(p.Streams, names, "stream", func(s *larder.Stream) string { return s.Name })
 }
 
 // ingestSettings configure startIngest.

@@ -133,24 +133,31 @@ func parseAsOf(s string, now time.Time) (time.Time, error) {
 
 // selectViews returns the named views, or all of them when names is empty.
 func selectViews(p *larder.Project, names []string) ([]*larder.View, error) {
+	return selectNamed(p.Views, names, "view", func(v *larder.View) string { return v.Name })
+}
+
+// selectNamed returns the items of all named by names, each once, in the
+// order named, or all of them when names is empty; an unknown name is an
+// error listing the known ones, as what (view, stream) says.
+func selectNamed[T comparable](all []T, names []string, what string, name func(T) string) ([]T, error) {
 	if len(names) == 0 {
-		return p.Views, nil
+		return all, nil
 	}
-	var views []*larder.View
+	var out []T
 	for _, n := range names {
-		v := p.View(n)
-		if v == nil {
-			all := make([]string, len(p.Views))
-			for i, v := range p.Views {
-				all[i] = v.Name
+		i := slices.IndexFunc(all, func(x T) bool { return name(x) == n })
+		if i < 0 {
+			known := make([]string, len(all))
+			for j, x := range all {
+				known[j] = name(x)
 			}
-			return nil, fmt.Errorf("unknown view %q (views: %s)", n, strings.Join(all, ", "))
+			return nil, fmt.Errorf("unknown %s %q (%ss: %s)", what, n, what, strings.Join(known, ", "))
 		}
-		if !slices.Contains(views, v) {
-			views = append(views, v)
+		if !slices.Contains(out, all[i]) {
+			out = append(out, all[i])
 		}
 	}
-	return views, nil
+	return out, nil
 }
 
 // selectLatestViews returns the named views, or every latest view when names
