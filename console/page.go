@@ -299,29 +299,8 @@ func stamp(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-// ago formats a duration to the largest two units, such as 3d4h, 2h5m,
-// 7m or 12s, as `larder views` shows ages.
-func ago(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 24*time.Hour:
-		if m := int(d.Minutes()) % 60; m != 0 {
-			return fmt.Sprintf("%dh%dm", int(d.Hours()), m)
-		}
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	days, h := int(d.Hours())/24, int(d.Hours())%24
-	if h != 0 {
-		return fmt.Sprintf("%dd%dh", days, h)
-	}
-	return fmt.Sprintf("%dd", days)
-}
+// ago formats a duration as `larder views` shows ages (larder.AgeText).
+func ago(d time.Duration) string { return larder.AgeText(d) }
 
 func orDash(s string) string {
 	if s == "" {

@@ -404,29 +404,8 @@ func toRunJSON(r *larder.Run) *runJSON {
 	}
 }
 
-// formatAge prints a duration the way an operator reads it: 45s, 12m, 3h20m, 2d4h.
-func formatAge(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 24*time.Hour:
-		h := int(d.Hours())
-		if m := int(d.Minutes()) % 60; m != 0 {
-			return fmt.Sprintf("%dh%dm", h, m)
-		}
-		return fmt.Sprintf("%dh", h)
-	}
-	days := int(d.Hours()) / 24
-	if h := int(d.Hours()) % 24; h != 0 {
-		return fmt.Sprintf("%dd%dh", days, h)
-	}
-	return fmt.Sprintf("%dd", days)
-}
+// formatAge prints a duration the way an operator reads it (larder.AgeText).
+func formatAge(d time.Duration) string { return larder.AgeText(d) }
 
 func orDash(s string, ok bool) string {
 	if !ok {
