@@ -125,31 +125,27 @@ func (c *KafkaConsumer) Run(ctx context.Context) error {
 		c.mu.Lock()
 		idle := len(c.held) == 0
 		c.mu.Unlock()
+		// With no batch held, fetch one; else apply it. A batch that fails
+		// stays held: the same records are retried, and nothing new is
+		// polled until they apply.
+		step := c.apply
 		if idle {
-			if err := c.poll(ctx, cl); err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				c.Logger.Warn("ingesting a topic: retrying", "stream", c.Stream.Name, "err", err)
-				if !backoff.wait(ctx) {
-					break
-				}
+			step = c.poll
+		}
+		err := step(ctx, cl)
+		if err == nil {
+			if !idle {
+				backoff.reset()
 			}
 			continue
 		}
-		if err := c.apply(ctx, cl); err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			// The batch stays held: the same records are retried, and
-			// nothing new is polled until they apply.
-			c.Logger.Warn("ingesting a topic: retrying", "stream", c.Stream.Name, "err", err)
-			if !backoff.wait(ctx) {
-				break
-			}
-			continue
+		if ctx.Err() != nil {
+			break
 		}
-		backoff.reset()
+		c.Logger.Warn("ingesting a topic: retrying", "stream", c.Stream.Name, "err", err)
+		if !backoff.wait(ctx) {
+			break
+		}
 	}
 	return nil
 }
