@@ -569,3 +569,37 @@ func SplitRef(ref string) (view, feature string, ok bool) {
 	view, feature, ok = strings.Cut(ref, ":")
 	return view, feature, ok && view != "" && feature != ""
 }
+
+// ChangesSince says which views and rankers p adds or removes against old,
+// another version of the same project, and which views it gives another
+// schema, for the line a reload prints and logs.
+func (p *Project) ChangesSince(old *Project) string {
+	var out []string
+	for _, v := range p.Views {
+		switch ov := old.View(v.Name); {
+		case ov == nil:
+			out = append(out, "view "+v.Name+" added")
+		case ov.Fingerprint() != v.Fingerprint():
+			out = append(out, "view "+v.Name+" changed")
+		}
+	}
+	for _, v := range old.Views {
+		if p.View(v.Name) == nil {
+			out = append(out, "view "+v.Name+" removed")
+		}
+	}
+	for _, rk := range p.Rankers {
+		if old.Ranker(rk.Name) == nil {
+			out = append(out, "ranker "+rk.Name+" added")
+		}
+	}
+	for _, rk := range old.Rankers {
+		if p.Ranker(rk.Name) == nil {
+			out = append(out, "ranker "+rk.Name+" removed")
+		}
+	}
+	if len(out) == 0 {
+		return "no view or ranker added, removed or retyped"
+	}
+	return strings.Join(out, ", ")
+}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"slices"
-	"strings"
 
 	"github.com/larder-dev/larder"
 )
@@ -94,7 +92,7 @@ func (s *Service) ApplyProject(ctx context.Context, p *larder.Project) (err erro
 		}
 	}
 	s.logger.Info("configuration applied", "project", p.Name, "views", len(p.Views), "rankers", len(p.Rankers),
-		"models_loaded", len(fresh), "changes", describeChanges(old.project, p))
+		"models_loaded", len(fresh), "changes", p.ChangesSince(old.project))
 	return nil
 }
 
@@ -139,60 +137,6 @@ func sameModel(prev *rankerPlan, r *larder.Ranker, p *larder.Project) bool {
 		o.ModelInput == r.ModelInput && o.ModelOutput == r.ModelOutput &&
 		len(o.Inputs) == len(r.Inputs) &&
 		reflect.DeepEqual(o.Batching, r.Batching)
-}
-
-// describeChanges lists, for the log, the views and rankers p adds, removes
-// or changes against old.
-func describeChanges(old, p *larder.Project) string {
-	var out []string
-	diff := func(kind string, before, after []string, changed func(name string) bool) {
-		for _, n := range after {
-			switch {
-			case !slices.Contains(before, n):
-				out = append(out, "+"+kind+" "+n)
-			case changed(n):
-				out = append(out, "~"+kind+" "+n)
-			}
-		}
-		for _, n := range before {
-			if !slices.Contains(after, n) {
-				out = append(out, "-"+kind+" "+n)
-			}
-		}
-	}
-	viewNames := func(p *larder.Project) []string {
-		names := make([]string, len(p.Views))
-		for i, v := range p.Views {
-			names[i] = v.Name
-		}
-		return names
-	}
-	rankerNames := func(p *larder.Project) []string {
-		names := make([]string, len(p.Rankers))
-		for i, r := range p.Rankers {
-			names[i] = r.Name
-		}
-		return names
-	}
-	diff("view", viewNames(old), viewNames(p), func(n string) bool {
-		return old.View(n).Fingerprint() != p.View(n).Fingerprint()
-	})
-	diff("ranker", rankerNames(old), rankerNames(p), func(n string) bool {
-		a, b := old.Ranker(n), p.Ranker(n)
-		if a.Model != b.Model || len(a.Inputs) != len(b.Inputs) || a.CandidatesFrom != b.CandidatesFrom || a.TopK != b.TopK {
-			return true
-		}
-		for i := range a.Inputs {
-			if a.Inputs[i].Ref != b.Inputs[i].Ref {
-				return true
-			}
-		}
-		return false
-	})
-	if len(out) == 0 {
-		return "none"
-	}
-	return strings.Join(out, " ")
 }
 
 // retiredModel is the model of a slot whose ranker was removed or

@@ -194,7 +194,7 @@ func (c *configReloader) apply(ctx context.Context, p *larder.Project) error {
 	if err := r.b.store.RegisterReaders(ctx, p.Views, 0); err != nil {
 		a.logger.Warn("registering the schemas this server reads", "err", err)
 	}
-	fmt.Fprintf(a.stderr, "%s reloaded: %s\n", a.configPath, changeList(old, p))
+	fmt.Fprintf(a.stderr, "%s reloaded: %s\n", a.configPath, p.ChangesSince(old))
 	return nil
 }
 
@@ -202,37 +202,4 @@ func (c *configReloader) apply(ctx context.Context, p *larder.Project) error {
 func (c *configReloader) refuse(err error) {
 	c.r.srvMetrics.CountConfigReload(false)
 	fmt.Fprintf(c.a.stderr, "%s not applied, the previous configuration keeps serving: %s\n", c.a.configPath, strings.TrimSpace(err.Error()))
-}
-
-// changeList says what p adds, removes or changes against old, for the
-// line serve prints after a reload.
-func changeList(old, p *larder.Project) string {
-	var out []string
-	for _, v := range p.Views {
-		switch ov := old.View(v.Name); {
-		case ov == nil:
-			out = append(out, "view "+v.Name+" added")
-		case ov.Fingerprint() != v.Fingerprint():
-			out = append(out, "view "+v.Name+" changed")
-		}
-	}
-	for _, v := range old.Views {
-		if p.View(v.Name) == nil {
-			out = append(out, "view "+v.Name+" removed")
-		}
-	}
-	for _, rk := range p.Rankers {
-		if old.Ranker(rk.Name) == nil {
-			out = append(out, "ranker "+rk.Name+" added")
-		}
-	}
-	for _, rk := range old.Rankers {
-		if p.Ranker(rk.Name) == nil {
-			out = append(out, "ranker "+rk.Name+" removed")
-		}
-	}
-	if len(out) == 0 {
-		return "no view or ranker added, removed or retyped"
-	}
-	return strings.Join(out, ", ")
 }
