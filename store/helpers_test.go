@@ -178,6 +178,9 @@ var conformance = []struct {
 	{"Scan", testScan},
 	{"ReadNumbers", testReadNumbers},
 	{"ReadConcurrent", testReadConcurrent},
+	{"Push", testPush},
+	{"PushSurvivesFullRun", testPushSurvivesFullRun},
+	{"PushUnderPublishes", testPushUnderPublishes},
 }
 
 // TestCluster runs the conformance suite on a Redis Cluster of three

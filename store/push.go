@@ -207,7 +207,6 @@ func (s *Store) Push(ctx context.Context, v *larder.View, rows []larder.PushRow)
 	if err != nil {
 		return nil, err
 	}
-	op := "push to " + v.Name
 	_, cluster := s.client.(*redis.ClusterClient)
 	var entry []byte
 	for lo := 0; lo < len(encs); lo += pushChunk {
@@ -220,48 +219,16 @@ func (s *Store) Push(ctx context.Context, v *larder.View, rows []larder.PushRow)
 		for j, en := range chunk {
 			pairs[j] = pushPair{key: buf[en.key:en.row], row: buf[en.row:en.end]}
 		}
-		if !cluster {
+		var codes []int64
+		var err error
+		if cluster {
+			codes, err = s.logThenWrite(ctx, v, &g, entry, pairs)
+		} else {
 			// One script logs and writes the batch.
-			codes, err := s.pushAll(ctx, v, &g, entry, pairs)
-			if err != nil {
-				return nil, err
-			}
-			for j, en := range chunk {
-				if codes[j] == 0 {
-					out[en.i] = larder.PushOutcome{Result: larder.PushOlder}
-				} else {
-					out[en.i] = larder.PushOutcome{Result: larder.PushWritten}
-				}
-			}
-			continue
+			codes, err = s.pushAll(ctx, v, &g, entry, pairs)
 		}
-		var res []any
-		var held time.Duration
-		for {
-			var err error
-			res, err = pushLogScript.Run(ctx, s.client, []string{s.k.live(v.Name), s.k.pushes(v.Name), s.k.pushFloors(v.Name), s.k.pushHold(v.Name)},
-				s.opts.PushRetention.Milliseconds(), s.opts.AbandonAfter.Milliseconds(), entry).Slice()
-			if err != nil {
-				return nil, redisErr(ctx, op, err)
-			}
-			if id, _ := res[1].(string); id != "" {
-				break
-			}
-			if err := waitHold(ctx, &held); err != nil {
-				return nil, fmt.Errorf("store: push to %s: %w", v.Name, err)
-			}
-		}
-		if live, _ := res[0].(string); live != strconv.FormatInt(g.gen.ID, 10) {
-			// A run published since the cache was filled: write into the
-			// generation that is live now.
-			id, _ := strconv.ParseInt(live, 10, 64)
-			if g, err = s.pushTarget(ctx, v, id); err != nil {
-				return nil, err
-			}
-		}
-		codes, err := s.writePushed(ctx, g.dataPrefix, g.buckets, pairs)
 		if err != nil {
-			return nil, redisErr(ctx, op, err)
+			return nil, err
 		}
 		for j, en := range chunk {
 			if codes[j] == 0 {
@@ -272,6 +239,46 @@ func (s *Store) Push(ctx context.Context, v *larder.View, rows []larder.PushRow)
 		}
 	}
 	return out, nil
+}
+
+// logThenWrite logs one batch with pushLogScript, then writes it into *g,
+// the live generation (moved to the generation live now when a run
+// published since it was read), with a pushRowsScript call per bucket: on
+// Redis Cluster, where the log and the buckets are in other slots. It
+// returns the code of each pair.
+func (s *Store) logThenWrite(ctx context.Context, v *larder.View, g **liveGen, entry []byte, pairs []pushPair) ([]int64, error) {
+	op := "push to " + v.Name
+	var res []any
+	var held time.Duration
+	for {
+		var err error
+		res, err = pushLogScript.Run(ctx, s.client, []string{s.k.live(v.Name), s.k.pushes(v.Name), s.k.pushFloors(v.Name), s.k.pushHold(v.Name)},
+			s.opts.PushRetention.Milliseconds(), s.opts.AbandonAfter.Milliseconds(), entry).Slice()
+		if err != nil {
+			return nil, redisErr(ctx, op, err)
+		}
+		if id, _ := res[1].(string); id != "" {
+			break
+		}
+		if err := waitHold(ctx, &held); err != nil {
+			return nil, fmt.Errorf("store: push to %s: %w", v.Name, err)
+		}
+	}
+	if live, _ := res[0].(string); live != strconv.FormatInt((*g).gen.ID, 10) {
+		// A run published since the cache was filled: write into the
+		// generation that is live now.
+		id, _ := strconv.ParseInt(live, 10, 64)
+		next, err := s.pushTarget(ctx, v, id)
+		if err != nil {
+			return nil, err
+		}
+		*g = next
+	}
+	codes, err := s.writePushed(ctx, (*g).dataPrefix, (*g).buckets, pairs)
+	if err != nil {
+		return nil, redisErr(ctx, op, err)
+	}
+	return codes, nil
 }
 
 // pushAll logs and writes one batch with pushAllScript into *g, the live
