@@ -313,6 +313,9 @@ type View struct {
 	// PolicyReject or PolicyNull. Empty means DefaultOversize (see
 	// OversizePolicy).
 	Oversize ValuePolicy
+	// Tile is the tile interval of a streaming aggregate view (see
+	// TileInterval); zero means DefaultTile.
+	Tile time.Duration
 
 	// Aggregations define an aggregate view; Validate generates its Features
 	// from them.
@@ -326,6 +329,8 @@ type View struct {
 	source *Source
 	index  map[string]int
 	deps   []*View
+	// stream is the stream that feeds an aggregate view, once validated.
+	stream *Stream
 	// generated is set when Validate generated Features from the view's
 	// aggregations or candidates, so that a second Validate regenerates them.
 	generated bool

@@ -362,6 +362,9 @@ func (p *Project) Validate() error {
 	}
 
 	p.validateStreams(add)
+	for i, v := range p.Views {
+		p.validateTile(v, fmt.Sprintf("views[%d]", i), add)
+	}
 	p.checkNameLengths(add)
 
 	if len(errs) > 0 {
