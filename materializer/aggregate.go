@@ -45,6 +45,10 @@ func (m *Materializer) runAggregate(ctx context.Context, v *larder.View, rep Rep
 	if src == nil || ent == nil {
 		return rep, fmt.Errorf("materialize %s: the project was not validated: call Project.Validate first", v.Name)
 	}
+	if v.Streaming() {
+		// The batch covers whole tiles, up to its cutoff (see tiles.go).
+		rep.RunTime = larder.TileFloor(rep.RunTime, v.TileInterval())
+	}
 	return m.runFromSource(ctx, v, rep, newAggregate(v, ent, rep.RunTime))
 }
 
@@ -147,6 +151,8 @@ type aggregate struct {
 	// shards are the partitions, once read has run.
 	shards  []*aggShard
 	skipped skipCounts
+	// tiles, for a streaming view, folds the batch tiles too.
+	tiles *tileFold
 }
 
 // aggShard holds the entities of one partition of an aggregate.
@@ -158,6 +164,8 @@ type aggShard struct {
 	acc    [][]uint64
 	stride int
 	state  []aggState
+	// tiles are the batch tiles of each entity of a streaming view.
+	tiles []*entityTiles
 	// touched keeps the compiler from dropping the loads that bring the
 	// states of a batch's entities into the cache.
 	touched uint64
@@ -236,6 +244,9 @@ func newAggregate(v *larder.View, e *larder.Entity, runTime time.Time) *aggregat
 		a.features = append(a.features, aggFeature{agg: f.Aggregation, fn: f.Func, window: w})
 	}
 	a.keyType = e.KeyType
+	if v.Streaming() {
+		a.tiles = newTileFold(v, runTime)
+	}
 	return a
 }
 
@@ -491,6 +502,9 @@ func (s *aggShard) foldRange(buf *rowBuf, lo, hi int) {
 				foldString(ag, acc[ag.off:], &s.state[i], int(slot), t, cb.str.at(k))
 			} else {
 				foldNumber(ag, acc[ag.off:], &s.state[i], int(slot), t, cb.num[k])
+			}
+			if s.agg.tiles != nil {
+				s.foldTile(buf, k, i, slot)
 			}
 		}
 	}
