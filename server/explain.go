@@ -16,7 +16,9 @@ import (
 
 // explained is where each value of a model input came from, by value:
 // its source, the event time of its row (Unix microseconds, 0 for none)
-// and whether that row was pushed or streamed in.
+// and whether that row was pushed or streamed in. For a streaming
+// aggregate view, a value is streamed in when its row counts stream
+// events, and its time is then the newest of them.
 type explained struct {
 	sources []larderv1.InputSource
 	times   []int64
@@ -64,6 +66,15 @@ func fillExplained(x []float32, ex *explained, f, n int, l *larder.Lookup, nr *l
 			}
 			at = et.UnixMicro()
 			pushed = !l.Watermark.IsZero() && et.After(l.Watermark)
+			if !l.TileTime.IsZero() {
+				// A streaming aggregate view's row is as of its read
+				// time: it was streamed in when it counts stream events,
+				// and then its time is the newest of those.
+				pushed = l.Streamed != nil && !l.Streamed[src].IsZero()
+				if pushed {
+					at = l.Streamed[src].UnixMicro()
+				}
+			}
 		}
 		row := x[i*f : (i+1)*f]
 		from, times, pushes := ex.sources[i*f:(i+1)*f], ex.times[i*f:(i+1)*f], ex.pushed[i*f:(i+1)*f]
@@ -100,4 +111,13 @@ func explainResponse(resp *larderv1.RankResponse, scored []larderv1.ScoredCandid
 		exps[i].Pushed = ex.pushed[c*f : (c+1)*f : (c+1)*f]
 		scored[i].Explanation = &exps[i]
 	}
+}
+
+// tileTime returns the read time of a streaming aggregate view's windows
+// in Unix microseconds (see larder.Lookup.TileTime), 0 for other views.
+func tileTime(l *larder.Lookup) int64 {
+	if l.TileTime.IsZero() {
+		return 0
+	}
+	return l.TileTime.UnixMicro()
 }

@@ -121,7 +121,7 @@ func buildFeatures(keys []*larderv1.EntityKey, lookups []*larder.Lookup, cols []
 	}
 	gens := make([]larderv1.ViewGeneration, nl)
 	for i, l := range lookups {
-		gens[i] = larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation, Model: l.Model}
+		gens[i] = larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation, Model: l.Model, TileTimeMicros: tileTime(l)}
 		resp.Generations[i] = &gens[i]
 	}
 	slab := newValueSlab(lookups, cols, nk)

@@ -86,7 +86,7 @@ end
 // before which ids are dropped; ARGV[4] how long in ms the keys last, at
 // least (a duration, so that the clocks of Redis and of the store may
 // differ); ARGV[5] is unused. Then, per event: its id, tile, time
-// in ns and in ms, and per aggregation ” for null or '=' and the value.
+// in ns and in ms, and per aggregation an empty string for null, or '=' and the value.
 // It returns per event 1 when added, 0 when left out.
 var addEventsScript = redis.NewScript(tileLua + `
 local specs = {}

@@ -518,9 +518,15 @@ type ViewGeneration struct {
 	// For a prediction view, the content hash of the model that computed the
 	// generation's values, such as "sha256:1a2b3c4d5e6f"; empty for other
 	// views.
-	Model         string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Model string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	// For a streaming aggregate view (an aggregate view that a stream
+	// feeds), the time T its windows were read as of: the request's time
+	// rounded down to the view's tile, so that each window is (T - w, T] and
+	// holds whole tiles. 0 for other views. In microseconds since the Unix
+	// epoch.
+	TileTimeMicros int64 `protobuf:"varint,20,opt,name=tile_time_micros,json=tileTimeMicros,proto3" json:"tile_time_micros,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ViewGeneration) Reset() {
@@ -572,6 +578,13 @@ func (x *ViewGeneration) GetModel() string {
 		return x.Model
 	}
 	return ""
+}
+
+func (x *ViewGeneration) GetTileTimeMicros() int64 {
+	if x != nil {
+		return x.TileTimeMicros
+	}
+	return 0
 }
 
 // EntityKey is the key of one entity. Its type must be the key type declared
@@ -2037,13 +2050,14 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x05value\x18\x01 \x01(\v2\x10.larder.v1.ValueR\x05value\x120\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x18.larder.v1.FeatureStatusR\x06status\x129\n" +
 	"\n" +
-	"event_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\"Z\n" +
+	"event_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\"\x84\x01\n" +
 	"\x0eViewGeneration\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x03R\n" +
 	"generation\x12\x14\n" +
-	"\x05model\x18\x03 \x01(\tR\x05model\"Z\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12(\n" +
+	"\x10tile_time_micros\x18\x14 \x01(\x03R\x0etileTimeMicros\"Z\n" +
 	"\tEntityKey\x12!\n" +
 	"\vint64_value\x18\x01 \x01(\x03H\x00R\n" +
 	"int64Value\x12#\n" +

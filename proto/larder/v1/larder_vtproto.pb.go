@@ -287,6 +287,13 @@ func (m *ViewGeneration) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.TileTimeMicros != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.TileTimeMicros))
+		i--
+		dAtA[i] = 0x1
+		i--
+		dAtA[i] = 0xa0
+	}
 	if len(m.Model) > 0 {
 		i -= len(m.Model)
 		copy(dAtA[i:], m.Model)
@@ -1709,6 +1716,9 @@ func (m *ViewGeneration) SizeVT() (n int) {
 	if l > 0 {
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 	}
+	if m.TileTimeMicros != 0 {
+		n += 2 + protohelpers.SizeOfVarint(uint64(m.TileTimeMicros))
+	}
 	n += len(m.unknownFields)
 	return n
 }
@@ -2894,6 +2904,25 @@ func (m *ViewGeneration) UnmarshalVT(dAtA []byte) error {
 			}
 			m.Model = string(dAtA[iNdEx:postIndex])
 			iNdEx = postIndex
+		case 20:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field TileTimeMicros", wireType)
+			}
+			m.TileTimeMicros = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.TileTimeMicros |= int64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
