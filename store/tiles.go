@@ -26,10 +26,10 @@ var _ larder.TileStore = (*Store)(nil)
 //   - b<gen>: what batch generation gen keeps for the entity's windows to
 //     slide (larder.EntityTiles, encoded by appendEntityTiles), and bg the
 //     list of the generations with such a field;
-//   - <tile>:t, the newest event time (Unix ns) of a stream tile, and
-//     <tile>:<agg>:<stat> the partial of aggregation agg (from 1) over that
-//     tile: c count, s sum, n min, x max, l last value and u its time, as
-//     decimal text (floats in %.17g, which reads back to the same bits);
+//   - <tile>, a stream tile (see addEventsScript): its newest event time
+//     and, per aggregation, its partial over that tile, as decimal text
+//     (floats in %.17g, which reads back to the same bits); and
+//     <tile>:<agg> the last value of a string aggregation;
 //   - lo, the oldest stream tile held, so that a write knows when tiles
 //     covered by a later batch cutoff are left to trim.
 //
@@ -85,10 +85,20 @@ end
 // (covered by the batch, or past the horizon); ARGV[3] the time in ms
 // before which ids are dropped; ARGV[4] how long in ms the keys last, at
 // least (a duration, so that the clocks of Redis and of the store may
-// differ); ARGV[5] is unused. Then, per event: its id, tile, time
-// in ns and in ms, and per aggregation an empty string for null, or '=' and the value.
-// It returns per event 1 when added, 0 when left out.
+// differ); ARGV[5] is unused. Then, per event: its id, tile, time in ns
+// and in ms, and per aggregation an empty string for null, or '=' and the
+// value. It returns per event 1 when added, 0 when left out.
+//
+// A tile is one field, named by its number: the newest event time, then
+// per aggregation its count, sum, min, max, last value and last time,
+// comma-separated, the parts separated by '|'. A string's last value is a
+// field of its own, <tile>:<aggregation>, since it may hold any byte.
 var addEventsScript = redis.NewScript(tileLua + `
+local function split(s, sep)
+  local out = {}
+  for x in string.gmatch(s .. sep, '([^' .. sep .. ']*)' .. sep) do out[#out + 1] = x end
+  return out
+end
 local specs = {}
 for sp in string.gmatch(ARGV[1], '[^,]+') do specs[#specs + 1] = sp end
 local nA, minTile, h = #specs, tonumber(ARGV[2]), KEYS[1]
@@ -97,7 +107,7 @@ local lo = tonumber(redis.call('HGET', h, 'lo') or '0')
 if lo ~= 0 and lo <= minTile then
   lo = 0
   for _, f in ipairs(redis.call('HKEYS', h)) do
-    local e = tonumber(string.match(f, '^(%d+):'))
+    local e = tonumber(string.match(f, '^(%d+)'))
     if e then
       if e <= minTile then
         redis.call('HDEL', h, f)
@@ -116,36 +126,39 @@ for b = 6, #ARGV, per do
     out[#out + 1] = 1
     wrote = true
     if lo == 0 or tile < lo then lo = tile end
-    local p = ARGV[b + 1] .. ':'
-    local nt = redis.call('HGET', h, p .. 't')
-    if not nt or cmpint(t, nt) > 0 then redis.call('HSET', h, p .. 't', t) end
+    local f = ARGV[b + 1]
+    local cur = redis.call('HGET', h, f)
+    local parts = {}
+    if cur then parts = split(cur, '|') end
+    if not parts[1] or cmpint(t, parts[1]) > 0 then parts[1] = t end
     for a = 1, nA do
+      local st = {'0', '', '', '', '', ''}
+      if parts[a + 1] and parts[a + 1] ~= '' then st = split(parts[a + 1], ',') end
       local v = ARGV[b + 3 + a]
       if v ~= '' then
         v = string.sub(v, 2)
         local sp = specs[a]
         local kind = string.sub(sp, 1, 1)
-        local q = p .. a .. ':'
-        local c = redis.call('HINCRBY', h, q .. 'c', 1)
+        local c = tonumber(st[1]) + 1
+        st[1] = string.format('%.0f', c)
         if string.find(sp, 's', 2, true) then
-          if kind == 'f' then
-            local s = tonumber(redis.call('HGET', h, q .. 's') or '0')
-            redis.call('HSET', h, q .. 's', string.format('%.17g', s + tonumber(v)))
+          local sum = (tonumber(st[2]) or 0) + tonumber(v)
+          if kind == 'f' then st[2] = string.format('%.17g', sum) else st[2] = string.format('%.0f', sum) end
+        end
+        if string.find(sp, 'n', 2, true) and (c == 1 or less(kind, v, st[3])) then st[3] = v end
+        if string.find(sp, 'x', 2, true) and (c == 1 or less(kind, st[4], v)) then st[4] = v end
+        if string.find(sp, 'l', 2, true) and (c == 1 or cmpint(t, st[6]) >= 0) then
+          if kind == 's' then
+            redis.call('HSET', h, f .. ':' .. a, v)
           else
-            redis.call('HINCRBY', h, q .. 's', v)
+            st[5] = v
           end
-        end
-        if string.find(sp, 'n', 2, true) and (c == 1 or less(kind, v, redis.call('HGET', h, q .. 'n'))) then
-          redis.call('HSET', h, q .. 'n', v)
-        end
-        if string.find(sp, 'x', 2, true) and (c == 1 or less(kind, redis.call('HGET', h, q .. 'x'), v)) then
-          redis.call('HSET', h, q .. 'x', v)
-        end
-        if string.find(sp, 'l', 2, true) and (c == 1 or cmpint(t, redis.call('HGET', h, q .. 'u')) >= 0) then
-          redis.call('HSET', h, q .. 'l', v, q .. 'u', t)
+          st[6] = t
         end
       end
+      parts[a + 1] = table.concat(st, ',')
     end
+    redis.call('HSET', h, f, table.concat(parts, '|'))
   end
 end
 if wrote then
@@ -341,6 +354,11 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 	return out, nil
 }
 
+// maxStreamInt bounds the integers a stream may add to a tile: the tile
+// script adds in doubles, exact up to 2^53, so that 8,192 events of a tile
+// at the bound still sum exactly.
+const maxStreamInt = 1 << 40
+
 // eventArgs returns the script's arguments for the values of one event,
 // one per aggregation, or why the event cannot apply.
 func eventArgs(specs []tileSpec, v *larder.View, values []larder.Value) ([]any, string) {
@@ -361,6 +379,9 @@ func eventArgs(specs []tileSpec, v *larder.View, values []larder.Value) ([]any, 
 		}
 		switch x.Type() {
 		case larder.TypeInt64:
+			if n := x.Int64(); n > maxStreamInt || n < -maxStreamInt {
+				return nil, fmt.Sprintf("column %s: %d is beyond ±2^40, the largest integer a streaming aggregate view folds (its tile sums are exact up to 2^53)", agg.Column, n)
+			}
 			out[a] = "=" + strconv.FormatInt(x.Int64(), 10)
 		case larder.TypeBool:
 			out[a] = "=0"
@@ -586,70 +607,62 @@ type streamTiles struct {
 	newest map[int64]int64
 }
 
-// parseStreamTiles reads the stream tiles of a tiles hash.
+// parseStreamTiles reads the stream tiles of a tiles hash (see
+// addEventsScript).
 func parseStreamTiles(h map[string]string, specs []tileSpec) (streamTiles, error) {
 	st := streamTiles{aggs: make([][]larder.Tile, len(specs)), newest: map[int64]int64{}}
-	type at struct {
-		agg  int
-		tile int64
-	}
-	parts := map[at]*larder.Partial{}
+	lastStr := map[[2]int64]string{}
 	for f, val := range h {
-		tileText, rest, ok := strings.Cut(f, ":")
-		if !ok {
-			continue // lo, bg, b<gen>
-		}
+		tileText, aText, isStr := strings.Cut(f, ":")
 		tile, err := strconv.ParseInt(tileText, 10, 64)
 		if err != nil {
-			continue
+			continue // lo, bg, b<gen>
 		}
-		if rest == "t" {
-			t, err := strconv.ParseInt(val, 10, 64)
-			if err != nil {
-				return st, fmt.Errorf("store: stream tile %s: %w", f, err)
+		if isStr {
+			a, err := strconv.Atoi(aText)
+			if err == nil {
+				lastStr[[2]int64{int64(a - 1), tile}] = val
 			}
-			st.newest[tile] = t
 			continue
 		}
-		aText, stat, ok := strings.Cut(rest, ":")
-		a, err := strconv.Atoi(aText)
-		if !ok || err != nil || a < 1 || a > len(specs) {
-			continue
+		parts := strings.Split(val, "|")
+		if len(parts) != len(specs)+1 {
+			return st, fmt.Errorf("store: stream tile %s holds %d parts, want %d", f, len(parts), len(specs)+1)
 		}
-		sp := specs[a-1]
-		p := parts[at{a - 1, tile}]
-		if p == nil {
-			p = &larder.Partial{}
-			parts[at{a - 1, tile}] = p
+		if st.newest[tile], err = strconv.ParseInt(parts[0], 10, 64); err != nil {
+			return st, fmt.Errorf("store: stream tile %s: %w", f, err)
 		}
-		switch stat {
-		case "c":
-			p.Count, err = strconv.ParseInt(val, 10, 64)
-		case "s":
-			p.Sum, err = parseBits(sp.kind, val)
-		case "n":
-			p.Min, err = parseBits(sp.kind, val)
-		case "x":
-			p.Max, err = parseBits(sp.kind, val)
-		case "l":
-			if sp.kind == 's' {
-				p.LastStr = val
-			} else {
-				p.Last, err = parseBits(sp.kind, val)
+		for a, sp := range specs {
+			stats := strings.Split(parts[a+1], ",")
+			if len(stats) != 6 {
+				return st, fmt.Errorf("store: stream tile %s aggregation %d: %d stats, want 6", f, a+1, len(stats))
 			}
-		case "u":
-			p.LastAt, err = strconv.ParseInt(val, 10, 64)
-		}
-		if err != nil {
-			return st, fmt.Errorf("store: stream tile field %s: %w", f, err)
-		}
-	}
-	for k, p := range parts {
-		if p.Count > 0 {
-			st.aggs[k.agg] = append(st.aggs[k.agg], larder.Tile{End: k.tile, Partial: *p})
+			var p larder.Partial
+			if p.Count, err = strconv.ParseInt(stats[0], 10, 64); err != nil || p.Count == 0 {
+				continue
+			}
+			for i, dst := range []*uint64{&p.Sum, &p.Min, &p.Max, &p.Last} {
+				if stats[i+1] == "" || (i == 3 && sp.kind == 's') {
+					continue
+				}
+				if *dst, err = parseBits(sp.kind, stats[i+1]); err != nil {
+					return st, fmt.Errorf("store: stream tile %s aggregation %d: %w", f, a+1, err)
+				}
+			}
+			if stats[5] != "" {
+				if p.LastAt, err = strconv.ParseInt(stats[5], 10, 64); err != nil {
+					return st, fmt.Errorf("store: stream tile %s aggregation %d: %w", f, a+1, err)
+				}
+			}
+			st.aggs[a] = append(st.aggs[a], larder.Tile{End: tile, Partial: p})
 		}
 	}
 	for a := range st.aggs {
+		if specs[a].kind == 's' && specs[a].last {
+			for k := range st.aggs[a] {
+				st.aggs[a][k].LastStr = lastStr[[2]int64{int64(a), st.aggs[a][k].End}]
+			}
+		}
 		slices.SortFunc(st.aggs[a], func(x, y larder.Tile) int { return int(x.End - y.End) })
 	}
 	return st, nil
