@@ -730,7 +730,8 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	if err != nil {
 		return redisErr(ctx, "read the tiles of "+v.Name, err)
 	}
-	specs := tileSpecs(v)
+	tv := s.tileViewOf(v)
+	specs := tv.specs
 	var batch larder.EntityTiles
 	c, t := cut.UnixNano()/int64(tau), T.UnixNano()/int64(tau)
 	if blob, ok := h["b"+strconv.FormatInt(g.gen.ID, 10)]; ok {
@@ -756,14 +757,13 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	l.Found[j] = true
 	row := &l.Rows[j]
 	row.EventTime = T
-	feats := v.AggregateFeatures()
+	feats := tv.feats
 	row.Values = resize(row.Values, len(feats))
 	hz := int64(horizon / tau)
 	for i, f := range feats {
-		agg := &v.Aggregations[f.Aggregation]
 		sp := specs[f.Aggregation]
 		wn := int64(f.Window.Duration / tau)
-		w := slices.Index(agg.Windows, f.Window)
+		w := tv.windows[i]
 		var p larder.Partial
 		if batch.Aggs != nil {
 			at := &batch.Aggs[f.Aggregation]
@@ -847,4 +847,26 @@ func (s *Store) finishTiles(ctx context.Context, lookups []*larder.Lookup, gens 
 		}
 	}
 	return nil
+}
+
+// tileView is what reads of a streaming aggregate view need of its
+// definition, made once per definition: the specs of its aggregations,
+// its features, and the index of each feature's window among its
+// aggregation's.
+type tileView struct {
+	specs   []tileSpec
+	feats   []larder.AggregateFeature
+	windows []int
+}
+
+func (s *Store) tileViewOf(v *larder.View) *tileView {
+	if tv, ok := s.tileViews.Load(v); ok {
+		return tv.(*tileView)
+	}
+	tv := &tileView{specs: tileSpecs(v), feats: v.AggregateFeatures()}
+	for _, f := range tv.feats {
+		tv.windows = append(tv.windows, slices.Index(v.Aggregations[f.Aggregation].Windows, f.Window))
+	}
+	s.tileViews.Store(v, tv)
+	return tv
 }

@@ -56,6 +56,10 @@ var comparisons = []comparison{
 	{"Push, 100k rows × 3 features, 500 per call, 4 at once", "Write100k/push", []string{"Write100k/push-floor"}, "the same batches, one pipelined HSET per row into its bucket, 4 connections", "rows/s", ""},
 	{"larder ingest, Redis stream, 100k events, one consumer", "IngestRedis/larder", []string{"IngestRedis/floor"}, "XREADGROUP of 500, one pipelined HSET per entry and XACK, one reader", "events/s", ""},
 	{"Push, 100k rows × 3 features (vs bulk write floor)", "Write100k/push", []string{"Write100k/floor"}, "pipelined HSETs of the same encoded rows, sorted by bucket, 4 connections", "rows/s", ""},
+	{"streaming aggregate: larder ingest, Redis stream, 100k events into 10k users' tiles (51 features)", "StreamingAggregate/ingest/larder", []string{"StreamingAggregate/ingest/floor"}, "XREADGROUP of 500, one pipelined HSET per entry and XACK, one reader", "events/s", ""},
+	{"streaming aggregate: store read p50, 1 entity × 51 features (vs batch-only)", "StreamingAggregate/read/streaming", []string{"StreamingAggregate/read/batch-only"}, "the batch-only aggregate view of the same windows; goal ≤ 1.5×", "p50-µs", ""},
+	{"streaming aggregate: store read p99, 1 entity × 51 features (vs batch-only)", "StreamingAggregate/read/streaming", []string{"StreamingAggregate/read/batch-only"}, "the batch-only aggregate view of the same windows", "p99-µs", ""},
+	{"streaming aggregate: Redis bytes per entity, 10 batch + 10 stream events (vs batch-only)", "StreamingAggregate/memory", []string{"StreamingAggregate/memory"}, "the batch-only aggregate view's row (MEMORY USAGE)", "streaming-bytes/entity", "batch-bytes/entity"},
 	{"materialize latest, 100k events, through the job queue", "QueuedRun/queued", []string{"QueuedRun/direct"}, "the same run done directly by the runner, in the same process", "ns/op", ""},
 	{"job queue round trip, no-op job", "Job/roundtrip", []string{"Job/floor"}, "go-redis XADD; XREADGROUP; HSET of a status field + XACK + XDEL in one pipeline; one job at a time", "ns/op", ""},
 	{"job queue throughput, 1,000 no-op jobs, worker of concurrency 4", "Job/throughput", []string{"Job/throughput-floor"}, "the floor's commands, 4 producers and 4 consumers", "jobs/s", ""},
@@ -250,7 +254,7 @@ func write(w io.Writer, results map[string]result) {
 		}
 		ratio := got[c.unit] / floor
 		ratioText := fmt.Sprintf("%.2f× the floor", ratio)
-		if c.unit != "ns/op" {
+		if !lowerIsBetter(c.unit) {
 			ratioText = fmt.Sprintf("%.0f%% of the floor", 100*ratio)
 		}
 		floorUnit := c.unit
@@ -339,7 +343,19 @@ func writeHeavySeconds(w io.Writer, results map[string]result) {
 	fmt.Fprintf(w, "| %s | %.2f s | %.2f s | %.2f× the floor | %s | - | %s |\n", label, seconds, floor, seconds/floor, peakMiB, how)
 }
 
+// lowerIsBetter reports whether a figure in unit is a cost (a time, a
+// size), compared with its floor as a multiple, rather than a rate.
+func lowerIsBetter(unit string) bool {
+	return unit == "ns/op" || strings.HasSuffix(unit, "-µs") || strings.HasSuffix(unit, "bytes/entity")
+}
+
 func format(v float64, unit string) string {
+	switch {
+	case strings.HasSuffix(unit, "-µs"):
+		return fmt.Sprintf("%.0f µs", v)
+	case strings.HasSuffix(unit, "bytes/entity"):
+		return fmt.Sprintf("%.0f B", v)
+	}
 	if unit == "ns/op" {
 		switch {
 		case v >= 1e6:
