@@ -149,13 +149,13 @@ type Store struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu sync.RWMutex
+	mu      sync.RWMutex
+	live    map[string]*liveGen  // by view name
+	pinned  map[pinKey]*liveGen  // generations read by pinned lookups
+	loading map[string]*liveLoad // loads of live generations in flight, by view
 	// tileViews caches, by *larder.View, what reads of a streaming
 	// aggregate view need of its definition (see tileViewOf).
 	tileViews sync.Map
-	live      map[string]*liveGen  // by view name
-	pinned    map[pinKey]*liveGen  // generations read by pinned lookups
-	loading   map[string]*liveLoad // loads of live generations in flight, by view
 
 	noUnlink atomic.Bool // the server does not know UNLINK: use DEL
 
