@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/larder-dev/larder"
-	"github.com/larder-dev/larder/redistest"
 	"github.com/larder-dev/larder/store"
 )
 
@@ -34,18 +35,20 @@ func tileView(tb testing.TB) *larder.Project {
 	return p
 }
 
-// TestTiles writes a generation with batch tiles, adds stream events, and
+// TestTiles (and the cluster conformance run) writes a generation with batch tiles, adds stream events, and
 // reads: within the horizon, the windows slide over the batch tiles and
 // count the stream's (an entity only the stream knows included), once per
 // event id; past it, the batch row is answered as of the cutoff.
-func TestTiles(t *testing.T) {
+func TestTiles(t *testing.T) { forEachBackend(t, testTiles) }
+
+func testTiles(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
 	p := tileView(t)
 	v := p.View("stats")
 	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	c := cut.Unix() / 60
 	now := cut
-	st := store.New(redistest.Start(t).Client(), p.Name, store.Options{Now: func() time.Time { return now }})
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
 
 	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
 	if err != nil {
