@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/larder-dev/larder"
 	"github.com/redis/go-redis/v9"
@@ -580,7 +581,7 @@ func (r *tileReader) partial(sp tileSpec, p *larder.Partial) {
 
 // decodeEntityTiles decodes an encoding of appendEntityTiles into et.
 func decodeEntityTiles(src string, specs []tileSpec, c int64, et *larder.EntityTiles) error {
-	r := tileReader{b: []byte(src)}
+	r := tileReader{b: unsafe.Slice(unsafe.StringData(src), len(src))} // read only
 	et.Aggs = resize(et.Aggs, len(specs))
 	for a, sp := range specs {
 		at := &et.Aggs[a]
@@ -608,48 +609,55 @@ func decodeEntityTiles(src string, specs []tileSpec, c int64, et *larder.EntityT
 	return nil
 }
 
-// streamTiles holds the stream tiles of one entity: per aggregation, the
-// tiles in increasing end; and the newest event time of each tile.
+// streamTiles holds the stream tiles of one entity with an end in
+// (lo, hi]: per aggregation, the tiles in increasing end; and the newest
+// event time of them all (Unix ns, 0 when none).
 type streamTiles struct {
 	aggs   [][]larder.Tile
-	newest map[int64]int64
+	newest int64
 }
 
-// parseStreamTiles reads the stream tiles of a tiles hash (see
-// addEventsScript).
-func parseStreamTiles(h map[string]string, specs []tileSpec) (streamTiles, error) {
-	st := streamTiles{aggs: make([][]larder.Tile, len(specs)), newest: map[int64]int64{}}
-	lastStr := map[[2]int64]string{}
+// parseStreamTiles reads the stream tiles with an end in (lo, hi] of a
+// tiles hash (see addEventsScript).
+func parseStreamTiles(h map[string]string, specs []tileSpec, lo, hi int64) (streamTiles, error) {
+	st := streamTiles{aggs: make([][]larder.Tile, len(specs))}
+	var lastStr map[[2]int64]string
 	for f, val := range h {
 		tileText, aText, isStr := strings.Cut(f, ":")
 		tile, err := strconv.ParseInt(tileText, 10, 64)
-		if err != nil {
-			continue // lo, bg, b<gen>
+		if err != nil || tile <= lo || tile > hi {
+			continue // lo, bg, b<gen>, and tiles out of reach
 		}
 		if isStr {
 			a, err := strconv.Atoi(aText)
 			if err == nil {
+				if lastStr == nil {
+					lastStr = map[[2]int64]string{}
+				}
 				lastStr[[2]int64{int64(a - 1), tile}] = val
 			}
 			continue
 		}
-		parts := strings.Split(val, "|")
-		if len(parts) != len(specs)+1 {
-			return st, fmt.Errorf("store: stream tile %s holds %d parts, want %d", f, len(parts), len(specs)+1)
-		}
-		if st.newest[tile], err = strconv.ParseInt(parts[0], 10, 64); err != nil {
+		part, rest, _ := strings.Cut(val, "|")
+		at, err := strconv.ParseInt(part, 10, 64)
+		if err != nil {
 			return st, fmt.Errorf("store: stream tile %s: %w", f, err)
 		}
+		st.newest = max(st.newest, at)
 		for a, sp := range specs {
-			stats := strings.Split(parts[a+1], ",")
-			if len(stats) != 6 {
-				return st, fmt.Errorf("store: stream tile %s aggregation %d: %d stats, want 6", f, a+1, len(stats))
+			if rest == "" && a > 0 {
+				return st, fmt.Errorf("store: stream tile %s holds %d aggregations, want %d", f, a, len(specs))
+			}
+			part, rest, _ = strings.Cut(rest, "|")
+			var stats [6]string
+			for i := range stats {
+				stats[i], part, _ = strings.Cut(part, ",")
 			}
 			var p larder.Partial
 			if p.Count, err = strconv.ParseInt(stats[0], 10, 64); err != nil || p.Count == 0 {
 				continue
 			}
-			for i, dst := range []*uint64{&p.Sum, &p.Min, &p.Max, &p.Last} {
+			for i, dst := range [4]*uint64{&p.Sum, &p.Min, &p.Max, &p.Last} {
 				if stats[i+1] == "" || (i == 3 && sp.kind == 's') {
 					continue
 				}
@@ -749,16 +757,11 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	} else if found {
 		return nil // a generation written before the view had a stream
 	}
-	st, err := parseStreamTiles(h, specs)
+	st, err := parseStreamTiles(h, specs, c, t)
 	if err != nil {
 		return err
 	}
-	var newest int64
-	for tile, at := range st.newest {
-		if tile > c && tile <= t && at > newest {
-			newest = at
-		}
-	}
+	newest := st.newest
 	if !found && newest == 0 {
 		return nil // no row, no event
 	}
