@@ -55,6 +55,7 @@ var comparisons = []comparison{
 	{"store write, 100k rows × 3 features", "Write100k/larder", []string{"Write100k/floor"}, "pipelined HSETs of the same encoded rows, sorted by bucket, 4 connections", "rows/s", ""},
 	{"Push, 100k rows × 3 features, 500 per call, 4 at once", "Write100k/push", []string{"Write100k/push-floor"}, "the same batches, one pipelined HSET per row into its bucket, 4 connections", "rows/s", ""},
 	{"larder ingest, Redis stream, 100k events, one consumer", "IngestRedis/larder", []string{"IngestRedis/floor"}, "XREADGROUP of 500, one pipelined HSET per entry and XACK, one reader", "events/s", ""},
+	{"Push, 100k rows × 3 features (vs a script that only writes)", "Write100k/push", []string{"Write100k/push-script-floor"}, "the same batches, one script call each that HSETs every row, no check, no log", "rows/s", ""},
 	{"Push, 100k rows × 3 features (vs bulk write floor)", "Write100k/push", []string{"Write100k/floor"}, "pipelined HSETs of the same encoded rows, sorted by bucket, 4 connections", "rows/s", ""},
 	{"materialize latest, 100k events, through the job queue", "QueuedRun/queued", []string{"QueuedRun/direct"}, "the same run done directly by the runner, in the same process", "ns/op", ""},
 	{"job queue round trip, no-op job", "Job/roundtrip", []string{"Job/floor"}, "go-redis XADD; XREADGROUP; HSET of a status field + XACK + XDEL in one pipeline; one job at a time", "ns/op", ""},
