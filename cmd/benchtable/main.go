@@ -7,7 +7,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/perf/benchfmt"
 )
 
 // comparison is one row of the table: a larder figure and the floors it is
@@ -150,34 +151,40 @@ var (
 	runSuffix = regexp.MustCompile(`#\d+$`)
 )
 
-// parse reads benchmark lines: name, iterations, then value-unit pairs. A
+// parse reads `go test -bench` output with golang.org/x/perf/benchfmt:
+// each result's name (without the Benchmark prefix and the -GOMAXPROCS
+// suffix) and its metrics in the units the benchmark reported them in. A
 // benchmark run several times (with -count, or in rounds named name#01,
-// name#02, …) gets the median of each of its metrics.
+// name#02, …) gets the median of each of its metrics. Lines that are not
+// results (test output, PASS, ok) are skipped, as benchfmt does; echo, when
+// not nil, gets every line read.
 func parse(r io.Reader, echo io.Writer) (map[string]result, error) {
+	if echo != nil {
+		r = io.TeeReader(r, echo)
+	}
 	runs := map[string]map[string][]float64{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if echo != nil {
-			fmt.Fprintln(echo, line)
+	br := benchfmt.NewReader(r, "standard input")
+	for br.Scan() {
+		res, ok := br.Result().(*benchfmt.Result)
+		if !ok {
+			continue // a configuration line, unit metadata or a syntax error
 		}
-		fields := strings.Fields(line)
-		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
-			continue
-		}
-		name := procSuffix.ReplaceAllString(strings.TrimPrefix(fields[0], "Benchmark"), "")
+		name := strings.TrimPrefix(res.Name.String(), "Benchmark")
+		name = procSuffix.ReplaceAllString(name, "")
 		name = runSuffix.ReplaceAllString(name, "")
 		if runs[name] == nil {
 			runs[name] = map[string][]float64{}
 		}
-		for i := 2; i+1 < len(fields); i += 2 {
-			v, err := strconv.ParseFloat(fields[i], 64)
-			if err != nil {
-				break
+		for _, v := range res.Values {
+			unit, value := v.Unit, v.Value
+			if v.OrigUnit != "" {
+				unit, value = v.OrigUnit, v.OrigValue
 			}
-			runs[name][fields[i+1]] = append(runs[name][fields[i+1]], v)
+			runs[name][unit] = append(runs[name][unit], value)
 		}
+	}
+	if err := br.Err(); err != nil {
+		return nil, err
 	}
 	results := make(map[string]result, len(runs))
 	for name, metrics := range runs {
@@ -187,7 +194,7 @@ func parse(r io.Reader, echo io.Writer) (map[string]result, error) {
 		}
 		results[name] = res
 	}
-	return results, sc.Err()
+	return results, nil
 }
 
 // median returns the median of vs, which must not be empty.
