@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -27,6 +28,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/models"
@@ -72,7 +75,7 @@ var benchLegend = [benchCallCount][2]string{
 	{callEmpty, "floor: gRPC health Check through the same server, interceptors and connections"},
 	{callRedis1, "floor: go-redis pipeline of 1 HGET (the bucket hash and field the store reads for a random user)"},
 	{callRedis101, "floor: go-redis pipeline of 101 HGETs (1 random user + 100 random items, as Rank reads)"},
-	{callModel, "floor: Model.Score of a prepared 100×20 float32 batch on the server's own ONNX Runtime session"},
+	{callModel, "floor: Model.Score of a prepared 100×20 float32 batch on a session of the server's model, in the bench process"},
 	{callServed1, "composed floor: a gRPC call through the same server whose handler runs redis-1's pipeline and answers with the row's bytes"},
 	{callServedRank, "composed floor: a gRPC call through the same server whose handler runs redis-101's pipeline, then model-100's batch"},
 	{callGet1, "GetFeatures of 1 random user × user_features:* (20 float64)"},
@@ -108,6 +111,9 @@ type benchOptions struct {
 	batch    larder.Batching
 	// heavy scores with an MLP of two 256-wide hidden layers.
 	heavy bool
+	// serveChild, set in the server process bench starts, is the folder
+	// of the bench world it serves (see runBenchServer).
+	serveChild string
 }
 
 // hidden returns the hidden layers of the bench ranker's MLP.
@@ -137,7 +143,9 @@ run on this machine. It builds its own world: a redis-server child process on
 a free loopback port (or the server named by --redis), a synthetic project of
 users and items with 20 float64 features each written as generations, a
 ranker over 10 user and 10 item features scored by a random 20→64→1 MLP in
-ONNX Runtime, and the server that larder serve runs, on 127.0.0.1:0.
+ONNX Runtime, and the server that larder serve runs, on 127.0.0.1:0, in a
+process of its own (the larder binary started again), so that its CPU time
+per call is measured apart from the callers'.
 
 For each call and each concurrency, that many goroutines call as fast as they
 can, with random keys, over several gRPC connections, for --warmup and then
@@ -163,6 +171,9 @@ larder:` + benchProject + `: on that server and deletes them when it ends.`,
   larder bench --concurrency 64 --cpuprofile get.pprof --profile-call GetFeatures-1x20`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.serveChild != "" {
+				return a.runBenchServer(cmd.Context(), o, o.serveChild)
+			}
 			if o.quick {
 				quick := map[string]func(){
 					"duration":    func() { o.duration = 200 * time.Millisecond },
@@ -199,8 +210,10 @@ larder:` + benchProject + `: on that server and deletes them when it ends.`,
 	f.IntVar(&o.batch.MaxRows, "batch-max-rows", 0, "batching.max_rows of the Rank-batched ranker (0: the default, "+strconv.Itoa(larder.DefaultBatchMaxRows)+")")
 	f.IntVar(&o.batch.MaxQueue, "batch-max-queue", 0, "batching.max_queue of the Rank-batched ranker (0: the default, "+strconv.Itoa(larder.DefaultBatchMaxQueue)+")")
 	f.BoolVar(&o.heavy, "heavy", false, "score with a heavier MLP, 20→256→256→1, instead of the example's 20→64→1")
-	f.StringVar(&o.cpuProfile, "cpuprofile", "", "after the measurements, run the --profile-call call once more at each concurrency and write a CPU profile of the process (client and server) to this file")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "after the measurements, run the --profile-call call once more at each concurrency and write a CPU profile of the server process to this file, and one of the callers to this file with .callers added")
 	f.StringVar(&o.profileCall, "profile-call", callRank, "the call --cpuprofile profiles, one of the names in the table (such as "+callGet1+" or "+callEmpty+")")
+	f.StringVar(&o.serveChild, "serve-child", "", "run as the server process of a bench whose world is in this folder")
+	_ = f.MarkHidden("serve-child")
 	return cmd
 }
 
@@ -265,6 +278,7 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 	if err != nil {
 		return err
 	}
+	meter.server = w.server.pid()
 
 	calls := w.calls()
 	var (
@@ -291,7 +305,7 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 			if err != nil {
 				return fmt.Errorf("bench: %s at concurrency %d: %w", c.call.name, conc, err)
 			}
-			fmt.Fprintf(a.stderr, "  %-18s ×%-4d %8.0f RPS  p50 %s\n", r.call, conc, r.rps, formatLatency(r.p50))
+			fmt.Fprintf(a.stderr, "  %-18s ×%-4d %8.0f RPS  p50 %s  server CPU/req %s\n", r.call, conc, r.rps, formatLatency(r.p50), orDash(formatLatency(r.serverCPU), r.serverCPU > 0))
 			results = append(results, r)
 		}
 	}
@@ -304,7 +318,7 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 
 	if o.cpuProfile != "" {
 		i := slices.IndexFunc(calls, func(c benchCall) bool { return c.name == o.profileCall })
-		if err := profileCall(ctx, calls[i], o, a.stderr); err != nil {
+		if err := w.profileCall(ctx, calls[i], o, a.stderr); err != nil {
 			return err
 		}
 	}
@@ -312,21 +326,21 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 
 	out := a.stdout
 	fmt.Fprintf(out, "larder bench: %d users, %d items, %d float64 features per view; ranker %s: %d inputs (%d user + %d item), MLP %s in ONNX Runtime %s\n",
-		o.users, o.items, benchFeatures, benchRanker, 2*benchRankInputs, benchRankInputs, benchRankInputs, o.mlpName(), w.srv.runtime.ORTVersion())
+		o.users, o.items, benchFeatures, benchRanker, 2*benchRankInputs, benchRankInputs, benchRankInputs, o.mlpName(), w.runtime.ORTVersion())
 	if o.batching {
 		b := w.project.Ranker(benchBatched).Batching
 		fmt.Fprintf(out, "ranker %s: the same model, batching max_delay %s, max_rows %d, max_queue %d\n", benchBatched, b.MaxDelay, b.MaxRows, b.MaxQueue)
 	}
 	fmt.Fprintf(out, "machine: %s; redis-server %s at %s (%s)\n", machineLine(), w.redisVersion(ctx), addr, where)
-	fmt.Fprintf(out, "each cell: %s warm-up, then %s measured, in %d rounds taken in turn with the other calls; %d gRPC connections; client, server and Redis share the machine's cores\n",
-		o.warmup, o.duration, o.rounds, o.conns)
+	fmt.Fprintf(out, "each cell: %s warm-up, then %s measured, in %d rounds taken in turn with the other calls; %d gRPC connections; the callers (this process), the server (a process of its own, pid %d) and Redis share the machine's cores\n",
+		o.warmup, o.duration, o.rounds, o.conns, w.server.pid())
 	if share.ok {
 		redis := "redis-server"
 		if meter.redis == 0 {
 			redis = "the Redis server (counted with other processes)"
 		}
-		fmt.Fprintf(out, "CPU over the cells: bench (client and server) %s, %s %s, other processes %s, idle %s\n",
-			percent(share.self), redis, percent(share.redis), percent(share.others), percent(share.idle))
+		fmt.Fprintf(out, "CPU over the cells: callers %s, server %s, %s %s, other processes %s, idle %s\n",
+			percent(share.self), percent(share.server), redis, percent(share.redis), percent(share.others), percent(share.idle))
 	}
 	fmt.Fprintln(out)
 	printTable(out, o.markdown, resultTable(results))
@@ -341,7 +355,10 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 	if o.batching {
 		legend = append(legend, [2]string{callRankBatched, "the same Rank through ranker " + benchBatched + ": the same model, with batching"})
 	}
-	legend = append(legend, [2]string{"others", "the share of the machine's CPU that other processes used during the cell; more than a few percent disturbs its figures"})
+	legend = append(legend,
+		[2]string{"server CPU", "the server process's CPU time (user and system, from its own accounting in /proc) per call, over the cell's warm-up and measured time; - for the floors that do not go through the server"},
+		[2]string{"callers CPU", "the same for the bench process, whose goroutines make the calls (and, for redis-1, redis-101 and model-100, do the work)"},
+		[2]string{"others", "the share of the machine's CPU that other processes used during the cell; more than a few percent disturbs its figures"})
 	width := 0
 	for _, l := range legend {
 		width = max(width, len(l[0]))
@@ -358,22 +375,27 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 
 func percent(f float64) string { return strconv.FormatFloat(100*f, 'f', 0, 64) + "%" }
 
-// cpuMeter reads from /proc the CPU time the machine, the bench process and
-// its redis-server child (pid 0: none) have used, so that the tables can say
-// how much of the machine other processes took.
-type cpuMeter struct{ self, redis int }
+// cpuMeter reads from /proc the CPU time the machine, the bench process,
+// the server process and the redis-server child (pid 0: none) have used, so
+// that the tables can give the server's CPU time per call and say how much
+// of the machine other processes took.
+type cpuMeter struct{ self, server, redis int }
+
+// clockTicks is the unit of the CPU times in /proc: USER_HZ, 100 a second
+// on Linux.
+const clockTicks = 100
 
 // cpuTimes are cumulative clock ticks; ok is false when /proc could not be
 // read.
 type cpuTimes struct {
-	ok                       bool
-	total, idle, self, redis int64
+	ok                               bool
+	total, idle, self, server, redis int64
 }
 
 // cpuSpan adds up the clock ticks of spans of time.
 type cpuSpan struct {
-	bad                      bool // a span could not be measured
-	total, idle, self, redis int64
+	bad                              bool // a span could not be measured
+	total, idle, self, server, redis int64
 }
 
 // add adds the span between two readings.
@@ -385,13 +407,14 @@ func (s *cpuSpan) add(from, to cpuTimes) {
 	s.total += to.total - from.total
 	s.idle += to.idle - from.idle
 	s.self += to.self - from.self
+	s.server += to.server - from.server
 	s.redis += to.redis - from.redis
 }
 
 // cpuShare is how time was spent, as fractions of the machine.
 type cpuShare struct {
-	ok                        bool
-	self, redis, others, idle float64
+	ok                                bool
+	self, server, redis, others, idle float64
 }
 
 func (s cpuSpan) share() cpuShare {
@@ -399,9 +422,18 @@ func (s cpuSpan) share() cpuShare {
 		return cpuShare{}
 	}
 	total := float64(s.total)
-	c := cpuShare{ok: true, self: float64(s.self) / total, redis: float64(s.redis) / total, idle: float64(s.idle) / total}
-	c.others = max(0, 1-c.idle-c.self-c.redis)
+	c := cpuShare{ok: true, self: float64(s.self) / total, server: float64(s.server) / total, redis: float64(s.redis) / total, idle: float64(s.idle) / total}
+	c.others = max(0, 1-c.idle-c.self-c.server-c.redis)
 	return c
+}
+
+// perCall returns the CPU time of a process's ticks spread over calls, or 0
+// when there is no figure.
+func perCall(ticks, calls int64, bad bool) time.Duration {
+	if bad || calls <= 0 || ticks < 0 {
+		return 0
+	}
+	return time.Duration(float64(ticks) * float64(time.Second) / clockTicks / float64(calls))
 }
 
 // read returns the current times; ok is false where /proc is missing.
@@ -429,6 +461,11 @@ func (m cpuMeter) read() cpuTimes {
 	var ok bool
 	if t.self, ok = processTicks(m.self); !ok {
 		return cpuTimes{}
+	}
+	if m.server != 0 {
+		if t.server, ok = processTicks(m.server); !ok {
+			return cpuTimes{}
+		}
 	}
 	if m.redis != 0 {
 		t.redis, _ = processTicks(m.redis)
@@ -460,40 +497,67 @@ func processTicks(pid int) (int64, bool) {
 }
 
 // profileCall runs call once more at each concurrency, for the warm-up and
-// the duration of a cell, and writes a CPU profile of the process (client
-// and server) over those runs to o.cpuProfile.
-func profileCall(ctx context.Context, call benchCall, o benchOptions, stderr io.Writer) error {
-	f, err := os.Create(o.cpuProfile)
+// the duration of a cell, and writes a CPU profile of the server process
+// over those runs to o.cpuProfile, and one of the bench process (the
+// callers) to o.cpuProfile + ".callers".
+func (w *benchWorld) profileCall(ctx context.Context, call benchCall, o benchOptions, stderr io.Writer) error {
+	path, err := filepath.Abs(o.cpuProfile)
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	callers := path + ".callers"
+	f, err := os.Create(callers)
 	if err != nil {
 		return fmt.Errorf("--cpuprofile: %w", err)
 	}
 	defer f.Close()
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return fmt.Errorf("--cpuprofile %s: %w", o.cpuProfile, err)
+	conn := w.conn(0)
+	if err := conn.Invoke(ctx, "/"+floorService+"/ProfileStart", wrapperspb.String(path), new(emptypb.Empty)); err != nil {
+		return fmt.Errorf("--cpuprofile %s: the server process: %w", path, err)
 	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = conn.Invoke(ctx, "/"+floorService+"/ProfileStop", new(emptypb.Empty), new(emptypb.Empty))
+		return fmt.Errorf("--cpuprofile %s: %w", callers, err)
+	}
+	var runErr error
 	for _, conc := range o.concurrency {
 		if err := newCell(call, conc, o.duration).run(ctx, o.warmup, o.duration); err != nil {
-			pprof.StopCPUProfile()
-			return fmt.Errorf("bench: profile %s at concurrency %d: %w", call.name, conc, err)
+			runErr = fmt.Errorf("bench: profile %s at concurrency %d: %w", call.name, conc, err)
+			break
 		}
 	}
 	pprof.StopCPUProfile()
+	stopErr := conn.Invoke(ctx, "/"+floorService+"/ProfileStop", new(emptypb.Empty), new(emptypb.Empty))
+	if runErr != nil {
+		return runErr
+	}
+	if stopErr != nil {
+		return fmt.Errorf("--cpuprofile %s: the server process: %w", path, stopErr)
+	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("--cpuprofile: %w", err)
 	}
-	fmt.Fprintf(stderr, "CPU profile of %s at concurrency %v: %s\n", call.name, o.concurrency, o.cpuProfile)
+	fmt.Fprintf(stderr, "CPU profile of %s at concurrency %v: %s (server), %s (callers)\n", call.name, o.concurrency, path, callers)
 	return nil
 }
 
-// benchWorld is what the cells run against: the server of the synthetic
-// project, client connections to it, and a raw Redis client for the floors.
+// benchWorld is what the cells run against: the server process of the
+// synthetic project, client connections to it, a raw Redis client and a
+// session of the ranker's model for the floors. The server process builds
+// one of its own from the same options (see runBenchServer), with the
+// server in place of the connections.
 type benchWorld struct {
 	project *larder.Project
 	dir     string
 	backend *backend
-	srv     *running
-	stop    context.CancelFunc
-	served  chan error
+	server  *serverChild
+
+	// runtime and model score the model floor in the bench process; in
+	// the server process, model is the server's own.
+	runtime *models.Runtime
+	model   server.Model
+	// profile is the server process's CPU profile, for --cpuprofile.
+	profile *childProfile
 
 	conns []*grpc.ClientConn
 	raw   redis.UniversalClient
@@ -553,26 +617,35 @@ func (a *app) newBenchWorld(ctx context.Context, addr string, o benchOptions) (*
 		return w, err
 	}
 
-	if w.srv, err = a.startServer(ctx, w.project, w.backend, "127.0.0.1:0"); err != nil {
+	lib, err := models.LibraryPath()
+	if err == nil {
+		w.runtime, err = models.NewRuntime(lib)
+	}
+	if err != nil {
+		return w, fmt.Errorf("bench: ONNX Runtime: %w", err)
+	}
+	rk := w.project.Ranker(benchRanker)
+	m, err := w.runtime.Load(w.project.Path(rk.Model), models.Spec{Input: rk.ModelInput, Output: rk.ModelOutput, Features: len(rk.Inputs)})
+	if err != nil {
+		return w, fmt.Errorf("bench: load the model: %w", err)
+	}
+	w.model = m
+
+	if w.server, err = a.startServerChild(ctx, dir, addr, o); err != nil {
 		return w, err
 	}
-	w.srv.grpc.Server.RegisterService(w.floorMethods(), nil)
-	var serveCtx context.Context
-	serveCtx, w.stop = context.WithCancel(context.WithoutCancel(ctx))
-	w.served = make(chan error, 1)
-	go func() { w.served <- w.srv.wait(serveCtx, 5*time.Second) }()
 	for range o.conns {
-		conn, err := grpc.NewClient(w.srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
+		conn, err := grpc.NewClient(w.server.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
 		if err != nil {
-			return w, fmt.Errorf("bench: connect to %s: %w", w.srv.addr, err)
+			return w, fmt.Errorf("bench: connect to %s: %w", w.server.addr, err)
 		}
 		w.conns = append(w.conns, conn)
 		// Each connection dials before the first cell, not during it.
 		if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
-			return w, fmt.Errorf("bench: health check of the server at %s: %w", w.srv.addr, err)
+			return w, fmt.Errorf("bench: health check of the server at %s: %w", w.server.addr, err)
 		}
 	}
-	fmt.Fprintf(a.stderr, "serving on %s; measuring\n", w.srv.addr)
+	fmt.Fprintf(a.stderr, "serving on %s (pid %d); measuring\n", w.server.addr, w.server.pid())
 	return w, nil
 }
 
@@ -726,12 +799,14 @@ func (w *benchWorld) close(ctx context.Context, stderr io.Writer, deleteKeys boo
 	for _, c := range w.conns {
 		_ = c.Close()
 	}
-	if w.stop != nil {
-		w.stop()
-		<-w.served
+	if w.server != nil {
+		w.server.stop()
 	}
-	if w.srv != nil {
-		w.srv.close()
+	if c, ok := w.model.(io.Closer); ok && w.runtime != nil {
+		_ = c.Close()
+	}
+	if w.runtime != nil {
+		_ = w.runtime.Close()
 	}
 	if deleteKeys && w.raw != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -775,27 +850,29 @@ func deleteProjectKeys(ctx context.Context, c redis.UniversalClient) error {
 }
 
 // benchCall is one kind of call. newCaller returns the function caller i
-// calls in a loop, with its own random keys and buffers.
+// calls in a loop, with its own random keys and buffers. served is set for
+// the calls that go through the server process.
 type benchCall struct {
 	name      string
 	newCaller func(i int) func(context.Context) error
+	served    bool
 }
 
 // calls returns every call, in the order of benchLegend.
 func (w *benchWorld) calls() []benchCall {
 	calls := []benchCall{
-		{callEmpty, w.emptyCaller},
-		{callRedis1, func(i int) func(context.Context) error { return w.redisCaller(i, false) }},
-		{callRedis101, func(i int) func(context.Context) error { return w.redisCaller(i, true) }},
-		{callModel, w.modelCaller},
-		{callServed1, w.floorCaller("Read")},
-		{callServedRank, w.floorCaller("Rank")},
-		{callGet1, func(i int) func(context.Context) error { return w.getCaller(i, 1) }},
-		{callGet100, func(i int) func(context.Context) error { return w.getCaller(i, benchCandidates) }},
-		{callRank, func(i int) func(context.Context) error { return w.rankCaller(i, benchRanker) }},
+		{callEmpty, w.emptyCaller, true},
+		{callRedis1, func(i int) func(context.Context) error { return w.redisCaller(i, false) }, false},
+		{callRedis101, func(i int) func(context.Context) error { return w.redisCaller(i, true) }, false},
+		{callModel, w.modelCaller, false},
+		{callServed1, w.floorCaller("Read"), true},
+		{callServedRank, w.floorCaller("Rank"), true},
+		{callGet1, func(i int) func(context.Context) error { return w.getCaller(i, 1) }, true},
+		{callGet100, func(i int) func(context.Context) error { return w.getCaller(i, benchCandidates) }, true},
+		{callRank, func(i int) func(context.Context) error { return w.rankCaller(i, benchRanker) }, true},
 	}
 	if w.project.Ranker(benchBatched) != nil {
-		calls = append(calls, benchCall{callRankBatched, func(i int) func(context.Context) error { return w.rankCaller(i, benchBatched) }})
+		calls = append(calls, benchCall{callRankBatched, func(i int) func(context.Context) error { return w.rankCaller(i, benchBatched) }, true})
 	}
 	return calls
 }
@@ -849,11 +926,12 @@ func (w *benchWorld) queueReads(ctx context.Context, pipe redis.Pipeliner, intN 
 	return user, field
 }
 
-// modelCaller scores a prepared batch of 100 rows with the model the server
-// loaded, through the same shared session.
+// modelCaller scores a prepared batch of 100 rows with a session of the
+// server's model in the bench process, shared by the callers as the
+// server's is.
 func (w *benchWorld) modelCaller(i int) func(context.Context) error {
 	rng := callerRand(i, "model")
-	m := w.srv.svc.Models()[benchRanker]
+	m := w.model
 	f := 2 * benchRankInputs
 	x := make([]float32, benchCandidates*f)
 	for j := range x {
@@ -938,6 +1016,10 @@ type cellResult struct {
 	p99     time.Duration
 	p999    time.Duration
 	cpu     cpuShare
+	// serverCPU and selfCPU are the CPU time per call of the server
+	// process (0 for a call that does not go through it) and of the bench
+	// process.
+	serverCPU, selfCPU time.Duration
 }
 
 // callTimeout bounds a call that is still running when its round ends.
@@ -952,6 +1034,9 @@ type cell struct {
 	lats    [][]time.Duration
 	elapsed time.Duration
 	cpu     cpuSpan
+	// done counts every call that completed, warm-ups included: the CPU
+	// times cover them all.
+	done int64
 }
 
 // newCell makes the callers of call, with room for the latencies of
@@ -983,6 +1068,7 @@ func (c *cell) run(ctx context.Context, warmup, duration time.Duration) error {
 		mu       sync.Mutex
 		firstErr error
 		lastEnd  = make([]time.Time, len(c.callers))
+		done     atomic.Int64
 	)
 	for i, fn := range c.callers {
 		wg.Add(1)
@@ -1006,6 +1092,7 @@ func (c *cell) run(ctx context.Context, warmup, duration time.Duration) error {
 					cancel()
 					break
 				}
+				done.Add(1)
 				if !t0.Before(from) {
 					lat = append(lat, t1.Sub(t0))
 					lastEnd[i] = t1
@@ -1015,6 +1102,7 @@ func (c *cell) run(ctx context.Context, warmup, duration time.Duration) error {
 		}()
 	}
 	wg.Wait()
+	c.done += done.Load()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -1046,12 +1134,17 @@ func (c *cell) result() (cellResult, error) {
 		all = append(all, l...)
 	}
 	slices.Sort(all)
-	return cellResult{
+	r := cellResult{
 		call: c.call.name, conc: c.conc, n: n, elapsed: c.elapsed,
 		rps: float64(n) / c.elapsed.Seconds(),
 		p50: percentile(all, 0.50), p95: percentile(all, 0.95), p99: percentile(all, 0.99), p999: percentile(all, 0.999),
-		cpu: c.cpu.share(),
-	}, nil
+		cpu:     c.cpu.share(),
+		selfCPU: perCall(c.cpu.self, c.done, c.cpu.bad),
+	}
+	if c.call.served {
+		r.serverCPU = perCall(c.cpu.server, c.done, c.cpu.bad)
+	}
+	return r, nil
 }
 
 // percentile returns the q-quantile of sorted by the nearest-rank method: the
@@ -1072,13 +1165,14 @@ type textTable struct {
 
 func resultTable(results []cellResult) textTable {
 	t := textTable{
-		header: []string{"call", "concurrency", "requests", "RPS", "p50", "p95", "p99", "p999", "others"},
+		header: []string{"call", "concurrency", "requests", "RPS", "p50", "p95", "p99", "p999", "server CPU", "callers CPU", "others"},
 		left:   []bool{true},
 	}
 	for _, r := range results {
 		t.rows = append(t.rows, []string{
 			r.call, strconv.Itoa(r.conc), strconv.Itoa(r.n), strconv.FormatFloat(r.rps, 'f', 0, 64),
 			formatLatency(r.p50), formatLatency(r.p95), formatLatency(r.p99), formatLatency(r.p999),
+			orDash(formatLatency(r.serverCPU), r.serverCPU > 0), orDash(formatLatency(r.selfCPU), r.selfCPU > 0),
 			orDash(percent(r.cpu.others), r.cpu.ok),
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,12 +42,14 @@ func TestBenchQuick(t *testing.T) {
 			}
 		})
 	}
-	t.Run("profile written", func(t *testing.T) {
-		switch fi, err := os.Stat(profile); {
-		case err != nil:
-			t.Errorf("--cpuprofile %s: not written: %v", profile, err)
-		case fi.Size() == 0:
-			t.Errorf("--cpuprofile %s: empty", profile)
+	t.Run("profiles written", func(t *testing.T) {
+		for _, path := range []string{profile, profile + ".callers"} {
+			switch fi, err := os.Stat(path); {
+			case err != nil:
+				t.Errorf("--cpuprofile: %s not written: %v", path, err)
+			case fi.Size() == 0:
+				t.Errorf("--cpuprofile: %s is empty", path)
+			}
 		}
 	})
 	t.Run("--redis keys deleted", func(t *testing.T) {
@@ -146,11 +149,13 @@ func splitCells(l string) []string {
 }
 
 // checkResults checks the results table of a --quick run: every call at
-// concurrency 1 and 4, in order, with positive counts, ordered percentiles
-// and the CPU share of other processes.
+// concurrency 1 and 4, in order, with positive counts, ordered percentiles,
+// the server's and the callers' CPU time per call (- for the floors that
+// do not go through the server, or where a short cell took less than a
+// clock tick), and the CPU share of other processes.
 func checkResults(tb testing.TB, rows [][]string) {
 	tb.Helper()
-	want := []string{"call", "concurrency", "requests", "RPS", "p50", "p95", "p99", "p999", "others"}
+	want := []string{"call", "concurrency", "requests", "RPS", "p50", "p95", "p99", "p999", "server CPU", "callers CPU", "others"}
 	if strings.Join(rows[0], ",") != strings.Join(want, ",") {
 		tb.Fatalf("results header %q, want %q", rows[0], want)
 	}
@@ -176,7 +181,16 @@ func checkResults(tb testing.TB, rows [][]string) {
 			}
 			prev = d
 		}
-		if o := row[8]; o != "-" && !strings.HasSuffix(o, "%") {
+		served := !slices.Contains([]string{callRedis1, callRedis101, callModel}, call)
+		if c := row[8]; !served && c != "-" {
+			tb.Errorf("row %q: server CPU %q for a call that does not go through the server, want -", row, c)
+		}
+		for _, c := range row[8:10] {
+			if d, err := time.ParseDuration(c); c != "-" && (err != nil || d <= 0) {
+				tb.Errorf("row %q: CPU per call %q is neither a positive duration nor -", row, c)
+			}
+		}
+		if o := row[10]; o != "-" && !strings.HasSuffix(o, "%") {
 			tb.Errorf("row %q: others %q is neither a percentage nor -", row, o)
 		}
 	}
