@@ -28,6 +28,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -64,8 +66,9 @@ const (
 	callServedRank = "grpc+redis-101+model-100"
 	callGet1       = "GetFeatures-1x20"
 	callGet100     = "GetFeatures-100x20"
+	callGetGeneric = "GetFeatures-100x20-generic"
 	callRank       = "Rank-1+100"
-	benchCallCount = 9
+	benchCallCount = 10
 	// callRankBatched is measured with --batching only.
 	callRankBatched = "Rank-batched"
 )
@@ -80,6 +83,7 @@ var benchLegend = [benchCallCount][2]string{
 	{callServedRank, "composed floor: a gRPC call through the same server whose handler runs redis-101's pipeline, then model-100's batch"},
 	{callGet1, "GetFeatures of 1 random user × user_features:* (20 float64)"},
 	{callGet100, "GetFeatures of 100 random users × user_features:* (20 float64)"},
+	{callGetGeneric, "the same GetFeatures, through a generic, reflection-based protobuf client (dynamicpb and gRPC's default codec, on connections of its own), as ghz and most clients in other languages decode"},
 	{callRank, "Rank of 100 random items for 1 random user: 101 reads, a 100×20 model input, the ranker's MLP, top 10"},
 }
 
@@ -560,7 +564,9 @@ type benchWorld struct {
 	profile *childProfile
 
 	conns []*grpc.ClientConn
-	raw   redis.UniversalClient
+	// genericConns are the generic client's, with gRPC's default codec.
+	genericConns []*grpc.ClientConn
+	raw          redis.UniversalClient
 	// userRows and itemRows are the live generations' bucket hash names.
 	userRows, itemRows bucketKeys
 	users, items       int
@@ -641,6 +647,16 @@ func (a *app) newBenchWorld(ctx context.Context, addr string, o benchOptions) (*
 		}
 		w.conns = append(w.conns, conn)
 		// Each connection dials before the first cell, not during it.
+		if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+			return w, fmt.Errorf("bench: health check of the server at %s: %w", w.server.addr, err)
+		}
+	}
+	for range o.conns {
+		conn, err := grpc.NewClient(w.server.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return w, fmt.Errorf("bench: connect to %s: %w", w.server.addr, err)
+		}
+		w.genericConns = append(w.genericConns, conn)
 		if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
 			return w, fmt.Errorf("bench: health check of the server at %s: %w", w.server.addr, err)
 		}
@@ -796,7 +812,7 @@ func (w *benchWorld) redisVersion(ctx context.Context) string {
 // close stops the server and closes the clients; with deleteKeys (a Redis
 // server the bench does not own) it also deletes the bench's keys.
 func (w *benchWorld) close(ctx context.Context, stderr io.Writer, deleteKeys bool) {
-	for _, c := range w.conns {
+	for _, c := range append(w.conns, w.genericConns...) {
 		_ = c.Close()
 	}
 	if w.server != nil {
@@ -869,6 +885,7 @@ func (w *benchWorld) calls() []benchCall {
 		{callServedRank, w.floorCaller("Rank"), true},
 		{callGet1, func(i int) func(context.Context) error { return w.getCaller(i, 1) }, true},
 		{callGet100, func(i int) func(context.Context) error { return w.getCaller(i, benchCandidates) }, true},
+		{callGetGeneric, func(i int) func(context.Context) error { return w.genericGetCaller(i, benchCandidates) }, true},
 		{callRank, func(i int) func(context.Context) error { return w.rankCaller(i, benchRanker) }, true},
 	}
 	if w.project.Ranker(benchBatched) != nil {
@@ -970,6 +987,40 @@ func (w *benchWorld) getCaller(i, n int) func(context.Context) error {
 		}
 		if s := rows[0].GetValues()[0].GetStatus(); s != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
 			return fmt.Errorf("user %d: status %s, want present", ids[0].Int64Value, s)
+		}
+		return nil
+	}
+}
+
+// genericGetCaller asks for every feature of n random users, as getCaller,
+// through a client that knows the API only from its descriptors: the
+// request is encoded and the response decoded by reflection (dynamicpb),
+// with gRPC's default codec, on connections without the server's fast
+// codec.
+func (w *benchWorld) genericGetCaller(i, n int) func(context.Context) error {
+	rng := callerRand(i, "generic")
+	conn := w.genericConns[i%len(w.genericConns)]
+	msgs := larderv1.File_larder_v1_larder_proto.Messages()
+	reqDesc, respDesc := msgs.ByName("GetFeaturesRequest"), msgs.ByName("GetFeaturesResponse")
+	keyDesc := msgs.ByName("EntityKey")
+	keysField, featuresField := reqDesc.Fields().ByName("keys"), reqDesc.Fields().ByName("features")
+	intField := keyDesc.Fields().ByName("int64_value")
+	method := "/" + string(larderv1.File_larder_v1_larder_proto.Services().ByName("FeatureService").FullName()) + "/GetFeatures"
+	return func(ctx context.Context) error {
+		req := dynamicpb.NewMessage(reqDesc)
+		keys := req.Mutable(keysField).List()
+		for range n {
+			k := dynamicpb.NewMessage(keyDesc)
+			k.Set(intField, protoreflect.ValueOfInt64(1+rng.Int64N(int64(w.users))))
+			keys.Append(protoreflect.ValueOfMessage(k))
+		}
+		req.Mutable(featuresField).List().Append(protoreflect.ValueOfString(benchUserView + ":*"))
+		resp := dynamicpb.NewMessage(respDesc)
+		if err := conn.Invoke(ctx, method, req, resp); err != nil {
+			return err
+		}
+		if len(resp.GetUnknown()) != 0 || !resp.IsValid() {
+			return errors.New("the generic client could not decode the response")
 		}
 		return nil
 	}
@@ -1232,6 +1283,7 @@ func ratioTable(results []cellResult, concurrency []int) textTable {
 		}
 		latency(callGet1, true, callEmpty, callRedis1)
 		latency(callGet100, false, callEmpty, callRedis101)
+		latency(callGetGeneric, false, callGet100)
 		latency(callRank, true, callEmpty, callRedis101, callModel)
 		throughput(callGet1, callEmpty, true)
 		// Against the composed floors: larder's own cost.

@@ -196,7 +196,7 @@ func checkResults(tb testing.TB, rows [][]string) {
 	}
 }
 
-// checkRatios checks the ratios table: seven figures at each concurrency,
+// checkRatios checks the ratios table: eight figures at each concurrency,
 // each with a ratio and, where one is set, a goal.
 func checkRatios(tb testing.TB, rows [][]string) {
 	tb.Helper()
@@ -204,7 +204,7 @@ func checkRatios(tb testing.TB, rows [][]string) {
 	if strings.Join(rows[0], ",") != strings.Join(want, ",") {
 		tb.Fatalf("ratios header %q, want %q", rows[0], want)
 	}
-	const figures = 7
+	const figures = 8
 	if len(rows) != 1+2*figures {
 		tb.Fatalf("got %d ratio rows, want %d (%d figures × concurrency 1, 4)", len(rows)-1, 2*figures, figures)
 	}
