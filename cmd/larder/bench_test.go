@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/larder-dev/larder/bench"
 	"github.com/larder-dev/larder/redistest"
 )
 
@@ -35,7 +35,7 @@ func TestBenchQuick(t *testing.T) {
 			}
 			checkResults(t, lines[0])
 			checkRatios(t, lines[1])
-			for _, l := range benchLegend {
+			for _, l := range bench.Legend {
 				if !strings.Contains(r.stdout, l[1]) {
 					t.Errorf("no legend for %s", l[0])
 				}
@@ -58,44 +58,6 @@ func TestBenchQuick(t *testing.T) {
 			t.Errorf("after bench, the Redis at --redis holds %d keys (err %v), want 0", n, err)
 		}
 	})
-}
-
-// TestBenchCellSlowCalls checks that a round measures every caller even
-// when each call outlasts the round, as on a busy machine: the figures get
-// slower, and the bench does not fail for want of a call.
-func TestBenchCellSlowCalls(t *testing.T) {
-	const (
-		round = 2 * time.Millisecond
-		slow  = 10 * round
-	)
-	call := benchCall{name: "slow", newCaller: func(int) func(context.Context) error {
-		return func(ctx context.Context) error {
-			select {
-			case <-time.After(slow):
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}}
-	c := newCell(call, 3, round)
-	for range 2 {
-		if err := c.run(t.Context(), round, round); err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	}
-	for i, l := range c.lats {
-		if len(l) < 2 {
-			t.Errorf("caller %d recorded %d calls in 2 rounds, want at least one a round", i, len(l))
-		}
-	}
-	r, err := c.result()
-	if err != nil {
-		t.Fatalf("result: %v", err)
-	}
-	if r.n < 6 {
-		t.Errorf("%d calls, want at least 6", r.n)
-	}
 }
 
 // benchTables returns the cells of the tables in out: a text table starts
@@ -159,11 +121,11 @@ func checkResults(tb testing.TB, rows [][]string) {
 	if strings.Join(rows[0], ",") != strings.Join(want, ",") {
 		tb.Fatalf("results header %q, want %q", rows[0], want)
 	}
-	if len(rows) != 1+2*benchCallCount {
-		tb.Fatalf("got %d result rows, want %d (%d calls × concurrency 1, 4)", len(rows)-1, 2*benchCallCount, benchCallCount)
+	if len(rows) != 1+2*bench.CallCount {
+		tb.Fatalf("got %d result rows, want %d (%d calls × concurrency 1, 4)", len(rows)-1, 2*bench.CallCount, bench.CallCount)
 	}
 	for i, row := range rows[1:] {
-		call, conc := benchLegend[i/2][0], []string{"1", "4"}[i%2]
+		call, conc := bench.Legend[i/2][0], []string{"1", "4"}[i%2]
 		if len(row) != len(want) || row[0] != call || row[1] != conc {
 			tb.Errorf("row %d is %q, want %s at concurrency %s with %d cells", i+1, row, call, conc, len(want))
 			continue
@@ -181,7 +143,7 @@ func checkResults(tb testing.TB, rows [][]string) {
 			}
 			prev = d
 		}
-		served := !slices.Contains([]string{callRedis1, callRedis101, callModel}, call)
+		served := !slices.Contains([]string{bench.CallRedis1, bench.CallRedis101, bench.CallModel}, call)
 		if c := row[8]; !served && c != "-" {
 			tb.Errorf("row %q: server CPU %q for a call that does not go through the server, want -", row, c)
 		}
@@ -249,32 +211,6 @@ func TestBenchErrors(t *testing.T) {
 			r := larderAt(t, t.Context(), t0, tc.args...)
 			if r.code != 1 || !strings.Contains(r.stderr, tc.want) {
 				t.Errorf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, tc.want)
-			}
-		})
-	}
-}
-
-func TestPercentile(t *testing.T) {
-	hundred := make([]time.Duration, 100)
-	for i := range hundred {
-		hundred[i] = time.Duration(i + 1)
-	}
-	for _, tc := range []struct {
-		name   string
-		sorted []time.Duration
-		q      float64
-		want   time.Duration
-	}{
-		{"one value", []time.Duration{7}, 0.999, 7},
-		{"p50 of 100", hundred, 0.50, 50},
-		{"p99 of 100", hundred, 0.99, 99},
-		{"p999 of 100 is the largest", hundred, 0.999, 100},
-		{"p50 of 3", []time.Duration{1, 2, 3}, 0.50, 2},
-		{"p0 is the smallest", hundred, 0, 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := percentile(tc.sorted, tc.q); got != tc.want {
-				t.Errorf("percentile(%v) = %d, want %d", tc.q, got, tc.want)
 			}
 		})
 	}

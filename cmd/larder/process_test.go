@@ -25,7 +25,7 @@ const processEnv = "LARDER_TEST_PROCESS"
 
 // The server process that larder bench starts is this test binary again,
 // running as larder.
-func init() { selfEnv = []string{processEnv + "=1"} }
+func init() { benchServerEnv = []string{processEnv + "=1"} }
 
 func TestMain(m *testing.M) {
 	if os.Getenv(processEnv) == "1" {
