@@ -237,3 +237,30 @@ func cpuTime(tb testing.TB) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkAggregate1M materializes an aggregate view (two float64 columns,
+// count, sum, mean, min and max over 1h, 1d, 7d and 30d) of the 1M rows of
+// BenchmarkLatest1M's source into a no-op store.
+func BenchmarkAggregate1M(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "bench", "events.parquet")
+	writeBenchSource(b, path)
+	fns := funcs(larder.AggCount, larder.AggSum, larder.AggMean, larder.AggMin, larder.AggMax)
+	ws := windows(b, "1h", "1d", "7d", "30d")
+	p := aggregateProject(b, dir, "bench", larder.TypeInt64,
+		larder.Aggregation{Column: "f00", Type: larder.TypeFloat64, Name: "a", Functions: fns, Windows: ws},
+		larder.Aggregation{Column: "f01", Type: larder.TypeFloat64, Name: "b", Functions: fns, Windows: ws})
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	m := materializer.New(p, nopStore{}, materializer.Options{Now: fixedClock(baseTime)})
+	for b.Loop() {
+		rep, err := m.Run(context.Background(), "v")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rep.RowsRead != benchRows || rep.EntitiesWritten != benchEntities {
+			b.Fatalf("report = %+v", rep)
+		}
+	}
+	reportRates(b, cpu0)
+}
