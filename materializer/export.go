@@ -50,8 +50,8 @@ type ExportArgs struct {
 	// Features are "view:feature" and "view:*" references to the features
 	// exported, of latest, aggregate and prediction views.
 	Features []string
-	// Ranker, when set, adds the ranker's model input, one float32 column
-	// per input named after its reference, as Rank builds it.
+	// Ranker, when set, adds the ranker's model input, as Rank builds it:
+	// one float32 column per input, named by InputColumn.
 	Ranker string
 	// KeyColumns maps an entity's name to the spine column holding its
 	// key; by default the entity's key name.
@@ -73,8 +73,9 @@ type ExportReport struct {
 	// the number of chunks the spine was joined in.
 	SourceRows int64
 	Chunks     int
-	// Columns are the columns added to the spine's, in order.
-	Columns []string
+	// Columns are the columns added to the spine's, in order; InputColumns
+	// are those of them that hold a ranker's model input.
+	Columns, InputColumns []string
 	// Nulls counts, by added column, the rows whose value is null (for a
 	// ranker's input, its default) and why (NullNoKey, NullMissing,
 	// NullStale, NullValue, NullRules, NullRequest). Columns without any
@@ -119,6 +120,10 @@ type exportFeature struct {
 type exportJoin struct {
 	view   *larder.View
 	keyCol int
+	// id numbers the join among the plan's; exported is set when some of
+	// its features are exported (not only read as a ranker's inputs).
+	id       int
+	exported bool
 	// inputs are the joins a prediction view's model reads, by input view;
 	// entities is the join of the view whose entities it scores.
 	inputs   map[*larder.View]*exportJoin
@@ -176,6 +181,9 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 		return rep, err
 	}
 	rep.Columns = plan.columns
+	if plan.ranker != nil {
+		rep.InputColumns = plan.columns[len(plan.feats)+len(plan.status):]
+	}
 	spine, err := openFiles(m.project.Path(args.Spine), "check the spine path")
 	if err != nil {
 		return rep, fmt.Errorf("export: spine: %w", err)
@@ -220,6 +228,7 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 		if err != nil {
 			return rep, err
 		}
+		ch.base = rep.SpineRows
 		for _, j := range plan.joins {
 			n, err := m.join(ctx, j, ch)
 			if err != nil {
@@ -292,7 +301,7 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 		if j := joins[[2]any{v, kc}]; j != nil {
 			return j, nil
 		}
-		j := &exportJoin{view: v, keyCol: kc, rules: newValueRules(v)}
+		j := &exportJoin{view: v, keyCol: kc, rules: newValueRules(v), id: len(p.joins)}
 		switch v.Kind {
 		case larder.KindLatest, larder.KindAggregate:
 			if v.SourceDef() == nil || v.EntityDef() == nil {
@@ -364,6 +373,7 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 			}
 			fs = []int{i}
 		}
+		j.exported = true
 		for _, f := range fs {
 			p.feats = append(p.feats, exportFeature{j: j, f: f})
 			p.columns = append(p.columns, v.Name+":"+v.Features[f].Name)
@@ -421,18 +431,22 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 				p.nreq++
 				p.specs = append(p.specs, columnSpec{column: in.Request, role: roleRequest, name: in.Request, typ: in.RequestType(), optional: in.HasDefault})
 			}
-			p.columns = append(p.columns, in.Ref)
+			p.columns = append(p.columns, InputColumn(r.Name, in.Ref))
 		}
 	}
 	seen := map[string]bool{}
 	for _, c := range p.columns {
 		if seen[c] {
-			return nil, larder.Invalidf("export: the output would have two columns named %q: leave out the feature that the ranker's inputs already hold", c)
+			return nil, larder.Invalidf("export: the output would have two columns named %q: name each feature once", c)
 		}
 		seen[c] = true
 	}
 	return p, nil
 }
+
+// InputColumn returns the name of the column of an export that holds the
+// input ref of ranker: "ranker:ref", such as "home_feed:user_profile:age".
+func InputColumn(ranker, ref string) string { return ranker + ":" + ref }
 
 // exportable reports whether features of type t can be exported.
 func exportable(t larder.Type) bool {
@@ -446,6 +460,8 @@ func exportable(t larder.Type) bool {
 // spineChunk is a chunk of the spine's rows: their times, keys and request
 // features, and, by key column, the index that finds a key's rows.
 type spineChunk struct {
+	// base is the number of spine rows before the chunk's.
+	base   int64
 	groups []*rowGroup
 	n      int
 	times  []int64
@@ -561,19 +577,22 @@ func newSpineIndex(keys []larder.Key, has []bool, times []int64) *spineIndex {
 		}
 	}
 	str := len(x.order) > 0 && keys[x.order[0]].Type() == larder.TypeString
-	slices.SortFunc(x.order, func(a, b int32) int {
-		ka, kb := keys[a], keys[b]
-		var c int
-		if str {
-			c = strings.Compare(ka.Str(), kb.Str())
-		} else {
-			c = cmp.Compare(ka.Int64(), kb.Int64())
+	if str {
+		slices.SortFunc(x.order, func(a, b int32) int {
+			if c := strings.Compare(keys[a].Str(), keys[b].Str()); c != 0 {
+				return c
+			}
+			return cmp.Or(cmp.Compare(times[a], times[b]), cmp.Compare(a, b))
+		})
+	} else {
+		ints := make([]int64, len(keys))
+		for i := range keys {
+			ints[i] = keys[i].Int64()
 		}
-		if c != 0 {
-			return c
-		}
-		return cmp.Or(cmp.Compare(times[a], times[b]), cmp.Compare(a, b))
-	})
+		slices.SortFunc(x.order, func(a, b int32) int {
+			return cmp.Or(cmp.Compare(ints[a], ints[b]), cmp.Compare(times[a], times[b]), cmp.Compare(a, b))
+		})
+	}
 	x.times = make([]int64, len(x.order))
 	if str {
 		x.strs = make(map[string]int32)
@@ -1013,9 +1032,10 @@ const exportBatch = 1024
 func (o *exportOutput) write(ctx context.Context, ch *spineChunk, plan *exportPlan, nulls []map[string]int64) error {
 	rows := make([]parquet.Row, exportBatch)
 	r := 0 // the spine row in ch
-	// The values of each join for the current spine row, after the rules.
-	vals := make(map[*exportJoin][]larder.Value, len(plan.joins))
-	why := make(map[*exportJoin]string, len(plan.joins))
+	// The values of each join for the current spine row, after the rules,
+	// or why it has none.
+	vals := make([][]larder.Value, len(plan.joins))
+	why := make([]string, len(plan.joins))
 	var x []float32
 	if plan.ranker != nil {
 		x = make([]float32, len(plan.ranker.Inputs))
@@ -1029,6 +1049,7 @@ func (o *exportOutput) write(ctx context.Context, ch *spineChunk, plan *exportPl
 			}
 			n, err := pr.ReadRows(rows)
 			for i := range n {
+				rows[i] = slices.Grow(rows[i], len(plan.columns))
 				if err := o.fill(&rows[i], ch, plan, r, vals, why, x, nulls); err != nil {
 					pr.Close()
 					return err
@@ -1055,24 +1076,24 @@ func (o *exportOutput) write(ctx context.Context, ch *spineChunk, plan *exportPl
 }
 
 // fill appends to *row, spine row r as read, the values of the export.
-func (o *exportOutput) fill(row *parquet.Row, ch *spineChunk, plan *exportPlan, r int, vals map[*exportJoin][]larder.Value,
-	why map[*exportJoin]string, x []float32, nulls []map[string]int64) error {
+func (o *exportOutput) fill(row *parquet.Row, ch *spineChunk, plan *exportPlan, r int, vals [][]larder.Value,
+	why []string, x []float32, nulls []map[string]int64) error {
 	at := time.Unix(0, ch.times[r])
 	for _, j := range plan.joins {
-		vals[j], why[j] = nil, ""
+		vals[j.id], why[j.id] = nil, ""
 		switch {
 		case !ch.hasKey[j.keyCol][r]:
-			why[j] = NullNoKey
+			why[j.id] = NullNoKey
 		case !j.found[r]:
-			why[j] = NullMissing
+			why[j.id] = NullMissing
 		case j.view.Status(true, time.Unix(0, j.times[r]), at) == larder.StatusStale:
-			why[j] = NullStale
-		default:
+			why[j.id] = NullStale
+		case j.exported:
 			vs, err := j.row(ch.keys[j.keyCol][r], r)
 			if err != nil {
 				return err
 			}
-			vals[j] = slices.Clone(vs)
+			vals[j.id] = vs
 		}
 	}
 	col := o.leaves
@@ -1084,7 +1105,7 @@ func (o *exportOutput) fill(row *parquet.Row, ch *spineChunk, plan *exportPlan, 
 	}
 	for _, f := range plan.feats {
 		v := larder.Null
-		if vs := vals[f.j]; vs != nil {
+		if vs := vals[f.j.id]; vs != nil {
 			v = vs[f.f]
 			if v.IsNull() {
 				reason := NullValue
@@ -1094,13 +1115,13 @@ func (o *exportOutput) fill(row *parquet.Row, ch *spineChunk, plan *exportPlan, 
 				nulls[c][reason]++
 			}
 		} else {
-			nulls[c][why[f.j]]++
+			nulls[c][why[f.j.id]]++
 		}
 		put(v)
 	}
 	for _, j := range plan.status {
 		s := "present"
-		switch why[j] {
+		switch why[j.id] {
 		case NullStale:
 			s = "stale"
 		case NullMissing, NullNoKey:
@@ -1118,7 +1139,7 @@ func (o *exportOutput) fill(row *parquet.Row, ch *spineChunk, plan *exportPlan, 
 			if ch.hasReq[q][r] {
 				x[i] = ch.req[q][r]
 			} else if !in.HasDefault {
-				return larder.Invalidf("spine row %d: request feature %q is null, and ranker %s gives it no default: fill it in the spine", r, in.Request, plan.ranker.Name)
+				return larder.Invalidf("spine row %d: request feature %q is null or its column absent, and ranker %s gives it no default: fill it in the spine", ch.base+int64(r), in.Request, plan.ranker.Name)
 			} else {
 				nulls[c][NullRequest]++
 			}
@@ -1134,7 +1155,7 @@ func (o *exportOutput) fill(row *parquet.Row, ch *spineChunk, plan *exportPlan, 
 		}
 		switch st {
 		case larder.InputMissing:
-			nulls[c][cmp.Or(why[j], NullMissing)]++
+			nulls[c][cmp.Or(why[j.id], NullMissing)]++
 		case larder.InputStale:
 			nulls[c][NullStale]++
 		case larder.InputNull:
