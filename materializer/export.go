@@ -214,10 +214,6 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 	for i := range nulls {
 		nulls[i] = make(map[string]int64)
 	}
-	progress := func() {
-		m.progress(Progress{View: "export", Phase: PhaseExporting, RowsRead: rep.SpineRows, RowsTotal: spine.rows})
-	}
-	progress()
 	for lo := 0; lo < len(rgs); {
 		hi, rows := lo, int64(0)
 		for hi < len(rgs) && (hi == lo || rows+rgs[hi].numRows <= chunkRows) {
@@ -236,12 +232,14 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 			}
 			rep.SourceRows += n
 		}
-		if err := out.write(ctx, ch, plan, nulls); err != nil {
+		written := func(r int) {
+			m.progress(Progress{View: "export", Phase: PhaseExporting, RowsRead: rep.SpineRows + int64(r), RowsTotal: spine.rows})
+		}
+		if err := out.write(ctx, ch, plan, nulls, written); err != nil {
 			return rep, fmt.Errorf("export: %w", err)
 		}
 		rep.SpineRows += int64(ch.n)
 		rep.Chunks++
-		progress()
 		lo = hi
 	}
 	if err := out.commit(); err != nil {
@@ -649,6 +647,16 @@ func (m *Materializer) join(ctx context.Context, j *exportJoin, ch *spineChunk) 
 	return 0, m.joinPrediction(ctx, j, ch)
 }
 
+// sourceProgress returns the function that reports the progress of an
+// export reading the source of v, ds, after each row group.
+func (m *Materializer) sourceProgress(v *larder.View, ds *dataset) func(*rowGroup) {
+	var read int64
+	return func(rg *rowGroup) {
+		read += rg.numRows
+		m.progress(Progress{View: "export", Phase: "reading " + v.Name, RowsRead: read, RowsTotal: ds.rows})
+	}
+}
+
 // openSource opens and binds the source of v for specs.
 func (m *Materializer) openSource(v *larder.View, specs []columnSpec) (*dataset, error) {
 	src := v.SourceDef()
@@ -715,7 +723,7 @@ func (m *Materializer) joinLatest(ctx context.Context, j *exportJoin, ch *spineC
 		sink.b = &keyBatch{parts: fan.parts()}
 		return scanRows(ctx, rg, specKey, specTime, nil, l.filter(), batchRows, sink)
 	}
-	err = scanParallel(ctx, ds, readWorkers(), decode, func(b *keyBatch) error { return fan.send(ctx, b.parts) }, func(*rowGroup) {})
+	err = scanParallel(ctx, ds, readWorkers(), decode, func(b *keyBatch) error { return fan.send(ctx, b.parts) }, m.sourceProgress(v, ds))
 	fan.stop()
 	if err != nil {
 		return 0, err
@@ -842,7 +850,7 @@ func (m *Materializer) joinAggregate(ctx context.Context, j *exportJoin, ch *spi
 		sink.b = &aggBatch{parts: fan.parts()}
 		return scanRows(ctx, rg, specKey, specTime, a.valueColumns(), rowFilter{runTime: a.runTime, since: math.MinInt64}, batchRows, sink)
 	}
-	err = scanParallel(ctx, ds, readWorkers(), decode, func(b *aggBatch) error { return fan.send(ctx, b.parts) }, func(*rowGroup) {})
+	err = scanParallel(ctx, ds, readWorkers(), decode, func(b *aggBatch) error { return fan.send(ctx, b.parts) }, m.sourceProgress(v, ds))
 	fan.stop()
 	if err != nil {
 		return 0, err
@@ -1029,7 +1037,7 @@ func createExportOutput(path string, spine *parquet.Schema, plan *exportPlan) (*
 const exportBatch = 1024
 
 // write writes the rows of ch: each spine row as read, then its values.
-func (o *exportOutput) write(ctx context.Context, ch *spineChunk, plan *exportPlan, nulls []map[string]int64) error {
+func (o *exportOutput) write(ctx context.Context, ch *spineChunk, plan *exportPlan, nulls []map[string]int64, written func(rows int)) error {
 	rows := make([]parquet.Row, exportBatch)
 	r := 0 // the spine row in ch
 	// The values of each join for the current spine row, after the rules,
@@ -1071,6 +1079,7 @@ func (o *exportOutput) write(ctx context.Context, ch *spineChunk, plan *exportPl
 			}
 		}
 		pr.Close()
+		written(r)
 	}
 	return nil
 }

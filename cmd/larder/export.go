@@ -177,6 +177,6 @@ func printExportReport(w io.Writer, output string, r materializer.ExportReport) 
 		if slices.Contains(r.InputColumns, c) {
 			what = "defaulted"
 		}
-		fmt.Fprintf(w, "  %-40s %d %s (%s)\n", c, total, what, strings.Join(parts, ", "))
+		fmt.Fprintf(w, "  %-48s %d %s (%s)\n", c, total, what, strings.Join(parts, ", "))
 	}
 }
