@@ -218,3 +218,33 @@ func TestExportSkew(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestExportCommandErrors checks that bad flags are refused with the flag
+// and the fix named, before anything is read.
+func TestExportCommandErrors(t *testing.T) {
+	_, cfg := demoProject(t)
+	spine := filepath.Join(filepath.Dir(cfg), demo.ImpressionsFile)
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no spine", []string{"--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", "o.parquet"}, "--spine: name the Parquet file"},
+		{"no timestamp", []string{"--spine", spine, "--ranker", demo.RankerName, "--output", "o.parquet"}, "--timestamp: name the spine column"},
+		{"nothing", []string{"--spine", spine, "--timestamp", "shown_at", "--output", "o.parquet"}, "nothing to export"},
+		{"unknown ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", "nope", "--output", "o.parquet"}, `--ranker: unknown ranker "nope"`},
+		{"bad key", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--key", "user", "--output", "o.parquet"}, "want ENTITY=COLUMN"},
+		{"unknown entity", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--key", "shop=id", "--output", "o.parquet"}, `unknown entity "shop"`},
+		{"candidates view", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_recs:*", "--output", "o.parquet"}, "only latest, aggregate and prediction views can be exported"},
+		{"vector", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "item_profile:embedding", "--output", "o.parquet"}, "only numbers, bools, strings and bytes can be exported"},
+		{"no timestamp column", []string{"--spine", spine, "--timestamp", "at", "--ranker", demo.RankerName, "--output", "o.parquet"}, `no column "at"`},
+		{"spine is output", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", spine}, "is the spine too"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := larderAt(t, t.Context(), t0, append([]string{"-c", cfg, "export"}, tt.args...)...)
+			if r.code == 0 || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("export %v: exit %d, stderr %q; want a failure saying %q", tt.args, r.code, r.stderr, tt.want)
+			}
+		})
+	}
+}
