@@ -43,7 +43,7 @@ type rowScan struct {
 
 // intKey returns value kvi of the key column, an int64 key; bytesKey
 // returns it for a string key, valid until the next row.
-func (s *rowScan) intKey(kvi int) int64   { return int64(s.keys.pv.num(s.kbc.conv, kvi)) }
+func (s *rowScan) intKey(kvi int) int64    { return int64(s.keys.pv.num(s.kbc.conv, kvi)) }
 func (s *rowScan) bytesKey(kvi int) []byte { return s.keys.pv.bytes(kvi) }
 
 // rowSink receives the rows of a row group from scanRows.
