@@ -37,7 +37,8 @@ type ExportArgs struct {
 	// relative path is resolved against the project folder). Every file
 	// has the same columns.
 	Spine string
-	// Output is the Parquet file written; it is replaced once complete.
+	// Output is the Parquet file written (a relative path is resolved
+	// against the project folder); it is replaced once complete.
 	Output string
 	// Timestamp names the spine's time column: each row's features are
 	// those as of it.
@@ -194,10 +195,11 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 			return rep, larder.Invalidf("export: spine file %s has other columns than %s: every spine file must have the same columns", f.path, spine.files[0].path)
 		}
 	}
-	if err := checkOutput(args.Output); err != nil {
+	output := m.project.Path(args.Output)
+	if err := checkOutput(output); err != nil {
 		return rep, fmt.Errorf("export: %w", err)
 	}
-	out, err := createExportOutput(args.Output, schema, plan)
+	out, err := createExportOutput(output, schema, plan)
 	if err != nil {
 		return rep, fmt.Errorf("export: %w", err)
 	}

@@ -352,27 +352,27 @@ const (
 // input as of each impression's instant, built as Rank builds it.
 func (a *app) trainDemoModel(ctx context.Context, ds *demo.Dataset, dir, path string) error {
 	start := time.Now()
-	spine := filepath.Join(dir, demo.ImpressionsFile)
-	if err := ds.WriteImpressions(ctx, spine, demoImpressions, ds.Seed+7); err != nil {
+	// The export reads relative paths from the project's folder, dir.
+	spine, train := demo.ImpressionsFile, filepath.Join("data", "training.parquet")
+	if err := ds.WriteImpressions(ctx, filepath.Join(dir, spine), demoImpressions, ds.Seed+7); err != nil {
 		return fmt.Errorf("write the demo's impressions: %w", err)
 	}
 	p, err := config.Load(filepath.Join(dir, demo.ProjectFile))
 	if err != nil {
 		return err
 	}
-	train := filepath.Join(dir, "data", "training.parquet")
 	m := materializer.New(p, nil, materializer.Options{Logger: a.logger, Now: a.now})
 	rep, err := m.Export(ctx, materializer.ExportArgs{Spine: spine, Output: train, Timestamp: demo.ImpressionTime, Ranker: demo.RankerName})
 	if err != nil {
 		return fmt.Errorf("export the demo's training set: %w", err)
 	}
 	fmt.Fprintf(a.stdout, "      larder export: %d impressions with the inputs of %s as of their instants, %.1fs (%.0f rows/s), into %s\n",
-		rep.SpineRows, demo.RankerName, rep.Duration.Seconds(), rep.RowsPerSecond, train)
+		rep.SpineRows, demo.RankerName, rep.Duration.Seconds(), rep.RowsPerSecond, filepath.Join(dir, train))
 	cols := make([]string, len(ds.RankerInputs()))
 	for i, in := range ds.RankerInputs() {
 		cols[i] = materializer.InputColumn(demo.RankerName, in)
 	}
-	x, y, err := demo.ReadTrainingSet(train, cols, demo.ImpressionLabel)
+	x, y, err := demo.ReadTrainingSet(filepath.Join(dir, train), cols, demo.ImpressionLabel)
 	if err != nil {
 		return err
 	}
