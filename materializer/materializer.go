@@ -303,12 +303,13 @@ func (e *ColumnError) Error() string {
 
 // skipCounts counts skipped rows by reason.
 type skipCounts struct {
-	nullKey, nullTime, afterRun int64
+	nullKey, nullTime, afterRun, beforeSince int64
 }
 
 func (s skipCounts) report() map[string]int64 {
-	m := make(map[string]int64, 3)
-	for reason, n := range map[string]int64{SkipNullKey: s.nullKey, SkipNullEventTime: s.nullTime, SkipAfterRunTime: s.afterRun} {
+	m := make(map[string]int64, 4)
+	for reason, n := range map[string]int64{SkipNullKey: s.nullKey, SkipNullEventTime: s.nullTime, SkipAfterRunTime: s.afterRun,
+		SkipBeforeWatermark: s.beforeSince} {
 		if n > 0 {
 			m[reason] = n
 		}

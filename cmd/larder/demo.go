@@ -25,6 +25,7 @@ import (
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/config"
 	"github.com/larder-dev/larder/demo"
+	"github.com/larder-dev/larder/materializer"
 	"github.com/larder-dev/larder/models"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 	"github.com/larder-dev/larder/server"
@@ -134,7 +135,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := a.trainDemoModels(ds, o.dir); err != nil {
+	if err := a.trainDemoModels(ctx, ds, o.dir); err != nil {
 		return err
 	}
 
@@ -330,19 +331,54 @@ func (a *app) trickle(ctx context.Context, b *backend, s *larder.Stream, ds *dem
 
 // trainDemoModels trains the demo project's two models and writes them
 // where its larder.yaml expects them, under dir/models.
-func (a *app) trainDemoModels(ds *demo.Dataset, dir string) error {
-	if err := a.trainDemoModel(ds, filepath.Join(dir, "models", "rerank.onnx")); err != nil {
+func (a *app) trainDemoModels(ctx context.Context, ds *demo.Dataset, dir string) error {
+	if err := a.trainDemoModel(ctx, ds, dir, filepath.Join(dir, "models", "rerank.onnx")); err != nil {
 		return err
 	}
 	return a.trainItemPrior(ds, filepath.Join(dir, "models", "item_prior.onnx"))
 }
 
-// trainDemoModel trains the demo's re-rank MLP on impressions drawn from the
-// data set's ground truth and writes it as ONNX.
-func (a *app) trainDemoModel(ds *demo.Dataset, path string) error {
-	const trainRows, testRows = 60_000, 20_000
+// demoImpressions is the number of impressions of the demo's training
+// spine: the re-rank model trains on the first demoTrainRows and is tested
+// on the rest.
+const (
+	demoImpressions = 80_000
+	demoTrainRows   = 60_000
+)
+
+// trainDemoModel trains the demo's re-rank MLP and writes it as ONNX. Its
+// training set is exported the way a user's would be: impressions with
+// their labels as the spine, and larder export adding the ranker's model
+// input as of each impression's instant, built as Rank builds it.
+func (a *app) trainDemoModel(ctx context.Context, ds *demo.Dataset, dir, path string) error {
 	start := time.Now()
-	x, y, features, _ := ds.TrainingSet(trainRows+testRows, ds.Seed+7)
+	// The export reads relative paths from the project's folder, dir.
+	spine, train := demo.ImpressionsFile, filepath.Join("data", "training.parquet")
+	if err := ds.WriteImpressions(ctx, filepath.Join(dir, spine), demoImpressions, ds.Seed+7); err != nil {
+		return fmt.Errorf("write the demo's impressions: %w", err)
+	}
+	p, err := config.Load(filepath.Join(dir, demo.ProjectFile))
+	if err != nil {
+		return err
+	}
+	m := materializer.New(p, nil, materializer.Options{Logger: a.logger, Now: a.now})
+	rep, err := m.Export(ctx, materializer.ExportArgs{Spine: spine, Output: train, Timestamp: demo.ImpressionTime, Ranker: demo.RankerName})
+	if err != nil {
+		return fmt.Errorf("export the demo's training set: %w", err)
+	}
+	fmt.Fprintf(a.stdout, "      larder export: %d impressions with the inputs of %s as of their instants, %.1fs (%.0f rows/s), into %s\n",
+		rep.SpineRows, demo.RankerName, rep.Duration.Seconds(), rep.RowsPerSecond, filepath.Join(dir, train))
+	cols := make([]string, len(ds.RankerInputs()))
+	for i, in := range ds.RankerInputs() {
+		cols[i] = materializer.InputColumn(demo.RankerName, in)
+	}
+	x, y, err := demo.ReadTrainingSet(filepath.Join(dir, train), cols, demo.ImpressionLabel)
+	if err != nil {
+		return err
+	}
+	features, rows := len(ds.RankerInputs()), len(y)
+	trainRows := min(demoTrainRows, rows)
+	testRows := rows - trainRows
 	trainX, trainY := x[:trainRows*features], y[:trainRows]
 	testX, testY := x[trainRows*features:], y[trainRows:]
 	net, err := models.Train(trainX, trainY, features, models.TrainConfig{Hidden: 16, Epochs: 8, BatchSize: 64, LearningRate: 0.005, Seed: uint64(ds.Seed)})

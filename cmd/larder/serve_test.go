@@ -44,7 +44,7 @@ func demoProject(tb testing.TB) (*demo.Dataset, string) {
 		tb.Fatal(err)
 	}
 	a := &app{stdout: io.Discard, stderr: io.Discard, now: func() time.Time { return t0 }}
-	if err := a.trainDemoModels(ds, dir); err != nil {
+	if err := a.trainDemoModels(tb.Context(), ds, dir); err != nil {
 		tb.Fatal(err)
 	}
 	return ds, filepath.Join(dir, demo.ProjectFile)

@@ -116,7 +116,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	trainer := &app{stdout: io.Discard, stderr: io.Discard, now: func() time.Time { return dataNow }}
-	if err := trainer.trainDemoModels(ds, dir); err != nil {
+	if err := trainer.trainDemoModels(ctx, ds, dir); err != nil {
 		t.Fatal(err)
 	}
 	config := filepath.Join(dir, demo.ProjectFile)
