@@ -20,7 +20,7 @@ import (
 // request is answered 400 with the reason.
 func TestHTTP(t *testing.T) {
 	f := newFixture(t, fixtureConfig{models: map[string]server.Model{"reco": newFakeModel("v1", 1)}})
-	gw, err := server.NewHTTP(f.grpc)
+	gw, err := server.NewHTTP(f.svc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

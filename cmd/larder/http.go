@@ -14,14 +14,14 @@ import (
 
 // startHTTP serves the HTTP/JSON gateway of r's gRPC server on r.opts.http,
 // when it is set, until r is closed, and prints its address. It listens
-// with the TLS of r's other listeners; its requests pass through the gRPC
-// server's authentication, limits and metrics.
+// with the TLS of r's other listeners; its requests pass through the same
+// authentication, limits and metrics as gRPC calls.
 func (a *app) startHTTP(r *running) error {
 	addr := r.opts.http
 	if addr == "" {
 		return nil
 	}
-	gw, err := server.NewHTTP(r.grpc)
+	gw, err := server.NewHTTP(r.svc, a.logger)
 	if err != nil {
 		return err
 	}
