@@ -2,8 +2,15 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log"
+	"os"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/larder-dev/larder/client"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
@@ -91,4 +98,33 @@ func ExampleClient_ListViews() {
 	// Output:
 	// user_profile: 5 features, 2 rows
 	// item_info: 1 features, 3 rows
+}
+
+// A service dials its larder server once, with the server's TLS authority
+// and a bearer token of the read role, and shares the client. Against
+// `larder demo --keep-serving`, dial the address it prints, in plaintext
+// and without a token. (This example is compiled, not run: it needs a
+// server.)
+func ExampleDial() {
+	pool := x509.NewCertPool() // the authority of server.tls_cert_file
+	c, err := client.Dial("larder.internal:50051",
+		client.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}),
+		client.WithBearerToken(os.Getenv("LARDER_TOKEN")),
+		client.WithTimeout(200*time.Millisecond))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	f, err := c.GetFeatures(context.Background(), client.Int64Keys(42), "user_profile:*")
+	if status.Code(err) == codes.Unavailable {
+		log.Print("larder is unavailable after the client's retries: serve defaults")
+		return
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	if col, ok := f.Column("user_profile:age"); ok && !f.IsNull(col, 0) {
+		fmt.Println("age", f.Int64(col, 0))
+	}
 }
