@@ -346,6 +346,10 @@ type Feature struct {
 	Type Type
 	// Column is the source column the value comes from (the name by default).
 	Column string
+	// Cast allows a conversion that may lose precision: a DOUBLE or INT64
+	// column read as a float32 feature, each value rounded to the nearest
+	// float32. Without it, a column is read only as a type it widens to.
+	Cast bool
 }
 
 // EntityDef returns the entity of v. It is nil before Project.Validate.

@@ -134,7 +134,7 @@ func newLatest(v *larder.View, e *larder.Entity, runTime time.Time) *latest {
 		if col == "" {
 			col = f.Name
 		}
-		l.specs = append(l.specs, columnSpec{column: col, role: roleFeature, name: f.Name, typ: f.Type})
+		l.specs = append(l.specs, columnSpec{column: col, role: roleFeature, name: f.Name, typ: f.Type, cast: f.Cast})
 		l.types = append(l.types, f.Type)
 	}
 	return l

@@ -7,7 +7,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/perf/benchfmt"
 )
 
 // comparison is one row of the table: a larder figure and the floors it is
@@ -57,6 +58,7 @@ var comparisons = []comparison{
 	{"store write, 100k rows × 3 features", "Write100k/larder", []string{"Write100k/floor"}, "pipelined HSETs of the same encoded rows, sorted by bucket, 4 connections", "rows/s", ""},
 	{"Push, 100k rows × 3 features, 500 per call, 4 at once", "Write100k/push", []string{"Write100k/push-floor"}, "the same batches, one pipelined HSET per row into its bucket, 4 connections", "rows/s", ""},
 	{"larder ingest, Redis stream, 100k events, one consumer", "IngestRedis/larder", []string{"IngestRedis/floor"}, "XREADGROUP of 500, one pipelined HSET per entry and XACK, one reader", "events/s", ""},
+	{"Push, 100k rows × 3 features (vs a script that only writes)", "Write100k/push", []string{"Write100k/push-script-floor"}, "the same batches, one script call each that HSETs every row, no check, no log", "rows/s", ""},
 	{"Push, 100k rows × 3 features (vs bulk write floor)", "Write100k/push", []string{"Write100k/floor"}, "pipelined HSETs of the same encoded rows, sorted by bucket, 4 connections", "rows/s", ""},
 	{"materialize latest, 100k events, through the job queue", "QueuedRun/queued", []string{"QueuedRun/direct"}, "the same run done directly by the runner, in the same process", "ns/op", ""},
 	{"job queue round trip, no-op job", "Job/roundtrip", []string{"Job/floor"}, "go-redis XADD; XREADGROUP; HSET of a status field + XACK + XDEL in one pipeline; one job at a time", "ns/op", ""},
@@ -151,34 +153,40 @@ var (
 	runSuffix = regexp.MustCompile(`#\d+$`)
 )
 
-// parse reads benchmark lines: name, iterations, then value-unit pairs. A
+// parse reads `go test -bench` output with golang.org/x/perf/benchfmt:
+// each result's name (without the Benchmark prefix and the -GOMAXPROCS
+// suffix) and its metrics in the units the benchmark reported them in. A
 // benchmark run several times (with -count, or in rounds named name#01,
-// name#02, …) gets the median of each of its metrics.
+// name#02, …) gets the median of each of its metrics. Lines that are not
+// results (test output, PASS, ok) are skipped, as benchfmt does; echo, when
+// not nil, gets every line read.
 func parse(r io.Reader, echo io.Writer) (map[string]result, error) {
+	if echo != nil {
+		r = io.TeeReader(r, echo)
+	}
 	runs := map[string]map[string][]float64{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if echo != nil {
-			fmt.Fprintln(echo, line)
+	br := benchfmt.NewReader(r, "standard input")
+	for br.Scan() {
+		res, ok := br.Result().(*benchfmt.Result)
+		if !ok {
+			continue // a configuration line, unit metadata or a syntax error
 		}
-		fields := strings.Fields(line)
-		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
-			continue
-		}
-		name := procSuffix.ReplaceAllString(strings.TrimPrefix(fields[0], "Benchmark"), "")
+		name := strings.TrimPrefix(res.Name.String(), "Benchmark")
+		name = procSuffix.ReplaceAllString(name, "")
 		name = runSuffix.ReplaceAllString(name, "")
 		if runs[name] == nil {
 			runs[name] = map[string][]float64{}
 		}
-		for i := 2; i+1 < len(fields); i += 2 {
-			v, err := strconv.ParseFloat(fields[i], 64)
-			if err != nil {
-				break
+		for _, v := range res.Values {
+			unit, value := v.Unit, v.Value
+			if v.OrigUnit != "" {
+				unit, value = v.OrigUnit, v.OrigValue
 			}
-			runs[name][fields[i+1]] = append(runs[name][fields[i+1]], v)
+			runs[name][unit] = append(runs[name][unit], value)
 		}
+	}
+	if err := br.Err(); err != nil {
+		return nil, err
 	}
 	results := make(map[string]result, len(runs))
 	for name, metrics := range runs {
@@ -188,7 +196,7 @@ func parse(r io.Reader, echo io.Writer) (map[string]result, error) {
 		}
 		results[name] = res
 	}
-	return results, sc.Err()
+	return results, nil
 }
 
 // median returns the median of vs, which must not be empty.
