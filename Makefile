@@ -140,7 +140,7 @@ soak: setup
 # next to its floor (raw Redis, gRPC, ONNX Runtime, Parquet) from the same run.
 # The heavy benchmark's 11M events are generated once (a few seconds, with
 # progress) and cached in the user's cache folder, ~/.cache/larder/bench.
-BENCH_PKGS := ./store ./server ./materializer ./models ./cmd/larder ./queue ./ingest
+BENCH_PKGS := ./store ./server ./client ./materializer ./models ./cmd/larder ./queue ./ingest
 bench: setup
 	@mkdir -p .work
 	@echo "bench: $(BENCH_PKGS), about 2 to 3 minutes on 2 cores; raw results go to .work/bench.txt"

@@ -180,6 +180,9 @@ type Server struct {
 	// AdminService alone, away from Listen; empty means the AdminService is
 	// served on Listen with the FeatureService.
 	AdminListen string
+	// HTTPListen is the host:port of the HTTP/JSON gateway (POST /v1/...
+	// for GetFeatures, Rank, ListViews and Push); empty means none.
+	HTTPListen string
 	// TLSCertFile and TLSKeyFile are the server's certificate and its key
 	// (PEM): with them, every gRPC listener speaks TLS only. Both or
 	// neither. TLSClientCAFile, when set, is the PEM file of the

@@ -34,6 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/client"
 	"github.com/larder-dev/larder/models"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 	"github.com/larder-dev/larder/server"
@@ -937,7 +938,7 @@ func (w *benchWorld) modelCaller(i int) func(context.Context) error {
 // keys are reused: the client has encoded them when the call returns.
 func (w *benchWorld) getCaller(i, n int) func(context.Context) error {
 	rng := callerRand(i, "get")
-	client := larderv1.NewFeatureServiceClient(w.conn(i))
+	fs := larderv1.NewFeatureServiceClient(w.conn(i))
 	ids := make([]larderv1.EntityKey_Int64Value, n)
 	req := &larderv1.GetFeaturesRequest{Keys: make([]*larderv1.EntityKey, n), Features: []string{benchUserView + ":*"}}
 	for j := range req.Keys {
@@ -947,18 +948,21 @@ func (w *benchWorld) getCaller(i, n int) func(context.Context) error {
 		for j := range ids {
 			ids[j].Int64Value = 1 + rng.Int64N(int64(w.users))
 		}
-		resp, err := client.GetFeatures(ctx, req)
+		resp, err := fs.GetFeatures(ctx, req)
 		if err != nil {
 			return err
 		}
-		rows := resp.GetRows()
-		if len(rows) != n {
-			return fmt.Errorf("got %d rows, want %d", len(rows), n)
+		f, err := client.NewFeatures(resp)
+		if err != nil {
+			return err
 		}
-		if v := len(rows[0].GetValues()); v != benchFeatures {
-			return fmt.Errorf("got %d values per row, want %d", v, benchFeatures)
+		if f.Rows() != n {
+			return fmt.Errorf("got %d rows, want %d", f.Rows(), n)
 		}
-		if s := rows[0].GetValues()[0].GetStatus(); s != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
+		if f.Columns() != benchFeatures {
+			return fmt.Errorf("got %d columns, want %d", f.Columns(), benchFeatures)
+		}
+		if s := f.Status(0, 0); s != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
 			return fmt.Errorf("user %d: status %s, want present", ids[0].Int64Value, s)
 		}
 		return nil

@@ -627,7 +627,7 @@ func TestParseBadDocuments(t *testing.T) {
 		{"a mapping that merges itself twice", "project: shop\nserver: &s\n  <<: [*s, *s, *s, *s]\n",
 			"larder.yaml:3:3: server.<<: merges the mapping it is in: remove the merge"},
 		{"extension field only at the top", "project: shop\nserver:\n  x-note: 1\n",
-			`larder.yaml:3:3: server.x-note: unknown field "x-note" (fields here: listen, max_entities, max_candidates, max_features, max_request_cells, max_response_bytes, max_concurrent_requests, default_deadline, max_deadline, refresh_interval, metrics_listen, admin_listen, tls_cert_file, tls_key_file, tls_client_ca_file, reflection, auth)`},
+			`larder.yaml:3:3: server.x-note: unknown field "x-note" (fields here: listen, max_entities, max_candidates, max_features, max_request_cells, max_response_bytes, max_concurrent_requests, default_deadline, max_deadline, refresh_interval, metrics_listen, admin_listen, http_listen, tls_cert_file, tls_key_file, tls_client_ca_file, reflection, auth)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -118,8 +118,8 @@ func BenchmarkGetFeaturesStreaming(b *testing.B) {
 				i++
 				req.Keys[0] = intKey(int64(i%users + 1))
 				resp, err := srv.client.GetFeatures(ctx, req)
-				if err == nil && (len(resp.GetRows()) != 1 || (view == "streaming") != (resp.GetGenerations()[0].GetTileTimeMicros() != 0)) {
-					err = fmt.Errorf("got %d rows, generations %v", len(resp.GetRows()), resp.GetGenerations())
+				if err == nil && (resp.GetRowCount() != 1 || (view == "streaming") != (resp.GetGenerations()[0].GetTileTimeMicros() != 0)) {
+					err = fmt.Errorf("got %d rows, generations %v", resp.GetRowCount(), resp.GetGenerations())
 				}
 				return err
 			})

@@ -87,10 +87,14 @@ func TestStreamingAggregateServed(t *testing.T) {
 		t.Errorf("tile_time_micros %d: want the request's time rounded down to the minute", T)
 	}
 	want := [][2]int64{{2, 15}, {1, 7}, {1, 5}} // batch + stream, stream only, batch only
-	for i, row := range resp.GetRows() {
-		vals := row.GetValues()
-		if len(vals) != 2 || vals[0].GetValue().GetInt64Value() != want[i][0] || vals[1].GetValue().GetInt64Value() != want[i][1] || vals[0].GetStatus() != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
-			t.Errorf("user %d: %v, want count %d sum %d", i+1, vals, want[i][0], want[i][1])
+	cols := resp.GetColumns()
+	if len(cols) != 2 || resp.GetRowCount() != 3 {
+		t.Fatalf("%d columns, %d rows, want 2 and 3", len(cols), resp.GetRowCount())
+	}
+	for i := range want {
+		count, sum := cols[0].GetInt64Values()[i], cols[1].GetInt64Values()[i]
+		if count != want[i][0] || sum != want[i][1] || resp.GetViews()[0].GetStatuses()[i] != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
+			t.Errorf("user %d: count %d sum %d status %s, want count %d sum %d", i+1, count, sum, resp.GetViews()[0].GetStatuses()[i], want[i][0], want[i][1])
 		}
 	}
 

@@ -37,6 +37,8 @@ var comparisons = []comparison{
 	{"store read, 101 entities × 20 float64", "Read101x20/larder", []string{"Read101x20/go-redis-floor"}, "go-redis pipeline of 101 HGETs", "ns/op", ""},
 	{"GetFeatures, 1 × 20 (gRPC)", "GetFeatures1x20", []string{"EmptyCall", "Read1x20/go-redis-floor"}, "empty gRPC call + raw Redis read", "ns/op", ""},
 	{"GetFeatures, 100 × 20 (gRPC)", "GetFeatures100x20", []string{"EmptyCall", "Read101x20/go-redis-floor"}, "empty gRPC call + raw 101-key pipeline", "ns/op", ""},
+	{"client: decode a 100 × 20 GetFeatures response, into Features", "Decode100x20/vtproto+Features", []string{"Decode100x20/vtproto"}, "vtprotobuf decode of the same bytes", "ns/op", ""},
+	{"generic client (dynamicpb): decode a 100 × 20 GetFeatures response", "Decode100x20/dynamicpb", []string{"Decode100x20/vtproto"}, "vtprotobuf decode of the same bytes", "ns/op", ""},
 	{"Rank, 1 + 100 candidates (gRPC)", "Rank1x100", []string{"EmptyCall", "Read101x20/go-redis-floor", "ORTFloor100/AdvancedSession.Run"}, "empty gRPC call + raw 101-key pipeline + raw ONNX run", "ns/op", ""},
 	{"model score, 100 rows × 20", "Score100/ctx=cancellable", []string{"ORTFloor100/AdvancedSession.Run"}, "ONNX Runtime session run, tensors made in advance", "ns/op", ""},
 	{"materialize latest, 1M rows × 20 float64", "Latest1M/materialize", []string{"Latest1M/floor-generic-reader"}, "parquet-go GenericReader decode of the same file", "rows/s", ""},
