@@ -15,7 +15,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16larder/v1/larder.proto\x12\tlarder.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x12GetFeaturesRequest\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.larder.v1.EntityKey\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\"\xc3\x01\n\x13GetFeaturesResponse\x12.\n\x0bgenerations\x18\x03 \x03(\x0b\x32\x19.larder.v1.ViewGeneration\x12\x11\n\trow_count\x18\x04 \x01(\x05\x12)\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x18.larder.v1.FeatureColumn\x12\"\n\x05views\x18\x06 \x03(\x0b\x32\x13.larder.v1.ViewRowsJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03R\x08\x66\x65\x61turesR\x04rows\"\xd6\x02\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.larder.v1.ValueType\x12\x0c\n\x04view\x18\x03 \x01(\x05\x12\x11\n\tnull_rows\x18\x04 \x03(\x05\x12\x14\n\x0cint64_values\x18\n \x03(\x03\x12\x16\n\x0e\x66loat64_values\x18\x0b \x03(\x01\x12\x16\n\x0e\x66loat32_values\x18\x0c \x03(\x02\x12\x13\n\x0b\x62ool_values\x18\r \x03(\x08\x12\x15\n\rstring_values\x18\x0e \x03(\t\x12\x14\n\x0c\x62ytes_values\x18\x0f \x03(\x0c\x12\x14\n\x0clist_lengths\x18\x10 \x03(\x05\x12\x1d\n\x15\x66loat32_vector_values\x18\x11 \x03(\x02\x12\x19\n\x11int64_list_values\x18\x12 \x03(\x03\x12\x1a\n\x12string_list_values\x18\x13 \x03(\t\"_\n\x08ViewRows\x12\x0c\n\x04view\x18\x01 \x01(\t\x12*\n\x08statuses\x18\x02 \x03(\x0e\x32\x18.larder.v1.FeatureStatus\x12\x19\n\x11\x65vent_time_micros\x18\x03 \x03(\x03\"A\n\x0eViewGeneration\x12\x0c\n\x04view\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\"A\n\tEntityKey\x12\x15\n\x0bint64_value\x18\x01 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x02 \x01(\tH\x00\x42\x05\n\x03key\"\xbb\x02\n\x05Value\x12\x15\n\x0bint64_value\x18\x01 \x01(\x03H\x00\x12\x17\n\rfloat64_value\x18\x02 \x01(\x01H\x00\x12\x17\n\rfloat32_value\x18\x03 \x01(\x02H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x05 \x01(\tH\x00\x12\x15\n\x0b\x62ytes_value\x18\x06 \x01(\x0cH\x00\x12\x36\n\x14\x66loat32_vector_value\x18\x07 \x01(\x0b\x32\x16.larder.v1.FloatVectorH\x00\x12\x30\n\x10int64_list_value\x18\x08 \x01(\x0b\x32\x14.larder.v1.Int64ListH\x00\x12\x32\n\x11string_list_value\x18\t \x01(\x0b\x32\x15.larder.v1.StringListH\x00\x42\x06\n\x04kind\"\x1d\n\x0b\x46loatVector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x1b\n\tInt64List\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xa7\x02\n\x0bRankRequest\x12\x0e\n\x06ranker\x18\x01 \x01(\t\x12)\n\x0b\x63ontext_key\x18\x02 \x01(\x0b\x32\x14.larder.v1.EntityKey\x12,\n\x0e\x63\x61ndidate_keys\x18\x03 \x03(\x0b\x32\x14.larder.v1.EntityKey\x12\x45\n\x10request_features\x18\x04 \x03(\x0b\x32+.larder.v1.RankRequest.RequestFeaturesEntry\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x1aH\n\x14RequestFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.larder.v1.Value:\x02\x38\x01\"\xc5\x01\n\x0cRankResponse\x12.\n\ncandidates\x18\x01 \x03(\x0b\x32\x1a.larder.v1.ScoredCandidate\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12.\n\x0bgenerations\x18\x03 \x03(\x0b\x32\x19.larder.v1.ViewGeneration\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x05 \x01(\t\x12\x13\n\x0binput_names\x18\x06 \x03(\t\"p\n\x0fScoredCandidate\x12!\n\x03key\x18\x01 \x01(\x0b\x32\x14.larder.v1.EntityKey\x12\r\n\x05score\x18\x02 \x01(\x02\x12+\n\x0b\x65xplanation\x18\x03 \x01(\x0b\x32\x16.larder.v1.Explanation\"q\n\x0b\x45xplanation\x12\x0e\n\x06inputs\x18\x01 \x03(\x02\x12\'\n\x07sources\x18\x02 \x03(\x0e\x32\x16.larder.v1.InputSource\x12\x19\n\x11\x65vent_time_micros\x18\x03 \x03(\x03\x12\x0e\n\x06pushed\x18\x04 \x03(\x08\"\x12\n\x10ListViewsRequest\"7\n\x11ListViewsResponse\x12\"\n\x05views\x18\x01 \x03(\x0b\x32\x13.larder.v1.ViewInfo\"\xe8\x04\n\x08ViewInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x65ntity\x18\x03 \x01(\t\x12*\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x18.larder.v1.FeatureSchema\x12\x12\n\ngeneration\x18\n \x01(\x03\x12\x0c\n\x04rows\x18\x0b \x01(\x03\x12\x30\n\x0cpublished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03\x61ge\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05model\x18\x0e \x01(\t\x12)\n\x05\x61s_of\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06inputs\x18\x10 \x03(\x0b\x32\x1a.larder.v1.InputGeneration\x12\x0f\n\x07trigger\x18\x11 \x01(\t\x12*\n\x07max_age\x18\x14 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08schedule\x18\x15 \x01(\t\x12\x11\n\ttime_zone\x18\x16 \x01(\t\x12\x0e\n\x06shards\x18\x17 \x01(\x05\x12+\n\x0clast_success\x18\x1e \x01(\x0b\x32\x15.larder.v1.RunSummary\x12+\n\x0clast_failure\x18\x1f \x01(\x0b\x32\x15.larder.v1.RunSummary\x12/\n\x0bnext_run_at\x18  \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07streams\x18! \x03(\x0b\x32\x14.larder.v1.StreamLag\"\x87\x01\n\tStreamLag\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x03\x12\x0f\n\x07pending\x18\x04 \x01(\x03\x12)\n\x06\x62\x65hind\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"^\n\x0fInputGeneration\x12\x0c\n\x04view\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcc\x01\n\nRunSummary\x12.\n\nstarted_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ngeneration\x18\x03 \x01(\x03\x12)\n\x05\x61s_of\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0f\n\x07trigger\x18\x06 \x01(\t\"A\n\rFeatureSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.larder.v1.ValueType*\x83\x01\n\rFeatureStatus\x12\x1e\n\x1a\x46\x45\x41TURE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x41TURE_STATUS_PRESENT\x10\x01\x12\x1c\n\x18\x46\x45\x41TURE_STATUS_NOT_FOUND\x10\x02\x12\x18\n\x14\x46\x45\x41TURE_STATUS_STALE\x10\x03*\x85\x02\n\tValueType\x12\x1a\n\x16VALUE_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10VALUE_TYPE_INT64\x10\x01\x12\x16\n\x12VALUE_TYPE_FLOAT64\x10\x02\x12\x16\n\x12VALUE_TYPE_FLOAT32\x10\x03\x12\x13\n\x0fVALUE_TYPE_BOOL\x10\x04\x12\x15\n\x11VALUE_TYPE_STRING\x10\x05\x12\x14\n\x10VALUE_TYPE_BYTES\x10\x06\x12\x1d\n\x19VALUE_TYPE_FLOAT32_VECTOR\x10\x07\x12\x19\n\x15VALUE_TYPE_INT64_LIST\x10\x08\x12\x1a\n\x16VALUE_TYPE_STRING_LIST\x10\t*\xca\x01\n\x0bInputSource\x12\x1c\n\x18INPUT_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14INPUT_SOURCE_PRESENT\x10\x01\x12\x18\n\x14INPUT_SOURCE_MISSING\x10\x02\x12\x15\n\x11INPUT_SOURCE_NULL\x10\x03\x12\x16\n\x12INPUT_SOURCE_STALE\x10\x04\x12\x18\n\x14INPUT_SOURCE_REQUEST\x10\x05\x12 \n\x1cINPUT_SOURCE_REQUEST_DEFAULT\x10\x06\x32\xdf\x01\n\x0e\x46\x65\x61tureService\x12L\n\x0bGetFeatures\x12\x1d.larder.v1.GetFeaturesRequest\x1a\x1e.larder.v1.GetFeaturesResponse\x12\x37\n\x04Rank\x12\x16.larder.v1.RankRequest\x1a\x17.larder.v1.RankResponse\x12\x46\n\tListViews\x12\x1b.larder.v1.ListViewsRequest\x1a\x1c.larder.v1.ListViewsResponseB7Z5github.com/larder-dev/larder/proto/larder/v1;larderv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16larder/v1/larder.proto\x12\tlarder.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x12GetFeaturesRequest\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.larder.v1.EntityKey\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\"\xc3\x01\n\x13GetFeaturesResponse\x12.\n\x0bgenerations\x18\x03 \x03(\x0b\x32\x19.larder.v1.ViewGeneration\x12\x11\n\trow_count\x18\x04 \x01(\x05\x12)\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x18.larder.v1.FeatureColumn\x12\"\n\x05views\x18\x06 \x03(\x0b\x32\x13.larder.v1.ViewRowsJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03R\x08\x66\x65\x61turesR\x04rows\"\xd6\x02\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.larder.v1.ValueType\x12\x0c\n\x04view\x18\x03 \x01(\x05\x12\x11\n\tnull_rows\x18\x04 \x03(\x05\x12\x14\n\x0cint64_values\x18\n \x03(\x03\x12\x16\n\x0e\x66loat64_values\x18\x0b \x03(\x01\x12\x16\n\x0e\x66loat32_values\x18\x0c \x03(\x02\x12\x13\n\x0b\x62ool_values\x18\r \x03(\x08\x12\x15\n\rstring_values\x18\x0e \x03(\t\x12\x14\n\x0c\x62ytes_values\x18\x0f \x03(\x0c\x12\x14\n\x0clist_lengths\x18\x10 \x03(\x05\x12\x1d\n\x15\x66loat32_vector_values\x18\x11 \x03(\x02\x12\x19\n\x11int64_list_values\x18\x12 \x03(\x03\x12\x1a\n\x12string_list_values\x18\x13 \x03(\t\"_\n\x08ViewRows\x12\x0c\n\x04view\x18\x01 \x01(\t\x12*\n\x08statuses\x18\x02 \x03(\x0e\x32\x18.larder.v1.FeatureStatus\x12\x19\n\x11\x65vent_time_micros\x18\x03 \x03(\x03\"[\n\x0eViewGeneration\x12\x0c\n\x04view\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10tile_time_micros\x18\x14 \x01(\x03\"A\n\tEntityKey\x12\x15\n\x0bint64_value\x18\x01 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x02 \x01(\tH\x00\x42\x05\n\x03key\"\xbb\x02\n\x05Value\x12\x15\n\x0bint64_value\x18\x01 \x01(\x03H\x00\x12\x17\n\rfloat64_value\x18\x02 \x01(\x01H\x00\x12\x17\n\rfloat32_value\x18\x03 \x01(\x02H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x05 \x01(\tH\x00\x12\x15\n\x0b\x62ytes_value\x18\x06 \x01(\x0cH\x00\x12\x36\n\x14\x66loat32_vector_value\x18\x07 \x01(\x0b\x32\x16.larder.v1.FloatVectorH\x00\x12\x30\n\x10int64_list_value\x18\x08 \x01(\x0b\x32\x14.larder.v1.Int64ListH\x00\x12\x32\n\x11string_list_value\x18\t \x01(\x0b\x32\x15.larder.v1.StringListH\x00\x42\x06\n\x04kind\"\x1d\n\x0b\x46loatVector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x1b\n\tInt64List\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xa7\x02\n\x0bRankRequest\x12\x0e\n\x06ranker\x18\x01 \x01(\t\x12)\n\x0b\x63ontext_key\x18\x02 \x01(\x0b\x32\x14.larder.v1.EntityKey\x12,\n\x0e\x63\x61ndidate_keys\x18\x03 \x03(\x0b\x32\x14.larder.v1.EntityKey\x12\x45\n\x10request_features\x18\x04 \x03(\x0b\x32+.larder.v1.RankRequest.RequestFeaturesEntry\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x1aH\n\x14RequestFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.larder.v1.Value:\x02\x38\x01\"\xc5\x01\n\x0cRankResponse\x12.\n\ncandidates\x18\x01 \x03(\x0b\x32\x1a.larder.v1.ScoredCandidate\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12.\n\x0bgenerations\x18\x03 \x03(\x0b\x32\x19.larder.v1.ViewGeneration\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x05 \x01(\t\x12\x13\n\x0binput_names\x18\x06 \x03(\t\"p\n\x0fScoredCandidate\x12!\n\x03key\x18\x01 \x01(\x0b\x32\x14.larder.v1.EntityKey\x12\r\n\x05score\x18\x02 \x01(\x02\x12+\n\x0b\x65xplanation\x18\x03 \x01(\x0b\x32\x16.larder.v1.Explanation\"q\n\x0b\x45xplanation\x12\x0e\n\x06inputs\x18\x01 \x03(\x02\x12\'\n\x07sources\x18\x02 \x03(\x0e\x32\x16.larder.v1.InputSource\x12\x19\n\x11\x65vent_time_micros\x18\x03 \x03(\x03\x12\x0e\n\x06pushed\x18\x04 \x03(\x08\"\x12\n\x10ListViewsRequest\"7\n\x11ListViewsResponse\x12\"\n\x05views\x18\x01 \x03(\x0b\x32\x13.larder.v1.ViewInfo\"\xe8\x04\n\x08ViewInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x65ntity\x18\x03 \x01(\t\x12*\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x18.larder.v1.FeatureSchema\x12\x12\n\ngeneration\x18\n \x01(\x03\x12\x0c\n\x04rows\x18\x0b \x01(\x03\x12\x30\n\x0cpublished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03\x61ge\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05model\x18\x0e \x01(\t\x12)\n\x05\x61s_of\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06inputs\x18\x10 \x03(\x0b\x32\x1a.larder.v1.InputGeneration\x12\x0f\n\x07trigger\x18\x11 \x01(\t\x12*\n\x07max_age\x18\x14 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08schedule\x18\x15 \x01(\t\x12\x11\n\ttime_zone\x18\x16 \x01(\t\x12\x0e\n\x06shards\x18\x17 \x01(\x05\x12+\n\x0clast_success\x18\x1e \x01(\x0b\x32\x15.larder.v1.RunSummary\x12+\n\x0clast_failure\x18\x1f \x01(\x0b\x32\x15.larder.v1.RunSummary\x12/\n\x0bnext_run_at\x18  \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07streams\x18! \x03(\x0b\x32\x14.larder.v1.StreamLag\"\x87\x01\n\tStreamLag\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x03\x12\x0f\n\x07pending\x18\x04 \x01(\x03\x12)\n\x06\x62\x65hind\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"^\n\x0fInputGeneration\x12\x0c\n\x04view\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcc\x01\n\nRunSummary\x12.\n\nstarted_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ngeneration\x18\x03 \x01(\x03\x12)\n\x05\x61s_of\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0f\n\x07trigger\x18\x06 \x01(\t\"A\n\rFeatureSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.larder.v1.ValueType*\x83\x01\n\rFeatureStatus\x12\x1e\n\x1a\x46\x45\x41TURE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x41TURE_STATUS_PRESENT\x10\x01\x12\x1c\n\x18\x46\x45\x41TURE_STATUS_NOT_FOUND\x10\x02\x12\x18\n\x14\x46\x45\x41TURE_STATUS_STALE\x10\x03*\x85\x02\n\tValueType\x12\x1a\n\x16VALUE_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10VALUE_TYPE_INT64\x10\x01\x12\x16\n\x12VALUE_TYPE_FLOAT64\x10\x02\x12\x16\n\x12VALUE_TYPE_FLOAT32\x10\x03\x12\x13\n\x0fVALUE_TYPE_BOOL\x10\x04\x12\x15\n\x11VALUE_TYPE_STRING\x10\x05\x12\x14\n\x10VALUE_TYPE_BYTES\x10\x06\x12\x1d\n\x19VALUE_TYPE_FLOAT32_VECTOR\x10\x07\x12\x19\n\x15VALUE_TYPE_INT64_LIST\x10\x08\x12\x1a\n\x16VALUE_TYPE_STRING_LIST\x10\t*\xca\x01\n\x0bInputSource\x12\x1c\n\x18INPUT_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14INPUT_SOURCE_PRESENT\x10\x01\x12\x18\n\x14INPUT_SOURCE_MISSING\x10\x02\x12\x15\n\x11INPUT_SOURCE_NULL\x10\x03\x12\x16\n\x12INPUT_SOURCE_STALE\x10\x04\x12\x18\n\x14INPUT_SOURCE_REQUEST\x10\x05\x12 \n\x1cINPUT_SOURCE_REQUEST_DEFAULT\x10\x06\x32\xdf\x01\n\x0e\x46\x65\x61tureService\x12L\n\x0bGetFeatures\x12\x1d.larder.v1.GetFeaturesRequest\x1a\x1e.larder.v1.GetFeaturesResponse\x12\x37\n\x04Rank\x12\x16.larder.v1.RankRequest\x1a\x17.larder.v1.RankResponse\x12\x46\n\tListViews\x12\x1b.larder.v1.ListViewsRequest\x1a\x1c.larder.v1.ListViewsResponseB7Z5github.com/larder-dev/larder/proto/larder/v1;larderv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'larder.v1.larder_pb2', globals())
@@ -25,12 +25,12 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._serialized_options = b'Z5github.com/larder-dev/larder/proto/larder/v1;larderv1'
   _RANKREQUEST_REQUESTFEATURESENTRY._options = None
   _RANKREQUEST_REQUESTFEATURESENTRY._serialized_options = b'8\001'
-  _FEATURESTATUS._serialized_start=3292
-  _FEATURESTATUS._serialized_end=3423
-  _VALUETYPE._serialized_start=3426
-  _VALUETYPE._serialized_end=3687
-  _INPUTSOURCE._serialized_start=3690
-  _INPUTSOURCE._serialized_end=3892
+  _FEATURESTATUS._serialized_start=3318
+  _FEATURESTATUS._serialized_end=3449
+  _VALUETYPE._serialized_start=3452
+  _VALUETYPE._serialized_end=3713
+  _INPUTSOURCE._serialized_start=3716
+  _INPUTSOURCE._serialized_end=3918
   _GETFEATURESREQUEST._serialized_start=102
   _GETFEATURESREQUEST._serialized_end=176
   _GETFEATURESRESPONSE._serialized_start=179
@@ -40,41 +40,41 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _VIEWROWS._serialized_start=721
   _VIEWROWS._serialized_end=816
   _VIEWGENERATION._serialized_start=818
-  _VIEWGENERATION._serialized_end=883
-  _ENTITYKEY._serialized_start=885
-  _ENTITYKEY._serialized_end=950
-  _VALUE._serialized_start=953
-  _VALUE._serialized_end=1268
-  _FLOATVECTOR._serialized_start=1270
-  _FLOATVECTOR._serialized_end=1299
-  _INT64LIST._serialized_start=1301
-  _INT64LIST._serialized_end=1328
-  _STRINGLIST._serialized_start=1330
-  _STRINGLIST._serialized_end=1358
-  _RANKREQUEST._serialized_start=1361
-  _RANKREQUEST._serialized_end=1656
-  _RANKREQUEST_REQUESTFEATURESENTRY._serialized_start=1584
-  _RANKREQUEST_REQUESTFEATURESENTRY._serialized_end=1656
-  _RANKRESPONSE._serialized_start=1659
-  _RANKRESPONSE._serialized_end=1856
-  _SCOREDCANDIDATE._serialized_start=1858
-  _SCOREDCANDIDATE._serialized_end=1970
-  _EXPLANATION._serialized_start=1972
-  _EXPLANATION._serialized_end=2085
-  _LISTVIEWSREQUEST._serialized_start=2087
-  _LISTVIEWSREQUEST._serialized_end=2105
-  _LISTVIEWSRESPONSE._serialized_start=2107
-  _LISTVIEWSRESPONSE._serialized_end=2162
-  _VIEWINFO._serialized_start=2165
-  _VIEWINFO._serialized_end=2781
-  _STREAMLAG._serialized_start=2784
-  _STREAMLAG._serialized_end=2919
-  _INPUTGENERATION._serialized_start=2921
-  _INPUTGENERATION._serialized_end=3015
-  _RUNSUMMARY._serialized_start=3018
-  _RUNSUMMARY._serialized_end=3222
-  _FEATURESCHEMA._serialized_start=3224
-  _FEATURESCHEMA._serialized_end=3289
-  _FEATURESERVICE._serialized_start=3895
-  _FEATURESERVICE._serialized_end=4118
+  _VIEWGENERATION._serialized_end=909
+  _ENTITYKEY._serialized_start=911
+  _ENTITYKEY._serialized_end=976
+  _VALUE._serialized_start=979
+  _VALUE._serialized_end=1294
+  _FLOATVECTOR._serialized_start=1296
+  _FLOATVECTOR._serialized_end=1325
+  _INT64LIST._serialized_start=1327
+  _INT64LIST._serialized_end=1354
+  _STRINGLIST._serialized_start=1356
+  _STRINGLIST._serialized_end=1384
+  _RANKREQUEST._serialized_start=1387
+  _RANKREQUEST._serialized_end=1682
+  _RANKREQUEST_REQUESTFEATURESENTRY._serialized_start=1610
+  _RANKREQUEST_REQUESTFEATURESENTRY._serialized_end=1682
+  _RANKRESPONSE._serialized_start=1685
+  _RANKRESPONSE._serialized_end=1882
+  _SCOREDCANDIDATE._serialized_start=1884
+  _SCOREDCANDIDATE._serialized_end=1996
+  _EXPLANATION._serialized_start=1998
+  _EXPLANATION._serialized_end=2111
+  _LISTVIEWSREQUEST._serialized_start=2113
+  _LISTVIEWSREQUEST._serialized_end=2131
+  _LISTVIEWSRESPONSE._serialized_start=2133
+  _LISTVIEWSRESPONSE._serialized_end=2188
+  _VIEWINFO._serialized_start=2191
+  _VIEWINFO._serialized_end=2807
+  _STREAMLAG._serialized_start=2810
+  _STREAMLAG._serialized_end=2945
+  _INPUTGENERATION._serialized_start=2947
+  _INPUTGENERATION._serialized_end=3041
+  _RUNSUMMARY._serialized_start=3044
+  _RUNSUMMARY._serialized_end=3248
+  _FEATURESCHEMA._serialized_start=3250
+  _FEATURESCHEMA._serialized_end=3315
+  _FEATURESERVICE._serialized_start=3921
+  _FEATURESERVICE._serialized_end=4144
 # @@protoc_insertion_point(module_scope)

@@ -251,14 +251,16 @@ class Value(_message.Message):
     def __init__(self, int64_value: _Optional[int] = ..., float64_value: _Optional[float] = ..., float32_value: _Optional[float] = ..., bool_value: bool = ..., string_value: _Optional[str] = ..., bytes_value: _Optional[bytes] = ..., float32_vector_value: _Optional[_Union[FloatVector, _Mapping]] = ..., int64_list_value: _Optional[_Union[Int64List, _Mapping]] = ..., string_list_value: _Optional[_Union[StringList, _Mapping]] = ...) -> None: ...
 
 class ViewGeneration(_message.Message):
-    __slots__ = ["generation", "model", "view"]
+    __slots__ = ["generation", "model", "tile_time_micros", "view"]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    TILE_TIME_MICROS_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
     generation: int
     model: str
+    tile_time_micros: int
     view: str
-    def __init__(self, view: _Optional[str] = ..., generation: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+    def __init__(self, view: _Optional[str] = ..., generation: _Optional[int] = ..., model: _Optional[str] = ..., tile_time_micros: _Optional[int] = ...) -> None: ...
 
 class ViewInfo(_message.Message):
     __slots__ = ["age", "as_of", "entity", "features", "generation", "inputs", "kind", "last_failure", "last_success", "max_age", "model", "name", "next_run_at", "published_at", "rows", "schedule", "shards", "streams", "time_zone", "trigger"]
