@@ -62,8 +62,8 @@ test: setup
 	.work/testrun -count=1 -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz-brief
 
-# make test and the API's lint, which builds buf (several hundred MB of
-# modules, minutes from cold caches): before changing a .proto file.
+# make test and make lint: staticcheck, and the API's lint, which builds buf
+# (several hundred MB of modules, minutes from cold caches).
 check: test
 	@$(MAKE) --no-print-directory lint
 
@@ -164,10 +164,12 @@ bench-serve: setup build
 proto:
 	$(GO) tool -modfile=tools/go.mod buf generate
 
-# The API stays within buf's STANDARD and COMMENTS rules (buf.yaml) and in
-# buf's canonical format (`go tool -modfile=tools/go.mod buf format -w`
-# rewrites it).
+# staticcheck (pinned in tools/go.mod) over the Go code, with its default
+# checks; then the API stays within buf's STANDARD and COMMENTS rules
+# (buf.yaml) and in buf's canonical format (`go tool -modfile=tools/go.mod
+# buf format -w` rewrites it).
 lint:
+	$(GO) tool -modfile=tools/go.mod staticcheck ./...
 	$(GO) tool -modfile=tools/go.mod buf lint
 	$(GO) tool -modfile=tools/go.mod buf format --diff --exit-code
 
