@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build install demo test test-short check fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis setup-protoc setup-chromium clean
+.PHONY: all build install demo docs test test-short check fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis setup-protoc setup-chromium clean
 
 all: build
 
@@ -159,6 +159,13 @@ bench: setup
 # each next to its floor (empty gRPC call, raw Redis reads, raw ONNX run).
 bench-serve: setup build
 	./$(BIN) bench
+
+# The README tour's transcripts, written again from a run of the demo (see
+# tools/readme): the demo's output, and every `$ ./bin/larder …` command's
+# against its server and store. grpcurl's transcripts are kept as written.
+docs: setup-onnxruntime build
+	@mkdir -p .work && $(GO) -C tools build -o ../.work/readme ./readme
+	.work/readme -larder ./$(BIN) -readme README.md
 
 # buf and its modules (several hundred MB) are built on first use.
 proto:
