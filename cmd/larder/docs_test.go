@@ -1,17 +1,10 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/larder-dev/larder/demo"
 )
 
 // TestDocsCommands checks every larder command line in the README's and
@@ -72,42 +65,4 @@ func placeholder(args []string) bool {
 		}
 	}
 	return false
-}
-
-// TestReadmeModelHash checks the model version that the README's
-// transcripts show (the demo's Rank line, grpcurl's modelVersion, `rank
-// --explain`) against the re-rank model the demo trains with its defaults.
-// The model is drawn from the users, the items and the seed, not from the
-// events or the clock, so a data set of one event trains the same bytes.
-// `make docs` writes the transcripts again when it changes.
-func TestReadmeModelHash(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	shown := regexp.MustCompile(`sha256:[0-9a-f]{12}`).FindAllString(string(readme), -1)
-	if len(shown) < 3 {
-		t.Fatalf("the README shows %d model versions, want the demo's, grpcurl's and rank --explain's", len(shown))
-	}
-	dir := t.TempDir()
-	ds, err := demo.Generate(t.Context(), dir, demo.Options{Users: demo.DefaultUsers, Items: demo.DefaultItems, Events: 1, Seed: 1, Now: t0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &app{stdout: io.Discard, stderr: io.Discard, now: time.Now}
-	path := filepath.Join(dir, "rerank.onnx")
-	if err := a.trainDemoModel(ds, path); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	want := "sha256:" + hex.EncodeToString(sum[:6])
-	for _, v := range shown {
-		if v != want {
-			t.Errorf("the README shows model %s; the demo trains %s: run `make docs`", v, want)
-		}
-	}
 }

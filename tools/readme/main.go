@@ -13,8 +13,8 @@
 //
 // grpcurl is not run: its transcripts are kept as written. The tests check
 // what they can depend on: TestServeEmbedded that the services listed are
-// the server's, TestReadmeModelHash that the model version is the demo's,
-// and TestDocsCommands that every larder command and flag exists.
+// the server's, and TestDocsCommands that every larder command and flag
+// exists.
 //
 // Usage, from the repository root:
 //
