@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build install demo docs test test-short check fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis setup-protoc setup-chromium clean
+.PHONY: all build install demo docs test test-short check fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis setup-protoc setup-chromium setup-python clean
 
 all: build
 
@@ -48,7 +48,16 @@ setup-protoc:
 	  (apt-get install -y -q protobuf-compiler >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && apt-get install -y -q protobuf-compiler >/dev/null)); }
 
-setup: setup-onnxruntime setup-redis setup-protoc setup-chromium
+# The Python client's tests run Debian's Python packages (a python3 without
+# them, such as a pyenv one first in PATH, is passed over for /usr/bin/python3),
+# and its staleness check Debian's grpc_python_plugin.
+setup-python:
+	@{ command -v grpc_python_plugin >/dev/null 2>&1 && /usr/bin/python3 -c 'import grpc, google.protobuf' >/dev/null 2>&1; } || { \
+	  echo "installing python3-grpcio, python3-protobuf and protobuf-compiler-grpc"; \
+	  (apt-get install -y -q python3-grpcio python3-protobuf protobuf-compiler-grpc >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q python3-grpcio python3-protobuf protobuf-compiler-grpc >/dev/null)); }
+
+setup: setup-onnxruntime setup-redis setup-protoc setup-chromium setup-python
 
 demo: setup-onnxruntime build
 	./$(BIN) demo
@@ -148,7 +157,7 @@ soak: setup
 # next to its floor (raw Redis, gRPC, ONNX Runtime, Parquet) from the same run.
 # The heavy benchmark's 11M events are generated once (a few seconds, with
 # progress) and cached in the user's cache folder, ~/.cache/larder/bench.
-BENCH_PKGS := ./store ./server ./materializer ./models ./cmd/larder ./queue ./ingest
+BENCH_PKGS := ./store ./server ./client ./materializer ./models ./cmd/larder ./queue ./ingest
 bench: setup
 	@mkdir -p .work
 	@echo "bench: $(BENCH_PKGS), about 2 to 3 minutes on 2 cores; raw results go to .work/bench.txt"
@@ -178,6 +187,9 @@ docs: setup-onnxruntime build
 # buf and its modules (several hundred MB) are built on first use.
 proto:
 	$(GO) tool -modfile=tools/go.mod buf generate
+	protoc --proto_path=proto --python_out=clients/python --pyi_out=clients/python \
+	  --grpc_python_out=clients/python --plugin=protoc-gen-grpc_python=$$(command -v grpc_python_plugin) \
+	  larder/v1/larder.proto
 
 # staticcheck (pinned in tools/go.mod) over the Go code, with its default
 # checks; then the API stays within buf's STANDARD and COMMENTS rules

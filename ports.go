@@ -66,6 +66,16 @@ type Lookup struct {
 	// Found[i] reports whether Keys[i] has a row; Rows[i] is that row.
 	Found []bool
 	Rows  []Row
+	// TileTime is, for a streaming aggregate view (View.Streaming), the
+	// time T the windows were read as of: the read's time rounded down to
+	// the view's tile. A row answered as of T has event time T; one whose
+	// generation's horizon has passed keeps the generation's cutoff, and
+	// goes stale by the view's max age. Zero for other views.
+	TileTime time.Time
+	// Streamed[i], for a streaming aggregate view, is the newest event
+	// time of the stream events that Rows[i] counts; zero when it counts
+	// none. Nil for other views.
+	Streamed []time.Time
 }
 
 // NumberRead asks a FeatureStore to decode chosen features of each row

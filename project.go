@@ -180,6 +180,9 @@ type Server struct {
 	// AdminService alone, away from Listen; empty means the AdminService is
 	// served on Listen with the FeatureService.
 	AdminListen string
+	// HTTPListen is the host:port of the HTTP/JSON gateway (POST /v1/...
+	// for GetFeatures, Rank, ListViews and Push); empty means none.
+	HTTPListen string
 	// TLSCertFile and TLSKeyFile are the server's certificate and its key
 	// (PEM): with them, every gRPC listener speaks TLS only. Both or
 	// neither. TLSClientCAFile, when set, is the PEM file of the
@@ -313,6 +316,9 @@ type View struct {
 	// PolicyReject or PolicyNull. Empty means DefaultOversize (see
 	// OversizePolicy).
 	Oversize ValuePolicy
+	// Tile is the tile interval of a streaming aggregate view (see
+	// TileInterval); zero means DefaultTile.
+	Tile time.Duration
 
 	// Aggregations define an aggregate view; Validate generates its Features
 	// from them.
@@ -326,6 +332,8 @@ type View struct {
 	source *Source
 	index  map[string]int
 	deps   []*View
+	// stream is the stream that feeds an aggregate view, once validated.
+	stream *Stream
 	// generated is set when Validate generated Features from the view's
 	// aggregations or candidates, so that a second Validate regenerates them.
 	generated bool
@@ -343,6 +351,10 @@ type Feature struct {
 	Type Type
 	// Column is the source column the value comes from (the name by default).
 	Column string
+	// Cast allows a conversion that may lose precision: a DOUBLE or INT64
+	// column read as a float32 feature, each value rounded to the nearest
+	// float32. Without it, a column is read only as a type it widens to.
+	Cast bool
 }
 
 // EntityDef returns the entity of v. It is nil before Project.Validate.

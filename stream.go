@@ -7,10 +7,12 @@ import (
 	"strings"
 )
 
-// Stream is a stream of events that `larder ingest` applies to a latest
-// view between runs, through the same path as the Push RPC: each event is
-// one row of one entity, written when it is not older than the stored row.
-// The events come from a Redis stream or a Kafka topic.
+// Stream is a stream of events that `larder ingest` applies between runs
+// to a latest view, through the same path as the Push RPC (each event is
+// one row of one entity, written when it is not older than the stored
+// row), or to a streaming aggregate view (each event is added once to its
+// entity's tile; see View.Streaming). The events come from a Redis stream
+// or a Kafka topic.
 //
 // A Redis stream entry holds its values as fields; a Kafka record's value
 // is a JSON object of them. Key names the field that holds the entity key,
@@ -19,7 +21,8 @@ import (
 // field names where they differ; a feature without a field is null.
 type Stream struct {
 	Name string
-	// View is the latest view the events are rows of.
+	// View is the latest view the events are rows of, or the aggregate
+	// view they are events of.
 	View string
 	// RedisStream is the key of the Redis stream, in the project's Redis;
 	// Kafka is set instead for a Kafka topic.
@@ -32,8 +35,9 @@ type Stream struct {
 	// event-time column.
 	Key       string
 	EventTime string
-	// Fields maps feature names to the names of their fields, for the
-	// features whose field is not named like them (or like their column).
+	// Fields maps feature names (of a latest view) or aggregated column
+	// names (of an aggregate view) to the names of their fields, where
+	// these differ.
 	Fields map[string]string
 	// DeadLetter is the Redis stream where events that can never apply go,
 	// with the reason; "" means RedisStream + ":dead" (for a Kafka topic,
@@ -109,6 +113,9 @@ func (p *Project) setStreamDefaults(s *Stream) {
 // are resolved.
 func (p *Project) validateStreams(add func(path, format string, args ...any)) {
 	seen := map[string]bool{}
+	for _, v := range p.Views {
+		v.stream = nil
+	}
 	viewNames := known(names(p.Views, func(v *View) string { return v.Name }))
 	for i, s := range p.Streams {
 		path := fmt.Sprintf("streams[%d]", i)
@@ -138,14 +145,21 @@ func (p *Project) validateStreams(add func(path, format string, args ...any)) {
 		v := p.views[s.View]
 		switch {
 		case s.View == "":
-			add(path+".view", "is required: the latest view the events are rows of")
+			add(path+".view", "is required: the latest or aggregate view the events are rows of")
 			continue
 		case v == nil:
 			add(path+".view", "unknown view %q%s", s.View, viewNames)
 			continue
-		case v.Kind != KindLatest:
-			add(path+".view", "view %q is %s %s view: events can be applied to latest views only", v.Name, article(string(v.Kind)), v.Kind)
+		case v.Kind != KindLatest && v.Kind != KindAggregate:
+			add(path+".view", "view %q is %s %s view: events can be applied to latest and aggregate views only", v.Name, article(string(v.Kind)), v.Kind)
 			continue
+		}
+		if v.Kind == KindAggregate {
+			if v.stream != nil && v.stream != s {
+				add(path+".view", "aggregate view %q is already fed by stream %q: one stream per aggregate view", v.Name, v.stream.Name)
+				continue
+			}
+			v.stream = s
 		}
 		s.view = v
 		if s.Key == "" && v.EntityDef() != nil {
@@ -159,9 +173,21 @@ func (p *Project) validateStreams(add func(path, format string, args ...any)) {
 		if s.EventTime == "" {
 			add(path+".event_time", "is required: the field that holds each event's time")
 		}
-		features := make([]string, len(v.Features))
-		for j, f := range v.Features {
-			features[j] = f.Name
+		// A latest view's fields are named after its features; an
+		// aggregate view's after the columns it aggregates.
+		var targets []string
+		what := "feature"
+		if v.Kind == KindAggregate {
+			what = "aggregated column"
+			for _, a := range v.Aggregations {
+				if a.Column != "" && !slices.Contains(targets, a.Column) {
+					targets = append(targets, a.Column)
+				}
+			}
+		} else {
+			for _, f := range v.Features {
+				targets = append(targets, f.Name)
+			}
 		}
 		var mapped []string
 		for name := range s.Fields {
@@ -169,13 +195,22 @@ func (p *Project) validateStreams(add func(path, format string, args ...any)) {
 		}
 		sort.Strings(mapped)
 		for _, name := range mapped {
-			if !slices.Contains(features, name) {
-				add(path+".fields."+name, "view %q has no feature %q%s", v.Name, name, known(features))
+			if !slices.Contains(targets, name) {
+				add(path+".fields."+name, "view %q has no %s %q%s", v.Name, what, name, known(targets))
 			} else if s.Fields[name] == "" {
-				add(path+".fields."+name, "is empty: name the field that holds the feature")
+				add(path+".fields."+name, "is empty: name the field that holds the %s", what)
 			}
 		}
 	}
+}
+
+// ColumnField returns the field that holds aggregated column col of an
+// aggregate view's events.
+func (s *Stream) ColumnField(col string) string {
+	if name, ok := s.Fields[col]; ok {
+		return name
+	}
+	return col
 }
 
 // article returns "an" before a word that starts with a vowel, else "a".

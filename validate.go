@@ -267,6 +267,11 @@ func (p *Project) Validate() error {
 			if v.entity != nil && f.Column == v.entity.Key {
 				add(fpath+".column", "%q is the entity key column; it cannot also be a feature", f.Column)
 			}
+			if f.Cast && v.Kind != KindLatest {
+				add(fpath+".cast", "applies to features read from a source column, those of latest views; a %s view's values are not read from one: remove cast", v.Kind)
+			} else if f.Cast && f.Type != TypeInvalid && f.Type != TypeFloat32 {
+				add(fpath+".cast", "casts to float32 only (a DOUBLE or INT64 column rounded to 32 bits); a %s feature reads every column type it can hold without one: remove cast, or make the feature float32", f.Type)
+			}
 		}
 	}
 
@@ -362,6 +367,9 @@ func (p *Project) Validate() error {
 	}
 
 	p.validateStreams(add)
+	for i, v := range p.Views {
+		p.validateTile(v, fmt.Sprintf("views[%d]", i), add)
+	}
 	p.checkNameLengths(add)
 
 	if len(errs) > 0 {

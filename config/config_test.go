@@ -506,6 +506,10 @@ func TestParseBad(t *testing.T) {
 			nil, 31, "views[0].features[1].name", `duplicate feature "age" in view "user_profile"`},
 		{"feature is the key column", 31, "      - {name: country, type: string, column: country_code}", "      - {name: country, type: string, column: user_id}",
 			nil, 31, "views[0].features[1].column", "is the entity key column"},
+		{"cast to another type than float32", 30, "      - {name: age, type: int64}", "      - {name: age, type: int64, cast: true}",
+			nil, 30, "views[0].features[0].cast", "casts to float32 only"},
+		{"cast not a bool", 30, "      - {name: age, type: int64}", "      - {name: age, type: float32, cast: yes please}",
+			nil, 30, "views[0].features[0].cast", "want true or false"},
 		{"field set twice", 27, "    max_age: 48h", "    source: items",
 			nil, 27, "views[0].source", "is set twice (first on line 26)"},
 		{"dangling ranker input view", 47, "      - item_stats:price", "      - item_stat:price",
@@ -561,7 +565,7 @@ func TestParseBad(t *testing.T) {
 		{"unsupported tag", 27, "    max_age: 48h", "    max_age: !env AGE",
 			nil, 27, "views[0].max_age", "unsupported tag !env"},
 		{"a list item that is not a mapping", 30, "      - {name: age, type: int64}", "      - age",
-			nil, 30, "views[0].features[0]", `want a mapping of name, type, column; got "age"`},
+			nil, 30, "views[0].features[0]", `want a mapping of name, type, column, cast; got "age"`},
 		{"second document", 49, "      - {ref: item_stats:ctr, default: 0.01}", "      - {ref: item_stats:ctr, default: 0.01}\n---\nproject: other",
 			nil, 50, "", "holds one YAML document"},
 		{"YAML syntax error", 28, `    schedule: "0 * * * *"`, `    schedule: "0 * * * *`,
@@ -623,7 +627,7 @@ func TestParseBadDocuments(t *testing.T) {
 		{"a mapping that merges itself twice", "project: shop\nserver: &s\n  <<: [*s, *s, *s, *s]\n",
 			"larder.yaml:3:3: server.<<: merges the mapping it is in: remove the merge"},
 		{"extension field only at the top", "project: shop\nserver:\n  x-note: 1\n",
-			`larder.yaml:3:3: server.x-note: unknown field "x-note" (fields here: listen, max_entities, max_candidates, max_features, max_request_cells, max_response_bytes, max_concurrent_requests, default_deadline, max_deadline, refresh_interval, metrics_listen, admin_listen, tls_cert_file, tls_key_file, tls_client_ca_file, reflection, auth)`},
+			`larder.yaml:3:3: server.x-note: unknown field "x-note" (fields here: listen, max_entities, max_candidates, max_features, max_request_cells, max_response_bytes, max_concurrent_requests, default_deadline, max_deadline, refresh_interval, metrics_listen, admin_listen, http_listen, tls_cert_file, tls_key_file, tls_client_ca_file, reflection, auth)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

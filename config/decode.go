@@ -402,7 +402,7 @@ func (d *decoder) source(n node) *larder.Source {
 
 func (d *decoder) feature(n node) larder.Feature {
 	var ft larder.Feature
-	for _, f := range d.fields(n, "name", "type", "column") {
+	for _, f := range d.fields(n, "name", "type", "column", "cast") {
 		switch f.key {
 		case "name":
 			ft.Name = d.str(f)
@@ -410,6 +410,8 @@ func (d *decoder) feature(n node) larder.Feature {
 			ft.Type = d.typ(f)
 		case "column":
 			ft.Column = d.str(f)
+		case "cast":
+			ft.Cast = d.boolean(f)
 		}
 	}
 	return ft

@@ -28,7 +28,7 @@ func viewFields(kind larder.ViewKind) []string {
 	case larder.KindLatest:
 		return append(slices.Clone(viewShared), "features")
 	case larder.KindAggregate:
-		return append(slices.Clone(viewShared), "aggregations")
+		return append(slices.Clone(viewShared), "aggregations", "tile")
 	case larder.KindPrediction:
 		return []string{"name", "kind", "entity", "description", "max_age", "schedule", "timezone", "shards",
 			"max_value_bytes", "non_finite", "oversize", "model", "model_input", "model_output", "inputs", "entities_from", "batch_size", "features"}
@@ -172,6 +172,8 @@ func (d *decoder) view(n node) *larder.View {
 			for _, it := range d.list(f, "features") {
 				v.Features = append(v.Features, d.feature(it))
 			}
+		case "tile":
+			v.Tile = d.duration(f)
 		case "aggregations":
 			for _, it := range d.list(f, "aggregations") {
 				a, ok := d.aggregation(it)

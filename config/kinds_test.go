@@ -284,7 +284,7 @@ func TestParseKindsBad(t *testing.T) {
 		{"unknown aggregation field", 25, "        name: spend", "        prefix: spend",
 			25, "views[1].aggregations[0].prefix", `unknown field "prefix" (fields here: column, type, name, functions, windows)`},
 		{"features of an aggregate view", 22, "    aggregations:", "    features: [{name: x, type: int64}]\n    aggregations:",
-			22, "views[1].features", "an aggregate view's features are generated from its aggregations: remove features (fields of an aggregate view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, aggregations)"},
+			22, "views[1].features", "an aggregate view's features are generated from its aggregations: remove features (fields of an aggregate view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, aggregations, tile)"},
 		{"misspelt aggregations", 22, "    aggregations:", "    aggregation:",
 			22, "views[1].aggregation", `unknown field "aggregation"; did you mean "aggregations"? (fields of an aggregate view:`},
 		{"aggregations of a latest view", 14, "    features:", "    aggregations: []\n    features:",
@@ -416,10 +416,10 @@ func TestParseViewFieldsByKind(t *testing.T) {
 		kind, want string
 	}{
 		{"latest", `unknown field "colour" (fields of a latest view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, features)`},
-		{"aggregate", `unknown field "colour" (fields of an aggregate view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, aggregations)`},
+		{"aggregate", `unknown field "colour" (fields of an aggregate view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, aggregations, tile)`},
 		{"prediction", `unknown field "colour" (fields of a prediction view: name, kind, entity, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, model, model_input, model_output, inputs, entities_from, batch_size, features)`},
 		{"candidates", `unknown field "colour" (fields of a candidates view: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, candidates)`},
-		{"newest", `unknown field "colour" (fields here: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, features, aggregations, model, model_input, model_output, inputs, entities_from, batch_size, candidates)`},
+		{"newest", `unknown field "colour" (fields here: name, kind, entity, source, description, max_age, schedule, timezone, shards, max_value_bytes, non_finite, oversize, features, aggregations, tile, model, model_input, model_output, inputs, entities_from, batch_size, candidates)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {

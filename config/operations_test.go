@@ -49,6 +49,26 @@ func TestParseOperations(t *testing.T) {
 			t.Errorf("admin_listen left out: %q, %v; want empty", p.Server.AdminListen, err)
 		}
 	})
+	t.Run("http_listen", func(t *testing.T) {
+		src := edit(t, base, 7, "  max_entities: 500", "  max_entities: 500\n  http_listen: 127.0.0.1:8080")
+		p, err := config.Parse("larder.yaml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Server.HTTPListen != "127.0.0.1:8080" {
+			t.Errorf("http_listen %q, want 127.0.0.1:8080", p.Server.HTTPListen)
+		}
+		for _, tc := range []struct{ value, want string }{
+			{"8080", `server.http_listen: want host:port, such as 127.0.0.1:8080; got "8080"`},
+			{"127.0.0.1:50051", "server.http_listen: is the same address as server.listen (127.0.0.1:50051)"},
+		} {
+			src := edit(t, base, 7, "  max_entities: 500", "  max_entities: 500\n  http_listen: "+tc.value)
+			_, err := config.Parse("larder.yaml", []byte(src))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("http_listen %s: %v, want an error saying %q", tc.value, err, tc.want)
+			}
+		}
+	})
 	t.Run("admin_listen on any free port", func(t *testing.T) {
 		src := edit(t, base, 6, "  listen: 127.0.0.1:50051", "  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0")
 		if _, err := config.Parse("larder.yaml", []byte(src)); err != nil {

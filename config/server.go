@@ -18,10 +18,10 @@ import (
 // them. A zero written out would read as left out, so it is a problem here;
 // Project.Validate checks the rest of their rules.
 func (d *decoder) server(n node, s *larder.Server) {
-	var admin node
+	var admin, httpNode node
 	for _, f := range d.fields(n, "listen", "max_entities", "max_candidates", "max_features", "max_request_cells", "max_response_bytes",
 		"max_concurrent_requests", "default_deadline", "max_deadline", "refresh_interval", "metrics_listen", "admin_listen",
-		"tls_cert_file", "tls_key_file", "tls_client_ca_file", "reflection", "auth") {
+		"http_listen", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "reflection", "auth") {
 		switch f.key {
 		case "listen":
 			s.Listen = d.str(f)
@@ -51,6 +51,12 @@ func (d *decoder) server(n node, s *larder.Server) {
 		case "admin_listen":
 			s.AdminListen = d.str(f)
 			admin = f
+		case "http_listen":
+			s.HTTPListen = d.str(f)
+			httpNode = f
+			if _, _, err := net.SplitHostPort(s.HTTPListen); err != nil && !d.isBad(f.path) {
+				d.problem(f, "want host:port, such as 127.0.0.1:8080; got %q", s.HTTPListen)
+			}
 		case "tls_cert_file":
 			s.TLSCertFile = d.str(f)
 		case "tls_key_file":
@@ -67,6 +73,11 @@ func (d *decoder) server(n node, s *larder.Server) {
 	listen := cmp.Or(s.Listen, larder.DefaultListen)
 	if s.AdminListen != "" && s.AdminListen == listen && !anyPort(listen) {
 		d.problem(admin, "is the same address as server.listen (%s): give the AdminService a port of its own, such as 127.0.0.1:50052, or remove admin_listen to serve it on server.listen", listen)
+	}
+	for _, other := range []struct{ name, addr string }{{"listen", listen}, {"admin_listen", s.AdminListen}, {"metrics_listen", s.MetricsListen}} {
+		if s.HTTPListen != "" && s.HTTPListen == other.addr && !anyPort(other.addr) && !d.isBad(httpNode.path) {
+			d.problem(httpNode, "is the same address as server.%s (%s): give the HTTP/JSON gateway a port of its own, such as 127.0.0.1:8080", other.name, other.addr)
+		}
 	}
 }
 

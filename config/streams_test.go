@@ -3,6 +3,7 @@ package config_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/larder-dev/larder/config"
 )
@@ -89,7 +90,6 @@ func TestParseBadStreams(t *testing.T) {
 		`streams[0].fields.nope: view "user_last" has no feature "nope" (known: clicks, page)`,
 		`streams[0].fields.page: is empty`,
 		`streams[1].name: duplicate stream "a"`,
-		`streams[1].view: view "user_stats" is an aggregate view: events can be applied to latest views only`,
 		`streams[2].kafka: a stream reads redis_stream or kafka, not both`,
 		`streams[2].view: unknown view "user_lost" (known: user_last, user_stats)`,
 	} {
@@ -110,5 +110,72 @@ func TestParseKafkaBrokerReadAsMapping(t *testing.T) {
 	want := `larder.yaml:23:23: streams[0].kafka.brokers[0]: want a host:port address; got a mapping of kafka-1 to 9092 (YAML reads an unquoted host:port as one here): write it quoted: "kafka-1:9092"`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Parse = %v\nwant %s", err, want)
+	}
+}
+
+// TestParseAggregateStreams checks a stream that feeds an aggregate view:
+// its fields name aggregated columns, every window is a multiple of the
+// view's tile, count_distinct is refused, and only aggregate views take a
+// tile.
+func TestParseAggregateStreams(t *testing.T) {
+	const project = `project: shop
+entities:
+  - {name: user, key: user_id, type: int64}
+sources:
+  - {name: ev, path: ev.parquet, event_time: ts}
+views:
+  - name: user_last
+    kind: latest
+    entity: user
+    source: ev
+    tile: 1m
+    features:
+      - {name: clicks, type: int64}
+  - name: user_stats
+    kind: aggregate
+    entity: user
+    source: ev
+    tile: 10m
+    aggregations:
+      - {column: clicks, type: int64, functions: [count, sum], windows: [1h, 90s]}
+      - {column: url, type: string, functions: [count_distinct], windows: [1d]}
+streams:
+  - name: a
+    view: user_stats
+    redis_stream: s
+    fields: {clicks: n, nope: x}
+`
+	_, err := config.Parse("larder.yaml", []byte(project))
+	var got []string
+	for _, p := range problems(t, err) {
+		got = append(got, p.String())
+	}
+	text := strings.Join(got, "\n")
+	for _, want := range []string{
+		`larder.yaml:11:5: views[0].tile: tile is a field of aggregate views`,
+		`views[1].aggregations[0].windows[1]: window 90s is not a multiple of the view's tile 10m0s`,
+		`views[1].aggregations[1].functions: url_count_distinct_1d: count_distinct cannot be kept current from stream "a"`,
+		`streams[0].fields.nope: view "user_stats" has no aggregated column "nope" (known: clicks, url)`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no problem %q in:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "fields.clicks") {
+		t.Errorf("a field mapping an aggregated column is refused:\n%s", text)
+	}
+
+	ok := strings.Replace(strings.Replace(strings.Replace(project, "90s", "30m", 1), "functions: [count_distinct]", "functions: [last]", 1), "    tile: 1m\n", "", 1)
+	ok = strings.Replace(ok, ", nope: x", "", 1)
+	p, err := config.Parse("larder.yaml", []byte(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := p.View("user_stats")
+	if !v.Streaming() || v.StreamSource().Name != "a" || v.TileInterval() != 10*time.Minute || v.TileHorizon() != time.Hour {
+		t.Errorf("user_stats: streaming %v, tile %s, horizon %s", v.Streaming(), v.TileInterval(), v.TileHorizon())
+	}
+	if p.View("user_last").Streaming() {
+		t.Error("a latest view is streaming")
 	}
 }

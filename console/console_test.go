@@ -75,9 +75,9 @@ func (s *service) ListViews(context.Context, *larderv1.ListViewsRequest) (*larde
 func (s *service) GetFeatures(_ context.Context, req *larderv1.GetFeaturesRequest) (*larderv1.GetFeaturesResponse, error) {
 	s.asked = append(s.asked, req)
 	if req.GetFeatures()[0] == "session_state:*" {
-		return &larderv1.GetFeaturesResponse{Features: []string{"session_state:page"},
-			Rows: []*larderv1.FeatureRow{{Key: req.GetKeys()[0], Values: []*larderv1.FeatureValue{
-				{Value: &larderv1.Value{}, Status: larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND}}}},
+		return &larderv1.GetFeaturesResponse{RowCount: 1,
+			Columns:     []*larderv1.FeatureColumn{{Name: "session_state:page", Type: larderv1.ValueType_VALUE_TYPE_STRING, StringValues: []string{""}, NullRows: []int32{0}}},
+			Views:       []*larderv1.ViewRows{{View: "session_state", Statuses: []larderv1.FeatureStatus{larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND}, EventTimeMicros: []int64{0}}},
 			Generations: []*larderv1.ViewGeneration{{View: "session_state", Generation: 2}}}, nil
 	}
 	if req.GetKeys()[0].GetInt64Value() == 404 {
@@ -87,14 +87,15 @@ func (s *service) GetFeatures(_ context.Context, req *larderv1.GetFeaturesReques
 	for i := range recent {
 		recent[i] = int64(1000 + i)
 	}
-	event := timestamppb.New(now.Add(-30 * time.Hour))
+	event := now.Add(-30 * time.Hour).UnixMicro()
 	return &larderv1.GetFeaturesResponse{
-		Features: []string{"user_profile:age", "user_profile:country", "user_profile:recent"},
-		Rows: []*larderv1.FeatureRow{{Key: req.GetKeys()[0], Values: []*larderv1.FeatureValue{
-			{Value: &larderv1.Value{Kind: &larderv1.Value_Int64Value{Int64Value: 38}}, Status: larderv1.FeatureStatus_FEATURE_STATUS_STALE, EventTime: event},
-			{Value: &larderv1.Value{Kind: &larderv1.Value_StringValue{StringValue: "<b>ES</b>"}}, Status: larderv1.FeatureStatus_FEATURE_STATUS_STALE, EventTime: event},
-			{Value: &larderv1.Value{Kind: &larderv1.Value_Int64ListValue{Int64ListValue: &larderv1.Int64List{Values: recent}}}, Status: larderv1.FeatureStatus_FEATURE_STATUS_STALE, EventTime: event},
-		}}},
+		RowCount: 1,
+		Columns: []*larderv1.FeatureColumn{
+			{Name: "user_profile:age", Type: larderv1.ValueType_VALUE_TYPE_INT64, Int64Values: []int64{38}},
+			{Name: "user_profile:country", Type: larderv1.ValueType_VALUE_TYPE_STRING, StringValues: []string{"<b>ES</b>"}},
+			{Name: "user_profile:recent", Type: larderv1.ValueType_VALUE_TYPE_INT64_LIST, ListLengths: []int32{int32(len(recent))}, Int64ListValues: recent},
+		},
+		Views:       []*larderv1.ViewRows{{View: "user_profile", Statuses: []larderv1.FeatureStatus{larderv1.FeatureStatus_FEATURE_STATUS_STALE}, EventTimeMicros: []int64{event}}},
 		Generations: []*larderv1.ViewGeneration{{View: "user_profile", Generation: 7}},
 	}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/client"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
 
@@ -145,20 +146,20 @@ func (h *Handler) lookup(ctx context.Context, proj *larder.Project, l *lookup) i
 			l.Gen = fmt.Sprint(g.GetGeneration())
 		}
 	}
-	if len(resp.GetRows()) != 1 {
-		l.Error = fmt.Sprintf("the service answered %d rows for one key", len(resp.GetRows()))
+	f, err := client.NewFeatures(resp)
+	if err == nil && f.Rows() != 1 {
+		err = fmt.Errorf("%d rows for one key", f.Rows())
+	}
+	if err != nil {
+		l.Error = "the service's answer does not hold together: " + err.Error()
 		return http.StatusServiceUnavailable
 	}
-	for i, fv := range resp.GetRows()[0].GetValues() {
-		name := ""
-		if i < len(resp.GetFeatures()) {
-			name = strings.TrimPrefix(resp.GetFeatures()[i], v.Name+":")
+	for col := range f.Columns() {
+		row := valueRow{Feature: strings.TrimPrefix(f.Name(col), v.Name+":"), Value: valueText(f.Value(col, 0)), EventTime: "-"}
+		if t := f.EventTime(col, 0); !t.IsZero() {
+			row.EventTime = stamp(t)
 		}
-		row := valueRow{Feature: name, Value: valueText(fv.GetValue()), EventTime: "-"}
-		if fv.GetEventTime() != nil {
-			row.EventTime = stamp(fv.GetEventTime().AsTime())
-		}
-		switch fv.GetStatus() {
+		switch f.Status(col, 0) {
 		case larderv1.FeatureStatus_FEATURE_STATUS_PRESENT:
 			row.Status = "present"
 		case larderv1.FeatureStatus_FEATURE_STATUS_STALE:

@@ -60,6 +60,10 @@ const (
 	streamEvents // + the index of the event file
 )
 
+// streamImpressions draws the instants of WriteImpressions, apart from
+// the event files' streams.
+const streamImpressions = 1 << 32
+
 const (
 	day    = int64(24 * 60 * 60 * 1000) // in milliseconds
 	minute = int64(60 * 1000)

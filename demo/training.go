@@ -1,8 +1,18 @@
 package demo
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/larder-dev/larder"
 )
@@ -156,4 +166,139 @@ func sampleKeys(seed, stream uint64, first int64, size, n int) []int64 {
 		keys[i] = first + int64(perm[i])
 	}
 	return keys
+}
+
+// ImpressionsFile is where the demo writes its impressions (WriteImpressions),
+// the spine of its training set, relative to the project's folder.
+const ImpressionsFile = "data/impressions.parquet"
+
+// The columns of the impressions file: the keys, the instant the item was
+// shown, the ranker's request feature hour_of_day (the UTC hour of
+// shown_at) and the label.
+const (
+	ImpressionTime  = "shown_at"
+	ImpressionLabel = "clicked"
+)
+
+// impressionRow is one row of the impressions file.
+type impressionRow struct {
+	UserID    int64 `parquet:"user_id"`
+	ItemID    int64 `parquet:"item_id"`
+	ShownAt   int64 `parquet:"shown_at,timestamp(millisecond)"`
+	HourOfDay int64 `parquet:"hour_of_day"`
+	Clicked   int64 `parquet:"clicked"`
+}
+
+// WriteImpressions writes n impressions drawn with seed to path, a Parquet
+// file: for each, a user drawn by activity, an item shown to them, an
+// instant during the day before the data set's end (at an hour drawn by
+// traffic), and whether the user clicked, drawn from the ground truth. It
+// is the spine of the demo's training set: larder export adds the ranker's
+// inputs as of each impression's instant. A non-positive n writes an empty
+// file.
+func (d *Dataset) WriteImpressions(ctx context.Context, path string, n int, seed int64) error {
+	rows := make([]impressionRow, max(n, 0))
+	// The day before the one Now falls in, in UTC: every impression is
+	// before Now, at its drawn hour.
+	dayStart := d.Now.UnixMilli()/day*day - day
+	rng := rand.New(rand.NewPCG(uint64(seed), streamImpressions))
+	d.pop.sample(len(rows), seed, func(i int, u *user, it *item, hour int, _ float64, clicked bool) {
+		r := &rows[i]
+		r.UserID, r.ItemID, r.HourOfDay = u.row.UserID, it.row.ItemID, int64(hour)
+		r.ShownAt = dayStart + int64(hour)*hourMillis + rng.Int64N(hourMillis)
+		if clicked {
+			r.Clicked = 1
+		}
+	})
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return writeParquet(ctx, path, rows, func(int) {})
+}
+
+// hourMillis is an hour in milliseconds.
+const hourMillis = int64(time.Hour / time.Millisecond)
+
+// ReadTrainingSet reads a training set that larder export wrote: the
+// float32 columns named (such as RankerInputs, for an export with --ranker)
+// as x, a row of len(names) values per spine row, and the int64 or float
+// column label as y.
+func ReadTrainingSet(path string, names []string, label string) (x, y []float32, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	pf, err := parquet.OpenFile(f, st.Size())
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	// The column of each leaf: an input's index, len(names) for the label,
+	// -1 for the others.
+	leaves := pf.Schema().Columns()
+	want := make([]int, len(leaves))
+	found := make([]bool, len(names)+1)
+	for c, leaf := range leaves {
+		want[c] = -1
+		if len(leaf) != 1 {
+			continue
+		}
+		if i := slices.Index(names, leaf[0]); i >= 0 {
+			want[c], found[i] = i, true
+		} else if leaf[0] == label {
+			want[c], found[len(names)] = len(names), true
+		}
+	}
+	for i, ok := range found {
+		if !ok {
+			name := label
+			if i < len(names) {
+				name = names[i]
+			}
+			return nil, nil, fmt.Errorf("%s has no column %q", path, name)
+		}
+	}
+	n := pf.NumRows()
+	x, y = make([]float32, 0, n*int64(len(names))), make([]float32, 0, n)
+	r := parquet.NewReader(pf)
+	defer r.Close()
+	rows := make([]parquet.Row, 256)
+	vals := make([]float32, len(names)+1)
+	for {
+		k, err := r.ReadRows(rows)
+		for _, row := range rows[:k] {
+			for _, v := range row {
+				c := want[v.Column()]
+				if c < 0 {
+					continue
+				}
+				switch v.Kind() {
+				case parquet.Float:
+					vals[c] = v.Float()
+				case parquet.Double:
+					vals[c] = float32(v.Double())
+				case parquet.Int64:
+					vals[c] = float32(v.Int64())
+				case parquet.Int32:
+					vals[c] = float32(v.Int32())
+				case parquet.Boolean:
+					vals[c] = boolInput(v.Boolean())
+				default:
+					vals[c] = float32(math.NaN())
+				}
+			}
+			x = append(x, vals[:len(names)]...)
+			y = append(y, vals[len(names)])
+		}
+		if errors.Is(err, io.EOF) {
+			return x, y, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
 }

@@ -26,8 +26,10 @@ type deadEvent struct {
 
 // pushEvents maps the n events of a batch to rows with row, pushes those
 // that map in one call, and says what became of each. The error is the
-// push's: then nothing is known to be written.
-func pushEvents(ctx context.Context, st larder.PushStore, s *larder.Stream, v *larder.View, n int, row func(i int) (larder.PushRow, error)) (pushed, error) {
+// push's: then nothing is known to be written. For a streaming aggregate
+// view, the rows are events added to their tiles (larder.TileStore), each
+// once by its id in the stream.
+func pushEvents(ctx context.Context, st larder.PushStore, s *larder.Stream, v *larder.View, n int, row func(i int) (larder.PushRow, error), id func(i int) string) (pushed, error) {
 	var p pushed
 	rows := make([]larder.PushRow, 0, n)
 	idx := make([]int, 0, n) // the event of each row
@@ -42,7 +44,21 @@ func pushEvents(ctx context.Context, st larder.PushStore, s *larder.Stream, v *l
 	if len(rows) == 0 {
 		return p, nil
 	}
-	out, err := st.Push(ctx, v, rows)
+	var out []larder.PushOutcome
+	var err error
+	if v.Kind == larder.KindAggregate {
+		ts, ok := st.(larder.TileStore)
+		if !ok {
+			return p, fmt.Errorf("stream %s feeds aggregate view %s, and the store %T keeps no tiles (larder.TileStore)", s.Name, s.View, st)
+		}
+		events := make([]larder.TileEvent, len(rows))
+		for j, r := range rows {
+			events[j] = larder.TileEvent{Key: r.Key, ID: id(idx[j]), Time: r.Row.EventTime, Values: r.Row.Values}
+		}
+		out, err = ts.AddEvents(ctx, v, events)
+	} else {
+		out, err = st.Push(ctx, v, rows)
+	}
 	if err != nil {
 		return p, fmt.Errorf("push %d events of %s into %s: %w", len(rows), s.Source(), s.View, err)
 	}

@@ -190,7 +190,8 @@ func (c *KafkaConsumer) apply(ctx context.Context, cl *kgo.Client) error {
 	if len(recs) == 0 {
 		return nil // revoked meanwhile
 	}
-	p, err := pushEvents(ctx, c.Store, c.Stream, c.mapper.View(), len(recs), func(i int) (larder.PushRow, error) { return c.row(recs[i]) })
+	p, err := pushEvents(ctx, c.Store, c.Stream, c.mapper.View(), len(recs), func(i int) (larder.PushRow, error) { return c.row(recs[i]) },
+		func(i int) string { return recordID(recs[i]) })
 	if err != nil {
 		return err
 	}
@@ -220,6 +221,11 @@ func (c *KafkaConsumer) apply(ctx context.Context, cl *kgo.Client) error {
 	}
 	c.tally.add(p, c.Applied)
 	return nil
+}
+
+// recordID identifies a record in its topic: topic/partition/offset.
+func recordID(r *kgo.Record) string {
+	return r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
 }
 
 // row returns the row of a record whose value is a JSON object of the

@@ -15,16 +15,27 @@ import (
 	"github.com/larder-dev/larder"
 )
 
-// Mapper turns the values of one event into a row of its stream's view.
+// Mapper turns the values of one event into a row of its stream's view:
+// for a latest view, the value of each feature; for an aggregate view, the
+// value of each aggregation's column (null for a count of rows).
 type Mapper struct {
 	stream *larder.Stream
 	view   *larder.View
-	fields []string // the field of each feature
+	fields []string // the field of each feature, or of each aggregation's column
 }
 
 // NewMapper returns the mapper of s, a stream of a validated project.
 func NewMapper(s *larder.Stream) *Mapper {
 	v := s.ViewDef()
+	if v.Kind == larder.KindAggregate {
+		m := &Mapper{stream: s, view: v, fields: make([]string, len(v.Aggregations))}
+		for i, a := range v.Aggregations {
+			if a.Column != "" {
+				m.fields[i] = s.ColumnField(a.Column)
+			}
+		}
+		return m
+	}
 	m := &Mapper{stream: s, view: v, fields: make([]string, len(v.Features))}
 	for i, f := range v.Features {
 		m.fields[i] = s.FieldOf(f)
@@ -63,6 +74,19 @@ func (m *Mapper) Row(get func(field string) (any, bool)) (larder.PushRow, error)
 		return row, fmt.Errorf("event time (field %q): %w", m.stream.EventTime, err)
 	}
 	values := make([]larder.Value, len(m.fields))
+	if m.view.Kind == larder.KindAggregate {
+		for i, a := range m.view.Aggregations {
+			raw, ok := get(m.fields[i])
+			if a.Column == "" || !ok || raw == nil {
+				values[i] = larder.Null
+				continue
+			}
+			if values[i], err = valueOf(raw, a.Type); err != nil {
+				return row, fmt.Errorf("column %s (field %q): %w", a.Column, m.fields[i], err)
+			}
+		}
+		return larder.PushRow{Key: key, Row: larder.Row{EventTime: at, Values: values}}, nil
+	}
 	for i, f := range m.view.Features {
 		raw, ok := get(m.fields[i])
 		if !ok || raw == nil {

@@ -193,7 +193,7 @@ func (c *RedisConsumer) apply(ctx context.Context, msgs []redis.XMessage) error 
 			v, ok := msgs[i].Values[field]
 			return v, ok
 		})
-	})
+	}, func(i int) string { return msgs[i].ID })
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -45,6 +44,10 @@ func (m *Materializer) runAggregate(ctx context.Context, v *larder.View, rep Rep
 	if src == nil || ent == nil {
 		return rep, fmt.Errorf("materialize %s: the project was not validated: call Project.Validate first", v.Name)
 	}
+	if v.Streaming() {
+		// The batch covers whole tiles, up to its cutoff (see tiles.go).
+		rep.RunTime = larder.TileFloor(rep.RunTime, v.TileInterval())
+	}
 	return m.runFromSource(ctx, v, rep, newAggregate(v, ent, rep.RunTime))
 }
 
@@ -53,6 +56,7 @@ func (s *skipCounts) add(o skipCounts) {
 	s.nullKey += o.nullKey
 	s.nullTime += o.nullTime
 	s.afterRun += o.afterRun
+	s.beforeSince += o.beforeSince
 }
 
 // aggKind is how the values of an aggregated column are folded.
@@ -147,6 +151,8 @@ type aggregate struct {
 	// shards are the partitions, once read has run.
 	shards  []*aggShard
 	skipped skipCounts
+	// tiles, for a streaming view, folds the batch tiles too.
+	tiles *tileFold
 }
 
 // aggShard holds the entities of one partition of an aggregate.
@@ -158,6 +164,8 @@ type aggShard struct {
 	acc    [][]uint64
 	stride int
 	state  []aggState
+	// tiles are the batch tiles of each entity of a streaming view.
+	tiles []*entityTiles
 	// touched keeps the compiler from dropping the loads that bring the
 	// states of a batch's entities into the cache.
 	touched uint64
@@ -236,6 +244,9 @@ func newAggregate(v *larder.View, e *larder.Entity, runTime time.Time) *aggregat
 		a.features = append(a.features, aggFeature{agg: f.Aggregation, fn: f.Func, window: w})
 	}
 	a.keyType = e.KeyType
+	if v.Streaming() {
+		a.tiles = newTileFold(v, runTime)
+	}
 	return a
 }
 
@@ -267,163 +278,88 @@ func (a *aggregate) read(ctx context.Context, ds *dataset, done func(*rowGroup))
 	n := readWorkers()
 	a.parts = partitioner{n: uint64(n)}
 	a.shards = make([]*aggShard, n)
-	in := make([]chan *rowBuf, n)
-	// Row buffers go back to their partition's pool once folded.
-	free := make([]chan *rowBuf, n)
-	var wg sync.WaitGroup
 	for p := range a.shards {
 		s := &aggShard{agg: a, stride: a.stride, state: make([]aggState, len(a.aggs))}
 		s.keys.init(a.keyType)
 		a.shards[p] = s
-		in[p] = make(chan *rowBuf, 4)
-		free[p] = make(chan *rowBuf, 4*n+8)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for buf := range in[p] {
-				s.fold(buf)
-				select {
-				case free[p] <- buf:
-				default:
-				}
-			}
-		}()
 	}
-	newBatch := func() *aggBatch {
-		b := &aggBatch{parts: make([]*rowBuf, n)}
-		for p := range b.parts {
-			select {
-			case b.parts[p] = <-free[p]:
-			default:
-				b.parts[p] = newRowBuf(a.specs[specFeatures:])
-			}
-		}
-		return b
-	}
+	fan := startFanOut(n, func() *rowBuf { return newRowBuf(a.specs[specFeatures:]) }, func(p int, buf *rowBuf) { a.shards[p].fold(buf) })
 	decode := func(ctx context.Context, rg *rowGroup, emit func(*aggBatch) error) error {
-		return a.decode(ctx, rg, newBatch, emit)
+		sink := &aggSink{a: a, fan: fan, emit: emit}
+		sink.b = &aggBatch{parts: fan.parts()}
+		return scanRows(ctx, rg, specKey, specTime, a.valueColumns(), rowFilter{runTime: a.runTime, since: math.MinInt64}, batchRows, sink)
 	}
 	dispatch := func(b *aggBatch) error {
 		a.skipped.add(b.skipped)
-		for p, buf := range b.parts {
-			if len(buf.times) == 0 {
-				select {
-				case free[p] <- buf:
-				default:
-				}
-				continue
-			}
-			select {
-			case in[p] <- buf:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
+		return fan.send(ctx, b.parts)
 	}
 	err := scanParallel(ctx, ds, n, decode, dispatch, done)
-	for p := range in {
-		close(in[p])
-	}
-	wg.Wait()
+	fan.stop()
 	return err
 }
 
-// decode reads the rows of rg into batches from newBatch, passing each to
-// emit when it holds batchRows rows and at the end of the row group. It
-// returns an error when a column chunk cannot be read or disagrees with the
-// row group, or ctx.Err() when ctx ends.
-func (a *aggregate) decode(ctx context.Context, rg *rowGroup, newBatch func() *aggBatch, emit func(*aggBatch) error) error {
-	kbc, kchunk := rg.chunk(specKey)
-	tbc, tchunk := rg.chunk(specTime)
-	keys, times := newCursor(kbc, kchunk), newCursor(tbc, tchunk)
-	defer keys.close()
-	defer times.close()
-	vals := make([]*cursor, len(a.specs)-specFeatures)
-	for i := range vals {
-		bc, chunk := rg.chunk(specFeatures + i)
-		vals[i] = newCursor(bc, chunk)
-		defer vals[i].close()
+// valueColumns returns the positions among a.specs of the value columns.
+func (a *aggregate) valueColumns() []int {
+	cols := make([]int, len(a.specs)-specFeatures)
+	for i := range cols {
+		cols[i] = specFeatures + i
 	}
-	vis := make([]int, len(vals))
-	strKeys := a.keyType == larder.TypeString
-	b := newBatch()
-	rows := 0
-	for range rg.numRows {
-		kvi, err := keys.next()
-		if err != nil {
-			return err
-		}
-		tvi, err := times.next()
-		if err != nil {
-			return err
-		}
-		for i, c := range vals {
-			if vis[i], err = c.next(); err != nil {
-				return err
-			}
-		}
-		if rows++; rows == batchRows {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := emit(b); err != nil {
-				return err
-			}
-			b, rows = newBatch(), 0
-		}
+	return cols
+}
+
+// aggSink splits the usable rows of a row group into batches, one part
+// per partition, and passes each batch to emit.
+type aggSink struct {
+	a    *aggregate
+	fan  *fanOut[*rowBuf]
+	b    *aggBatch
+	emit func(*aggBatch) error
+}
+
+func (k *aggSink) row(s *rowScan, _, kvi int, t int64) {
+	var buf *rowBuf
+	if k.a.keyType == larder.TypeString {
+		key := s.bytesKey(kvi)
+		buf = k.b.parts[k.a.parts.ofBytes(key)]
+		buf.skeys.add(key)
+	} else {
+		key := s.intKey(kvi)
+		buf = k.b.parts[k.a.parts.ofInt(key)]
+		buf.ikeys = append(buf.ikeys, key)
+	}
+	buf.add(s, t)
+}
+
+func (k *aggSink) cut(sk skipCounts, last bool) error {
+	k.b.skipped = sk
+	if err := k.emit(k.b); err != nil {
+		return err
+	}
+	if !last {
+		k.b = &aggBatch{parts: k.fan.parts()}
+	}
+	return nil
+}
+
+// add appends the event time t and the values of the current row of s to
+// b; its key is added by the caller.
+func (b *rowBuf) add(s *rowScan, t int64) {
+	b.times = append(b.times, t)
+	for i, c := range s.cols {
+		cb := &b.cols[i]
+		vi := s.vis[i]
+		cb.valid = append(cb.valid, vi >= 0)
 		switch {
-		case kvi < 0:
-			b.skipped.nullKey++
-			continue
-		case tvi < 0:
-			b.skipped.nullTime++
-			continue
-		}
-		t := times.pv.eventTime(tbc, tvi)
-		if t > a.runTime {
-			b.skipped.afterRun++
-			continue
-		}
-		var buf *rowBuf
-		if strKeys {
-			key := keys.pv.bytes(kvi)
-			buf = b.parts[a.parts.ofBytes(key)]
-			buf.skeys.add(key)
-		} else {
-			key := int64(keys.pv.num(kbc.conv, kvi))
-			buf = b.parts[a.parts.ofInt(key)]
-			buf.ikeys = append(buf.ikeys, key)
-		}
-		buf.times = append(buf.times, t)
-		for i, c := range vals {
-			cb := &buf.cols[i]
-			vi := vis[i]
-			cb.valid = append(cb.valid, vi >= 0)
-			switch {
-			case cb.bytes && vi >= 0:
-				cb.str.add(c.pv.bytes(vi))
-			case cb.bytes:
-				cb.str.add(nil)
-			case vi >= 0:
-				cb.num = append(cb.num, c.pv.num(c.bc.conv, vi))
-			default:
-				cb.num = append(cb.num, 0)
-			}
+		case cb.bytes && vi >= 0:
+			cb.str.add(c.pv.bytes(vi))
+		case cb.bytes:
+			cb.str.add(nil)
+		case vi >= 0:
+			cb.num = append(cb.num, c.pv.num(c.bc.conv, vi))
+		default:
+			cb.num = append(cb.num, 0)
 		}
 	}
-	if err := keys.finish(); err != nil {
-		return err
-	}
-	if err := times.finish(); err != nil {
-		return err
-	}
-	for _, c := range vals {
-		if err := c.finish(); err != nil {
-			return err
-		}
-	}
-	return emit(b)
 }
 
 // foldBatch is the number of rows folded in one step. Folding is bound by
@@ -492,6 +428,9 @@ func (s *aggShard) foldRange(buf *rowBuf, lo, hi int) {
 			} else {
 				foldNumber(ag, acc[ag.off:], &s.state[i], int(slot), t, cb.num[k])
 			}
+			if s.agg.tiles != nil {
+				s.foldTile(buf, k, i, slot)
+			}
 		}
 	}
 }
@@ -523,6 +462,8 @@ func newRowBuf(specs []columnSpec) *rowBuf {
 	}
 	return b
 }
+
+func (b *rowBuf) len() int { return len(b.times) }
 
 func (b *rowBuf) reset() {
 	b.ikeys, b.times = b.ikeys[:0], b.times[:0]

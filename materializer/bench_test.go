@@ -237,3 +237,93 @@ func cpuTime(tb testing.TB) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkAggregate1M materializes an aggregate view (two float64 columns,
+// count, sum, mean, min and max over 1h, 1d, 7d and 30d) of the 1M rows of
+// BenchmarkLatest1M's source into a no-op store.
+func BenchmarkAggregate1M(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "bench", "events.parquet")
+	writeBenchSource(b, path)
+	fns := funcs(larder.AggCount, larder.AggSum, larder.AggMean, larder.AggMin, larder.AggMax)
+	ws := windows(b, "1h", "1d", "7d", "30d")
+	p := aggregateProject(b, dir, "bench", larder.TypeInt64,
+		larder.Aggregation{Column: "f00", Type: larder.TypeFloat64, Name: "a", Functions: fns, Windows: ws},
+		larder.Aggregation{Column: "f01", Type: larder.TypeFloat64, Name: "b", Functions: fns, Windows: ws})
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	m := materializer.New(p, nopStore{}, materializer.Options{Now: fixedClock(baseTime)})
+	for b.Loop() {
+		rep, err := m.Run(context.Background(), "v")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rep.RowsRead != benchRows || rep.EntitiesWritten != benchEntities {
+			b.Fatalf("report = %+v", rep)
+		}
+	}
+	reportRates(b, cpu0)
+}
+
+// exportSpineRow is a row of BenchmarkExport1M's spine.
+type exportSpineRow struct {
+	UserID int64 `parquet:"user_id"`
+	At     int64 `parquet:"at,timestamp(microsecond)"`
+	Label  int64 `parquet:"label"`
+}
+
+// BenchmarkExport1M exports the 20 features of BenchmarkLatest1M's latest
+// view as of each row of a spine of 1M rows (keys over the same 100k
+// entities, times over the same 30 days) into a training-set file, and
+// compares it with the floor of the same run: decoding the pages of the
+// columns it reads, the spine's and the source's, with nothing done with
+// the values. Rates are spine rows per second.
+func BenchmarkExport1M(b *testing.B) {
+	dir := b.TempDir()
+	src := filepath.Join(dir, "bench", "events.parquet")
+	writeBenchSource(b, src)
+	var features []larder.Feature
+	for i := range 20 {
+		name := "f" + string(rune('0'+i/10)) + string(rune('0'+i%10))
+		features = append(features, feature(name, larder.TypeFloat64, name))
+	}
+	p := projectFor(b, dir, "bench", larder.TypeInt64, features...)
+	rng := rand.New(rand.NewPCG(3, 4))
+	start := baseTime.Add(-30 * 24 * time.Hour).UnixMicro()
+	span := (30 * 24 * time.Hour).Microseconds()
+	spine := make([]exportSpineRow, benchRows)
+	for i := range spine {
+		spine[i] = exportSpineRow{UserID: int64(rng.IntN(benchEntities)), At: start + rng.Int64N(span), Label: int64(i % 2)}
+	}
+	spinePath := filepath.Join(dir, "spine.parquet")
+	writeParquet(b, spinePath, spine, parquet.MaxRowsPerRowGroup(256<<10), parquet.Compression(&parquet.Snappy))
+	spine = nil
+	out := filepath.Join(dir, "train.parquet")
+
+	b.Run("export", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu0 := cpuTime(b)
+		m := materializer.New(p, nil, materializer.Options{})
+		for b.Loop() {
+			rep, err := m.Export(context.Background(), materializer.ExportArgs{Spine: spinePath, Output: out, Timestamp: "at", Features: []string{"v:*"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if rep.SpineRows != benchRows {
+				b.Fatalf("report = %+v", rep)
+			}
+		}
+		reportRates(b, cpu0)
+	})
+
+	b.Run("floor-pages", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu0 := cpuTime(b)
+		for b.Loop() {
+			if n := decodePages(b, src) + decodePages(b, spinePath); n != benchRows*22+benchRows*3 {
+				b.Fatalf("decoded %d values", n)
+			}
+		}
+		reportRates(b, cpu0)
+	})
+}

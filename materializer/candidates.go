@@ -204,98 +204,60 @@ func (c *candidates) read(ctx context.Context, ds *dataset, done func(*rowGroup)
 		s.cands.init(c.cands.keyType)
 		c.shards[i] = s
 	}
-	return scanPartitioned(ctx, ds, n, func(_ context.Context, part int, rg *rowGroup) error {
-		return c.shards[part].consume(rg)
+	return scanPartitioned(ctx, ds, n, func(ctx context.Context, part int, rg *rowGroup) error {
+		return c.shards[part].consume(ctx, rg)
 	}, done)
 }
 
 // owns reports whether the context key held by value vi of pv belongs to
 // c's partition.
-func (c *candidates) owns(pv *pageValues, bc *boundColumn, vi int) bool {
+func (c *candidates) owns(s *rowScan, kvi int) bool {
 	if c.parts.n <= 1 {
 		return true
 	}
 	if c.ctxs.keyType == larder.TypeString {
-		return c.parts.ofBytes(pv.bytes(vi)) == c.part
+		return c.parts.ofBytes(s.bytesKey(kvi)) == c.part
 	}
-	return c.parts.ofInt(int64(pv.num(bc.conv, vi))) == c.part
+	return c.parts.ofInt(s.intKey(kvi)) == c.part
 }
 
 // consume adds the usable rows of one row group to their contexts' lists,
 // reading its four columns in step. It returns an error when a column chunk
 // cannot be read or disagrees with the row group.
-func (c *candidates) consume(rg *rowGroup) error {
-	if rg.numRows > math.MaxInt32 {
-		return fmt.Errorf("row group of %d rows is too large (at most %d)", rg.numRows, math.MaxInt32)
+func (c *candidates) consume(ctx context.Context, rg *rowGroup) error {
+	return scanRows(ctx, rg, candContext, candTime, []int{candKey, candScore}, rowFilter{runTime: c.runTime, since: math.MinInt64}, 0, c)
+}
+
+func (c *candidates) row(s *rowScan, _, kvi int, t int64) {
+	cvi, svi := s.vis[0], s.vis[1]
+	switch {
+	case cvi < 0:
+		c.nullCandidate++
+		return
+	case svi < 0:
+		c.nullScore++
+		return
 	}
-	kbc, kchunk := rg.chunk(candContext)
-	tbc, tchunk := rg.chunk(candTime)
-	cbc, cchunk := rg.chunk(candKey)
-	sbc, schunk := rg.chunk(candScore)
-	keys, times, cands, scores := newCursor(kbc, kchunk), newCursor(tbc, tchunk), newCursor(cbc, cchunk), newCursor(sbc, schunk)
-	defer keys.close()
-	defer times.close()
-	defer cands.close()
-	defer scores.close()
-	for range rg.numRows {
-		kvi, err := keys.next()
-		if err != nil {
-			return err
-		}
-		tvi, err := times.next()
-		if err != nil {
-			return err
-		}
-		cvi, err := cands.next()
-		if err != nil {
-			return err
-		}
-		svi, err := scores.next()
-		if err != nil {
-			return err
-		}
-		if kvi < 0 {
-			if c.part == 0 { // a row without a key belongs to no partition
-				c.skipped.nullKey++
-			}
-			continue
-		}
-		if !c.owns(&keys.pv, kbc, kvi) {
-			continue
-		}
-		if tvi < 0 {
-			c.skipped.nullTime++
-			continue
-		}
-		t := times.pv.eventTime(tbc, tvi)
-		switch {
-		case t > c.runTime:
-			c.skipped.afterRun++
-			continue
-		case cvi < 0:
-			c.nullCandidate++
-			continue
-		case svi < 0:
-			c.nullScore++
-			continue
-		}
-		s := math.Float64frombits(scores.pv.num(sbc.conv, svi))
-		if math.IsNaN(s) {
-			c.nanScore++
-			continue
-		}
-		slot, isNew := c.ctxs.lookup(&keys.pv, kbc, kvi)
-		if isNew {
-			c.lists = append(c.lists, nil)
-		}
-		cand, _ := c.cands.lookup(&cands.pv, cbc, cvi)
-		c.add(slot, pairEntry{time: t, score: s, cand: cand})
+	scores := s.cols[1]
+	sc := math.Float64frombits(scores.pv.num(scores.bc.conv, svi))
+	if math.IsNaN(sc) {
+		c.nanScore++
+		return
 	}
-	for _, cur := range []*cursor{keys, times, cands, scores} {
-		if err := cur.finish(); err != nil {
-			return err
-		}
+	slot, isNew := c.ctxs.lookup(&s.keys.pv, s.kbc, kvi)
+	if isNew {
+		c.lists = append(c.lists, nil)
 	}
+	cands := s.cols[0]
+	cand, _ := c.cands.lookup(&cands.pv, cands.bc, cvi)
+	c.add(slot, pairEntry{time: t, score: sc, cand: cand})
+}
+
+func (c *candidates) cut(sk skipCounts, _ bool) error {
+	if c.part != 0 { // a row without a key belongs to no partition: part 0 counts it
+		sk.nullKey = 0
+	}
+	c.skipped.add(sk)
 	return nil
 }
 

@@ -36,6 +36,9 @@ type columnSpec struct {
 	typ larder.Type
 	// optional is set when a file may lack the column (see dataset.bind).
 	optional bool
+	// cast allows a float32 feature to read a DOUBLE or INT64 column,
+	// rounding each value (larder.Feature.Cast).
+	cast bool
 }
 
 func (s *columnSpec) describe() string {
@@ -74,6 +77,8 @@ const (
 	convInt32ToDouble                    // INT32 → float64
 	convUint32ToDouble                   // INT32 holding an unsigned integer → float64
 	convInt32ToFloat                     // INT32 → float32 (exact up to 2^24)
+	convDoubleToFloat                    // DOUBLE → float32, rounded (cast)
+	convInt64ToFloat                     // INT64 → float32, rounded (cast)
 )
 
 // boundColumn is a columnSpec found in one file, with what it takes to decode it.
@@ -193,13 +198,24 @@ func bindColumn(file string, root *parquet.Column, spec *columnSpec) (*boundColu
 			bc.conv, ok = convUint32ToDouble, true
 		}
 	case larder.TypeFloat32:
-		// An INT32 widens to float32: beyond 2^24 it rounds.
+		// An INT32 widens to float32: beyond 2^24 it rounds. A DOUBLE or an
+		// INT64 narrows to it only when the feature asks for the cast.
 		it, isInt := lt.(*format.IntType)
 		switch {
 		case bc.kind == parquet.Float && lt == nil:
 			bc.conv, ok = convFloat, true
 		case bc.kind == parquet.Int32 && (lt == nil || isInt && it.IsSigned):
 			bc.conv, ok = convInt32ToFloat, true
+		case bc.kind == parquet.Double && lt == nil:
+			bc.conv, ok = convDoubleToFloat, spec.cast
+			if !ok {
+				return nil, castError(fail())
+			}
+		case bc.kind == parquet.Int64 && (lt == nil || isInt && it.IsSigned):
+			bc.conv, ok = convInt64ToFloat, spec.cast
+			if !ok {
+				return nil, castError(fail())
+			}
 		}
 	case larder.TypeBool:
 		bc.conv, ok = convBool, lt == nil && bc.kind == parquet.Boolean
@@ -216,6 +232,15 @@ func bindColumn(file string, root *parquet.Column, spec *columnSpec) (*boundColu
 		return nil, fail()
 	}
 	return bc, nil
+}
+
+// castError adds to err, a *ColumnError, that the column would do with a
+// cast.
+func castError(err error) error {
+	if ce, ok := err.(*ColumnError); ok {
+		ce.Cast = true
+	}
+	return err
 }
 
 // bindVector binds a list of floats: a group annotated LIST (or not) whose

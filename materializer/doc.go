@@ -26,6 +26,12 @@
 // as Rank or a prediction view's run would, and writes the scores to a
 // Parquet file.
 //
+// Materializer.Export (export*.go) builds a training set: for every row of
+// a spine of keys and timestamps, each view as a run at that row's
+// timestamp would compute it, and a ranker's model input as Rank builds it,
+// reading the sources with the same row loop (scanRows, rows.go) that runs
+// use.
+//
 // # Sources
 //
 // A source path (relative to the project folder) names a Parquet file, a

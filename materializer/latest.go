@@ -7,7 +7,6 @@ import (
 	"math"
 	"slices"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -48,10 +47,9 @@ type latest struct {
 	runTime int64 // Unix nanoseconds
 	// since is the oldest event time used, in Unix nanoseconds: an
 	// incremental run reads only rows at or after the view's watermark, and
-	// counts the older ones in beforeSince. A full run uses every row.
-	since       int64
-	beforeSince int64
-	skipped     skipCounts
+	// counts the older ones in skipped. A full run uses every row.
+	since   int64
+	skipped skipCounts
 	// types are the feature types, in view order.
 	types []larder.Type
 
@@ -134,7 +132,7 @@ func newLatest(v *larder.View, e *larder.Entity, runTime time.Time) *latest {
 		if col == "" {
 			col = f.Name
 		}
-		l.specs = append(l.specs, columnSpec{column: col, role: roleFeature, name: f.Name, typ: f.Type})
+		l.specs = append(l.specs, columnSpec{column: col, role: roleFeature, name: f.Name, typ: f.Type, cast: f.Cast})
 		l.types = append(l.types, f.Type)
 	}
 	return l
@@ -151,13 +149,7 @@ func (l *latest) len() int {
 	return n
 }
 
-func (l *latest) skippedReport() map[string]int64 {
-	r := l.skipped.report()
-	if l.beforeSince > 0 {
-		r[SkipBeforeWatermark] = l.beforeSince
-	}
-	return r
-}
+func (l *latest) skippedReport() map[string]int64 { return l.skipped.report() }
 
 // groupList numbers every row group of a dataset, skipped or not, in read
 // order, so that a rowRef can name one in 32 bits.
@@ -226,9 +218,8 @@ func (l *latest) stream(ctx context.Context, put func(larder.Key, larder.Row) er
 // keyBatch is a stretch of a row group's usable rows, one part per
 // partition, and the rows of that stretch skipped, by reason.
 type keyBatch struct {
-	parts       []*keyBuf
-	skipped     skipCounts
-	beforeSince int64
+	parts   []*keyBuf
+	skipped skipCounts
 }
 
 // keyBuf holds the usable rows of one partition of a keyBatch: the key,
@@ -247,6 +238,9 @@ func (b *keyBuf) reset() {
 	b.skeys.reset()
 }
 
+// filter returns the rule the rows of l's source pass.
+func (l *latest) filter() rowFilter { return rowFilter{runTime: l.runTime, since: l.since} }
+
 // pickBest is the first pass: it folds the key and event time of every row
 // of ds into the shards, one decoding worker and one shard per core.
 func (l *latest) pickBest(ctx context.Context, ds *dataset, groups *groupList, done func(*rowGroup)) error {
@@ -256,63 +250,21 @@ func (l *latest) pickBest(ctx context.Context, ds *dataset, groups *groupList, d
 	}
 	l.parts = partitioner{n: uint64(n)}
 	l.shards = make([]*latestShard, n)
-	in := make([]chan *keyBuf, n)
-	// Buffers go back to their partition's pool once folded.
-	free := make([]chan *keyBuf, n)
-	var wg sync.WaitGroup
 	for p := range l.shards {
-		s := newLatestShard(l.keyType)
-		l.shards[p] = s
-		in[p] = make(chan *keyBuf, 4)
-		free[p] = make(chan *keyBuf, 4*n+8)
-		wg.Go(func() {
-			for buf := range in[p] {
-				s.fold(buf)
-				select {
-				case free[p] <- buf:
-				default:
-				}
-			}
-		})
+		l.shards[p] = newLatestShard(l.keyType)
 	}
-	newBatch := func() *keyBatch {
-		b := &keyBatch{parts: make([]*keyBuf, n)}
-		for p := range b.parts {
-			select {
-			case b.parts[p] = <-free[p]:
-			default:
-				b.parts[p] = &keyBuf{}
-			}
-		}
-		return b
-	}
+	fan := startFanOut(n, func() *keyBuf { return &keyBuf{} }, func(p int, buf *keyBuf) { l.shards[p].fold(buf) })
 	decode := func(ctx context.Context, rg *rowGroup, emit func(*keyBatch) error) error {
-		return l.decodeKeys(ctx, rg, groups.number(rg), newBatch, emit)
+		sink := &keySink{l: l, group: groups.number(rg), fan: fan, emit: emit}
+		sink.b = &keyBatch{parts: fan.parts()}
+		return scanRows(ctx, rg, specKey, specTime, nil, l.filter(), batchRows, sink)
 	}
 	dispatch := func(b *keyBatch) error {
 		l.skipped.add(b.skipped)
-		l.beforeSince += b.beforeSince
-		for p, buf := range b.parts {
-			if buf.len() == 0 {
-				select {
-				case free[p] <- buf:
-				default:
-				}
-				continue
-			}
-			select {
-			case in[p] <- buf:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
+		return fan.send(ctx, b.parts)
 	}
 	err := scanParallel(ctx, ds, n, decode, dispatch, done)
-	for p := range in {
-		close(in[p])
-	}
-	wg.Wait()
+	fan.stop()
 	for _, s := range l.shards {
 		if s.keyType != larder.TypeString {
 			s.intKeys, s.best = s.ints.drain(make([]int64, 0, s.ints.len()), make([]bestRow, 0, s.ints.len()))
@@ -321,122 +273,55 @@ func (l *latest) pickBest(ctx context.Context, ds *dataset, groups *groupList, d
 	return err
 }
 
-// decodeKeys reads the key and event-time columns of rg, the row group
-// numbered group, into batches from newBatch, passing each to emit when it
-// holds batchRows rows and at the end of the row group. It returns an error
-// when a column chunk cannot be read or disagrees with the row group, or
-// ctx.Err() when ctx ends.
-func (l *latest) decodeKeys(ctx context.Context, rg *rowGroup, group int, newBatch func() *keyBatch, emit func(*keyBatch) error) error {
-	if rg.numRows > math.MaxInt32 {
-		return fmt.Errorf("row group of %d rows is too large (at most %d)", rg.numRows, math.MaxInt32)
+// keySink splits the usable rows of a row group, the number group, into
+// batches of (key, event time, position), one part per partition, and
+// passes each batch to emit.
+type keySink struct {
+	l     *latest
+	group int
+	fan   *fanOut[*keyBuf]
+	b     *keyBatch
+	emit  func(*keyBatch) error
+}
+
+func (k *keySink) row(s *rowScan, r, kvi int, t int64) {
+	var buf *keyBuf
+	if k.l.keyType == larder.TypeString {
+		key := s.bytesKey(kvi)
+		buf = k.b.parts[k.l.parts.ofBytes(key)]
+		buf.skeys.add(key)
+	} else {
+		key := s.intKey(kvi)
+		buf = k.b.parts[k.l.parts.ofInt(key)]
+		buf.ikeys = append(buf.ikeys, key)
 	}
-	kbc, kchunk := rg.chunk(specKey)
-	tbc, tchunk := rg.chunk(specTime)
-	keys, times := newCursor(kbc, kchunk), newCursor(tbc, tchunk)
-	defer keys.close()
-	defer times.close()
-	strKeys := l.keyType == larder.TypeString
-	b := newBatch()
-	rows := 0
-	numRows := int(rg.numRows)
-	for r := 0; r < numRows; {
-		// The common layout, int64 keys and timestamps stored plain without
-		// nulls, is read a run of rows at a time, straight from the pages.
-		if !strKeys && kbc.conv == convInt64 && tbc.conv == convTimestamp {
-			if err := keys.ready(); err != nil {
-				return err
-			}
-			if err := times.ready(); err != nil {
-				return err
-			}
-			n := min(keys.left(), times.left(), numRows-r, batchRows-rows)
-			if kv, tv := keys.plainInt64(n), times.plainInt64(n); kv != nil && tv != nil {
-				for j, key := range kv {
-					t := tbc.nanosOf(tv[j])
-					switch {
-					case t > l.runTime:
-						b.skipped.afterRun++
-						continue
-					case t < l.since:
-						b.beforeSince++
-						continue
-					}
-					buf := b.parts[l.parts.ofInt(key)]
-					buf.ikeys = append(buf.ikeys, key)
-					buf.times = append(buf.times, t)
-					buf.refs = append(buf.refs, makeRef(group, r+j))
-				}
-				keys.skip(n)
-				times.skip(n)
-				r += n
-				if rows += n; rows == batchRows && r < numRows {
-					if err := ctx.Err(); err != nil {
-						return err
-					}
-					if err := emit(b); err != nil {
-						return err
-					}
-					b, rows = newBatch(), 0
-				}
-				continue
-			}
-		}
-		kvi, err := keys.next()
-		if err != nil {
-			return err
-		}
-		tvi, err := times.next()
-		if err != nil {
-			return err
-		}
-		row := r
-		r++
-		if rows++; rows == batchRows && r < numRows {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := emit(b); err != nil {
-				return err
-			}
-			b, rows = newBatch(), 0
-		}
-		switch {
-		case kvi < 0:
-			b.skipped.nullKey++
-			continue
-		case tvi < 0:
-			b.skipped.nullTime++
+	buf.times = append(buf.times, t)
+	buf.refs = append(buf.refs, makeRef(k.group, r))
+}
+
+func (k *keySink) run(s *rowScan, r int, kv, tv []int64, f rowFilter, sk *skipCounts) {
+	parts, tbc := k.b.parts, s.tbc
+	for j, key := range kv {
+		t := tbc.nanosOf(tv[j])
+		if !f.keep(t, sk) {
 			continue
 		}
-		t := times.pv.eventTime(tbc, tvi)
-		if t > l.runTime {
-			b.skipped.afterRun++
-			continue
-		}
-		if t < l.since {
-			b.beforeSince++
-			continue
-		}
-		var buf *keyBuf
-		if strKeys {
-			key := keys.pv.bytes(kvi)
-			buf = b.parts[l.parts.ofBytes(key)]
-			buf.skeys.add(key)
-		} else {
-			key := int64(keys.pv.num(kbc.conv, kvi))
-			buf = b.parts[l.parts.ofInt(key)]
-			buf.ikeys = append(buf.ikeys, key)
-		}
+		buf := parts[k.l.parts.ofInt(key)]
+		buf.ikeys = append(buf.ikeys, key)
 		buf.times = append(buf.times, t)
-		buf.refs = append(buf.refs, makeRef(group, row))
+		buf.refs = append(buf.refs, makeRef(k.group, r+j))
 	}
-	if err := keys.finish(); err != nil {
+}
+
+func (k *keySink) cut(sk skipCounts, last bool) error {
+	k.b.skipped = sk
+	if err := k.emit(k.b); err != nil {
 		return err
 	}
-	if err := times.finish(); err != nil {
-		return err
+	if !last {
+		k.b = &keyBatch{parts: k.fan.parts()}
 	}
-	return emit(b)
+	return nil
 }
 
 // fold folds the rows of buf into s, and empties buf. A row replaces its

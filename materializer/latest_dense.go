@@ -39,8 +39,7 @@ type denseTable struct {
 	clock  coarseClock
 	over   bestIndex
 	// The rows the worker skipped.
-	skipped     skipCounts
-	beforeSince int64
+	skipped skipCounts
 }
 
 // denseBest is the best row of a key of a denseTable: its event time,
@@ -98,19 +97,14 @@ func (d *denseTable) fold(k, t int64, seq uint64) {
 }
 
 // foldRun folds the rows of keys kv and times tv, in the units of tbc,
-// whose first row has seq seq, and counts those after runTime or before
-// since as skipped. It is fold, written out for the common layout.
-func (d *denseTable) foldRun(kv, tv []int64, seq uint64, tbc *boundColumn, runTime, since int64) {
+// whose first row has seq seq, and counts those f does not keep in sk. It
+// is fold, written out for the common layout.
+func (d *denseTable) foldRun(kv, tv []int64, seq uint64, tbc *boundColumn, f rowFilter, sk *skipCounts) {
 	coarse, best, lo, clock := d.coarse, d.best[:len(d.coarse)], uint64(d.lo), d.clock
 	tv = tv[:len(kv)]
 	for j, key := range kv {
 		t := tbc.nanosOf(tv[j])
-		switch {
-		case t > runTime:
-			d.skipped.afterRun++
-			continue
-		case t < since:
-			d.beforeSince++
+		if !f.keep(t, sk) {
 			continue
 		}
 		if i := uint64(key) - lo; i < uint64(len(coarse)) {
@@ -162,7 +156,6 @@ func (d *denseTable) merge(o *denseTable) {
 		d.over.merge(&o.over)
 	}
 	d.skipped.add(o.skipped)
-	d.beforeSince += o.beforeSince
 }
 
 // shard returns the keys and best rows of d as a latest shard, in key order
@@ -292,7 +285,6 @@ func (l *latest) pickDense(ctx context.Context, ds *dataset, groups *groupList, 
 		all = &denseTable{lo: lo}
 	}
 	l.skipped.add(all.skipped)
-	l.beforeSince += all.beforeSince
 	if err != nil {
 		if failedAt >= 0 {
 			rg := rgs[failedAt]
@@ -336,77 +328,27 @@ func (l *latest) oldestEventTime(ds *dataset) int64 {
 // when a column chunk cannot be read or disagrees with the row group, or
 // ctx.Err() when ctx ends.
 func (l *latest) decodeDense(ctx context.Context, rg *rowGroup, group int, d *denseTable) error {
-	if rg.numRows > math.MaxInt32 {
-		return fmt.Errorf("row group of %d rows is too large (at most %d)", rg.numRows, math.MaxInt32)
-	}
-	kbc, kchunk := rg.chunk(specKey)
-	tbc, tchunk := rg.chunk(specTime)
-	keys, times := newCursor(kbc, kchunk), newCursor(tbc, tchunk)
-	defer keys.close()
-	defer times.close()
 	// seq0 is the seq of the row group's first row: its rowRef plus one.
-	seq0 := uint64(makeRef(group, 0)) + 1
-	runTime, since := l.runTime, l.since
-	plain := kbc.conv == convInt64 && tbc.conv == convTimestamp
-	numRows := int(rg.numRows)
-	checked := 0
-	for r := 0; r < numRows; {
-		if r-checked >= batchRows {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			checked = r
-		}
-		// The common layout, int64 keys and timestamps stored plain without
-		// nulls, is read a run of rows at a time, straight from the pages.
-		if plain {
-			if err := keys.ready(); err != nil {
-				return err
-			}
-			if err := times.ready(); err != nil {
-				return err
-			}
-			n := min(keys.left(), times.left(), numRows-r)
-			if kv, tv := keys.plainInt64(n), times.plainInt64(n); kv != nil && tv != nil {
-				d.foldRun(kv, tv, seq0+uint64(r), tbc, runTime, since)
-				keys.skip(n)
-				times.skip(n)
-				r += n
-				continue
-			}
-		}
-		kvi, err := keys.next()
-		if err != nil {
-			return err
-		}
-		tvi, err := times.next()
-		if err != nil {
-			return err
-		}
-		row := r
-		r++
-		switch {
-		case kvi < 0:
-			d.skipped.nullKey++
-			continue
-		case tvi < 0:
-			d.skipped.nullTime++
-			continue
-		}
-		t := times.pv.eventTime(tbc, tvi)
-		switch {
-		case t > runTime:
-			d.skipped.afterRun++
-		case t < since:
-			d.beforeSince++
-		default:
-			d.fold(int64(keys.pv.num(kbc.conv, kvi)), t, seq0+uint64(row))
-		}
-	}
-	if err := keys.finish(); err != nil {
-		return err
-	}
-	return times.finish()
+	return scanRows(ctx, rg, specKey, specTime, nil, l.filter(), 0, &denseSink{d: d, seq0: uint64(makeRef(group, 0)) + 1})
+}
+
+// denseSink folds the usable rows of a row group into a dense table.
+type denseSink struct {
+	d    *denseTable
+	seq0 uint64
+}
+
+func (k *denseSink) row(s *rowScan, r, kvi int, t int64) {
+	k.d.fold(s.intKey(kvi), t, k.seq0+uint64(r))
+}
+
+func (k *denseSink) run(s *rowScan, r int, kv, tv []int64, f rowFilter, sk *skipCounts) {
+	k.d.foldRun(kv, tv, k.seq0+uint64(r), s.tbc, f, sk)
+}
+
+func (k *denseSink) cut(sk skipCounts, _ bool) error {
+	k.d.skipped.add(sk)
+	return nil
 }
 
 // parallelEach calls fn(w, i) for every i in [0, count) on up to workers

@@ -275,6 +275,9 @@ type ColumnError struct {
 	// Input is set when the file is a scoring job's input (Score) rather
 	// than a view's source.
 	Input bool
+	// Cast is set when the column would feed the feature with `cast: true`
+	// (a DOUBLE or INT64 column for a float32 feature).
+	Cast bool
 }
 
 func (e *ColumnError) Error() string {
@@ -290,18 +293,23 @@ func (e *ColumnError) Error() string {
 		return fmt.Sprintf("source file %s has no column %q (the %s); its columns are %s: fix the source or the column name in larder.yaml",
 			e.File, e.Column, e.Role, strings.Join(e.Columns, ", "))
 	}
+	if e.Cast {
+		return fmt.Sprintf("source file %s: column %q (the %s) is %s, want %s: add `cast: true` to the feature in larder.yaml to round its values to float32, make the feature float64, or fix the source",
+			e.File, e.Column, e.Role, e.Found, e.Want)
+	}
 	return fmt.Sprintf("source file %s: column %q (the %s) is %s, want %s: fix the source or the type in larder.yaml",
 		e.File, e.Column, e.Role, e.Found, e.Want)
 }
 
 // skipCounts counts skipped rows by reason.
 type skipCounts struct {
-	nullKey, nullTime, afterRun int64
+	nullKey, nullTime, afterRun, beforeSince int64
 }
 
 func (s skipCounts) report() map[string]int64 {
-	m := make(map[string]int64, 3)
-	for reason, n := range map[string]int64{SkipNullKey: s.nullKey, SkipNullEventTime: s.nullTime, SkipAfterRunTime: s.afterRun} {
+	m := make(map[string]int64, 4)
+	for reason, n := range map[string]int64{SkipNullKey: s.nullKey, SkipNullEventTime: s.nullTime, SkipAfterRunTime: s.afterRun,
+		SkipBeforeWatermark: s.beforeSince} {
 		if n > 0 {
 			m[reason] = n
 		}

@@ -142,6 +142,10 @@ func (pv *pageValues) num(conv conversion, i int) uint64 {
 		return math.Float64bits(float64(uint32(pv.i32[j])))
 	case convInt32ToFloat:
 		return uint64(math.Float32bits(float32(pv.i32[j])))
+	case convDoubleToFloat:
+		return uint64(math.Float32bits(float32(pv.f64[j])))
+	case convInt64ToFloat:
+		return uint64(math.Float32bits(float32(pv.i64[j])))
 	case convBool:
 		return uint64(pv.bits[j>>3]>>(j&7)) & 1
 	}

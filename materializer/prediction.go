@@ -96,11 +96,11 @@ func (p *predictionPlan) fill(ctx context.Context, r larder.FeatureStore, b *pre
 	for i := range b.keys {
 		for _, in := range p.inputs {
 			l := b.lookups[in.lookup]
-			x := in.def
-			if l.Found[i] && l.View.Status(true, l.Rows[i].EventTime, now) == larder.StatusPresent {
-				if n, ok := l.Rows[i].Values[in.feature].Number(); ok {
-					x = float32(n)
-				}
+			var x float32
+			if l.Found[i] {
+				x, _ = l.View.InputNumber(true, l.Rows[i].EventTime, now, l.Rows[i].Values[in.feature], in.def)
+			} else {
+				x = in.def
 			}
 			b.x = append(b.x, x)
 		}

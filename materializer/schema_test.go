@@ -252,3 +252,68 @@ func TestWidening(t *testing.T) {
 		}
 	}
 }
+
+// castRow has a DOUBLE and an INT64 column to be read as float32 features.
+type castRow struct {
+	UserID int64     `parquet:"user_id"`
+	TS     time.Time `parquet:"ts,timestamp(microsecond)"`
+	D      float64   `parquet:"d"`
+	I64    int64     `parquet:"i64"`
+}
+
+// TestCast reads DOUBLE and INT64 columns as float32 features that ask for
+// the cast, each value rounded to the nearest float32 (overflow to infinity
+// then meets the view's non_finite rule); without the cast,
+// the run fails before writing, naming the file, the column and the fix.
+func TestCast(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.parquet")
+	writeRows([]castRow{
+		{UserID: 1, TS: baseTime, D: 0.1, I64: 1<<24 + 1},
+		{UserID: 2, TS: baseTime, D: -1e300, I64: -5},
+	})(t, path)
+	cast := func(name, column string) larder.Feature {
+		f := feature(name, larder.TypeFloat32, column)
+		f.Cast = true
+		return f
+	}
+	p := projectFor(t, dir, dir, larder.TypeInt64, cast("d", "d"), cast("n", "i64"))
+	fs := newFakeStore()
+	if _, err := materializer.New(p, fs, materializer.Options{Now: fixedClock(baseTime.Add(time.Hour))}).Run(context.Background(), "v"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64][]larder.Value{
+		1: {larder.Float32Value(0.1), larder.Float32Value(1 << 24)},
+		// -1e300 rounds to -Inf, which the view's non_finite rule (null
+		// by default) turns into null, as for any other non-finite value.
+		2: {{}, larder.Float32Value(-5)},
+	}
+	rows, _ := fs.liveRows("v")
+	for id, vals := range want {
+		row, ok := rows[larder.Int64Key(id)]
+		if !ok {
+			t.Fatalf("user %d not written", id)
+		}
+		for i, v := range vals {
+			if !row.Values[i].Equal(v) {
+				t.Errorf("user %d feature %d = %v, want %v", id, i, row.Values[i], v)
+			}
+		}
+	}
+
+	for _, col := range []string{"d", "i64"} {
+		p := projectFor(t, dir, dir, larder.TypeInt64, feature("x", larder.TypeFloat32, col))
+		fs := newFakeStore()
+		_, err := materializer.New(p, fs, materializer.Options{Now: fixedClock(baseTime.Add(time.Hour))}).Run(context.Background(), "v")
+		var ce *materializer.ColumnError
+		if !errors.As(err, &ce) || ce.File != path || ce.Column != col || !ce.Cast {
+			t.Fatalf("column %s without cast: Run error = %v, want a *ColumnError with Cast", col, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "add `cast: true`") {
+			t.Errorf("column %s without cast: error %q does not name the fix", col, msg)
+		}
+		if b, _, _ := fs.counts(); b != 0 {
+			t.Errorf("column %s without cast: %d generations begun", col, b)
+		}
+	}
+}

@@ -790,7 +790,7 @@ func requestNumber(pv *pageValues, conv conversion, vi int) float32 {
 		return float32(float64(int64(u)))
 	case convDouble, convFloatToDouble, convInt64ToDouble, convInt32ToDouble, convUint32ToDouble:
 		return float32(math.Float64frombits(u))
-	case convFloat, convInt32ToFloat:
+	case convFloat, convInt32ToFloat, convDoubleToFloat, convInt64ToFloat:
 		return math.Float32frombits(uint32(u))
 	case convBool:
 		return float32(u)

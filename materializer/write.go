@@ -97,6 +97,13 @@ func (m *Materializer) write(ctx context.Context, v *larder.View, comp emitter, 
 	}
 	prog.EntitiesWritten = n
 	m.progress(prog)
+	if a, ok := comp.(*aggregate); ok && a.tiles != nil {
+		if err := m.putTiles(ctx, v, w.ID(), a); err != nil {
+			err = fmt.Errorf("write the tiles of generation %d: %w", w.ID(), err)
+			m.abort(ctx, w, err)
+			return larder.Generation{}, n, err
+		}
+	}
 	gen, err := w.Publish(ctx)
 	if err != nil {
 		err = fmt.Errorf("publish generation %d: %w", w.ID(), err)

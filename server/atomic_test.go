@@ -123,23 +123,24 @@ func TestAtomicGenerations(t *testing.T) {
 		if len(gens) != 2 {
 			return nil, fmt.Errorf("generations %v, want one per view", resp.GetGenerations())
 		}
-		if len(resp.GetRows()) != users {
-			return nil, fmt.Errorf("%d rows, want %d", len(resp.GetRows()), users)
+		rows := rowsOf(resp)
+		if len(rows) != users {
+			return nil, fmt.Errorf("%d rows, want %d", len(rows), users)
 		}
-		for i, row := range resp.GetRows() {
-			for j, fv := range row.GetValues() {
-				col := resp.GetFeatures()[j]
-				if fv.GetStatus() != present {
-					return nil, fmt.Errorf("user %d %s: status %s, want present", i+1, col, fv.GetStatus())
+		for i, row := range rows {
+			for j, fv := range row {
+				col := resp.GetColumns()[j].GetName()
+				if fv.status != present {
+					return nil, fmt.Errorf("user %d %s: status %s, want present", i+1, col, fv.status)
 				}
 				view, _, _ := larder.SplitRef(col)
-				if b, ok := fv.GetValue().GetKind().(*larderv1.Value_BoolValue); ok {
+				if b, ok := fv.value.GetKind().(*larderv1.Value_BoolValue); ok {
 					if b.BoolValue != (gens[view]%2 == 0) {
 						return nil, fmt.Errorf("user %d %s = %v, not generation %d's", i+1, col, b.BoolValue, gens[view])
 					}
 					continue
 				}
-				g, err := genOf(fv.GetValue())
+				g, err := genOf(fv.value)
 				if err != nil {
 					return nil, fmt.Errorf("user %d %s: %w", i+1, col, err)
 				}

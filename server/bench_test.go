@@ -145,8 +145,8 @@ func benchGetFeaturesTraced(b *testing.B, keys int, tp trace.TracerProvider) {
 	}
 	run(b, func(ctx context.Context) error {
 		resp, err := srv.client.GetFeatures(ctx, req)
-		if err == nil && len(resp.GetRows()) != keys {
-			err = fmt.Errorf("got %d rows, want %d", len(resp.GetRows()), keys)
+		if err == nil && resp.GetRowCount() != int32(keys) {
+			err = fmt.Errorf("got %d rows, want %d", resp.GetRowCount(), keys)
 		}
 		return err
 	})

@@ -239,19 +239,23 @@ func TestListValues(t *testing.T) {
 		{strList(), null, null},
 		{null, null, null},
 	}
-	if wantCols := []string{"user_recs:candidates", "user_similar:candidates", "user_similar:scores"}; !slices.Equal(resp.GetFeatures(), wantCols) {
-		t.Errorf("features = %v, want %v", resp.GetFeatures(), wantCols)
+	if wantCols := []string{"user_recs:candidates", "user_similar:candidates", "user_similar:scores"}; !slices.Equal(columnNames(resp), wantCols) {
+		t.Errorf("columns = %v, want %v", columnNames(resp), wantCols)
 	}
-	for i, row := range resp.GetRows() {
-		for j, fv := range row.GetValues() {
-			if !proto.Equal(fv.GetValue(), want[i][j]) {
-				t.Errorf("user %d %s = %v, want %v", i+1, resp.GetFeatures()[j], fv.GetValue(), want[i][j])
+	rows := rowsOf(resp)
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows, want %d", len(rows), len(want))
+	}
+	for i, row := range rows {
+		for j, fv := range row {
+			if !proto.Equal(fv.value, want[i][j]) {
+				t.Errorf("user %d %s = %v, want %v", i+1, resp.GetColumns()[j].GetName(), fv.value, want[i][j])
 			}
 		}
 	}
 	// An empty list is a value, not null.
-	if _, ok := resp.GetRows()[1].GetValues()[0].GetValue().GetKind().(*larderv1.Value_StringListValue); !ok {
-		t.Errorf("an empty list came back as %v, want an empty string_list_value", resp.GetRows()[1].GetValues()[0].GetValue())
+	if cols := columns(t, resp); cols.IsNull(0, 1) || len(cols.StringList(0, 1)) != 0 {
+		t.Errorf("an empty list came back as %v, want an empty string_list_value", rows[1][0].value)
 	}
 
 	views, err := f.client.ListViews(ctx, &larderv1.ListViewsRequest{})

@@ -12,43 +12,55 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 	"github.com/larder-dev/larder/server"
 )
 
-// featuresResponse returns a GetFeaturesResponse of n rows, each with a
-// value of every kind, a null, a status and an event time.
+// featuresResponse returns a GetFeaturesResponse of n rows, with a column
+// of every type, a column of nulls, statuses and event times.
 func featuresResponse(n int) *larderv1.GetFeaturesResponse {
-	ts := timestamppb.New(time.Date(2026, 11, 27, 9, 30, 0, 123456789, time.UTC))
-	resp := &larderv1.GetFeaturesResponse{
-		Features:    []string{"v:a", "v:b", "v:c", "v:d", "v:e", "v:f", "v:g", "v:h", "v:i", "v:null"},
+	micros := time.Date(2026, 11, 27, 9, 30, 0, 123456000, time.UTC).UnixMicro()
+	col := func(name string, t larderv1.ValueType) *larderv1.FeatureColumn {
+		return &larderv1.FeatureColumn{Name: name, Type: t}
+	}
+	cols := []*larderv1.FeatureColumn{
+		col("v:a", larderv1.ValueType_VALUE_TYPE_INT64),
+		col("v:b", larderv1.ValueType_VALUE_TYPE_FLOAT64),
+		col("v:c", larderv1.ValueType_VALUE_TYPE_FLOAT32),
+		col("v:d", larderv1.ValueType_VALUE_TYPE_BOOL),
+		col("v:e", larderv1.ValueType_VALUE_TYPE_STRING),
+		col("v:f", larderv1.ValueType_VALUE_TYPE_BYTES),
+		col("v:g", larderv1.ValueType_VALUE_TYPE_FLOAT32_VECTOR),
+		col("v:h", larderv1.ValueType_VALUE_TYPE_INT64_LIST),
+		col("v:i", larderv1.ValueType_VALUE_TYPE_STRING_LIST),
+		col("v:null", larderv1.ValueType_VALUE_TYPE_FLOAT64),
+	}
+	view := &larderv1.ViewRows{View: "v"}
+	for i := range n {
+		cols[0].Int64Values = append(cols[0].Int64Values, int64(-i))
+		cols[1].Float64Values = append(cols[1].Float64Values, float64(i)/3)
+		cols[2].Float32Values = append(cols[2].Float32Values, float32(i)/7)
+		cols[3].BoolValues = append(cols[3].BoolValues, i%2 == 0)
+		cols[4].StringValues = append(cols[4].StringValues, fmt.Sprintf("s%d é", i))
+		cols[5].BytesValues = append(cols[5].BytesValues, []byte{0, byte(i), 255})
+		cols[6].ListLengths = append(cols[6].ListLengths, 3)
+		cols[6].Float32VectorValues = append(cols[6].Float32VectorValues, 1.5, -2, float32(i))
+		cols[7].ListLengths = append(cols[7].ListLengths, 3)
+		cols[7].Int64ListValues = append(cols[7].Int64ListValues, -1, 0, int64(i)<<40)
+		cols[8].ListLengths = append(cols[8].ListLengths, 2)
+		cols[8].StringListValues = append(cols[8].StringListValues, "x", "")
+		cols[9].Float64Values = append(cols[9].Float64Values, 0)
+		cols[9].NullRows = append(cols[9].NullRows, int32(i))
+		view.Statuses = append(view.Statuses, larderv1.FeatureStatus_FEATURE_STATUS_PRESENT)
+		view.EventTimeMicros = append(view.EventTimeMicros, micros)
+	}
+	return &larderv1.GetFeaturesResponse{
+		RowCount:    int32(n),
+		Columns:     cols,
+		Views:       []*larderv1.ViewRows{view},
 		Generations: []*larderv1.ViewGeneration{{View: "v", Generation: 42}},
 	}
-	for i := range n {
-		values := []*larderv1.Value{
-			intVal(int64(-i)),
-			f64Val(float64(i) / 3),
-			f32Val(float32(i) / 7),
-			boolVal(i%2 == 0),
-			strVal(fmt.Sprintf("s%d é", i)),
-			{Kind: &larderv1.Value_BytesValue{BytesValue: []byte{0, byte(i), 255}}},
-			{Kind: &larderv1.Value_Float32VectorValue{Float32VectorValue: &larderv1.FloatVector{Values: []float32{1.5, -2, float32(i)}}}},
-			{Kind: &larderv1.Value_Int64ListValue{Int64ListValue: &larderv1.Int64List{Values: []int64{-1, 0, int64(i) << 40}}}},
-			{Kind: &larderv1.Value_StringListValue{StringListValue: &larderv1.StringList{Values: []string{"x", ""}}}},
-			{},
-		}
-		row := &larderv1.FeatureRow{Key: intKey(int64(i))}
-		if i%3 == 1 {
-			row.Key = strKey(fmt.Sprint("k", i))
-		}
-		for _, v := range values {
-			row.Values = append(row.Values, &larderv1.FeatureValue{Value: v, Status: larderv1.FeatureStatus_FEATURE_STATUS_PRESENT, EventTime: ts})
-		}
-		resp.Rows = append(resp.Rows, row)
-	}
-	return resp
 }
 
 // TestCodec checks that server.Codec writes and reads the same protobuf as
@@ -160,8 +172,8 @@ func TestCodecInterop(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: GetFeatures: %v", name, err)
 		}
-		if len(gf.GetRows()) != 3 || len(gf.GetRows()[0].GetValues()) == 0 {
-			t.Fatalf("%s: GetFeatures gave %d rows: %v", name, len(gf.GetRows()), gf)
+		if gf.GetRowCount() != 3 || len(gf.GetColumns()) == 0 {
+			t.Fatalf("%s: GetFeatures gave %d rows: %v", name, gf.GetRowCount(), gf)
 		}
 		rk, err := c.Rank(ctx, &larderv1.RankRequest{
 			Ranker: "reco", ContextKey: intKey(1), CandidateKeys: strKeys("i1", "i2", "i3"), TopK: 2,
@@ -196,20 +208,23 @@ func TestCodecInterop(t *testing.T) {
 // event time) with gRPC's standard codec and with server.Codec: the work
 // the server's encoding and the client's decoding do per call.
 func BenchmarkCodec(b *testing.B) {
-	ts := timestamppb.Now()
 	response := func(rows int) *larderv1.GetFeaturesResponse {
-		resp := &larderv1.GetFeaturesResponse{Generations: []*larderv1.ViewGeneration{{View: "user_f", Generation: 1}}}
-		for i := range benchFeatures {
-			resp.Features = append(resp.Features, fmt.Sprintf("user_f:f%02d", i))
+		now := time.Now().UnixMicro()
+		resp := &larderv1.GetFeaturesResponse{
+			RowCount:    int32(rows),
+			Generations: []*larderv1.ViewGeneration{{View: "user_f", Generation: 1}},
+			Views:       []*larderv1.ViewRows{{View: "user_f"}},
 		}
-		for r := range rows {
-			row := &larderv1.FeatureRow{Key: intKey(int64(r))}
-			for i := range benchFeatures {
-				row.Values = append(row.Values, &larderv1.FeatureValue{
-					Value: f64Val(float64(r) + float64(i)/100), Status: larderv1.FeatureStatus_FEATURE_STATUS_PRESENT, EventTime: ts,
-				})
+		for range rows {
+			resp.Views[0].Statuses = append(resp.Views[0].Statuses, larderv1.FeatureStatus_FEATURE_STATUS_PRESENT)
+			resp.Views[0].EventTimeMicros = append(resp.Views[0].EventTimeMicros, now)
+		}
+		for i := range benchFeatures {
+			c := &larderv1.FeatureColumn{Name: fmt.Sprintf("user_f:f%02d", i), Type: larderv1.ValueType_VALUE_TYPE_FLOAT64}
+			for r := range rows {
+				c.Float64Values = append(c.Float64Values, float64(r)+float64(i)/100)
 			}
-			resp.Rows = append(resp.Rows, row)
+			resp.Columns = append(resp.Columns, c)
 		}
 		return resp
 	}

@@ -58,31 +58,6 @@ func keyToProto(k larder.Key) *larderv1.EntityKey {
 	return &larderv1.EntityKey{Key: &larderv1.EntityKey_Int64Value{Int64Value: k.Int64()}}
 }
 
-// valueToProto converts a value; null becomes a Value with no kind set.
-func valueToProto(v larder.Value) *larderv1.Value {
-	switch v.Type() {
-	case larder.TypeInt64:
-		return &larderv1.Value{Kind: &larderv1.Value_Int64Value{Int64Value: v.Int64()}}
-	case larder.TypeFloat64:
-		return &larderv1.Value{Kind: &larderv1.Value_Float64Value{Float64Value: v.Float64()}}
-	case larder.TypeFloat32:
-		return &larderv1.Value{Kind: &larderv1.Value_Float32Value{Float32Value: v.Float32()}}
-	case larder.TypeBool:
-		return &larderv1.Value{Kind: &larderv1.Value_BoolValue{BoolValue: v.Bool()}}
-	case larder.TypeString:
-		return &larderv1.Value{Kind: &larderv1.Value_StringValue{StringValue: v.Str()}}
-	case larder.TypeBytes:
-		return &larderv1.Value{Kind: &larderv1.Value_BytesValue{BytesValue: v.Bytes()}}
-	case larder.TypeFloat32Vector:
-		return &larderv1.Value{Kind: &larderv1.Value_Float32VectorValue{Float32VectorValue: &larderv1.FloatVector{Values: v.Vector()}}}
-	case larder.TypeInt64List:
-		return &larderv1.Value{Kind: &larderv1.Value_Int64ListValue{Int64ListValue: &larderv1.Int64List{Values: v.Int64List()}}}
-	case larder.TypeStringList:
-		return &larderv1.Value{Kind: &larderv1.Value_StringListValue{StringListValue: &larderv1.StringList{Values: v.StringList()}}}
-	}
-	return &larderv1.Value{}
-}
-
 func typeToProto(t larder.Type) larderv1.ValueType {
 	switch t {
 	case larder.TypeInt64:
@@ -163,87 +138,4 @@ func article(t larder.Type) string {
 		return "an " + s
 	}
 	return "a " + t.String()
-}
-
-// valueSlab hands out the Value messages of one response, and the wrappers
-// of their numeric, bool and string kinds, from slices sized up front: a few
-// allocations per response instead of two per value.
-type valueSlab struct {
-	vals []larderv1.Value
-	i64  []larderv1.Value_Int64Value
-	f64  []larderv1.Value_Float64Value
-	f32  []larderv1.Value_Float32Value
-	bool []larderv1.Value_BoolValue
-	str  []larderv1.Value_StringValue
-}
-
-// newValueSlab sizes a slab for the values of cols over nk keys.
-func newValueSlab(lookups []*larder.Lookup, cols []column, nk int) *valueSlab {
-	var count [larder.TypeStringList + 1]int
-	for _, c := range cols {
-		if t := lookups[c.lookup].View.Features[c.feature].Type; int(t) < len(count) {
-			count[t] += nk
-		}
-	}
-	s := &valueSlab{vals: make([]larderv1.Value, 0, len(cols)*nk)}
-	s.i64 = make([]larderv1.Value_Int64Value, 0, count[larder.TypeInt64])
-	s.f64 = make([]larderv1.Value_Float64Value, 0, count[larder.TypeFloat64])
-	s.f32 = make([]larderv1.Value_Float32Value, 0, count[larder.TypeFloat32])
-	s.bool = make([]larderv1.Value_BoolValue, 0, count[larder.TypeBool])
-	s.str = make([]larderv1.Value_StringValue, 0, count[larder.TypeString])
-	return s
-}
-
-// value converts a non-null v, as valueToProto does. The slab never grows
-// past the capacity newValueSlab gave it (a slice that grew would move the
-// messages already handed out), so a value beyond it is allocated alone.
-func (s *valueSlab) value(v larder.Value) *larderv1.Value {
-	if len(s.vals) == cap(s.vals) {
-		return valueToProto(v)
-	}
-	s.vals = s.vals[:len(s.vals)+1]
-	m := &s.vals[len(s.vals)-1]
-	switch v.Type() {
-	case larder.TypeInt64:
-		if k := slabNext(&s.i64); k != nil {
-			k.Int64Value = v.Int64()
-			m.Kind = k
-			return m
-		}
-	case larder.TypeFloat64:
-		if k := slabNext(&s.f64); k != nil {
-			k.Float64Value = v.Float64()
-			m.Kind = k
-			return m
-		}
-	case larder.TypeFloat32:
-		if k := slabNext(&s.f32); k != nil {
-			k.Float32Value = v.Float32()
-			m.Kind = k
-			return m
-		}
-	case larder.TypeBool:
-		if k := slabNext(&s.bool); k != nil {
-			k.BoolValue = v.Bool()
-			m.Kind = k
-			return m
-		}
-	case larder.TypeString:
-		if k := slabNext(&s.str); k != nil {
-			k.StringValue = v.Str()
-			m.Kind = k
-			return m
-		}
-	}
-	m.Kind = valueToProto(v).Kind
-	return m
-}
-
-// slabNext returns the next free element of *s, or nil when it is full.
-func slabNext[T any](s *[]T) *T {
-	if len(*s) == cap(*s) {
-		return nil
-	}
-	*s = (*s)[:len(*s)+1]
-	return &(*s)[len(*s)-1]
 }

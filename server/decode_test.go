@@ -84,7 +84,7 @@ func TestLimitUndecodable(t *testing.T) {
 		t.Fatalf("a well-formed request: %v", err)
 	}
 	resp, err := f.client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: strKeys("i1"), Features: []string{"item_info:price"}})
-	if err != nil || resp.GetRows()[0].GetValues()[0].GetValue().GetFloat64Value() != 3.5 {
+	if err != nil || resp.GetColumns()[0].GetFloat64Values()[0] != 3.5 {
 		t.Fatalf("GetFeatures after the garbage: %v, %v", resp, err)
 	}
 	h, err := healthpb.NewHealthClient(f.conn).Check(ctx, &healthpb.HealthCheckRequest{})

@@ -16,7 +16,9 @@ import (
 
 // explained is where each value of a model input came from, by value:
 // its source, the event time of its row (Unix microseconds, 0 for none)
-// and whether that row was pushed or streamed in.
+// and whether that row was pushed or streamed in. For a streaming
+// aggregate view, a value is streamed in when its row counts stream
+// events, and its time is then the newest of them.
 type explained struct {
 	sources []larderv1.InputSource
 	times   []int64
@@ -53,34 +55,48 @@ func fillExplained(x []float32, ex *explained, f, n int, l *larder.Lookup, nr *l
 		if context {
 			src = 0
 		}
-		status := larderv1.InputSource_INPUT_SOURCE_MISSING
 		var at int64
 		var pushed bool
-		if l.Found[src] {
-			status = larderv1.InputSource_INPUT_SOURCE_PRESENT
-			et := l.Rows[src].EventTime
-			if l.View.Status(true, et, now) != larder.StatusPresent {
-				status = larderv1.InputSource_INPUT_SOURCE_STALE
-			}
+		found := l.Found[src]
+		var et time.Time
+		var vals []larder.Value
+		if found {
+			et = l.Rows[src].EventTime
+			vals = l.Rows[src].Values
 			at = et.UnixMicro()
 			pushed = !l.Watermark.IsZero() && et.After(l.Watermark)
+			if !l.TileTime.IsZero() {
+				// A streaming aggregate view's row is as of its read
+				// time: it was streamed in when it counts stream events,
+				// and then its time is the newest of those.
+				pushed = l.Streamed != nil && !l.Streamed[src].IsZero()
+				if pushed {
+					at = l.Streamed[src].UnixMicro()
+				}
+			}
 		}
 		row := x[i*f : (i+1)*f]
 		from, times, pushes := ex.sources[i*f:(i+1)*f], ex.times[i*f:(i+1)*f], ex.pushed[i*f:(i+1)*f]
 		for c, col := range cols {
-			v, s := nr.Defaults[c], status
-			if s == larderv1.InputSource_INPUT_SOURCE_PRESENT {
-				// Numeric features only reach a model (Project.Validate),
-				// so a value that is not a number is null.
-				if num, ok := l.Rows[src].Values[nr.Features[c]].Number(); ok {
-					v = float32(num)
-				} else {
-					s = larderv1.InputSource_INPUT_SOURCE_NULL
-				}
+			var val larder.Value
+			if found {
+				val = vals[nr.Features[c]]
 			}
+			// Numeric features only reach a model (Project.Validate), so a
+			// value that is not a number is null.
+			v, st := l.View.InputNumber(found, et, now, val, nr.Defaults[c])
+			s := inputSources[st]
 			row[col], from[col], times[col], pushes[col] = v, s, at, pushed
 		}
 	}
+}
+
+// inputSources maps where a model input came from to its proto enum.
+var inputSources = [...]larderv1.InputSource{
+	larder.InputPresent: larderv1.InputSource_INPUT_SOURCE_PRESENT,
+	larder.InputMissing: larderv1.InputSource_INPUT_SOURCE_MISSING,
+	larder.InputStale:   larderv1.InputSource_INPUT_SOURCE_STALE,
+	larder.InputNull:    larderv1.InputSource_INPUT_SOURCE_NULL,
 }
 
 // explainResponse adds the explanation of each returned candidate to resp:
@@ -100,4 +116,13 @@ func explainResponse(resp *larderv1.RankResponse, scored []larderv1.ScoredCandid
 		exps[i].Pushed = ex.pushed[c*f : (c+1)*f : (c+1)*f]
 		scored[i].Explanation = &exps[i]
 	}
+}
+
+// tileTime returns the read time of a streaming aggregate view's windows
+// in Unix microseconds (see larder.Lookup.TileTime), 0 for other views.
+func tileTime(l *larder.Lookup) int64 {
+	if l.TileTime.IsZero() {
+		return 0
+	}
+	return l.TileTime.UnixMicro()
 }

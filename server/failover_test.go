@@ -370,21 +370,21 @@ func checkStats(resp *larderv1.GetFeaturesResponse, ids []int64, gen int64) stri
 	if gs := resp.GetGenerations(); len(gs) != 1 || gs[0].GetGeneration() != gen {
 		return fmt.Sprintf("generations %v, want user_stats %d", gs, gen)
 	}
-	if len(resp.GetRows()) != len(ids) {
-		return fmt.Sprintf("%d rows for %d keys", len(resp.GetRows()), len(ids))
+	rows := rowsOf(resp)
+	if len(rows) != len(ids) {
+		return fmt.Sprintf("%d rows for %d keys", len(rows), len(ids))
 	}
-	for i, row := range resp.GetRows() {
+	for i, vals := range rows {
 		want := statsRow(ids[i], gen)
-		vals := row.GetValues()
 		if len(vals) != 2 {
 			return fmt.Sprintf("user %d: %d values, want 2", ids[i], len(vals))
 		}
 		for j, v := range vals {
-			if v.GetStatus() != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
-				return fmt.Sprintf("user %d: %s is %s, want PRESENT: every user asked for is published", ids[i], resp.GetFeatures()[j], v.GetStatus())
+			if v.status != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
+				return fmt.Sprintf("user %d: %s is %s, want PRESENT: every user asked for is published", ids[i], resp.GetColumns()[j].GetName(), v.status)
 			}
 		}
-		if vals[0].GetValue().GetInt64Value() != want.Values[0].Int64() || vals[1].GetValue().GetFloat64Value() != want.Values[1].Float64() {
+		if vals[0].value.GetInt64Value() != want.Values[0].Int64() || vals[1].value.GetFloat64Value() != want.Values[1].Float64() {
 			return fmt.Sprintf("user %d: values %v, want those of generation %d", ids[i], vals, gen)
 		}
 	}

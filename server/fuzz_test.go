@@ -268,11 +268,11 @@ func FuzzFeatureRefs(f *testing.F) {
 		case code != codes.OK:
 			t.Fatalf("references %q: %v, want columns %q", features, err, names)
 		default:
-			if !slices.Equal(resp.GetFeatures(), names) {
-				t.Fatalf("references %q: columns %q, want %q", features, resp.GetFeatures(), names)
+			if !slices.Equal(columnNames(resp), names) {
+				t.Fatalf("references %q: columns %q, want %q", features, columnNames(resp), names)
 			}
-			if len(resp.GetRows()) != 1 || len(resp.GetRows()[0].GetValues()) != len(names) {
-				t.Fatalf("references %q: rows %v, want one of %d values", features, resp.GetRows(), len(names))
+			if rows := rowsOf(resp); len(rows) != 1 || len(rows[0]) != len(names) {
+				t.Fatalf("references %q: rows %v, want one of %d values", features, rows, len(names))
 			}
 			checkMarshals(t, resp)
 		}
@@ -310,13 +310,8 @@ func FuzzGetFeatures(f *testing.F) {
 		if code != codes.OK {
 			return
 		}
-		if len(resp.GetRows()) != len(keys) {
-			t.Fatalf("%d rows for %d keys", len(resp.GetRows()), len(keys))
-		}
-		for i, row := range resp.GetRows() {
-			if row.GetKey() != keys[i] || len(row.GetValues()) != len(resp.GetFeatures()) {
-				t.Fatalf("row %d: key %v and %d values, want key %v and %d values", i, row.GetKey(), len(row.GetValues()), keys[i], len(resp.GetFeatures()))
-			}
+		if rows := rowsOf(resp); len(rows) != len(keys) {
+			t.Fatalf("%d rows for %d keys: %v", len(rows), len(keys), resp)
 		}
 		checkMarshals(t, resp)
 	})

@@ -3,11 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
@@ -97,7 +96,7 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 	if err := s.store.Read(ctx, lookups); err != nil {
 		return nil, err
 	}
-	resp, err := buildFeatures(req.GetKeys(), lookups, buf.cols, slices.Clone(buf.names), s.now(), &buf.size, limits.MaxResponseBytes)
+	resp, err := buildFeatures(len(keys), lookups, buf.cols, buf.names, s.now(), &buf.size, limits.MaxResponseBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -106,160 +105,215 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 }
 
 // buildFeatures builds the response of GetFeatures from what lookups read
-// for keys. Its messages are allocated in slabs, a few per response rather
-// than several per value, and every null or missing value shares one empty
-// Value: the response is only marshaled. It stops with an error wrapping
-// larder.ErrTooLarge once the response's size, as size estimates it,
-// passes maxBytes; size is a scratch of the caller's.
-func buildFeatures(keys []*larderv1.EntityKey, lookups []*larder.Lookup, cols []column, names []string, now time.Time, size *sizeEstimate, maxBytes int) (*larderv1.GetFeaturesResponse, error) {
-	nk, nc, nl := len(keys), len(cols), len(lookups)
+// for nk keys: one column per element of cols, named names, and one status
+// and event time per key and lookup. The arrays of every column of a type
+// are slices of one allocation of that type, so a response costs a few
+// allocations whatever its number of values. It stops with an error
+// wrapping larder.ErrTooLarge once the response's size, as size estimates
+// it, passes maxBytes; size is a scratch of the caller's.
+func buildFeatures(nk int, lookups []*larder.Lookup, cols []column, names []string, now time.Time, size *sizeEstimate, maxBytes int) (*larderv1.GetFeaturesResponse, error) {
+	nc, nl := len(cols), len(lookups)
 	size.reset(lookups, cols, names)
+	if size.bytes > maxBytes {
+		return nil, tooLarge(0, nk, size.bytes, maxBytes)
+	}
 	resp := &larderv1.GetFeaturesResponse{
-		Features:    names,
-		Rows:        make([]*larderv1.FeatureRow, nk),
+		RowCount:    int32(nk),
 		Generations: make([]*larderv1.ViewGeneration, nl),
+		Columns:     make([]*larderv1.FeatureColumn, nc),
+		Views:       make([]*larderv1.ViewRows, nl),
 	}
 	gens := make([]larderv1.ViewGeneration, nl)
+	views := make([]larderv1.ViewRows, nl)
+	statuses := make([]larderv1.FeatureStatus, nl*nk)
+	times := make([]int64, nl*nk)
 	for i, l := range lookups {
-		gens[i] = larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation, Model: l.Model}
+		gens[i] = larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation, Model: l.Model, TileTimeMicros: tileTime(l)}
 		resp.Generations[i] = &gens[i]
+		views[i] = larderv1.ViewRows{View: l.View.Name, Statuses: statuses[i*nk : (i+1)*nk : (i+1)*nk], EventTimeMicros: times[i*nk : (i+1)*nk : (i+1)*nk]}
+		resp.Views[i] = &views[i]
 	}
-	slab := newValueSlab(lookups, cols, nk)
-	empty := &larderv1.Value{}
-	// One timestamp and status per (key, view): every value of a view's row
-	// shares them.
-	times := make([]timestamppb.Timestamp, nk*nl)
-	var statusBuf [8]larderv1.FeatureStatus
-	var timeBuf [8]*timestamppb.Timestamp
-	statuses, stamps := statusBuf[:0], timeBuf[:0]
-	if nl > len(statusBuf) {
-		statuses, stamps = make([]larderv1.FeatureStatus, 0, nl), make([]*timestamppb.Timestamp, 0, nl)
+
+	// The typed arrays, one allocation per type, cut into one slice of nk
+	// elements per column.
+	var count [larder.TypeStringList + 1]int
+	types := size.types
+	for ci, c := range cols {
+		t := lookups[c.lookup].View.Features[c.feature].Type
+		types[ci] = t
+		if int(t) < len(count) {
+			count[t]++
+		}
 	}
-	statuses, stamps = statuses[:nl], stamps[:nl]
-	rows := make([]larderv1.FeatureRow, nk)
-	values := make([]larderv1.FeatureValue, nk*nc)
-	ptrs := make([]*larderv1.FeatureValue, nk*nc)
-	for ki, key := range keys {
-		size.row(key)
+	i64 := make([]int64, count[larder.TypeInt64]*nk)
+	f64 := make([]float64, count[larder.TypeFloat64]*nk)
+	f32 := make([]float32, count[larder.TypeFloat32]*nk)
+	bools := make([]bool, count[larder.TypeBool]*nk)
+	strs := make([]string, count[larder.TypeString]*nk)
+	byts := make([][]byte, count[larder.TypeBytes]*nk)
+	lens := make([]int32, (count[larder.TypeFloat32Vector]+count[larder.TypeInt64List]+count[larder.TypeStringList])*nk)
+	columns := make([]larderv1.FeatureColumn, nc)
+	for ci, c := range cols {
+		col := &columns[ci]
+		col.Name, col.Type, col.View = names[ci], typeToProto(types[ci]), int32(c.lookup)
+		switch types[ci] {
+		case larder.TypeInt64:
+			col.Int64Values = cut(&i64, nk)
+		case larder.TypeFloat64:
+			col.Float64Values = cut(&f64, nk)
+		case larder.TypeFloat32:
+			col.Float32Values = cut(&f32, nk)
+		case larder.TypeBool:
+			col.BoolValues = cut(&bools, nk)
+		case larder.TypeString:
+			col.StringValues = cut(&strs, nk)
+		case larder.TypeBytes:
+			col.BytesValues = cut(&byts, nk)
+		case larder.TypeFloat32Vector, larder.TypeInt64List, larder.TypeStringList:
+			col.ListLengths = cut(&lens, nk)
+		}
+		resp.Columns[ci] = col
+	}
+
+	for ki := range nk {
+		size.bytes += size.perRow
 		for li, l := range lookups {
-			statuses[li] = statusToProto(l.View.Status(l.Found[ki], l.Rows[ki].EventTime, now))
-			stamps[li] = nil
-			if l.Found[ki] {
-				t := l.Rows[ki].EventTime
-				ts := &times[ki*nl+li]
-				ts.Seconds, ts.Nanos = t.Unix(), int32(t.Nanosecond())
-				stamps[li] = ts
-				size.bytes += size.found[li]
+			found := l.Found[ki]
+			statuses[li*nk+ki] = statusToProto(l.View.Status(found, l.Rows[ki].EventTime, now))
+			if found {
+				t := l.Rows[ki].EventTime.UnixMicro()
+				times[li*nk+ki] = t
+				size.bytes += protowire.SizeVarint(uint64(t)) - 1
 			}
 		}
-		row := &rows[ki]
-		row.Key, row.Values = key, ptrs[ki*nc:(ki+1)*nc:(ki+1)*nc]
 		for ci, c := range cols {
-			fv := &values[ki*nc+ci]
-			l := lookups[c.lookup]
-			fv.Status, fv.EventTime, fv.Value = statuses[c.lookup], stamps[c.lookup], empty
+			l, col := lookups[c.lookup], &columns[ci]
+			var v larder.Value
 			if l.Found[ki] {
-				if v := l.Rows[ki].Values[c.feature]; !v.IsNull() {
-					fv.Value = slab.value(v)
-					if size.variable[ci] {
-						size.value(v)
-					}
+				v = l.Rows[ki].Values[c.feature]
+			}
+			if v.IsNull() {
+				col.NullRows = append(col.NullRows, int32(ki))
+				size.bytes += protowire.SizeVarint(uint64(ki))
+				continue
+			}
+			switch types[ci] {
+			case larder.TypeInt64:
+				n := v.Int64()
+				col.Int64Values[ki] = n
+				size.bytes += protowire.SizeVarint(uint64(n)) - 1
+			case larder.TypeFloat64:
+				col.Float64Values[ki] = v.Float64()
+			case larder.TypeFloat32:
+				col.Float32Values[ki] = v.Float32()
+			case larder.TypeBool:
+				col.BoolValues[ki] = v.Bool()
+			case larder.TypeString:
+				col.StringValues[ki] = v.Str()
+				size.bytes += sizeBytes(len(v.Str()))
+			case larder.TypeBytes:
+				col.BytesValues[ki] = v.Bytes()
+				size.bytes += sizeBytes(len(col.BytesValues[ki]))
+			case larder.TypeFloat32Vector:
+				vec := v.Vector()
+				col.ListLengths[ki] = int32(len(vec))
+				col.Float32VectorValues = append(col.Float32VectorValues, vec...)
+				size.bytes += protowire.SizeVarint(uint64(len(vec))) - 1 + 4*len(vec)
+			case larder.TypeInt64List:
+				list := v.Int64List()
+				col.ListLengths[ki] = int32(len(list))
+				col.Int64ListValues = append(col.Int64ListValues, list...)
+				size.bytes += protowire.SizeVarint(uint64(len(list))) - 1
+				for _, n := range list {
+					size.bytes += protowire.SizeVarint(uint64(n))
+				}
+			case larder.TypeStringList:
+				list := v.StringList()
+				col.ListLengths[ki] = int32(len(list))
+				col.StringListValues = append(col.StringListValues, list...)
+				size.bytes += protowire.SizeVarint(uint64(len(list))) - 1
+				for _, s := range list {
+					size.bytes += 1 + protowire.SizeVarint(uint64(len(s))) + len(s)
 				}
 			}
-			row.Values[ci] = fv
 		}
-		resp.Rows[ki] = row
 		if size.bytes > maxBytes {
-			return nil, fmt.Errorf("response %w: its first %d of %d rows are about %d bytes, more than the limit of %d (server.max_response_bytes); ask for fewer keys or fewer columns per request",
-				larder.ErrTooLarge, ki+1, nk, size.bytes, maxBytes)
+			return nil, tooLarge(ki+1, nk, size.bytes, maxBytes)
 		}
 	}
 	return resp, nil
 }
 
-// sizeEstimate adds up the encoded size of a GetFeatures response as it is
-// built, from above: a value found counts with an event time of this era
-// and, for an int64, the widest encoding. The values of variable size
-// (strings, bytes, vectors, lists) count their payload as it is added; the
-// others' size is known from their column.
-type sizeEstimate struct {
-	bytes int
-	// perRow is the size of a row whose views hold no row for its key;
-	// found adds, by lookup, the size of its columns' values when its view
-	// holds one. variable tells, by column, whether a value's size depends
-	// on its payload.
-	perRow   int
-	found    []int
-	variable []bool
+// tooLarge is the error of a response past maxBytes once its first rows
+// of nk are built.
+func tooLarge(rows, nk, bytes, maxBytes int) error {
+	return fmt.Errorf("response %w: its first %d of %d rows are about %d bytes, more than the limit of %d (server.max_response_bytes); ask for fewer keys or fewer columns per request",
+		larder.ErrTooLarge, rows, nk, bytes, maxBytes)
 }
 
-// The parts of the estimate: a field's tag and length (a varint of up to 5
-// bytes, for 4 GiB); a FeatureValue not found (its tag and length, status,
-// and empty value), and its event time when found; a row's framing and
-// key (an int64 key of any value; a string key adds its length).
+// cut returns the first n elements of *s, and leaves *s after them.
+func cut[T any](s *[]T, n int) []T {
+	c := (*s)[:n:n]
+	*s = (*s)[n:]
+	return c
+}
+
+// sizeBytes is the encoded size of a string or bytes element of n bytes,
+// less the two bytes an empty one takes (its tag and length).
+func sizeBytes(n int) int { return protowire.SizeVarint(uint64(n)) - 1 + n }
+
+// sizeEstimate adds up the encoded size of a GetFeatures response as it is
+// built, from above. The header (names, views, generations, the framing of
+// every array) is counted first, with the widest framing; perRow then
+// counts each row as if every value were null or zero and every key were
+// missing, and the build adds what a value or an event time takes beyond
+// that, exactly.
+type sizeEstimate struct {
+	bytes  int
+	perRow int
+	// types is a scratch of buildFeatures: the type of each column.
+	types []larder.Type
+}
+
+// The parts of the estimate: a message's or a packed array's tag and
+// length (a varint of up to 3 bytes, for 2 MiB), and a name's (a name is
+// shorter than 16 KiB).
 const (
-	framing  = 1 + 5
-	cellSize = 1 + 1 + 2 + 1 + 1
-	timeSize = 1 + 1 + 1 + 5 + 1 + 5 // seconds until the year 3000, nanos
-	keySize  = framing + 1 + 10
-	rowSize  = framing + keySize
-	nameSize = 1 + 2 // a name is shorter than 16 KiB
+	framing  = 1 + 3
+	nameSize = 1 + 2
 )
 
 // reset starts the estimate of a response of cols, named names, read by
 // lookups.
 func (e *sizeEstimate) reset(lookups []*larder.Lookup, cols []column, names []string) {
-	e.bytes, e.perRow = 0, rowSize
-	e.found, e.variable = resize(e.found, len(lookups)), resize(e.variable, len(cols))
-	clear(e.found)
-	clear(e.variable)
-	for _, n := range names {
-		e.bytes += nameSize + len(n)
-	}
+	e.bytes, e.perRow = 1+5, 0 // row_count
+	e.types = resize(e.types, len(cols))
 	for _, l := range lookups {
-		e.bytes += framing + nameSize + len(l.View.Name) + 11 + framing + len(l.Model)
+		// A generation, and the view's statuses and event times (a
+		// status and a missing time take a byte each).
+		e.bytes += framing + nameSize + len(l.View.Name) + 11 + nameSize + len(l.Model)
+		e.bytes += framing + nameSize + len(l.View.Name) + 2*framing
+		e.perRow += 2
 	}
 	for ci, c := range cols {
-		e.perRow += cellSize
-		found := &e.found[c.lookup]
-		*found += timeSize
+		// The column's header (name, type, view), its null rows and its
+		// array.
+		e.bytes += framing + nameSize + len(names[ci]) + 2 + 3 + 2*framing
 		switch lookups[c.lookup].View.Features[c.feature].Type {
-		case larder.TypeInt64:
-			*found += 1 + 10
 		case larder.TypeFloat64:
-			*found += 1 + 8
+			e.perRow += 8
 		case larder.TypeFloat32:
-			*found += 1 + 4
-		case larder.TypeBool:
-			*found += 1 + 1
+			e.perRow += 4
+		case larder.TypeString, larder.TypeBytes:
+			// Not packed: a tag, and an empty length.
+			e.perRow += 2
+		case larder.TypeFloat32Vector, larder.TypeInt64List, larder.TypeStringList:
+			// A row's length, and the array of elements.
+			e.bytes += framing
+			e.perRow++
 		default:
-			// The lengths of the FeatureValue and the Value may take 5
-			// bytes each, and the kind has a tag and a length of its own.
-			*found += 4 + 4 + framing
-			e.variable[ci] = true
-		}
-	}
-}
-
-// row counts one row with the values of fixed size, keyed by key.
-func (e *sizeEstimate) row(key *larderv1.EntityKey) {
-	e.bytes += e.perRow + len(key.GetStringValue())
-}
-
-// value counts the payload of v, a value of variable size.
-func (e *sizeEstimate) value(v larder.Value) {
-	switch v.Type() {
-	case larder.TypeString:
-		e.bytes += len(v.Str())
-	case larder.TypeBytes:
-		e.bytes += len(v.Bytes())
-	case larder.TypeFloat32Vector:
-		e.bytes += framing + 4*len(v.Vector())
-	case larder.TypeInt64List:
-		e.bytes += framing + 10*len(v.Int64List())
-	case larder.TypeStringList:
-		for _, s := range v.StringList() {
-			e.bytes += framing + len(s)
+			// A zero int64, a bool.
+			e.perRow++
 		}
 	}
 }

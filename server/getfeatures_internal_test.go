@@ -71,7 +71,7 @@ func TestSizeEstimate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := &larder.Lookup{View: v, Found: tc.found, Rows: tc.rows, Generation: 12, Model: "sha256:0123456789ab"}
 			lookups := []*larder.Lookup{l}
-			resp, err := buildFeatures(tc.keys, lookups, cols, names, now, &sizeEstimate{}, math.MaxInt)
+			resp, err := buildFeatures(len(tc.keys), lookups, cols, names, now, &sizeEstimate{}, math.MaxInt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +81,7 @@ func TestSizeEstimate(t *testing.T) {
 			lo, hi := 0, 10*size
 			for lo < hi {
 				mid := (lo + hi) / 2
-				if _, err := buildFeatures(tc.keys, lookups, cols, names, now, &sizeEstimate{}, mid); err == nil {
+				if _, err := buildFeatures(len(tc.keys), lookups, cols, names, now, &sizeEstimate{}, mid); err == nil {
 					hi = mid
 				} else if !errors.Is(err, larder.ErrTooLarge) {
 					t.Fatalf("limit %d: %v, want larder.ErrTooLarge", mid, err)

@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
@@ -52,21 +51,17 @@ const (
 
 // wantValue returns the FeatureValue the fixture's data holds for key in
 // view, with the given status.
-func (f *fixture) wantValue(tb testing.TB, c cell, key larder.Key) *larderv1.FeatureValue {
+func (f *fixture) wantValue(tb testing.TB, c cell, key larder.Key) cellValue {
 	tb.Helper()
 	row, ok := f.data[c.view][key]
 	if !ok {
-		return &larderv1.FeatureValue{Value: &larderv1.Value{}, Status: c.status}
+		return cellValue{value: &larderv1.Value{}, status: c.status}
 	}
 	i := f.project.View(c.view).FeatureIndex(c.feature)
 	if i < 0 {
 		tb.Fatalf("no feature %s:%s", c.view, c.feature)
 	}
-	return &larderv1.FeatureValue{
-		Value:     protoValue(row.Values[i]),
-		Status:    c.status,
-		EventTime: timestamppb.New(row.EventTime),
-	}
+	return cellValue{value: protoValue(row.Values[i]), status: c.status, eventTime: row.EventTime}
 }
 
 func TestGetFeatures(t *testing.T) {
@@ -140,23 +135,18 @@ func TestGetFeatures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(resp.GetFeatures(), tt.want) {
-				t.Errorf("features = %q, want %q", resp.GetFeatures(), tt.want)
+			if got := columnNames(resp); !slices.Equal(got, tt.want) {
+				t.Errorf("columns = %q, want %q", got, tt.want)
 			}
-			if len(resp.GetRows()) != len(tt.rows) {
-				t.Fatalf("got %d rows, want %d", len(resp.GetRows()), len(tt.rows))
+			cols := columns(t, resp)
+			if cols.Rows() != len(tt.rows) {
+				t.Fatalf("got %d rows, want %d", cols.Rows(), len(tt.rows))
 			}
-			for i, r := range resp.GetRows() {
-				if !proto.Equal(r.GetKey(), tt.keys[i]) {
-					t.Errorf("rows[%d].key = %v, want %v (request order)", i, r.GetKey(), tt.keys[i])
-				}
-				if len(r.GetValues()) != len(tt.want) {
-					t.Fatalf("rows[%d] has %d values, want %d", i, len(r.GetValues()), len(tt.want))
-				}
+			for i := range cols.Rows() {
 				for j, col := range tt.want {
 					view, feature, _ := larder.SplitRef(col)
 					want := f.wantValue(t, cell{view, feature, tt.rows[i].status[view]}, tt.rows[i].key)
-					if got := r.GetValues()[j]; !proto.Equal(got, want) {
+					if got := cellAt(cols, j, i); !got.equal(want) {
 						t.Errorf("rows[%d] (%v) %s = %v, want %v", i, tt.rows[i].key, col, got, want)
 					}
 				}
@@ -180,24 +170,25 @@ func TestGetFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := resp.Rows[0].Values[0].GetValue().GetInt64Value(); got != 34 {
+	cols := columns(t, resp)
+	if got := cols.Int64(0, 0); got != 34 {
 		t.Errorf("user 1 age = %d, want 34", got)
 	}
-	if got := resp.Rows[0].Values[2].GetValue().GetFloat32VectorValue().GetValues(); !slices.Equal(got, []float32{0.5, -1.25, 3}) {
+	if got := cols.Float32Vector(2, 0); !slices.Equal(got, []float32{0.5, -1.25, 3}) {
 		t.Errorf("user 1 embedding = %v", got)
 	}
-	if got := resp.Rows[0].Values[0].GetEventTime().AsTime(); !got.Equal(f.t0.Add(-10 * time.Minute)) {
+	if got := cols.EventTime(0, 0); !got.Equal(f.t0.Add(-10 * time.Minute)) {
 		t.Errorf("user 1 event time = %v, want %v", got, f.t0.Add(-10*time.Minute))
 	}
-	if v := resp.Rows[1].Values[0]; v.GetValue().GetKind() != nil || v.GetStatus() != present {
-		t.Errorf("user 3 age = %v, want a null value with status present", v)
+	if !cols.IsNull(0, 1) || cols.Status(0, 1) != present {
+		t.Errorf("user 3 age = %v, want a null value with status present", cellAt(cols, 0, 1))
 	}
 	// An empty bytes value and an empty vector are values, not nulls.
-	if _, ok := resp.Rows[2].Values[1].GetValue().GetKind().(*larderv1.Value_BytesValue); !ok {
-		t.Errorf("user 2 avatar = %v, want an empty bytes value", resp.Rows[2].Values[1])
+	if cols.IsNull(1, 2) || len(cols.Bytes(1, 2)) != 0 {
+		t.Errorf("user 2 avatar = %v, want an empty bytes value", cellAt(cols, 1, 2))
 	}
-	if _, ok := resp.Rows[2].Values[2].GetValue().GetKind().(*larderv1.Value_Float32VectorValue); !ok {
-		t.Errorf("user 2 embedding = %v, want an empty vector", resp.Rows[2].Values[2])
+	if cols.IsNull(2, 2) || len(cols.Float32Vector(2, 2)) != 0 {
+		t.Errorf("user 2 embedding = %v, want an empty vector", cellAt(cols, 2, 2))
 	}
 }
 

@@ -2,8 +2,10 @@ package server
 
 import (
 	"runtime"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 )
 
 // serverOptions are the gRPC server options NewGRPC (and NewFeatureGRPC and
@@ -18,9 +20,15 @@ import (
 // codec encodes and decodes the API's messages with their generated
 // vtprotobuf code instead of protobuf's reflection; see Codec and
 // serverCodec.
+//
+// Clients may ping an idle connection every 15s to keep it open through
+// load balancers and to notice a dead peer (the client package pings
+// every 30s); gRPC's default closes a connection pinged more often than
+// every 5 minutes.
 func serverOptions(codec *serverCodec) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
 		grpc.ForceServerCodecV2(codec),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	}
 }

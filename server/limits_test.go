@@ -111,12 +111,12 @@ func TestLimitGetFeatures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := len(resp.GetFeatures()); n != 7 {
-			t.Errorf("%d columns, want the 7 of user_profile: %q", n, resp.GetFeatures())
+		if n := len(resp.GetColumns()); n != 7 {
+			t.Errorf("%d columns, want the 7 of user_profile: %q", n, columnNames(resp))
 		}
-		for i, r := range resp.GetRows() {
-			if len(r.GetValues()) != 7 {
-				t.Fatalf("rows[%d] has %d values, want 7", i, len(r.GetValues()))
+		for i, r := range rowsOf(resp) {
+			if len(r) != 7 {
+				t.Fatalf("rows[%d] has %d values, want 7", i, len(r))
 			}
 		}
 		if reads := cs.take(); len(reads) != 1 || len(reads[0]) != 1 {
@@ -125,17 +125,17 @@ func TestLimitGetFeatures(t *testing.T) {
 	})
 
 	t.Run("max_response_bytes", func(t *testing.T) {
-		p := testProject(t, func(p *larder.Project) { p.Server.MaxResponseBytes = 4096 })
+		p := testProject(t, func(p *larder.Project) { p.Server.MaxResponseBytes = 1024 })
 		srv := serve(t, server.Config{Project: p, Store: f.store, Models: map[string]server.Model{"reco": f.model}, Now: f.clock.Now}, 0)
-		// 60 rows of every type come to about 10 KB.
+		// 60 rows of every type come to about 2 KB.
 		_, err := srv.client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: keys(60), Features: []string{"user_profile:*", "user_stats:*"}})
-		wantShort(t, err, codes.ResourceExhausted, "response too large", "rows are about", "limit of 4096 (server.max_response_bytes)", "fewer keys")
+		wantShort(t, err, codes.ResourceExhausted, "response too large", "rows are about", "limit of 1024 (server.max_response_bytes)", "fewer keys")
 		resp, err := srv.client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: keys(4), Features: []string{"user_profile:*", "user_stats:*"}})
 		if err != nil {
 			t.Fatalf("4 rows: %v", err)
 		}
-		if n := resp.SizeVT(); n > 4096 {
-			t.Errorf("a response of %d bytes was sent, past the limit of 4096", n)
+		if n := resp.SizeVT(); n > 1024 {
+			t.Errorf("a response of %d bytes was sent, past the limit of 1024", n)
 		}
 	})
 }

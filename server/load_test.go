@@ -319,7 +319,7 @@ func TestLoadAmplification(t *testing.T) {
 			for i, req := range reqs {
 				wg.Go(func() {
 					resp, err := f.client.GetFeatures(t.Context(), req)
-					errs[i], cols[i] = err, len(resp.GetFeatures())
+					errs[i], cols[i] = err, len(resp.GetColumns())
 				})
 			}
 			wg.Wait()

@@ -293,6 +293,7 @@ func loadNet(tb testing.TB, net *models.Net, r *larder.Ranker) *models.Model {
 
 // running is a server.GRPC serving on a loopback port, and a client of it.
 type running struct {
+	svc    *server.Service
 	grpc   *server.GRPC
 	conn   *grpc.ClientConn
 	client larderv1.FeatureServiceClient
@@ -334,7 +335,7 @@ func serve(tb testing.TB, cfg server.Config, drain time.Duration) *running {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{grpc: g, logs: logs, cancel: cancel, done: make(chan struct{})}
+	r := &running{svc: svc, grpc: g, logs: logs, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		r.serveErr = g.Serve(ctx, lis, drain)
 		close(r.done)

@@ -686,13 +686,13 @@ func TestPushThroughStore(t *testing.T) {
 	f := newFixture(t, fixtureConfig{models: map[string]server.Model{"reco": newFakeModel("v1", 1)}})
 	ingest := larderv1.NewIngestServiceClient(f.conn)
 	ctx := t.Context()
-	read := func(t *testing.T, id int64, features ...string) *larderv1.FeatureRow {
+	read := func(t *testing.T, id int64, features ...string) []cellValue {
 		t.Helper()
 		resp, err := f.client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: intKeys(id), Features: features})
 		if err != nil {
 			t.Fatalf("GetFeatures: %v", err)
 		}
-		return resp.GetRows()[0]
+		return rowsOf(resp)[0]
 	}
 	fresh := f.t0.Add(-time.Minute)
 
@@ -711,14 +711,14 @@ func TestPushThroughStore(t *testing.T) {
 	checkOutcomes(t, resp, written, older, written, invalid(`rows[3].values["clicks"]: must be an int64 value`))
 
 	row := read(t, 1, "user_stats:*")
-	if v := row.GetValues(); v[0].GetValue().GetInt64Value() != 13 || v[1].GetValue().GetFloat64Value() != 100.25 || !v[0].GetEventTime().AsTime().Equal(fresh) {
+	if v := row; v[0].value.GetInt64Value() != 13 || v[1].value.GetFloat64Value() != 100.25 || !v[0].eventTime.Equal(fresh) {
 		t.Errorf("user 1 reads %v, want the pushed row", v)
 	}
-	if v := read(t, 4, "user_stats:clicks").GetValues()[0]; v.GetValue().GetInt64Value() != 90 {
+	if v := read(t, 4, "user_stats:clicks")[0]; v.value.GetInt64Value() != 90 {
 		t.Errorf("user 4 reads %v, want the published 90: an older push is left out", v)
 	}
-	if v := read(t, 9, "user_stats:*").GetValues(); v[0].GetValue().GetInt64Value() != 1 || v[1].GetValue().GetKind() != nil ||
-		v[0].GetStatus() != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
+	if v := read(t, 9, "user_stats:*"); v[0].value.GetInt64Value() != 1 || v[1].value.GetKind() != nil ||
+		v[0].status != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
 		t.Errorf("user 9 reads %v, want clicks 1, spend null", v)
 	}
 
@@ -753,7 +753,7 @@ func TestPushThroughStore(t *testing.T) {
 			resp, err := f.client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: intKeys(1), Features: []string{"user_stats:clicks"}})
 			return err == nil && resp.GetGenerations()[0].GetGeneration() == g.ID
 		})
-		if v := read(t, 1, "user_stats:clicks").GetValues()[0]; v.GetValue().GetInt64Value() != 14 || !v.GetEventTime().AsTime().Equal(f.t0) {
+		if v := read(t, 1, "user_stats:clicks")[0]; v.value.GetInt64Value() != 14 || !v.eventTime.Equal(f.t0) {
 			t.Errorf("user 1 reads %v after the run published, want the push made during it (14)", v)
 		}
 	})

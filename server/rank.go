@@ -252,7 +252,7 @@ func storedCandidates(l *larder.Lookup, feature, limit int) []larder.Key {
 func generationsOf(lookups []*larder.Lookup) []*larderv1.ViewGeneration {
 	gens := make([]*larderv1.ViewGeneration, len(lookups))
 	for i, l := range lookups {
-		gens[i] = &larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation, Model: l.Model}
+		gens[i] = &larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation, Model: l.Model, TileTimeMicros: tileTime(l)}
 	}
 	return gens
 }

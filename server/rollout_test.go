@@ -455,22 +455,23 @@ func (ro *rollout) getFeatures(ctx context.Context, tg *target, features []strin
 	if g := generationOf(resp.Generations, rolloutViewName); g != tg.gen {
 		return fmt.Errorf("read generation %d, want %d", g, tg.gen)
 	}
-	if !slices.Equal(resp.Features, req.Features) {
-		return fmt.Errorf("columns %q, want %q", resp.Features, req.Features)
+	if !slices.Equal(columnNames(resp), req.Features) {
+		return fmt.Errorf("columns %q, want %q", columnNames(resp), req.Features)
 	}
-	if len(resp.Rows) != rolloutUsers {
-		return fmt.Errorf("%d rows, want %d", len(resp.Rows), rolloutUsers)
+	rows := rowsOf(resp)
+	if len(rows) != rolloutUsers {
+		return fmt.Errorf("%d rows, want %d", len(rows), rolloutUsers)
 	}
-	for i, row := range resp.Rows {
+	for i, row := range rows {
 		id := int64(i) + 1
 		for j, name := range features {
 			fi := tg.view.FeatureIndex(name)
 			if fi < 0 {
 				return fmt.Errorf("the test asked %s for %s, which its definition lacks", tg.name, name)
 			}
-			got, want := row.Values[j], rolloutWant(tg.view.Features[fi], tg.seq, id)
-			if got.Status != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT || !proto.Equal(got.Value, want) {
-				return fmt.Errorf("user %d %s = %v (%s), want %v", id, name, got.Value, got.Status, want)
+			got, want := row[j], rolloutWant(tg.view.Features[fi], tg.seq, id)
+			if got.status != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT || !proto.Equal(got.value, want) {
+				return fmt.Errorf("user %d %s = %v (%s), want %v", id, name, got.value, got.status, want)
 			}
 		}
 	}

@@ -181,6 +181,7 @@ var conformance = []struct {
 	{"Push", testPush},
 	{"PushSurvivesFullRun", testPushSurvivesFullRun},
 	{"PushUnderPublishes", testPushUnderPublishes},
+	{"Tiles", testTiles},
 }
 
 // TestCluster runs the conformance suite on a Redis Cluster of three

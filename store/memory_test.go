@@ -79,6 +79,35 @@ func TestMemoryUsage(t *testing.T) {
 		t.Errorf("larder layout takes %.0f bytes per entity, no less than the naive %.0f", ours, naive)
 	}
 
+	// Where the bytes go: the encoded value (the floats, plus the version
+	// byte, the event time and the null bitmap), and what a field of a
+	// hash costs Redis around it.
+	types := make([]larder.Type, len(wide.Features))
+	for i, f := range wide.Features {
+		types[i] = f.Type
+	}
+	enc, err := store.AppendRow(nil, types, randomWideRow(rand.New(rand.NewPCG(1, 2)), time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("breakdown: %d B of float64 values, %d B encoded value, %.0f B of hash field, key and allocation overhead",
+		8*len(types), len(enc), ours-float64(len(enc)))
+
+	// The same view with float32 features (read from DOUBLE columns with
+	// `cast: true`).
+	narrow := memoryProject(t, larder.TypeFloat32)
+	s32 := store.New(client, narrow.Name, store.Options{})
+	writeWideTyped(t, s32, narrow.View("wide"), n, larder.TypeFloat32)
+	b32, _, err := s32.MemoryUsage(ctx, "wide")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the same view of float32 features: larder %.0f bytes per entity (%.0f%% of float64)",
+		float64(b32)/n, 100*float64(b32)/float64(bytes))
+	if b32 >= bytes {
+		t.Errorf("float32 features take %d bytes, no less than float64's %d", b32, bytes)
+	}
+
 	// What the same data takes when the server keeps buckets of rows this
 	// size in the listpack encoding (a server setting, not ours to change
 	// in production; measured here on the test's own server).
@@ -95,6 +124,54 @@ func TestMemoryUsage(t *testing.T) {
 	}
 	t.Logf("with hash-max-listpack-value 256 and hash-max-listpack-entries 256: larder %.0f bytes per entity",
 		float64(lpBytes)/n)
+}
+
+// memoryProject returns a project ("narrow") with a view "wide" of 20
+// features of type typ.
+func memoryProject(tb testing.TB, typ larder.Type) *larder.Project {
+	tb.Helper()
+	features := make([]larder.Feature, 20)
+	for i := range features {
+		features[i] = larder.Feature{Name: fmt.Sprintf("f%02d", i), Type: typ, Cast: typ == larder.TypeFloat32}
+	}
+	p := &larder.Project{
+		Name:     "narrow",
+		Entities: []*larder.Entity{{Name: "user", Key: "user_id", KeyType: larder.TypeInt64}},
+		Sources:  []*larder.Source{{Name: "events", Path: "events.parquet", EventTime: "ts"}},
+		Views:    []*larder.View{{Name: "wide", Kind: larder.KindLatest, Entity: "user", Source: "events", Features: features}},
+	}
+	p.SetDefaults()
+	if err := p.Validate(); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// writeWideTyped publishes a generation of n random rows of 20 features of
+// type typ (float64 or float32) into v.
+func writeWideTyped(tb testing.TB, s *store.Store, v *larder.View, n int, typ larder.Type) {
+	tb.Helper()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	w, err := s.BeginSized(ctx, v, int64(n))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	at := time.Now()
+	for id := 1; id <= n; id++ {
+		row := randomWideRow(rng, at)
+		if typ == larder.TypeFloat32 {
+			for i, x := range row.Values {
+				row.Values[i] = larder.Float32Value(float32(x.Float64()))
+			}
+		}
+		if err := w.Put(ctx, larder.Int64Key(int64(id)), row); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if _, err := w.Publish(ctx); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 func wideBuckets(tb testing.TB, s *store.Store) int64 {

@@ -369,12 +369,21 @@ func (s *Store) Read(ctx context.Context, lookups []*larder.Lookup) error {
 
 	c := getReadCall(ctx)
 	c.build(lookups, gens, n)
+	tiles := s.buildTiles(c, lookups)
 	if err := s.roundTrip(ctx, c); err != nil {
 		// The round trip may still use c's commands: c is not reused.
 		return fmt.Errorf("store: read: %w", err)
 	}
+	var numbers []*larder.NumberRead
+	if tiles != nil {
+		// The numbers of a streaming view come from its combined rows.
+		numbers = holdNumbers(lookups, tiles)
+	}
 	err := c.decode(ctx, lookups, gens, types)
 	c.put()
+	if err == nil && tiles != nil {
+		err = s.finishTiles(ctx, lookups, gens, tiles, numbers)
+	}
 	var lost *lostError
 	if errors.As(err, &lost) {
 		// The next Read loads what Redis holds now.

@@ -153,6 +153,9 @@ type Store struct {
 	live    map[string]*liveGen  // by view name
 	pinned  map[pinKey]*liveGen  // generations read by pinned lookups
 	loading map[string]*liveLoad // loads of live generations in flight, by view
+	// tileViews caches, by *larder.View, what reads of a streaming
+	// aggregate view need of its definition (see tileViewOf).
+	tileViews sync.Map
 
 	noUnlink atomic.Bool // the server does not know UNLINK: use DEL
 

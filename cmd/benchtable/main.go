@@ -7,7 +7,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/perf/benchfmt"
 )
 
 // comparison is one row of the table: a larder figure and the floors it is
@@ -36,10 +37,13 @@ var comparisons = []comparison{
 	{"store read, 101 entities × 20 float64", "Read101x20/larder", []string{"Read101x20/go-redis-floor"}, "go-redis pipeline of 101 HGETs", "ns/op", ""},
 	{"GetFeatures, 1 × 20 (gRPC)", "GetFeatures1x20", []string{"EmptyCall", "Read1x20/go-redis-floor"}, "empty gRPC call + raw Redis read", "ns/op", ""},
 	{"GetFeatures, 100 × 20 (gRPC)", "GetFeatures100x20", []string{"EmptyCall", "Read101x20/go-redis-floor"}, "empty gRPC call + raw 101-key pipeline", "ns/op", ""},
+	{"client: decode a 100 × 20 GetFeatures response, into Features", "Decode100x20/vtproto+Features", []string{"Decode100x20/vtproto"}, "vtprotobuf decode of the same bytes", "ns/op", ""},
+	{"generic client (dynamicpb): decode a 100 × 20 GetFeatures response", "Decode100x20/dynamicpb", []string{"Decode100x20/vtproto"}, "vtprotobuf decode of the same bytes", "ns/op", ""},
 	{"Rank, 1 + 100 candidates (gRPC)", "Rank1x100", []string{"EmptyCall", "Read101x20/go-redis-floor", "ORTFloor100/AdvancedSession.Run"}, "empty gRPC call + raw 101-key pipeline + raw ONNX run", "ns/op", ""},
 	{"model score, 100 rows × 20", "Score100/ctx=cancellable", []string{"ORTFloor100/AdvancedSession.Run"}, "ONNX Runtime session run, tensors made in advance", "ns/op", ""},
 	{"materialize latest, 1M rows × 20 float64", "Latest1M/materialize", []string{"Latest1M/floor-generic-reader"}, "parquet-go GenericReader decode of the same file", "rows/s", ""},
 	{"materialize latest, 1M rows × 20 float64 (vs page decode)", "Latest1M/materialize", []string{"Latest1M/floor-pages"}, "decoding the same pages, values unused", "rows/s", ""},
+	{"export a training set, 1M spine rows × 20 float64 (vs page decode)", "Export1M/export", []string{"Export1M/floor-pages"}, "decoding the spine's and the source's pages, values unused", "rows/s", ""},
 	{"materialize prediction, 100k entities (entities/s)", "Prediction100k/materialize", []string{"Prediction100k/read-floor"}, "raw store reads of the same inputs", "entities/s", ""},
 	{"materialize prediction, model part (entities/s vs rows/s)", "Prediction100k/materialize", []string{"Prediction100k/ort-floor"}, "ONNX Runtime on the same batches", "entities/s", "rows/s"},
 	{"batch score with a ranker, 100k rows (vs store reads)", "Score100k/ranker", []string{"Score100k/read-floor"}, "raw store reads of the same batches' keys, one round trip at a time", "rows/s", ""},
@@ -55,7 +59,14 @@ var comparisons = []comparison{
 	{"store write, 100k rows × 3 features", "Write100k/larder", []string{"Write100k/floor"}, "pipelined HSETs of the same encoded rows, sorted by bucket, 4 connections", "rows/s", ""},
 	{"Push, 100k rows × 3 features, 500 per call, 4 at once", "Write100k/push", []string{"Write100k/push-floor"}, "the same batches, one pipelined HSET per row into its bucket, 4 connections", "rows/s", ""},
 	{"larder ingest, Redis stream, 100k events, one consumer", "IngestRedis/larder", []string{"IngestRedis/floor"}, "XREADGROUP of 500, one pipelined HSET per entry and XACK, one reader", "events/s", ""},
+	{"Push, 100k rows × 3 features (vs a script that only writes)", "Write100k/push", []string{"Write100k/push-script-floor"}, "the same batches, one script call each that HSETs every row, no check, no log", "rows/s", ""},
 	{"Push, 100k rows × 3 features (vs bulk write floor)", "Write100k/push", []string{"Write100k/floor"}, "pipelined HSETs of the same encoded rows, sorted by bucket, 4 connections", "rows/s", ""},
+	{"streaming aggregate: larder ingest, Redis stream, 100k events into 10k users' tiles (51 features)", "StreamingAggregate/ingest/larder", []string{"StreamingAggregate/ingest/floor"}, "XREADGROUP of 500, one pipelined HSET per entry and XACK, one reader", "events/s", ""},
+	{"streaming aggregate: GetFeatures p50, 1 entity × 36 features (vs batch-only)", "GetFeaturesStreaming/streaming", []string{"GetFeaturesStreaming/batch-only"}, "GetFeatures of the batch-only aggregate view of the same windows; goal ≤ 1.5×", "p50-µs", ""},
+	{"streaming aggregate: GetFeatures p99, 1 entity × 36 features (vs batch-only)", "GetFeaturesStreaming/streaming", []string{"GetFeaturesStreaming/batch-only"}, "GetFeatures of the batch-only aggregate view of the same windows", "p99-µs", ""},
+	{"streaming aggregate: store read p50, 1 entity × 51 features (vs batch-only)", "StreamingAggregate/read/streaming", []string{"StreamingAggregate/read/batch-only"}, "the batch-only aggregate view of the same windows; goal ≤ 1.5×", "p50-µs", ""},
+	{"streaming aggregate: store read p99, 1 entity × 51 features (vs batch-only)", "StreamingAggregate/read/streaming", []string{"StreamingAggregate/read/batch-only"}, "the batch-only aggregate view of the same windows", "p99-µs", ""},
+	{"streaming aggregate: Redis bytes per entity, 10 batch + 10 stream events (vs batch-only)", "StreamingAggregate/memory", []string{"StreamingAggregate/memory"}, "the batch-only aggregate view's row (MEMORY USAGE)", "streaming-bytes/entity", "batch-bytes/entity"},
 	{"materialize latest, 100k events, through the job queue", "QueuedRun/queued", []string{"QueuedRun/direct"}, "the same run done directly by the runner, in the same process", "ns/op", ""},
 	{"job queue round trip, no-op job", "Job/roundtrip", []string{"Job/floor"}, "go-redis XADD; XREADGROUP; HSET of a status field + XACK + XDEL in one pipeline; one job at a time", "ns/op", ""},
 	{"job queue throughput, 1,000 no-op jobs, worker of concurrency 4", "Job/throughput", []string{"Job/throughput-floor"}, "the floor's commands, 4 producers and 4 consumers", "jobs/s", ""},
@@ -149,34 +160,40 @@ var (
 	runSuffix = regexp.MustCompile(`#\d+$`)
 )
 
-// parse reads benchmark lines: name, iterations, then value-unit pairs. A
+// parse reads `go test -bench` output with golang.org/x/perf/benchfmt:
+// each result's name (without the Benchmark prefix and the -GOMAXPROCS
+// suffix) and its metrics in the units the benchmark reported them in. A
 // benchmark run several times (with -count, or in rounds named name#01,
-// name#02, …) gets the median of each of its metrics.
+// name#02, …) gets the median of each of its metrics. Lines that are not
+// results (test output, PASS, ok) are skipped, as benchfmt does; echo, when
+// not nil, gets every line read.
 func parse(r io.Reader, echo io.Writer) (map[string]result, error) {
+	if echo != nil {
+		r = io.TeeReader(r, echo)
+	}
 	runs := map[string]map[string][]float64{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if echo != nil {
-			fmt.Fprintln(echo, line)
+	br := benchfmt.NewReader(r, "standard input")
+	for br.Scan() {
+		res, ok := br.Result().(*benchfmt.Result)
+		if !ok {
+			continue // a configuration line, unit metadata or a syntax error
 		}
-		fields := strings.Fields(line)
-		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
-			continue
-		}
-		name := procSuffix.ReplaceAllString(strings.TrimPrefix(fields[0], "Benchmark"), "")
+		name := strings.TrimPrefix(res.Name.String(), "Benchmark")
+		name = procSuffix.ReplaceAllString(name, "")
 		name = runSuffix.ReplaceAllString(name, "")
 		if runs[name] == nil {
 			runs[name] = map[string][]float64{}
 		}
-		for i := 2; i+1 < len(fields); i += 2 {
-			v, err := strconv.ParseFloat(fields[i], 64)
-			if err != nil {
-				break
+		for _, v := range res.Values {
+			unit, value := v.Unit, v.Value
+			if v.OrigUnit != "" {
+				unit, value = v.OrigUnit, v.OrigValue
 			}
-			runs[name][fields[i+1]] = append(runs[name][fields[i+1]], v)
+			runs[name][unit] = append(runs[name][unit], value)
 		}
+	}
+	if err := br.Err(); err != nil {
+		return nil, err
 	}
 	results := make(map[string]result, len(runs))
 	for name, metrics := range runs {
@@ -186,7 +203,7 @@ func parse(r io.Reader, echo io.Writer) (map[string]result, error) {
 		}
 		results[name] = res
 	}
-	return results, sc.Err()
+	return results, nil
 }
 
 // median returns the median of vs, which must not be empty.
@@ -250,7 +267,7 @@ func write(w io.Writer, results map[string]result) {
 		}
 		ratio := got[c.unit] / floor
 		ratioText := fmt.Sprintf("%.2f× the floor", ratio)
-		if c.unit != "ns/op" {
+		if !lowerIsBetter(c.unit) {
 			ratioText = fmt.Sprintf("%.0f%% of the floor", 100*ratio)
 		}
 		floorUnit := c.unit
@@ -339,7 +356,19 @@ func writeHeavySeconds(w io.Writer, results map[string]result) {
 	fmt.Fprintf(w, "| %s | %.2f s | %.2f s | %.2f× the floor | %s | - | %s |\n", label, seconds, floor, seconds/floor, peakMiB, how)
 }
 
+// lowerIsBetter reports whether a figure in unit is a cost (a time, a
+// size), compared with its floor as a multiple, rather than a rate.
+func lowerIsBetter(unit string) bool {
+	return unit == "ns/op" || strings.HasSuffix(unit, "-µs") || strings.HasSuffix(unit, "bytes/entity")
+}
+
 func format(v float64, unit string) string {
+	switch {
+	case strings.HasSuffix(unit, "-µs"):
+		return fmt.Sprintf("%.0f µs", v)
+	case strings.HasSuffix(unit, "bytes/entity"):
+		return fmt.Sprintf("%.0f B", v)
+	}
 	if unit == "ns/op" {
 		switch {
 		case v >= 1e6:

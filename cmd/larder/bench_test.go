@@ -1,14 +1,15 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/larder-dev/larder/bench"
 	"github.com/larder-dev/larder/redistest"
 )
 
@@ -34,19 +35,21 @@ func TestBenchQuick(t *testing.T) {
 			}
 			checkResults(t, lines[0])
 			checkRatios(t, lines[1])
-			for _, l := range benchLegend {
+			for _, l := range bench.Legend {
 				if !strings.Contains(r.stdout, l[1]) {
 					t.Errorf("no legend for %s", l[0])
 				}
 			}
 		})
 	}
-	t.Run("profile written", func(t *testing.T) {
-		switch fi, err := os.Stat(profile); {
-		case err != nil:
-			t.Errorf("--cpuprofile %s: not written: %v", profile, err)
-		case fi.Size() == 0:
-			t.Errorf("--cpuprofile %s: empty", profile)
+	t.Run("profiles written", func(t *testing.T) {
+		for _, path := range []string{profile, profile + ".callers"} {
+			switch fi, err := os.Stat(path); {
+			case err != nil:
+				t.Errorf("--cpuprofile: %s not written: %v", path, err)
+			case fi.Size() == 0:
+				t.Errorf("--cpuprofile: %s is empty", path)
+			}
 		}
 	})
 	t.Run("--redis keys deleted", func(t *testing.T) {
@@ -55,44 +58,6 @@ func TestBenchQuick(t *testing.T) {
 			t.Errorf("after bench, the Redis at --redis holds %d keys (err %v), want 0", n, err)
 		}
 	})
-}
-
-// TestBenchCellSlowCalls checks that a round measures every caller even
-// when each call outlasts the round, as on a busy machine: the figures get
-// slower, and the bench does not fail for want of a call.
-func TestBenchCellSlowCalls(t *testing.T) {
-	const (
-		round = 2 * time.Millisecond
-		slow  = 10 * round
-	)
-	call := benchCall{name: "slow", newCaller: func(int) func(context.Context) error {
-		return func(ctx context.Context) error {
-			select {
-			case <-time.After(slow):
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}}
-	c := newCell(call, 3, round)
-	for range 2 {
-		if err := c.run(t.Context(), round, round); err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	}
-	for i, l := range c.lats {
-		if len(l) < 2 {
-			t.Errorf("caller %d recorded %d calls in 2 rounds, want at least one a round", i, len(l))
-		}
-	}
-	r, err := c.result()
-	if err != nil {
-		t.Fatalf("result: %v", err)
-	}
-	if r.n < 6 {
-		t.Errorf("%d calls, want at least 6", r.n)
-	}
 }
 
 // benchTables returns the cells of the tables in out: a text table starts
@@ -146,19 +111,21 @@ func splitCells(l string) []string {
 }
 
 // checkResults checks the results table of a --quick run: every call at
-// concurrency 1 and 4, in order, with positive counts, ordered percentiles
-// and the CPU share of other processes.
+// concurrency 1 and 4, in order, with positive counts, ordered percentiles,
+// the server's and the callers' CPU time per call (- for the floors that
+// do not go through the server, or where a short cell took less than a
+// clock tick), and the CPU share of other processes.
 func checkResults(tb testing.TB, rows [][]string) {
 	tb.Helper()
-	want := []string{"call", "concurrency", "requests", "RPS", "p50", "p95", "p99", "p999", "others"}
+	want := []string{"call", "concurrency", "requests", "RPS", "p50", "p95", "p99", "p999", "server CPU", "callers CPU", "others"}
 	if strings.Join(rows[0], ",") != strings.Join(want, ",") {
 		tb.Fatalf("results header %q, want %q", rows[0], want)
 	}
-	if len(rows) != 1+2*benchCallCount {
-		tb.Fatalf("got %d result rows, want %d (%d calls × concurrency 1, 4)", len(rows)-1, 2*benchCallCount, benchCallCount)
+	if len(rows) != 1+2*bench.CallCount {
+		tb.Fatalf("got %d result rows, want %d (%d calls × concurrency 1, 4)", len(rows)-1, 2*bench.CallCount, bench.CallCount)
 	}
 	for i, row := range rows[1:] {
-		call, conc := benchLegend[i/2][0], []string{"1", "4"}[i%2]
+		call, conc := bench.Legend[i/2][0], []string{"1", "4"}[i%2]
 		if len(row) != len(want) || row[0] != call || row[1] != conc {
 			tb.Errorf("row %d is %q, want %s at concurrency %s with %d cells", i+1, row, call, conc, len(want))
 			continue
@@ -176,13 +143,22 @@ func checkResults(tb testing.TB, rows [][]string) {
 			}
 			prev = d
 		}
-		if o := row[8]; o != "-" && !strings.HasSuffix(o, "%") {
+		served := !slices.Contains([]string{bench.CallRedis1, bench.CallRedis101, bench.CallModel}, call)
+		if c := row[8]; !served && c != "-" {
+			tb.Errorf("row %q: server CPU %q for a call that does not go through the server, want -", row, c)
+		}
+		for _, c := range row[8:10] {
+			if d, err := time.ParseDuration(c); c != "-" && (err != nil || d <= 0) {
+				tb.Errorf("row %q: CPU per call %q is neither a positive duration nor -", row, c)
+			}
+		}
+		if o := row[10]; o != "-" && !strings.HasSuffix(o, "%") {
 			tb.Errorf("row %q: others %q is neither a percentage nor -", row, o)
 		}
 	}
 }
 
-// checkRatios checks the ratios table: seven figures at each concurrency,
+// checkRatios checks the ratios table: eight figures at each concurrency,
 // each with a ratio and, where one is set, a goal.
 func checkRatios(tb testing.TB, rows [][]string) {
 	tb.Helper()
@@ -190,7 +166,7 @@ func checkRatios(tb testing.TB, rows [][]string) {
 	if strings.Join(rows[0], ",") != strings.Join(want, ",") {
 		tb.Fatalf("ratios header %q, want %q", rows[0], want)
 	}
-	const figures = 7
+	const figures = 8
 	if len(rows) != 1+2*figures {
 		tb.Fatalf("got %d ratio rows, want %d (%d figures × concurrency 1, 4)", len(rows)-1, 2*figures, figures)
 	}
@@ -235,32 +211,6 @@ func TestBenchErrors(t *testing.T) {
 			r := larderAt(t, t.Context(), t0, tc.args...)
 			if r.code != 1 || !strings.Contains(r.stderr, tc.want) {
 				t.Errorf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, tc.want)
-			}
-		})
-	}
-}
-
-func TestPercentile(t *testing.T) {
-	hundred := make([]time.Duration, 100)
-	for i := range hundred {
-		hundred[i] = time.Duration(i + 1)
-	}
-	for _, tc := range []struct {
-		name   string
-		sorted []time.Duration
-		q      float64
-		want   time.Duration
-	}{
-		{"one value", []time.Duration{7}, 0.999, 7},
-		{"p50 of 100", hundred, 0.50, 50},
-		{"p99 of 100", hundred, 0.99, 99},
-		{"p999 of 100 is the largest", hundred, 0.999, 100},
-		{"p50 of 3", []time.Duration{1, 2, 3}, 0.50, 2},
-		{"p0 is the smallest", hundred, 0, 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := percentile(tc.sorted, tc.q); got != tc.want {
-				t.Errorf("percentile(%v) = %d, want %d", tc.q, got, tc.want)
 			}
 		})
 	}

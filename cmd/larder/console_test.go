@@ -171,16 +171,16 @@ func TestConsoleChromium(t *testing.T) {
 		if !strings.Contains(dom, `id="lookup-of"`) {
 			t.Fatalf("the lookup shows no values:\n%s", dom)
 		}
-		for i, name := range resp.GetFeatures() {
-			feature := strings.TrimPrefix(name, "user_profile:")
-			fv := resp.GetRows()[0].GetValues()[i]
-			want := []string{feature, protoValueText(fv.GetValue()), "present", fv.GetEventTime().AsTime().Format(time.RFC3339)}
+		cols := columnsOf(t, resp)
+		for i := range cols.Columns() {
+			feature := strings.TrimPrefix(cols.Name(i), "user_profile:")
+			want := []string{feature, protoValueText(cols.Value(i, 0)), "present", cols.EventTime(i, 0).Format(time.RFC3339)}
 			if got := cells(dom, "value-"+feature); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("feature %s: cells %q, want %q", feature, got, want)
 			}
 		}
-		if got := cells(dom, "value-age"); got == nil || got[1] != strconv.FormatInt(resp.GetRows()[0].GetValues()[0].GetValue().GetInt64Value(), 10) {
-			t.Errorf("age: cells %q, want the int64 %d", got, resp.GetRows()[0].GetValues()[0].GetValue().GetInt64Value())
+		if got := cells(dom, "value-age"); got == nil || got[1] != strconv.FormatInt(cols.Int64(0, 0), 10) {
+			t.Errorf("age: cells %q, want the int64 %d", got, cols.Int64(0, 0))
 		}
 
 		dom = headless(t, browser, base+"?view=user_profile&key=not-a-number", "--dump-dom")

@@ -19,15 +19,14 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/client"
 	"github.com/larder-dev/larder/config"
 	"github.com/larder-dev/larder/demo"
+	"github.com/larder-dev/larder/materializer"
 	"github.com/larder-dev/larder/models"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
-	"github.com/larder-dev/larder/server"
 )
 
 type demoOptions struct {
@@ -134,7 +133,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := a.trainDemoModels(ds, o.dir); err != nil {
+	if err := a.trainDemoModels(ctx, ds, o.dir); err != nil {
 		return err
 	}
 
@@ -330,19 +329,54 @@ func (a *app) trickle(ctx context.Context, b *backend, s *larder.Stream, ds *dem
 
 // trainDemoModels trains the demo project's two models and writes them
 // where its larder.yaml expects them, under dir/models.
-func (a *app) trainDemoModels(ds *demo.Dataset, dir string) error {
-	if err := a.trainDemoModel(ds, filepath.Join(dir, "models", "rerank.onnx")); err != nil {
+func (a *app) trainDemoModels(ctx context.Context, ds *demo.Dataset, dir string) error {
+	if err := a.trainDemoModel(ctx, ds, dir, filepath.Join(dir, "models", "rerank.onnx")); err != nil {
 		return err
 	}
 	return a.trainItemPrior(ds, filepath.Join(dir, "models", "item_prior.onnx"))
 }
 
-// trainDemoModel trains the demo's re-rank MLP on impressions drawn from the
-// data set's ground truth and writes it as ONNX.
-func (a *app) trainDemoModel(ds *demo.Dataset, path string) error {
-	const trainRows, testRows = 60_000, 20_000
+// demoImpressions is the number of impressions of the demo's training
+// spine: the re-rank model trains on the first demoTrainRows and is tested
+// on the rest.
+const (
+	demoImpressions = 80_000
+	demoTrainRows   = 60_000
+)
+
+// trainDemoModel trains the demo's re-rank MLP and writes it as ONNX. Its
+// training set is exported the way a user's would be: impressions with
+// their labels as the spine, and larder export adding the ranker's model
+// input as of each impression's instant, built as Rank builds it.
+func (a *app) trainDemoModel(ctx context.Context, ds *demo.Dataset, dir, path string) error {
 	start := time.Now()
-	x, y, features, _ := ds.TrainingSet(trainRows+testRows, ds.Seed+7)
+	// The export reads relative paths from the project's folder, dir.
+	spine, train := demo.ImpressionsFile, filepath.Join("data", "training.parquet")
+	if err := ds.WriteImpressions(ctx, filepath.Join(dir, spine), demoImpressions, ds.Seed+7); err != nil {
+		return fmt.Errorf("write the demo's impressions: %w", err)
+	}
+	p, err := config.Load(filepath.Join(dir, demo.ProjectFile))
+	if err != nil {
+		return err
+	}
+	m := materializer.New(p, nil, materializer.Options{Logger: a.logger, Now: a.now})
+	rep, err := m.Export(ctx, materializer.ExportArgs{Spine: spine, Output: train, Timestamp: demo.ImpressionTime, Ranker: demo.RankerName})
+	if err != nil {
+		return fmt.Errorf("export the demo's training set: %w", err)
+	}
+	fmt.Fprintf(a.stdout, "      larder export: %d impressions with the inputs of %s as of their instants, %.1fs (%.0f rows/s), into %s\n",
+		rep.SpineRows, demo.RankerName, rep.Duration.Seconds(), rep.RowsPerSecond, filepath.Join(dir, train))
+	cols := make([]string, len(ds.RankerInputs()))
+	for i, in := range ds.RankerInputs() {
+		cols[i] = materializer.InputColumn(demo.RankerName, in)
+	}
+	x, y, err := demo.ReadTrainingSet(filepath.Join(dir, train), cols, demo.ImpressionLabel)
+	if err != nil {
+		return err
+	}
+	features, rows := len(ds.RankerInputs()), len(y)
+	trainRows := min(demoTrainRows, rows)
+	testRows := rows - trainRows
 	trainX, trainY := x[:trainRows*features], y[:trainRows]
 	testX, testY := x[trainRows*features:], y[trainRows:]
 	net, err := models.Train(trainX, trainY, features, models.TrainConfig{Hidden: 16, Epochs: 8, BatchSize: 64, LearningRate: 0.005, Seed: uint64(ds.Seed)})
@@ -444,16 +478,15 @@ func auc(scores, labels []float32) float64 {
 	return (rankSum - pos*(pos+1)/2) / (pos * neg)
 }
 
-// demoCalls shows GetFeatures and Rank through a real gRPC client, then
-// measures their latencies.
+// demoCalls shows GetFeatures and Rank through larder's Go client (the
+// client package), then measures their latencies.
 func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) error {
 	out := a.stdout
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
+	c, err := client.Dial(addr)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	client := larderv1.NewFeatureServiceClient(conn)
+	defer c.Close()
 
 	users := ds.SampleUsers(3)
 	keys := make([]*larderv1.EntityKey, len(users))
@@ -462,17 +495,21 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	}
 	feats := []string{"user_profile:age", "user_profile:country", "user_profile:ctr_7d", "user_last_event:last_event_type",
 		"user_activity:dwell_count_7d", "user_activity:dwell_mean_7d", "user_activity:spend_sum_30d", "user_activity:items_count_distinct_30d"}
-	gf, err := client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: keys, Features: feats})
+	gf, err := c.GetFeatures(ctx, keys, feats...)
 	if err != nil {
 		return fmt.Errorf("GetFeatures: %w", err)
 	}
-	fmt.Fprintf(out, "\n      GetFeatures(%d users × %d features) → generations %s\n", len(users), len(gf.GetFeatures()), generations(gf.GetGenerations()))
+	names := make([]string, gf.Columns())
+	for col := range names {
+		names[col] = gf.Name(col)
+	}
+	fmt.Fprintf(out, "\n      GetFeatures(%d users × %d features) → generations %s\n", len(users), gf.Columns(), generations(gf.Response.GetGenerations()))
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "      user_id\t%s\n", strings.Join(gf.GetFeatures(), "\t"))
-	for _, row := range gf.GetRows() {
-		cells := []string{fmt.Sprint(row.GetKey().GetInt64Value())}
-		for _, v := range row.GetValues() {
-			cells = append(cells, formatProtoValue(v))
+	fmt.Fprintf(tw, "      user_id\t%s\n", strings.Join(names, "\t"))
+	for i := range gf.Rows() {
+		cells := []string{fmt.Sprint(users[i])}
+		for col := range gf.Columns() {
+			cells = append(cells, formatProtoValue(gf, col, i))
 		}
 		fmt.Fprintf(tw, "      %s\n", strings.Join(cells, "\t"))
 	}
@@ -489,7 +526,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 		Ranker: demo.RankerName, ContextKey: int64Key(user), CandidateKeys: candKeys, TopK: 10,
 		RequestFeatures: map[string]*larderv1.Value{"hour_of_day": {Kind: &larderv1.Value_Int64Value{Int64Value: int64(hour)}}},
 	}
-	rk, err := client.Rank(ctx, rankReq)
+	rk, err := c.Rank(ctx, rankReq)
 	if err != nil {
 		return fmt.Errorf("call Rank: %w", err)
 	}
@@ -497,7 +534,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	for i, c := range rk.GetCandidates() {
 		top[i] = c.GetKey()
 	}
-	info, err := client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: top, Features: []string{"item_profile:category", "item_profile:price", "item_profile:rating"}})
+	info, err := c.GetFeatures(ctx, top, "item_profile:category", "item_profile:price", "item_profile:rating")
 	if err != nil {
 		return fmt.Errorf("GetFeatures: %w", err)
 	}
@@ -506,16 +543,15 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "      #\titem_id\tscore\tcategory\tprice\trating\ttrue click probability")
 	for i, c := range rk.GetCandidates() {
-		vals := info.GetRows()[i].GetValues()
 		truth, _ := ds.ClickProbability(user, c.GetKey().GetInt64Value(), hour)
 		fmt.Fprintf(tw, "      %d\t%d\t%.4f\t%s\t%s\t%s\t%.4f\n", i+1, c.GetKey().GetInt64Value(), c.GetScore(),
-			formatProtoValue(vals[0]), formatProtoValue(vals[1]), formatProtoValue(vals[2]), truth)
+			formatProtoValue(info, 0, i), formatProtoValue(info, 1, i), formatProtoValue(info, 2, i), truth)
 	}
 	tw.Flush()
 
 	// The same ranker with no candidates in the request: it re-ranks the
 	// user's precomputed list (the user_recs candidates view).
-	stored, err := client.Rank(ctx, &larderv1.RankRequest{
+	stored, err := c.Rank(ctx, &larderv1.RankRequest{
 		Ranker: demo.RankerName, ContextKey: int64Key(user), TopK: 5,
 		RequestFeatures: rankReq.GetRequestFeatures(),
 	})
@@ -526,7 +562,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	for _, c := range stored.GetCandidates() {
 		top = append(top, c.GetKey())
 	}
-	prior, err := client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: top, Features: []string{"item_profile:category", "item_click_prior:p_click"}})
+	prior, err := c.GetFeatures(ctx, top, "item_profile:category", "item_click_prior:p_click")
 	if err != nil {
 		return fmt.Errorf("GetFeatures: %w", err)
 	}
@@ -535,10 +571,9 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "      #\titem_id\tscore\tcategory\titem_click_prior:p_click\ttrue click probability")
 	for i, c := range stored.GetCandidates() {
-		vals := prior.GetRows()[i].GetValues()
 		truth, _ := ds.ClickProbability(user, c.GetKey().GetInt64Value(), hour)
 		fmt.Fprintf(tw, "      %d\t%d\t%.4f\t%s\t%s\t%.4f\n", i+1, c.GetKey().GetInt64Value(), c.GetScore(),
-			formatProtoValue(vals[0]), formatProtoValue(vals[1]), truth)
+			formatProtoValue(prior, 0, i), formatProtoValue(prior, 1, i), truth)
 	}
 	tw.Flush()
 
@@ -546,9 +581,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	rng := rand.New(rand.NewPCG(uint64(ds.Seed), 99))
 	allUsers := ds.SampleUsers(ds.Users)
 	gfLat, err := measure(ctx, 1000, func() error {
-		_, err := client.GetFeatures(ctx, &larderv1.GetFeaturesRequest{
-			Keys: []*larderv1.EntityKey{int64Key(allUsers[rng.IntN(len(allUsers))])}, Features: []string{"user_profile:*"},
-		})
+		_, err := c.GetFeatures(ctx, []*larderv1.EntityKey{int64Key(allUsers[rng.IntN(len(allUsers))])}, "user_profile:*")
 		return err
 	})
 	if err != nil {
@@ -556,7 +589,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	}
 	rkLat, err := measure(ctx, 500, func() error {
 		rankReq.ContextKey = int64Key(allUsers[rng.IntN(len(allUsers))])
-		_, err := client.Rank(ctx, rankReq)
+		_, err := c.Rank(ctx, rankReq)
 		return err
 	})
 	if err != nil {
@@ -612,13 +645,13 @@ func generations(gs []*larderv1.ViewGeneration) string {
 
 // formatProtoValue prints a returned value for people, marking stale and
 // missing ones.
-func formatProtoValue(fv *larderv1.FeatureValue) string {
-	switch fv.GetStatus() {
-	case larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND:
+func formatProtoValue(f *client.Features, col, row int) string {
+	status := f.Status(col, row)
+	if status == larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND {
 		return "(not found)"
 	}
 	var s string
-	switch k := fv.GetValue().GetKind().(type) {
+	switch k := f.Value(col, row).GetKind().(type) {
 	case *larderv1.Value_Int64Value:
 		s = fmt.Sprint(k.Int64Value)
 	case *larderv1.Value_Float64Value:
@@ -636,7 +669,7 @@ func formatProtoValue(fv *larderv1.FeatureValue) string {
 	default:
 		s = "null"
 	}
-	if fv.GetStatus() == larderv1.FeatureStatus_FEATURE_STATUS_STALE {
+	if status == larderv1.FeatureStatus_FEATURE_STATUS_STALE {
 		s += " (stale)"
 	}
 	return s

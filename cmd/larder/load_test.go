@@ -133,7 +133,7 @@ func TestServeLoadAmplification(t *testing.T) {
 			for i := range errs {
 				wg.Go(func() {
 					resp, err := client.GetFeatures(ctx, request(tc.view))
-					errs[i], cols[i] = err, len(resp.GetFeatures())
+					errs[i], cols[i] = err, len(resp.GetColumns())
 				})
 			}
 			wg.Wait()

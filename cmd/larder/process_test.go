@@ -23,6 +23,10 @@ import (
 // process, to stop it with a signal as an operator or a crash would.
 const processEnv = "LARDER_TEST_PROCESS"
 
+// The server process that larder bench starts is this test binary again,
+// running as larder.
+func init() { benchServerEnv = []string{processEnv + "=1"} }
+
 func TestMain(m *testing.M) {
 	if os.Getenv(processEnv) == "1" {
 		main()

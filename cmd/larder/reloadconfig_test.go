@@ -46,7 +46,7 @@ func TestServeConfigReload(t *testing.T) {
 		if err != nil {
 			t.Fatalf("GetFeatures user_profile:*: %v", err)
 		}
-		return resp.GetFeatures()
+		return columnNames(resp)
 	}
 
 	// The load: calls that every configuration of this test answers.

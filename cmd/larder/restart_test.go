@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	larderclient "github.com/larder-dev/larder/client"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 	"github.com/larder-dev/larder/redistest"
 )
@@ -190,7 +191,7 @@ func restartClient(ctx context.Context, client larderv1.FeatureServiceClient, lo
 			log.mu.Unlock()
 			continue
 		}
-		version, gen, cerr := answerVersion(resp)
+		version, gen, cerr := answerVersion(resp, req.Keys)
 		switch {
 		case cerr != nil:
 			log.bad(fmt.Errorf("an OK answer (call started %s the restart): %w", map[bool]string{false: "before", true: "after"}[after], cerr))
@@ -215,23 +216,26 @@ func restartClient(ctx context.Context, client larderv1.FeatureServiceClient, lo
 // answerVersion returns the source version of an OK answer and the
 // generation it was read from; an error when a key is not found, or when
 // rows or columns disagree on the version.
-func answerVersion(resp *larderv1.GetFeaturesResponse) (version, gen int64, err error) {
+func answerVersion(resp *larderv1.GetFeaturesResponse, keys []*larderv1.EntityKey) (version, gen int64, err error) {
 	if g := resp.GetGenerations(); len(g) == 1 {
 		gen = g[0].GetGeneration()
 	}
-	cols := resp.GetFeatures()
-	ix, in := slices.Index(cols, "trial:x"), slices.Index(cols, "trial:n")
-	if ix < 0 || in < 0 {
-		return 0, gen, fmt.Errorf("columns %v lack trial:x or trial:n", cols)
+	f, err := larderclient.NewFeatures(resp)
+	if err != nil {
+		return 0, gen, err
+	}
+	ix, okx := f.Column("trial:x")
+	in, okn := f.Column("trial:n")
+	if !okx || !okn {
+		return 0, gen, fmt.Errorf("columns %v lack trial:x or trial:n", columnNames(resp))
 	}
 	version = -1
-	for _, row := range resp.GetRows() {
-		u := row.GetKey().GetInt64Value()
-		vx, vn := row.GetValues()[ix], row.GetValues()[in]
-		if vx.GetStatus() != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT || vn.GetStatus() != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
-			return 0, gen, fmt.Errorf("generation %d: user %d is %s", gen, u, vx.GetStatus())
+	for i := range f.Rows() {
+		u := keys[i].GetInt64Value()
+		if f.Status(ix, i) != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT || f.Status(in, i) != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
+			return 0, gen, fmt.Errorf("generation %d: user %d is %s", gen, u, f.Status(ix, i))
 		}
-		x, n := vx.GetValue().GetFloat64Value(), vn.GetValue().GetInt64Value()
+		x, n := f.Float64(ix, i), f.Int64(in, i)
 		if x != float64(n)*versionScale+float64(u) || (version >= 0 && n != version) {
 			return 0, gen, fmt.Errorf("generation %d: user %d has x %v, n %d, in an answer of version %d", gen, u, x, n, version)
 		}

@@ -59,7 +59,7 @@ func BenchmarkScoreJob1M(b *testing.B) {
 		b.Fatal(err)
 	}
 	quiet := &app{stdout: io.Discard, stderr: io.Discard, now: time.Now, logger: slog.New(slog.DiscardHandler)}
-	if err := quiet.trainDemoModels(ds, dir); err != nil {
+	if err := quiet.trainDemoModels(ctx, ds, dir); err != nil {
 		b.Fatal(err)
 	}
 	cfg := filepath.Join(dir, demo.ProjectFile)

@@ -39,6 +39,7 @@ func (a *app) serveCommand() *cobra.Command {
 		tlsClientCA   string
 		traces        traceSettings
 		consoleAddr   string
+		httpListen    string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -67,7 +68,9 @@ A ranker's model is reloaded when its file is replaced or rewritten (and on
 larder reload): the new model is checked and swapped in while requests keep
 being served; a model that does not fit is refused and the old one keeps
 serving. With --metrics-listen (or server.metrics_listen), Prometheus metrics
-are served at http://ADDR/metrics.
+are served at http://ADDR/metrics. With --http (or server.http_listen),
+GetFeatures, Rank, ListViews and Push are served as HTTP/JSON too (POST
+/v1/features, /v1/rank, /v1/views, /v1/push; see docs/api.md).
 
 Every request is bounded: in cost (server.max_request_cells and
 server.max_response_bytes), in time (server.default_deadline for a request
@@ -127,6 +130,9 @@ those abandoned by killed runs.`,
 				if adminListen != "" {
 					p.Server.AdminListen = adminListen
 				}
+				if httpListen != "" {
+					p.Server.HTTPListen = httpListen
+				}
 				if err := limitFlags(&p.Server, maxConcurrent, deadline); err != nil {
 					return err
 				}
@@ -181,6 +187,7 @@ those abandoned by killed runs.`,
 				tracing:     tr,
 				listeners:   ls,
 				console:     consoleAddr,
+				http:        p.Server.HTTPListen,
 			})
 			if err != nil {
 				return err
@@ -224,6 +231,7 @@ those abandoned by killed runs.`,
 	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (default: server.listen, "+larder.DefaultListen+")")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "address of the Prometheus /metrics endpoint, such as 127.0.0.1:9464 (default: server.metrics_listen; none when both are empty)")
 	cmd.Flags().StringVar(&adminListen, "admin-listen", "", "address of a listener for the AdminService alone, such as 127.0.0.1:50052 (default: server.admin_listen; when both are empty, the AdminService is served on --listen)")
+	cmd.Flags().StringVar(&httpListen, "http", "", "address of the HTTP/JSON gateway, such as 127.0.0.1:8080: POST /v1/features, /v1/rank, /v1/views and /v1/push (default: server.http_listen; none when both are empty)")
 	cmd.Flags().StringVar(&consoleAddr, "console", "", "address of the read-only web console, such as 127.0.0.1:9465: views, a key lookup and the rankers; the admin role only, with server.auth (default: none)")
 	cmd.Flags().DurationVar(&drain, "drain", 15*time.Second, "how long requests in flight may take to finish on shutdown")
 	cmd.Flags().BoolVar(&watch, "watch-models", true, "reload a ranker's model when its file changes")
@@ -317,6 +325,8 @@ type serveOptions struct {
 	listeners *listeners
 	// console, when not empty, is where the web console is served.
 	console string
+	// http, when not empty, is where the HTTP/JSON gateway is served.
+	http string
 }
 
 // healthInterval is how often serve checks that Redis answers and that a
@@ -497,6 +507,9 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 	watchCtx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.watchCtx = watchCtx
 	if err := a.startConsole(r); err != nil {
+		return nil, err
+	}
+	if err := a.startHTTP(r); err != nil {
 		return nil, err
 	}
 	// Cleanup keeps the newest generation of the schemas this server

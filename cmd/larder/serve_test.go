@@ -44,7 +44,7 @@ func demoProject(tb testing.TB) (*demo.Dataset, string) {
 		tb.Fatal(err)
 	}
 	a := &app{stdout: io.Discard, stderr: io.Discard, now: func() time.Time { return t0 }}
-	if err := a.trainDemoModels(ds, dir); err != nil {
+	if err := a.trainDemoModels(tb.Context(), ds, dir); err != nil {
 		tb.Fatal(err)
 	}
 	return ds, filepath.Join(dir, demo.ProjectFile)
@@ -211,12 +211,13 @@ func TestServe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"user_profile:age", "user_profile:country"}; !slices.Equal(resp.GetFeatures(), want) {
-			t.Errorf("features %v, want %v", resp.GetFeatures(), want)
+		if want := []string{"user_profile:age", "user_profile:country"}; !slices.Equal(columnNames(resp), want) {
+			t.Errorf("columns %v, want %v", columnNames(resp), want)
 		}
 		cli := strings.Split(strings.TrimSpace(mustOutput(t, larderAt(t, ctx, t0, args...))), "\n")
-		if len(resp.GetRows()) != len(users)+1 || len(cli) != len(users) {
-			t.Fatalf("%d rows from GetFeatures and %d from get, want %d and %d", len(resp.GetRows()), len(cli), len(users)+1, len(users))
+		cols := columnsOf(t, resp)
+		if cols.Rows() != len(users)+1 || len(cli) != len(users) {
+			t.Fatalf("%d rows from GetFeatures and %d from get, want %d and %d", cols.Rows(), len(cli), len(users)+1, len(users))
 		}
 		for i, line := range cli {
 			var want struct {
@@ -230,15 +231,13 @@ func TestServe(t *testing.T) {
 			if err := json.Unmarshal([]byte(line), &want); err != nil {
 				t.Fatal(err)
 			}
-			row := resp.GetRows()[i]
-			vals := row.GetValues()
-			if row.GetKey().GetInt64Value() != want.Key || want.Status != "present" ||
-				vals[0].GetStatus() != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT ||
-				vals[0].GetValue().GetInt64Value() != want.Values.Age || vals[1].GetValue().GetStringValue() != want.Values.Country {
-				t.Errorf("GetFeatures row %v, larder get %s", row, line)
+			if users[i] != want.Key || want.Status != "present" ||
+				cols.Status(0, i) != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT ||
+				cols.Int64(0, i) != want.Values.Age || cols.String(1, i) != want.Values.Country {
+				t.Errorf("GetFeatures row %d (%d, %q), larder get %s", i, cols.Int64(0, i), cols.String(1, i), line)
 			}
 		}
-		missing := resp.GetRows()[len(users)].GetValues()[0].GetStatus()
+		missing := cols.Status(0, len(users))
 		if missing != larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND {
 			t.Errorf("unknown user: status %v, want NOT_FOUND", missing)
 		}
@@ -631,7 +630,7 @@ func TestServeAdminListen(t *testing.T) {
 		resp, err := larderv1.NewFeatureServiceClient(mainConn).GetFeatures(ctx, &larderv1.GetFeaturesRequest{
 			Keys: []*larderv1.EntityKey{int64Key(ds.SampleUsers(1)[0])}, Features: []string{"user_profile:age"},
 		})
-		if err != nil || len(resp.GetRows()) != 1 {
+		if err != nil || resp.GetRowCount() != 1 {
 			t.Errorf("GetFeatures: %v, %v; want one row", resp, err)
 		}
 		admin := larderv1.NewAdminServiceClient(mainConn)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/larder-dev/larder/bench"
 	"github.com/larder-dev/larder/demo"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 	"github.com/larder-dev/larder/redistest"
@@ -75,7 +76,7 @@ func (l *soakLatencies) take() (p99 time.Duration, n int) {
 		return 0, 0
 	}
 	slices.Sort(w)
-	return percentile(w, 0.99), len(w)
+	return bench.Percentile(w, 0.99), len(w)
 }
 
 // TestSoak serves the demo shop (10,000 users, 2,000 items) from `larder
@@ -115,7 +116,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	trainer := &app{stdout: io.Discard, stderr: io.Discard, now: func() time.Time { return dataNow }}
-	if err := trainer.trainDemoModels(ds, dir); err != nil {
+	if err := trainer.trainDemoModels(ctx, ds, dir); err != nil {
 		t.Fatal(err)
 	}
 	config := filepath.Join(dir, demo.ProjectFile)
@@ -263,7 +264,7 @@ func TestSoak(t *testing.T) {
 		n := len(publishes)
 		pubMu.Unlock()
 		t.Logf("%s: server RSS %s; GetFeatures p99 %s (%d calls), Rank p99 %s (%d calls); %d publishes so far",
-			time.Since(began).Round(time.Second), mb(f.rssKB), formatLatency(f.getP99), f.getCalls, formatLatency(f.rankP99), f.rankCalls, n)
+			time.Since(began).Round(time.Second), mb(f.rssKB), bench.FormatLatency(f.getP99), f.getCalls, bench.FormatLatency(f.rankP99), f.rankCalls, n)
 		if !next.Before(began.Add(duration)) {
 			break
 		}
@@ -282,7 +283,7 @@ func TestSoak(t *testing.T) {
 		"GetFeatures p99 %s at the start, %s at the end; Rank p99 %s at the start, %s at the end; "+
 		"%d GetFeatures and %d Rank requests, %d and %d errors; %d publishes of every view, every %s, the slowest %s",
 		elapsed.Round(time.Second), window, mb(first.rssKB), mb(last.rssKB),
-		formatLatency(first.getP99), formatLatency(last.getP99), formatLatency(first.rankP99), formatLatency(last.rankP99),
+		bench.FormatLatency(first.getP99), bench.FormatLatency(last.getP99), bench.FormatLatency(first.rankP99), bench.FormatLatency(last.rankP99),
 		gets.requests, ranks.requests, gets.errors, ranks.errors, len(publishes), publishEvery, slowest.Round(time.Millisecond))
 	if gets.firstErr != nil {
 		t.Errorf("GetFeatures failed %d times; the first: %v", gets.errors, gets.firstErr)

@@ -8,6 +8,13 @@
 // and from the root package's domain types, and they never reach the store or
 // the materializer.
 //
+// The *.pb.gw.go files are grpc-gateway's HTTP/JSON handlers of the routes
+// in larder_http.yaml, which the server's HTTP gateway serves.
+//
+// Codec (codec.go, written by hand) is the gRPC codec that encodes and
+// decodes these messages with their generated vtprotobuf code; larder's
+// server and its Go client (package client) use it.
+//
 // Do not edit the *.pb.go files: change the .proto files, then run `make proto`
 // (go tool -modfile=tools/go.mod buf generate, from the repository root). A
 // test fails while the committed code is older than the .proto.

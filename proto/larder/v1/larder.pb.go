@@ -46,8 +46,8 @@ const (
 	FeatureStatus_FEATURE_STATUS_UNSPECIFIED FeatureStatus = 0
 	// The entity was found and its value is within the view's max age.
 	FeatureStatus_FEATURE_STATUS_PRESENT FeatureStatus = 1
-	// The live generation of the view holds no row for the entity. The value
-	// is null and event_time is unset.
+	// The live generation of the view holds no row for the entity. Its values
+	// are null and its event time is 0.
 	FeatureStatus_FEATURE_STATUS_NOT_FOUND FeatureStatus = 2
 	// The entity was found, but its event time is older than the view's max
 	// age. The value is still returned.
@@ -314,20 +314,32 @@ func (x *GetFeaturesRequest) GetFeatures() []string {
 	return nil
 }
 
-// GetFeaturesResponse holds one row of values per requested key.
+// GetFeaturesResponse holds the requested features of every key as columns:
+// one typed column per resolved feature, and one status and event time per
+// row and view. Row i is keys[i] of the request.
+//
+// The shape is columnar so that a response of many keys is a few dozen
+// messages of packed arrays, cheap to encode and to decode with any
+// protobuf library: a value of a column is column.float64_values[i] (or the
+// array of the column's type), null when i is in column.null_rows; whether
+// it was found, and how fresh it is, is views[column.view].statuses[i].
 type GetFeaturesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The resolved column names, "view:feature", in column order: a "view:*"
-	// reference is expanded to every feature of the view, and each feature
-	// is listed once, where the request first asked for it ("v:b", "v:*",
-	// "v:b" on a view of a, b, c gives "v:b", "v:a", "v:c"). Every row's
-	// values line up with this list.
-	Features []string `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
-	// One row per requested key, in request order.
-	Rows []*FeatureRow `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
-	// The generation that was read from each view the request touched. Every
+	// The generation that was read from each view the request touched, in
+	// the order of views: generations[j] is the generation of views[j]. Every
 	// value of a view in this response comes from this one generation.
-	Generations   []*ViewGeneration `protobuf:"bytes,3,rep,name=generations,proto3" json:"generations,omitempty"`
+	Generations []*ViewGeneration `protobuf:"bytes,3,rep,name=generations,proto3" json:"generations,omitempty"`
+	// The number of rows: the number of keys of the request.
+	RowCount int32 `protobuf:"varint,4,opt,name=row_count,json=rowCount,proto3" json:"row_count,omitempty"`
+	// The columns, one per resolved feature reference "view:feature", in
+	// column order: a "view:*" reference is expanded to every feature of the
+	// view, and each feature is listed once, where the request first asked
+	// for it ("v:b", "v:*", "v:b" on a view of a, b, c gives "v:b", "v:a",
+	// "v:c").
+	Columns []*FeatureColumn `protobuf:"bytes,5,rep,name=columns,proto3" json:"columns,omitempty"`
+	// The status and event time of each row in each view the request
+	// touched, in the order the columns first name the views.
+	Views         []*ViewRows `protobuf:"bytes,6,rep,name=views,proto3" json:"views,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -362,20 +374,6 @@ func (*GetFeaturesResponse) Descriptor() ([]byte, []int) {
 	return file_larder_v1_larder_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *GetFeaturesResponse) GetFeatures() []string {
-	if x != nil {
-		return x.Features
-	}
-	return nil
-}
-
-func (x *GetFeaturesResponse) GetRows() []*FeatureRow {
-	if x != nil {
-		return x.Rows
-	}
-	return nil
-}
-
 func (x *GetFeaturesResponse) GetGenerations() []*ViewGeneration {
 	if x != nil {
 		return x.Generations
@@ -383,31 +381,87 @@ func (x *GetFeaturesResponse) GetGenerations() []*ViewGeneration {
 	return nil
 }
 
-// FeatureRow is the values of one entity, in the response's column order.
-type FeatureRow struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The entity key, as given in the request.
-	Key *EntityKey `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// One value per column of GetFeaturesResponse.features, in that order.
-	Values        []*FeatureValue `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+func (x *GetFeaturesResponse) GetRowCount() int32 {
+	if x != nil {
+		return x.RowCount
+	}
+	return 0
 }
 
-func (x *FeatureRow) Reset() {
-	*x = FeatureRow{}
+func (x *GetFeaturesResponse) GetColumns() []*FeatureColumn {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *GetFeaturesResponse) GetViews() []*ViewRows {
+	if x != nil {
+		return x.Views
+	}
+	return nil
+}
+
+// FeatureColumn is one feature of every row: a header (name, type, view)
+// and the values, in the one array that the type names. Every array of a
+// column of a scalar type holds row_count elements, one per row; a null
+// value holds the type's zero value there and is listed in null_rows.
+type FeatureColumn struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The column's feature reference, "view:feature".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The feature's declared type: it says which array holds the values.
+	Type ValueType `protobuf:"varint,2,opt,name=type,proto3,enum=larder.v1.ValueType" json:"type,omitempty"`
+	// The index of the column's view in GetFeaturesResponse.views (and
+	// generations).
+	View int32 `protobuf:"varint,3,opt,name=view,proto3" json:"view,omitempty"`
+	// The rows whose value is null, in increasing order: rows whose view
+	// holds no row for the key (status FEATURE_STATUS_NOT_FOUND), and rows
+	// whose stored value is null. Empty when every value is set.
+	NullRows []int32 `protobuf:"varint,4,rep,packed,name=null_rows,json=nullRows,proto3" json:"null_rows,omitempty"`
+	// The values of a VALUE_TYPE_INT64 column, one per row.
+	Int64Values []int64 `protobuf:"varint,10,rep,packed,name=int64_values,json=int64Values,proto3" json:"int64_values,omitempty"`
+	// The values of a VALUE_TYPE_FLOAT64 column, one per row.
+	Float64Values []float64 `protobuf:"fixed64,11,rep,packed,name=float64_values,json=float64Values,proto3" json:"float64_values,omitempty"`
+	// The values of a VALUE_TYPE_FLOAT32 column, one per row.
+	Float32Values []float32 `protobuf:"fixed32,12,rep,packed,name=float32_values,json=float32Values,proto3" json:"float32_values,omitempty"`
+	// The values of a VALUE_TYPE_BOOL column, one per row.
+	BoolValues []bool `protobuf:"varint,13,rep,packed,name=bool_values,json=boolValues,proto3" json:"bool_values,omitempty"`
+	// The values of a VALUE_TYPE_STRING column (UTF-8), one per row.
+	StringValues []string `protobuf:"bytes,14,rep,name=string_values,json=stringValues,proto3" json:"string_values,omitempty"`
+	// The values of a VALUE_TYPE_BYTES column, one per row.
+	BytesValues [][]byte `protobuf:"bytes,15,rep,name=bytes_values,json=bytesValues,proto3" json:"bytes_values,omitempty"`
+	// The number of elements of each row's list, for a column of
+	// VALUE_TYPE_FLOAT32_VECTOR, VALUE_TYPE_INT64_LIST or
+	// VALUE_TYPE_STRING_LIST: one per row, 0 for a null or an empty list.
+	// The elements of every row follow each other in the array of the type
+	// below: row i's are the list_lengths[i] elements after those of rows 0
+	// to i-1.
+	ListLengths []int32 `protobuf:"varint,16,rep,packed,name=list_lengths,json=listLengths,proto3" json:"list_lengths,omitempty"`
+	// The elements of a VALUE_TYPE_FLOAT32_VECTOR column, row after row.
+	Float32VectorValues []float32 `protobuf:"fixed32,17,rep,packed,name=float32_vector_values,json=float32VectorValues,proto3" json:"float32_vector_values,omitempty"`
+	// The elements of a VALUE_TYPE_INT64_LIST column, row after row.
+	Int64ListValues []int64 `protobuf:"varint,18,rep,packed,name=int64_list_values,json=int64ListValues,proto3" json:"int64_list_values,omitempty"`
+	// The elements of a VALUE_TYPE_STRING_LIST column (UTF-8), row after row.
+	StringListValues []string `protobuf:"bytes,19,rep,name=string_list_values,json=stringListValues,proto3" json:"string_list_values,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FeatureColumn) Reset() {
+	*x = FeatureColumn{}
 	mi := &file_larder_v1_larder_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *FeatureRow) String() string {
+func (x *FeatureColumn) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*FeatureRow) ProtoMessage() {}
+func (*FeatureColumn) ProtoMessage() {}
 
-func (x *FeatureRow) ProtoReflect() protoreflect.Message {
+func (x *FeatureColumn) ProtoReflect() protoreflect.Message {
 	mi := &file_larder_v1_larder_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -419,55 +473,140 @@ func (x *FeatureRow) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use FeatureRow.ProtoReflect.Descriptor instead.
-func (*FeatureRow) Descriptor() ([]byte, []int) {
+// Deprecated: Use FeatureColumn.ProtoReflect.Descriptor instead.
+func (*FeatureColumn) Descriptor() ([]byte, []int) {
 	return file_larder_v1_larder_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *FeatureRow) GetKey() *EntityKey {
+func (x *FeatureColumn) GetName() string {
 	if x != nil {
-		return x.Key
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FeatureColumn) GetType() ValueType {
+	if x != nil {
+		return x.Type
+	}
+	return ValueType_VALUE_TYPE_UNSPECIFIED
+}
+
+func (x *FeatureColumn) GetView() int32 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
+func (x *FeatureColumn) GetNullRows() []int32 {
+	if x != nil {
+		return x.NullRows
 	}
 	return nil
 }
 
-func (x *FeatureRow) GetValues() []*FeatureValue {
+func (x *FeatureColumn) GetInt64Values() []int64 {
 	if x != nil {
-		return x.Values
+		return x.Int64Values
 	}
 	return nil
 }
 
-// FeatureValue is one feature of one entity, with how it was found.
-type FeatureValue struct {
+func (x *FeatureColumn) GetFloat64Values() []float64 {
+	if x != nil {
+		return x.Float64Values
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetFloat32Values() []float32 {
+	if x != nil {
+		return x.Float32Values
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetBoolValues() []bool {
+	if x != nil {
+		return x.BoolValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetStringValues() []string {
+	if x != nil {
+		return x.StringValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetBytesValues() [][]byte {
+	if x != nil {
+		return x.BytesValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetListLengths() []int32 {
+	if x != nil {
+		return x.ListLengths
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetFloat32VectorValues() []float32 {
+	if x != nil {
+		return x.Float32VectorValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetInt64ListValues() []int64 {
+	if x != nil {
+		return x.Int64ListValues
+	}
+	return nil
+}
+
+func (x *FeatureColumn) GetStringListValues() []string {
+	if x != nil {
+		return x.StringListValues
+	}
+	return nil
+}
+
+// ViewRows is how each row was found in one view: one status and one event
+// time per row, shared by every column of the view.
+type ViewRows struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The value. A Value with no kind set is null: either the entity was not
-	// found (see status) or the stored value is null.
-	Value *Value `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
-	// Whether the value was found and whether it is fresh. A stale value is
+	// The view's name, as in larder.yaml.
+	View string `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	// Whether each row was found and is fresh, one per row. A stale value is
 	// still returned; the caller decides whether to use it.
-	Status FeatureStatus `protobuf:"varint,2,opt,name=status,proto3,enum=larder.v1.FeatureStatus" json:"status,omitempty"`
-	// The event time of the source row the value was computed from. Unset when
+	Statuses []FeatureStatus `protobuf:"varint,2,rep,packed,name=statuses,proto3,enum=larder.v1.FeatureStatus" json:"statuses,omitempty"`
+	// The event time of the source row each row's values were computed
+	// from, in microseconds since the Unix epoch, one per row; 0 when the
 	// status is FEATURE_STATUS_NOT_FOUND.
-	EventTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EventTimeMicros []int64 `protobuf:"varint,3,rep,packed,name=event_time_micros,json=eventTimeMicros,proto3" json:"event_time_micros,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
-func (x *FeatureValue) Reset() {
-	*x = FeatureValue{}
+func (x *ViewRows) Reset() {
+	*x = ViewRows{}
 	mi := &file_larder_v1_larder_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *FeatureValue) String() string {
+func (x *ViewRows) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*FeatureValue) ProtoMessage() {}
+func (*ViewRows) ProtoMessage() {}
 
-func (x *FeatureValue) ProtoReflect() protoreflect.Message {
+func (x *ViewRows) ProtoReflect() protoreflect.Message {
 	mi := &file_larder_v1_larder_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -479,28 +618,28 @@ func (x *FeatureValue) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use FeatureValue.ProtoReflect.Descriptor instead.
-func (*FeatureValue) Descriptor() ([]byte, []int) {
+// Deprecated: Use ViewRows.ProtoReflect.Descriptor instead.
+func (*ViewRows) Descriptor() ([]byte, []int) {
 	return file_larder_v1_larder_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *FeatureValue) GetValue() *Value {
+func (x *ViewRows) GetView() string {
 	if x != nil {
-		return x.Value
+		return x.View
+	}
+	return ""
+}
+
+func (x *ViewRows) GetStatuses() []FeatureStatus {
+	if x != nil {
+		return x.Statuses
 	}
 	return nil
 }
 
-func (x *FeatureValue) GetStatus() FeatureStatus {
+func (x *ViewRows) GetEventTimeMicros() []int64 {
 	if x != nil {
-		return x.Status
-	}
-	return FeatureStatus_FEATURE_STATUS_UNSPECIFIED
-}
-
-func (x *FeatureValue) GetEventTime() *timestamppb.Timestamp {
-	if x != nil {
-		return x.EventTime
+		return x.EventTimeMicros
 	}
 	return nil
 }
@@ -518,9 +657,15 @@ type ViewGeneration struct {
 	// For a prediction view, the content hash of the model that computed the
 	// generation's values, such as "sha256:1a2b3c4d5e6f"; empty for other
 	// views.
-	Model         string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Model string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	// For a streaming aggregate view (an aggregate view that a stream
+	// feeds), the time T its windows were read as of: the request's time
+	// rounded down to the view's tile, so that each window is (T - w, T] and
+	// holds whole tiles. 0 for other views. In microseconds since the Unix
+	// epoch.
+	TileTimeMicros int64 `protobuf:"varint,20,opt,name=tile_time_micros,json=tileTimeMicros,proto3" json:"tile_time_micros,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ViewGeneration) Reset() {
@@ -572,6 +717,13 @@ func (x *ViewGeneration) GetModel() string {
 		return x.Model
 	}
 	return ""
+}
+
+func (x *ViewGeneration) GetTileTimeMicros() int64 {
+	if x != nil {
+		return x.TileTimeMicros
+	}
+	return 0
 }
 
 // EntityKey is the key of one entity. Its type must be the key type declared
@@ -2024,26 +2176,40 @@ const file_larder_v1_larder_proto_rawDesc = "" +
 	"\x16larder/v1/larder.proto\x12\tlarder.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Z\n" +
 	"\x12GetFeaturesRequest\x12(\n" +
 	"\x04keys\x18\x01 \x03(\v2\x14.larder.v1.EntityKeyR\x04keys\x12\x1a\n" +
-	"\bfeatures\x18\x02 \x03(\tR\bfeatures\"\x99\x01\n" +
-	"\x13GetFeaturesResponse\x12\x1a\n" +
-	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x12)\n" +
-	"\x04rows\x18\x02 \x03(\v2\x15.larder.v1.FeatureRowR\x04rows\x12;\n" +
-	"\vgenerations\x18\x03 \x03(\v2\x19.larder.v1.ViewGenerationR\vgenerations\"e\n" +
-	"\n" +
-	"FeatureRow\x12&\n" +
-	"\x03key\x18\x01 \x01(\v2\x14.larder.v1.EntityKeyR\x03key\x12/\n" +
-	"\x06values\x18\x02 \x03(\v2\x17.larder.v1.FeatureValueR\x06values\"\xa3\x01\n" +
-	"\fFeatureValue\x12&\n" +
-	"\x05value\x18\x01 \x01(\v2\x10.larder.v1.ValueR\x05value\x120\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x18.larder.v1.FeatureStatusR\x06status\x129\n" +
-	"\n" +
-	"event_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\"Z\n" +
+	"\bfeatures\x18\x02 \x03(\tR\bfeatures\"\xea\x01\n" +
+	"\x13GetFeaturesResponse\x12;\n" +
+	"\vgenerations\x18\x03 \x03(\v2\x19.larder.v1.ViewGenerationR\vgenerations\x12\x1b\n" +
+	"\trow_count\x18\x04 \x01(\x05R\browCount\x122\n" +
+	"\acolumns\x18\x05 \x03(\v2\x18.larder.v1.FeatureColumnR\acolumns\x12)\n" +
+	"\x05views\x18\x06 \x03(\v2\x13.larder.v1.ViewRowsR\x05viewsJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03R\bfeaturesR\x04rows\"\x89\x04\n" +
+	"\rFeatureColumn\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x14.larder.v1.ValueTypeR\x04type\x12\x12\n" +
+	"\x04view\x18\x03 \x01(\x05R\x04view\x12\x1b\n" +
+	"\tnull_rows\x18\x04 \x03(\x05R\bnullRows\x12!\n" +
+	"\fint64_values\x18\n" +
+	" \x03(\x03R\vint64Values\x12%\n" +
+	"\x0efloat64_values\x18\v \x03(\x01R\rfloat64Values\x12%\n" +
+	"\x0efloat32_values\x18\f \x03(\x02R\rfloat32Values\x12\x1f\n" +
+	"\vbool_values\x18\r \x03(\bR\n" +
+	"boolValues\x12#\n" +
+	"\rstring_values\x18\x0e \x03(\tR\fstringValues\x12!\n" +
+	"\fbytes_values\x18\x0f \x03(\fR\vbytesValues\x12!\n" +
+	"\flist_lengths\x18\x10 \x03(\x05R\vlistLengths\x122\n" +
+	"\x15float32_vector_values\x18\x11 \x03(\x02R\x13float32VectorValues\x12*\n" +
+	"\x11int64_list_values\x18\x12 \x03(\x03R\x0fint64ListValues\x12,\n" +
+	"\x12string_list_values\x18\x13 \x03(\tR\x10stringListValues\"\x80\x01\n" +
+	"\bViewRows\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\tR\x04view\x124\n" +
+	"\bstatuses\x18\x02 \x03(\x0e2\x18.larder.v1.FeatureStatusR\bstatuses\x12*\n" +
+	"\x11event_time_micros\x18\x03 \x03(\x03R\x0feventTimeMicros\"\x84\x01\n" +
 	"\x0eViewGeneration\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x03R\n" +
 	"generation\x12\x14\n" +
-	"\x05model\x18\x03 \x01(\tR\x05model\"Z\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12(\n" +
+	"\x10tile_time_micros\x18\x14 \x01(\x03R\x0etileTimeMicros\"Z\n" +
 	"\tEntityKey\x12!\n" +
 	"\vint64_value\x18\x01 \x01(\x03H\x00R\n" +
 	"int64Value\x12#\n" +
@@ -2204,8 +2370,8 @@ var file_larder_v1_larder_proto_goTypes = []any{
 	(InputSource)(0),              // 2: larder.v1.InputSource
 	(*GetFeaturesRequest)(nil),    // 3: larder.v1.GetFeaturesRequest
 	(*GetFeaturesResponse)(nil),   // 4: larder.v1.GetFeaturesResponse
-	(*FeatureRow)(nil),            // 5: larder.v1.FeatureRow
-	(*FeatureValue)(nil),          // 6: larder.v1.FeatureValue
+	(*FeatureColumn)(nil),         // 5: larder.v1.FeatureColumn
+	(*ViewRows)(nil),              // 6: larder.v1.ViewRows
 	(*ViewGeneration)(nil),        // 7: larder.v1.ViewGeneration
 	(*EntityKey)(nil),             // 8: larder.v1.EntityKey
 	(*Value)(nil),                 // 9: larder.v1.Value
@@ -2229,53 +2395,51 @@ var file_larder_v1_larder_proto_goTypes = []any{
 }
 var file_larder_v1_larder_proto_depIdxs = []int32{
 	8,  // 0: larder.v1.GetFeaturesRequest.keys:type_name -> larder.v1.EntityKey
-	5,  // 1: larder.v1.GetFeaturesResponse.rows:type_name -> larder.v1.FeatureRow
-	7,  // 2: larder.v1.GetFeaturesResponse.generations:type_name -> larder.v1.ViewGeneration
-	8,  // 3: larder.v1.FeatureRow.key:type_name -> larder.v1.EntityKey
-	6,  // 4: larder.v1.FeatureRow.values:type_name -> larder.v1.FeatureValue
-	9,  // 5: larder.v1.FeatureValue.value:type_name -> larder.v1.Value
-	0,  // 6: larder.v1.FeatureValue.status:type_name -> larder.v1.FeatureStatus
-	25, // 7: larder.v1.FeatureValue.event_time:type_name -> google.protobuf.Timestamp
-	10, // 8: larder.v1.Value.float32_vector_value:type_name -> larder.v1.FloatVector
-	11, // 9: larder.v1.Value.int64_list_value:type_name -> larder.v1.Int64List
-	12, // 10: larder.v1.Value.string_list_value:type_name -> larder.v1.StringList
-	8,  // 11: larder.v1.RankRequest.context_key:type_name -> larder.v1.EntityKey
-	8,  // 12: larder.v1.RankRequest.candidate_keys:type_name -> larder.v1.EntityKey
-	24, // 13: larder.v1.RankRequest.request_features:type_name -> larder.v1.RankRequest.RequestFeaturesEntry
-	15, // 14: larder.v1.RankResponse.candidates:type_name -> larder.v1.ScoredCandidate
-	7,  // 15: larder.v1.RankResponse.generations:type_name -> larder.v1.ViewGeneration
-	8,  // 16: larder.v1.ScoredCandidate.key:type_name -> larder.v1.EntityKey
-	16, // 17: larder.v1.ScoredCandidate.explanation:type_name -> larder.v1.Explanation
-	2,  // 18: larder.v1.Explanation.sources:type_name -> larder.v1.InputSource
-	19, // 19: larder.v1.ListViewsResponse.views:type_name -> larder.v1.ViewInfo
-	23, // 20: larder.v1.ViewInfo.features:type_name -> larder.v1.FeatureSchema
-	25, // 21: larder.v1.ViewInfo.published_at:type_name -> google.protobuf.Timestamp
-	26, // 22: larder.v1.ViewInfo.age:type_name -> google.protobuf.Duration
-	25, // 23: larder.v1.ViewInfo.as_of:type_name -> google.protobuf.Timestamp
-	21, // 24: larder.v1.ViewInfo.inputs:type_name -> larder.v1.InputGeneration
-	26, // 25: larder.v1.ViewInfo.max_age:type_name -> google.protobuf.Duration
-	22, // 26: larder.v1.ViewInfo.last_success:type_name -> larder.v1.RunSummary
-	22, // 27: larder.v1.ViewInfo.last_failure:type_name -> larder.v1.RunSummary
-	25, // 28: larder.v1.ViewInfo.next_run_at:type_name -> google.protobuf.Timestamp
-	20, // 29: larder.v1.ViewInfo.streams:type_name -> larder.v1.StreamLag
-	26, // 30: larder.v1.StreamLag.behind:type_name -> google.protobuf.Duration
-	25, // 31: larder.v1.InputGeneration.as_of:type_name -> google.protobuf.Timestamp
-	25, // 32: larder.v1.RunSummary.started_at:type_name -> google.protobuf.Timestamp
-	25, // 33: larder.v1.RunSummary.finished_at:type_name -> google.protobuf.Timestamp
-	25, // 34: larder.v1.RunSummary.as_of:type_name -> google.protobuf.Timestamp
-	1,  // 35: larder.v1.FeatureSchema.type:type_name -> larder.v1.ValueType
-	9,  // 36: larder.v1.RankRequest.RequestFeaturesEntry.value:type_name -> larder.v1.Value
-	3,  // 37: larder.v1.FeatureService.GetFeatures:input_type -> larder.v1.GetFeaturesRequest
-	13, // 38: larder.v1.FeatureService.Rank:input_type -> larder.v1.RankRequest
-	17, // 39: larder.v1.FeatureService.ListViews:input_type -> larder.v1.ListViewsRequest
-	4,  // 40: larder.v1.FeatureService.GetFeatures:output_type -> larder.v1.GetFeaturesResponse
-	14, // 41: larder.v1.FeatureService.Rank:output_type -> larder.v1.RankResponse
-	18, // 42: larder.v1.FeatureService.ListViews:output_type -> larder.v1.ListViewsResponse
-	40, // [40:43] is the sub-list for method output_type
-	37, // [37:40] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	7,  // 1: larder.v1.GetFeaturesResponse.generations:type_name -> larder.v1.ViewGeneration
+	5,  // 2: larder.v1.GetFeaturesResponse.columns:type_name -> larder.v1.FeatureColumn
+	6,  // 3: larder.v1.GetFeaturesResponse.views:type_name -> larder.v1.ViewRows
+	1,  // 4: larder.v1.FeatureColumn.type:type_name -> larder.v1.ValueType
+	0,  // 5: larder.v1.ViewRows.statuses:type_name -> larder.v1.FeatureStatus
+	10, // 6: larder.v1.Value.float32_vector_value:type_name -> larder.v1.FloatVector
+	11, // 7: larder.v1.Value.int64_list_value:type_name -> larder.v1.Int64List
+	12, // 8: larder.v1.Value.string_list_value:type_name -> larder.v1.StringList
+	8,  // 9: larder.v1.RankRequest.context_key:type_name -> larder.v1.EntityKey
+	8,  // 10: larder.v1.RankRequest.candidate_keys:type_name -> larder.v1.EntityKey
+	24, // 11: larder.v1.RankRequest.request_features:type_name -> larder.v1.RankRequest.RequestFeaturesEntry
+	15, // 12: larder.v1.RankResponse.candidates:type_name -> larder.v1.ScoredCandidate
+	7,  // 13: larder.v1.RankResponse.generations:type_name -> larder.v1.ViewGeneration
+	8,  // 14: larder.v1.ScoredCandidate.key:type_name -> larder.v1.EntityKey
+	16, // 15: larder.v1.ScoredCandidate.explanation:type_name -> larder.v1.Explanation
+	2,  // 16: larder.v1.Explanation.sources:type_name -> larder.v1.InputSource
+	19, // 17: larder.v1.ListViewsResponse.views:type_name -> larder.v1.ViewInfo
+	23, // 18: larder.v1.ViewInfo.features:type_name -> larder.v1.FeatureSchema
+	25, // 19: larder.v1.ViewInfo.published_at:type_name -> google.protobuf.Timestamp
+	26, // 20: larder.v1.ViewInfo.age:type_name -> google.protobuf.Duration
+	25, // 21: larder.v1.ViewInfo.as_of:type_name -> google.protobuf.Timestamp
+	21, // 22: larder.v1.ViewInfo.inputs:type_name -> larder.v1.InputGeneration
+	26, // 23: larder.v1.ViewInfo.max_age:type_name -> google.protobuf.Duration
+	22, // 24: larder.v1.ViewInfo.last_success:type_name -> larder.v1.RunSummary
+	22, // 25: larder.v1.ViewInfo.last_failure:type_name -> larder.v1.RunSummary
+	25, // 26: larder.v1.ViewInfo.next_run_at:type_name -> google.protobuf.Timestamp
+	20, // 27: larder.v1.ViewInfo.streams:type_name -> larder.v1.StreamLag
+	26, // 28: larder.v1.StreamLag.behind:type_name -> google.protobuf.Duration
+	25, // 29: larder.v1.InputGeneration.as_of:type_name -> google.protobuf.Timestamp
+	25, // 30: larder.v1.RunSummary.started_at:type_name -> google.protobuf.Timestamp
+	25, // 31: larder.v1.RunSummary.finished_at:type_name -> google.protobuf.Timestamp
+	25, // 32: larder.v1.RunSummary.as_of:type_name -> google.protobuf.Timestamp
+	1,  // 33: larder.v1.FeatureSchema.type:type_name -> larder.v1.ValueType
+	9,  // 34: larder.v1.RankRequest.RequestFeaturesEntry.value:type_name -> larder.v1.Value
+	3,  // 35: larder.v1.FeatureService.GetFeatures:input_type -> larder.v1.GetFeaturesRequest
+	13, // 36: larder.v1.FeatureService.Rank:input_type -> larder.v1.RankRequest
+	17, // 37: larder.v1.FeatureService.ListViews:input_type -> larder.v1.ListViewsRequest
+	4,  // 38: larder.v1.FeatureService.GetFeatures:output_type -> larder.v1.GetFeaturesResponse
+	14, // 39: larder.v1.FeatureService.Rank:output_type -> larder.v1.RankResponse
+	18, // 40: larder.v1.FeatureService.ListViews:output_type -> larder.v1.ListViewsResponse
+	38, // [38:41] is the sub-list for method output_type
+	35, // [35:38] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_larder_v1_larder_proto_init() }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -23,28 +24,35 @@ import (
 // theirs is larder's own cost.
 const floorService = "larder.bench.Floor"
 
-// floorMethods returns the composed floors' methods, served by w.
+// floorMethods returns the composed floors' methods, served by w in the
+// server process, and those that start and stop its CPU profile.
 func (w *benchWorld) floorMethods() *grpc.ServiceDesc {
-	model := w.srv.svc.Models()[benchRanker]
 	return &grpc.ServiceDesc{
 		ServiceName: floorService,
 		HandlerType: (*any)(nil),
 		Methods: []grpc.MethodDesc{
-			floorMethod("Read", w.floorRead),
-			floorMethod("Rank", func(ctx context.Context) (*wrapperspb.BytesValue, error) { return w.floorRank(ctx, model) }),
+			floorMethod("Read", func(ctx context.Context, _ *emptypb.Empty) (*wrapperspb.BytesValue, error) { return w.floorRead(ctx) }),
+			floorMethod("Rank", func(ctx context.Context, _ *emptypb.Empty) (*wrapperspb.BytesValue, error) {
+				return w.floorRank(ctx, w.model)
+			}),
+			floorMethod("ProfileStart", w.profileStart),
+			floorMethod("ProfileStop", w.profileStop),
 		},
 	}
 }
 
 // floorMethod makes a unary method of fn, through the server's
 // interceptors as every method is.
-func floorMethod(name string, fn func(context.Context) (*wrapperspb.BytesValue, error)) grpc.MethodDesc {
+func floorMethod[In any, PIn interface {
+	*In
+	proto.Message
+}, Out proto.Message](name string, fn func(context.Context, PIn) (Out, error)) grpc.MethodDesc {
 	info := &grpc.UnaryServerInfo{FullMethod: "/" + floorService + "/" + name}
-	handler := func(ctx context.Context, _ any) (any, error) { return fn(ctx) }
+	handler := func(ctx context.Context, in any) (any, error) { return fn(ctx, in.(PIn)) }
 	return grpc.MethodDesc{
 		MethodName: name,
 		Handler: func(_ any, ctx context.Context, dec func(any) error, intercept grpc.UnaryServerInterceptor) (any, error) {
-			in := new(emptypb.Empty)
+			in := PIn(new(In))
 			if err := dec(in); err != nil {
 				return nil, err
 			}

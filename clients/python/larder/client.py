@@ -1,0 +1,298 @@
+"""A typed client for larder's FeatureService: GetFeatures, Rank, ListViews.
+
+The generated stubs in larder.v1 do the wire work; this module turns the
+columnar GetFeatures response into columns a training or scoring script can
+use directly (numpy arrays when numpy is installed, lists otherwise), and
+gives the server's errors a Python exception of their own.
+"""
+
+import json
+
+import grpc
+
+from larder.v1 import larder_pb2, larder_pb2_grpc
+
+try:  # numpy is optional: columns are lists without it.
+    import numpy
+except ImportError:  # pragma: no cover - exercised where numpy is absent
+    numpy = None
+
+__all__ = [
+    "Client",
+    "Features",
+    "Ranking",
+    "LarderError",
+    "PRESENT",
+    "NOT_FOUND",
+    "STALE",
+]
+
+# How a row was found in a view (larder.v1.FeatureStatus).
+PRESENT = larder_pb2.FEATURE_STATUS_PRESENT
+NOT_FOUND = larder_pb2.FEATURE_STATUS_NOT_FOUND
+STALE = larder_pb2.FEATURE_STATUS_STALE
+
+# Every method of FeatureService is read-only, so a call that found the
+# server unavailable is retried, with backoff, by gRPC itself.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "larder.v1.FeatureService"}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+# The array that holds the values of a column of each scalar type, and the
+# numpy type of those values.
+_SCALARS = {
+    larder_pb2.VALUE_TYPE_INT64: ("int64_values", "int64"),
+    larder_pb2.VALUE_TYPE_FLOAT64: ("float64_values", "float64"),
+    larder_pb2.VALUE_TYPE_FLOAT32: ("float32_values", "float32"),
+    larder_pb2.VALUE_TYPE_BOOL: ("bool_values", "bool"),
+    larder_pb2.VALUE_TYPE_STRING: ("string_values", None),
+    larder_pb2.VALUE_TYPE_BYTES: ("bytes_values", None),
+}
+_LISTS = {
+    larder_pb2.VALUE_TYPE_FLOAT32_VECTOR: "float32_vector_values",
+    larder_pb2.VALUE_TYPE_INT64_LIST: "int64_list_values",
+    larder_pb2.VALUE_TYPE_STRING_LIST: "string_list_values",
+}
+
+
+class LarderError(Exception):
+    """A call the server refused or could not serve.
+
+    code is the gRPC status code (grpc.StatusCode.INVALID_ARGUMENT for a bad
+    request, with the reason in details), details the server's message.
+    """
+
+    def __init__(self, method, code, details):
+        super().__init__(f"larder {method}: {code.name}: {details}")
+        self.method = method
+        self.code = code
+        self.details = details
+
+
+def _key(k, where):
+    """Returns the EntityKey of a Python int or str."""
+    if isinstance(k, bool):
+        raise TypeError(f"{where}: a key is an int or a str, not a bool")
+    if isinstance(k, int):
+        return larder_pb2.EntityKey(int64_value=k)
+    if isinstance(k, str):
+        return larder_pb2.EntityKey(string_value=k)
+    raise TypeError(f"{where}: a key is an int or a str, not {type(k).__name__}")
+
+
+def _value(v, where):
+    """Returns the Value of a Python request feature."""
+    if isinstance(v, bool):
+        return larder_pb2.Value(bool_value=v)
+    if isinstance(v, int):
+        return larder_pb2.Value(int64_value=v)
+    if isinstance(v, float):
+        return larder_pb2.Value(float64_value=v)
+    if numpy is not None and isinstance(v, numpy.generic):
+        return _value(v.item(), where)
+    raise TypeError(f"{where}: a request feature is a bool, an int or a float, not {type(v).__name__}")
+
+
+class Features:
+    """The columns of one GetFeatures response.
+
+    names lists the columns ("view:feature") in the server's order, and
+    row_count the rows, one per requested key, in request order. A numeric
+    or bool column comes as a numpy array when numpy is installed, a null
+    row holding 0 or False there (nulls(name) says which rows are null);
+    without numpy, and for every other type, a column comes as a list with
+    None for a null row: a str or bytes per row, or a list per row for lists
+    and vectors (a float32 numpy array per row for vectors with numpy).
+    """
+
+    def __init__(self, response):
+        self.response = response
+        self.row_count = response.row_count
+        self.names = [c.name for c in response.columns]
+        self._columns = {c.name: c for c in response.columns}
+        self._views = {v.view: i for i, v in enumerate(response.views)}
+        self._null_sets = {}
+        self.generations = {g.view: g.generation for g in response.generations}
+
+    def _column(self, name):
+        try:
+            return self._columns[name]
+        except KeyError:
+            raise KeyError(f"no column {name!r} in the response (columns: {', '.join(self.names)})") from None
+
+    def type(self, name):
+        """Returns the type of a column, such as "float64" or "string_list"."""
+        t = larder_pb2.ValueType.Name(self._column(name).type)
+        return t.removeprefix("VALUE_TYPE_").lower()
+
+    def nulls(self, name):
+        """Returns, per row, whether the column's value is null."""
+        c = self._column(name)
+        mask = [False] * self.row_count
+        for r in c.null_rows:
+            mask[r] = True
+        if numpy is not None:
+            return numpy.array(mask, dtype=bool)
+        return mask
+
+    def values(self, name):
+        """Returns the column's values, one per row (see the class)."""
+        c = self._column(name)
+        if c.type in _SCALARS:
+            field, dtype = _SCALARS[c.type]
+            vals = getattr(c, field)
+            if numpy is not None and dtype is not None:
+                return numpy.array(vals, dtype=dtype)
+            out = list(vals)
+            for r in c.null_rows:
+                out[r] = None
+            return out
+        if c.type in _LISTS:
+            flat = getattr(c, _LISTS[c.type])
+            out, at = [], 0
+            for n in c.list_lengths:
+                part = list(flat[at : at + n])
+                if numpy is not None and c.type == larder_pb2.VALUE_TYPE_FLOAT32_VECTOR:
+                    part = numpy.array(part, dtype="float32")
+                out.append(part)
+                at += n
+            for r in c.null_rows:
+                out[r] = None
+            return out
+        raise ValueError(f"column {name!r} has a type this client does not know ({c.type}): update the client")
+
+    def _view_rows(self, view):
+        try:
+            return self.response.views[self._views[view]]
+        except KeyError:
+            raise KeyError(f"no view {view!r} in the response (views: {', '.join(self._views)})") from None
+
+    def view_of(self, name):
+        """Returns the view a column was read from."""
+        return self.response.views[self._column(name).view].view
+
+    def statuses(self, view):
+        """Returns, per row, how the row was found in the view: PRESENT,
+        NOT_FOUND or STALE."""
+        s = self._view_rows(view).statuses
+        return numpy.array(s, dtype="int32") if numpy is not None else list(s)
+
+    def event_times(self, view):
+        """Returns, per row, the event time of the view's row in microseconds
+        since the Unix epoch (0 when not found)."""
+        t = self._view_rows(view).event_time_micros
+        return numpy.array(t, dtype="int64") if numpy is not None else list(t)
+
+    def row(self, i):
+        """Returns row i as a dict of column name to value (None when null)."""
+        if not 0 <= i < self.row_count:
+            raise IndexError(f"row {i} of {self.row_count}")
+        out = {}
+        for name in self.names:
+            c = self._columns[name]
+            if name not in self._null_sets:
+                self._null_sets[name] = frozenset(c.null_rows)
+            if i in self._null_sets[name]:
+                out[name] = None
+            elif c.type in _SCALARS:
+                out[name] = getattr(c, _SCALARS[c.type][0])[i]
+            else:
+                out[name] = self.values(name)[i]
+        return out
+
+    def to_dict(self):
+        """Returns every column's values by name."""
+        return {name: self.values(name) for name in self.names}
+
+
+class Ranking:
+    """The answer of Rank: candidates (keys, best first), their scores, and
+    the response itself (model version, generations, degraded, explain)."""
+
+    def __init__(self, response):
+        self.response = response
+        self.keys = [c.key.string_value if c.key.HasField("string_value") else c.key.int64_value for c in response.candidates]
+        self.scores = [c.score for c in response.candidates]
+        self.model_version = response.model_version
+        self.degraded = response.degraded
+        self.degraded_reason = response.degraded_reason
+
+
+class Client:
+    """A connection to a larder server's FeatureService.
+
+    target is "host:port". token, when set, is sent as a bearer token (a
+    server with server.auth); root_certificates (PEM bytes) or tls=True
+    connect with TLS. timeout is each call's deadline in seconds, unless a
+    call gives its own. Calls that find the server unavailable are retried
+    with backoff.
+    """
+
+    def __init__(self, target, *, token=None, tls=False, root_certificates=None, timeout=5.0, options=()):
+        opts = [("grpc.enable_retries", 1), ("grpc.service_config", _SERVICE_CONFIG), *options]
+        if tls or root_certificates is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(target, creds, options=opts)
+        else:
+            self._channel = grpc.insecure_channel(target, options=opts)
+        self._stub = larder_pb2_grpc.FeatureServiceStub(self._channel)
+        self._metadata = (("authorization", "Bearer " + token),) if token else ()
+        self.timeout = timeout
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request, timeout):
+        try:
+            return getattr(self._stub, method)(
+                request, timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as e:
+            raise LarderError(method, e.code(), e.details()) from None
+
+    def get_features(self, keys, features, *, timeout=None):
+        """Reads features ("view:feature" or "view:*") of keys (ints or
+        strs, of one entity) and returns their Features."""
+        if isinstance(features, str):
+            features = [features]
+        req = larder_pb2.GetFeaturesRequest(
+            keys=[_key(k, f"keys[{i}]") for i, k in enumerate(keys)], features=list(features)
+        )
+        return Features(self._call("GetFeatures", req, timeout))
+
+    def rank(self, ranker, context_key, candidate_keys=(), *, request_features=None, top_k=0, explain=False, timeout=None):
+        """Ranks candidate_keys (or the ranker's stored candidates when
+        empty) for context_key with the ranker's model."""
+        req = larder_pb2.RankRequest(
+            ranker=ranker,
+            context_key=_key(context_key, "context_key"),
+            candidate_keys=[_key(k, f"candidate_keys[{i}]") for i, k in enumerate(candidate_keys)],
+            top_k=top_k,
+            explain=explain,
+        )
+        for name, v in (request_features or {}).items():
+            req.request_features[name].CopyFrom(_value(v, f"request_features[{name!r}]"))
+        return Ranking(self._call("Rank", req, timeout))
+
+    def list_views(self, *, timeout=None):
+        """Returns the project's views (larder.v1.ViewInfo messages)."""
+        return list(self._call("ListViews", larder_pb2.ListViewsRequest(), timeout).views)

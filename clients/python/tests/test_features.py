@@ -1,0 +1,77 @@
+"""Unit tests of the columnar decoding, on hand-built responses: no server.
+Run with `python3 -m unittest discover -s tests` from clients/python (the Go
+test client/python_test.go runs them too)."""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import larder  # noqa: E402
+from larder import client as larder_client  # noqa: E402
+from larder.v1 import larder_pb2 as pb  # noqa: E402
+
+
+def response():
+    r = pb.GetFeaturesResponse(row_count=3)
+    r.views.add(view="u", statuses=[pb.FEATURE_STATUS_PRESENT, pb.FEATURE_STATUS_NOT_FOUND, pb.FEATURE_STATUS_STALE], event_time_micros=[5, 0, 7])
+    r.generations.add(view="u", generation=4)
+    r.columns.add(name="u:x", type=pb.VALUE_TYPE_FLOAT64, view=0, null_rows=[1], float64_values=[1.5, 0, -2.25])
+    r.columns.add(name="u:s", type=pb.VALUE_TYPE_STRING, view=0, null_rows=[1], string_values=["a", "", "c"])
+    r.columns.add(name="u:l", type=pb.VALUE_TYPE_INT64_LIST, view=0, null_rows=[1], list_lengths=[2, 0, 1], int64_list_values=[7, 8, 9])
+    return r
+
+
+class FeaturesTest(unittest.TestCase):
+    def test_columns(self):
+        f = larder.Features(response())
+        self.assertEqual(f.names, ["u:x", "u:s", "u:l"])
+        self.assertEqual(f.row_count, 3)
+        self.assertEqual(f.type("u:l"), "int64_list")
+        self.assertEqual(list(f.nulls("u:x")), [False, True, False])
+        self.assertEqual(f.values("u:l"), [[7, 8], None, [9]])
+        self.assertEqual(f.values("u:s"), ["a", None, "c"])
+        self.assertEqual(list(f.statuses("u")), [larder.PRESENT, larder.NOT_FOUND, larder.STALE])
+        self.assertEqual(list(f.event_times("u")), [5, 0, 7])
+        self.assertEqual(f.generations, {"u": 4})
+        self.assertEqual(f.row(0), {"u:x": 1.5, "u:s": "a", "u:l": [7, 8]})
+        self.assertEqual(f.row(1), {"u:x": None, "u:s": None, "u:l": None})
+        x = f.values("u:x")
+        if larder_client.numpy is not None:
+            self.assertEqual(str(x.dtype), "float64")
+            self.assertEqual(list(x), [1.5, 0.0, -2.25])
+        else:
+            self.assertEqual(x, [1.5, None, -2.25])
+
+    def test_without_numpy(self):
+        saved = larder_client.numpy
+        larder_client.numpy = None
+        try:
+            f = larder.Features(response())
+            self.assertEqual(f.values("u:x"), [1.5, None, -2.25])
+            self.assertEqual(f.values("u:s"), ["a", None, "c"])
+            self.assertEqual(f.nulls("u:s"), [False, True, False])
+        finally:
+            larder_client.numpy = saved
+
+    def test_unknown_names(self):
+        f = larder.Features(response())
+        with self.assertRaisesRegex(KeyError, "no column 'u:y'"):
+            f.values("u:y")
+        with self.assertRaisesRegex(KeyError, "no view 'v'"):
+            f.statuses("v")
+        with self.assertRaises(IndexError):
+            f.row(3)
+
+    def test_keys(self):
+        self.assertEqual(larder_client._key(5, "k").int64_value, 5)
+        self.assertEqual(larder_client._key("a", "k").string_value, "a")
+        with self.assertRaisesRegex(TypeError, "keys\\[0\\]: a key is an int or a str, not a bool"):
+            larder_client._key(True, "keys[0]")
+        with self.assertRaisesRegex(TypeError, "not float"):
+            larder_client._key(1.5, "k")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/materializer"
+)
+
+// exportFlags are the flags of `larder export`.
+type exportFlags struct {
+	spine, output   string
+	timestamp       string
+	features        []string
+	ranker          string
+	keys            []string
+	contextColumn   string
+	candidateColumn string
+	chunkRows       int
+}
+
+func (a *app) exportCommand() *cobra.Command {
+	var f exportFlags
+	cmd := &cobra.Command{
+		Use:   "export --spine PATH --timestamp COLUMN (--features VIEW:FEATURE,... | --ranker NAME) --output PATH",
+		Short: "Write a training set: features as of each row of a spine, computed from the sources",
+		Long: `export writes a training set. It reads a spine, a Parquet file, folder or glob
+of rows with entity keys, a timestamp and any other columns (labels, ids),
+and writes a Parquet file with, for every spine row, its columns followed by
+the features asked for as of the row's timestamp t, computed from the views'
+sources by the code that materializes them:
+
+  latest      the newest source row at or before t; null when there is none
+              or when it is older than the view's max_age at t, as the
+              column VIEW:status says (present, stale, missing)
+  aggregate   the windows (t - w, t]
+  prediction  the view's model scored on its inputs as of t
+
+--features takes view:feature and view:* references. Each view is joined on
+the spine column of its entity's key (the entity's key name, or --key
+ENTITY=COLUMN). With --ranker, one float32 column per input of the ranker is
+added, named RANKER:INPUT (home_feed:user_profile:age), holding the model input Rank builds for the
+spine row's context and candidate at t: defaults for missing, null and stale
+values, and request features read from spine columns named after them (a
+null or absent one takes its default). A model trained on these columns sees
+what Rank will feed it.
+
+A spine row whose timestamp is a run's as-of gets the values that run stores.
+The spine is joined in chunks of --chunk-rows rows, each reading the sources
+once: memory holds a chunk, whatever the spine's size. No store is needed.
+See docs/training.md.`,
+		Example: `  larder export --spine impressions.parquet --timestamp shown_at --ranker home_feed --output train.parquet
+  larder export --spine labels/ --timestamp at --features user_profile:*,user_activity:spend_sum_7d --output train.parquet`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := a.loadProject()
+			if err != nil {
+				return err
+			}
+			args, err := f.exportArgs(p)
+			if err != nil {
+				return err
+			}
+			return a.export(cmd.Context(), p, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.spine, "spine", "", "the Parquet file, folder or glob of the rows to export")
+	fl.StringVar(&f.output, "output", "", "the Parquet file to write (replaced if it exists)")
+	fl.StringVar(&f.timestamp, "timestamp", "", "the spine column holding each row's time")
+	fl.StringSliceVar(&f.features, "features", nil, "features to export: view:feature or view:*, comma-separated or repeated")
+	fl.StringVar(&f.ranker, "ranker", "", "add this ranker's model input, as Rank builds it")
+	fl.StringSliceVar(&f.keys, "key", nil, "ENTITY=COLUMN: the spine column of an entity's keys (default: the entity's key name)")
+	fl.StringVar(&f.contextColumn, "context-column", "", "with --ranker, the spine column of the context keys")
+	fl.StringVar(&f.candidateColumn, "candidate-column", "", "with --ranker, the spine column of the candidate keys")
+	fl.IntVar(&f.chunkRows, "chunk-rows", 0, "spine rows joined at once, which bounds memory (default 1048576)")
+	return cmd
+}
+
+// exportArgs checks the flags against the project and returns the
+// export's arguments, with absolute paths.
+func (f *exportFlags) exportArgs(p *larder.Project) (materializer.ExportArgs, error) {
+	switch {
+	case f.spine == "":
+		return materializer.ExportArgs{}, fmt.Errorf("--spine: name the Parquet file, folder or glob of the rows to export")
+	case f.output == "":
+		return materializer.ExportArgs{}, fmt.Errorf("--output: name the Parquet file to write")
+	case f.timestamp == "":
+		return materializer.ExportArgs{}, fmt.Errorf("--timestamp: name the spine column holding each row's time")
+	case len(f.features) == 0 && f.ranker == "":
+		return materializer.ExportArgs{}, fmt.Errorf("nothing to export: name --features view:feature,... or --ranker NAME%s", knownRankers(p))
+	case f.chunkRows < 0:
+		return materializer.ExportArgs{}, fmt.Errorf("--chunk-rows must be 0 (the default) or more")
+	}
+	if f.ranker != "" && p.Ranker(f.ranker) == nil {
+		return materializer.ExportArgs{}, fmt.Errorf("--ranker: unknown ranker %q%s", f.ranker, knownRankers(p))
+	}
+	keys := map[string]string{}
+	for _, kv := range f.keys {
+		ent, col, ok := strings.Cut(kv, "=")
+		if !ok || ent == "" || col == "" {
+			return materializer.ExportArgs{}, fmt.Errorf("--key %q: want ENTITY=COLUMN, such as user=viewer_id", kv)
+		}
+		if p.Entity(ent) == nil {
+			names := make([]string, len(p.Entities))
+			for i, e := range p.Entities {
+				names[i] = e.Name
+			}
+			return materializer.ExportArgs{}, fmt.Errorf("--key %q: unknown entity %q (entities: %s)", kv, ent, strings.Join(names, ", "))
+		}
+		keys[ent] = col
+	}
+	// The materializer reads relative paths from the project's folder, as
+	// in larder.yaml; on the command line they are the current directory's.
+	spine, err := filepath.Abs(f.spine)
+	if err != nil {
+		return materializer.ExportArgs{}, fmt.Errorf("--spine: %w", err)
+	}
+	output, err := filepath.Abs(f.output)
+	if err != nil {
+		return materializer.ExportArgs{}, fmt.Errorf("--output: %w", err)
+	}
+	if spine == output {
+		return materializer.ExportArgs{}, fmt.Errorf("--output %s is the spine too: write the training set to another file", output)
+	}
+	return materializer.ExportArgs{
+		Spine: spine, Output: output, Timestamp: f.timestamp, Features: f.features, Ranker: f.ranker,
+		KeyColumns: keys, ContextColumn: f.contextColumn, CandidateColumn: f.candidateColumn, ChunkRows: f.chunkRows,
+	}, nil
+}
+
+// export runs an export in this process, drawing its progress, and prints
+// its summary.
+func (a *app) export(ctx context.Context, p *larder.Project, args materializer.ExportArgs) error {
+	loader := &lazyModels{ctx: ctx, a: a}
+	defer loader.close()
+	prog := newProgress(a.stderr, "export")
+	m := materializer.New(p, nil, materializer.Options{Logger: a.logger, Now: a.now, Models: loader.load, Progress: prog.update})
+	rep, err := m.Export(ctx, args)
+	prog.done()
+	if err != nil {
+		return err
+	}
+	printExportReport(a.stdout, args.Output, rep)
+	return nil
+}
+
+// printExportReport prints the summary of an export: its rate, then the
+// columns with nulls (or defaulted inputs) and why.
+func printExportReport(w io.Writer, output string, r materializer.ExportReport) {
+	fmt.Fprintf(w, "export: %d spine rows written to %s with %d column(s), %d source rows read in %d chunk(s), %.2fs, %.0f rows/s\n",
+		r.SpineRows, output, len(r.Columns), r.SourceRows, r.Chunks, r.Duration.Seconds(), r.RowsPerSecond)
+	for _, c := range r.Columns {
+		why := r.Nulls[c]
+		if len(why) == 0 {
+			continue
+		}
+		reasons := make([]string, 0, len(why))
+		for reason := range why {
+			reasons = append(reasons, reason)
+		}
+		slices.Sort(reasons)
+		parts := make([]string, len(reasons))
+		var total int64
+		for i, reason := range reasons {
+			parts[i] = fmt.Sprintf("%d %s", why[reason], reason)
+			total += why[reason]
+		}
+		what := "null"
+		if slices.Contains(r.InputColumns, c) {
+			what = "defaulted"
+		}
+		fmt.Fprintf(w, "  %-48s %d %s (%s)\n", c, total, what, strings.Join(parts, ", "))
+	}
+}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/config"
+	"github.com/larder-dev/larder/demo"
+	"github.com/larder-dev/larder/materializer"
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+	"github.com/larder-dev/larder/redistest"
+	"github.com/larder-dev/larder/store"
+)
+
+// impressionRow is a row of the skew test's spine.
+type impressionRow struct {
+	UserID    int64     `parquet:"user_id"`
+	ItemID    int64     `parquet:"item_id"`
+	At        time.Time `parquet:"at,timestamp(microsecond)"`
+	HourOfDay *int64    `parquet:"hour_of_day,optional"`
+	Clicked   int64     `parquet:"clicked"`
+}
+
+// readRows reads a Parquet file's rows, each a map from column name to
+// value.
+func readRows(tb testing.TB, path string) []map[string]parquet.Value {
+	tb.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(f, st.Size())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var names []string
+	for _, c := range pf.Schema().Columns() {
+		names = append(names, strings.Join(c, "."))
+	}
+	r := parquet.NewReader(pf)
+	defer r.Close()
+	var out []map[string]parquet.Value
+	rows := make([]parquet.Row, 64)
+	for {
+		n, err := r.ReadRows(rows)
+		for _, row := range rows[:n] {
+			m := make(map[string]parquet.Value, len(row))
+			for _, v := range row {
+				m[names[v.Column()]] = v.Clone()
+			}
+			out = append(out, m)
+		}
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// exported reads an exported value of type t back as a larder value.
+func exported(t larder.Type, v parquet.Value) larder.Value {
+	if v.IsNull() {
+		return larder.Null
+	}
+	switch t {
+	case larder.TypeInt64:
+		return larder.Int64Value(v.Int64())
+	case larder.TypeFloat64:
+		return larder.Float64Value(v.Double())
+	case larder.TypeFloat32:
+		return larder.Float32Value(v.Float())
+	case larder.TypeBool:
+		return larder.BoolValue(v.Boolean())
+	case larder.TypeString:
+		return larder.StringValue(string(v.ByteArray()))
+	}
+	return larder.BytesValue(v.ByteArray())
+}
+
+// TestExportSkew is the training/serving skew test: the demo's views are
+// materialized as of t0 into a real Redis and served by larder serve; a
+// spine of impressions at t0 is exported from the same sources. Every
+// exported feature equals what the store serves for the entity from that
+// run (the values GetFeatures returns, read with the store's Read that
+// GetFeatures calls), a stale or missing row is null with its status, and
+// every --ranker column equals, bit for bit, the input Rank's explain
+// reports for the same context, candidate and request features.
+func TestExportSkew(t *testing.T) {
+	ds, cfg := demoProject(t)
+	redis := redistest.Start(t)
+	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", cfg, "materialize"), "materialize")
+	srv := startServe(t, "--redis", redis.Addr, "-c", cfg, "serve", "--listen", "127.0.0.1:0")
+	dir := filepath.Dir(cfg)
+
+	// Every user, with items the demo has and one it has not, at hours
+	// of the day.
+	users := ds.SampleUsers(ds.Users)
+	items := append(ds.SampleItems(6), 42)
+	var spine []impressionRow
+	for i, u := range users {
+		for j, it := range items {
+			if (i+j)%3 != 0 {
+				continue
+			}
+			spine = append(spine, impressionRow{UserID: u, ItemID: it, At: t0, Clicked: int64((i + j) % 2), HourOfDay: ptrTo(int64((i * j) % 24))})
+		}
+	}
+	writeParquet(t, filepath.Join(dir, "spine.parquet"), spine)
+	out := filepath.Join(dir, "train.parquet")
+	feats := "user_profile:*,user_last_event:*,user_activity:*,item_profile:*,item_click_prior:*"
+	r := larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", filepath.Join(dir, "spine.parquet"), "--timestamp", "at",
+		"--features", feats, "--ranker", demo.RankerName, "--output", out, "--chunk-rows", "50")
+	mustSucceed(t, r, "export")
+	if !strings.Contains(r.stdout, fmt.Sprintf("export: %d spine rows written to %s", len(spine), out)) {
+		t.Errorf("export printed:\n%s\nwant its summary", r.stdout)
+	}
+	got := readRows(t, out)
+	if len(got) != len(spine) {
+		t.Fatalf("%d rows exported, want %d", len(got), len(spine))
+	}
+
+	project, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(redis.Client(), project.Name, store.Options{})
+	conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := larderv1.NewFeatureServiceClient(conn)
+	ranker := project.Ranker(demo.RankerName)
+
+	checked, stale := 0, 0
+	for i, s := range spine {
+		row := got[i]
+		if row["user_id"].Int64() != s.UserID || row["item_id"].Int64() != s.ItemID || row["clicked"].Int64() != s.Clicked {
+			t.Fatalf("row %d: spine columns %v, want %+v", i, row, s)
+		}
+		for _, vn := range strings.Split(feats, ",") {
+			v := project.View(strings.TrimSuffix(vn, ":*"))
+			key := larder.Int64Key(s.UserID)
+			if v.EntityDef().Name == "item" {
+				key = larder.Int64Key(s.ItemID)
+			}
+			l := &larder.Lookup{View: v, Keys: []larder.Key{key}}
+			if err := st.Read(t.Context(), []*larder.Lookup{l}); err != nil {
+				t.Fatal(err)
+			}
+			status := v.Status(l.Found[0], l.Rows[0].EventTime, t0)
+			want := map[larder.Status]string{larder.StatusPresent: "present", larder.StatusStale: "stale", larder.StatusNotFound: "missing"}[status]
+			if g := string(row[v.Name+":status"].ByteArray()); g != want {
+				t.Errorf("row %d: %s:status = %q, want %q", i, v.Name, g, want)
+			}
+			if status == larder.StatusStale {
+				stale++
+			}
+			for f, feat := range v.Features {
+				col, ok := row[v.Name+":"+feat.Name]
+				if !ok {
+					if feat.Type == larder.TypeFloat32Vector {
+						continue // not exported
+					}
+					t.Fatalf("no column %s:%s", v.Name, feat.Name)
+				}
+				w := larder.Null
+				if status == larder.StatusPresent {
+					w = l.Rows[0].Values[f]
+				}
+				if g := exported(feat.Type, col); !g.Equal(w) {
+					t.Errorf("row %d (user %d, item %d): %s:%s = %v, want %v as stored", i, s.UserID, s.ItemID, v.Name, feat.Name, g, w)
+				}
+				checked++
+			}
+		}
+
+		req := &larderv1.RankRequest{
+			Ranker: demo.RankerName, ContextKey: int64Key(s.UserID), CandidateKeys: []*larderv1.EntityKey{int64Key(s.ItemID)},
+			Explain: true, RequestFeatures: map[string]*larderv1.Value{},
+		}
+		req.RequestFeatures["hour_of_day"] = &larderv1.Value{Kind: &larderv1.Value_Int64Value{Int64Value: *s.HourOfDay}}
+		resp, err := client.Rank(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs := resp.GetCandidates()[0].GetExplanation().GetInputs()
+		for j, in := range ranker.Inputs {
+			g := row[materializer.InputColumn(ranker.Name, in.Ref)].Float()
+			if math.Float32bits(g) != math.Float32bits(inputs[j]) {
+				t.Errorf("row %d (user %d, item %d): %s = %v, Rank's explain says %v", i, s.UserID, s.ItemID, in.Ref, g, inputs[j])
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no value checked")
+	}
+	t.Logf("%d rows, %d values checked, %d stale rows", len(spine), checked, stale)
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// TestExportCommandErrors checks that bad flags are refused with the flag
+// and the fix named, before anything is read.
+func TestExportCommandErrors(t *testing.T) {
+	_, cfg := demoProject(t)
+	spine := filepath.Join(filepath.Dir(cfg), demo.ImpressionsFile)
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no spine", []string{"--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", "o.parquet"}, "--spine: name the Parquet file"},
+		{"no timestamp", []string{"--spine", spine, "--ranker", demo.RankerName, "--output", "o.parquet"}, "--timestamp: name the spine column"},
+		{"nothing", []string{"--spine", spine, "--timestamp", "shown_at", "--output", "o.parquet"}, "nothing to export"},
+		{"unknown ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", "nope", "--output", "o.parquet"}, `--ranker: unknown ranker "nope"`},
+		{"bad key", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--key", "user", "--output", "o.parquet"}, "want ENTITY=COLUMN"},
+		{"unknown entity", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--key", "shop=id", "--output", "o.parquet"}, `unknown entity "shop"`},
+		{"candidates view", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_recs:*", "--output", "o.parquet"}, "only latest, aggregate and prediction views can be exported"},
+		{"vector", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "item_profile:embedding", "--output", "o.parquet"}, "only numbers, bools, strings and bytes can be exported"},
+		{"no timestamp column", []string{"--spine", spine, "--timestamp", "at", "--ranker", demo.RankerName, "--output", "o.parquet"}, `no column "at"`},
+		{"spine is output", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", spine}, "is the spine too"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := larderAt(t, t.Context(), t0, append([]string{"-c", cfg, "export"}, tt.args...)...)
+			if r.code == 0 || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("export %v: exit %d, stderr %q; want a failure saying %q", tt.args, r.code, r.stderr, tt.want)
+			}
+		})
+	}
+}

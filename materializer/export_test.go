@@ -1,0 +1,274 @@
+package materializer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/materializer"
+	"github.com/parquet-go/parquet-go"
+)
+
+// spineRow is a row of a training-set spine: a key, a time and a label.
+type spineRow struct {
+	UserID *int64    `parquet:"user_id,optional"`
+	At     time.Time `parquet:"at,timestamp(microsecond)"`
+	Label  int64     `parquet:"label"`
+}
+
+// readExport reads an export's rows, each a map from column name to value.
+func readExport(tb testing.TB, path string) []map[string]parquet.Value {
+	tb.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(f, st.Size())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var names []string
+	for _, c := range pf.Schema().Columns() {
+		names = append(names, strings.Join(c, "."))
+	}
+	r := parquet.NewReader(pf)
+	defer r.Close()
+	var out []map[string]parquet.Value
+	rows := make([]parquet.Row, 64)
+	for {
+		n, err := r.ReadRows(rows)
+		for _, row := range rows[:n] {
+			m := make(map[string]parquet.Value, len(row))
+			for _, v := range row {
+				m[names[v.Column()]] = v.Clone()
+			}
+			out = append(out, m)
+		}
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// exportedValue reads an exported value of type t back as a larder value.
+func exportedValue(t larder.Type, v parquet.Value) larder.Value {
+	if v.IsNull() {
+		return larder.Null
+	}
+	switch t {
+	case larder.TypeInt64:
+		return larder.Int64Value(v.Int64())
+	case larder.TypeFloat64:
+		return larder.Float64Value(v.Double())
+	case larder.TypeFloat32:
+		return larder.Float32Value(v.Float())
+	case larder.TypeBool:
+		return larder.BoolValue(v.Boolean())
+	case larder.TypeString:
+		return larder.StringValue(string(v.ByteArray()))
+	}
+	return larder.BytesValue(v.ByteArray())
+}
+
+// exportProject is a project over the random rows of data/: an aggregate
+// view "agg" of every function, and a latest view "lat" of four columns
+// with a max age of 20 seconds, both keeping non-finite values.
+func exportProject(tb testing.TB, dir string) *larder.Project {
+	tb.Helper()
+	p := &larder.Project{
+		Name:     "test",
+		Dir:      dir,
+		Entities: []*larder.Entity{{Name: "user", Key: "user_id", KeyType: larder.TypeInt64}},
+		Sources:  []*larder.Source{{Name: "events", Path: "data", EventTime: "ts"}},
+		Views: []*larder.View{
+			{Name: "agg", Kind: larder.KindAggregate, Entity: "user", Source: "events", Aggregations: randomAggregations(tb),
+				NonFinite: larder.PolicyKeep},
+			{Name: "lat", Kind: larder.KindLatest, Entity: "user", Source: "events", MaxAge: 20 * time.Second, NonFinite: larder.PolicyKeep,
+				Features: []larder.Feature{
+					feature("i64", larder.TypeInt64, "i64"), feature("f64", larder.TypeFloat64, "f64"),
+					feature("s", larder.TypeString, "s"), feature("b", larder.TypeBool, "b"),
+				}},
+		},
+	}
+	p.SetDefaults()
+	if err := p.Validate(); err != nil {
+		tb.Fatalf("invalid test project: %v", err)
+	}
+	return p
+}
+
+// TestExportMatchesBruteForce compares every exported value with a
+// brute-force reference computed per spine row: random rows in several
+// files, out of order, with nulls, ties on event time and rows after the
+// spine's times; spine times on window edges, before and after the rows,
+// with null keys and keys without rows; joined in chunks smaller than the
+// spine, read by 1 to 3 parallel workers.
+func TestExportMatchesBruteForce(t *testing.T) {
+	runTime := baseTime.Add(time.Hour)
+	for _, procs := range []int{1, 3} {
+		t.Run(fmt.Sprintf("procs=%d", procs), func(t *testing.T) {
+			withProcs(t, procs)
+			rng := rand.New(rand.NewPCG(uint64(procs), 13))
+			dir := t.TempDir()
+			var events []event
+			var records []record
+			for i := range 4 {
+				rows := randomRows(rng, 800+rng.IntN(500), 60, runTime)
+				// Written in reverse name order, read in name order.
+				writeParquet(t, filepath.Join(dir, "data", fmt.Sprintf("part-%d.parquet", 3-i)), rows, smallGroups(int64(100+rng.IntN(200)))...)
+				var evs []event
+				var recs []record
+				for j := range rows {
+					e := rows[j].event()
+					evs = append(evs, e)
+					recs = append(recs, record{key: e.key, ts: e.ts, values: []larder.Value{e.cols["i64"], e.cols["f64"], e.cols["s"], e.cols["b"]}})
+				}
+				events, records = append(evs, events...), append(recs, records...)
+			}
+			// Spine times: the run time, its window edges (and a
+			// microsecond off them), whole seconds (which tie with rows)
+			// and instants after every row.
+			edges := []time.Duration{0, 10 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
+			var spine []spineRow
+			for i := range 700 {
+				var at time.Time
+				switch r := rng.IntN(10); {
+				case r < 4:
+					at = runTime.Add(-edges[rng.IntN(len(edges))] + time.Duration(rng.IntN(3)-1)*time.Microsecond)
+				case r < 8:
+					at = runTime.Add(-time.Duration(rng.IntN(400)) * time.Second)
+				default:
+					at = runTime.Add(time.Duration(rng.IntN(30)) * time.Second)
+				}
+				row := spineRow{UserID: maybe(rng, 0.05, int64(rng.IntN(70))-3), At: at, Label: int64(i)}
+				spine = append(spine, row)
+			}
+			writeParquet(t, filepath.Join(dir, "spine.parquet"), spine, smallGroups(97)...)
+			p := exportProject(t, dir)
+			m := materializer.New(p, nopStore{}, materializer.Options{Now: fixedClock(runTime)})
+			out := filepath.Join(dir, "train.parquet")
+			rep, err := m.Export(context.Background(), materializer.ExportArgs{
+				Spine: "spine.parquet", Output: out, Timestamp: "at", Features: []string{"agg:*", "lat:*"}, ChunkRows: 250,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.SpineRows != int64(len(spine)) || rep.Chunks < 3 {
+				t.Errorf("report = %+v, want %d spine rows in 3 chunks or more", rep, len(spine))
+			}
+			got := readExport(t, out)
+			if len(got) != len(spine) {
+				t.Fatalf("%d rows exported, want %d", len(got), len(spine))
+			}
+			agg, lat := p.View("agg"), p.View("lat")
+			diffs := 0
+			fail := func(format string, args ...any) {
+				if diffs < 10 {
+					t.Errorf(format, args...)
+				}
+				diffs++
+			}
+			for i, s := range spine {
+				row := got[i]
+				if row["label"].Int64() != s.Label || row["at"].Int64() != s.At.UnixMicro() {
+					fail("row %d: spine columns %v, want label %d", i, row, s.Label)
+				}
+				var wantAgg, wantLat larder.Row
+				var hasAgg, hasLat bool
+				if s.UserID != nil {
+					k := larder.Int64Key(*s.UserID)
+					var mine []event
+					var recs []record
+					for j, e := range events {
+						if e.key != nil && *e.key == k {
+							mine = append(mine, e)
+							recs = append(recs, records[j])
+						}
+					}
+					aggRows, _ := bruteAggregate(agg, mine, s.At)
+					wantAgg, hasAgg = aggRows[k]
+					latRows, _ := bruteLatest(recs, s.At)
+					wantLat, hasLat = latRows[k]
+				}
+				status := "missing"
+				if hasLat {
+					status = "present"
+					if s.At.Sub(wantLat.EventTime) > lat.MaxAge {
+						status, hasLat = "stale", false
+					}
+				}
+				if g := string(row["lat:status"].ByteArray()); g != status {
+					fail("row %d (key %v at %v): lat:status %q, want %q", i, s.UserID, s.At, g, status)
+				}
+				for _, c := range []struct {
+					v    *larder.View
+					has  bool
+					want larder.Row
+				}{{agg, hasAgg, wantAgg}, {lat, hasLat, wantLat}} {
+					for f, feat := range c.v.Features {
+						w := larder.Null
+						if c.has {
+							w = c.want.Values[f]
+						}
+						col := c.v.Name + ":" + feat.Name
+						if g := exportedValue(feat.Type, row[col]); !g.Equal(w) {
+							fail("row %d (key %v at %v): %s = %v, want %v", i, s.UserID, s.At, col, g, w)
+						}
+					}
+				}
+			}
+			if diffs > 10 {
+				t.Errorf("... and %d more differences", diffs-10)
+			}
+		})
+	}
+}
+
+// TestExportErrors checks that bad arguments are refused with the field
+// named.
+func TestExportErrors(t *testing.T) {
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "data", "part-0.parquet"), randomRows(rand.New(rand.NewPCG(1, 1)), 10, 3, baseTime), smallGroups(5)...)
+	writeParquet(t, filepath.Join(dir, "spine.parquet"), []spineRow{{UserID: ptr(int64(1)), At: baseTime}})
+	p := exportProject(t, dir)
+	m := materializer.New(p, nopStore{}, materializer.Options{})
+	base := materializer.ExportArgs{Spine: "spine.parquet", Output: filepath.Join(dir, "out.parquet"), Timestamp: "at", Features: []string{"lat:*"}}
+	for _, c := range []struct {
+		name string
+		edit func(*materializer.ExportArgs)
+		want string
+	}{
+		{"no spine", func(a *materializer.ExportArgs) { a.Spine = "" }, "no spine"},
+		{"no timestamp", func(a *materializer.ExportArgs) { a.Timestamp = "" }, "no timestamp column"},
+		{"bad ref", func(a *materializer.ExportArgs) { a.Features = []string{"lat"} }, `feature "lat": want view:feature or view:*`},
+		{"unknown view", func(a *materializer.ExportArgs) { a.Features = []string{"nope:x"} }, `no view "nope"`},
+		{"unknown feature", func(a *materializer.ExportArgs) { a.Features = []string{"lat:nope"} }, `view lat has no feature "nope"`},
+		{"unknown ranker", func(a *materializer.ExportArgs) { a.Ranker = "nope" }, `unknown ranker "nope"`},
+		{"missing column", func(a *materializer.ExportArgs) { a.Timestamp = "ts" }, `no column "ts"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := base
+			c.edit(&args)
+			_, err := m.Export(context.Background(), args)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want one saying %q", err, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,124 @@
+package server_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+	"github.com/larder-dev/larder/server"
+)
+
+// TestHTTP calls the HTTP/JSON gateway with a plain HTTP client: its
+// answers are the gRPC answers in protobuf's JSON mapping, and a bad
+// request is answered 400 with the reason.
+func TestHTTP(t *testing.T) {
+	f := newFixture(t, fixtureConfig{models: map[string]server.Model{"reco": newFakeModel("v1", 1)}})
+	gw, err := server.NewHTTP(f.svc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	web := httptest.NewServer(gw)
+	t.Cleanup(web.Close)
+
+	post := func(t *testing.T, path, body string) (int, []byte) {
+		t.Helper()
+		resp, err := http.Post(web.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, b
+	}
+	same := func(t *testing.T, path, body string, viaGRPC proto.Message, into proto.Message) {
+		t.Helper()
+		code, b := post(t, path, body)
+		if code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, b)
+		}
+		if err := protojson.Unmarshal(b, into); err != nil {
+			t.Fatalf("POST %s: %v in %s", path, err, b)
+		}
+		if !proto.Equal(into, viaGRPC) {
+			t.Errorf("POST %s answered\n%v\nwhere gRPC answers\n%v", path, into, viaGRPC)
+		}
+	}
+
+	t.Run("GetFeatures", func(t *testing.T) {
+		req := &larderv1.GetFeaturesRequest{Keys: append(intKeys(1, 3, 4), intKeys(99)...), Features: []string{"user_profile:*", "user_stats:clicks"}}
+		want, err := f.client.GetFeatures(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, "/v1/features", `{"keys":[{"int64_value":1},{"int64Value":"3"},{"int64_value":4},{"int64_value":99}],"features":["user_profile:*","user_stats:clicks"]}`,
+			want, &larderv1.GetFeaturesResponse{})
+	})
+	t.Run("Rank", func(t *testing.T) {
+		req := &larderv1.RankRequest{Ranker: "reco", ContextKey: intKey(1), CandidateKeys: strKeys("i1", "i2", "i3"), TopK: 2,
+			RequestFeatures: map[string]*larderv1.Value{"hour": intVal(1), "mobile": boolVal(true)}}
+		want, err := f.client.Rank(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, "/v1/rank", `{"ranker":"reco","context_key":{"int64_value":1},"candidate_keys":[{"string_value":"i1"},{"string_value":"i2"},{"string_value":"i3"}],
+			"request_features":{"hour":{"int64_value":1},"mobile":{"bool_value":true}},"top_k":2}`, want, &larderv1.RankResponse{})
+	})
+	t.Run("ListViews", func(t *testing.T) {
+		code, b := post(t, "/v1/views", `{}`)
+		var got larderv1.ListViewsResponse
+		if code != http.StatusOK || protojson.Unmarshal(b, &got) != nil || len(got.GetViews()) != len(f.project.Views) {
+			t.Errorf("POST /v1/views: %d %s", code, b)
+		}
+	})
+	t.Run("Push", func(t *testing.T) {
+		code, b := post(t, "/v1/push", `{"view":"user_stats","rows":[{"key":{"int64_value":7},"event_time":"2026-11-27T08:20:00Z","values":{"clicks":{"int64_value":3}}}]}`)
+		var got larderv1.PushResponse
+		if code != http.StatusOK || protojson.Unmarshal(b, &got) != nil || len(got.GetOutcomes()) != 1 {
+			t.Errorf("POST /v1/push: %d %s", code, b)
+		}
+	})
+
+	for _, tc := range []struct {
+		name, path, body string
+		status           int
+		reason           string
+	}{
+		{"unknown view", "/v1/features", `{"keys":[{"int64_value":1}],"features":["nope:*"]}`, 400, "features[0]: unknown view"},
+		{"no keys", "/v1/features", `{"features":["user_profile:*"]}`, 400, "keys: at least one entity key is required"},
+		{"a key of the wrong type", "/v1/features", `{"keys":[{"string_value":"x"}],"features":["user_profile:age"]}`, 400, "keys[0]"},
+		{"not JSON", "/v1/features", `{"keys":`, 400, ""},
+		{"an unknown field", "/v1/features", `{"keyz":[]}`, 400, "keyz"},
+		{"unknown ranker", "/v1/rank", `{"ranker":"nope","context_key":{"int64_value":1}}`, 400, "ranker"},
+		{"a view never published", "/v1/features", `{"keys":[{"int64_value":1}],"features":["user_never:x"]}`, 400, "user_never"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, b := post(t, tc.path, tc.body)
+			var st struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			}
+			if err := json.Unmarshal(b, &st); err != nil {
+				t.Fatalf("%d %s: %v", code, b, err)
+			}
+			if code != tc.status || st.Message == "" || !strings.Contains(st.Message, tc.reason) {
+				t.Errorf("POST %s %s: %d %s, want %d with a message saying %q", tc.path, tc.body, code, b, tc.status, tc.reason)
+			}
+		})
+	}
+	t.Run("unknown path", func(t *testing.T) {
+		if code, b := post(t, "/v1/nope", `{}`); code != http.StatusNotFound {
+			t.Errorf("POST /v1/nope: %d %s, want 404", code, b)
+		}
+	})
+}

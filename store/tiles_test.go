@@ -1,0 +1,137 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/store"
+)
+
+// tileView returns a project with aggregate view stats (count and sum of
+// n over 10m, tile 1m, max_age 30m) fed by a stream.
+func tileView(tb testing.TB) *larder.Project {
+	tb.Helper()
+	w, err := larder.ParseWindow("10m")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &larder.Project{
+		Name:     "tl",
+		Entities: []*larder.Entity{{Name: "user", Key: "user_id", KeyType: larder.TypeInt64}},
+		Sources:  []*larder.Source{{Name: "ev", Path: "ev.parquet", EventTime: "ts"}},
+		Views: []*larder.View{{Name: "stats", Kind: larder.KindAggregate, Entity: "user", Source: "ev", MaxAge: 30 * time.Minute,
+			Aggregations: []larder.Aggregation{{Column: "n", Type: larder.TypeInt64, Windows: []larder.Window{w},
+				Functions: []larder.AggFunc{larder.AggCount, larder.AggSum}}}}},
+		Streams: []*larder.Stream{{Name: "ev", View: "stats", RedisStream: "events"}},
+	}
+	p.SetDefaults()
+	if err := p.Validate(); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// TestTiles (and the cluster conformance run) writes a generation with batch tiles, adds stream events, and
+// reads: within the horizon, the windows slide over the batch tiles and
+// count the stream's (an entity only the stream knows included), once per
+// event id; past it, the batch row is answered as of the cutoff.
+func TestTiles(t *testing.T) { forEachBackend(t, testTiles) }
+
+func testTiles(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := tileView(t)
+	v := p.View("stats")
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	c := cut.Unix() / 60
+	now := cut
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+
+	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Put(ctx, larder.Int64Key(1), larder.Row{EventTime: cut, Values: []larder.Value{larder.Int64Value(3), larder.Int64Value(6)}}); err != nil {
+		t.Fatal(err)
+	}
+	tiles := larder.EntityTiles{Key: larder.Int64Key(1), Aggs: []larder.AggTiles{{
+		Tiles: []larder.Tile{{End: c - 9, Partial: larder.Partial{Count: 2, Sum: 5}}, {End: c, Partial: larder.Partial{Count: 1, Sum: 1}}},
+		Rest:  []larder.Partial{{}},
+	}}}
+	if err := st.PutTiles(ctx, v, w.ID(), cut, []larder.EntityTiles{tiles}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	now = cut.Add(time.Minute)
+	out, err := st.AddEvents(ctx, v, []larder.TileEvent{
+		{Key: larder.Int64Key(1), ID: "a", Time: cut.Add(30 * time.Second), Values: []larder.Value{larder.Int64Value(10)}},
+		{Key: larder.Int64Key(2), ID: "b", Time: cut.Add(90 * time.Second), Values: []larder.Value{larder.Int64Value(7)}},
+		{Key: larder.Int64Key(1), ID: "a", Time: cut.Add(30 * time.Second), Values: []larder.Value{larder.Int64Value(10)}},
+		{Key: larder.Int64Key(1), ID: "c", Time: cut.Add(-time.Second), Values: []larder.Value{larder.Int64Value(100)}},
+		{Key: larder.Int64Key(1), ID: "d", Time: cut.Add(40 * time.Second), Values: []larder.Value{larder.Null}},
+		{Key: larder.StringKey("x"), ID: "e", Time: cut, Values: []larder.Value{larder.Int64Value(1)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []larder.PushResult{larder.PushWritten, larder.PushWritten, larder.PushOlder, larder.PushOlder, larder.PushWritten, larder.PushInvalid}
+	for i, o := range out {
+		if o.Result != want[i] {
+			t.Errorf("event %d: %v (%s), want %v", i, o.Result, o.Reason, want[i])
+		}
+	}
+
+	read := func(numbers bool) *larder.Lookup {
+		t.Helper()
+		l := &larder.Lookup{View: v, Keys: []larder.Key{larder.Int64Key(1), larder.Int64Key(2), larder.Int64Key(3)}}
+		if numbers {
+			l.Numbers = &larder.NumberRead{Features: []int{0, 1}, Defaults: []float32{-1, -1}}
+		}
+		if err := st.Read(ctx, []*larder.Lookup{l}); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	now = cut.Add(2*time.Minute + 5*time.Second)
+	l := read(false)
+	T := cut.Add(2 * time.Minute)
+	// (T − 10m, T] leaves tile c − 9 out: 1 + 10 over 2 values.
+	if !l.TileTime.Equal(T) || !l.Found[0] || l.Rows[0].Values[0].Int64() != 2 || l.Rows[0].Values[1].Int64() != 11 || !l.Rows[0].EventTime.Equal(T) {
+		t.Errorf("user 1 at %s: %v %v, T %s", T, l.Found[0], l.Rows[0], l.TileTime)
+	}
+	if !l.Streamed[0].Equal(cut.Add(40 * time.Second)) {
+		t.Errorf("user 1 streamed at %s, want the newest event's time", l.Streamed[0])
+	}
+	if !l.Found[1] || l.Rows[1].Values[0].Int64() != 1 || l.Rows[1].Values[1].Int64() != 7 {
+		t.Errorf("user 2, only streamed: %v %v", l.Found[1], l.Rows[1])
+	}
+	if l.Found[2] || !l.Streamed[2].IsZero() {
+		t.Errorf("user 3, unknown: %v", l.Rows[2])
+	}
+	if n := read(true).Numbers.Values; n[0] != 2 || n[1] != 11 || n[2] != 1 || n[3] != 7 || n[4] != -1 {
+		t.Errorf("numbers %v, want 2 11 1 7 -1 -1", n)
+	}
+
+	// Before T reaches tile c + 1, the stream's first event is not in.
+	now = cut.Add(59 * time.Second)
+	if l := read(false); l.Rows[0].Values[0].Int64() != 3 || l.Rows[0].Values[1].Int64() != 6 || l.Found[1] {
+		t.Errorf("at the cutoff: %v, user 2 found %v", l.Rows[0], l.Found[1])
+	}
+
+	// Past the horizon: the batch row as of the cutoff, which max_age
+	// reports stale.
+	now = cut.Add(31 * time.Minute)
+	l = read(false)
+	if !l.Rows[0].EventTime.Equal(cut) || l.Rows[0].Values[0].Int64() != 3 || l.Found[1] {
+		t.Errorf("past the horizon: %v, user 2 found %v", l.Rows[0], l.Found[1])
+	}
+	if v.Status(true, l.Rows[0].EventTime, now) != larder.StatusStale {
+		t.Errorf("past the horizon the row is %v, want stale", v.Status(true, l.Rows[0].EventTime, now))
+	}
+}
