@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build install demo test test-short check fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis setup-protoc setup-chromium setup-python clean
+.PHONY: all build install demo docs test test-short check fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis setup-protoc setup-chromium setup-python clean
 
 all: build
 
@@ -68,11 +68,11 @@ demo: setup-onnxruntime build
 test: setup
 	$(GO) vet ./...
 	@mkdir -p .work && $(GO) build -o .work/testrun ./cmd/testrun
-	.work/testrun -count=1 -timeout 15m ./...
+	.work/testrun -count=1 -vet=off -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz-brief
 
-# make test and the API's lint, which builds buf (several hundred MB of
-# modules, minutes from cold caches): before changing a .proto file.
+# make test and make lint: staticcheck, and the API's lint, which builds buf
+# (several hundred MB of modules, minutes from cold caches).
 check: test
 	@$(MAKE) --no-print-directory lint
 
@@ -98,10 +98,18 @@ FUZZMINIMIZETIME ?= 5s
 # own corpus cache.
 fuzz: setup fuzz-run
 
-# The brief fuzzing `make test` ends with: a few hundred inputs per target,
-# however fast the machine.
+# How the fuzz targets' test binaries are built: `-fuzz .` instruments every
+# package they hold, so that the fuzzing engine is guided by the code each
+# input reaches; it compiles every package again, minutes from cold caches.
+FUZZBUILD ?= -fuzz .
+
+# The brief fuzzing `make test` ends with: 200 inputs per target, however
+# fast the machine, run by the test binaries as the tests built them, without
+# instrumentation (so linking only, nothing compiled again): Go's fuzzing
+# engine mutates the corpus unguided, which for 200 inputs loses little.
+# `make fuzz` fuzzes with guidance.
 fuzz-brief:
-	@$(MAKE) --no-print-directory fuzz-run FUZZTIME=200x
+	@$(MAKE) --no-print-directory fuzz-run FUZZTIME=200x FUZZBUILD=
 
 fuzz-run:
 	@mkdir -p .work/fuzz
@@ -111,14 +119,14 @@ fuzz-run:
 	  pkg=$${t%%:*}; name=$${t#*:}; ip=$$($(GO) list $$pkg) || exit 1; \
 	  bin=$(CURDIR)/.work/fuzz/$${ip##*/}.test; log=.work/fuzz/$$name.log; \
 	  case " $$built " in *" $$pkg "*) ;; *) \
-	    $(GO) test -c -fuzz . -o $$bin $$pkg || exit 1; built="$$built $$pkg";; \
+	    $(GO) test -c $(FUZZBUILD) -o $$bin $$pkg || exit 1; built="$$built $$pkg";; \
 	  esac; \
 	  echo "fuzz: $$name ($$pkg) for $(FUZZTIME)" >&2; start=$$(date +%s); \
 	  if (cd $$pkg && $$bin -test.run '^$$' -test.fuzz "^$$name\$$" -test.fuzztime $(FUZZTIME) \
 	       -test.fuzzminimizetime $(FUZZMINIMIZETIME) -test.fuzzcachedir $$cache/$$ip) > $$log 2>&1; \
 	  then res=ok; else res=FAIL; fail=1; tail -n 25 $$log; fi; \
 	  execs=$$(grep -o 'execs: [0-9]*\|coverage: [0-9]*' $$log | tail -n 1 | cut -d' ' -f2); \
-	  corpus=$$(grep -o 'total: [0-9]*\|baseline coverage: [0-9]*/[0-9]*' $$log | tail -n 1 | grep -o '[0-9]*$$'); \
+	  corpus=$$(grep -o 'total: [0-9]*\|baseline coverage: [0-9]*/[0-9]*\|seed corpus: [0-9]*/[0-9]*' $$log | tail -n 1 | grep -o '[0-9]*$$'); \
 	  printf '%-18s %-9s %-4s %10s execs %7s corpus %5ss\n' $$name $$pkg $$res "$${execs:-0}" "$${corpus:-0}" \
 	    $$(( $$(date +%s) - start )) >> .work/fuzz/summary.txt; \
 	done; \
@@ -169,6 +177,13 @@ bench: setup
 bench-serve: setup build
 	./$(BIN) bench
 
+# The README tour's transcripts, written again from a run of the demo (see
+# tools/readme): the demo's output, and every `$ ./bin/larder …` command's
+# against its server and store. grpcurl's transcripts are kept as written.
+docs: setup-onnxruntime build
+	@mkdir -p .work && $(GO) -C tools build -o ../.work/readme ./readme
+	.work/readme -larder ./$(BIN) -readme README.md
+
 # buf and its modules (several hundred MB) are built on first use.
 proto:
 	$(GO) tool -modfile=tools/go.mod buf generate
@@ -176,10 +191,12 @@ proto:
 	  --grpc_python_out=clients/python --plugin=protoc-gen-grpc_python=$$(command -v grpc_python_plugin) \
 	  larder/v1/larder.proto
 
-# The API stays within buf's STANDARD and COMMENTS rules (buf.yaml) and in
-# buf's canonical format (`go tool -modfile=tools/go.mod buf format -w`
-# rewrites it).
+# staticcheck (pinned in tools/go.mod) over the Go code, with its default
+# checks; then the API stays within buf's STANDARD and COMMENTS rules
+# (buf.yaml) and in buf's canonical format (`go tool -modfile=tools/go.mod
+# buf format -w` rewrites it).
 lint:
+	$(GO) tool -modfile=tools/go.mod staticcheck ./...
 	$(GO) tool -modfile=tools/go.mod buf lint
 	$(GO) tool -modfile=tools/go.mod buf format --diff --exit-code
 

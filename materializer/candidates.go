@@ -171,16 +171,6 @@ func (c *candidates) len() int {
 	return n
 }
 
-// pairCount returns the number of distinct (context, candidate) pairs, once
-// emit has run.
-func (c *candidates) pairCount() int64 {
-	n := c.pairs
-	for _, s := range c.shards {
-		n += s.pairCount()
-	}
-	return n
-}
-
 func (c *candidates) skippedReport() map[string]int64 {
 	sk, nullCand, nullScore, nanScore := c.skipped, c.nullCandidate, c.nullScore, c.nanScore
 	for _, s := range c.shards {

@@ -19,7 +19,7 @@ import (
 type exportOutput struct {
 	path   string
 	f      *os.File
-	w      *parquet.Writer
+	w      *parquet.GenericWriter[any]
 	leaves int // the spine's leaf columns
 	types  []larder.Type
 }
@@ -81,7 +81,7 @@ func createExportOutput(path string, spine *parquet.Schema, plan *exportPlan) (*
 		return nil, fmt.Errorf("create the output: %w", err)
 	}
 	o.f = f
-	o.w = parquet.NewWriter(f, parquet.NewSchema("export", cols), parquet.MaxRowsPerRowGroup(scoreRowGroup))
+	o.w = parquet.NewGenericWriter[any](f, parquet.NewSchema("export", cols), parquet.MaxRowsPerRowGroup(scoreRowGroup))
 	return o, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -146,15 +145,6 @@ func diffRows(got, want map[larder.Key]larder.Row) string {
 		fmt.Fprintf(&b, "... and %d more differences\n", n-10)
 	}
 	return b.String()
-}
-
-func sortedKeys(m map[string]int64) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func equalCounts(a, b map[string]int64) bool {

@@ -21,7 +21,7 @@ const scoreRowGroup = 64 << 10
 type scoreOutput struct {
 	path string
 	f    *os.File
-	w    *parquet.Writer
+	w    *parquet.GenericWriter[any]
 	// types are the key columns' key types; rows are reused batch to batch.
 	types []larder.Type
 	rows  []parquet.Row
@@ -59,7 +59,7 @@ func createScoreOutput(path string, plan *scorePlan) (*scoreOutput, error) {
 		return nil, fmt.Errorf("create the output: %w", err)
 	}
 	o.f = f
-	o.w = parquet.NewWriter(f, parquet.NewSchema("scores", cols), parquet.MaxRowsPerRowGroup(scoreRowGroup))
+	o.w = parquet.NewGenericWriter[any](f, parquet.NewSchema("scores", cols), parquet.MaxRowsPerRowGroup(scoreRowGroup))
 	return o, nil
 }
 

@@ -231,36 +231,6 @@ func (ds *dataset) bind(specs []columnSpec) error {
 	return nil
 }
 
-// scan calls fn with every row group of every file that is not skipped, in
-// order. It stops at the first error, which it returns naming the file and
-// the row group, or when ctx ends, returning ctx.Err().
-func (ds *dataset) scan(ctx context.Context, fn func(*rowGroup) error) error {
-	for _, f := range ds.files {
-		for i, g := range f.pf.RowGroups() {
-			if f.skips(i) {
-				continue
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			rg := &rowGroup{file: f, index: i, numRows: g.NumRows(), chunks: g.ColumnChunks()}
-			if err := scanRowGroup(rg, fn); err != nil {
-				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-					return err
-				}
-				return fmt.Errorf("%s row group %d cannot be read: %w; replace or remove the file", f.path, i, err)
-			}
-		}
-	}
-	return nil
-}
-
-// scanRowGroup turns a panic of the Parquet library on a malformed page into
-// an error.
-func scanRowGroup(rg *rowGroup, fn func(*rowGroup) error) error {
-	return recoverRead(func() error { return fn(rg) })
-}
-
 // rowGroups returns every row group of every file that is not skipped, in
 // read order.
 func (ds *dataset) rowGroups() []*rowGroup {

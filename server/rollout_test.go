@@ -527,12 +527,6 @@ func (ro *rollout) fail(ph *phaseCount, msg string) {
 	ro.errMu.Unlock()
 }
 
-// phase begins a phase named name and waits for its end.
-func (ro *rollout) phase(name string) {
-	ro.begin(name)
-	ro.wait()
-}
-
 // begin counts the requests sent from now on under name.
 func (ro *rollout) begin(name string) {
 	ph := &phaseCount{name: name, byServer: map[string]int{}}

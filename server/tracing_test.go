@@ -190,7 +190,7 @@ func checkSpan(tb testing.TB, s tracetest.SpanStub, w wantSpan) {
 	}
 	got := map[string]string{}
 	for _, kv := range s.Attributes {
-		got[string(kv.Key)] = kv.Value.Emit()
+		got[string(kv.Key)] = kv.Value.String()
 	}
 	for _, k := range slices.Sorted(maps.Keys(w.attrs)) {
 		if got[k] != w.attrs[k] {

@@ -288,7 +288,7 @@ func FuzzEncodeRow(f *testing.F) {
 	f.Add(uint8(0), uint16(0), int64(1700000000123456), int64(-3), 2.5, float32(1), true, "s,t", []byte("vector.."))
 	f.Add(uint8(0), uint16(0x1ff), int64(0), int64(0), 0.0, float32(0), false, "", []byte(nil))
 	f.Add(uint8(0), uint16(0x0aa), int64(-1), int64(math.MaxInt64), math.Inf(-1), float32(math.NaN()), true, ",,", []byte{0xff, 0xff, 0xff, 0x7f})
-	f.Add(uint8(1), uint16(2), int64(math.MinInt64), int64(math.MinInt64), math.NaN(), float32(-0.0), false, "x", []byte{1})
+	f.Add(uint8(1), uint16(2), int64(math.MinInt64), int64(math.MinInt64), math.NaN(), float32(math.Copysign(0, -1)), false, "x", []byte{1})
 	f.Add(uint8(2), uint16(0), int64(math.MaxInt64), int64(1), 0.0, float32(0), false, "\xff\x00é", []byte(nil))
 	f.Add(uint8(4), uint16(0), int64(5), int64(300), 0.0, float32(0), false, "", bytes.Repeat([]byte{0x80}, 300))
 	f.Add(uint8(5), uint16(0), int64(5), int64(1), 0.0, float32(0), false, strings.Repeat("ab,", 100), []byte{0, 0, 0, 0})

@@ -280,11 +280,10 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 	e := v.EntityDef()
 
 	type call struct {
-		key     []byte
-		idx     []int
-		args    []any
-		newest  int64
-		started bool
+		key    []byte
+		idx    []int
+		args   []any
+		newest int64
 	}
 	var calls []*call
 	byKey := map[string]*call{}

@@ -24,6 +24,8 @@ var ErrSuperseded = errors.New("a newer generation of the view was published fir
 // ErrIncomplete means that a generation could not be published because
 // Redis holds fewer of its rows than were written: some were evicted or
 // deleted during the run. The live generation keeps serving.
+//
+//lint:ignore ST1005 Redis is a name.
 var ErrIncomplete = errors.New("Redis holds fewer of the generation's rows than were written: keys were evicted or deleted during the run (check Redis's maxmemory-policy, which should be noeviction)")
 
 // abortTimeout bounds the deletion that Abort does even when its context has

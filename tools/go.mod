@@ -1,16 +1,21 @@
-// Module tools pins buf as a Go tool, so that its dependencies stay out of
-// larder's own go.mod and no protoc is needed for `make proto` and
-// `make lint`. Run it from the repository root with -modfile, e.g.
+// Module tools pins buf and staticcheck as Go tools, so that their
+// dependencies stay out of larder's own go.mod and no protoc is needed for
+// `make proto` and `make lint`. Run them from the repository root with
+// -modfile, e.g.
 //
-//	go tool -modfile=tools/go.mod buf generate   (make proto)
-//	go tool -modfile=tools/go.mod buf lint       (make lint)
+//	go tool -modfile=tools/go.mod buf generate         (make proto)
+//	go tool -modfile=tools/go.mod buf lint             (make lint)
+//	go tool -modfile=tools/go.mod staticcheck ./...    (make lint)
 //
 // The protoc plugins buf generate runs are pinned in tools/gen/go.mod.
 module github.com/larder-dev/larder/tools
 
 go 1.26.8
 
-tool github.com/bufbuild/buf/cmd/buf
+tool (
+	github.com/bufbuild/buf/cmd/buf
+	honnef.co/go/tools/cmd/staticcheck
+)
 
 require (
 	buf.build/gen/go/bufbuild/bufplugin/protocolbuffers/go v1.36.12-20261002170247-538130002972.2 // indirect
@@ -31,6 +36,7 @@ require (
 	cel.dev/expr v0.25.3 // indirect
 	connectrpc.com/connect/v2 v2.0.2 // indirect
 	connectrpc.com/otelconnect v0.11.0 // indirect
+	github.com/BurntSushi/toml v1.4.1-0.20240526193622-a339e1f7089c // indirect
 	github.com/Microsoft/go-winio v0.6.4 // indirect
 	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
 	github.com/bufbuild/buf v1.75.0 // indirect
@@ -92,15 +98,18 @@ require (
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/exp v0.0.0-20261014143641-f0251eb4aa3e // indirect
+	golang.org/x/exp/typeparams v0.0.0-20231108232855-2478ac86f678 // indirect
 	golang.org/x/mod v0.42.0 // indirect
 	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/term v0.47.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
+	golang.org/x/tools v0.52.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20261012220534-4341edf3f941 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261012220534-4341edf3f941 // indirect
 	google.golang.org/protobuf v1.36.13-0.20261016172727-e9ee2a76ab8e // indirect
+	honnef.co/go/tools v0.8.2 // indirect
 	mvdan.cc/xurls/v2 v2.6.0 // indirect
 	pluginrpc.com/pluginrpc v0.6.0 // indirect
 )

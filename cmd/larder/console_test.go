@@ -88,6 +88,10 @@ func cells(dom, id string) []string {
 // LARDER_CONSOLE_SCREENSHOT=PATH also writes a screenshot of a lookup
 // (docs/console.png is made so).
 func TestConsoleChromium(t *testing.T) {
+	// The package's slowest tests that mostly wait (on a browser, on ticks,
+	// on a grace period) run side by side, after the others: each has its
+	// own redis-server and processes.
+	t.Parallel()
 	browser := chromium(t)
 	ds, config := demoProject(t)
 	redis := redistest.Start(t)

@@ -528,7 +528,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	}
 	rk, err := c.Rank(ctx, rankReq)
 	if err != nil {
-		return fmt.Errorf("Rank: %w", err)
+		return fmt.Errorf("call Rank: %w", err)
 	}
 	top := make([]*larderv1.EntityKey, len(rk.GetCandidates()))
 	for i, c := range rk.GetCandidates() {
@@ -556,7 +556,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 		RequestFeatures: rankReq.GetRequestFeatures(),
 	})
 	if err != nil {
-		return fmt.Errorf("Rank from the stored list: %w", err)
+		return fmt.Errorf("call Rank on the stored list: %w", err)
 	}
 	top = top[:0]
 	for _, c := range stored.GetCandidates() {
@@ -593,7 +593,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("Rank: %w", err)
+		return fmt.Errorf("call Rank: %w", err)
 	}
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "      call\tcalls\tp50\tp90\tp99")

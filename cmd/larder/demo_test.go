@@ -14,8 +14,17 @@ import (
 func TestDemo(t *testing.T) {
 	r := larderAt(t, t.Context(), t0, "demo", "--dir", t.TempDir(), "--users", "200", "--items", "100", "--events", "20000")
 	mustSucceed(t, r, "larder demo")
-	if strings.Contains(r.stderr, "level=") {
-		t.Errorf("the demo logged warnings:\n%s", r.stderr)
+	// A Rank whose model takes longer than the ranker's timeout (100 ms by
+	// default) is served without the model, and logged: that tells of the
+	// machine's speed, not of a fault.
+	var warnings []string
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(l, "level=") && !strings.Contains(l, "reason=model_timeout") {
+			warnings = append(warnings, l)
+		}
+	}
+	if len(warnings) > 0 {
+		t.Errorf("the demo logged warnings:\n%s", strings.Join(warnings, "\n"))
 	}
 	out := r.stdout
 	for i := 1; i <= 6; i++ {

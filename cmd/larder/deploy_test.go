@@ -821,6 +821,15 @@ func TestDeployKubernetes(t *testing.T) {
 				if c.LivenessProbe == nil {
 					t.Errorf("%s: serve has no liveness probe", where)
 				}
+				// Health is NOT_SERVING until a view has a live generation
+				// and while Redis does not answer: a pod waiting for its
+				// first materialization is not broken, and a restart would
+				// not help it.
+				for kind, pr := range map[string]*k8sProbe{"liveness": c.LivenessProbe, "startup": c.StartupProbe} {
+					if pr != nil && pr.GRPC != nil {
+						t.Errorf("%s: serve's %s probe is on gRPC health, which is NOT_SERVING until the first materialization: a pod waiting for it would be restarted (probe the port with tcpSocket)", where, kind)
+					}
+				}
 			}
 			// --config is the ConfigMap's larder.yaml.
 			cfg := cmd.Flags().Lookup("config").Value.String()

@@ -88,8 +88,11 @@ func TestCancelRunningJob(t *testing.T) {
 	mustSucceed(t, r, "materialize --async")
 	id := regexp.MustCompile(`job (\S+) submitted`).FindStringSubmatch(r.stdout)[1]
 	q := queue.New(client, sp.p.Name, queue.Options{})
-	// Cancelled just after it starts, the run cannot finish first.
-	waitFor(t, 60*time.Second, "the job to start", func() (bool, bool) {
+	st := sp.store(t)
+	// Cancelled once it writes its generation (and not merely once the
+	// worker took the job, which on a slow machine can be well before the
+	// run begins), the run is cancelled, and cannot finish first.
+	waitFor(t, 60*time.Second, "the job's run to write", func() (bool, bool) {
 		j, err := q.Job(ctx, id)
 		if err != nil {
 			t.Fatal(err)
@@ -97,7 +100,15 @@ func TestCancelRunningJob(t *testing.T) {
 		if j.State.Done() {
 			t.Fatalf("the job ended before it could be cancelled: %s", j.State)
 		}
-		return true, j.State == larder.JobRunning
+		gens, err := st.Generations(ctx, "last")
+		if err != nil {
+			t.Fatal(err)
+		}
+		writing := false
+		for _, g := range gens {
+			writing = writing || g.State == "writing"
+		}
+		return true, j.State == larder.JobRunning && writing
 	})
 	mustSucceed(t, sp.larder(t, "jobs", "cancel", id), "jobs cancel")
 	j := waitFor(t, 60*time.Second, "the job to stop", func() (larder.Job, bool) {
@@ -110,7 +121,6 @@ func TestCancelRunningJob(t *testing.T) {
 	if j.State != larder.JobCancelled {
 		t.Fatalf("job %s %s: %s", j.ID, j.State, j.LastError)
 	}
-	st := sp.store(t)
 	waitFor(t, 30*time.Second, "no generation being written", func() (bool, bool) {
 		gens, err := st.Generations(ctx, "last")
 		if err != nil {

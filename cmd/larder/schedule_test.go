@@ -31,6 +31,9 @@ const lastView = `  - name: last
 // exactly one run, that no two runs of the view overlapped, and that no tick
 // was missed after the kill.
 func TestTwoSchedulers(t *testing.T) {
+	// Its 24 seconds are mostly waiting for ticks: it runs beside the
+	// package's other parallel tests (see TestConsoleChromium).
+	t.Parallel()
 	srv := redistest.Start(t)
 	sp := newSchedProject(t, srv.Addr, "scheduler: {lease: 1s, sweep_interval: 1s}", lastView, 2000, 100)
 	a := sp.start(t, "schedule")
@@ -280,6 +283,9 @@ func loadProjectAt(tb testing.TB, cfg, addr string) *larder.Project {
 // interval have passed: DBSIZE is back to its baseline, and the killed run
 // is recorded as abandoned.
 func TestSweep(t *testing.T) {
+	// Mostly waiting for the grace period and the sweeps (see
+	// TestConsoleChromium).
+	t.Parallel()
 	srv := redistest.Start(t)
 	sp := newSchedProjectGrace(t, srv.Addr, "1s", "scheduler: {lease: 3s, sweep_interval: 1s}",
 		strings.Replace(lastView, `    schedule: "@every 2s"

@@ -12,12 +12,14 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 )
@@ -65,7 +67,17 @@ type event struct {
 	Package    string
 	Test       string
 	Output     string
-	ImportPath string // of build-output and build-fail events
+	Elapsed    float64 // seconds, of pass and fail events
+	ImportPath string  // of build-output and build-fail events
+}
+
+// slowestShown is how many of the slowest tests the closing account names.
+const slowestShown = 8
+
+// timing is how long one top-level test ran.
+type timing struct {
+	pkg, test string
+	elapsed   time.Duration
 }
 
 // report turns events into the short account.
@@ -78,6 +90,9 @@ type report struct {
 	output map[[2]string]*strings.Builder
 
 	passed, failed, skipped int
+	// tests holds how long each top-level test that passed or failed ran,
+	// for the slowest to be named at the end.
+	tests []timing
 }
 
 func newReport(w io.Writer, now func() time.Time) *report {
@@ -144,6 +159,7 @@ func (r *report) testEvent(e event) {
 		}
 		b.WriteString(e.Output)
 	case "pass", "skip":
+		r.timed(e)
 		if e.Action == "pass" {
 			r.passed++
 		} else {
@@ -151,6 +167,7 @@ func (r *report) testEvent(e event) {
 		}
 		delete(r.output, k)
 	case "fail":
+		r.timed(e)
 		r.failed++
 		if b := r.output[k]; b != nil {
 			fmt.Fprint(r.w, b)
@@ -159,12 +176,28 @@ func (r *report) testEvent(e event) {
 	}
 }
 
-// close prints what is left of tests that never ended, and the count.
+// timed keeps how long a top-level test ran.
+func (r *report) timed(e event) {
+	if e.Action == "skip" || strings.Contains(e.Test, "/") {
+		return
+	}
+	r.tests = append(r.tests, timing{e.Package, e.Test, time.Duration(e.Elapsed * float64(time.Second))})
+}
+
+// close prints what is left of tests that never ended, the slowest tests,
+// and the count.
 func (r *report) close() {
 	for k, b := range r.output {
 		fmt.Fprintf(r.w, "--- %s (%s) did not end; its output:\n%s", k[1], k[0], b)
 	}
 	clear(r.output)
+	if len(r.tests) > 0 {
+		slices.SortStableFunc(r.tests, func(a, b timing) int { return cmp.Compare(b.elapsed, a.elapsed) })
+		fmt.Fprintf(r.w, "slowest tests:\n")
+		for _, t := range r.tests[:min(len(r.tests), slowestShown)] {
+			fmt.Fprintf(r.w, "%8s  %s %s\n", t.elapsed.Round(100*time.Millisecond), t.pkg, t.test)
+		}
+	}
 	fmt.Fprintf(r.w, "tests: %d passed, %d failed, %d skipped (subtests included) in %s\n",
 		r.passed, r.failed, r.skipped, r.elapsed())
 }

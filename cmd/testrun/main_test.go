@@ -8,7 +8,7 @@ import (
 
 // TestReport feeds a run's events to the report and checks what it prints:
 // package starts, go test's own lines, the output of failing tests only,
-// and the count.
+// the slowest top-level tests, and the count.
 func TestReport(t *testing.T) {
 	events := strings.Join([]string{
 		`{"Action":"start","Package":"a"}`,
@@ -17,13 +17,14 @@ func TestReport(t *testing.T) {
 		`{"Action":"output","Package":"a","Test":"TestOK","Output":"=== RUN   TestOK\n"}`,
 		`{"Action":"output","Package":"a","Test":"TestOK","Output":"    a_test.go:9: quiet\n"}`,
 		`{"Action":"output","Package":"a","Test":"TestOK","Output":"--- PASS: TestOK (0.00s)\n"}`,
-		`{"Action":"pass","Package":"a","Test":"TestOK"}`,
+		`{"Action":"pass","Package":"a","Test":"TestOK","Elapsed":0.25}`,
 		`{"Action":"output","Package":"b","Test":"TestBad","Output":"=== RUN   TestBad\n"}`,
 		`{"Action":"output","Package":"b","Test":"TestBad","Output":"    b_test.go:7: loud\n"}`,
 		`{"Action":"output","Package":"b","Test":"TestBad","Output":"--- FAIL: TestBad (0.00s)\n"}`,
-		`{"Action":"fail","Package":"b","Test":"TestBad"}`,
+		`{"Action":"fail","Package":"b","Test":"TestBad","Elapsed":3.04}`,
 		`{"Action":"output","Package":"a","Test":"TestSkip","Output":"--- SKIP: TestSkip\n"}`,
 		`{"Action":"skip","Package":"a","Test":"TestSkip"}`,
+		`{"Action":"pass","Package":"a","Test":"TestOK/sub","Elapsed":0.2}`,
 		`{"Action":"output","Package":"a","Output":"PASS\n"}`,
 		`{"Action":"output","Package":"a","Output":"ok  \ta\t0.1s\n"}`,
 		`{"Action":"pass","Package":"a"}`,
@@ -55,7 +56,10 @@ FAIL	b	1.0s
 # c
 c/c.go:1: syntax error
 not an event
-tests: 1 passed, 1 failed, 1 skipped (subtests included) in 3s
+slowest tests:
+      3s  b TestBad
+   300ms  a TestOK
+tests: 2 passed, 1 failed, 1 skipped (subtests included) in 3s
 `
 	if got := out.String(); got != want {
 		t.Errorf("printed:\n%s\nwant:\n%s", got, want)
