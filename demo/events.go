@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"time"
 )
 
 // eventRow is one row of the events files.
@@ -66,7 +67,7 @@ func (p *population) events(part eventPart) []eventRow {
 		t := p.sampleTime(rng, part.start, last)
 		u := &p.users[p.sampleUser(rng)]
 		it := &p.items[p.sampleItem(rng, u)]
-		z := p.logit(u, it, hourOf(t))
+		z := p.logit(u, it, p.hourOf(t))
 		rows = append(rows, eventRow{
 			UserID:       u.row.UserID,
 			ItemID:       it.row.ItemID,
@@ -130,16 +131,32 @@ func (p *population) sampleTime(rng *rand.Rand, lo, hi int64) int64 {
 	const peak = 1.5 // at least the largest of hourShares
 	for {
 		t := lo + rng.Int64N(hi-lo)
-		if rng.Float64()*peak < hourShares[hourOf(t)] {
+		if rng.Float64()*peak < hourShares[p.hourOf(t)] {
 			return t
 		}
 	}
 }
 
-// hourOf returns the hour of day (UTC) of a Unix time in milliseconds.
-func hourOf(ms int64) int {
+// clockHour is the hour of the demo's day at which its data set ends
+// (Options.Now): the demo's hours of the day are counted from Now, not from
+// the wall clock's midnight, so that the data set, and the model trained
+// on it, are the same whatever time of day the demo runs, shifted to end
+// at Now.
+const clockHour = 18
+
+// midnight returns the start of the demo's day that Now falls in, in Unix
+// milliseconds: clockHour hours before Now.
+func (p *population) midnight() int64 { return p.now - clockHour*60*minute }
+
+// HourOf returns the hour of the demo's day at t (see clockHour): the
+// ranker's request feature hour_of_day for a request at t.
+func (d *Dataset) HourOf(t time.Time) int { return d.pop.hourOf(t.UnixMilli()) }
+
+// hourOf returns the hour of the demo's day of a Unix time in milliseconds
+// (see clockHour).
+func (p *population) hourOf(ms int64) int {
 	const hour = 60 * minute
-	r := ms % day
+	r := (ms - p.midnight()) % day
 	if r < 0 {
 		r += day
 	}

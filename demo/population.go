@@ -39,8 +39,8 @@ var (
 	deviceShares  = []float64{0.6, 0.3, 0.1}
 )
 
-// hourShares is how activity spreads over the hours of the day (UTC): quiet
-// at night, a lunch bump and an evening peak.
+// hourShares is how activity spreads over the hours of the demo's day (see
+// clockHour): quiet at night, a lunch bump and an evening peak.
 var hourShares = [24]float64{
 	0.45, 0.30, 0.20, 0.15, 0.12, 0.15, 0.25, 0.45, 0.65, 0.75, 0.80, 0.85,
 	0.95, 0.90, 0.80, 0.80, 0.85, 0.95, 1.10, 1.30, 1.45, 1.40, 1.10, 0.75,
@@ -461,7 +461,7 @@ func embedding(rng *rand.Rand, c int) []float32 {
 }
 
 // logit is the ground truth: the log-odds that user u clicks item it when
-// it is shown at the given hour of day (UTC).
+// it is shown at the given hour of the demo's day (see clockHour).
 func (p *population) logit(u *user, it *item, hour int) float64 {
 	z := -2.3 + u.bias + it.quality
 	// Category affinity: about +1.4 for the user's favourite category.

@@ -173,8 +173,8 @@ func sampleKeys(seed, stream uint64, first int64, size, n int) []int64 {
 const ImpressionsFile = "data/impressions.parquet"
 
 // The columns of the impressions file: the keys, the instant the item was
-// shown, the ranker's request feature hour_of_day (the UTC hour of
-// shown_at) and the label.
+// shown, the ranker's request feature hour_of_day (the hour of shown_at in
+// the demo's day, see clockHour) and the label.
 const (
 	ImpressionTime  = "shown_at"
 	ImpressionLabel = "clicked"
@@ -198,9 +198,9 @@ type impressionRow struct {
 // file.
 func (d *Dataset) WriteImpressions(ctx context.Context, path string, n int, seed int64) error {
 	rows := make([]impressionRow, max(n, 0))
-	// The day before the one Now falls in, in UTC: every impression is
-	// before Now, at its drawn hour.
-	dayStart := d.Now.UnixMilli()/day*day - day
+	// The demo's day before the one Now falls in (see clockHour): every
+	// impression is before Now, at its drawn hour.
+	dayStart := d.pop.midnight() - day
 	rng := rand.New(rand.NewPCG(uint64(seed), streamImpressions))
 	d.pop.sample(len(rows), seed, func(i int, u *user, it *item, hour int, _ float64, clicked bool) {
 		r := &rows[i]

@@ -3,9 +3,11 @@ package demo
 import (
 	"errors"
 	"math"
+	"path/filepath"
 	"slices"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/larder-dev/larder"
 )
@@ -283,5 +285,55 @@ func TestClickProbability(t *testing.T) {
 				t.Errorf("probability = %v", p)
 			}
 		})
+	}
+}
+
+// TestSameDataAnyTimeOfDay checks that two data sets ending at different
+// times of day are the same data shifted in time: the events and the
+// impressions, relative to Now, and so the training set larder export makes
+// of them and the model trained on it.
+func TestSameDataAnyTimeOfDay(t *testing.T) {
+	opts := Options{Users: 200, Items: 50, Events: 20_000, Seed: 9}
+	a := newDataset(t, Options{Users: opts.Users, Items: opts.Items, Events: opts.Events, Seed: opts.Seed, Now: testNow})
+	later := testNow.Add(7*time.Hour + 13*time.Minute + 5*time.Second)
+	b := newDataset(t, Options{Users: opts.Users, Items: opts.Items, Events: opts.Events, Seed: opts.Seed, Now: later})
+	shift := later.UnixMilli() - testNow.UnixMilli()
+
+	pa, pb := eventParts(a.Events, a.Now.UnixMilli()), eventParts(b.Events, b.Now.UnixMilli())
+	if len(pa) != len(pb) {
+		t.Fatalf("%d and %d event files", len(pa), len(pb))
+	}
+	for k := range pa {
+		ea, eb := a.pop.events(pa[k]), b.pop.events(pb[k])
+		if len(ea) != len(eb) {
+			t.Fatalf("file %d: %d and %d events", k, len(ea), len(eb))
+		}
+		for i := range ea {
+			x, y := ea[i], eb[i]
+			y.EventTime -= shift
+			if compareEvents(x, y) != 0 {
+				t.Fatalf("file %d, event %d: %+v and, shifted back, %+v", k, i, x, y)
+			}
+		}
+	}
+
+	dir := t.TempDir()
+	ia, ib := filepath.Join(dir, "a.parquet"), filepath.Join(dir, "b.parquet")
+	if err := a.WriteImpressions(t.Context(), ia, 500, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteImpressions(t.Context(), ib, 500, 3); err != nil {
+		t.Fatal(err)
+	}
+	ra, rb := readRows[impressionRow](t, ia), readRows[impressionRow](t, ib)
+	for i := range ra {
+		y := rb[i]
+		y.ShownAt -= shift
+		if ra[i] != y {
+			t.Fatalf("impression %d: %+v and, shifted back, %+v", i, ra[i], y)
+		}
+		if ra[i].ShownAt >= testNow.UnixMilli() {
+			t.Errorf("impression %d at %d, not before Now", i, ra[i].ShownAt)
+		}
 	}
 }

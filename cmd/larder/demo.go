@@ -521,7 +521,9 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	for i, c := range cands {
 		candKeys[i] = int64Key(c)
 	}
-	hour := a.now().UTC().Hour()
+	// The hour of the demo's day (it ends at the hour the data set ends,
+	// whatever the wall clock says), as the model was trained on.
+	hour := ds.HourOf(a.now())
 	rankReq := &larderv1.RankRequest{
 		Ranker: demo.RankerName, ContextKey: int64Key(user), CandidateKeys: candKeys, TopK: 10,
 		RequestFeatures: map[string]*larderv1.Value{"hour_of_day": {Kind: &larderv1.Value_Int64Value{Int64Value: int64(hour)}}},

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/larder-dev/larder/demo"
 )
 
 // TestDocsCommands checks every larder command line in the README's and
@@ -65,4 +72,42 @@ func placeholder(args []string) bool {
 		}
 	}
 	return false
+}
+
+// TestReadmeModelHash checks the model version that the README's
+// transcripts show (the demo's Rank line, grpcurl's modelVersion, `rank
+// --explain`) against the re-rank model that `larder demo` trains with its
+// defaults: from a larder export of its impressions, at any time of day
+// (the data set is the same, shifted to end at the run's time; see the
+// demo package). `make docs` writes the transcripts again when it changes.
+func TestReadmeModelHash(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := regexp.MustCompile(`sha256:[0-9a-f]{12}`).FindAllString(string(readme), -1)
+	if len(shown) < 3 {
+		t.Fatalf("the README shows %d model versions, want the demo's, grpcurl's and rank --explain's", len(shown))
+	}
+	dir := t.TempDir()
+	ds, err := demo.Generate(t.Context(), dir, demo.Options{Users: demo.DefaultUsers, Items: demo.DefaultItems, Events: demo.DefaultEvents, Seed: 1, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &app{stdout: io.Discard, stderr: io.Discard, now: time.Now}
+	path := filepath.Join(dir, "models", "rerank.onnx")
+	if err := a.trainDemoModel(t.Context(), ds, dir, path); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	want := "sha256:" + hex.EncodeToString(sum[:6])
+	for _, v := range shown {
+		if v != want {
+			t.Errorf("the README shows model %s; the demo trains %s: run `make docs`", v, want)
+		}
+	}
 }
