@@ -120,7 +120,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("client: keepalive %s is shorter than the 15s larder's server allows; the server would close the connection", o.keepalive)
 	case o.token != "" && strings.ContainsAny(o.token, " \t\r\n"):
 		return nil, errors.New("client: the bearer token holds a blank or a line break; want the token alone")
-	case o.token != "" && o.tls == nil && !loopback(addr):
+	case o.token != "" && o.tls == nil && !Loopback(addr):
 		return nil, fmt.Errorf("client: a bearer token would cross the network to %s in clear text: add WithTLS, or call a loopback address", addr)
 	}
 
@@ -252,9 +252,9 @@ func Float64(v float64) *larderv1.Value {
 	return &larderv1.Value{Kind: &larderv1.Value_Float64Value{Float64Value: v}}
 }
 
-// loopback reports whether addr names this machine by a loopback name or
+// Loopback reports whether addr names this machine by a loopback name or
 // address, where a token in clear text stays on the machine.
-func loopback(addr string) bool {
+func Loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
@@ -264,6 +264,14 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// BearerToken returns credentials that present token as a bearer token
+// ("authorization: Bearer TOKEN") with every call. With secure, gRPC
+// refuses to send them over a connection without TLS; without it, send them
+// to a Loopback address only, as Dial does.
+func BearerToken(token string, secure bool) credentials.PerRPCCredentials {
+	return bearer{token: token, secure: secure}
 }
 
 // bearer presents a bearer token with every call.

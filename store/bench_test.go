@@ -277,25 +277,7 @@ func BenchmarkWrite100k(b *testing.B) {
 	// batch, from 4 goroutines: what writing rows one at a time costs
 	// Redis, without the check of the stored row and the log.
 	b.Run("push-floor", func(b *testing.B) {
-		types := []larder.Type{larder.TypeFloat64, larder.TypeInt64, larder.TypeString}
-		buckets := uint32((rows + store.DefaultRowsPerBucket - 1) / store.DefaultRowsPerBucket)
-		type cell struct {
-			bucket     string
-			key, value []byte
-		}
-		cells := make([]cell, rows)
-		for i, k := range keys {
-			value, err := store.AppendRow(nil, types, data[i])
-			if err != nil {
-				b.Fatal(err)
-			}
-			key := k.AppendCanonical(nil)
-			h := uint32(2166136261)
-			for _, c := range key {
-				h = (h ^ uint32(c)) * 16777619
-			}
-			cells[i] = cell{bucket: strconv.FormatUint(uint64(h%buckets), 10), key: key, value: value}
-		}
+		cells := pushCells(b, keys, data)
 		m := startCPU(b, client)
 		run := 0
 		for b.Loop() {
@@ -331,31 +313,13 @@ func BenchmarkWrite100k(b *testing.B) {
 	// its bucket, with no check and no log. Push's own script does the
 	// same writes plus, per row, a read of the stored row and a compare.
 	b.Run("push-script-floor", func(b *testing.B) {
-		types := []larder.Type{larder.TypeFloat64, larder.TypeInt64, larder.TypeString}
-		buckets := uint32((rows + store.DefaultRowsPerBucket - 1) / store.DefaultRowsPerBucket)
 		script := redis.NewScript(`
 for i = 1, #KEYS do
   redis.call('HSET', KEYS[i], ARGV[2 * i - 1], ARGV[2 * i])
 end
 return #KEYS
 `)
-		type cell struct {
-			bucket     string
-			key, value []byte
-		}
-		cells := make([]cell, rows)
-		for i, k := range keys {
-			value, err := store.AppendRow(nil, types, data[i])
-			if err != nil {
-				b.Fatal(err)
-			}
-			key := k.AppendCanonical(nil)
-			h := uint32(2166136261)
-			for _, c := range key {
-				h = (h ^ uint32(c)) * 16777619
-			}
-			cells[i] = cell{bucket: strconv.FormatUint(uint64(h%buckets), 10), key: key, value: value}
-		}
+		cells := pushCells(b, keys, data)
 		m := startCPU(b, client)
 		run := 0
 		for b.Loop() {
@@ -404,6 +368,35 @@ return #KEYS
 		}
 		m.report(b, rows)
 	})
+}
+
+// pushCell is one row of the push floors: its bucket hash's number, the
+// entity's canonical key and the encoded row.
+type pushCell struct {
+	bucket     string
+	key, value []byte
+}
+
+// pushCells encodes the rows of BenchmarkWrite100k's view (float64, int64,
+// string) as the store does, each with its bucket, in their order.
+func pushCells(tb testing.TB, keys []larder.Key, rows []larder.Row) []pushCell {
+	tb.Helper()
+	types := []larder.Type{larder.TypeFloat64, larder.TypeInt64, larder.TypeString}
+	buckets := uint32((len(rows) + store.DefaultRowsPerBucket - 1) / store.DefaultRowsPerBucket)
+	cells := make([]pushCell, len(rows))
+	for i, k := range keys {
+		value, err := store.AppendRow(nil, types, rows[i])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		key := k.AppendCanonical(nil)
+		h := uint32(2166136261) // FNV-1a, the store's bucket hash
+		for _, c := range key {
+			h = (h ^ uint32(c)) * 16777619
+		}
+		cells[i] = pushCell{bucket: strconv.FormatUint(uint64(h%buckets), 10), key: key, value: value}
+	}
+	return cells
 }
 
 // floorPipeline is one pipeline of the write floor: one HSET per bucket,

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 
@@ -18,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/client"
 	"github.com/larder-dev/larder/server"
 )
 
@@ -68,10 +67,10 @@ func (o clientOptions) dial(addr string, p *larder.Project) (*grpc.ClientConn, e
 		return nil, err
 	}
 	if token != "" {
-		if cfg == nil && !loopback(addr) {
+		if cfg == nil && !client.Loopback(addr) {
 			return nil, fmt.Errorf("a bearer token would cross the network to %s in clear text: pass --tls (and --ca-file), or call a loopback address", addr)
 		}
-		opts = append(opts, grpc.WithPerRPCCredentials(bearerCredentials{token: token, secure: cfg != nil}))
+		opts = append(opts, grpc.WithPerRPCCredentials(client.BearerToken(token, cfg != nil)))
 	}
 	return grpc.NewClient(addr, opts...)
 }
@@ -164,31 +163,3 @@ func (o clientOptions) hint(st *status.Status, p *larder.Project) string {
 	}
 	return ""
 }
-
-// loopback reports whether addr is on this machine by a loopback name or
-// address, where a token in clear text stays on the machine.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// bearerCredentials present a bearer token with every call.
-type bearerCredentials struct {
-	token  string
-	secure bool
-}
-
-func (b bearerCredentials) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + b.token}, nil
-}
-
-// RequireTransportSecurity is true over TLS, so that gRPC never sends the
-// token in clear; dial allows clear text to a loopback address only.
-func (b bearerCredentials) RequireTransportSecurity() bool { return b.secure }
