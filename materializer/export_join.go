@@ -74,13 +74,7 @@ func (m *Materializer) joinLatest(ctx context.Context, j *exportJoin, ch *spineC
 	str := l.keyType == larder.TypeString
 	fold := func(_ int, buf *keyBuf) {
 		for k := range buf.len() {
-			var run int32
-			var ok bool
-			if str {
-				run, ok = ix.runOfBytes(buf.skeys.at(k))
-			} else {
-				run, ok = ix.runOfInt(buf.ikeys[k])
-			}
+			run, ok := ix.runOfKey(str, buf.ikeys, &buf.skeys, k)
 			if !ok {
 				continue
 			}
@@ -187,13 +181,7 @@ func (m *Materializer) joinAggregate(ctx context.Context, j *exportJoin, ch *spi
 	str := a.keyType == larder.TypeString
 	fold := func(_ int, buf *rowBuf) {
 		for k := range buf.len() {
-			var run int32
-			var ok bool
-			if str {
-				run, ok = ix.runOfBytes(buf.skeys.at(k))
-			} else {
-				run, ok = ix.runOfInt(buf.ikeys[k])
-			}
+			run, ok := ix.runOfKey(str, buf.ikeys, &buf.skeys, k)
 			if !ok {
 				continue
 			}

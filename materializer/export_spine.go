@@ -183,6 +183,16 @@ func (x *spineIndex) runOfBytes(b []byte) (int32, bool) {
 	return r, ok
 }
 
+// runOfKey returns the run of key k of a batch, held in skeys when str (a
+// string-keyed entity) and in ikeys otherwise, and false when the chunk
+// has no row of it.
+func (x *spineIndex) runOfKey(str bool, ikeys []int64, skeys *byteArena, k int) (int32, bool) {
+	if str {
+		return x.runOfBytes(skeys.at(k))
+	}
+	return x.runOfInt(ikeys[k])
+}
+
 // firstAtOrAfter returns the first index of run whose time is at or after
 // t, the run's end when none is.
 func (x *spineIndex) firstAtOrAfter(run int32, t int64) int {
