@@ -1,13 +1,8 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"time"
 
 	"github.com/larder-dev/larder/console"
 )
@@ -52,23 +47,7 @@ func (a *app) startConsole(r *running) error {
 	if err != nil {
 		return fmt.Errorf("console: listen on %s: %w (pass another --console address)", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	scheme := "http"
-	if sec.tls != nil {
-		srv.TLSConfig, scheme = sec.tls.Clone(), "https"
-		lis = tls.NewListener(lis, srv.TLSConfig)
-	}
-	r.background.Go(func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.logger.Error("serving the console stopped", "err", err)
-		}
-	})
-	r.background.Go(func() {
-		<-r.watchCtx.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	lis, scheme := a.serveHTTPOn(r, lis, h, "the console", nil)
 	if tcp, ok := lis.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
 		switch {
 		case sec.auth == nil:

@@ -30,7 +30,18 @@ func (a *app) startHTTP(r *running) error {
 		gw.Close()
 		return fmt.Errorf("http: listen on %s: %w (pass another --http address, or set server.http_listen)", addr, err)
 	}
-	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	lis, scheme := a.serveHTTPOn(r, lis, gw, "HTTP/JSON", func() { gw.Close() })
+	fmt.Fprintf(a.stderr, "serving HTTP/JSON on %s://%s/v1/\n", scheme, lis.Addr())
+	return nil
+}
+
+// serveHTTPOn serves h on lis until r is closed, with the TLS of r's other
+// listeners when it has one, logging why it stopped if it stops by itself
+// (what names it), and calls onClose, when not nil, once it has shut down.
+// It returns the listener it serves, TLS-wrapped when TLS is on, and its
+// scheme, "http" or "https".
+func (a *app) serveHTTPOn(r *running, lis net.Listener, h http.Handler, what string, onClose func()) (net.Listener, string) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	scheme := "http"
 	if sec := r.opts.security; sec != nil && sec.tls != nil {
 		srv.TLSConfig, scheme = sec.tls.Clone(), "https"
@@ -38,7 +49,7 @@ func (a *app) startHTTP(r *running) error {
 	}
 	r.background.Go(func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.logger.Error("serving HTTP/JSON stopped", "err", err)
+			a.logger.Error("serving "+what+" stopped", "err", err)
 		}
 	})
 	r.background.Go(func() {
@@ -46,8 +57,9 @@ func (a *app) startHTTP(r *running) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-		gw.Close()
+		if onClose != nil {
+			onClose()
+		}
 	})
-	fmt.Fprintf(a.stderr, "serving HTTP/JSON on %s://%s/v1/\n", scheme, lis.Addr())
-	return nil
+	return lis, scheme
 }
