@@ -382,13 +382,9 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 		p.columns = append(p.columns, j.view.Name+":status")
 	}
 	if args.Ranker != "" {
-		r := m.project.Ranker(args.Ranker)
-		if r == nil {
-			names := make([]string, len(m.project.Rankers))
-			for i, r := range m.project.Rankers {
-				names[i] = r.Name
-			}
-			return nil, larder.Invalidf("export: unknown ranker %q (rankers: %s)", args.Ranker, strings.Join(names, ", "))
+		r, err := m.ranker("export", args.Ranker)
+		if err != nil {
+			return nil, err
 		}
 		ce, de := r.ContextDef(), r.CandidateDef()
 		if ce == nil || de == nil {

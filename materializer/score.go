@@ -269,14 +269,23 @@ func (m *Materializer) scorePlan(args larder.ScoreArgs) (*scorePlan, error) {
 	return m.viewScorePlan(args)
 }
 
+// ranker returns the project's ranker name, or an invalid-argument error of
+// op naming the project's rankers.
+func (m *Materializer) ranker(op, name string) (*larder.Ranker, error) {
+	if r := m.project.Ranker(name); r != nil {
+		return r, nil
+	}
+	names := make([]string, len(m.project.Rankers))
+	for i, r := range m.project.Rankers {
+		names[i] = r.Name
+	}
+	return nil, larder.Invalidf("%s: unknown ranker %q (rankers: %s)", op, name, strings.Join(names, ", "))
+}
+
 func (m *Materializer) rankerScorePlan(args larder.ScoreArgs) (*scorePlan, error) {
-	r := m.project.Ranker(args.Ranker)
-	if r == nil {
-		names := make([]string, len(m.project.Rankers))
-		for i, r := range m.project.Rankers {
-			names[i] = r.Name
-		}
-		return nil, larder.Invalidf("score: unknown ranker %q (rankers: %s)", args.Ranker, strings.Join(names, ", "))
+	r, err := m.ranker("score", args.Ranker)
+	if err != nil {
+		return nil, err
 	}
 	what := "score with ranker " + r.Name
 	ce, de := r.ContextDef(), r.CandidateDef()
