@@ -491,7 +491,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	users := ds.SampleUsers(3)
 	keys := make([]*larderv1.EntityKey, len(users))
 	for i, u := range users {
-		keys[i] = int64Key(u)
+		keys[i] = client.Int64Key(u)
 	}
 	feats := []string{"user_profile:age", "user_profile:country", "user_profile:ctr_7d", "user_last_event:last_event_type",
 		"user_activity:dwell_count_7d", "user_activity:dwell_mean_7d", "user_activity:spend_sum_30d", "user_activity:items_count_distinct_30d"}
@@ -519,13 +519,13 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	cands := ds.SampleItems(100)
 	candKeys := make([]*larderv1.EntityKey, len(cands))
 	for i, c := range cands {
-		candKeys[i] = int64Key(c)
+		candKeys[i] = client.Int64Key(c)
 	}
 	// The hour of the demo's day (it ends at the hour the data set ends,
 	// whatever the wall clock says), as the model was trained on.
 	hour := ds.HourOf(a.now())
 	rankReq := &larderv1.RankRequest{
-		Ranker: demo.RankerName, ContextKey: int64Key(user), CandidateKeys: candKeys, TopK: 10,
+		Ranker: demo.RankerName, ContextKey: client.Int64Key(user), CandidateKeys: candKeys, TopK: 10,
 		RequestFeatures: map[string]*larderv1.Value{"hour_of_day": {Kind: &larderv1.Value_Int64Value{Int64Value: int64(hour)}}},
 	}
 	rk, err := c.Rank(ctx, rankReq)
@@ -554,7 +554,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	// The same ranker with no candidates in the request: it re-ranks the
 	// user's precomputed list (the user_recs candidates view).
 	stored, err := c.Rank(ctx, &larderv1.RankRequest{
-		Ranker: demo.RankerName, ContextKey: int64Key(user), TopK: 5,
+		Ranker: demo.RankerName, ContextKey: client.Int64Key(user), TopK: 5,
 		RequestFeatures: rankReq.GetRequestFeatures(),
 	})
 	if err != nil {
@@ -583,14 +583,14 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	rng := rand.New(rand.NewPCG(uint64(ds.Seed), 99))
 	allUsers := ds.SampleUsers(ds.Users)
 	gfLat, err := measure(ctx, 1000, func() error {
-		_, err := c.GetFeatures(ctx, []*larderv1.EntityKey{int64Key(allUsers[rng.IntN(len(allUsers))])}, "user_profile:*")
+		_, err := c.GetFeatures(ctx, []*larderv1.EntityKey{client.Int64Key(allUsers[rng.IntN(len(allUsers))])}, "user_profile:*")
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("GetFeatures: %w", err)
 	}
 	rkLat, err := measure(ctx, 500, func() error {
-		rankReq.ContextKey = int64Key(allUsers[rng.IntN(len(allUsers))])
+		rankReq.ContextKey = client.Int64Key(allUsers[rng.IntN(len(allUsers))])
 		_, err := c.Rank(ctx, rankReq)
 		return err
 	})
@@ -631,10 +631,6 @@ func pct(sorted []time.Duration, p int) string {
 	i := (len(sorted)*p + 99) / 100
 	i = min(max(i-1, 0), len(sorted)-1)
 	return fmt.Sprintf("%.0fµs", float64(sorted[i].Microseconds()))
-}
-
-func int64Key(v int64) *larderv1.EntityKey {
-	return &larderv1.EntityKey{Key: &larderv1.EntityKey_Int64Value{Int64Value: v}}
 }
 
 func generations(gs []*larderv1.ViewGeneration) string {

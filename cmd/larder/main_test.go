@@ -13,6 +13,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	larderclient "github.com/larder-dev/larder/client"
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 	"github.com/larder-dev/larder/redistest"
 )
 
@@ -172,3 +174,7 @@ func writeParquet[T any](tb testing.TB, path string, rows []T) {
 		tb.Fatal(err)
 	}
 }
+
+// int64Key is client.Int64Key, for tests whose gRPC clients are named
+// client.
+func int64Key(v int64) *larderv1.EntityKey { return larderclient.Int64Key(v) }
