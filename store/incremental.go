@@ -64,22 +64,33 @@ local function compareBytes(a, b)
   if na == 1 then c = -c end
   return c
 end
-local g = {}
 local function zigzag(s)
-  g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8] = byte(s, 2, 9)
-  local n, m = 0, 1
-  for i = 1, 8 do
-    local c = g[i]
-    if c == nil then return nil end
-    if c < 128 then
-      n = n + c * m
-      if n >= 9007199254740992 then return nil end
-      return n
-    end
-    n = n + (c - 128) * m
-    m = m * 128
-  end
-  return nil
+  -- Unrolled: the event time is the varint at bytes 2 to 9.
+  local c1, c2, c3, c4, c5, c6, c7, c8 = byte(s, 2, 9)
+  if not c1 then return nil end
+  if c1 < 128 then return c1 end
+  if not c2 then return nil end
+  local n = c1 - 128
+  if c2 < 128 then return n + c2 * 128 end
+  if not c3 then return nil end
+  n = n + (c2 - 128) * 128
+  if c3 < 128 then return n + c3 * 16384 end
+  if not c4 then return nil end
+  n = n + (c3 - 128) * 16384
+  if c4 < 128 then return n + c4 * 2097152 end
+  if not c5 then return nil end
+  n = n + (c4 - 128) * 2097152
+  if c5 < 128 then return n + c5 * 268435456 end
+  if not c6 then return nil end
+  n = n + (c5 - 128) * 268435456
+  if c6 < 128 then return n + c6 * 34359738368 end
+  if not c7 then return nil end
+  n = n + (c6 - 128) * 34359738368
+  if c7 < 128 then return n + c7 * 4398046511104 end
+  if not c8 or c8 >= 128 then return nil end
+  n = n + (c7 - 128) * 4398046511104 + c8 * 562949953421312
+  if n >= 9007199254740992 then return nil end
+  return n
 end
 local function compare(a, b)
   local za, zb = zigzag(a), zigzag(b)

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -100,12 +102,20 @@ end
 // cluster, in one step: unless the live generation (KEYS[1]) is ARGV[4],
 // it returns {0, live id} and does nothing; otherwise it appends the batch
 // to the push log and trims it as pushLogScript does (KEYS[2], KEYS[3],
-// ARGV[1..3]), then writes each row into its bucket, write-if-newer, as
-// pushRowsScript does. KEYS[5..] are the buckets; ARGV[5] is the codec
-// version, then come (bucket index into KEYS, entity key, encoded row)
-// triples. It returns {1, codes}, a code per row as pushRowsScript's, or
-// {2, ""} and does nothing while a publish holds pushes back (KEYS[4]).
-var pushAllScript = redis.NewScript(compareRowsLua + writeRowsLua + appendLogLua + `
+// ARGV[1..3]; no entry when ARGV[3] is empty), then writes each row into
+// its bucket, write-if-newer, as pushRowsScript does. KEYS[5..] are the
+// buckets. ARGV[5] is the codec version; then, for each bucket in the
+// order of KEYS, come its row count n, the n entity keys, then their n
+// encoded rows. A batch holds an entity key once. It returns {1, codes},
+// a code per row in the order of ARGV as pushRowsScript's, or {2, ""} and
+// does nothing while a publish holds pushes back (KEYS[4]).
+//
+// The script is the whole cost of a push on the server, so it does as
+// little per row as it can: the client groups the rows by bucket, so that
+// the script builds no table per row, and a bucket with one row (the
+// common case: a batch touches most buckets once) is one HGET and one
+// HSET, with no table at all.
+var pushAllScript = redis.NewScript(compareRowsLua + appendLogLua + `
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return {2, ''}
 end
@@ -113,27 +123,41 @@ local live = redis.call('GET', KEYS[1]) or ''
 if live ~= ARGV[4] then
   return {0, live}
 end
-appendLog(KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
-local version, n = tonumber(ARGV[5]), (#ARGV - 5) / 3
-local byBucket, buckets = {}, {}
-for i = 1, n do
-  local b = tonumber(ARGV[3 + 3 * i])
-  local at = byBucket[b]
-  if not at then
-    at = {}
-    byBucket[b] = at
-    buckets[#buckets + 1] = b
-  end
-  at[#at + 1] = i
+if ARGV[3] ~= '' then
+  appendLog(KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
 end
-local out = {}
-for _, b in ipairs(buckets) do
-  local at, fields, rows = byBucket[b], {}, {}
-  for j, i in ipairs(at) do
-    fields[j], rows[j] = ARGV[4 + 3 * i], ARGV[5 + 3 * i]
-  end
-  for j, code in ipairs(writeRows(KEYS[b], version, fields, rows)) do
-    out[at[j]] = code
+local call, version = redis.call, tonumber(ARGV[5])
+local out, o, a = {}, 0, 6
+for k = 5, #KEYS do
+  local key, n = KEYS[k], tonumber(ARGV[a])
+  a = a + 1
+  if n == 1 then
+    local f, row = ARGV[a], ARGV[a + 1]
+    a = a + 2
+    local old = call('HGET', key, f)
+    o = o + 1
+    if old and #old >= 2 and byte(old, 1) == version and compare(row, old) < 0 then
+      out[o] = 0
+    else
+      call('HSET', key, f, row)
+      if old then out[o] = 1 else out[o] = 2 end
+    end
+  else
+    local olds = call('HMGET', key, unpack(ARGV, a, a + n - 1))
+    local args, m = {}, 0
+    for j = 1, n do
+      local row, old = ARGV[a + n + j - 1], olds[j]
+      o = o + 1
+      if old and #old >= 2 and byte(old, 1) == version and compare(row, old) < 0 then
+        out[o] = 0
+      else
+        args[m + 1], args[m + 2] = ARGV[a + j - 1], row
+        m = m + 2
+        if old then out[o] = 1 else out[o] = 2 end
+      end
+    end
+    if m > 0 then call('HSET', key, unpack(args, 1, m)) end
+    a = a + 2 * n
   end
 end
 return {1, out}
@@ -284,43 +308,101 @@ func (s *Store) logThenWrite(ctx context.Context, v *larder.View, g **liveGen, e
 // pushAll logs and writes one batch with pushAllScript into *g, the live
 // generation, moving *g to the generation live now when a run published
 // since it was read. It returns the code of each pair.
+//
+// A key that comes more than once in the batch is written in a later
+// script call than its previous row, so that each call holds a key once
+// and the rows of a key are applied in their order; only the first call
+// logs the batch. A run that publishes between two calls replays the whole
+// batch, and the later call writes into its generation.
 func (s *Store) pushAll(ctx context.Context, v *larder.View, g **liveGen, entry []byte, pairs []pushPair) ([]int64, error) {
+	codes := make([]int64, len(pairs))
+	rounds := pushRounds(pairs)
+	for r, idx := range rounds {
+		e := entry
+		if r > 0 {
+			e = nil
+		}
+		if err := s.pushRound(ctx, v, g, e, pairs, idx, codes); err != nil {
+			return nil, err
+		}
+	}
+	return codes, nil
+}
+
+// pushRounds splits the indexes of pairs into rounds in which each key
+// comes once: a pair goes into the round after the one of the previous
+// pair with its key. Most batches are one round.
+func pushRounds(pairs []pushPair) [][]int {
+	seen := make(map[string]int, len(pairs))
+	var rounds [][]int
+	for i, p := range pairs {
+		r := 0
+		if prev, ok := seen[string(p.key)]; ok {
+			r = prev + 1
+		}
+		seen[string(p.key)] = r
+		if r == len(rounds) {
+			rounds = append(rounds, make([]int, 0, len(pairs)))
+		}
+		rounds[r] = append(rounds[r], i)
+	}
+	return rounds
+}
+
+// pushRound writes the pairs at idx (distinct keys) with one pushAllScript
+// call, logging entry first unless it is empty, and sets their codes.
+func (s *Store) pushRound(ctx context.Context, v *larder.View, g **liveGen, entry []byte, pairs []pushPair, idx []int, codes []int64) error {
 	op := "push to " + v.Name
 	var held time.Duration
+	type placed struct {
+		bucket uint32
+		i      int
+	}
+	rows := make([]placed, len(idx))
 	for attempt := 0; ; attempt++ {
 		cur := *g
-		index := map[uint32]int{}
+		for j, i := range idx {
+			rows[j] = placed{bucketOf(pairs[i].key, cur.buckets), i}
+		}
+		slices.SortStableFunc(rows, func(a, b placed) int { return cmp.Compare(a.bucket, b.bucket) })
 		keys := []string{s.k.live(v.Name), s.k.pushes(v.Name), s.k.pushFloors(v.Name), s.k.pushHold(v.Name)}
-		args := make([]any, 0, 5+3*len(pairs))
+		args := make([]any, 0, 5+3*len(rows))
 		args = append(args, s.opts.PushRetention.Milliseconds(), s.opts.AbandonAfter.Milliseconds(), entry,
 			strconv.FormatInt(cur.gen.ID, 10), codecVersion)
-		for _, p := range pairs {
-			b := bucketOf(p.key, cur.buckets)
-			k, ok := index[b]
-			if !ok {
-				keys = append(keys, cur.dataPrefix+strconv.FormatUint(uint64(b), 10))
-				k = len(keys)
-				index[b] = k
+		for lo := 0; lo < len(rows); {
+			hi := lo + 1
+			for hi < len(rows) && rows[hi].bucket == rows[lo].bucket {
+				hi++
 			}
-			args = append(args, k, p.key, p.row)
+			keys = append(keys, cur.dataPrefix+strconv.FormatUint(uint64(rows[lo].bucket), 10))
+			args = append(args, hi-lo)
+			for _, r := range rows[lo:hi] {
+				args = append(args, pairs[r.i].key)
+			}
+			for _, r := range rows[lo:hi] {
+				args = append(args, pairs[r.i].row)
+			}
+			lo = hi
 		}
 		res, err := pushAllScript.Run(ctx, s.client, keys, args...).Slice()
 		if err != nil {
-			return nil, redisErr(ctx, op, err)
+			return redisErr(ctx, op, err)
 		}
 		code, _ := res[0].(int64)
 		if code == 1 {
 			raw, _ := res[1].([]any)
-			codes := make([]int64, len(pairs))
-			for i := range codes {
-				codes[i], _ = raw[i].(int64)
+			if len(raw) != len(rows) {
+				return fmt.Errorf("store: push to %s: the script answered %d codes for %d rows", v.Name, len(raw), len(rows))
 			}
-			return codes, nil
+			for j, r := range rows {
+				codes[r.i], _ = raw[j].(int64)
+			}
+			return nil
 		}
 		if code == 2 {
 			// A publish holds pushes back for a moment.
 			if err := waitHold(ctx, &held); err != nil {
-				return nil, fmt.Errorf("store: push to %s: %w", v.Name, err)
+				return fmt.Errorf("store: push to %s: %w", v.Name, err)
 			}
 			attempt--
 			continue
@@ -328,11 +410,11 @@ func (s *Store) pushAll(ctx context.Context, v *larder.View, g **liveGen, entry 
 		live, _ := res[1].(string)
 		id, _ := strconv.ParseInt(live, 10, 64)
 		if attempt >= 3 {
-			return nil, fmt.Errorf("store: push to %s: the live generation kept changing (now %s): %w", v.Name, live, larder.ErrUnavailable)
+			return fmt.Errorf("store: push to %s: the live generation kept changing (now %s): %w", v.Name, live, larder.ErrUnavailable)
 		}
 		next, err := s.pushTarget(ctx, v, max(id, 1))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		*g = next
 	}

@@ -115,6 +115,72 @@ func testPush(t *testing.T, client redis.UniversalClient) {
 	}
 }
 
+// TestPushRepeatedKeys pushes batches in which keys come more than once
+// and many keys share a bucket: the rows of a key apply in their order,
+// each with its own outcome, as if pushed one call at a time.
+func TestPushRepeatedKeys(t *testing.T) { forEachBackend(t, testPushRepeatedKeys) }
+
+func testPushRepeatedKeys(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := testProject(t)
+	v := p.View("items")
+	s := store.New(client, p.Name, store.Options{})
+	publishPrices(t, s, v, pushT0, map[string]float64{"a": 1})
+
+	at := func(m int) time.Time { return pushT0.Add(time.Duration(m) * time.Minute) }
+	out, err := s.Push(ctx, v, []larder.PushRow{
+		pushed("a", at(5), 5),  // newer than stored
+		pushed("b", at(1), 1),  // new
+		pushed("a", at(3), 3),  // older than the row before it
+		pushed("b", at(2), 2),  // newer than the row before it
+		pushed("a", at(7), 7),  // newest
+		pushed("a", at(7), 70), // a tie: the later row wins
+		pushed("a", at(-1), 0), // older than all
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []larder.PushResult{larder.PushWritten, larder.PushWritten, larder.PushOlder, larder.PushWritten, larder.PushWritten, larder.PushWritten, larder.PushOlder}
+	for i, o := range out {
+		if o.Result != want[i] {
+			t.Errorf("row %d: %v, want %v", i, o.Result, want[i])
+		}
+	}
+	if got := pushedPrices(t, s, v, "a", "b"); fmt.Sprint(got) != fmt.Sprint(map[string]float64{"a": 70, "b": 2}) {
+		t.Errorf("after the push: %v", got)
+	}
+
+	// Many keys, so that buckets hold several rows of one batch, pushed
+	// twice: the second time every row ties and is written again, then
+	// older rows are all refused.
+	var rows, older []larder.PushRow
+	want2 := map[string]float64{}
+	for i := range 300 {
+		k := fmt.Sprintf("k%d", i)
+		rows = append(rows, pushed(k, at(i%7), float64(i)))
+		older = append(older, pushed(k, at(i%7-1), -1))
+		want2[k] = float64(i)
+	}
+	for round, batch := range [][]larder.PushRow{rows, rows, older} {
+		out, err := s.Push(ctx, v, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range out {
+			if w := map[bool]larder.PushResult{true: larder.PushWritten, false: larder.PushOlder}[round < 2]; o.Result != w {
+				t.Fatalf("round %d, row %d: %v, want %v", round, i, o.Result, w)
+			}
+		}
+	}
+	keys := make([]string, 0, len(want2))
+	for k := range want2 {
+		keys = append(keys, k)
+	}
+	if got := pushedPrices(t, s, v, keys...); fmt.Sprint(got) != fmt.Sprint(want2) {
+		t.Errorf("after the batches: %v", got)
+	}
+}
+
 // TestPushSurvivesFullRun pushes rows while a full run of the view is
 // being written: the run's publish replays them into its generation, so
 // that they are served after the flip; a pushed row older than the run's
