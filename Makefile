@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build install demo docs test test-short check fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-redis setup-protoc setup-chromium setup-python clean
+.PHONY: all build install demo docs test test-short check fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-debian setup-redis setup-protoc setup-chromium setup-python vet clean
 
 all: build
 
@@ -57,7 +57,22 @@ setup-python:
 	  (apt-get install -y -q python3-grpcio python3-protobuf protobuf-compiler-grpc >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && apt-get install -y -q python3-grpcio python3-protobuf protobuf-compiler-grpc >/dev/null)); }
 
-setup: setup-onnxruntime setup-redis setup-protoc setup-chromium setup-python
+# All the Debian packages the tests need, in one apt-get call for those that
+# are missing (one dpkg run is quicker than one per package, and apt-get
+# calls cannot overlap).
+setup-debian:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v protoc >/dev/null 2>&1 || missing="$$missing protobuf-compiler"; \
+	{ command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v grpc_python_plugin >/dev/null 2>&1 || missing="$$missing protobuf-compiler-grpc"; \
+	/usr/bin/python3 -c 'import grpc, google.protobuf' >/dev/null 2>&1 || missing="$$missing python3-grpcio python3-protobuf"; \
+	[ -z "$$missing" ] || { \
+	  echo "installing Debian packages:$$missing"; \
+	  (apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null)); }
+
+setup: setup-onnxruntime setup-debian
 
 demo: setup-onnxruntime build
 	./$(BIN) demo
@@ -65,11 +80,21 @@ demo: setup-onnxruntime build
 # testrun prints each package as it starts and as it ends, the output of
 # failing tests only, and a count (see cmd/testrun). The fuzz targets' seed
 # corpora and kept inputs run as tests; then every target fuzzes briefly.
-test: setup
-	$(GO) vet ./...
+#
+# The set-up (downloads and Debian packages, mostly waiting) runs beside vet
+# (mostly compiling). The packages whose tests take longest are named first,
+# so that they start first, and three test binaries run at once: most tests
+# wait on Redis, servers and child processes more than they compute, as do
+# the tests marked parallel, four of which run at once in a package.
+TEST_FIRST := ./cmd/larder ./store ./server ./scheduler ./proto/larder/v1 ./materializer ./queue
+test:
+	@$(MAKE) --no-print-directory -j3 setup vet
 	@mkdir -p .work && $(GO) build -o .work/testrun ./cmd/testrun
-	.work/testrun -count=1 -vet=off -timeout 15m ./...
+	.work/testrun -count=1 -vet=off -p 3 -parallel 4 -timeout 15m $(TEST_FIRST) ./...
 	@$(MAKE) --no-print-directory fuzz-brief
+
+vet:
+	$(GO) vet ./...
 
 # make test and make lint: staticcheck, and the API's lint, which builds buf
 # (several hundred MB of modules, minutes from cold caches).

@@ -47,6 +47,7 @@ func TestDemoRefusals(t *testing.T) {
 // each); over an edited file the demo is refused, and the file kept, until
 // --force.
 func TestDemoKeepsAnEditedProject(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	dir := t.TempDir()
 	path := filepath.Join(dir, demo.ProjectFile)
 	run := func(extra ...string) result {

@@ -125,6 +125,7 @@ func isInt(s string) bool {
 // TestDemoKeepServing leaves the demo's server up: it runs the views on
 // their schedules, and stops cleanly when interrupted.
 func TestDemoKeepServing(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	ctx, cancel := context.WithCancel(t.Context())
 	var stdout, stderr lockedBuffer
 	a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, now: time.Now}

@@ -33,6 +33,7 @@ streams:
 // and at the end every event is applied, with its value, none is pending
 // and none went to the dead-letter stream.
 func TestIngestKilled(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	if testing.Short() {
 		t.Skip("starts larder processes")
 	}

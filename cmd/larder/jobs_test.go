@@ -23,6 +23,7 @@ import (
 // process: a job submitted through the JobService runs, shows its result,
 // and its generation is live, recorded as computed by a job.
 func TestServeJobs(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	_, cfg := demoProject(t)
 	srv := startServe(t, "-c", cfg, "serve", "--listen", "127.0.0.1:0", "--workers", "1")
 	conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -196,6 +197,7 @@ func TestScheduleShutdown(t *testing.T) {
 // lapse), and publishes one generation; the dead attempt's half-written
 // generation is deleted, its run recorded as abandoned.
 func TestWorkerKilledInRun(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	srv := redistest.Start(t)
 	sp := newSchedProject(t, srv.Addr, `scheduler: {lease: 1m, sweep_interval: 1s}
 jobs: {heartbeat: 200ms, lapse: 1s, backoff: 200ms, max_attempts: 2}`, strings.Replace(lastView, `    schedule: "@every 2s"

@@ -83,6 +83,7 @@ const (
 // kill-trials` runs 50), LARDER_KILL_SEED the seed of the kill moments (the
 // test logs the one it used).
 func TestKillTrials(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	if testing.Short() {
 		t.Skip("starts materialize processes and kills them")
 	}

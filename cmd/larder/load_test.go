@@ -162,6 +162,7 @@ func TestServeLoadAmplification(t *testing.T) {
 // slots: a third is refused at once, and the two end at the deadline of
 // the flag.
 func TestServeLimitFlags(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	redis := redistest.Start(t)
 	views := "  - name: profile\n    kind: latest\n    entity: user\n    source: events\n    features: [{name: x, type: float64}]\n"
 	sp := newSchedProject(t, redis.Addr, "", views, 100, 10)

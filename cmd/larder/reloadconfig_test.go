@@ -27,6 +27,7 @@ import (
 // the file is replaced, then the new configuration applies at once; no
 // call fails.
 func TestServeConfigReload(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	ds, cfgPath := demoProject(t)
 	redis := redistest.Start(t)
 	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", cfgPath, "materialize"), "materialize")
@@ -154,6 +155,7 @@ func TestServeConfigReload(t *testing.T) {
 // does not watch the file, and refuses to when serve runs the schedules,
 // which read the file at start-up only.
 func TestServeSIGHUP(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	if testing.Short() {
 		t.Skip("starts larder processes")
 	}

@@ -60,6 +60,7 @@ func (a *answerLog) bad(err error) {
 // again, from a new version of the source, the same server serves the new
 // values by itself.
 func TestServeRedisRestartedEmpty(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	redis := redistest.Start(t)
 	sp := newSchedProjectGrace(t, redis.Addr, "10m", "", trialView, 1, 1)
 	source := filepath.Join(sp.dir, "data", "events.parquet")

@@ -113,6 +113,7 @@ func TestTwoSchedulers(t *testing.T) {
 // published, and that it holds what a run in one piece at the same as-of
 // writes.
 func TestWorkerKilledInShardedRun(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	srv := redistest.Start(t)
 	sp := newSchedProject(t, srv.Addr, `scheduler: {lease: 1s}
 jobs: {heartbeat: 200ms, lapse: 1s, backoff: 200ms, max_backoff: 1s}`, `  - name: big

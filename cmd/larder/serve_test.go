@@ -441,6 +441,7 @@ func replaceFile(tb testing.TB, path string, data []byte) {
 // a good model is swapped in, a broken one is refused while the good one
 // keeps serving, larder reload and /metrics report both.
 func TestServeReload(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	ds, cfgPath := demoProject(t)
 	redis := redistest.Start(t)
 	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", cfgPath, "materialize"), "materialize")
@@ -731,6 +732,7 @@ func TestServeAdminListenBusy(t *testing.T) {
 // NOT_SERVING, and turns SERVING by itself once Redis answers and a view is
 // published.
 func TestServeWhileRedisDown(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	_, config := demoProject(t)
 	redis := redistest.Start(t)
 	redis.Stop()

@@ -13,6 +13,7 @@ import (
 // TestRedisTLSMismatch points a project with TLS at a plaintext port: the
 // error says that TLS may be the cause, rather than only timing out.
 func TestRedisTLSMismatch(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
 	srv := redistest.Start(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "larder.yaml")
