@@ -72,6 +72,9 @@ const (
 
 var whyReasons = [whyCount]string{NullNoKey, NullMissing, NullStale, NullValue, NullRules, NullRequest}
 
+// exportWriteBuffer is the size of the writes to the output file.
+const exportWriteBuffer = 1 << 20
+
 // exportBlock is the number of rows written to each column at once; it
 // divides scoreRowGroup.
 const exportBlock = 4096
@@ -140,7 +143,7 @@ func createExportOutput(path string, spine *parquet.Schema, plan *exportPlan) (*
 	o.f = f
 	o.w = parquet.NewGenericWriter[any](f, parquet.NewSchema("export", cols), parquet.MaxRowsPerRowGroup(scoreRowGroup),
 		// The column index and the chunks' statistics hold the pages' bounds.
-		parquet.DataPageStatistics(false))
+		parquet.DataPageStatistics(false), parquet.WriteBufferSize(exportWriteBuffer))
 	o.cols = o.w.ColumnWriters()
 	if len(o.cols) != o.leaves+len(plan.columns) {
 		f.Close()

@@ -61,13 +61,23 @@ func readSpine(ctx context.Context, rgs []*rowGroup, plan *exportPlan, ch *spine
 		}
 		ch.req, ch.hasReq = make([][]float32, plan.nreq), make([][]bool, plan.nreq)
 	}
+	rows := 0
+	for _, rg := range rgs {
+		rows += int(rg.numRows)
+	}
+	ch.times = slices.Grow(ch.times, rows)
 	for c := range ch.keys {
 		k := &ch.keys[c]
 		clear(k.strs) // let the strings of the last chunk go
-		k.ints, k.strs, k.has = k.ints[:0], k.strs[:0], k.has[:0]
+		k.ints, k.strs, k.has = k.ints[:0], k.strs[:0], slices.Grow(k.has[:0], rows)
+		if k.str {
+			k.strs = slices.Grow(k.strs, rows)
+		} else {
+			k.ints = slices.Grow(k.ints, rows)
+		}
 	}
 	for q := range ch.req {
-		ch.req[q], ch.hasReq[q] = ch.req[q][:0], ch.hasReq[q][:0]
+		ch.req[q], ch.hasReq[q] = slices.Grow(ch.req[q][:0], rows), slices.Grow(ch.hasReq[q][:0], rows)
 	}
 	for _, rg := range rgs {
 		if err := ctx.Err(); err != nil {
