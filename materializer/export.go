@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -136,9 +137,12 @@ type exportJoin struct {
 	rules *valueRules
 	vals  []larder.Value
 	// scratch space kept from chunk to chunk
-	best []bestRow
-	slot []int32
-	evs  *aggEvents
+	best      []bestRow
+	slot      []int32
+	shardKeys []int64
+	shardBest []bestRow
+	winner    []int32
+	evs       *aggEvents
 }
 
 // Export writes a training set: for every row of a spine (entity keys, a
@@ -216,6 +220,11 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 		for hi < len(rgs) && (hi == lo || rows+rgs[hi].numRows <= chunkRows) {
 			rows += rgs[hi].numRows
 			hi++
+		}
+		if rep.Chunks > 0 {
+			// The last chunk's garbage goes before this chunk's buffers
+			// fill again: memory holds one chunk, whatever the number.
+			runtime.GC()
 		}
 		if err := readSpine(ctx, rgs[lo:hi], plan, ch); err != nil {
 			return rep, err

@@ -101,7 +101,7 @@ func (m *Materializer) joinLatest(ctx context.Context, j *exportJoin, ch *spineC
 	}
 	// Carry the best rows forward, and number the distinct ones: a run's
 	// best rows only get better along it, so equal ones are side by side.
-	shard := &latestShard{keyType: larder.TypeInt64}
+	shard := &latestShard{keyType: larder.TypeInt64, intKeys: j.shardKeys[:0], best: j.shardBest[:0]}
 	j.slot = grow(j.slot[:0], len(best), -1)
 	slot := j.slot
 	for run := range len(ix.start) - 1 {
@@ -125,10 +125,12 @@ func (m *Materializer) joinLatest(ctx context.Context, j *exportJoin, ch *spineC
 		}
 	}
 	l.shards = []*latestShard{shard}
+	j.shardKeys, j.shardBest = shard.intKeys, shard.best
 	if err := l.fill(ctx, nil); err != nil {
 		return 0, err
 	}
-	winner := make([]int32, len(l.winners))
+	j.winner = grow(j.winner[:0], len(l.winners), 0)
+	winner := j.winner
 	for i, w := range l.winners {
 		winner[w.key.Int64()] = int32(i)
 	}
