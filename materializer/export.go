@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -127,16 +128,21 @@ type exportJoin struct {
 
 	found []bool
 	times []int64
-	// the values: latest (winner index into lat.feats), aggregate (slot of
-	// agg), prediction (row index into pred)
-	pos  []int32
-	lat  *latest
-	agg  *aggShard
-	aggf []aggFeature
-	pred []featureValues
+	// pos is, by spine row that has a row of the view, the row of tab
+	// holding its values: a latest view's winner, an aggregate's position
+	// in the spine index, a prediction's spine row.
+	pos []int32
+	tab exportTable
 	// rules are the view's value rules, and the row handed to them.
 	rules *valueRules
 	vals  []larder.Value
+	// scratch space kept from chunk to chunk
+	best      []bestRow
+	slot      []int32
+	shardKeys []int64
+	shardBest []bestRow
+	winner    []int32
+	evs       *aggEvents
 }
 
 // Export writes a training set: for every row of a spine (entity keys, a
@@ -207,18 +213,20 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 
 	chunkRows := int64(cmp.Or(args.ChunkRows, DefaultExportChunkRows))
 	rgs := spine.rowGroups()
-	nulls := make([]map[string]int64, len(plan.columns))
-	for i := range nulls {
-		nulls[i] = make(map[string]int64)
-	}
+	counts := make([][whyCount]int64, len(plan.columns))
+	ch := &spineChunk{}
 	for lo := 0; lo < len(rgs); {
 		hi, rows := lo, int64(0)
 		for hi < len(rgs) && (hi == lo || rows+rgs[hi].numRows <= chunkRows) {
 			rows += rgs[hi].numRows
 			hi++
 		}
-		ch, err := readSpine(ctx, rgs[lo:hi], plan)
-		if err != nil {
+		if rep.Chunks > 0 {
+			// The last chunk's garbage goes before this chunk's buffers
+			// fill again: memory holds one chunk, whatever the number.
+			runtime.GC()
+		}
+		if err := readSpine(ctx, rgs[lo:hi], plan, ch); err != nil {
 			return rep, err
 		}
 		ch.base = rep.SpineRows
@@ -232,7 +240,7 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 		written := func(r int) {
 			m.progress(Progress{View: "export", Phase: PhaseExporting, RowsRead: rep.SpineRows + int64(r), RowsTotal: spine.rows})
 		}
-		if err := out.write(ctx, ch, plan, nulls, written); err != nil {
+		if err := out.write(ctx, ch, plan, counts, written); err != nil {
 			return rep, fmt.Errorf("export: %w", err)
 		}
 		rep.SpineRows += int64(ch.n)
@@ -244,8 +252,14 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 	}
 	rep.Nulls = make(map[string]map[string]int64)
 	for i, c := range plan.columns {
-		if len(nulls[i]) > 0 {
-			rep.Nulls[c] = nulls[i]
+		for why, n := range counts[i] {
+			if n == 0 {
+				continue
+			}
+			if rep.Nulls[c] == nil {
+				rep.Nulls[c] = make(map[string]int64)
+			}
+			rep.Nulls[c][whyReasons[why]] = n
 		}
 	}
 	rep.Duration = m.now().Sub(start)

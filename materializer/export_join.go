@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -67,10 +68,8 @@ func (m *Materializer) joinLatest(ctx context.Context, j *exportJoin, ch *spineC
 		return 0, fmt.Errorf("the source has %d row groups, more than %d", len(l.groups.files), uint64(math.MaxUint32))
 	}
 	l.parts = partitioner{n: 1}
-	best := make([]bestRow, len(ix.order))
-	for i := range best {
-		best[i].t = noBest
-	}
+	j.best = grow(j.best[:0], len(ix.order), bestRow{t: noBest})
+	best := j.best
 	str := l.keyType == larder.TypeString
 	fold := func(_ int, buf *keyBuf) {
 		for k := range buf.len() {
@@ -100,36 +99,38 @@ func (m *Materializer) joinLatest(ctx context.Context, j *exportJoin, ch *spineC
 	if err != nil {
 		return 0, err
 	}
-	// Carry the best rows forward, and number the distinct ones.
-	distinct := make(map[rowRef]int32)
-	shard := &latestShard{keyType: larder.TypeInt64}
-	slot := make([]int32, len(best))
+	// Carry the best rows forward, and number the distinct ones: a run's
+	// best rows only get better along it, so equal ones are side by side.
+	shard := &latestShard{keyType: larder.TypeInt64, intKeys: j.shardKeys[:0], best: j.shardBest[:0]}
+	j.slot = grow(j.slot[:0], len(best), -1)
+	slot := j.slot
 	for run := range len(ix.start) - 1 {
-		for p := int(ix.start[run]); p < int(ix.start[run+1]); p++ {
-			if p > int(ix.start[run]) {
+		lo := int(ix.start[run])
+		for p := lo; p < int(ix.start[run+1]); p++ {
+			if p > lo {
 				if prev := best[p-1]; prev.t > best[p].t || (prev.t == best[p].t && prev.ref > best[p].ref) {
 					best[p] = prev
 				}
 			}
 			slot[p] = -1
-			if best[p].t == noBest {
-				continue
-			}
-			d, ok := distinct[best[p].ref]
-			if !ok {
-				d = int32(len(shard.best))
-				distinct[best[p].ref] = d
-				shard.intKeys = append(shard.intKeys, int64(d))
+			switch {
+			case best[p].t == noBest:
+			case p > lo && best[p] == best[p-1]:
+				slot[p] = slot[p-1]
+			default:
+				slot[p] = int32(len(shard.best))
+				shard.intKeys = append(shard.intKeys, int64(len(shard.best)))
 				shard.best = append(shard.best, best[p])
 			}
-			slot[p] = d
 		}
 	}
 	l.shards = []*latestShard{shard}
+	j.shardKeys, j.shardBest = shard.intKeys, shard.best
 	if err := l.fill(ctx, nil); err != nil {
 		return 0, err
 	}
-	winner := make([]int32, len(l.winners))
+	j.winner = grow(j.winner[:0], len(l.winners), 0)
+	winner := j.winner
 	for i, w := range l.winners {
 		winner[w.key.Int64()] = int32(i)
 	}
@@ -139,96 +140,7 @@ func (m *Materializer) joinLatest(ctx context.Context, j *exportJoin, ch *spineC
 		}
 		j.found[r], j.times[r], j.pos[r] = true, best[p].t, winner[slot[p]]
 	}
-	j.lat = l
-	return ds.rows, nil
-}
-
-// joinAggregate computes the windows of every spine row: each source row
-// is folded, in read order, into the spine rows of its key whose windows
-// hold it, with the aggregation math of a run, on times relative to the
-// spine row's.
-func (m *Materializer) joinAggregate(ctx context.Context, j *exportJoin, ch *spineChunk) (int64, error) {
-	v, ix := j.view, ch.index[j.keyCol]
-	a := newAggregate(v, v.EntityDef(), time.Unix(0, ch.maxT))
-	// Windows end at 0: a row at t folds into a spine row at T as t − T.
-	rel := newAggregate(v, v.EntityDef(), time.Unix(0, 0))
-	ds, err := m.openSource(v, a.specs)
-	if err != nil {
-		return 0, err
-	}
-	defer ds.Close()
-	a.parts = partitioner{n: 1}
-	s := &aggShard{agg: rel, stride: rel.stride, state: make([]aggState, len(rel.aggs))}
-	for p := range ix.order {
-		s.grow(p)
-	}
-	// span is the longest window: a row older than it before a spine row
-	// is in none of its windows.
-	span := int64(0)
-	for _, ag := range rel.aggs {
-		if ag.loMin == math.MinInt64 {
-			span = math.MaxInt64
-		} else {
-			span = max(span, -ag.loMin)
-		}
-	}
-	// first is the oldest event time of each run's key: a spine row has a
-	// row when it is at or after it.
-	first := make([]int64, len(ix.start)-1)
-	for i := range first {
-		first[i] = math.MaxInt64
-	}
-	str := a.keyType == larder.TypeString
-	fold := func(_ int, buf *rowBuf) {
-		for k := range buf.len() {
-			run, ok := ix.runOfKey(str, buf.ikeys, &buf.skeys, k)
-			if !ok {
-				continue
-			}
-			t := buf.times[k]
-			first[run] = min(first[run], t)
-			end := int(ix.start[run+1])
-			for p := ix.firstAtOrAfter(run, t); p < end; p++ {
-				d := ix.times[p] - t
-				if d >= span {
-					break
-				}
-				acc := s.words(p)
-				for i := range rel.aggs {
-					ag := &rel.aggs[i]
-					cb := &buf.cols[ag.col]
-					if !cb.valid[k] {
-						continue
-					}
-					if cb.bytes {
-						foldString(ag, acc[ag.off:], &s.state[i], p, -d, cb.str.at(k))
-					} else {
-						foldNumber(ag, acc[ag.off:], &s.state[i], p, -d, cb.num[k])
-					}
-				}
-			}
-		}
-		buf.reset()
-	}
-	fan := startFanOut(1, func() *rowBuf { return newRowBuf(a.specs[specFeatures:]) }, fold)
-	decode := func(ctx context.Context, rg *rowGroup, emit func(*aggBatch) error) error {
-		sink := &aggSink{a: a, fan: fan, emit: emit}
-		sink.b = &aggBatch{parts: fan.parts()}
-		return scanRows(ctx, rg, specKey, specTime, a.valueColumns(), rowFilter{runTime: a.runTime, since: math.MinInt64}, batchRows, sink)
-	}
-	err = scanParallel(ctx, ds, readWorkers(), decode, func(b *aggBatch) error { return fan.send(ctx, b.parts) }, m.sourceProgress(v, ds))
-	fan.stop()
-	if err != nil {
-		return 0, err
-	}
-	for run := range len(ix.start) - 1 {
-		for p := int(ix.start[run]); p < int(ix.start[run+1]); p++ {
-			if r := ix.order[p]; first[run] <= ix.times[p] {
-				j.found[r], j.times[r], j.pos[r] = true, ix.times[p], int32(p)
-			}
-		}
-	}
-	j.agg, j.aggf = s, rel.features
+	j.tab.fromLatest(l)
 	return ds.rows, nil
 }
 
@@ -246,11 +158,11 @@ func (m *Materializer) joinPrediction(ctx context.Context, j *exportJoin, ch *sp
 		defer c.Close()
 	}
 	nf := len(v.Features)
-	j.pred = make([]featureValues, nf)
-	for f := range j.pred {
-		j.pred[f] = featureValues{typ: larder.TypeFloat32}
-		j.pred[f].resize(ch.n)
+	types := make([]larder.Type, nf)
+	for f := range types {
+		types[f] = larder.TypeFloat32
 	}
+	j.tab.reset(types, ch.n)
 	size := cmp.Or(pr.BatchSize, larder.DefaultPredictionBatch)
 	x := make([]float32, 0, size*len(pr.Inputs))
 	y := make([]float32, size*nf)
@@ -264,8 +176,7 @@ func (m *Materializer) joinPrediction(ctx context.Context, j *exportJoin, ch *sp
 		}
 		for i, r := range rows {
 			for f := range nf {
-				j.pred[f].num[r] = uint64(math.Float32bits(y[i*nf+f]))
-				j.pred[f].null[r] = false
+				j.tab.setNum(r, f, uint64(math.Float32bits(y[i*nf+f])))
 			}
 		}
 		x, rows = x[:0], rows[:0]
@@ -294,16 +205,7 @@ func (m *Materializer) joinPrediction(ctx context.Context, j *exportJoin, ch *sp
 
 // value returns feature f of the view's row for spine row r, which must
 // have one, as computed (before the value rules).
-func (j *exportJoin) value(r, f int) larder.Value {
-	p := int(j.pos[r])
-	switch {
-	case j.lat != nil:
-		return j.lat.feats[f].value(p)
-	case j.agg != nil:
-		return j.agg.value(&j.aggf[f], p)
-	}
-	return j.pred[f].value(p)
-}
+func (j *exportJoin) value(r, f int) larder.Value { return j.tab.value(int(j.pos[r]), f) }
 
 // row returns the values of the view's row for spine row r, which must
 // have one, after the view's value rules, valid until the next call.
@@ -326,4 +228,133 @@ func (j *exportJoin) inputNumber(r, f int, at time.Time, def float32) (float32, 
 		return j.view.InputNumber(false, time.Time{}, at, larder.Null, def)
 	}
 	return j.view.InputNumber(true, time.Unix(0, j.times[r]), at, j.value(r, f), def)
+}
+
+// exportTable holds the values of the rows a join found. Numbers and bools
+// are row-major, so that the values of a spine row are read together,
+// wherever its row is: each row is stride words, nw words of null bits (bit
+// f%64 of word f/64 is set when feature f is null), then one word per
+// feature. Strings, bytes and vectors are kept by feature. Its buffers are
+// kept from chunk to chunk.
+type exportTable struct {
+	types   []larder.Type
+	nf, nw  int
+	stride  int
+	words   []uint64
+	str     [][]string    // by feature, for strings and bytes
+	vec     [][][]float32 // by feature, for vectors
+	allNull []uint64      // the null words of a row all null
+	rows    int
+}
+
+// reset makes t a table of rows rows of features of types, all null.
+func (t *exportTable) reset(types []larder.Type, rows int) {
+	t.shape(types, rows)
+	for r := range rows {
+		copy(t.words[r*t.stride:], t.allNull)
+	}
+	for f, typ := range types {
+		switch typ {
+		case larder.TypeString, larder.TypeBytes:
+			t.str[f] = grow(t.str[f][:0], rows, "")
+		case larder.TypeFloat32Vector:
+			t.vec[f] = make([][]float32, rows)
+		}
+	}
+}
+
+// shape sizes t for rows rows of features of types, its values unset.
+func (t *exportTable) shape(types []larder.Type, rows int) {
+	t.types, t.nf, t.nw, t.rows = types, len(types), (len(types)+63)/64, rows
+	t.stride = t.nw + t.nf
+	t.words = slices.Grow(t.words[:0], rows*t.stride)[:rows*t.stride]
+	t.str = grow(t.str[:0], t.nf, nil)
+	t.vec = grow(t.vec[:0], t.nf, nil)
+	for f := range t.nf {
+		t.str[f], t.vec[f] = t.str[f][:0], nil
+	}
+	t.allNull = grow(t.allNull[:0], t.nw, 0)
+	for f := range t.nf {
+		t.allNull[f/64] |= 1 << (f % 64)
+	}
+}
+
+// fromLatest makes t the table of the winners of l, one row each, and
+// empties l's values.
+func (t *exportTable) fromLatest(l *latest) {
+	t.shape(l.types, len(l.winners))
+	for f := range l.feats {
+		t.str[f], t.vec[f] = l.feats[f].str, l.feats[f].vec
+	}
+	// Row by row: each feature's values are read in order.
+	for w := range t.rows {
+		row := t.words[w*t.stride : (w+1)*t.stride]
+		clear(row[:t.nw])
+		for f := range l.feats {
+			fv := &l.feats[f]
+			if fv.null[w] {
+				row[f/64] |= 1 << (f % 64)
+			}
+			if fv.num != nil {
+				row[t.nw+f] = fv.num[w]
+			}
+		}
+	}
+	l.feats, l.winners = nil, nil
+}
+
+// isNull reports whether feature f of row is null.
+func (t *exportTable) isNull(row, f int) bool {
+	return t.words[row*t.stride+f/64]>>(f%64)&1 != 0
+}
+
+// setNum stores number or bool bits u as feature f of row.
+func (t *exportTable) setNum(row, f int, u uint64) {
+	t.words[row*t.stride+f/64] &^= 1 << (f % 64)
+	t.words[row*t.stride+t.nw+f] = u
+}
+
+// set stores v as feature f of row.
+func (t *exportTable) set(row, f int, v larder.Value) {
+	if v.IsNull() {
+		t.words[row*t.stride+f/64] |= 1 << (f % 64)
+		return
+	}
+	switch t.types[f] {
+	case larder.TypeInt64:
+		t.setNum(row, f, uint64(v.Int64()))
+	case larder.TypeFloat64:
+		t.setNum(row, f, math.Float64bits(v.Float64()))
+	case larder.TypeFloat32:
+		t.setNum(row, f, uint64(math.Float32bits(v.Float32())))
+	case larder.TypeBool:
+		u := uint64(0)
+		if v.Bool() {
+			u = 1
+		}
+		t.setNum(row, f, u)
+	case larder.TypeString, larder.TypeBytes:
+		t.setNum(row, f, 0)
+		t.str[f][row] = v.Str()
+	case larder.TypeFloat32Vector:
+		t.setNum(row, f, 0)
+		t.vec[f][row] = v.Vector()
+	}
+}
+
+// value returns feature f of row.
+func (t *exportTable) value(row, f int) larder.Value {
+	if t.isNull(row, f) {
+		return larder.Null
+	}
+	u := t.words[row*t.stride+t.nw+f]
+	switch t.types[f] {
+	case larder.TypeString:
+		return larder.StringValue(t.str[f][row])
+	case larder.TypeBytes:
+		return larder.BytesValueString(t.str[f][row])
+	case larder.TypeFloat32Vector:
+		return larder.Float32VectorValue(t.vec[f][row])
+	}
+	return numValue(t.types[f], u)
 }
