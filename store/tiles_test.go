@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,5 +135,70 @@ func testTiles(t *testing.T, client redis.UniversalClient) {
 	}
 	if v.Status(true, l.Rows[0].EventTime, now) != larder.StatusStale {
 		t.Errorf("past the horizon the row is %v, want stale", v.Status(true, l.Rows[0].EventTime, now))
+	}
+}
+
+// TestTilesConcurrent has four writers add events to the same entities at
+// once, each event twice: every event counts once, whichever writer's
+// write lands first.
+func TestTilesConcurrent(t *testing.T) { forEachBackend(t, testTilesConcurrent) }
+
+func testTilesConcurrent(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := tileView(t)
+	v := p.View("stats")
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	now := cut.Add(5 * time.Minute)
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const writers, perWriter, users = 4, 200, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lo := 0; lo < perWriter; lo += 20 {
+				var evs []larder.TileEvent
+				for i := lo; i < lo+20; i++ {
+					// Writers w and w+1 (mod writers) both send event i of w.
+					for _, from := range []int{w, (w + writers - 1) % writers} {
+						evs = append(evs, larder.TileEvent{Key: larder.Int64Key(int64(1 + i%users)), ID: fmt.Sprintf("%d-%d", from, i),
+							Time: cut.Add(time.Duration(1+i) * time.Second), Values: []larder.Value{larder.Int64Value(int64(from + 1))}})
+					}
+				}
+				if _, err := st.AddEvents(ctx, v, evs); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	l := &larder.Lookup{View: v}
+	for u := int64(1); u <= users; u++ {
+		l.Keys = append(l.Keys, larder.Int64Key(u))
+	}
+	if err := st.Read(ctx, []*larder.Lookup{l}); err != nil {
+		t.Fatal(err)
+	}
+	var count, sum int64
+	for j := range l.Keys {
+		count += l.Rows[j].Values[0].Int64()
+		sum += l.Rows[j].Values[1].Int64()
+	}
+	// Each writer's perWriter events count once: values 1..writers.
+	if count != writers*perWriter || sum != perWriter*writers*(writers+1)/2 {
+		t.Errorf("count %d sum %d, want %d %d", count, sum, writers*perWriter, perWriter*writers*(writers+1)/2)
 	}
 }
