@@ -47,20 +47,31 @@ func batchField(gen int64) string {
 	return "g" + strconv.FormatInt(gen, 10)
 }
 
-// casTilesScript writes the stream tiles ARGV[2] into field s of the tiles
-// hash KEYS[1] when s still holds ARGV[1] ("" for none), and then makes
-// the hash last ARGV[3] ms at least; the hash is made to last again only
-// once it has aged by a fifth of that, to spare a command. It returns 1
-// when written, 0 when s held something else.
+// casTilesScript writes, for each tiles hash KEYS[i], the stream tiles
+// ARGV[3i-1] into its field s when s still holds ARGV[3i-2] ("" for
+// none), and then, when ARGV[3i] is not 0, makes the hash last that many
+// ms. It returns per key 1 when written, 0 when s held something else.
+// Each redis.call costs more in a script than the command itself, so the
+// script makes as few as it can: the caller reads the hashes' TTLs beside
+// their tiles and asks for an extension only when one is due.
 var casTilesScript = redis.NewScript(`
-local cur = redis.call('HGET', KEYS[1], 's') or ''
-if cur ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 's', ARGV[2])
-local ms = tonumber(ARGV[3])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 or ttl < ms - math.floor(ms / 5) then redis.call('PEXPIRE', KEYS[1], ms) end
-return 1
+local out = {}
+for i, k in ipairs(KEYS) do
+  local b = 3 * i - 2
+  if (redis.call('HGET', k, 's') or '') ~= ARGV[b] then
+    out[i] = 0
+  else
+    redis.call('HSET', k, 's', ARGV[b + 1])
+    if ARGV[b + 2] ~= '0' then redis.call('PEXPIRE', k, ARGV[b + 2]) end
+    out[i] = 1
+  end
+end
+return out
 `)
+
+// casChunk is the most entities one casTilesScript call writes: it bounds
+// how long a script holds Redis.
+const casChunk = 100
 
 // putTilesScript stores the batch tiles ARGV[2] of generation ARGV[1] in
 // the tiles hash KEYS[1], drops those of generations before ARGV[3] (older
@@ -184,25 +195,26 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 		return out, nil
 	}
 	a := tileAdder{specs: specs, tau: int64(tau), minTile: minTile, vals: vals}
+	_, cluster := s.client.(*redis.ClusterClient)
 	for attempt := 0; len(ents) > 0; attempt++ {
 		if attempt == maxTileAttempts {
 			return nil, fmt.Errorf("store: add events to %s: %d entities changed by other writers %d times in a row", v.Name, len(ents), attempt)
 		}
 		pipe := s.client.Pipeline()
 		gets := make([]*redis.StringCmd, len(ents))
+		ttls := make([]*redis.DurationCmd, len(ents))
 		for i, c := range ents {
 			gets[i] = pipe.HGet(ctx, c.key, streamField)
+			ttls[i] = pipe.PTTL(ctx, c.key)
 		}
 		_, _ = pipe.Exec(ctx) // errors are per command
-		pipe = s.client.Pipeline()
 		var writes []*tileEntity
-		var cmds []*redis.Cmd
+		var args []any
 		for i, c := range ents {
 			old, err := gets[i].Result()
 			if err != nil && !errors.Is(err, redis.Nil) {
 				return nil, redisErr(ctx, "read the tiles of "+v.Name, err)
 			}
-			c.old = old
 			if c.new, err = a.add(c, old); err != nil {
 				return nil, fmt.Errorf("store: add events to %s: %w", v.Name, err)
 			}
@@ -211,32 +223,55 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 				continue
 			}
 			// The hash must last until the newest event is older than the
-			// horizon; the script extends it only once it has aged by a
-			// fifth of what it asks, so it asks a quarter more.
+			// horizon. It is made to last a quarter more, and again only
+			// once it has aged by a fifth of that, to spare a command.
 			need := time.Unix(0, max(c.newest, now.UnixNano())).Add(horizon + tau).Sub(now).Milliseconds()
+			last := need + need/4
+			if ttl, err := ttls[i].Result(); err == nil && ttl > 0 && ttl.Milliseconds() >= last-last/5 {
+				last = 0
+			}
 			writes = append(writes, c)
-			cmds = append(cmds, casTilesScript.EvalSha(ctx, pipe, []string{c.key}, old, c.new, need+need/4))
+			args = append(args, old, c.new, last)
 		}
 		if len(writes) == 0 {
 			break
+		}
+		// One script per chunk of entities; on a cluster, where the
+		// entities' hashes are in slots of their own, one per entity.
+		chunk := casChunk
+		if cluster {
+			chunk = 1
+		}
+		pipe = s.client.Pipeline()
+		var cmds []*redis.Cmd
+		keys := make([]string, len(writes))
+		for i, c := range writes {
+			keys[i] = c.key
+		}
+		for lo := 0; lo < len(writes); lo += chunk {
+			hi := min(len(writes), lo+chunk)
+			cmds = append(cmds, casTilesScript.EvalSha(ctx, pipe, keys[lo:hi], args[3*lo:3*hi]...))
 		}
 		_, _ = pipe.Exec(ctx)
 		ents = ents[:0]
 		noscript := false
 		for i, cmd := range cmds {
-			n, err := cmd.Int64()
-			if redis.HasErrorPrefix(err, "NOSCRIPT") && !noscript {
-				noscript = true
-			}
+			part := writes[i*chunk : min(len(writes), (i+1)*chunk)]
+			res, err := cmd.Int64Slice()
 			switch {
 			case redis.HasErrorPrefix(err, "NOSCRIPT"):
-				ents = append(ents, writes[i])
+				noscript = true
+				ents = append(ents, part...)
 			case err != nil:
 				return nil, redisErr(ctx, "add events to "+v.Name, err)
-			case n == 1:
-				writes[i].done(out)
 			default:
-				ents = append(ents, writes[i]) // changed meanwhile: again
+				for j, c := range part {
+					if res[j] == 1 {
+						c.done(out)
+					} else {
+						ents = append(ents, c) // changed meanwhile: again
+					}
+				}
 			}
 		}
 		if noscript {
@@ -257,9 +292,8 @@ type tileEntity struct {
 	key    string
 	events []tileEventAt
 	newest int64
-	// old is the stream tiles read; new what to write, nil when nothing
+	// new is what to write of the stream tiles read, nil when nothing
 	// changes.
-	old string
 	new []byte
 }
 

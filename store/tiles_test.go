@@ -138,9 +138,9 @@ func testTiles(t *testing.T, client redis.UniversalClient) {
 	}
 }
 
-// TestTilesConcurrent has four writers add events to the same entities at
-// once, each event twice: every event counts once, whichever writer's
-// write lands first.
+// TestTilesConcurrent (and the cluster conformance run) has four writers
+// add events to the same entities at once, each event twice: every event
+// counts once, whichever writer's write lands first.
 func TestTilesConcurrent(t *testing.T) { forEachBackend(t, testTilesConcurrent) }
 
 func testTilesConcurrent(t *testing.T, client redis.UniversalClient) {
