@@ -119,7 +119,7 @@ func appendPartial(dst []byte, sp tileSpec, p *larder.Partial, ref int64) []byte
 	return dst
 }
 
-// tileReader reads the tile encodings.
+// tileReader reads the tile encodings, from a string's bytes.
 type tileReader struct {
 	b   []byte
 	err error
@@ -225,7 +225,11 @@ func (r *tileReader) partial(sp tileSpec, p *larder.Partial, ref int64) {
 	if sp.last {
 		p.LastAt = ref - r.span()
 		if sp.kind == 's' {
-			p.LastStr = string(r.bytes(r.uvarint()))
+			// The encoding is a string, which never changes: the value
+			// may share its bytes.
+			if b := r.bytes(r.uvarint()); len(b) > 0 {
+				p.LastStr = unsafe.String(&b[0], len(b))
+			}
 		}
 	}
 }
@@ -361,8 +365,16 @@ func decodeStreamTiles(src string, specs []tileSpec, tau int64, tiles []streamTi
 	}
 	tiles = resize(tiles, int(n))
 	prev := int64(0)
+	var flat []larder.Partial // the partials of the tiles that have none yet
 	for i := range tiles {
 		t := &tiles[i]
+		if cap(t.parts) < len(specs) {
+			if len(flat) < len(specs) {
+				flat = make([]larder.Partial, (len(tiles)-i)*len(specs))
+			}
+			t.parts, flat = flat[:len(specs):len(specs)], flat[len(specs):]
+		}
+		t.parts = t.parts[:len(specs)]
 		t.end = prev + r.varint()
 		prev = t.end
 		t.newest = t.end*tau - r.span()
@@ -378,7 +390,6 @@ func decodeStreamTiles(src string, specs []tileSpec, tau int64, tiles []streamTi
 		if keepIDs && r.err == nil {
 			t.ids = start[: len(start)-len(r.b) : len(start)-len(r.b)]
 		}
-		t.parts = resize(t.parts, len(specs))
 		for a, sp := range specs {
 			r.partial(sp, &t.parts[a], t.newest)
 		}

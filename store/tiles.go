@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -530,10 +531,13 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	}
 	tv := s.tileViewOf(v)
 	specs := tv.specs
-	var batch larder.EntityTiles
+	sc := tileScratchPool.Get().(*tileScratch)
+	defer tileScratchPool.Put(sc)
+	batch := &sc.batch
+	batch.Aggs = batch.Aggs[:0]
 	c, t := cut.UnixNano()/int64(tau), T.UnixNano()/int64(tau)
 	if blob, ok := h[0].(string); ok {
-		if err := decodeEntityTiles(blob, specs, c, int64(tau), &batch); err != nil {
+		if err := decodeEntityTiles(blob, specs, c, int64(tau), batch); err != nil {
 			return fmt.Errorf("store: read %s key %s: %w", v.Name, l.Keys[j], err)
 		}
 	} else if found {
@@ -542,7 +546,8 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 		return nil
 	}
 	blob, _ := h[1].(string)
-	st, err := decodeStreamTiles(blob, specs, int64(tau), nil, false)
+	st, err := decodeStreamTiles(blob, specs, int64(tau), sc.stream, false)
+	sc.stream = st
 	if err != nil {
 		return fmt.Errorf("store: read %s key %s: %w", v.Name, l.Keys[j], err)
 	}
@@ -572,7 +577,7 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 		wn := int64(f.Window.Duration / tau)
 		w := tv.windows[i]
 		var p larder.Partial
-		if batch.Aggs != nil {
+		if len(batch.Aggs) > 0 {
 			at := &batch.Aggs[f.Aggregation]
 			for k := range at.Tiles {
 				if e := at.Tiles[k].End; e > t-wn && e <= min(c, c-wn+hz) {
@@ -596,6 +601,15 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	}
 	return nil
 }
+
+// tileScratch is what combineTiles decodes an entity's tiles into, kept
+// from one read to the next.
+type tileScratch struct {
+	batch  larder.EntityTiles
+	stream []streamTile
+}
+
+var tileScratchPool = sync.Pool{New: func() any { return new(tileScratch) }}
 
 // holdNumbers takes the NumberReads off the lookups that read tiles, so
 // that decode fills their rows, and returns them by lookup.
