@@ -296,15 +296,19 @@ func decodeEntityTiles(src string, specs []tileSpec, c, tau int64, et *larder.En
 	return nil
 }
 
-// streamTile is one stream tile of an entity: its end (over τ), the time
-// of its newest event (Unix ns), the ids of the events added to it
-// (encoded by appendEventID, one after the other) and one partial per
-// aggregation.
+// streamTile is one stream tile of an entity: its end (over τ), and, once
+// decoded, the time of its newest event (Unix ns), the ids of the events
+// added to it (encoded by appendEventID, one after the other) and one
+// partial per aggregation. raw is its encoding as read, until it changes
+// (nil then): a tile no event touches is written back as it was read.
 type streamTile struct {
-	end, newest int64
-	nids        int
-	ids         []byte
-	parts       []larder.Partial
+	end     int64
+	raw     []byte
+	decoded bool
+	newest  int64
+	nids    int
+	ids     []byte
+	parts   []larder.Partial
 }
 
 // hasID reports whether id, encoded by appendEventID, is one of t's.
@@ -325,32 +329,42 @@ func (t *streamTile) hasID(id []byte) bool {
 
 // appendStreamTiles appends the encoding of an entity's stream tiles, in
 // increasing end, of tau ns: the format byte and the number of tiles,
-// then per tile its end (the first in full, then against the one
-// before), its newest event's time (against its end), its number of
-// event ids and the ids, and per aggregation its partial (against its
-// newest event).
+// then per tile its end (the first in full, then against the one before),
+// the length of the rest of it, and that rest: its newest event's time
+// (against its end), its number of event ids and the ids, and per
+// aggregation its partial (against its newest event). A tile with raw
+// set is written from raw.
 func appendStreamTiles(dst []byte, specs []tileSpec, tau int64, tiles []streamTile) []byte {
 	dst = append(dst, tileFormat)
 	dst = binary.AppendUvarint(dst, uint64(len(tiles)))
 	prev := int64(0)
+	var body []byte
 	for i := range tiles {
 		t := &tiles[i]
 		dst = binary.AppendVarint(dst, t.end-prev)
 		prev = t.end
-		dst = appendSpan(dst, t.end*tau-t.newest)
-		dst = binary.AppendUvarint(dst, uint64(t.nids))
-		dst = append(dst, t.ids...)
-		for a, sp := range specs {
-			dst = appendPartial(dst, sp, &t.parts[a], t.newest)
+		if t.raw == nil {
+			body = appendSpan(body[:0], t.end*tau-t.newest)
+			body = binary.AppendUvarint(body, uint64(t.nids))
+			body = append(body, t.ids...)
+			for a, sp := range specs {
+				body = appendPartial(body, sp, &t.parts[a], t.newest)
+			}
+			dst = binary.AppendUvarint(dst, uint64(len(body)))
+			dst = append(dst, body...)
+			continue
 		}
+		dst = binary.AppendUvarint(dst, uint64(len(t.raw)))
+		dst = append(dst, t.raw...)
 	}
 	return dst
 }
 
-// decodeStreamTiles decodes an encoding of appendStreamTiles into tiles,
-// reusing it, and returns them. An empty src holds no tile. The tiles'
-// ids alias src when keepIDs, and are left out otherwise.
-func decodeStreamTiles(src string, specs []tileSpec, tau int64, tiles []streamTile, keepIDs bool) ([]streamTile, error) {
+// decodeStreamTiles reads the tiles of an encoding of appendStreamTiles
+// into tiles, reusing it, and returns them: their ends and raw encodings,
+// which alias src; decode reads the rest of one. An empty src holds no
+// tile.
+func decodeStreamTiles(src string, tiles []streamTile) ([]streamTile, error) {
 	tiles = tiles[:0]
 	if src == "" {
 		return tiles, nil
@@ -365,39 +379,51 @@ func decodeStreamTiles(src string, specs []tileSpec, tau int64, tiles []streamTi
 	}
 	tiles = resize(tiles, int(n))
 	prev := int64(0)
-	var flat []larder.Partial // the partials of the tiles that have none yet
 	for i := range tiles {
 		t := &tiles[i]
-		if cap(t.parts) < len(specs) {
-			if len(flat) < len(specs) {
-				flat = make([]larder.Partial, (len(tiles)-i)*len(specs))
-			}
-			t.parts, flat = flat[:len(specs):len(specs)], flat[len(specs):]
-		}
-		t.parts = t.parts[:len(specs)]
 		t.end = prev + r.varint()
 		prev = t.end
-		t.newest = t.end*tau - r.span()
-		t.nids = int(r.uvarint())
-		if t.nids > len(r.b) {
-			return tiles, errBadTiles
-		}
-		start := r.b
-		for range t.nids {
-			skipEventID(&r)
-		}
-		t.ids = nil
-		if keepIDs && r.err == nil {
-			t.ids = start[: len(start)-len(r.b) : len(start)-len(r.b)]
-		}
-		for a, sp := range specs {
-			r.partial(sp, &t.parts[a], t.newest)
-		}
+		t.raw = r.bytes(r.uvarint())
+		t.decoded = false
 		if r.err != nil {
 			return tiles, r.err
 		}
 	}
 	return tiles, nil
+}
+
+// decode reads t's newest event time, ids and partials from t.raw, once.
+// The ids alias raw when keepIDs, and are left out otherwise.
+func (t *streamTile) decode(specs []tileSpec, tau int64, keepIDs bool) error {
+	if t.decoded {
+		return nil
+	}
+	r := tileReader{b: t.raw}
+	t.newest = t.end*tau - r.span()
+	t.nids = int(r.uvarint())
+	if t.nids > len(r.b) {
+		return errBadTiles
+	}
+	start := r.b
+	for range t.nids {
+		skipEventID(&r)
+	}
+	t.ids = nil
+	if keepIDs && r.err == nil {
+		t.ids = start[: len(start)-len(r.b) : len(start)-len(r.b)]
+	}
+	if cap(t.parts) < len(specs) {
+		t.parts = make([]larder.Partial, len(specs))
+	}
+	t.parts = t.parts[:len(specs)]
+	for a, sp := range specs {
+		r.partial(sp, &t.parts[a], t.newest)
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = errBadTiles
+	}
+	t.decoded = r.err == nil
+	return r.err
 }
 
 // appendEventID appends the encoding of an event's id: a Redis stream

@@ -340,7 +340,7 @@ type tileAdder struct {
 // added, each once by its id, and the tiles at or before minTile dropped;
 // nil when that changes nothing. It marks the events it adds.
 func (a *tileAdder) add(c *tileEntity, old string) ([]byte, error) {
-	tiles, err := decodeStreamTiles(old, a.specs, a.tau, a.tiles, true)
+	tiles, err := decodeStreamTiles(old, a.tiles)
 	if err != nil {
 		return nil, err
 	}
@@ -353,12 +353,15 @@ func (a *tileAdder) add(c *tileEntity, old string) ([]byte, error) {
 		}
 		j, found := slices.BinarySearchFunc(tiles, ev.tile, func(t streamTile, end int64) int { return cmp.Compare(t.end, end) })
 		if !found {
-			tiles = slices.Insert(tiles, j, streamTile{end: ev.tile, newest: ev.t, parts: make([]larder.Partial, len(a.specs))})
+			tiles = slices.Insert(tiles, j, streamTile{end: ev.tile, decoded: true, newest: ev.t, parts: make([]larder.Partial, len(a.specs))})
+		} else if err := tiles[j].decode(a.specs, a.tau, true); err != nil {
+			return nil, err
 		} else if tiles[j].hasID(ev.id) {
 			continue
 		}
 		t := &tiles[j]
 		ev.added, changed = true, true
+		t.raw = nil
 		t.newest = max(t.newest, ev.t)
 		t.ids = append(t.ids, ev.id...)
 		t.nids++
@@ -546,7 +549,7 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 		return nil
 	}
 	blob, _ := h[1].(string)
-	st, err := decodeStreamTiles(blob, specs, int64(tau), sc.stream, false)
+	st, err := decodeStreamTiles(blob, sc.stream)
 	sc.stream = st
 	if err != nil {
 		return fmt.Errorf("store: read %s key %s: %w", v.Name, l.Keys[j], err)
@@ -561,6 +564,9 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	st = st[lo:hi]
 	newest := int64(0)
 	for k := range st {
+		if err := st[k].decode(specs, int64(tau), false); err != nil {
+			return fmt.Errorf("store: read %s key %s: %w", v.Name, l.Keys[j], err)
+		}
 		newest = max(newest, st[k].newest)
 	}
 	if !found && newest == 0 {
