@@ -196,28 +196,20 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 		return out, nil
 	}
 	a := tileAdder{specs: specs, tau: int64(tau), minTile: minTile, vals: vals}
-	_, cluster := s.client.(*redis.ClusterClient)
-	for attempt := 0; len(ents) > 0; attempt++ {
-		if attempt == maxTileAttempts {
-			return nil, fmt.Errorf("store: add events to %s: %d entities changed by other writers %d times in a row", v.Name, len(ents), attempt)
-		}
-		pipe := s.client.Pipeline()
-		gets := make([]*redis.StringCmd, len(ents))
-		ttls := make([]*redis.DurationCmd, len(ents))
-		for i, c := range ents {
-			gets[i] = pipe.HGet(ctx, c.key, streamField)
-			ttls[i] = pipe.PTTL(ctx, c.key)
-		}
-		_, _ = pipe.Exec(ctx) // errors are per command
+	// prepare adds the events of ents to the stream tiles read by gets,
+	// sets the outcomes of the entities it leaves unchanged, and returns
+	// the others with, per entity, the tiles read, the tiles to write and
+	// how long the hash must last from now (0: long enough).
+	prepare := func(ents []*tileEntity, gets []*redis.StringCmd, ttls []*redis.DurationCmd) ([]*tileEntity, []any, error) {
 		var writes []*tileEntity
-		var args []any
+		args := make([]any, 0, 3*len(ents))
 		for i, c := range ents {
 			old, err := gets[i].Result()
 			if err != nil && !errors.Is(err, redis.Nil) {
-				return nil, redisErr(ctx, "read the tiles of "+v.Name, err)
+				return nil, nil, redisErr(ctx, "read the tiles of "+v.Name, err)
 			}
 			if c.new, err = a.add(c, old); err != nil {
-				return nil, fmt.Errorf("store: add events to %s: %w", v.Name, err)
+				return nil, nil, fmt.Errorf("store: add events to %s: %w", v.Name, err)
 			}
 			if c.new == nil {
 				c.done(out) // nothing new: every event left out
@@ -233,6 +225,39 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 			}
 			writes = append(writes, c)
 			args = append(args, old, c.new, last)
+		}
+		return writes, args, nil
+	}
+	_, cluster := s.client.(*redis.ClusterClient)
+	if c, ok := s.client.(*redis.Client); ok {
+		// Off a cluster, one transaction first: no script, and with one
+		// writer (a consumer alone on its stream) the common case.
+		writes, committed, err := addWatched(ctx, c, "add events to "+v.Name, ents, prepare)
+		if err != nil {
+			return nil, err
+		}
+		if committed {
+			for _, c := range writes {
+				c.done(out)
+			}
+			return out, nil
+		}
+	}
+	for attempt := 0; len(ents) > 0; attempt++ {
+		if attempt == maxTileAttempts {
+			return nil, fmt.Errorf("store: add events to %s: %d entities changed by other writers %d times in a row", v.Name, len(ents), attempt)
+		}
+		pipe := s.client.Pipeline()
+		gets := make([]*redis.StringCmd, len(ents))
+		ttls := make([]*redis.DurationCmd, len(ents))
+		for i, c := range ents {
+			gets[i] = pipe.HGet(ctx, c.key, streamField)
+			ttls[i] = pipe.PTTL(ctx, c.key)
+		}
+		_, _ = pipe.Exec(ctx) // errors are per command
+		writes, args, err := prepare(ents, gets, ttls)
+		if err != nil {
+			return nil, err
 		}
 		if len(writes) == 0 {
 			break
@@ -282,6 +307,76 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 		}
 	}
 	return out, nil
+}
+
+// addWatched reads the stream tiles of ents and writes back what prepare
+// makes of them in one transaction, which Redis refuses when another
+// writer changed any of the hashes meanwhile (WATCH, the reads, then MULTI
+// and EXEC, in two round trips on one connection). It returns what it
+// wrote and whether it committed; when it did not, nothing was written,
+// and the caller writes with casTilesScript instead. Redis errors are
+// reported as doing what.
+func addWatched(ctx context.Context, client *redis.Client, what string, ents []*tileEntity,
+	prepare func([]*tileEntity, []*redis.StringCmd, []*redis.DurationCmd) ([]*tileEntity, []any, error)) ([]*tileEntity, bool, error) {
+	var writes []*tileEntity
+	committed := false
+	err := client.Watch(ctx, func(tx *redis.Tx) error {
+		watch := make([]any, 1, 1+len(ents))
+		watch[0] = "watch"
+		for _, c := range ents {
+			watch = append(watch, c.key)
+		}
+		gets := make([]*redis.StringCmd, len(ents))
+		ttls := make([]*redis.DurationCmd, len(ents))
+		watched := redis.NewStatusCmd(ctx, watch...)
+		_, _ = tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			_ = p.Process(ctx, watched)
+			for i, c := range ents {
+				gets[i] = p.HGet(ctx, c.key, streamField)
+				ttls[i] = p.PTTL(ctx, c.key)
+			}
+			return nil
+		})
+		execd := false
+		defer func() {
+			if !execd {
+				// The connection goes back to the pool: leave no key
+				// watched on it.
+				_ = tx.Unwatch(ctx).Err()
+			}
+		}()
+		if err := watched.Err(); err != nil {
+			return redisErr(ctx, what, err)
+		}
+		var args []any
+		var err error
+		if writes, args, err = prepare(ents, gets, ttls); err != nil {
+			return err
+		}
+		if len(writes) == 0 {
+			committed = true
+			return nil
+		}
+		execd = true
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for i, c := range writes {
+				p.HSet(ctx, c.key, streamField, c.new)
+				if last := args[3*i+2].(int64); last != 0 {
+					p.PExpire(ctx, c.key, time.Duration(last)*time.Millisecond)
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, redis.TxFailedErr) {
+			return nil
+		}
+		if err != nil {
+			return redisErr(ctx, what, err)
+		}
+		committed = true
+		return nil
+	})
+	return writes, committed, err
 }
 
 // maxTileAttempts bounds how many times AddEvents reads an entity's tiles
