@@ -82,8 +82,8 @@ var putTilesScript = redis.NewScript(`
 local live = tonumber(ARGV[3])
 for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   if f ~= 's' then
-    local g = tonumber(string.match(f, '^g(%d+)$'))
-    if not g or (g < live and f ~= 'g' .. ARGV[1]) then redis.call('HDEL', KEYS[1], f) end
+    local g = string.match(f, '^g(%d+)$')
+    if not g or (tonumber(g) < live and f ~= 'g' .. ARGV[1]) then redis.call('HDEL', KEYS[1], f) end
   end
 end
 redis.call('HSET', KEYS[1], 'g' .. ARGV[1], ARGV[2])
