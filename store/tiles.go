@@ -30,11 +30,13 @@ var _ larder.TileStore = (*Store)(nil)
 //     of the events added to it (encoded by appendStreamTiles).
 //
 // The store folds the stream's events into s itself: it reads s, adds the
-// events whose ids its tiles do not hold, and writes s back with a script
+// events whose ids its tiles do not hold, and writes s back only if no
+// other writer changed it meanwhile: in one transaction off a cluster
+// (addWatched), else, or when the transaction is refused, with a script
 // that checks s is still what it read (casTilesScript), reading again the
-// entities another writer changed meanwhile. An event's id stays as long
-// as its tile, so until the event is covered by a later cutoff or older
-// than the horizon, when it is refused anyway.
+// entities another writer changed. An event's id stays as long as its
+// tile, so until the event is covered by a later cutoff or older than the
+// horizon, when it is refused anyway.
 func (k keys) tiles(view string, key []byte) string {
 	return k.prefix + "{" + view + ":" + string(key) + "}:t"
 }
@@ -135,12 +137,13 @@ func tileCutoff(v *larder.View, g larder.Generation) time.Time {
 // AddEvents adds events to the stream tiles of streaming aggregate view v
 // (see larder.TileStore). It reads the stream tiles of the events'
 // entities in one pipelined round trip, adds the events to them, and
-// writes back those that changed in a second, one script per entity that
-// writes only when no other writer changed them meanwhile; the others are
-// read and added to again. Events at or before the live generation's
-// cutoff are left out (the batch covers them), as are those older than
-// the view's horizon before now: they could only count in windows the
-// view no longer answers fresh.
+// writes back those that changed in a second, only when no other writer
+// changed them meanwhile: off a cluster in one transaction (addWatched);
+// else, or when Redis refuses it, with casTilesScript, reading and adding
+// to again the entities another writer changed. Events at or before the
+// live generation's cutoff are left out (the batch covers them), as are
+// those older than the view's horizon before now: they could only count
+// in windows the view no longer answers fresh.
 func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.TileEvent) ([]larder.PushOutcome, error) {
 	if !v.Streaming() {
 		return nil, larder.Invalidf("view %s is not a streaming aggregate view: no stream feeds it", v.Name)
