@@ -274,8 +274,8 @@ type EntityTiles struct {
 type TileEvent struct {
 	Key Key
 	// ID identifies the event in its stream (a Redis stream entry id, a
-	// Kafka topic/partition/offset): an event applied once is not applied
-	// again.
+	// Kafka record's partition/offset in the stream's topic): an event
+	// applied once is not applied again.
 	ID   string
 	Time time.Time
 	// Values holds, per aggregation of the view, the value of its column

@@ -223,9 +223,10 @@ func (c *KafkaConsumer) apply(ctx context.Context, cl *kgo.Client) error {
 	return nil
 }
 
-// recordID identifies a record in its topic: topic/partition/offset.
+// recordID identifies a record in the stream's one topic:
+// partition/offset.
 func recordID(r *kgo.Record) string {
-	return r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
+	return strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
 }
 
 // row returns the row of a record whose value is a JSON object of the

@@ -40,7 +40,7 @@ const (
 //   - read: a store read of 1 entity, p50 and p99, streaming against
 //     batch-only (the gRPC layer above it is the same for both);
 //   - memory: Redis bytes per entity (MEMORY USAGE): the generation's row,
-//     plus, for the streaming view, its tiles hash and its set of event ids.
+//     plus, for the streaming view, its tiles hash.
 func BenchmarkStreamingAggregate(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
@@ -94,14 +94,12 @@ func BenchmarkStreamingAggregate(b *testing.B) {
 			}
 			var tiles int64
 			for u := int64(1); u <= benchEntities; u++ {
-				for _, suffix := range []string{"t", "d"} {
-					key := fmt.Sprintf("larder:%s:{stats:%d}:%s", p.Name, u, suffix)
-					m, err := client.MemoryUsage(ctx, key, 0).Result()
-					if err != nil {
-						b.Fatal(err)
-					}
-					tiles += m
+				key := fmt.Sprintf("larder:%s:{stats:%d}:t", p.Name, u)
+				m, err := client.MemoryUsage(ctx, key, 0).Result()
+				if err != nil {
+					b.Fatal(err)
 				}
+				tiles += m
 			}
 			b.ReportMetric(float64(ref)/float64(n), "batch-bytes/entity")
 			b.ReportMetric(float64(gen+tiles)/float64(n), "streaming-bytes/entity")

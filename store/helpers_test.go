@@ -182,6 +182,7 @@ var conformance = []struct {
 	{"PushSurvivesFullRun", testPushSurvivesFullRun},
 	{"PushUnderPublishes", testPushUnderPublishes},
 	{"Tiles", testTiles},
+	{"TilesConcurrent", testTilesConcurrent},
 }
 
 // TestCluster runs the conformance suite on a Redis Cluster of three

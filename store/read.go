@@ -369,7 +369,7 @@ func (s *Store) Read(ctx context.Context, lookups []*larder.Lookup) error {
 
 	c := getReadCall(ctx)
 	c.build(lookups, gens, n)
-	tiles := s.buildTiles(c, lookups)
+	tiles := s.buildTiles(c, lookups, gens)
 	if err := s.roundTrip(ctx, c); err != nil {
 		// The round trip may still use c's commands: c is not reused.
 		return fmt.Errorf("store: read: %w", err)

@@ -1,16 +1,15 @@
 package store
 
 import (
+	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/larder-dev/larder"
 	"github.com/redis/go-redis/v9"
@@ -21,177 +20,77 @@ var _ larder.TileStore = (*Store)(nil)
 // Tiles of streaming aggregate views (see larder.View.Streaming).
 //
 // Each entity of such a view has a hash of its own, {view:key}:t, hash
-// tagged by view and entity so that one script can write it and its event
-// ids on a cluster. It holds:
+// tagged by view and entity so that one script writes it on a cluster. It
+// holds:
 //
-//   - b<gen>: what batch generation gen keeps for the entity's windows to
-//     slide (larder.EntityTiles, encoded by appendEntityTiles), and bg the
-//     list of the generations with such a field;
-//   - <tile>, a stream tile (see addEventsScript): its newest event time
-//     and, per aggregation, its partial over that tile, as decimal text
-//     (floats in %.17g, which reads back to the same bits); and
-//     <tile>:<agg> the last value of a string aggregation;
-//   - lo, the oldest stream tile held, so that a write knows when tiles
-//     covered by a later batch cutoff are left to trim.
+//   - g<gen>: what batch generation gen keeps for the entity's windows to
+//     slide (larder.EntityTiles, encoded by appendEntityTiles), written
+//     whole by the run before it publishes;
+//   - s: the entity's stream tiles after the live cutoff, each with the ids
+//     of the events added to it (encoded by appendStreamTiles).
 //
-// Beside it, {view:key}:d is a sorted set of the ids of the stream events
-// added to the entity, scored by event time in ms: an event whose id is
-// there is not added again. Ids leave it once their events are older than
-// the view's horizon, and so refused anyway.
+// The store folds the stream's events into s itself: it reads s, adds the
+// events whose ids its tiles do not hold, and writes s back only if no
+// other writer changed it meanwhile: in one transaction off a cluster
+// (addWatched), else, or when the transaction is refused, with a script
+// that checks s is still what it read (casTilesScript), reading again the
+// entities another writer changed. An event's id stays as long as its
+// tile, so until the event is covered by a later cutoff or older than the
+// horizon, when it is refused anyway.
 func (k keys) tiles(view string, key []byte) string {
 	return k.prefix + "{" + view + ":" + string(key) + "}:t"
 }
 
-func (k keys) tileIDs(view string, key []byte) string {
-	return k.prefix + "{" + view + ":" + string(key) + "}:d"
+// streamField is the field of a tiles hash that holds the stream tiles.
+const streamField = "s"
+
+// batchField returns the field of a tiles hash that holds the batch tiles
+// of generation gen.
+func batchField(gen int64) string {
+	return "g" + strconv.FormatInt(gen, 10)
 }
 
-// tileLua holds the helpers of the tile scripts: cmpint compares two
-// integers written in decimal, of any size (Lua numbers are doubles), and
-// less compares two values of an aggregation of kind 'f' or 'i'.
-const tileLua = `
-local function cmpint(a, b)
-  local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
-  if na ~= nb then
-    if na then return -1 end
-    return 1
-  end
-  local r
-  if #a ~= #b then
-    if #a < #b then r = -1 else r = 1 end
-  elseif a == b then
-    return 0
-  elseif a < b then
-    r = -1
+// casTilesScript writes, for each tiles hash KEYS[i], the stream tiles
+// ARGV[3i-1] into its field s when s still holds ARGV[3i-2] ("" for
+// none), and then, when ARGV[3i] is not 0, makes the hash last that many
+// ms. It returns per key 1 when written, 0 when s held something else.
+// Each redis.call costs more in a script than the command itself, so the
+// script makes as few as it can: the caller reads the hashes' TTLs beside
+// their tiles and asks for an extension only when one is due.
+var casTilesScript = redis.NewScript(`
+local out = {}
+for i, k in ipairs(KEYS) do
+  local b = 3 * i - 2
+  if (redis.call('HGET', k, 's') or '') ~= ARGV[b] then
+    out[i] = 0
   else
-    r = 1
+    redis.call('HSET', k, 's', ARGV[b + 1])
+    if ARGV[b + 2] ~= '0' then redis.call('PEXPIRE', k, ARGV[b + 2]) end
+    out[i] = 1
   end
-  if na then r = -r end
-  return r
-end
-local function less(kind, a, b)
-  if kind == 'f' then return tonumber(a) < tonumber(b) end
-  return cmpint(a, b) < 0
-end
-local function extend(key, ms, slack)
-  local ttl = redis.call('PTTL', key)
-  if ttl < 0 or ttl < tonumber(ms) - slack then redis.call('PEXPIRE', key, ms) end
-end
-`
-
-// addEventsScript adds the events of one entity to its stream tiles.
-// KEYS[1] is the tiles hash, KEYS[2] the ids. ARGV[1] holds, per
-// aggregation, its kind ('f', 'i' or 's') then the stats it keeps (s, n,
-// x, l), comma-separated; ARGV[2] is the newest tile that takes no event
-// (covered by the batch, or past the horizon); ARGV[3] the time in ms
-// before which ids are dropped; ARGV[4] how long in ms the keys last, at
-// least, less a fifth (a duration, so that the clocks of Redis and of the
-// store may differ); ARGV[5] is unused. Then, per event: its id, tile, time in ns
-// and in ms, and per aggregation an empty string for null, or '=' and the
-// value. It returns per event 1 when added, 0 when left out.
-//
-// A tile is one field, named by its number: the newest event time, then
-// per aggregation its count, sum, min, max, last value and last time,
-// comma-separated, the parts separated by '|'. A string's last value is a
-// field of its own, <tile>:<aggregation>, since it may hold any byte.
-var addEventsScript = redis.NewScript(tileLua + `
-local function split(s, sep)
-  local out = {}
-  for x in string.gmatch(s .. sep, '([^' .. sep .. ']*)' .. sep) do out[#out + 1] = x end
-  return out
-end
-local specs = {}
-for sp in string.gmatch(ARGV[1], '[^,]+') do specs[#specs + 1] = sp end
-local nA, minTile, h = #specs, tonumber(ARGV[2]), KEYS[1]
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
-local lo = tonumber(redis.call('HGET', h, 'lo') or '0')
-local lo0 = lo
-if lo ~= 0 and lo <= minTile then
-  lo = 0
-  for _, f in ipairs(redis.call('HKEYS', h)) do
-    local e = tonumber(string.match(f, '^(%d+)'))
-    if e then
-      if e <= minTile then
-        redis.call('HDEL', h, f)
-      elseif lo == 0 or e < lo then
-        lo = e
-      end
-    end
-  end
-end
-local out, per, wrote = {}, 4 + nA, false
-for b = 6, #ARGV, per do
-  local id, tile, t = ARGV[b], tonumber(ARGV[b + 1]), ARGV[b + 2]
-  if tile <= minTile or redis.call('ZADD', KEYS[2], 'NX', ARGV[b + 3], id) == 0 then
-    out[#out + 1] = 0
-  else
-    out[#out + 1] = 1
-    wrote = true
-    if lo == 0 or tile < lo then lo = tile end
-    local f = ARGV[b + 1]
-    local cur = redis.call('HGET', h, f)
-    local parts = {}
-    if cur then parts = split(cur, '|') end
-    if not parts[1] or cmpint(t, parts[1]) > 0 then parts[1] = t end
-    for a = 1, nA do
-      local st = {'0', '', '', '', '', ''}
-      if parts[a + 1] and parts[a + 1] ~= '' then st = split(parts[a + 1], ',') end
-      local v = ARGV[b + 3 + a]
-      if v ~= '' then
-        v = string.sub(v, 2)
-        local sp = specs[a]
-        local kind = string.sub(sp, 1, 1)
-        local c = tonumber(st[1]) + 1
-        st[1] = string.format('%.0f', c)
-        if string.find(sp, 's', 2, true) then
-          local sum = (tonumber(st[2]) or 0) + tonumber(v)
-          if kind == 'f' then st[2] = string.format('%.17g', sum) else st[2] = string.format('%.0f', sum) end
-        end
-        if string.find(sp, 'n', 2, true) and (c == 1 or less(kind, v, st[3])) then st[3] = v end
-        if string.find(sp, 'x', 2, true) and (c == 1 or less(kind, st[4], v)) then st[4] = v end
-        if string.find(sp, 'l', 2, true) and (c == 1 or cmpint(t, st[6]) >= 0) then
-          if kind == 's' then
-            redis.call('HSET', h, f .. ':' .. a, v)
-          else
-            st[5] = v
-          end
-          st[6] = t
-        end
-      end
-      parts[a + 1] = table.concat(st, ',')
-    end
-    redis.call('HSET', h, f, table.concat(parts, '|'))
-  end
-end
-if wrote then
-  if lo ~= lo0 then redis.call('HSET', h, 'lo', tostring(lo)) end
-  -- A key is made to last again only once it has aged by a fifth of the
-  -- time it must last, to spare a command per event.
-  local slack = math.floor(tonumber(ARGV[4]) / 5)
-  extend(KEYS[1], ARGV[4], slack)
-  extend(KEYS[2], ARGV[4], slack)
 end
 return out
 `)
 
-// putTilesScript stores the batch tiles of generation ARGV[1] (ARGV[2])
-// in the tiles hash KEYS[1], drops those of generations before ARGV[3]
-// (older than the live one), and makes the hash last ARGV[4] ms at least.
-var putTilesScript = redis.NewScript(tileLua + `
-local keep, gens = {ARGV[1]}, redis.call('HGET', KEYS[1], 'bg')
-if gens then
-  for g in string.gmatch(gens, '%d+') do
-    if g ~= ARGV[1] then
-      if tonumber(g) >= tonumber(ARGV[3]) then
-        keep[#keep + 1] = g
-      else
-        redis.call('HDEL', KEYS[1], 'b' .. g)
-      end
-    end
+// casChunk is the most entities one casTilesScript call writes: it bounds
+// how long a script holds Redis.
+const casChunk = 100
+
+// putTilesScript stores the batch tiles ARGV[2] of generation ARGV[1] in
+// the tiles hash KEYS[1], drops those of generations before ARGV[3] (older
+// than the live one) and any field of an older format, and makes the hash
+// last ARGV[4] ms at least.
+var putTilesScript = redis.NewScript(`
+local live = tonumber(ARGV[3])
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if f ~= 's' then
+    local g = string.match(f, '^g(%d+)$')
+    if not g or (tonumber(g) < live and f ~= 'g' .. ARGV[1]) then redis.call('HDEL', KEYS[1], f) end
   end
 end
-redis.call('HSET', KEYS[1], 'b' .. ARGV[1], ARGV[2], 'bg', table.concat(keep, ','))
-extend(KEYS[1], ARGV[4], 0)
+redis.call('HSET', KEYS[1], 'g' .. ARGV[1], ARGV[2])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 or ttl < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 return 1
 `)
 
@@ -229,26 +128,6 @@ func tileSpecs(v *larder.View) []tileSpec {
 	return out
 }
 
-// scriptSpec returns the first argument of addEventsScript for specs.
-func scriptSpec(specs []tileSpec) string {
-	var b strings.Builder
-	for i, sp := range specs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte(sp.kind)
-		for _, f := range []struct {
-			on bool
-			c  byte
-		}{{sp.sum, 's'}, {sp.min, 'n'}, {sp.max, 'x'}, {sp.last, 'l'}} {
-			if f.on {
-				b.WriteByte(f.c)
-			}
-		}
-	}
-	return b.String()
-}
-
 // tileCutoff returns the cutoff of generation g of v: its as-of rounded
 // down to the view's tile.
 func tileCutoff(v *larder.View, g larder.Generation) time.Time {
@@ -256,11 +135,15 @@ func tileCutoff(v *larder.View, g larder.Generation) time.Time {
 }
 
 // AddEvents adds events to the stream tiles of streaming aggregate view v
-// (see larder.TileStore): one script per entity, all in one pipelined
-// round trip. Events at or before the live generation's cutoff are left
-// out (the batch covers them), as are those older than the view's horizon
-// before now: they could only count in windows the view no longer
-// answers fresh.
+// (see larder.TileStore). It reads the stream tiles of the events'
+// entities in one pipelined round trip, adds the events to them, and
+// writes back those that changed in a second, only when no other writer
+// changed them meanwhile: off a cluster in one transaction (addWatched);
+// else, or when Redis refuses it, with casTilesScript, reading and adding
+// to again the entities another writer changed. Events at or before the
+// live generation's cutoff are left out (the batch covers them), as are
+// those older than the view's horizon before now: they could only count
+// in windows the view no longer answers fresh.
 func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.TileEvent) ([]larder.PushOutcome, error) {
 	if !v.Streaming() {
 		return nil, larder.Invalidf("view %s is not a streaming aggregate view: no stream feeds it", v.Name)
@@ -275,18 +158,12 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 	} else if !errors.Is(err, larder.ErrNoGeneration) {
 		return nil, err
 	}
-	specs := tileSpecs(v)
-	spec := scriptSpec(specs)
+	specs := s.tileViewOf(v).specs
 	e := v.EntityDef()
 
-	type call struct {
-		key    []byte
-		idx    []int
-		args   []any
-		newest int64
-	}
-	var calls []*call
-	byKey := map[string]*call{}
+	var ents []*tileEntity
+	byKey := map[string]*tileEntity{}
+	vals := make([]tileValue, 0, len(events)*len(specs))
 	for i, ev := range events {
 		if err := ev.Key.Check(e); err != nil {
 			out[i] = larder.PushOutcome{Result: larder.PushInvalid, Reason: err.Error()}
@@ -300,118 +177,348 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 			out[i] = larder.PushOutcome{Result: larder.PushInvalid, Reason: fmt.Sprintf("%d values for %d aggregations", len(ev.Values), len(specs))}
 			continue
 		}
-		vals, reason := eventArgs(specs, v, ev.Values)
-		if reason != "" {
+		start := len(vals)
+		var reason string
+		if vals, reason = appendEventValues(vals, specs, v, ev.Values); reason != "" {
+			vals = vals[:start]
 			out[i] = larder.PushOutcome{Result: larder.PushInvalid, Reason: reason}
 			continue
 		}
 		key := ev.Key.AppendCanonical(nil)
 		c := byKey[string(key)]
 		if c == nil {
-			c = &call{key: key}
+			c = &tileEntity{key: s.k.tiles(v.Name, key)}
 			byKey[string(key)] = c
-			calls = append(calls, c)
+			ents = append(ents, c)
 		}
 		t := ev.Time.UnixNano()
-		c.idx = append(c.idx, i)
-		c.args = append(c.args, ev.ID, larder.TileOf(ev.Time, tau), strconv.FormatInt(t, 10), ev.Time.UnixMilli())
-		c.args = append(c.args, vals...)
+		c.events = append(c.events, tileEventAt{i: i, vals: start, tile: larder.TileOf(ev.Time, tau), t: t, id: appendEventID(nil, ev.ID)})
 		c.newest = max(c.newest, t)
 	}
-	if len(calls) == 0 {
+	if len(ents) == 0 {
 		return out, nil
 	}
-	trim := floor.UnixMilli()
-	for attempt := 0; len(calls) > 0; attempt++ {
-		pipe := s.client.Pipeline()
-		cmds := make([]*redis.Cmd, len(calls))
-		for i, c := range calls {
-			// The keys must last until the newest event is older than the
-			// horizon; the script extends them only once they have aged
-			// by a fifth of what it asks, so it asks a quarter more.
-			need := time.Unix(0, max(c.newest, now.UnixNano())).Add(horizon + tau).Sub(now).Milliseconds()
-			last := need + need/4
-			args := append([]any{spec, minTile, trim, last, 0}, c.args...)
-			cmds[i] = addEventsScript.EvalSha(ctx, pipe, []string{s.k.tiles(v.Name, c.key), s.k.tileIDs(v.Name, c.key)}, args...)
-		}
-		_, _ = pipe.Exec(ctx) // errors are per command
-		var again []*call
-		for i, cmd := range cmds {
-			res, err := cmd.Int64Slice()
-			if redis.HasErrorPrefix(err, "NOSCRIPT") && attempt == 0 {
-				again = append(again, calls[i])
+	a := tileAdder{specs: specs, tau: int64(tau), minTile: minTile, vals: vals}
+	// prepare adds the events of ents to the stream tiles read by gets,
+	// sets the outcomes of the entities it leaves unchanged, and returns
+	// the others with, per entity, the tiles read, the tiles to write and
+	// how long the hash must last from now (0: long enough).
+	prepare := func(ents []*tileEntity, gets []*redis.StringCmd, ttls []*redis.DurationCmd) ([]*tileEntity, []any, error) {
+		var writes []*tileEntity
+		args := make([]any, 0, 3*len(ents))
+		for i, c := range ents {
+			old, err := gets[i].Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return nil, nil, redisErr(ctx, "read the tiles of "+v.Name, err)
+			}
+			if c.new, err = a.add(c, old); err != nil {
+				return nil, nil, fmt.Errorf("store: add events to %s: %w", v.Name, err)
+			}
+			if c.new == nil {
+				c.done(out) // nothing new: every event left out
 				continue
 			}
-			if err != nil {
-				return nil, redisErr(ctx, "add events to "+v.Name, err)
+			// The hash must last until the newest event is older than the
+			// horizon. It is made to last a quarter more, and again only
+			// once it has aged by a fifth of that, to spare a command.
+			need := time.Unix(0, max(c.newest, now.UnixNano())).Add(horizon + tau).Sub(now).Milliseconds()
+			last := need + need/4
+			if ttl, err := ttls[i].Result(); err == nil && ttl > 0 && ttl.Milliseconds() >= last-last/5 {
+				last = 0
 			}
-			for j, k := range calls[i].idx {
-				out[k].Result = larder.PushOlder
-				if res[j] == 1 {
-					out[k].Result = larder.PushWritten
+			writes = append(writes, c)
+			args = append(args, old, c.new, last)
+		}
+		return writes, args, nil
+	}
+	_, cluster := s.client.(*redis.ClusterClient)
+	if c, ok := s.client.(*redis.Client); ok {
+		// Off a cluster, one transaction first: no script, and with one
+		// writer (a consumer alone on its stream) the common case.
+		writes, committed, err := addWatched(ctx, c, "add events to "+v.Name, ents, prepare)
+		if err != nil {
+			return nil, err
+		}
+		if committed {
+			for _, c := range writes {
+				c.done(out)
+			}
+			return out, nil
+		}
+	}
+	for attempt := 0; len(ents) > 0; attempt++ {
+		if attempt == maxTileAttempts {
+			return nil, fmt.Errorf("store: add events to %s: %d entities changed by other writers %d times in a row", v.Name, len(ents), attempt)
+		}
+		pipe := s.client.Pipeline()
+		gets := make([]*redis.StringCmd, len(ents))
+		ttls := make([]*redis.DurationCmd, len(ents))
+		for i, c := range ents {
+			gets[i] = pipe.HGet(ctx, c.key, streamField)
+			ttls[i] = pipe.PTTL(ctx, c.key)
+		}
+		_, _ = pipe.Exec(ctx) // errors are per command
+		writes, args, err := prepare(ents, gets, ttls)
+		if err != nil {
+			return nil, err
+		}
+		if len(writes) == 0 {
+			break
+		}
+		// One script per chunk of entities; on a cluster, where the
+		// entities' hashes are in slots of their own, one per entity.
+		chunk := casChunk
+		if cluster {
+			chunk = 1
+		}
+		pipe = s.client.Pipeline()
+		var cmds []*redis.Cmd
+		keys := make([]string, len(writes))
+		for i, c := range writes {
+			keys[i] = c.key
+		}
+		for lo := 0; lo < len(writes); lo += chunk {
+			hi := min(len(writes), lo+chunk)
+			cmds = append(cmds, casTilesScript.EvalSha(ctx, pipe, keys[lo:hi], args[3*lo:3*hi]...))
+		}
+		_, _ = pipe.Exec(ctx)
+		ents = ents[:0]
+		noscript := false
+		for i, cmd := range cmds {
+			part := writes[i*chunk : min(len(writes), (i+1)*chunk)]
+			res, err := cmd.Int64Slice()
+			switch {
+			case redis.HasErrorPrefix(err, "NOSCRIPT"):
+				noscript = true
+				ents = append(ents, part...)
+			case err != nil:
+				return nil, redisErr(ctx, "add events to "+v.Name, err)
+			default:
+				for j, c := range part {
+					if res[j] == 1 {
+						c.done(out)
+					} else {
+						ents = append(ents, c) // changed meanwhile: again
+					}
 				}
 			}
 		}
-		if len(again) > 0 {
-			if err := addEventsScript.Load(ctx, s.client).Err(); err != nil {
+		if noscript {
+			if err := casTilesScript.Load(ctx, s.client).Err(); err != nil {
 				return nil, redisErr(ctx, "load the tile script", err)
 			}
 		}
-		calls = again
 	}
 	return out, nil
 }
 
-// maxStreamInt bounds the integers a stream may add to a tile: the tile
-// script adds in doubles, exact up to 2^53, so that 8,192 events of a tile
-// at the bound still sum exactly.
-const maxStreamInt = 1 << 40
+// addWatched reads the stream tiles of ents and writes back what prepare
+// makes of them in one transaction, which Redis refuses when another
+// writer changed any of the hashes meanwhile (WATCH, the reads, then MULTI
+// and EXEC, in two round trips on one connection). It returns what it
+// wrote and whether it committed; when it did not, nothing was written,
+// and the caller writes with casTilesScript instead. Redis errors are
+// reported as doing what.
+func addWatched(ctx context.Context, client *redis.Client, what string, ents []*tileEntity,
+	prepare func([]*tileEntity, []*redis.StringCmd, []*redis.DurationCmd) ([]*tileEntity, []any, error)) ([]*tileEntity, bool, error) {
+	var writes []*tileEntity
+	committed := false
+	err := client.Watch(ctx, func(tx *redis.Tx) error {
+		watch := make([]any, 1, 1+len(ents))
+		watch[0] = "watch"
+		for _, c := range ents {
+			watch = append(watch, c.key)
+		}
+		gets := make([]*redis.StringCmd, len(ents))
+		ttls := make([]*redis.DurationCmd, len(ents))
+		watched := redis.NewStatusCmd(ctx, watch...)
+		_, _ = tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			_ = p.Process(ctx, watched)
+			for i, c := range ents {
+				gets[i] = p.HGet(ctx, c.key, streamField)
+				ttls[i] = p.PTTL(ctx, c.key)
+			}
+			return nil
+		})
+		execd := false
+		defer func() {
+			if !execd {
+				// The connection goes back to the pool: leave no key
+				// watched on it.
+				_ = tx.Unwatch(ctx).Err()
+			}
+		}()
+		if err := watched.Err(); err != nil {
+			return redisErr(ctx, what, err)
+		}
+		var args []any
+		var err error
+		if writes, args, err = prepare(ents, gets, ttls); err != nil {
+			return err
+		}
+		if len(writes) == 0 {
+			committed = true
+			return nil
+		}
+		execd = true
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for i, c := range writes {
+				p.HSet(ctx, c.key, streamField, c.new)
+				if last := args[3*i+2].(int64); last != 0 {
+					p.PExpire(ctx, c.key, time.Duration(last)*time.Millisecond)
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, redis.TxFailedErr) {
+			return nil
+		}
+		if err != nil {
+			return redisErr(ctx, what, err)
+		}
+		committed = true
+		return nil
+	})
+	return writes, committed, err
+}
 
-// eventArgs returns the script's arguments for the values of one event,
-// one per aggregation, or why the event cannot apply.
-func eventArgs(specs []tileSpec, v *larder.View, values []larder.Value) ([]any, string) {
-	out := make([]any, len(specs))
+// maxTileAttempts bounds how many times AddEvents reads an entity's tiles
+// again because another writer changed them.
+const maxTileAttempts = 100
+
+// tileEntity is the events of one entity of a call of AddEvents.
+type tileEntity struct {
+	key    string
+	events []tileEventAt
+	newest int64
+	// new is what to write of the stream tiles read, nil when nothing
+	// changes.
+	new []byte
+}
+
+// tileEventAt is one event of a tileEntity: its index in the call, where
+// its values start in tileAdder.vals, its tile and time, and its id
+// (appendEventID); added says whether it was added by the last try.
+type tileEventAt struct {
+	i, vals int
+	tile, t int64
+	id      []byte
+	added   bool
+}
+
+// done sets the outcomes of c's events.
+func (c *tileEntity) done(out []larder.PushOutcome) {
+	for _, ev := range c.events {
+		out[ev.i].Result = larder.PushOlder
+		if ev.added {
+			out[ev.i].Result = larder.PushWritten
+		}
+	}
+}
+
+// tileValue is the value of one aggregation of an event: null, or the
+// bits of a larder.Partial with, for strings, the string.
+type tileValue struct {
+	null bool
+	u    uint64
+	s    string
+}
+
+// tileAdder adds the events of entities to their stream tiles.
+type tileAdder struct {
+	specs   []tileSpec
+	tau     int64
+	minTile int64
+	vals    []tileValue
+	tiles   []streamTile
+	buf     []byte
+}
+
+// add returns the encoding of the stream tiles old with the events of c
+// added, each once by its id, and the tiles at or before minTile dropped;
+// nil when that changes nothing. It marks the events it adds.
+func (a *tileAdder) add(c *tileEntity, old string) ([]byte, error) {
+	tiles, err := decodeStreamTiles(old, a.tiles)
+	if err != nil {
+		return nil, err
+	}
+	changed := false
+	for k := range c.events {
+		ev := &c.events[k]
+		ev.added = false
+		if ev.tile <= a.minTile {
+			continue
+		}
+		j, found := slices.BinarySearchFunc(tiles, ev.tile, func(t streamTile, end int64) int { return cmp.Compare(t.end, end) })
+		if !found {
+			tiles = slices.Insert(tiles, j, streamTile{end: ev.tile, decoded: true, newest: ev.t, parts: make([]larder.Partial, len(a.specs))})
+		} else if err := tiles[j].decode(a.specs, a.tau, true); err != nil {
+			return nil, err
+		} else if tiles[j].hasID(ev.id) {
+			continue
+		}
+		t := &tiles[j]
+		ev.added, changed = true, true
+		t.raw = nil
+		t.newest = max(t.newest, ev.t)
+		t.ids = append(t.ids, ev.id...)
+		t.nids++
+		for x, sp := range a.specs {
+			if v := a.vals[ev.vals+x]; !v.null {
+				t.parts[x].Add(sp.kind, ev.t, v.u, v.s)
+			}
+		}
+	}
+	n := 0
+	for n < len(tiles) && tiles[n].end <= a.minTile {
+		n++
+	}
+	a.tiles = tiles
+	if !changed && n == 0 {
+		return nil, nil
+	}
+	a.buf = appendStreamTiles(a.buf[:0], a.specs, a.tau, tiles[n:])
+	return slices.Clone(a.buf), nil
+}
+
+// appendEventValues appends the values of one event to dst, one per
+// aggregation, or returns why the event cannot apply.
+func appendEventValues(dst []tileValue, specs []tileSpec, v *larder.View, values []larder.Value) ([]tileValue, string) {
 	for a, sp := range specs {
 		x := values[a]
 		if sp.rows {
-			out[a] = "=1"
+			dst = append(dst, tileValue{u: 1})
 			continue
 		}
 		if x.IsNull() {
-			out[a] = ""
+			dst = append(dst, tileValue{null: true})
 			continue
 		}
 		agg := &v.Aggregations[a]
 		if x.Type() != agg.Type {
-			return nil, fmt.Sprintf("column %s: want %s, got %s", agg.Column, agg.Type, x.Type())
+			return dst, fmt.Sprintf("column %s: want %s, got %s", agg.Column, agg.Type, x.Type())
 		}
 		switch x.Type() {
-		case larder.TypeInt64:
-			if n := x.Int64(); n > maxStreamInt || n < -maxStreamInt {
-				return nil, fmt.Sprintf("column %s: %d is beyond ±2^40, the largest integer a streaming aggregate view folds (its tile sums are exact up to 2^53)", agg.Column, n)
-			}
-			out[a] = "=" + strconv.FormatInt(x.Int64(), 10)
-		case larder.TypeBool:
-			out[a] = "=0"
-			if x.Bool() {
-				out[a] = "=1"
-			}
 		case larder.TypeFloat64, larder.TypeFloat32:
 			f := x.Float64()
 			if x.Type() == larder.TypeFloat32 {
 				f = float64(x.Float32())
 			}
 			if math.IsNaN(f) || math.IsInf(f, 0) {
-				return nil, fmt.Sprintf("column %s: %v is not a finite number: a streaming aggregate view folds finite values only", agg.Column, f)
+				return dst, fmt.Sprintf("column %s: %v is not a finite number: a streaming aggregate view folds finite values only", agg.Column, f)
 			}
-			out[a] = "=" + strconv.FormatFloat(f, 'g', -1, 64)
-		case larder.TypeString:
-			out[a] = "=" + x.Str()
+		case larder.TypeInt64, larder.TypeString, larder.TypeBool:
 		default:
-			return nil, fmt.Sprintf("column %s: %s values cannot be aggregated", agg.Column, x.Type())
+			return dst, fmt.Sprintf("column %s: %s values cannot be aggregated", agg.Column, x.Type())
 		}
+		u, _ := larder.PartialBits(x)
+		tv := tileValue{u: u}
+		if x.Type() == larder.TypeString {
+			tv.s = x.Str()
+		}
+		dst = append(dst, tv)
 	}
-	return out, ""
+	return dst, ""
 }
 
 // PutTiles stores the batch tiles of entities of generation gen of
@@ -430,7 +537,7 @@ func (s *Store) PutTiles(ctx context.Context, v *larder.View, gen int64, cutoff 
 	} else if !errors.Is(err, larder.ErrNoGeneration) {
 		return err
 	}
-	specs := tileSpecs(v)
+	specs := s.tileViewOf(v).specs
 	tau := v.TileInterval()
 	now := s.now()
 	last := max(cutoff.Add(v.TileHorizon()+tau).Sub(now), tau).Milliseconds()
@@ -440,7 +547,7 @@ func (s *Store) PutTiles(ctx context.Context, v *larder.View, gen int64, cutoff 
 		cmds := make([]*redis.Cmd, len(tiles))
 		for i := range tiles {
 			et := &tiles[i]
-			buf = appendEntityTiles(buf[:0], specs, cutoff.UnixNano()/int64(tau), et)
+			buf = appendEntityTiles(buf[:0], specs, cutoff.UnixNano()/int64(tau), int64(tau), et)
 			key := et.Key.AppendCanonical(nil)
 			cmds[i] = putTilesScript.EvalSha(ctx, pipe, []string{s.k.tiles(v.Name, key)}, gen, string(buf), live, last)
 		}
@@ -465,254 +572,32 @@ func (s *Store) PutTiles(ctx context.Context, v *larder.View, gen int64, cutoff 
 	}
 }
 
-// appendEntityTiles appends the encoding of et to dst: per aggregation,
-// the number of tiles, each tile's end relative to the cutoff tile c (a
-// varint) and partial, then the partial of each window's rest.
-func appendEntityTiles(dst []byte, specs []tileSpec, c int64, et *larder.EntityTiles) []byte {
-	for a, sp := range specs {
-		at := &et.Aggs[a]
-		dst = binary.AppendUvarint(dst, uint64(len(at.Tiles)))
-		for i := range at.Tiles {
-			dst = binary.AppendVarint(dst, at.Tiles[i].End-c)
-			dst = appendPartial(dst, sp, &at.Tiles[i].Partial)
-		}
-		dst = binary.AppendUvarint(dst, uint64(len(at.Rest)))
-		for i := range at.Rest {
-			dst = appendPartial(dst, sp, &at.Rest[i])
-		}
-	}
-	return dst
-}
-
-func appendPartial(dst []byte, sp tileSpec, p *larder.Partial) []byte {
-	dst = binary.AppendUvarint(dst, uint64(p.Count))
-	if p.Count == 0 {
-		return dst
-	}
-	if sp.sum {
-		dst = binary.LittleEndian.AppendUint64(dst, p.Sum)
-	}
-	if sp.min {
-		dst = binary.LittleEndian.AppendUint64(dst, p.Min)
-	}
-	if sp.max {
-		dst = binary.LittleEndian.AppendUint64(dst, p.Max)
-	}
-	if sp.last {
-		dst = binary.AppendVarint(dst, p.LastAt)
-		if sp.kind == 's' {
-			dst = binary.AppendUvarint(dst, uint64(len(p.LastStr)))
-			dst = append(dst, p.LastStr...)
-		} else {
-			dst = binary.LittleEndian.AppendUint64(dst, p.Last)
-		}
-	}
-	return dst
-}
-
-// errBadTiles is a batch tiles field that does not decode.
-var errBadTiles = errors.New("store: batch tiles do not decode")
-
-// tileReader reads an encoding of appendEntityTiles.
-type tileReader struct {
-	b   []byte
-	err error
-}
-
-func (r *tileReader) uvarint() uint64 {
-	x, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err, r.b = errBadTiles, nil
-		return 0
-	}
-	r.b = r.b[n:]
-	return x
-}
-
-func (r *tileReader) varint() int64 {
-	x, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.err, r.b = errBadTiles, nil
-		return 0
-	}
-	r.b = r.b[n:]
-	return x
-}
-
-func (r *tileReader) word() uint64 {
-	if len(r.b) < 8 {
-		r.err, r.b = errBadTiles, nil
-		return 0
-	}
-	x := binary.LittleEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return x
-}
-
-func (r *tileReader) partial(sp tileSpec, p *larder.Partial) {
-	*p = larder.Partial{Count: int64(r.uvarint())}
-	if p.Count == 0 {
-		return
-	}
-	if sp.sum {
-		p.Sum = r.word()
-	}
-	if sp.min {
-		p.Min = r.word()
-	}
-	if sp.max {
-		p.Max = r.word()
-	}
-	if sp.last {
-		p.LastAt = r.varint()
-		if sp.kind == 's' {
-			n := r.uvarint()
-			if uint64(len(r.b)) < n {
-				r.err, r.b = errBadTiles, nil
-				return
-			}
-			p.LastStr, r.b = string(r.b[:n]), r.b[n:]
-		} else {
-			p.Last = r.word()
-		}
-	}
-}
-
-// decodeEntityTiles decodes an encoding of appendEntityTiles into et.
-func decodeEntityTiles(src string, specs []tileSpec, c int64, et *larder.EntityTiles) error {
-	r := tileReader{b: unsafe.Slice(unsafe.StringData(src), len(src))} // read only
-	et.Aggs = resize(et.Aggs, len(specs))
-	for a, sp := range specs {
-		at := &et.Aggs[a]
-		n := r.uvarint()
-		if n > uint64(len(r.b)) {
-			return errBadTiles
-		}
-		at.Tiles = resize(at.Tiles, int(n))
-		for i := range at.Tiles {
-			at.Tiles[i].End = c + r.varint()
-			r.partial(sp, &at.Tiles[i].Partial)
-		}
-		n = r.uvarint()
-		if n > uint64(len(r.b))+1 {
-			return errBadTiles
-		}
-		at.Rest = resize(at.Rest, int(n))
-		for i := range at.Rest {
-			r.partial(sp, &at.Rest[i])
-		}
-		if r.err != nil {
-			return r.err
-		}
-	}
-	return nil
-}
-
-// streamTiles holds the stream tiles of one entity with an end in
-// (lo, hi]: per aggregation, the tiles in increasing end; and the newest
-// event time of them all (Unix ns, 0 when none).
-type streamTiles struct {
-	aggs   [][]larder.Tile
-	newest int64
-}
-
-// parseStreamTiles reads the stream tiles with an end in (lo, hi] of a
-// tiles hash (see addEventsScript).
-func parseStreamTiles(h map[string]string, specs []tileSpec, lo, hi int64) (streamTiles, error) {
-	st := streamTiles{aggs: make([][]larder.Tile, len(specs))}
-	var lastStr map[[2]int64]string
-	for f, val := range h {
-		tileText, aText, isStr := strings.Cut(f, ":")
-		tile, err := strconv.ParseInt(tileText, 10, 64)
-		if err != nil || tile <= lo || tile > hi {
-			continue // lo, bg, b<gen>, and tiles out of reach
-		}
-		if isStr {
-			a, err := strconv.Atoi(aText)
-			if err == nil {
-				if lastStr == nil {
-					lastStr = map[[2]int64]string{}
-				}
-				lastStr[[2]int64{int64(a - 1), tile}] = val
-			}
-			continue
-		}
-		part, rest, _ := strings.Cut(val, "|")
-		at, err := strconv.ParseInt(part, 10, 64)
-		if err != nil {
-			return st, fmt.Errorf("store: stream tile %s: %w", f, err)
-		}
-		st.newest = max(st.newest, at)
-		for a, sp := range specs {
-			if rest == "" && a > 0 {
-				return st, fmt.Errorf("store: stream tile %s holds %d aggregations, want %d", f, a, len(specs))
-			}
-			part, rest, _ = strings.Cut(rest, "|")
-			var stats [6]string
-			for i := range stats {
-				stats[i], part, _ = strings.Cut(part, ",")
-			}
-			var p larder.Partial
-			if p.Count, err = strconv.ParseInt(stats[0], 10, 64); err != nil || p.Count == 0 {
-				continue
-			}
-			for i, dst := range [4]*uint64{&p.Sum, &p.Min, &p.Max, &p.Last} {
-				if stats[i+1] == "" || (i == 3 && sp.kind == 's') {
-					continue
-				}
-				if *dst, err = parseBits(sp.kind, stats[i+1]); err != nil {
-					return st, fmt.Errorf("store: stream tile %s aggregation %d: %w", f, a+1, err)
-				}
-			}
-			if stats[5] != "" {
-				if p.LastAt, err = strconv.ParseInt(stats[5], 10, 64); err != nil {
-					return st, fmt.Errorf("store: stream tile %s aggregation %d: %w", f, a+1, err)
-				}
-			}
-			st.aggs[a] = append(st.aggs[a], larder.Tile{End: tile, Partial: p})
-		}
-	}
-	for a := range st.aggs {
-		if specs[a].kind == 's' && specs[a].last {
-			for k := range st.aggs[a] {
-				st.aggs[a][k].LastStr = lastStr[[2]int64{int64(a), st.aggs[a][k].End}]
-			}
-		}
-		slices.SortFunc(st.aggs[a], func(x, y larder.Tile) int { return int(x.End - y.End) })
-	}
-	return st, nil
-}
-
-// parseBits returns the bits of a value written by the tile script.
-func parseBits(kind byte, s string) (uint64, error) {
-	if kind == 'f' {
-		f, err := strconv.ParseFloat(s, 64)
-		return math.Float64bits(f), err
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return uint64(n), err
-}
-
 // tileRead is what a Read of a streaming aggregate view needs per key
-// beyond the row: the command reading the entity's tiles hash.
+// beyond the row: the command reading the fields of the entity's tiles
+// hash that the read uses, the generation's batch tiles and the stream
+// tiles.
 type tileRead struct {
-	cmd *redis.MapStringStringCmd
+	cmd *redis.SliceCmd
 }
 
 // buildTiles adds to c, for every key of every lookup of a streaming
 // aggregate view that reads the live generation, the command that reads
 // its tiles hash. reads gets one entry per key, nil for the others.
-func (s *Store) buildTiles(c *readCall, lookups []*larder.Lookup) []*tileRead {
+func (s *Store) buildTiles(c *readCall, lookups []*larder.Lookup, gens []*liveGen) []*tileRead {
 	var reads []*tileRead
 	i := 0
-	for _, l := range lookups {
+	for li, l := range lookups {
 		tiled := l.View.Streaming() && l.Pin == 0
+		var field string
+		if tiled {
+			field = batchField(gens[li].gen.ID)
+		}
 		for _, k := range l.Keys {
 			if tiled {
 				if reads == nil {
 					reads = make([]*tileRead, i, i+len(l.Keys))
 				}
-				cmd := redis.NewMapStringStringCmd(c.ctx, "hgetall", s.k.tiles(l.View.Name, k.AppendCanonical(nil)))
+				cmd := redis.NewSliceCmd(c.ctx, "hmget", s.k.tiles(l.View.Name, k.AppendCanonical(nil)), field, streamField)
 				c.cmds = append(c.cmds, cmd)
 				reads = append(reads, &tileRead{cmd: cmd})
 			} else if reads != nil {
@@ -742,25 +627,46 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 		return nil
 	}
 	h, err := tr.cmd.Result()
-	if err != nil {
+	if err != nil || len(h) != 2 {
 		return redisErr(ctx, "read the tiles of "+v.Name, err)
 	}
 	tv := s.tileViewOf(v)
 	specs := tv.specs
-	var batch larder.EntityTiles
+	sc := tileScratchPool.Get().(*tileScratch)
+	defer tileScratchPool.Put(sc)
+	batch := &sc.batch
+	batch.Aggs = batch.Aggs[:0]
 	c, t := cut.UnixNano()/int64(tau), T.UnixNano()/int64(tau)
-	if blob, ok := h["b"+strconv.FormatInt(g.gen.ID, 10)]; ok {
-		if err := decodeEntityTiles(blob, specs, c, &batch); err != nil {
+	if blob, ok := h[0].(string); ok {
+		if err := decodeEntityTiles(blob, specs, c, int64(tau), batch); err != nil {
 			return fmt.Errorf("store: read %s key %s: %w", v.Name, l.Keys[j], err)
 		}
 	} else if found {
-		return nil // a generation written before the view had a stream
+		// A generation written before the view had a stream, or by a
+		// release that kept its tiles in another format.
+		return nil
 	}
-	st, err := parseStreamTiles(h, specs, c, t)
+	blob, _ := h[1].(string)
+	st, err := decodeStreamTiles(blob, sc.stream)
+	sc.stream = st
 	if err != nil {
-		return err
+		return fmt.Errorf("store: read %s key %s: %w", v.Name, l.Keys[j], err)
 	}
-	newest := st.newest
+	lo, hi := 0, len(st)
+	for lo < hi && st[lo].end <= c {
+		lo++
+	}
+	for hi > lo && st[hi-1].end > t {
+		hi--
+	}
+	st = st[lo:hi]
+	newest := int64(0)
+	for k := range st {
+		if err := st[k].decode(specs, int64(tau), false); err != nil {
+			return fmt.Errorf("store: read %s key %s: %w", v.Name, l.Keys[j], err)
+		}
+		newest = max(newest, st[k].newest)
+	}
 	if !found && newest == 0 {
 		return nil // no row, no event
 	}
@@ -775,7 +681,7 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 		wn := int64(f.Window.Duration / tau)
 		w := tv.windows[i]
 		var p larder.Partial
-		if batch.Aggs != nil {
+		if len(batch.Aggs) > 0 {
 			at := &batch.Aggs[f.Aggregation]
 			for k := range at.Tiles {
 				if e := at.Tiles[k].End; e > t-wn && e <= min(c, c-wn+hz) {
@@ -786,9 +692,9 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 				p.Merge(sp.kind, &at.Rest[w])
 			}
 		}
-		for k := range st.aggs[f.Aggregation] {
-			if e := st.aggs[f.Aggregation][k].End; e > c && e <= t && e > t-wn {
-				p.Merge(sp.kind, &st.aggs[f.Aggregation][k].Partial)
+		for k := range st {
+			if st[k].end > t-wn {
+				p.Merge(sp.kind, &st[k].parts[f.Aggregation])
 			}
 		}
 		row.Values[i] = p.Value(f.Func, sp.typ)
@@ -799,6 +705,15 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	}
 	return nil
 }
+
+// tileScratch is what combineTiles decodes an entity's tiles into, kept
+// from one read to the next.
+type tileScratch struct {
+	batch  larder.EntityTiles
+	stream []streamTile
+}
+
+var tileScratchPool = sync.Pool{New: func() any { return new(tileScratch) }}
 
 // holdNumbers takes the NumberReads off the lookups that read tiles, so
 // that decode fills their rows, and returns them by lookup.

@@ -2,6 +2,10 @@ package store_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,5 +137,131 @@ func testTiles(t *testing.T, client redis.UniversalClient) {
 	}
 	if v.Status(true, l.Rows[0].EventTime, now) != larder.StatusStale {
 		t.Errorf("past the horizon the row is %v, want stale", v.Status(true, l.Rows[0].EventTime, now))
+	}
+}
+
+// TestTilesConcurrent (and the cluster conformance run) has four writers
+// add events to the same entities at once, each event twice: every event
+// counts once, whichever writer's write lands first.
+func TestTilesConcurrent(t *testing.T) { forEachBackend(t, testTilesConcurrent) }
+
+func testTilesConcurrent(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := tileView(t)
+	v := p.View("stats")
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	now := cut.Add(5 * time.Minute)
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const writers, perWriter, users = 4, 200, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lo := 0; lo < perWriter; lo += 20 {
+				var evs []larder.TileEvent
+				for i := lo; i < lo+20; i++ {
+					// Writers w and w+1 (mod writers) both send event i of w.
+					for _, from := range []int{w, (w + writers - 1) % writers} {
+						evs = append(evs, larder.TileEvent{Key: larder.Int64Key(int64(1 + i%users)), ID: fmt.Sprintf("%d-%d", from, i),
+							Time: cut.Add(time.Duration(1+i) * time.Second), Values: []larder.Value{larder.Int64Value(int64(from + 1))}})
+					}
+				}
+				if _, err := st.AddEvents(ctx, v, evs); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	l := &larder.Lookup{View: v}
+	for u := int64(1); u <= users; u++ {
+		l.Keys = append(l.Keys, larder.Int64Key(u))
+	}
+	if err := st.Read(ctx, []*larder.Lookup{l}); err != nil {
+		t.Fatal(err)
+	}
+	var count, sum int64
+	for j := range l.Keys {
+		count += l.Rows[j].Values[0].Int64()
+		sum += l.Rows[j].Values[1].Int64()
+	}
+	// Each writer's perWriter events count once: values 1..writers.
+	if count != writers*perWriter || sum != perWriter*writers*(writers+1)/2 {
+		t.Errorf("count %d sum %d, want %d %d", count, sum, writers*perWriter, perWriter*writers*(writers+1)/2)
+	}
+}
+
+// TestTilesOldFormat reads an entity whose tiles hash an earlier release
+// wrote, in its text format (b<gen>, bg, lo, a field per stream tile,
+// ids beside it): the read answers the batch row as of the cutoff, with
+// no error, and the next batch write drops the old fields.
+func TestTilesOldFormat(t *testing.T) { forEachBackend(t, testTilesOldFormat) }
+
+func testTilesOldFormat(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := tileView(t)
+	v := p.View("stats")
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	c := cut.Unix() / 60
+	now := cut
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Put(ctx, larder.Int64Key(1), larder.Row{EventTime: cut, Values: []larder.Value{larder.Int64Value(3), larder.Int64Value(6)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := "larder:tl:{stats:1}:t"
+	tile := strconv.FormatInt(c+1, 10)
+	at := strconv.FormatInt(cut.Add(30*time.Second).UnixNano(), 10)
+	if err := client.HSet(ctx, key, "b"+strconv.FormatInt(w.ID(), 10), "\x01\x13\x02\x00", "bg", strconv.FormatInt(w.ID(), 10),
+		"lo", tile, tile, at+"|1,10,10,10,10,"+at).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.ZAdd(ctx, "larder:tl:{stats:1}:d", redis.Z{Score: float64(cut.UnixMilli()), Member: "a"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	now = cut.Add(2 * time.Minute)
+	l := &larder.Lookup{View: v, Keys: []larder.Key{larder.Int64Key(1)}}
+	if err := st.Read(ctx, []*larder.Lookup{l}); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Found[0] || !l.Rows[0].EventTime.Equal(cut) || l.Rows[0].Values[0].Int64() != 3 || l.Rows[0].Values[1].Int64() != 6 {
+		t.Errorf("old format: %v %v, want the batch row as of the cutoff", l.Found[0], l.Rows[0])
+	}
+
+	// A stream event and the next run's tiles: the old fields go.
+	if _, err := st.AddEvents(ctx, v, []larder.TileEvent{{Key: larder.Int64Key(1), ID: "a", Time: cut.Add(40 * time.Second), Values: []larder.Value{larder.Int64Value(5)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutTiles(ctx, v, w.ID()+1, cut, []larder.EntityTiles{{Key: larder.Int64Key(1), Aggs: []larder.AggTiles{{Rest: []larder.Partial{{}}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	fields, err := client.HKeys(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(fields)
+	if want := []string{"g" + strconv.FormatInt(w.ID()+1, 10), "s"}; !slices.Equal(fields, want) {
+		t.Errorf("fields after a new run's tiles: %q, want %q", fields, want)
 	}
 }
