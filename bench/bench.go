@@ -115,6 +115,9 @@ type Options struct {
 	// one more run of ProfileCall at each concurrency goes (the callers'
 	// goes beside it, with .callers added).
 	CPUProfile, ProfileCall string
+	// Calls, when not empty, names the calls to measure (see CallNames);
+	// the others are left out, and so are the ratios that need them.
+	Calls []string
 	// Batching adds the Rank-batched call: Rank of a second ranker, the
 	// same model with Batch's settings.
 	Batching bool
@@ -207,10 +210,16 @@ func (o Options) Check() error {
 	case o.Batch.MaxDelay < 0 || o.Batch.MaxRows < 0 || o.Batch.MaxQueue < 0:
 		return fmt.Errorf("--batch-max-delay %s, --batch-max-rows %d, --batch-max-queue %d: none may be negative", o.Batch.MaxDelay, o.Batch.MaxRows, o.Batch.MaxQueue)
 	}
+	names := o.CallNames()
+	for _, c := range o.Calls {
+		if !slices.Contains(names, c) {
+			return fmt.Errorf("--calls %q: no such call; the calls are %s", c, strings.Join(names, ", "))
+		}
+	}
 	if o.ProfileCall == "" {
 		return nil
 	}
-	if names := o.CallNames(); !slices.Contains(names, o.ProfileCall) {
+	if !slices.Contains(names, o.ProfileCall) {
 		return fmt.Errorf("--profile-call %q: no such call; the calls are %s", o.ProfileCall, strings.Join(names, ", "))
 	}
 	for _, c := range o.Concurrency {
@@ -249,7 +258,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	meter.server = w.server.pid()
 
-	calls := w.calls()
+	all := w.calls()
+	calls := all
+	if len(o.Calls) > 0 {
+		calls = slices.DeleteFunc(slices.Clone(all), func(c benchCall) bool { return !slices.Contains(o.Calls, c.name) })
+	}
 	var (
 		results []cellResult
 		run     cpuSpan
@@ -259,6 +272,7 @@ func Run(ctx context.Context, o Options) error {
 		cells := make([]*cell, len(calls))
 		for i, call := range calls {
 			cells[i] = newCell(call, conc, o.Duration)
+			cells[i].redis = meter.redis != 0
 		}
 		for range o.Rounds {
 			for _, c := range cells {
@@ -274,7 +288,8 @@ func Run(ctx context.Context, o Options) error {
 			if err != nil {
 				return fmt.Errorf("bench: %s at concurrency %d: %w", c.call.name, conc, err)
 			}
-			fmt.Fprintf(o.Stderr, "  %-18s ×%-4d %8.0f RPS  p50 %s  server CPU/req %s\n", r.call, conc, r.rps, FormatLatency(r.p50), orDash(FormatLatency(r.serverCPU), r.serverCPU > 0))
+			fmt.Fprintf(o.Stderr, "  %-18s ×%-4d %8.0f RPS  p50 %s  server CPU/req %s  redis CPU/req %s\n", r.call, conc, r.rps, FormatLatency(r.p50),
+				orDash(FormatLatency(r.serverCPU), r.serverCPU > 0), orDash(FormatLatency(r.redisCPU), r.redisCPU > 0))
 			results = append(results, r)
 		}
 	}
@@ -286,8 +301,8 @@ func Run(ctx context.Context, o Options) error {
 	})
 
 	if o.CPUProfile != "" {
-		i := slices.IndexFunc(calls, func(c benchCall) bool { return c.name == o.ProfileCall })
-		if err := w.profileCall(ctx, calls[i], o, o.Stderr); err != nil {
+		i := slices.IndexFunc(all, func(c benchCall) bool { return c.name == o.ProfileCall })
+		if err := w.profileCall(ctx, all[i], o, o.Stderr); err != nil {
 			return err
 		}
 	}
@@ -314,19 +329,25 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintln(out)
 	printTable(out, o.Markdown, resultTable(results))
 	fmt.Fprintln(out)
-	printTable(out, o.Markdown, ratioTable(results, o.Concurrency))
-	fmt.Fprintln(out)
-	if o.Batching {
-		printTable(out, o.Markdown, batchingTable(results, o.Concurrency))
-		fmt.Fprintln(out)
+	for _, t := range []textTable{ratioTable(results, o.Concurrency), batchingTable(results, o.Concurrency)} {
+		if len(t.rows) > 0 {
+			printTable(out, o.Markdown, t)
+			fmt.Fprintln(out)
+		}
 	}
-	legend := Legend[:]
-	if o.Batching {
+	var legend [][2]string
+	for _, l := range Legend {
+		if slices.ContainsFunc(calls, func(c benchCall) bool { return c.name == l[0] }) {
+			legend = append(legend, l)
+		}
+	}
+	if o.Batching && slices.ContainsFunc(calls, func(c benchCall) bool { return c.name == CallRankBatched }) {
 		legend = append(legend, [2]string{CallRankBatched, "the same Rank through ranker " + benchBatched + ": the same model, with batching"})
 	}
 	legend = append(legend,
 		[2]string{"server CPU", "the server process's CPU time (user and system, from its own accounting in /proc) per call, over the cell's warm-up and measured time; - for the floors that do not go through the server"},
 		[2]string{"callers CPU", "the same for the bench process, whose goroutines make the calls (and, for redis-1, redis-101 and model-100, do the work)"},
+		[2]string{"redis CPU", "the same for the redis-server that bench started; - with --redis"},
 		[2]string{"others", "the share of the machine's CPU that other processes used during the cell; more than a few percent disturbs its figures"})
 	width := 0
 	for _, l := range legend {
@@ -1046,8 +1067,8 @@ type cellResult struct {
 	cpu     cpuShare
 	// serverCPU and selfCPU are the CPU time per call of the server
 	// process (0 for a call that does not go through it) and of the bench
-	// process.
-	serverCPU, selfCPU time.Duration
+	// process; redisCPU that of the redis-server child (0 without one).
+	serverCPU, selfCPU, redisCPU time.Duration
 }
 
 // callTimeout bounds a call that is still running when its round ends.
@@ -1065,6 +1086,8 @@ type cell struct {
 	// done counts every call that completed, warm-ups included: the CPU
 	// times cover them all.
 	done int64
+	// redis is set when the CPU times include the redis-server child's.
+	redis bool
 }
 
 // newCell makes the callers of call, with room for the latencies of
@@ -1172,6 +1195,9 @@ func (c *cell) result() (cellResult, error) {
 	if c.call.served {
 		r.serverCPU = perCall(c.cpu.server, c.done, c.cpu.bad)
 	}
+	if c.redis {
+		r.redisCPU = perCall(c.cpu.redis, c.done, c.cpu.bad)
+	}
 	return r, nil
 }
 
@@ -1193,7 +1219,7 @@ type textTable struct {
 
 func resultTable(results []cellResult) textTable {
 	t := textTable{
-		header: []string{"call", "concurrency", "requests", "RPS", "p50", "p95", "p99", "p999", "server CPU", "callers CPU", "others"},
+		header: []string{"call", "concurrency", "requests", "RPS", "p50", "p95", "p99", "p999", "server CPU", "callers CPU", "redis CPU", "others"},
 		left:   []bool{true},
 	}
 	for _, r := range results {
@@ -1201,7 +1227,7 @@ func resultTable(results []cellResult) textTable {
 			r.call, strconv.Itoa(r.conc), strconv.Itoa(r.n), strconv.FormatFloat(r.rps, 'f', 0, 64),
 			FormatLatency(r.p50), FormatLatency(r.p95), FormatLatency(r.p99), FormatLatency(r.p999),
 			orDash(FormatLatency(r.serverCPU), r.serverCPU > 0), orDash(FormatLatency(r.selfCPU), r.selfCPU > 0),
-			orDash(percent(r.cpu.others), r.cpu.ok),
+			orDash(FormatLatency(r.redisCPU), r.redisCPU > 0), orDash(percent(r.cpu.others), r.cpu.ok),
 		})
 	}
 	return t
@@ -1220,9 +1246,19 @@ func indexCells(results []cellResult) cellIndex {
 
 func (ix cellIndex) get(call string, conc int) cellResult { return ix[call+"@"+strconv.Itoa(conc)] }
 
+// has reports whether every one of calls was measured at conc.
+func (ix cellIndex) has(conc int, calls ...string) bool {
+	for _, c := range calls {
+		if _, ok := ix[c+"@"+strconv.Itoa(conc)]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // ratioTable compares, at each concurrency, larder's figures with the sum of
 // their floors, against the goals they are held to, and with the composed
-// floors.
+// floors. A figure whose cells were not all measured (--calls) is left out.
 func ratioTable(results []cellResult, concurrency []int) textTable {
 	cells := indexCells(results)
 	t := textTable{
@@ -1232,6 +1268,9 @@ func ratioTable(results []cellResult, concurrency []int) textTable {
 	for _, c := range concurrency {
 		get := func(call string) cellResult { return cells.get(call, c) }
 		latency := func(call string, goal bool, floors ...string) {
+			if !cells.has(c, append([]string{call}, floors...)...) {
+				return
+			}
 			var sum time.Duration
 			for _, f := range floors {
 				sum += get(f).p50
@@ -1248,6 +1287,9 @@ func ratioTable(results []cellResult, concurrency []int) textTable {
 			t.rows = append(t.rows, []string{strconv.Itoa(c), label, FormatLatency(get(call).p50), FormatLatency(sum), fmt.Sprintf("%.2f×", ratio), verdict})
 		}
 		throughput := func(call, floor string, goal bool) {
+			if !cells.has(c, call, floor) {
+				return
+			}
 			rps, floorRPS := get(call).rps, get(floor).rps
 			ratio := rps / floorRPS
 			verdict := "-"
@@ -1279,6 +1321,9 @@ func batchingTable(results []cellResult, concurrency []int) textTable {
 		header: []string{"concurrency", "Rank RPS", "Rank-batched RPS", "RPS ratio", "Rank p50", "batched p50", "Rank p99", "batched p99"},
 	}
 	for _, c := range concurrency {
+		if !cells.has(c, CallRank, CallRankBatched) {
+			continue
+		}
 		plain, batched := cells.get(CallRank, c), cells.get(CallRankBatched, c)
 		t.rows = append(t.rows, []string{strconv.Itoa(c),
 			strconv.FormatFloat(plain.rps, 'f', 0, 64), strconv.FormatFloat(batched.rps, 'f', 0, 64),

@@ -69,3 +69,27 @@ func TestPercentile(t *testing.T) {
 		})
 	}
 }
+
+// TestRatioTableSomeCalls checks that the ratios table of a run of some
+// calls only (--calls) keeps the figures whose cells were all measured.
+func TestRatioTableSomeCalls(t *testing.T) {
+	results := []cellResult{
+		{call: CallEmpty, conc: 64, rps: 1000, p50: time.Millisecond},
+		{call: CallGet1, conc: 64, rps: 500, p50: 2 * time.Millisecond},
+		{call: CallRedis1, conc: 1, rps: 9000, p50: 100 * time.Microsecond},
+	}
+	tab := ratioTable(results, []int{1, 64})
+	if len(tab.rows) != 1 {
+		t.Fatalf("got %d ratio rows %q, want 1", len(tab.rows), tab.rows)
+	}
+	want := []string{"64", CallGet1 + " RPS / " + CallEmpty + " RPS", "500", "1000", "50%", "≥ 60% NOT met"}
+	for i, c := range tab.rows[0] {
+		if c != want[i] {
+			t.Errorf("row %q, want %q", tab.rows[0], want)
+			break
+		}
+	}
+	if rows := batchingTable(results, []int{1, 64}).rows; len(rows) != 0 {
+		t.Errorf("batching table without Rank-batched: %q, want no rows", rows)
+	}
+}

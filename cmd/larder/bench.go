@@ -48,13 +48,15 @@ At each concurrency the calls take turns: the warm-up and the measured time
 of each call are cut into --rounds slices, run round-robin, so that a burst
 of work by another process falls on the floors and on larder's calls alike.
 The "others" column says how much of the CPU other processes took.
+--calls measures some of the calls only, to compare builds in shorter runs.
 
 The --config flag is ignored. With --redis, bench writes keys under
 larder:larderbench: on that server and deletes them when it ends.`,
 		Example: `  larder bench                          # about three minutes
   larder bench --quick                  # a few seconds: a smoke test
   larder bench --concurrency 16 --duration 10s --cpuprofile rank.pprof
-  larder bench --concurrency 64 --cpuprofile get.pprof --profile-call GetFeatures-1x20`,
+  larder bench --concurrency 64 --cpuprofile get.pprof --profile-call GetFeatures-1x20
+  larder bench --calls empty-call,grpc+redis-1,GetFeatures-1x20 --concurrency 64`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Redis, o.Stdout, o.Stderr, o.Logger, o.Now = a.redisAddr, a.stdout, a.stderr, a.logger, a.now
@@ -86,6 +88,7 @@ larder:larderbench: on that server and deletes them when it ends.`,
 	f.IntVar(&o.Rounds, "rounds", o.Rounds, "slices in which the calls at one concurrency take turns")
 	f.IntSliceVar(&o.Concurrency, "concurrency", o.Concurrency, "the numbers of concurrent callers, comma-separated")
 	f.IntVar(&o.Conns, "conns", o.Conns, "gRPC client connections the callers share")
+	f.StringSliceVar(&o.Calls, "calls", nil, "measure only these calls, comma-separated names from the table (all by default); the ratios that need another call are left out")
 	f.IntVar(&o.Users, "users", o.Users, "users in the synthetic project")
 	f.IntVar(&o.Items, "items", o.Items, "items in the synthetic project")
 	f.BoolVar(&quick, "quick", false, "a smoke test: 200ms per call, 50ms warm-up, 2 rounds, concurrency 1 and 4, 2000 users, 500 items (flags given explicitly win)")

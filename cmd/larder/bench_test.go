@@ -112,12 +112,12 @@ func splitCells(l string) []string {
 
 // checkResults checks the results table of a --quick run: every call at
 // concurrency 1 and 4, in order, with positive counts, ordered percentiles,
-// the server's and the callers' CPU time per call (- for the floors that
-// do not go through the server, or where a short cell took less than a
-// clock tick), and the CPU share of other processes.
+// the server's, the callers' and redis-server's CPU time per call (- for
+// the floors that do not go through the server, or where a short cell took
+// less than a clock tick), and the CPU share of other processes.
 func checkResults(tb testing.TB, rows [][]string) {
 	tb.Helper()
-	want := []string{"call", "concurrency", "requests", "RPS", "p50", "p95", "p99", "p999", "server CPU", "callers CPU", "others"}
+	want := []string{"call", "concurrency", "requests", "RPS", "p50", "p95", "p99", "p999", "server CPU", "callers CPU", "redis CPU", "others"}
 	if strings.Join(rows[0], ",") != strings.Join(want, ",") {
 		tb.Fatalf("results header %q, want %q", rows[0], want)
 	}
@@ -147,12 +147,12 @@ func checkResults(tb testing.TB, rows [][]string) {
 		if c := row[8]; !served && c != "-" {
 			tb.Errorf("row %q: server CPU %q for a call that does not go through the server, want -", row, c)
 		}
-		for _, c := range row[8:10] {
+		for _, c := range row[8:11] {
 			if d, err := time.ParseDuration(c); c != "-" && (err != nil || d <= 0) {
 				tb.Errorf("row %q: CPU per call %q is neither a positive duration nor -", row, c)
 			}
 		}
-		if o := row[10]; o != "-" && !strings.HasSuffix(o, "%") {
+		if o := row[11]; o != "-" && !strings.HasSuffix(o, "%") {
 			tb.Errorf("row %q: others %q is neither a percentage nor -", row, o)
 		}
 	}
@@ -203,6 +203,7 @@ func TestBenchErrors(t *testing.T) {
 		{"no rounds", false, []string{"bench", "--rounds", "0"}, "--rounds 0: must be at least 1"},
 		{"unknown profile call", false, []string{"bench", "--cpuprofile", "x.pprof", "--profile-call", "Rank"}, `--profile-call "Rank": no such call; the calls are empty-call,`},
 		{"batched call without --batching", false, []string{"bench", "--profile-call", "Rank-batched"}, `--profile-call "Rank-batched": no such call`},
+		{"unknown call", false, []string{"bench", "--calls", "empty-call,GetFeatures"}, `--calls "GetFeatures": no such call; the calls are empty-call,`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.path {
