@@ -356,5 +356,5 @@ func (t *exportTable) value(row, f int) larder.Value {
 	case larder.TypeFloat32Vector:
 		return larder.Float32VectorValue(t.vec[f][row])
 	}
-	return numValue(t.types[f], u)
+	return columnValue(t.types[f], u)
 }

@@ -532,7 +532,7 @@ func (o *exportOutput) inputColumn(plan *exportPlan, k int, ch *spineChunk, col,
 			cnt[whyValue]++
 		default:
 			// a string or bytes is no number: a model reads it as null
-			if v, ok := numValue(t, b.rows[i*stride+nw+f]).Number(); ok {
+			if v, ok := columnValue(t, b.rows[i*stride+nw+f]).Number(); ok {
 				x = float32(v)
 			} else {
 				cnt[whyValue]++
@@ -542,22 +542,6 @@ func (o *exportOutput) inputColumn(plan *exportPlan, k int, ch *spineChunk, col,
 		v.SetDefinitionLevel(1)
 		vals[i] = v
 	}
-}
-
-// numValue returns the value of bits u of a number or bool of type t, as
-// an exportTable holds them.
-func numValue(t larder.Type, u uint64) larder.Value {
-	switch t {
-	case larder.TypeInt64:
-		return larder.Int64Value(int64(u))
-	case larder.TypeFloat64:
-		return larder.Float64Value(math.Float64frombits(u))
-	case larder.TypeFloat32:
-		return larder.Float32Value(math.Float32frombits(uint32(u)))
-	case larder.TypeBool:
-		return larder.BoolValue(u != 0)
-	}
-	return larder.Null
 }
 
 // featureColumn sets vals to the values of feature f of join j for the

@@ -2,11 +2,8 @@ package materializer_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,43 +24,15 @@ type spineRow struct {
 // readExport reads an export's rows, each a map from column name to value.
 func readExport(tb testing.TB, path string) []map[string]parquet.Value {
 	tb.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var names []string
-	for _, c := range pf.Schema().Columns() {
-		names = append(names, strings.Join(c, "."))
-	}
-	r := parquet.NewReader(pf)
-	defer r.Close()
 	var out []map[string]parquet.Value
-	rows := make([]parquet.Row, 64)
-	for {
-		n, err := r.ReadRows(rows)
-		for _, row := range rows[:n] {
-			m := make(map[string]parquet.Value, len(row))
-			for _, v := range row {
-				m[names[v.Column()]] = v.Clone()
-			}
-			out = append(out, m)
+	for _, cols := range readColumns(tb, path) {
+		m := make(map[string]parquet.Value, len(cols))
+		for name, vs := range cols {
+			m[name] = vs[len(vs)-1]
 		}
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			tb.Fatal(err)
-		}
+		out = append(out, m)
 	}
+	return out
 }
 
 // exportedValue reads an exported value of type t back as a larder value.

@@ -252,19 +252,7 @@ func requestOf(row rankInputRow) map[string]*float32 {
 // them with the file's column names in order.
 func readOutput[T any](tb testing.TB, path string) ([]T, []string) {
 	tb.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pf, err := parquet.OpenFile(f, fi.Size())
-	if err != nil {
-		tb.Fatal(err)
-	}
+	pf := openParquet(tb, path)
 	var cols []string
 	for _, c := range pf.Root().Columns() {
 		cols = append(cols, c.Name()+" "+describe(c))
