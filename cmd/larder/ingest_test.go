@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"math/rand/v2"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -112,5 +115,246 @@ func TestIngestKilled(t *testing.T) {
 	}
 	if n := client.XLen(ctx, s.DeadLetter).Val(); n != 0 {
 		t.Errorf("%d events in the dead-letter stream, want none", n)
+	}
+}
+
+const ingestTileViews = `  - name: user_clicks
+    kind: aggregate
+    entity: user
+    source: events
+    max_age: 1h
+    tile: 1m
+    aggregations:
+      - {column: n, type: int64, functions: [count, sum], windows: [5m, 15m, 1h]}
+      - {name: clicks, functions: [count], windows: [5m, 1h]}
+streams:
+  - name: clicks
+    view: user_clicks
+    redis_stream: clicks
+`
+
+// tileClick is one event of TestIngestKilledStreamingAggregate: its
+// entity, time, and its n (nil when the entry has no field n).
+type tileClick struct {
+	user int64
+	at   time.Time
+	n    *int64
+}
+
+// TestIngestKilledStreamingAggregate SIGKILLs `larder ingest` processes
+// while they add a stream's events to the tiles of a streaming aggregate
+// view, one after another, until a kill lands between a batch's write and
+// its acknowledgement; then two more, side by side, claim what the dead
+// ones left pending and apply the rest. At the end every entity's windowed
+// counts and sums, read as of the answer's T, are those of the events
+// written, each counted once, and none went to the dead-letter stream.
+func TestIngestKilledStreamingAggregate(t *testing.T) {
+	t.Parallel() // mostly waiting on child processes and servers
+	if testing.Short() {
+		t.Skip("starts larder processes")
+	}
+	srv := redistest.Start(t)
+	sp := newSchedProject(t, srv.Addr, "", ingestTileViews, 200, 20)
+	// The run's cutoff C is half an hour back, so that the stream's
+	// events, after C, spread over closed tiles and the windows' edges.
+	cut := time.Now().Add(-30 * time.Minute).Truncate(time.Minute)
+	mustSucceed(t, sp.larder(t, "materialize", "user_clicks", "--as-of", cut.UTC().Format(time.RFC3339)), "materialize")
+	client := srv.Client()
+	ctx := context.Background()
+
+	// Events of users the batch has not (1000..1039), after C and at
+	// least a tile before now: a third on a tile's end, a third just
+	// after one, a sixth without n.
+	const events, users = 60_000, 40
+	rng := rand.New(rand.NewPCG(7, 11))
+	span := time.Now().Add(-time.Minute).Sub(cut)
+	clicks := make([]tileClick, events)
+	for i := range clicks {
+		c := tileClick{user: 1000 + rng.Int64N(users)}
+		switch i % 3 {
+		case 0:
+			c.at = cut.Add(time.Duration(1+rng.Int64N(span.Milliseconds())) * time.Millisecond)
+		case 1:
+			c.at = cut.Add(time.Duration(1+rng.Int64N(int64(span/time.Minute))) * time.Minute)
+		default:
+			c.at = cut.Add(time.Duration(rng.Int64N(int64(span/time.Minute)))*time.Minute + time.Millisecond)
+		}
+		if rng.IntN(6) > 0 {
+			n := rng.Int64N(2000) - 500
+			c.n = &n
+		}
+		clicks[i] = c
+	}
+	for lo := 0; lo < events; lo += 1000 {
+		pipe := client.Pipeline()
+		for _, c := range clicks[lo : lo+1000] {
+			fields := []any{"user_id", strconv.FormatInt(c.user, 10), "ts", strconv.FormatInt(c.at.UnixMilli(), 10)}
+			if c.n != nil {
+				fields = append(fields, "n", strconv.FormatInt(*c.n, 10))
+			}
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: "clicks", Values: fields})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := sp.p.Stream("clicks")
+	lag := func() ingest.Lag {
+		l, err := ingest.RedisLag(ctx, client, s, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+
+	st := sp.store(t)
+	v := sp.p.View("user_clicks")
+	feats := v.AggregateFeatures()
+	read := func() *larder.Lookup {
+		l := &larder.Lookup{View: v}
+		for u := range int64(users) {
+			l.Keys = append(l.Keys, larder.Int64Key(1000+u))
+		}
+		if err := st.Read(ctx, []*larder.Lookup{l}); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	// applied returns how many events the tiles hold: all are in the 1h
+	// window of the count of events.
+	clicks1h := slices.IndexFunc(feats, func(af larder.AggregateFeature) bool {
+		return v.Aggregations[af.Aggregation].Column == "" && af.Window.Duration == time.Hour
+	})
+	applied := func() int64 {
+		l := read()
+		n := int64(0)
+		for j := range l.Keys {
+			if l.Found[j] {
+				n += l.Rows[j].Values[clicks1h].Int64()
+			}
+		}
+		return n
+	}
+
+	// A kill lands before a batch's tiles are written (the batch is then
+	// applied again), or after, before its entries are acknowledged (they
+	// are claimed, and their events must not count twice). The first
+	// process is killed once the lag shows progress, at whatever point of
+	// a batch it is; the next ones as soon as the store writes tiles (a
+	// keyspace notification of an HSET, which Redis sends as it runs the
+	// EXEC, about when the process gets the reply), until a kill lands
+	// after the write, or 8 have.
+	if err := client.ConfigSet(ctx, "notify-keyspace-events", "Kh").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var atKill ingest.Lag
+	afterWrite := false
+	for kill := 1; kill <= 8 && !afterWrite; kill++ {
+		from := lag()
+		p := sp.start(t, "ingest", "--claim-idle", "300ms", "--status-every", "1h")
+		waitFor(t, 60*time.Second, "an ingest to apply some events", func() (string, bool) {
+			l := lag()
+			return "", l.Entries <= from.Entries-500 && l.Pending > 0
+		})
+		if kill > 1 {
+			ps := client.PSubscribe(ctx, "__keyspace@*__:*{user_clicks:*}:t")
+			for {
+				m, err := ps.ReceiveTimeout(ctx, 60*time.Second)
+				if err != nil {
+					t.Fatalf("waiting for a write of the tiles: %v", err)
+				}
+				if _, ok := m.(*redis.Message); ok {
+					break
+				}
+			}
+			p.stop(t, syscall.SIGKILL)
+			ps.Close()
+		} else {
+			p.stop(t, syscall.SIGKILL)
+		}
+		atKill = lag()
+		acked := events - atKill.Entries - atKill.Pending
+		n := applied()
+		afterWrite = n > acked
+		t.Logf("kill %d: %d entries not delivered and %d pending; %d events in the tiles, %d acknowledged",
+			kill, atKill.Entries, atKill.Pending, n, acked)
+	}
+	if !afterWrite {
+		t.Log("no kill landed between a batch's write and its acknowledgement")
+	}
+
+	// Two processes side by side take over and apply the rest: they
+	// write the same entities, so that some of their transactions are
+	// refused and they write with the compare-and-set script instead.
+	if err := client.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var rest []*proc
+	for range 2 {
+		rest = append(rest, sp.start(t, "ingest", "--claim-idle", "300ms", "--status-every", "1h"))
+	}
+	waitFor(t, 120*time.Second, "the last ingest processes to apply the rest", func() (string, bool) {
+		l := lag()
+		return "", l.Entries == 0 && l.Pending == 0
+	})
+	out := ""
+	for _, p := range rest {
+		p.stop(t, syscall.SIGTERM)
+		out += p.out.String()
+	}
+	if !strings.Contains(out, "claimed entries a consumer left pending") && atKill.Pending > 0 {
+		t.Errorf("no ingest said it claimed the dead ones' entries:\n%s", out)
+	}
+	calls := "0"
+	if m := regexp.MustCompile(`cmdstat_evalsha:calls=(\d+)`).FindStringSubmatch(client.Info(ctx, "commandstats").Val()); m != nil {
+		calls = m[1]
+	}
+	t.Logf("the last processes called the compare-and-set script %s times", calls)
+	if n := client.XLen(ctx, s.DeadLetter).Val(); n != 0 {
+		t.Errorf("%d events in the dead-letter stream, want none", n)
+	}
+
+	// Windows are whole tiles ending at T, so an event counts in window w
+	// when its time is in (T - w, T].
+	l := read()
+	T := l.TileTime
+	if T.IsZero() {
+		t.Fatal("the read of a streaming aggregate view has no tile time")
+	}
+	wrong := 0
+	for j, k := range l.Keys {
+		if !l.Found[j] {
+			t.Errorf("user %s: no row", k)
+			continue
+		}
+		for f, af := range feats {
+			var count, sum int64
+			for _, c := range clicks {
+				if c.user != k.Int64() || !c.at.After(T.Add(-af.Window.Duration)) || c.at.After(T) {
+					continue
+				}
+				if v.Aggregations[af.Aggregation].Column == "" {
+					count++
+				} else if c.n != nil {
+					count++
+					sum += *c.n
+				}
+			}
+			want := larder.Int64Value(count)
+			if af.Func == larder.AggSum {
+				want = larder.Int64Value(sum)
+				if count == 0 {
+					want = larder.Null
+				}
+			}
+			if got := l.Rows[j].Values[f]; !got.Equal(want) {
+				if wrong++; wrong <= 10 {
+					t.Errorf("user %s %s as of %s: got %v, want %v", k, v.Features[f].Name, T.Format(time.RFC3339), got, want)
+				}
+			}
+		}
+	}
+	if wrong > 10 {
+		t.Errorf("%d values wrong in all", wrong)
 	}
 }
