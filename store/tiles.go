@@ -610,8 +610,9 @@ func (s *Store) buildTiles(c *readCall, lookups []*larder.Lookup, gens []*liveGe
 }
 
 // combineTiles sets the row of key j of lookup l, a streaming aggregate
-// view read from generation g, to its values as of T, now rounded down to
-// the view's tile, from the batch row and the tiles in tr: found says
+// view read from generation g, to its values as of l.TileTime (now rounded
+// down to the view's tile, taken once per lookup by finishTiles), from the
+// batch row and the tiles in tr: found says
 // whether the batch has a row. It leaves the row as the batch wrote it
 // (as of the cutoff) when T is past the cutoff's horizon, or when the
 // generation kept no tiles for the entity.
@@ -622,7 +623,7 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	if found {
 		cut = larder.TileFloor(l.Rows[j].EventTime, tau)
 	}
-	T := larder.TileFloor(s.now(), tau)
+	T := l.TileTime
 	if T.Before(cut) || T.After(cut.Add(horizon)) {
 		return nil
 	}
