@@ -321,6 +321,11 @@ const maxPinned = 256
 // cannot be reached, and ctx.Err() when ctx ends first. On error the
 // lookups' results are unspecified.
 func (s *Store) Read(ctx context.Context, lookups []*larder.Lookup) error {
+	if err := ctx.Err(); err != nil {
+		// A cached generation and a shared round trip could otherwise
+		// answer a caller that has already gone.
+		return fmt.Errorf("store: read: %w", err)
+	}
 	var genBuf [8]*liveGen
 	var typeBuf [8][]larder.Type
 	gens, types := genBuf[:0], typeBuf[:0]
