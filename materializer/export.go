@@ -45,7 +45,8 @@ type ExportArgs struct {
 	// those as of it.
 	Timestamp string
 	// Features are "view:feature" and "view:*" references to the features
-	// exported, of latest, aggregate and prediction views.
+	// exported, of latest, aggregate, prediction and candidates views
+	// (not those with Candidates.FromView).
 	Features []string
 	// Ranker, when set, adds the ranker's model input, as Rank builds it:
 	// one float32 column per input, named by InputColumn.
@@ -336,8 +337,15 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 				return nil, err
 			}
 			j.entities = ej
+		case larder.KindCandidates:
+			if v.Candidates == nil || v.SourceDef() == nil && v.Candidates.FromView == "" {
+				return nil, fmt.Errorf("export: view %s: the project was not validated: call Project.Validate first", v.Name)
+			}
+			if v.Candidates.FromView != "" {
+				return nil, larder.Invalidf("export: view %s ranks the entities of view %s as its live generation holds them, which keeps no history to read as of a spine row's time: export %s's features (the scores) instead", v.Name, v.Candidates.FromView, v.Candidates.FromView)
+			}
 		default:
-			return nil, larder.Invalidf("export: view %s is a %s view: only latest, aggregate and prediction views can be exported", v.Name, v.Kind)
+			return nil, larder.Invalidf("export: view %s is a %s view, which cannot be exported", v.Name, v.Kind)
 		}
 		joins[[2]any{v, kc}] = j
 		p.joins = append(p.joins, j)
@@ -367,18 +375,13 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 		}
 		var fs []int
 		if feat == "*" {
-			for i, f := range v.Features {
-				if exportable(f.Type) {
-					fs = append(fs, i)
-				}
+			for i := range v.Features {
+				fs = append(fs, i)
 			}
 		} else {
 			i := v.FeatureIndex(feat)
 			if i < 0 {
 				return nil, larder.Invalidf("export: feature %q: view %s has no feature %q", ref, name, feat)
-			}
-			if !exportable(v.Features[i].Type) {
-				return nil, larder.Invalidf("export: feature %q is a %s: only numbers, bools, strings and bytes can be exported", ref, v.Features[i].Type)
 			}
 			fs = []int{i}
 		}
@@ -452,12 +455,3 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 // InputColumn returns the name of the column of an export that holds the
 // input ref of ranker: "ranker:ref", such as "home_feed:user_profile:age".
 func InputColumn(ranker, ref string) string { return ranker + ":" + ref }
-
-// exportable reports whether features of type t can be exported.
-func exportable(t larder.Type) bool {
-	switch t {
-	case larder.TypeInt64, larder.TypeFloat64, larder.TypeFloat32, larder.TypeBool, larder.TypeString, larder.TypeBytes:
-		return true
-	}
-	return false
-}

@@ -22,6 +22,8 @@ func (m *Materializer) join(ctx context.Context, j *exportJoin, ch *spineChunk) 
 		return m.joinLatest(ctx, j, ch)
 	case larder.KindAggregate:
 		return m.joinAggregate(ctx, j, ch)
+	case larder.KindCandidates:
+		return m.joinCandidates(ctx, j, ch)
 	}
 	return 0, m.joinPrediction(ctx, j, ch)
 }
@@ -234,16 +236,17 @@ func (j *exportJoin) inputNumber(r, f int, at time.Time, def float32) (float32, 
 // are row-major, so that the values of a spine row are read together,
 // wherever its row is: each row is stride words, nw words of null bits (bit
 // f%64 of word f/64 is set when feature f is null), then one word per
-// feature. Strings, bytes and vectors are kept by feature. Its buffers are
+// feature. Strings, bytes, vectors and lists are kept by feature. Its buffers are
 // kept from chunk to chunk.
 type exportTable struct {
 	types   []larder.Type
 	nf, nw  int
 	stride  int
 	words   []uint64
-	str     [][]string    // by feature, for strings and bytes
-	vec     [][][]float32 // by feature, for vectors
-	allNull []uint64      // the null words of a row all null
+	str     [][]string       // by feature, for strings and bytes
+	vec     [][][]float32    // by feature, for vectors
+	lst     [][]larder.Value // by feature, for int64 and string lists
+	allNull []uint64         // the null words of a row all null
 	rows    int
 }
 
@@ -259,6 +262,8 @@ func (t *exportTable) reset(types []larder.Type, rows int) {
 			t.str[f] = grow(t.str[f][:0], rows, "")
 		case larder.TypeFloat32Vector:
 			t.vec[f] = make([][]float32, rows)
+		case larder.TypeInt64List, larder.TypeStringList:
+			t.lst[f] = make([]larder.Value, rows)
 		}
 	}
 }
@@ -270,8 +275,9 @@ func (t *exportTable) shape(types []larder.Type, rows int) {
 	t.words = slices.Grow(t.words[:0], rows*t.stride)[:rows*t.stride]
 	t.str = grow(t.str[:0], t.nf, nil)
 	t.vec = grow(t.vec[:0], t.nf, nil)
+	t.lst = grow(t.lst[:0], t.nf, nil)
 	for f := range t.nf {
-		t.str[f], t.vec[f] = t.str[f][:0], nil
+		t.str[f], t.vec[f], t.lst[f] = t.str[f][:0], nil, nil
 	}
 	t.allNull = grow(t.allNull[:0], t.nw, 0)
 	for f := range t.nf {
@@ -339,6 +345,9 @@ func (t *exportTable) set(row, f int, v larder.Value) {
 	case larder.TypeFloat32Vector:
 		t.setNum(row, f, 0)
 		t.vec[f][row] = v.Vector()
+	case larder.TypeInt64List, larder.TypeStringList:
+		t.setNum(row, f, 0)
+		t.lst[f][row] = v
 	}
 }
 
@@ -355,6 +364,8 @@ func (t *exportTable) value(row, f int) larder.Value {
 		return larder.BytesValueString(t.str[f][row])
 	case larder.TypeFloat32Vector:
 		return larder.Float32VectorValue(t.vec[f][row])
+	case larder.TypeInt64List, larder.TypeStringList:
+		return t.lst[f][row]
 	}
 	return columnValue(t.types[f], u)
 }

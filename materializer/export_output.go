@@ -39,6 +39,7 @@ type exportOutput struct {
 	// vals holds a block of values per column; why the state of each
 	// join for the rows of the block, and blocks their values.
 	vals   [][]parquet.Value
+	lists  [][]parquet.Value // by column, the values of a list column's block
 	why    [][]uint8
 	blocks []joinBlock
 	// flag marks the rows whose values the view's rules may change; slow
@@ -111,6 +112,12 @@ func createExportOutput(path string, spine *parquet.Schema, plan *exportPlan) (*
 			node = parquet.Leaf(parquet.BooleanType)
 		case larder.TypeString:
 			node = parquet.String()
+		case larder.TypeFloat32Vector:
+			node = parquet.List(parquet.Leaf(parquet.FloatType))
+		case larder.TypeInt64List:
+			node = parquet.List(parquet.Int(64))
+		case larder.TypeStringList:
+			node = parquet.List(parquet.String())
 		default:
 			node = parquet.Leaf(parquet.ByteArrayType)
 		}
@@ -151,6 +158,7 @@ func createExportOutput(path string, spine *parquet.Schema, plan *exportPlan) (*
 		return nil, fmt.Errorf("the output has %d columns, not %d", len(o.cols), o.leaves+len(plan.columns))
 	}
 	o.vals = make([][]parquet.Value, len(o.cols))
+	o.lists = make([][]parquet.Value, len(o.cols))
 	for c := range o.vals {
 		o.vals[c] = make([]parquet.Value, exportBlock)
 	}
@@ -480,6 +488,10 @@ func (o *exportOutput) columns(w, workers int, sc spineCopy, ch *spineChunk, pla
 		c := col - o.leaves // the added column
 		vals, cnt := o.vals[col][:n], &counts[c]
 		switch {
+		case c < len(plan.feats) && isList(o.types[c]):
+			f := plan.feats[c]
+			o.lists[col] = o.listValues(f.j, f.f, o.types[c], lo, n, o.lists[col][:0], cnt)
+			vals = o.lists[col]
 		case c < len(plan.feats):
 			f := plan.feats[c]
 			o.featureColumn(f.j, f.f, o.types[c], col, lo, vals, cnt)
@@ -637,6 +649,67 @@ func (o *exportOutput) featureValues(j *exportJoin, f int, t larder.Type, lo int
 		vals[i] = parquetValue(t, v)
 		vals[i].SetDefinitionLevel(defLevel(v))
 	}
+}
+
+// isList reports whether an output column of type t is a list.
+func isList(t larder.Type) bool {
+	switch t {
+	case larder.TypeFloat32Vector, larder.TypeInt64List, larder.TypeStringList:
+		return true
+	}
+	return false
+}
+
+// listValues appends to vals the values of feature f of join j, a list of
+// type t, for the n rows from lo, and returns them, counting the nulls. The
+// column is an optional list of required elements: a null list is one
+// value of definition level 0, an empty list one of level 1, and each
+// element one of level 2, the first of a row at repetition level 0.
+func (o *exportOutput) listValues(j *exportJoin, f int, t larder.Type, lo, n int, vals []parquet.Value, cnt *[whyCount]int64) []parquet.Value {
+	why, slow := o.why[j.id], o.slow[j.id]
+	for i := range n {
+		if why[i] != whyPresent {
+			vals = append(vals, parquet.Value{})
+			cnt[why[i]]++
+			continue
+		}
+		v := j.value(lo+i, f)
+		if s := slow[i]; s != nil {
+			if s[f].IsNull() && !v.IsNull() {
+				cnt[whyRules]++
+			} else if v.IsNull() {
+				cnt[whyValue]++
+			}
+			v = s[f]
+		} else if v.IsNull() {
+			cnt[whyValue]++
+		}
+		if v.IsNull() {
+			vals = append(vals, parquet.Value{})
+			continue
+		}
+		first := len(vals)
+		switch t {
+		case larder.TypeFloat32Vector:
+			for _, x := range v.Vector() {
+				vals = append(vals, parquet.FloatValue(x).Level(1, 2, 0))
+			}
+		case larder.TypeInt64List:
+			for _, x := range v.Int64List() {
+				vals = append(vals, parquet.Int64Value(x).Level(1, 2, 0))
+			}
+		default:
+			for _, x := range v.StringList() {
+				vals = append(vals, parquet.ByteArrayValue([]byte(x)).Level(1, 2, 0))
+			}
+		}
+		if len(vals) == first {
+			vals = append(vals, parquet.Value{}.Level(0, 1, 0))
+			continue
+		}
+		vals[first].SetRepetitionLevel(0)
+	}
+	return vals
 }
 
 // mayRefuse reports whether the value rules of j may refuse a value of its

@@ -36,6 +36,13 @@ type impressionRow struct {
 // readRows reads a Parquet file's rows, each a map from column name to
 // value.
 func readRows(tb testing.TB, path string) []map[string]parquet.Value {
+	rows, _ := readRowsLists(tb, path)
+	return rows
+}
+
+// readRowsLists is readRows that also returns, by row, the values of each
+// list column (VIEW:FEATURE.list.element), by the list column's name.
+func readRowsLists(tb testing.TB, path string) ([]map[string]parquet.Value, []map[string][]parquet.Value) {
 	tb.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -57,23 +64,61 @@ func readRows(tb testing.TB, path string) []map[string]parquet.Value {
 	r := parquet.NewReader(pf)
 	defer r.Close()
 	var out []map[string]parquet.Value
+	var lists []map[string][]parquet.Value
 	rows := make([]parquet.Row, 64)
 	for {
 		n, err := r.ReadRows(rows)
 		for _, row := range rows[:n] {
 			m := make(map[string]parquet.Value, len(row))
+			l := map[string][]parquet.Value{}
 			for _, v := range row {
-				m[names[v.Column()]] = v.Clone()
+				name := names[v.Column()]
+				if list, ok := strings.CutSuffix(name, ".list.element"); ok {
+					l[list] = append(l[list], v.Clone())
+					continue
+				}
+				m[name] = v.Clone()
 			}
-			out = append(out, m)
+			out, lists = append(out, m), append(lists, l)
 		}
 		if errors.Is(err, io.EOF) {
-			return out
+			return out, lists
 		}
 		if err != nil {
 			tb.Fatal(err)
 		}
 	}
+}
+
+// exportedList reads the values of an exported list of type t back as a
+// larder value: an optional list of required elements, where definition
+// level 0 is a null list and 1 an empty one.
+func exportedList(t larder.Type, vs []parquet.Value) larder.Value {
+	if len(vs) == 0 || vs[0].DefinitionLevel() == 0 {
+		return larder.Null
+	}
+	if vs[0].DefinitionLevel() == 1 {
+		vs = nil
+	}
+	switch t {
+	case larder.TypeFloat32Vector:
+		out := make([]float32, len(vs))
+		for i, v := range vs {
+			out[i] = v.Float()
+		}
+		return larder.Float32VectorValue(out)
+	case larder.TypeInt64List:
+		out := make([]int64, len(vs))
+		for i, v := range vs {
+			out[i] = v.Int64()
+		}
+		return larder.Int64ListValue(out)
+	}
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v.ByteArray())
+	}
+	return larder.StringListValue(out)
 }
 
 // exported reads an exported value of type t back as a larder value.
@@ -126,14 +171,14 @@ func TestExportSkew(t *testing.T) {
 	}
 	writeParquet(t, filepath.Join(dir, "spine.parquet"), spine)
 	out := filepath.Join(dir, "train.parquet")
-	feats := "user_profile:*,user_last_event:*,user_activity:*,item_profile:*,item_click_prior:*"
+	feats := "user_profile:*,user_last_event:*,user_activity:*,item_profile:*,item_click_prior:*,user_recs:*"
 	r := larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", filepath.Join(dir, "spine.parquet"), "--timestamp", "at",
 		"--features", feats, "--ranker", demo.RankerName, "--output", out, "--chunk-rows", "50")
 	mustSucceed(t, r, "export")
 	if !strings.Contains(r.stdout, fmt.Sprintf("export: %d spine rows written to %s", len(spine), out)) {
 		t.Errorf("export printed:\n%s\nwant its summary", r.stdout)
 	}
-	got := readRows(t, out)
+	got, gotLists := readRowsLists(t, out)
 	if len(got) != len(spine) {
 		t.Fatalf("%d rows exported, want %d", len(got), len(spine))
 	}
@@ -151,7 +196,7 @@ func TestExportSkew(t *testing.T) {
 	client := larderv1.NewFeatureServiceClient(conn)
 	ranker := project.Ranker(demo.RankerName)
 
-	checked, stale := 0, 0
+	checked, stale, lists := 0, 0, 0
 	for i, s := range spine {
 		row := got[i]
 		if row["user_id"].Int64() != s.UserID || row["item_id"].Int64() != s.ItemID || row["clicked"].Int64() != s.Clicked {
@@ -176,18 +221,23 @@ func TestExportSkew(t *testing.T) {
 				stale++
 			}
 			for f, feat := range v.Features {
-				col, ok := row[v.Name+":"+feat.Name]
-				if !ok {
-					if feat.Type == larder.TypeFloat32Vector {
-						continue // not exported
+				name := v.Name + ":" + feat.Name
+				var g larder.Value
+				if col, ok := row[name]; ok {
+					g = exported(feat.Type, col)
+				} else if vs, ok := gotLists[i][name]; ok {
+					g = exportedList(feat.Type, vs)
+					if !g.IsNull() {
+						lists++
 					}
-					t.Fatalf("no column %s:%s", v.Name, feat.Name)
+				} else {
+					t.Fatalf("no column %s", name)
 				}
 				w := larder.Null
 				if status == larder.StatusPresent {
 					w = l.Rows[0].Values[f]
 				}
-				if g := exported(feat.Type, col); !g.Equal(w) {
+				if !g.Equal(w) {
 					t.Errorf("row %d (user %d, item %d): %s:%s = %v, want %v as stored", i, s.UserID, s.ItemID, v.Name, feat.Name, g, w)
 				}
 				checked++
@@ -211,10 +261,10 @@ func TestExportSkew(t *testing.T) {
 			}
 		}
 	}
-	if checked == 0 {
-		t.Fatal("no value checked")
+	if checked == 0 || lists == 0 {
+		t.Fatalf("%d values checked, %d of them lists: the test checks too little", checked, lists)
 	}
-	t.Logf("%d rows, %d values checked, %d stale rows", len(spine), checked, stale)
+	t.Logf("%d rows, %d values checked (%d lists: embeddings and candidate lists), %d stale rows", len(spine), checked, lists, stale)
 }
 
 func ptrTo[T any](v T) *T { return &v }
@@ -235,8 +285,6 @@ func TestExportCommandErrors(t *testing.T) {
 		{"unknown ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", "nope", "--output", "o.parquet"}, `--ranker: unknown ranker "nope"`},
 		{"bad key", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--key", "user", "--output", "o.parquet"}, "want ENTITY=COLUMN"},
 		{"unknown entity", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--key", "shop=id", "--output", "o.parquet"}, `unknown entity "shop"`},
-		{"candidates view", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_recs:*", "--output", "o.parquet"}, "only latest, aggregate and prediction views can be exported"},
-		{"vector", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "item_profile:embedding", "--output", "o.parquet"}, "only numbers, bools, strings and bytes can be exported"},
 		{"no timestamp column", []string{"--spine", spine, "--timestamp", "at", "--ranker", demo.RankerName, "--output", "o.parquet"}, `no column "at"`},
 		{"spine is output", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", spine}, "is the spine too"},
 	} {

@@ -1,0 +1,302 @@
+package materializer_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/materializer"
+	"github.com/parquet-go/parquet-go"
+)
+
+// exportedCell reads an exported column of type t back as a larder value:
+// vs are the column's values of one row (several for a list).
+func exportedCell(tb testing.TB, t larder.Type, vs []parquet.Value) larder.Value {
+	tb.Helper()
+	switch t {
+	case larder.TypeFloat32Vector, larder.TypeInt64List, larder.TypeStringList:
+	default:
+		if len(vs) != 1 {
+			tb.Fatalf("a %s cell has %d values", t, len(vs))
+		}
+		return exportedValue(t, vs[0])
+	}
+	// An optional list of required elements: definition level 0 is a null
+	// list, 1 an empty one, 2 an element.
+	switch {
+	case len(vs) == 0:
+		tb.Fatalf("a %s cell has no values", t)
+	case vs[0].DefinitionLevel() == 0:
+		return larder.Null
+	case vs[0].DefinitionLevel() == 1:
+		vs = nil
+	}
+	switch t {
+	case larder.TypeFloat32Vector:
+		out := make([]float32, len(vs))
+		for i, v := range vs {
+			out[i] = v.Float()
+		}
+		return larder.Float32VectorValue(out)
+	case larder.TypeInt64List:
+		out := make([]int64, len(vs))
+		for i, v := range vs {
+			out[i] = v.Int64()
+		}
+		return larder.Int64ListValue(out)
+	}
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v.ByteArray())
+	}
+	return larder.StringListValue(out)
+}
+
+// cellOf returns the values of the column named name in a row read by
+// readColumns, for a flat column or a list's elements.
+func cellOf(row map[string][]parquet.Value, name string) []parquet.Value {
+	if vs, ok := row[name]; ok {
+		return vs
+	}
+	for col, vs := range row {
+		if strings.HasPrefix(col, name+".") {
+			return vs
+		}
+	}
+	return nil
+}
+
+// TestExportAllTypes exports every type a latest view stores (vectors,
+// bytes, dictionary-encoded strings, narrow integers read as int64, lists
+// with and without elements, null lists) as of a run's time, and checks
+// that each exported value equals what that run stored for its key.
+func TestExportAllTypes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 5))
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "data", "part-0.parquet"), randomAllTypes(rng, 1500, 200, 60), smallGroups(300)...)
+	writeParquet(t, filepath.Join(dir, "data", "part-1.parquet"), randomAllTypes(rng, 900, 200, 60), smallGroups(200)...)
+	p := projectFor(t, dir, "data", larder.TypeInt64, allTypesFeatures...)
+	v := p.View("v")
+	runTime := baseTime.Add(45 * time.Second)
+	fs := newFakeStore()
+	m := materializer.New(p, fs, materializer.Options{Now: fixedClock(runTime)})
+	if _, err := m.Run(context.Background(), "v"); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := fs.liveRows("v")
+
+	var spine []spineRow
+	for id := int64(-5); id < 205; id++ { // some keys without rows
+		spine = append(spine, spineRow{UserID: &id, At: runTime, Label: id % 2})
+	}
+	writeParquet(t, filepath.Join(dir, "spine.parquet"), spine)
+	out := filepath.Join(dir, "train.parquet")
+	if _, err := m.Export(context.Background(), materializer.ExportArgs{Spine: "spine.parquet", Output: out, Timestamp: "at", Features: []string{"v:*"}}); err != nil {
+		t.Fatal(err)
+	}
+	rows := readColumns(t, out)
+	if len(rows) != len(spine) {
+		t.Fatalf("%d rows exported, want %d", len(rows), len(spine))
+	}
+	found := 0
+	for i, row := range rows {
+		id := *spine[i].UserID
+		want, ok := stored[larder.Int64Key(id)]
+		if ok {
+			found++
+		}
+		for f, feat := range v.Features {
+			got := exportedCell(t, feat.Type, cellOf(row, "v:"+feat.Name))
+			w := larder.Null
+			if ok {
+				w = want.Values[f]
+			}
+			if !got.Equal(w) {
+				t.Errorf("user %d, %s (%s): exported %v, the run stored %v", id, feat.Name, feat.Type, got, w)
+			}
+		}
+	}
+	if found < 150 {
+		t.Fatalf("only %d of the spine's keys have a row: the test checks too little", found)
+	}
+}
+
+// TestExportCandidatesMatchBruteForce exports a candidates view's lists as
+// of spine times on and between its rows' times (ties on time and score,
+// repeated pairs, nulls, NaN scores, rows after every spine time), with
+// int64 and string keys, and compares each with the list a brute-force
+// run as of that time stores; the lists as of the run time also equal
+// what a run at that time stored.
+func TestExportCandidatesMatchBruteForce(t *testing.T) {
+	type intSpine struct {
+		UserID *int64    `parquet:"user_id,optional"`
+		At     time.Time `parquet:"at,timestamp(millisecond)"`
+	}
+	type strSpine struct {
+		UserID *string   `parquet:"user_id,optional"`
+		At     time.Time `parquet:"at,timestamp(millisecond)"`
+	}
+	for _, tt := range []struct {
+		name    string
+		strings bool
+		topK    int
+		procs   int
+		seed    uint64
+	}{
+		{"int keys", false, 5, 1, 1},
+		{"int keys, parallel", false, 8, 3, 2},
+		{"string keys, float scores", true, 4, 2, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			withProcs(t, tt.procs)
+			rng := rand.New(rand.NewPCG(tt.seed, 77))
+			dir := t.TempDir()
+			runTime := baseTime.Add(time.Minute)
+			var records []pairRecord
+			parts := [][]intPair{randomPairs(rng, 1200, 30, 40, runTime), randomPairs(rng, 900, 30, 40, runTime)}
+			for i := len(parts) - 1; i >= 0; i-- {
+				path := filepath.Join(dir, "pairs", fmt.Sprintf("part-%02d.parquet", i))
+				if tt.strings {
+					writeParquet(t, path, toStrPairs(parts[i]), smallGroups(150)...)
+				} else {
+					writeParquet(t, path, parts[i], smallGroups(150)...)
+				}
+			}
+			for _, part := range parts {
+				if tt.strings {
+					for _, r := range toStrPairs(part) {
+						records = append(records, r.record())
+					}
+				} else {
+					for _, r := range part {
+						records = append(records, r.record())
+					}
+				}
+			}
+			keyType := larder.TypeInt64
+			if tt.strings {
+				keyType = larder.TypeString
+			}
+			p := candProject(t, dir, "pairs", keyType, keyType, "", tt.topK)
+			fs := newFakeStore()
+			m := materializer.New(p, fs, materializer.Options{Now: fixedClock(runTime)})
+			if _, err := m.Run(context.Background(), "v"); err != nil {
+				t.Fatal(err)
+			}
+			stored, _ := fs.liveRows("v")
+
+			// Spine times step by milliseconds over the rows' times, as the
+			// rows do, so that many tie with rows; some rows are at the run
+			// time, some keys have no rows, some are null.
+			var ints []intSpine
+			var strs []strSpine
+			var keys []*larder.Key
+			var times []time.Time
+			for i := range 400 {
+				at := runTime.Add(time.Duration(rng.IntN(70)-60) * time.Millisecond)
+				if i%5 == 0 {
+					at = runTime
+				}
+				id := maybe(rng, 0.03, int64(rng.IntN(40))-10)
+				var k *larder.Key
+				if id != nil {
+					k = ptr(larder.Int64Key(*id))
+				}
+				if tt.strings {
+					var s *string
+					if id != nil {
+						s = ptr(fmt.Sprintf("u%d", *id))
+						k = ptr(larder.StringKey(*s))
+					}
+					strs = append(strs, strSpine{UserID: s, At: at})
+				} else {
+					ints = append(ints, intSpine{UserID: id, At: at})
+				}
+				keys, times = append(keys, k), append(times, at)
+			}
+			if tt.strings {
+				writeParquet(t, filepath.Join(dir, "spine.parquet"), strs, smallGroups(90)...)
+			} else {
+				writeParquet(t, filepath.Join(dir, "spine.parquet"), ints, smallGroups(90)...)
+			}
+			out := filepath.Join(dir, "train.parquet")
+			rep, err := m.Export(context.Background(), materializer.ExportArgs{Spine: "spine.parquet", Output: out, Timestamp: "at",
+				Features: []string{"v:*"}, ChunkRows: 150})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"v:" + larder.CandidatesFeature, "v:" + larder.ScoresFeature, "v:status"}; !slices.Equal(rep.Columns, want) {
+				t.Fatalf("columns %v, want %v", rep.Columns, want)
+			}
+			v := p.View("v")
+			rows := readColumns(t, out)
+			found, atRun, cut := 0, 0, 0
+			refs := map[time.Time]map[larder.Key]larder.Row{}
+			for i, row := range rows {
+				ref := refs[times[i]]
+				if ref == nil {
+					ref, _ = bruteCandidates(records, times[i], tt.topK)
+					refs[times[i]] = ref
+				}
+				var want larder.Row
+				ok := false
+				if keys[i] != nil {
+					want, ok = ref[*keys[i]]
+				}
+				status := string(cellOf(row, "v:status")[0].ByteArray())
+				if wantStatus := map[bool]string{true: "present", false: "missing"}[ok]; status != wantStatus {
+					t.Errorf("row %d (%v at %v): status %q, want %q", i, keys[i], times[i], status, wantStatus)
+				}
+				for f, feat := range v.Features {
+					got := exportedCell(t, feat.Type, cellOf(row, "v:"+feat.Name))
+					w := larder.Null
+					if ok {
+						w = want.Values[f]
+					}
+					if !got.Equal(w) {
+						t.Errorf("row %d (%v at %v), %s: exported %v, want %v", i, keys[i], times[i], feat.Name, got, w)
+					}
+				}
+				if !ok {
+					continue
+				}
+				found++
+				if len(want.Values[1].Vector()) == tt.topK {
+					cut++
+				}
+				if times[i].Equal(runTime) {
+					atRun++
+					if s, in := stored[*keys[i]]; !in || !s.Values[0].Equal(want.Values[0]) || !s.Values[1].Equal(want.Values[1]) {
+						t.Errorf("row %d (%v at the run time): the run stored %v, the reference %v", i, keys[i], s.Values, want.Values)
+					}
+				}
+			}
+			if found < 200 || atRun < 40 || cut < 50 {
+				t.Fatalf("%d rows with a list, %d at the run time, %d cut at top k: the test checks too little", found, atRun, cut)
+			}
+		})
+	}
+}
+
+// TestExportCandidatesFromViewRefused checks that a candidates view fed by
+// another view's live generation, which has no history, is refused with
+// the reason and what to export instead.
+func TestExportCandidatesFromViewRefused(t *testing.T) {
+	dir := t.TempDir()
+	p := viewCandProject(t, dir, larder.TypeInt64, larder.TypeInt64, "item_stats", "popularity", 3)
+	writeParquet(t, filepath.Join(dir, "spine.parquet"), []struct {
+		CategoryID int64     `parquet:"category_id"`
+		At         time.Time `parquet:"at,timestamp(millisecond)"`
+	}{{CategoryID: 1, At: baseTime}})
+	m := materializer.New(p, nopStore{}, materializer.Options{})
+	_, err := m.Export(context.Background(), materializer.ExportArgs{Spine: "spine.parquet", Output: filepath.Join(dir, "out.parquet"), Timestamp: "at", Features: []string{"v:*"}})
+	if err == nil || !strings.Contains(err.Error(), "keeps no history") || !strings.Contains(err.Error(), "export item_stats's features") || !larder.IsInvalid(err) {
+		t.Fatalf("err = %v, want an invalid-argument error saying why and what to export instead", err)
+	}
+}
