@@ -42,7 +42,10 @@ sources by the code that materializes them:
               column VIEW:status says (present, stale, missing)
   aggregate   the windows (t - w, t]
   prediction  the view's model scored on its inputs as of t
-  candidates  the top_k list a run at t would store (lists are Parquet LISTs)
+  candidates  the top_k list a run at t would store
+
+Each feature is a column of its type; float32 vectors and the lists of a
+candidates view are Parquet LISTs.
 
 --features takes view:feature and view:* references. Each view is joined on
 the spine column of its entity's key (the entity's key name, or --key
