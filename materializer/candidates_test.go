@@ -225,6 +225,36 @@ func toStrPairs(rows []intPair) []strPair {
 	return out
 }
 
+// writePairs writes parts as the files part-00.parquet, part-01.parquet,
+// ... of dir (with string keys and FLOAT scores when strs is set; rows cut
+// into groups of rowsPerGroup) and returns their rows in the order a run
+// reads them. The files are created in reverse order, since a run reads
+// them in sorted path order.
+func writePairs(tb testing.TB, dir string, parts [][]intPair, strs bool, rowsPerGroup int64) []pairRecord {
+	tb.Helper()
+	for i := len(parts) - 1; i >= 0; i-- {
+		path := filepath.Join(dir, fmt.Sprintf("part-%02d.parquet", i))
+		if strs {
+			writeParquet(tb, path, toStrPairs(parts[i]), smallGroups(rowsPerGroup)...)
+		} else {
+			writeParquet(tb, path, parts[i], smallGroups(rowsPerGroup)...)
+		}
+	}
+	var records []pairRecord
+	for _, part := range parts {
+		if strs {
+			for _, r := range toStrPairs(part) {
+				records = append(records, r.record())
+			}
+			continue
+		}
+		for _, r := range part {
+			records = append(records, r.record())
+		}
+	}
+	return records
+}
+
 func TestCandidatesMatchBruteForce(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -247,31 +277,11 @@ func TestCandidatesMatchBruteForce(t *testing.T) {
 			rng := rand.New(rand.NewPCG(tt.seed, 9))
 			dir := t.TempDir()
 			runTime := baseTime.Add(time.Minute)
-			var records []pairRecord
-			// Files are read in sorted path order: create them in another.
 			parts := make([][]intPair, tt.files)
 			for i := range parts {
 				parts[i] = randomPairs(rng, tt.rowsPerFile, tt.users, tt.items, runTime)
 			}
-			for i := len(parts) - 1; i >= 0; i-- {
-				path := filepath.Join(dir, "pairs", fmt.Sprintf("part-%02d.parquet", i))
-				if tt.strings {
-					writeParquet(t, path, toStrPairs(parts[i]), smallGroups(tt.rowsPerGroup)...)
-				} else {
-					writeParquet(t, path, parts[i], smallGroups(tt.rowsPerGroup)...)
-				}
-			}
-			for _, part := range parts {
-				if tt.strings {
-					for _, r := range toStrPairs(part) {
-						records = append(records, r.record())
-					}
-				} else {
-					for _, r := range part {
-						records = append(records, r.record())
-					}
-				}
-			}
+			records := writePairs(t, filepath.Join(dir, "pairs"), parts, tt.strings, tt.rowsPerGroup)
 			keyType := larder.TypeInt64
 			if tt.strings {
 				keyType = larder.TypeString

@@ -455,3 +455,58 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 // InputColumn returns the name of the column of an export that holds the
 // input ref of ranker: "ranker:ref", such as "home_feed:user_profile:age".
 func InputColumn(ranker, ref string) string { return ranker + ":" + ref }
+
+// CellValue reads back one cell of a column that Export wrote for a
+// feature of type t: vs are that column's values in one row, as a
+// parquet.Row holds them. A scalar is one value, null when it is; a list
+// (a float32 vector, an int64 or string list) is an optional list of
+// required elements, one value of definition level 0 when the list is
+// null, one of level 1 when it is empty, and otherwise its elements. It is
+// meant for Go programs, and tests, that read a training set.
+func CellValue(t larder.Type, vs []parquet.Value) larder.Value {
+	if len(vs) == 0 {
+		return larder.Null
+	}
+	v := vs[0]
+	if isList(t) && v.DefinitionLevel() == 0 || !isList(t) && v.IsNull() {
+		return larder.Null
+	}
+	switch t {
+	case larder.TypeInt64:
+		return larder.Int64Value(v.Int64())
+	case larder.TypeFloat64:
+		return larder.Float64Value(v.Double())
+	case larder.TypeFloat32:
+		return larder.Float32Value(v.Float())
+	case larder.TypeBool:
+		return larder.BoolValue(v.Boolean())
+	case larder.TypeString:
+		return larder.StringValue(string(v.ByteArray()))
+	case larder.TypeBytes:
+		return larder.BytesValue(v.ByteArray())
+	}
+	if v.DefinitionLevel() == 1 {
+		vs = nil // an empty list
+	}
+	switch t {
+	case larder.TypeFloat32Vector:
+		out := make([]float32, len(vs))
+		for i, e := range vs {
+			out[i] = e.Float()
+		}
+		return larder.Float32VectorValue(out)
+	case larder.TypeInt64List:
+		out := make([]int64, len(vs))
+		for i, e := range vs {
+			out[i] = e.Int64()
+		}
+		return larder.Int64ListValue(out)
+	case larder.TypeStringList:
+		out := make([]string, len(vs))
+		for i, e := range vs {
+			out[i] = string(e.ByteArray())
+		}
+		return larder.StringListValue(out)
+	}
+	return larder.Null
+}

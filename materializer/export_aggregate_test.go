@@ -11,6 +11,7 @@ import (
 
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/materializer"
+	"github.com/parquet-go/parquet-go"
 )
 
 // strSpineRow is a spine row with a string key.
@@ -196,7 +197,7 @@ func TestExportAggregateWindows(t *testing.T) {
 						w = want.Values[f]
 					}
 					values++
-					if g := exportedValue(feat.Type, row["v:"+feat.Name]); !g.Equal(w) {
+					if g := materializer.CellValue(feat.Type, []parquet.Value{row["v:"+feat.Name]}); !g.Equal(w) {
 						if diffs < 10 {
 							t.Errorf("row %d (key %v at %v): %s = %v, want %v", i, keys[i], at, feat.Name, g, w)
 						}

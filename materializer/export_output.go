@@ -628,27 +628,36 @@ func (o *exportOutput) featureColumn(j *exportJoin, f int, t larder.Type, col, l
 // featureValues is featureColumn for strings and bytes, and for rows some
 // of whose values the view's rules may have changed.
 func (o *exportOutput) featureValues(j *exportJoin, f int, t larder.Type, lo int, vals []parquet.Value, cnt *[whyCount]int64) {
-	why, slow := o.why[j.id], o.slow[j.id]
+	why := o.why[j.id]
 	for i := range vals {
 		if why[i] != whyPresent {
 			vals[i] = parquet.Value{}
 			cnt[why[i]]++
 			continue
 		}
-		v := j.value(lo+i, f)
-		if s := slow[i]; s != nil {
-			if s[f].IsNull() && !v.IsNull() {
-				cnt[whyRules]++
-			} else if v.IsNull() {
-				cnt[whyValue]++
-			}
-			v = s[f]
-		} else if v.IsNull() {
-			cnt[whyValue]++
-		}
+		v := o.presentValue(j, f, lo, i, cnt)
 		vals[i] = parquetValue(t, v)
 		vals[i].SetDefinitionLevel(defLevel(v))
 	}
+}
+
+// presentValue returns feature f of join j's row for row i of the block
+// from lo, which must have one, after the view's value rules, counting it
+// in cnt when it is null: by the rules (whyRules) or as stored (whyValue).
+func (o *exportOutput) presentValue(j *exportJoin, f, lo, i int, cnt *[whyCount]int64) larder.Value {
+	v := j.value(lo+i, f)
+	if s := o.slow[j.id][i]; s != nil {
+		if s[f].IsNull() && !v.IsNull() {
+			cnt[whyRules]++
+		} else if v.IsNull() {
+			cnt[whyValue]++
+		}
+		return s[f]
+	}
+	if v.IsNull() {
+		cnt[whyValue]++
+	}
+	return v
 }
 
 // isList reports whether an output column of type t is a list.
@@ -666,24 +675,14 @@ func isList(t larder.Type) bool {
 // value of definition level 0, an empty list one of level 1, and each
 // element one of level 2, the first of a row at repetition level 0.
 func (o *exportOutput) listValues(j *exportJoin, f int, t larder.Type, lo, n int, vals []parquet.Value, cnt *[whyCount]int64) []parquet.Value {
-	why, slow := o.why[j.id], o.slow[j.id]
+	why := o.why[j.id]
 	for i := range n {
 		if why[i] != whyPresent {
 			vals = append(vals, parquet.Value{})
 			cnt[why[i]]++
 			continue
 		}
-		v := j.value(lo+i, f)
-		if s := slow[i]; s != nil {
-			if s[f].IsNull() && !v.IsNull() {
-				cnt[whyRules]++
-			} else if v.IsNull() {
-				cnt[whyValue]++
-			}
-			v = s[f]
-		} else if v.IsNull() {
-			cnt[whyValue]++
-		}
+		v := o.presentValue(j, f, lo, i, cnt)
 		if v.IsNull() {
 			vals = append(vals, parquet.Value{})
 			continue

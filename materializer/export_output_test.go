@@ -193,10 +193,10 @@ func TestExportSpineColumnsAndRules(t *testing.T) {
 			wantS = larder.Null
 			long++
 		}
-		if g := exportedValue(larder.TypeFloat64, row["lat:f"][0]); !g.Equal(wantF) {
+		if g := materializer.CellValue(larder.TypeFloat64, row["lat:f"]); !g.Equal(wantF) {
 			t.Errorf("row %d (key %d at %v): lat:f = %v, want %v", i, k, s.At, g, wantF)
 		}
-		if g := exportedValue(larder.TypeString, row["lat:s"][0]); !g.Equal(wantS) {
+		if g := materializer.CellValue(larder.TypeString, row["lat:s"]); !g.Equal(wantS) {
 			t.Errorf("row %d (key %d at %v): lat:s = %v, want %v", i, k, s.At, g, wantS)
 		}
 		if g := row["lat:n"][0].Int64(); g != k*last {

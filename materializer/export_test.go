@@ -35,26 +35,6 @@ func readExport(tb testing.TB, path string) []map[string]parquet.Value {
 	return out
 }
 
-// exportedValue reads an exported value of type t back as a larder value.
-func exportedValue(t larder.Type, v parquet.Value) larder.Value {
-	if v.IsNull() {
-		return larder.Null
-	}
-	switch t {
-	case larder.TypeInt64:
-		return larder.Int64Value(v.Int64())
-	case larder.TypeFloat64:
-		return larder.Float64Value(v.Double())
-	case larder.TypeFloat32:
-		return larder.Float32Value(v.Float())
-	case larder.TypeBool:
-		return larder.BoolValue(v.Boolean())
-	case larder.TypeString:
-		return larder.StringValue(string(v.ByteArray()))
-	}
-	return larder.BytesValue(v.ByteArray())
-}
-
 // exportProject is a project over the random rows of data/: an aggregate
 // view "agg" of every function, and a latest view "lat" of four columns
 // with a max age of 20 seconds, both keeping non-finite values.
@@ -196,7 +176,7 @@ func TestExportMatchesBruteForce(t *testing.T) {
 							w = c.want.Values[f]
 						}
 						col := c.v.Name + ":" + feat.Name
-						if g := exportedValue(feat.Type, row[col]); !g.Equal(w) {
+						if g := materializer.CellValue(feat.Type, []parquet.Value{row[col]}); !g.Equal(w) {
 							fail("row %d (key %v at %v): %s = %v, want %v", i, s.UserID, s.At, col, g, w)
 						}
 					}

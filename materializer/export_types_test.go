@@ -15,47 +15,21 @@ import (
 	"github.com/parquet-go/parquet-go"
 )
 
-// exportedCell reads an exported column of type t back as a larder value:
-// vs are the column's values of one row (several for a list).
-func exportedCell(tb testing.TB, t larder.Type, vs []parquet.Value) larder.Value {
+// checkExportedRow checks that the exported features of view v in row
+// (read by readColumns) are want's values when ok, null otherwise; what
+// names the row in errors.
+func checkExportedRow(tb testing.TB, v *larder.View, row map[string][]parquet.Value, want larder.Row, ok bool, what string) {
 	tb.Helper()
-	switch t {
-	case larder.TypeFloat32Vector, larder.TypeInt64List, larder.TypeStringList:
-	default:
-		if len(vs) != 1 {
-			tb.Fatalf("a %s cell has %d values", t, len(vs))
+	for f, feat := range v.Features {
+		got := materializer.CellValue(feat.Type, cellOf(row, v.Name+":"+feat.Name))
+		w := larder.Null
+		if ok {
+			w = want.Values[f]
 		}
-		return exportedValue(t, vs[0])
-	}
-	// An optional list of required elements: definition level 0 is a null
-	// list, 1 an empty one, 2 an element.
-	switch {
-	case len(vs) == 0:
-		tb.Fatalf("a %s cell has no values", t)
-	case vs[0].DefinitionLevel() == 0:
-		return larder.Null
-	case vs[0].DefinitionLevel() == 1:
-		vs = nil
-	}
-	switch t {
-	case larder.TypeFloat32Vector:
-		out := make([]float32, len(vs))
-		for i, v := range vs {
-			out[i] = v.Float()
+		if !got.Equal(w) {
+			tb.Errorf("%s, %s (%s): exported %v, want %v", what, feat.Name, feat.Type, got, w)
 		}
-		return larder.Float32VectorValue(out)
-	case larder.TypeInt64List:
-		out := make([]int64, len(vs))
-		for i, v := range vs {
-			out[i] = v.Int64()
-		}
-		return larder.Int64ListValue(out)
 	}
-	out := make([]string, len(vs))
-	for i, v := range vs {
-		out[i] = string(v.ByteArray())
-	}
-	return larder.StringListValue(out)
 }
 
 // cellOf returns the values of the column named name in a row read by
@@ -84,12 +58,9 @@ func TestExportAllTypes(t *testing.T) {
 	p := projectFor(t, dir, "data", larder.TypeInt64, allTypesFeatures...)
 	v := p.View("v")
 	runTime := baseTime.Add(45 * time.Second)
-	fs := newFakeStore()
-	m := materializer.New(p, fs, materializer.Options{Now: fixedClock(runTime)})
-	if _, err := m.Run(context.Background(), "v"); err != nil {
-		t.Fatal(err)
-	}
+	fs, _ := runView(t, p, runTime)
 	stored, _ := fs.liveRows("v")
+	m := materializer.New(p, fs, materializer.Options{})
 
 	var spine []spineRow
 	for id := int64(-5); id < 205; id++ { // some keys without rows
@@ -111,16 +82,7 @@ func TestExportAllTypes(t *testing.T) {
 		if ok {
 			found++
 		}
-		for f, feat := range v.Features {
-			got := exportedCell(t, feat.Type, cellOf(row, "v:"+feat.Name))
-			w := larder.Null
-			if ok {
-				w = want.Values[f]
-			}
-			if !got.Equal(w) {
-				t.Errorf("user %d, %s (%s): exported %v, the run stored %v", id, feat.Name, feat.Type, got, w)
-			}
-		}
+		checkExportedRow(t, v, row, want, ok, fmt.Sprintf("user %d", id))
 	}
 	if found < 150 {
 		t.Fatalf("only %d of the spine's keys have a row: the test checks too little", found)
@@ -158,38 +120,16 @@ func TestExportCandidatesMatchBruteForce(t *testing.T) {
 			rng := rand.New(rand.NewPCG(tt.seed, 77))
 			dir := t.TempDir()
 			runTime := baseTime.Add(time.Minute)
-			var records []pairRecord
 			parts := [][]intPair{randomPairs(rng, 1200, 30, 40, runTime), randomPairs(rng, 900, 30, 40, runTime)}
-			for i := len(parts) - 1; i >= 0; i-- {
-				path := filepath.Join(dir, "pairs", fmt.Sprintf("part-%02d.parquet", i))
-				if tt.strings {
-					writeParquet(t, path, toStrPairs(parts[i]), smallGroups(150)...)
-				} else {
-					writeParquet(t, path, parts[i], smallGroups(150)...)
-				}
-			}
-			for _, part := range parts {
-				if tt.strings {
-					for _, r := range toStrPairs(part) {
-						records = append(records, r.record())
-					}
-				} else {
-					for _, r := range part {
-						records = append(records, r.record())
-					}
-				}
-			}
+			records := writePairs(t, filepath.Join(dir, "pairs"), parts, tt.strings, 150)
 			keyType := larder.TypeInt64
 			if tt.strings {
 				keyType = larder.TypeString
 			}
 			p := candProject(t, dir, "pairs", keyType, keyType, "", tt.topK)
-			fs := newFakeStore()
-			m := materializer.New(p, fs, materializer.Options{Now: fixedClock(runTime)})
-			if _, err := m.Run(context.Background(), "v"); err != nil {
-				t.Fatal(err)
-			}
+			fs, _ := runView(t, p, runTime)
 			stored, _ := fs.liveRows("v")
+			m := materializer.New(p, fs, materializer.Options{})
 
 			// Spine times step by milliseconds over the rows' times, as the
 			// rows do, so that many tie with rows; some rows are at the run
@@ -253,16 +193,7 @@ func TestExportCandidatesMatchBruteForce(t *testing.T) {
 				if wantStatus := map[bool]string{true: "present", false: "missing"}[ok]; status != wantStatus {
 					t.Errorf("row %d (%v at %v): status %q, want %q", i, keys[i], times[i], status, wantStatus)
 				}
-				for f, feat := range v.Features {
-					got := exportedCell(t, feat.Type, cellOf(row, "v:"+feat.Name))
-					w := larder.Null
-					if ok {
-						w = want.Values[f]
-					}
-					if !got.Equal(w) {
-						t.Errorf("row %d (%v at %v), %s: exported %v, want %v", i, keys[i], times[i], feat.Name, got, w)
-					}
-				}
+				checkExportedRow(t, v, row, want, ok, fmt.Sprintf("row %d (%v at %v)", i, keys[i], times[i]))
 				if !ok {
 					continue
 				}

@@ -90,57 +90,6 @@ func readRowsLists(tb testing.TB, path string) ([]map[string]parquet.Value, []ma
 	}
 }
 
-// exportedList reads the values of an exported list of type t back as a
-// larder value: an optional list of required elements, where definition
-// level 0 is a null list and 1 an empty one.
-func exportedList(t larder.Type, vs []parquet.Value) larder.Value {
-	if len(vs) == 0 || vs[0].DefinitionLevel() == 0 {
-		return larder.Null
-	}
-	if vs[0].DefinitionLevel() == 1 {
-		vs = nil
-	}
-	switch t {
-	case larder.TypeFloat32Vector:
-		out := make([]float32, len(vs))
-		for i, v := range vs {
-			out[i] = v.Float()
-		}
-		return larder.Float32VectorValue(out)
-	case larder.TypeInt64List:
-		out := make([]int64, len(vs))
-		for i, v := range vs {
-			out[i] = v.Int64()
-		}
-		return larder.Int64ListValue(out)
-	}
-	out := make([]string, len(vs))
-	for i, v := range vs {
-		out[i] = string(v.ByteArray())
-	}
-	return larder.StringListValue(out)
-}
-
-// exported reads an exported value of type t back as a larder value.
-func exported(t larder.Type, v parquet.Value) larder.Value {
-	if v.IsNull() {
-		return larder.Null
-	}
-	switch t {
-	case larder.TypeInt64:
-		return larder.Int64Value(v.Int64())
-	case larder.TypeFloat64:
-		return larder.Float64Value(v.Double())
-	case larder.TypeFloat32:
-		return larder.Float32Value(v.Float())
-	case larder.TypeBool:
-		return larder.BoolValue(v.Boolean())
-	case larder.TypeString:
-		return larder.StringValue(string(v.ByteArray()))
-	}
-	return larder.BytesValue(v.ByteArray())
-}
-
 // TestExportSkew is the training/serving skew test: the demo's views are
 // materialized as of t0 into a real Redis and served by larder serve; a
 // spine of impressions at t0 is exported from the same sources. Every
@@ -224,9 +173,9 @@ func TestExportSkew(t *testing.T) {
 				name := v.Name + ":" + feat.Name
 				var g larder.Value
 				if col, ok := row[name]; ok {
-					g = exported(feat.Type, col)
+					g = materializer.CellValue(feat.Type, []parquet.Value{col})
 				} else if vs, ok := gotLists[i][name]; ok {
-					g = exportedList(feat.Type, vs)
+					g = materializer.CellValue(feat.Type, vs)
 					if !g.IsNull() {
 						lists++
 					}
