@@ -174,7 +174,10 @@ type exportJoin struct {
 // The spine is joined in chunks of ChunkRows rows: each chunk reads the
 // views' sources once, their row groups decoded in parallel, and memory
 // holds one chunk's keys and values and the sources' batches in flight,
-// whatever the number of rows. The output is written to a temporary file
+// whatever the number of spine rows (an aggregate view also keeps the
+// events in its chunk's windows, a candidates view its rows folded into
+// the chunk's spine rows and the lists they make: see joinCandidates).
+// The output is written to a temporary file
 // and renamed over args.Output when complete.
 func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportReport, error) {
 	start := m.now()

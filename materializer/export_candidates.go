@@ -19,10 +19,11 @@ import (
 // Each source row is folded into the first spine row of its context at or
 // after its event time, keeping per (spine row, candidate) only the newest
 // row; a context's spine rows are then swept in time order, each one's
-// folded rows replacing the candidates' older ones, and the list ranked
-// again where they changed. The folded rows are compacted whenever their
+// folded rows replacing the candidates' older ones, and a new list made
+// where its top TopK changed. The folded rows are compacted whenever their
 // buffer fills, so memory grows with the distinct (spine row, candidate)
-// pairs, not with the source's rows.
+// pairs, not with the source's rows, plus one list for each spine row
+// whose list differs from the one before it.
 func (m *Materializer) joinCandidates(ctx context.Context, j *exportJoin, ch *spineChunk) (int64, error) {
 	v := j.view
 	cd := newCandidates(v, v.EntityDef(), time.Unix(0, ch.maxT))
@@ -48,15 +49,21 @@ func (m *Materializer) joinCandidates(ctx context.Context, j *exportJoin, ch *sp
 	}
 
 	// The lists, one per spine row whose list differs from the one before
-	// it in its context's time order.
+	// it in its context's time order. A context's candidates are kept
+	// sorted best first as its spine rows are swept, each folded row
+	// moving its candidate's entry: the list changes only when an entry
+	// leaves or enters the top TopK.
 	var lists []candidateList
-	var cur []pairEntry
-	at := map[int32]int{} // candidate slot -> index in cur
+	var cur []pairEntry         // the context's candidates, best first
+	at := map[int32]pairEntry{} // candidate slot -> its entry in cur
 	for _, s := range shards {
 		s.compact()
 		folds := s.folds
 		rank := &candidates{topK: cd.topK, cands: s.cands}
 		for i := 0; i < len(folds); {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
 			run := folds[i].run
 			end := int(ix.start[run+1])
 			cur = cur[:0]
@@ -65,19 +72,21 @@ func (m *Materializer) joinCandidates(ctx context.Context, j *exportJoin, ch *sp
 				changed := false
 				for ; i < len(folds) && int(folds[i].pos) == p; i++ {
 					// A row folded into a later spine row is newer than
-					// any folded into an earlier one.
+					// any folded into an earlier one: it replaces them.
 					f := &folds[i]
 					e := pairEntry{time: f.time, score: f.score, cand: f.cand}
-					if k, ok := at[f.cand]; ok {
-						cur[k] = e
-					} else {
-						at[f.cand] = len(cur)
-						cur = append(cur, e)
+					if old, ok := at[f.cand]; ok {
+						k, _ := slices.BinarySearchFunc(cur, old, rank.compare)
+						changed = changed || k < rank.topK
+						cur = slices.Delete(cur, k, k+1)
 					}
-					changed = true
+					at[f.cand] = e
+					k, _ := slices.BinarySearchFunc(cur, e, rank.compare)
+					cur = slices.Insert(cur, k, e)
+					changed = changed || k < rank.topK
 				}
 				if changed {
-					lists = append(lists, rank.list(cur))
+					lists = append(lists, rank.list(cur[:min(len(cur), rank.topK)]))
 				}
 				r := ix.order[p]
 				l := &lists[len(lists)-1]

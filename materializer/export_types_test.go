@@ -1,6 +1,7 @@
 package materializer_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -94,7 +95,10 @@ func TestExportAllTypes(t *testing.T) {
 // repeated pairs, nulls, NaN scores, rows after every spine time), with
 // int64 and string keys, and compares each with the list a brute-force
 // run as of that time stores; the lists as of the run time also equal
-// what a run at that time stored.
+// what a run at that time stored. Some cases read enough rows that the
+// folded rows are compacted while they are read, join the spine in
+// chunks, judge rows stale by a max age, or null infinite scores and
+// oversized lists by the view's value rules.
 func TestExportCandidatesMatchBruteForce(t *testing.T) {
 	type intSpine struct {
 		UserID *int64    `parquet:"user_id,optional"`
@@ -105,28 +109,46 @@ func TestExportCandidatesMatchBruteForce(t *testing.T) {
 		At     time.Time `parquet:"at,timestamp(millisecond)"`
 	}
 	for _, tt := range []struct {
-		name    string
-		strings bool
-		topK    int
-		procs   int
-		seed    uint64
+		name          string
+		strings       bool
+		topK, procs   int
+		seed          uint64
+		rows, users   int // source rows per file (three files), users
+		spine, chunk  int
+		maxAge        time.Duration
+		rules         bool // null infinite scores and lists over 52 bytes
+		atRun, cutMin int  // the least rows at the run time and lists cut at topK checked
 	}{
-		{"int keys", false, 5, 1, 1},
-		{"int keys, parallel", false, 8, 3, 2},
-		{"string keys, float scores", true, 4, 2, 3},
+		{name: "int keys", topK: 5, procs: 1, seed: 1, rows: 800, users: 30, spine: 400, atRun: 40, cutMin: 50},
+		{name: "int keys, parallel", topK: 8, procs: 3, seed: 2, rows: 800, users: 30, spine: 400, atRun: 40, cutMin: 50},
+		{name: "string keys, float scores", strings: true, topK: 4, procs: 2, seed: 3, rows: 800, users: 30, spine: 400, atRun: 40, cutMin: 50},
+		{name: "few rows, chunks, max age, rules", topK: 6, procs: 3, seed: 4, rows: 300, users: 12, spine: 2000,
+			chunk: 97, maxAge: 2 * time.Millisecond, rules: true, atRun: 20, cutMin: 20},
+		{name: "compacted folds, chunks, rules", topK: 6, procs: 3, seed: 5, rows: 12000, users: 12, spine: 2000,
+			chunk: 97, rules: true, atRun: 200, cutMin: 200},
+		{name: "string keys, compacted folds, rules", strings: true, topK: 6, procs: 2, seed: 6, rows: 12000, users: 12, spine: 2000,
+			chunk: 133, rules: true, atRun: 200, cutMin: 200},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			withProcs(t, tt.procs)
 			rng := rand.New(rand.NewPCG(tt.seed, 77))
 			dir := t.TempDir()
 			runTime := baseTime.Add(time.Minute)
-			parts := [][]intPair{randomPairs(rng, 1200, 30, 40, runTime), randomPairs(rng, 900, 30, 40, runTime)}
-			records := writePairs(t, filepath.Join(dir, "pairs"), parts, tt.strings, 150)
+			var parts [][]intPair
+			for range 3 {
+				parts = append(parts, randomPairs(rng, tt.rows, tt.users, 40, runTime))
+			}
+			records := writePairs(t, filepath.Join(dir, "pairs"), parts, tt.strings, 333)
 			keyType := larder.TypeInt64
 			if tt.strings {
 				keyType = larder.TypeString
 			}
 			p := candProject(t, dir, "pairs", keyType, keyType, "", tt.topK)
+			v := p.View("v")
+			v.MaxAge = tt.maxAge
+			if tt.rules {
+				v.NonFinite, v.Oversize, v.MaxValueBytes = larder.PolicyNull, larder.PolicyNull, 52
+			}
 			fs, _ := runView(t, p, runTime)
 			stored, _ := fs.liveRows("v")
 			m := materializer.New(p, fs, materializer.Options{})
@@ -138,12 +160,12 @@ func TestExportCandidatesMatchBruteForce(t *testing.T) {
 			var strs []strSpine
 			var keys []*larder.Key
 			var times []time.Time
-			for i := range 400 {
+			for i := range tt.spine {
 				at := runTime.Add(time.Duration(rng.IntN(70)-60) * time.Millisecond)
 				if i%5 == 0 {
 					at = runTime
 				}
-				id := maybe(rng, 0.03, int64(rng.IntN(40))-10)
+				id := maybe(rng, 0.03, int64(rng.IntN(tt.users+10)-tt.users/4-3))
 				var k *larder.Key
 				if id != nil {
 					k = ptr(larder.Int64Key(*id))
@@ -167,16 +189,15 @@ func TestExportCandidatesMatchBruteForce(t *testing.T) {
 			}
 			out := filepath.Join(dir, "train.parquet")
 			rep, err := m.Export(context.Background(), materializer.ExportArgs{Spine: "spine.parquet", Output: out, Timestamp: "at",
-				Features: []string{"v:*"}, ChunkRows: 150})
+				Features: []string{"v:*"}, ChunkRows: cmp.Or(tt.chunk, 150)})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if want := []string{"v:" + larder.CandidatesFeature, "v:" + larder.ScoresFeature, "v:status"}; !slices.Equal(rep.Columns, want) {
 				t.Fatalf("columns %v, want %v", rep.Columns, want)
 			}
-			v := p.View("v")
 			rows := readColumns(t, out)
-			found, atRun, cut := 0, 0, 0
+			found, atRun, cut, stale, nulled := 0, 0, 0, 0, 0
 			refs := map[time.Time]map[larder.Key]larder.Row{}
 			for i, row := range rows {
 				ref := refs[times[i]]
@@ -189,17 +210,34 @@ func TestExportCandidatesMatchBruteForce(t *testing.T) {
 				if keys[i] != nil {
 					want, ok = ref[*keys[i]]
 				}
-				status := string(cellOf(row, "v:status")[0].ByteArray())
-				if wantStatus := map[bool]string{true: "present", false: "missing"}[ok]; status != wantStatus {
-					t.Errorf("row %d (%v at %v): status %q, want %q", i, keys[i], times[i], status, wantStatus)
+				wantStatus := "missing"
+				if ok {
+					wantStatus = "present"
+					if v.Status(true, want.EventTime, times[i]) == larder.StatusStale {
+						wantStatus, ok = "stale", false
+						stale++
+					}
 				}
-				checkExportedRow(t, v, row, want, ok, fmt.Sprintf("row %d (%v at %v)", i, keys[i], times[i]))
+				if got := string(cellOf(row, "v:status")[0].ByteArray()); got != wantStatus {
+					t.Errorf("row %d (%v at %v): status %q, want %q", i, keys[i], times[i], got, wantStatus)
+				}
 				if !ok {
+					checkExportedRow(t, v, row, want, false, fmt.Sprintf("row %d (%v at %v)", i, keys[i], times[i]))
 					continue
 				}
 				found++
 				if len(want.Values[1].Vector()) == tt.topK {
 					cut++
+				}
+				if tt.rules {
+					vals := slices.Clone(want.Values)
+					for f, x := range vals {
+						if !x.Finite() || x.Size() > v.ValueLimit() {
+							vals[f] = larder.Null
+							nulled++
+						}
+					}
+					want.Values = vals
 				}
 				if times[i].Equal(runTime) {
 					atRun++
@@ -207,9 +245,12 @@ func TestExportCandidatesMatchBruteForce(t *testing.T) {
 						t.Errorf("row %d (%v at the run time): the run stored %v, the reference %v", i, keys[i], s.Values, want.Values)
 					}
 				}
+				checkExportedRow(t, v, row, want, true, fmt.Sprintf("row %d (%v at %v)", i, keys[i], times[i]))
 			}
-			if found < 200 || atRun < 40 || cut < 50 {
-				t.Fatalf("%d rows with a list, %d at the run time, %d cut at top k: the test checks too little", found, atRun, cut)
+			t.Logf("%d rows with a list, %d at the run time, %d cut at top k, %d stale, %d nulled by the rules", found, atRun, cut, stale, nulled)
+			if found < tt.spine/10 || atRun < tt.atRun || cut < tt.cutMin || (tt.maxAge > 0) != (stale > 0) || tt.rules != (nulled > 0) {
+				t.Fatalf("%d rows with a list, %d at the run time, %d cut at top k, %d stale, %d nulled by the rules: the test checks too little",
+					found, atRun, cut, stale, nulled)
 			}
 		})
 	}
