@@ -33,16 +33,10 @@ type impressionRow struct {
 	Clicked   int64     `parquet:"clicked"`
 }
 
-// readRows reads a Parquet file's rows, each a map from column name to
-// value.
-func readRows(tb testing.TB, path string) []map[string]parquet.Value {
-	rows, _ := readRowsLists(tb, path)
-	return rows
-}
-
-// readRowsLists is readRows that also returns, by row, the values of each
-// list column (VIEW:FEATURE.list.element), by the list column's name.
-func readRowsLists(tb testing.TB, path string) ([]map[string]parquet.Value, []map[string][]parquet.Value) {
+// readRows reads an export's rows: by row, the value of each column by
+// name, and the values of each list column (VIEW:FEATURE.list.element) by
+// the list column's name.
+func readRows(tb testing.TB, path string) ([]map[string]parquet.Value, []map[string][]parquet.Value) {
 	tb.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -127,7 +121,7 @@ func TestExportSkew(t *testing.T) {
 	if !strings.Contains(r.stdout, fmt.Sprintf("export: %d spine rows written to %s", len(spine), out)) {
 		t.Errorf("export printed:\n%s\nwant its summary", r.stdout)
 	}
-	got, gotLists := readRowsLists(t, out)
+	got, gotLists := readRows(t, out)
 	if len(got) != len(spine) {
 		t.Fatalf("%d rows exported, want %d", len(got), len(spine))
 	}
