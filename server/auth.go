@@ -408,6 +408,10 @@ func (a *Auth) match(secret string) *tokenEntry {
 // clientCert returns the client certificate of the connection of ctx, when
 // the server verified it against its client authorities; nil otherwise.
 func clientCert(ctx context.Context) *x509.Certificate {
+	if cert, ok := ctx.Value(gatewayCertKey{}).(*x509.Certificate); ok {
+		// A request of the HTTP gateway, over the TLS of its listener.
+		return cert
+	}
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return nil

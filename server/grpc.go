@@ -42,6 +42,9 @@ type GRPC struct {
 	services []string
 	// traced is whether the Service traces its requests.
 	traced bool
+	// gateway, set on the in-process server of an HTTP gateway, holds the
+	// client certificates of the HTTP requests in flight (see HTTP).
+	gateway *gatewayPeers
 }
 
 // setStatus sets the serving status of the whole server and of each of

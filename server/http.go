@@ -2,14 +2,18 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -31,9 +35,9 @@ const MaxHTTPBody = 4 << 20
 // the same Service, built as NewFeatureGRPC builds one, so it goes through
 // the same interceptors as a gRPC call and shares the Service's limits
 // (max_concurrent_requests counts both), authentication (a bearer token in
-// the Authorization header; a client certificate does not reach through
-// the gateway), deadlines (the Grpc-Timeout header sets one), metrics and
-// request logs. That server has no TLS of its own: the connection never
+// the Authorization header, or the client certificate that the HTTP
+// listener's TLS verified), deadlines (the Grpc-Timeout header sets one),
+// metrics and request logs. That server has no TLS of its own: the connection never
 // leaves the process. A gRPC error is answered
 // with the HTTP status of its code (INVALID_ARGUMENT and
 // FAILED_PRECONDITION 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403,
@@ -43,6 +47,61 @@ type HTTP struct {
 	handler http.Handler
 	grpc    *GRPC
 	conn    *grpc.ClientConn
+	peers   *gatewayPeers
+}
+
+// gatewayPeerHeader is the metadata key that carries, from the gateway to
+// its in-process server, the ticket of an HTTP request's client
+// certificate.
+const gatewayPeerHeader = "larder-gateway-peer"
+
+// gatewayPeers passes the client certificates of HTTP requests to the
+// gateway's in-process gRPC server. A request whose TLS connection
+// presented a verified certificate gets a ticket, a random 128-bit text,
+// for as long as it is served; its gRPC call carries the ticket as
+// metadata, and the server's first interceptor puts the certificate of a
+// ticket it knows in the call's context, where authentication finds it as
+// it finds a gRPC peer's. A ticket sent from outside (grpc-gateway
+// forwards Grpc-Metadata-* headers) is one the gateway never issued, and
+// only the in-process server reads tickets at all.
+type gatewayPeers struct{ certs sync.Map } // ticket -> *x509.Certificate
+
+// gatewayCertKey is the context key of the certificate attach finds.
+type gatewayCertKey struct{}
+
+// gatewayTicketKey is the key, in an HTTP request's context, of its ticket.
+type gatewayTicketKey struct{}
+
+// issue returns r with a ticket for its verified client certificate, if it
+// has one, and the function that withdraws it once r is answered.
+func (p *gatewayPeers) issue(r *http.Request) (*http.Request, func()) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return r, func() {}
+	}
+	ticket := rand.Text()
+	p.certs.Store(ticket, r.TLS.VerifiedChains[0][0])
+	return r.WithContext(context.WithValue(r.Context(), gatewayTicketKey{}, ticket)), func() { p.certs.Delete(ticket) }
+}
+
+// metadata is the gateway's annotator: the ticket of r, if it has one.
+func (p *gatewayPeers) metadata(_ context.Context, r *http.Request) metadata.MD {
+	if ticket, ok := r.Context().Value(gatewayTicketKey{}).(string); ok {
+		return metadata.Pairs(gatewayPeerHeader, ticket)
+	}
+	return nil
+}
+
+// attach returns ctx with the certificate of the one ticket its call
+// carries, when the gateway issued it; ctx as it is otherwise.
+func (p *gatewayPeers) attach(ctx context.Context) context.Context {
+	tickets := metadata.ValueFromIncomingContext(ctx, gatewayPeerHeader)
+	if len(tickets) != 1 {
+		return ctx
+	}
+	if cert, ok := p.certs.Load(tickets[0]); ok {
+		return context.WithValue(ctx, gatewayCertKey{}, cert.(*x509.Certificate))
+	}
+	return ctx
 }
 
 var _ http.Handler = (*HTTP)(nil)
@@ -52,6 +111,8 @@ var _ http.Handler = (*HTTP)(nil)
 // registered.
 func NewHTTP(svc *Service, logger *slog.Logger) (*HTTP, error) {
 	g := newGRPC(svc, logger, services{feature: true}, nil)
+	peers := &gatewayPeers{}
+	g.gateway = peers
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = g.Server.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///larder-in-process",
@@ -66,9 +127,9 @@ func NewHTTP(svc *Service, logger *slog.Logger) (*HTTP, error) {
 		// be left out without a word.
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
-	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, json))
+	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, json), runtime.WithMetadata(peers.metadata))
 	ctx := context.Background()
-	h := &HTTP{handler: mux, grpc: g, conn: conn}
+	h := &HTTP{handler: mux, grpc: g, conn: conn, peers: peers}
 	if err := larderv1.RegisterFeatureServiceHandler(ctx, mux, conn); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("http gateway: %w", err)
@@ -82,6 +143,8 @@ func NewHTTP(svc *Service, logger *slog.Logger) (*HTTP, error) {
 
 // ServeHTTP answers one request, with a body of at most MaxHTTPBody.
 func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r, withdraw := h.peers.issue(r)
+	defer withdraw()
 	r.Body = http.MaxBytesReader(w, r.Body, MaxHTTPBody)
 	h.handler.ServeHTTP(w, r)
 }

@@ -73,6 +73,9 @@ func saneRequestID(id string) bool {
 func (g *GRPC) identify(next grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
+		if g.gateway != nil {
+			ctx = g.gateway.attach(ctx)
+		}
 		id := requestID(ctx)
 		ctx = context.WithValue(ctx, requestIDKey{}, id)
 		// Set before the handler runs: a unary header goes out with the
