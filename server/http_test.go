@@ -35,16 +35,7 @@ func TestHTTP(t *testing.T) {
 
 	post := func(t *testing.T, path, body string) (int, []byte) {
 		t.Helper()
-		resp, err := http.Post(web.URL+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, b
+		return postJSON(t, web.Client(), web.URL+path, body)
 	}
 	same := func(t *testing.T, path, body string, viaGRPC proto.Message, into proto.Message) {
 		t.Helper()
@@ -168,23 +159,8 @@ func TestHTTPClientCertificate(t *testing.T) {
 	}
 	post := func(t *testing.T, c *http.Client, path, body string, header ...string) (int, string) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, web.URL+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, string(b)
+		code, b := postJSON(t, c, web.URL+path, body, header...)
+		return code, string(b)
 	}
 	const push = `{"view":"user_stats","rows":[{"key":{"int64_value":7},"event_time":"2026-11-27T08:20:00Z","values":{"clicks":{"int64_value":3}}}]}`
 
@@ -211,4 +187,28 @@ func TestHTTPClientCertificate(t *testing.T) {
 	if code, b := post(t, intruder, "/v1/views", `{}`, "Grpc-Metadata-Larder-Gateway-Peer", "made-up"); code == http.StatusOK {
 		t.Errorf("a made-up ticket: POST /v1/views answered %d %s, want it refused", code, b)
 	}
+}
+
+// postJSON posts body to url with c, with the headers given as name,
+// value pairs, and returns the answer's status and body.
+func postJSON(t *testing.T, c *http.Client, url, body string, header ...string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
 }
