@@ -197,7 +197,13 @@ const (
 // reflection), set with Auth: it authenticates the caller and checks its
 // role, as unary does.
 func (g *GRPC) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if _, err := g.auth.authorize(ss.Context(), info.FullMethod); err != nil {
+	ctx := ss.Context()
+	if g.gateway != nil {
+		// The gateway routes no stream today; one it routed would be
+		// authenticated by its request's certificate, as a unary call is.
+		ctx = g.gateway.attach(ctx)
+	}
+	if _, err := g.auth.authorize(ctx, info.FullMethod); err != nil {
 		return err
 	}
 	return handler(srv, ss)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -61,9 +62,11 @@ const gatewayPeerHeader = "larder-gateway-peer"
 // for as long as it is served; its gRPC call carries the ticket as
 // metadata, and the server's first interceptor puts the certificate of a
 // ticket it knows in the call's context, where authentication finds it as
-// it finds a gRPC peer's. A ticket sent from outside (grpc-gateway
-// forwards Grpc-Metadata-* headers) is one the gateway never issued, and
-// only the in-process server reads tickets at all.
+// it finds a gRPC peer's. Only the in-process server reads tickets at
+// all, and no header of an HTTP request becomes the ticket's metadata
+// (gatewayHeaders refuses it, whatever grpc-gateway's matcher forwards);
+// the metadata holds one value, the gateway's own, or none. The gRPC call
+// ends before ServeHTTP returns, and the ticket with it.
 type gatewayPeers struct{ certs sync.Map } // ticket -> *x509.Certificate
 
 // gatewayCertKey is the context key of the certificate attach finds.
@@ -81,6 +84,17 @@ func (p *gatewayPeers) issue(r *http.Request) (*http.Request, func()) {
 	ticket := rand.Text()
 	p.certs.Store(ticket, r.TLS.VerifiedChains[0][0])
 	return r.WithContext(context.WithValue(r.Context(), gatewayTicketKey{}, ticket)), func() { p.certs.Delete(ticket) }
+}
+
+// gatewayHeaders is the gateway's matcher of incoming HTTP headers:
+// grpc-gateway's default, except that a header naming the ticket's
+// metadata key, in any form, is never passed on.
+func gatewayHeaders(key string) (string, bool) {
+	k := strings.ToLower(key)
+	if k == gatewayPeerHeader || strings.TrimPrefix(k, strings.ToLower(runtime.MetadataHeaderPrefix)) == gatewayPeerHeader {
+		return "", false
+	}
+	return runtime.DefaultHeaderMatcher(key)
 }
 
 // metadata is the gateway's annotator: the ticket of r, if it has one.
@@ -127,7 +141,8 @@ func NewHTTP(svc *Service, logger *slog.Logger) (*HTTP, error) {
 		// be left out without a word.
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
-	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, json), runtime.WithMetadata(peers.metadata))
+	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, json), runtime.WithMetadata(peers.metadata),
+		runtime.WithIncomingHeaderMatcher(gatewayHeaders))
 	ctx := context.Background()
 	h := &HTTP{handler: mux, grpc: g, conn: conn, peers: peers}
 	if err := larderv1.RegisterFeatureServiceHandler(ctx, mux, conn); err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -123,8 +124,8 @@ func TestHTTP(t *testing.T) {
 // certificate roles: a request's verified client certificate gives it the
 // role its identity has, as over gRPC; a certificate without a role, or a
 // role too weak, is refused 403; a bearer token still wins over the
-// certificate; and a ticket made up by the caller, sent as a
-// Grpc-Metadata header, gives nothing.
+// certificate; a ticket sent in a header, even one that is live, gives
+// nothing; and no ticket outlives its request.
 func TestHTTPClientCertificate(t *testing.T) {
 	pki := redistest.NewPKI(t)
 	svc := newOpsService(t, newFakeModel("v1", 1), func(cfg *server.Config) { cfg.Auth = testAuth(t) })
@@ -182,10 +183,48 @@ func TestHTTPClientCertificate(t *testing.T) {
 	if code, b := post(t, intruder, "/v1/views", `{}`, "Authorization", "Bearer "+readToken); code != http.StatusOK {
 		t.Errorf("a certificate without a role and a read token: POST /v1/views answered %d %s, want 200", code, b)
 	}
-	// A ticket made up by the caller, which grpc-gateway passes on as
-	// metadata beside the gateway's own, is never honoured.
-	if code, b := post(t, intruder, "/v1/views", `{}`, "Grpc-Metadata-Larder-Gateway-Peer", "made-up"); code == http.StatusOK {
-		t.Errorf("a made-up ticket: POST /v1/views answered %d %s, want it refused", code, b)
+	// A ticket header sent by a certificate holder changes nothing: its
+	// own certificate still counts, with its own role.
+	for _, h := range []string{"Grpc-Metadata-Larder-Gateway-Peer", "Larder-Gateway-Peer"} {
+		if code, b := post(t, reader, "/v1/views", `{}`, h, "made-up"); code != http.StatusOK {
+			t.Errorf("a read certificate sending %s: POST /v1/views answered %d %s, want 200", h, code, b)
+		}
+		if code, b := post(t, reader, "/v1/push", push, h, "made-up"); code != http.StatusForbidden || !strings.Contains(b, "certificate recs.shop.internal has read") {
+			t.Errorf("a read certificate sending %s: POST /v1/push answered %d %s, want 403 naming its own role", h, code, b)
+		}
+	}
+
+	// A caller without a certificate, on a listener without TLS, sends
+	// the ticket of an admin certificate's request in flight, in every
+	// form of header: it is never honoured.
+	certFile, _ := pki.ClientCertificate(t, "ops-cli")
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	opsCert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := httptest.NewServer(gw)
+	t.Cleanup(plain.Close)
+	withdraw := server.PlantGatewayTicket(gw, "live-ticket", opsCert)
+	for _, h := range []string{"Grpc-Metadata-Larder-Gateway-Peer", "grpc-metadata-larder-gateway-peer", "Larder-Gateway-Peer", "LARDER-GATEWAY-PEER"} {
+		code, b := postJSON(t, plain.Client(), plain.URL+"/v1/views", `{}`, h, "live-ticket")
+		if code != http.StatusUnauthorized {
+			t.Errorf("no certificate, a live ticket in %s: POST /v1/views answered %d %s, want 401", h, code, b)
+		}
+	}
+	withdraw()
+
+	// Every ticket is withdrawn once its request is answered, a request
+	// that ran out of time included.
+	if code, b := post(t, reader, "/v1/views", `{}`, "Grpc-Timeout", "1n"); code == http.StatusOK {
+		t.Logf("a request with a deadline of 1ns answered %d %s", code, b)
+	}
+	if n := server.GatewayTickets(gw); n != 0 {
+		t.Errorf("%d tickets live after every request was answered, want 0", n)
 	}
 }
 
