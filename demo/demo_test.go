@@ -13,6 +13,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/larder-dev/larder/internal/parquettest"
 )
 
 // testNow is the end of every test data set.
@@ -40,24 +42,6 @@ func readRows[T any](tb testing.TB, path string) []T {
 		tb.Fatalf("read %s: %v", path, err)
 	}
 	return rows
-}
-
-func openParquet(tb testing.TB, path string) *parquet.File {
-	tb.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { f.Close() })
-	st, err := f.Stat()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		tb.Fatalf("open %s: %v", path, err)
-	}
-	return pf
 }
 
 func eventFiles(tb testing.TB, dir string) []string {
@@ -106,7 +90,7 @@ func TestGenerateWritesFiles(t *testing.T) {
 	}
 	var events []eventRow
 	for _, f := range files {
-		pf := openParquet(t, f)
+		pf := parquettest.Open(t, f)
 		for i, rg := range pf.RowGroups() {
 			if n := rg.NumRows(); n > rowGroupRows {
 				t.Errorf("%s row group %d has %d rows; want at most %d", filepath.Base(f), i, n, rowGroupRows)
@@ -274,7 +258,7 @@ func TestFileSchemas(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.file), func(t *testing.T) {
-			schema := openParquet(t, filepath.Join(dir, tt.file)).Schema()
+			schema := parquettest.Open(t, filepath.Join(dir, tt.file)).Schema()
 			for _, c := range tt.want {
 				f := field(schema, c.name)
 				if f == nil {
@@ -296,7 +280,7 @@ func TestFileSchemas(t *testing.T) {
 	}
 
 	t.Run("embedding", func(t *testing.T) {
-		f := field(openParquet(t, filepath.Join(dir, ItemsFile)).Schema(), "embedding")
+		f := field(parquettest.Open(t, filepath.Join(dir, ItemsFile)).Schema(), "embedding")
 		if f == nil || f.Leaf() || !hasLogical[*format.ListType](f) {
 			t.Fatalf("embedding = %v, want a LIST", f)
 		}
@@ -419,7 +403,7 @@ func TestGenerateMillionEvents(t *testing.T) {
 	var rows int64
 	var size int64
 	for _, f := range eventFiles(t, dir) {
-		pf := openParquet(t, f)
+		pf := parquettest.Open(t, f)
 		rows += pf.NumRows()
 		st, _ := os.Stat(f)
 		size += st.Size()

@@ -8,10 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/larder-dev/larder"
-	"github.com/larder-dev/larder/config"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/config"
+	"github.com/larder-dev/larder/internal/parquettest"
 )
 
 // loadProject loads larder.yaml with the project's own loader.
@@ -76,7 +78,7 @@ func TestProjectFile(t *testing.T) {
 			if st.IsDir() {
 				file = filepath.Join(path, "part-0000.parquet")
 			}
-			schema := openParquet(t, file).Schema()
+			schema := parquettest.Open(t, file).Schema()
 			if f := field(schema, s.EventTime); f == nil || !hasLogical[*format.TimestampType](f) {
 				t.Errorf("source %s: event time column %q is not a timestamp", s.Name, s.EventTime)
 			}
@@ -94,7 +96,7 @@ func TestProjectFile(t *testing.T) {
 			if v.Source == "events" {
 				path = filepath.Join(path, "part-0000.parquet")
 			}
-			schema := openParquet(t, path).Schema()
+			schema := parquettest.Open(t, path).Schema()
 			if f := field(schema, v.EntityDef().Key); f == nil || f.Type().Kind() != parquet.Int64 {
 				t.Errorf("view %s: key column %s is missing or not int64", v.Name, v.EntityDef().Key)
 			}

@@ -109,13 +109,10 @@ type candidateList struct {
 	newest       int64
 }
 
-// list returns the stored list of a context whose candidates' newest rows
-// are entries (in any order, each candidate once): the keys and scores of
-// the TopK best, and the newest event time among them.
-func (c *candidates) list(entries []pairEntry) (l candidateList) {
-	best := slices.Clone(entries)
-	slices.SortFunc(best, c.compare)
-	best = best[:min(len(best), c.topK)]
+// list returns the stored list of the candidates best, the TopK best of a
+// context already sorted best first (see compare): their keys and scores,
+// and the newest event time among them.
+func (c *candidates) list(best []pairEntry) (l candidateList) {
 	scores := make([]float32, len(best))
 	l.newest = math.MinInt64
 	for i, e := range best {

@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/larder-dev/larder"
-	"github.com/larder-dev/larder/materializer"
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/internal/parquettest"
+	"github.com/larder-dev/larder/materializer"
 )
 
 // listSpineRow is a spine row with a repeated column and a nested one.
@@ -52,7 +54,7 @@ type exportRuleRow struct {
 // the values of that column in the row (several for a repeated column).
 func readColumns(tb testing.TB, path string) []map[string][]parquet.Value {
 	tb.Helper()
-	pf := openParquet(tb, path)
+	pf := parquettest.Open(tb, path)
 	var names []string
 	for _, c := range pf.Schema().Columns() {
 		names = append(names, strings.Join(c, "."))

@@ -9,32 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/materializer"
-	"github.com/parquet-go/parquet-go"
 )
 
 // baseTime is the origin of the fixtures' event times.
 var baseTime = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// openParquet opens the Parquet file at path for the rest of the test.
-func openParquet(tb testing.TB, path string) *parquet.File {
-	tb.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { f.Close() })
-	st, err := f.Stat()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return pf
-}
 
 // writeParquet writes rows to path as a Parquet file.
 func writeParquet[T any](tb testing.TB, path string, rows []T, opts ...parquet.WriterOption) {

@@ -12,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/internal/parquettest"
 	"github.com/larder-dev/larder/materializer"
 	"github.com/larder-dev/larder/models"
 	"github.com/larder-dev/larder/redistest"
 	"github.com/larder-dev/larder/store"
-	"github.com/parquet-go/parquet-go"
 )
 
 // scoreProject returns a validated project in dir: entities user (int64
@@ -252,7 +254,7 @@ func requestOf(row rankInputRow) map[string]*float32 {
 // them with the file's column names in order.
 func readOutput[T any](tb testing.TB, path string) ([]T, []string) {
 	tb.Helper()
-	pf := openParquet(tb, path)
+	pf := parquettest.Open(tb, path)
 	var cols []string
 	for _, c := range pf.Root().Columns() {
 		cols = append(cols, c.Name()+" "+describe(c))

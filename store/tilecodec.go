@@ -139,14 +139,11 @@ func (r *tileReader) uvarint() uint64 {
 	return x
 }
 
+// varint reads a zigzag-encoded signed varint, as binary.AppendVarint
+// writes it.
 func (r *tileReader) varint() int64 {
-	x, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return x
+	u := r.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
 }
 
 func (r *tileReader) byte() byte {

@@ -45,6 +45,21 @@ func tileView(tb testing.TB) *larder.Project {
 // event id; past it, the batch row is answered as of the cutoff.
 func TestTiles(t *testing.T) { forEachBackend(t, testTiles) }
 
+// beginWithRow begins a generation of v as of cut in st and writes user
+// 1's batch row into it: 3 and 6, as of cut.
+func beginWithRow(tb testing.TB, st *store.Store, v *larder.View, cut time.Time) larder.GenerationWriter {
+	tb.Helper()
+	ctx := context.Background()
+	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.Put(ctx, larder.Int64Key(1), larder.Row{EventTime: cut, Values: []larder.Value{larder.Int64Value(3), larder.Int64Value(6)}}); err != nil {
+		tb.Fatal(err)
+	}
+	return w
+}
+
 func testTiles(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
 	p := tileView(t)
@@ -54,13 +69,7 @@ func testTiles(t *testing.T, client redis.UniversalClient) {
 	now := cut
 	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
 
-	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Put(ctx, larder.Int64Key(1), larder.Row{EventTime: cut, Values: []larder.Value{larder.Int64Value(3), larder.Int64Value(6)}}); err != nil {
-		t.Fatal(err)
-	}
+	w := beginWithRow(t, st, v, cut)
 	tiles := larder.EntityTiles{Key: larder.Int64Key(1), Aggs: []larder.AggTiles{{
 		Tiles: []larder.Tile{{End: c - 9, Partial: larder.Partial{Count: 2, Sum: 5}}, {End: c, Partial: larder.Partial{Count: 1, Sum: 1}}},
 		Rest:  []larder.Partial{{}},
@@ -219,13 +228,7 @@ func testTilesOldFormat(t *testing.T, client redis.UniversalClient) {
 	c := cut.Unix() / 60
 	now := cut
 	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
-	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Put(ctx, larder.Int64Key(1), larder.Row{EventTime: cut, Values: []larder.Value{larder.Int64Value(3), larder.Int64Value(6)}}); err != nil {
-		t.Fatal(err)
-	}
+	w := beginWithRow(t, st, v, cut)
 	if _, err := w.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/config"
 	"github.com/larder-dev/larder/demo"
+	"github.com/larder-dev/larder/internal/parquettest"
 	"github.com/larder-dev/larder/materializer"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 	"github.com/larder-dev/larder/redistest"
@@ -38,19 +38,7 @@ type impressionRow struct {
 // the list column's name.
 func readRows(tb testing.TB, path string) ([]map[string]parquet.Value, []map[string][]parquet.Value) {
 	tb.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		tb.Fatal(err)
-	}
+	pf := parquettest.Open(tb, path)
 	var names []string
 	for _, c := range pf.Schema().Columns() {
 		names = append(names, strings.Join(c, "."))

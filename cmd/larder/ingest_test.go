@@ -58,13 +58,7 @@ func TestIngestKilled(t *testing.T) {
 		}
 	}
 	s := sp.p.Stream("clicks")
-	lag := func() ingest.Lag {
-		l, err := ingest.RedisLag(ctx, client, s, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
+	lag := redisLagOf(t, client, s)
 
 	views := mustOutput(t, sp.larder(t, "views"))
 	if !strings.Contains(views, "STREAM LAG") || !strings.Contains(views, "clicks 30000 (") {
@@ -199,13 +193,7 @@ func TestIngestKilledStreamingAggregate(t *testing.T) {
 		}
 	}
 	s := sp.p.Stream("clicks")
-	lag := func() ingest.Lag {
-		l, err := ingest.RedisLag(ctx, client, s, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
+	lag := redisLagOf(t, client, s)
 
 	st := sp.store(t)
 	v := sp.p.View("user_clicks")
@@ -356,5 +344,18 @@ func TestIngestKilledStreamingAggregate(t *testing.T) {
 	}
 	if wrong > 10 {
 		t.Errorf("%d values wrong in all", wrong)
+	}
+}
+
+// redisLagOf returns a function that reads the lag of stream s on client
+// now, failing t when it cannot.
+func redisLagOf(t *testing.T, client *redis.Client, s *larder.Stream) func() ingest.Lag {
+	return func() ingest.Lag {
+		t.Helper()
+		l, err := ingest.RedisLag(t.Context(), client, s, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
 	}
 }
