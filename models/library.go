@@ -17,7 +17,14 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+
+	"github.com/larder-dev/larder/models/internal/ort"
 )
+
+// Supported reports whether this build can load ONNX Runtime: false in a
+// build without cgo (CGO_ENABLED=0), where every function that would load
+// it returns an error saying so.
+const Supported = ort.Supported
 
 // ORTVersion is the ONNX Runtime release EnsureLibrary fetches.
 // onnxruntime_go v1.27.0 asks the library for C API version 24, which ONNX
@@ -126,6 +133,9 @@ func EnsureLibrary(ctx context.Context, log io.Writer) (string, error) {
 // EnsureLibrary may fetch it, it returns the path to fetch it to, fetchable
 // true, and an error wrapping ErrLibraryNotFound.
 func locateLibrary() (path string, fetchable bool, err error) {
+	if !ort.Supported {
+		return "", false, fmt.Errorf("models: %w", ort.Err())
+	}
 	if env := os.Getenv(LibraryEnv); env != "" {
 		if err := checkFile(env); err != nil {
 			return "", false, fmt.Errorf("models: %s=%s: %w; point it at an ONNX Runtime >= 1.24 libonnxruntime.so, or unset it to use the library fetched by %q", LibraryEnv, env, err, FetchCommand)

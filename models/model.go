@@ -11,7 +11,7 @@ import (
 	"strings"
 	"sync"
 
-	ort "github.com/yalue/onnxruntime_go"
+	"github.com/larder-dev/larder/models/internal/ort"
 )
 
 // Spec is what a caller expects of its model: one float32 input named Input

@@ -6,7 +6,7 @@ import (
 	"runtime"
 	"sync"
 
-	ort "github.com/yalue/onnxruntime_go"
+	"github.com/larder-dev/larder/models/internal/ort"
 )
 
 const (

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	ort "github.com/yalue/onnxruntime_go"
+	"github.com/larder-dev/larder/models/internal/ort"
 )
 
 // ErrClosed is returned by the methods of a Runtime or Model after Close.

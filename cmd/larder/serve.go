@@ -404,7 +404,11 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 			// Serve anyway: Rank answers in degraded mode (precomputed
 			// order, flagged) until the library is installed.
 			ortErr = err
-			fmt.Fprintf(a.stderr, "warning: ONNX Runtime is unavailable, so Rank answers in degraded mode until it is installed (run `larder setup`, then restart): %v\n", err)
+			if models.Supported {
+				fmt.Fprintf(a.stderr, "warning: ONNX Runtime is unavailable, so Rank answers in degraded mode until it is installed (run `larder setup`, then restart): %v\n", err)
+			} else {
+				fmt.Fprintf(a.stderr, "warning: Rank answers in degraded mode: %v\n", err)
+			}
 			for _, rk := range p.Rankers {
 				loaded[rk.Name] = unavailableModel{err: err}
 			}
