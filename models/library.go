@@ -92,7 +92,9 @@ var libMember, libName, libSHA256 = func() (string, string, string) {
 // If LibraryEnv is set, its value is returned when the file exists, and an
 // error naming the variable is returned when it does not. Otherwise the
 // library is looked up in the user's cache folder
-// (os.UserCacheDir()/larder/onnxruntime/<ORTVersion>/libonnxruntime.so.1); if
+// (os.UserCacheDir()/larder/onnxruntime/<ORTVersion>/<GOOS>-<GOARCH>/, as
+// libonnxruntime.so.1 on Linux: one folder per platform, so that a cache
+// folder shared by machines of two architectures serves each its own); if
 // it is not there, the error wraps ErrLibraryNotFound and says how to fetch
 // it. On a platform whose library onnxruntime-node does not ship (see
 // platformLibs) an error says to set LibraryEnv.
@@ -106,7 +108,7 @@ func LibraryPath() (string, error) {
 //
 // The library comes from the npm registry: it runs `npm pack
 // onnxruntime-node@<ORTVersion>` in a temporary folder, extracts the
-// linux/x64 libonnxruntime.so.1 from the tarball, checks its SHA-256, and
+// library of this platform from the tarball, checks its SHA-256, and
 // writes it atomically into the cache folder, where later calls (and fresh
 // clones of the project) find it. Progress is written to log; log may be nil.
 //
@@ -149,7 +151,7 @@ func locateLibrary() (path string, fetchable bool, err error) {
 	if err != nil {
 		return "", false, fmt.Errorf("models: find the user cache folder for the ONNX Runtime library: %w; set %s instead", err, LibraryEnv)
 	}
-	path = filepath.Join(cache, "larder", "onnxruntime", ORTVersion, libName)
+	path = filepath.Join(cache, "larder", "onnxruntime", ORTVersion, runtime.GOOS+"-"+runtime.GOARCH, libName)
 	switch err := checkFile(path); {
 	case err == nil:
 		return path, false, nil

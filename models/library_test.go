@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -22,7 +23,7 @@ func TestLibraryPath(t *testing.T) {
 	}
 	// A cache folder where the library has been fetched before.
 	warmCache := t.TempDir()
-	cached := filepath.Join(warmCache, "larder", "onnxruntime", ORTVersion, "libonnxruntime.so.1")
+	cached := filepath.Join(warmCache, "larder", "onnxruntime", ORTVersion, runtime.GOOS+"-"+runtime.GOARCH, "libonnxruntime.so.1")
 	if err := os.MkdirAll(filepath.Dir(cached), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestLibraryPath(t *testing.T) {
 			contains: []string{"ONNXRUNTIME_LIB=" + coldCache, "not a regular file"}},
 		{name: "cached", cache: warmCache, want: cached},
 		{name: "not fetched yet", cache: coldCache, notFound: true,
-			contains: []string{"ONNX Runtime library not found at " + filepath.Join(coldCache, "larder", "onnxruntime", ORTVersion), FetchCommand, "ONNXRUNTIME_LIB"}},
+			contains: []string{"ONNX Runtime library not found at " + filepath.Join(coldCache, "larder", "onnxruntime", ORTVersion, runtime.GOOS+"-"+runtime.GOARCH), FetchCommand, "ONNXRUNTIME_LIB"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
