@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build install demo docs test test-short check fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-debian setup-redis setup-protoc setup-chromium setup-python vet clean
+.PHONY: all build install demo docs test test-short check cross setup-cross fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-debian setup-redis setup-protoc setup-chromium setup-python vet clean
 
 all: build
 
@@ -97,9 +97,43 @@ vet:
 	$(GO) vet ./...
 
 # make test and make lint: staticcheck, and the API's lint, which builds buf
-# (several hundred MB of modules, minutes from cold caches).
+# (several hundred MB of modules, minutes from cold caches); then the
+# cross-builds.
 check: test
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory cross
+
+# Debian's cross-compiler for linux/arm64 (and its C library) and QEMU's
+# user-mode emulator, for make cross.
+setup-cross:
+	@{ command -v aarch64-linux-gnu-gcc && command -v qemu-aarch64 && [ -d /usr/aarch64-linux-gnu/include ]; } >/dev/null 2>&1 || { \
+	  echo "installing gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user (Debian packages)"; \
+	  (apt-get install -y -q --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null)); }
+
+# Builds larder for the platforms the ONNX Runtime package ships, into
+# bin/cross/: linux/arm64 with cgo through Debian's cross-compiler, then
+# runs it under QEMU (`larder version`: it finds and loads the linux/arm64
+# library when `larder setup` has fetched it under QEMU too); darwin/arm64
+# and darwin/amd64 without cgo, which is all that builds here (no macOS C
+# toolchain): those binaries do everything but load ONNX Runtime, and a
+# build without cgo says so. Build on a Mac for a darwin larder that ranks.
+CROSS_DIR := bin/cross
+cross: setup-cross
+	@mkdir -p $(CROSS_DIR)
+	CGO_ENABLED=1 CC=aarch64-linux-gnu-gcc GOOS=linux GOARCH=arm64 \
+	  $(GO) build -ldflags '$(LDFLAGS)' -o $(CROSS_DIR)/larder-linux-arm64 ./cmd/larder
+	CGO_ENABLED=0 GOOS=darwin GOARCH=arm64 \
+	  $(GO) build -ldflags '$(LDFLAGS)' -o $(CROSS_DIR)/larder-darwin-arm64-nocgo ./cmd/larder
+	CGO_ENABLED=0 GOOS=darwin GOARCH=amd64 \
+	  $(GO) build -ldflags '$(LDFLAGS)' -o $(CROSS_DIR)/larder-darwin-amd64-nocgo ./cmd/larder
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(CROSS_DIR)/larder-linux-amd64-nocgo ./cmd/larder
+	@for b in $(CROSS_DIR)/*; do \
+	  echo "$$b: $$($(GO) version -m $$b | awk '$$1 == "build" && $$2 ~ /^(GOOS|GOARCH|CGO_ENABLED)=/ {printf "%s ", $$2}')"; \
+	done
+	qemu-aarch64 -L /usr/aarch64-linux-gnu $(CROSS_DIR)/larder-linux-arm64 version
+	@$(CROSS_DIR)/larder-linux-amd64-nocgo version | grep -q 'built without cgo' || \
+	  { echo "cross: a build without cgo does not say it cannot load ONNX Runtime" >&2; exit 1; }
 
 test-short:
 	$(GO) test -short ./...

@@ -513,19 +513,28 @@ func TestDeployDocs(t *testing.T) {
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	var commands []deployCommand
-	inBlock := false
 	var prose strings.Builder
-	for i, line := range strings.Split(section, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "```") {
-			inBlock = !inBlock
+	lines := strings.Split(section, "\n")
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(strings.TrimSpace(lines[i]), "```") {
+			prose.WriteString(lines[i] + " ")
 			continue
 		}
-		if !inBlock {
-			prose.WriteString(line + " ")
-			continue
+		// A code block: its commands, or, in a transcript (lines
+		// prompted by "$ "), the prompted lines only, the rest being
+		// what the commands printed.
+		start := i + 1
+		for i++; i < len(lines) && !strings.HasPrefix(strings.TrimSpace(lines[i]), "```"); i++ {
 		}
-		if args, ok := shellLarder(line); ok {
-			commands = append(commands, deployCommand{where: fmt.Sprintf("Deploying larder, code line %d", i+1), args: args})
+		block := lines[start:i]
+		transcript := slices.ContainsFunc(block, func(l string) bool { return strings.HasPrefix(l, "$ ") })
+		for j, line := range block {
+			if transcript && !strings.HasPrefix(line, "$ ") {
+				continue
+			}
+			if args, ok := shellLarder(line); ok {
+				commands = append(commands, deployCommand{where: fmt.Sprintf("Deploying larder, code line %d", start+j+1), args: args})
+			}
 		}
 	}
 	for _, m := range quotedLarder.FindAllStringSubmatch(prose.String(), -1) {
