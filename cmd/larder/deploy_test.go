@@ -645,6 +645,10 @@ func TestDeployEnv(t *testing.T) {
 		models.LibraryEnv:       "the ONNX Runtime library (models.LibraryEnv)",
 		tokenEnv:                "the command line's bearer token",
 		p.Server.Auth.TokensEnv: "server.auth.tokens_env",
+		// Read by the Go runtime (serve's garbage collector target is
+		// documented in docs/operations.md, Sizing).
+		"GOMEMLIMIT": "the Go runtime's soft memory limit",
+		"GOGC":       "the Go runtime's garbage collector target",
 	}
 	for _, name := range configEnv {
 		read[name] = "redis.password_env"

@@ -115,6 +115,7 @@ those abandoned by killed runs.`,
 			if err != nil {
 				return err
 			}
+			tuneServerGC()
 			if workerCount < 0 {
 				return fmt.Errorf("--workers %d: want 0 (no worker in this process) or more", workerCount)
 			}
