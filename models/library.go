@@ -35,9 +35,13 @@ const ORTVersion = "1.24.1"
 // ONNX Runtime shared library to use instead of the fetched one.
 const LibraryEnv = "ONNXRUNTIME_LIB"
 
-// FetchCommand is the command that fetches the library; error messages tell
-// the user to run it.
-const FetchCommand = "go run ./models/cmd/fetch-onnxruntime"
+// FetchCommand is the command of a checkout that fetches the library, as
+// make setup-onnxruntime runs it; SetupCommand is larder's own, which error
+// messages tell the user to run.
+const (
+	FetchCommand = "go run ./models/cmd/fetch-onnxruntime"
+	SetupCommand = "larder setup"
+)
 
 // ErrLibraryNotFound is returned (wrapped) by LibraryPath when the fetched
 // library is not in the cache folder yet and LibraryEnv is not set.
@@ -140,7 +144,7 @@ func locateLibrary() (path string, fetchable bool, err error) {
 	}
 	if env := os.Getenv(LibraryEnv); env != "" {
 		if err := checkFile(env); err != nil {
-			return "", false, fmt.Errorf("models: %s=%s: %w; point it at an ONNX Runtime >= 1.24 libonnxruntime.so, or unset it to use the library fetched by %q", LibraryEnv, env, err, FetchCommand)
+			return "", false, fmt.Errorf("models: %s=%s: %w; point it at an ONNX Runtime >= 1.24 libonnxruntime.so, or unset it to use the library fetched by %q", LibraryEnv, env, err, SetupCommand)
 		}
 		return env, false, nil
 	}
@@ -156,7 +160,7 @@ func locateLibrary() (path string, fetchable bool, err error) {
 	case err == nil:
 		return path, false, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return path, true, fmt.Errorf("models: %w at %s; run %q (or make setup-onnxruntime), or set %s", ErrLibraryNotFound, path, FetchCommand, LibraryEnv)
+		return path, true, fmt.Errorf("models: %w at %s; run %q (in a checkout: make setup-onnxruntime), or set %s", ErrLibraryNotFound, path, SetupCommand, LibraryEnv)
 	default:
 		return "", false, fmt.Errorf("models: ONNX Runtime library %s: %w", path, err)
 	}
@@ -167,7 +171,7 @@ func checkFile(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("file does not exist: %w", fs.ErrNotExist)
+			return fs.ErrNotExist // its message says "file does not exist"
 		}
 		return err
 	}

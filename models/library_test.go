@@ -48,7 +48,7 @@ func TestLibraryPath(t *testing.T) {
 			contains: []string{"ONNXRUNTIME_LIB=" + coldCache, "not a regular file"}},
 		{name: "cached", cache: warmCache, want: cached},
 		{name: "not fetched yet", cache: coldCache, notFound: true,
-			contains: []string{"ONNX Runtime library not found at " + filepath.Join(coldCache, "larder", "onnxruntime", ORTVersion, runtime.GOOS+"-"+runtime.GOARCH), FetchCommand, "ONNXRUNTIME_LIB"}},
+			contains: []string{"ONNX Runtime library not found at " + filepath.Join(coldCache, "larder", "onnxruntime", ORTVersion, runtime.GOOS+"-"+runtime.GOARCH), SetupCommand, "ONNXRUNTIME_LIB"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -57,7 +57,7 @@ func NewRuntime(libPath string) (*Runtime, error) {
 		return nil, fmt.Errorf("models: no ONNX Runtime library path; get one from LibraryPath or EnsureLibrary")
 	}
 	if err := checkFile(libPath); err != nil {
-		return nil, fmt.Errorf("models: ONNX Runtime library %s: %w; run %q or set %s", libPath, err, FetchCommand, LibraryEnv)
+		return nil, fmt.Errorf("models: ONNX Runtime library %s: %w; run %q or set %s", libPath, err, SetupCommand, LibraryEnv)
 	}
 	canon, err := filepath.Abs(libPath)
 	if err != nil {

@@ -37,6 +37,9 @@ type app struct {
 	logger *slog.Logger
 	// redisLog, when set, receives go-redis's own log lines; main sets it.
 	redisLog *redisLogger
+	// noFetch keeps the runs of this process from fetching the ONNX
+	// Runtime library: serve never downloads anything.
+	noFetch bool
 }
 
 // run executes the command line args and returns the process exit code.

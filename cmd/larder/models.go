@@ -9,8 +9,8 @@ import (
 )
 
 // lazyModels loads models for prediction views, starting ONNX Runtime (and
-// fetching its library if needed) only when a view needs a model, so that
-// projects without prediction views never touch it.
+// fetching its library if needed, but never in serve) only when a view
+// needs a model, so that projects without prediction views never touch it.
 type lazyModels struct {
 	ctx context.Context
 	a   *app
@@ -21,7 +21,13 @@ type lazyModels struct {
 // loads when its run ends.
 func (l *lazyModels) load(spec larder.ModelSpec) (larder.Model, error) {
 	if l.rt == nil {
-		lib, err := models.EnsureLibrary(l.ctx, l.a.stderr)
+		var lib string
+		var err error
+		if l.a.noFetch {
+			lib, err = models.LibraryPath()
+		} else {
+			lib, err = models.EnsureLibrary(l.ctx, l.a.stderr)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("prediction views and scoring need the ONNX Runtime library: %w", err)
 		}

@@ -116,6 +116,7 @@ those abandoned by killed runs.`,
 				return err
 			}
 			tuneServerGC()
+			a.noFetch = true
 			if workerCount < 0 {
 				return fmt.Errorf("--workers %d: want 0 (no worker in this process) or more", workerCount)
 			}
@@ -172,7 +173,15 @@ those abandoned by killed runs.`,
 			}
 			if b.embedded != nil {
 				fmt.Fprintf(a.stderr, "embedded Redis at %s: materializing every view first\n", b.embedded.Addr())
-				if _, err := a.materialize(ctx, p, b, p.Views, larder.TriggerStartup); err != nil {
+				views := p.Views
+				if _, err := models.LibraryPath(); err != nil {
+					var left []string
+					views, left = withoutModels(p.Views)
+					if len(left) > 0 {
+						fmt.Fprintf(a.stderr, "warning: ONNX Runtime is unavailable, so serve materializes no prediction view, nor any view one feeds, and these serve nothing: %s: %v\n", strings.Join(left, ", "), err)
+					}
+				}
+				if _, err := a.materialize(ctx, p, b, views, larder.TriggerStartup); err != nil {
 					return err
 				}
 			}
@@ -734,3 +743,31 @@ func (m unavailableModel) Score(context.Context, []float32, int, []float32) erro
 }
 
 func (unavailableModel) Version() string { return "unavailable" }
+
+// withoutModels splits views into those that run without a model and the
+// names of the others: prediction views, and the views fed by one, however
+// indirectly.
+func withoutModels(views []*larder.View) (run []*larder.View, left []string) {
+	needs := map[*larder.View]bool{}
+	var need func(v *larder.View) bool
+	need = func(v *larder.View) bool {
+		if n, ok := needs[v]; ok {
+			return n
+		}
+		needs[v] = v.Kind == larder.KindPrediction
+		for _, d := range v.DependsOn() {
+			if need(d) {
+				needs[v] = true
+			}
+		}
+		return needs[v]
+	}
+	for _, v := range views {
+		if need(v) {
+			left = append(left, v.Name)
+		} else {
+			run = append(run, v)
+		}
+	}
+	return run, left
+}
