@@ -43,9 +43,11 @@ func (a *app) startConsole(r *running) error {
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("console: listen on %s: %w (pass another --console address)", addr, err)
+	lis := r.opts.listeners.consoleListener()
+	if lis == nil {
+		if lis, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("console: listen on %s: %w (pass another --console address)", addr, err)
+		}
 	}
 	lis, scheme := a.serveHTTPOn(r, lis, h, "the console", nil)
 	if tcp, ok := lis.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {

@@ -25,10 +25,12 @@ func (a *app) startHTTP(r *running) error {
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		gw.Close()
-		return fmt.Errorf("http: listen on %s: %w (pass another --http address, or set server.http_listen)", addr, err)
+	lis := r.opts.listeners.httpListener()
+	if lis == nil {
+		if lis, err = net.Listen("tcp", addr); err != nil {
+			gw.Close()
+			return fmt.Errorf("http: listen on %s: %w (pass another --http address, or set server.http_listen)", addr, err)
+		}
 	}
 	lis, scheme := a.serveHTTPOn(r, lis, gw, "HTTP/JSON", func() { gw.Close() })
 	fmt.Fprintf(a.stderr, "serving HTTP/JSON on %s://%s/v1/\n", scheme, lis.Addr())

@@ -66,7 +66,7 @@ func checkListen(addr string) string {
 // is done, so that an address it cannot use stops it at once. A nil one is
 // not served.
 type listeners struct {
-	grpc, admin, metrics net.Listener
+	grpc, admin, metrics, http, console net.Listener
 }
 
 // close closes the listeners that nothing took over; closing one that was
@@ -75,7 +75,7 @@ func (ls *listeners) close() {
 	if ls == nil {
 		return
 	}
-	for _, l := range []net.Listener{ls.grpc, ls.admin, ls.metrics} {
+	for _, l := range []net.Listener{ls.grpc, ls.admin, ls.metrics, ls.http, ls.console} {
 		if l != nil {
 			_ = l.Close()
 		}
@@ -104,9 +104,24 @@ func (ls *listeners) metricsListener() net.Listener {
 	return ls.metrics
 }
 
+func (ls *listeners) httpListener() net.Listener {
+	if ls == nil {
+		return nil
+	}
+	return ls.http
+}
+
+func (ls *listeners) consoleListener() net.Listener {
+	if ls == nil {
+		return nil
+	}
+	return ls.console
+}
+
 // listenFirst opens the listeners of p's server block: the gRPC address,
-// and the admin and metrics ones when set. The flags say which addresses
-// serve's command line gave.
+// and the admin, metrics and HTTP/JSON ones when set; and the console's,
+// which only the command line sets, when flags.console is. The flags say
+// which addresses serve's command line gave.
 func (a *app) listenFirst(s larder.Server, flags listenFlags) (*listeners, error) {
 	ls := &listeners{}
 	var err error
@@ -128,8 +143,26 @@ func (a *app) listenFirst(s larder.Server, flags listenFlags) (*listeners, error
 			return nil, err
 		}
 	}
+	if s.HTTPListen != "" {
+		if ls.http, err = a.listen(listenAddr{addr: s.HTTPListen, flag: "--http", setting: "server.http_listen", fromFlag: flags.http,
+			example: "127.0.0.1:8080"}); err != nil {
+			ls.close()
+			return nil, err
+		}
+	}
+	if flags.console != "" {
+		if ls.console, err = a.listen(listenAddr{addr: flags.console, flag: "--console", fromFlag: true,
+			example: "127.0.0.1:8081"}); err != nil {
+			ls.close()
+			return nil, err
+		}
+	}
 	return ls, nil
 }
 
-// listenFlags says which of serve's addresses its command line gave.
-type listenFlags struct{ listen, admin, metrics bool }
+// listenFlags says which of serve's addresses its command line gave, and
+// the console's address, which only the command line gives.
+type listenFlags struct {
+	listen, admin, metrics, http bool
+	console                      string
+}

@@ -151,7 +151,8 @@ those abandoned by killed runs.`,
 			}
 			// So are the addresses: one serve cannot listen on stops it
 			// before it materializes anything.
-			ls, err := a.listenFirst(p.Server, listenFlags{listen: listen != "", admin: adminListen != "", metrics: metricsListen != ""})
+			ls, err := a.listenFirst(p.Server, listenFlags{listen: listen != "", admin: adminListen != "", metrics: metricsListen != "",
+				http: httpListen != "", console: consoleAddr})
 			if err != nil {
 				return err
 			}
@@ -330,8 +331,9 @@ type serveOptions struct {
 	security *serverSecurity
 	// tracing, when set, traces every request; nil traces nothing.
 	tracing *tracing
-	// listeners, when set, are already listening on addr, adminAddr and
-	// metricsAddr (those set); the server takes them over.
+	// listeners, when set, are already listening on addr, adminAddr,
+	// metricsAddr, http and console (those set); the server takes them
+	// over.
 	listeners *listeners
 	// console, when not empty, is where the web console is served.
 	console string

@@ -854,6 +854,12 @@ func TestServeBadListenAddresses(t *testing.T) {
 			"server.metrics_listen 127.0.0.1:99999 in " + withServer + ": port 99999 is not 0 to 65535: set server.metrics_listen to HOST:PORT, such as 127.0.0.1:9464, or pass --metrics-listen"},
 		{"a taken admin address", tiny.config, []string{"--listen", "127.0.0.1:0", "--admin-listen", busy},
 			"--admin-listen " + busy + ": listen tcp " + busy + ": bind: address already in use: pass another --admin-listen, such as 127.0.0.1:50052"},
+		{"a console address that is not one", tiny.config, []string{"--listen", "127.0.0.1:0", "--console", "999.1.1.1:1"},
+			"--console 999.1.1.1:1: 999.1.1.1 is not an IP address (four numbers from 0 to 255): pass --console HOST:PORT, such as 127.0.0.1:8081"},
+		{"a taken console address", tiny.config, []string{"--listen", "127.0.0.1:0", "--console", busy},
+			"--console " + busy + ": listen tcp " + busy + ": bind: address already in use: pass another --console, such as 127.0.0.1:8081"},
+		{"an HTTP address that is not one", tiny.config, []string{"--listen", "127.0.0.1:0", "--http", "999.1.1.1:1"},
+			"--http 999.1.1.1:1: 999.1.1.1 is not an IP address (four numbers from 0 to 255): pass --http HOST:PORT, such as 127.0.0.1:8080"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
