@@ -40,6 +40,35 @@ type app struct {
 	// noFetch keeps the runs of this process from fetching the ONNX
 	// Runtime library: serve never downloads anything.
 	noFetch bool
+	// self is the command as the user typed it, for the commands that
+	// hints suggest; main sets it, "larder" otherwise.
+	self string
+}
+
+// selfCommand returns the command the user typed to run larder: "larder"
+// when it was found on PATH, or the path they gave, such as ./bin/larder
+// after make demo, so that the commands hints suggest run as shown.
+func selfCommand(arg0 string) string {
+	if arg0 == "" || !strings.Contains(arg0, "/") {
+		return "larder"
+	}
+	return arg0
+}
+
+// hint returns text with each line that begins, after its indentation,
+// with the command "larder " spelled as the user runs it.
+func (a *app) hint(text string) string {
+	if a.self == "" || a.self == "larder" {
+		return text
+	}
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		rest := strings.TrimLeft(l, " ")
+		if strings.HasPrefix(rest, "larder ") {
+			lines[i] = l[:len(l)-len(rest)] + a.self + rest[len("larder"):]
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // run executes the command line args and returns the process exit code.

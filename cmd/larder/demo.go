@@ -61,7 +61,7 @@ func (a *app) demoCommand() *cobra.Command {
 	var o demoOptions
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the whole hybrid path on a synthetic shop, with nothing installed",
+		Short: "Run the whole hybrid path on a synthetic shop, with no Redis (ONNX Runtime is fetched with npm once)",
 		Long: `demo generates a synthetic e-commerce data set (users, items and about one
 million interaction events) as Parquet, writes its larder.yaml, trains the
 re-rank model and exports it as ONNX, materializes every view into the
@@ -71,7 +71,9 @@ and Rank through a real gRPC client, printing the results and the latencies.
 Run again, it replaces the files it wrote. A larder.yaml in --dir that the
 demo did not write, or that was edited since, is kept: the demo stops
 unless --force. The demo runs on an embedded Redis of its own: it takes no
---redis.`,
+--redis. It needs the ONNX Runtime library, to train and rank: when
+"larder setup" has not fetched it yet, the demo fetches it first, which
+takes npm (or set ONNXRUNTIME_LIB to a copy you have).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if a.redisAddr != "" {
@@ -180,7 +182,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	fmt.Fprintf(out, "\nDone in %.1fs.\n", time.Since(start).Seconds())
 
 	if !o.keepServing {
-		fmt.Fprintf(out, `
+		fmt.Fprint(out, a.hint(fmt.Sprintf(`
 Next:
   larder demo --keep-serving              # leave this server up, then in another shell:
   grpcurl -plaintext ADDR list            # reflection: the API needs no .proto files
@@ -190,7 +192,7 @@ Next:
   larder -c %s rank --addr ADDR home_feed %d --request hour_of_day=20 --explain
   larder -c %s validate
 (--keep-serving prints ADDR and REDIS_ADDR.) The project file is %s; the README has a tour.
-`, a.configPath, a.configPath, ds.SampleUsers(1)[0], a.configPath, a.configPath, ds.SampleUsers(1)[0], a.configPath, a.configPath)
+`, a.configPath, a.configPath, ds.SampleUsers(1)[0], a.configPath, a.configPath, ds.SampleUsers(1)[0], a.configPath, a.configPath)))
 		return stop()
 	}
 	// Kept serving, the views run on their schedules, as `larder serve
@@ -220,7 +222,7 @@ Next:
 		go a.trickle(serveCtx, b, p.Streams[0], ds, trickleUser)
 	}
 	u := ds.SampleUsers(1)[0]
-	fmt.Fprintf(out, `
+	fmt.Fprint(out, a.hint(fmt.Sprintf(`
 Serving until interrupted (Ctrl-C), and running the views on their schedules:
 their generations advance (larder views, larder runs). Try, in another shell:
   grpcurl -plaintext %[1]s list
@@ -231,12 +233,12 @@ their generations advance (larder views, larder runs). Try, in another shell:
   larder --redis %[2]s -c %[4]s get user_profile %[3]d
   larder --redis %[2]s -c %[4]s keys --view item_profile --limit 5
   larder -c %[4]s rank --addr %[1]s home_feed %[3]d --request hour_of_day=20 --explain
-`, srv.addr, b.embedded.Addr(), u, a.configPath)
+`, srv.addr, b.embedded.Addr(), u, a.configPath)))
 	if trickleUser != 0 {
-		fmt.Fprintf(out, `Events stream in too (a few a second, into Redis stream %[3]s): user %[4]d's
+		fmt.Fprint(out, a.hint(fmt.Sprintf(`Events stream in too (a few a second, into Redis stream %[3]s): user %[4]d's
 last event moves between runs:
   larder --redis %[1]s -c %[2]s get user_last_event %[4]d
-`, b.embedded.Addr(), a.configPath, p.Streams[0].RedisStream, trickleUser)
+`, b.embedded.Addr(), a.configPath, p.Streams[0].RedisStream, trickleUser)))
 	}
 	<-ctx.Done()
 	return stop()

@@ -227,7 +227,7 @@ those abandoned by killed runs.`,
 			}
 			fmt.Fprintf(a.stderr, "serving larder.v1.FeatureService for project %s on %s\n", p.Name, srv.addr)
 			if b.embedded != nil {
-				fmt.Fprintf(a.stderr, "inspect it with: larder --redis %s views\n", b.embedded.Addr())
+				fmt.Fprintf(a.stderr, "inspect it with: %s --redis %s -c %s views\n", selfCommand(a.self), b.embedded.Addr(), a.configPath)
 			}
 			reloadCtx, stopReload := context.WithCancel(ctx)
 			var reloads sync.WaitGroup
