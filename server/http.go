@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -44,6 +45,15 @@ const MaxHTTPBody = 4 << 20
 // FAILED_PRECONDITION 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403,
 // RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, DEADLINE_EXCEEDED 504) and a
 // body {"code": N, "message": "...", "details": []} holding the reason.
+//
+// Every answer, errors and requests the gateway refuses itself included,
+// carries the request's id in the X-Request-Id header, and the same id in
+// Grpc-Metadata-X-Request-Id, the header earlier releases answered with.
+// The id is the first value of the caller's X-Request-Id or, when that is
+// missing or empty, of its Grpc-Metadata-X-Request-Id, when it is sane as
+// over gRPC, and a new one otherwise. The gateway settles it once and sends
+// it to its gRPC server as the x-request-id metadata, so that the request's
+// log lines carry it too.
 type HTTP struct {
 	handler http.Handler
 	grpc    *GRPC
@@ -55,6 +65,14 @@ type HTTP struct {
 // its in-process server, the ticket of an HTTP request's client
 // certificate.
 const gatewayPeerHeader = "larder-gateway-peer"
+
+// The HTTP headers of a request id: the one a caller sends and every answer
+// carries, and the grpc-gateway form of RequestIDHeader, which a caller may
+// send instead and every answer carries as well.
+const (
+	httpRequestIDHeader     = "X-Request-Id"
+	httpRequestIDMetaHeader = runtime.MetadataHeaderPrefix + httpRequestIDHeader
+)
 
 // gatewayPeers passes the client certificates of HTTP requests to the
 // gateway's in-process gRPC server. A request whose TLS connection
@@ -75,26 +93,53 @@ type gatewayCertKey struct{}
 // gatewayTicketKey is the key, in an HTTP request's context, of its ticket.
 type gatewayTicketKey struct{}
 
-// issue returns r with a ticket for its verified client certificate, if it
-// has one, and the function that withdraws it once r is answered.
-func (p *gatewayPeers) issue(r *http.Request) (*http.Request, func()) {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return r, func() {}
+// issue returns ctx, the context of a request whose TLS connection state
+// is cs (nil without TLS), with a ticket for its verified client
+// certificate, if it has one, and the function that withdraws the ticket
+// once the request is answered.
+func (p *gatewayPeers) issue(ctx context.Context, cs *tls.ConnectionState) (context.Context, func()) {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return ctx, func() {}
 	}
 	ticket := rand.Text()
-	p.certs.Store(ticket, r.TLS.VerifiedChains[0][0])
-	return r.WithContext(context.WithValue(r.Context(), gatewayTicketKey{}, ticket)), func() { p.certs.Delete(ticket) }
+	p.certs.Store(ticket, cs.VerifiedChains[0][0])
+	return context.WithValue(ctx, gatewayTicketKey{}, ticket), func() { p.certs.Delete(ticket) }
 }
 
 // gatewayHeaders is the gateway's matcher of incoming HTTP headers:
 // grpc-gateway's default, except that a header naming the ticket's
-// metadata key, in any form, is never passed on.
+// metadata key, in any form, is never passed on, nor one naming the
+// request id's: the gateway sends that itself (see gatewayRequestID), one
+// value that it checked.
 func gatewayHeaders(key string) (string, bool) {
 	k := strings.ToLower(key)
 	if k == gatewayPeerHeader || strings.TrimPrefix(k, strings.ToLower(runtime.MetadataHeaderPrefix)) == gatewayPeerHeader {
 		return "", false
 	}
+	if strings.TrimPrefix(k, strings.ToLower(runtime.MetadataHeaderPrefix)) == RequestIDHeader {
+		return "", false
+	}
 	return runtime.DefaultHeaderMatcher(key)
+}
+
+// gatewayAnswerHeaders is the gateway's matcher of the header metadata of
+// its gRPC server's answers: grpc-gateway's default, each key as a
+// Grpc-Metadata- header, except the request id, which ServeHTTP has set
+// already.
+func gatewayAnswerHeaders(key string) (string, bool) {
+	if key == RequestIDHeader {
+		return "", false
+	}
+	return runtime.MetadataHeaderPrefix + key, true
+}
+
+// gatewayRequestID is the gateway's annotator of the request id: the id
+// ServeHTTP put in r's context, as the x-request-id metadata.
+func gatewayRequestID(_ context.Context, r *http.Request) metadata.MD {
+	if id := RequestID(r.Context()); id != "" {
+		return metadata.Pairs(RequestIDHeader, id)
+	}
+	return nil
 }
 
 // metadata is the gateway's annotator: the ticket of r, if it has one.
@@ -141,8 +186,9 @@ func NewHTTP(svc *Service, logger *slog.Logger) (*HTTP, error) {
 		// be left out without a word.
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
-	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, json), runtime.WithMetadata(peers.metadata),
-		runtime.WithIncomingHeaderMatcher(gatewayHeaders))
+	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, json),
+		runtime.WithMetadata(peers.metadata), runtime.WithMetadata(gatewayRequestID),
+		runtime.WithIncomingHeaderMatcher(gatewayHeaders), runtime.WithOutgoingHeaderMatcher(gatewayAnswerHeaders))
 	ctx := context.Background()
 	h := &HTTP{handler: mux, grpc: g, conn: conn, peers: peers}
 	if err := larderv1.RegisterFeatureServiceHandler(ctx, mux, conn); err != nil {
@@ -158,8 +204,18 @@ func NewHTTP(svc *Service, logger *slog.Logger) (*HTTP, error) {
 
 // ServeHTTP answers one request, with a body of at most MaxHTTPBody.
 func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r, withdraw := h.peers.issue(r)
+	sent := r.Header.Get(httpRequestIDHeader)
+	if sent == "" {
+		sent = r.Header.Get(httpRequestIDMetaHeader)
+	}
+	id := keepRequestID(sent)
+	// Set before the handler runs, so that every answer has it, those the
+	// gateway gives without calling its gRPC server included.
+	w.Header().Set(httpRequestIDHeader, id)
+	w.Header().Set(httpRequestIDMetaHeader, id)
+	ctx, withdraw := h.peers.issue(context.WithValue(r.Context(), requestIDKey{}, id), r.TLS)
 	defer withdraw()
+	r = r.WithContext(ctx)
 	r.Body = http.MaxBytesReader(w, r.Body, MaxHTTPBody)
 	h.handler.ServeHTTP(w, r)
 }

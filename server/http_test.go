@@ -232,6 +232,13 @@ func TestHTTPClientCertificate(t *testing.T) {
 // value pairs, and returns the answer's status and body.
 func postJSON(t *testing.T, c *http.Client, url, body string, header ...string) (int, []byte) {
 	t.Helper()
+	code, _, b := postJSONHeader(t, c, url, body, header...)
+	return code, b
+}
+
+// postJSONHeader is postJSON that also returns the answer's header.
+func postJSONHeader(t *testing.T, c *http.Client, url, body string, header ...string) (int, http.Header, []byte) {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -249,5 +256,5 @@ func postJSON(t *testing.T, c *http.Client, url, body string, header ...string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, b
+	return resp.StatusCode, resp.Header, b
 }

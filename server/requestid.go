@@ -35,10 +35,20 @@ func RequestID(ctx context.Context) string {
 }
 
 // requestID returns the id the caller sent in ctx's metadata when it is
-// sane, or else a new one: 16 random hexadecimal digits.
+// sane, or else a new one (see keepRequestID).
 func requestID(ctx context.Context) string {
-	if v := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(v) > 0 && saneRequestID(v[0]) {
-		return v[0]
+	var sent string
+	if v := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(v) > 0 {
+		sent = v[0]
+	}
+	return keepRequestID(sent)
+}
+
+// keepRequestID returns sent, a caller's request id, when it is sane, or
+// else a new one: 16 random hexadecimal digits. An empty sent is no id.
+func keepRequestID(sent string) string {
+	if saneRequestID(sent) {
+		return sent
 	}
 	var b [8]byte
 	var h [16]byte
