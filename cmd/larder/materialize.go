@@ -109,7 +109,7 @@ late, with event times before the watermark, wait for the next full run.`,
 	cmd.Flags().BoolVar(&incremental, "incremental", false,
 		"bring the live generations of latest views up to date with the source rows newer than their watermark, instead of computing new ones")
 	cmd.Flags().StringVar(&asOfText, "as-of", "", "compute every view as of this instant, RFC 3339 such as 2026-11-30T00:00:00Z (default: now)")
-	cmd.Flags().BoolVar(&async, "async", false, "submit the run as a job for `larder worker` and print its id, instead of running it here")
+	cmd.Flags().BoolVar(&async, "async", false, "submit the run as a job for \"larder worker\" and print its id, instead of running it here")
 	cmd.Flags().BoolVar(&wait, "wait", false, "with --async, follow the job until it ends, and fail when it fails")
 	return cmd
 }

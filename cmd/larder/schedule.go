@@ -87,7 +87,7 @@ same scheduler inside the server.`,
 		},
 	}
 	cmd.Flags().DurationVar(&grace, "grace", 0, "on SIGTERM, how long runs in progress may take to finish before they are stopped (default: scheduler.shutdown_grace, 5m)")
-	cmd.Flags().BoolVar(&workers, "workers", false, "queue each tick as a job for `larder worker` instead of running it here (default: scheduler.workers)")
+	cmd.Flags().BoolVar(&workers, "workers", false, "queue each tick as a job for \"larder worker\" instead of running it here (default: scheduler.workers)")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "address of a Prometheus /metrics endpoint, such as 127.0.0.1:9465 (default: none)")
 	return cmd
 }

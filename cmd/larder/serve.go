@@ -247,9 +247,9 @@ those abandoned by killed runs.`,
 	cmd.Flags().DurationVar(&drain, "drain", 15*time.Second, "how long requests in flight may take to finish on shutdown")
 	cmd.Flags().BoolVar(&watch, "watch-models", true, "reload a ranker's model when its file changes")
 	cmd.Flags().BoolVar(&watchConfig, "watch-config", true, "reload the project file when it changes (it is reloaded on SIGHUP either way)")
-	cmd.Flags().BoolVar(&schedule, "schedule", false, "also run the views' cron schedules in this process, as `larder schedule` does")
-	cmd.Flags().IntVar(&workerCount, "workers", 0, "also process this many jobs at a time from the job queue, as `larder worker` does")
-	cmd.Flags().BoolVar(&ingestStreams, "ingest", false, "also apply the events of the project's streams to their views, as `larder ingest` does")
+	cmd.Flags().BoolVar(&schedule, "schedule", false, "also run the views' cron schedules in this process, as \"larder schedule\" does")
+	cmd.Flags().IntVar(&workerCount, "workers", 0, "also process this many jobs at a time from the job queue, as \"larder worker\" does")
+	cmd.Flags().BoolVar(&ingestStreams, "ingest", false, "also apply the events of the project's streams to their views, as \"larder ingest\" does")
 	cmd.Flags().IntVar(&maxConcurrent, "max-concurrent-requests", 0,
 		fmt.Sprintf("the most FeatureService requests handled at once; more are refused with RESOURCE_EXHAUSTED (default: server.max_concurrent_requests, %d)", larder.DefaultMaxConcurrentRequests))
 	cmd.Flags().DurationVar(&deadline, "default-deadline", 0,

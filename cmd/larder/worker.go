@@ -80,7 +80,7 @@ On SIGTERM or SIGINT it takes no new job, lets running ones finish for
 		},
 	}
 	cmd.Flags().IntVar(&concurrency, "concurrency", 1, "the most jobs this worker runs at once")
-	cmd.Flags().StringVar(&name, "name", "", "the worker's name in `larder jobs` (default: host:pid)")
+	cmd.Flags().StringVar(&name, "name", "", "the worker's name in \"larder jobs\" (default: host:pid)")
 	cmd.Flags().DurationVar(&grace, "grace", 0, "on SIGTERM, how long running jobs may take to finish before they are handed back to the queue (default: scheduler.shutdown_grace)")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "address of a Prometheus /metrics endpoint, such as 127.0.0.1:9466 (default: none)")
 	return cmd
