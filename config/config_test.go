@@ -554,6 +554,8 @@ func TestParseBad(t *testing.T) {
 			nil, 3, "redis.addresses[0]", `want a host:port address; got a mapping of 127.0.0.1 to 6379 (YAML reads an unquoted host:port as one here): write it quoted: "127.0.0.1:6379"`},
 		{"address in a flow mapping", 2, "redis:", "redis: {addresses: [127.0.0.1:6379]}\nx-old:",
 			nil, 2, "redis.addresses[0]", `write it quoted: "127.0.0.1:6379"`},
+		{"addresses written as a mapping", 3, "  addresses: [127.0.0.1:6379]", "  addresses: {127.0.0.1:6379, redis-2:6380}",
+			nil, 3, "redis.addresses", `want a list of host:port addresses; got a mapping (YAML reads { } as one, and an unquoted host:port inside it as a host and a port): write a list, quoted: ["127.0.0.1:6379", "redis-2:6380"]`},
 		{"second address read as a mapping", 3, "  addresses: [127.0.0.1:6379]", "  addresses: [127.0.0.1:6379, redis-2: 6379]",
 			nil, 3, "redis.addresses[1]", `write it quoted: "redis-2:6379"`},
 		{"password_env unset", 4, "  grace_period: 10m", "  password_env: LARDER_TEST_PASSWORD",

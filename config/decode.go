@@ -312,6 +312,10 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "db", "grace_period", "allow_eviction", "push_retention") {
 		switch f.key {
 		case "addresses":
+			if quoted := hostPortsOf(f); quoted != "" {
+				d.problem(f, "want a list of host:port addresses; got a mapping (YAML reads { } as one, and an unquoted host:port inside it as a host and a port): write a list, quoted: [%s]", quoted)
+				break
+			}
 			for _, it := range d.list(f, "host:port addresses") {
 				a := d.hostPort(it)
 				if a == "" && !d.isBad(it.path) {
@@ -807,6 +811,26 @@ func (d *decoder) hostPort(n node) string {
 		}
 	}
 	return d.str(n)
+}
+
+// hostPortsOf returns, for a mapping of hosts to ports, such as YAML reads
+// {127.0.0.1:6379}, the addresses it means, each quoted and separated by
+// commas; "" for anything else.
+func hostPortsOf(n node) string {
+	m, ok := n.val.(*ast.MappingNode)
+	if !ok || len(m.Values) == 0 {
+		return ""
+	}
+	var quoted []string
+	for _, kv := range m.Values {
+		host, hok := text(kv.Key)
+		port, pok := text(kv.Value)
+		if !hok || !pok || host == "" || port == "" {
+			return ""
+		}
+		quoted = append(quoted, strconv.Quote(host+":"+port))
+	}
+	return strings.Join(quoted, ", ")
 }
 
 // text returns the text of a scalar value as str reads it; ok is false when
