@@ -86,15 +86,25 @@ func (a *app) run(ctx context.Context, args []string) int {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	defer a.flushStderr()
 	if err := root.ExecuteContext(ctx); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
 			return ee.code
 		}
-		fmt.Fprintln(stderr, "larder:", err)
+		// Under --log-format json, a.stderr makes it a record.
+		fmt.Fprintln(a.stderr, "larder:", err)
 		return 1
 	}
 	return 0
+}
+
+// flushStderr writes what a.stderr holds of a line not ended yet, under
+// --log-format json.
+func (a *app) flushStderr() {
+	if j, ok := a.stderr.(*jsonLines); ok {
+		_ = j.Flush()
+	}
 }
 
 // exitError ends the command with a code after it has printed its own message.
@@ -119,6 +129,11 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 				return fmt.Errorf("--log-format %q: want text (key=value lines) or json (one object a line)", a.logFormat)
 			}
 			a.logger = a.newLogger(level)
+			if a.logFormat == "json" {
+				if _, ok := a.stderr.(*jsonLines); !ok {
+					a.stderr = newJSONLines(a.stderr, time.Now)
+				}
+			}
 			if a.redisLog != nil {
 				a.redisLog.logger.Store(a.logger)
 			}

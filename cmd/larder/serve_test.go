@@ -60,6 +60,16 @@ type servingRun struct {
 	stderr strings.Builder
 }
 
+// logMessage returns the message of a line of standard error: the line
+// itself, or its "msg" under --log-format json.
+func logMessage(line string) string {
+	var rec struct{ Msg string }
+	if strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &rec) == nil {
+		return rec.Msg
+	}
+	return line
+}
+
 // servingLine is what serve prints on its standard error once it listens.
 var servingLine = regexp.MustCompile(`^serving larder\.v1\.FeatureService for project \S+ on (\S+)$`)
 
@@ -84,7 +94,7 @@ func startServe(tb testing.TB, args ...string) *servingRun {
 			s.mu.Lock()
 			s.stderr.WriteString(sc.Text() + "\n")
 			s.mu.Unlock()
-			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
+			if m := servingLine.FindStringSubmatch(logMessage(sc.Text())); m != nil {
 				addr <- m[1]
 			}
 		}

@@ -109,6 +109,18 @@ func TestServeTracesAndJSONLogs(t *testing.T) {
 		SpanContext struct{ TraceID string }
 		Parent      struct{ SpanID string }
 	}
+	// Under --log-format json, every line serve writes to standard error
+	// is a JSON object, those it writes for a person included.
+	for l := range strings.Lines(srv.log()) {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(l), &obj); err != nil {
+			t.Errorf("a line of standard error is not a JSON object: %q", l)
+		}
+	}
+	if !strings.Contains(srv.log(), `"msg":"serving larder.v1.FeatureService for project shop on `) {
+		t.Errorf("no record of the address serve listens on:\n%s", srv.log())
+	}
+
 	var logLine map[string]any
 	spans := map[string]span{}
 	waitFor(t, 10*time.Second, "the request's log line and spans", func() (struct{}, bool) {
