@@ -43,6 +43,10 @@ type app struct {
 	// self is the command as the user typed it, for the commands that
 	// hints suggest; main sets it, "larder" otherwise.
 	self string
+	// ownProcess is true when the command is the process's, as main runs
+	// it, and may set what is process-wide (the garbage collector's
+	// target); tests run commands inside theirs.
+	ownProcess bool
 }
 
 // selfCommand returns the command the user typed to run larder: "larder"

@@ -110,7 +110,9 @@ larder:larderbench: on that server and deletes them when it ends.`,
 // server, plus the composed floors, prints its address, and serves until
 // its standard input closes.
 func (a *app) runBenchServer(ctx context.Context, o bench.Options, dir string) error {
-	tuneServerGC()
+	if a.ownProcess {
+		tuneServerGC()
+	}
 	sw, err := bench.NewServerWorld(ctx, o, dir)
 	if sw != nil {
 		defer sw.Close()

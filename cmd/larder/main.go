@@ -35,7 +35,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// go-redis logs through a process-wide logger; here is the one place
 	// that owns the process.
-	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now, redisLog: &redisLogger{}, self: selfCommand(os.Args[0])}
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now, redisLog: &redisLogger{}, self: selfCommand(os.Args[0]), ownProcess: true}
 	redis.SetLogger(a.redisLog)
 	code := a.run(ctx, os.Args[1:])
 	stop()

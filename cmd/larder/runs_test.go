@@ -123,9 +123,9 @@ func TestRunsRecorded(t *testing.T) {
 		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 		want := []*regexp.Regexp{
 			regexp.MustCompile(`^VIEW +KIND +GENERATION +STATE +STARTED +DURATION +AS OF +TRIGGER +ROWS +ENTITIES +SKIPPED +PEAK RSS +INPUTS +RESULT$`),
-			regexp.MustCompile(`^user_profile +latest +- +failed +2025-06-01T13:00:00Z +0\.00s +2025-06-01T13:00:00Z +manual +0 +0 +0 +[0-9.]+ MiB +- +source file \S+users\.parquet: .*…$`),
-			regexp.MustCompile(`^item_profile +latest +1 +ok +2025-06-01T12:00:00Z +0\.00s +2025-06-01T12:00:00Z +manual +4 +3 +0 +[0-9.]+ MiB +- +-$`),
-			regexp.MustCompile(`^user_profile +latest +1 +ok +2025-06-01T12:00:00Z +0\.00s +2025-06-01T12:00:00Z +manual +10 +5 +4 +[0-9.]+ MiB +- +-$`),
+			regexp.MustCompile(`^user_profile +latest +- +failed +2025-06-01T13:00:00Z +0\.00s +2025-06-01T13:00:00Z +manual +0 +0 +0 +[0-9.]+ [MG]iB +- +source file \S+users\.parquet: .*…$`),
+			regexp.MustCompile(`^item_profile +latest +1 +ok +2025-06-01T12:00:00Z +0\.00s +2025-06-01T12:00:00Z +manual +4 +3 +0 +[0-9.]+ [MG]iB +- +-$`),
+			regexp.MustCompile(`^user_profile +latest +1 +ok +2025-06-01T12:00:00Z +0\.00s +2025-06-01T12:00:00Z +manual +10 +5 +4 +[0-9.]+ [MG]iB +- +-$`),
 		}
 		if len(lines) != len(want) {
 			t.Fatalf("runs printed %d lines, want %d:\n%s", len(lines), len(want), out)

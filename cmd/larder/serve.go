@@ -115,7 +115,9 @@ those abandoned by killed runs.`,
 			if err != nil {
 				return err
 			}
-			tuneServerGC()
+			if a.ownProcess {
+				tuneServerGC()
+			}
 			a.noFetch = true
 			if workerCount < 0 {
 				return fmt.Errorf("--workers %d: want 0 (no worker in this process) or more", workerCount)
