@@ -98,11 +98,11 @@ func TestValidateData(t *testing.T) {
 				[]string{"view user_last_event: ", events, `column "event_type"`, "the type in p1.yaml"}}}},
 		{name: "three problems in one view", edits: []string{
 			"{name: age, type: int64}", "{name: age, type: string}",
-			"{name: tenure_days, type: int64}", "{name: tenure_days, type: int64, column: tenure}",
+			"{name: tenure_days, type: int64}", "{name: tenure_days, type: int64, column: tenure_dys}",
 			"{name: device, type: string}", "{name: device, type: int64}"},
 			findings: []finding{
 				{"{name: age, type: ^string}", "views[0].features[0].type", []string{"view user_profile: ", users, `column "age"`, "in p1.yaml"}},
-				{"tenure}", "views[0].features[1].column", []string{"view user_profile: ", users, `has no column "tenure"`, `did you mean "tenure_days"?`, "in p1.yaml"}},
+				{"tenure_dys}", "views[0].features[1].column", []string{"view user_profile: ", users, `has no column "tenure_dys"`, `did you mean "tenure_days"?`, "in p1.yaml"}},
 				{"{name: device, type: ^int64}", "views[0].features[3].type", []string{"view user_profile: ", users, `column "device"`, "in p1.yaml"}},
 			}},
 		{name: "missing models", edits: []string{"model: models/rerank.onnx", "model: models/nope.onnx", "model: models/item_prior.onnx", "model: models/prior.onnx"},
