@@ -116,4 +116,3 @@ func checkSchedule(spec string) error {
 	}
 	return nil
 }
-
