@@ -571,13 +571,14 @@ func (p *Project) ViewNames(kind ViewKind) []string {
 	return names
 }
 
-// FileName returns the project file's path for a message: File, or
-// "larder.yaml" when File is empty.
+// FileName returns the name of the project file, for a message that says
+// what to change in it: the last element of File, or "larder.yaml" when
+// File is empty.
 func (p *Project) FileName() string {
 	if p.File == "" {
 		return "larder.yaml"
 	}
-	return p.File
+	return filepath.Base(p.File)
 }
 
 // Path resolves a path from larder.yaml against the project folder.

@@ -35,8 +35,8 @@ views:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.File != path || p.FileName() != path {
-		t.Errorf("File = %q, FileName() = %q, want %q", p.File, p.FileName(), path)
+	if p.File != path || p.FileName() != "p1.yaml" {
+		t.Errorf("File = %q, FileName() = %q, want %q and p1.yaml", p.File, p.FileName(), path)
 	}
 	tests := []struct {
 		field, want string
