@@ -178,5 +178,5 @@ func placeOf(tb testing.TB, text, at string) (line, col int) {
 		tb.Fatalf("the edited project file holds %q %d times, want once", at, strings.Count(text, at))
 	}
 	before := text[:i+mark]
-	return strings.Count(before, "\n") + 1, i - strings.LastIndex(before, "\n")
+	return strings.Count(before, "\n") + 1, len(before) - strings.LastIndex(before, "\n")
 }
