@@ -26,10 +26,14 @@ path or glob matches files, each view's columns exist and their types can
 feed its features) and every model file (rankers and prediction views: the
 model loads, and its input and output names and shapes fit). A model is
 only checked to exist when the ONNX Runtime library is not installed (run
-make setup); validate never downloads it. Stream mappings are checked with
-the file.`,
+make setup); validate never downloads it. Each problem of the data and
+models is reported as those of the file are, at the field to change (a
+source's path, a feature's column or type, a model). Stream mappings are
+checked with the file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Loaded here rather than by loadConfig, for the places of the
+			// fields, which the problems of the data and models are put at.
 			p, places, err := config.Loader{}.LoadPlaces(a.configPath)
 			var cerr *config.Error
 			if errors.As(err, &cerr) {
