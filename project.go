@@ -85,7 +85,11 @@ type Project struct {
 	Name string
 	// Dir is the folder relative paths (sources, models) are resolved against:
 	// the folder holding larder.yaml.
-	Dir    string
+	Dir string
+	// File is the path of the project file, as the loader was given it, for
+	// the messages that say what to change in it (see FileName); empty for
+	// a project built in code.
+	File   string
 	Redis  Redis
 	Server Server
 	// TimeZone is the IANA name of the zone the views' schedules are read
@@ -565,6 +569,16 @@ func (p *Project) ViewNames(kind ViewKind) []string {
 		}
 	}
 	return names
+}
+
+// FileName returns the name of the project file, for a message that says
+// what to change in it: the last element of File, or "larder.yaml" when
+// File is empty.
+func (p *Project) FileName() string {
+	if p.File == "" {
+		return "larder.yaml"
+	}
+	return filepath.Base(p.File)
 }
 
 // Path resolves a path from larder.yaml against the project folder.

@@ -47,11 +47,24 @@ func Parse(filename string, data []byte) (*larder.Project, error) {
 // Load reads the file at path and parses it (see Parse). It returns an error
 // wrapping the *fs.PathError when the file cannot be read.
 func (l Loader) Load(path string) (*larder.Project, error) {
+	p, _, err := l.LoadPlaces(path)
+	return p, err
+}
+
+// LoadPlaces is Load, and also returns where each field of the file is
+// written, to report a problem found later (a source file that does not
+// exist, a model that does not fit) at its field. The Places is nil when
+// the project is.
+func (l Loader) LoadPlaces(path string) (*larder.Project, *Places, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, nil, fmt.Errorf("config: %w", err)
 	}
-	return l.Parse(path, data)
+	p, d, err := l.parse(path, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, d.places(), nil
 }
 
 // Parse decodes data, the content of the larder.yaml named filename, into a
@@ -61,6 +74,13 @@ func (l Loader) Load(path string) (*larder.Project, error) {
 // On any problem it returns a nil Project and an *Error that lists every
 // problem found, each located by filename, line, column and field path.
 func (l Loader) Parse(filename string, data []byte) (*larder.Project, error) {
+	p, _, err := l.parse(filename, data)
+	return p, err
+}
+
+// parse is Parse, and also returns the decoder, which knows where each
+// field is written.
+func (l Loader) parse(filename string, data []byte) (*larder.Project, *decoder, error) {
 	lookup := l.LookupEnv
 	if lookup == nil {
 		lookup = os.LookupEnv
@@ -68,8 +88,9 @@ func (l Loader) Parse(filename string, data []byte) (*larder.Project, error) {
 	d := newDecoder(filename, lookup)
 	p, ok := d.decode(data)
 	if !ok {
-		return nil, d.err()
+		return nil, nil, d.err()
 	}
+	p.File = filename
 	p.Dir = filepath.Dir(filename)
 	if abs, err := filepath.Abs(p.Dir); err == nil {
 		p.Dir = abs
@@ -78,16 +99,61 @@ func (l Loader) Parse(filename string, data []byte) (*larder.Project, error) {
 	if err := p.Validate(); err != nil {
 		var ve *larder.ValidationError
 		if !errors.As(err, &ve) {
-			return nil, fmt.Errorf("config: %s: %w", filename, err)
+			return nil, nil, fmt.Errorf("config: %s: %w", filename, err)
 		}
 		for _, fe := range ve.Errs {
 			d.fieldError(p, fe)
 		}
 	}
 	if len(d.problems) > 0 {
-		return nil, d.err()
+		return nil, nil, d.err()
 	}
-	return p, nil
+	return p, d, nil
+}
+
+// Places says where each field of a larder.yaml is written. A nil Places
+// knows no field: its problems name the file only.
+type Places struct {
+	file string
+	at   map[string][2]int // the line and column of each field written
+}
+
+// Problem returns the problem msg about the field at path, a path as
+// larder.Project.Validate writes it ("rankers[0].model"), placed where the
+// field is written or, for a field left out, where the closest enclosing
+// one is, as the loader places its own problems.
+func (pl *Places) Problem(path, msg string) Problem {
+	if pl == nil {
+		return Problem{Field: path, Msg: msg}
+	}
+	pr := Problem{File: pl.file, Field: path, Msg: msg}
+	for at := path; ; {
+		if pos, ok := pl.at[at]; ok {
+			pr.Line, pr.Column = pos[0], pos[1]
+			return pr
+		}
+		if at == "" {
+			return pr
+		}
+		at = at[:max(0, strings.LastIndexAny(at, ".["))]
+	}
+}
+
+// places returns where each field decoded is written, with its column kept
+// within its line as err does.
+func (d *decoder) places() *Places {
+	pl := &Places{file: d.file, at: make(map[string][2]int, len(d.at))}
+	for path, site := range d.at {
+		line, col := position(site)
+		if line == 0 {
+			continue
+		}
+		if line <= len(d.widths) && col > d.widths[line-1]+1 {
+			col = d.widths[line-1] + 1
+		}
+		pl.at[path] = [2]int{line, col}
+	}
+	return pl
 }
 
 // Problem is one thing wrong in a larder.yaml.

@@ -764,7 +764,7 @@ func (d *decoder) unknown(path string, k ast.Node, key string, sch schema) {
 		}
 	}
 	msg := fmt.Sprintf("unknown field %q", key)
-	if s := suggest(key, sch.known); s != "" {
+	if s := larder.Suggest(key, sch.known); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
 	d.add(k, path, msg+" ("+list+")")

@@ -266,7 +266,7 @@ func suggestAggFunc(fn string) string {
 	if s, ok := aggFuncSynonyms[strings.ToLower(fn)]; ok {
 		return string(s)
 	}
-	return suggest(fn, names)
+	return larder.Suggest(fn, names)
 }
 
 func aggFuncNames() []string {

@@ -185,7 +185,8 @@ func newAggregate(v *larder.View, e *larder.Entity, runTime time.Time) *aggregat
 	}
 	for i := range v.Aggregations {
 		def := &v.Aggregations[i]
-		spec := columnSpec{column: def.Column, role: roleFeature, name: firstFeature[i], typ: def.Type}
+		spec := columnSpec{column: def.Column, role: roleFeature, name: firstFeature[i], typ: def.Type,
+			field: fmt.Sprintf("aggregations[%d].column", i), typeField: fmt.Sprintf("aggregations[%d].type", i)}
 		typ := def.Type
 		if def.Column == "" {
 			// A count of rows reads the event time, which every row

@@ -156,7 +156,10 @@ func newCandidates(v *larder.View, e *larder.Entity, runTime time.Time) *candida
 		candContext: {column: e.Key, role: roleKey, name: e.Name, typ: e.KeyType},
 		candTime:    {column: v.SourceDef().EventTime, role: roleEventTime},
 		candKey:     {column: column, role: roleKey, name: ce.Name, typ: ce.KeyType},
-		candScore:   {column: cd.ScoreColumn, role: roleFeature, name: larder.ScoresFeature, typ: larder.TypeFloat64},
+		candScore:   {column: cd.ScoreColumn, role: roleFeature, name: larder.ScoresFeature, typ: larder.TypeFloat64, field: "candidates.score"},
+	}
+	if cd.Column != "" {
+		c.specs[candKey].field = "candidates.column"
 	}
 	c.ctxs.init(e.KeyType)
 	c.cands.init(ce.KeyType)

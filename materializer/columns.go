@@ -1,6 +1,7 @@
 package materializer
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strings"
@@ -39,6 +40,12 @@ type columnSpec struct {
 	// cast allows a float32 feature to read a DOUBLE or INT64 column,
 	// rounding each value (larder.Feature.Cast).
 	cast bool
+	// field and typeField are the fields of the project file that name the
+	// column and its type, for a column's problems to point at; typeField
+	// "" is field. They are relative to the view ("features[2].column")
+	// for the columns the view names, and "" for the entity's key and the
+	// source's event time, until CheckSources fills them in.
+	field, typeField string
 }
 
 func (s *columnSpec) describe() string {
@@ -124,14 +131,15 @@ func bindColumn(file string, root *parquet.Column, spec *columnSpec) (*boundColu
 		for _, col := range root.Columns() {
 			names = append(names, col.Name())
 		}
-		return nil, &ColumnError{File: file, Column: spec.column, Role: spec.describe(), Columns: names}
+		return nil, &ColumnError{File: file, Column: spec.column, Role: spec.describe(), Columns: names, field: spec.field}
 	}
 	want := wantTypes[spec.typ]
 	if spec.role == roleEventTime || spec.role == roleRowCount {
 		want = wantEventTime
 	}
 	fail := func() error {
-		return &ColumnError{File: file, Column: spec.column, Role: spec.describe(), Found: describeColumn(c), Want: want}
+		return &ColumnError{File: file, Column: spec.column, Role: spec.describe(), Found: describeColumn(c), Want: want,
+			field: cmp.Or(spec.typeField, spec.field)}
 	}
 
 	if spec.role == roleFeature && spec.typ == larder.TypeFloat32Vector {

@@ -41,7 +41,7 @@ func (m *Materializer) sourceProgress(v *larder.View, ds *dataset) func(*rowGrou
 // openSource opens and binds the source of v for specs.
 func (m *Materializer) openSource(v *larder.View, specs []columnSpec) (*dataset, error) {
 	src := v.SourceDef()
-	ds, err := openDataset(m.project.Path(src.Path), src.Name)
+	ds, err := openDataset(m.project, src)
 	if err != nil {
 		return nil, err
 	}

@@ -82,7 +82,7 @@ func (m *Materializer) RunIncremental(ctx context.Context, viewName string) (Rep
 	}
 	rep.Watermark = wm
 
-	ds, err := openDataset(m.project.Path(src.Path), src.Name)
+	ds, err := openDataset(m.project, src)
 	if err != nil {
 		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
 	}

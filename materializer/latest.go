@@ -127,12 +127,13 @@ func newLatest(v *larder.View, e *larder.Entity, runTime time.Time) *latest {
 		columnSpec{column: e.Key, role: roleKey, name: e.Name, typ: e.KeyType},
 		columnSpec{column: v.SourceDef().EventTime, role: roleEventTime},
 	)
-	for _, f := range v.Features {
+	for i, f := range v.Features {
 		col := f.Column
 		if col == "" {
 			col = f.Name
 		}
-		l.specs = append(l.specs, columnSpec{column: col, role: roleFeature, name: f.Name, typ: f.Type, cast: f.Cast})
+		l.specs = append(l.specs, columnSpec{column: col, role: roleFeature, name: f.Name, typ: f.Type, cast: f.Cast,
+			field: fmt.Sprintf("features[%d].column", i), typeField: fmt.Sprintf("features[%d].type", i)})
 		l.types = append(l.types, f.Type)
 	}
 	return l

@@ -1,6 +1,7 @@
 package materializer
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -278,27 +279,38 @@ type ColumnError struct {
 	// Cast is set when the column would feed the feature with `cast: true`
 	// (a DOUBLE or INT64 column for a float32 feature).
 	Cast bool
+
+	// config is the project file the fix is made in; "" names larder.yaml.
+	config string
+	// field is the field of the project file that names the column, or
+	// its type when the column has another (see columnSpec.field).
+	field string
 }
 
 func (e *ColumnError) Error() string {
+	config := cmp.Or(e.config, "larder.yaml")
+	var hint string
+	if s := larder.Suggest(e.Column, e.Columns); s != "" {
+		hint = fmt.Sprintf(" did you mean %q?", s)
+	}
 	if e.Input {
 		if e.Found == "" {
-			return fmt.Sprintf("input file %s has no column %q (the %s); its columns are %s: fix the input (its key columns may also be named in the job's arguments)",
-				e.File, e.Column, e.Role, strings.Join(e.Columns, ", "))
+			return fmt.Sprintf("input file %s has no column %q (the %s);%s its columns are %s: fix the input (its key columns may also be named in the job's arguments)",
+				e.File, e.Column, e.Role, hint, strings.Join(e.Columns, ", "))
 		}
 		return fmt.Sprintf("input file %s: column %q (the %s) is %s, want %s: fix the input",
 			e.File, e.Column, e.Role, e.Found, e.Want)
 	}
 	if e.Found == "" {
-		return fmt.Sprintf("source file %s has no column %q (the %s); its columns are %s: fix the source or the column name in larder.yaml",
-			e.File, e.Column, e.Role, strings.Join(e.Columns, ", "))
+		return fmt.Sprintf("source file %s has no column %q (the %s);%s its columns are %s: fix the source or the column name in %s",
+			e.File, e.Column, e.Role, hint, strings.Join(e.Columns, ", "), config)
 	}
 	if e.Cast {
-		return fmt.Sprintf("source file %s: column %q (the %s) is %s, want %s: add `cast: true` to the feature in larder.yaml to round its values to float32, make the feature float64, or fix the source",
-			e.File, e.Column, e.Role, e.Found, e.Want)
+		return fmt.Sprintf("source file %s: column %q (the %s) is %s, want %s: add `cast: true` to the feature in %s to round its values to float32, make the feature float64, or fix the source",
+			e.File, e.Column, e.Role, e.Found, e.Want, config)
 	}
-	return fmt.Sprintf("source file %s: column %q (the %s) is %s, want %s: fix the source or the type in larder.yaml",
-		e.File, e.Column, e.Role, e.Found, e.Want)
+	return fmt.Sprintf("source file %s: column %q (the %s) is %s, want %s: fix the source or the type in %s",
+		e.File, e.Column, e.Role, e.Found, e.Want, config)
 }
 
 // skipCounts counts skipped rows by reason.

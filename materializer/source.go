@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/larder-dev/larder"
 )
 
 // readBufferSize is the buffer of each column chunk reader. Only one column
@@ -29,6 +31,8 @@ type dataset struct {
 	// input is set when the files are a scoring job's input rather than a
 	// view's source, which changes what errors tell people to fix.
 	input bool
+	// config is the project file a fix of a view's source is made in.
+	config string
 }
 
 // sourceFile is one open Parquet file and its columns bound to a view.
@@ -60,19 +64,18 @@ func (rg *rowGroup) chunk(i int) (*boundColumn, parquet.ColumnChunk) {
 	return bc, rg.chunks[bc.leaf]
 }
 
-// openDataset resolves a source path to its files and opens each of them,
-// reading only their footers. It returns an error naming the source and the
-// path when nothing matches or a file is not a readable Parquet file.
-func openDataset(path, source string) (*dataset, error) {
-	ds, err := openFiles(path, sourceHint)
+// openDataset resolves the path of src, a source of p, to its files and
+// opens each of them, reading only their footers. It returns an error naming
+// the source and the path when nothing matches or a file is not a readable
+// Parquet file.
+func openDataset(p *larder.Project, src *larder.Source) (*dataset, error) {
+	ds, err := openFiles(p.Path(src.Path), "check the source path in "+p.FileName())
 	if err != nil {
-		return nil, fmt.Errorf("source %s: %w", source, err)
+		return nil, fmt.Errorf("source %s: %w", src.Name, err)
 	}
+	ds.config = p.FileName()
 	return ds, nil
 }
-
-// sourceHint is what to do when a source path names no file.
-const sourceHint = "check the source path in larder.yaml"
 
 // openFiles resolves path to its files (see resolvePaths) and opens each of
 // them, reading only their footers. hint says what to do when nothing
@@ -217,7 +220,7 @@ func (ds *dataset) bind(specs []columnSpec) error {
 				if specs[i].optional && ce.Found == "" {
 					continue
 				}
-				ce.Input = ds.input
+				ce.Input, ce.config = ds.input, ds.config
 			}
 			if err != nil {
 				errs = append(errs, err)

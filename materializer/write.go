@@ -160,7 +160,7 @@ type sourceComputation interface {
 // after its first pass, and writes during its second.
 func (m *Materializer) runFromSource(ctx context.Context, v *larder.View, rep Report, comp sourceComputation) (Report, error) {
 	start, src := rep.RunTime, v.SourceDef()
-	ds, err := openDataset(m.project.Path(src.Path), src.Name)
+	ds, err := openDataset(m.project, src)
 	if err != nil {
 		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
 	}

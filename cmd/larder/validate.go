@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -25,11 +26,15 @@ path or glob matches files, each view's columns exist and their types can
 feed its features) and every model file (rankers and prediction views: the
 model loads, and its input and output names and shapes fit). A model is
 only checked to exist when the ONNX Runtime library is not installed (run
-make setup); validate never downloads it. Stream mappings are checked with
-the file.`,
+make setup); validate never downloads it. Each problem of the data and
+models is reported as those of the file are, at the field to change (a
+source's path, a feature's column or type, a model). Stream mappings are
+checked with the file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.loadConfig()
+			// Loaded here rather than by loadConfig, for the places of the
+			// fields, which the problems of the data and models are put at.
+			p, places, err := config.Loader{}.LoadPlaces(a.configPath)
 			var cerr *config.Error
 			if errors.As(err, &cerr) {
 				for _, pr := range cerr.Problems {
@@ -37,6 +42,9 @@ the file.`,
 				}
 				fmt.Fprintf(a.stderr, "%d problem(s) in %s\n", len(cerr.Problems), a.configPath)
 				return exitError{code: 1}
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%w (name the project file with --config, or create one with `larder demo`)", err)
 			}
 			if err != nil {
 				return err
@@ -47,15 +55,15 @@ the file.`,
 				fmt.Fprintf(a.stdout, "%s: ok (%s; data and models not checked: --offline)\n", a.configPath, summary)
 				return nil
 			}
-			var problems []string
+			var problems []config.Problem
 			for _, sp := range materializer.CheckSources(p) {
-				problems = append(problems, sp.Error())
+				problems = append(problems, places.Problem(sp.Field, sp.Error()))
 			}
-			modelProblems, note := a.checkModels(p)
+			modelProblems, note := checkModels(p, places)
 			problems = append(problems, modelProblems...)
 			if len(problems) > 0 {
 				for _, pr := range problems {
-					fmt.Fprintln(a.stderr, pr)
+					fmt.Fprintln(a.stderr, pr.String())
 				}
 				fmt.Fprintf(a.stderr, "%d problem(s) in the data and models of %s\n", len(problems), a.configPath)
 				return exitError{code: 1}
@@ -68,23 +76,25 @@ the file.`,
 	return cmd
 }
 
-// checkModels checks the model file of every ranker and prediction view:
+// checkModels checks the model file of every prediction view and ranker:
 // that it loads and fits, with ONNX Runtime when its library is installed,
-// or only that it exists otherwise (note then says so).
-func (a *app) checkModels(p *larder.Project) (problems []string, note string) {
+// or only that it exists otherwise (note then says so). Each problem is
+// placed at the model field of the view or ranker.
+func checkModels(p *larder.Project, places *config.Places) (problems []config.Problem, note string) {
 	type check struct {
-		what, path string
-		spec       models.Spec
+		what, field, path string
+		spec              models.Spec
 	}
 	var checks []check
-	for _, r := range p.Rankers {
-		checks = append(checks, check{"ranker " + r.Name, p.Path(r.Model), models.Spec{Input: r.ModelInput, Output: r.ModelOutput, Features: len(r.Inputs)}})
-	}
-	for _, v := range p.Views {
+	for i, v := range p.Views {
 		if pr := v.Prediction; v.Kind == larder.KindPrediction && pr != nil {
-			checks = append(checks, check{"view " + v.Name, p.Path(pr.Model),
+			checks = append(checks, check{"view " + v.Name, fmt.Sprintf("views[%d]", i), p.Path(pr.Model),
 				models.Spec{Input: pr.ModelInput, Output: pr.ModelOutput, Features: len(pr.Inputs), Outputs: len(v.Features)}})
 		}
+	}
+	for i, r := range p.Rankers {
+		checks = append(checks, check{"ranker " + r.Name, fmt.Sprintf("rankers[%d]", i), p.Path(r.Model),
+			models.Spec{Input: r.ModelInput, Output: r.ModelOutput, Features: len(r.Inputs)}})
 	}
 	if len(checks) == 0 {
 		return nil, ""
@@ -99,18 +109,29 @@ func (a *app) checkModels(p *larder.Project) (problems []string, note string) {
 		defer rt.Close()
 	}
 	for _, c := range checks {
+		add := func(format string, args ...any) {
+			problems = append(problems, places.Problem(c.field+".model", c.what+": "+fmt.Sprintf(format, args...)))
+		}
+		if _, err := os.Stat(c.path); errors.Is(err, fs.ErrNotExist) {
+			add("model file %s does not exist: fix the path in %s, or put the model there", c.path, p.FileName())
+			continue
+		} else if err != nil {
+			add("model file %s: %v", c.path, err)
+			continue
+		}
 		if rt == nil {
-			if _, err := os.Stat(c.path); err != nil {
-				problems = append(problems, fmt.Sprintf("%s: model %s: %v", c.what, c.path, err))
-			}
 			continue
 		}
 		m, err := rt.Load(c.path, c.spec)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", c.what, err))
-			continue
+		var serr *models.SpecError
+		switch {
+		case errors.As(err, &serr):
+			add("%v: export a model that fits, or fix model, model_input, model_output or inputs in %s", err, p.FileName())
+		case err != nil:
+			add("%v", err)
+		default:
+			_ = m.Close()
 		}
-		_ = m.Close()
 	}
 	return problems, note
 }
