@@ -24,9 +24,11 @@ and field. Then, unless --offline, it checks what the file points at, without
 writing anything: it opens the footer of every source's Parquet files (the
 path or glob matches files, each view's columns exist and their types can
 feed its features) and every model file (rankers and prediction views: the
-model loads, and its input and output names and shapes fit). A model is
-only checked to exist when the ONNX Runtime library is not installed (run
-make setup); validate never downloads it. Each problem of the data and
+model loads, and its input and output names and shapes fit). When the
+ONNX Runtime library is not installed (larder setup installs it), the
+names, types and shapes a model file declares are read from the file and
+compared, without loading it; validate never downloads anything. Each
+problem of the data and
 models is reported as those of the file are, at the field to change (a
 source's path, a feature's column or type, a model). Stream mappings are
 checked with the file.`,
@@ -78,8 +80,8 @@ checked with the file.`,
 
 // checkModels checks the model file of every prediction view and ranker:
 // that it loads and fits, with ONNX Runtime when its library is installed,
-// or only that it exists otherwise (note then says so). Each problem is
-// placed at the model field of the view or ranker.
+// or that the inputs and outputs it declares fit otherwise (note then says
+// so). Each problem is placed at the model field of the view or ranker.
 func checkModels(p *larder.Project, places *config.Places) (problems []config.Problem, note string) {
 	type check struct {
 		what, field, path string
@@ -104,7 +106,10 @@ func checkModels(p *larder.Project, places *config.Places) (problems []config.Pr
 		rt, _ = models.NewRuntime(lib)
 	}
 	if rt == nil {
-		note = "; model files only checked to exist: the ONNX Runtime library is not installed (make setup)"
+		note = "; models checked against their declared inputs and outputs only: ONNX Runtime is not installed (" + models.SetupCommand + " installs it)"
+		if !models.Supported {
+			note = "; models checked against their declared inputs and outputs only: this larder was built without cgo, so it cannot load ONNX Runtime"
+		}
 	} else {
 		defer rt.Close()
 	}
@@ -119,17 +124,22 @@ func checkModels(p *larder.Project, places *config.Places) (problems []config.Pr
 			add("model file %s: %v", c.path, err)
 			continue
 		}
+		// Without ONNX Runtime, the file's declared inputs and outputs are
+		// read and compared; with it, the model is loaded as serving would.
+		var m *models.Model
+		var err error
 		if rt == nil {
-			continue
+			err = models.CheckFile(c.path, c.spec)
+		} else {
+			m, err = rt.Load(c.path, c.spec)
 		}
-		m, err := rt.Load(c.path, c.spec)
 		var serr *models.SpecError
 		switch {
 		case errors.As(err, &serr):
 			add("%v: export a model that fits, or fix model, model_input, model_output or inputs in %s", err, p.FileName())
 		case err != nil:
 			add("%v", err)
-		default:
+		case m != nil:
 			_ = m.Close()
 		}
 	}

@@ -114,6 +114,8 @@ func TestValidateData(t *testing.T) {
 			findings: []finding{{"models/nope.onnx", "rankers[0].model", []string{"ranker home_feed: model file " + filepath.Join(dir, "models", "nope.onnx") + " does not exist", "in p1.yaml"}}}},
 		{name: "a model that does not fit its ranker", edits: []string{"      - user_profile:is_premium\n", ""},
 			findings: []finding{{"models/rerank.onnx", "rankers[0].model", []string{"ranker home_feed: ", "[N, 11]", "in p1.yaml"}}}},
+		{name: "a model that does not fit its ranker, without ONNX Runtime", edits: []string{"      - user_profile:is_premium\n", ""}, noORT: true,
+			findings: []finding{{"models/rerank.onnx", "rankers[0].model", []string{"ranker home_feed: ", `want float32 tensor "features" [N, 11], the file has float32 tensor "features" [N, 12]`, "in p1.yaml"}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.noORT {
