@@ -43,7 +43,7 @@ func (a *app) startConsole(r *running) error {
 	if err != nil {
 		return err
 	}
-	lis := r.opts.listeners.consoleListener()
+	lis := r.opts.listeners.console
 	if lis == nil {
 		if lis, err = net.Listen("tcp", addr); err != nil {
 			return fmt.Errorf("console: listen on %s: %w (pass another --console address)", addr, err)

@@ -160,7 +160,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	}
 
 	step(5, "Serving")
-	srv, err := a.startServerWith(ctx, p, b, serveOptions{addr: o.listen, listeners: ls})
+	srv, err := a.startServerWith(ctx, p, b, serveOptions{addr: o.listen, listeners: *ls})
 	if err != nil {
 		return err
 	}

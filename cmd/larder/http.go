@@ -25,7 +25,7 @@ func (a *app) startHTTP(r *running) error {
 	if err != nil {
 		return err
 	}
-	lis := r.opts.listeners.httpListener()
+	lis := r.opts.listeners.http
 	if lis == nil {
 		if lis, err = net.Listen("tcp", addr); err != nil {
 			gw.Close()

@@ -82,42 +82,6 @@ func (ls *listeners) close() {
 	}
 }
 
-// The listeners of ls, each nil when ls is.
-func (ls *listeners) grpcListener() net.Listener {
-	if ls == nil {
-		return nil
-	}
-	return ls.grpc
-}
-
-func (ls *listeners) adminListener() net.Listener {
-	if ls == nil {
-		return nil
-	}
-	return ls.admin
-}
-
-func (ls *listeners) metricsListener() net.Listener {
-	if ls == nil {
-		return nil
-	}
-	return ls.metrics
-}
-
-func (ls *listeners) httpListener() net.Listener {
-	if ls == nil {
-		return nil
-	}
-	return ls.http
-}
-
-func (ls *listeners) consoleListener() net.Listener {
-	if ls == nil {
-		return nil
-	}
-	return ls.console
-}
-
 // listenFirst opens the listeners of p's server block: the gRPC address,
 // and the admin, metrics and HTTP/JSON ones when set; and the console's,
 // which only the command line sets, when flags.console is. The flags say

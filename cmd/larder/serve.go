@@ -198,7 +198,7 @@ those abandoned by killed runs.`,
 				ingest:      ingestStreams,
 				security:    sec,
 				tracing:     tr,
-				listeners:   ls,
+				listeners:   *ls,
 				console:     consoleAddr,
 				http:        p.Server.HTTPListen,
 			})
@@ -333,10 +333,10 @@ type serveOptions struct {
 	security *serverSecurity
 	// tracing, when set, traces every request; nil traces nothing.
 	tracing *tracing
-	// listeners, when set, are already listening on addr, adminAddr,
-	// metricsAddr, http and console (those set); the server takes them
-	// over.
-	listeners *listeners
+	// listeners are those already listening on addr, adminAddr,
+	// metricsAddr, http and console (nil for the others, which the server
+	// opens itself); the server takes them over.
+	listeners listeners
 	// console, when not empty, is where the web console is served.
 	console string
 	// http, when not empty, is where the HTTP/JSON gateway is served.
@@ -460,7 +460,7 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 		}
 		r.reg, r.freshColl = reg, newFreshnessCollector(p, b.store, a.now, a.logger)
 		reg.MustRegister(r.freshColl)
-		lis := opts.listeners.metricsListener()
+		lis := opts.listeners.metrics
 		if lis == nil {
 			var err error
 			if lis, err = a.listenMetrics(opts.metricsAddr); err != nil {
@@ -501,7 +501,7 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 		return nil, err
 	}
 	r.svc, r.models = svc, nil // svc owns the models now, and closes those it replaces
-	if r.lis = opts.listeners.grpcListener(); r.lis == nil {
+	if r.lis = opts.listeners.grpc; r.lis == nil {
 		if r.lis, err = net.Listen("tcp", opts.addr); err != nil {
 			return nil, fmt.Errorf("listen on %s: %w (set server.listen or pass --listen)", opts.addr, err)
 		}
@@ -511,7 +511,7 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 	if opts.adminAddr == "" {
 		r.grpc = server.NewGRPC(svc, a.logger, grpcOpts...)
 	} else {
-		if r.adminLis = opts.listeners.adminListener(); r.adminLis == nil {
+		if r.adminLis = opts.listeners.admin; r.adminLis == nil {
 			if r.adminLis, err = net.Listen("tcp", opts.adminAddr); err != nil {
 				return nil, fmt.Errorf("admin: listen on %s: %w (set server.admin_listen or pass --admin-listen)", opts.adminAddr, err)
 			}
