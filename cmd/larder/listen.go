@@ -88,38 +88,26 @@ func (ls *listeners) close() {
 // which addresses serve's command line gave.
 func (a *app) listenFirst(s larder.Server, flags listenFlags) (*listeners, error) {
 	ls := &listeners{}
-	var err error
-	if ls.grpc, err = a.listen(listenAddr{addr: s.Listen, flag: "--listen", setting: "server.listen", fromFlag: flags.listen,
-		example: "127.0.0.1:50051 or :50051"}); err != nil {
-		return nil, err
-	}
-	if s.AdminListen != "" {
-		if ls.admin, err = a.listen(listenAddr{addr: s.AdminListen, flag: "--admin-listen", setting: "server.admin_listen", fromFlag: flags.admin,
-			example: "127.0.0.1:50052"}); err != nil {
+	for _, l := range []struct {
+		to     *net.Listener
+		always bool // listened on even when addr is empty (and refused then)
+		addr   listenAddr
+	}{
+		{&ls.grpc, true, listenAddr{addr: s.Listen, flag: "--listen", setting: "server.listen", fromFlag: flags.listen, example: "127.0.0.1:50051 or :50051"}},
+		{&ls.admin, false, listenAddr{addr: s.AdminListen, flag: "--admin-listen", setting: "server.admin_listen", fromFlag: flags.admin, example: "127.0.0.1:50052"}},
+		{&ls.metrics, false, listenAddr{addr: s.MetricsListen, flag: "--metrics-listen", setting: "server.metrics_listen", fromFlag: flags.metrics, example: "127.0.0.1:9464"}},
+		{&ls.http, false, listenAddr{addr: s.HTTPListen, flag: "--http", setting: "server.http_listen", fromFlag: flags.http, example: "127.0.0.1:8080"}},
+		{&ls.console, false, listenAddr{addr: flags.console, flag: "--console", fromFlag: true, example: "127.0.0.1:8081"}},
+	} {
+		if l.addr.addr == "" && !l.always {
+			continue
+		}
+		lis, err := a.listen(l.addr)
+		if err != nil {
 			ls.close()
 			return nil, err
 		}
-	}
-	if s.MetricsListen != "" {
-		if ls.metrics, err = a.listen(listenAddr{addr: s.MetricsListen, flag: "--metrics-listen", setting: "server.metrics_listen", fromFlag: flags.metrics,
-			example: "127.0.0.1:9464"}); err != nil {
-			ls.close()
-			return nil, err
-		}
-	}
-	if s.HTTPListen != "" {
-		if ls.http, err = a.listen(listenAddr{addr: s.HTTPListen, flag: "--http", setting: "server.http_listen", fromFlag: flags.http,
-			example: "127.0.0.1:8080"}); err != nil {
-			ls.close()
-			return nil, err
-		}
-	}
-	if flags.console != "" {
-		if ls.console, err = a.listen(listenAddr{addr: flags.console, flag: "--console", fromFlag: true,
-			example: "127.0.0.1:8081"}); err != nil {
-			ls.close()
-			return nil, err
-		}
+		*l.to = lis
 	}
 	return ls, nil
 }
