@@ -68,9 +68,20 @@ func (a *app) hint(text string) string {
 	lines := strings.Split(text, "\n")
 	for i, l := range lines {
 		rest := strings.TrimLeft(l, " ")
-		if strings.HasPrefix(rest, "larder ") {
-			lines[i] = l[:len(l)-len(rest)] + a.self + rest[len("larder"):]
+		if !strings.HasPrefix(rest, "larder ") {
+			continue
 		}
+		l = l[:len(l)-len(rest)] + a.self + rest[len("larder"):]
+		// Keep a comment in its column: take the longer name out of
+		// the spaces before it, leaving one at least.
+		if j := strings.Index(l, "  #"); j >= 0 {
+			k := j + 1 // the last space before "#"
+			for cut := len(a.self) - len("larder"); cut > 0 && k > 0 && l[k-1] == ' '; cut-- {
+				k--
+			}
+			l = l[:k] + l[j+1:]
+		}
+		lines[i] = l
 	}
 	return strings.Join(lines, "\n")
 }

@@ -16,9 +16,9 @@ func TestHint(t *testing.T) {
 			t.Errorf("selfCommand(%q) = %q, want %q", tt.arg0, got, tt.want)
 		}
 	}
-	text := "Next:\n  larder demo --keep-serving   # then:\n  grpcurl -plaintext ADDR list\n  larder -c x.yaml views\nthe larder binary\n"
+	text := "Next:\n  larder demo --keep-serving         # then:\n  grpcurl -plaintext ADDR list       # see\n  larder -c x.yaml views  # short\nthe larder binary\n"
 	a := &app{self: "./bin/larder"}
-	want := "Next:\n  ./bin/larder demo --keep-serving   # then:\n  grpcurl -plaintext ADDR list\n  ./bin/larder -c x.yaml views\nthe larder binary\n"
+	want := "Next:\n  ./bin/larder demo --keep-serving   # then:\n  grpcurl -plaintext ADDR list       # see\n  ./bin/larder -c x.yaml views # short\nthe larder binary\n"
 	if got := a.hint(text); got != want {
 		t.Errorf("hint with ./bin/larder:\n%s\nwant\n%s", got, want)
 	}
