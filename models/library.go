@@ -156,7 +156,11 @@ func locateLibrary() (path string, fetchable bool, err error) {
 		return "", false, fmt.Errorf("models: find the user cache folder for the ONNX Runtime library: %w; set %s instead", err, LibraryEnv)
 	}
 	path = filepath.Join(cache, "larder", "onnxruntime", ORTVersion, runtime.GOOS+"-"+runtime.GOARCH, libName)
-	switch err := checkFile(path); {
+	err = checkFile(path)
+	if errors.Is(err, fs.ErrNotExist) && adoptLegacy(filepath.Join(cache, "larder", "onnxruntime", ORTVersion, libName), path) {
+		err = nil
+	}
+	switch {
 	case err == nil:
 		return path, false, nil
 	case errors.Is(err, fs.ErrNotExist):
@@ -164,6 +168,28 @@ func locateLibrary() (path string, fetchable bool, err error) {
 	default:
 		return "", false, fmt.Errorf("models: ONNX Runtime library %s: %w", path, err)
 	}
+}
+
+// adoptLegacy moves the library that releases before the platform folders
+// fetched to legacy (the linux/amd64 one, the only one they fetched) to
+// path, and reports whether it did: only when its SHA-256 is the one this
+// platform's library has, so that a host that upgrades larder keeps the
+// library it has, as serve, which fetches nothing, needs it to.
+func adoptLegacy(legacy, path string) bool {
+	f, err := os.Open(legacy)
+	if err != nil {
+		return false
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil || hex.EncodeToString(h.Sum(nil)) != libSHA256 {
+		return false
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return false
+	}
+	return os.Rename(legacy, path) == nil
 }
 
 // checkFile returns nil if path is a regular file (after symlinks).

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -209,5 +210,56 @@ func TestLibFor(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "only darwin/arm64, linux/amd64, linux/arm64") || !strings.Contains(err.Error(), LibraryEnv) {
 			t.Errorf("%s/%s: %v, want a refusal listing the platforms and naming %s", p[0], p[1], err, LibraryEnv)
 		}
+	}
+}
+
+// TestLibraryPathAdoptsLegacy checks that the library fetched by a release
+// before the platform folders is moved into this platform's folder when it
+// is this platform's, and left where it is when it is not.
+func TestLibraryPathAdoptsLegacy(t *testing.T) {
+	t.Setenv(LibraryEnv, "")
+	saved := libSHA256
+	t.Cleanup(func() { libSHA256 = saved })
+	sum := sha256.Sum256([]byte("the library"))
+	libSHA256 = hex.EncodeToString(sum[:])
+
+	for _, tt := range []struct {
+		name, content string
+		adopted       bool
+	}{
+		{"this platform's library", "the library", true},
+		{"another file", "something else", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cache := t.TempDir()
+			t.Setenv("XDG_CACHE_HOME", cache)
+			legacy := filepath.Join(cache, "larder", "onnxruntime", ORTVersion, libName)
+			if err := os.MkdirAll(filepath.Dir(legacy), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(legacy, []byte(tt.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			want := filepath.Join(cache, "larder", "onnxruntime", ORTVersion, runtime.GOOS+"-"+runtime.GOARCH, libName)
+			got, err := LibraryPath()
+			if !tt.adopted {
+				if !errors.Is(err, ErrLibraryNotFound) {
+					t.Fatalf("LibraryPath() = %q, %v; want ErrLibraryNotFound", got, err)
+				}
+				if _, err := os.Stat(legacy); err != nil {
+					t.Errorf("the other file was moved: %v", err)
+				}
+				return
+			}
+			if err != nil || got != want {
+				t.Fatalf("LibraryPath() = %q, %v; want %q", got, err, want)
+			}
+			if b, err := os.ReadFile(want); err != nil || string(b) != tt.content {
+				t.Errorf("%s holds %q, %v", want, b, err)
+			}
+			if _, err := os.Stat(legacy); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the legacy library is still at %s: %v", legacy, err)
+			}
+		})
 	}
 }
