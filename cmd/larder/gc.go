@@ -5,8 +5,9 @@ import (
 	"runtime/debug"
 )
 
-// serveGCPercent is the garbage collector's target of a serving process
-// (serve, and the server process of bench), unless GOGC says otherwise: the
+// serveGCPercent is the garbage collector's target of a process that only
+// serves (serve without an embedded store, --workers, --schedule or
+// --ingest, and the server process of bench), unless GOGC says otherwise: the
 // heap may grow to five times what is live before a collection, instead of
 // Go's default of twice. A server's live heap is small (tens of MB: the
 // project, caches of live generations, buffers of requests in flight) and

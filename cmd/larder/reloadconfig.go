@@ -168,6 +168,9 @@ func (c *configReloader) apply(ctx context.Context, p *larder.Project) error {
 			}
 		}
 		if len(views) > 0 {
+			views = a.embeddedRunnable(views)
+		}
+		if len(views) > 0 {
 			if _, err := a.materialize(ctx, p, r.b, views, larder.TriggerStartup); err != nil {
 				return err
 			}

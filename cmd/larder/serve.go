@@ -115,9 +115,6 @@ those abandoned by killed runs.`,
 			if err != nil {
 				return err
 			}
-			if a.ownProcess {
-				tuneServerGC()
-			}
 			a.noFetch = true
 			if workerCount < 0 {
 				return fmt.Errorf("--workers %d: want 0 (no worker in this process) or more", workerCount)
@@ -171,20 +168,18 @@ those abandoned by killed runs.`,
 				return err
 			}
 			defer b.Close()
+			// A server only serves: one that also materializes (into
+			// its embedded store, or as a worker or scheduler) or
+			// ingests keeps Go's default, its heap being the runs'.
+			if a.ownProcess && b.embedded == nil && workerCount == 0 && !schedule && !ingestStreams {
+				tuneServerGC()
+			}
 			if err := a.checkEviction(ctx, p, b); err != nil {
 				return err
 			}
 			if b.embedded != nil {
 				fmt.Fprintf(a.stderr, "embedded Redis at %s: materializing every view first\n", b.embedded.Addr())
-				views := p.Views
-				if _, err := models.LibraryPath(); err != nil {
-					var left []string
-					views, left = withoutModels(p.Views)
-					if len(left) > 0 {
-						fmt.Fprintf(a.stderr, "warning: ONNX Runtime is unavailable, so serve materializes no prediction view, nor any view one feeds, and these serve nothing: %s: %v\n", strings.Join(left, ", "), err)
-					}
-				}
-				if _, err := a.materialize(ctx, p, b, views, larder.TriggerStartup); err != nil {
+				if _, err := a.materialize(ctx, p, b, a.embeddedRunnable(p.Views), larder.TriggerStartup); err != nil {
 					return err
 				}
 			}
@@ -747,6 +742,26 @@ func (m unavailableModel) Score(context.Context, []float32, int, []float32) erro
 }
 
 func (unavailableModel) Version() string { return "unavailable" }
+
+// embeddedRunnable returns the views of those given that serve can
+// materialize into its embedded store: all of them when ONNX Runtime loads,
+// else all but prediction views and the views they feed, which it names in
+// a warning. serve fetches nothing, so the library is the one installed.
+func (a *app) embeddedRunnable(views []*larder.View) []*larder.View {
+	lib, err := models.LibraryPath()
+	if err == nil {
+		var rt *models.Runtime
+		if rt, err = models.NewRuntime(lib); err == nil {
+			_ = rt.Close()
+			return views
+		}
+	}
+	run, left := withoutModels(views)
+	if len(left) > 0 {
+		fmt.Fprintf(a.stderr, "warning: ONNX Runtime is unavailable, so serve materializes no prediction view, nor any view one feeds, and these serve nothing: %s: %v\n", strings.Join(left, ", "), err)
+	}
+	return run
+}
 
 // withoutModels splits views into those that run without a model and the
 // names of the others: prediction views, and the views fed by one, however

@@ -572,56 +572,67 @@ func TestServeWithoutLibrary(t *testing.T) {
 }
 
 // TestServeEmbeddedWithoutLibrary serves the demo project on the embedded
-// store with no ONNX Runtime library anywhere and an npm that records
-// being run: serve downloads nothing, materializes every view that needs
-// no model, says which views it left out and why, serves GetFeatures, and
-// answers Rank degraded.
+// store with no ONNX Runtime library that loads (none at all, or a file
+// that is not one) and an npm that records being run: serve downloads
+// nothing, materializes every view that needs no model, says which views it
+// left out and why, serves GetFeatures, and answers Rank degraded.
 func TestServeEmbeddedWithoutLibrary(t *testing.T) {
 	ds, cfgPath := demoProject(t)
-	bin := t.TempDir()
-	ran := filepath.Join(t.TempDir(), "npm-ran")
-	if err := os.WriteFile(filepath.Join(bin, "npm"), []byte("#!/bin/sh\necho \"$@\" > "+ran+"\nexit 1\n"), 0o755); err != nil {
+	fake := filepath.Join(t.TempDir(), "libonnxruntime.so.1")
+	if err := os.WriteFile(fake, []byte("not a library"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("PATH", bin)
-	t.Setenv("XDG_CACHE_HOME", t.TempDir())
-	t.Setenv(models.LibraryEnv, "")
-
-	srv := startServe(t, "-c", cfgPath, "serve", "--listen", "127.0.0.1:0")
-	log := srv.log()
-	if _, err := os.Stat(ran); err == nil {
-		t.Errorf("serve ran npm:\n%s", log)
-	}
-	for _, want := range []string{
-		"warning: ONNX Runtime is unavailable, so serve materializes no prediction view, nor any view one feeds, and these serve nothing: item_click_prior: ",
-		`run "larder setup"`,
-		"warning: ONNX Runtime is unavailable, so Rank answers in degraded mode",
+	for _, tc := range []struct{ name, lib, says string }{
+		{"no library", "", `run "larder setup"`},
+		{"a library that does not load", fake, fake},
 	} {
-		if !strings.Contains(log, want) {
-			t.Errorf("serve's log has no %q:\n%s", want, log)
-		}
-	}
-	if strings.Contains(log, "fetching") {
-		t.Errorf("serve fetched something:\n%s", log)
-	}
+		t.Run(tc.name, func(t *testing.T) {
+			bin := t.TempDir()
+			ran := filepath.Join(t.TempDir(), "npm-ran")
+			if err := os.WriteFile(filepath.Join(bin, "npm"), []byte("#!/bin/sh\necho \"$@\" > "+ran+"\nexit 1\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PATH", bin)
+			t.Setenv("XDG_CACHE_HOME", t.TempDir())
+			t.Setenv(models.LibraryEnv, tc.lib)
 
-	conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	user := ds.SampleUsers(1)[0]
-	got, err := larderv1.NewFeatureServiceClient(conn).GetFeatures(t.Context(), &larderv1.GetFeaturesRequest{
-		Keys: []*larderv1.EntityKey{int64Key(user)}, Features: []string{"user_profile:*"},
-	})
-	if err != nil {
-		t.Fatalf("GetFeatures: %v", err)
-	}
-	if s := got.GetViews()[0].GetStatuses()[0]; s != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
-		t.Errorf("GetFeatures of user %d: status %s, want present", user, s)
-	}
-	if resp := rankClient(t, srv, ds)(); !resp.GetDegraded() {
-		t.Errorf("Rank: not degraded: %v", resp)
+			srv := startServe(t, "-c", cfgPath, "serve", "--listen", "127.0.0.1:0")
+			log := srv.log()
+			if _, err := os.Stat(ran); err == nil {
+				t.Errorf("serve ran npm:\n%s", log)
+			}
+			for _, want := range []string{
+				"warning: ONNX Runtime is unavailable, so serve materializes no prediction view, nor any view one feeds, and these serve nothing: item_click_prior: ",
+				tc.says,
+				"warning: ONNX Runtime is unavailable, so Rank answers in degraded mode",
+			} {
+				if !strings.Contains(log, want) {
+					t.Errorf("serve's log has no %q:\n%s", want, log)
+				}
+			}
+			if strings.Contains(log, "fetching") {
+				t.Errorf("serve fetched something:\n%s", log)
+			}
+
+			conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			user := ds.SampleUsers(1)[0]
+			got, err := larderv1.NewFeatureServiceClient(conn).GetFeatures(t.Context(), &larderv1.GetFeaturesRequest{
+				Keys: []*larderv1.EntityKey{int64Key(user)}, Features: []string{"user_profile:*"},
+			})
+			if err != nil {
+				t.Fatalf("GetFeatures: %v", err)
+			}
+			if s := got.GetViews()[0].GetStatuses()[0]; s != larderv1.FeatureStatus_FEATURE_STATUS_PRESENT {
+				t.Errorf("GetFeatures of user %d: status %s, want present", user, s)
+			}
+			if resp := rankClient(t, srv, ds)(); !resp.GetDegraded() {
+				t.Errorf("Rank: not degraded: %v", resp)
+			}
+		})
 	}
 }
 

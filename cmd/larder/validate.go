@@ -102,16 +102,21 @@ func checkModels(p *larder.Project, places *config.Places) (problems []config.Pr
 		return nil, ""
 	}
 	var rt *models.Runtime
-	if lib, err := models.LibraryPath(); err == nil {
-		rt, _ = models.NewRuntime(lib)
+	lib, err := models.LibraryPath()
+	if err == nil {
+		rt, err = models.NewRuntime(lib)
 	}
-	if rt == nil {
-		note = "; models checked against their declared inputs and outputs only: ONNX Runtime is not installed (" + models.SetupCommand + " installs it)"
-		if !models.Supported {
-			note = "; models checked against their declared inputs and outputs only: this larder was built without cgo, so it cannot load ONNX Runtime"
-		}
-	} else {
+	switch {
+	case rt != nil:
 		defer rt.Close()
+	case !models.Supported:
+		note = "; models checked against their declared inputs and outputs only: this larder was built without cgo, so it cannot load ONNX Runtime"
+	case errors.Is(err, models.ErrLibraryNotFound):
+		note = "; models checked against their declared inputs and outputs only: ONNX Runtime is not installed (" + models.SetupCommand + " installs it)"
+	default:
+		// A library that is there but does not load: serve will rank
+		// degraded, so say why.
+		note = fmt.Sprintf("; models checked against their declared inputs and outputs only: ONNX Runtime cannot be loaded: %v", err)
 	}
 	for _, c := range checks {
 		add := func(format string, args ...any) {

@@ -182,3 +182,19 @@ func placeOf(tb testing.TB, text, at string) (line, col int) {
 	before := text[:i+mark]
 	return strings.Count(before, "\n") + 1, len(before) - strings.LastIndex(before, "\n")
 }
+
+// TestValidateLibraryThatDoesNotLoad checks that validate says why it
+// checked the models without ONNX Runtime when a library is set but does
+// not load, instead of sending the user to larder setup.
+func TestValidateLibraryThatDoesNotLoad(t *testing.T) {
+	_, cfgPath := demoProject(t)
+	fake := filepath.Join(t.TempDir(), "libonnxruntime.so.1")
+	if err := os.WriteFile(fake, []byte("not a library"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(models.LibraryEnv, fake)
+	r := larderAt(t, t.Context(), t0, "-c", cfgPath, "validate")
+	if r.code != 0 || !strings.Contains(r.stdout, "ONNX Runtime cannot be loaded: ") || !strings.Contains(r.stdout, fake) || strings.Contains(r.stdout, "larder setup") {
+		t.Errorf("validate: exit %d, stdout %q, stderr %q; want 0 and a note that the library at %s cannot be loaded", r.code, r.stdout, r.stderr, fake)
+	}
+}
