@@ -40,8 +40,38 @@ func CheckFile(path string, spec Spec) error {
 	if err != nil {
 		return fmt.Errorf("models: %s is not an ONNX model: %w", path, err)
 	}
+	// What the file leaves open, ONNX Runtime infers when it loads the
+	// model: a missing shape, or a named dimension past the batch one. Here
+	// it is taken to be what spec asks, so that only what the file states
+	// can be found wrong.
+	for i := range ins {
+		if ins[i].Name == spec.Input {
+			fillOpen(&ins[i], []int64{-1, int64(spec.Features)})
+		}
+	}
+	for i := range outs {
+		if outs[i].Name == spec.Output {
+			fillOpen(&outs[i], []int64{-1, int64(spec.outputs())})
+		}
+	}
 	_, err = checkSpec(path, spec, ins, outs)
 	return err
+}
+
+// fillOpen sets the dimensions info leaves open to want's: all of them
+// when it declares no shape, else those past the first that have no value.
+func fillOpen(info *ort.InputOutputInfo, want []int64) {
+	switch {
+	case info.OrtValueType != ort.ONNXTypeTensor:
+	case len(info.Dimensions) == 0:
+		info.Dimensions = append(ort.Shape(nil), want...)
+	case len(info.Dimensions) == len(want):
+		for i := 1; i < len(want); i++ {
+			if info.Dimensions[i] < 0 {
+				info.Dimensions[i] = want[i]
+			}
+		}
+	}
 }
 
 // readIO returns the inputs (less those an initializer feeds) and the
@@ -68,6 +98,15 @@ func readIO(model []byte) (ins, outs []ort.InputOutputInfo, err error) {
 		switch num {
 		case graphInitializer:
 			name, err := stringField(v, tensorName)
+			initialized[name] = true
+			return err
+		case graphSparseInitializer:
+			// A SparseTensorProto, named by its values' TensorProto.
+			values, err := bytesField(v, sparseValues)
+			if err != nil {
+				return err
+			}
+			name, err := stringField(values, tensorName)
 			initialized[name] = true
 			return err
 		case graphInput, graphOutput:
@@ -150,6 +189,25 @@ func readTensorType(b []byte, info *ort.InputOutputInfo) error {
 		}
 		return nil
 	})
+}
+
+// graphSparseInitializer is GraphProto's sparse_initializer, and
+// sparseValues SparseTensorProto's values.
+const (
+	graphSparseInitializer = 15
+	sparseValues           = 1
+)
+
+// bytesField returns the last value of the message field num of message b.
+func bytesField(b []byte, num protowire.Number) ([]byte, error) {
+	var m []byte
+	err := fields(b, func(n protowire.Number, typ protowire.Type, v []byte) error {
+		if n == num && typ == protowire.BytesType {
+			m = v
+		}
+		return nil
+	})
+	return m, err
 }
 
 // stringField returns the last value of the string field num of message b.

@@ -96,3 +96,65 @@ func TestCheckFile(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckFileOpenShapes checks CheckFile on what other exporters write and
+// ONNX Runtime accepts: inputs that an initializer or a sparse initializer
+// feeds, an output with no shape, and a named output dimension. Only what
+// the file states is held against the spec.
+func TestCheckFileOpenShapes(t *testing.T) {
+	tensorType := func(dims ...any) []byte {
+		var shape []byte
+		for _, d := range dims {
+			switch d := d.(type) {
+			case string:
+				shape = appendMessage(shape, shapeDim, appendString(nil, dimParam, d))
+			case int:
+				shape = appendMessage(shape, shapeDim, appendInt(nil, dimValue, int64(d)))
+			}
+		}
+		tensor := appendInt(nil, tensorElemType, onnxFloat)
+		if dims != nil {
+			tensor = appendMessage(tensor, tensorShape, shape)
+		}
+		return appendMessage(nil, typeTensorType, tensor)
+	}
+	valueInfo := func(name string, typ []byte) []byte {
+		return appendMessage(appendString(nil, valueInfoName, name), valueInfoType, typ)
+	}
+	model := func(features int, out []byte) string {
+		var g []byte
+		g = appendMessage(g, graphInitializer, appendString(nil, tensorName, "w"))
+		g = appendMessage(g, graphSparseInitializer, appendMessage(nil, sparseValues, appendString(nil, tensorName, "s")))
+		g = appendMessage(g, graphInput, valueInfo("x", tensorType("N", features)))
+		g = appendMessage(g, graphInput, valueInfo("w", tensorType(features, 2)))
+		g = appendMessage(g, graphInput, valueInfo("s", tensorType(2)))
+		g = appendMessage(g, graphOutput, out)
+		path := filepath.Join(t.TempDir(), "model.onnx")
+		if err := os.WriteFile(path, appendMessage(nil, modelGraph, g), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	for _, tt := range []struct {
+		name     string
+		features int
+		out      []byte
+		outputs  int
+		want     string // "" for no error
+	}{
+		{"an output with no shape", 4, valueInfo("y", tensorType()), 2, ""},
+		{"a named output dimension", 4, valueInfo("y", tensorType("N", "K")), 2, ""},
+		{"a stated output dimension", 4, valueInfo("y", tensorType("N", 3)), 2, `want float32 tensor "y" [N, 2], the file has float32 tensor "y" [N, 3]`},
+		{"a stated input dimension", 5, valueInfo("y", tensorType()), 2, `want float32 tensor "x" [N, 4], the file has float32 tensor "x" [N, 5]`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckFile(model(tt.features, tt.out), Spec{Input: "x", Output: "y", Features: 4, Outputs: tt.outputs})
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("CheckFile: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("CheckFile: %v, want an error saying %q", err, tt.want)
+			}
+		})
+	}
+}
