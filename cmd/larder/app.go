@@ -95,6 +95,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // run executes args with a's streams and clock and returns the exit code.
 // Tests call it on an app built with a fixed clock.
 func (a *app) run(ctx context.Context, args []string) int {
+	// Under --log-format json even the errors of the command line itself,
+	// found before the flags are set, are records.
+	for i, arg := range args {
+		if arg == "--" {
+			break
+		}
+		if arg == "--log-format=json" || arg == "--log-format" && i+1 < len(args) && args[i+1] == "json" {
+			a.jsonStderr()
+		}
+	}
 	stdin, stdout, stderr := a.stdin, a.stdout, a.stderr
 	root := a.rootCommand()
 	root.SetArgs(args)
@@ -107,11 +117,25 @@ func (a *app) run(ctx context.Context, args []string) int {
 		if errors.As(err, &ee) {
 			return ee.code
 		}
-		// Under --log-format json, a.stderr makes it a record.
-		fmt.Fprintln(a.stderr, "larder:", err)
+		if j, ok := a.stderr.(*jsonLines); ok {
+			_ = j.record(slog.LevelError, err.Error()) // one record, however many lines
+		} else {
+			fmt.Fprintln(a.stderr, "larder:", err)
+		}
 		return 1
 	}
 	return 0
+}
+
+// jsonStderr makes a.stderr, if it is not already, a jsonLines over it, and
+// returns it.
+func (a *app) jsonStderr() *jsonLines {
+	j, ok := a.stderr.(*jsonLines)
+	if !ok {
+		j = newJSONLines(a.stderr, time.Now)
+		a.stderr = j
+	}
+	return j
 }
 
 // flushStderr writes what a.stderr holds of a line not ended yet, under
@@ -145,9 +169,7 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 			}
 			a.logger = a.newLogger(level)
 			if a.logFormat == "json" {
-				if _, ok := a.stderr.(*jsonLines); !ok {
-					a.stderr = newJSONLines(a.stderr, time.Now)
-				}
+				a.jsonStderr()
 			}
 			if a.redisLog != nil {
 				a.redisLog.logger.Store(a.logger)

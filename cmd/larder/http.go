@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -43,7 +45,7 @@ func (a *app) startHTTP(r *running) error {
 // It returns the listener it serves, TLS-wrapped when TLS is on, and its
 // scheme, "http" or "https".
 func (a *app) serveHTTPOn(r *running, lis net.Listener, h http.Handler, what string, onClose func()) (net.Listener, string) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: a.httpErrorLog()}
 	scheme := "http"
 	if sec := r.opts.security; sec != nil && sec.tls != nil {
 		srv.TLSConfig, scheme = sec.tls.Clone(), "https"
@@ -64,4 +66,15 @@ func (a *app) serveHTTPOn(r *running, lis net.Listener, h http.Handler, what str
 		}
 	})
 	return lis, scheme
+}
+
+// httpErrorLog is where an HTTP server of larder writes what goes wrong on
+// its connections (a TLS handshake that fails, say): a's logger, at WARN,
+// so that it follows --log-format and --log-level; nil (net/http's own, to
+// standard error) when a has no logger yet.
+func (a *app) httpErrorLog() *log.Logger {
+	if a.logger == nil {
+		return nil
+	}
+	return slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn)
 }

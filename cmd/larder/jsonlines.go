@@ -15,6 +15,9 @@ import (
 // error it ends with) becomes a log record of its own, so that standard
 // error holds one JSON object a line for a log collector. Lines that are
 // JSON objects already, the logger's records and spans, pass through.
+//
+// These lines are written whatever --log-level says, as they are under
+// --log-format text: they are what the command says, not its log.
 type jsonLines struct {
 	mu  sync.Mutex
 	out io.Writer
@@ -25,6 +28,17 @@ type jsonLines struct {
 
 func newJSONLines(out io.Writer, now func() time.Time) *jsonLines {
 	return &jsonLines{out: out, h: slog.NewJSONHandler(out, nil), now: now}
+}
+
+// record writes msg, which may hold several lines, as one record at level.
+func (j *jsonLines) record(level slog.Level, msg string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.handle(level, msg)
+}
+
+func (j *jsonLines) handle(level slog.Level, msg string) error {
+	return j.h.Handle(context.Background(), slog.NewRecord(j.now(), level, msg, 0))
 }
 
 // Write writes each complete line of p, and keeps the rest for the next
@@ -79,5 +93,5 @@ func (j *jsonLines) line(l []byte) error {
 	case strings.HasPrefix(msg, "larder: "):
 		msg, level = strings.TrimPrefix(msg, "larder: "), slog.LevelError
 	}
-	return j.h.Handle(context.Background(), slog.NewRecord(j.now(), level, msg, 0))
+	return j.handle(level, msg)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,12 +47,32 @@ func TestJSONLines(t *testing.T) {
 	}
 }
 
-// TestJSONLinesCommandError checks that the error a command ends with is a
-// record under --log-format json.
+// TestJSONLinesCommandError checks that the error a command ends with is
+// one record under --log-format json, however many lines it holds, and
+// whether it comes from the command or from its command line.
 func TestJSONLinesCommandError(t *testing.T) {
-	r := larderAt(t, t.Context(), t0, "--log-format", "json", "-c", "no-such.yaml", "views")
-	var rec struct{ Level, Msg string }
-	if r.code != 1 || json.Unmarshal([]byte(r.stderr), &rec) != nil || rec.Level != "ERROR" || !strings.Contains(rec.Msg, "no-such.yaml") {
-		t.Errorf("exit %d, stderr %q; want 1 and one ERROR record naming the file", r.code, r.stderr)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("project: x\nentities: 3\nviews: 4\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		says []string
+	}{
+		{[]string{"--log-format", "json", "-c", "no-such.yaml", "views"}, []string{"no-such.yaml"}},
+		{[]string{"--log-format=json", "views", "--bogus"}, []string{"unknown flag: --bogus"}},
+		{[]string{"--log-format", "json", "-c", bad, "views"}, []string{"entities", "\n", "views"}},
+	} {
+		r := larderAt(t, t.Context(), t0, tc.args...)
+		var rec struct{ Level, Msg string }
+		if r.code != 1 || json.Unmarshal([]byte(r.stderr), &rec) != nil || rec.Level != "ERROR" {
+			t.Errorf("%q: exit %d, stderr %q; want 1 and one ERROR record", tc.args, r.code, r.stderr)
+			continue
+		}
+		for _, s := range tc.says {
+			if !strings.Contains(rec.Msg, s) {
+				t.Errorf("%q: the record says %q, want %q in it", tc.args, rec.Msg, s)
+			}
+		}
 	}
 }
