@@ -53,8 +53,13 @@ type app struct {
 // when it was found on PATH, or the path they gave, such as ./bin/larder
 // after make demo, so that the commands hints suggest run as shown.
 func selfCommand(arg0 string) string {
-	if arg0 == "" || !strings.Contains(arg0, "/") {
+	// A binary that go run built lives in a temporary folder it removes
+	// afterwards: name the command instead.
+	if arg0 == "" || !strings.Contains(arg0, "/") || strings.Contains(arg0, "/go-build") {
 		return "larder"
+	}
+	if strings.ContainsAny(arg0, " \t'\"$`\\") {
+		return "'" + strings.ReplaceAll(arg0, "'", `'\''`) + "'"
 	}
 	return arg0
 }

@@ -11,6 +11,8 @@ func TestHint(t *testing.T) {
 		{"", "larder"},
 		{"./bin/larder", "./bin/larder"},
 		{"/usr/local/bin/larder", "/usr/local/bin/larder"},
+		{"/tmp/go-build123/b001/exe/larder", "larder"},
+		{"/home/a b/bin/larder", "'/home/a b/bin/larder'"},
 	} {
 		if got := selfCommand(tt.arg0); got != tt.want {
 			t.Errorf("selfCommand(%q) = %q, want %q", tt.arg0, got, tt.want)

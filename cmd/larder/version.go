@@ -55,6 +55,10 @@ downloads anything.`,
 			fmt.Fprintf(out, "larder %s\n", version)
 			fmt.Fprintf(out, "commit %s\n", commit)
 			fmt.Fprintf(out, "go %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			if !models.Supported {
+				fmt.Fprintln(out, "onnxruntime cannot be loaded: this larder was built without cgo (CGO_ENABLED=0)")
+				return nil
+			}
 			lib, err := models.LibraryPath()
 			if err != nil {
 				fmt.Fprintf(out, "onnxruntime not found: %v\n", err)

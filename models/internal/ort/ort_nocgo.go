@@ -84,6 +84,31 @@ func NewDynamicAdvancedSessionWithONNXData([]byte, []string, []string, *SessionO
 // Err is the error of a build without cgo.
 func Err() error { return errNoCgo }
 
-func (t TensorElementDataType) String() string { return "element type " + strconv.Itoa(int(t)) }
+// The names ONNX Runtime gives the types a message may name.
+var elementNames = map[TensorElementDataType]string{
+	TensorElementDataTypeFloat: "ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT", 2: "ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8",
+	3: "ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8", 4: "ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16", 5: "ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16",
+	TensorElementDataTypeInt32: "ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32", TensorElementDataTypeInt64: "ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64",
+	8: "ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING", 9: "ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL",
+	TensorElementDataTypeFloat16: "ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16", TensorElementDataTypeDouble: "ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE",
+	12: "ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32", 13: "ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64", 16: "ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16",
+}
 
-func (t ONNXType) String() string { return "ONNX type " + strconv.Itoa(int(t)) }
+var typeNames = map[ONNXType]string{
+	0: "ONNX_TYPE_UNKNOWN", ONNXTypeTensor: "ONNX_TYPE_TENSOR", 2: "ONNX_TYPE_SEQUENCE", 3: "ONNX_TYPE_MAP",
+	4: "ONNX_TYPE_OPAQUE", 5: "ONNX_TYPE_SPARSETENSOR", 6: "ONNX_TYPE_OPTIONAL",
+}
+
+func (t TensorElementDataType) String() string {
+	if n, ok := elementNames[t]; ok {
+		return n
+	}
+	return "Unknown tensor element data type " + strconv.Itoa(int(t))
+}
+
+func (t ONNXType) String() string {
+	if n, ok := typeNames[t]; ok {
+		return n
+	}
+	return "Unknown ONNX type " + strconv.Itoa(int(t))
+}
