@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -39,10 +40,7 @@ checked with the file.`,
 			p, places, err := config.Loader{}.LoadPlaces(a.configPath)
 			var cerr *config.Error
 			if errors.As(err, &cerr) {
-				for _, pr := range cerr.Problems {
-					fmt.Fprintln(a.stderr, pr.String())
-				}
-				fmt.Fprintf(a.stderr, "%d problem(s) in %s\n", len(cerr.Problems), a.configPath)
+				a.printProblems(cerr.Problems, fmt.Sprintf("%d problem(s) in %s", len(cerr.Problems), a.configPath))
 				return exitError{code: 1}
 			}
 			if errors.Is(err, fs.ErrNotExist) {
@@ -64,10 +62,7 @@ checked with the file.`,
 			modelProblems, note := checkModels(p, places)
 			problems = append(problems, modelProblems...)
 			if len(problems) > 0 {
-				for _, pr := range problems {
-					fmt.Fprintln(a.stderr, pr.String())
-				}
-				fmt.Fprintf(a.stderr, "%d problem(s) in the data and models of %s\n", len(problems), a.configPath)
+				a.printProblems(problems, fmt.Sprintf("%d problem(s) in the data and models of %s", len(problems), a.configPath))
 				return exitError{code: 1}
 			}
 			fmt.Fprintf(a.stdout, "%s: ok (%s; sources and models checked%s)\n", a.configPath, summary, note)
@@ -149,4 +144,18 @@ func checkModels(p *larder.Project, places *config.Places) (problems []config.Pr
 		}
 	}
 	return problems, note
+}
+
+// printProblems prints each problem on a line of its own, then total; under
+// --log-format json, each problem is a record at ERROR.
+func (a *app) printProblems(problems []config.Problem, total string) {
+	j, json := a.stderr.(*jsonLines)
+	for _, pr := range problems {
+		if json {
+			_ = j.record(slog.LevelError, pr.String())
+		} else {
+			fmt.Fprintln(a.stderr, pr.String())
+		}
+	}
+	fmt.Fprintln(a.stderr, total)
 }
