@@ -35,8 +35,10 @@ type app struct {
 	stderr io.Writer
 	now    func() time.Time
 	logger *slog.Logger
-	// redisLog, when set, receives go-redis's own log lines; main sets it.
+	// redisLog and grpcLog, when set, receive go-redis's and grpc-go's own
+	// log lines; main sets them.
 	redisLog *redisLogger
+	grpcLog  *grpcLogger
 	// noFetch keeps the runs of this process from fetching the ONNX
 	// Runtime library: serve never downloads anything.
 	noFetch bool
@@ -175,6 +177,9 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 			a.logger = a.newLogger(level)
 			if a.logFormat == "json" {
 				a.jsonStderr()
+			}
+			if a.grpcLog != nil {
+				a.grpcLog.logger.Store(a.logger)
 			}
 			if a.redisLog != nil {
 				a.redisLog.logger.Store(a.logger)

@@ -29,14 +29,16 @@ import (
 	_ "time/tzdata"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/grpclog"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// go-redis logs through a process-wide logger; here is the one place
 	// that owns the process.
-	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now, redisLog: &redisLogger{}, self: selfCommand(os.Args[0]), ownProcess: true}
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now, redisLog: &redisLogger{}, grpcLog: &grpcLogger{}, self: selfCommand(os.Args[0]), ownProcess: true}
 	redis.SetLogger(a.redisLog)
+	grpclog.SetLoggerV2(a.grpcLog)
 	code := a.run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
