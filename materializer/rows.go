@@ -92,6 +92,9 @@ func scanRows(ctx context.Context, rg *rowGroup, keyCol, timeCol int, cols []int
 	if rg.numRows > math.MaxInt32 {
 		return fmt.Errorf("row group of %d rows is too large (at most %d)", rg.numRows, math.MaxInt32)
 	}
+	if err := checkTimeRange(rg, timeCol); err != nil {
+		return err
+	}
 	s := &rowScan{}
 	kbc, kchunk := rg.chunk(keyCol)
 	tbc, tchunk := rg.chunk(timeCol)
@@ -265,4 +268,24 @@ func (f *fanOut[P]) stop() {
 		close(in)
 	}
 	f.wg.Wait()
+}
+
+// checkTimeRange returns an error when the statistics of rg's event-time
+// column (timeCol) say that it holds a time Unix nanoseconds cannot: before
+// 1677 or after 2262. Such a column is corrupt, or its unit is not what it
+// says (seconds written as days, say); its times would saturate, and its
+// rows all count as before every window or after the run time, so the run
+// stops instead. A row group without statistics is not checked.
+func checkTimeRange(rg *rowGroup, timeCol int) error {
+	bc := rg.file.cols[timeCol]
+	if bc.nanos <= 1 {
+		return nil // nanoseconds: every value is a time
+	}
+	g := &rg.file.pf.Metadata().RowGroups[rg.index]
+	lo, lok := minEventTime(g, bc)
+	hi, hok := maxEventTime(g, bc)
+	if (lok && lo == math.MinInt64) || (hok && hi == math.MaxInt64) {
+		return fmt.Errorf("column %q holds event times outside the years 1677 to 2262, which larder cannot hold: the column is corrupt or its unit is wrong", bc.spec.column)
+	}
+	return nil
 }

@@ -290,3 +290,21 @@ func TestLatestEveryRowWins(t *testing.T) {
 		})
 	}
 }
+
+// TestEventTimesOutOfRange runs views over a file whose event-time column
+// holds dates past what Unix nanoseconds hold (year 2262), as a corrupt
+// column or one of the wrong unit does: the run fails, naming the file and
+// the column, instead of taking the rows as after the run time.
+func TestEventTimesOutOfRange(t *testing.T) {
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "d", "bad.parquet"), []strKeyDate{
+		{"a", ptr(int32(20_000)), ptr(1.0)},
+		{"b", ptr(int32(2_000_000_000)), ptr(2.0)}, // about the year 5,477,000
+	})
+	p := projectFor(t, dir, "d/*.parquet", larder.TypeString, scoreFeature)
+	_, err := materializer.New(p, newFakeStore(), materializer.Options{Now: fixedClock(at(100))}).Run(context.Background(), "v")
+	if err == nil || !strings.Contains(err.Error(), "bad.parquet") || !strings.Contains(err.Error(), `column "ts"`) ||
+		!strings.Contains(err.Error(), "1677 to 2262") {
+		t.Fatalf("Run: %v; want an error naming the file, the column and the years larder can hold", err)
+	}
+}
