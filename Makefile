@@ -116,7 +116,9 @@ setup-cross:
 # npm, and `larder version` must load it); darwin/arm64
 # and darwin/amd64 without cgo, which is all that builds here (no macOS C
 # toolchain): those binaries do everything but load ONNX Runtime, and a
-# build without cgo says so. Build on a Mac for a darwin larder that ranks.
+# build without cgo says so; go vet then checks every package, tests
+# included, as built for macOS (the tests of package models, which all load
+# ONNX Runtime, need cgo). Build on a Mac for a darwin larder that ranks.
 CROSS_DIR := bin/cross
 cross: setup-cross
 	@mkdir -p $(CROSS_DIR)
@@ -127,6 +129,7 @@ cross: setup-cross
 	CGO_ENABLED=0 GOOS=darwin GOARCH=amd64 \
 	  $(GO) build -ldflags '$(LDFLAGS)' -o $(CROSS_DIR)/larder-darwin-amd64-nocgo ./cmd/larder
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(CROSS_DIR)/larder-linux-amd64-nocgo ./cmd/larder
+	CGO_ENABLED=0 GOOS=darwin GOARCH=arm64 $(GO) vet ./...
 	@for b in $(CROSS_DIR)/*; do \
 	  echo "$$b: $$($(GO) version -m $$b | awk '$$1 == "build" && $$2 ~ /^(GOOS|GOARCH|CGO_ENABLED)=/ {printf "%s ", $$2}')"; \
 	done
