@@ -163,6 +163,8 @@ func readValueInfo(b []byte) (ort.InputOutputInfo, error) {
 	return info, err
 }
 
+// readTensorType reads a TypeProto.Tensor into info: its element type
+// and, when it has a shape, its dimensions.
 func readTensorType(b []byte, info *ort.InputOutputInfo) error {
 	return fields(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		switch {
@@ -170,25 +172,34 @@ func readTensorType(b []byte, info *ort.InputOutputInfo) error {
 			n, _ := protowire.ConsumeVarint(v)
 			info.DataType = ort.TensorElementDataType(n)
 		case num == tensorShape && typ == protowire.BytesType:
-			info.Dimensions = ort.Shape{}
-			return fields(v, func(num protowire.Number, typ protowire.Type, v []byte) error {
-				if num != shapeDim || typ != protowire.BytesType {
-					return nil
-				}
-				d := int64(-1)
-				err := fields(v, func(num protowire.Number, typ protowire.Type, v []byte) error {
-					if num == dimValue && typ == protowire.VarintType {
-						n, _ := protowire.ConsumeVarint(v)
-						d = int64(n)
-					}
-					return nil
-				})
-				info.Dimensions = append(info.Dimensions, d)
-				return err
-			})
+			shape, err := readShape(v)
+			info.Dimensions = shape
+			return err
 		}
 		return nil
 	})
+}
+
+// readShape reads a TensorShapeProto: its dimensions, -1 for one without a
+// value (named, or left open).
+func readShape(b []byte) (ort.Shape, error) {
+	shape := ort.Shape{}
+	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
+		if num != shapeDim || typ != protowire.BytesType {
+			return nil
+		}
+		d := int64(-1)
+		err := fields(v, func(num protowire.Number, typ protowire.Type, v []byte) error {
+			if num == dimValue && typ == protowire.VarintType {
+				n, _ := protowire.ConsumeVarint(v)
+				d = int64(n)
+			}
+			return nil
+		})
+		shape = append(shape, d)
+		return err
+	})
+	return shape, err
 }
 
 // graphSparseInitializer is GraphProto's sparse_initializer, and
@@ -198,7 +209,8 @@ const (
 	sparseValues           = 1
 )
 
-// bytesField returns the last value of the message field num of message b.
+// bytesField returns the last value of the length-delimited field num of
+// message b.
 func bytesField(b []byte, num protowire.Number) ([]byte, error) {
 	var m []byte
 	err := fields(b, func(n protowire.Number, typ protowire.Type, v []byte) error {
@@ -212,14 +224,8 @@ func bytesField(b []byte, num protowire.Number) ([]byte, error) {
 
 // stringField returns the last value of the string field num of message b.
 func stringField(b []byte, num protowire.Number) (string, error) {
-	var s string
-	err := fields(b, func(n protowire.Number, typ protowire.Type, v []byte) error {
-		if n == num && typ == protowire.BytesType {
-			s = string(v)
-		}
-		return nil
-	})
-	return s, err
+	v, err := bytesField(b, num)
+	return string(v), err
 }
 
 // fields calls f with each field of the protobuf message b: its number, its

@@ -85,6 +85,17 @@ func NewRuntime(libPath string) (*Runtime, error) {
 	return &Runtime{libPath: canon, models: make(map[*Model]struct{})}, nil
 }
 
+// OpenInstalled is NewRuntime of the library LibraryPath finds: ONNX
+// Runtime as installed, with nothing fetched. Its error is LibraryPath's
+// (wrapping ErrLibraryNotFound when none is installed) or NewRuntime's.
+func OpenInstalled() (*Runtime, error) {
+	lib, err := LibraryPath()
+	if err != nil {
+		return nil, err
+	}
+	return NewRuntime(lib)
+}
+
 // LibraryPath returns the absolute path of the loaded ONNX Runtime library.
 func (r *Runtime) LibraryPath() string { return r.libPath }
 

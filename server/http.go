@@ -112,11 +112,8 @@ func (p *gatewayPeers) issue(ctx context.Context, cs *tls.ConnectionState) (cont
 // request id's: the gateway sends that itself (see gatewayRequestID), one
 // value that it checked.
 func gatewayHeaders(key string) (string, bool) {
-	k := strings.ToLower(key)
-	if k == gatewayPeerHeader || strings.TrimPrefix(k, strings.ToLower(runtime.MetadataHeaderPrefix)) == gatewayPeerHeader {
-		return "", false
-	}
-	if strings.TrimPrefix(k, strings.ToLower(runtime.MetadataHeaderPrefix)) == RequestIDHeader {
+	switch strings.TrimPrefix(strings.ToLower(key), strings.ToLower(runtime.MetadataHeaderPrefix)) {
+	case gatewayPeerHeader, RequestIDHeader:
 		return "", false
 	}
 	return runtime.DefaultHeaderMatcher(key)

@@ -124,14 +124,20 @@ func (a *app) run(ctx context.Context, args []string) int {
 		if errors.As(err, &ee) {
 			return ee.code
 		}
-		if j, ok := a.stderr.(*jsonLines); ok {
-			_ = j.record(slog.LevelError, err.Error()) // one record, however many lines
-		} else {
-			fmt.Fprintln(a.stderr, "larder:", err)
-		}
+		a.printError("larder: ", err.Error())
 		return 1
 	}
 	return 0
+}
+
+// printError writes msg, which may hold several lines, to a.stderr as one
+// error: after prefix, or, under --log-format json, as one record at ERROR.
+func (a *app) printError(prefix, msg string) {
+	if j, ok := a.stderr.(*jsonLines); ok {
+		_ = j.record(slog.LevelError, msg)
+		return
+	}
+	fmt.Fprintln(a.stderr, prefix+msg)
 }
 
 // jsonStderr makes a.stderr, if it is not already, a jsonLines over it, and
@@ -231,11 +237,18 @@ func (a *app) newLogger(level slog.Level) *slog.Logger {
 
 // loadConfig loads and validates the project file.
 func (a *app) loadConfig() (*larder.Project, error) {
-	p, err := config.Load(a.configPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w (name the project file with --config, or create one with `larder demo`)", err)
-	}
+	p, _, err := a.loadConfigPlaces()
 	return p, err
+}
+
+// loadConfigPlaces is loadConfig, and also returns where each field of the
+// file is written (see config.Loader.LoadPlaces).
+func (a *app) loadConfigPlaces() (*larder.Project, *config.Places, error) {
+	p, places, err := config.Loader{}.LoadPlaces(a.configPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("%w (name the project file with --config, or create one with `larder demo`)", err)
+	}
+	return p, places, err
 }
 
 // loadProject loads and validates the project file, applying --redis.

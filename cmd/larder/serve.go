@@ -405,11 +405,8 @@ func (a *app) startServerWith(ctx context.Context, p *larder.Project, b *backend
 	if len(p.Rankers) > 0 {
 		// A server never downloads anything: the library is installed
 		// beforehand (larder setup).
-		lib, err := models.LibraryPath()
-		if err == nil {
-			r.runtime, err = models.NewRuntime(lib)
-		}
-		if err != nil {
+		var err error
+		if r.runtime, err = models.OpenInstalled(); err != nil {
 			// Serve anyway: Rank answers in degraded mode (precomputed
 			// order, flagged) until the library is installed.
 			ortErr = err
@@ -748,13 +745,10 @@ func (unavailableModel) Version() string { return "unavailable" }
 // else all but prediction views and the views they feed, which it names in
 // a warning. serve fetches nothing, so the library is the one installed.
 func (a *app) embeddedRunnable(views []*larder.View) []*larder.View {
-	lib, err := models.LibraryPath()
+	rt, err := models.OpenInstalled()
 	if err == nil {
-		var rt *models.Runtime
-		if rt, err = models.NewRuntime(lib); err == nil {
-			_ = rt.Close()
-			return views
-		}
+		_ = rt.Close()
+		return views
 	}
 	run, left := withoutModels(views)
 	if len(left) > 0 {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -35,16 +34,13 @@ source's path, a feature's column or type, a model). Stream mappings are
 checked with the file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// Loaded here rather than by loadConfig, for the places of the
-			// fields, which the problems of the data and models are put at.
-			p, places, err := config.Loader{}.LoadPlaces(a.configPath)
+			// With the places of the fields, which the problems of the
+			// data and models are put at.
+			p, places, err := a.loadConfigPlaces()
 			var cerr *config.Error
 			if errors.As(err, &cerr) {
 				a.printProblems(cerr.Problems, fmt.Sprintf("%d problem(s) in %s", len(cerr.Problems), a.configPath))
 				return exitError{code: 1}
-			}
-			if errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("%w (name the project file with --config, or create one with `larder demo`)", err)
 			}
 			if err != nil {
 				return err
@@ -96,11 +92,7 @@ func checkModels(p *larder.Project, places *config.Places) (problems []config.Pr
 	if len(checks) == 0 {
 		return nil, ""
 	}
-	var rt *models.Runtime
-	lib, err := models.LibraryPath()
-	if err == nil {
-		rt, err = models.NewRuntime(lib)
-	}
+	rt, err := models.OpenInstalled()
 	switch {
 	case rt != nil:
 		defer rt.Close()
@@ -149,13 +141,8 @@ func checkModels(p *larder.Project, places *config.Places) (problems []config.Pr
 // printProblems prints each problem on a line of its own, then total; under
 // --log-format json, each problem is a record at ERROR.
 func (a *app) printProblems(problems []config.Problem, total string) {
-	j, json := a.stderr.(*jsonLines)
 	for _, pr := range problems {
-		if json {
-			_ = j.record(slog.LevelError, pr.String())
-		} else {
-			fmt.Fprintln(a.stderr, pr.String())
-		}
+		a.printError("", pr.String())
 	}
 	fmt.Fprintln(a.stderr, total)
 }
