@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -60,11 +61,26 @@ func messages(m protoreflect.Message) int {
 // 100 entities × 20 float64 features, as a client does: with a generic,
 // reflection-based client (dynamicpb, what grpcurl, ghz and most clients
 // built from the schema at run time pay), with protobuf's compiled Go
-// types, with the generated vtprotobuf code (larderv1.Codec, what this
-// package's client does), and that plus the checks and indexes of
-// NewFeatures. It reports the response's size and message count.
-func BenchmarkDecode100x20(b *testing.B) {
-	resp := response100x20()
+// types, with the generated vtprotobuf code, with larderv1.Codec (what this
+// package's client does: the vtprotobuf code, from gRPC's buffers), and
+// that plus the checks and indexes of NewFeatures. It reports the response's
+// size and message count.
+func BenchmarkDecode100x20(b *testing.B) { benchDecode(b, response100x20()) }
+
+// BenchmarkDecode1x20 is BenchmarkDecode100x20 for one entity, the
+// response of a call that scores one user.
+func BenchmarkDecode1x20(b *testing.B) {
+	full := response100x20()
+	resp := &larderv1.GetFeaturesResponse{RowCount: 1, Generations: full.GetGenerations()}
+	v := full.GetViews()[0]
+	resp.Views = []*larderv1.ViewRows{{View: v.GetView(), Statuses: v.GetStatuses()[:1], EventTimeMicros: v.GetEventTimeMicros()[:1]}}
+	for _, c := range full.GetColumns() {
+		resp.Columns = append(resp.Columns, &larderv1.FeatureColumn{Name: c.GetName(), Type: c.GetType(), Float64Values: c.GetFloat64Values()[:1]})
+	}
+	benchDecode(b, resp)
+}
+
+func benchDecode(b *testing.B, resp *larderv1.GetFeaturesResponse) {
 	data, err := proto.Marshal(resp)
 	if err != nil {
 		b.Fatal(err)
@@ -105,14 +121,27 @@ func BenchmarkDecode100x20(b *testing.B) {
 		}
 		report(b)
 	})
-	b.Run("vtproto+Features", func(b *testing.B) {
+	codec := func() (*larderv1.GetFeaturesResponse, error) {
+		var m larderv1.GetFeaturesResponse
+		return &m, larderv1.Codec{}.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, &m)
+	}
+	b.Run("Codec", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			var m larderv1.GetFeaturesResponse
-			if err := m.UnmarshalVT(data); err != nil {
+			if _, err := codec(); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := client.NewFeatures(&m); err != nil {
+		}
+		report(b)
+	})
+	b.Run("Codec+Features", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m, err := codec()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := client.NewFeatures(m); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -3,6 +3,7 @@ package client
 import (
 	"fmt"
 	"iter"
+	"sync"
 	"time"
 
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
@@ -25,7 +26,10 @@ type Features struct {
 	rows  int
 	cols  []*larderv1.FeatureColumn
 	views []*larderv1.ViewRows
-	byRef map[string]int
+	// byRef indexes the columns by name, built by the first call of
+	// Column: a caller that reads columns by index never pays for it.
+	byRefOnce sync.Once
+	byRef     map[string]int
 	// null holds, by column, which rows are null; nil for a column without
 	// nulls. offsets holds, by column of a list type, where each row's
 	// elements start in the column's array (rows+1 of them).
@@ -43,7 +47,6 @@ func NewFeatures(resp *larderv1.GetFeaturesResponse) (*Features, error) {
 		rows:     int(resp.GetRowCount()),
 		cols:     resp.GetColumns(),
 		views:    resp.GetViews(),
-		byRef:    make(map[string]int, len(resp.GetColumns())),
 		null:     make([][]bool, len(resp.GetColumns())),
 		offsets:  make([][]int, len(resp.GetColumns())),
 	}
@@ -56,9 +59,6 @@ func NewFeatures(resp *larderv1.GetFeaturesResponse) (*Features, error) {
 		}
 	}
 	for i, c := range f.cols {
-		if _, ok := f.byRef[c.GetName()]; !ok {
-			f.byRef[c.GetName()] = i
-		}
 		if v := int(c.GetView()); v < 0 || v >= len(f.views) {
 			return nil, fmt.Errorf("columns[%d] (%s): view %d, but the response has %d views", i, c.GetName(), v, len(f.views))
 		}
@@ -137,6 +137,12 @@ func (f *Features) Columns() int { return len(f.cols) }
 // Column returns the index of the column named ref ("view:feature"), and
 // false when the response has no such column.
 func (f *Features) Column(ref string) (int, bool) {
+	f.byRefOnce.Do(func() {
+		f.byRef = make(map[string]int, len(f.cols))
+		for i := len(f.cols) - 1; i >= 0; i-- { // the first of a name wins
+			f.byRef[f.cols[i].GetName()] = i
+		}
+	})
 	i, ok := f.byRef[ref]
 	return i, ok
 }
