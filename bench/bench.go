@@ -559,6 +559,8 @@ type benchWorld struct {
 	profile *childProfile
 
 	conns []*grpc.ClientConn
+	// clients are the Go clients whose connections conns are.
+	clients []*client.Client
 	// genericConns are the generic client's, with gRPC's default codec.
 	genericConns []*grpc.ClientConn
 	raw          redis.UniversalClient
@@ -586,14 +588,14 @@ func newWorld(ctx context.Context, addr string, o Options) (*benchWorld, error) 
 		return w, err
 	}
 
-	client, err := store.Connect(w.project.Redis)
+	rc, err := store.Connect(w.project.Redis)
 	if err != nil {
 		return w, err
 	}
-	w.client, w.store = client, store.New(client, benchProject, store.Options{Logger: o.Logger, Now: o.Now})
+	w.client, w.store = rc, store.New(rc, benchProject, store.Options{Logger: o.Logger, Now: o.Now})
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := client.Ping(pingCtx).Err(); err != nil {
+	if err := rc.Ping(pingCtx).Err(); err != nil {
 		return w, fmt.Errorf("bench: redis %s: %w (is it running?)", addr, err)
 	}
 	if w.raw, err = store.Connect(w.project.Redis); err != nil {
@@ -636,10 +638,14 @@ func newWorld(ctx context.Context, addr string, o Options) (*benchWorld, error) 
 		return w, err
 	}
 	for range o.Conns {
-		conn, err := grpc.NewClient(w.server.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), server.CodecDialOption())
+		// The Go client, as a product service dials it, without retries or
+		// a deadline of its own; its connection serves the other calls.
+		c, err := client.Dial(w.server.addr, client.WithAttempts(1), client.WithTimeout(0))
 		if err != nil {
 			return w, fmt.Errorf("bench: connect to %s: %w", w.server.addr, err)
 		}
+		conn := c.Conn()
+		w.clients = append(w.clients, c)
 		w.conns = append(w.conns, conn)
 		// Each connection dials before the first cell, not during it.
 		if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
@@ -955,25 +961,22 @@ func (w *benchWorld) modelCaller(i int) func(context.Context) error {
 	}
 }
 
-// getCaller asks for every feature of n random users. The request and its
-// keys are reused: the client has encoded them when the call returns.
+// getCaller asks for every feature of n random users through the Go
+// client. The keys are reused: the client has encoded them when the call
+// returns.
 func (w *benchWorld) getCaller(i, n int) func(context.Context) error {
 	rng := callerRand(i, "get")
-	fs := larderv1.NewFeatureServiceClient(w.conn(i))
+	c := w.clients[i%len(w.clients)]
 	ids := make([]larderv1.EntityKey_Int64Value, n)
-	req := &larderv1.GetFeaturesRequest{Keys: make([]*larderv1.EntityKey, n), Features: []string{benchUserView + ":*"}}
-	for j := range req.Keys {
-		req.Keys[j] = &larderv1.EntityKey{Key: &ids[j]}
+	keys := make([]*larderv1.EntityKey, n)
+	for j := range keys {
+		keys[j] = &larderv1.EntityKey{Key: &ids[j]}
 	}
 	return func(ctx context.Context) error {
 		for j := range ids {
 			ids[j].Int64Value = 1 + rng.Int64N(int64(w.users))
 		}
-		resp, err := fs.GetFeatures(ctx, req)
-		if err != nil {
-			return err
-		}
-		f, err := client.NewFeatures(resp)
+		f, err := c.GetFeatures(ctx, keys, benchUserView+":*")
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
@@ -188,15 +189,39 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 func (c *Client) GetFeatures(ctx context.Context, keys []*larderv1.EntityKey, features ...string) (*Features, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	resp, err := c.features.GetFeatures(ctx, &larderv1.GetFeaturesRequest{Keys: keys, Features: features})
+	var reply featuresReply
+	err := c.conn.Invoke(ctx, larderv1.FeatureService_GetFeatures_FullMethodName,
+		&larderv1.GetFeaturesRequest{Keys: keys, Features: features}, &reply, grpc.ForceCodecV2(featuresCodec{}))
 	if err != nil {
 		return nil, err
 	}
-	f, err := NewFeatures(resp)
-	if err != nil {
-		return nil, fmt.Errorf("client: GetFeatures response: %w", err)
+	if reply.err != nil {
+		return nil, fmt.Errorf("client: GetFeatures response: %w", reply.err)
 	}
-	return f, nil
+	return reply.f, nil
+}
+
+// featuresReply receives a GetFeatures response decoded by featuresCodec.
+type featuresReply struct {
+	f   *Features
+	err error
+}
+
+// featuresCodec is larderv1.Codec, except that it decodes a GetFeatures
+// response straight into a Features (DecodeFeatures) instead of into the
+// message. A response that does not hold together is left for GetFeatures
+// to report, with the column or view at fault.
+type featuresCodec struct{ larderv1.Codec }
+
+func (c featuresCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	r, ok := v.(*featuresReply)
+	if !ok {
+		return c.Codec.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	r.f, r.err = DecodeFeatures(buf.ReadOnlyData())
+	return nil
 }
 
 // Rank scores candidates with a ranker's online model; see

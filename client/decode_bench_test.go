@@ -61,9 +61,10 @@ func messages(m protoreflect.Message) int {
 // 100 entities × 20 float64 features, as a client does: with a generic,
 // reflection-based client (dynamicpb, what grpcurl, ghz and most clients
 // built from the schema at run time pay), with protobuf's compiled Go
-// types, with the generated vtprotobuf code, with larderv1.Codec (what this
-// package's client does: the vtprotobuf code, from gRPC's buffers), and
-// that plus the checks and indexes of NewFeatures. It reports the response's
+// types, with the generated vtprotobuf code, with larderv1.Codec (the
+// vtprotobuf code, from gRPC's buffers) and that plus NewFeatures, and with
+// DecodeFeatures, what this package's client does: the bytes straight into
+// a Features, without the message. It reports the response's
 // size and message count.
 func BenchmarkDecode100x20(b *testing.B) { benchDecode(b, response100x20()) }
 
@@ -129,6 +130,15 @@ func benchDecode(b *testing.B, resp *larderv1.GetFeaturesResponse) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := codec(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b)
+	})
+	b.Run("DecodeFeatures", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := client.DecodeFeatures(data); err != nil {
 				b.Fatal(err)
 			}
 		}

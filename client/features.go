@@ -20,112 +20,95 @@ import (
 // index of a slice does. A Features is safe to read from several
 // goroutines.
 type Features struct {
-	// Response is the response as the server sent it.
-	Response *larderv1.GetFeaturesResponse
+	// raw is the response's bytes: the names and strings are substrings of
+	// it, and Response decodes it when asked.
+	raw      string
+	respOnce sync.Once
+	resp     *larderv1.GetFeaturesResponse
 
 	rows  int
-	cols  []*larderv1.FeatureColumn
-	views []*larderv1.ViewRows
+	cols  []column
+	views []viewRows
+	gens  []int64 // by view, its generation
+
+	// The values of the columns, one array per type, shared by the columns
+	// of the type (a list column's elements are in the array of their
+	// type); nulls holds rows flags per column with null rows, and offsets
+	// rows+1 offsets per list column.
+	int64s   []int64
+	float64s []float64
+	float32s []float32
+	bools    []bool
+	strings  []string
+	bytes    [][]byte
+	nulls    []bool
+	offsets  []int
+
 	// byRef indexes the columns by name, built by the first call of
 	// Column: a caller that reads columns by index never pays for it.
 	byRefOnce sync.Once
 	byRef     map[string]int
-	// null holds, by column, which rows are null; nil for a column without
-	// nulls. offsets holds, by column of a list type, where each row's
-	// elements start in the column's array (rows+1 of them).
-	null    [][]bool
-	offsets [][]int
+}
+
+// column describes one column of a Features.
+type column struct {
+	name string
+	typ  larderv1.ValueType
+	view int32
+	// start is the index of the column's first value, or list element, in
+	// the array of its type.
+	start int
+	// nulls is the index of the column's first row in Features.nulls, or
+	// noNulls, or allNull for a type this client does not know.
+	nulls int
+	// offsets is the index of the column's first offset in
+	// Features.offsets; -1 for a type that is not a list.
+	offsets int
+}
+
+const (
+	noNulls = -1
+	allNull = -2
+)
+
+// viewRows is the status and event time of each row in one view.
+type viewRows struct {
+	name     string
+	statuses []larderv1.FeatureStatus
+	times    []int64
 }
 
 // NewFeatures checks the shape of resp (every array of the length its
 // header says, every view index in range) and returns its typed view. It
 // returns an error naming the column or view at fault for a response that
-// does not hold together, which no larder server sends.
+// does not hold together, which no larder server sends. Client.GetFeatures
+// decodes the server's bytes with DecodeFeatures instead, without building
+// the message.
 func NewFeatures(resp *larderv1.GetFeaturesResponse) (*Features, error) {
-	f := &Features{
-		Response: resp,
-		rows:     int(resp.GetRowCount()),
-		cols:     resp.GetColumns(),
-		views:    resp.GetViews(),
-		null:     make([][]bool, len(resp.GetColumns())),
-		offsets:  make([][]int, len(resp.GetColumns())),
+	data, err := resp.MarshalVT()
+	if err != nil {
+		return nil, err
 	}
-	if f.rows < 0 {
-		return nil, fmt.Errorf("row_count %d is negative", f.rows)
-	}
-	for j, v := range f.views {
-		if len(v.GetStatuses()) != f.rows || len(v.GetEventTimeMicros()) != f.rows {
-			return nil, fmt.Errorf("views[%d] (%s): %d statuses and %d event times for %d rows", j, v.GetView(), len(v.GetStatuses()), len(v.GetEventTimeMicros()), f.rows)
-		}
-	}
-	for i, c := range f.cols {
-		if v := int(c.GetView()); v < 0 || v >= len(f.views) {
-			return nil, fmt.Errorf("columns[%d] (%s): view %d, but the response has %d views", i, c.GetName(), v, len(f.views))
-		}
-		if !known(c.GetType()) {
-			// A type this client does not know: every row reads as null.
-			null := make([]bool, f.rows)
-			for r := range null {
-				null[r] = true
-			}
-			f.null[i] = null
-			continue
-		}
-		n, elems := valuesLen(c)
-		if n != f.rows {
-			return nil, fmt.Errorf("columns[%d] (%s): %d values of type %s for %d rows", i, c.GetName(), n, c.GetType(), f.rows)
-		}
-		if elems >= 0 {
-			offsets := make([]int, f.rows+1)
-			for r, l := range c.GetListLengths() {
-				if l < 0 {
-					return nil, fmt.Errorf("columns[%d] (%s): row %d has a list of %d elements", i, c.GetName(), r, l)
-				}
-				offsets[r+1] = offsets[r] + int(l)
-			}
-			if offsets[f.rows] != elems {
-				return nil, fmt.Errorf("columns[%d] (%s): list lengths add up to %d, but the column has %d elements", i, c.GetName(), offsets[f.rows], elems)
-			}
-			f.offsets[i] = offsets
-		}
-		if nulls := c.GetNullRows(); len(nulls) > 0 {
-			null := make([]bool, f.rows)
-			for _, r := range nulls {
-				if r < 0 || int(r) >= f.rows {
-					return nil, fmt.Errorf("columns[%d] (%s): null row %d of %d rows", i, c.GetName(), r, f.rows)
-				}
-				null[r] = true
-			}
-			f.null[i] = null
-		}
+	f := &Features{raw: string(data), resp: resp}
+	if err := f.decode(); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
 
-// valuesLen returns how many rows c's array of its type holds and, for a
-// list type, how many elements its rows hold together (else -1).
-func valuesLen(c *larderv1.FeatureColumn) (rows, elems int) {
-	switch c.GetType() {
-	case larderv1.ValueType_VALUE_TYPE_INT64:
-		return len(c.GetInt64Values()), -1
-	case larderv1.ValueType_VALUE_TYPE_FLOAT64:
-		return len(c.GetFloat64Values()), -1
-	case larderv1.ValueType_VALUE_TYPE_FLOAT32:
-		return len(c.GetFloat32Values()), -1
-	case larderv1.ValueType_VALUE_TYPE_BOOL:
-		return len(c.GetBoolValues()), -1
-	case larderv1.ValueType_VALUE_TYPE_STRING:
-		return len(c.GetStringValues()), -1
-	case larderv1.ValueType_VALUE_TYPE_BYTES:
-		return len(c.GetBytesValues()), -1
-	case larderv1.ValueType_VALUE_TYPE_FLOAT32_VECTOR:
-		return len(c.GetListLengths()), len(c.GetFloat32VectorValues())
-	case larderv1.ValueType_VALUE_TYPE_INT64_LIST:
-		return len(c.GetListLengths()), len(c.GetInt64ListValues())
-	case larderv1.ValueType_VALUE_TYPE_STRING_LIST:
-		return len(c.GetListLengths()), len(c.GetStringListValues())
-	}
-	return 0, -1
+// Response returns the response as a message. A Features made by
+// NewFeatures returns the message it was given; one decoded from bytes
+// decodes them again, once, on the first call.
+func (f *Features) Response() *larderv1.GetFeaturesResponse {
+	f.respOnce.Do(func() {
+		if f.resp == nil {
+			var m larderv1.GetFeaturesResponse
+			// The bytes were decoded once already, so this cannot fail.
+			_ = m.UnmarshalVT([]byte(f.raw))
+			f.resp = &m
+		}
+	})
+	return f.resp
 }
 
 // Rows returns the number of rows: the number of keys of the request.
@@ -140,7 +123,7 @@ func (f *Features) Column(ref string) (int, bool) {
 	f.byRefOnce.Do(func() {
 		f.byRef = make(map[string]int, len(f.cols))
 		for i := len(f.cols) - 1; i >= 0; i-- { // the first of a name wins
-			f.byRef[f.cols[i].GetName()] = i
+			f.byRef[f.cols[i].name] = i
 		}
 	})
 	i, ok := f.byRef[ref]
@@ -148,19 +131,19 @@ func (f *Features) Column(ref string) (int, bool) {
 }
 
 // Name returns the name of column col, "view:feature".
-func (f *Features) Name(col int) string { return f.cols[col].GetName() }
+func (f *Features) Name(col int) string { return f.cols[col].name }
 
 // Type returns the declared type of column col.
-func (f *Features) Type(col int) larderv1.ValueType { return f.cols[col].GetType() }
+func (f *Features) Type(col int) larderv1.ValueType { return f.cols[col].typ }
 
 // View returns the name of the view column col was read from.
-func (f *Features) View(col int) string { return f.views[f.cols[col].GetView()].GetView() }
+func (f *Features) View(col int) string { return f.views[f.cols[col].view].name }
 
 // Generation returns the generation of the view of column col that was
 // read.
 func (f *Features) Generation(col int) int64 {
-	if g := f.Response.GetGenerations(); int(f.cols[col].GetView()) < len(g) {
-		return g[f.cols[col].GetView()].GetGeneration()
+	if v := int(f.cols[col].view); v < len(f.gens) {
+		return f.gens[v]
 	}
 	return 0
 }
@@ -169,24 +152,28 @@ func (f *Features) Generation(col int) int64 {
 // view holds no row for the key (Status says FEATURE_STATUS_NOT_FOUND), or
 // the stored value is null.
 func (f *Features) IsNull(col, row int) bool {
+	c := &f.cols[col]
+	f.checkRow(row)
+	switch c.nulls {
+	case noNulls:
+		return false
+	case allNull:
+		return true
+	}
+	return f.nulls[c.nulls+row]
+}
+
+// checkRow panics when row is out of range, as an index of a slice does.
+func (f *Features) checkRow(row int) {
 	if row < 0 || row >= f.rows {
 		panic(fmt.Sprintf("client: row %d out of range [0, %d)", row, f.rows))
 	}
-	if null := f.null[col]; null != nil {
-		return null[row]
-	}
-	return false
-}
-
-// known reports whether t is a type this client reads.
-func known(t larderv1.ValueType) bool {
-	return t >= larderv1.ValueType_VALUE_TYPE_INT64 && t <= larderv1.ValueType_VALUE_TYPE_STRING_LIST
 }
 
 // Status returns whether the key of row row was found in the view of
 // column col, and whether it is fresh. Every column of a view shares it.
 func (f *Features) Status(col, row int) larderv1.FeatureStatus {
-	return f.views[f.cols[col].GetView()].GetStatuses()[row]
+	return f.views[f.cols[col].view].statuses[row]
 }
 
 // Found reports whether the view of column col holds a row for the key of
@@ -200,7 +187,7 @@ func (f *Features) Found(col, row int) bool {
 // row row in the view of column col were computed from, in UTC; the zero
 // time when the view holds no row for the key.
 func (f *Features) EventTime(col, row int) time.Time {
-	us := f.views[f.cols[col].GetView()].GetEventTimeMicros()[row]
+	us := f.views[f.cols[col].view].times[row]
 	if us == 0 && !f.Found(col, row) {
 		return time.Time{}
 	}
@@ -208,40 +195,52 @@ func (f *Features) EventTime(col, row int) time.Time {
 }
 
 // Int64 returns the value of an int64 column; 0 when it is null.
-func (f *Features) Int64(col, row int) int64 { return at(f.cols[col].GetInt64Values(), row) }
+func (f *Features) Int64(col, row int) int64 {
+	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_INT64, f.int64s)
+}
 
 // Float64 returns the value of a float64 column; 0 when it is null.
-func (f *Features) Float64(col, row int) float64 { return at(f.cols[col].GetFloat64Values(), row) }
+func (f *Features) Float64(col, row int) float64 {
+	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_FLOAT64, f.float64s)
+}
 
 // Float32 returns the value of a float32 column; 0 when it is null.
-func (f *Features) Float32(col, row int) float32 { return at(f.cols[col].GetFloat32Values(), row) }
+func (f *Features) Float32(col, row int) float32 {
+	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_FLOAT32, f.float32s)
+}
 
 // Bool returns the value of a bool column; false when it is null.
-func (f *Features) Bool(col, row int) bool { return at(f.cols[col].GetBoolValues(), row) }
+func (f *Features) Bool(col, row int) bool {
+	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_BOOL, f.bools)
+}
 
 // String returns the value of a string column; "" when it is null.
-func (f *Features) String(col, row int) string { return at(f.cols[col].GetStringValues(), row) }
+func (f *Features) String(col, row int) string {
+	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_STRING, f.strings)
+}
 
 // Bytes returns the value of a bytes column, not a copy; nil when it is
 // null.
-func (f *Features) Bytes(col, row int) []byte { return at(f.cols[col].GetBytesValues(), row) }
+func (f *Features) Bytes(col, row int) []byte {
+	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_BYTES, f.bytes)
+}
 
 // Float32Vector returns the value of a float32_vector column, not a copy;
 // empty when it is null.
 func (f *Features) Float32Vector(col, row int) []float32 {
-	return list(f, col, row, f.cols[col].GetFloat32VectorValues())
+	return list(f, col, row, larderv1.ValueType_VALUE_TYPE_FLOAT32_VECTOR, f.float32s)
 }
 
 // Int64List returns the value of an int64_list column, not a copy; empty
 // when it is null.
 func (f *Features) Int64List(col, row int) []int64 {
-	return list(f, col, row, f.cols[col].GetInt64ListValues())
+	return list(f, col, row, larderv1.ValueType_VALUE_TYPE_INT64_LIST, f.int64s)
 }
 
 // StringList returns the value of a string_list column, not a copy; empty
 // when it is null.
 func (f *Features) StringList(col, row int) []string {
-	return list(f, col, row, f.cols[col].GetStringListValues())
+	return list(f, col, row, larderv1.ValueType_VALUE_TYPE_STRING_LIST, f.strings)
 }
 
 // Value returns the value of column col in row row as one larderv1.Value,
@@ -251,7 +250,7 @@ func (f *Features) Value(col, row int) *larderv1.Value {
 	if f.IsNull(col, row) {
 		return &larderv1.Value{}
 	}
-	switch f.cols[col].GetType() {
+	switch f.cols[col].typ {
 	case larderv1.ValueType_VALUE_TYPE_INT64:
 		return &larderv1.Value{Kind: &larderv1.Value_Int64Value{Int64Value: f.Int64(col, row)}}
 	case larderv1.ValueType_VALUE_TYPE_FLOAT64:
@@ -328,22 +327,27 @@ func (r Row) Bytes(col int) []byte { return r.f.Bytes(col, r.row) }
 // Value is Features.Value of the row.
 func (r Row) Value(col int) *larderv1.Value { return r.f.Value(col, r.row) }
 
-// at returns s[i], or the zero value when s is empty: the array of
-// another type than the column's.
-func at[T any](s []T, i int) T {
-	if len(s) == 0 {
+// at returns the value of row row of column col, whose array of values, of
+// every column of type t, is vals; the zero value for a column of another
+// type.
+func at[T any](f *Features, col, row int, t larderv1.ValueType, vals []T) T {
+	c := &f.cols[col]
+	f.checkRow(row)
+	if c.typ != t {
 		var zero T
 		return zero
 	}
-	return s[i]
+	return vals[c.start+row]
 }
 
-// list returns row row's elements of column col, whose array of elements
-// is elems.
-func list[T any](f *Features, col, row int, elems []T) []T {
-	offsets := f.offsets[col]
-	if offsets == nil || len(elems) < offsets[len(offsets)-1] {
+// list returns row row's elements of column col, whose array of elements,
+// of every column of type t, is elems; nil for a column of another type.
+func list[T any](f *Features, col, row int, t larderv1.ValueType, elems []T) []T {
+	c := &f.cols[col]
+	f.checkRow(row)
+	if c.typ != t || c.offsets < 0 {
 		return nil
 	}
-	return elems[offsets[row]:offsets[row+1]:offsets[row+1]]
+	from, to := c.start+f.offsets[c.offsets+row], c.start+f.offsets[c.offsets+row+1]
+	return elems[from:to:to]
 }

@@ -505,7 +505,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 	for col := range names {
 		names[col] = gf.Name(col)
 	}
-	fmt.Fprintf(out, "\n      GetFeatures(%d users × %d features) → generations %s\n", len(users), gf.Columns(), generations(gf.Response.GetGenerations()))
+	fmt.Fprintf(out, "\n      GetFeatures(%d users × %d features) → generations %s\n", len(users), gf.Columns(), generations(gf.Response().GetGenerations()))
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "      user_id\t%s\n", strings.Join(names, "\t"))
 	for i := range gf.Rows() {

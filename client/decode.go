@@ -1,0 +1,587 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
+)
+
+// This file decodes the bytes of a GetFeaturesResponse straight into a
+// Features, without building the message: for 20 columns of one row, the
+// message takes 20 column messages, 20 names and 20 arrays, which a client
+// pays for as allocations and then as collections. A Features holds one
+// copy of the bytes, whose substrings are its names and strings, one array
+// per value type that every column of the type shares, and a small
+// descriptor per column.
+
+// Field numbers of larder.v1's GetFeaturesResponse, FeatureColumn, ViewRows
+// and ViewGeneration.
+const (
+	respGenerations = 3
+	respRowCount    = 4
+	respColumns     = 5
+	respViews       = 6
+
+	colName          = 1
+	colType          = 2
+	colView          = 3
+	colNullRows      = 4
+	colInt64         = 10
+	colFloat64       = 11
+	colFloat32       = 12
+	colBool          = 13
+	colString        = 14
+	colBytes         = 15
+	colListLengths   = 16
+	colFloat32Vector = 17
+	colInt64List     = 18
+	colStringList    = 19
+
+	viewName       = 1
+	viewStatuses   = 2
+	viewEventTimes = 3
+
+	genGeneration = 2
+)
+
+// errMalformed is the error of bytes that are not a GetFeaturesResponse.
+var errMalformed = errors.New("not a GetFeaturesResponse: malformed protobuf")
+
+// valuesField returns the field of FeatureColumn that holds the values of a
+// column of type t (for a list type, its elements), or 0 for a type this
+// client does not know.
+func valuesField(t larderv1.ValueType) protowire.Number {
+	switch t {
+	case larderv1.ValueType_VALUE_TYPE_INT64:
+		return colInt64
+	case larderv1.ValueType_VALUE_TYPE_FLOAT64:
+		return colFloat64
+	case larderv1.ValueType_VALUE_TYPE_FLOAT32:
+		return colFloat32
+	case larderv1.ValueType_VALUE_TYPE_BOOL:
+		return colBool
+	case larderv1.ValueType_VALUE_TYPE_STRING:
+		return colString
+	case larderv1.ValueType_VALUE_TYPE_BYTES:
+		return colBytes
+	case larderv1.ValueType_VALUE_TYPE_FLOAT32_VECTOR:
+		return colFloat32Vector
+	case larderv1.ValueType_VALUE_TYPE_INT64_LIST:
+		return colInt64List
+	case larderv1.ValueType_VALUE_TYPE_STRING_LIST:
+		return colStringList
+	}
+	return 0
+}
+
+// isList reports whether a column's values field holds list elements.
+func isList(field protowire.Number) bool {
+	return field == colFloat32Vector || field == colInt64List || field == colStringList
+}
+
+// DecodeFeatures decodes data, the bytes of a GetFeaturesResponse as a
+// larder server sends them, into a Features, with the checks of
+// NewFeatures. It keeps a copy of data, not data itself. Fields it does not
+// know, and known fields of another wire type than theirs, are skipped, as
+// protobuf's own decoder skips them.
+func DecodeFeatures(data []byte) (*Features, error) {
+	f := &Features{raw: string(data)}
+	if err := f.decode(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// span is where a field's bytes lie in Features.raw.
+type span struct{ start, end int }
+
+// fieldIter walks the fields of one message in Features.raw. After a true
+// next, num and typ are the field's number and wire type, v its value
+// (varint and fixed wire types) and in where its contents lie (bytes wire
+// type); after a false one, err says whether the message was malformed.
+type fieldIter struct {
+	raw string
+	pos int // where the next field starts
+	end int
+	num protowire.Number
+	typ protowire.Type
+	v   uint64
+	in  span
+	err error
+}
+
+// iter returns a fieldIter over the message at s.
+func (f *Features) iter(s span) fieldIter {
+	return fieldIter{raw: f.raw, pos: s.start, end: s.end}
+}
+
+func (it *fieldIter) next() bool {
+	if it.pos >= it.end {
+		return false
+	}
+	b := it.raw[it.pos:it.end]
+	num, typ, n := consumeTag(b)
+	if n < 0 {
+		return it.fail()
+	}
+	b = b[n:]
+	start := it.pos + n
+	it.num, it.typ, it.v, it.in = num, typ, 0, span{}
+	switch typ {
+	case protowire.VarintType:
+		it.v, n = consumeVarint(b)
+	case protowire.Fixed64Type:
+		n = -1
+		if len(b) >= 8 {
+			it.v, n = le64(b), 8
+		}
+	case protowire.Fixed32Type:
+		n = -1
+		if len(b) >= 4 {
+			it.v, n = uint64(le32(b)), 4
+		}
+	case protowire.BytesType:
+		var l uint64
+		if l, n = consumeVarint(b); n >= 0 {
+			if l > uint64(len(b)-n) {
+				n = -1
+			} else {
+				it.in = span{start + n, start + n + int(l)}
+				n += int(l)
+			}
+		}
+	default:
+		// Groups, long deprecated, are not part of larder's API: one is
+		// skipped as any unknown field.
+		n = protowire.ConsumeFieldValue(num, typ, []byte(b))
+	}
+	if n < 0 {
+		return it.fail()
+	}
+	it.pos = start + n
+	return true
+}
+
+func (it *fieldIter) fail() bool {
+	it.err, it.pos = errMalformed, it.end
+	return false
+}
+
+// elemType returns the wire type of one value of a repeated scalar field
+// of FeatureColumn, or -1 for a field of another kind.
+func elemType(num protowire.Number) protowire.Type {
+	switch num {
+	case colNullRows, colInt64, colBool, colListLengths, colInt64List:
+		return protowire.VarintType
+	case colFloat64:
+		return protowire.Fixed64Type
+	case colFloat32, colFloat32Vector:
+		return protowire.Fixed32Type
+	}
+	return -1
+}
+
+// varints calls fn with each varint of a repeated varint field: its one
+// value, or each value of a packed array.
+func (f *Features) varints(it *fieldIter, fn func(uint64)) error {
+	switch it.typ {
+	case protowire.VarintType:
+		fn(it.v)
+	case protowire.BytesType:
+		for b := f.raw[it.in.start:it.in.end]; len(b) > 0; {
+			x, n := consumeVarint(b)
+			if n < 0 {
+				return errMalformed
+			}
+			fn(x)
+			b = b[n:]
+		}
+	}
+	return nil // another wire type: an unknown field, skipped
+}
+
+// decode fills f from f.raw: the top level first, then the views, the
+// generations and the columns.
+func (f *Features) decode() error {
+	var cols, views, gens []span
+	rows := int64(0)
+	it := f.iter(span{0, len(f.raw)})
+	for it.next() {
+		switch {
+		case it.num == respRowCount && it.typ == protowire.VarintType:
+			rows = int64(int32(it.v))
+		case it.num == respColumns && it.typ == protowire.BytesType:
+			cols = append(cols, it.in)
+		case it.num == respViews && it.typ == protowire.BytesType:
+			views = append(views, it.in)
+		case it.num == respGenerations && it.typ == protowire.BytesType:
+			gens = append(gens, it.in)
+		}
+	}
+	if it.err != nil {
+		return it.err
+	}
+	if rows < 0 {
+		return fmt.Errorf("row_count %d is negative", rows)
+	}
+	f.rows = int(rows)
+	if err := f.decodeViews(views); err != nil {
+		return err
+	}
+	if err := f.decodeGenerations(gens); err != nil {
+		return err
+	}
+	return f.decodeColumns(cols)
+}
+
+// decodeViews decodes the views' names, statuses and event times, each
+// kind into one array.
+func (f *Features) decodeViews(views []span) error {
+	f.views = make([]viewRows, len(views))
+	statuses := make([]larderv1.FeatureStatus, 0, len(views)*f.rows)
+	times := make([]int64, 0, len(views)*f.rows)
+	for i, s := range views {
+		v := &f.views[i]
+		from, fromT := len(statuses), len(times)
+		it := f.iter(s)
+		for it.next() {
+			var err error
+			switch it.num {
+			case viewName:
+				if it.typ == protowire.BytesType {
+					v.name = f.raw[it.in.start:it.in.end]
+				}
+			case viewStatuses:
+				err = f.varints(&it, func(x uint64) { statuses = append(statuses, larderv1.FeatureStatus(int32(x))) })
+			case viewEventTimes:
+				err = f.varints(&it, func(x uint64) { times = append(times, int64(x)) })
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if it.err != nil {
+			return it.err
+		}
+		v.statuses, v.times = statuses[from:len(statuses):len(statuses)], times[fromT:len(times):len(times)]
+		if len(v.statuses) != f.rows || len(v.times) != f.rows {
+			return fmt.Errorf("views[%d] (%s): %d statuses and %d event times for %d rows", i, v.name, len(v.statuses), len(v.times), f.rows)
+		}
+	}
+	return nil
+}
+
+// decodeGenerations decodes the generation of each ViewGeneration;
+// Response gives the rest.
+func (f *Features) decodeGenerations(gens []span) error {
+	f.gens = make([]int64, len(gens))
+	for i, s := range gens {
+		it := f.iter(s)
+		for it.next() {
+			if it.num == genGeneration && it.typ == protowire.VarintType {
+				f.gens[i] = int64(it.v)
+			}
+		}
+		if it.err != nil {
+			return it.err
+		}
+	}
+	return nil
+}
+
+// columnCounts is what the first pass over a column finds: how many values
+// its fields hold, by field number.
+type columnCounts [colStringList + 1]int
+
+// decodeColumns decodes the columns in two passes: the first reads each
+// column's header and counts its values, the second copies the values of
+// its type into the array of their type, its nulls into f.nulls and its
+// list offsets into f.offsets, all sized by the first.
+func (f *Features) decodeColumns(cols []span) error {
+	f.cols = make([]column, len(cols))
+	var need columnCounts
+	nullCols, listCols := 0, 0
+	for i, s := range cols {
+		c := &f.cols[i]
+		c.nulls, c.offsets = noNulls, -1
+		var n columnCounts
+		it := f.iter(s)
+		for it.next() {
+			switch {
+			case it.num == colName && it.typ == protowire.BytesType:
+				c.name = f.raw[it.in.start:it.in.end]
+			case it.num == colType && it.typ == protowire.VarintType:
+				c.typ = larderv1.ValueType(int32(it.v))
+			case it.num == colView && it.typ == protowire.VarintType:
+				c.view = int32(it.v)
+			case it.num >= colNullRows && int(it.num) < len(n):
+				k, err := f.count(&it)
+				if err != nil {
+					return err
+				}
+				n[it.num] += k
+			}
+		}
+		if it.err != nil {
+			return it.err
+		}
+		if int(c.view) < 0 || int(c.view) >= len(f.views) {
+			return fmt.Errorf("columns[%d] (%s): view %d, but the response has %d views", i, c.name, c.view, len(f.views))
+		}
+		field := valuesField(c.typ)
+		if field == 0 {
+			// A type this client does not know: every row reads as null.
+			c.nulls = allNull
+			continue
+		}
+		rows := n[field]
+		if isList(field) {
+			rows = n[colListLengths]
+		}
+		if rows != f.rows {
+			return fmt.Errorf("columns[%d] (%s): %d values of type %s for %d rows", i, c.name, rows, c.typ, f.rows)
+		}
+		need[field] += n[field]
+		if n[colNullRows] > 0 {
+			c.nulls = nullCols * f.rows
+			nullCols++
+		}
+		if isList(field) {
+			listCols++
+		}
+	}
+
+	f.int64s = make([]int64, 0, need[colInt64]+need[colInt64List])
+	f.float64s = make([]float64, 0, need[colFloat64])
+	f.float32s = make([]float32, 0, need[colFloat32]+need[colFloat32Vector])
+	f.bools = make([]bool, 0, need[colBool])
+	f.strings = make([]string, 0, need[colString]+need[colStringList])
+	f.bytes = make([][]byte, 0, need[colBytes])
+	f.nulls = make([]bool, nullCols*f.rows)
+	f.offsets = make([]int, 0, listCols*(f.rows+1))
+	for i, s := range cols {
+		if err := f.decodeColumn(i, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeColumn is decodeColumns' second pass over column i.
+func (f *Features) decodeColumn(i int, s span) error {
+	c := &f.cols[i]
+	field := valuesField(c.typ)
+	if field == 0 {
+		return nil
+	}
+	switch field {
+	case colInt64, colInt64List:
+		c.start = len(f.int64s)
+	case colFloat64:
+		c.start = len(f.float64s)
+	case colFloat32, colFloat32Vector:
+		c.start = len(f.float32s)
+	case colBool:
+		c.start = len(f.bools)
+	case colString, colStringList:
+		c.start = len(f.strings)
+	case colBytes:
+		c.start = len(f.bytes)
+	}
+	if isList(field) {
+		c.offsets = len(f.offsets)
+		f.offsets = append(f.offsets, 0)
+	}
+	var bad error
+	it := f.iter(s)
+	for it.next() {
+		var err error
+		switch {
+		case it.num == field:
+			err = f.values(&it)
+		case it.num == colListLengths && c.offsets >= 0:
+			err = f.varints(&it, func(x uint64) {
+				l := int(int32(x))
+				if l < 0 && bad == nil {
+					bad = fmt.Errorf("columns[%d] (%s): row %d has a list of %d elements", i, c.name, len(f.offsets)-c.offsets-1, l)
+				}
+				f.offsets = append(f.offsets, f.offsets[len(f.offsets)-1]+max(l, 0))
+			})
+		case it.num == colNullRows && c.nulls >= 0:
+			err = f.varints(&it, func(x uint64) {
+				if r := int(int32(x)); r >= 0 && r < f.rows {
+					f.nulls[c.nulls+r] = true
+				} else if bad == nil {
+					bad = fmt.Errorf("columns[%d] (%s): null row %d of %d rows", i, c.name, r, f.rows)
+				}
+			})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if it.err != nil {
+		return it.err
+	}
+	if bad != nil {
+		return bad
+	}
+	if c.offsets >= 0 {
+		elems := 0
+		switch field {
+		case colFloat32Vector:
+			elems = len(f.float32s) - c.start
+		case colInt64List:
+			elems = len(f.int64s) - c.start
+		case colStringList:
+			elems = len(f.strings) - c.start
+		}
+		if total := f.offsets[len(f.offsets)-1]; total != elems {
+			return fmt.Errorf("columns[%d] (%s): list lengths add up to %d, but the column has %d elements", i, c.name, total, elems)
+		}
+	}
+	return nil
+}
+
+// count returns how many values the field at it holds: one for a value of
+// the field's own wire type, a packed array's values, none for another
+// wire type (an unknown field, skipped).
+func (f *Features) count(it *fieldIter) (int, error) {
+	elem := elemType(it.num)
+	switch {
+	case elem < 0:
+		if it.typ == protowire.BytesType {
+			return 1, nil
+		}
+		return 0, nil
+	case it.typ == elem:
+		return 1, nil
+	case it.typ != protowire.BytesType:
+		return 0, nil
+	}
+	b := f.raw[it.in.start:it.in.end]
+	size := 8
+	switch elem {
+	case protowire.Fixed32Type:
+		size = 4
+	case protowire.VarintType:
+		// A varint ends at each byte below 0x80; a last one left open, or
+		// one too long, fails when it is decoded.
+		n := 0
+		for i := 0; i < len(b); i++ {
+			if b[i] < 0x80 {
+				n++
+			}
+		}
+		return n, nil
+	}
+	if len(b)%size != 0 {
+		return 0, errMalformed
+	}
+	return len(b) / size, nil
+}
+
+// values appends the values of the column's values field at it to the
+// array of their type.
+func (f *Features) values(it *fieldIter) error {
+	field, elem := it.num, elemType(it.num)
+	switch {
+	case elem < 0:
+		if it.typ != protowire.BytesType {
+			return nil
+		}
+		if field == colBytes {
+			f.bytes = append(f.bytes, []byte(f.raw[it.in.start:it.in.end]))
+		} else {
+			f.strings = append(f.strings, f.raw[it.in.start:it.in.end])
+		}
+		return nil
+	case it.typ == elem:
+		f.value(field, it.v)
+		return nil
+	case it.typ != protowire.BytesType:
+		return nil
+	}
+	// A packed array, decoded in a loop of its own per type.
+	b := f.raw[it.in.start:it.in.end]
+	switch field {
+	case colFloat64:
+		for ; len(b) >= 8; b = b[8:] {
+			f.float64s = append(f.float64s, math.Float64frombits(le64(b)))
+		}
+	case colFloat32, colFloat32Vector:
+		for ; len(b) >= 4; b = b[4:] {
+			f.float32s = append(f.float32s, math.Float32frombits(le32(b)))
+		}
+	default:
+		for len(b) > 0 {
+			x, n := consumeVarint(b)
+			if n < 0 {
+				return errMalformed
+			}
+			f.value(field, x)
+			b = b[n:]
+		}
+	}
+	if len(b) > 0 {
+		return errMalformed
+	}
+	return nil
+}
+
+// value appends one value of a column's values field.
+func (f *Features) value(field protowire.Number, x uint64) {
+	switch field {
+	case colInt64, colInt64List:
+		f.int64s = append(f.int64s, int64(x))
+	case colFloat64:
+		f.float64s = append(f.float64s, math.Float64frombits(x))
+	case colFloat32, colFloat32Vector:
+		f.float32s = append(f.float32s, math.Float32frombits(uint32(x)))
+	case colBool:
+		f.bools = append(f.bools, x != 0)
+	}
+}
+
+// consumeTag reads a field's tag from a string.
+func consumeTag(b string) (protowire.Number, protowire.Type, int) {
+	v, n := consumeVarint(b)
+	if n < 0 {
+		return 0, 0, -1
+	}
+	num := protowire.Number(v >> 3)
+	if v>>3 > math.MaxInt32 || num < protowire.MinValidNumber {
+		return 0, 0, -1
+	}
+	return num, protowire.Type(v & 7), n
+}
+
+// consumeVarint reads a varint from a string, as protowire.ConsumeVarint
+// does from bytes.
+func consumeVarint(b string) (uint64, int) {
+	var v uint64
+	for i := 0; i < len(b) && i < 10; i++ {
+		c := b[i]
+		if i == 9 && c > 1 {
+			return 0, -1 // more than 64 bits
+		}
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			return v, i + 1
+		}
+	}
+	return 0, -1
+}
+
+func le64(b string) uint64 {
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+func le32(b string) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
