@@ -272,9 +272,24 @@ func StringKey(id string) *larderv1.EntityKey {
 	return &larderv1.EntityKey{Key: &larderv1.EntityKey_StringValue{StringValue: id}}
 }
 
-// Float64 returns a request feature value of Rank.
+// Float64 returns a float64 request feature value of Rank.
 func Float64(v float64) *larderv1.Value {
 	return &larderv1.Value{Kind: &larderv1.Value_Float64Value{Float64Value: v}}
+}
+
+// Int64 returns an int64 request feature value of Rank.
+func Int64(v int64) *larderv1.Value {
+	return &larderv1.Value{Kind: &larderv1.Value_Int64Value{Int64Value: v}}
+}
+
+// String returns a string request feature value of Rank.
+func String(v string) *larderv1.Value {
+	return &larderv1.Value{Kind: &larderv1.Value_StringValue{StringValue: v}}
+}
+
+// Bool returns a bool request feature value of Rank.
+func Bool(v bool) *larderv1.Value {
+	return &larderv1.Value{Kind: &larderv1.Value_BoolValue{BoolValue: v}}
 }
 
 // Loopback reports whether addr names this machine by a loopback name or

@@ -50,8 +50,8 @@ func TestGetFeatures(t *testing.T) {
 		return i
 	}
 	age, score, country, emb, recent := col("user_profile:age"), col("user_profile:score"), col("user_profile:country"), col("user_profile:embedding"), col("user_profile:recent")
-	if _, ok := f.Column("user_profile:nope"); ok {
-		t.Error("Column found a feature the response lacks")
+	if i, ok := f.Column("user_profile:nope"); ok || i != -1 {
+		t.Errorf("Column of a feature the response lacks = %d, %v; want -1, false", i, ok)
 	}
 	if f.Type(score) != larderv1.ValueType_VALUE_TYPE_FLOAT64 || f.View(score) != "user_profile" || f.Generation(score) == 0 {
 		t.Errorf("score: type %s, view %q, generation %d", f.Type(score), f.View(score), f.Generation(score))
@@ -71,6 +71,10 @@ func TestGetFeatures(t *testing.T) {
 	}
 	if f.IsNull(emb, 1) || len(f.Float32Vector(emb, 1)) != 0 || !slices.Equal(f.Int64List(recent, 1), []int64{4}) {
 		t.Errorf("user 2: embedding %v (null %v), recent %v", f.Float32Vector(emb, 1), f.IsNull(emb, 1), f.Int64List(recent, 1))
+	}
+	// Row reads the same values.
+	if r := f.Row(0); !slices.Equal(r.Float32Vector(emb), []float32{0.5, -1}) || !slices.Equal(r.Int64List(recent), []int64{7, 8, 9}) || !r.Found(age) || f.Row(2).Found(age) {
+		t.Errorf("row 0: embedding %v, recent %v", r.Float32Vector(emb), r.Int64List(recent))
 	}
 	// User 3: not found, every value null.
 	for col := range f.Columns() {

@@ -9,14 +9,19 @@
 // typed accessors over the server's columnar response:
 //
 //	f, err := c.GetFeatures(ctx, client.Int64Keys(42, 43), "user_profile:*")
-//	age, _ := f.Column("user_profile:age")
+//	age, ok := f.Column("user_profile:age")
+//	if !ok {
+//		return errors.New("no user_profile:age in the response")
+//	}
 //	for i, row := range f.All() {
 //		if !row.IsNull(age) {
 //			use(i, row.Int64(age))
 //		}
 //	}
 //
-// Rank and ListViews return the API's messages as they are. The package
+// Rank and ListViews return the API's messages as they are. The program
+// in examples/democlient reads the server of `larder demo --keep-serving`
+// with this package. The package
 // imports no other part of larder but its generated API (proto/larder/v1),
 // so a service that imports it builds without cgo, Redis or ONNX Runtime.
 package client

@@ -34,8 +34,12 @@ func ExampleClient_GetFeatures() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	age, _ := f.Column("user_profile:age")
-	score, _ := f.Column("user_profile:score")
+	// The response has a column per reference; Column finds it by name.
+	age, ok := f.Column("user_profile:age")
+	score, ok2 := f.Column("user_profile:score")
+	if !ok || !ok2 {
+		log.Fatal("the response lacks a column it was asked for")
+	}
 	for i, row := range f.All() {
 		switch {
 		case row.Status(age) == larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND:

@@ -118,7 +118,9 @@ func (f *Features) Rows() int { return f.rows }
 func (f *Features) Columns() int { return len(f.cols) }
 
 // Column returns the index of the column named ref ("view:feature"), and
-// false when the response has no such column.
+// false when the response has no such column. The index of a column that
+// is not there is -1, so that an accessor given it panics instead of
+// reading another column: check ok, or know the request's references.
 func (f *Features) Column(ref string) (int, bool) {
 	f.byRefOnce.Do(func() {
 		f.byRef = make(map[string]int, len(f.cols))
@@ -127,7 +129,10 @@ func (f *Features) Column(ref string) (int, bool) {
 		}
 	})
 	i, ok := f.byRef[ref]
-	return i, ok
+	if !ok {
+		return -1, false
+	}
+	return i, true
 }
 
 // Name returns the name of column col, "view:feature".
@@ -288,7 +293,7 @@ func (f *Features) All() iter.Seq2[int, Row] {
 func (f *Features) Row(i int) Row { return Row{f: f, row: i} }
 
 // Row is one row of a Features: the values of one key. Its accessors are
-// those of Features, with the row fixed.
+// those of Features that read a value, with the row fixed.
 type Row struct {
 	f   *Features
 	row int
@@ -323,6 +328,18 @@ func (r Row) String(col int) string { return r.f.String(col, r.row) }
 
 // Bytes is Features.Bytes of the row.
 func (r Row) Bytes(col int) []byte { return r.f.Bytes(col, r.row) }
+
+// Found is Features.Found of the row.
+func (r Row) Found(col int) bool { return r.f.Found(col, r.row) }
+
+// Float32Vector is Features.Float32Vector of the row.
+func (r Row) Float32Vector(col int) []float32 { return r.f.Float32Vector(col, r.row) }
+
+// Int64List is Features.Int64List of the row.
+func (r Row) Int64List(col int) []int64 { return r.f.Int64List(col, r.row) }
+
+// StringList is Features.StringList of the row.
+func (r Row) StringList(col int) []string { return r.f.StringList(col, r.row) }
 
 // Value is Features.Value of the row.
 func (r Row) Value(col int) *larderv1.Value { return r.f.Value(col, r.row) }

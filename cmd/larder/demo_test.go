@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -156,6 +158,25 @@ func TestDemoKeepServing(t *testing.T) {
 		return r.stdout
 	}
 	first := get()
+
+	// The Go client's example program reads the demo's server as a
+	// product service would.
+	addr := regexp.MustCompile(`gRPC on (\S+)`).FindStringSubmatch(stdout.String())
+	if addr == nil {
+		t.Fatalf("the demo does not print its gRPC address:\n%s", stdout.String())
+	}
+	example := exec.CommandContext(t.Context(), "go", "run", "./examples/democlient", "-addr", addr[1])
+	example.Dir = filepath.Join("..", "..")
+	out, err := example.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go run ./examples/democlient: %v\n%s", err, out)
+	}
+	for _, want := range []string{"user row 0: age ", "user row 2: FEATURE_STATUS_NOT_FOUND", "home feed 1: item ", "view user_activity (aggregate): 26 features"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("examples/democlient printed no %q:\n%s", want, out)
+		}
+	}
+
 	waitFor(t, 30*time.Second, "the streamed events to move the user's last event", func() (string, bool) {
 		now := get()
 		return now, now != first
