@@ -37,6 +37,7 @@ type demoOptions struct {
 	seed        int64
 	keepServing bool
 	listen      string
+	http        string
 	force       bool
 }
 
@@ -94,6 +95,7 @@ takes npm (or set ONNXRUNTIME_LIB to a copy you have).`,
 	f.Int64Var(&o.seed, "seed", 1, "seed of the data set")
 	f.BoolVar(&o.keepServing, "keep-serving", false, "leave the server up after the demo, running the views on their schedules, until interrupted")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "address for the demo server")
+	f.StringVar(&o.http, "http", "", "also serve the HTTP/JSON gateway on this address, such as 127.0.0.1:8080 (POST /v1/features, /v1/rank, /v1/views, /v1/push), for curl")
 	f.BoolVar(&o.force, "force", false, "replace the project file in --dir even when it was edited since the demo wrote it")
 	return cmd
 }
@@ -111,6 +113,11 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	}
 	ls := &listeners{grpc: lis}
 	defer ls.close()
+	if o.http != "" {
+		if ls.http, err = a.listen(listenAddr{addr: o.http, flag: "--http", fromFlag: true, example: "127.0.0.1:8080"}); err != nil {
+			return err
+		}
+	}
 	if err := checkDemoProject(o.dir, o.force); err != nil {
 		return err
 	}
@@ -160,7 +167,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	}
 
 	step(5, "Serving")
-	srv, err := a.startServerWith(ctx, p, b, serveOptions{addr: o.listen, listeners: *ls})
+	srv, err := a.startServerWith(ctx, p, b, serveOptions{addr: o.listen, http: o.http, listeners: *ls})
 	if err != nil {
 		return err
 	}
@@ -234,6 +241,12 @@ their generations advance (larder views, larder runs). Try, in another shell:
   larder --redis %[2]s -c %[4]s keys --view item_profile --limit 5
   larder -c %[4]s rank --addr %[1]s home_feed %[3]d --request hour_of_day=20 --explain
 `, srv.addr, b.embedded.Addr(), u, a.configPath)))
+	if ls.http != nil {
+		fmt.Fprint(out, a.hint(fmt.Sprintf(`The same calls over HTTP/JSON (docs/api.md):
+  curl -s -X POST http://%[1]s/v1/features -d '{"keys":[{"int64_value":%[2]d}],"features":["user_profile:age","user_profile:country"]}'
+  curl -s -X POST http://%[1]s/v1/views -d '{}'
+`, ls.http.Addr(), u)))
+	}
 	if trickleUser != 0 {
 		fmt.Fprint(out, a.hint(fmt.Sprintf(`Events stream in too (a few a second, into Redis stream %[3]s): user %[4]d's
 last event moves between runs:

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -133,7 +135,7 @@ func TestDemoKeepServing(t *testing.T) {
 	a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, now: time.Now}
 	done := make(chan int, 1)
 	go func() {
-		done <- a.run(ctx, []string{"demo", "--dir", t.TempDir(), "--users", "100", "--items", "50", "--events", "2000", "--keep-serving"})
+		done <- a.run(ctx, []string{"demo", "--dir", t.TempDir(), "--users", "100", "--items", "50", "--events", "2000", "--keep-serving", "--http", "127.0.0.1:0"})
 	}()
 	waitFor(t, 60*time.Second, "the demo to keep serving", func() (bool, bool) {
 		ok := strings.Contains(stdout.String(), "Serving until interrupted")
@@ -175,6 +177,21 @@ func TestDemoKeepServing(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("examples/democlient printed no %q:\n%s", want, out)
 		}
+	}
+
+	// --http serves the same calls over HTTP/JSON, as the hint shows.
+	curl := regexp.MustCompile(`curl -s -X POST (http://\S+/v1/features) -d '(.+)'`).FindStringSubmatch(stdout.String())
+	if curl == nil {
+		t.Fatalf("the demo shows no curl of its HTTP/JSON gateway:\n%s", stdout.String())
+	}
+	resp, err := http.Post(curl[1], "application/json", strings.NewReader(curl[2]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"name":"user_profile:age"`) {
+		t.Errorf("POST %s: %s\n%s", curl[1], resp.Status, body)
 	}
 
 	waitFor(t, 30*time.Second, "the streamed events to move the user's last event", func() (string, bool) {
