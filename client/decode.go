@@ -1,9 +1,13 @@
 package client
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -14,9 +18,9 @@ import (
 // Features, without building the message: for 20 columns of one row, the
 // message takes 20 column messages, 20 names and 20 arrays, which a client
 // pays for as allocations and then as collections. A Features holds one
-// copy of the bytes, whose substrings are its names and strings, one array
-// per value type that every column of the type shares, and a small
-// descriptor per column.
+// array per value type, which every column of the type shares, and a small
+// descriptor per column; the names of columns and views, the same from one
+// call to the next, are kept once per process (intern).
 
 // Field numbers of larder.v1's GetFeaturesResponse, FeatureColumn, ViewRows
 // and ViewGeneration.
@@ -45,7 +49,10 @@ const (
 	viewStatuses   = 2
 	viewEventTimes = 3
 
+	genView       = 1
 	genGeneration = 2
+	genModel      = 3
+	genTileTime   = 20
 )
 
 // errMalformed is the error of bytes that are not a GetFeaturesResponse.
@@ -85,26 +92,26 @@ func isList(field protowire.Number) bool {
 
 // DecodeFeatures decodes data, the bytes of a GetFeaturesResponse as a
 // larder server sends them, into a Features, with the checks of
-// NewFeatures. It keeps a copy of data, not data itself. Fields it does not
+// NewFeatures. The Features does not refer to data. Fields it does not
 // know, and known fields of another wire type than theirs, are skipped, as
 // protobuf's own decoder skips them.
 func DecodeFeatures(data []byte) (*Features, error) {
-	f := &Features{raw: string(data)}
-	if err := f.decode(); err != nil {
+	f := &Features{}
+	if err := f.decode(data); err != nil {
 		return nil, err
 	}
 	return f, nil
 }
 
-// span is where a field's bytes lie in Features.raw.
+// span is where a field's bytes lie in the message being decoded.
 type span struct{ start, end int }
 
-// fieldIter walks the fields of one message in Features.raw. After a true
+// fieldIter walks the fields of one message in the bytes being decoded. After a true
 // next, num and typ are the field's number and wire type, v its value
 // (varint and fixed wire types) and in where its contents lie (bytes wire
 // type); after a false one, err says whether the message was malformed.
 type fieldIter struct {
-	raw string
+	raw []byte
 	pos int // where the next field starts
 	end int
 	num protowire.Number
@@ -116,7 +123,7 @@ type fieldIter struct {
 
 // iter returns a fieldIter over the message at s.
 func (f *Features) iter(s span) fieldIter {
-	return fieldIter{raw: f.raw, pos: s.start, end: s.end}
+	return fieldIter{raw: f.data, pos: s.start, end: s.end}
 }
 
 func (it *fieldIter) next() bool {
@@ -124,7 +131,7 @@ func (it *fieldIter) next() bool {
 		return false
 	}
 	b := it.raw[it.pos:it.end]
-	num, typ, n := consumeTag(b)
+	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 {
 		return it.fail()
 	}
@@ -133,20 +140,20 @@ func (it *fieldIter) next() bool {
 	it.num, it.typ, it.v, it.in = num, typ, 0, span{}
 	switch typ {
 	case protowire.VarintType:
-		it.v, n = consumeVarint(b)
+		it.v, n = protowire.ConsumeVarint(b)
 	case protowire.Fixed64Type:
 		n = -1
 		if len(b) >= 8 {
-			it.v, n = le64(b), 8
+			it.v, n = binary.LittleEndian.Uint64(b), 8
 		}
 	case protowire.Fixed32Type:
 		n = -1
 		if len(b) >= 4 {
-			it.v, n = uint64(le32(b)), 4
+			it.v, n = uint64(binary.LittleEndian.Uint32(b)), 4
 		}
 	case protowire.BytesType:
 		var l uint64
-		if l, n = consumeVarint(b); n >= 0 {
+		if l, n = protowire.ConsumeVarint(b); n >= 0 {
 			if l > uint64(len(b)-n) {
 				n = -1
 			} else {
@@ -157,7 +164,7 @@ func (it *fieldIter) next() bool {
 	default:
 		// Groups, long deprecated, are not part of larder's API: one is
 		// skipped as any unknown field.
-		n = protowire.ConsumeFieldValue(num, typ, []byte(b))
+		n = protowire.ConsumeFieldValue(num, typ, b)
 	}
 	if n < 0 {
 		return it.fail()
@@ -192,8 +199,8 @@ func (f *Features) varints(it *fieldIter, fn func(uint64)) error {
 	case protowire.VarintType:
 		fn(it.v)
 	case protowire.BytesType:
-		for b := f.raw[it.in.start:it.in.end]; len(b) > 0; {
-			x, n := consumeVarint(b)
+		for b := f.data[it.in.start:it.in.end]; len(b) > 0; {
+			x, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return errMalformed
 			}
@@ -204,12 +211,14 @@ func (f *Features) varints(it *fieldIter, fn func(uint64)) error {
 	return nil // another wire type: an unknown field, skipped
 }
 
-// decode fills f from f.raw: the top level first, then the views, the
-// generations and the columns.
-func (f *Features) decode() error {
+// decode fills f from data: the top level first, then the views, the
+// generations and the columns. f does not refer to data once it returns.
+func (f *Features) decode(data []byte) error {
+	f.data = data
+	defer func() { f.data = nil }()
 	var cols, views, gens []span
 	rows := int64(0)
-	it := f.iter(span{0, len(f.raw)})
+	it := f.iter(span{0, len(data)})
 	for it.next() {
 		switch {
 		case it.num == respRowCount && it.typ == protowire.VarintType:
@@ -242,8 +251,12 @@ func (f *Features) decode() error {
 // kind into one array.
 func (f *Features) decodeViews(views []span) error {
 	f.views = make([]viewRows, len(views))
-	statuses := make([]larderv1.FeatureStatus, 0, len(views)*f.rows)
-	times := make([]int64, 0, len(views)*f.rows)
+	// Room for a status and a time per row and view, but never more than
+	// the bytes can hold (a byte per value at least): a row_count that
+	// lies must not allocate what it says.
+	n := min(len(views)*f.rows, len(f.data))
+	statuses := make([]larderv1.FeatureStatus, 0, n)
+	times := make([]int64, 0, n)
 	for i, s := range views {
 		v := &f.views[i]
 		from, fromT := len(statuses), len(times)
@@ -253,7 +266,7 @@ func (f *Features) decodeViews(views []span) error {
 			switch it.num {
 			case viewName:
 				if it.typ == protowire.BytesType {
-					v.name = f.raw[it.in.start:it.in.end]
+					v.name = intern(f.data[it.in.start:it.in.end])
 				}
 			case viewStatuses:
 				err = f.varints(&it, func(x uint64) { statuses = append(statuses, larderv1.FeatureStatus(int32(x))) })
@@ -275,15 +288,22 @@ func (f *Features) decodeViews(views []span) error {
 	return nil
 }
 
-// decodeGenerations decodes the generation of each ViewGeneration;
-// Response gives the rest.
+// decodeGenerations decodes each ViewGeneration.
 func (f *Features) decodeGenerations(gens []span) error {
-	f.gens = make([]int64, len(gens))
+	f.gens = make([]generation, len(gens))
 	for i, s := range gens {
+		g := &f.gens[i]
 		it := f.iter(s)
 		for it.next() {
-			if it.num == genGeneration && it.typ == protowire.VarintType {
-				f.gens[i] = int64(it.v)
+			switch {
+			case it.num == genView && it.typ == protowire.BytesType:
+				g.view = intern(f.data[it.in.start:it.in.end])
+			case it.num == genModel && it.typ == protowire.BytesType:
+				g.model = intern(f.data[it.in.start:it.in.end])
+			case it.num == genGeneration && it.typ == protowire.VarintType:
+				g.generation = int64(it.v)
+			case it.num == genTileTime && it.typ == protowire.VarintType:
+				g.tileTime = int64(it.v)
 			}
 		}
 		if it.err != nil {
@@ -313,7 +333,7 @@ func (f *Features) decodeColumns(cols []span) error {
 		for it.next() {
 			switch {
 			case it.num == colName && it.typ == protowire.BytesType:
-				c.name = f.raw[it.in.start:it.in.end]
+				c.name = intern(f.data[it.in.start:it.in.end])
 			case it.num == colType && it.typ == protowire.VarintType:
 				c.typ = larderv1.ValueType(int32(it.v))
 			case it.num == colView && it.typ == protowire.VarintType:
@@ -463,7 +483,7 @@ func (f *Features) count(it *fieldIter) (int, error) {
 	case it.typ != protowire.BytesType:
 		return 0, nil
 	}
-	b := f.raw[it.in.start:it.in.end]
+	b := f.data[it.in.start:it.in.end]
 	size := 8
 	switch elem {
 	case protowire.Fixed32Type:
@@ -495,9 +515,9 @@ func (f *Features) values(it *fieldIter) error {
 			return nil
 		}
 		if field == colBytes {
-			f.bytes = append(f.bytes, []byte(f.raw[it.in.start:it.in.end]))
+			f.bytes = append(f.bytes, bytes.Clone(f.data[it.in.start:it.in.end]))
 		} else {
-			f.strings = append(f.strings, f.raw[it.in.start:it.in.end])
+			f.strings = append(f.strings, string(f.data[it.in.start:it.in.end]))
 		}
 		return nil
 	case it.typ == elem:
@@ -507,19 +527,19 @@ func (f *Features) values(it *fieldIter) error {
 		return nil
 	}
 	// A packed array, decoded in a loop of its own per type.
-	b := f.raw[it.in.start:it.in.end]
+	b := f.data[it.in.start:it.in.end]
 	switch field {
 	case colFloat64:
 		for ; len(b) >= 8; b = b[8:] {
-			f.float64s = append(f.float64s, math.Float64frombits(le64(b)))
+			f.float64s = append(f.float64s, math.Float64frombits(binary.LittleEndian.Uint64(b)))
 		}
 	case colFloat32, colFloat32Vector:
 		for ; len(b) >= 4; b = b[4:] {
-			f.float32s = append(f.float32s, math.Float32frombits(le32(b)))
+			f.float32s = append(f.float32s, math.Float32frombits(binary.LittleEndian.Uint32(b)))
 		}
 	default:
 		for len(b) > 0 {
-			x, n := consumeVarint(b)
+			x, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return errMalformed
 			}
@@ -547,41 +567,41 @@ func (f *Features) value(field protowire.Number, x uint64) {
 	}
 }
 
-// consumeTag reads a field's tag from a string.
-func consumeTag(b string) (protowire.Number, protowire.Type, int) {
-	v, n := consumeVarint(b)
-	if n < 0 {
-		return 0, 0, -1
-	}
-	num := protowire.Number(v >> 3)
-	if v>>3 > math.MaxInt32 || num < protowire.MinValidNumber {
-		return 0, 0, -1
-	}
-	return num, protowire.Type(v & 7), n
-}
+// interned holds the names decoded so far, so that the names of a
+// response, the same from one call to the next, are not allocated again:
+// a map that is replaced, never changed, so that readers need no lock.
+var (
+	interned   atomic.Pointer[map[string]string]
+	internMu   sync.Mutex
+	internSize = 4096 // names kept at most; past that, each is allocated
+)
 
-// consumeVarint reads a varint from a string, as protowire.ConsumeVarint
-// does from bytes.
-func consumeVarint(b string) (uint64, int) {
-	var v uint64
-	for i := 0; i < len(b) && i < 10; i++ {
-		c := b[i]
-		if i == 9 && c > 1 {
-			return 0, -1 // more than 64 bits
-		}
-		v |= uint64(c&0x7f) << (7 * i)
-		if c < 0x80 {
-			return v, i + 1
+// intern returns b as a string, the one kept when b was seen before.
+func intern(b []byte) string {
+	if m := interned.Load(); m != nil {
+		if s, ok := (*m)[string(b)]; ok {
+			return s
 		}
 	}
-	return 0, -1
+	s := string(b)
+	internMu.Lock()
+	defer internMu.Unlock()
+	old := interned.Load()
+	if old != nil && len(*old) >= internSize {
+		return s
+	}
+	m := make(map[string]string, 1+len(mapOrEmpty(old)))
+	for k, v := range mapOrEmpty(old) {
+		m[k] = v
+	}
+	m[s] = s
+	interned.Store(&m)
+	return s
 }
 
-func le64(b string) uint64 {
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-}
-
-func le32(b string) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+func mapOrEmpty(m *map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	return *m
 }

@@ -20,16 +20,17 @@ import (
 // index of a slice does. A Features is safe to read from several
 // goroutines.
 type Features struct {
-	// raw is the response's bytes: the names and strings are substrings of
-	// it, and Response decodes it when asked.
-	raw      string
+	// resp is the message NewFeatures was given, or the one Response
+	// builds.
 	respOnce sync.Once
 	resp     *larderv1.GetFeaturesResponse
+	// data is the bytes being decoded, while they are.
+	data []byte
 
 	rows  int
 	cols  []column
 	views []viewRows
-	gens  []int64 // by view, its generation
+	gens  []generation // by view
 
 	// The values of the columns, one array per type, shared by the columns
 	// of the type (a list column's elements are in the array of their
@@ -71,6 +72,13 @@ const (
 	allNull = -2
 )
 
+// generation is a larderv1.ViewGeneration: the generation of a view that
+// was read.
+type generation struct {
+	view, model          string
+	generation, tileTime int64
+}
+
 // viewRows is the status and event time of each row in one view.
 type viewRows struct {
 	name     string
@@ -89,26 +97,77 @@ func NewFeatures(resp *larderv1.GetFeaturesResponse) (*Features, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Features{raw: string(data), resp: resp}
-	if err := f.decode(); err != nil {
+	f := &Features{resp: resp}
+	if err := f.decode(data); err != nil {
 		return nil, err
 	}
 	return f, nil
 }
 
 // Response returns the response as a message. A Features made by
-// NewFeatures returns the message it was given; one decoded from bytes
-// decodes them again, once, on the first call.
+// NewFeatures returns the message it was given. One decoded from bytes
+// builds it on the first call, from its columns, which share their arrays
+// with it: the message holds what the columns hold, without the fields
+// this client does not know, nor the values of a column of a type it does
+// not know.
 func (f *Features) Response() *larderv1.GetFeaturesResponse {
 	f.respOnce.Do(func() {
 		if f.resp == nil {
-			var m larderv1.GetFeaturesResponse
-			// The bytes were decoded once already, so this cannot fail.
-			_ = m.UnmarshalVT([]byte(f.raw))
-			f.resp = &m
+			f.resp = f.message()
 		}
 	})
 	return f.resp
+}
+
+// message builds the response's message from f.
+func (f *Features) message() *larderv1.GetFeaturesResponse {
+	m := &larderv1.GetFeaturesResponse{RowCount: int32(f.rows)}
+	for _, g := range f.gens {
+		m.Generations = append(m.Generations, &larderv1.ViewGeneration{View: g.view, Generation: g.generation, Model: g.model, TileTimeMicros: g.tileTime})
+	}
+	for _, v := range f.views {
+		m.Views = append(m.Views, &larderv1.ViewRows{View: v.name, Statuses: v.statuses, EventTimeMicros: v.times})
+	}
+	for _, c := range f.cols {
+		fc := &larderv1.FeatureColumn{Name: c.name, Type: c.typ, View: c.view}
+		if c.nulls >= 0 {
+			for r, null := range f.nulls[c.nulls : c.nulls+f.rows] {
+				if null {
+					fc.NullRows = append(fc.NullRows, int32(r))
+				}
+			}
+		}
+		n := f.rows
+		if c.offsets >= 0 {
+			for r := range f.rows {
+				fc.ListLengths = append(fc.ListLengths, int32(f.offsets[c.offsets+r+1]-f.offsets[c.offsets+r]))
+			}
+			n = f.offsets[c.offsets+f.rows]
+		}
+		from, to := c.start, c.start+n
+		switch valuesField(c.typ) {
+		case colInt64:
+			fc.Int64Values = f.int64s[from:to:to]
+		case colFloat64:
+			fc.Float64Values = f.float64s[from:to:to]
+		case colFloat32:
+			fc.Float32Values = f.float32s[from:to:to]
+		case colBool:
+			fc.BoolValues = f.bools[from:to:to]
+		case colString:
+			fc.StringValues = f.strings[from:to:to]
+		case colBytes:
+			fc.BytesValues = f.bytes[from:to:to]
+		case colFloat32Vector:
+			fc.Float32VectorValues = f.float32s[from:to:to]
+		case colInt64List:
+			fc.Int64ListValues = f.int64s[from:to:to]
+		case colStringList:
+			fc.StringListValues = f.strings[from:to:to]
+		}
+		m.Columns = append(m.Columns, fc)
+	}
+	return m
 }
 
 // Rows returns the number of rows: the number of keys of the request.
@@ -148,7 +207,7 @@ func (f *Features) View(col int) string { return f.views[f.cols[col].view].name 
 // read.
 func (f *Features) Generation(col int) int64 {
 	if v := int(f.cols[col].view); v < len(f.gens) {
-		return f.gens[v]
+		return f.gens[v].generation
 	}
 	return 0
 }
