@@ -289,7 +289,7 @@ func TestDecodeFeaturesMalformed(t *testing.T) {
 // the bytes hold is refused, or read, without allocating for it.
 func TestDecodeFeaturesLyingRowCount(t *testing.T) {
 	huge := &larderv1.GetFeaturesResponse{RowCount: math.MaxInt32,
-		Views: []*larderv1.ViewRows{{View: "v", Statuses: []larderv1.FeatureStatus{1}, EventTimeMicros: []int64{1}}},
+		Views:   []*larderv1.ViewRows{{View: "v", Statuses: []larderv1.FeatureStatus{1}, EventTimeMicros: []int64{1}}},
 		Columns: []*larderv1.FeatureColumn{{Name: "v:x", Type: 99, NullRows: []int32{0}}}}
 	allocs := testing.AllocsPerRun(10, func() {
 		if _, err := client.DecodeFeatures(data2(t, huge)); err == nil {
