@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/larder-dev/larder"
@@ -96,7 +97,11 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 	if err := s.store.Read(ctx, lookups); err != nil {
 		return nil, err
 	}
-	resp, err := buildFeatures(len(keys), lookups, buf.cols, buf.names, s.now(), &buf.size, limits.MaxResponseBytes)
+	// A response served over gRPC is encoded by the server's codec, which
+	// gives its memory back to the pool; one returned to a caller in the
+	// same process is left to the collector.
+	served := grpc.ServerTransportStreamFromContext(ctx) != nil
+	resp, err := buildFeatures(len(keys), lookups, buf.cols, buf.names, s.now(), &buf.size, limits.MaxResponseBytes, served)
 	if err != nil {
 		return nil, err
 	}
@@ -109,10 +114,12 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 // and event time per key and lookup. The arrays of every column of a type
 // are slices of one array of that type, and the messages and arrays come
 // from a pooled featuresBuf, so a response costs a few allocations at most
-// whatever its number of values. It stops with an error wrapping
-// larder.ErrTooLarge once the response's size, as size estimates it,
-// passes maxBytes; size is a scratch of the caller's.
-func buildFeatures(nk int, lookups []*larder.Lookup, cols []column, names []string, now time.Time, size *sizeEstimate, maxBytes int) (*larderv1.GetFeaturesResponse, error) {
+// whatever its number of values; with served, the server's codec gives
+// that memory back once it has encoded the response (see releaseFeatures).
+// It stops with an error wrapping larder.ErrTooLarge once the response's
+// size, as size estimates it, passes maxBytes; size is a scratch of the
+// caller's.
+func buildFeatures(nk int, lookups []*larder.Lookup, cols []column, names []string, now time.Time, size *sizeEstimate, maxBytes int, served bool) (*larderv1.GetFeaturesResponse, error) {
 	nc, nl := len(cols), len(lookups)
 	size.reset(lookups, cols, names)
 	if size.bytes > maxBytes {
@@ -240,7 +247,9 @@ func buildFeatures(nk int, lookups []*larder.Lookup, cols []column, names []stri
 			return nil, tooLarge(ki+1, nk, size.bytes, maxBytes)
 		}
 	}
-	b.track()
+	if served {
+		b.track()
+	}
 	return resp, nil
 }
 
@@ -277,19 +286,18 @@ type featuresBuf struct {
 
 var featuresPool = sync.Pool{New: func() any { return new(featuresBuf) }}
 
-// unsent holds the featuresBuf of each response built and not yet
-// encoded, so that releaseFeatures knows which responses it may give back.
-// A response that is never encoded (one the Service returns to a caller in
-// the same process) stays out of the pool: unsent forgets it once it holds
-// maxUnsent responses.
+// unsent holds the featuresBuf of each response built to be served over
+// gRPC and not yet encoded, so that releaseFeatures knows which responses
+// it may give back.
 var unsent struct {
 	sync.Mutex
 	m map[*larderv1.GetFeaturesResponse]*featuresBuf
 }
 
-// maxUnsent bounds the responses unsent remembers; far more than are ever
-// between their handler and their encoding at once.
-const maxUnsent = 1 << 14
+// maxUnsent bounds the responses unsent remembers, should some never be
+// encoded: far more than are ever between their handler and their encoding
+// at once. The responses it forgets are left to the collector.
+const maxUnsent = 4096
 
 // track records b's response as built and not yet encoded.
 func (b *featuresBuf) track() {

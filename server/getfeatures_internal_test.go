@@ -74,7 +74,7 @@ func TestSizeEstimate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := &larder.Lookup{View: v, Found: tc.found, Rows: tc.rows, Generation: 12, Model: "sha256:0123456789ab"}
 			lookups := []*larder.Lookup{l}
-			resp, err := buildFeatures(len(tc.keys), lookups, cols, names, now, &sizeEstimate{}, math.MaxInt)
+			resp, err := buildFeatures(len(tc.keys), lookups, cols, names, now, &sizeEstimate{}, math.MaxInt, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,7 +84,7 @@ func TestSizeEstimate(t *testing.T) {
 			lo, hi := 0, 10*size
 			for lo < hi {
 				mid := (lo + hi) / 2
-				if _, err := buildFeatures(len(tc.keys), lookups, cols, names, now, &sizeEstimate{}, mid); err == nil {
+				if _, err := buildFeatures(len(tc.keys), lookups, cols, names, now, &sizeEstimate{}, mid, false); err == nil {
 					hi = mid
 				} else if !errors.Is(err, larder.ErrTooLarge) {
 					t.Fatalf("limit %d: %v, want larder.ErrTooLarge", mid, err)
@@ -122,7 +122,7 @@ func TestReusedResponse(t *testing.T) {
 	}, rows []larder.Row, found []bool) []byte {
 		t.Helper()
 		l := &larder.Lookup{View: v, Found: found, Rows: rows, Generation: 3}
-		resp, err := buildFeatures(len(rows), []*larder.Lookup{l}, cols, names, now, &sizeEstimate{}, math.MaxInt)
+		resp, err := buildFeatures(len(rows), []*larder.Lookup{l}, cols, names, now, &sizeEstimate{}, math.MaxInt, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,6 +141,19 @@ func TestReusedResponse(t *testing.T) {
 		if got := encode(codec, sparse, sparseFound); !bytes.Equal(got, want) {
 			t.Fatalf("a response built in reused memory encodes as\n%x\nwant\n%x", got, want)
 		}
+	}
+
+	// A response not served over gRPC is never given back.
+	l := &larder.Lookup{View: v, Found: []bool{true}, Rows: []larder.Row{full}, Generation: 3}
+	resp, err := buildFeatures(1, []*larder.Lookup{l}, cols, names, now, &sizeEstimate{}, math.MaxInt, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsent.Lock()
+	_, held := unsent.m[resp]
+	unsent.Unlock()
+	if held {
+		t.Error("a response built for a caller in the process is held to be given back once encoded")
 	}
 }
 
