@@ -55,6 +55,18 @@ type serverCodec struct {
 	pending atomic.Int64
 }
 
+// Marshal encodes v. A GetFeatures response gives its memory back to the
+// pool of responses once encoded (see releaseFeatures): gRPC's server
+// touches a message no more once it is encoded (a stats handler is told of
+// it, and otelgrpc's does not read it).
+func (c *serverCodec) Marshal(v any) (mem.BufferSlice, error) {
+	data, err := c.Codec.Marshal(v)
+	if resp, ok := v.(*larderv1.GetFeaturesResponse); ok {
+		releaseFeatures(resp)
+	}
+	return data, err
+}
+
 // Unmarshal decodes data into v. An error decoding a message of larder's
 // API is kept for decodeError, and v is handed on as it is.
 func (c *serverCodec) Unmarshal(data mem.BufferSlice, v any) error {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/larder-dev/larder"
@@ -96,7 +97,11 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 	if err := s.store.Read(ctx, lookups); err != nil {
 		return nil, err
 	}
-	resp, err := buildFeatures(len(keys), lookups, buf.cols, buf.names, s.now(), &buf.size, limits.MaxResponseBytes)
+	// A response served over gRPC is encoded by the server's codec, which
+	// gives its memory back to the pool; one returned to a caller in the
+	// same process is left to the collector.
+	served := grpc.ServerTransportStreamFromContext(ctx) != nil
+	resp, err := buildFeatures(len(keys), lookups, buf.cols, buf.names, s.now(), &buf.size, limits.MaxResponseBytes, served)
 	if err != nil {
 		return nil, err
 	}
@@ -107,26 +112,26 @@ func (s *Service) getFeatures(ctx context.Context, req *larderv1.GetFeaturesRequ
 // buildFeatures builds the response of GetFeatures from what lookups read
 // for nk keys: one column per element of cols, named names, and one status
 // and event time per key and lookup. The arrays of every column of a type
-// are slices of one allocation of that type, so a response costs a few
-// allocations whatever its number of values. It stops with an error
-// wrapping larder.ErrTooLarge once the response's size, as size estimates
-// it, passes maxBytes; size is a scratch of the caller's.
-func buildFeatures(nk int, lookups []*larder.Lookup, cols []column, names []string, now time.Time, size *sizeEstimate, maxBytes int) (*larderv1.GetFeaturesResponse, error) {
+// are slices of one array of that type, and the messages and arrays come
+// from a pooled featuresBuf, so a response costs a few allocations at most
+// whatever its number of values; with served, the server's codec gives
+// that memory back once it has encoded the response (see releaseFeatures).
+// It stops with an error wrapping larder.ErrTooLarge once the response's
+// size, as size estimates it, passes maxBytes; size is a scratch of the
+// caller's.
+func buildFeatures(nk int, lookups []*larder.Lookup, cols []column, names []string, now time.Time, size *sizeEstimate, maxBytes int, served bool) (*larderv1.GetFeaturesResponse, error) {
 	nc, nl := len(cols), len(lookups)
 	size.reset(lookups, cols, names)
 	if size.bytes > maxBytes {
 		return nil, tooLarge(0, nk, size.bytes, maxBytes)
 	}
-	resp := &larderv1.GetFeaturesResponse{
-		RowCount:    int32(nk),
-		Generations: make([]*larderv1.ViewGeneration, nl),
-		Columns:     make([]*larderv1.FeatureColumn, nc),
-		Views:       make([]*larderv1.ViewRows, nl),
-	}
-	gens := make([]larderv1.ViewGeneration, nl)
-	views := make([]larderv1.ViewRows, nl)
-	statuses := make([]larderv1.FeatureStatus, nl*nk)
-	times := make([]int64, nl*nk)
+	b := featuresPool.Get().(*featuresBuf)
+	b.gens, b.genPtrs = resize(b.gens, nl), resize(b.genPtrs, nl)
+	b.views, b.viewPtrs = resize(b.views, nl), resize(b.viewPtrs, nl)
+	b.columns, b.colPtrs = resize(b.columns, nc), resize(b.colPtrs, nc)
+	b.resp = larderv1.GetFeaturesResponse{RowCount: int32(nk), Generations: b.genPtrs, Columns: b.colPtrs, Views: b.viewPtrs}
+	resp, gens, views := &b.resp, b.gens, b.views
+	statuses, times := zeroed(&b.statuses, nl*nk), zeroed(&b.times, nl*nk)
 	for i, l := range lookups {
 		gens[i] = larderv1.ViewGeneration{View: l.View.Name, Generation: l.Generation, Model: l.Model, TileTimeMicros: tileTime(l)}
 		resp.Generations[i] = &gens[i]
@@ -145,17 +150,17 @@ func buildFeatures(nk int, lookups []*larder.Lookup, cols []column, names []stri
 			count[t]++
 		}
 	}
-	i64 := make([]int64, count[larder.TypeInt64]*nk)
-	f64 := make([]float64, count[larder.TypeFloat64]*nk)
-	f32 := make([]float32, count[larder.TypeFloat32]*nk)
-	bools := make([]bool, count[larder.TypeBool]*nk)
-	strs := make([]string, count[larder.TypeString]*nk)
-	byts := make([][]byte, count[larder.TypeBytes]*nk)
-	lens := make([]int32, (count[larder.TypeFloat32Vector]+count[larder.TypeInt64List]+count[larder.TypeStringList])*nk)
-	columns := make([]larderv1.FeatureColumn, nc)
+	i64 := zeroed(&b.i64, count[larder.TypeInt64]*nk)
+	f64 := zeroed(&b.f64, count[larder.TypeFloat64]*nk)
+	f32 := zeroed(&b.f32, count[larder.TypeFloat32]*nk)
+	bools := zeroed(&b.bools, count[larder.TypeBool]*nk)
+	strs := zeroed(&b.strs, count[larder.TypeString]*nk)
+	byts := zeroed(&b.byts, count[larder.TypeBytes]*nk)
+	lens := zeroed(&b.lens, (count[larder.TypeFloat32Vector]+count[larder.TypeInt64List]+count[larder.TypeStringList])*nk)
+	columns := b.columns
 	for ci, c := range cols {
 		col := &columns[ci]
-		col.Name, col.Type, col.View = names[ci], typeToProto(types[ci]), int32(c.lookup)
+		*col = larderv1.FeatureColumn{Name: names[ci], Type: typeToProto(types[ci]), View: int32(c.lookup)}
 		switch types[ci] {
 		case larder.TypeInt64:
 			col.Int64Values = cut(&i64, nk)
@@ -238,8 +243,12 @@ func buildFeatures(nk int, lookups []*larder.Lookup, cols []column, names []stri
 			}
 		}
 		if size.bytes > maxBytes {
+			b.release()
 			return nil, tooLarge(ki+1, nk, size.bytes, maxBytes)
 		}
+	}
+	if served {
+		b.track()
 	}
 	return resp, nil
 }
@@ -249,6 +258,93 @@ func buildFeatures(nk int, lookups []*larder.Lookup, cols []column, names []stri
 func tooLarge(rows, nk, bytes, maxBytes int) error {
 	return fmt.Errorf("response %w: its first %d of %d rows are about %d bytes, more than the limit of %d (server.max_response_bytes); ask for fewer keys or fewer columns per request",
 		larder.ErrTooLarge, rows, nk, bytes, maxBytes)
+}
+
+// featuresBuf is a GetFeatures response with the memory its messages and
+// arrays are cut from: a response of 20 columns is about 7 KB of messages,
+// most of what a GetFeatures allocates. It is pooled: buildFeatures takes
+// one, and the server's codec gives it back once the response is encoded
+// (see releaseFeatures), so that the next response reuses its memory.
+type featuresBuf struct {
+	resp     larderv1.GetFeaturesResponse
+	gens     []larderv1.ViewGeneration
+	genPtrs  []*larderv1.ViewGeneration
+	views    []larderv1.ViewRows
+	viewPtrs []*larderv1.ViewRows
+	columns  []larderv1.FeatureColumn
+	colPtrs  []*larderv1.FeatureColumn
+	statuses []larderv1.FeatureStatus
+	times    []int64
+	i64      []int64
+	f64      []float64
+	f32      []float32
+	bools    []bool
+	strs     []string
+	byts     [][]byte
+	lens     []int32
+}
+
+var featuresPool = sync.Pool{New: func() any { return new(featuresBuf) }}
+
+// unsent holds the featuresBuf of each response built to be served over
+// gRPC and not yet encoded, so that releaseFeatures knows which responses
+// it may give back.
+var unsent struct {
+	sync.Mutex
+	m map[*larderv1.GetFeaturesResponse]*featuresBuf
+}
+
+// maxUnsent bounds the responses unsent remembers, should some never be
+// encoded: far more than are ever between their handler and their encoding
+// at once. The responses it forgets are left to the collector.
+const maxUnsent = 4096
+
+// track records b's response as built and not yet encoded.
+func (b *featuresBuf) track() {
+	unsent.Lock()
+	if len(unsent.m) >= maxUnsent {
+		clear(unsent.m)
+	}
+	if unsent.m == nil {
+		unsent.m = make(map[*larderv1.GetFeaturesResponse]*featuresBuf)
+	}
+	unsent.m[&b.resp] = b
+	unsent.Unlock()
+}
+
+// releaseFeatures gives the memory of resp back to the pool once resp is
+// encoded, when buildFeatures built it; nothing may use resp afterwards.
+func releaseFeatures(resp *larderv1.GetFeaturesResponse) {
+	unsent.Lock()
+	b := unsent.m[resp]
+	delete(unsent.m, resp)
+	unsent.Unlock()
+	if b != nil {
+		b.release()
+	}
+}
+
+// release puts b back in the pool, dropping what its response refers to
+// (names, values, strings and bytes of rows) so that pooled buffers keep
+// no rows alive.
+func (b *featuresBuf) release() {
+	b.resp = larderv1.GetFeaturesResponse{}
+	clear(b.gens)
+	clear(b.views)
+	clear(b.columns)
+	clear(b.genPtrs)
+	clear(b.viewPtrs)
+	clear(b.colPtrs)
+	clear(b.strs)
+	clear(b.byts)
+	featuresPool.Put(b)
+}
+
+// zeroed returns *s resized to n elements, all zero, reusing its capacity.
+func zeroed[T any](s *[]T, n int) []T {
+	*s = resize(*s, n)
+	clear(*s)
+	return *s
 }
 
 // cut returns the first n elements of *s, and leaves *s after them.

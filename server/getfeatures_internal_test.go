@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/mem"
 
 	"github.com/larder-dev/larder"
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
@@ -71,7 +74,7 @@ func TestSizeEstimate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := &larder.Lookup{View: v, Found: tc.found, Rows: tc.rows, Generation: 12, Model: "sha256:0123456789ab"}
 			lookups := []*larder.Lookup{l}
-			resp, err := buildFeatures(len(tc.keys), lookups, cols, names, now, &sizeEstimate{}, math.MaxInt)
+			resp, err := buildFeatures(len(tc.keys), lookups, cols, names, now, &sizeEstimate{}, math.MaxInt, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +84,7 @@ func TestSizeEstimate(t *testing.T) {
 			lo, hi := 0, 10*size
 			for lo < hi {
 				mid := (lo + hi) / 2
-				if _, err := buildFeatures(len(tc.keys), lookups, cols, names, now, &sizeEstimate{}, mid); err == nil {
+				if _, err := buildFeatures(len(tc.keys), lookups, cols, names, now, &sizeEstimate{}, mid, false); err == nil {
 					hi = mid
 				} else if !errors.Is(err, larder.ErrTooLarge) {
 					t.Fatalf("limit %d: %v, want larder.ErrTooLarge", mid, err)
@@ -94,6 +97,63 @@ func TestSizeEstimate(t *testing.T) {
 				t.Errorf("estimated %d bytes for a response of %d: want at least its size and at most twice it", lo, size)
 			}
 		})
+	}
+}
+
+// TestReusedResponse checks that a response built in the memory of one
+// the server's codec has encoded, and so given back to the pool, encodes
+// as one built afresh: nothing of the earlier rows shows through, as in the
+// null rows of an array.
+func TestReusedResponse(t *testing.T) {
+	v := &larder.View{Name: "v", Features: []larder.Feature{
+		{Name: "d", Type: larder.TypeFloat64},
+		{Name: "s", Type: larder.TypeString},
+		{Name: "e", Type: larder.TypeFloat32Vector},
+	}}
+	cols := []column{{feature: 0}, {feature: 1}, {feature: 2}}
+	names := []string{"v:d", "v:s", "v:e"}
+	now := time.Now()
+	full := larder.Row{EventTime: now, Values: []larder.Value{
+		larder.Float64Value(1.5), larder.StringValue("abc"), larder.Float32VectorValue([]float32{1, 2}),
+	}}
+	nulls := larder.Row{EventTime: now, Values: make([]larder.Value, len(v.Features))}
+	encode := func(c interface {
+		Marshal(any) (mem.BufferSlice, error)
+	}, rows []larder.Row, found []bool) []byte {
+		t.Helper()
+		l := &larder.Lookup{View: v, Found: found, Rows: rows, Generation: 3}
+		resp, err := buildFeatures(len(rows), []*larder.Lookup{l}, cols, names, now, &sizeEstimate{}, math.MaxInt, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := c.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data.Materialize()
+	}
+	sparse, sparseFound := []larder.Row{nulls, {}, nulls}, []bool{true, false, true}
+	// Codec, unlike serverCodec, gives nothing back.
+	want := encode(Codec{}, sparse, sparseFound)
+	codec := &serverCodec{}
+	for range 3 {
+		encode(codec, []larder.Row{full, full, full, full}, []bool{true, true, true, true})
+		if got := encode(codec, sparse, sparseFound); !bytes.Equal(got, want) {
+			t.Fatalf("a response built in reused memory encodes as\n%x\nwant\n%x", got, want)
+		}
+	}
+
+	// A response not served over gRPC is never given back.
+	l := &larder.Lookup{View: v, Found: []bool{true}, Rows: []larder.Row{full}, Generation: 3}
+	resp, err := buildFeatures(1, []*larder.Lookup{l}, cols, names, now, &sizeEstimate{}, math.MaxInt, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsent.Lock()
+	_, held := unsent.m[resp]
+	unsent.Unlock()
+	if held {
+		t.Error("a response built for a caller in the process is held to be given back once encoded")
 	}
 }
 

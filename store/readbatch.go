@@ -16,7 +16,18 @@ import (
 // instead of each paying for its own. A Read that finds fewer in flight (as
 // at low load) starts its round trip at once, so batching never adds
 // latency to a lone request.
+//
+// A small Read (fewer than bigRead commands, such as a GetFeatures of a
+// few keys) starts a round trip only when none is in flight, and otherwise
+// queues: the Reads of the many small requests of a busy server then share
+// round trips instead of each taking the second one alone. A big Read (a
+// Rank's, a GetFeatures of many keys) may start the second, so that it
+// does not wait behind another.
 const maxReadTrips = 2
+
+// bigRead is the number of commands from which a Read may start the second
+// round trip in flight.
+const bigRead = 8
 
 // readBatcher coalesces the round trips of concurrent Reads. Its zero value
 // is ready to use.
@@ -82,7 +93,7 @@ func (c *readCall) put() {
 func (s *Store) roundTrip(ctx context.Context, c *readCall) error {
 	b := &s.reads
 	b.mu.Lock()
-	if b.running < maxReadTrips {
+	if b.running == 0 || b.running < maxReadTrips && len(c.cmds) >= bigRead {
 		b.running++
 		b.mu.Unlock()
 		s.exec(ctx, c.cmds)
