@@ -84,9 +84,15 @@ func (l *load) deadline(ctx context.Context) (_ context.Context, cancel context.
 // passed returns err as DEADLINE_EXCEEDED when ctx, whose deadline the
 // server set (see deadline), has passed: the store's or the model's error
 // when they were cut short (an i/o timeout, a cancelled read) says less
-// than that the server's deadline passed.
+// than that the server's deadline passed. The deadline is read from the
+// clock too, not only from ctx.Err(): a read that shared a round trip
+// with others may fail on the trip's deadline, the same instant as ctx's,
+// a moment before ctx itself says it is done.
 func passed(ctx context.Context, err error, setting string) error {
-	if err == nil || setting == "" || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if err == nil || setting == "" {
+		return err
+	}
+	if d, ok := ctx.Deadline(); !errors.Is(ctx.Err(), context.DeadlineExceeded) && (!ok || time.Now().Before(d)) {
 		return err
 	}
 	return status.Error(codes.DeadlineExceeded, "the server's deadline passed ("+setting+"): "+status.Convert(err).Message())
