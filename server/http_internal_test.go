@@ -1,6 +1,15 @@
 package server
 
-import "testing"
+import (
+	"fmt"
+	"net/http"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/larder-dev/larder"
+)
 
 // TestHTTPGatewayHeaders checks that the gateway's matcher never passes on
 // a header naming a metadata key the gateway sets itself (the ticket's,
@@ -26,6 +35,28 @@ func TestHTTPGatewayHeaders(t *testing.T) {
 		got, ok := gatewayHeaders(tc.header)
 		if ok != (tc.want != "") || got != tc.want {
 			t.Errorf("gatewayHeaders(%q) = %q, %v; want %q, %v", tc.header, got, ok, tc.want, tc.want != "")
+		}
+	}
+}
+
+// TestHTTPStatus checks the HTTP status of the gateway's errors: a request
+// past a limit (larder.ErrTooLarge) is 400, as a request that can never
+// succeed; one shed because the server is busy (larder.ErrOverloaded) is
+// 429, as one to retry later.
+func TestHTTPStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("3 keys × 2 features is past server.max_request_cells: %w", larder.ErrTooLarge), http.StatusBadRequest},
+		{fmt.Errorf("the response is past server.max_response_bytes: %w", larder.ErrTooLarge), http.StatusBadRequest},
+		{fmt.Errorf("server busy: %w", larder.ErrOverloaded), http.StatusTooManyRequests},
+		{status.Error(codes.ResourceExhausted, "no details"), http.StatusTooManyRequests},
+		{&larder.InvalidError{Msg: "keys: too many"}, http.StatusBadRequest},
+		{larder.ErrUnavailable, http.StatusServiceUnavailable},
+	} {
+		if got := gatewayStatus(toStatus(tc.err)); got != tc.want {
+			t.Errorf("%v: %d, want %d", tc.err, got, tc.want)
 		}
 	}
 }
