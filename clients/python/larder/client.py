@@ -42,6 +42,9 @@ _BACKOFF_MIN = 0.05
 _BACKOFF_MAX = 1.0
 _JITTER = 0.2
 
+# The range of an int64 key or value.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
 # The array that holds the values of a column of each scalar type, and the
 # numpy type of those values.
 _SCALARS = {
@@ -78,10 +81,17 @@ def _key(k, where):
     if isinstance(k, bool):
         raise TypeError(f"{where}: a key is an int or a str, not a bool")
     if isinstance(k, int):
+        _check_int64(k, where, "an int64 key")
         return larder_pb2.EntityKey(int64_value=k)
     if isinstance(k, str):
         return larder_pb2.EntityKey(string_value=k)
     raise TypeError(f"{where}: a key is an int or a str, not {type(k).__name__}")
+
+
+def _check_int64(n, where, what):
+    """Raises ValueError, naming where, when n does not fit in an int64."""
+    if not _INT64_MIN <= n <= _INT64_MAX:
+        raise ValueError(f"{where}: {n} is out of the range of {what} ({_INT64_MIN} to {_INT64_MAX})")
 
 
 def _value(v, where):
@@ -89,6 +99,7 @@ def _value(v, where):
     if isinstance(v, bool):
         return larder_pb2.Value(bool_value=v)
     if isinstance(v, int):
+        _check_int64(v, where, "an int64")
         return larder_pb2.Value(int64_value=v)
     if isinstance(v, float):
         return larder_pb2.Value(float64_value=v)

@@ -71,6 +71,13 @@ class FeaturesTest(unittest.TestCase):
             larder_client._key(True, "keys[0]")
         with self.assertRaisesRegex(TypeError, "not float"):
             larder_client._key(1.5, "k")
+        self.assertEqual(larder_client._key(-(2**63), "k").int64_value, -(2**63))
+        with self.assertRaisesRegex(ValueError, "^keys\\[0\\]: 9223372036854775808 is out of the range of an int64 key"):
+            larder_client._key(2**63, "keys[0]")
+        with self.assertRaisesRegex(ValueError, "^context_key: -9223372036854775809 is out of the range of an int64 key"):
+            larder_client._key(-(2**63) - 1, "context_key")
+        with self.assertRaisesRegex(ValueError, "^request_features\\['n'\\]: 9223372036854775808 is out of the range of an int64"):
+            larder_client._value(2**63, "request_features['n']")
 
 
 if __name__ == "__main__":
