@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -299,7 +300,12 @@ func NewHTTP(svc *Service, logger *slog.Logger) (*HTTP, error) {
 	go func() { _ = g.Server.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///larder-in-process",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()), CodecDialOption())
+		grpc.WithTransportCredentials(insecure.NewCredentials()), CodecDialOption(),
+		// The server bounds its responses (server.max_response_bytes, 64
+		// MiB by default); gRPC's default bound of a message a client
+		// receives, 4 MiB, would refuse a larger one with
+		// RESOURCE_EXHAUSTED, and the gateway would answer 429.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
 	if err != nil {
 		g.Server.Stop()
 		return nil, fmt.Errorf("http gateway: %w", err)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -370,4 +371,38 @@ func TestHTTPRefusals(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestHTTPLargeResponse reads through the gateway a response larger than
+// gRPC's default limit of a message a client receives (4 MiB): the
+// server's own limit, server.max_response_bytes, is the one that counts,
+// over HTTP as over gRPC.
+func TestHTTPLargeResponse(t *testing.T) {
+	f := newFixture(t, fixtureConfig{})
+	gw, err := server.NewHTTP(f.svc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	web := httptest.NewServer(gw)
+	t.Cleanup(web.Close)
+
+	big := strings.Repeat("x", 60<<10) // under the views' max_value_bytes, 64 KiB
+	code, b := postJSON(t, web.Client(), web.URL+"/v1/push", `{"view":"user_profile","rows":[{"key":{"int64_value":7},"event_time":"2026-11-27T08:20:00Z",
+		"values":{"country":{"string_value":"`+big+`"},"avatar":{"bytes_value":"`+base64.StdEncoding.EncodeToString([]byte(big))+`"}}}]}`)
+	if code != http.StatusOK {
+		t.Fatalf("POST /v1/push: %d %s", code, b)
+	}
+	keys := strings.Repeat(`{"int64_value":7},`, testMaxEntities-1) + `{"int64_value":7}`
+	code, b = postJSON(t, web.Client(), web.URL+"/v1/features", `{"keys":[`+keys+`],"features":["user_profile:country","user_profile:avatar"]}`)
+	var got larderv1.GetFeaturesResponse
+	if code != http.StatusOK || protojson.Unmarshal(b, &got) != nil {
+		if len(b) > 300 {
+			b = b[:300]
+		}
+		t.Fatalf("GetFeatures of %d keys × 2 values of 60 KiB: %d %s, want 200", testMaxEntities, code, b)
+	}
+	if n := len(got.GetColumns()); n != 2 || len(got.GetColumns()[0].GetStringValues()) != testMaxEntities || got.GetColumns()[0].GetStringValues()[0] != big {
+		t.Errorf("GetFeatures of %d keys × 2 values of 60 KiB: %d columns, not the values pushed", testMaxEntities, n)
+	}
 }
