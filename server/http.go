@@ -233,12 +233,12 @@ func gatewayStatus(err error) int {
 // status of gatewayStatus, and 413 for a body past MaxHTTPBody, with a
 // message naming the limit.
 func gatewayError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	var routing *runtime.HTTPStatusError
+	var given *runtime.HTTPStatusError
 	switch body, ok := r.Body.(*gatewayBody); {
 	case ok && body.tooLarge:
 		err = &runtime.HTTPStatusError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: withReason(codes.ResourceExhausted,
 			fmt.Sprintf("the request body is larger than %d MiB, the most the HTTP gateway reads", MaxHTTPBody>>20), ReasonTooLarge)}
-	case !errors.As(err, &routing):
+	case !errors.As(err, &given):
 		err = &runtime.HTTPStatusError{HTTPStatus: gatewayStatus(err), Err: err}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
