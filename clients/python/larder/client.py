@@ -246,8 +246,8 @@ class Client:
 
     target is "host:port". token, when set, is sent as a bearer token (a
     server with server.auth); root_certificates (PEM bytes) or tls=True
-    connect with TLS. timeout is each call's deadline in seconds, unless a
-    call gives its own. A call that finds the server unavailable is tried
+    connect with TLS. timeout is each call's deadline in seconds (None:
+    none), unless a call gives its own. A call that finds the server unavailable is tried
     again with backoff, up to 4 times in all, within its deadline.
     options are gRPC channel options.
     """
@@ -283,15 +283,17 @@ class Client:
         would not leave time for once the backoff is over.
         """
         call = getattr(self._stub, method)
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        limit = self.timeout if timeout is None else timeout
+        deadline = None if limit is None else time.monotonic() + limit
         for attempt in range(1, _ATTEMPTS + 1):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                return call(request, timeout=max(0.0, deadline - time.monotonic()), metadata=self._metadata)
+                return call(request, timeout=left, metadata=self._metadata)
             except grpc.RpcError as e:
                 if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == _ATTEMPTS:
                     raise LarderError(method, e.code(), e.details()) from None
                 pause = _backoff(attempt)
-                if time.monotonic() + pause >= deadline:
+                if deadline is not None and time.monotonic() + pause >= deadline:
                     raise LarderError(method, e.code(), e.details()) from None
                 time.sleep(pause)
 

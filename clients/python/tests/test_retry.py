@@ -73,6 +73,12 @@ class RetryTest(unittest.TestCase):
         self.assertEqual(f.row_count, 2)
         self.assertEqual(self.service.calls, 3)
 
+    def test_without_a_deadline(self):
+        self.service.failures = 1
+        with larder.Client(self.target, timeout=None) as c:
+            self.assertEqual(c.get_features([1], ["u:x"]).row_count, 1)
+        self.assertEqual(self.service.calls, 2)
+
     def test_every_method(self):
         with larder.Client(self.target) as c:
             self.service.calls, self.service.failures = 0, 1
