@@ -39,23 +39,29 @@ func TestHTTPGatewayHeaders(t *testing.T) {
 	}
 }
 
-// TestHTTPStatus checks the HTTP status of the gateway's errors: a request
-// past a limit (larder.ErrTooLarge) is 400, as a request that can never
-// succeed; one shed because the server is busy (larder.ErrOverloaded) is
-// 429, as one to retry later.
+// TestHTTPStatus checks the reason toStatus gives a RESOURCE_EXHAUSTED
+// status and the HTTP status of the gateway's errors: a request past a
+// limit (larder.ErrTooLarge) is 400, as a request that can never succeed;
+// one shed because the server is busy (larder.ErrOverloaded) is 429, as
+// one to retry later.
 func TestHTTPStatus(t *testing.T) {
 	for _, tc := range []struct {
-		err  error
-		want int
+		err    error
+		reason string
+		want   int
 	}{
-		{fmt.Errorf("3 keys × 2 features is past server.max_request_cells: %w", larder.ErrTooLarge), http.StatusBadRequest},
-		{fmt.Errorf("the response is past server.max_response_bytes: %w", larder.ErrTooLarge), http.StatusBadRequest},
-		{fmt.Errorf("server busy: %w", larder.ErrOverloaded), http.StatusTooManyRequests},
-		{status.Error(codes.ResourceExhausted, "no details"), http.StatusTooManyRequests},
-		{&larder.InvalidError{Msg: "keys: too many"}, http.StatusBadRequest},
-		{larder.ErrUnavailable, http.StatusServiceUnavailable},
+		{fmt.Errorf("3 keys × 2 features is past server.max_request_cells: %w", larder.ErrTooLarge), ReasonTooLarge, http.StatusBadRequest},
+		{fmt.Errorf("the response is past server.max_response_bytes: %w", larder.ErrTooLarge), ReasonTooLarge, http.StatusBadRequest},
+		{fmt.Errorf("server busy: %w", larder.ErrOverloaded), ReasonOverloaded, http.StatusTooManyRequests},
+		{status.Error(codes.ResourceExhausted, "no details"), "", http.StatusTooManyRequests},
+		{&larder.InvalidError{Msg: "keys: too many"}, "", http.StatusBadRequest},
+		{larder.ErrUnavailable, "", http.StatusServiceUnavailable},
 	} {
-		if got := gatewayStatus(toStatus(tc.err)); got != tc.want {
+		err := toStatus(tc.err)
+		if got := reason(status.Convert(err)); got != tc.reason {
+			t.Errorf("%v: reason %q, want %q", tc.err, got, tc.reason)
+		}
+		if got := gatewayStatus(err); got != tc.want {
 			t.Errorf("%v: %d, want %d", tc.err, got, tc.want)
 		}
 	}
