@@ -267,6 +267,11 @@ func Run(ctx context.Context, o Options) error {
 		results []cellResult
 		run     cpuSpan
 	)
+	names := make([]string, len(calls))
+	for i, c := range calls {
+		names[i] = c.name
+	}
+	nameCol := nameWidth(names)
 	first := meter.read()
 	for _, conc := range o.Concurrency {
 		cells := make([]*cell, len(calls))
@@ -288,8 +293,7 @@ func Run(ctx context.Context, o Options) error {
 			if err != nil {
 				return fmt.Errorf("bench: %s at concurrency %d: %w", c.call.name, conc, err)
 			}
-			fmt.Fprintf(o.Stderr, "  %-18s ×%-4d %8.0f RPS  p50 %s  server CPU/req %s  redis CPU/req %s\n", r.call, conc, r.rps, FormatLatency(r.p50),
-				orDash(FormatLatency(r.serverCPU), r.serverCPU > 0), orDash(FormatLatency(r.redisCPU), r.redisCPU > 0))
+			fmt.Fprintln(o.Stderr, progressLine(nameCol, r))
 			results = append(results, r)
 		}
 	}
@@ -345,9 +349,9 @@ func Run(ctx context.Context, o Options) error {
 		legend = append(legend, [2]string{CallRankBatched, "the same Rank through ranker " + benchBatched + ": the same model, with batching"})
 	}
 	legend = append(legend,
-		[2]string{"server CPU", "the server process's CPU time (user and system, from its own accounting in /proc) per call, over the cell's warm-up and measured time; - for the floors that do not go through the server"},
+		[2]string{"server CPU", "the server process's CPU time (user and system, from its own accounting in /proc) per call, over the cell's warm-up and measured time; - for the floors that do not go through the server. /proc counts whole clock ticks of 10ms: 0 means that no tick was counted during the cell, and a figure from a tick or two (one tick over 2000 calls is 5.00µs) is that coarse"},
 		[2]string{"callers CPU", "the same for the bench process, whose goroutines make the calls (and, for redis-1, redis-101 and model-100, do the work)"},
-		[2]string{"redis CPU", "the same for the redis-server that bench started; - with --redis"},
+		[2]string{"redis CPU", "the same for the redis-server that bench started, whatever its work (its own timers included); - with --redis, whose server bench does not measure"},
 		[2]string{"others", "the share of the machine's CPU that other processes used during the cell; more than a few percent disturbs its figures"})
 	width := 0
 	for _, l := range legend {
@@ -369,6 +373,36 @@ func orDash(s string, ok bool) string {
 		return s
 	}
 	return "-"
+}
+
+// nameWidth returns the width of the longest of names, for a column of
+// them.
+func nameWidth(names []string) int {
+	width := 0
+	for _, n := range names {
+		width = max(width, utf8.RuneCountInString(n))
+	}
+	return width
+}
+
+// progressLine is the line written to stderr when cell r is measured, its
+// call's name in a column width wide.
+func progressLine(width int, r cellResult) string {
+	return fmt.Sprintf("  %-*s ×%-4d %8.0f RPS  p50 %s  server CPU/req %s  redis CPU/req %s", width, r.call, r.conc, r.rps, FormatLatency(r.p50),
+		cpuText(r.serverCPU), cpuText(r.redisCPU))
+}
+
+// cpuText is a CPU time per call as bench prints it: - when the process
+// was not measured (noCPU), 0 when /proc counted none of its clock ticks
+// during the cell.
+func cpuText(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-"
+	case d == 0:
+		return "0"
+	}
+	return FormatLatency(d)
 }
 
 func percent(f float64) string { return strconv.FormatFloat(100*f, 'f', 0, 64) + "%" }
@@ -425,11 +459,16 @@ func (s cpuSpan) share() cpuShare {
 	return c
 }
 
-// perCall returns the CPU time of a process's ticks spread over calls, or 0
-// when there is no figure.
+// noCPU is the CPU time per call of a process that was not measured: the
+// server for a call that does not go through it, a redis-server that bench
+// did not start, or any process when /proc could not be read.
+const noCPU time.Duration = -1
+
+// perCall returns the CPU time of a process's ticks spread over calls, or
+// noCPU when there is no figure.
 func perCall(ticks, calls int64, bad bool) time.Duration {
 	if bad || calls <= 0 || ticks < 0 {
-		return 0
+		return noCPU
 	}
 	return time.Duration(float64(ticks) * float64(time.Second) / clockTicks / float64(calls))
 }
@@ -1069,8 +1108,9 @@ type cellResult struct {
 	p999    time.Duration
 	cpu     cpuShare
 	// serverCPU and selfCPU are the CPU time per call of the server
-	// process (0 for a call that does not go through it) and of the bench
-	// process; redisCPU that of the redis-server child (0 without one).
+	// process (noCPU for a call that does not go through it) and of the
+	// bench process; redisCPU that of the redis-server child (noCPU
+	// without one).
 	serverCPU, selfCPU, redisCPU time.Duration
 }
 
@@ -1192,8 +1232,9 @@ func (c *cell) result() (cellResult, error) {
 		call: c.call.name, conc: c.conc, n: n, elapsed: c.elapsed,
 		rps: float64(n) / c.elapsed.Seconds(),
 		p50: Percentile(all, 0.50), p95: Percentile(all, 0.95), p99: Percentile(all, 0.99), p999: Percentile(all, 0.999),
-		cpu:     c.cpu.share(),
-		selfCPU: perCall(c.cpu.self, c.done, c.cpu.bad),
+		cpu:       c.cpu.share(),
+		selfCPU:   perCall(c.cpu.self, c.done, c.cpu.bad),
+		serverCPU: noCPU, redisCPU: noCPU,
 	}
 	if c.call.served {
 		r.serverCPU = perCall(c.cpu.server, c.done, c.cpu.bad)
@@ -1229,8 +1270,7 @@ func resultTable(results []cellResult) textTable {
 		t.rows = append(t.rows, []string{
 			r.call, strconv.Itoa(r.conc), strconv.Itoa(r.n), strconv.FormatFloat(r.rps, 'f', 0, 64),
 			FormatLatency(r.p50), FormatLatency(r.p95), FormatLatency(r.p99), FormatLatency(r.p999),
-			orDash(FormatLatency(r.serverCPU), r.serverCPU > 0), orDash(FormatLatency(r.selfCPU), r.selfCPU > 0),
-			orDash(FormatLatency(r.redisCPU), r.redisCPU > 0), orDash(percent(r.cpu.others), r.cpu.ok),
+			cpuText(r.serverCPU), cpuText(r.selfCPU), cpuText(r.redisCPU), orDash(percent(r.cpu.others), r.cpu.ok),
 		})
 	}
 	return t
@@ -1283,11 +1323,12 @@ func ratioTable(results []cellResult, concurrency []int) textTable {
 				label = call + " p50 / (" + strings.Join(floors, " + ") + ")"
 			}
 			ratio := float64(get(call).p50) / float64(sum)
-			verdict := "-"
+			shown, verdict := strconv.FormatFloat(ratio, 'f', 2, 64), "-"
 			if goal {
-				verdict = goalVerdict(fmt.Sprintf("≤ %.1f×", goalLatencyRatio), ratio <= goalLatencyRatio)
+				met := func(r float64) bool { return r <= goalLatencyRatio }
+				shown, verdict = agreeing(ratio, 2, met), goalVerdict(fmt.Sprintf("≤ %.1f×", goalLatencyRatio), met(ratio))
 			}
-			t.rows = append(t.rows, []string{strconv.Itoa(c), label, FormatLatency(get(call).p50), FormatLatency(sum), fmt.Sprintf("%.2f×", ratio), verdict})
+			t.rows = append(t.rows, []string{strconv.Itoa(c), label, FormatLatency(get(call).p50), FormatLatency(sum), shown + "×", verdict})
 		}
 		throughput := func(call, floor string, goal bool) {
 			if !cells.has(c, call, floor) {
@@ -1295,13 +1336,14 @@ func ratioTable(results []cellResult, concurrency []int) textTable {
 			}
 			rps, floorRPS := get(call).rps, get(floor).rps
 			ratio := rps / floorRPS
-			verdict := "-"
+			shown, verdict := strconv.FormatFloat(100*ratio, 'f', 0, 64), "-"
 			if goal {
-				verdict = goalVerdict(fmt.Sprintf("≥ %.0f%%", 100*goalThroughputRatio), ratio >= goalThroughputRatio)
+				met := func(percent float64) bool { return percent/100 >= goalThroughputRatio }
+				shown, verdict = agreeing(100*ratio, 0, met), goalVerdict(fmt.Sprintf("≥ %.0f%%", 100*goalThroughputRatio), ratio >= goalThroughputRatio)
 			}
 			t.rows = append(t.rows, []string{strconv.Itoa(c), call + " RPS / " + floor + " RPS",
 				strconv.FormatFloat(rps, 'f', 0, 64), strconv.FormatFloat(floorRPS, 'f', 0, 64),
-				fmt.Sprintf("%.0f%%", 100*ratio), verdict})
+				shown + "%", verdict})
 		}
 		latency(CallGet1, true, CallEmpty, CallRedis1)
 		latency(CallGet100, false, CallEmpty, CallRedis101)
@@ -1334,6 +1376,20 @@ func batchingTable(results []cellResult, concurrency []int) textTable {
 			FormatLatency(plain.p50), FormatLatency(batched.p50), FormatLatency(plain.p99), FormatLatency(batched.p99)})
 	}
 	return t
+}
+
+// agreeing formats v, a figure held to a goal that met tells, with digits
+// decimals, or with more when v so rounded would meet the goal where v
+// does not, or the other way round (1.504 is 1.504 against ≤ 1.5, not
+// 1.50), so that the figure shown agrees with the verdict.
+func agreeing(v float64, digits int, met func(float64) bool) string {
+	for ; digits <= 6; digits++ {
+		s := strconv.FormatFloat(v, 'f', digits, 64)
+		if shown, err := strconv.ParseFloat(s, 64); err == nil && met(shown) == met(v) {
+			return s
+		}
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 func goalVerdict(goal string, met bool) string {

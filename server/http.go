@@ -5,8 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -14,17 +18,25 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
 
-// MaxHTTPBody is the largest request body the HTTP/JSON gateway reads: a
-// request past it is answered 400.
+// MaxHTTPBody is the largest request body the HTTP/JSON gateway reads, 4
+// MiB: a request past it is answered 413 Content Too Large.
 const MaxHTTPBody = 4 << 20
+
+// gatewayMethod is the one HTTP method of every route of the gateway
+// (proto/larder/v1/larder_http.yaml): a request of another method on a
+// route is answered 405 with it in the Allow header.
+const gatewayMethod = http.MethodPost
 
 // HTTP is the HTTP/JSON gateway of a GRPC server: POST /v1/features
 // (GetFeatures), /v1/rank (Rank), /v1/views (ListViews) and /v1/push
@@ -43,8 +55,13 @@ const MaxHTTPBody = 4 << 20
 // leaves the process. A gRPC error is answered
 // with the HTTP status of its code (INVALID_ARGUMENT and
 // FAILED_PRECONDITION 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403,
-// RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, DEADLINE_EXCEEDED 504) and a
-// body {"code": N, "message": "...", "details": []} holding the reason.
+// RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, DEADLINE_EXCEEDED 504), except
+// that a request past a limit of the server (RESOURCE_EXHAUSTED of reason
+// ReasonTooLarge) is 400, as it can never succeed when retried, and a body
+// past MaxHTTPBody 413; and with a body {"code": N, "message": "...",
+// "details": [...]} holding the reason. A body that is not JSON is 400
+// saying so and where; a method other than POST on a route is 405, with
+// an Allow header.
 //
 // Every answer, errors and requests the gateway refuses itself included,
 // carries the request's id in the X-Request-Id header, and the same id in
@@ -122,12 +139,122 @@ func gatewayHeaders(key string) (string, bool) {
 // gatewayAnswerHeaders is the gateway's matcher of the header metadata of
 // its gRPC server's answers: grpc-gateway's default, each key as a
 // Grpc-Metadata- header, except the request id, which ServeHTTP has set
-// already.
+// already, and the metadata of gRPC's own transport (content-type,
+// application/grpc, and the grpc- keys), which describes the gateway's
+// call, not the HTTP answer.
 func gatewayAnswerHeaders(key string) (string, bool) {
-	if key == RequestIDHeader {
+	if key == RequestIDHeader || key == "content-type" || strings.HasPrefix(key, "grpc-") {
 		return "", false
 	}
 	return runtime.MetadataHeaderPrefix + key, true
+}
+
+// gatewayBody is the body of a request to the gateway: at most MaxHTTPBody
+// bytes of it are read, and tooLarge records that the caller sent more.
+type gatewayBody struct {
+	io.ReadCloser // an http.MaxBytesReader
+	tooLarge      bool
+}
+
+func (b *gatewayBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var past *http.MaxBytesError
+	if errors.As(err, &past) {
+		b.tooLarge = true
+	}
+	return n, err
+}
+
+// gatewayJSON is the gateway's marshaler: protobuf's JSON mapping, whose
+// decoder tells a body that is not JSON (and where it fails) from JSON
+// that is not the request message, instead of answering with the bare
+// error of encoding/json ("unexpected EOF").
+type gatewayJSON struct{ *runtime.JSONPb }
+
+func (j gatewayJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	body := &countingReader{r: r}
+	d := json.NewDecoder(body)
+	return runtime.DecoderFunc(func(v any) error {
+		m, ok := v.(proto.Message)
+		if !ok {
+			return runtime.DecoderWrapper{Decoder: d, UnmarshalOptions: j.UnmarshalOptions}.Decode(v)
+		}
+		var raw json.RawMessage
+		if err := d.Decode(&raw); err != nil {
+			return bodyError(err, body.n)
+		}
+		if err := j.UnmarshalOptions.Unmarshal(raw, m); err != nil {
+			return fmt.Errorf("the request body is not a %s in protobuf's JSON mapping: %w", m.ProtoReflect().Descriptor().Name(), err)
+		}
+		return nil
+	})
+}
+
+// bodyError returns the error of decoding a JSON body, n bytes of which
+// were read, as the caller is to see it. io.EOF, an empty body, is kept:
+// the request is then the empty message.
+func bodyError(err error, n int64) error {
+	var syntax *json.SyntaxError
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("the request body is not valid JSON: it ends after %d bytes, inside a value", n)
+	case errors.As(err, &syntax):
+		return fmt.Errorf("the request body is not valid JSON: %v, at byte %d", err, syntax.Offset)
+	}
+	return err
+}
+
+// countingReader counts the bytes read from r.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// gatewayStatus is the HTTP status of the gateway's answer to err, a gRPC
+// status: grpc-gateway's for its code, except that RESOURCE_EXHAUSTED is
+// 429 Too Many Requests only when the server is too busy, and 400 when
+// the request is past a limit (ReasonTooLarge), which no retry would
+// change.
+func gatewayStatus(err error) int {
+	st := status.Convert(err)
+	if st.Code() == codes.ResourceExhausted && reason(st) == ReasonTooLarge {
+		return http.StatusBadRequest
+	}
+	return runtime.HTTPStatusFromCode(st.Code())
+}
+
+// gatewayError is the gateway's error handler: grpc-gateway's, with the
+// status of gatewayStatus, and 413 for a body past MaxHTTPBody, with a
+// message naming the limit.
+func gatewayError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	var given *runtime.HTTPStatusError
+	switch body, ok := r.Body.(*gatewayBody); {
+	case ok && body.tooLarge:
+		err = &runtime.HTTPStatusError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: withReason(codes.ResourceExhausted,
+			fmt.Sprintf("the request body is larger than %d MiB, the most the HTTP gateway reads", MaxHTTPBody>>20), ReasonTooLarge)}
+	case !errors.As(err, &given):
+		err = &runtime.HTTPStatusError{HTTPStatus: gatewayStatus(err), Err: err}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// gatewayRoutingError is the gateway's handler of routing errors:
+// grpc-gateway's, except that a method a route does not take is answered
+// 405 Method Not Allowed with an Allow header, instead of 501.
+func gatewayRoutingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, code int) {
+	if code != http.StatusMethodNotAllowed {
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, code)
+		return
+	}
+	w.Header().Set("Allow", gatewayMethod)
+	gatewayError(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: code,
+		Err: status.Errorf(codes.Unimplemented, "%s %s: the method is not allowed; the route takes %s", r.Method, r.URL.Path, gatewayMethod)})
 }
 
 // gatewayRequestID is the gateway's annotator of the request id: the id
@@ -173,19 +300,25 @@ func NewHTTP(svc *Service, logger *slog.Logger) (*HTTP, error) {
 	go func() { _ = g.Server.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///larder-in-process",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()), CodecDialOption())
+		grpc.WithTransportCredentials(insecure.NewCredentials()), CodecDialOption(),
+		// The server bounds its responses (server.max_response_bytes, 64
+		// MiB by default); gRPC's default bound of a message a client
+		// receives, 4 MiB, would refuse a larger one with
+		// RESOURCE_EXHAUSTED, and the gateway would answer 429.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
 	if err != nil {
 		g.Server.Stop()
 		return nil, fmt.Errorf("http gateway: %w", err)
 	}
-	json := &runtime.JSONPb{
+	json := gatewayJSON{&runtime.JSONPb{
 		// Unknown fields are refused, as a misspelt field would otherwise
 		// be left out without a word.
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}
+	}}
 	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, json),
 		runtime.WithMetadata(peers.metadata), runtime.WithMetadata(gatewayRequestID),
-		runtime.WithIncomingHeaderMatcher(gatewayHeaders), runtime.WithOutgoingHeaderMatcher(gatewayAnswerHeaders))
+		runtime.WithIncomingHeaderMatcher(gatewayHeaders), runtime.WithOutgoingHeaderMatcher(gatewayAnswerHeaders),
+		runtime.WithErrorHandler(gatewayError), runtime.WithRoutingErrorHandler(gatewayRoutingError))
 	ctx := context.Background()
 	h := &HTTP{handler: mux, grpc: g, conn: conn, peers: peers}
 	if err := larderv1.RegisterFeatureServiceHandler(ctx, mux, conn); err != nil {
@@ -213,7 +346,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, withdraw := h.peers.issue(context.WithValue(r.Context(), requestIDKey{}, id), r.TLS)
 	defer withdraw()
 	r = r.WithContext(ctx)
-	r.Body = http.MaxBytesReader(w, r.Body, MaxHTTPBody)
+	r.Body = &gatewayBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxHTTPBody)}
 	h.handler.ServeHTTP(w, r)
 }
 

@@ -3,6 +3,7 @@ package server_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -257,4 +258,151 @@ func postJSONHeader(t *testing.T, c *http.Client, url, body string, header ...st
 		t.Fatal(err)
 	}
 	return resp.StatusCode, resp.Header, b
+}
+
+// TestHTTPRefusals checks how the gateway answers what it cannot serve: a
+// request past a limit is 400, never 429, since it can never succeed when
+// retried, and says which limit in its details; a method a route does not
+// take is 405 with an Allow header; a body that is not JSON is 400 saying
+// so and where; a body past MaxHTTPBody is 413 naming the limit; and no
+// answer carries the gRPC content type of the gateway's own call.
+func TestHTTPRefusals(t *testing.T) {
+	f := newFixture(t, fixtureConfig{edit: func(p *larder.Project) { p.Server.MaxRequestCells = 4 }})
+	gw, err := server.NewHTTP(f.svc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	web := httptest.NewServer(gw)
+	t.Cleanup(web.Close)
+
+	type answer struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Details []struct {
+			Type   string `json:"@type"`
+			Reason string `json:"reason"`
+			Domain string `json:"domain"`
+		} `json:"details"`
+	}
+	decode := func(t *testing.T, code int, b []byte) answer {
+		t.Helper()
+		var a answer
+		if err := json.Unmarshal(b, &a); err != nil {
+			t.Fatalf("%d %s: %v", code, b, err)
+		}
+		return a
+	}
+
+	t.Run("max_request_cells", func(t *testing.T) {
+		code, b := postJSON(t, web.Client(), web.URL+"/v1/features", `{"keys":[{"int64_value":1},{"int64_value":2},{"int64_value":3}],"features":["user_profile:age","user_profile:score"]}`)
+		a := decode(t, code, b)
+		if code != http.StatusBadRequest || !strings.Contains(a.Message, "max_request_cells") {
+			t.Errorf("3 keys × 2 features past max_request_cells 4: %d %s, want 400 naming the limit", code, b)
+		}
+		if len(a.Details) != 1 || a.Details[0].Reason != server.ReasonTooLarge || a.Details[0].Domain != server.ErrorDomain {
+			t.Errorf("3 keys × 2 features past max_request_cells 4: details %+v, want one ErrorInfo of reason %s", a.Details, server.ReasonTooLarge)
+		}
+	})
+	t.Run("max_entities", func(t *testing.T) {
+		keys := strings.Repeat(`{"int64_value":1},`, testMaxEntities)
+		code, b := postJSON(t, web.Client(), web.URL+"/v1/features", `{"keys":[`+keys+`{"int64_value":1}],"features":["user_profile:age"]}`)
+		if code != http.StatusBadRequest {
+			t.Errorf("%d keys: %d %s, want 400", testMaxEntities+1, code, b)
+		}
+	})
+
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodGet, "/v1/features"},
+		{http.MethodPut, "/v1/features"},
+		{http.MethodDelete, "/v1/rank"},
+		{http.MethodGet, "/v1/views"},
+		{http.MethodGet, "/v1/push"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), tc.method, web.URL+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := web.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			a := decode(t, resp.StatusCode, b)
+			if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodPost || !strings.Contains(a.Message, "POST") {
+				t.Errorf("%s %s: %d, Allow %q, %s; want 405, Allow POST, and a message naming POST",
+					tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), b)
+			}
+		})
+	}
+
+	for _, tc := range []struct{ name, body, reason string }{
+		{"cut short", `{"keys":`, "the request body is not valid JSON: it ends after 8 bytes, inside a value"},
+		{"a bad character", `{"keys": x}`, "the request body is not valid JSON: invalid character 'x' looking for beginning of value, at byte 10"},
+		{"an unknown field", `{"keyz":[]}`, `the request body is not a GetFeaturesRequest in protobuf's JSON mapping: `},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, b := postJSON(t, web.Client(), web.URL+"/v1/features", tc.body)
+			if a := decode(t, code, b); code != http.StatusBadRequest || !strings.Contains(a.Message, tc.reason) {
+				t.Errorf("POST %s: %d %s, want 400 saying %q", tc.body, code, b, tc.reason)
+			}
+		})
+	}
+	t.Run("a body past MaxHTTPBody", func(t *testing.T) {
+		body := `{"keys":[` + strings.Repeat(`{"int64_value":1},`, 5<<20/18) + `{"int64_value":1}],"features":["user_profile:age"]}`
+		code, b := postJSON(t, web.Client(), web.URL+"/v1/features", body)
+		if a := decode(t, code, b); code != http.StatusRequestEntityTooLarge || !strings.Contains(a.Message, "4 MiB") {
+			t.Errorf("a body of %d bytes: %d %s, want 413 naming the limit, 4 MiB", len(body), code, b)
+		}
+	})
+
+	t.Run("headers", func(t *testing.T) {
+		for _, body := range []string{`{"keys":[{"int64_value":1}],"features":["user_profile:age"]}`, `{"keys":[{"int64_value":1}],"features":["nope:*"]}`} {
+			code, h, b := postJSONHeader(t, web.Client(), web.URL+"/v1/features", body)
+			if h.Get("Content-Type") != "application/json" {
+				t.Errorf("POST %s: %d, Content-Type %q, want application/json", body, code, h.Get("Content-Type"))
+			}
+			for k := range h {
+				if strings.HasPrefix(k, "Grpc-Metadata-") && k != "Grpc-Metadata-X-Request-Id" {
+					t.Errorf("POST %s: %d %s carries %s: %q", body, code, b, k, h[k])
+				}
+			}
+		}
+	})
+}
+
+// TestHTTPLargeResponse reads through the gateway a response larger than
+// gRPC's default limit of a message a client receives (4 MiB): the
+// server's own limit, server.max_response_bytes, is the one that counts,
+// over HTTP as over gRPC.
+func TestHTTPLargeResponse(t *testing.T) {
+	f := newFixture(t, fixtureConfig{})
+	gw, err := server.NewHTTP(f.svc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	web := httptest.NewServer(gw)
+	t.Cleanup(web.Close)
+
+	big := strings.Repeat("x", 60<<10) // under the views' max_value_bytes, 64 KiB
+	code, b := postJSON(t, web.Client(), web.URL+"/v1/push", `{"view":"user_profile","rows":[{"key":{"int64_value":7},"event_time":"2026-11-27T08:20:00Z",
+		"values":{"country":{"string_value":"`+big+`"},"avatar":{"bytes_value":"`+base64.StdEncoding.EncodeToString([]byte(big))+`"}}}]}`)
+	if code != http.StatusOK {
+		t.Fatalf("POST /v1/push: %d %s", code, b)
+	}
+	keys := strings.Repeat(`{"int64_value":7},`, testMaxEntities-1) + `{"int64_value":7}`
+	code, b = postJSON(t, web.Client(), web.URL+"/v1/features", `{"keys":[`+keys+`],"features":["user_profile:country","user_profile:avatar"]}`)
+	var got larderv1.GetFeaturesResponse
+	if code != http.StatusOK || protojson.Unmarshal(b, &got) != nil {
+		if len(b) > 300 {
+			b = b[:300]
+		}
+		t.Fatalf("GetFeatures of %d keys × 2 values of 60 KiB: %d %s, want 200", testMaxEntities, code, b)
+	}
+	if n := len(got.GetColumns()); n != 2 || len(got.GetColumns()[0].GetStringValues()) != testMaxEntities || got.GetColumns()[0].GetStringValues()[0] != big {
+		t.Errorf("GetFeatures of %d keys × 2 values of 60 KiB: %d columns, not the values pushed", testMaxEntities, n)
+	}
 }

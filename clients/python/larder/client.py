@@ -6,7 +6,8 @@ use directly (numpy arrays when numpy is installed, lists otherwise), and
 gives the server's errors a Python exception of their own.
 """
 
-import json
+import random
+import time
 
 import grpc
 
@@ -33,23 +34,16 @@ NOT_FOUND = larder_pb2.FEATURE_STATUS_NOT_FOUND
 STALE = larder_pb2.FEATURE_STATUS_STALE
 
 # Every method of FeatureService is read-only, so a call that found the
-# server unavailable is retried, with backoff, by gRPC itself.
-_SERVICE_CONFIG = json.dumps(
-    {
-        "methodConfig": [
-            {
-                "name": [{"service": "larder.v1.FeatureService"}],
-                "retryPolicy": {
-                    "maxAttempts": 4,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "1s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ]
-    }
-)
+# server unavailable is tried again, up to _ATTEMPTS times in all, after an
+# exponential backoff from _BACKOFF_MIN to _BACKOFF_MAX seconds with 20%
+# jitter, within the call's deadline (see Client._call).
+_ATTEMPTS = 4
+_BACKOFF_MIN = 0.05
+_BACKOFF_MAX = 1.0
+_JITTER = 0.2
+
+# The range of an int64 key or value.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # The array that holds the values of a column of each scalar type, and the
 # numpy type of those values.
@@ -87,10 +81,17 @@ def _key(k, where):
     if isinstance(k, bool):
         raise TypeError(f"{where}: a key is an int or a str, not a bool")
     if isinstance(k, int):
+        _check_int64(k, where, "an int64 key")
         return larder_pb2.EntityKey(int64_value=k)
     if isinstance(k, str):
         return larder_pb2.EntityKey(string_value=k)
     raise TypeError(f"{where}: a key is an int or a str, not {type(k).__name__}")
+
+
+def _check_int64(n, where, what):
+    """Raises ValueError, naming where, when n does not fit in an int64."""
+    if not _INT64_MIN <= n <= _INT64_MAX:
+        raise ValueError(f"{where}: {n} is out of the range of {what} ({_INT64_MIN} to {_INT64_MAX})")
 
 
 def _value(v, where):
@@ -98,6 +99,7 @@ def _value(v, where):
     if isinstance(v, bool):
         return larder_pb2.Value(bool_value=v)
     if isinstance(v, int):
+        _check_int64(v, where, "an int64")
         return larder_pb2.Value(int64_value=v)
     if isinstance(v, float):
         return larder_pb2.Value(float64_value=v)
@@ -231,18 +233,27 @@ class Ranking:
         self.degraded_reason = response.degraded_reason
 
 
+def _backoff(attempt):
+    """Returns the pause, in seconds, after the failed attempt (1 for the
+    first): _BACKOFF_MIN doubled on each attempt, at most _BACKOFF_MAX,
+    give or take _JITTER of it."""
+    base = min(_BACKOFF_MAX, _BACKOFF_MIN * 2 ** (attempt - 1))
+    return base * (1 + _JITTER * random.uniform(-1, 1))
+
+
 class Client:
     """A connection to a larder server's FeatureService.
 
     target is "host:port". token, when set, is sent as a bearer token (a
     server with server.auth); root_certificates (PEM bytes) or tls=True
-    connect with TLS. timeout is each call's deadline in seconds, unless a
-    call gives its own. Calls that find the server unavailable are retried
-    with backoff.
+    connect with TLS. timeout is each call's deadline in seconds (None:
+    none), unless a call gives its own. A call that finds the server unavailable is tried
+    again with backoff, up to 4 times in all, within its deadline.
+    options are gRPC channel options.
     """
 
     def __init__(self, target, *, token=None, tls=False, root_certificates=None, timeout=5.0, options=()):
-        opts = [("grpc.enable_retries", 1), ("grpc.service_config", _SERVICE_CONFIG), *options]
+        opts = list(options)
         if tls or root_certificates is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
             self._channel = grpc.secure_channel(target, creds, options=opts)
@@ -262,12 +273,29 @@ class Client:
         self.close()
 
     def _call(self, method, request, timeout):
-        try:
-            return getattr(self._stub, method)(
-                request, timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
-            )
-        except grpc.RpcError as e:
-            raise LarderError(method, e.code(), e.details()) from None
+        """Calls method with request, trying again on UNAVAILABLE.
+
+        gRPC's own retry policy would not do: it never retries a call whose
+        server sent headers, and larder's server sends the request id as a
+        header with every answer, errors included. So the calls are retried
+        here, as the Go client retries them; each attempt gets what is left
+        of the call's deadline, and no attempt starts that the deadline
+        would not leave time for once the backoff is over.
+        """
+        call = getattr(self._stub, method)
+        limit = self.timeout if timeout is None else timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        for attempt in range(1, _ATTEMPTS + 1):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return call(request, timeout=left, metadata=self._metadata)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == _ATTEMPTS:
+                    raise LarderError(method, e.code(), e.details()) from None
+                pause = _backoff(attempt)
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise LarderError(method, e.code(), e.details()) from None
+                time.sleep(pause)
 
     def get_features(self, keys, features, *, timeout=None):
         """Reads features ("view:feature" or "view:*") of keys (ints or

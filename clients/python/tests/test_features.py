@@ -1,6 +1,7 @@
 """Unit tests of the columnar decoding, on hand-built responses: no server.
-Run with `python3 -m unittest discover -s tests` from clients/python (the Go
-test client/python_test.go runs them too)."""
+Run with `/usr/bin/python3 -m unittest discover -s tests` from
+clients/python: Debian's python3, which has python3-grpcio and
+python3-protobuf (the Go test client/python_test.go runs them too)."""
 
 import os
 import sys
@@ -71,6 +72,24 @@ class FeaturesTest(unittest.TestCase):
             larder_client._key(True, "keys[0]")
         with self.assertRaisesRegex(TypeError, "not float"):
             larder_client._key(1.5, "k")
+        self.assertEqual(larder_client._key(-(2**63), "k").int64_value, -(2**63))
+        with self.assertRaisesRegex(ValueError, "^keys\\[0\\]: 9223372036854775808 is out of the range of an int64 key"):
+            larder_client._key(2**63, "keys[0]")
+        with self.assertRaisesRegex(ValueError, "^context_key: -9223372036854775809 is out of the range of an int64 key"):
+            larder_client._key(-(2**63) - 1, "context_key")
+        with self.assertRaisesRegex(ValueError, "^request_features\\['n'\\]: 9223372036854775808 is out of the range of an int64"):
+            larder_client._value(2**63, "request_features['n']")
+
+    def test_readme_status_example(self):
+        # The README's example of statuses, with and without numpy.
+        saved = larder_client.numpy
+        try:
+            for np in {saved, None}:
+                larder_client.numpy = np
+                f = larder.Features(response())
+                self.assertEqual([s == larder.PRESENT for s in f.statuses("u")], [True, False, False])
+        finally:
+            larder_client.numpy = saved
 
 
 if __name__ == "__main__":

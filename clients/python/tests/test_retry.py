@@ -1,0 +1,123 @@
+"""Tests of the client's retries, against a FeatureService served in this
+process that answers UNAVAILABLE as larder's server does: after sending
+its headers (the request id), which keeps gRPC's own retry policy from
+retrying the call."""
+
+import os
+import sys
+import threading
+import time
+import unittest
+from concurrent import futures
+
+import grpc
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import larder  # noqa: E402
+from larder.v1 import larder_pb2 as pb  # noqa: E402
+from larder.v1 import larder_pb2_grpc  # noqa: E402
+
+
+class _Service(larder_pb2_grpc.FeatureServiceServicer):
+    """Answers the first `failures` calls with `code`, each after sending
+    an x-request-id header, and the next ones with a response of one row."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.failures = 0
+        self.code = grpc.StatusCode.UNAVAILABLE
+
+    def _answer(self, context, response):
+        with self.lock:
+            self.calls += 1
+            fail = self.calls <= self.failures
+        context.send_initial_metadata((("x-request-id", f"req-{self.calls}"),))
+        if fail:
+            context.abort(self.code, "the store cannot be reached")
+        return response
+
+    def GetFeatures(self, request, context):
+        return self._answer(context, pb.GetFeaturesResponse(row_count=len(request.keys)))
+
+    def Rank(self, request, context):
+        return self._answer(context, pb.RankResponse(model_version="v1"))
+
+    def ListViews(self, request, context):
+        return self._answer(context, pb.ListViewsResponse())
+
+
+class RetryTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.service = _Service()
+        cls.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        larder_pb2_grpc.add_FeatureServiceServicer_to_server(cls.service, cls.server)
+        port = cls.server.add_insecure_port("127.0.0.1:0")
+        cls.server.start()
+        cls.target = f"127.0.0.1:{port}"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop(None)
+
+    def setUp(self):
+        self.service.calls = 0
+        self.service.code = grpc.StatusCode.UNAVAILABLE
+
+    def test_retries_unavailable(self):
+        self.service.failures = 2
+        with larder.Client(self.target) as c:
+            f = c.get_features([1, 2], ["u:x"])
+        self.assertEqual(f.row_count, 2)
+        self.assertEqual(self.service.calls, 3)
+
+    def test_without_a_deadline(self):
+        self.service.failures = 1
+        with larder.Client(self.target, timeout=None) as c:
+            self.assertEqual(c.get_features([1], ["u:x"]).row_count, 1)
+        self.assertEqual(self.service.calls, 2)
+
+    def test_every_method(self):
+        with larder.Client(self.target) as c:
+            self.service.calls, self.service.failures = 0, 1
+            self.assertEqual(c.rank("r", 1).model_version, "v1")
+            self.assertEqual(self.service.calls, 2)
+            self.service.calls, self.service.failures = 0, 1
+            self.assertEqual(c.list_views(), [])
+            self.assertEqual(self.service.calls, 2)
+
+    def test_gives_up_after_4_attempts(self):
+        self.service.failures = 100
+        with larder.Client(self.target) as c:
+            with self.assertRaises(larder.LarderError) as e:
+                c.get_features([1], ["u:x"])
+        self.assertEqual(e.exception.code, grpc.StatusCode.UNAVAILABLE)
+        self.assertIn("the store cannot be reached", e.exception.details)
+        self.assertEqual(self.service.calls, 4)
+
+    def test_within_the_deadline(self):
+        # 4 attempts wait at least 40 + 80 + 160 ms between them: a deadline
+        # of 100 ms leaves room for 2 at most.
+        self.service.failures = 100
+        with larder.Client(self.target, timeout=0.1) as c:
+            start = time.monotonic()
+            with self.assertRaises(larder.LarderError) as e:
+                c.get_features([1], ["u:x"])
+            took = time.monotonic() - start
+        self.assertIn(e.exception.code, (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED))
+        self.assertLessEqual(self.service.calls, 2)
+        self.assertLess(took, 0.5)
+
+    def test_no_retry_of_other_codes(self):
+        self.service.failures, self.service.code = 100, grpc.StatusCode.INVALID_ARGUMENT
+        with larder.Client(self.target) as c:
+            with self.assertRaises(larder.LarderError) as e:
+                c.get_features([1], ["u:x"])
+        self.assertEqual(e.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(self.service.calls, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
