@@ -50,6 +50,11 @@ type Options struct {
 	// falls in the shard into the generation, which the store publishes
 	// when its last shard is done.
 	Shard *larder.ShardRef
+	// Cutoff, when not zero, is the cutoff of the runs of streaming
+	// aggregate views, instead of the one each run's source decides: the
+	// shards of one generation compute their parts as of the cutoff the
+	// generation records.
+	Cutoff time.Time
 	// Progress, when set, is called from time to time during a run (after
 	// every row group read and every few thousand entities written or rows
 	// scored, never per row), from the goroutine that called Run or Score.
@@ -153,6 +158,7 @@ type Materializer struct {
 	models   larder.ModelLoader
 	reader   larder.FeatureStore
 	asOf     time.Time
+	cut      time.Time
 	run      larder.RunInfo
 	shard    *larder.ShardRef
 }
@@ -171,7 +177,7 @@ func New(project *larder.Project, gs larder.GenerationStore, opts Options) *Mate
 		m.progress = func(Progress) {}
 	}
 	m.models, m.reader = opts.Models, opts.Reader
-	m.asOf, m.run, m.shard = opts.AsOf, opts.Run, opts.Shard
+	m.asOf, m.cut, m.run, m.shard = opts.AsOf, opts.Cutoff, opts.Run, opts.Shard
 	return m
 }
 
