@@ -112,7 +112,11 @@ type Report struct {
 	// shard's entities only.
 	Nulled map[string]int64
 	// RunTime is the instant the view was computed as of (its as-of).
-	RunTime  time.Time
+	RunTime time.Time
+	// Cutoff is, for a streaming aggregate view, the run's cutoff (its
+	// RunTime): the batch counts the source's events up to it, and the
+	// stream those after it. Zero for other views.
+	Cutoff   time.Time
 	Duration time.Duration
 	// Inputs are the generations of other views the run read, one per
 	// view it read, each pinned for the whole run.

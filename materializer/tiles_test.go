@@ -139,8 +139,8 @@ func TestStreamingCutoffIsSourceEnd(t *testing.T) {
 
 	rep := w.run()
 	cut := tileT0.Add(-21 * time.Minute)
-	if !rep.RunTime.Equal(cut) {
-		t.Errorf("run time %s, want the source's newest event rounded down to the tile, %s", rep.RunTime, cut)
+	if !rep.RunTime.Equal(cut) || !rep.Cutoff.Equal(cut) {
+		t.Errorf("run time %s, cutoff %s: want the source's newest event rounded down to the tile, %s", rep.RunTime, rep.Cutoff, cut)
 	}
 	g, err := w.st.Live(context.Background(), w.v)
 	if err != nil || !g.AsOf.Equal(cut) {

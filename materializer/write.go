@@ -180,7 +180,7 @@ func (m *Materializer) runFromSource(ctx context.Context, v *larder.View, rep Re
 			m.log.Warn("the source's newest event is older than the view's horizon: reads answer the values as of the cutoff, stale past max_age, until the source catches up; make max_age longer than the source lags behind the stream",
 				"view", v.Name, "cutoff", c, "as_of", rep.RunTime, "horizon", v.TileHorizon())
 		}
-		rep.RunTime, start = c, c
+		rep.RunTime, rep.Cutoff, start = c, c, c
 		a.at(v, c)
 	}
 	m.log.Info("materializing", "view", v.Name, "kind", v.Kind, "source", src.Name,
