@@ -230,10 +230,11 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
-// newestEventTime returns the newest event time of the rows of ds with a
-// key, in Unix nanoseconds, and false when no row has one. The statistics
-// in the files' footers give it without reading data; the event-time
-// column of a row group without usable statistics is read.
+// newestEventTime returns the newest event time of ds, in Unix
+// nanoseconds, and false when no row has one: from the statistics of the
+// event-time column in the files' footers, without reading data; a row
+// group without usable statistics is read, its rows with a null key left
+// out.
 func (ds *dataset) newestEventTime(ctx context.Context) (int64, bool, error) {
 	newest, found := int64(math.MinInt64), false
 	for _, rg := range ds.rowGroups() {
