@@ -148,7 +148,8 @@ test-short:
 FUZZ_TARGETS := .:FuzzSplitRef .:FuzzParseKey .:FuzzParseWindow \
 	./config:FuzzParse \
 	./store:FuzzDecodeRow ./store:FuzzEncodeRow ./store:FuzzDecodeNumbers \
-	./server:FuzzFeatureRefs ./server:FuzzGetFeatures ./server:FuzzRank ./server:FuzzRequestBytes ./server:FuzzPush
+	./server:FuzzFeatureRefs ./server:FuzzGetFeatures ./server:FuzzRank ./server:FuzzRequestBytes ./server:FuzzPush \
+	./client:FuzzDecodeFeatures
 # How long each target fuzzes: a duration (2m) or a number of inputs (200x,
 # counting the corpus it first replays).
 FUZZTIME ?= 2m

@@ -176,6 +176,10 @@ type ShardArgs struct {
 	Shard      int       `json:"shard"`
 	Shards     int       `json:"shards"`
 	AsOf       time.Time `json:"as_of"`
+	// Cutoff is, for a streaming aggregate view, the cutoff every shard
+	// computes its part as of (the generation's as-of, from the source's
+	// newest event); the zero time for other views.
+	Cutoff time.Time `json:"cutoff,omitzero"`
 	// Token is the fencing token of the run lease that holds the
 	// generation; Owner the lease's owner.
 	Token int64  `json:"token"`

@@ -202,10 +202,10 @@ type ShardedStore interface {
 	// several callers records the run).
 	AbortGeneration(ctx context.Context, v *View, gen int64) (deleted bool, err error)
 	// ShardedRun finds the sharded generation of v that job is writing:
-	// its id and the token of the run lease that holds it; ok is false
-	// when there is none. A retried job uses it to go on with the shards
-	// an earlier attempt started, rather than start them again.
-	ShardedRun(ctx context.Context, v *View, job string) (gen, token int64, ok bool, err error)
+	// its id, the token of the run lease that holds it and its as-of; ok
+	// is false when there is none. A retried job uses it to go on with the
+	// shards an earlier attempt started, rather than start them again.
+	ShardedRun(ctx context.Context, v *View, job string) (gen, token int64, asOf time.Time, ok bool, err error)
 }
 
 // KeyLister lists the entities stored in a view's live generation, which is

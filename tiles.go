@@ -15,13 +15,19 @@ import (
 // down to τ, so that every window (T − w, T] is a whole number of tiles.
 //
 // A batch run of the view aggregates the source's events up to its cutoff
-// C, its as-of rounded down to τ, and keeps per entity what the windows
-// need to slide forward until C + H (View.TileHorizon) without reading the
-// source again: the partials of the tiles that leave a window during
+// C, and keeps per entity what the windows need to slide forward until
+// C + H (View.TileHorizon) without reading the source again: the partials of the tiles that leave a window during
 // (C, C + H], one by one, and one partial per window for the rest. Stream
 // events after C add to per-entity tiles of their own. A read combines the
 // two; past C + H it answers the batch values as of C, which max_age then
 // reports stale.
+//
+// The Parquet source is the record up to its newest event, and the stream
+// fills in after it: C is the run's as-of rounded down to τ or, when the
+// source's newest event time is earlier, that time rounded down to τ (a
+// source with no event keeps the live generation's cutoff). A run over
+// files that do not hold the latest events yet thus leaves the events
+// streamed after their end counted. C is the generation's as-of.
 
 // DefaultTile is the tile interval of a streaming aggregate view that sets
 // none.

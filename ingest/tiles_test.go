@@ -187,13 +187,14 @@ func kafkaValue(tb testing.TB, r tileRow) []byte {
 	return b
 }
 
-// tileCase is a run of the equivalence test: a transport, and the cutoff
-// of the batch run (events up to it go to Parquet; the stream carries the
-// rest, and some of those too, which the batch covers).
+// tileCase is a run of the equivalence test: a transport, and where the
+// batch's source ends (events up to it go to Parquet; the stream carries
+// those after the batch's cutoff, and some of the others too, which the
+// batch covers).
 type tileCase struct {
 	name  string
 	kafka bool
-	// cutBack is how long before tileT the batch's cutoff is; from is
+	// cutBack is how long before tileT the batch's source ends; from is
 	// how long before tileT events start.
 	cutBack, from time.Duration
 }
@@ -228,11 +229,22 @@ func testTileEquivalence(t *testing.T, tc tileCase) {
 	for _, e := range events {
 		if !e.TS.After(cut) {
 			batch = append(batch, e)
-			if rng.IntN(4) == 0 {
-				streamed = append(streamed, e) // late: the batch covers it
+		}
+	}
+	// The batch run's cutoff is its source's newest event rounded down to
+	// the tile: the stream carries every event after it, and some before.
+	if len(batch) > 0 {
+		newest := batch[0].TS
+		for _, e := range batch {
+			if e.TS.After(newest) {
+				newest = e.TS
 			}
-		} else {
-			streamed = append(streamed, e)
+		}
+		cut = larder.TileFloor(newest, time.Minute)
+	}
+	for _, e := range events {
+		if e.TS.After(cut) || rng.IntN(4) == 0 {
+			streamed = append(streamed, e) // at or before cut: late, the batch covers it
 		}
 	}
 	rng.Shuffle(len(streamed), func(i, j int) { streamed[i], streamed[j] = streamed[j], streamed[i] })

@@ -12,7 +12,8 @@ import (
 
 // runAggregate materializes an aggregate view: per entity, every function of
 // every aggregation over every window, as of the run time T (the start of
-// the run).
+// the run; for a streaming view, its cutoff, which the source decides: see
+// Materializer.cutoff).
 //
 // A window of duration w holds the events with an event time in (T − w, T]:
 // an event exactly w before T is out, one exactly at T is in. Rows with an
@@ -44,10 +45,8 @@ func (m *Materializer) runAggregate(ctx context.Context, v *larder.View, rep Rep
 	if src == nil || ent == nil {
 		return rep, fmt.Errorf("materialize %s: the project was not validated: call Project.Validate first", v.Name)
 	}
-	if v.Streaming() {
-		// The batch covers whole tiles, up to its cutoff (see tiles.go).
-		rep.RunTime = larder.TileFloor(rep.RunTime, v.TileInterval())
-	}
+	// A streaming view's run time is its cutoff, which its source decides
+	// (see Materializer.cutoff and runFromSource).
 	return m.runFromSource(ctx, v, rep, newAggregate(v, ent, rep.RunTime))
 }
 
@@ -172,7 +171,7 @@ type aggShard struct {
 }
 
 func newAggregate(v *larder.View, e *larder.Entity, runTime time.Time) *aggregate {
-	a := &aggregate{runTime: runTime.UnixNano()}
+	a := &aggregate{}
 	a.specs = append(a.specs,
 		columnSpec{column: e.Key, role: roleKey, name: e.Name, typ: e.KeyType},
 		columnSpec{column: v.SourceDef().EventTime, role: roleEventTime},
@@ -201,20 +200,12 @@ func newAggregate(v *larder.View, e *larder.Entity, runTime time.Time) *aggregat
 			col = len(a.specs) - specFeatures
 			a.specs = append(a.specs, spec)
 		}
-		ag := aggregation{col: col, typ: typ, block: 1, loMin: math.MaxInt64}
+		ag := aggregation{col: col, typ: typ, block: 1, lo: make([]int64, len(def.Windows))}
 		switch typ {
 		case larder.TypeFloat64, larder.TypeFloat32:
 			ag.kind = aggFloat
 		case larder.TypeString:
 			ag.kind = aggString
-		}
-		for _, w := range def.Windows {
-			lo := a.runTime - int64(w.Duration)
-			if lo > a.runTime { // the subtraction overflowed
-				lo = math.MinInt64
-			}
-			ag.lo = append(ag.lo, lo)
-			ag.loMin = min(ag.loMin, lo)
 		}
 		for _, fn := range def.Functions {
 			switch fn {
@@ -245,10 +236,29 @@ func newAggregate(v *larder.View, e *larder.Entity, runTime time.Time) *aggregat
 		a.features = append(a.features, aggFeature{agg: f.Aggregation, fn: f.Func, window: w})
 	}
 	a.keyType = e.KeyType
+	a.at(v, runTime)
+	return a
+}
+
+// at sets the run time of a, before any row is read: the windows end at
+// it, and, for a streaming view, it is the batch tiles' cutoff.
+func (a *aggregate) at(v *larder.View, runTime time.Time) {
+	a.runTime = runTime.UnixNano()
+	for i := range a.aggs {
+		ag := &a.aggs[i]
+		ag.loMin = math.MaxInt64
+		for j, w := range v.Aggregations[i].Windows {
+			lo := a.runTime - int64(w.Duration)
+			if lo > a.runTime { // the subtraction overflowed
+				lo = math.MinInt64
+			}
+			ag.lo[j] = lo
+			ag.loMin = min(ag.loMin, lo)
+		}
+	}
 	if v.Streaming() {
 		a.tiles = newTileFold(v, runTime)
 	}
-	return a
 }
 
 func (a *aggregate) len() int {

@@ -50,6 +50,11 @@ type Options struct {
 	// falls in the shard into the generation, which the store publishes
 	// when its last shard is done.
 	Shard *larder.ShardRef
+	// Cutoff, when not zero, is the cutoff of the runs of streaming
+	// aggregate views, instead of the one each run's source decides: the
+	// shards of one generation compute their parts as of the cutoff the
+	// generation records.
+	Cutoff time.Time
 	// Progress, when set, is called from time to time during a run (after
 	// every row group read and every few thousand entities written or rows
 	// scored, never per row), from the goroutine that called Run or Score.
@@ -107,7 +112,11 @@ type Report struct {
 	// shard's entities only.
 	Nulled map[string]int64
 	// RunTime is the instant the view was computed as of (its as-of).
-	RunTime  time.Time
+	RunTime time.Time
+	// Cutoff is, for a streaming aggregate view, the run's cutoff (its
+	// RunTime): the batch counts the source's events up to it, and the
+	// stream those after it. Zero for other views.
+	Cutoff   time.Time
 	Duration time.Duration
 	// Inputs are the generations of other views the run read, one per
 	// view it read, each pinned for the whole run.
@@ -153,6 +162,7 @@ type Materializer struct {
 	models   larder.ModelLoader
 	reader   larder.FeatureStore
 	asOf     time.Time
+	cut      time.Time
 	run      larder.RunInfo
 	shard    *larder.ShardRef
 }
@@ -171,7 +181,7 @@ func New(project *larder.Project, gs larder.GenerationStore, opts Options) *Mate
 		m.progress = func(Progress) {}
 	}
 	m.models, m.reader = opts.Models, opts.Reader
-	m.asOf, m.run, m.shard = opts.AsOf, opts.Run, opts.Shard
+	m.asOf, m.cut, m.run, m.shard = opts.AsOf, opts.Cutoff, opts.Run, opts.Shard
 	return m
 }
 

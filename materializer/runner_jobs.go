@@ -160,7 +160,7 @@ func (r *Runner) startShards(ctx context.Context, v *larder.View, asOf time.Time
 		return fmt.Errorf("materialize %s: the store %T cannot write a generation in shards (larder.ShardedStore)", v.Name, r.store)
 	}
 	owner := JobOwner(jc.JobID())
-	gen, token, found, err := ss.ShardedRun(ctx, v, jc.JobID())
+	gen, token, genAsOf, found, err := ss.ShardedRun(ctx, v, jc.JobID())
 	if err != nil {
 		return fmt.Errorf("materialize %s: %w", v.Name, err)
 	}
@@ -174,16 +174,31 @@ func (r *Runner) startShards(ctx context.Context, v *larder.View, asOf time.Time
 			expected = g.Rows
 		}
 		run := larder.RunInfo{AsOf: asOf, Trigger: trigger, Tick: tick, Job: jc.JobID(), Owner: r.opts.Owner, Lease: lease}
+		if v.Streaming() {
+			// The generation is as of its cutoff, which the source
+			// decides (see Materializer.cutoff).
+			m := New(r.project, r.store, Options{Logger: r.log, Now: r.now, AsOf: asOf})
+			if run.AsOf, err = m.sourceCutoff(ctx, v, asOf); err != nil {
+				r.release(lease)
+				return err
+			}
+		}
 		if gen, err = ss.BeginSharded(ctx, v, larder.BeginOptions{ExpectedRows: expected, Run: run}, v.Shards); err != nil {
 			r.release(lease)
 			return fmt.Errorf("materialize %s: %w", v.Name, err)
 		}
-		token = lease.Token
+		token, genAsOf = lease.Token, run.AsOf
 		r.started(ctx, v, RunRequest{Trigger: trigger, Tick: tick, Job: jc.JobID()}, asOf, lease, v.Shards)
+	}
+	// Every shard of a streaming view computes its part as of the
+	// generation's cutoff, whatever the source holds when it runs.
+	var cutoff time.Time
+	if v.Streaming() {
+		cutoff = genAsOf
 	}
 	for i := range v.Shards {
 		sa := larder.ShardArgs{
-			View: v.Name, Generation: gen, Shard: i, Shards: v.Shards, AsOf: asOf,
+			View: v.Name, Generation: gen, Shard: i, Shards: v.Shards, AsOf: asOf, Cutoff: cutoff,
 			Token: token, Owner: owner, Then: then, Trigger: trigger, Tick: tick,
 		}
 		body, err := json.Marshal(sa)
@@ -226,6 +241,7 @@ func (r *Runner) RunShard(ctx context.Context, sa larder.ShardArgs, jc JobContex
 	defer stop()
 	opts := Options{
 		Logger: r.log, Now: r.now, AsOf: sa.AsOf, Models: r.opts.Models, Reader: r.store,
+		Cutoff:   sa.Cutoff,
 		Run:      larder.RunInfo{AsOf: sa.AsOf, Trigger: sa.Trigger, Tick: sa.Tick, Job: jc.JobID(), Owner: r.opts.Owner, Lease: lease},
 		Shard:    &larder.ShardRef{Generation: sa.Generation, Index: sa.Shard, Count: sa.Shards},
 		Progress: jobProgress(jc, 0, 1),

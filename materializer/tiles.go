@@ -2,6 +2,7 @@ package materializer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -11,8 +12,8 @@ import (
 )
 
 // Batch tiles of streaming aggregate views (see larder.View.Streaming). A
-// run of such a view aggregates the events up to its cutoff C, its run
-// time rounded down to the view's tile τ, and keeps per entity what its
+// run of such a view aggregates the events up to its cutoff C (see
+// Materializer.cutoff), and keeps per entity what its
 // windows need to slide forward until C + H without the source: the
 // partial of every non-empty tile that leaves some window during
 // (C, C + H], and per window the partial of the rest of it. For a window
@@ -179,4 +180,111 @@ func (m *Materializer) putTiles(ctx context.Context, v *larder.View, gen int64, 
 		}
 	}
 	return ts.PutTiles(ctx, v, gen, cutoff, batch)
+}
+
+// cutoff returns the cutoff C of a run of streaming aggregate view v as
+// of asOf over ds, whose columns are bound: the Parquet source is the
+// record up to its newest event, and the stream fills in after it. So C is
+// asOf rounded down to the view's tile τ or, when the source's newest
+// event time is earlier, that time rounded down to τ: the batch then
+// covers exactly the events up to C, and the stream's events after C,
+// those the source does not hold yet included, stay counted (the store
+// refuses stream events only at or before C). A source that holds no
+// event keeps the live generation's cutoff, when it is earlier, so that a
+// run over it drops nothing streamed since; it is asOf's tile when the
+// view has none. Options.Cutoff, when set, is the cutoff.
+func (m *Materializer) cutoff(ctx context.Context, v *larder.View, ds *dataset, asOf time.Time) (time.Time, error) {
+	tau := v.TileInterval()
+	if !m.cut.IsZero() {
+		return larder.TileFloor(m.cut, tau), nil
+	}
+	c := larder.TileFloor(asOf, tau)
+	newest, ok, err := ds.newestEventTime(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if ok {
+		return minTime(c, larder.TileFloor(time.Unix(0, newest), tau)), nil
+	}
+	fs, isReader := m.gs.(larder.FeatureStore)
+	if !isReader {
+		return c, nil
+	}
+	g, err := liveNow(ctx, fs, v)
+	switch {
+	case errors.Is(err, larder.ErrNoGeneration):
+		return c, nil
+	case err != nil:
+		return time.Time{}, err
+	case g.AsOf.IsZero():
+		return c, nil
+	}
+	return minTime(c, larder.TileFloor(g.AsOf, tau)), nil
+}
+
+// minTime returns the earlier of a and b.
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// newestEventTime returns the newest event time of ds, in Unix
+// nanoseconds, and false when no row has one: from the statistics of the
+// event-time column in the files' footers, without reading data; a row
+// group without usable statistics is read, its rows with a null key left
+// out.
+func (ds *dataset) newestEventTime(ctx context.Context) (int64, bool, error) {
+	newest, found := int64(math.MinInt64), false
+	for _, rg := range ds.rowGroups() {
+		g := &rg.file.pf.Metadata().RowGroups[rg.index]
+		if t, ok := maxEventTime(g, rg.file.cols[specTime]); ok && g.NumRows > 0 {
+			newest, found = max(newest, t), true
+			continue
+		}
+		sink := &newestSink{newest: math.MinInt64}
+		err := recoverRead(func() error {
+			return scanRows(ctx, rg, specKey, specTime, nil, rowFilter{runTime: math.MaxInt64, since: math.MinInt64}, 0, sink)
+		})
+		if err != nil {
+			return 0, false, fmt.Errorf("%s: row group %d: %w", rg.file.path, rg.index, err)
+		}
+		if sink.found {
+			newest, found = max(newest, sink.newest), true
+		}
+	}
+	return newest, found, nil
+}
+
+// newestSink is a rowSink that keeps the newest event time of the rows.
+type newestSink struct {
+	newest int64
+	found  bool
+}
+
+func (k *newestSink) row(_ *rowScan, _, _ int, t int64) {
+	k.newest, k.found = max(k.newest, t), true
+}
+
+func (k *newestSink) cut(skipCounts, bool) error { return nil }
+
+// sourceCutoff returns the cutoff of a run of streaming aggregate view v
+// as of asOf (see cutoff), reading only the footers of its source, and the
+// event times of the row groups whose footers have no statistics.
+func (m *Materializer) sourceCutoff(ctx context.Context, v *larder.View, asOf time.Time) (time.Time, error) {
+	ds, err := openDataset(m.project, v.SourceDef())
+	if err != nil {
+		return time.Time{}, fmt.Errorf("materialize %s: %w", v.Name, err)
+	}
+	defer ds.Close()
+	a := newAggregate(v, v.EntityDef(), asOf)
+	if err := ds.bind(a.specs[:specFeatures]); err != nil {
+		return time.Time{}, fmt.Errorf("materialize %s: %w", v.Name, err)
+	}
+	c, err := m.cutoff(ctx, v, ds, asOf)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("materialize %s: %w", v.Name, err)
+	}
+	return c, nil
 }

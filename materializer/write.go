@@ -169,6 +169,20 @@ func (m *Materializer) runFromSource(ctx context.Context, v *larder.View, rep Re
 	if err := ds.bind(comp.columns()); err != nil {
 		return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
 	}
+	if a, ok := comp.(*aggregate); ok && a.tiles != nil {
+		// A streaming view is computed as of its cutoff: the batch covers
+		// the events up to it, and the stream those after it.
+		c, err := m.cutoff(ctx, v, ds, rep.RunTime)
+		if err != nil {
+			return rep, fmt.Errorf("materialize %s: %w", v.Name, err)
+		}
+		if c.Add(v.TileHorizon()).Before(rep.RunTime) {
+			m.log.Warn("the source's newest event is older than the view's horizon: reads answer the values as of the cutoff, stale past max_age, until the source catches up; make max_age longer than the source lags behind the stream",
+				"view", v.Name, "cutoff", c, "as_of", rep.RunTime, "horizon", v.TileHorizon())
+		}
+		rep.RunTime, rep.Cutoff, start = c, c, c
+		a.at(v, c)
+	}
 	m.log.Info("materializing", "view", v.Name, "kind", v.Kind, "source", src.Name,
 		"files", len(ds.files), "rows", ds.rows, "features", len(v.Features), "run_time", start)
 

@@ -180,10 +180,10 @@ func (w *Writer) publishShard(ctx context.Context) (larder.Generation, error) {
 // ShardedRun finds the sharded generation of v that job is writing (see
 // larder.ShardedStore). It returns larder.ErrUnavailable or ctx.Err() when
 // Redis cannot be read.
-func (s *Store) ShardedRun(ctx context.Context, v *larder.View, job string) (gen, token int64, ok bool, err error) {
+func (s *Store) ShardedRun(ctx context.Context, v *larder.View, job string) (gen, token int64, asOf time.Time, ok bool, err error) {
 	gens, _, metas, err := s.readGenerations(ctx, v.Name)
 	if err != nil {
-		return 0, 0, false, err
+		return 0, 0, time.Time{}, false, err
 	}
 	for i, z := range gens {
 		m, found, err := parseMeta(metas[i])
@@ -195,9 +195,9 @@ func (s *Store) ShardedRun(ctx context.Context, v *larder.View, job string) (gen
 		if err != nil {
 			continue
 		}
-		return id, tok, true, nil
+		return id, tok, m.asOf, true, nil
 	}
-	return 0, 0, false, nil
+	return 0, 0, time.Time{}, false, nil
 }
 
 // abortScript marks generation ARGV[1] (metadata KEYS[1]) aborted when it

@@ -152,7 +152,12 @@ func TestIngestKilledStreamingAggregate(t *testing.T) {
 	// The run's cutoff C is half an hour back, so that the stream's
 	// events, after C, spread over closed tiles and the windows' edges.
 	cut := time.Now().Add(-30 * time.Minute).Truncate(time.Minute)
-	mustSucceed(t, sp.larder(t, "materialize", "user_clicks", "--as-of", cut.UTC().Format(time.RFC3339)), "materialize")
+	r := sp.larder(t, "materialize", "user_clicks", "--as-of", cut.UTC().Format(time.RFC3339))
+	mustSucceed(t, r, "materialize")
+	// The source holds events up to a minute ago: the cutoff is the as-of.
+	if want := ", cutoff " + cut.UTC().Format(time.RFC3339) + " (the stream fills in after it)\n"; !strings.Contains(r.stdout, want) {
+		t.Errorf("materialize printed\n%s\nwant it to end with %q", r.stdout, want)
+	}
 	client := srv.Client()
 	ctx := context.Background()
 

@@ -224,8 +224,12 @@ func (a *app) runViews(ctx context.Context, p *larder.Project, b *backend, req r
 }
 
 func printReport(w io.Writer, r materializer.Report) {
-	fmt.Fprintf(w, "%s: generation %d published: %d rows read from %d file(s), %d entities written, %s skipped%s, %.2fs, %.0f rows/s\n",
-		r.View, r.Generation, r.RowsRead, r.Files, r.EntitiesWritten, skippedSummary(r), nulledSummary(r.Nulled), r.Duration.Seconds(), r.RowsPerSecond)
+	var cutoff string
+	if !r.Cutoff.IsZero() {
+		cutoff = fmt.Sprintf(", cutoff %s (the stream fills in after it)", r.Cutoff.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "%s: generation %d published: %d rows read from %d file(s), %d entities written, %s skipped%s, %.2fs, %.0f rows/s%s\n",
+		r.View, r.Generation, r.RowsRead, r.Files, r.EntitiesWritten, skippedSummary(r), nulledSummary(r.Nulled), r.Duration.Seconds(), r.RowsPerSecond, cutoff)
 }
 
 // printIncrementalReport prints the summary of an incremental run: what it
