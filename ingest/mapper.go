@@ -50,7 +50,8 @@ func (m *Mapper) View() *larder.View { return m.view }
 // strings (a Redis stream entry), or JSON values decoded with UseNumber (a
 // Kafka record). A field that is missing or null is a null feature. The
 // error says why the event can never apply: a missing or bad key or event
-// time, or a value that does not fit its feature.
+// time (one more than larder.MaxEventSkew past the clock included, as the
+// Push RPC refuses it), or a value that does not fit its feature.
 func (m *Mapper) Row(get func(field string) (any, bool)) (larder.PushRow, error) {
 	var row larder.PushRow
 	e := m.view.EntityDef()
@@ -70,6 +71,9 @@ func (m *Mapper) Row(get func(field string) (any, bool)) (larder.PushRow, error)
 		return row, fmt.Errorf("no event time: field %q is missing", m.stream.EventTime)
 	}
 	at, err := timeOf(raw)
+	if err == nil {
+		err = larder.CheckEventTime(at, time.Now(), "the clock of larder ingest")
+	}
 	if err != nil {
 		return row, fmt.Errorf("event time (field %q): %w", m.stream.EventTime, err)
 	}

@@ -2,9 +2,12 @@ package ingest_test
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/ingest"
 )
 
@@ -14,9 +17,6 @@ import (
 func TestMapperRows(t *testing.T) {
 	p := testProject(t)
 	m := ingest.NewMapper(p.Stream("clicks"))
-	fields := func(kv map[string]any) func(string) (any, bool) {
-		return func(f string) (any, bool) { v, ok := kv[f]; return v, ok }
-	}
 	row, err := m.Row(fields(map[string]any{"user_id": "7", "ts": "2026-05-01T12:00:00Z", "clicks": "3", "url": "/a", "score": "0.25"}))
 	if err != nil || row.Key.Int64() != 7 || !row.Row.EventTime.Equal(t0) || row.Row.Values[0].Int64() != 3 || row.Row.Values[1].Str() != "/a" || row.Row.Values[2].Float64() != 0.25 {
 		t.Errorf("text event: %+v, %v", row, err)
@@ -43,4 +43,42 @@ func TestMapperRows(t *testing.T) {
 			t.Errorf("event %v: %v, want an error with %q", tc.event, err, tc.want)
 		}
 	}
+}
+
+// TestMapperRefusesFutureTimes refuses an event time more than
+// larder.MaxEventSkew past the clock, as Push does, for a latest and an
+// aggregate view: such a row would win against every real event until
+// its time came.
+func TestMapperRefusesFutureTimes(t *testing.T) {
+	now := time.Now()
+	for _, m := range []*ingest.Mapper{
+		ingest.NewMapper(testProject(t).Stream("clicks")),
+		ingest.NewMapper(tileProject(t, t.TempDir(), nil).Stream("ev")),
+	} {
+		kind := m.View().Kind
+		for _, ts := range []string{
+			"2999-01-01T00:00:00Z",
+			"99999999999999", // milliseconds: year 5138
+			now.Add(time.Hour).UTC().Format(time.RFC3339),
+			strconv.FormatInt(now.Add(2*larder.MaxEventSkew).UnixMilli(), 10),
+		} {
+			_, err := m.Row(fields(map[string]any{"user_id": "1", "ts": ts}))
+			if err == nil || !strings.Contains(err.Error(), `event time (field "ts"): `) || !strings.Contains(err.Error(), "past the clock of larder ingest") {
+				t.Errorf("%s view, event time %s: %v, want it refused as from the future", kind, ts, err)
+			}
+		}
+		// Within the skew allowed for clocks that drift: taken.
+		for _, ts := range []string{
+			now.UTC().Format(time.RFC3339Nano),
+			strconv.FormatInt(now.Add(larder.MaxEventSkew/2).UnixMilli(), 10),
+		} {
+			if _, err := m.Row(fields(map[string]any{"user_id": "1", "ts": ts})); err != nil {
+				t.Errorf("%s view, event time %s: %v, want it taken", kind, ts, err)
+			}
+		}
+	}
+}
+
+func fields(kv map[string]any) func(string) (any, bool) {
+	return func(f string) (any, bool) { v, ok := kv[f]; return v, ok }
 }

@@ -34,7 +34,8 @@ processes for availability. An entry is acknowledged (an offset committed)
 only once it is written; an entry left pending by a process that died is
 taken over by another after --claim-idle, and the records of a Kafka member
 that died are read again by the member that takes its partitions. An event that can never apply (a missing key,
-a value of the wrong type) goes to the stream's dead-letter stream with the
+a value of the wrong type, an event time more than a minute past this
+host's clock) goes to the stream's dead-letter stream with the
 reason, and is acknowledged.
 
 Every --status-every, ingest prints what it applied and how far behind each
