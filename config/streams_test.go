@@ -179,3 +179,43 @@ streams:
 		t.Error("a latest view is streaming")
 	}
 }
+
+// TestParseDeadLetterLoop refuses a dead-letter stream that is a stream
+// ingest reads, its own or another's: ingest would read its dead letters
+// back, and dead-letter them again without end.
+func TestParseDeadLetterLoop(t *testing.T) {
+	_, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - name: loopy
+    view: user_last
+    redis_stream: events:loop
+    dead_letter: events:loop
+  - name: a
+    view: user_last
+    redis_stream: events:a
+    dead_letter: events:b
+  - name: b
+    view: user_last
+    redis_stream: events:b
+  - name: k
+    view: user_last
+    kafka: {brokers: ["k:9092"], topic: t}
+    dead_letter: events:a
+`))
+	var got []string
+	for _, p := range problems(t, err) {
+		got = append(got, p.String())
+	}
+	text := strings.Join(got, "\n")
+	for _, want := range []string{
+		`larder.yaml:24:18: streams[0].dead_letter: "events:loop" is the stream's own redis_stream: ingest would read its dead letters back and send them to it again without end; leave dead_letter out for the default, events:loop:dead`,
+		`larder.yaml:28:18: streams[1].dead_letter: "events:b" is the redis_stream of stream "b": ingest would apply this stream's dead letters as events of "b"; name another Redis stream, or leave dead_letter out for the default, events:a:dead`,
+		`larder.yaml:35:18: streams[3].dead_letter: "events:a" is the redis_stream of stream "a": ingest would apply this stream's dead letters as events of "a"; name another Redis stream, or leave dead_letter out for the default, larder:shop:dead:k`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no problem %q in:\n%s", want, text)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("%d problems, want 3:\n%s", len(got), text)
+	}
+}

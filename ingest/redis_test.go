@@ -273,3 +273,19 @@ func TestRedisIngestFutureEvent(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisConsumerRefusesDeadLetterLoop refuses to start on a stream
+// whose dead-letter stream is the stream itself: it would read its dead
+// letters back, and dead-letter them again without end.
+func TestRedisConsumerRefusesDeadLetterLoop(t *testing.T) {
+	s := *testProject(t).Stream("clicks")
+	s.DeadLetter = s.RedisStream
+	c := &ingest.RedisConsumer{Stream: &s, Block: 20 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.Run(ctx)
+	want := `stream clicks: its dead-letter stream is its own redis_stream, events:clicks`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Run = %v, want an error with %q", err, want)
+	}
+}
