@@ -219,3 +219,50 @@ func TestParseDeadLetterLoop(t *testing.T) {
 		t.Errorf("%d problems, want 3:\n%s", len(got), text)
 	}
 }
+
+// TestParseStreamsNoFollowOn reports a redis_stream that cannot be decoded,
+// or is empty, once: not again as a stream that reads neither a Redis
+// stream nor Kafka. A broker without a port is refused.
+func TestParseStreamsNoFollowOn(t *testing.T) {
+	for _, tc := range []struct {
+		stream string
+		want   string
+	}{
+		{`redis_stream: [events, clicks]`, `larder.yaml:23:19: streams[0].redis_stream: want a string; got a list`},
+		{`redis_stream: ""`, `larder.yaml:23:19: streams[0].redis_stream: is empty: write the key of the Redis stream`},
+		{`kafka: [a]`, `larder.yaml:23:12: streams[0].kafka: want a mapping`},
+		{`kafka: {brokers: [a], topic: t}`, `larder.yaml:23:23: streams[0].kafka.brokers[0]: want host:port, such as "a:9092"; got "a": write the broker's port too`},
+		{`kafka: {brokers: ["a:"], topic: t}`, `streams[0].kafka.brokers[0]: want host:port, such as "a:9092"; got "a:"`},
+		{`kafka: {brokers: [":9092"], topic: t}`, `streams[0].kafka.brokers[0]: want host:port, such as "kafka-1:9092"; got ":9092": write the broker's host too`},
+	} {
+		_, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - name: a
+    view: user_last
+    `+tc.stream+`
+`))
+		var got []string
+		for _, p := range problems(t, err) {
+			got = append(got, p.String())
+		}
+		if len(got) != 1 || !strings.Contains(got[0], tc.want) {
+			t.Errorf("%s: got\n%s\nwant one problem: %s", tc.stream, strings.Join(got, "\n"), tc.want)
+		}
+	}
+	if _, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - name: a
+    view: user_last
+    kafka: {brokers: ["kafka-1:9092", "[::1]:9092"], topic: t}
+`)); err != nil {
+		t.Errorf("brokers with ports: %v", err)
+	}
+}
+
+// TestParseMisspeltTile suggests tile for tiel, two letters swapped, as it
+// suggests fields for feilds.
+func TestParseMisspeltTile(t *testing.T) {
+	_, err := config.Parse("larder.yaml", []byte(strings.Replace(streamsProject, "    aggregations:", "    tiel: 1m\n    aggregations:", 1)))
+	want := `larder.yaml:18:5: views[1].tiel: unknown field "tiel"; did you mean "tile"?`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse = %v\nwant %s", err, want)
+	}
+}
