@@ -309,8 +309,7 @@ func (d *decoder) stringMap(n node, what string) map[string]string {
 func (d *decoder) redis(n node, r *larder.Redis) {
 	var env node
 	var certNode, keyNode node
-	for _, f := range d.fields(n, "addresses", "master_name", "username", "password", "password_env", "tls",
-		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "db", "grace_period", "allow_eviction", "push_retention") {
+	for _, f := range d.fieldsOf(n, settingsSchema(redisFields, "redis", serverFields, "server")) {
 		switch f.key {
 		case "addresses":
 			if quoted := hostPortsOf(f); quoted != "" {

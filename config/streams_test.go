@@ -266,3 +266,17 @@ func TestParseMisspeltTile(t *testing.T) {
 		t.Errorf("Parse = %v\nwant %s", err, want)
 	}
 }
+
+// TestParseMisplacedSetting names the mapping that takes a field written
+// under redis or server instead.
+func TestParseMisplacedSetting(t *testing.T) {
+	for _, tc := range []struct{ settings, want string }{
+		{"redis:\n  http_listen: 127.0.0.1:8080\n", `larder.yaml:3:3: redis.http_listen: http_listen is a field of server, not redis: move it to server.http_listen (fields here: addresses,`},
+		{"server:\n  addresses: [\"127.0.0.1:6379\"]\n", `larder.yaml:3:3: server.addresses: addresses is a field of redis, not server: move it to redis.addresses (fields here: listen,`},
+	} {
+		_, err := config.Parse("larder.yaml", []byte(strings.Replace(streamsProject, "project: shop\n", "project: shop\n"+tc.settings, 1)))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("Parse = %v\nwant %s…", err, tc.want)
+		}
+	}
+}
