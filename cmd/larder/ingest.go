@@ -24,9 +24,11 @@ func (a *app) ingestCommand() *cobra.Command {
 		Use:   "ingest [STREAM...]",
 		Short: "Apply the events of the project's streams to their views until interrupted",
 		Long: `ingest consumes the events of the streams that larder.yaml declares (streams:),
-every one of them or those named, and applies each event to its latest view
-as Push does: the entity's row is written when the event is not older than
-the stored row, so a late or replayed event never moves a value back.
+every one of them or those named, and applies each event to its view. To a
+latest view, as Push does: the entity's row is written when the event is not
+older than the stored row, so a late or replayed event never moves a value
+back. To an aggregate view: the event is added, once by its id, to its
+entity's tile, so that the view's windows stay current.
 
 A Redis stream is read as one consumer of the stream's consumer group, and
 a Kafka topic as one member of its consumer group: run any number of ingest
