@@ -216,13 +216,24 @@ func TestExportCommandErrors(t *testing.T) {
 		{"unknown ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", "nope", "--output", "o.parquet"}, `--ranker: unknown ranker "nope"`},
 		{"bad key", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--key", "user", "--output", "o.parquet"}, "want ENTITY=COLUMN"},
 		{"unknown entity", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--key", "shop=id", "--output", "o.parquet"}, `unknown entity "shop"`},
-		{"no timestamp column", []string{"--spine", spine, "--timestamp", "at", "--ranker", demo.RankerName, "--output", "o.parquet"}, `no column "at"`},
+		{"no timestamp column", []string{"--spine", spine, "--timestamp", "shown", "--ranker", demo.RankerName, "--output", "o.parquet"},
+			`export: spine file ` + spine + ` has no column "shown" (the spine's time column, --timestamp); did you mean "shown_at"? its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine's time column with --timestamp COLUMN`},
+		{"timestamp column of another type", []string{"--spine", spine, "--timestamp", "clicked", "--ranker", demo.RankerName, "--output", "o.parquet"},
+			`export: spine file ` + spine + `: column "clicked" (the spine's time column, --timestamp) is INT64, want INT64 TIMESTAMP (MILLIS, MICROS or NANOS) or INT32 DATE: name another column as the spine's time column with --timestamp COLUMN, or fix the spine`},
+		{"no key column", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--key", "user=viewer", "--output", "o.parquet"},
+			`export: spine file ` + spine + ` has no column "viewer" (the int64 key of entity "user"); its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine column of entity user's keys with --key user=COLUMN`},
+		{"no context column", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--context-column", "viewer", "--output", "o.parquet"},
+			`has no column "viewer" (the int64 key of entity "user"); its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine column of the context keys with --context-column COLUMN`},
 		{"spine is output", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", spine}, "is the spine too"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := larderAt(t, t.Context(), t0, append([]string{"-c", cfg, "export"}, tt.args...)...)
 			if r.code == 0 || !strings.Contains(r.stderr, tt.want) {
 				t.Errorf("export %v: exit %d, stderr %q; want a failure saying %q", tt.args, r.code, r.stderr, tt.want)
+			}
+			// The words of another command's input do not apply.
+			if strings.Contains(r.stderr, "input file") || strings.Contains(r.stderr, "job's arguments") {
+				t.Errorf("export %v: stderr %q speaks of a job's input", tt.args, r.stderr)
 			}
 		})
 	}
