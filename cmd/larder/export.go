@@ -66,7 +66,7 @@ See docs/training.md.`,
   larder export --spine labels/ --timestamp at --features user_profile:*,user_activity:spend_sum_7d --output train.parquet`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.loadProject()
+			p, err := a.loadProjectWithoutStore()
 			if err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -236,5 +237,31 @@ func TestExportCommandErrors(t *testing.T) {
 				t.Errorf("export %v: stderr %q speaks of a job's input", tt.args, r.stderr)
 			}
 		})
+	}
+}
+
+// TestExportNeedsNoStorePassword exports from a project whose
+// redis.password_env names a variable that is not set: export needs no
+// store, so it needs no password either.
+func TestExportNeedsNoStorePassword(t *testing.T) {
+	_, cfg := demoProject(t)
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const env = "LARDER_TEST_EXPORT_UNSET_PASSWORD"
+	data = []byte(strings.Replace(string(data), "project: shop\n", "project: shop\nredis:\n  addresses: [\"127.0.0.1:1\"]\n  password_env: "+env+"\n", 1))
+	if err := os.WriteFile(cfg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(cfg)
+	out := filepath.Join(dir, "train.parquet")
+	r := larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", filepath.Join(dir, demo.ImpressionsFile),
+		"--timestamp", demo.ImpressionTime, "--features", "user_profile:*", "--output", out)
+	mustSucceed(t, r, "export")
+	// A command that uses the store still wants the password.
+	r = larderAt(t, t.Context(), t0, "-c", cfg, "views")
+	if r.code == 0 || !strings.Contains(r.stderr, "environment variable "+env+" is not set") {
+		t.Errorf("views: exit %d, stderr %q; want the unset variable reported", r.code, r.stderr)
 	}
 }
