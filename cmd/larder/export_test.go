@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -263,5 +264,39 @@ func TestExportNeedsNoStorePassword(t *testing.T) {
 	r = larderAt(t, t.Context(), t0, "-c", cfg, "views")
 	if r.code == 0 || !strings.Contains(r.stderr, "environment variable "+env+" is not set") {
 		t.Errorf("views: exit %d, stderr %q; want the unset variable reported", r.code, r.stderr)
+	}
+}
+
+// TestExportOutputFile writes the output with the permissions the umask
+// leaves, as other files, and removes the temporary file an export killed
+// while writing the same output left behind.
+func TestExportOutputFile(t *testing.T) {
+	_, cfg := demoProject(t)
+	dir := filepath.Dir(cfg)
+	out := filepath.Join(dir, "train.parquet")
+	stale := filepath.Join(dir, ".train.parquet.123456.tmp")
+	other := filepath.Join(dir, ".other.parquet.123456.tmp")
+	for _, p := range []string{stale, other} {
+		if err := os.WriteFile(p, []byte("half an export"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	r := larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", filepath.Join(dir, demo.ImpressionsFile),
+		"--timestamp", demo.ImpressionTime, "--features", "user_profile:*", "--output", out)
+	mustSucceed(t, r, "export")
+	fi, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("the output's mode is %v, want -rw-r--r-- under umask 022", fi.Mode().Perm())
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the temporary file of an earlier export of the same output is left: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("the temporary file of another output: %v", err)
 	}
 }
