@@ -122,7 +122,7 @@ func (p *Project) checkDeadLetter(s *Stream, path string, readers map[string]*St
 		return
 	}
 	fallback := p.defaultDeadLetter(s)
-	if r == s {
+	if s.Kafka == nil && s.RedisStream == s.DeadLetter {
 		add(path+".dead_letter", "%q is the stream's own redis_stream: ingest would read its dead letters back and send them to it again without end; leave dead_letter out for the default, %s",
 			s.DeadLetter, fallback)
 		return
