@@ -280,3 +280,16 @@ func TestParseMisplacedSetting(t *testing.T) {
 		}
 	}
 }
+
+// TestParseDeadLetterOwnSharedStream says a stream dead-letters into its
+// own redis_stream also when another stream reads it too.
+func TestParseDeadLetterOwnSharedStream(t *testing.T) {
+	_, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - {name: a, view: user_last, redis_stream: events:x}
+  - {name: b, view: user_stats, redis_stream: events:x, dead_letter: events:x}
+`))
+	want := `streams[1].dead_letter: "events:x" is the stream's own redis_stream`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse = %v\nwant %s", err, want)
+	}
+}
