@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/larder-dev/larder"
 )
@@ -226,4 +227,22 @@ func TestDependencyDirection(t *testing.T) {
 func topLevel(p string) string {
 	top, _, _ := strings.Cut(p, "/")
 	return top
+}
+
+// TestCheckEventTime takes an event time up to MaxEventSkew past the clock
+// and refuses one further ahead, naming the clock.
+func TestCheckEventTime(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	for _, at := range []time.Time{now.AddDate(-1, 0, 0), now, now.Add(larder.MaxEventSkew)} {
+		if err := larder.CheckEventTime(at, now, "the server's clock"); err != nil {
+			t.Errorf("%s: %v", at, err)
+		}
+	}
+	err := larder.CheckEventTime(now.Add(larder.MaxEventSkew+time.Millisecond), now, "the server's clock")
+	if want := "2026-05-01T12:01:00.001Z is more than 1m0s past the server's clock"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("a minute and a millisecond ahead: %v, want %q", err, want)
+	}
+	if err := larder.CheckEventTime(time.UnixMilli(99999999999999), now, "the clock"); err == nil {
+		t.Errorf("year 5138: taken")
+	}
 }

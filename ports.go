@@ -502,6 +502,26 @@ type PushRow struct {
 	Row Row
 }
 
+// MaxEventSkew is how far past the clock of the process that takes it (the
+// server for the Push RPC, larder ingest for a stream) an event time may
+// be. A row from the future would win write-if-newer against every real
+// event of its entity until its time came, and be replayed from the push
+// log into later runs, so one further ahead than a clock's drift is
+// refused.
+const MaxEventSkew = time.Minute
+
+// CheckEventTime returns why event time at is refused when the clock of
+// the process that takes it, which clock names ("the server's clock"),
+// reads now: it is more than MaxEventSkew past now. It returns nil
+// otherwise.
+func CheckEventTime(at, now time.Time, clock string) error {
+	if at.Sub(now) <= MaxEventSkew {
+		return nil
+	}
+	return fmt.Errorf("%s is more than %s past %s; a row from the future would hide every event until then",
+		at.UTC().Format(time.RFC3339Nano), MaxEventSkew, clock)
+}
+
 // PushOutcome is what became of one pushed row.
 type PushOutcome struct {
 	Result PushResult

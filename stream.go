@@ -101,12 +101,34 @@ func (p *Project) setStreamDefaults(s *Stream) {
 		s.Group = "larder-" + p.Name
 	}
 	if s.DeadLetter == "" {
-		if s.Kafka == nil && s.RedisStream != "" {
-			s.DeadLetter = s.RedisStream + ":dead"
-		} else {
-			s.DeadLetter = "larder:" + p.Name + ":dead:" + s.Name
-		}
+		s.DeadLetter = p.defaultDeadLetter(s)
 	}
+}
+
+// defaultDeadLetter returns the dead-letter stream of s when it names none.
+func (p *Project) defaultDeadLetter(s *Stream) string {
+	if s.Kafka == nil && s.RedisStream != "" {
+		return s.RedisStream + ":dead"
+	}
+	return "larder:" + p.Name + ":dead:" + s.Name
+}
+
+// checkDeadLetter checks that the dead-letter stream of s is no stream
+// that ingest reads (readers maps the key of each Redis stream of the
+// project to its stream): ingest would read the dead letters back.
+func (p *Project) checkDeadLetter(s *Stream, path string, readers map[string]*Stream, add func(path, format string, args ...any)) {
+	r := readers[s.DeadLetter]
+	if r == nil {
+		return
+	}
+	fallback := p.defaultDeadLetter(s)
+	if s.Kafka == nil && s.RedisStream == s.DeadLetter {
+		add(path+".dead_letter", "%q is the stream's own redis_stream: ingest would read its dead letters back and send them to it again without end; leave dead_letter out for the default, %s",
+			s.DeadLetter, fallback)
+		return
+	}
+	add(path+".dead_letter", "%q is the redis_stream of stream %q: ingest would apply this stream's dead letters as events of %q; name another Redis stream, or leave dead_letter out for the default, %s",
+		s.DeadLetter, r.Name, r.Name, fallback)
 }
 
 // validateStreams checks the project's streams; it runs once the views
@@ -117,6 +139,12 @@ func (p *Project) validateStreams(add func(path, format string, args ...any)) {
 		v.stream = nil
 	}
 	viewNames := known(names(p.Views, func(v *View) string { return v.Name }))
+	readers := map[string]*Stream{}
+	for _, s := range p.Streams {
+		if s.Kafka == nil && s.RedisStream != "" && readers[s.RedisStream] == nil {
+			readers[s.RedisStream] = s
+		}
+	}
 	for i, s := range p.Streams {
 		path := fmt.Sprintf("streams[%d]", i)
 		switch {
@@ -141,6 +169,7 @@ func (p *Project) validateStreams(add func(path, format string, args ...any)) {
 				add(path+".kafka.topic", "is required")
 			}
 		}
+		p.checkDeadLetter(s, path, readers, add)
 		s.view = nil
 		v := p.views[s.View]
 		switch {

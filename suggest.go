@@ -9,7 +9,8 @@ import (
 // enough to be a misspelling of it, for a "did you mean" in a message about
 // an unknown name; "" when none is. Case, '_' and '-' are not counted; a
 // name of up to 4 letters may be one edit away, one of up to 8 two, a
-// longer one a third of its letters (dwell_secs for dwell_seconds).
+// longer one a third of its letters (dwell_secs for dwell_seconds). Two
+// letters swapped are one edit (tiel for tile).
 func Suggest(name string, known []string) string {
 	norm := func(s string) string {
 		return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s))
@@ -33,8 +34,12 @@ func Suggest(name string, known []string) string {
 	return best
 }
 
-// editDistance returns the Levenshtein distance between a and b.
+// editDistance returns the number of edits between a and b: letters
+// inserted, deleted, replaced, or two next to each other swapped (the
+// optimal string alignment distance).
 func editDistance(a, b string) int {
+	// The rows of the previous two letters of a, and of this one.
+	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -48,8 +53,11 @@ func editDistance(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		prev2, prev, cur = prev, cur, prev2
 	}
 	return prev[len(b)]
 }

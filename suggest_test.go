@@ -20,6 +20,10 @@ func TestSuggest(t *testing.T) {
 		{"price_payed", columns, "price_paid"},
 		{"tenure_dys", columns, "tenure_days"},
 		{"EventTime", columns, "event_time"},
+		// A swap of two letters next to each other is one edit.
+		{"tiel", []string{"tile", "max_age"}, "tile"},
+		{"feilds", []string{"fields", "view"}, "fields"},
+		{"ievw", []string{"view"}, ""},
 		{"colour", columns, ""},
 		{"age", columns, ""},
 		{"x", nil, ""},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -253,7 +254,7 @@ func (d *decoder) stream(n node) *larder.Stream {
 				switch k.key {
 				case "brokers":
 					for _, it := range d.list(k, "host:port addresses of brokers") {
-						s.Kafka.Brokers = append(s.Kafka.Brokers, d.hostPort(it))
+						s.Kafka.Brokers = append(s.Kafka.Brokers, d.broker(it))
 					}
 				case "topic":
 					s.Kafka.Topic = d.str(k)
@@ -308,8 +309,7 @@ func (d *decoder) stringMap(n node, what string) map[string]string {
 func (d *decoder) redis(n node, r *larder.Redis) {
 	var env node
 	var certNode, keyNode node
-	for _, f := range d.fields(n, "addresses", "master_name", "username", "password", "password_env", "tls",
-		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "db", "grace_period", "allow_eviction", "push_retention") {
+	for _, f := range d.fieldsOf(n, settingsSchema(redisFields, "redis", serverFields, "server")) {
 		switch f.key {
 		case "addresses":
 			if quoted := hostPortsOf(f); quoted != "" {
@@ -813,6 +813,29 @@ func (d *decoder) hostPort(n node) string {
 	return d.str(n)
 }
 
+// broker returns the host:port address of a Kafka broker, reporting one
+// without a host or a port.
+func (d *decoder) broker(n node) string {
+	a := d.hostPort(n)
+	if d.isBad(n.path) {
+		return a
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err == nil && host != "" && port != "" {
+		return a
+	}
+	if err != nil {
+		host = strings.Trim(a, "[]")
+	}
+	if host == "" {
+		d.problem(n, "want host:port, such as \"kafka-1:9092\"; got %q: write the broker's host too", a)
+		return a
+	}
+	d.problem(n, "want host:port, such as %q; got %q: write the broker's port too (9092 unless the broker listens on another)",
+		net.JoinHostPort(host, "9092"), a)
+	return a
+}
+
 // hostPortsOf returns, for a mapping of hosts to ports, such as YAML reads
 // {127.0.0.1:6379}, the addresses it means, each quoted and separated by
 // commas; "" for anything else.
@@ -1017,11 +1040,21 @@ func (d *decoder) fieldError(p *larder.Project, fe *larder.FieldError) {
 		}
 		path = from
 	}
-	if d.isBad(path) || d.comparesBad(path) || d.followsSpoiled(p, path) || repeatsItself(p, path) {
+	if d.isBad(path) || d.comparesBad(path) || d.followsSpoiled(p, path) || repeatsItself(p, path) || d.transportBad(path) {
 		return
 	}
 	d.reported[path] = true
 	d.add(d.site(path), path, fe.Msg)
+}
+
+// transportBad reports whether path is a stream (exactly, not a field of
+// it) whose redis_stream or kafka was written but could not be decoded:
+// Project.Validate reports that the stream reads neither, a follow-on.
+func (d *decoder) transportBad(path string) bool {
+	if _, rest, ok := indexed(path, "streams"); !ok || rest != "" {
+		return false
+	}
+	return d.isBad(path+".redis_stream") || d.isBad(path+".kafka")
 }
 
 // isBad reports whether path is, or is inside, a value that failed to decode.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,15 +14,33 @@ import (
 	"github.com/larder-dev/larder"
 )
 
+// serverFields and redisFields are the fields of server and of redis.
+var (
+	serverFields = []string{"listen", "max_entities", "max_candidates", "max_features", "max_request_cells", "max_response_bytes",
+		"max_concurrent_requests", "default_deadline", "max_deadline", "refresh_interval", "metrics_listen", "admin_listen",
+		"http_listen", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "reflection", "auth"}
+	redisFields = []string{"addresses", "master_name", "username", "password", "password_env", "tls",
+		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "db", "grace_period", "allow_eviction", "push_retention"}
+)
+
+// settingsSchema is the schema of the settings mapping name, whose fields
+// are known: a field of the mapping other is said to belong there.
+func settingsSchema(known []string, name string, other []string, otherName string) schema {
+	return schema{known: known, misplaced: func(key string) string {
+		if !slices.Contains(other, key) {
+			return ""
+		}
+		return fmt.Sprintf("%s is a field of %s, not %s: move it to %s.%s", key, otherName, name, otherName, key)
+	}}
+}
+
 // server decodes the server settings into s. Its limits take their defaults
 // when left out: the decoder leaves them zero and Project.SetDefaults fills
 // them. A zero written out would read as left out, so it is a problem here;
 // Project.Validate checks the rest of their rules.
 func (d *decoder) server(n node, s *larder.Server) {
 	var admin, httpNode node
-	for _, f := range d.fields(n, "listen", "max_entities", "max_candidates", "max_features", "max_request_cells", "max_response_bytes",
-		"max_concurrent_requests", "default_deadline", "max_deadline", "refresh_interval", "metrics_listen", "admin_listen",
-		"http_listen", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "reflection", "auth") {
+	for _, f := range d.fieldsOf(n, settingsSchema(serverFields, "server", redisFields, "redis")) {
 		switch f.key {
 		case "listen":
 			s.Listen = d.str(f)

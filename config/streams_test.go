@@ -179,3 +179,117 @@ streams:
 		t.Error("a latest view is streaming")
 	}
 }
+
+// TestParseDeadLetterLoop refuses a dead-letter stream that is a stream
+// ingest reads, its own or another's: ingest would read its dead letters
+// back, and dead-letter them again without end.
+func TestParseDeadLetterLoop(t *testing.T) {
+	_, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - name: loopy
+    view: user_last
+    redis_stream: events:loop
+    dead_letter: events:loop
+  - name: a
+    view: user_last
+    redis_stream: events:a
+    dead_letter: events:b
+  - name: b
+    view: user_last
+    redis_stream: events:b
+  - name: k
+    view: user_last
+    kafka: {brokers: ["k:9092"], topic: t}
+    dead_letter: events:a
+`))
+	var got []string
+	for _, p := range problems(t, err) {
+		got = append(got, p.String())
+	}
+	text := strings.Join(got, "\n")
+	for _, want := range []string{
+		`larder.yaml:24:18: streams[0].dead_letter: "events:loop" is the stream's own redis_stream: ingest would read its dead letters back and send them to it again without end; leave dead_letter out for the default, events:loop:dead`,
+		`larder.yaml:28:18: streams[1].dead_letter: "events:b" is the redis_stream of stream "b": ingest would apply this stream's dead letters as events of "b"; name another Redis stream, or leave dead_letter out for the default, events:a:dead`,
+		`larder.yaml:35:18: streams[3].dead_letter: "events:a" is the redis_stream of stream "a": ingest would apply this stream's dead letters as events of "a"; name another Redis stream, or leave dead_letter out for the default, larder:shop:dead:k`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no problem %q in:\n%s", want, text)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("%d problems, want 3:\n%s", len(got), text)
+	}
+}
+
+// TestParseStreamsNoFollowOn reports a redis_stream that cannot be decoded,
+// or is empty, once: not again as a stream that reads neither a Redis
+// stream nor Kafka. A broker without a port is refused.
+func TestParseStreamsNoFollowOn(t *testing.T) {
+	for _, tc := range []struct {
+		stream string
+		want   string
+	}{
+		{`redis_stream: [events, clicks]`, `larder.yaml:23:19: streams[0].redis_stream: want a string; got a list`},
+		{`redis_stream: ""`, `larder.yaml:23:19: streams[0].redis_stream: is empty: write the key of the Redis stream`},
+		{`kafka: [a]`, `larder.yaml:23:12: streams[0].kafka: want a mapping`},
+		{`kafka: {brokers: [a], topic: t}`, `larder.yaml:23:23: streams[0].kafka.brokers[0]: want host:port, such as "a:9092"; got "a": write the broker's port too`},
+		{`kafka: {brokers: ["a:"], topic: t}`, `streams[0].kafka.brokers[0]: want host:port, such as "a:9092"; got "a:"`},
+		{`kafka: {brokers: [":9092"], topic: t}`, `streams[0].kafka.brokers[0]: want host:port, such as "kafka-1:9092"; got ":9092": write the broker's host too`},
+	} {
+		_, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - name: a
+    view: user_last
+    `+tc.stream+`
+`))
+		var got []string
+		for _, p := range problems(t, err) {
+			got = append(got, p.String())
+		}
+		if len(got) != 1 || !strings.Contains(got[0], tc.want) {
+			t.Errorf("%s: got\n%s\nwant one problem: %s", tc.stream, strings.Join(got, "\n"), tc.want)
+		}
+	}
+	if _, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - name: a
+    view: user_last
+    kafka: {brokers: ["kafka-1:9092", "[::1]:9092"], topic: t}
+`)); err != nil {
+		t.Errorf("brokers with ports: %v", err)
+	}
+}
+
+// TestParseMisspeltTile suggests tile for tiel, two letters swapped, as it
+// suggests fields for feilds.
+func TestParseMisspeltTile(t *testing.T) {
+	_, err := config.Parse("larder.yaml", []byte(strings.Replace(streamsProject, "    aggregations:", "    tiel: 1m\n    aggregations:", 1)))
+	want := `larder.yaml:18:5: views[1].tiel: unknown field "tiel"; did you mean "tile"?`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse = %v\nwant %s", err, want)
+	}
+}
+
+// TestParseMisplacedSetting names the mapping that takes a field written
+// under redis or server instead.
+func TestParseMisplacedSetting(t *testing.T) {
+	for _, tc := range []struct{ settings, want string }{
+		{"redis:\n  http_listen: 127.0.0.1:8080\n", `larder.yaml:3:3: redis.http_listen: http_listen is a field of server, not redis: move it to server.http_listen (fields here: addresses,`},
+		{"server:\n  addresses: [\"127.0.0.1:6379\"]\n", `larder.yaml:3:3: server.addresses: addresses is a field of redis, not server: move it to redis.addresses (fields here: listen,`},
+	} {
+		_, err := config.Parse("larder.yaml", []byte(strings.Replace(streamsProject, "project: shop\n", "project: shop\n"+tc.settings, 1)))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("Parse = %v\nwant %s…", err, tc.want)
+		}
+	}
+}
+
+// TestParseDeadLetterOwnSharedStream says a stream dead-letters into its
+// own redis_stream also when another stream reads it too.
+func TestParseDeadLetterOwnSharedStream(t *testing.T) {
+	_, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - {name: a, view: user_last, redis_stream: events:x}
+  - {name: b, view: user_stats, redis_stream: events:x, dead_letter: events:x}
+`))
+	want := `streams[1].dead_letter: "events:x" is the stream's own redis_stream`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse = %v\nwant %s", err, want)
+	}
+}

@@ -50,7 +50,8 @@ func (m *Mapper) View() *larder.View { return m.view }
 // strings (a Redis stream entry), or JSON values decoded with UseNumber (a
 // Kafka record). A field that is missing or null is a null feature. The
 // error says why the event can never apply: a missing or bad key or event
-// time, or a value that does not fit its feature.
+// time (one more than larder.MaxEventSkew past the clock included, as the
+// Push RPC refuses it), or a value that does not fit its feature.
 func (m *Mapper) Row(get func(field string) (any, bool)) (larder.PushRow, error) {
 	var row larder.PushRow
 	e := m.view.EntityDef()
@@ -70,6 +71,9 @@ func (m *Mapper) Row(get func(field string) (any, bool)) (larder.PushRow, error)
 		return row, fmt.Errorf("no event time: field %q is missing", m.stream.EventTime)
 	}
 	at, err := timeOf(raw)
+	if err == nil {
+		err = larder.CheckEventTime(at, time.Now(), "the clock of larder ingest")
+	}
 	if err != nil {
 		return row, fmt.Errorf("event time (field %q): %w", m.stream.EventTime, err)
 	}
@@ -130,15 +134,30 @@ func keyOf(raw any, t larder.Type) (larder.Key, error) {
 	return larder.StringKey(s), nil
 }
 
+// minEventMillis is the first event time taken as a number of
+// milliseconds since the Unix epoch: 1973-03-03T09:46:40Z. A number below
+// it is most likely seconds (which stay below it until the year 5138), and
+// read as milliseconds would be a time in 1970, older than every stored row.
+const minEventMillis = 100_000_000_000
+
 // timeOf reads an event time: RFC 3339 text, or a number of milliseconds
-// since the Unix epoch.
+// since the Unix epoch, from minEventMillis on.
 func timeOf(raw any) (time.Time, error) {
 	s, ok := text(raw)
 	if !ok {
 		return time.Time{}, fmt.Errorf("want RFC 3339 text or milliseconds since the Unix epoch, got %s", describe(raw))
 	}
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.UnixMilli(ms).UTC(), nil
+		at := time.UnixMilli(ms).UTC()
+		switch {
+		case ms >= minEventMillis:
+			return at, nil
+		case ms >= minEventMillis/1000:
+			return time.Time{}, fmt.Errorf("%d looks like seconds since the Unix epoch (as milliseconds it is %s): a number is read as milliseconds, such as %d000",
+				ms, at.Format(time.RFC3339Nano), ms)
+		}
+		return time.Time{}, fmt.Errorf("%d is before 1973 as milliseconds since the Unix epoch (%s): a number is read as milliseconds, such as 1777636800000 for 2026-05-01T12:00:00Z",
+			ms, at.Format(time.RFC3339Nano))
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {

@@ -93,8 +93,14 @@ func (c *RedisConsumer) defaults() {
 }
 
 // Run consumes the stream until ctx ends; it returns nil then. Redis
-// errors are logged and retried with a growing pause.
+// errors are logged and retried with a growing pause. It refuses to start
+// on a stream whose dead-letter stream is the stream itself, which
+// validation refuses too: it would read its dead letters back, and send
+// them to it again without end.
 func (c *RedisConsumer) Run(ctx context.Context) error {
+	if c.Stream.DeadLetter == c.Stream.RedisStream {
+		return fmt.Errorf("stream %s: its dead-letter stream is its own redis_stream, %s: the events that cannot apply would be read back without end; set dead_letter to another Redis stream", c.Stream.Name, c.Stream.RedisStream)
+	}
 	c.defaults()
 	backoff := newBackoff()
 	claimAt := time.Time{}

@@ -245,3 +245,53 @@ func TestRedisIngestReplay(t *testing.T) {
 		t.Errorf("replay counts %+v, want 2 older and 2 rewritten with the same row", got)
 	}
 }
+
+// TestRedisIngestBadTimes sends an event from the future to the
+// dead-letter stream with the reason, so that the real events of the same
+// entity after it are written, not left out as older; and an event whose
+// time is in seconds, which is not counted older than every stored row.
+func TestRedisIngestBadTimes(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.add(t, "user_id", "8", "ts", "2999-01-01T00:00:00Z", "clicks", "1", "url", "/future")
+	f.add(t, "user_id", "9", "ts", "99999999999999", "clicks", "1", "url", "/future")
+	f.add(t, "user_id", "8", "ts", ms(t0.Add(time.Minute)), "clicks", "2", "url", "/real")
+	f.add(t, "user_id", "9", "ts", ms(t0.Add(time.Minute)), "clicks", "3", "url", "/real")
+	f.add(t, "user_id", "1", "ts", strconv.FormatInt(t0.Add(time.Minute).Unix(), 10), "clicks", "4", "url", "/seconds")
+	c := &ingest.RedisConsumer{Client: f.client, Stream: f.s, Store: f.st, Name: "c1", Block: 20 * time.Millisecond}
+	if got := f.consume(t, c, 5); got != (ingest.Counts{Written: 2, Dead: 3}) {
+		t.Errorf("counts %+v, want 2 written, 3 dead", got)
+	}
+	if rows := f.read(t, 8, 9); strings.Join(rows, "|") != `2 "/real"|3 "/real"` {
+		t.Errorf("stored rows %q, want the real events", rows)
+	}
+	dead, err := f.client.XRange(ctx, f.s.DeadLetter, "-", "+").Result()
+	if err != nil || len(dead) != 3 {
+		t.Fatalf("dead letters: %v, %v", dead, err)
+	}
+	for i, want := range []string{
+		`event time (field "ts"): 2999-01-01T00:00:00Z is more than 1m0s past the clock of larder ingest`,
+		`event time (field "ts"): 5138-11-16T09:46:39.999Z is more than 1m0s past the clock of larder ingest`,
+		`event time (field "ts"): 1777636860 looks like seconds since the Unix epoch`,
+	} {
+		if r, _ := dead[i].Values["reason"].(string); !strings.HasPrefix(r, want) {
+			t.Errorf("dead letter %d: reason %q, want %q…", i, r, want)
+		}
+	}
+}
+
+// TestRedisConsumerRefusesDeadLetterLoop refuses to start on a stream
+// whose dead-letter stream is the stream itself: it would read its dead
+// letters back, and dead-letter them again without end.
+func TestRedisConsumerRefusesDeadLetterLoop(t *testing.T) {
+	s := *testProject(t).Stream("clicks")
+	s.DeadLetter = s.RedisStream
+	c := &ingest.RedisConsumer{Stream: &s, Block: 20 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.Run(ctx)
+	want := `stream clicks: its dead-letter stream is its own redis_stream, events:clicks`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Run = %v, want an error with %q", err, want)
+	}
+}

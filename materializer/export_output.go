@@ -6,7 +6,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -25,8 +24,11 @@ import (
 // spine's columns copied value by value from the spine's pages, then the
 // added columns from the joins.
 type exportOutput struct {
-	path   string
-	f      *os.File
+	path string
+	f    *os.File
+	// stale holds the temporary files of the same output found when f was
+	// created (see removeStaleTemps).
+	stale  map[string]time.Time
 	w      *parquet.GenericWriter[any]
 	cols   []*parquet.ColumnWriter
 	leaves int // the spine's leaf columns
@@ -143,11 +145,11 @@ func createExportOutput(path string, spine *parquet.Schema, plan *exportPlan) (*
 			return nil, err
 		}
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	f, stale, err := createOutputTemp(path)
 	if err != nil {
 		return nil, fmt.Errorf("create the output: %w", err)
 	}
-	o.f = f
+	o.f, o.stale = f, stale
 	o.w = parquet.NewGenericWriter[any](f, parquet.NewSchema("export", cols), parquet.MaxRowsPerRowGroup(scoreRowGroup),
 		// The column index and the chunks' statistics hold the pages' bounds.
 		parquet.DataPageStatistics(false), parquet.WriteBufferSize(exportWriteBuffer))
@@ -958,6 +960,7 @@ func (o *exportOutput) commit() error {
 		return fmt.Errorf("write the output: %w", err)
 	}
 	o.f = nil
+	removeStaleTemps(o.stale)
 	return nil
 }
 

@@ -3,8 +3,8 @@ package materializer
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
+	"time"
 
 	"github.com/larder-dev/larder"
 	"github.com/parquet-go/parquet-go"
@@ -21,7 +21,10 @@ const scoreRowGroup = 64 << 10
 type scoreOutput struct {
 	path string
 	f    *os.File
-	w    *parquet.GenericWriter[any]
+	// stale holds the temporary files of the same output found when f was
+	// created (see removeStaleTemps).
+	stale map[string]time.Time
+	w     *parquet.GenericWriter[any]
 	// types are the key columns' key types; rows are reused batch to batch.
 	types []larder.Type
 	rows  []parquet.Row
@@ -52,13 +55,11 @@ func createScoreOutput(path string, plan *scorePlan) (*scoreOutput, error) {
 		}
 		seen[c.name] = true
 	}
-	// A name starting with "." is left out when a folder is read as a
-	// source or an input, should the job die before removing the file.
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	f, stale, err := createOutputTemp(path)
 	if err != nil {
 		return nil, fmt.Errorf("create the output: %w", err)
 	}
-	o.f = f
+	o.f, o.stale = f, stale
 	o.w = parquet.NewGenericWriter[any](f, parquet.NewSchema("scores", cols), parquet.MaxRowsPerRowGroup(scoreRowGroup))
 	return o, nil
 }
@@ -108,6 +109,7 @@ func (o *scoreOutput) commit() error {
 	if err := os.Rename(o.f.Name(), o.path); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
+	removeStaleTemps(o.stale)
 	return nil
 }
 

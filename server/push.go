@@ -16,12 +16,6 @@ import (
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
 
-// maxPushSkew is how far past the server's clock a pushed event time may
-// be. A row from the future would win write-if-newer against every real
-// event until its time came, so one further ahead than a clock's drift is
-// refused.
-const maxPushSkew = time.Minute
-
 // errNoPush is the answer to Push when the store does not take pushed rows.
 var errNoPush = status.Error(codes.Unimplemented,
 	"Push: this server's store does not take pushed rows (it does not implement larder.PushStore); serve from the Redis store of larder serve")
@@ -74,7 +68,7 @@ func (s *Service) push(ctx context.Context, req *larderv1.PushRequest) (*larderv
 	vals := make([]larder.Value, len(rows)*len(v.Features))
 	valid := make([]larder.PushRow, 0, len(rows))
 	from := make([]int, 0, len(rows))
-	conv := pushConverter{view: v, entity: v.EntityDef(), latest: s.now().Add(maxPushSkew)}
+	conv := pushConverter{view: v, entity: v.EntityDef(), now: s.now()}
 	for i, r := range rows {
 		resp.Outcomes[i] = &outcomes[i]
 		row, reason := conv.row(r, i, vals[i*len(v.Features):(i+1)*len(v.Features):(i+1)*len(v.Features)])
@@ -154,9 +148,9 @@ func pushResultToProto(r larder.PushResult) larderv1.PushResult {
 type pushConverter struct {
 	view   *larder.View
 	entity *larder.Entity
-	// latest is the latest event time taken: the server's clock plus
-	// maxPushSkew.
-	latest time.Time
+	// now is the server's clock when the request came: an event time more
+	// than larder.MaxEventSkew past it is refused.
+	now time.Time
 }
 
 // row converts row i of a request into vals, which holds one value per
@@ -175,9 +169,8 @@ func (c *pushConverter) row(r *larderv1.PushRow, i int, vals []larder.Value) (la
 		return larder.PushRow{}, rowField(i, "event_time") + err.Error()
 	}
 	at := ts.AsTime()
-	if at.After(c.latest) {
-		return larder.PushRow{}, rowField(i, "event_time") + fmt.Sprintf("%s is more than %s past the server's clock; a row from the future would hide every event until then",
-			at.Format(time.RFC3339Nano), maxPushSkew)
+	if err := larder.CheckEventTime(at, c.now, "the server's clock"); err != nil {
+		return larder.PushRow{}, rowField(i, "event_time") + err.Error()
 	}
 	given := r.GetValues()
 	found := 0

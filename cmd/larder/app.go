@@ -244,11 +244,27 @@ func (a *app) loadConfig() (*larder.Project, error) {
 // loadConfigPlaces is loadConfig, and also returns where each field of the
 // file is written (see config.Loader.LoadPlaces).
 func (a *app) loadConfigPlaces() (*larder.Project, *config.Places, error) {
-	p, places, err := config.Loader{}.LoadPlaces(a.configPath)
+	return a.loadConfigWith(config.Loader{})
+}
+
+// loadConfigWith is loadConfigPlaces with the loader l.
+func (a *app) loadConfigWith(l config.Loader) (*larder.Project, *config.Places, error) {
+	p, places, err := l.LoadPlaces(a.configPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("%w (name the project file with --config, or create one with `larder demo`)", err)
 	}
 	return p, places, err
+}
+
+// loadProjectWithoutStore loads and validates the project file for a
+// command that opens no store (export): the variable that
+// redis.password_env names need not be set, since no password is sent.
+func (a *app) loadProjectWithoutStore() (*larder.Project, error) {
+	p, _, err := a.loadConfigWith(config.Loader{LookupEnv: func(name string) (string, bool) {
+		v, _ := os.LookupEnv(name)
+		return v, true
+	}})
+	return p, err
 }
 
 // loadProject loads and validates the project file, applying --redis.

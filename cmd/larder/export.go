@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -64,7 +66,7 @@ See docs/training.md.`,
   larder export --spine labels/ --timestamp at --features user_profile:*,user_activity:spend_sum_7d --output train.parquet`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.loadProject()
+			p, err := a.loadProjectWithoutStore()
 			if err != nil {
 				return err
 			}
@@ -150,10 +152,82 @@ func (a *app) export(ctx context.Context, p *larder.Project, args materializer.E
 	rep, err := m.Export(ctx, args)
 	prog.done()
 	if err != nil {
-		return err
+		return spineError(err, args)
 	}
 	printExportReport(a.stdout, args.Output, rep)
 	return nil
+}
+
+// spineError returns err in export's words when it is about the columns of
+// the spine (one *materializer.ColumnError or several joined): the spine
+// file, the role of the column, and the flag that names it. Other errors
+// are returned as they are.
+func spineError(err error, args materializer.ExportArgs) error {
+	var ces []*materializer.ColumnError
+	var walk func(error) bool
+	walk = func(err error) bool {
+		switch e := err.(type) {
+		case *materializer.ColumnError:
+			ces = append(ces, e)
+			return e.Input
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				if !walk(x) {
+					return false
+				}
+			}
+			return true
+		}
+		return false
+	}
+	if !walk(errors.Unwrap(err)) || len(ces) == 0 {
+		return err
+	}
+	msgs := make([]string, len(ces))
+	for i, ce := range ces {
+		msgs[i] = spineColumnProblem(ce, args)
+	}
+	return errors.New("export: " + strings.Join(msgs, "\n"))
+}
+
+// spineColumnProblem says what is wrong with a column of the spine, and
+// which flag names another.
+func spineColumnProblem(ce *materializer.ColumnError, args materializer.ExportArgs) string {
+	// The column's role, and the flag that names another column for it
+	// ("" for a request feature, read from the column named after it).
+	role, what, flag := "the "+ce.Role, "", ""
+	entity, isKey := strings.CutPrefix(ce.Role[strings.Index(ce.Role, " ")+1:], "key of entity ")
+	if name, err := strconv.Unquote(entity); err == nil {
+		entity = name
+	}
+	switch {
+	case ce.Column == args.Timestamp && ce.Role == "event time":
+		role, what, flag = "the spine's time column, --timestamp", "the spine's time column", "--timestamp COLUMN"
+	case isKey && ce.Column == args.ContextColumn:
+		what, flag = "the spine column of the context keys", "--context-column COLUMN"
+	case isKey && ce.Column == args.CandidateColumn:
+		what, flag = "the spine column of the candidate keys", "--candidate-column COLUMN"
+	case isKey:
+		what, flag = "the spine column of entity "+entity+"'s keys", "--key "+entity+"=COLUMN"
+	}
+	if ce.Found != "" {
+		fix := "fix the spine"
+		if flag != "" {
+			fix = fmt.Sprintf("name another column as %s with %s, or fix the spine", what, flag)
+		}
+		return fmt.Sprintf("spine file %s: column %q (%s) is %s, want %s: %s",
+			ce.File, ce.Column, role, ce.Found, ce.Want, fix)
+	}
+	fix := "add the column to the spine"
+	if flag != "" {
+		fix = fmt.Sprintf("name %s with %s", what, flag)
+	}
+	var hint string
+	if s := larder.Suggest(ce.Column, ce.Columns); s != "" {
+		hint = fmt.Sprintf(" did you mean %q?", s)
+	}
+	return fmt.Sprintf("spine file %s has no column %q (%s);%s its columns are %s: %s",
+		ce.File, ce.Column, role, hint, strings.Join(ce.Columns, ", "), fix)
 }
 
 // printExportReport prints the summary of an export: its rate, then the

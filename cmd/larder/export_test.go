@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,7 +218,14 @@ func TestExportCommandErrors(t *testing.T) {
 		{"unknown ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", "nope", "--output", "o.parquet"}, `--ranker: unknown ranker "nope"`},
 		{"bad key", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--key", "user", "--output", "o.parquet"}, "want ENTITY=COLUMN"},
 		{"unknown entity", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--key", "shop=id", "--output", "o.parquet"}, `unknown entity "shop"`},
-		{"no timestamp column", []string{"--spine", spine, "--timestamp", "at", "--ranker", demo.RankerName, "--output", "o.parquet"}, `no column "at"`},
+		{"no timestamp column", []string{"--spine", spine, "--timestamp", "shown", "--ranker", demo.RankerName, "--output", "o.parquet"},
+			`export: spine file ` + spine + ` has no column "shown" (the spine's time column, --timestamp); did you mean "shown_at"? its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine's time column with --timestamp COLUMN`},
+		{"timestamp column of another type", []string{"--spine", spine, "--timestamp", "clicked", "--ranker", demo.RankerName, "--output", "o.parquet"},
+			`export: spine file ` + spine + `: column "clicked" (the spine's time column, --timestamp) is INT64, want INT64 TIMESTAMP (MILLIS, MICROS or NANOS) or INT32 DATE: name another column as the spine's time column with --timestamp COLUMN, or fix the spine`},
+		{"no key column", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--key", "user=viewer", "--output", "o.parquet"},
+			`export: spine file ` + spine + ` has no column "viewer" (the int64 key of entity "user"); its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine column of entity user's keys with --key user=COLUMN`},
+		{"no context column", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--context-column", "viewer", "--output", "o.parquet"},
+			`has no column "viewer" (the int64 key of entity "user"); its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine column of the context keys with --context-column COLUMN`},
 		{"spine is output", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", spine}, "is the spine too"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,6 +233,70 @@ func TestExportCommandErrors(t *testing.T) {
 			if r.code == 0 || !strings.Contains(r.stderr, tt.want) {
 				t.Errorf("export %v: exit %d, stderr %q; want a failure saying %q", tt.args, r.code, r.stderr, tt.want)
 			}
+			// The words of another command's input do not apply.
+			if strings.Contains(r.stderr, "input file") || strings.Contains(r.stderr, "job's arguments") {
+				t.Errorf("export %v: stderr %q speaks of a job's input", tt.args, r.stderr)
+			}
 		})
+	}
+}
+
+// TestExportNeedsNoStorePassword exports from a project whose
+// redis.password_env names a variable that is not set: export needs no
+// store, so it needs no password either.
+func TestExportNeedsNoStorePassword(t *testing.T) {
+	_, cfg := demoProject(t)
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const env = "LARDER_TEST_EXPORT_UNSET_PASSWORD"
+	data = []byte(strings.Replace(string(data), "project: shop\n", "project: shop\nredis:\n  addresses: [\"127.0.0.1:1\"]\n  password_env: "+env+"\n", 1))
+	if err := os.WriteFile(cfg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(cfg)
+	out := filepath.Join(dir, "train.parquet")
+	r := larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", filepath.Join(dir, demo.ImpressionsFile),
+		"--timestamp", demo.ImpressionTime, "--features", "user_profile:*", "--output", out)
+	mustSucceed(t, r, "export")
+	// A command that uses the store still wants the password.
+	r = larderAt(t, t.Context(), t0, "-c", cfg, "views")
+	if r.code == 0 || !strings.Contains(r.stderr, "environment variable "+env+" is not set") {
+		t.Errorf("views: exit %d, stderr %q; want the unset variable reported", r.code, r.stderr)
+	}
+}
+
+// TestExportOutputFile writes the output with the permissions the umask
+// leaves, as other files, and removes the temporary file an export killed
+// while writing the same output left behind.
+func TestExportOutputFile(t *testing.T) {
+	_, cfg := demoProject(t)
+	dir := filepath.Dir(cfg)
+	out := filepath.Join(dir, "train.parquet")
+	stale := filepath.Join(dir, ".train.parquet.123456.tmp")
+	other := filepath.Join(dir, ".other.parquet.123456.tmp")
+	for _, p := range []string{stale, other} {
+		if err := os.WriteFile(p, []byte("half an export"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	r := larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", filepath.Join(dir, demo.ImpressionsFile),
+		"--timestamp", demo.ImpressionTime, "--features", "user_profile:*", "--output", out)
+	mustSucceed(t, r, "export")
+	fi, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("the output's mode is %v, want -rw-r--r-- under umask 022", fi.Mode().Perm())
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the temporary file of an earlier export of the same output is left: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("the temporary file of another output: %v", err)
 	}
 }

@@ -24,9 +24,11 @@ func (a *app) ingestCommand() *cobra.Command {
 		Use:   "ingest [STREAM...]",
 		Short: "Apply the events of the project's streams to their views until interrupted",
 		Long: `ingest consumes the events of the streams that larder.yaml declares (streams:),
-every one of them or those named, and applies each event to its latest view
-as Push does: the entity's row is written when the event is not older than
-the stored row, so a late or replayed event never moves a value back.
+every one of them or those named, and applies each event to its view. To a
+latest view, as Push does: the entity's row is written when the event is not
+older than the stored row, so a late or replayed event never moves a value
+back. To an aggregate view: the event is added, once by its id, to its
+entity's tile, so that the view's windows stay current.
 
 A Redis stream is read as one consumer of the stream's consumer group, and
 a Kafka topic as one member of its consumer group: run any number of ingest
@@ -34,7 +36,8 @@ processes for availability. An entry is acknowledged (an offset committed)
 only once it is written; an entry left pending by a process that died is
 taken over by another after --claim-idle, and the records of a Kafka member
 that died are read again by the member that takes its partitions. An event that can never apply (a missing key,
-a value of the wrong type) goes to the stream's dead-letter stream with the
+a value of the wrong type, an event time more than a minute past this
+host's clock) goes to the stream's dead-letter stream with the
 reason, and is acknowledged.
 
 Every --status-every, ingest prints what it applied and how far behind each

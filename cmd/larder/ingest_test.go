@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -362,5 +364,32 @@ func redisLagOf(t *testing.T, client *redis.Client, s *larder.Stream) func() ing
 			t.Fatal(err)
 		}
 		return l
+	}
+}
+
+// TestIngestDeadLetterLoop refuses, in validate and in ingest, a stream
+// whose dead-letter stream is the stream itself, at its place in the file.
+func TestIngestDeadLetterLoop(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "larder.yaml")
+	yaml := `project: loop
+redis:
+  addresses: ["127.0.0.1:1"]
+entities:
+  - {name: user, key: user_id, type: int64}
+sources:
+  - {name: events, path: data/events.parquet, event_time: ts}
+views:
+` + ingestViews + `    dead_letter: clicks
+`
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := cfg + `:20:18: streams[0].dead_letter: "clicks" is the stream's own redis_stream: ingest would read its dead letters back and send them to it again without end; leave dead_letter out for the default, clicks:dead`
+	for _, args := range [][]string{{"validate", "--offline"}, {"ingest"}} {
+		r := larderAt(t, t.Context(), t0, append([]string{"-c", cfg}, args...)...)
+		if r.code == 0 || !strings.Contains(r.stderr, want) {
+			t.Errorf("larder %s: exit code %d, stderr:\n%s\nwant %s", args[0], r.code, r.stderr, want)
+		}
 	}
 }
