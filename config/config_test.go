@@ -195,6 +195,16 @@ func problems(tb testing.TB, err error) []config.Problem {
 	return ce.Problems
 }
 
+// problemLines returns the problems of err, a *config.Error, as text.
+func problemLines(tb testing.TB, err error) []string {
+	tb.Helper()
+	var lines []string
+	for _, p := range problems(tb, err) {
+		lines = append(lines, p.String())
+	}
+	return lines
+}
+
 func TestParseFull(t *testing.T) {
 	p, err := config.Loader{LookupEnv: env(map[string]string{"LARDER_REDIS_PASSWORD": "s3cret"})}.Parse("conf/larder.yaml", []byte(full))
 	if err != nil {

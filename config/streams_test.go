@@ -80,11 +80,7 @@ func TestParseBadStreams(t *testing.T) {
     redis_stream: s
     kafka: {topic: t}
 `))
-	var got []string
-	for _, p := range problems(t, err) {
-		got = append(got, p.String())
-	}
-	text := strings.Join(got, "\n")
+	text := strings.Join(problemLines(t, err), "\n")
 	for _, want := range []string{
 		`larder.yaml:21:5: streams[0]: needs redis_stream (the key of a Redis stream) or kafka (brokers and topic)`,
 		`streams[0].fields.nope: view "user_last" has no feature "nope" (known: clicks, page)`,
@@ -146,11 +142,7 @@ streams:
     fields: {clicks: n, nope: x}
 `
 	_, err := config.Parse("larder.yaml", []byte(project))
-	var got []string
-	for _, p := range problems(t, err) {
-		got = append(got, p.String())
-	}
-	text := strings.Join(got, "\n")
+	text := strings.Join(problemLines(t, err), "\n")
 	for _, want := range []string{
 		`larder.yaml:11:5: views[0].tile: tile is a field of aggregate views`,
 		`views[1].aggregations[0].windows[1]: window 90s is not a multiple of the view's tile 10m0s`,
@@ -201,10 +193,7 @@ func TestParseDeadLetterLoop(t *testing.T) {
     kafka: {brokers: ["k:9092"], topic: t}
     dead_letter: events:a
 `))
-	var got []string
-	for _, p := range problems(t, err) {
-		got = append(got, p.String())
-	}
+	got := problemLines(t, err)
 	text := strings.Join(got, "\n")
 	for _, want := range []string{
 		`larder.yaml:24:18: streams[0].dead_letter: "events:loop" is the stream's own redis_stream: ingest would read its dead letters back and send them to it again without end; leave dead_letter out for the default, events:loop:dead`,
@@ -240,10 +229,7 @@ func TestParseStreamsNoFollowOn(t *testing.T) {
     view: user_last
     `+tc.stream+`
 `))
-		var got []string
-		for _, p := range problems(t, err) {
-			got = append(got, p.String())
-		}
+		got := problemLines(t, err)
 		if len(got) != 1 || !strings.Contains(got[0], tc.want) {
 			t.Errorf("%s: got\n%s\nwant one problem: %s", tc.stream, strings.Join(got, "\n"), tc.want)
 		}

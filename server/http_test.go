@@ -27,13 +27,7 @@ import (
 // request is answered 400 with the reason.
 func TestHTTP(t *testing.T) {
 	f := newFixture(t, fixtureConfig{models: map[string]server.Model{"reco": newFakeModel("v1", 1)}})
-	gw, err := server.NewHTTP(f.svc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	web := httptest.NewServer(gw)
-	t.Cleanup(web.Close)
+	web := serveGateway(t, f)
 
 	post := func(t *testing.T, path, body string) (int, []byte) {
 		t.Helper()
@@ -268,13 +262,7 @@ func postJSONHeader(t *testing.T, c *http.Client, url, body string, header ...st
 // answer carries the gRPC content type of the gateway's own call.
 func TestHTTPRefusals(t *testing.T) {
 	f := newFixture(t, fixtureConfig{edit: func(p *larder.Project) { p.Server.MaxRequestCells = 4 }})
-	gw, err := server.NewHTTP(f.svc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	web := httptest.NewServer(gw)
-	t.Cleanup(web.Close)
+	web := serveGateway(t, f)
 
 	type answer struct {
 		Code    int    `json:"code"`
@@ -379,13 +367,7 @@ func TestHTTPRefusals(t *testing.T) {
 // over HTTP as over gRPC.
 func TestHTTPLargeResponse(t *testing.T) {
 	f := newFixture(t, fixtureConfig{})
-	gw, err := server.NewHTTP(f.svc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	web := httptest.NewServer(gw)
-	t.Cleanup(web.Close)
+	web := serveGateway(t, f)
 
 	big := strings.Repeat("x", 60<<10) // under the views' max_value_bytes, 64 KiB
 	code, b := postJSON(t, web.Client(), web.URL+"/v1/push", `{"view":"user_profile","rows":[{"key":{"int64_value":7},"event_time":"2026-11-27T08:20:00Z",
@@ -405,4 +387,18 @@ func TestHTTPLargeResponse(t *testing.T) {
 	if n := len(got.GetColumns()); n != 2 || len(got.GetColumns()[0].GetStringValues()) != testMaxEntities || got.GetColumns()[0].GetStringValues()[0] != big {
 		t.Errorf("GetFeatures of %d keys × 2 values of 60 KiB: %d columns, not the values pushed", testMaxEntities, n)
 	}
+}
+
+// serveGateway serves the HTTP/JSON gateway of f's service on a test
+// server, both closed at the end of the test.
+func serveGateway(t *testing.T, f *fixture) *httptest.Server {
+	t.Helper()
+	gw, err := server.NewHTTP(f.svc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	web := httptest.NewServer(gw)
+	t.Cleanup(web.Close)
+	return web
 }
