@@ -464,11 +464,17 @@ func (r reply) str(i int) string {
 	return ""
 }
 
+// timeText is how the scripts are given the time and store it: RFC 3339 in
+// UTC with all nine digits of the fraction, so that two times compare as
+// their text does (a parent's finished_at is the latest of its own and its
+// children's).
+const timeText = "2006-01-02T15:04:05.000000000Z07:00"
+
 // run runs a script with the common arguments and reports its events.
 func (q *Queue) run(ctx context.Context, s *redis.Script, args ...any) (reply, error) {
 	now := q.now()
 	argv := make([]any, 0, 3+len(args))
-	argv = append(argv, q.k.prefix, now.UTC().Format(time.RFC3339Nano), now.UnixMilli())
+	argv = append(argv, q.k.prefix, now.UTC().Format(timeText), now.UnixMilli())
 	argv = append(argv, args...)
 	v, err := s.Run(ctx, q.client, []string{q.k.stream()}, argv...).Result()
 	if err != nil {

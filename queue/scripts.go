@@ -6,7 +6,8 @@ import "github.com/redis/go-redis/v9"
 // race between workers never leaves half a change behind. The scripts share
 // the prelude below; each is called with KEYS[1] = the stream (which routes
 // it to the project's slot on a cluster: every other key it touches shares
-// the hash tag) and ARGV[1..3] = the key prefix, now as RFC 3339 text and now
+// the hash tag) and ARGV[1..3] = the key prefix, now as RFC 3339 text (with
+// nine digits of fraction, timeText, so that times compare as text) and now
 // as unix milliseconds. Each returns a table whose first element is a status
 // and whose second is a flat list of (kind, event) pairs for Options.OnEvent.
 //
@@ -23,6 +24,7 @@ import "github.com/redis/go-redis/v9"
 //	active_children  children not yet in a final state.
 //	child_failed     "<id> failed: <error>" of the first child that failed.
 //	child_cancelled  the id of the first child that was cancelled.
+//	last_child_at    the latest finished_at of the children that finished.
 const prelude = `
 local P, NOW, NOWMS = ARGV[1], ARGV[2], ARGV[3]
 local STREAM, GROUP = P .. 'stream', 'workers'
@@ -68,7 +70,12 @@ end
 -- or a new entry when the job holds none.
 local function finish(id, state, reason, hook)
   local k = jkey(id)
-  redis.call('HSET', k, 'state', state, 'finished_at', NOW)
+  -- A parent finishes no earlier than its last child, whose time another
+  -- worker's clock, a moment ahead, may have stamped.
+  local at = NOW
+  local last = redis.call('HGET', k, 'last_child_at')
+  if last and last > at then at = last end
+  redis.call('HSET', k, 'state', state, 'finished_at', at)
   redis.call('HDEL', k, 'next_attempt_at', 'cancel_requested')
   if reason then redis.call('HSET', k, 'last_error', reason) end
   redis.call('ZREM', DELAYED, id)
@@ -99,6 +106,10 @@ local function settle(id)
     local pk = jkey(parent)
     if redis.call('EXISTS', pk) == 0 then return end
     local n = redis.call('HINCRBY', pk, 'active_children', -1)
+    local at = redis.call('HGET', jkey(id), 'finished_at')
+    if at and at > (redis.call('HGET', pk, 'last_child_at') or '') then
+      redis.call('HSET', pk, 'last_child_at', at)
+    end
     if state == 'failed' then
       redis.call('HSETNX', pk, 'child_failed', id .. ' failed: ' .. (lasterr or ''))
     elseif state == 'cancelled' then

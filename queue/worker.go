@@ -467,7 +467,7 @@ func (w *worker) attempt(ctx context.Context, job larder.Job, eid string, readAt
 		if isPermanent(herr) {
 			perm = "1"
 		}
-		res, err = w.write(ctx, h, scriptFail, job.ID, eid, herr.Error(), perm, prog, due.UnixMilli(), due.UTC().Format(time.RFC3339Nano))
+		res, err = w.write(ctx, h, scriptFail, job.ID, eid, herr.Error(), perm, prog, due.UnixMilli(), due.UTC().Format(timeText))
 	}
 	if err != nil {
 		log.Error("job outcome not recorded; another worker takes the job over", "err", err, "handler_err", herr)
@@ -625,7 +625,7 @@ func (w *worker) keep(ctx context.Context, h *hold) (stop func()) {
 func (w *worker) touch(ctx context.Context, h *hold, prog string) (int64, error) {
 	now := w.q.now()
 	return scriptTouch.Run(ctx, w.q.client, []string{w.q.k.stream()},
-		w.q.k.prefix, now.UTC().Format(time.RFC3339Nano), now.UnixMilli(),
+		w.q.k.prefix, now.UTC().Format(timeText), now.UnixMilli(),
 		h.id, h.eid, w.name, prog).Int64()
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -380,6 +381,50 @@ func TestChildren(t *testing.T) {
 		}
 		if !p.FinishedAt.After(then.FinishedAt) && !p.FinishedAt.Equal(then.FinishedAt) {
 			t.Errorf("parent finished at %s, before its last child (%s)", p.FinishedAt, then.FinishedAt)
+		}
+	})
+
+	// A parent finishes no earlier than its last child, even when the
+	// child was finished by a worker whose clock is ahead of the one that
+	// finishes the parent.
+	t.Run("clocks apart", func(t *testing.T) {
+		t.Parallel()
+		var ahead atomic.Int64 // how far the queue's clock is ahead, in ns
+		opts := fast()
+		opts.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+		q, _ := newQueue(t, opts)
+		lateDone := make(chan struct{})
+		var late atomic.Value
+		work(t, q, queue.WorkerOptions{
+			Concurrency: 4,
+			Handlers: map[larder.JobKind]queue.Handler{
+				"parent": func(ctx context.Context, tk *queue.Task) ([]byte, error) {
+					for _, d := range []string{"ahead", "behind"} {
+						if _, err := tk.Submit(ctx, larder.JobSpec{Kind: "child", Description: d}); err != nil {
+							return nil, err
+						}
+					}
+					return nil, nil
+				},
+				"child": func(ctx context.Context, tk *queue.Task) ([]byte, error) {
+					if tk.Job().Description == "ahead" {
+						ahead.Store(int64(time.Hour)) // its end is stamped an hour ahead
+						late.Store(tk.Job().ID)
+						return nil, nil
+					}
+					<-lateDone
+					ahead.Store(0) // the parent's end is stamped now
+					return nil, nil
+				},
+			},
+		})
+		p := submit(t, q, larder.JobSpec{Kind: "parent"})
+		waitFor(t, "the child ahead", func() bool { return late.Load() != nil })
+		lateJob := waitState(t, q, late.Load().(string), larder.JobSucceeded)
+		close(lateDone)
+		p = waitState(t, q, p.ID, larder.JobSucceeded)
+		if p.FinishedAt.Before(lateJob.FinishedAt) {
+			t.Errorf("parent finished at %s, before its child (%s)", p.FinishedAt, lateJob.FinishedAt)
 		}
 	})
 
