@@ -71,7 +71,12 @@ func (r *Runner) RunJob(ctx context.Context, args larder.MaterializeArgs, jc Job
 		if waiting[v] {
 			continue
 		}
-		if g, err := liveNow(ctx, r.store, v); err == nil && g.Job == jc.JobID() && g.AsOf.Equal(asOf) {
+		// A view this job published already (the job is delivered again
+		// after its worker died) is not run again. A streaming aggregate
+		// view's generation is as of its cutoff, which may be earlier than
+		// the job's as-of.
+		if g, err := liveNow(ctx, r.store, v); err == nil && g.Job == jc.JobID() &&
+			(g.AsOf.Equal(asOf) || v.Streaming() && !g.AsOf.After(asOf)) {
 			res.Generations = append(res.Generations, larder.InputGeneration{View: v.Name, Generation: g.ID, AsOf: asOf})
 			continue
 		}

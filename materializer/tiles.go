@@ -189,10 +189,11 @@ func (m *Materializer) putTiles(ctx context.Context, v *larder.View, gen int64, 
 // event time is earlier, that time rounded down to τ: the batch then
 // covers exactly the events up to C, and the stream's events after C,
 // those the source does not hold yet included, stay counted (the store
-// refuses stream events only at or before C). A source that holds no
-// event keeps the live generation's cutoff, when it is earlier, so that a
-// run over it drops nothing streamed since; it is asOf's tile when the
-// view has none. Options.Cutoff, when set, is the cutoff.
+// refuses stream events only at or before C). C never goes behind the
+// live generation's cutoff (unless asOf does): the stream was refused the
+// events up to that one, so they would be counted on neither side. A
+// source that holds no event keeps the live generation's cutoff, when it
+// is earlier than asOf's tile. Options.Cutoff, when set, is the cutoff.
 func (m *Materializer) cutoff(ctx context.Context, v *larder.View, ds *dataset, asOf time.Time) (time.Time, error) {
 	tau := v.TileInterval()
 	if !m.cut.IsZero() {
@@ -203,23 +204,50 @@ func (m *Materializer) cutoff(ctx context.Context, v *larder.View, ds *dataset, 
 	if err != nil {
 		return time.Time{}, err
 	}
-	if ok {
-		return minTime(c, larder.TileFloor(time.Unix(0, newest), tau)), nil
+	live, hasLive, err := m.liveCutoff(ctx, v)
+	if err != nil {
+		return time.Time{}, err
 	}
+	switch {
+	case ok && hasLive:
+		// Never behind the live cutoff (unless the run is as of an earlier
+		// time): the stream was refused every event up to it, so a cutoff
+		// that went back to the source's newest event would count the
+		// events between the two on neither side.
+		return maxTime(minTime(c, larder.TileFloor(time.Unix(0, newest), tau)), minTime(c, live)), nil
+	case ok:
+		return minTime(c, larder.TileFloor(time.Unix(0, newest), tau)), nil
+	case hasLive:
+		return minTime(c, live), nil
+	}
+	return c, nil
+}
+
+// liveCutoff returns the cutoff of v's live generation (its as-of, on its
+// tile), and false when v has none, or the store cannot say.
+func (m *Materializer) liveCutoff(ctx context.Context, v *larder.View) (time.Time, bool, error) {
 	fs, isReader := m.gs.(larder.FeatureStore)
 	if !isReader {
-		return c, nil
+		return time.Time{}, false, nil
 	}
 	g, err := liveNow(ctx, fs, v)
 	switch {
 	case errors.Is(err, larder.ErrNoGeneration):
-		return c, nil
+		return time.Time{}, false, nil
 	case err != nil:
-		return time.Time{}, err
+		return time.Time{}, false, err
 	case g.AsOf.IsZero():
-		return c, nil
+		return time.Time{}, false, nil
 	}
-	return minTime(c, larder.TileFloor(g.AsOf, tau)), nil
+	return larder.TileFloor(g.AsOf, v.TileInterval()), true, nil
+}
+
+// maxTime returns the later of a and b.
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // minTime returns the earlier of a and b.
