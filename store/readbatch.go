@@ -18,11 +18,12 @@ import (
 // latency to a lone request.
 //
 // A small Read (fewer than bigRead commands, such as a GetFeatures of a
-// few keys) starts a round trip only when none is in flight, and otherwise
-// queues: the Reads of the many small requests of a busy server then share
-// round trips instead of each taking the second one alone. A big Read (a
-// Rank's, a GetFeatures of many keys) may start the second, so that it
-// does not wait behind another.
+// few keys) starts a round trip only when no other trip of small Reads is
+// in flight, and otherwise queues: the Reads of the many small requests of
+// a busy server then share round trips instead of each taking the second
+// one alone. A big Read (a Rank's, a GetFeatures of many keys) may start
+// the second, so that it does not wait behind another, and a small Read
+// never waits behind a big one.
 const maxReadTrips = 2
 
 // bigRead is the number of commands from which a Read may start the second
@@ -34,6 +35,7 @@ const bigRead = 8
 type readBatcher struct {
 	mu      sync.Mutex
 	running int         // round trips in flight
+	small   int         // of them, those of small Reads: one's own, or the queued ones
 	queue   []*readCall // Reads waiting for the next round trip
 	spare   []*readCall // an emptied queue, kept for its capacity
 }
@@ -92,12 +94,16 @@ func (c *readCall) put() {
 // it returns nil, and each command holds its own reply or error.
 func (s *Store) roundTrip(ctx context.Context, c *readCall) error {
 	b := &s.reads
+	big := len(c.cmds) >= bigRead
 	b.mu.Lock()
-	if b.running == 0 || b.running < maxReadTrips && len(c.cmds) >= bigRead {
+	if b.running == 0 || b.running < maxReadTrips && (big || b.small == 0) {
 		b.running++
+		if !big {
+			b.small++
+		}
 		b.mu.Unlock()
 		s.exec(ctx, c.cmds)
-		s.tripDone()
+		s.tripDone(!big)
 		return nil
 	}
 	b.queue = append(b.queue, c)
@@ -110,14 +116,21 @@ func (s *Store) roundTrip(ctx context.Context, c *readCall) error {
 	}
 }
 
-// tripDone ends a round trip: its slot goes to the queued Reads, if any.
-func (s *Store) tripDone() {
+// tripDone ends a round trip, of a small Read or not: its slot goes to the
+// queued Reads, if any, whose trips count as small.
+func (s *Store) tripDone(small bool) {
 	b := &s.reads
 	b.mu.Lock()
 	if len(b.queue) == 0 {
 		b.running--
+		if small {
+			b.small--
+		}
 		b.mu.Unlock()
 		return
+	}
+	if !small {
+		b.small++
 	}
 	batch := b.queue
 	b.queue, b.spare = b.spare[:0], nil
@@ -147,6 +160,7 @@ func (s *Store) runQueued(batch []*readCall) {
 		b.mu.Lock()
 		if len(b.queue) == 0 {
 			b.running--
+			b.small--
 			if b.spare == nil {
 				b.spare = batch[:0]
 			}
