@@ -92,7 +92,9 @@ func WithKeepalive(d time.Duration) Option {
 }
 
 // WithDialOptions adds gRPC dial options, after Dial's own (so they win):
-// interceptors, a resolver, a stats handler.
+// interceptors, a resolver, a stats handler. GetFeatures' reply, as an
+// interceptor or a stats handler sees it, is the client's own type, which
+// decodes the response straight into a Features, not a proto.Message.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.extra = append(o.extra, opts...) }
 }

@@ -215,7 +215,10 @@ func (f *Features) varints(it *fieldIter, fn func(uint64)) error {
 // generations and the columns. f does not refer to data once it returns.
 func (f *Features) decode(data []byte) error {
 	f.data = data
-	defer func() { f.data = nil }()
+	defer func() {
+		keepNames(f.fresh)
+		f.data, f.fresh = nil, nil
+	}()
 	var cols, views, gens []span
 	rows := int64(0)
 	it := f.iter(span{0, len(data)})
@@ -266,7 +269,7 @@ func (f *Features) decodeViews(views []span) error {
 			switch it.num {
 			case viewName:
 				if it.typ == protowire.BytesType {
-					v.name = intern(f.data[it.in.start:it.in.end])
+					v.name = f.intern(f.data[it.in.start:it.in.end])
 				}
 			case viewStatuses:
 				err = f.varints(&it, func(x uint64) { statuses = append(statuses, larderv1.FeatureStatus(int32(x))) })
@@ -297,9 +300,9 @@ func (f *Features) decodeGenerations(gens []span) error {
 		for it.next() {
 			switch {
 			case it.num == genView && it.typ == protowire.BytesType:
-				g.view = intern(f.data[it.in.start:it.in.end])
+				g.view = f.intern(f.data[it.in.start:it.in.end])
 			case it.num == genModel && it.typ == protowire.BytesType:
-				g.model = intern(f.data[it.in.start:it.in.end])
+				g.model = string(f.data[it.in.start:it.in.end]) // changes with each model loaded: not kept
 			case it.num == genGeneration && it.typ == protowire.VarintType:
 				g.generation = int64(it.v)
 			case it.num == genTileTime && it.typ == protowire.VarintType:
@@ -333,7 +336,7 @@ func (f *Features) decodeColumns(cols []span) error {
 		for it.next() {
 			switch {
 			case it.num == colName && it.typ == protowire.BytesType:
-				c.name = intern(f.data[it.in.start:it.in.end])
+				c.name = f.intern(f.data[it.in.start:it.in.end])
 			case it.num == colType && it.typ == protowire.VarintType:
 				c.typ = larderv1.ValueType(int32(it.v))
 			case it.num == colView && it.typ == protowire.VarintType:
@@ -569,39 +572,55 @@ func (f *Features) value(field protowire.Number, x uint64) {
 
 // interned holds the names decoded so far, so that the names of a
 // response, the same from one call to the next, are not allocated again:
-// a map that is replaced, never changed, so that readers need no lock.
+// a map that is replaced, never changed, so that readers need no lock. A
+// decode adds the names it did not find all at once, when it ends
+// (keepNames).
 var (
 	interned   atomic.Pointer[map[string]string]
 	internMu   sync.Mutex
 	internSize = 4096 // names kept at most; past that, each is allocated
 )
 
-// intern returns b as a string, the one kept when b was seen before.
-func intern(b []byte) string {
+// intern returns b as a string: the one kept when b was seen before, else
+// a new one, which the decode keeps (keepNames) when it ends.
+func (f *Features) intern(b []byte) string {
 	if m := interned.Load(); m != nil {
 		if s, ok := (*m)[string(b)]; ok {
 			return s
 		}
 	}
 	s := string(b)
-	internMu.Lock()
-	defer internMu.Unlock()
-	old := interned.Load()
-	if old != nil && len(*old) >= internSize {
-		return s
-	}
-	m := make(map[string]string, 1+len(mapOrEmpty(old)))
-	for k, v := range mapOrEmpty(old) {
-		m[k] = v
-	}
-	m[s] = s
-	interned.Store(&m)
+	f.fresh = append(f.fresh, s)
 	return s
 }
 
-func mapOrEmpty(m *map[string]string) map[string]string {
-	if m == nil {
-		return nil
+// keepNames adds the names of a decode that were not kept yet, with one
+// copy of the map, while it holds fewer than internSize.
+func keepNames(names []string) {
+	if len(names) == 0 {
+		return
 	}
-	return *m
+	if m := interned.Load(); m != nil && len(*m) >= internSize {
+		return
+	}
+	internMu.Lock()
+	defer internMu.Unlock()
+	var old map[string]string
+	if p := interned.Load(); p != nil {
+		old = *p
+	}
+	if len(old) >= internSize {
+		return
+	}
+	m := make(map[string]string, len(old)+len(names))
+	for k, v := range old {
+		m[k] = v
+	}
+	for _, s := range names {
+		if len(m) >= internSize {
+			break
+		}
+		m[s] = s
+	}
+	interned.Store(&m)
 }

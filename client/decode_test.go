@@ -1,8 +1,10 @@
 package client_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -396,4 +398,29 @@ func FuzzDecodeFeatures(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		decodeMalformed(t, data)
 	})
+}
+
+// TestDecodeFeaturesManyNewNames decodes a response of 4,000 columns whose
+// names no decode has seen: the names are kept with one copy of the map of
+// kept names, not one per name (which took hundreds of MB, and as many ms).
+func TestDecodeFeaturesManyNewNames(t *testing.T) {
+	resp := &larderv1.GetFeaturesResponse{RowCount: 1, Views: []*larderv1.ViewRows{{View: "wide", Statuses: []larderv1.FeatureStatus{1}, EventTimeMicros: []int64{1}}},
+		Generations: []*larderv1.ViewGeneration{{View: "wide", Generation: 1}}}
+	for i := range 4000 {
+		resp.Columns = append(resp.Columns, &larderv1.FeatureColumn{Name: fmt.Sprintf("wide:many_new_names_%04d", i), Type: larderv1.ValueType_VALUE_TYPE_FLOAT64, Float64Values: []float64{float64(i)}})
+	}
+	data := data2(t, resp)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f, err := client.DecodeFeatures(data)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 32<<20 {
+		t.Errorf("decoding 4,000 new names allocated %d MB", got>>20)
+	}
+	if i, ok := f.Column("wide:many_new_names_3999"); !ok || f.Float64(i, 0) != 3999 {
+		t.Errorf("column 3999: %d, %v", i, ok)
+	}
 }

@@ -24,8 +24,10 @@ type Features struct {
 	// builds.
 	respOnce sync.Once
 	resp     *larderv1.GetFeaturesResponse
-	// data is the bytes being decoded, while they are.
-	data []byte
+	// data is the bytes being decoded, while they are, and fresh the names
+	// the decode met that were not kept yet (see intern).
+	data  []byte
+	fresh []string
 
 	rows  int
 	cols  []column
