@@ -44,6 +44,15 @@ local function record(id)
   return {redis.call('HGETALL', jkey(id)), redis.call('LRANGE', ckey(id), 0, -1)}
 end
 
+-- t9 returns time t, RFC 3339 text in UTC, with all nine digits of its
+-- fraction, so that times compare as their text does: an earlier release
+-- wrote the fraction without its trailing zeros.
+local function t9(t)
+  local head, frac = string.match(t or '', '^(.*%d%d:%d%d:%d%d)%.?(%d*)Z$')
+  if not head or #frac > 9 then return t end
+  return head .. '.' .. frac .. string.rep('0', 9 - #frac) .. 'Z'
+end
+
 local function isdone(state)
   return state == 'succeeded' or state == 'failed' or state == 'cancelled'
 end
@@ -74,7 +83,7 @@ local function finish(id, state, reason, hook)
   -- worker's clock, a moment ahead, may have stamped.
   local at = NOW
   local last = redis.call('HGET', k, 'last_child_at')
-  if last and last > at then at = last end
+  if last and last > at then at = last end -- both t9's
   redis.call('HSET', k, 'state', state, 'finished_at', at)
   redis.call('HDEL', k, 'next_attempt_at', 'cancel_requested')
   if reason then redis.call('HSET', k, 'last_error', reason) end
@@ -106,7 +115,7 @@ local function settle(id)
     local pk = jkey(parent)
     if redis.call('EXISTS', pk) == 0 then return end
     local n = redis.call('HINCRBY', pk, 'active_children', -1)
-    local at = redis.call('HGET', jkey(id), 'finished_at')
+    local at = t9(redis.call('HGET', jkey(id), 'finished_at'))
     if at and at > (redis.call('HGET', pk, 'last_child_at') or '') then
       redis.call('HSET', pk, 'last_child_at', at)
     end
