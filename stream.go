@@ -145,6 +145,10 @@ func (p *Project) validateStreams(add func(path, format string, args ...any)) {
 			readers[s.RedisStream] = s
 		}
 	}
+	// groups maps a Redis stream and a consumer group to the first stream
+	// that reads it in that group.
+	type streamGroup struct{ key, group string }
+	groups := map[streamGroup]*Stream{}
 	for i, s := range p.Streams {
 		path := fmt.Sprintf("streams[%d]", i)
 		switch {
@@ -170,6 +174,15 @@ func (p *Project) validateStreams(add func(path, format string, args ...any)) {
 			}
 		}
 		p.checkDeadLetter(s, path, readers, add)
+		if s.Kafka == nil && s.RedisStream != "" {
+			sg := streamGroup{s.RedisStream, s.Group}
+			if first := groups[sg]; first != nil {
+				add(path+".group", "stream %q reads redis stream %s in group %s too: a group hands each entry to one consumer, so each stream would get only part of the entries; give this stream a group of its own",
+					first.Name, s.RedisStream, s.Group)
+			} else {
+				groups[sg] = s
+			}
+		}
 		s.view = nil
 		v := p.views[s.View]
 		switch {

@@ -279,3 +279,28 @@ func TestParseDeadLetterOwnSharedStream(t *testing.T) {
 		t.Errorf("Parse = %v\nwant %s", err, want)
 	}
 }
+
+// TestParseSharedRedisStream takes two streams that read one Redis stream
+// in groups of their own, and refuses them in one group, where each entry
+// would go to one of them only.
+func TestParseSharedRedisStream(t *testing.T) {
+	p, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - {name: a, view: user_last, redis_stream: events:x}
+  - {name: b, view: user_stats, redis_stream: events:x, group: larder-shop-b}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := p.Stream("a"), p.Stream("b"); a.Group != "larder-shop" || b.Group != "larder-shop-b" {
+		t.Errorf("groups %q and %q, want larder-shop and larder-shop-b", a.Group, b.Group)
+	}
+
+	_, err = config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - {name: a, view: user_last, redis_stream: events:x}
+  - {name: b, view: user_stats, redis_stream: events:x}
+`))
+	want := `streams[1].group: stream "a" reads redis stream events:x in group larder-shop too: a group hands each entry to one consumer, so each stream would get only part of the entries; give this stream a group of its own`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse = %v\nwant %s", err, want)
+	}
+}

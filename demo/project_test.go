@@ -42,9 +42,16 @@ func TestProjectFile(t *testing.T) {
 		if p.Name != "shop" || !p.Redis.Embedded() {
 			t.Errorf("project %q (embedded redis %v), want shop on the embedded server", p.Name, p.Redis.Embedded())
 		}
-		for _, name := range []string{"user_profile", "item_profile", "user_last_event", "user_activity", "item_click_prior", "user_recs"} {
+		for _, name := range []string{"user_profile", "item_profile", "user_last_event", "user_activity", "user_items", "item_click_prior", "user_recs"} {
 			if p.View(name) == nil {
 				t.Errorf("no view %s", name)
+			}
+		}
+		// `larder demo --keep-serving` adds its trickle of events to the
+		// Redis stream these streams read.
+		for _, name := range []string{"user_last_event", "user_activity"} {
+			if s := streamOf(p, name); s == nil || s.RedisStream != "events:live" {
+				t.Errorf("view %s is fed by no stream of events:live", name)
 			}
 		}
 		for _, name := range []string{"user_profile", "item_profile"} {
@@ -140,6 +147,16 @@ func TestProjectFile(t *testing.T) {
 			}
 		}
 	})
+}
+
+// streamOf returns the stream that feeds view name, or nil.
+func streamOf(p *larder.Project, name string) *larder.Stream {
+	for _, s := range p.Streams {
+		if s.View == name {
+			return s
+		}
+	}
+	return nil
 }
 
 func refs(inputs []larder.RankerInput) []string {

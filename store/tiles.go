@@ -76,23 +76,31 @@ return out
 // how long a script holds Redis.
 const casChunk = 100
 
-// putTilesScript stores the batch tiles ARGV[2] of generation ARGV[1] in
-// the tiles hash KEYS[1], drops those of generations before ARGV[3] (older
-// than the live one) and any field of an older format, and makes the hash
-// last ARGV[4] ms at least.
+// putTilesScript stores, in each tiles hash KEYS[i], the batch tiles
+// ARGV[3+i] of generation ARGV[1], drops those of generations before
+// ARGV[2] (older than the live one) and any field of an older format, and
+// makes the hash last ARGV[3] ms at least.
 var putTilesScript = redis.NewScript(`
-local live = tonumber(ARGV[3])
-for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if f ~= 's' then
-    local g = string.match(f, '^g(%d+)$')
-    if not g or (tonumber(g) < live and f ~= 'g' .. ARGV[1]) then redis.call('HDEL', KEYS[1], f) end
+local live = tonumber(ARGV[2])
+local last = tonumber(ARGV[3])
+local field = 'g' .. ARGV[1]
+for i, k in ipairs(KEYS) do
+  for _, f in ipairs(redis.call('HKEYS', k)) do
+    if f ~= 's' then
+      local g = string.match(f, '^g(%d+)$')
+      if not g or (tonumber(g) < live and f ~= field) then redis.call('HDEL', k, f) end
+    end
   end
+  redis.call('HSET', k, field, ARGV[3 + i])
+  local ttl = redis.call('PTTL', k)
+  if ttl < 0 or ttl < last then redis.call('PEXPIRE', k, last) end
 end
-redis.call('HSET', KEYS[1], 'g' .. ARGV[1], ARGV[2])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 or ttl < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 return 1
 `)
+
+// putChunk is the most entities one putTilesScript call writes, off a
+// cluster: it bounds how long a script holds Redis.
+const putChunk = 100
 
 // tileSpec is what a streaming aggregate view keeps per aggregation.
 type tileSpec struct {
@@ -523,10 +531,11 @@ func appendEventValues(dst []tileValue, specs []tileSpec, v *larder.View, values
 
 // PutTiles stores the batch tiles of entities of generation gen of
 // streaming aggregate view v, whose cutoff is cutoff (see
-// larder.TileStore), one script per entity in pipelines of tileChunk. The
-// tiles of generations older than the live one are dropped on the way;
-// each hash lasts at least until cutoff + horizon, when they are no longer
-// read.
+// larder.TileStore), in one pipeline: one script per putChunk entities (per
+// entity on a cluster, where the entities' hashes are in slots of their
+// own). The tiles of generations older than the live one are dropped on
+// the way; each hash lasts at least until cutoff + horizon, when they are
+// no longer read.
 func (s *Store) PutTiles(ctx context.Context, v *larder.View, gen int64, cutoff time.Time, tiles []larder.EntityTiles) error {
 	if len(tiles) == 0 {
 		return nil
@@ -541,15 +550,28 @@ func (s *Store) PutTiles(ctx context.Context, v *larder.View, gen int64, cutoff 
 	tau := v.TileInterval()
 	now := s.now()
 	last := max(cutoff.Add(v.TileHorizon()+tau).Sub(now), tau).Milliseconds()
+	keys := make([]string, len(tiles))
+	args := make([]any, 0, 3+len(tiles))
+	args = append(args, gen, live, last)
 	var buf []byte
+	for i := range tiles {
+		et := &tiles[i]
+		buf = appendEntityTiles(buf[:0], specs, cutoff.UnixNano()/int64(tau), int64(tau), et)
+		keys[i] = s.k.tiles(v.Name, et.Key.AppendCanonical(nil))
+		args = append(args, string(buf))
+	}
+	chunk := putChunk
+	if _, cluster := s.client.(*redis.ClusterClient); cluster {
+		chunk = 1
+	}
 	for attempt := 0; ; attempt++ {
 		pipe := s.client.Pipeline()
-		cmds := make([]*redis.Cmd, len(tiles))
-		for i := range tiles {
-			et := &tiles[i]
-			buf = appendEntityTiles(buf[:0], specs, cutoff.UnixNano()/int64(tau), int64(tau), et)
-			key := et.Key.AppendCanonical(nil)
-			cmds[i] = putTilesScript.EvalSha(ctx, pipe, []string{s.k.tiles(v.Name, key)}, gen, string(buf), live, last)
+		var cmds []*redis.Cmd
+		for lo := 0; lo < len(keys); lo += chunk {
+			hi := min(len(keys), lo+chunk)
+			// The arguments shared by the chunk's keys, then theirs.
+			chunkArgs := append(append(make([]any, 0, 3+hi-lo), args[:3]...), args[3+lo:3+hi]...)
+			cmds = append(cmds, putTilesScript.EvalSha(ctx, pipe, keys[lo:hi], chunkArgs...))
 		}
 		_, _ = pipe.Exec(ctx)
 		noscript := false

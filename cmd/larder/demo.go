@@ -216,7 +216,8 @@ Next:
 	}
 	defer sc.wait()
 	// The streams of the project are applied as they come, and a trickle
-	// of events goes into the first one.
+	// of events goes into the Redis stream of the first one, which the
+	// demo's streams all read.
 	var trickleUser int64
 	if len(p.Streams) > 0 {
 		ing, err := a.startIngest(serveCtx, b, p.Streams, nil, ingestSettings{name: "demo"})
@@ -226,7 +227,7 @@ Next:
 		}
 		defer ing.wait()
 		trickleUser = ds.SampleUsers(1)[0]
-		go a.trickle(serveCtx, b, p.Streams[0], ds, trickleUser)
+		go a.trickle(serveCtx, b, p.Streams[0].RedisStream, ds, trickleUser)
 	}
 	u := ds.SampleUsers(1)[0]
 	fmt.Fprint(out, a.hint(fmt.Sprintf(`
@@ -249,8 +250,9 @@ their generations advance (larder views, larder runs). Try, in another shell:
 	}
 	if trickleUser != 0 {
 		fmt.Fprint(out, a.hint(fmt.Sprintf(`Events stream in too (a few a second, into Redis stream %[3]s): user %[4]d's
-last event moves between runs:
+last event and activity counts move between runs:
   larder --redis %[1]s -c %[2]s get user_last_event %[4]d
+  larder --redis %[1]s -c %[2]s get user_activity %[4]d
 `, b.embedded.Addr(), a.configPath, p.Streams[0].RedisStream, trickleUser)))
 	}
 	<-ctx.Done()
@@ -301,11 +303,14 @@ func sha256Hex(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// trickle adds a synthetic event to stream s, of the demo's
-// user_last_event view (item, event type, dwell seconds), about every 200
-// ms until ctx ends: every fifth one for user, whose last event then
-// moves, the others for other users.
-func (a *app) trickle(ctx context.Context, b *backend, s *larder.Stream, ds *demo.Dataset, user int64) {
+// trickle adds a synthetic event of the demo's shop to Redis stream key,
+// which the demo's streams read, about every 200 ms until ctx ends: every
+// fifth one for user, whose last event and activity then move, the others
+// for other users. Its fields are named as the columns of the events
+// files: user_id, event_time, item_id, event_type, dwell_seconds and, on
+// purchases, price_paid. The event type changes every five events, so
+// that user's events are of every type.
+func (a *app) trickle(ctx context.Context, b *backend, key string, ds *demo.Dataset, user int64) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	types := []string{"view", "view", "view", "click", "purchase"}
@@ -320,22 +325,15 @@ func (a *app) trickle(ctx context.Context, b *backend, s *larder.Stream, ds *dem
 		if i%5 != 0 {
 			u = users[i%len(users)]
 		}
-		item := items[(i*7)%len(items)]
-		v := s.ViewDef()
-		vals := []any{s.Key, u, s.EventTime, a.now().UnixMilli()}
-		for j, f := range v.Features {
-			var x any
-			switch j {
-			case 0:
-				x = item
-			case 1:
-				x = types[i%len(types)]
-			default:
-				x = fmt.Sprintf("%.1f", float64(5+i%40))
-			}
-			vals = append(vals, s.FieldOf(f), x)
+		typ := types[i/5%len(types)]
+		vals := []any{
+			"user_id", u, "event_time", a.now().UnixMilli(), "item_id", items[(i*7)%len(items)],
+			"event_type", typ, "dwell_seconds", fmt.Sprintf("%.1f", float64(5+i%40)),
 		}
-		err := b.client.XAdd(ctx, &redis.XAddArgs{Stream: s.RedisStream, Values: vals}).Err()
+		if typ == "purchase" {
+			vals = append(vals, "price_paid", fmt.Sprintf("%.2f", float64(10+i%90)))
+		}
+		err := b.client.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: vals}).Err()
 		if err != nil && ctx.Err() == nil {
 			a.logger.Warn("the demo's event trickle", "err", err)
 		}
@@ -509,7 +507,7 @@ func (a *app) demoCalls(ctx context.Context, addr string, ds *demo.Dataset) erro
 		keys[i] = client.Int64Key(u)
 	}
 	feats := []string{"user_profile:age", "user_profile:country", "user_profile:ctr_7d", "user_last_event:last_event_type",
-		"user_activity:dwell_count_7d", "user_activity:dwell_mean_7d", "user_activity:spend_sum_30d", "user_activity:items_count_distinct_30d"}
+		"user_activity:dwell_count_7d", "user_activity:dwell_mean_7d", "user_activity:spend_sum_30d", "user_items:items_count_distinct_30d"}
 	gf, err := c.GetFeatures(ctx, keys, feats...)
 	if err != nil {
 		return fmt.Errorf("GetFeatures: %w", err)

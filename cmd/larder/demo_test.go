@@ -38,12 +38,12 @@ func TestDemo(t *testing.T) {
 	}
 
 	t.Run("GetFeatures table", func(t *testing.T) {
-		if !strings.Contains(out, "GetFeatures(3 users × 8 features) → generations user_profile@1, user_last_event@1, user_activity@1\n") {
+		if !strings.Contains(out, "GetFeatures(3 users × 8 features) → generations user_profile@1, user_last_event@1, user_activity@1, user_items@1\n") {
 			t.Errorf("no GetFeatures summary line:\n%s", out)
 		}
 		rows := table(t, out, "user_id", 3)
 		want := []string{"user_id", "user_profile:age", "user_profile:country", "user_profile:ctr_7d", "user_last_event:last_event_type",
-			"user_activity:dwell_count_7d", "user_activity:dwell_mean_7d", "user_activity:spend_sum_30d", "user_activity:items_count_distinct_30d"}
+			"user_activity:dwell_count_7d", "user_activity:dwell_mean_7d", "user_activity:spend_sum_30d", "user_items:items_count_distinct_30d"}
 		if strings.Join(rows[0], "|") != strings.Join(want, "|") {
 			t.Errorf("header %q, want %q", rows[0], want)
 		}
@@ -142,24 +142,37 @@ func TestDemoKeepServing(t *testing.T) {
 		return ok, ok
 	})
 	for _, want := range []string{"scheduling user_last_event (*/10 * * * *): next run ", "in this process",
-		"ingesting redis stream events:live into view user_last_event"} {
+		"ingesting redis stream events:live into view user_last_event", "ingesting redis stream events:live into view user_activity"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("the demo's log lacks %q:\n%s", want, stderr.String())
 		}
 	}
-	// The trickle of events moves the user's last event between runs.
-	m := regexp.MustCompile(`(?m)^  larder (--redis \S+ -c \S+ get user_last_event \d+)$`).FindStringSubmatch(stdout.String())
-	if m == nil {
-		t.Fatalf("the demo does not say how to watch the streamed events:\n%s", stdout.String())
-	}
-	get := func() string {
-		r := larderAt(t, t.Context(), time.Now(), strings.Fields(m[1])...)
-		if r.code != 0 {
-			t.Fatalf("larder %s: exit %d: %s", m[1], r.code, r.stderr)
+	// The trickle of events moves the user's last event and activity
+	// between runs.
+	get := func(view string) func() string {
+		m := regexp.MustCompile(`(?m)^  larder (--redis \S+ -c \S+ get ` + view + ` \d+)$`).FindStringSubmatch(stdout.String())
+		if m == nil {
+			t.Fatalf("the demo does not say how to watch the streamed events in %s:\n%s", view, stdout.String())
 		}
-		return r.stdout
+		return func() string {
+			r := larderAt(t, t.Context(), time.Now(), strings.Fields(m[1])...)
+			if r.code != 0 {
+				t.Fatalf("larder %s: exit %d: %s", m[1], r.code, r.stderr)
+			}
+			return r.stdout
+		}
 	}
-	first := get()
+	getLast, getActivity := get("user_last_event"), get("user_activity")
+	// The user's count of events of the last hour, streamed ones included.
+	count1h := func() int {
+		m := regexp.MustCompile(`(?m)^\s+dwell_count_1h\s+int64\s+(\d+)$`).FindStringSubmatch(getActivity())
+		if m == nil {
+			t.Fatalf("larder get user_activity printed no dwell_count_1h")
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	first, firstCount := getLast(), count1h()
 
 	// The Go client's example program reads the demo's server as a
 	// product service would.
@@ -173,7 +186,8 @@ func TestDemoKeepServing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go run ./examples/democlient: %v\n%s", err, out)
 	}
-	for _, want := range []string{"user row 0: age ", "user row 2: FEATURE_STATUS_NOT_FOUND", "home feed 1: item ", "view user_activity (aggregate): 26 features"} {
+	for _, want := range []string{"user row 0: age ", "user row 2: FEATURE_STATUS_NOT_FOUND", "home feed 1: item ",
+		"view user_activity (aggregate): 24 features", "view user_items (aggregate): 2 features"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("examples/democlient printed no %q:\n%s", want, out)
 		}
@@ -195,8 +209,14 @@ func TestDemoKeepServing(t *testing.T) {
 	}
 
 	waitFor(t, 30*time.Second, "the streamed events to move the user's last event", func() (string, bool) {
-		now := get()
+		now := getLast()
 		return now, now != first
+	})
+	// user_activity answers as of the request's time rounded down to its
+	// tile (10s): the streamed events count once their tile is past.
+	waitFor(t, 60*time.Second, "the streamed events to move the user's count of the last hour", func() (int, bool) {
+		n := count1h()
+		return n, n > firstCount
 	})
 	cancel()
 	select {

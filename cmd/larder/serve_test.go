@@ -204,8 +204,8 @@ func TestServe(t *testing.T) {
 					want.name, v.GetGeneration(), v.GetRows(), v.GetKind(), v.GetPublishedAt().AsTime(), want.minRows, want.rows, t0)
 			}
 		}
-		if len(resp.GetViews()) != 6 {
-			t.Errorf("%d views, want 6", len(resp.GetViews()))
+		if len(resp.GetViews()) != 7 {
+			t.Errorf("%d views, want 7", len(resp.GetViews()))
 		}
 	})
 

@@ -86,6 +86,7 @@ func TestValidateData(t *testing.T) {
 			findings: []finding{
 				{"data/events/nothing-*.parquet", "sources[2].path", []string{"view user_last_event: source events: no files match", "in p1.yaml"}},
 				{"data/events/nothing-*.parquet", "sources[2].path", []string{"view user_activity: source events: no files match", "in p1.yaml"}},
+				{"data/events/nothing-*.parquet", "sources[2].path", []string{"view user_items: source events: no files match", "in p1.yaml"}},
 			}},
 		{name: "a misspelled column", edits: []string{"column: dwell_seconds}", "column: dwell_secs}"},
 			findings: []finding{{"dwell_secs}", "views[2].features[2].column",
@@ -107,7 +108,7 @@ func TestValidateData(t *testing.T) {
 			}},
 		{name: "missing models", edits: []string{"model: models/rerank.onnx", "model: models/nope.onnx", "model: models/item_prior.onnx", "model: models/prior.onnx"},
 			findings: []finding{
-				{"models/prior.onnx", "views[4].model", []string{"view item_click_prior: model file " + filepath.Join(dir, "models", "prior.onnx") + " does not exist", "in p1.yaml"}},
+				{"models/prior.onnx", "views[5].model", []string{"view item_click_prior: model file " + filepath.Join(dir, "models", "prior.onnx") + " does not exist", "in p1.yaml"}},
 				{"models/nope.onnx", "rankers[0].model", []string{"ranker home_feed: model file " + filepath.Join(dir, "models", "nope.onnx") + " does not exist", "in p1.yaml"}},
 			}},
 		{name: "a missing model without ONNX Runtime", edits: []string{"model: models/rerank.onnx", "model: models/nope.onnx"}, noORT: true,
