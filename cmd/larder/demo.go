@@ -193,6 +193,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 Next:
   larder demo --keep-serving              # leave this server up, then in another shell:
   grpcurl -plaintext ADDR list            # reflection: the API needs no .proto files
+  (no grpcurl? larder demo --keep-serving --http 127.0.0.1:8080 serves HTTP/JSON for curl too)
   larder --redis REDIS_ADDR -c %s views
   larder --redis REDIS_ADDR -c %s get user_profile %d
   larder --redis REDIS_ADDR -c %s keys --view item_profile --limit 5
