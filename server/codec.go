@@ -58,7 +58,10 @@ type serverCodec struct {
 // Marshal encodes v. A GetFeatures response gives its memory back to the
 // pool of responses once encoded (see releaseFeatures): gRPC's server
 // touches a message no more once it is encoded (a stats handler is told of
-// it, and otelgrpc's does not read it).
+// it, and otelgrpc's does not read it). Two things larder's server does
+// not do would read a released response: a stats handler that keeps
+// OutPayload.Payload, and grpc.EnableTracing, whose trace prints the
+// message later.
 func (c *serverCodec) Marshal(v any) (mem.BufferSlice, error) {
 	data, err := c.Codec.Marshal(v)
 	if resp, ok := v.(*larderv1.GetFeaturesResponse); ok {
