@@ -401,20 +401,7 @@ func (f *Features) decodeColumn(i int, s span) error {
 	if field == 0 {
 		return nil
 	}
-	switch field {
-	case colInt64, colInt64List:
-		c.start = len(f.int64s)
-	case colFloat64:
-		c.start = len(f.float64s)
-	case colFloat32, colFloat32Vector:
-		c.start = len(f.float32s)
-	case colBool:
-		c.start = len(f.bools)
-	case colString, colStringList:
-		c.start = len(f.strings)
-	case colBytes:
-		c.start = len(f.bytes)
-	}
+	c.start = f.arrayLen(field)
 	if isList(field) {
 		c.offsets = len(f.offsets)
 		f.offsets = append(f.offsets, 0)
@@ -454,20 +441,32 @@ func (f *Features) decodeColumn(i int, s span) error {
 		return bad
 	}
 	if c.offsets >= 0 {
-		elems := 0
-		switch field {
-		case colFloat32Vector:
-			elems = len(f.float32s) - c.start
-		case colInt64List:
-			elems = len(f.int64s) - c.start
-		case colStringList:
-			elems = len(f.strings) - c.start
-		}
+		elems := f.arrayLen(field) - c.start
 		if total := f.offsets[len(f.offsets)-1]; total != elems {
 			return fmt.Errorf("columns[%d] (%s): list lengths add up to %d, but the column has %d elements", i, c.name, total, elems)
 		}
 	}
 	return nil
+}
+
+// arrayLen returns the length of the array that the values of field, a
+// column's values field, go to.
+func (f *Features) arrayLen(field protowire.Number) int {
+	switch field {
+	case colInt64, colInt64List:
+		return len(f.int64s)
+	case colFloat64:
+		return len(f.float64s)
+	case colFloat32, colFloat32Vector:
+		return len(f.float32s)
+	case colBool:
+		return len(f.bools)
+	case colString, colStringList:
+		return len(f.strings)
+	case colBytes:
+		return len(f.bytes)
+	}
+	return 0
 }
 
 // count returns how many values the field at it holds: one for a value of

@@ -37,7 +37,9 @@ const ShardLeaseFactor = 10
 // published, and the job waits for its children. (A view that reads two
 // sharded views of one job runs after the first of them, reading the live
 // generation of the other.) A view whose live generation this job already
-// published at this as-of (an earlier attempt) is not run again.
+// published at this as-of (an earlier attempt) is not run again; for a
+// streaming aggregate view, whose generation is as of its cutoff, at this
+// as-of or earlier.
 //
 // It returns the generations published, an *larder.InvalidError for an
 // unknown view, an error wrapping larder.ErrLeaseHeld when another run of a
