@@ -29,3 +29,10 @@ func (w *Writer) Drain(ctx context.Context) error { return w.drain(ctx, true) }
 
 // CodecSchemas are the schemas the codec's fuzz targets decode against.
 var CodecSchemas = codecSchemas
+
+// QueuedReads returns how many Reads wait for the next shared round trip.
+func (s *Store) QueuedReads() int {
+	s.reads.mu.Lock()
+	defer s.reads.mu.Unlock()
+	return len(s.reads.queue)
+}

@@ -142,20 +142,18 @@ func (s *Store) tripDone(small bool) {
 // queue is empty.
 func (s *Store) runQueued(batch []*readCall) {
 	b := &s.reads
-	var cmds []redis.Cmder
+	var t trip
 	for {
-		cmds = cmds[:0]
-		for _, c := range batch {
-			cmds = append(cmds, c.cmds...)
-		}
+		t.build(batch)
 		ctx, cancel := batchContext(batch)
-		s.exec(ctx, cmds)
+		s.exec(ctx, t.cmds)
 		cancel()
+		t.share()
 		for i, c := range batch {
 			c.done <- struct{}{}
 			batch[i] = nil
 		}
-		clear(cmds)
+		t.clear()
 
 		b.mu.Lock()
 		if len(b.queue) == 0 {
@@ -172,6 +170,68 @@ func (s *Store) runQueued(batch []*readCall) {
 		b.mu.Unlock()
 		batch = next
 	}
+}
+
+// trip is the pipeline of a round trip shared by queued Reads. The Reads
+// of one view's generation all check its metadata (see readCall.build):
+// the trip sends that check once, after every Read's rows, and each Read
+// finds the one reply in its own command. A check that comes later in the
+// pipeline than a Read's rows is as good as its own: it still follows
+// them.
+type trip struct {
+	cmds   []redis.Cmder
+	checks []redis.Cmder // the checks sent, one per metadata key
+	dups   []dupCheck
+}
+
+// dupCheck is a Read's check that the trip does not send: it takes the
+// reply of sent, the check of the same metadata key.
+type dupCheck struct{ cmd, sent *redis.SliceCmd }
+
+// build makes the pipeline of batch's Reads.
+func (t *trip) build(batch []*readCall) {
+	for _, c := range batch {
+		next := 0 // the next of c.checks, which are in command order
+		for j, cmd := range c.cmds {
+			if next < len(c.checks) && int(c.checks[next]) == j {
+				next++
+				t.check(cmd.(*redis.SliceCmd))
+				continue
+			}
+			t.cmds = append(t.cmds, cmd)
+		}
+	}
+	t.cmds = append(t.cmds, t.checks...)
+}
+
+// check adds cmd, a check of a generation's metadata, to the trip, unless
+// the trip already sends a check of the same key.
+func (t *trip) check(cmd *redis.SliceCmd) {
+	key := cmd.Args()[1]
+	for _, sent := range t.checks {
+		if sent.Args()[1] == key {
+			t.dups = append(t.dups, dupCheck{cmd: cmd, sent: sent.(*redis.SliceCmd)})
+			return
+		}
+	}
+	t.checks = append(t.checks, cmd)
+}
+
+// share gives the checks the trip did not send the replies of those it
+// sent.
+func (t *trip) share() {
+	for _, d := range t.dups {
+		d.cmd.SetVal(d.sent.Val())
+		d.cmd.SetErr(d.sent.Err())
+	}
+}
+
+// clear empties t for the next trip, keeping its capacity.
+func (t *trip) clear() {
+	clear(t.cmds)
+	clear(t.checks)
+	clear(t.dups)
+	t.cmds, t.checks, t.dups = t.cmds[:0], t.checks[:0], t.dups[:0]
 }
 
 // batchContext returns the context of a shared round trip: no Read's
