@@ -131,8 +131,16 @@ func (it *fieldIter) next() bool {
 		return false
 	}
 	b := it.raw[it.pos:it.end]
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 {
+	var (
+		num protowire.Number
+		typ protowire.Type
+		n   int
+	)
+	if t := b[0]; t < 0x80 && t >= 1<<3 {
+		// A field number below 16, as every field larder sends but a
+		// generation's tile time: one byte.
+		num, typ, n = protowire.Number(t>>3), protowire.Type(t&7), 1
+	} else if num, typ, n = protowire.ConsumeTag(b); n < 0 {
 		return it.fail()
 	}
 	b = b[n:]
@@ -153,7 +161,12 @@ func (it *fieldIter) next() bool {
 		}
 	case protowire.BytesType:
 		var l uint64
-		if l, n = protowire.ConsumeVarint(b); n >= 0 {
+		if len(b) > 0 && b[0] < 0x80 {
+			l, n = uint64(b[0]), 1
+		} else {
+			l, n = protowire.ConsumeVarint(b)
+		}
+		if n >= 0 {
 			if l > uint64(len(b)-n) {
 				n = -1
 			} else {
@@ -326,12 +339,23 @@ type columnCounts [colStringList + 1]int
 // list offsets into f.offsets, all sized by the first.
 func (f *Features) decodeColumns(cols []span) error {
 	f.cols = make([]column, len(cols))
+	// The values field of each column that has one and no other field the
+	// second pass reads (nulls, list lengths): the second pass copies its
+	// values without walking the column again.
+	var onlyBuf [32]fieldIter
+	only := onlyBuf[:0]
+	if len(cols) > len(onlyBuf) {
+		only = make([]fieldIter, 0, len(cols))
+	}
 	var need columnCounts
 	nullCols, listCols := 0, 0
 	for i, s := range cols {
 		c := &f.cols[i]
 		c.nulls, c.offsets = noNulls, -1
+		only = append(only, fieldIter{})
 		var n columnCounts
+		var first fieldIter // the first of the fields from colInt64 on
+		others := 0         // and how many came after it
 		it := f.iter(s)
 		for it.next() {
 			switch {
@@ -347,6 +371,13 @@ func (f *Features) decodeColumns(cols []span) error {
 					return err
 				}
 				n[it.num] += k
+				if it.num >= colInt64 {
+					if first.num == 0 {
+						first = it
+					} else {
+						others++
+					}
+				}
 			}
 		}
 		if it.err != nil {
@@ -376,6 +407,9 @@ func (f *Features) decodeColumns(cols []span) error {
 		if isList(field) {
 			listCols++
 		}
+		if first.num == field && others == 0 && n[colNullRows] == 0 && !isList(field) {
+			only[i] = first
+		}
 	}
 
 	f.int64s = make([]int64, 0, need[colInt64]+need[colInt64List])
@@ -387,6 +421,13 @@ func (f *Features) decodeColumns(cols []span) error {
 	f.nulls = make([]bool, nullCols*f.rows)
 	f.offsets = make([]int, 0, listCols*(f.rows+1))
 	for i, s := range cols {
+		if only[i].num != 0 {
+			f.cols[i].start = f.arrayLen(only[i].num)
+			if err := f.values(&only[i]); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := f.decodeColumn(i, s); err != nil {
 			return err
 		}
