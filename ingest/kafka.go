@@ -244,10 +244,17 @@ func (c *KafkaConsumer) row(r *kgo.Record) (larder.PushRow, error) {
 	if _, ok := fields[c.Stream.Key]; !ok && r.Key != nil {
 		fields[c.Stream.Key] = string(r.Key)
 	}
-	return c.mapper.Row(func(field string) (any, bool) {
+	var received Received
+	if r.Attrs.TimestampType() == 1 {
+		// The broker's append time (a topic of
+		// message.timestamp.type=LogAppendTime), by the broker's clock; a
+		// producer's own time is not trusted to say when it sent.
+		received = Received{At: r.Timestamp, Clock: fmt.Sprintf("the time the broker appended offset %d", r.Offset)}
+	}
+	return c.mapper.RowReceived(func(field string) (any, bool) {
 		v, ok := fields[field]
 		return v, ok
-	})
+	}, received)
 }
 
 // commitLocked commits the offsets written, of the partitions in only

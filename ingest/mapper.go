@@ -21,7 +21,8 @@ import (
 type Mapper struct {
 	stream *larder.Stream
 	view   *larder.View
-	fields []string // the field of each feature, or of each aggregation's column
+	fields []string         // the field of each feature, or of each aggregation's column
+	now    func() time.Time // larder ingest's clock; nil is time.Now
 }
 
 // NewMapper returns the mapper of s, a stream of a validated project.
@@ -53,6 +54,22 @@ func (m *Mapper) View() *larder.View { return m.view }
 // time (one more than larder.MaxEventSkew past the clock included, as the
 // Push RPC refuses it), or a value that does not fit its feature.
 func (m *Mapper) Row(get func(field string) (any, bool)) (larder.PushRow, error) {
+	return m.RowReceived(get, Received{})
+}
+
+// Received is when the transport took an event in, by a clock other than
+// larder ingest's: the time Redis gave a stream entry's id, or the time a
+// Kafka broker appended a record. The zero Received is unknown.
+type Received struct {
+	At    time.Time
+	Clock string // whose clock At is, as an error names it
+}
+
+// RowReceived is Row for an event that the transport took in at r. The
+// event time is checked against the later of r and larder ingest's clock,
+// so that a host whose clock runs behind does not refuse events that were
+// not from the future when they were sent.
+func (m *Mapper) RowReceived(get func(field string) (any, bool), r Received) (larder.PushRow, error) {
 	var row larder.PushRow
 	e := m.view.EntityDef()
 	raw, ok := get(m.stream.Key)
@@ -72,7 +89,15 @@ func (m *Mapper) Row(get func(field string) (any, bool)) (larder.PushRow, error)
 	}
 	at, err := timeOf(raw)
 	if err == nil {
-		err = larder.CheckEventTime(at, time.Now(), "the clock of larder ingest")
+		now, clock := time.Now, "the clock of larder ingest"
+		if m.now != nil {
+			now = m.now
+		}
+		ref := now()
+		if r.At.After(ref) {
+			ref, clock = r.At, r.Clock
+		}
+		err = larder.CheckEventTime(at, ref, clock)
 	}
 	if err != nil {
 		return row, fmt.Errorf("event time (field %q): %w", m.stream.EventTime, err)

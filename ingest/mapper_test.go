@@ -93,3 +93,27 @@ func TestMapperRefusesFutureTimes(t *testing.T) {
 func fields(kv map[string]any) func(string) (any, bool) {
 	return func(f string) (any, bool) { v, ok := kv[f]; return v, ok }
 }
+
+// TestMapperReceived checks an event's time against the later of the
+// host's clock and the time the transport took the event in: a host whose
+// clock runs behind takes events that were not from the future when they
+// were sent, and still refuses those that were.
+func TestMapperReceived(t *testing.T) {
+	m := ingest.NewMapper(testProject(t).Stream("clicks"))
+	now := time.Now()
+	at := func(d time.Duration) func(string) (any, bool) {
+		return fields(map[string]any{"user_id": "1", "ts": strconv.FormatInt(now.Add(d).UnixMilli(), 10)})
+	}
+	redis := ingest.Received{At: now.Add(time.Hour), Clock: "the time Redis added entry 1-0"}
+	if _, err := m.RowReceived(at(30*time.Minute), redis); err != nil {
+		t.Errorf("an event half an hour before the transport took it in: %v", err)
+	}
+	if _, err := m.RowReceived(at(2*time.Hour), redis); err == nil || !strings.Contains(err.Error(), "past the time Redis added entry 1-0") {
+		t.Errorf("an event an hour after the transport took it in: %v, want it refused by the transport's time", err)
+	}
+	// A transport's time behind the host's does not widen anything.
+	old := ingest.Received{At: now.Add(-time.Hour), Clock: "the time Redis added entry 1-0"}
+	if _, err := m.RowReceived(at(30*time.Minute), old); err == nil || !strings.Contains(err.Error(), "past the clock of larder ingest") {
+		t.Errorf("an event half an hour ahead of the host: %v, want it refused by the host's clock", err)
+	}
+}

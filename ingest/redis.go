@@ -195,10 +195,10 @@ func (c *RedisConsumer) claim(ctx context.Context) error {
 // Nothing is acknowledged when the push fails: the entries stay pending.
 func (c *RedisConsumer) apply(ctx context.Context, msgs []redis.XMessage) error {
 	p, err := pushEvents(ctx, c.Store, c.Stream, c.mapper.View(), len(msgs), func(i int) (larder.PushRow, error) {
-		return c.mapper.Row(func(field string) (any, bool) {
+		return c.mapper.RowReceived(func(field string) (any, bool) {
 			v, ok := msgs[i].Values[field]
 			return v, ok
-		})
+		}, entryReceived(msgs[i].ID))
 	}, func(i int) string { return msgs[i].ID })
 	if err != nil {
 		return err
@@ -290,4 +290,19 @@ func (b *backoff) wait(ctx context.Context) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// entryReceived returns when Redis took in the entry of id: the
+// milliseconds of an id Redis made (XADD's *), by Redis's clock. An id
+// that is not of that form gives the zero Received.
+func entryReceived(id string) Received {
+	ms, _, ok := strings.Cut(id, "-")
+	if !ok {
+		return Received{}
+	}
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil || n <= 0 {
+		return Received{}
+	}
+	return Received{At: time.UnixMilli(n), Clock: "the time Redis added entry " + id}
 }

@@ -295,3 +295,30 @@ func TestRedisConsumerRefusesDeadLetterLoop(t *testing.T) {
 		t.Errorf("Run = %v, want an error with %q", err, want)
 	}
 }
+
+// TestRedisIngestHostClockBehind runs larder ingest on a host whose clock
+// is an hour behind Redis's and the producers': an event of now is
+// written, since Redis took it in now; one from two minutes after Redis
+// took it in goes to the dead-letter stream, by Redis's clock.
+func TestRedisIngestHostClockBehind(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	now := time.Now()
+	f.add(t, "user_id", "8", "ts", ms(now), "clicks", "2", "url", "/now")
+	f.add(t, "user_id", "9", "ts", ms(now.Add(10*time.Minute)), "clicks", "3", "url", "/future")
+	c := &ingest.RedisConsumer{Client: f.client, Stream: f.s, Store: f.st, Name: "c1", Block: 20 * time.Millisecond}
+	ingest.SetRedisClock(c, func() time.Time { return time.Now().Add(-time.Hour) })
+	if got := f.consume(t, c, 2); got != (ingest.Counts{Written: 1, Dead: 1}) {
+		t.Errorf("counts %+v, want 1 written, 1 dead", got)
+	}
+	if rows := f.read(t, 8); strings.Join(rows, "|") != `2 "/now"` {
+		t.Errorf("stored rows %q, want the event of now", rows)
+	}
+	dead, err := f.client.XRange(ctx, f.s.DeadLetter, "-", "+").Result()
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead letters: %v, %v", dead, err)
+	}
+	if r, _ := dead[0].Values["reason"].(string); !strings.Contains(r, "is more than 1m0s past the time Redis added entry ") {
+		t.Errorf("dead letter: reason %q, want it refused by Redis's clock", r)
+	}
+}
