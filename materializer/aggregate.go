@@ -269,7 +269,15 @@ func (a *aggregate) len() int {
 	return n
 }
 
-func (a *aggregate) skippedReport() map[string]int64 { return a.skipped.report() }
+func (a *aggregate) skippedReport() map[string]int64 {
+	m := a.skipped.report()
+	if n, ok := m[SkipAfterRunTime]; ok && a.tiles != nil {
+		// A streaming view's run time is its cutoff.
+		delete(m, SkipAfterRunTime)
+		m[SkipAfterCutoff] = n
+	}
+	return m
+}
 
 // aggBatch is a batch of usable rows of a row group, one part per
 // partition, and the rows of that stretch skipped, by reason.

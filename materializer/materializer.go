@@ -16,6 +16,10 @@ const (
 	SkipNullKey       = "null key"
 	SkipNullEventTime = "null event time"
 	SkipAfterRunTime  = "after run time"
+	// SkipAfterCutoff counts, for a streaming aggregate view, the rows
+	// after its run's cutoff: the stream counts those events, the batch
+	// does not (see Materializer.cutoff).
+	SkipAfterCutoff = "left to the stream"
 	// SkipBeforeWatermark counts the rows an incremental run read (their
 	// row group holds newer ones) with an event time before the view's
 	// watermark: a full run uses them.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"testing"
 	"time"
@@ -153,8 +154,11 @@ func TestStreamingCutoffIsSourceEnd(t *testing.T) {
 		t.Errorf("live generation %+v, %v: want it as of the cutoff %s", g, err, cut)
 	}
 	// The batch counts the click of 11:10; that of 11:39:30, after the
-	// cutoff, is the stream's.
+	// cutoff, is the stream's, and the run says so.
 	w.wantCounts("after the first run", 5, 1, 1)
+	if want := map[string]int64{materializer.SkipAfterCutoff: 1}; !maps.Equal(rep.Skipped, want) {
+		t.Errorf("skipped %v, want %v", rep.Skipped, want)
+	}
 
 	// The stream carries every click: those the source holds after the
 	// cutoff (its newest, within the cutoff's next tile) and the newer
