@@ -73,10 +73,10 @@ type Options struct {
 	// Claimed is called for every tick this scheduler claims, with the
 	// outcome of the claim and the delay from the tick's instant to it.
 	Claimed func(v *larder.View, outcome larder.TickOutcome, delay time.Duration)
-	// LiveAsOf, when set, returns the as-of of a view's live generation
-	// (zero when none): a missed tick is not caught up when the live
-	// generation is as of it or later already (a run by hand, or at
-	// start-up, covered it).
+	// LiveAsOf, when set, returns the latest tick a view's live generation
+	// covers, its as-of in general (zero when none): a missed tick is not
+	// caught up when the live generation covers it already (a run by hand,
+	// or at start-up, did).
 	LiveAsOf func(ctx context.Context, v *larder.View) (time.Time, error)
 }
 

@@ -122,7 +122,7 @@ func (a *app) startScheduling(ctx context.Context, p *larder.Project, b *backend
 			if errors.Is(err, larder.ErrNoGeneration) {
 				return time.Time{}, nil
 			}
-			return g.AsOf, err
+			return coveredUntil(v, g), err
 		},
 	}
 	if p.Scheduler.Workers {
@@ -198,4 +198,16 @@ func scheduleText(p *larder.Project, v *larder.View) string {
 		return v.Schedule
 	}
 	return v.Schedule + " " + loc.String()
+}
+
+// coveredUntil returns the latest tick that generation g of view v covers,
+// so that the scheduler does not catch that tick up: g's as-of; or, for a
+// streaming aggregate view, whose as-of is the cutoff its files decide,
+// the later of that and the time g's run started, since that run read the
+// files as they were then.
+func coveredUntil(v *larder.View, g larder.Generation) time.Time {
+	if v.Streaming() && g.StartedAt.After(g.AsOf) {
+		return g.StartedAt
+	}
+	return g.AsOf
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/demo"
 	"github.com/larder-dev/larder/queue"
 	"github.com/larder-dev/larder/redistest"
 	"github.com/larder-dev/larder/store"
@@ -328,5 +331,38 @@ func TestSweep(t *testing.T) {
 	}
 	if !strings.Contains(sweeper.out.String(), "stopped") {
 		t.Errorf("schedule did not stop cleanly:\n%s", sweeper.out.String())
+	}
+}
+
+// TestCoveredUntil checks which missed tick a live generation covers: a
+// batch view's is its as-of; a streaming aggregate view's, whose as-of is
+// the cutoff its files decide (before the run), is the later of that and
+// the time its run started, so that a run at start-up is not followed by
+// a catch-up of the tick before it.
+func TestCoveredUntil(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "larder.yaml")
+	if err := os.WriteFile(cfg, demo.ProjectYAML(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := loadProjectAt(t, cfg, "127.0.0.1:1")
+	cutoff := time.Date(2026, 12, 3, 11, 40, 0, 0, time.UTC)
+	started := cutoff.Add(25 * time.Minute)
+	g := larder.Generation{ID: 1, AsOf: cutoff, StartedAt: started}
+	streaming, batch := p.View("user_activity"), p.View("user_items")
+	if !streaming.Streaming() || batch.Streaming() {
+		t.Fatalf("the demo's user_activity streams, user_items does not: %v, %v", streaming.Streaming(), batch.Streaming())
+	}
+	if got := coveredUntil(streaming, g); !got.Equal(started) {
+		t.Errorf("streaming view: covered until %s, want its run's start %s", got, started)
+	}
+	if got := coveredUntil(batch, g); !got.Equal(cutoff) {
+		t.Errorf("batch view: covered until %s, want its as-of %s", got, cutoff)
+	}
+	// A run as of a time after it started (a tick's run that began early)
+	// covers its as-of.
+	g.StartedAt = cutoff.Add(-time.Second)
+	if got := coveredUntil(streaming, g); !got.Equal(cutoff) {
+		t.Errorf("streaming view, run started before its as-of: covered until %s, want %s", got, cutoff)
 	}
 }
