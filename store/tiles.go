@@ -636,7 +636,7 @@ func (s *Store) buildTiles(c *readCall, lookups []*larder.Lookup, gens []*liveGe
 // down to the view's tile, taken once per lookup by finishTiles), from the
 // batch row and the tiles in tr: found says
 // whether the batch has a row. It leaves the row as the batch wrote it
-// (as of the cutoff) when T is past the cutoff's horizon, or when the
+// (as of the cutoff) when T is the cutoff or past its horizon, or when the
 // generation kept no tiles for the entity.
 func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, j int, found bool, tr *tileRead) error {
 	v := l.View
@@ -646,7 +646,14 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 		cut = larder.TileFloor(l.Rows[j].EventTime, tau)
 	}
 	T := l.TileTime
-	if T.Before(cut) || T.After(cut.Add(horizon)) {
+	// At the cutoff no stream tile is in a window (the stream's tiles
+	// are after it), and the row holds the windows as the run computed
+	// them: floats added in read order, a NaN or a −0 placed as read, the
+	// view's value rules applied. Recombining its tiles, in time order,
+	// would answer a float's last bits, a NaN's place or a nulled
+	// non-finite value otherwise than the run stored and an export at C
+	// computes.
+	if !T.After(cut) || T.After(cut.Add(horizon)) {
 		return nil
 	}
 	h, err := tr.cmd.Result()

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"text/tabwriter"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -17,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/larder-dev/larder"
+	larderclient "github.com/larder-dev/larder/client"
 	"github.com/larder-dev/larder/config"
 	"github.com/larder-dev/larder/demo"
 	"github.com/larder-dev/larder/internal/parquettest"
@@ -109,7 +113,8 @@ func TestExportSkew(t *testing.T) {
 	// rounded down to its tile, from the files up to their newest event's
 	// tile and the stream after it, which this test, with no stream, does
 	// not give it (the equivalence of its streamed and batch values is
-	// ingest's TestStreamingAggregateEquivalence).
+	// ingest's TestStreamingAggregateEquivalence, and its export at a
+	// run's cutoff is checked by TestExportSkewStreaming).
 	feats := "user_profile:*,user_last_event:*,user_items:*,item_profile:*,item_click_prior:*,user_recs:*"
 	r := larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", filepath.Join(dir, "spine.parquet"), "--timestamp", "at",
 		"--features", feats, "--ranker", demo.RankerName, "--output", out, "--chunk-rows", "50")
@@ -207,6 +212,354 @@ func TestExportSkew(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// streamEvent is a row of the source of TestExportSkewStreaming.
+type streamEvent struct {
+	UserID int64     `parquet:"user_id"`
+	TS     time.Time `parquet:"ts,timestamp(microsecond)"`
+	Amount *float64  `parquet:"amount,optional"`
+	Ratio  *float32  `parquet:"ratio,optional"`
+	Qty    *int64    `parquet:"qty,optional"`
+	Flag   *bool     `parquet:"flag,optional"`
+	Page   *string   `parquet:"page,optional"`
+}
+
+// streamSpineRow is a row of the spine of TestExportSkewStreaming.
+type streamSpineRow struct {
+	UserID int64     `parquet:"user_id"`
+	At     time.Time `parquet:"at,timestamp(microsecond)"`
+	Label  int64     `parquet:"label"`
+}
+
+// streamSkewProject is the project of TestExportSkewStreaming: an
+// aggregate view fed by a stream, with windows shorter than, equal to and
+// longer than its horizon (max_age, 1h), of every function a streaming
+// view takes (count_distinct is refused there), over every column type.
+const streamSkewProject = `project: skew
+entities:
+  - {name: user, key: user_id, type: int64}
+sources:
+  - {name: events, path: data/events-*.parquet, event_time: ts}
+views:
+  - name: user_stream
+    kind: aggregate
+    entity: user
+    source: events
+    max_age: 1h
+    tile: 1m
+    aggregations:
+      - {column: amount, type: float64, functions: [count, sum, mean, min, max, last], windows: [1m, 5m, 1h, 3h, 2d]}
+      - {column: ratio, type: float32, functions: [count, sum, mean, min, max, last], windows: [5m, 3h]}
+      - {column: qty, type: int64, functions: [count, sum, mean, min, max, last], windows: [1m, 1h, 2d]}
+      - {column: flag, type: bool, functions: [count, sum, mean, min, max, last], windows: [5m, 2d]}
+      - {column: page, type: string, functions: [count, last], windows: [1h, 2d]}
+      - {name: events, functions: [count], windows: [1m, 3h]}
+streams:
+  - name: live
+    view: user_stream
+    redis_stream: events:live
+`
+
+// streamSkewWindows are the windows of streamSkewProject.
+var streamSkewWindows = []time.Duration{time.Minute, 5 * time.Minute, time.Hour, 3 * time.Hour, 48 * time.Hour}
+
+// streamSkewEvents returns random events of users 1..n up to after past
+// the cutoff cut, a third of them on the edges of the windows, tiles and
+// the horizon's split of each window (exactly on one, a microsecond before
+// or after), some of one user at the same time (ties), a fifth of the
+// values null, zeros of both signs, NaNs for every eighth user; then the
+// events of users with nothing to aggregate at cut: n+1 has events after
+// cut only (no row), n+2 only events older than every window, n+3 only
+// null values, n+4 events exactly on the windows' starts only (out of
+// them) and at cut (in every window); n+5 has no event at all. An event of
+// user 1 is at cut + after, the source's newest.
+func streamSkewEvents(rng *rand.Rand, n int64, cut time.Time, after time.Duration) []streamEvent {
+	const tau, horizon = time.Minute, time.Hour
+	edges := []time.Time{cut, cut.Add(-time.Microsecond), cut.Add(time.Microsecond), cut.Add(-tau), cut.Add(-tau + time.Microsecond), cut.Add(tau)}
+	for _, w := range streamSkewWindows {
+		for _, d := range []time.Duration{0, time.Microsecond, -time.Microsecond, horizon - tau, horizon, horizon + time.Microsecond, horizon + tau} {
+			edges = append(edges, cut.Add(-w+d))
+		}
+	}
+	oldest := cut.Add(-streamSkewWindows[len(streamSkewWindows)-1] - 2*time.Hour)
+	span := cut.Add(after).Sub(oldest)
+	pages := []string{"home", "cart", "search", "item"}
+	event := func(u int64, at time.Time) streamEvent {
+		e := streamEvent{UserID: u, TS: at}
+		switch k := rng.IntN(12); {
+		case k == 0:
+		case k == 1:
+			e.Amount = ptrTo(0.0)
+		case k == 2:
+			e.Amount = ptrTo(math.Copysign(0, -1))
+		case k == 3:
+			e.Amount = ptrTo(float64(rng.IntN(9) - 4))
+		case k == 4 && u%8 == 0:
+			e.Amount = ptrTo(math.NaN())
+		default:
+			e.Amount = ptrTo((rng.Float64()*2 - 1) * 1000)
+		}
+		switch k := rng.IntN(8); {
+		case k == 0:
+		case k == 1:
+			e.Ratio = ptrTo(float32(math.Copysign(0, float64(rng.IntN(2)*2-1))))
+		default:
+			e.Ratio = ptrTo(float32((rng.Float64()*2 - 1) * 100))
+		}
+		switch k := rng.IntN(10); {
+		case k < 2:
+		case k == 2:
+			// Sums wrap, as a run's do.
+			e.Qty = ptrTo(int64(math.MaxInt64) - rng.Int64N(10))
+		default:
+			e.Qty = ptrTo(rng.Int64N(2001) - 1000)
+		}
+		if rng.IntN(5) > 0 {
+			e.Flag = ptrTo(rng.IntN(2) == 0)
+		}
+		if rng.IntN(5) > 0 {
+			e.Page = ptrTo(pages[rng.IntN(len(pages))])
+		}
+		return e
+	}
+	var events []streamEvent
+	for u := int64(1); u <= n; u++ {
+		var prev time.Time
+		for k := rng.IntN(70); k >= 0; k-- {
+			var at time.Time
+			switch r := rng.IntN(10); {
+			case r < 3:
+				at = edges[rng.IntN(len(edges))]
+			case r < 4 && !prev.IsZero():
+				at = prev // a tie
+			case r < 6:
+				at = cut.Add(-time.Duration(rng.Int64N(int64(10 * time.Minute))))
+			default:
+				at = oldest.Add(time.Duration(rng.Int64N(int64(span))))
+			}
+			if at.After(cut.Add(after)) {
+				at = cut.Add(after)
+			}
+			prev = at.Truncate(time.Microsecond)
+			events = append(events, event(u, prev))
+		}
+	}
+	events = append(events, event(1, cut.Add(after)))
+	events = append(events, event(n+1, cut.Add(time.Microsecond)), event(n+1, cut.Add(after)))
+	events = append(events, event(n+2, cut.Add(-49*time.Hour)), event(n+2, oldest))
+	events = append(events, streamEvent{UserID: n + 3, TS: cut.Add(-30 * time.Second)}, streamEvent{UserID: n + 3, TS: cut.Add(-2 * time.Hour)})
+	for _, w := range streamSkewWindows {
+		events = append(events, event(n+4, cut.Add(-w)))
+	}
+	events = append(events, event(n+4, cut), event(n+4, cut))
+	return events
+}
+
+// TestExportSkewStreaming is the training/serving skew test of a
+// streaming aggregate view: a run of the view into a real Redis, whose
+// cutoff C is its generation's as-of, is served by larder serve with its
+// clock at C, and a spine of every entity at C is exported from the same
+// files. At C the windows hold no stream tile, so GetFeatures answers the
+// values of the run, and every exported value and status equals, bit for
+// bit, the one GetFeatures returns for the entity. The files hold events
+// after C (the last, partial tile, or more when the run's as-of is earlier
+// than their end), which neither side counts at C.
+func TestExportSkewStreaming(t *testing.T) {
+	cut := t0.Add(-30 * time.Minute)
+	for _, tc := range []struct {
+		name string
+		// after is how far past the cutoff the files' events go; asOf,
+		// when set, is the run's --as-of (else the clock, t0).
+		after time.Duration
+		asOf  time.Time
+	}{
+		{name: "cutoff from the files", after: 37*time.Second + 500*time.Microsecond},
+		{name: "cutoff from the as-of", after: 25 * time.Minute, asOf: cut.Add(20 * time.Second)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testExportSkewStreaming(t, cut, tc.after, tc.asOf)
+		})
+	}
+}
+
+func testExportSkewStreaming(t *testing.T, cut time.Time, after time.Duration, asOf time.Time) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "larder.yaml")
+	if err := os.WriteFile(cfg, []byte(streamSkewProject), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const users = 48
+	rng := rand.New(rand.NewPCG(uint64(after), 5))
+	events := streamSkewEvents(rng, users, cut, after)
+	// Three files, the events shuffled over them: read order is not time
+	// order, within a tile or across tiles.
+	rng.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	a, b := len(events)/3, 2*len(events)/3
+	for i, part := range [][]streamEvent{events[:a], events[a:b], events[b:]} {
+		writeParquet(t, filepath.Join(dir, "data", fmt.Sprintf("events-%d.parquet", i)), part)
+	}
+
+	redis := redistest.Start(t)
+	args := []string{"--redis", redis.Addr, "-c", cfg, "materialize"}
+	if !asOf.IsZero() {
+		args = append(args, "--as-of", asOf.Format(time.RFC3339))
+	}
+	r := larderAt(t, t.Context(), t0, args...)
+	mustSucceed(t, r, "materialize")
+	if want := ", cutoff " + cut.Format(time.RFC3339) + " (the stream fills in after it)"; !strings.Contains(r.stdout, want) {
+		t.Fatalf("materialize printed\n%s\nwant the cutoff %s", r.stdout, cut.Format(time.RFC3339))
+	}
+	// The NaNs make non-finite sums and means, which the run stores as
+	// null (the view's non_finite rule), and so must GetFeatures answer.
+	if !regexp.MustCompile(`value\(s\) stored as null \([0-9]+ non-finite\)`).MatchString(r.stdout) {
+		t.Fatalf("materialize printed\n%s\nwant values nulled as non-finite", r.stdout)
+	}
+	project, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := project.View("user_stream")
+	if !v.Streaming() {
+		t.Fatal("user_stream is not a streaming view")
+	}
+	st := store.New(redis.Client(), project.Name, store.Options{})
+	g, err := st.Live(t.Context(), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.AsOf.Equal(cut) {
+		t.Fatalf("the run's as-of is %v, want its cutoff %v", g.AsOf, cut)
+	}
+
+	// Every entity, in random order, at the run's as-of.
+	var spine []streamSpineRow
+	for u := int64(1); u <= users+5; u++ {
+		spine = append(spine, streamSpineRow{UserID: u, At: cut, Label: u % 2})
+	}
+	rng.Shuffle(len(spine), func(i, j int) { spine[i], spine[j] = spine[j], spine[i] })
+	writeParquet(t, filepath.Join(dir, "spine.parquet"), spine)
+	out := filepath.Join(dir, "train.parquet")
+	mustSucceed(t, larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", filepath.Join(dir, "spine.parquet"),
+		"--timestamp", "at", "--features", "user_stream:*", "--output", out, "--chunk-rows", "20"), "export")
+	got, _ := readRows(t, out)
+	if len(got) != len(spine) {
+		t.Fatalf("%d rows exported, want %d", len(got), len(spine))
+	}
+
+	srv := startServeAt(t, cut, "--redis", redis.Addr, "-c", cfg, "serve", "--listen", "127.0.0.1:0")
+	conn, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := &larderv1.GetFeaturesRequest{Features: []string{"user_stream:*"}}
+	for _, s := range spine {
+		req.Keys = append(req.Keys, int64Key(s.UserID))
+	}
+	resp, err := larderv1.NewFeatureServiceClient(conn).GetFeatures(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gens := resp.GetGenerations()
+	if len(gens) != 1 || gens[0].GetGeneration() != g.ID || gens[0].GetTileTimeMicros() != cut.UnixMicro() {
+		t.Fatalf("GetFeatures read %v, want generation %d as of its cutoff %v", gens, g.ID, cut)
+	}
+	served := columnsOf(t, resp)
+
+	statusName := map[larderv1.FeatureStatus]string{
+		larderv1.FeatureStatus_FEATURE_STATUS_PRESENT:   "present",
+		larderv1.FeatureStatus_FEATURE_STATUS_STALE:     "stale",
+		larderv1.FeatureStatus_FEATURE_STATUS_NOT_FOUND: "missing",
+	}
+	var diffs strings.Builder
+	tw := tabwriter.NewWriter(&diffs, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "user\tcolumn\texport\tGetFeatures\t")
+	mismatches, checked, present, missing, floats := 0, 0, 0, 0, 0
+	differ := func(user int64, col string, export, serve any) {
+		mismatches++
+		if mismatches <= 60 {
+			fmt.Fprintf(tw, "%d\t%s\t%v\t%v\t\n", user, col, export, serve)
+		}
+	}
+	for i, s := range spine {
+		row := got[i]
+		if row["user_id"].Int64() != s.UserID || row["label"].Int64() != s.Label {
+			t.Fatalf("row %d: spine columns %v, want %+v", i, row, s)
+		}
+		status := string(row["user_stream:status"].ByteArray())
+		switch status {
+		case "present":
+			present++
+		case "missing":
+			missing++
+		}
+		for f, feat := range v.Features {
+			name := v.Name + ":" + feat.Name
+			col, ok := served.Column(name)
+			if !ok {
+				t.Fatalf("GetFeatures has no column %s", name)
+			}
+			if f == 0 {
+				if sv := statusName[served.Status(col, i)]; sv != status {
+					differ(s.UserID, "user_stream:status", status, sv)
+				}
+			}
+			cell, ok := row[name]
+			if !ok {
+				t.Fatalf("no column %s", name)
+			}
+			e := materializer.CellValue(feat.Type, []parquet.Value{cell})
+			w := servedValue(served, col, i, feat.Type)
+			if !e.Equal(w) {
+				differ(s.UserID, name, valueBits(e), valueBits(w))
+			}
+			checked++
+			if e.Type() == larder.TypeFloat64 || e.Type() == larder.TypeFloat32 {
+				floats++
+			}
+		}
+	}
+	if mismatches > 0 {
+		tw.Flush()
+		t.Errorf("%d of %d values or statuses differ between the export and GetFeatures at the cutoff %v (first 60):\n%s", mismatches, checked, cut, diffs.String())
+	}
+	if present < users/2 || missing < 2 || floats < 1000 {
+		t.Fatalf("%d rows present, %d missing, %d float values: the test checks too little", present, missing, floats)
+	}
+	t.Logf("%d events, %d rows (%d present, %d missing), %d values checked, %d of them floats", len(events), len(spine), present, missing, checked, floats)
+}
+
+// servedValue returns the value of column col in row row of a GetFeatures
+// response as a larder.Value of type typ.
+func servedValue(f *larderclient.Features, col, row int, typ larder.Type) larder.Value {
+	if f.IsNull(col, row) {
+		return larder.Null
+	}
+	switch typ {
+	case larder.TypeInt64:
+		return larder.Int64Value(f.Int64(col, row))
+	case larder.TypeFloat64:
+		return larder.Float64Value(f.Float64(col, row))
+	case larder.TypeFloat32:
+		return larder.Float32Value(f.Float32(col, row))
+	case larder.TypeBool:
+		return larder.BoolValue(f.Bool(col, row))
+	case larder.TypeString:
+		return larder.StringValue(f.String(col, row))
+	}
+	panic(fmt.Sprintf("servedValue: type %v", typ))
+}
+
+// valueBits formats x for a table of mismatches: a float with its bits.
+func valueBits(x larder.Value) string {
+	switch x.Type() {
+	case larder.TypeFloat64:
+		return fmt.Sprintf("%v (%#016x)", x, math.Float64bits(x.Float64()))
+	case larder.TypeFloat32:
+		return fmt.Sprintf("%v (%#08x)", x, math.Float32bits(x.Float32()))
+	}
+	return x.String()
+}
 
 // TestExportCommandErrors checks that bad flags are refused with the flag
 // and the fix named, before anything is read.

@@ -78,10 +78,16 @@ var servingLine = regexp.MustCompile(`^serving larder\.v1\.FeatureService for pr
 // the run's context does what SIGTERM does to the process.
 func startServe(tb testing.TB, args ...string) *servingRun {
 	tb.Helper()
+	return startServeAt(tb, t0, args...)
+}
+
+// startServeAt is startServe with the server's clock stopped at now.
+func startServeAt(tb testing.TB, now time.Time, args ...string) *servingRun {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(tb.Context())
 	s := &servingRun{cancel: cancel, exit: make(chan int, 1)}
 	pr, pw := io.Pipe()
-	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: pw, now: func() time.Time { return t0 }}
+	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: pw, now: func() time.Time { return now }}
 	go func() {
 		code := a.run(ctx, args)
 		pw.Close()
