@@ -706,6 +706,10 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	feats := tv.feats
 	row.Values = resize(row.Values, len(feats))
 	hz := int64(horizon / tau)
+	// The view's non_finite rule, as a read applies it: a run would have
+	// stored a non-finite value as null (null), or refused it (reject),
+	// unless the view keeps it (keep).
+	nulls := v.NonFinitePolicy() != larder.PolicyKeep
 	for i, f := range feats {
 		sp := specs[f.Aggregation]
 		wn := int64(f.Window.Duration / tau)
@@ -727,7 +731,13 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 				p.Merge(sp.kind, &st[k].parts[f.Aggregation])
 			}
 		}
-		row.Values[i] = p.Value(f.Func, sp.typ)
+		x := p.Value(f.Func, sp.typ)
+		if !x.IsNull() && !x.Finite() && nulls {
+			// A NaN of the files, or a sum past the float range: stored as
+			// null by the run, so answered as null here too.
+			x = larder.Null
+		}
+		row.Values[i] = x
 	}
 	if newest > 0 {
 		l.Streamed = resize(l.Streamed, len(l.Keys))

@@ -527,6 +527,41 @@ func testExportSkewStreaming(t *testing.T, cut time.Time, after time.Duration, a
 		t.Fatalf("%d rows present, %d missing, %d float values: the test checks too little", present, missing, floats)
 	}
 	t.Logf("%d events, %d rows (%d present, %d missing), %d values checked, %d of them floats", len(events), len(spine), present, missing, checked, floats)
+
+	// Ten minutes after the cutoff, the windows are recombined from the
+	// tiles: a NaN the files hold, which the run stored as null (the
+	// view's non_finite rule), is answered as null there too.
+	later := startServeAt(t, cut.Add(10*time.Minute), "--redis", redis.Addr, "-c", cfg, "serve", "--listen", "127.0.0.1:0")
+	lconn, err := grpc.NewClient(later.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lconn.Close()
+	resp, err = larderv1.NewFeatureServiceClient(lconn).GetFeatures(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gens := resp.GetGenerations(); len(gens) != 1 || gens[0].GetTileTimeMicros() != cut.Add(10*time.Minute).UnixMicro() {
+		t.Fatalf("GetFeatures read %v, want the windows as of ten minutes after the cutoff", gens)
+	}
+	served = columnsOf(t, resp)
+	nonFinite := 0
+	for i, s := range spine {
+		for _, feat := range v.Features {
+			if feat.Type != larder.TypeFloat64 && feat.Type != larder.TypeFloat32 {
+				continue
+			}
+			col, _ := served.Column(v.Name + ":" + feat.Name)
+			if x := servedValue(served, col, i, feat.Type); !x.IsNull() && !x.Finite() {
+				if nonFinite++; nonFinite <= 10 {
+					t.Errorf("user %d, %s ten minutes after the cutoff: %v, want null (non_finite: null)", s.UserID, feat.Name, x)
+				}
+			}
+		}
+	}
+	if nonFinite > 0 {
+		t.Errorf("%d non-finite values served ten minutes after the cutoff", nonFinite)
+	}
 }
 
 // servedValue returns the value of column col in row row of a GetFeatures
