@@ -419,15 +419,17 @@ func (o *exportOutput) gather(ch *spineChunk, plan *exportPlan, lo, from, to, w 
 			if !check {
 				continue
 			}
-			// A float is not finite when its exponent's bits are all set.
-			nw := tab.nw
+			// A float is not finite when its exponent's bits are all set;
+			// the null bit is looked at only then, a value being rarely
+			// not finite.
+			vals := row[tab.nw:]
 			for _, f := range b.f64 {
-				if row[f/64]>>(f%64)&1 == 0 && row[nw+f]&0x7ff0000000000000 == 0x7ff0000000000000 {
+				if vals[f]&0x7ff0000000000000 == 0x7ff0000000000000 && row[f/64]>>(f%64)&1 == 0 {
 					flag[i] = true
 				}
 			}
 			for _, f := range b.f32 {
-				if row[f/64]>>(f%64)&1 == 0 && row[nw+f]&0x7f800000 == 0x7f800000 {
+				if vals[f]&0x7f800000 == 0x7f800000 && row[f/64]>>(f%64)&1 == 0 {
 					flag[i] = true
 				}
 			}
