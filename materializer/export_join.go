@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -69,7 +70,12 @@ func (m *Materializer) joinLatest(ctx context.Context, j *exportJoin, ch *spineC
 	if int64(len(l.groups.files)) > math.MaxUint32 {
 		return 0, fmt.Errorf("the source has %d row groups, more than %d", len(l.groups.files), uint64(math.MaxUint32))
 	}
-	l.parts = partitioner{n: 1}
+	// One fold per core, each of the keys of its partition: a key's spine
+	// rows, and so the best rows it writes, are its partition's alone, and
+	// a best row does not depend on the order rows are folded in (ties go
+	// to the greater reference, the row read last).
+	parts := readWorkers()
+	l.parts = partitioner{n: uint64(parts)}
 	j.best = grow(j.best[:0], len(ix.order), bestRow{t: noBest})
 	best := j.best
 	str := l.keyType == larder.TypeString
@@ -90,7 +96,7 @@ func (m *Materializer) joinLatest(ctx context.Context, j *exportJoin, ch *spineC
 		}
 		buf.reset()
 	}
-	fan := startFanOut(1, func() *keyBuf { return &keyBuf{} }, fold)
+	fan := startFanOut(parts, func() *keyBuf { return &keyBuf{} }, fold)
 	decode := func(ctx context.Context, rg *rowGroup, emit func(*keyBatch) error) error {
 		sink := &keySink{l: l, group: l.groups.number(rg), fan: fan, emit: emit}
 		sink.b = &keyBatch{parts: fan.parts()}
@@ -292,20 +298,34 @@ func (t *exportTable) fromLatest(l *latest) {
 	for f := range l.feats {
 		t.str[f], t.vec[f] = l.feats[f].str, l.feats[f].vec
 	}
-	// Row by row: each feature's values are read in order.
-	for w := range t.rows {
-		row := t.words[w*t.stride : (w+1)*t.stride]
-		clear(row[:t.nw])
-		for f := range l.feats {
-			fv := &l.feats[f]
-			if fv.null[w] {
-				row[f/64] |= 1 << (f % 64)
-			}
-			if fv.num != nil {
-				row[t.nw+f] = fv.num[w]
+	// Row by row: each feature's values are read in order. The rows are
+	// split among the cores, each a contiguous range.
+	workers := max(1, min(readWorkers(), t.rows/4096))
+	var wg sync.WaitGroup
+	for k := range workers {
+		lo, hi := k*t.rows/workers, (k+1)*t.rows/workers
+		fill := func() {
+			for w := lo; w < hi; w++ {
+				row := t.words[w*t.stride : (w+1)*t.stride]
+				clear(row[:t.nw])
+				for f := range l.feats {
+					fv := &l.feats[f]
+					if fv.null[w] {
+						row[f/64] |= 1 << (f % 64)
+					}
+					if fv.num != nil {
+						row[t.nw+f] = fv.num[w]
+					}
+				}
 			}
 		}
+		if k == workers-1 {
+			fill()
+		} else {
+			wg.Go(fill)
+		}
 	}
+	wg.Wait()
 	l.feats, l.winners = nil, nil
 }
 

@@ -36,8 +36,10 @@ type exportOutput struct {
 	// pages, one value per row; otherwise rows are read and split.
 	flat  bool
 	types []larder.Type // of the added columns
-	// rows is the number of rows of the row group being written.
+	// rows is the number of rows of the row group being written; ends is
+	// set when the block being written ends it.
 	rows int
+	ends bool
 	// vals holds a block of values per column; why the state of each
 	// join for the rows of the block, and blocks their values.
 	vals   [][]parquet.Value
@@ -269,6 +271,7 @@ func (o *exportOutput) write(ctx context.Context, ch *spineChunk, plan *exportPl
 		if err := o.check(ch, plan, lo, hi); err != nil {
 			return err
 		}
+		o.ends = o.rows+n == scoreRowGroup
 		err = o.parallel(workers, func(w int) error { return o.columns(w, workers, sc, ch, plan, lo, hi, counts) })
 		if err != nil {
 			return err
@@ -419,15 +422,17 @@ func (o *exportOutput) gather(ch *spineChunk, plan *exportPlan, lo, from, to, w 
 			if !check {
 				continue
 			}
-			// A float is not finite when its exponent's bits are all set.
-			nw := tab.nw
+			// A float is not finite when its exponent's bits are all set;
+			// the null bit is looked at only then, a value being rarely
+			// not finite.
+			vals := row[tab.nw:]
 			for _, f := range b.f64 {
-				if row[f/64]>>(f%64)&1 == 0 && row[nw+f]&0x7ff0000000000000 == 0x7ff0000000000000 {
+				if vals[f]&0x7ff0000000000000 == 0x7ff0000000000000 && row[f/64]>>(f%64)&1 == 0 {
 					flag[i] = true
 				}
 			}
 			for _, f := range b.f32 {
-				if row[f/64]>>(f%64)&1 == 0 && row[nw+f]&0x7f800000 == 0x7f800000 {
+				if vals[f]&0x7f800000 == 0x7f800000 && row[f/64]>>(f%64)&1 == 0 {
 					flag[i] = true
 				}
 			}
@@ -507,6 +512,22 @@ func (o *exportOutput) columns(w, workers int, sc spineCopy, ch *spineChunk, pla
 			o.inputColumn(plan, c-len(plan.feats)-len(plan.status), ch, col, lo, vals, cnt)
 		}
 		if _, err := o.cols[col].WriteRowValues(vals); err != nil {
+			return fmt.Errorf("write the output: %w", err)
+		}
+	}
+	if !o.ends {
+		return nil
+	}
+	// The block ends the row group: each worker encodes the last pages of
+	// its columns, those the writer's flush would encode one column after
+	// the other. The spine's columns are the workers' own when copied
+	// from their pages; otherwise worker 0 writes them all, and the
+	// writer's flush encodes their last pages.
+	for col := w; col < len(o.cols); col += workers {
+		if col < o.leaves && !o.flat {
+			continue
+		}
+		if err := o.cols[col].Flush(); err != nil {
 			return fmt.Errorf("write the output: %w", err)
 		}
 	}

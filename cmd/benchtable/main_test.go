@@ -206,3 +206,27 @@ BenchmarkScoreJob1M/ort-floor-2 	26	58153207 ns/op	17195956 rows/s
 		}
 	}
 }
+
+func TestExportFloors(t *testing.T) {
+	const in = `BenchmarkExport1M/export-2       	1	1000000000 ns/op	  800000 rows/cpu-s	 1000000 rows/s
+BenchmarkExport1M/floor-pages-2  	1	 100000000 ns/op	10000000 rows/cpu-s	10000000 rows/s
+BenchmarkExport1M/floor-decode-2 	1	 200000000 ns/op	 5000000 rows/cpu-s	 5000000 rows/s
+`
+	results, err := parse(strings.NewReader(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	write(&out, results)
+	for _, want := range []string{
+		"| export a training set, 1M spine rows × 20 float64 (vs value decode) | 1.00M rows/s | 5.00M rows/s | 20% of the floor |",
+		"| export a training set, 1M spine rows × 20 float64 (vs page decode) | 1.00M rows/s | 10.00M rows/s | 10% of the floor |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if i, j := strings.Index(out.String(), "(vs value decode)"), strings.Index(out.String(), "(vs page decode) | 1.00M"); i < 0 || j < i {
+		t.Errorf("the export's row against value decode does not come first:\n%s", out.String())
+	}
+}
