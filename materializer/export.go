@@ -79,8 +79,9 @@ const (
 
 // DefaultExportCompression is the codec of the columns an export adds when
 // ExportArgs.Compression is "": Snappy, as pandas (pyarrow), Spark and
-// DuckDB write by default, about half the size of uncompressed columns for
-// a few percent more CPU.
+// DuckDB write by default. On BenchmarkExport1M's output it halves the file,
+// for about a third more CPU than uncompressed columns (see
+// docs/benchmarks.md); CompressionNone is the cheapest to write.
 const DefaultExportCompression = CompressionSnappy
 
 // ExportCompressions returns the values ExportArgs.Compression accepts,

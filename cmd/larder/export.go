@@ -64,9 +64,10 @@ The spine is joined in chunks of --chunk-rows rows, each reading the sources
 once: memory holds a chunk, whatever the spine's size. No store is needed.
 
 The columns the export adds are compressed with --compression: snappy (the
-default, as pandas, Spark and DuckDB write; about half the size of
-uncompressed columns for a few percent more CPU), zstd (smaller, slower to
-write) or none. The spine's columns keep the codec they have in the spine.
+default, as pandas, Spark and DuckDB write: about half the size of
+uncompressed columns, for more CPU), zstd (smaller still, slower to write)
+or none (the cheapest to write, the largest). The spine's columns keep the
+codec they have in the spine.
 See docs/training.md.`,
 		Example: `  larder export --spine impressions.parquet --timestamp shown_at --ranker home_feed --output train.parquet
   larder export --spine labels/ --timestamp at --features user_profile:*,user_activity:spend_sum_7d --output train.parquet`,
