@@ -13,6 +13,7 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/larder-dev/larder"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/compress/snappy"
 	"github.com/parquet-go/parquet-go/compress/zstd"
 	"github.com/parquet-go/parquet-go/format"
@@ -85,13 +86,28 @@ const exportWriteBuffer = 1 << 20
 const exportBlock = 4096
 
 // createExportOutput creates the temporary file of the output at path:
-// the spine's columns, then the columns of plan, each optional.
-func createExportOutput(path string, spine *parquet.Schema, plan *exportPlan) (*exportOutput, error) {
+// the spine's columns, then the columns of plan, each optional and
+// compressed with codec (one of ExportCompressions).
+func createExportOutput(path string, spine *parquet.Schema, plan *exportPlan, codec string) (*exportOutput, error) {
 	o := &exportOutput{path: path, leaves: len(spine.Columns()), flat: true}
 	for _, c := range spine.Columns() {
 		if leaf, ok := spine.Lookup(c...); !ok || leaf.MaxRepetitionLevel > 0 {
 			o.flat = false
 		}
+	}
+	// One codec for every added column: its encoders are pooled.
+	var added compress.Codec
+	switch codec {
+	case CompressionSnappy:
+		added = fastCodec(format.Snappy)
+	case CompressionZstd:
+		added = fastCodec(format.Zstd)
+	}
+	leaf := func(n parquet.Node) parquet.Node {
+		if added == nil {
+			return n
+		}
+		return parquet.Compressed(n, added)
 	}
 	var cols columnsNode
 	seen := map[string]bool{}
@@ -104,26 +120,27 @@ func createExportOutput(path string, spine *parquet.Schema, plan *exportPlan) (*
 			return larder.Invalidf("the spine has a column named %q, as the export would add: rename it in the spine", name)
 		}
 		seen[name] = true
+		// A list's codec is that of its element, the leaf.
 		var node parquet.Node
 		switch t {
 		case larder.TypeInt64:
-			node = parquet.Int(64)
+			node = leaf(parquet.Int(64))
 		case larder.TypeFloat64:
-			node = parquet.Leaf(parquet.DoubleType)
+			node = leaf(parquet.Leaf(parquet.DoubleType))
 		case larder.TypeFloat32:
-			node = parquet.Leaf(parquet.FloatType)
+			node = leaf(parquet.Leaf(parquet.FloatType))
 		case larder.TypeBool:
-			node = parquet.Leaf(parquet.BooleanType)
+			node = leaf(parquet.Leaf(parquet.BooleanType))
 		case larder.TypeString:
-			node = parquet.String()
+			node = leaf(parquet.String())
 		case larder.TypeFloat32Vector:
-			node = parquet.List(parquet.Leaf(parquet.FloatType))
+			node = parquet.List(leaf(parquet.Leaf(parquet.FloatType)))
 		case larder.TypeInt64List:
-			node = parquet.List(parquet.Int(64))
+			node = parquet.List(leaf(parquet.Int(64)))
 		case larder.TypeStringList:
-			node = parquet.List(parquet.String())
+			node = parquet.List(leaf(parquet.String()))
 		default:
-			node = parquet.Leaf(parquet.ByteArrayType)
+			node = leaf(parquet.Leaf(parquet.ByteArrayType))
 		}
 		cols = append(cols, columnField{Node: parquet.Optional(node), name: name})
 		o.types = append(o.types, t)
@@ -199,13 +216,22 @@ func spineNode(f parquet.Field) parquet.Node {
 	if !f.Leaf() || f.Compression() == nil {
 		return f
 	}
-	switch f.Compression().CompressionCodec() {
-	case format.Snappy:
-		return parquet.Compressed(f, &fastSnappy{})
-	case format.Zstd:
-		return parquet.Compressed(f, &zstd.Codec{Level: zstd.SpeedFastest})
+	if c := fastCodec(f.Compression().CompressionCodec()); c != nil {
+		return parquet.Compressed(f, c)
 	}
 	return f
+}
+
+// fastCodec returns the fastest encoder of codec c, Snappy or zstd, and nil
+// for any other.
+func fastCodec(c format.CompressionCodec) compress.Codec {
+	switch c {
+	case format.Snappy:
+		return &fastSnappy{}
+	case format.Zstd:
+		return &zstd.Codec{Level: zstd.SpeedFastest}
+	}
+	return nil
 }
 
 // fastSnappy is the Snappy codec with the fast encoder of s2, whose blocks

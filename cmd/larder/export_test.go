@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -621,6 +623,10 @@ func TestExportCommandErrors(t *testing.T) {
 		{"no context column", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--context-column", "viewer", "--output", "o.parquet"},
 			`has no column "viewer" (the int64 key of entity "user"); its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine column of the context keys with --context-column COLUMN`},
 		{"spine is output", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", spine}, "is the spine too"},
+		{"unknown compression", []string{"--spine", "no-such-spine.parquet", "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", "o.parquet", "--compression", "lz4"},
+			`--compression "lz4": want one of snappy, zstd, none`},
+		{"empty compression", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", "o.parquet", "--compression", ""},
+			`--compression "": want one of snappy, zstd, none`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := larderAt(t, t.Context(), t0, append([]string{"-c", cfg, "export"}, tt.args...)...)
@@ -692,5 +698,67 @@ func TestExportOutputFile(t *testing.T) {
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("the temporary file of another output: %v", err)
+	}
+}
+
+// TestExportCompression exports the demo's impressions (a spine in zstd)
+// with a ranker's inputs, a latest view and a candidates view's lists, with
+// each --compression and without it, and checks the codec of every column
+// chunk of the output: the columns the export adds in the codec asked for,
+// Snappy by default, and the spine's columns in the spine's own, whatever
+// the flag.
+func TestExportCompression(t *testing.T) {
+	_, cfg := demoProject(t)
+	dir := filepath.Dir(cfg)
+	spine := filepath.Join(dir, demo.ImpressionsFile)
+	spineCodecs := map[string]format.CompressionCodec{}
+	for _, rg := range parquettest.Open(t, spine).Metadata().RowGroups {
+		for _, cc := range rg.Columns {
+			spineCodecs[strings.Join(cc.MetaData.PathInSchema, ".")] = cc.MetaData.Codec
+		}
+	}
+	for col, c := range spineCodecs {
+		if c != format.Zstd {
+			t.Fatalf("the demo's spine column %s is in %v, want zstd: the test checks too little", col, c)
+		}
+	}
+	for _, tt := range []struct {
+		flag []string
+		want format.CompressionCodec
+	}{
+		{nil, format.Snappy},
+		{[]string{"--compression", "snappy"}, format.Snappy},
+		{[]string{"--compression", "zstd"}, format.Zstd},
+		{[]string{"--compression", "none"}, format.Uncompressed},
+	} {
+		out := filepath.Join(dir, "train.parquet")
+		args := append([]string{"-c", cfg, "export", "--spine", spine, "--timestamp", demo.ImpressionTime,
+			"--ranker", demo.RankerName, "--features", "user_profile:*,user_recs:*", "--output", out}, tt.flag...)
+		mustSucceed(t, larderAt(t, t.Context(), t0, args...), "export")
+		groups := parquettest.Open(t, out).Metadata().RowGroups
+		if len(groups) == 0 {
+			t.Fatalf("export %v: no row group", tt.flag)
+		}
+		var added []string
+		for g, rg := range groups {
+			for _, cc := range rg.Columns {
+				col := strings.Join(cc.MetaData.PathInSchema, ".")
+				want, ok := spineCodecs[col]
+				if !ok {
+					want = tt.want
+					if g == 0 {
+						added = append(added, col)
+					}
+				}
+				if cc.MetaData.Codec != want {
+					t.Errorf("export %v: row group %d, column %s: codec %v, want %v", tt.flag, g, col, cc.MetaData.Codec, want)
+				}
+			}
+		}
+		for _, col := range []string{"user_profile:status", "user_recs:candidates.list.element", "user_recs:scores.list.element", demo.RankerName + ":request:hour_of_day"} {
+			if !slices.Contains(added, col) {
+				t.Errorf("export %v: added columns %v, want %s among them", tt.flag, added, col)
+			}
+		}
 	}
 }
