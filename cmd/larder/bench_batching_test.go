@@ -10,6 +10,7 @@ import (
 // that Rank-batched is measured at each concurrency, next to Rank, with the
 // heavy model and the batching settings given.
 func TestBenchBatching(t *testing.T) {
+	t.Parallel()
 	r := larderAt(t, t.Context(), time.Now(), "bench", "--quick", "--batching", "--heavy", "--batch-max-delay", "500us", "--markdown")
 	mustSucceed(t, r, "larder bench --quick --batching --heavy")
 	for _, want := range []string{

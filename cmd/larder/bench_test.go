@@ -16,6 +16,7 @@ import (
 // TestBenchQuick runs `larder bench --quick` end to end, ONNX Runtime and a
 // real redis-server included, and checks the shape of what it prints.
 func TestBenchQuick(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t) // also installs redis-server for the first case
 	profile := filepath.Join(t.TempDir(), "get.pprof")
 	for _, tc := range []struct {

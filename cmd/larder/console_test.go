@@ -222,6 +222,7 @@ func protoValueText(v *larderv1.Value) string {
 // text, and the console asks for a credential, refuses a read token, and
 // shows an admin token's holder the page with the model files.
 func TestConsoleAuthServe(t *testing.T) {
+	t.Parallel()
 	_, config := demoProject(t)
 	secured := securedProject(t, config, "secured.yaml", "server:\n  auth:\n    tokens_file: tokens\n")
 	srv := startServe(t, "-c", secured, "serve", "--listen", "127.0.0.1:0", "--console", "0.0.0.0:0")
@@ -284,6 +285,7 @@ func TestConsoleAuthServe(t *testing.T) {
 // refuses a client without a certificate, and lets in the certificate whose
 // identity has the admin role, but not one that has none.
 func TestConsoleMutualTLS(t *testing.T) {
+	t.Parallel()
 	_, config := demoProject(t)
 	pki := redistest.NewPKI(t)
 	secured := securedProject(t, config, "mtls.yaml", fmt.Sprintf(`server:

@@ -16,6 +16,7 @@ import (
 // TestDemo runs the whole demo in-process, ONNX Runtime included: the test
 // fails, never skips, when the library cannot be fetched.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	r := larderAt(t, t.Context(), t0, "demo", "--dir", t.TempDir(), "--users", "200", "--items", "100", "--events", "20000")
 	mustSucceed(t, r, "larder demo")
 	// A Rank whose model takes longer than the ranker's timeout (100 ms by

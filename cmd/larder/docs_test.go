@@ -81,6 +81,7 @@ func placeholder(args []string) bool {
 // (the data set is the same, shifted to end at the run's time; see the
 // demo package). `make docs` writes the transcripts again when it changes.
 func TestReadmeModelHash(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)

@@ -89,6 +89,7 @@ func readRows(tb testing.TB, path string) ([]map[string]parquet.Value, []map[str
 // every --ranker column equals, bit for bit, the input Rank's explain
 // reports for the same context, candidate and request features.
 func TestExportSkew(t *testing.T) {
+	t.Parallel()
 	ds, cfg := demoProject(t)
 	redis := redistest.Start(t)
 	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", cfg, "materialize"), "materialize")
@@ -367,6 +368,7 @@ func streamSkewEvents(rng *rand.Rand, n int64, cut time.Time, after time.Duratio
 // after C (the last, partial tile, or more when the run's as-of is earlier
 // than their end), which neither side counts at C.
 func TestExportSkewStreaming(t *testing.T) {
+	t.Parallel()
 	cut := t0.Add(-30 * time.Minute)
 	for _, tc := range []struct {
 		name string
@@ -601,6 +603,7 @@ func valueBits(x larder.Value) string {
 // TestExportCommandErrors checks that bad flags are refused with the flag
 // and the fix named, before anything is read.
 func TestExportCommandErrors(t *testing.T) {
+	t.Parallel()
 	_, cfg := demoProject(t)
 	spine := filepath.Join(filepath.Dir(cfg), demo.ImpressionsFile)
 	for _, tt := range []struct {
@@ -645,6 +648,7 @@ func TestExportCommandErrors(t *testing.T) {
 // redis.password_env names a variable that is not set: export needs no
 // store, so it needs no password either.
 func TestExportNeedsNoStorePassword(t *testing.T) {
+	t.Parallel()
 	_, cfg := demoProject(t)
 	data, err := os.ReadFile(cfg)
 	if err != nil {
@@ -671,6 +675,7 @@ func TestExportNeedsNoStorePassword(t *testing.T) {
 // leaves, as other files, and removes the temporary file an export killed
 // while writing the same output left behind.
 func TestExportOutputFile(t *testing.T) {
+	t.Parallel()
 	_, cfg := demoProject(t)
 	dir := filepath.Dir(cfg)
 	out := filepath.Join(dir, "train.parquet")
@@ -708,6 +713,7 @@ func TestExportOutputFile(t *testing.T) {
 // Snappy by default, and the spine's columns in the spine's own, whatever
 // the flag.
 func TestExportCompression(t *testing.T) {
+	t.Parallel()
 	_, cfg := demoProject(t)
 	dir := filepath.Dir(cfg)
 	spine := filepath.Join(dir, demo.ImpressionsFile)

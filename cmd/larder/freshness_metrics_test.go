@@ -72,6 +72,7 @@ func unix(t time.Time) float64 { return float64(t.Unix()) }
 // TestFreshnessCollector scrapes the freshness gauges of the fresh
 // project from a real redis-server.
 func TestFreshnessCollector(t *testing.T) {
+	t.Parallel()
 	fp := newFreshProject(t)
 	now := func() time.Time { return t0 }
 	var logs syncBuffer

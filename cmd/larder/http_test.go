@@ -27,6 +27,7 @@ var httpLine = regexp.MustCompile(`(?m)^serving HTTP/JSON on (https?://\S+)/v1/$
 // with a plain HTTP client, as curl does: GetFeatures answers the values
 // gRPC answers, and a bad request is answered 400 with the reason.
 func TestServeHTTP(t *testing.T) {
+	t.Parallel()
 	_, config := demoProject(t)
 	redis := redistest.Start(t)
 	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", config, "materialize"), "materialize")
@@ -80,6 +81,7 @@ func TestServeHTTP(t *testing.T) {
 // gateway speaks HTTPS with the server's certificate, and checks tokens
 // and roles as gRPC does.
 func TestServeHTTPTLSTokens(t *testing.T) {
+	t.Parallel()
 	_, config := demoProject(t)
 	pki := redistest.NewPKI(t)
 	secured := securedProject(t, config, "tls-tokens.yaml", fmt.Sprintf("server:\n  tls_cert_file: %s\n  tls_key_file: %s\n  auth:\n    tokens_file: tokens\n",

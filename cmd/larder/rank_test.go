@@ -13,6 +13,7 @@ import (
 // TestRank calls a served demo project through larder rank: the stored list,
 // given candidates with --explain, and the mistakes an operator makes.
 func TestRank(t *testing.T) {
+	t.Parallel()
 	ds, config := demoProject(t)
 	redis := redistest.Start(t)
 	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", config, "materialize"), "materialize")
@@ -75,6 +76,7 @@ func TestRank(t *testing.T) {
 // server of another project: the server's answer names its project, and
 // the command says which project's server to pass.
 func TestRankAnotherProjectsServer(t *testing.T) {
+	t.Parallel()
 	_, config := demoProject(t)
 	tiny := newTinyProject(t)
 	srv := startServe(t, "--redis", tiny.redis.Addr, "-c", tiny.config, "serve", "--listen", "127.0.0.1:0")

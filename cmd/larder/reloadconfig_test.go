@@ -203,6 +203,7 @@ func TestServeSIGHUP(t *testing.T) {
 // ConfigMap (a symlink through a ..data symlink to a timestamped folder)
 // and updates it as Kubernetes does, by swapping ..data: serve reloads.
 func TestServeConfigMapReload(t *testing.T) {
+	t.Parallel()
 	_, cfgPath := demoProject(t)
 	original, err := os.ReadFile(cfgPath)
 	if err != nil {

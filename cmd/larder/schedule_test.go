@@ -217,6 +217,7 @@ jobs: {heartbeat: 200ms, lapse: 1s, backoff: 200ms, max_backoff: 1s}`, `  - name
 // records the generations of its inputs, published by the same call at the
 // same as-of.
 func TestMaterializeAsOfTwice(t *testing.T) {
+	t.Parallel()
 	_, cfg := demoProject(t)
 	srv := redistest.Start(t)
 	asOf := t0.Add(-90 * time.Minute)

@@ -181,6 +181,7 @@ func TestServeTLSAuth(t *testing.T) {
 // without one is refused, one whose common name is given the admin role
 // reloads, and one without a role is refused.
 func TestServeMutualTLS(t *testing.T) {
+	t.Parallel()
 	_, config := demoProject(t)
 	pki := redistest.NewPKI(t)
 	redis := redistest.Start(t)
@@ -222,6 +223,7 @@ func TestServeMutualTLS(t *testing.T) {
 // may read, and of nothing on a loopback address; and that a bad tokens
 // file stops serve, naming the setting and the line, not the token.
 func TestServeWarnings(t *testing.T) {
+	t.Parallel()
 	_, config := demoProject(t)
 	dir := filepath.Dir(config)
 	redis := redistest.Start(t)

@@ -133,6 +133,7 @@ func (s *servingRun) log() string {
 }
 
 func TestServe(t *testing.T) {
+	t.Parallel()
 	ds, config := demoProject(t)
 	redis := redistest.Start(t)
 	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", config, "materialize"), "materialize")
@@ -333,6 +334,7 @@ func TestServe(t *testing.T) {
 // the embedded store, materializes every view into it, and the inspection
 // commands read it through the address serve prints.
 func TestServeEmbedded(t *testing.T) {
+	t.Parallel()
 	ds, config := demoProject(t)
 	srv := startServe(t, "-c", config, "serve", "--listen", "127.0.0.1:0")
 	m := regexp.MustCompile(`(?m)^embedded Redis at (\S+): materializing every view first$`).FindStringSubmatch(srv.log())
@@ -683,6 +685,7 @@ var adminLine = regexp.MustCompile(`(?m)^serving larder\.v1\.AdminService on (\S
 // reload finds the admin address through --admin-addr or the project file,
 // and both listeners close on shutdown.
 func TestServeAdminListen(t *testing.T) {
+	t.Parallel()
 	ds, cfgPath := demoProject(t)
 	redis := redistest.Start(t)
 	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", cfgPath, "materialize"), "materialize")

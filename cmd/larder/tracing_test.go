@@ -75,6 +75,7 @@ func (c *collector) received() (spans []string, service string) {
 // request (with its id and trace), the spans written to standard error, and
 // the spans the collector has once serve has stopped.
 func TestServeTracesAndJSONLogs(t *testing.T) {
+	t.Parallel()
 	ds, config := demoProject(t)
 	redis := redistest.Start(t)
 	mustSucceed(t, larderAt(t, t.Context(), t0, "--redis", redis.Addr, "-c", config, "materialize"), "materialize")
