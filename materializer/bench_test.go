@@ -197,52 +197,26 @@ func (d *typedDecoder) decode(tb testing.TB, path string) int {
 	if d.f64 == nil {
 		d.f64, d.i64 = make([]float64, 4096), make([]int64, 4096)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pf, err := parquet.OpenFile(f, fi.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(256<<10))
-	if err != nil {
-		tb.Fatal(err)
-	}
 	n := 0
-	for _, rg := range pf.RowGroups() {
-		for _, chunk := range rg.ColumnChunks() {
-			pages := chunk.Pages()
-			for {
-				p, err := pages.ReadPage()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					tb.Fatal(err)
-				}
-				var k int
-				switch r := p.Values().(type) {
-				case parquet.DoubleReader:
-					for err = nil; err == nil; n += k {
-						k, err = r.ReadDoubles(d.f64)
-					}
-				case parquet.Int64Reader:
-					for err = nil; err == nil; n += k {
-						k, err = r.ReadInt64s(d.i64)
-					}
-				default:
-					tb.Fatalf("%s: page of %s values has no typed reader", path, p.Type())
-				}
-				if err != io.EOF {
-					tb.Fatal(err)
-				}
-				parquet.Release(p)
+	eachPage(tb, path, func(p parquet.Page) {
+		var k int
+		var err error
+		switch r := p.Values().(type) {
+		case parquet.DoubleReader:
+			for err = nil; err == nil; n += k {
+				k, err = r.ReadDoubles(d.f64)
 			}
-			pages.Close()
+		case parquet.Int64Reader:
+			for err = nil; err == nil; n += k {
+				k, err = r.ReadInt64s(d.i64)
+			}
+		default:
+			tb.Fatalf("%s: page of %s values has no typed reader", path, p.Type())
 		}
-	}
+		if err != io.EOF {
+			tb.Fatal(err)
+		}
+	})
 	return n
 }
 
@@ -250,6 +224,14 @@ func (d *typedDecoder) decode(tb testing.TB, path string) int {
 // returns the number of values decoded: the least work any column reader
 // does.
 func decodePages(tb testing.TB, path string) int {
+	n := 0
+	eachPage(tb, path, func(p parquet.Page) { n += int(p.NumValues()) })
+	return n
+}
+
+// eachPage reads every page of every column of the file at path, in turn,
+// and calls fn with each, decompressed, before releasing it.
+func eachPage(tb testing.TB, path string, fn func(parquet.Page)) {
 	f, err := os.Open(path)
 	if err != nil {
 		tb.Fatal(err)
@@ -263,7 +245,6 @@ func decodePages(tb testing.TB, path string) int {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n := 0
 	for _, rg := range pf.RowGroups() {
 		for _, chunk := range rg.ColumnChunks() {
 			pages := chunk.Pages()
@@ -275,13 +256,12 @@ func decodePages(tb testing.TB, path string) int {
 				if err != nil {
 					tb.Fatal(err)
 				}
-				n += int(p.NumValues())
+				fn(p)
 				parquet.Release(p)
 			}
 			pages.Close()
 		}
 	}
-	return n
 }
 
 // reportRates reports rows per second of wall time, and rows per second of
