@@ -203,10 +203,13 @@ func scheduleText(p *larder.Project, v *larder.View) string {
 // coveredUntil returns the latest tick that generation g of view v covers,
 // so that the scheduler does not catch that tick up: g's as-of; or, for a
 // streaming aggregate view, whose as-of is the cutoff its files decide,
-// the later of that and the time g's run started, since that run read the
-// files as they were then.
+// the time g's run started, since that run read the files as they were
+// then. That holds only while the cutoff is within the view's horizon of
+// the start (files that lag behind the stream, as the horizon allows): a
+// run as of a time further back, by hand with --as-of, covers its as-of
+// alone.
 func coveredUntil(v *larder.View, g larder.Generation) time.Time {
-	if v.Streaming() && g.StartedAt.After(g.AsOf) {
+	if v.Streaming() && g.StartedAt.After(g.AsOf) && g.StartedAt.Sub(g.AsOf) <= v.TileHorizon() {
 		return g.StartedAt
 	}
 	return g.AsOf

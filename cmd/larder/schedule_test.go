@@ -366,4 +366,15 @@ func TestCoveredUntil(t *testing.T) {
 	if got := coveredUntil(streaming, g); !got.Equal(cutoff) {
 		t.Errorf("streaming view, run started before its as-of: covered until %s, want %s", got, cutoff)
 	}
+	// A run as of a month back (--as-of by hand) covers that month-old
+	// instant only: the ticks since are caught up.
+	g.StartedAt = cutoff.Add(30 * 24 * time.Hour)
+	if got := coveredUntil(streaming, g); !got.Equal(cutoff) {
+		t.Errorf("streaming view, run as of a month before its start: covered until %s, want its as-of %s", got, cutoff)
+	}
+	// At the edge of the horizon, the start still counts.
+	g.StartedAt = cutoff.Add(streaming.TileHorizon())
+	if got := coveredUntil(streaming, g); !got.Equal(g.StartedAt) {
+		t.Errorf("streaming view, cutoff a horizon before the start: covered until %s, want the start %s", got, g.StartedAt)
+	}
 }
