@@ -249,7 +249,7 @@ func (c *KafkaConsumer) row(r *kgo.Record) (larder.PushRow, error) {
 		// The broker's append time (a topic of
 		// message.timestamp.type=LogAppendTime), by the broker's clock; a
 		// producer's own time is not trusted to say when it sent.
-		received = Received{At: r.Timestamp, Clock: fmt.Sprintf("the time the broker appended offset %d", r.Offset)}
+		received = Received{At: r.Timestamp, Clock: "the time the broker appended the record"}
 	}
 	return c.mapper.RowReceived(func(field string) (any, bool) {
 		v, ok := fields[field]

@@ -57,9 +57,10 @@ func (m *Mapper) Row(get func(field string) (any, bool)) (larder.PushRow, error)
 	return m.RowReceived(get, Received{})
 }
 
-// Received is when the transport took an event in, by a clock other than
-// larder ingest's: the time Redis gave a stream entry's id, or the time a
-// Kafka broker appended a record. The zero Received is unknown.
+// Received is a time by a clock other than larder ingest's that an event
+// was taken in by: Redis's clock when the consumer read a batch of stream
+// entries, or the time a Kafka broker appended a record. The zero Received
+// is unknown.
 type Received struct {
 	At    time.Time
 	Clock string // whose clock At is, as an error names it

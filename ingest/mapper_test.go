@@ -104,15 +104,15 @@ func TestMapperReceived(t *testing.T) {
 	at := func(d time.Duration) func(string) (any, bool) {
 		return fields(map[string]any{"user_id": "1", "ts": strconv.FormatInt(now.Add(d).UnixMilli(), 10)})
 	}
-	redis := ingest.Received{At: now.Add(time.Hour), Clock: "the time Redis added entry 1-0"}
+	redis := ingest.Received{At: now.Add(time.Hour), Clock: "the clock of Redis"}
 	if _, err := m.RowReceived(at(30*time.Minute), redis); err != nil {
 		t.Errorf("an event half an hour before the transport took it in: %v", err)
 	}
-	if _, err := m.RowReceived(at(2*time.Hour), redis); err == nil || !strings.Contains(err.Error(), "past the time Redis added entry 1-0") {
+	if _, err := m.RowReceived(at(2*time.Hour), redis); err == nil || !strings.Contains(err.Error(), "past the clock of Redis") {
 		t.Errorf("an event an hour after the transport took it in: %v, want it refused by the transport's time", err)
 	}
 	// A transport's time behind the host's does not widen anything.
-	old := ingest.Received{At: now.Add(-time.Hour), Clock: "the time Redis added entry 1-0"}
+	old := ingest.Received{At: now.Add(-time.Hour), Clock: "the clock of Redis"}
 	if _, err := m.RowReceived(at(30*time.Minute), old); err == nil || !strings.Contains(err.Error(), "past the clock of larder ingest") {
 		t.Errorf("an event half an hour ahead of the host: %v, want it refused by the host's clock", err)
 	}

@@ -194,11 +194,12 @@ func (c *RedisConsumer) claim(ctx context.Context) error {
 // to the dead-letter stream with the reason, then acknowledges them all.
 // Nothing is acknowledged when the push fails: the entries stay pending.
 func (c *RedisConsumer) apply(ctx context.Context, msgs []redis.XMessage) error {
+	received := c.redisNow(ctx)
 	p, err := pushEvents(ctx, c.Store, c.Stream, c.mapper.View(), len(msgs), func(i int) (larder.PushRow, error) {
 		return c.mapper.RowReceived(func(field string) (any, bool) {
 			v, ok := msgs[i].Values[field]
 			return v, ok
-		}, entryReceived(msgs[i].ID))
+		}, received)
 	}, func(i int) string { return msgs[i].ID })
 	if err != nil {
 		return err
@@ -292,17 +293,16 @@ func (b *backoff) wait(ctx context.Context) bool {
 	}
 }
 
-// entryReceived returns when Redis took in the entry of id: the
-// milliseconds of an id Redis made (XADD's *), by Redis's clock. An id
-// that is not of that form gives the zero Received.
-func entryReceived(id string) Received {
-	ms, _, ok := strings.Cut(id, "-")
-	if !ok {
+// redisNow returns the time by Redis's clock (TIME), read once per batch
+// of entries, so that their event times are held to it when the host's
+// clock runs behind; the zero Received when it cannot be read (the host's
+// clock alone then counts). An entry's id is not taken as a clock: a
+// producer may set it, and once one id is in the future every later id
+// made by Redis is too.
+func (c *RedisConsumer) redisNow(ctx context.Context) Received {
+	t, err := c.Client.Time(ctx).Result()
+	if err != nil {
 		return Received{}
 	}
-	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil || n <= 0 {
-		return Received{}
-	}
-	return Received{At: time.UnixMilli(n), Clock: "the time Redis added entry " + id}
+	return Received{At: t, Clock: "the clock of Redis"}
 }

@@ -298,27 +298,36 @@ func TestRedisConsumerRefusesDeadLetterLoop(t *testing.T) {
 
 // TestRedisIngestHostClockBehind runs larder ingest on a host whose clock
 // is an hour behind Redis's and the producers': an event of now is
-// written, since Redis took it in now; one from two minutes after Redis
-// took it in goes to the dead-letter stream, by Redis's clock.
+// written, by Redis's clock; one ten minutes ahead goes to the dead-letter
+// stream, by Redis's clock too, even when its entry's id was set a century
+// ahead (an id is not a clock: a producer may choose it, and every id
+// Redis makes after it is as far ahead).
 func TestRedisIngestHostClockBehind(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	now := time.Now()
 	f.add(t, "user_id", "8", "ts", ms(now), "clicks", "2", "url", "/now")
 	f.add(t, "user_id", "9", "ts", ms(now.Add(10*time.Minute)), "clicks", "3", "url", "/future")
+	if err := f.client.XAdd(ctx, &redis.XAddArgs{Stream: f.s.RedisStream, ID: "4102444800000-0",
+		Values: []any{"user_id", "10", "ts", ms(now.Add(10 * time.Minute)), "clicks", "4", "url", "/future"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	f.add(t, "user_id", "11", "ts", ms(now.Add(10*time.Minute)), "clicks", "5", "url", "/future")
 	c := &ingest.RedisConsumer{Client: f.client, Stream: f.s, Store: f.st, Name: "c1", Block: 20 * time.Millisecond}
 	ingest.SetRedisClock(c, func() time.Time { return time.Now().Add(-time.Hour) })
-	if got := f.consume(t, c, 2); got != (ingest.Counts{Written: 1, Dead: 1}) {
-		t.Errorf("counts %+v, want 1 written, 1 dead", got)
+	if got := f.consume(t, c, 4); got != (ingest.Counts{Written: 1, Dead: 3}) {
+		t.Errorf("counts %+v, want 1 written, 3 dead", got)
 	}
-	if rows := f.read(t, 8); strings.Join(rows, "|") != `2 "/now"` {
-		t.Errorf("stored rows %q, want the event of now", rows)
+	if rows := f.read(t, 8, 9, 10, 11); strings.Join(rows, "|") != `2 "/now"|-|-|-` {
+		t.Errorf("stored rows %q, want the event of now alone", rows)
 	}
 	dead, err := f.client.XRange(ctx, f.s.DeadLetter, "-", "+").Result()
-	if err != nil || len(dead) != 1 {
+	if err != nil || len(dead) != 3 {
 		t.Fatalf("dead letters: %v, %v", dead, err)
 	}
-	if r, _ := dead[0].Values["reason"].(string); !strings.Contains(r, "is more than 1m0s past the time Redis added entry ") {
-		t.Errorf("dead letter: reason %q, want it refused by Redis's clock", r)
+	for i, d := range dead {
+		if r, _ := d.Values["reason"].(string); !strings.Contains(r, "is more than 1m0s past the clock of Redis") {
+			t.Errorf("dead letter %d: reason %q, want it refused by Redis's clock", i, r)
+		}
 	}
 }
