@@ -77,7 +77,6 @@ func TestServeJobs(t *testing.T) {
 // job ends cancelled, the live generation keeps serving, no key of the
 // cancelled generation is left, and the run is recorded as cancelled.
 func TestCancelRunningJob(t *testing.T) {
-	t.Parallel()
 	srv := redistest.Start(t)
 	sp := newSchedProject(t, srv.Addr, "jobs: {heartbeat: 200ms, lapse: 1s}", strings.Replace(lastView, `    schedule: "@every 2s"
 `, "", 1), 2_000_000, 400_000)
