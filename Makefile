@@ -86,7 +86,7 @@ demo: setup-onnxruntime build
 # so that they start first, and three test binaries run at once: most tests
 # wait on Redis, servers and child processes more than they compute, as do
 # the tests marked parallel, four of which run at once in a package.
-TEST_FIRST := ./cmd/larder ./store ./server ./materializer ./scheduler ./proto/larder/v1 ./queue
+TEST_FIRST := ./cmd/larder ./store ./materializer ./server ./proto/larder/v1 ./scheduler ./queue
 test:
 	@$(MAKE) --no-print-directory -j3 setup vet
 	@mkdir -p .work && $(GO) build -o .work/testrun ./cmd/testrun
