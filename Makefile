@@ -170,9 +170,10 @@ FUZZBUILD ?= -fuzz .
 
 # The brief fuzzing `make test` ends with: 200 inputs per target, however
 # fast the machine, run by the test binaries as the tests built them, without
-# instrumentation (so linking only, nothing compiled again): Go's fuzzing
-# engine mutates the corpus unguided, which for 200 inputs loses little.
-# `make fuzz` fuzzes with guidance.
+# instrumentation (so linking only, nothing compiled again, every package's
+# binary by one go command, which links them at once): Go's fuzzing engine
+# mutates the corpus unguided, which for 200 inputs loses little. `make
+# fuzz` fuzzes with guidance.
 fuzz-brief:
 	@$(MAKE) --no-print-directory fuzz-run FUZZTIME=200x FUZZBUILD=
 
@@ -180,6 +181,10 @@ fuzz-run:
 	@mkdir -p .work/fuzz
 	@: > .work/fuzz/summary.txt; fail=0; built=; begin=$$(date +%s); \
 	cache=$$($(GO) env GOCACHE)/fuzz; \
+	if [ -z "$(strip $(FUZZBUILD))" ]; then \
+	  pkgs=$$(for t in $(FUZZ_TARGETS); do echo $${t%%:*}; done | sort -u); \
+	  $(GO) test -c -o $(CURDIR)/.work/fuzz/ $$pkgs || exit 1; built=" $$pkgs "; \
+	fi; \
 	for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t#*:}; ip=$$($(GO) list $$pkg) || exit 1; \
 	  bin=$(CURDIR)/.work/fuzz/$${ip##*/}.test; log=.work/fuzz/$$name.log; \
