@@ -180,7 +180,7 @@ func (s *Store) runQueued(batch []*readCall) {
 // them.
 type trip struct {
 	cmds   []redis.Cmder
-	checks []redis.Cmder // the checks sent, one per metadata key
+	checks []*redis.SliceCmd // the checks sent, one per metadata key
 	dups   []dupCheck
 }
 
@@ -201,7 +201,9 @@ func (t *trip) build(batch []*readCall) {
 			t.cmds = append(t.cmds, cmd)
 		}
 	}
-	t.cmds = append(t.cmds, t.checks...)
+	for _, c := range t.checks {
+		t.cmds = append(t.cmds, c)
+	}
 }
 
 // check adds cmd, a check of a generation's metadata, to the trip, unless
@@ -210,7 +212,7 @@ func (t *trip) check(cmd *redis.SliceCmd) {
 	key := cmd.Args()[1]
 	for _, sent := range t.checks {
 		if sent.Args()[1] == key {
-			t.dups = append(t.dups, dupCheck{cmd: cmd, sent: sent.(*redis.SliceCmd)})
+			t.dups = append(t.dups, dupCheck{cmd: cmd, sent: sent})
 			return
 		}
 	}
