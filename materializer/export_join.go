@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -301,31 +300,22 @@ func (t *exportTable) fromLatest(l *latest) {
 	// Row by row: each feature's values are read in order. The rows are
 	// split among the cores, each a contiguous range.
 	workers := max(1, min(readWorkers(), t.rows/4096))
-	var wg sync.WaitGroup
-	for k := range workers {
+	onWorkers(workers, func(k int) {
 		lo, hi := k*t.rows/workers, (k+1)*t.rows/workers
-		fill := func() {
-			for w := lo; w < hi; w++ {
-				row := t.words[w*t.stride : (w+1)*t.stride]
-				clear(row[:t.nw])
-				for f := range l.feats {
-					fv := &l.feats[f]
-					if fv.null[w] {
-						row[f/64] |= 1 << (f % 64)
-					}
-					if fv.num != nil {
-						row[t.nw+f] = fv.num[w]
-					}
+		for w := lo; w < hi; w++ {
+			row := t.words[w*t.stride : (w+1)*t.stride]
+			clear(row[:t.nw])
+			for f := range l.feats {
+				fv := &l.feats[f]
+				if fv.null[w] {
+					row[f/64] |= 1 << (f % 64)
+				}
+				if fv.num != nil {
+					row[t.nw+f] = fv.num[w]
 				}
 			}
 		}
-		if k == workers-1 {
-			fill()
-		} else {
-			wg.Go(fill)
-		}
-	}
-	wg.Wait()
+	})
 	l.feats, l.winners = nil, nil
 }
 

@@ -380,22 +380,24 @@ func newJoinBlocks(plan *exportPlan) []joinBlock {
 // goroutine, and returns the first error in that order, a panic of the
 // Parquet library being one.
 func (o *exportOutput) parallel(workers int, fn func(w int) error) error {
-	var wg sync.WaitGroup
-	for w := range workers {
-		work := func() { o.errs[w] = recoverRead(func() error { return fn(w) }) }
-		if w == workers-1 {
-			work()
-		} else {
-			wg.Go(work)
-		}
-	}
-	wg.Wait()
+	onWorkers(workers, func(w int) { o.errs[w] = recoverRead(func() error { return fn(w) }) })
 	for _, err := range o.errs[:workers] {
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// onWorkers runs fn(0), ..., fn(workers-1) at once, the last on the calling
+// goroutine, and returns when they all have.
+func onWorkers(workers int, fn func(w int)) {
+	var wg sync.WaitGroup
+	for w := range workers - 1 {
+		wg.Go(func() { fn(w) })
+	}
+	fn(workers - 1)
+	wg.Wait()
 }
 
 // gather sets, for the rows [from, to) of ch, rows of the block from lo,
