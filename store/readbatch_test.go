@@ -16,19 +16,39 @@ import (
 	"github.com/larder-dev/larder/store"
 )
 
-// holdBig holds every pipeline of at least 8 commands until release is
-// closed, and says on entered when one is held.
-type holdBig struct {
+// holdTrips records the commands (name and key) of every pipeline, and
+// holds those that hold says to, the i-th from 0, until release is
+// closed; it says on entered when it holds one.
+type holdTrips struct {
+	hold    func(i int, cmds []redis.Cmder) bool
 	entered chan struct{}
 	release chan struct{}
 	once    sync.Once
+	mu      sync.Mutex
+	trips   [][]string
 }
 
-func (h *holdBig) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *holdBig) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *holdBig) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func newHoldTrips(hold func(i int, cmds []redis.Cmder) bool) *holdTrips {
+	return &holdTrips{hold: hold, entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *holdTrips) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *holdTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *holdTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) >= 8 {
+		var trip []string
+		for _, c := range cmds {
+			key := c.Args()[1]
+			if p, ok := key.(*string); ok {
+				key = *p
+			}
+			trip = append(trip, fmt.Sprint(c.Args()[0], " ", key))
+		}
+		h.mu.Lock()
+		i := len(h.trips)
+		h.trips = append(h.trips, trip)
+		h.mu.Unlock()
+		if h.hold(i, cmds) {
 			h.once.Do(func() { close(h.entered) })
 			<-h.release
 		}
@@ -51,7 +71,7 @@ func TestSmallReadBesideBig(t *testing.T) {
 	if err := s.Read(ctx, []*larder.Lookup{{View: wide, Keys: []larder.Key{larder.Int64Key(1)}}}); err != nil {
 		t.Fatal(err)
 	}
-	hook := &holdBig{entered: make(chan struct{}), release: make(chan struct{})}
+	hook := newHoldTrips(func(_ int, cmds []redis.Cmder) bool { return len(cmds) >= 8 })
 	client.AddHook(hook)
 	defer func() {
 		select {
@@ -86,41 +106,6 @@ func TestSmallReadBesideBig(t *testing.T) {
 	}
 }
 
-// holdFirst holds the first pipeline until release is closed, says on
-// entered when it holds it, and records the names and keys of the
-// commands of every pipeline.
-type holdFirst struct {
-	entered chan struct{}
-	release chan struct{}
-	once    sync.Once
-	mu      sync.Mutex
-	trips   [][]string
-}
-
-func (h *holdFirst) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *holdFirst) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *holdFirst) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		var trip []string
-		for _, c := range cmds {
-			key := c.Args()[1]
-			if p, ok := key.(*string); ok {
-				key = *p
-			}
-			trip = append(trip, fmt.Sprint(c.Args()[0], " ", key))
-		}
-		h.mu.Lock()
-		h.trips = append(h.trips, trip)
-		h.mu.Unlock()
-		first := false
-		h.once.Do(func() { first = true; close(h.entered) })
-		if first {
-			<-h.release
-		}
-		return next(ctx, cmds)
-	}
-}
-
 // TestSharedTripChecksOnce queues Reads of two views behind a round trip
 // in flight: their shared round trip checks each generation's metadata
 // once, after every row, and each Read gets its own rows; once the
@@ -152,7 +137,7 @@ func TestSharedTripChecksOnce(t *testing.T) {
 	// of their shared trip and each queued Read's error.
 	run := func(t *testing.T, hold func()) ([]string, []*larder.Lookup, []error) {
 		t.Helper()
-		hook := &holdFirst{entered: make(chan struct{}), release: make(chan struct{})}
+		hook := newHoldTrips(func(i int, _ []redis.Cmder) bool { return i == 0 })
 		c := redis.NewClient(&redis.Options{Addr: client.Options().Addr})
 		defer c.Close()
 		rs := store.New(c, p.Name, store.Options{})
