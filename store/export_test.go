@@ -17,6 +17,10 @@ func (w *Writer) LeaseKey() string { return w.leaseKey }
 // BucketOf is bucketOf, for the golden vectors of the bucket hash.
 func BucketOf(canonical []byte, buckets uint32) uint32 { return bucketOf(canonical, buckets) }
 
+// CompareRowsLua defines the scripts' comparison of two encoded rows by
+// event time, for the benchmarks' floors.
+const CompareRowsLua = compareRowsLua
+
 // CodecVersion is the codec version AppendRow writes.
 const CodecVersion = codecVersion
 
