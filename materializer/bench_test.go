@@ -3,6 +3,7 @@ package materializer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -383,4 +384,137 @@ func BenchmarkExport1M(b *testing.B) {
 		}
 		reportRates(b, cpu0)
 	})
+
+	// The least an export of this shape does: floor-decode's work, then
+	// writing an output of the export's shape (the spine's 3 columns, 20
+	// optional float64 features and a status) from columns made in
+	// advance, as the export writes, one goroutine.
+	b.Run("floor-decode-write", func(b *testing.B) {
+		data := exportFloorRows(benchRows)
+		b.ReportAllocs()
+		cpu0 := cpuTime(b)
+		var d typedDecoder
+		for b.Loop() {
+			if n := d.decode(b, src) + d.decode(b, spinePath); n != benchRows*22+benchRows*3 {
+				b.Fatalf("decoded %d values", n)
+			}
+			writeExportFloor(b, out, data)
+		}
+		reportRates(b, cpu0)
+	})
+}
+
+// exportFloorData is the export's output in BenchmarkExport1M, column by
+// column: the spine's columns, and the view's 20 features, all null in the
+// rows whose view row is missing.
+type exportFloorData struct {
+	userID, at, label []int64
+	f                 [20][]float64
+	missing           []bool
+}
+
+// exportFloorRows makes n rows of the export's shape: random features,
+// missing in one row in 20, as a spine row before its entity's first event
+// is.
+func exportFloorRows(n int) *exportFloorData {
+	rng := rand.New(rand.NewPCG(5, 6))
+	d := &exportFloorData{userID: make([]int64, n), at: make([]int64, n), label: make([]int64, n), missing: make([]bool, n)}
+	for j := range d.f {
+		d.f[j] = make([]float64, n)
+	}
+	for i := range n {
+		d.userID[i], d.at[i], d.label[i] = int64(rng.IntN(benchEntities)), baseTime.UnixMicro()-rng.Int64N(1e12), int64(i%2)
+		if d.missing[i] = rng.IntN(20) == 0; !d.missing[i] {
+			for j := range d.f {
+				d.f[j][i] = rng.Float64() * 1000
+			}
+		}
+	}
+	return d
+}
+
+// writeExportFloor writes d to path as the export writes: the export's
+// columns (the spine's, the features, the status), through parquet-go's
+// column writers fed a block of 4,096 rows of values at a time, in the
+// export's Snappy and row groups, without page statistics. (parquet-go's
+// typed writer, given a struct with a pointer per optional feature, took
+// twice as long.)
+func writeExportFloor(tb testing.TB, path string, d *exportFloorData) {
+	tb.Helper()
+	const block, group = 4096, 64 << 10
+	fields := parquet.Group{
+		"user_id":  parquet.Int(64),
+		"at":       parquet.Timestamp(parquet.Microsecond),
+		"label":    parquet.Int(64),
+		"v:status": parquet.Optional(parquet.String()),
+	}
+	for j := range 20 {
+		fields[fmt.Sprintf("v:f%02d", j)] = parquet.Optional(parquet.Leaf(parquet.DoubleType))
+	}
+	schema := parquet.NewSchema("export", fields)
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	w := parquet.NewGenericWriter[any](f, schema, parquet.Compression(materializer.FastSnappy()),
+		parquet.MaxRowsPerRowGroup(group), parquet.DataPageStatistics(false))
+	cols := w.ColumnWriters()
+	present, absent := []byte("present"), []byte("missing")
+	vals := make([]parquet.Value, block)
+	n := len(d.missing)
+	for lo := 0; lo < n; lo += block {
+		hi := min(n, lo+block)
+		missing := d.missing[lo:hi]
+		for c, path := range schema.Columns() {
+			v := vals[:hi-lo]
+			switch name := path[0]; name {
+			case "user_id", "at", "label":
+				x := d.userID[lo:hi]
+				if name == "at" {
+					x = d.at[lo:hi]
+				} else if name == "label" {
+					x = d.label[lo:hi]
+				}
+				for i := range v {
+					v[i] = parquet.Int64Value(x[i]).Level(0, 0, c)
+				}
+			case "v:status":
+				for i := range v {
+					if missing[i] {
+						v[i] = parquet.ByteArrayValue(absent).Level(0, 1, c)
+					} else {
+						v[i] = parquet.ByteArrayValue(present).Level(0, 1, c)
+					}
+				}
+			default:
+				var j int
+				if _, err := fmt.Sscanf(name, "v:f%d", &j); err != nil {
+					tb.Fatal(err)
+				}
+				x := d.f[j][lo:hi]
+				for i := range v {
+					if missing[i] {
+						v[i] = parquet.NullValue().Level(0, 0, c)
+					} else {
+						v[i] = parquet.DoubleValue(x[i]).Level(0, 1, c)
+					}
+				}
+			}
+			if _, err := cols[c].WriteRowValues(v); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		if hi%group == 0 || hi == n {
+			if err := w.Flush(); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
 }

@@ -45,6 +45,7 @@ var comparisons = []comparison{
 	{"materialize latest, 1M rows × 20 float64 (vs page decode)", "Latest1M/materialize", []string{"Latest1M/floor-pages"}, "decoding the same pages, values unused", "rows/s", ""},
 	{"export a training set, 1M spine rows × 20 float64 (vs value decode)", "Export1M/export", []string{"Export1M/floor-decode"}, "decoding every value of the spine's and the source's columns into typed slices, one goroutine", "rows/s", ""},
 	{"export a training set, 1M spine rows × 20 float64 (vs page decode)", "Export1M/export", []string{"Export1M/floor-pages"}, "decoding the spine's and the source's pages, values unused, one goroutine", "rows/s", ""},
+	{"export a training set, 1M spine rows × 20 float64 (vs decode and write)", "Export1M/export", []string{"Export1M/floor-decode-write"}, "the value decode above, then writing the export's columns from columns made in advance, as the export writes, one goroutine", "rows/s", ""},
 	{"materialize prediction, 100k entities (entities/s)", "Prediction100k/materialize", []string{"Prediction100k/read-floor"}, "raw store reads of the same inputs", "entities/s", ""},
 	{"materialize prediction, model part (entities/s vs rows/s)", "Prediction100k/materialize", []string{"Prediction100k/ort-floor"}, "ONNX Runtime on the same batches", "entities/s", "rows/s"},
 	{"batch score with a ranker, 100k rows (vs store reads)", "Score100k/ranker", []string{"Score100k/read-floor"}, "raw store reads of the same batches' keys, one round trip at a time", "rows/s", ""},
