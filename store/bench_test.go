@@ -283,27 +283,14 @@ func BenchmarkWrite100k(b *testing.B) {
 		for b.Loop() {
 			run++
 			prefix := fmt.Sprintf("pushfloor:%d:", run)
-			next := make(chan int, rows/500+1)
-			for lo := 0; lo < rows; lo += 500 {
-				next <- lo
-			}
-			close(next)
-			var wg sync.WaitGroup
-			for range store.DefaultWriteConnections {
-				wg.Go(func() {
-					for lo := range next {
-						pipe := client.Pipeline()
-						for _, c := range cells[lo:min(rows, lo+500)] {
-							pipe.HSet(ctx, prefix+c.bucket, c.key, c.value)
-						}
-						if _, err := pipe.Exec(ctx); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
+			inBatches(b, cells, func(batch []pushCell) error {
+				pipe := client.Pipeline()
+				for _, c := range batch {
+					pipe.HSet(ctx, prefix+c.bucket, c.key, c.value)
+				}
+				_, err := pipe.Exec(ctx)
+				return err
+			})
 		}
 		m.report(b, rows)
 	})
@@ -324,31 +311,7 @@ return #KEYS
 		run := 0
 		for b.Loop() {
 			run++
-			prefix := fmt.Sprintf("pushscript:%d:", run)
-			next := make(chan int, rows/500+1)
-			for lo := 0; lo < rows; lo += 500 {
-				next <- lo
-			}
-			close(next)
-			var wg sync.WaitGroup
-			for range store.DefaultWriteConnections {
-				wg.Go(func() {
-					for lo := range next {
-						batch := cells[lo:min(rows, lo+500)]
-						ks := make([]string, len(batch))
-						args := make([]any, 0, 2*len(batch))
-						for i, c := range batch {
-							ks[i] = prefix + c.bucket
-							args = append(args, c.key, c.value)
-						}
-						if err := script.Run(ctx, client, ks, args...).Err(); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
+			scriptBatches(b, client, script, cells, fmt.Sprintf("pushscript:%d:", run))
 		}
 		m.report(b, rows)
 	})
@@ -389,31 +352,7 @@ return out
 		}
 		m := startCPU(b, client)
 		for b.Loop() {
-			next := make(chan int, rows/500+1)
-			for lo := 0; lo < rows; lo += 500 {
-				next <- lo
-			}
-			close(next)
-			var wg sync.WaitGroup
-			for range store.DefaultWriteConnections {
-				wg.Go(func() {
-					for lo := range next {
-						batch := cells[lo:min(rows, lo+500)]
-						ks := make([]string, len(batch))
-						args := make([]any, 0, 1+2*len(batch))
-						args = append(args, store.CodecVersion)
-						for i, c := range batch {
-							ks[i] = prefix + c.bucket
-							args = append(args, c.key, c.value)
-						}
-						if err := script.Run(ctx, client, ks, args...).Err(); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
+			scriptBatches(b, client, script, cells, prefix, store.CodecVersion)
 		}
 		m.report(b, rows)
 	})
@@ -432,6 +371,47 @@ return out
 			}
 		}
 		m.report(b, rows)
+	})
+}
+
+// inBatches calls write with the cells in batches of 500, from
+// store.DefaultWriteConnections goroutines, as Push's benchmark calls Push.
+// A goroutine whose write fails reports the error and stops.
+func inBatches(b *testing.B, cells []pushCell, write func(batch []pushCell) error) {
+	b.Helper()
+	next := make(chan int, len(cells)/500+1)
+	for lo := 0; lo < len(cells); lo += 500 {
+		next <- lo
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range store.DefaultWriteConnections {
+		wg.Go(func() {
+			for lo := range next {
+				if err := write(cells[lo:min(len(cells), lo+500)]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// scriptBatches runs script on the cells in batches (see inBatches): one
+// call per batch, whose keys are the rows' bucket hashes under prefix and
+// whose arguments are head, then each row's key and value.
+func scriptBatches(b *testing.B, client *redis.Client, script *redis.Script, cells []pushCell, prefix string, head ...any) {
+	b.Helper()
+	inBatches(b, cells, func(batch []pushCell) error {
+		ks := make([]string, len(batch))
+		args := make([]any, 0, len(head)+2*len(batch))
+		args = append(args, head...)
+		for i, c := range batch {
+			ks[i] = prefix + c.bucket
+			args = append(args, c.key, c.value)
+		}
+		return script.Run(context.Background(), client, ks, args...).Err()
 	})
 }
 
