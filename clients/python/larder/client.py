@@ -6,6 +6,7 @@ use directly (numpy arrays when numpy is installed, lists otherwise), and
 gives the server's errors a Python exception of their own.
 """
 
+import operator
 import random
 import time
 
@@ -77,15 +78,26 @@ class LarderError(Exception):
 
 
 def _key(k, where):
-    """Returns the EntityKey of a Python int or str."""
-    if isinstance(k, bool):
+    """Returns the EntityKey of a str, or of an int or an int-like object
+    (one with __index__, such as numpy's integers), but not of a bool."""
+    if isinstance(k, bool) or (numpy is not None and isinstance(k, numpy.bool_)):
         raise TypeError(f"{where}: a key is an int or a str, not a bool")
-    if isinstance(k, int):
-        _check_int64(k, where, "an int64 key")
-        return larder_pb2.EntityKey(int64_value=k)
     if isinstance(k, str):
-        return larder_pb2.EntityKey(string_value=k)
-    raise TypeError(f"{where}: a key is an int or a str, not {type(k).__name__}")
+        return larder_pb2.EntityKey(string_value=str(k))
+    try:
+        n = operator.index(k)
+    except TypeError:
+        raise TypeError(f"{where}: a key is an int or a str, not {type(k).__name__}") from None
+    _check_int64(n, where, "an int64 key")
+    return larder_pb2.EntityKey(int64_value=n)
+
+
+def _keys(keys):
+    """Returns the EntityKeys of keys: one str or int-like key, or an
+    iterable of them (a list, a numpy array, a pandas Series)."""
+    if isinstance(keys, (str, int)) or (numpy is not None and isinstance(keys, numpy.generic)):
+        keys = [keys]
+    return [_key(k, f"keys[{i}]") for i, k in enumerate(keys)]
 
 
 def _check_int64(n, where, what):
@@ -298,13 +310,12 @@ class Client:
                 time.sleep(pause)
 
     def get_features(self, keys, features, *, timeout=None):
-        """Reads features ("view:feature" or "view:*") of keys (ints or
-        strs, of one entity) and returns their Features."""
+        """Reads features ("view:feature" or "view:*", or a list of them)
+        of keys (a list of ints or strs, of one entity, or one key) and
+        returns their Features, one row per key."""
         if isinstance(features, str):
             features = [features]
-        req = larder_pb2.GetFeaturesRequest(
-            keys=[_key(k, f"keys[{i}]") for i, k in enumerate(keys)], features=list(features)
-        )
+        req = larder_pb2.GetFeaturesRequest(keys=_keys(keys), features=list(features))
         return Features(self._call("GetFeatures", req, timeout))
 
     def rank(self, ranker, context_key, candidate_keys=(), *, request_features=None, top_k=0, explain=False, timeout=None):

@@ -80,6 +80,29 @@ class FeaturesTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "^request_features\\['n'\\]: 9223372036854775808 is out of the range of an int64"):
             larder_client._value(2**63, "request_features['n']")
 
+    def test_int_like_keys(self):
+        # A key may be any int-like object but a bool (anything with
+        # __index__), as numpy's integers are: the ids of a DataFrame's column.
+        class Id:
+            def __init__(self, n):
+                self.n = n
+
+            def __index__(self):
+                return self.n
+
+        self.assertEqual(larder_client._key(Id(7), "k").int64_value, 7)
+        with self.assertRaisesRegex(ValueError, "^keys\\[1\\]: 9223372036854775808 is out of the range"):
+            larder_client._key(Id(2**63), "keys[1]")
+        np = larder_client.numpy
+        if np is not None:
+            self.assertEqual(larder_client._key(np.int64(7), "k").int64_value, 7)
+            self.assertEqual(larder_client._key(np.uint16(7), "k").int64_value, 7)
+            self.assertEqual(larder_client._key(np.str_("a"), "k").string_value, "a")
+            with self.assertRaisesRegex(TypeError, "not a bool"):
+                larder_client._key(np.bool_(True), "k")
+            with self.assertRaisesRegex(TypeError, "not float64"):
+                larder_client._key(np.float64(1), "k")
+
     def test_readme_status_example(self):
         # The README's example of statuses, with and without numpy.
         saved = larder_client.numpy

@@ -39,6 +39,7 @@ class _Service(larder_pb2_grpc.FeatureServiceServicer):
         return response
 
     def GetFeatures(self, request, context):
+        self.keys = [k.string_value if k.HasField("string_value") else k.int64_value for k in request.keys]
         return self._answer(context, pb.GetFeaturesResponse(row_count=len(request.keys)))
 
     def Rank(self, request, context):
@@ -117,6 +118,16 @@ class RetryTest(unittest.TestCase):
                 c.get_features([1], ["u:x"])
         self.assertEqual(e.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
         self.assertEqual(self.service.calls, 1)
+
+    def test_one_key(self):
+        # A str (or an int) is one key, as a str is one feature reference,
+        # not a list of one-character keys.
+        self.service.failures = 0
+        with larder.Client(self.target) as c:
+            self.assertEqual(c.get_features("abc", "u:x").row_count, 1)
+            self.assertEqual(self.service.keys, ["abc"])
+            self.assertEqual(c.get_features(42, ["u:x"]).row_count, 1)
+            self.assertEqual(self.service.keys, [42])
 
 
 if __name__ == "__main__":
