@@ -6,6 +6,8 @@ use directly (numpy arrays when numpy is installed, lists otherwise), and
 gives the server's errors a Python exception of their own.
 """
 
+import math
+import numbers
 import operator
 import random
 import time
@@ -245,6 +247,22 @@ class Ranking:
         self.degraded_reason = response.degraded_reason
 
 
+def _timeout(t, where):
+    """Returns t, a deadline in seconds, checked: None for none (as is an
+    infinity), else a positive number. A NaN, 0 or a negative deadline
+    raises ValueError, which gRPC would take as none, or as one already past."""
+    if t is None:
+        return None
+    if isinstance(t, bool) or not isinstance(t, numbers.Real):
+        raise TypeError(f"{where}: timeout {t!r}: want a number of seconds, or None for no deadline")
+    t = float(t)
+    if math.isinf(t) and t > 0:
+        return None
+    if not t > 0:
+        raise ValueError(f"{where}: timeout {t!r}: want a positive number of seconds, or None for no deadline")
+    return t
+
+
 def _backoff(attempt):
     """Returns the pause, in seconds, after the failed attempt (1 for the
     first): _BACKOFF_MIN doubled on each attempt, at most _BACKOFF_MAX,
@@ -258,8 +276,9 @@ class Client:
 
     target is "host:port". token, when set, is sent as a bearer token (a
     server with server.auth); root_certificates (PEM bytes) or tls=True
-    connect with TLS. timeout is each call's deadline in seconds (None:
-    none), unless a call gives its own. A call that finds the server unavailable is tried
+    connect with TLS. timeout is each call's deadline in seconds (None, or
+    an infinity: none), unless a call gives its own; a NaN, 0 or a negative
+    one raises ValueError. A call that finds the server unavailable is tried
     again with backoff, up to 4 times in all, within its deadline.
     options are gRPC channel options.
     """
@@ -273,7 +292,7 @@ class Client:
             self._channel = grpc.insecure_channel(target, options=opts)
         self._stub = larder_pb2_grpc.FeatureServiceStub(self._channel)
         self._metadata = (("authorization", "Bearer " + token),) if token else ()
-        self.timeout = timeout
+        self.timeout = _timeout(timeout, "Client")
 
     def close(self):
         self._channel.close()
@@ -295,7 +314,7 @@ class Client:
         would not leave time for once the backoff is over.
         """
         call = getattr(self._stub, method)
-        limit = self.timeout if timeout is None else timeout
+        limit = self.timeout if timeout is None else _timeout(timeout, method)
         deadline = None if limit is None else time.monotonic() + limit
         for attempt in range(1, _ATTEMPTS + 1):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())

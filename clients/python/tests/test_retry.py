@@ -129,6 +129,21 @@ class RetryTest(unittest.TestCase):
             self.assertEqual(c.get_features(42, ["u:x"]).row_count, 1)
             self.assertEqual(self.service.keys, [42])
 
+    def test_timeouts(self):
+        # A deadline is a positive number of seconds; None, or an infinity,
+        # is none. NaN, 0 and negative ones are refused before any call.
+        for bad in (0, -1, float("nan"), "5", True):
+            with self.assertRaisesRegex((ValueError, TypeError), "timeout"):
+                larder.Client(self.target, timeout=bad)
+            with larder.Client(self.target) as c:
+                with self.assertRaisesRegex((ValueError, TypeError), "timeout"):
+                    c.get_features([1], ["u:x"], timeout=bad)
+        self.service.failures = 0
+        with larder.Client(self.target, timeout=float("inf")) as c:
+            self.assertEqual(c.get_features([1], ["u:x"]).row_count, 1)
+            self.assertEqual(c.list_views(timeout=float("inf")), [])
+            self.assertEqual(c.rank("r", 1, timeout=0.5).model_version, "v1")
+
 
 if __name__ == "__main__":
     unittest.main()
