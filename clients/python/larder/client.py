@@ -6,6 +6,7 @@ use directly (numpy arrays when numpy is installed, lists otherwise), and
 gives the server's errors a Python exception of their own.
 """
 
+import ipaddress
 import math
 import numbers
 import operator
@@ -263,6 +264,24 @@ def _timeout(t, where):
     return t
 
 
+def _loopback(target):
+    """Reports whether target ("host:port") names this machine by a loopback
+    name or address, where a token in clear text stays on the machine."""
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:  # a scheme such as dns:///, or an IPv6 address without brackets
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _backoff(attempt):
     """Returns the pause, in seconds, after the failed attempt (1 for the
     first): _BACKOFF_MIN doubled on each attempt, at most _BACKOFF_MAX,
@@ -276,7 +295,8 @@ class Client:
 
     target is "host:port". token, when set, is sent as a bearer token (a
     server with server.auth); root_certificates (PEM bytes) or tls=True
-    connect with TLS. timeout is each call's deadline in seconds (None, or
+    connect with TLS. Without TLS, a token is sent to a loopback address
+    only (127.0.0.1, ::1, localhost): ValueError otherwise. timeout is each call's deadline in seconds (None, or
     an infinity: none), unless a call gives its own; a NaN, 0 or a negative
     one raises ValueError. A call that finds the server unavailable is tried
     again with backoff, up to 4 times in all, within its deadline.
@@ -284,6 +304,13 @@ class Client:
     """
 
     def __init__(self, target, *, token=None, tls=False, root_certificates=None, timeout=5.0, options=()):
+        if token is not None and any(c in token for c in " \t\r\n"):
+            raise ValueError("Client: the token holds a blank or a line break; want the token alone")
+        if token and not (tls or root_certificates is not None) and not _loopback(target):
+            raise ValueError(
+                f"Client: a bearer token would cross the network to {target} in clear text: "
+                "pass tls=True (or root_certificates), or call a loopback address"
+            )
         opts = list(options)
         if tls or root_certificates is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)

@@ -144,6 +144,18 @@ class RetryTest(unittest.TestCase):
             self.assertEqual(c.list_views(timeout=float("inf")), [])
             self.assertEqual(c.rank("r", 1, timeout=0.5).model_version, "v1")
 
+    def test_token_in_clear_text(self):
+        # A bearer token crosses the network only over TLS; in clear text it
+        # goes to a loopback address only, as with the Go client.
+        for target in ("example.com:443", "10.0.0.1:50051", "localhost.evil.com:1", "dns:///example.com:443", "127.0.0.1"):
+            with self.assertRaisesRegex(ValueError, "clear text"):
+                larder.Client(target, token="t")
+        for target in ("127.0.0.1:1", "127.1.2.3:1", "localhost:1", "[::1]:1"):
+            larder.Client(target, token="t").close()
+        larder.Client("example.com:443", token="t", tls=True).close()
+        with self.assertRaisesRegex(ValueError, "line break"):
+            larder.Client("127.0.0.1:1", token="t\r\nx-role: admin")
+
 
 if __name__ == "__main__":
     unittest.main()
