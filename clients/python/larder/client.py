@@ -46,8 +46,9 @@ _BACKOFF_MIN = 0.05
 _BACKOFF_MAX = 1.0
 _JITTER = 0.2
 
-# The range of an int64 key or value.
+# The range of an int64 key or value, and of an int32 such as top_k.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 # The array that holds the values of a column of each scalar type, and the
 # numpy type of those values.
@@ -107,6 +108,15 @@ def _check_int64(n, where, what):
     """Raises ValueError, naming where, when n does not fit in an int64."""
     if not _INT64_MIN <= n <= _INT64_MAX:
         raise ValueError(f"{where}: {n} is out of the range of {what} ({_INT64_MIN} to {_INT64_MAX})")
+
+
+def _int32(n, where):
+    """Returns n, an int, or raises ValueError, naming where, when it does
+    not fit in an int32. A negative one is left to the server to refuse."""
+    n = operator.index(n)
+    if not _INT32_MIN <= n <= _INT32_MAX:
+        raise ValueError(f"{where}: {n} is out of the range of an int32 ({_INT32_MIN} to {_INT32_MAX})")
+    return n
 
 
 def _value(v, where):
@@ -371,7 +381,7 @@ class Client:
             ranker=ranker,
             context_key=_key(context_key, "context_key"),
             candidate_keys=[_key(k, f"candidate_keys[{i}]") for i, k in enumerate(candidate_keys)],
-            top_k=top_k,
+            top_k=_int32(top_k, "top_k"),
             explain=explain,
         )
         for name, v in (request_features or {}).items():

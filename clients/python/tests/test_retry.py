@@ -156,6 +156,16 @@ class RetryTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "line break"):
             larder.Client("127.0.0.1:1", token="t\r\nx-role: admin")
 
+    def test_top_k_out_of_range(self):
+        # Named, as an int64 key out of range is, not protobuf's bare
+        # "Value out of range", and before any call.
+        self.service.failures = 0
+        with larder.Client(self.target) as c:
+            with self.assertRaisesRegex(ValueError, "^top_k: 2147483648 is out of the range of an int32"):
+                c.rank("r", 1, top_k=2**31)
+            self.assertEqual(self.service.calls, 0)
+            self.assertEqual(c.rank("r", 1, top_k=2**31 - 1).model_version, "v1")
+
 
 if __name__ == "__main__":
     unittest.main()
