@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
@@ -153,6 +154,9 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 // FeatureService on UNAVAILABLE. gRPC's own retry policy would not do: it
 // never retries a call whose server sent headers, and larder's server
 // sends the request id as a header with every answer, errors included.
+// A call whose deadline ends while it waits for its next attempt fails
+// with the last attempt's UNAVAILABLE, which says why the server was not
+// reached, rather than with a bare DEADLINE_EXCEEDED.
 func retryReads(attempts int) grpc.UnaryClientInterceptor {
 	retrying := retry.UnaryClientInterceptor(
 		retry.WithMax(uint(attempts)),
@@ -163,7 +167,16 @@ func retryReads(attempts int) grpc.UnaryClientInterceptor {
 		if attempts < 2 || !strings.HasPrefix(method, "/"+larderv1.FeatureService_ServiceDesc.ServiceName+"/") {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
-		return retrying(ctx, method, req, reply, cc, invoker, opts...)
+		var last error
+		record := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+			last = invoker(ctx, method, req, reply, cc, opts...)
+			return last
+		}
+		err := retrying(ctx, method, req, reply, cc, record, opts...)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && status.Code(last) == codes.Unavailable {
+			return last
+		}
+		return err
 	}
 }
 

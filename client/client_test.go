@@ -173,6 +173,42 @@ func TestRetries(t *testing.T) {
 	}
 }
 
+// TestRetriesWithinTheDeadline checks that a call whose deadline ends
+// while it waits to try the server again fails with the server's
+// UNAVAILABLE and its reason, as Dial says, not with a bare
+// DEADLINE_EXCEEDED that hides why the server was not reached.
+func TestRetriesWithinTheDeadline(t *testing.T) {
+	var calls atomic.Int64
+	down := grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		calls.Add(1)
+		return nil, status.Error(codes.Unavailable, "the store cannot be reached")
+	})
+	addr := serveTest(t, down)
+	// 4 attempts wait 40-60, 80-120 and 160-240 ms between them: a
+	// deadline of 250 ms ends in the third wait, with room for slow
+	// attempts.
+	c := dial(t, addr, client.WithTimeout(250*time.Millisecond))
+	start := time.Now()
+	_, err := c.GetFeatures(context.Background(), client.Int64Keys(1), "user_profile:age")
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("the call took %s, past its deadline of 250ms", took)
+	}
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "the store cannot be reached") {
+		t.Errorf("GetFeatures: %v, want UNAVAILABLE with the server's reason", err)
+	}
+	if n := calls.Load(); n < 1 || n > 3 {
+		t.Errorf("the server saw %d calls, want 1 to 3 within the deadline", n)
+	}
+
+	// A caller's own deadline is kept when the call itself runs out of it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	<-ctx.Done()
+	if _, err := c.ListViews(ctx); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("ListViews past its deadline: %v, want DEADLINE_EXCEEDED", err)
+	}
+}
+
 func TestDialOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name string
