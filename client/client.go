@@ -37,6 +37,12 @@ const (
 	// DefaultAttempts is how many times a call is tried in all when the
 	// server is UNAVAILABLE, with backoff between the attempts.
 	DefaultAttempts = 4
+	// MaxResponseBytes is the largest response the client reads: the
+	// largest a larder server answers by default (server.max_response_bytes),
+	// where gRPC's own default is 4 MiB. A service that needs another
+	// passes grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(n)) to
+	// WithDialOptions.
+	MaxResponseBytes = 64 << 20
 )
 
 // options are the settings of Dial.
@@ -106,7 +112,8 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // after its retries.
 //
 // By default the client encodes and decodes with larder's generated code
-// (larderv1.Codec), keeps its connection alive with pings every 30s,
+// (larderv1.Codec), reads responses of up to MaxResponseBytes, keeps its
+// connection alive with pings every 30s,
 // retries a call that fails with UNAVAILABLE up to DefaultAttempts times
 // in all, and gives a call without a deadline DefaultTimeout. It returns an
 // error for options that do not hold together.
@@ -134,7 +141,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	}
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(larderv1.Codec{})),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(larderv1.Codec{}), grpc.MaxCallRecvMsgSize(MaxResponseBytes)),
 		grpc.WithChainUnaryInterceptor(retryReads(o.attempts)),
 	}
 	if o.keepalive > 0 {

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -264,5 +265,52 @@ func TestNewFeaturesRejects(t *testing.T) {
 				t.Errorf("NewFeatures: %v, want an error saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// bigFeatures answers GetFeatures with rows rows of one string column of
+// width bytes each, as a server whose max_response_bytes (64MiB by default)
+// allows does.
+type bigFeatures struct {
+	larderv1.UnimplementedFeatureServiceServer
+	rows, width int
+}
+
+func (b bigFeatures) GetFeatures(context.Context, *larderv1.GetFeaturesRequest) (*larderv1.GetFeaturesResponse, error) {
+	col := &larderv1.FeatureColumn{Name: "doc:text", Type: larderv1.ValueType_VALUE_TYPE_STRING}
+	v := &larderv1.ViewRows{View: "doc"}
+	for range b.rows {
+		col.StringValues = append(col.StringValues, strings.Repeat("x", b.width))
+		v.Statuses = append(v.Statuses, present)
+		v.EventTimeMicros = append(v.EventTimeMicros, 1)
+	}
+	return &larderv1.GetFeaturesResponse{RowCount: int32(b.rows), Columns: []*larderv1.FeatureColumn{col}, Views: []*larderv1.ViewRows{v}}, nil
+}
+
+// TestLargeResponse checks that the client reads a response past gRPC's
+// default limit of 4 MiB, up to the 64 MiB a larder server answers by
+// default (server.max_response_bytes), and that WithDialOptions can lower
+// its limit.
+func TestLargeResponse(t *testing.T) {
+	g := grpc.NewServer()
+	larderv1.RegisterFeatureServiceServer(g, bigFeatures{rows: 1000, width: 6 << 10}) // 6 MiB
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+
+	f, err := dial(t, lis.Addr().String()).GetFeatures(t.Context(), client.Int64Keys(1), "doc:text")
+	if err != nil {
+		t.Fatalf("GetFeatures of 6 MiB: %v", err)
+	}
+	if f.Rows() != 1000 || len(f.String(0, 999)) != 6<<10 {
+		t.Errorf("read %d rows, the last of %d bytes; want 1000 of %d", f.Rows(), len(f.String(0, 999)), 6<<10)
+	}
+
+	small := dial(t, lis.Addr().String(), client.WithDialOptions(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20))))
+	if _, err := small.GetFeatures(t.Context(), client.Int64Keys(1), "doc:text"); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("GetFeatures of 6 MiB with a limit of 1 MiB: %v, want RESOURCE_EXHAUSTED", err)
 	}
 }
