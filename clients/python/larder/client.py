@@ -46,6 +46,11 @@ _BACKOFF_MIN = 0.05
 _BACKOFF_MAX = 1.0
 _JITTER = 0.2
 
+# The largest response the client reads: the largest a larder server
+# answers by default (server.max_response_bytes), where gRPC's own default
+# is 4 MiB. A "grpc.max_receive_message_length" in options wins.
+MAX_RESPONSE_BYTES = 64 << 20
+
 # The range of an int64 key or value, and of an int32 such as top_k.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
@@ -310,7 +315,9 @@ class Client:
     an infinity: none), unless a call gives its own; a NaN, 0 or a negative
     one raises ValueError. A call that finds the server unavailable is tried
     again with backoff, up to 4 times in all, within its deadline.
-    options are gRPC channel options.
+    options are gRPC channel options; responses of up to
+    MAX_RESPONSE_BYTES (64 MiB) are read unless they set
+    "grpc.max_receive_message_length".
     """
 
     def __init__(self, target, *, token=None, tls=False, root_certificates=None, timeout=5.0, options=()):
@@ -322,6 +329,8 @@ class Client:
                 "pass tls=True (or root_certificates), or call a loopback address"
             )
         opts = list(options)
+        if not any(name == "grpc.max_receive_message_length" for name, _ in opts):
+            opts.append(("grpc.max_receive_message_length", MAX_RESPONSE_BYTES))
         if tls or root_certificates is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
             self._channel = grpc.secure_channel(target, creds, options=opts)

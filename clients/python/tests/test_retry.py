@@ -167,5 +167,37 @@ class RetryTest(unittest.TestCase):
             self.assertEqual(c.rank("r", 1, top_k=2**31 - 1).model_version, "v1")
 
 
+class _Big(larder_pb2_grpc.FeatureServiceServicer):
+    """Answers GetFeatures with 1000 rows of a 6 KiB string: 6 MiB, past
+    gRPC's default limit of 4 MiB, within the 64 MiB a larder server
+    answers by default (server.max_response_bytes)."""
+
+    def GetFeatures(self, request, context):
+        r = pb.GetFeaturesResponse(row_count=1000)
+        r.columns.add(name="doc:text", type=pb.VALUE_TYPE_STRING, string_values=["x" * 6144] * 1000)
+        r.views.add(view="doc", statuses=[pb.FEATURE_STATUS_PRESENT] * 1000, event_time_micros=[1] * 1000)
+        return r
+
+
+class LargeResponseTest(unittest.TestCase):
+    def test_reads_past_4_mib(self):
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        larder_pb2_grpc.add_FeatureServiceServicer_to_server(_Big(), server)
+        target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+        server.start()
+        try:
+            with larder.Client(target) as c:
+                f = c.get_features([1], ["doc:text"])
+            self.assertEqual(f.row_count, 1000)
+            self.assertEqual(len(f.values("doc:text")[999]), 6144)
+            # A limit of the caller's own, in options, wins.
+            with larder.Client(target, options=[("grpc.max_receive_message_length", 1 << 20)]) as c:
+                with self.assertRaises(larder.LarderError) as e:
+                    c.get_features([1], ["doc:text"])
+            self.assertEqual(e.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        finally:
+            server.stop(None)
+
+
 if __name__ == "__main__":
     unittest.main()
