@@ -101,12 +101,13 @@ def _key(k, where):
     return larder_pb2.EntityKey(int64_value=n)
 
 
-def _keys(keys):
-    """Returns the EntityKeys of keys: one str or int-like key, or an
-    iterable of them (a list, a numpy array, a pandas Series)."""
+def _keys(keys, name):
+    """Returns the EntityKeys of keys, the argument name: one str or
+    int-like key, or an iterable of them (a list, a numpy array, a pandas
+    Series)."""
     if isinstance(keys, (str, int)) or (numpy is not None and isinstance(keys, numpy.generic)):
         keys = [keys]
-    return [_key(k, f"keys[{i}]") for i, k in enumerate(keys)]
+    return [_key(k, f"{name}[{i}]") for i, k in enumerate(keys)]
 
 
 def _check_int64(n, where, what):
@@ -380,16 +381,17 @@ class Client:
         returns their Features, one row per key."""
         if isinstance(features, str):
             features = [features]
-        req = larder_pb2.GetFeaturesRequest(keys=_keys(keys), features=list(features))
+        req = larder_pb2.GetFeaturesRequest(keys=_keys(keys, "keys"), features=list(features))
         return Features(self._call("GetFeatures", req, timeout))
 
     def rank(self, ranker, context_key, candidate_keys=(), *, request_features=None, top_k=0, explain=False, timeout=None):
-        """Ranks candidate_keys (or the ranker's stored candidates when
-        empty) for context_key with the ranker's model."""
+        """Ranks candidate_keys (a list of keys, or one key; the ranker's
+        stored candidates when empty) for context_key with the ranker's
+        model."""
         req = larder_pb2.RankRequest(
             ranker=ranker,
             context_key=_key(context_key, "context_key"),
-            candidate_keys=[_key(k, f"candidate_keys[{i}]") for i, k in enumerate(candidate_keys)],
+            candidate_keys=_keys(candidate_keys, "candidate_keys"),
             top_k=_int32(top_k, "top_k"),
             explain=explain,
         )

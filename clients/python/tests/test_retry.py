@@ -43,6 +43,7 @@ class _Service(larder_pb2_grpc.FeatureServiceServicer):
         return self._answer(context, pb.GetFeaturesResponse(row_count=len(request.keys)))
 
     def Rank(self, request, context):
+        self.candidates = [k.string_value if k.HasField("string_value") else k.int64_value for k in request.candidate_keys]
         return self._answer(context, pb.RankResponse(model_version="v1"))
 
     def ListViews(self, request, context):
@@ -128,6 +129,17 @@ class RetryTest(unittest.TestCase):
             self.assertEqual(self.service.keys, ["abc"])
             self.assertEqual(c.get_features(42, ["u:x"]).row_count, 1)
             self.assertEqual(self.service.keys, [42])
+
+    def test_one_candidate(self):
+        # As with get_features' keys, a str (or an int) is one candidate.
+        self.service.failures = 0
+        with larder.Client(self.target) as c:
+            c.rank("r", 1, "abc")
+            self.assertEqual(self.service.candidates, ["abc"])
+            c.rank("r", 1, 7)
+            self.assertEqual(self.service.candidates, [7])
+            c.rank("r", 1, ["a", "b"])
+            self.assertEqual(self.service.candidates, ["a", "b"])
 
     def test_timeouts(self):
         # A deadline is a positive number of seconds; None, or an infinity,
