@@ -105,7 +105,9 @@ def _keys(keys, name):
     """Returns the EntityKeys of keys, the argument name: one str or
     int-like key, or an iterable of them (a list, a numpy array, a pandas
     Series)."""
-    if isinstance(keys, (str, int)) or (numpy is not None and isinstance(keys, numpy.generic)):
+    if keys is None:
+        keys = ()
+    elif isinstance(keys, (str, int)) or (numpy is not None and isinstance(keys, numpy.generic)):
         keys = [keys]
     return [_key(k, f"{name}[{i}]") for i, k in enumerate(keys)]
 
@@ -386,8 +388,8 @@ class Client:
 
     def rank(self, ranker, context_key, candidate_keys=(), *, request_features=None, top_k=0, explain=False, timeout=None):
         """Ranks candidate_keys (a list of keys, or one key; the ranker's
-        stored candidates when empty) for context_key with the ranker's
-        model."""
+        stored candidates when empty or None) for context_key with the
+        ranker's model."""
         req = larder_pb2.RankRequest(
             ranker=ranker,
             context_key=_key(context_key, "context_key"),

@@ -140,6 +140,9 @@ class RetryTest(unittest.TestCase):
             self.assertEqual(self.service.candidates, [7])
             c.rank("r", 1, ["a", "b"])
             self.assertEqual(self.service.candidates, ["a", "b"])
+            # None, as an empty list, asks for the ranker's stored list.
+            c.rank("r", 1, None)
+            self.assertEqual(self.service.candidates, [])
 
     def test_timeouts(self):
         # A deadline is a positive number of seconds; None, or an infinity,
