@@ -141,6 +141,40 @@ def _value(v, where):
     raise TypeError(f"{where}: a request feature is a bool, an int or a float, not {type(v).__name__}")
 
 
+def _check(response):
+    """Raises ValueError, naming the column or view at fault, when response
+    does not hold together (arrays of a length its row count does not give,
+    a null row or a view index out of range), which no larder server sends:
+    a negative null row, say, would otherwise mark another row null."""
+    n = response.row_count
+
+    def fail(what):
+        raise ValueError(f"the response does not hold together: {what}")
+
+    for v in response.views:
+        if len(v.statuses) != n or len(v.event_time_micros) != n:
+            fail(f"view {v.view!r}: {len(v.statuses)} statuses and {len(v.event_time_micros)} event times for {n} rows")
+    for c in response.columns:
+        where = f"column {c.name!r}"
+        if not 0 <= c.view < len(response.views):
+            fail(f"{where}: view {c.view} out of range ({len(response.views)} views)")
+        for r in c.null_rows:
+            if not 0 <= r < n:
+                fail(f"{where}: null row {r} out of range ({n} rows)")
+        if c.type in _SCALARS:
+            got = len(getattr(c, _SCALARS[c.type][0]))
+            if got != n:
+                fail(f"{where}: {got} values for {n} rows")
+        elif c.type in _LISTS:
+            if len(c.list_lengths) != n:
+                fail(f"{where}: {len(c.list_lengths)} list lengths for {n} rows")
+            if any(k < 0 for k in c.list_lengths):
+                fail(f"{where}: a negative list length")
+            got, want = len(getattr(c, _LISTS[c.type])), sum(c.list_lengths)
+            if got != want:
+                fail(f"{where}: {got} list elements where its lengths add up to {want}")
+
+
 class Features:
     """The columns of one GetFeatures response.
 
@@ -151,9 +185,12 @@ class Features:
     without numpy, and for every other type, a column comes as a list with
     None for a null row: a str or bytes per row, or a list per row for lists
     and vectors (a float32 numpy array per row for vectors with numpy).
+    A response that does not hold together, which no larder server sends,
+    raises ValueError naming the column or view at fault.
     """
 
     def __init__(self, response):
+        _check(response)
         self.response = response
         self.row_count = response.row_count
         self.names = [c.name for c in response.columns]
