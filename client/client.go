@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 
 	larderv1 "github.com/larder-dev/larder/proto/larder/v1"
 )
@@ -36,6 +37,12 @@ const (
 	// DefaultAttempts is how many times a call is tried in all when the
 	// server is UNAVAILABLE, with backoff between the attempts.
 	DefaultAttempts = 4
+	// MaxResponseBytes is the largest response the client reads: the
+	// largest a larder server answers by default (server.max_response_bytes),
+	// where gRPC's own default is 4 MiB. A service that needs another
+	// passes grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(n)) to
+	// WithDialOptions.
+	MaxResponseBytes = 64 << 20
 )
 
 // options are the settings of Dial.
@@ -105,7 +112,8 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // after its retries.
 //
 // By default the client encodes and decodes with larder's generated code
-// (larderv1.Codec), keeps its connection alive with pings every 30s,
+// (larderv1.Codec), reads responses of up to MaxResponseBytes, keeps its
+// connection alive with pings every 30s,
 // retries a call that fails with UNAVAILABLE up to DefaultAttempts times
 // in all, and gives a call without a deadline DefaultTimeout. It returns an
 // error for options that do not hold together.
@@ -133,7 +141,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	}
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(larderv1.Codec{})),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(larderv1.Codec{}), grpc.MaxCallRecvMsgSize(MaxResponseBytes)),
 		grpc.WithChainUnaryInterceptor(retryReads(o.attempts)),
 	}
 	if o.keepalive > 0 {
@@ -153,6 +161,9 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 // FeatureService on UNAVAILABLE. gRPC's own retry policy would not do: it
 // never retries a call whose server sent headers, and larder's server
 // sends the request id as a header with every answer, errors included.
+// A call whose deadline ends while it waits for its next attempt fails
+// with the last attempt's UNAVAILABLE, which says why the server was not
+// reached, rather than with a bare DEADLINE_EXCEEDED.
 func retryReads(attempts int) grpc.UnaryClientInterceptor {
 	retrying := retry.UnaryClientInterceptor(
 		retry.WithMax(uint(attempts)),
@@ -163,7 +174,16 @@ func retryReads(attempts int) grpc.UnaryClientInterceptor {
 		if attempts < 2 || !strings.HasPrefix(method, "/"+larderv1.FeatureService_ServiceDesc.ServiceName+"/") {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
-		return retrying(ctx, method, req, reply, cc, invoker, opts...)
+		var last error
+		record := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+			last = invoker(ctx, method, req, reply, cc, opts...)
+			return last
+		}
+		err := retrying(ctx, method, req, reply, cc, record, opts...)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && status.Code(last) == codes.Unavailable {
+			return last
+		}
+		return err
 	}
 }
 

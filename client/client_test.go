@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -173,6 +174,42 @@ func TestRetries(t *testing.T) {
 	}
 }
 
+// TestRetriesWithinTheDeadline checks that a call whose deadline ends
+// while it waits to try the server again fails with the server's
+// UNAVAILABLE and its reason, as Dial says, not with a bare
+// DEADLINE_EXCEEDED that hides why the server was not reached.
+func TestRetriesWithinTheDeadline(t *testing.T) {
+	var calls atomic.Int64
+	down := grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		calls.Add(1)
+		return nil, status.Error(codes.Unavailable, "the store cannot be reached")
+	})
+	addr := serveTest(t, down)
+	// 4 attempts wait 40-60, 80-120 and 160-240 ms between them: a
+	// deadline of 250 ms ends in the third wait, with room for slow
+	// attempts.
+	c := dial(t, addr, client.WithTimeout(250*time.Millisecond))
+	start := time.Now()
+	_, err := c.GetFeatures(context.Background(), client.Int64Keys(1), "user_profile:age")
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("the call took %s, past its deadline of 250ms", took)
+	}
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "the store cannot be reached") {
+		t.Errorf("GetFeatures: %v, want UNAVAILABLE with the server's reason", err)
+	}
+	if n := calls.Load(); n < 1 || n > 3 {
+		t.Errorf("the server saw %d calls, want 1 to 3 within the deadline", n)
+	}
+
+	// A caller's own deadline is kept when the call itself runs out of it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	<-ctx.Done()
+	if _, err := c.ListViews(ctx); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("ListViews past its deadline: %v, want DEADLINE_EXCEEDED", err)
+	}
+}
+
 func TestDialOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -228,5 +265,52 @@ func TestNewFeaturesRejects(t *testing.T) {
 				t.Errorf("NewFeatures: %v, want an error saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// bigFeatures answers GetFeatures with rows rows of one string column of
+// width bytes each, as a server whose max_response_bytes (64MiB by default)
+// allows does.
+type bigFeatures struct {
+	larderv1.UnimplementedFeatureServiceServer
+	rows, width int
+}
+
+func (b bigFeatures) GetFeatures(context.Context, *larderv1.GetFeaturesRequest) (*larderv1.GetFeaturesResponse, error) {
+	col := &larderv1.FeatureColumn{Name: "doc:text", Type: larderv1.ValueType_VALUE_TYPE_STRING}
+	v := &larderv1.ViewRows{View: "doc"}
+	for range b.rows {
+		col.StringValues = append(col.StringValues, strings.Repeat("x", b.width))
+		v.Statuses = append(v.Statuses, present)
+		v.EventTimeMicros = append(v.EventTimeMicros, 1)
+	}
+	return &larderv1.GetFeaturesResponse{RowCount: int32(b.rows), Columns: []*larderv1.FeatureColumn{col}, Views: []*larderv1.ViewRows{v}}, nil
+}
+
+// TestLargeResponse checks that the client reads a response past gRPC's
+// default limit of 4 MiB, up to the 64 MiB a larder server answers by
+// default (server.max_response_bytes), and that WithDialOptions can lower
+// its limit.
+func TestLargeResponse(t *testing.T) {
+	g := grpc.NewServer()
+	larderv1.RegisterFeatureServiceServer(g, bigFeatures{rows: 1000, width: 6 << 10}) // 6 MiB
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+
+	f, err := dial(t, lis.Addr().String()).GetFeatures(t.Context(), client.Int64Keys(1), "doc:text")
+	if err != nil {
+		t.Fatalf("GetFeatures of 6 MiB: %v", err)
+	}
+	if f.Rows() != 1000 || len(f.String(0, 999)) != 6<<10 {
+		t.Errorf("read %d rows, the last of %d bytes; want 1000 of %d", f.Rows(), len(f.String(0, 999)), 6<<10)
+	}
+
+	small := dial(t, lis.Addr().String(), client.WithDialOptions(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<20))))
+	if _, err := small.GetFeatures(t.Context(), client.Int64Keys(1), "doc:text"); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("GetFeatures of 6 MiB with a limit of 1 MiB: %v, want RESOURCE_EXHAUSTED", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
@@ -32,6 +33,10 @@ import (
 // MaxHTTPBody is the largest request body the HTTP/JSON gateway reads, 4
 // MiB: a request past it is answered 413 Content Too Large.
 const MaxHTTPBody = 4 << 20
+
+// DefaultHTTPBodyTimeout is how long NewHTTP gives a request's body to
+// arrive (HTTP.BodyTimeout).
+const DefaultHTTPBodyTimeout = 30 * time.Second
 
 // gatewayMethod is the one HTTP method of every route of the gateway
 // (proto/larder/v1/larder_http.yaml): a request of another method on a
@@ -57,8 +62,9 @@ const gatewayMethod = http.MethodPost
 // FAILED_PRECONDITION 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403,
 // RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, DEADLINE_EXCEEDED 504), except
 // that a request past a limit of the server (RESOURCE_EXHAUSTED of reason
-// ReasonTooLarge) is 400, as it can never succeed when retried, and a body
-// past MaxHTTPBody 413; and with a body {"code": N, "message": "...",
+// ReasonTooLarge) is 400, as it can never succeed when retried, a body
+// past MaxHTTPBody 413, and a body that does not arrive within
+// BodyTimeout 408; and with a body {"code": N, "message": "...",
 // "details": [...]} holding the reason. A body that is not JSON is 400
 // saying so and where; a method other than POST on a route is 405, with
 // an Allow header.
@@ -72,6 +78,14 @@ const gatewayMethod = http.MethodPost
 // it to its gRPC server as the x-request-id metadata, so that the request's
 // log lines carry it too.
 type HTTP struct {
+	// BodyTimeout is how long a request's body may take to arrive once its
+	// headers have: past it, the request is answered 408 Request Timeout,
+	// so that a caller who sends a body a byte at a time does not hold a
+	// connection and its goroutine for as long as it likes. It bounds the
+	// body only, not the call, which its deadline bounds. NewHTTP sets
+	// DefaultHTTPBodyTimeout; 0 sets no bound. Set it before serving.
+	BodyTimeout time.Duration
+
 	handler http.Handler
 	grpc    *GRPC
 	conn    *grpc.ClientConn
@@ -151,16 +165,29 @@ func gatewayAnswerHeaders(key string) (string, bool) {
 
 // gatewayBody is the body of a request to the gateway: at most MaxHTTPBody
 // bytes of it are read, and tooLarge records that the caller sent more.
+// When ServeHTTP set a read deadline (timeout > 0), late records that the
+// body did not arrive within it. net/http lifts the deadline itself once
+// the body has been read to its end, before it watches the connection for
+// the caller going away, so the deadline never ends the call.
 type gatewayBody struct {
 	io.ReadCloser // an http.MaxBytesReader
 	tooLarge      bool
+	timeout       time.Duration
+	late          bool
 }
 
 func (b *gatewayBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if err == nil {
+		return n, nil
+	}
 	var past *http.MaxBytesError
-	if errors.As(err, &past) {
+	var ne net.Error
+	switch {
+	case errors.As(err, &past):
 		b.tooLarge = true
+	case b.timeout > 0 && errors.As(err, &ne) && ne.Timeout():
+		b.late = true
 	}
 	return n, err
 }
@@ -238,6 +265,9 @@ func gatewayError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 	case ok && body.tooLarge:
 		err = &runtime.HTTPStatusError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: withReason(codes.ResourceExhausted,
 			fmt.Sprintf("the request body is larger than %d MiB, the most the HTTP gateway reads", MaxHTTPBody>>20), ReasonTooLarge)}
+	case ok && body.late:
+		err = &runtime.HTTPStatusError{HTTPStatus: http.StatusRequestTimeout, Err: status.Errorf(codes.InvalidArgument,
+			"the request body did not arrive within %s of its headers", body.timeout)}
 	case !errors.As(err, &given):
 		err = &runtime.HTTPStatusError{HTTPStatus: gatewayStatus(err), Err: err}
 	}
@@ -320,7 +350,7 @@ func NewHTTP(svc *Service, logger *slog.Logger) (*HTTP, error) {
 		runtime.WithIncomingHeaderMatcher(gatewayHeaders), runtime.WithOutgoingHeaderMatcher(gatewayAnswerHeaders),
 		runtime.WithErrorHandler(gatewayError), runtime.WithRoutingErrorHandler(gatewayRoutingError))
 	ctx := context.Background()
-	h := &HTTP{handler: mux, grpc: g, conn: conn, peers: peers}
+	h := &HTTP{BodyTimeout: DefaultHTTPBodyTimeout, handler: mux, grpc: g, conn: conn, peers: peers}
 	if err := larderv1.RegisterFeatureServiceHandler(ctx, mux, conn); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("http gateway: %w", err)
@@ -346,7 +376,11 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, withdraw := h.peers.issue(context.WithValue(r.Context(), requestIDKey{}, id), r.TLS)
 	defer withdraw()
 	r = r.WithContext(ctx)
-	r.Body = &gatewayBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxHTTPBody)}
+	body := &gatewayBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxHTTPBody)}
+	if h.BodyTimeout > 0 && http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.BodyTimeout)) == nil {
+		body.timeout = h.BodyTimeout
+	}
+	r.Body = body
 	h.handler.ServeHTTP(w, r)
 }
 

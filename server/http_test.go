@@ -1,17 +1,20 @@
 package server_test
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -401,4 +404,55 @@ func serveGateway(t *testing.T, f *fixture) *httptest.Server {
 	web := httptest.NewServer(gw)
 	t.Cleanup(web.Close)
 	return web
+}
+
+// TestHTTPSlowBody checks that the gateway gives up on a request whose body
+// does not arrive within its BodyTimeout, answering 408 with the reason,
+// rather than wait for it for as long as the caller likes; and that a call
+// whose body arrived in time is not cut short by that bound, however long
+// it then takes.
+func TestHTTPSlowBody(t *testing.T) {
+	model := &blockingModel{hold: 600 * time.Millisecond}
+	f := newFixture(t, fixtureConfig{edit: noModelTimeout, models: map[string]server.Model{"reco": model}})
+	gw, err := server.NewHTTP(f.svc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	gw.BodyTimeout = 300 * time.Millisecond
+	web := httptest.NewServer(gw)
+	t.Cleanup(web.Close)
+
+	conn, err := net.Dial("tcp", web.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// 100 bytes announced, one sent.
+	if _, err := io.WriteString(conn, "POST /v1/features HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a body that stopped arriving, after %s: %v", time.Since(start), err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "did not arrive within 300ms") {
+		t.Errorf("a body that stopped arriving: %d %s, want 408 saying so", resp.StatusCode, b)
+	}
+
+	// The bound is on the body only: a call whose model takes twice as
+	// long once its body has arrived is answered, and so is the next
+	// request on the connection.
+	client := web.Client()
+	for range 2 {
+		code, b := postJSON(t, client, web.URL+"/v1/rank", `{"ranker":"reco","context_key":{"int64_value":1},"candidate_keys":[{"string_value":"i1"}],
+			"request_features":{"hour":{"int64_value":13},"mobile":{"bool_value":true}}}`)
+		var got larderv1.RankResponse
+		if code != http.StatusOK || protojson.Unmarshal(b, &got) != nil || got.GetDegraded() {
+			t.Errorf("a Rank of 600ms past a body bound of 300ms: %d %s, want 200, not degraded", code, b)
+		}
+	}
 }

@@ -65,8 +65,9 @@ func (ri requestInput) formatDefault() string {
 // and writes, for each of plan.requests, the number the model sees into
 // vals and whether it is the feature's default into defaulted; both are
 // len(plan.requests) long. It returns an INVALID_ARGUMENT error for a name
-// the ranker does not declare, a required feature left out, or a value of
-// the wrong kind. It allocates nothing unless it fails.
+// the ranker does not declare, a required feature left out, a value of
+// the wrong kind, or a number the model would read as a NaN or an infinity.
+// It allocates nothing unless it fails.
 func readRequest(plan *rankerPlan, feats map[string]*larderv1.Value, vals []float32, defaulted []bool) error {
 	for name := range feats {
 		if !plan.request[name] {
@@ -89,6 +90,9 @@ func readRequest(plan *rankerPlan, feats map[string]*larderv1.Value, vals []floa
 		x, ok := requestNumber(v, ri.typ)
 		if !ok {
 			return ri.kindError(v)
+		}
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return ri.finiteError(v)
 		}
 		vals[q], defaulted[q] = x, false
 	}
@@ -160,6 +164,29 @@ func (ri *requestInput) kindError(v *larderv1.Value) error {
 		got += "; leave the feature out to use its default, " + ri.formatDefault()
 	}
 	return larder.Invalidf("request_features[%q]: must be %s (request feature %s is %s); %s", ri.name, want, ri.name, ri.typ, got)
+}
+
+// finiteError returns the INVALID_ARGUMENT error for v, a float64 or
+// float32 value that the model would read as a NaN or an infinity: one
+// that is, or a float64 past float32's range. A model fed one scores every
+// candidate NaN, or at an extreme, and the ranking means nothing.
+func (ri *requestInput) finiteError(v *larderv1.Value) error {
+	var got string
+	f := v.GetFloat64Value()
+	if k, ok := v.GetKind().(*larderv1.Value_Float32Value); ok {
+		f = float64(k.Float32Value)
+	}
+	switch {
+	case math.IsNaN(f):
+		got = "got NaN"
+	case math.IsInf(f, 1):
+		got = "got +Inf"
+	case math.IsInf(f, -1):
+		got = "got -Inf"
+	default:
+		got = fmt.Sprintf("got %g, past float32's range (the model reads every value as a float32)", f)
+	}
+	return larder.Invalidf("request_features[%q]: must be a finite number (request feature %s is %s); %s", ri.name, ri.name, ri.typ, got)
 }
 
 // kindOf names the kind of v for error messages: "a float64 value", "null".

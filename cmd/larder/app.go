@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/larder-dev/larder"
@@ -114,6 +116,12 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 	stdin, stdout, stderr := a.stdin, a.stdout, a.stderr
 	root := a.rootCommand()
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if h := negativeArgsHint(cmd, args); h != "" {
+			return fmt.Errorf("%w\n%s", err, a.hint(h))
+		}
+		return err
+	})
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -128,6 +136,54 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// negativeArgsHint returns, for a command line args whose flags cmd could
+// not parse, how to pass the negative numbers in it as arguments (keys,
+// such as user -1), which the flag parser reads as flags: after --, as
+// "a negative number is read as a flag: pass it after --, as in\n  larder
+// get user_profile -- -1". It returns "" when args holds no negative
+// number before a --.
+func negativeArgsHint(cmd *cobra.Command, args []string) string {
+	var before, after []string
+	value := false // the argument is the value of the flag before it
+	for _, arg := range args {
+		switch {
+		case arg == "--":
+			return ""
+		case value:
+			before, value = append(before, arg), false
+		case negativeNumber(arg):
+			after = append(after, arg)
+		case strings.HasPrefix(arg, "-") && len(arg) > 1:
+			before = append(before, arg)
+			name, _, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+			var f *pflag.Flag
+			if strings.HasPrefix(arg, "--") {
+				f = cmd.Flags().Lookup(name)
+			} else if len(name) == 1 {
+				f = cmd.Flags().ShorthandLookup(name)
+			}
+			value = !hasValue && f != nil && f.NoOptDefVal == ""
+		default:
+			before = append(before, arg)
+		}
+	}
+	if len(after) == 0 {
+		return ""
+	}
+	return "a negative number is read as a flag: pass it after --, as in\n  larder " +
+		strings.Join(before, " ") + " -- " + strings.Join(after, " ")
+}
+
+// negativeNumber reports whether arg is a negative number, such as -1 or
+// -2.5.
+func negativeNumber(arg string) bool {
+	if len(arg) < 2 || arg[0] != '-' {
+		return false
+	}
+	_, err := strconv.ParseFloat(arg[1:], 64)
+	return err == nil && arg[1] >= '0' && arg[1] <= '9'
 }
 
 // printError writes msg, which may hold several lines, to a.stderr as one

@@ -45,7 +45,7 @@ func (a *app) startHTTP(r *running) error {
 // It returns the listener it serves, TLS-wrapped when TLS is on, and its
 // scheme, "http" or "https".
 func (a *app) serveHTTPOn(r *running, lis net.Listener, h http.Handler, what string, onClose func()) (net.Listener, string) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: a.httpErrorLog()}
+	srv := a.httpServer(h)
 	scheme := "http"
 	if sec := r.opts.security; sec != nil && sec.tls != nil {
 		srv.TLSConfig, scheme = sec.tls.Clone(), "https"
@@ -66,6 +66,16 @@ func (a *app) serveHTTPOn(r *running, lis net.Listener, h http.Handler, what str
 		}
 	})
 	return lis, scheme
+}
+
+// httpServer returns the server of an HTTP listener of larder, serving h.
+// A connection gets 10s to send a request's headers, and one idle between
+// requests is closed after 2m, so that a peer that opens connections and
+// leaves them silent does not hold a goroutine and a descriptor each for
+// good. There is no ReadTimeout or WriteTimeout: they would also end a call
+// that takes long, which the request's deadline bounds instead.
+func (a *app) httpServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: a.httpErrorLog()}
 }
 
 // httpErrorLog is where an HTTP server of larder writes what goes wrong on

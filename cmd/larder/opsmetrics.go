@@ -145,7 +145,7 @@ func (a *app) serveMetricsOn(lis net.Listener, reg *prometheus.Registry) *metric
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	e := &metricsEndpoint{addr: lis.Addr().String(), srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: a.httpErrorLog()}}
+	e := &metricsEndpoint{addr: lis.Addr().String(), srv: a.httpServer(mux)}
 	go func() {
 		if err := e.srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.logger.Error("serving metrics stopped", "err", err)

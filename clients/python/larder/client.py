@@ -6,6 +6,10 @@ use directly (numpy arrays when numpy is installed, lists otherwise), and
 gives the server's errors a Python exception of their own.
 """
 
+import ipaddress
+import math
+import numbers
+import operator
 import random
 import time
 
@@ -42,8 +46,14 @@ _BACKOFF_MIN = 0.05
 _BACKOFF_MAX = 1.0
 _JITTER = 0.2
 
-# The range of an int64 key or value.
+# The largest response the client reads: the largest a larder server
+# answers by default (server.max_response_bytes), where gRPC's own default
+# is 4 MiB. A "grpc.max_receive_message_length" in options wins.
+MAX_RESPONSE_BYTES = 64 << 20
+
+# The range of an int64 key or value, and of an int32 such as top_k.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 # The array that holds the values of a column of each scalar type, and the
 # numpy type of those values.
@@ -77,21 +87,44 @@ class LarderError(Exception):
 
 
 def _key(k, where):
-    """Returns the EntityKey of a Python int or str."""
-    if isinstance(k, bool):
+    """Returns the EntityKey of a str, or of an int or an int-like object
+    (one with __index__, such as numpy's integers), but not of a bool."""
+    if isinstance(k, bool) or (numpy is not None and isinstance(k, numpy.bool_)):
         raise TypeError(f"{where}: a key is an int or a str, not a bool")
-    if isinstance(k, int):
-        _check_int64(k, where, "an int64 key")
-        return larder_pb2.EntityKey(int64_value=k)
     if isinstance(k, str):
-        return larder_pb2.EntityKey(string_value=k)
-    raise TypeError(f"{where}: a key is an int or a str, not {type(k).__name__}")
+        return larder_pb2.EntityKey(string_value=str(k))
+    try:
+        n = operator.index(k)
+    except TypeError:
+        raise TypeError(f"{where}: a key is an int or a str, not {type(k).__name__}") from None
+    _check_int64(n, where, "an int64 key")
+    return larder_pb2.EntityKey(int64_value=n)
+
+
+def _keys(keys, name):
+    """Returns the EntityKeys of keys, the argument name: one str or
+    int-like key, or an iterable of them (a list, a numpy array, a pandas
+    Series)."""
+    if keys is None:
+        keys = ()
+    elif isinstance(keys, (str, int)) or (numpy is not None and isinstance(keys, numpy.generic)):
+        keys = [keys]
+    return [_key(k, f"{name}[{i}]") for i, k in enumerate(keys)]
 
 
 def _check_int64(n, where, what):
     """Raises ValueError, naming where, when n does not fit in an int64."""
     if not _INT64_MIN <= n <= _INT64_MAX:
         raise ValueError(f"{where}: {n} is out of the range of {what} ({_INT64_MIN} to {_INT64_MAX})")
+
+
+def _int32(n, where):
+    """Returns n, an int, or raises ValueError, naming where, when it does
+    not fit in an int32. A negative one is left to the server to refuse."""
+    n = operator.index(n)
+    if not _INT32_MIN <= n <= _INT32_MAX:
+        raise ValueError(f"{where}: {n} is out of the range of an int32 ({_INT32_MIN} to {_INT32_MAX})")
+    return n
 
 
 def _value(v, where):
@@ -108,6 +141,40 @@ def _value(v, where):
     raise TypeError(f"{where}: a request feature is a bool, an int or a float, not {type(v).__name__}")
 
 
+def _check(response):
+    """Raises ValueError, naming the column or view at fault, when response
+    does not hold together (arrays of a length its row count does not give,
+    a null row or a view index out of range), which no larder server sends:
+    a negative null row, say, would otherwise mark another row null."""
+    n = response.row_count
+
+    def fail(what):
+        raise ValueError(f"the response does not hold together: {what}")
+
+    for v in response.views:
+        if len(v.statuses) != n or len(v.event_time_micros) != n:
+            fail(f"view {v.view!r}: {len(v.statuses)} statuses and {len(v.event_time_micros)} event times for {n} rows")
+    for c in response.columns:
+        where = f"column {c.name!r}"
+        if not 0 <= c.view < len(response.views):
+            fail(f"{where}: view {c.view} out of range ({len(response.views)} views)")
+        for r in c.null_rows:
+            if not 0 <= r < n:
+                fail(f"{where}: null row {r} out of range ({n} rows)")
+        if c.type in _SCALARS:
+            got = len(getattr(c, _SCALARS[c.type][0]))
+            if got != n:
+                fail(f"{where}: {got} values for {n} rows")
+        elif c.type in _LISTS:
+            if len(c.list_lengths) != n:
+                fail(f"{where}: {len(c.list_lengths)} list lengths for {n} rows")
+            if any(k < 0 for k in c.list_lengths):
+                fail(f"{where}: a negative list length")
+            got, want = len(getattr(c, _LISTS[c.type])), sum(c.list_lengths)
+            if got != want:
+                fail(f"{where}: {got} list elements where its lengths add up to {want}")
+
+
 class Features:
     """The columns of one GetFeatures response.
 
@@ -118,9 +185,12 @@ class Features:
     without numpy, and for every other type, a column comes as a list with
     None for a null row: a str or bytes per row, or a list per row for lists
     and vectors (a float32 numpy array per row for vectors with numpy).
+    A response that does not hold together, which no larder server sends,
+    raises ValueError naming the column or view at fault.
     """
 
     def __init__(self, response):
+        _check(response)
         self.response = response
         self.row_count = response.row_count
         self.names = [c.name for c in response.columns]
@@ -233,6 +303,40 @@ class Ranking:
         self.degraded_reason = response.degraded_reason
 
 
+def _timeout(t, where):
+    """Returns t, a deadline in seconds, checked: None for none (as is an
+    infinity), else a positive number. A NaN, 0 or a negative deadline
+    raises ValueError, which gRPC would take as none, or as one already past."""
+    if t is None:
+        return None
+    if isinstance(t, bool) or not isinstance(t, numbers.Real):
+        raise TypeError(f"{where}: timeout {t!r}: want a number of seconds, or None for no deadline")
+    t = float(t)
+    if math.isinf(t) and t > 0:
+        return None
+    if not t > 0:
+        raise ValueError(f"{where}: timeout {t!r}: want a positive number of seconds, or None for no deadline")
+    return t
+
+
+def _loopback(target):
+    """Reports whether target ("host:port") names this machine by a loopback
+    name or address, where a token in clear text stays on the machine."""
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:  # a scheme such as dns:///, or an IPv6 address without brackets
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _backoff(attempt):
     """Returns the pause, in seconds, after the failed attempt (1 for the
     first): _BACKOFF_MIN doubled on each attempt, at most _BACKOFF_MAX,
@@ -246,14 +350,27 @@ class Client:
 
     target is "host:port". token, when set, is sent as a bearer token (a
     server with server.auth); root_certificates (PEM bytes) or tls=True
-    connect with TLS. timeout is each call's deadline in seconds (None:
-    none), unless a call gives its own. A call that finds the server unavailable is tried
+    connect with TLS. Without TLS, a token is sent to a loopback address
+    only (127.0.0.1, ::1, localhost): ValueError otherwise. timeout is each call's deadline in seconds (None, or
+    an infinity: none), unless a call gives its own; a NaN, 0 or a negative
+    one raises ValueError. A call that finds the server unavailable is tried
     again with backoff, up to 4 times in all, within its deadline.
-    options are gRPC channel options.
+    options are gRPC channel options; responses of up to
+    MAX_RESPONSE_BYTES (64 MiB) are read unless they set
+    "grpc.max_receive_message_length".
     """
 
     def __init__(self, target, *, token=None, tls=False, root_certificates=None, timeout=5.0, options=()):
+        if token is not None and any(c in token for c in " \t\r\n"):
+            raise ValueError("Client: the token holds a blank or a line break; want the token alone")
+        if token and not (tls or root_certificates is not None) and not _loopback(target):
+            raise ValueError(
+                f"Client: a bearer token would cross the network to {target} in clear text: "
+                "pass tls=True (or root_certificates), or call a loopback address"
+            )
         opts = list(options)
+        if not any(name == "grpc.max_receive_message_length" for name, _ in opts):
+            opts.append(("grpc.max_receive_message_length", MAX_RESPONSE_BYTES))
         if tls or root_certificates is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
             self._channel = grpc.secure_channel(target, creds, options=opts)
@@ -261,7 +378,7 @@ class Client:
             self._channel = grpc.insecure_channel(target, options=opts)
         self._stub = larder_pb2_grpc.FeatureServiceStub(self._channel)
         self._metadata = (("authorization", "Bearer " + token),) if token else ()
-        self.timeout = timeout
+        self.timeout = _timeout(timeout, "Client")
 
     def close(self):
         self._channel.close()
@@ -283,7 +400,7 @@ class Client:
         would not leave time for once the backoff is over.
         """
         call = getattr(self._stub, method)
-        limit = self.timeout if timeout is None else timeout
+        limit = self.timeout if timeout is None else _timeout(timeout, method)
         deadline = None if limit is None else time.monotonic() + limit
         for attempt in range(1, _ATTEMPTS + 1):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -298,23 +415,23 @@ class Client:
                 time.sleep(pause)
 
     def get_features(self, keys, features, *, timeout=None):
-        """Reads features ("view:feature" or "view:*") of keys (ints or
-        strs, of one entity) and returns their Features."""
+        """Reads features ("view:feature" or "view:*", or a list of them)
+        of keys (a list of ints or strs, of one entity, or one key) and
+        returns their Features, one row per key."""
         if isinstance(features, str):
             features = [features]
-        req = larder_pb2.GetFeaturesRequest(
-            keys=[_key(k, f"keys[{i}]") for i, k in enumerate(keys)], features=list(features)
-        )
+        req = larder_pb2.GetFeaturesRequest(keys=_keys(keys, "keys"), features=list(features))
         return Features(self._call("GetFeatures", req, timeout))
 
     def rank(self, ranker, context_key, candidate_keys=(), *, request_features=None, top_k=0, explain=False, timeout=None):
-        """Ranks candidate_keys (or the ranker's stored candidates when
-        empty) for context_key with the ranker's model."""
+        """Ranks candidate_keys (a list of keys, or one key; the ranker's
+        stored candidates when empty or None) for context_key with the
+        ranker's model."""
         req = larder_pb2.RankRequest(
             ranker=ranker,
             context_key=_key(context_key, "context_key"),
-            candidate_keys=[_key(k, f"candidate_keys[{i}]") for i, k in enumerate(candidate_keys)],
-            top_k=top_k,
+            candidate_keys=_keys(candidate_keys, "candidate_keys"),
+            top_k=_int32(top_k, "top_k"),
             explain=explain,
         )
         for name, v in (request_features or {}).items():

@@ -80,6 +80,51 @@ class FeaturesTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "^request_features\\['n'\\]: 9223372036854775808 is out of the range of an int64"):
             larder_client._value(2**63, "request_features['n']")
 
+    def test_refuses_a_response_that_does_not_hold_together(self):
+        # As the Go client does: a null row out of range (a negative one
+        # would mark another row), arrays of the wrong length, a view index
+        # out of range, each named; no larder server sends one.
+        def bad(edit):
+            r = response()
+            edit(r)
+            return r
+
+        cases = [
+            (lambda r: r.columns[0].null_rows.append(-1), "column 'u:x': null row -1 out of range"),
+            (lambda r: r.columns[1].null_rows.append(3), "column 'u:s': null row 3 out of range"),
+            (lambda r: r.columns[0].float64_values.pop(), "column 'u:x': 2 values for 3 rows"),
+            (lambda r: r.columns[2].list_lengths.append(1), "column 'u:l': 4 list lengths for 3 rows"),
+            (lambda r: r.columns[2].int64_list_values.append(1), "column 'u:l': 4 list elements where its lengths add up to 3"),
+            (lambda r: setattr(r.columns[2], "view", 1), "column 'u:l': view 1 out of range"),
+            (lambda r: r.views[0].statuses.pop(), "view 'u': 2 statuses and 3 event times for 3 rows"),
+        ]
+        for edit, want in cases:
+            with self.assertRaisesRegex(ValueError, "^the response does not hold together: " + want.replace("(", "\\(")):
+                larder.Features(bad(edit))
+
+    def test_int_like_keys(self):
+        # A key may be any int-like object but a bool (anything with
+        # __index__), as numpy's integers are: the ids of a DataFrame's column.
+        class Id:
+            def __init__(self, n):
+                self.n = n
+
+            def __index__(self):
+                return self.n
+
+        self.assertEqual(larder_client._key(Id(7), "k").int64_value, 7)
+        with self.assertRaisesRegex(ValueError, "^keys\\[1\\]: 9223372036854775808 is out of the range"):
+            larder_client._key(Id(2**63), "keys[1]")
+        np = larder_client.numpy
+        if np is not None:
+            self.assertEqual(larder_client._key(np.int64(7), "k").int64_value, 7)
+            self.assertEqual(larder_client._key(np.uint16(7), "k").int64_value, 7)
+            self.assertEqual(larder_client._key(np.str_("a"), "k").string_value, "a")
+            with self.assertRaisesRegex(TypeError, "not a bool"):
+                larder_client._key(np.bool_(True), "k")
+            with self.assertRaisesRegex(TypeError, "not float64"):
+                larder_client._key(np.float64(1), "k")
+
     def test_readme_status_example(self):
         # The README's example of statuses, with and without numpy.
         saved = larder_client.numpy

@@ -1196,7 +1196,8 @@ type RankRequest struct {
 	//     float32).
 	//   - bool: a bool_value, read by the model as 0 or 1.
 	//
-	// Any other kind, and a null Value (no kind set), is INVALID_ARGUMENT.
+	// Any other kind, and a null Value (no kind set), is INVALID_ARGUMENT, as
+	// is a NaN, an infinity, or a float64_value past float32's range.
 	// The model reads every value as a float32.
 	RequestFeatures map[string]*Value `protobuf:"bytes,4,rep,name=request_features,json=requestFeatures,proto3" json:"request_features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// How many candidates to return, at most. 0 means the ranker's default
