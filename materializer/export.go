@@ -343,7 +343,7 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 		if j := joins[[2]any{v, kc}]; j != nil {
 			return j, nil
 		}
-		j := &exportJoin{view: v, keyCol: kc, rules: newValueRules(v), id: len(p.joins)}
+		j := &exportJoin{view: v, keyCol: kc, rules: newValueRules(v)}
 		switch v.Kind {
 		case larder.KindLatest, larder.KindAggregate:
 			if v.SourceDef() == nil || v.EntityDef() == nil {
@@ -380,6 +380,9 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 			return nil, larder.Invalidf("export: view %s is a %s view, which cannot be exported", v.Name, v.Kind)
 		}
 		joins[[2]any{v, kc}] = j
+		// Numbered here, after the joins of a prediction's inputs: the id
+		// indexes the output's buffers of each join.
+		j.id = len(p.joins)
 		p.joins = append(p.joins, j)
 		return j, nil
 	}
