@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -235,6 +237,16 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 	output := m.project.Path(args.Output)
 	if err := checkOutput(output); err != nil {
 		return rep, fmt.Errorf("export: %w", err)
+	}
+	for _, f := range spine.files {
+		if same, err := samePath(f.path, output); err == nil && same {
+			return rep, larder.Invalidf("export: the output %s is one of the spine's files: write the training set elsewhere", output)
+		}
+	}
+	for _, src := range m.project.Sources {
+		if readsFile(m.project.Path(src.Path), output) {
+			return rep, larder.Invalidf("export: the output %s is a file of source %q (%s), which the views read: write the training set elsewhere", output, src.Name, src.Path)
+		}
 	}
 	out, err := createExportOutput(output, schema, plan, cmp.Or(args.Compression, DefaultExportCompression))
 	if err != nil {
@@ -544,4 +556,33 @@ func CellValue(t larder.Type, vs []parquet.Value) larder.Value {
 		return larder.StringListValue(out)
 	}
 	return larder.Null
+}
+
+// readsFile reports whether a source's path (a file, a folder or a glob,
+// read as resolvePaths reads them) names the file out, or would name it
+// once it is written.
+func readsFile(path, out string) bool {
+	inFolder := func(dir string) bool {
+		name := filepath.Base(out)
+		if !strings.HasSuffix(name, ".parquet") || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
+			return false
+		}
+		same, err := samePath(dir, filepath.Dir(out))
+		return err == nil && same
+	}
+	if strings.ContainsAny(path, "*?[") {
+		if ok, _ := filepath.Match(path, out); ok {
+			return true
+		}
+		ok, _ := filepath.Match(path, filepath.Dir(out))
+		return ok && inFolder(filepath.Dir(out))
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return inFolder(path)
+	}
+	if filepath.Clean(path) == filepath.Clean(out) {
+		return true
+	}
+	same, err := samePath(path, out)
+	return err == nil && same
 }

@@ -1,9 +1,11 @@
 package materializer_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -217,6 +219,48 @@ func TestExportErrors(t *testing.T) {
 			_, err := m.Export(context.Background(), args)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want one saying %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestExportOutputNotAnInput checks that an export refuses to write over a
+// file of its spine, or over or among a source's files, and leaves them as
+// they were.
+func TestExportOutputNotAnInput(t *testing.T) {
+	dir := t.TempDir()
+	source := filepath.Join(dir, "data", "part-0.parquet")
+	writeParquet(t, source, randomRows(rand.New(rand.NewPCG(1, 1)), 10, 3, baseTime), smallGroups(5)...)
+	for _, name := range []string{"a.parquet", "b.parquet"} {
+		writeParquet(t, filepath.Join(dir, "spine", name), []spineRow{{UserID: ptr(int64(1)), At: baseTime}})
+	}
+	p := exportProject(t, dir)
+	p.Sources = append(p.Sources, &larder.Source{Name: "more", Path: "more/*.parquet", EventTime: "ts"})
+	if err := os.Mkdir(filepath.Join(dir, "more"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := materializer.New(p, nopStore{}, materializer.Options{})
+	for _, c := range []struct {
+		name, spine, output, want string
+	}{
+		{"a spine file of its folder", "spine", "spine/b.parquet", "is one of the spine's files"},
+		{"a spine file of its glob", "spine/*.parquet", "spine/a.parquet", "is one of the spine's files"},
+		{"a source's file", "spine", "data/part-0.parquet", `source "events"`},
+		{"a new file in a source's folder", "spine", "data/part-1.parquet", `source "events"`},
+		{"a file a source's glob matches", "spine", "more/x.parquet", `source "more"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			output := filepath.Join(dir, c.output)
+			before, _ := os.ReadFile(output)
+			_, err := m.Export(context.Background(), materializer.ExportArgs{
+				Spine: c.spine, Output: output, Timestamp: "at", Features: []string{"lat:*"},
+			})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want one saying %q", err, c.want)
+			}
+			after, _ := os.ReadFile(output)
+			if !bytes.Equal(before, after) {
+				t.Errorf("%s changed", c.output)
 			}
 		})
 	}
