@@ -272,7 +272,6 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 		if err := readSpine(ctx, rgs[lo:hi], plan, ch); err != nil {
 			return rep, err
 		}
-		ch.base = rep.SpineRows
 		for _, j := range plan.joins {
 			n, err := m.join(ctx, j, ch)
 			if err != nil {

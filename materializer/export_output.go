@@ -505,7 +505,8 @@ func (o *exportOutput) check(ch *spineChunk, plan *exportPlan, lo, hi int) error
 		for k := range plan.ranker.Inputs {
 			in := &plan.ranker.Inputs[k]
 			if q := plan.rankReq[k]; q >= 0 && !ch.hasReq[q][r] && !in.HasDefault {
-				return larder.Invalidf("spine row %d: request feature %q is null or its column absent, and ranker %s gives it no default: fill it in the spine", ch.base+int64(r), in.Request, plan.ranker.Name)
+				file, row := ch.place(r)
+				return larder.Invalidf("spine file %s row %d: request feature %q is null or its column absent, and ranker %s gives it no default: fill it in the spine", file, row, in.Request, plan.ranker.Name)
 			}
 		}
 	}

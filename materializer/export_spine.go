@@ -16,8 +16,6 @@ import (
 // features, and, by key column, the index that finds a key's rows. A chunk
 // is reused for the next one, so that its buffers are allocated once.
 type spineChunk struct {
-	// base is the number of spine rows before the chunk's.
-	base   int64
 	groups []*rowGroup
 	n      int
 	times  []int64
@@ -84,6 +82,9 @@ func readSpine(ctx context.Context, rgs []*rowGroup, plan *exportPlan, ch *spine
 			return err
 		}
 		err := recoverRead(func() error { return ch.readGroup(rg, plan) })
+		if larder.IsInvalid(err) {
+			return err // a row refused, named by its file and place
+		}
 		if err != nil {
 			return fmt.Errorf("export: spine %s row group %d cannot be read: %w", rg.file.path, rg.index, err)
 		}
@@ -132,7 +133,8 @@ func (ch *spineChunk) readGroup(rg *rowGroup, plan *exportPlan) error {
 			return err
 		}
 		if tvi < 0 {
-			return larder.Invalidf("row %d has a null timestamp (column %q): every spine row needs its time", r, plan.specs[0].column)
+			return larder.Invalidf("export: spine file %s row %d has a null timestamp (column %q): every spine row needs its time",
+				rg.file.path, firstRow(rg)+int64(r), plan.specs[0].column)
 		}
 		t := tc.pv.eventTime(tc.bc, tvi)
 		ch.times = append(ch.times, t)
@@ -151,6 +153,27 @@ func (ch *spineChunk) readGroup(rg *rowGroup, plan *exportPlan) error {
 	}
 	ch.n += numRows
 	return nil
+}
+
+// firstRow returns the place of rg's first row in its file, counting from 0.
+func firstRow(rg *rowGroup) int64 {
+	var n int64
+	for _, g := range rg.file.pf.RowGroups()[:rg.index] {
+		n += g.NumRows()
+	}
+	return n
+}
+
+// place returns the file of row r of ch and its place in the file,
+// counting from 0.
+func (ch *spineChunk) place(r int) (string, int64) {
+	for _, rg := range ch.groups {
+		if int64(r) < rg.numRows {
+			return rg.file.path, firstRow(rg) + int64(r)
+		}
+		r -= int(rg.numRows)
+	}
+	return "", -1
 }
 
 // readKeys reads the keys and request features of the next n rows.

@@ -768,3 +768,52 @@ func TestExportCompression(t *testing.T) {
 		}
 	}
 }
+
+// TestExportNamesSpineRows checks that a spine row export refuses is named
+// by its file and its row in the file, counting from 0, whatever the
+// row groups and the files before it.
+func TestExportNamesSpineRows(t *testing.T) {
+	t.Parallel()
+	_, cfg := demoProject(t)
+	dir := filepath.Dir(cfg)
+	type nullableTime struct {
+		UserID    int64      `parquet:"user_id"`
+		ItemID    int64      `parquet:"item_id"`
+		At        *time.Time `parquet:"at,optional,timestamp(microsecond)"`
+		HourOfDay *int64     `parquet:"hour_of_day,optional"`
+	}
+	at, hour := t0.Add(-time.Hour), int64(3)
+	rows := func(nullAt, nullHour int) []nullableTime {
+		var rs []nullableTime
+		for i := range 5 {
+			r := nullableTime{UserID: 1, ItemID: 1, At: &at, HourOfDay: &hour}
+			if i == nullAt {
+				r.At = nil
+			}
+			if i == nullHour {
+				r.HourOfDay = nil
+			}
+			rs = append(rs, r)
+		}
+		return rs
+	}
+	for _, tt := range []struct {
+		name             string
+		nullAt, nullHour int
+		want             string
+	}{
+		{"null timestamp", 3, -1, "b.parquet row 3 has a null timestamp (column \"at\")"},
+		{"null request feature", -1, 3, "b.parquet row 3: request feature \"hour_of_day\" is null"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			spine := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-"))
+			writeParquet(t, filepath.Join(spine, "a.parquet"), rows(-1, -1))
+			writeParquet(t, filepath.Join(spine, "b.parquet"), rows(tt.nullAt, tt.nullHour), parquet.MaxRowsPerRowGroup(2))
+			r := larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", spine, "--timestamp", "at",
+				"--ranker", demo.RankerName, "--output", filepath.Join(dir, "out.parquet"))
+			if want := "spine file " + filepath.Join(spine, tt.want); r.code == 0 || !strings.Contains(r.stderr, want) {
+				t.Errorf("exit %d, stderr %q; want a failure saying %q", r.code, r.stderr, want)
+			}
+		})
+	}
+}
