@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -851,8 +852,8 @@ func (c *leafCopy) copy(w, workers, n int) error {
 				}
 			}
 			k := min(left, len(lr.pend))
-			if _, err := c.o.cols[lr.col].WriteRowValues(lr.pend[:k]); err != nil {
-				return fmt.Errorf("write the output: %w", err)
+			if err := c.write(lr, k); err != nil {
+				return err
 			}
 			lr.pend, left = lr.pend[k:], left-k
 		}
@@ -860,9 +861,30 @@ func (c *leafCopy) copy(w, workers, n int) error {
 	return nil
 }
 
+// write writes the next k values of lr to the output. The output's column
+// has the spine's type: a panic of the Parquet library on a type a corrupt
+// footer made up is returned as an error naming the spine file.
+func (c *leafCopy) write(lr *leafReader, k int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.fail(lr, fmt.Errorf("malformed file: %v", r))
+		}
+	}()
+	if _, err := c.o.cols[lr.col].WriteRowValues(lr.pend[:k]); err != nil {
+		return fmt.Errorf("write the output: %w", err)
+	}
+	return nil
+}
+
 // read reads the next values of lr into lr.pend, moving to the next page
-// or row group as needed.
-func (c *leafCopy) read(lr *leafReader) error {
+// or row group as needed. A panic of the Parquet library on a malformed
+// file is returned as an error naming the file.
+func (c *leafCopy) read(lr *leafReader) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.fail(lr, fmt.Errorf("malformed file: %v", r))
+		}
+	}()
 	for {
 		if lr.vr != nil && lr.left > 0 {
 			n, err := lr.vr.ReadValues(lr.buf[:min(len(lr.buf), lr.left)])
@@ -904,8 +926,9 @@ func (c *leafCopy) read(lr *leafReader) error {
 }
 
 func (c *leafCopy) fail(lr *leafReader, err error) error {
-	rg := c.groups[lr.g]
-	return fmt.Errorf("spine %s row group %d cannot be read: column %d: %w", rg.file.path, rg.index, lr.col, err)
+	rg := c.groups[max(lr.g, 0)]
+	return fmt.Errorf("spine %s row group %d cannot be read: column %q: %w",
+		rg.file.path, rg.index, strings.Join(rg.file.pf.Schema().Columns()[lr.col], "."), err)
 }
 
 func (c *leafCopy) close() {
@@ -938,10 +961,18 @@ func newRowCopy(o *exportOutput, ch *spineChunk) *rowCopy {
 	return &rowCopy{o: o, groups: ch.groups, g: -1, buf: make([]parquet.Row, 256), vals: make([][]parquet.Value, o.leaves)}
 }
 
-func (c *rowCopy) copy(w, _, n int) error {
+func (c *rowCopy) copy(w, _, n int) (err error) {
 	if w != 0 {
 		return nil
 	}
+	defer func() {
+		// The output's columns have the spine's types, which a corrupt
+		// footer can make up.
+		if r := recover(); r != nil {
+			rg := c.groups[max(c.g, 0)]
+			err = fmt.Errorf("spine %s row group %d cannot be copied: malformed file: %v", rg.file.path, rg.index, r)
+		}
+	}()
 	for n > 0 {
 		if len(c.pend) == 0 {
 			if err := c.read(); err != nil {
@@ -967,7 +998,13 @@ func (c *rowCopy) copy(w, _, n int) error {
 	return nil
 }
 
-func (c *rowCopy) read() error {
+func (c *rowCopy) read() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rg := c.groups[max(c.g, 0)]
+			err = fmt.Errorf("spine %s row group %d cannot be read: malformed file: %v", rg.file.path, rg.index, r)
+		}
+	}()
 	for {
 		if c.rows != nil {
 			n, err := c.rows.ReadRows(c.buf)

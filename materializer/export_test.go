@@ -265,3 +265,55 @@ func TestExportOutputNotAnInput(t *testing.T) {
 		})
 	}
 }
+
+// TestExportCorruptSpineNamed corrupts each byte of a spine's footer in
+// turn and checks that every export either succeeds or fails with an error
+// naming the spine file, a panic of the Parquet library on a malformed
+// page included.
+func TestExportCorruptSpineNamed(t *testing.T) {
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "data", "part-0.parquet"), randomRows(rand.New(rand.NewPCG(1, 1)), 10, 3, baseTime))
+	good := filepath.Join(dir, "good.parquet")
+	var rows []spineRow
+	for i := range 20 {
+		rows = append(rows, spineRow{UserID: ptr(int64(i % 4)), At: baseTime, Label: int64(i) * 1000003})
+	}
+	writeParquet(t, good, rows, parquet.PageBufferSize(64))
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pages' data is under checksums: the footer, which is not, is
+	// where a corrupt byte goes unseen until a page is read.
+	lo, hi := int64(0), int64(len(data)-8)
+	for _, rg := range pf.Metadata().RowGroups {
+		for _, c := range rg.Columns {
+			lo = max(lo, c.MetaData.DataPageOffset+c.MetaData.TotalCompressedSize)
+		}
+	}
+	p := exportProject(t, dir)
+	m := materializer.New(p, nopStore{}, materializer.Options{})
+	spine := filepath.Join(dir, "spine.parquet")
+	for i := lo; i < hi; i++ {
+		for _, b := range []byte{0x00, 0x9d} {
+			if data[i] == b {
+				continue
+			}
+			bad := bytes.Clone(data)
+			bad[i] = b
+			if err := os.WriteFile(spine, bad, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := m.Export(context.Background(), materializer.ExportArgs{
+				Spine: spine, Output: filepath.Join(dir, "out.parquet"), Timestamp: "at", Features: []string{"lat:*"},
+			})
+			if err != nil && !strings.Contains(err.Error(), spine) {
+				t.Errorf("byte %d set to %#x: %v, which does not name the spine file", i, b, err)
+			}
+		}
+	}
+}
