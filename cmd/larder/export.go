@@ -61,7 +61,9 @@ what Rank will feed it.
 
 A spine row whose timestamp is a run's as-of gets the values that run stores.
 The spine is joined in chunks of --chunk-rows rows, each reading the sources
-once: memory holds a chunk, whatever the spine's size. No store is needed.
+once: memory holds a chunk, whatever the spine's size. A chunk is made of
+whole row groups of the spine, so a row group larger than --chunk-rows is a
+chunk of its own. No store is needed.
 
 The columns the export adds are compressed with --compression: snappy (the
 default, as pandas, Spark and DuckDB write: about half the size of
@@ -96,7 +98,7 @@ See docs/training.md.`,
 	fl.StringSliceVar(&f.keys, "key", nil, "ENTITY=COLUMN: the spine column of an entity's keys (default: the entity's key name)")
 	fl.StringVar(&f.contextColumn, "context-column", "", "with --ranker, the spine column of the context keys")
 	fl.StringVar(&f.candidateColumn, "candidate-column", "", "with --ranker, the spine column of the candidate keys")
-	fl.IntVar(&f.chunkRows, "chunk-rows", 0, "spine rows joined at once, which bounds memory (default 1048576)")
+	fl.IntVar(&f.chunkRows, "chunk-rows", 0, "spine rows joined at once, in whole row groups of the spine, which bounds memory (default 1048576)")
 	fl.StringVar(&f.compression, "compression", materializer.DefaultExportCompression,
 		"the codec of the columns the export adds: snappy, zstd or none; the spine's columns keep their own")
 	return cmd
