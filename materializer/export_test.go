@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -314,6 +315,35 @@ func TestExportCorruptSpineNamed(t *testing.T) {
 			if err != nil && !strings.Contains(err.Error(), spine) {
 				t.Errorf("byte %d set to %#x: %v, which does not name the spine file", i, b, err)
 			}
+		}
+	}
+}
+
+// TestExportOutputNotAFile checks that an output that is there and is not
+// a file (a named pipe, such as /dev/stdout can be) is refused, not
+// replaced by the file the export renames over it.
+func TestExportOutputNotAFile(t *testing.T) {
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "data", "part-0.parquet"), randomRows(rand.New(rand.NewPCG(1, 1)), 10, 3, baseTime))
+	writeParquet(t, filepath.Join(dir, "spine.parquet"), []spineRow{{UserID: ptr(int64(1)), At: baseTime}})
+	fifo := filepath.Join(dir, "pipe")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(fifo, link); err != nil {
+		t.Fatal(err)
+	}
+	m := materializer.New(exportProject(t, dir), nopStore{}, materializer.Options{})
+	for _, output := range []string{fifo, link} {
+		_, err := m.Export(context.Background(), materializer.ExportArgs{
+			Spine: "spine.parquet", Output: output, Timestamp: "at", Features: []string{"lat:*"},
+		})
+		if want := "is not a regular file"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("output %s: err = %v, want one saying %q", output, err, want)
+		}
+		if fi, err := os.Lstat(output); err != nil || fi.Mode().IsRegular() {
+			t.Errorf("output %s: replaced by a file (%v)", output, err)
 		}
 	}
 }
