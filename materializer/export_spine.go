@@ -63,6 +63,9 @@ func readSpine(ctx context.Context, rgs []*rowGroup, plan *exportPlan, ch *spine
 	for _, rg := range rgs {
 		rows += int(rg.numRows)
 	}
+	// The rows a footer claims are made room for up to a chunk's default:
+	// a corrupt footer's count then fails where the pages end, not here.
+	rows = min(rows, DefaultExportChunkRows)
 	ch.times = slices.Grow(ch.times, rows)
 	for c := range ch.keys {
 		k := &ch.keys[c]

@@ -3,10 +3,12 @@ package materializer_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +17,8 @@ import (
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/materializer"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
 )
 
 // spineRow is a row of a training-set spine: a key, a time and a label.
@@ -345,5 +349,46 @@ func TestExportOutputNotAFile(t *testing.T) {
 		if fi, err := os.Lstat(output); err != nil || fi.Mode().IsRegular() {
 			t.Errorf("output %s: replaced by a file (%v)", output, err)
 		}
+	}
+}
+
+// TestExportSpineRowCountLies exports a spine whose footer claims far more
+// rows than its pages hold: the export fails naming the file, rather than
+// running out of memory for the rows claimed.
+func TestExportSpineRowCountLies(t *testing.T) {
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "data", "part-0.parquet"), randomRows(rand.New(rand.NewPCG(1, 1)), 10, 3, baseTime))
+	spine := filepath.Join(dir, "spine.parquet")
+	writeParquet(t, spine, []spineRow{{UserID: ptr(int64(1)), At: baseTime}, {UserID: ptr(int64(2)), At: baseTime}})
+	data, err := os.ReadFile(spine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(data)
+	size := int(binary.LittleEndian.Uint32(data[n-8:]))
+	var md format.FileMetaData
+	if err := thrift.Unmarshal(new(thrift.CompactProtocol), data[n-8-size:n-8], &md); err != nil {
+		t.Fatal(err)
+	}
+	md.NumRows = 1 << 40
+	for i := range md.RowGroups {
+		md.RowGroups[i].NumRows = 1 << 40
+	}
+	footer, err := thrift.Marshal(new(thrift.CompactProtocol), &md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lying := append(slices.Clone(data[:n-8-size]), footer...)
+	lying = binary.LittleEndian.AppendUint32(lying, uint32(len(footer)))
+	lying = append(lying, "PAR1"...)
+	if err := os.WriteFile(spine, lying, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := materializer.New(exportProject(t, dir), nopStore{}, materializer.Options{})
+	_, err = m.Export(context.Background(), materializer.ExportArgs{
+		Spine: spine, Output: filepath.Join(dir, "out.parquet"), Timestamp: "at", Features: []string{"lat:*"},
+	})
+	if err == nil || !strings.Contains(err.Error(), spine) {
+		t.Fatalf("err = %v, want one naming %s", err, spine)
 	}
 }
