@@ -405,7 +405,11 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 		}
 		v := m.project.View(name)
 		if v == nil {
-			return nil, larder.Invalidf("export: feature %q: no view %q", ref, name)
+			names := make([]string, len(m.project.Views))
+			for i, v := range m.project.Views {
+				names[i] = v.Name
+			}
+			return nil, larder.Invalidf("export: feature %q: no view %q%s", ref, name, knownNames(name, "views", names))
 		}
 		e := v.EntityDef()
 		if e == nil {
@@ -427,7 +431,11 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 		} else {
 			i := v.FeatureIndex(feat)
 			if i < 0 {
-				return nil, larder.Invalidf("export: feature %q: view %s has no feature %q", ref, name, feat)
+				names := make([]string, len(v.Features))
+				for i, f := range v.Features {
+					names[i] = f.Name
+				}
+				return nil, larder.Invalidf("export: feature %q: view %s has no feature %q%s", ref, name, feat, knownNames(feat, "features", names))
 			}
 			fs = []int{i}
 		}
@@ -584,4 +592,14 @@ func readsFile(path, out string) bool {
 	}
 	same, err := samePath(path, out)
 	return err == nil && same
+}
+
+// knownNames ends a message about an unknown name: the known name it is
+// likely a misspelling of, if any, then the known names, of what.
+func knownNames(name, what string, known []string) string {
+	var hint string
+	if s := larder.Suggest(name, known); s != "" {
+		hint = fmt.Sprintf("; did you mean %q?", s)
+	}
+	return fmt.Sprintf("%s (%s: %s)", hint, what, strings.Join(known, ", "))
 }

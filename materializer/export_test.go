@@ -215,6 +215,8 @@ func TestExportErrors(t *testing.T) {
 		{"bad ref", func(a *materializer.ExportArgs) { a.Features = []string{"lat"} }, `feature "lat": want view:feature or view:*`},
 		{"unknown view", func(a *materializer.ExportArgs) { a.Features = []string{"nope:x"} }, `no view "nope"`},
 		{"unknown feature", func(a *materializer.ExportArgs) { a.Features = []string{"lat:nope"} }, `view lat has no feature "nope"`},
+		{"misspelt view", func(a *materializer.ExportArgs) { a.Features = []string{"latt:i64"} }, `no view "latt"; did you mean "lat"? (views: agg, lat)`},
+		{"misspelt feature", func(a *materializer.ExportArgs) { a.Features = []string{"lat:i46"} }, `view lat has no feature "i46"; did you mean "i64"? (features: i64, f64, s, b)`},
 		{"unknown ranker", func(a *materializer.ExportArgs) { a.Ranker = "nope" }, `unknown ranker "nope"`},
 		{"missing column", func(a *materializer.ExportArgs) { a.Timestamp = "ts" }, `no column "ts"`},
 	} {
