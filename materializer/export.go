@@ -256,14 +256,23 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 
 	chunkRows := int64(cmp.Or(args.ChunkRows, DefaultExportChunkRows))
 	rgs := spine.rowGroups()
-	counts := make([][whyCount]int64, len(plan.columns))
-	ch := &spineChunk{}
+	// ends[i] is the end of chunk i in rgs: whole row groups, as many as
+	// fit in chunkRows, one at least.
+	var ends []int
 	for lo := 0; lo < len(rgs); {
 		hi, rows := lo, int64(0)
 		for hi < len(rgs) && (hi == lo || rows+rgs[hi].numRows <= chunkRows) {
 			rows += rgs[hi].numRows
 			hi++
 		}
+		ends = append(ends, hi)
+		lo = hi
+	}
+	counts := make([][whyCount]int64, len(plan.columns))
+	ch := &spineChunk{chunks: len(ends)}
+	for lo := 0; lo < len(rgs); {
+		hi := ends[rep.Chunks]
+		ch.chunk = rep.Chunks
 		if rep.Chunks > 0 {
 			// The last chunk's garbage goes before this chunk's buffers
 			// fill again: memory holds one chunk, whatever the number.

@@ -24,6 +24,9 @@ type spineChunk struct {
 	hasReq [][]bool
 	index  []*spineIndex
 	maxT   int64
+
+	// chunk is the chunk's number, from 0, of chunks.
+	chunk, chunks int
 }
 
 // spineKeys are the keys of one key column of a chunk, by spine row: ints
@@ -41,6 +44,15 @@ func (k *spineKeys) key(r int) larder.Key {
 		return larder.StringKey(k.strs[r])
 	}
 	return larder.Int64Key(k.ints[r])
+}
+
+// phase returns the phase of the export's progress what is in, for ch:
+// what, after the chunk's number when the spine has several.
+func (ch *spineChunk) phase(what string) string {
+	if ch.chunks <= 1 {
+		return what
+	}
+	return fmt.Sprintf("chunk %d/%d: %s", ch.chunk+1, ch.chunks, what)
 }
 
 // readSpine reads the timestamps, keys and request features of the rows of

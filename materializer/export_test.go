@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -392,5 +393,35 @@ func TestExportSpineRowCountLies(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), spine) {
 		t.Fatalf("err = %v, want one naming %s", err, spine)
+	}
+}
+
+// TestExportProgressNamesChunks checks that the progress of an export of
+// several chunks says which chunk each source is read for, so that the
+// readings that start over at each chunk are told apart.
+func TestExportProgressNamesChunks(t *testing.T) {
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "data", "part-0.parquet"), randomRows(rand.New(rand.NewPCG(1, 1)), 10, 3, baseTime))
+	var spine []spineRow
+	for i := range 4 {
+		spine = append(spine, spineRow{UserID: ptr(int64(i)), At: baseTime})
+	}
+	writeParquet(t, filepath.Join(dir, "spine.parquet"), spine, smallGroups(2)...)
+	var mu sync.Mutex
+	phases := map[string]bool{}
+	m := materializer.New(exportProject(t, dir), nopStore{}, materializer.Options{Progress: func(p materializer.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		phases[p.Phase] = true
+	}})
+	if _, err := m.Export(context.Background(), materializer.ExportArgs{
+		Spine: "spine.parquet", Output: filepath.Join(dir, "out.parquet"), Timestamp: "at", Features: []string{"lat:*"}, ChunkRows: 2,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"chunk 1/2: reading lat", "chunk 2/2: reading lat"} {
+		if !phases[want] {
+			t.Errorf("no progress in phase %q; phases: %v", want, phases)
+		}
 	}
 }
