@@ -231,7 +231,8 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 	schema := spine.files[0].pf.Schema()
 	for _, f := range spine.files[1:] {
 		if !parquet.EqualNodes(schema, f.pf.Schema()) {
-			return rep, larder.Invalidf("export: spine file %s has other columns than %s: every spine file must have the same columns", f.path, spine.files[0].path)
+			return rep, larder.Invalidf("export: spine file %s %s: every spine file must have the columns of the first, %s",
+				f.path, spineDifference(spine.files[0], f), spine.files[0].path)
 		}
 	}
 	output := m.project.Path(args.Output)
@@ -611,4 +612,51 @@ func knownNames(name, what string, known []string) string {
 		hint = fmt.Sprintf("; did you mean %q?", s)
 	}
 	return fmt.Sprintf("%s (%s: %s)", hint, what, strings.Join(known, ", "))
+}
+
+// spineDifference says how the columns of spine file b differ from those
+// of a, the first: one the other lacks, their order, or the first column
+// whose repetition or type differs.
+func spineDifference(a, b *sourceFile) string {
+	first := filepath.Base(a.path)
+	ac, bc := a.pf.Root().Columns(), b.pf.Root().Columns()
+	names := func(cs []*parquet.Column) []string {
+		ns := make([]string, len(cs))
+		for i, c := range cs {
+			ns[i] = c.Name()
+		}
+		return ns
+	}
+	an, bn := names(ac), names(bc)
+	for _, n := range an {
+		if !slices.Contains(bn, n) {
+			return fmt.Sprintf("has no column %q, which %s has", n, first)
+		}
+	}
+	for _, n := range bn {
+		if !slices.Contains(an, n) {
+			return fmt.Sprintf("has a column %q, which %s has not", n, first)
+		}
+	}
+	if !slices.Equal(an, bn) {
+		return fmt.Sprintf("has the same columns in another order: %s (%s: %s)", strings.Join(bn, ", "), first, strings.Join(an, ", "))
+	}
+	repetition := func(c *parquet.Column) string {
+		switch {
+		case c.Repeated():
+			return "repeated"
+		case c.Optional():
+			return "optional"
+		}
+		return "required"
+	}
+	for i := range ac {
+		if ra, rb := repetition(ac[i]), repetition(bc[i]); ra != rb {
+			return fmt.Sprintf("column %q is %s there, %s in %s", an[i], rb, ra, first)
+		}
+		if !parquet.EqualNodes(ac[i], bc[i]) {
+			return fmt.Sprintf("column %q is %s there, %s in %s", an[i], describeColumn(bc[i]), describeColumn(ac[i]), first)
+		}
+	}
+	return "has other columns than " + first
 }

@@ -425,3 +425,57 @@ func TestExportProgressNamesChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestExportSpineFilesDiffer checks that spine files whose columns differ
+// are refused with the difference named.
+func TestExportSpineFilesDiffer(t *testing.T) {
+	type reordered struct {
+		Label  int64     `parquet:"label"`
+		UserID *int64    `parquet:"user_id,optional"`
+		At     time.Time `parquet:"at,timestamp(microsecond)"`
+	}
+	type required struct {
+		UserID int64     `parquet:"user_id"`
+		At     time.Time `parquet:"at,timestamp(microsecond)"`
+		Label  int64     `parquet:"label"`
+	}
+	type fewer struct {
+		UserID *int64    `parquet:"user_id,optional"`
+		At     time.Time `parquet:"at,timestamp(microsecond)"`
+	}
+	type typed struct {
+		UserID *int64    `parquet:"user_id,optional"`
+		At     time.Time `parquet:"at,timestamp(microsecond)"`
+		Label  string    `parquet:"label"`
+	}
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "data", "part-0.parquet"), randomRows(rand.New(rand.NewPCG(1, 1)), 10, 3, baseTime))
+	m := materializer.New(exportProject(t, dir), nopStore{}, materializer.Options{})
+	for _, c := range []struct {
+		name  string
+		write func(path string)
+		want  string
+	}{
+		{"order", func(p string) { writeParquet(t, p, []reordered{{UserID: ptr(int64(1)), At: baseTime}}) },
+			"has the same columns in another order: label, user_id, at (a.parquet: user_id, at, label)"},
+		{"required", func(p string) { writeParquet(t, p, []required{{UserID: 1, At: baseTime}}) },
+			`column "user_id" is required there, optional in a.parquet`},
+		{"fewer", func(p string) { writeParquet(t, p, []fewer{{UserID: ptr(int64(1)), At: baseTime}}) },
+			`has no column "label", which a.parquet has`},
+		{"type", func(p string) { writeParquet(t, p, []typed{{UserID: ptr(int64(1)), At: baseTime}}) },
+			`column "label" is BYTE_ARRAY STRING there, INT64 in a.parquet`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			spine := filepath.Join(dir, c.name)
+			writeParquet(t, filepath.Join(spine, "a.parquet"), []spineRow{{UserID: ptr(int64(1)), At: baseTime}})
+			c.write(filepath.Join(spine, "b.parquet"))
+			_, err := m.Export(context.Background(), materializer.ExportArgs{
+				Spine: spine, Output: filepath.Join(dir, "out.parquet"), Timestamp: "at", Features: []string{"lat:*"},
+			})
+			want := "spine file " + filepath.Join(spine, "b.parquet") + " " + c.want
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("err = %v, want one saying %q", err, want)
+			}
+		})
+	}
+}
