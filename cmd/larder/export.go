@@ -127,6 +127,14 @@ func (f *exportFlags) exportArgs(p *larder.Project) (materializer.ExportArgs, er
 	case f.chunkRows < 0:
 		return materializer.ExportArgs{}, fmt.Errorf("--chunk-rows must be 0 (the default) or more")
 	}
+	for _, c := range []struct{ flag, value, what string }{
+		{"--context-column", f.contextColumn, "context"},
+		{"--candidate-column", f.candidateColumn, "candidate"},
+	} {
+		if c.value != "" && f.ranker == "" {
+			return materializer.ExportArgs{}, fmt.Errorf("%s names the %s keys of --ranker, and no --ranker is given: name the spine column of an entity's keys for --features with --key ENTITY=COLUMN", c.flag, c.what)
+		}
+	}
 	if f.ranker != "" && p.Ranker(f.ranker) == nil {
 		return materializer.ExportArgs{}, fmt.Errorf("--ranker: unknown ranker %q%s", f.ranker, knownRankers(p))
 	}
