@@ -244,6 +244,9 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 			return rep, larder.Invalidf("export: the output %s is one of the spine's files: write the training set elsewhere", output)
 		}
 	}
+	if readsFile(m.project.Path(args.Spine), output) {
+		return rep, larder.Invalidf("export: the output %s is among the spine's files, as the spine's folder or glob would read it next time: write the training set elsewhere", output)
+	}
 	for _, src := range m.project.Sources {
 		if readsFile(m.project.Path(src.Path), output) {
 			return rep, larder.Invalidf("export: the output %s is a file of source %q (%s), which the views read: write the training set elsewhere", output, src.Name, src.Path)

@@ -253,6 +253,7 @@ func TestExportOutputNotAnInput(t *testing.T) {
 	}{
 		{"a spine file of its folder", "spine", "spine/b.parquet", "is one of the spine's files"},
 		{"a spine file of its glob", "spine/*.parquet", "spine/a.parquet", "is one of the spine's files"},
+		{"a new file in the spine's folder", "spine", "spine/c.parquet", "the spine's folder or glob would read it"},
 		{"a source's file", "spine", "data/part-0.parquet", `source "events"`},
 		{"a new file in a source's folder", "spine", "data/part-1.parquet", `source "events"`},
 		{"a file a source's glob matches", "spine", "more/x.parquet", `source "more"`},
