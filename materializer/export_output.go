@@ -30,7 +30,7 @@ type exportOutput struct {
 	f    *os.File
 	// stale holds the temporary files of the same output found when f was
 	// created (see removeStaleTemps).
-	stale  map[string]time.Time
+	stale  []string
 	w      *parquet.GenericWriter[any]
 	cols   []*parquet.ColumnWriter
 	leaves int // the spine's leaf columns
@@ -1035,18 +1035,21 @@ func (c *rowCopy) close() {
 	}
 }
 
-// commit completes the file and renames it over the output.
+// commit completes the file and renames it over the output. The file is
+// renamed before it is closed, which ends its lock: until then, another
+// export of the same output leaves it alone (see removeStaleTemps).
 func (o *exportOutput) commit() error {
 	if err := o.w.Close(); err != nil {
-		return fmt.Errorf("write the output: %w", err)
-	}
-	if err := o.f.Close(); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
 	if err := os.Rename(o.f.Name(), o.path); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
+	err := o.f.Close()
 	o.f = nil
+	if err != nil {
+		return fmt.Errorf("write the output: %w", err)
+	}
 	removeStaleTemps(o.stale)
 	return nil
 }

@@ -480,3 +480,37 @@ func TestExportSpineFilesDiffer(t *testing.T) {
 		})
 	}
 }
+
+// TestExportConcurrentSameOutput runs an export while another of the same
+// output is reading its sources: the one that ends first must not take the
+// other's temporary file for one left by a killed export and remove it.
+func TestExportConcurrentSameOutput(t *testing.T) {
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "data", "part-0.parquet"), randomRows(rand.New(rand.NewPCG(1, 1)), 10, 3, baseTime))
+	writeParquet(t, filepath.Join(dir, "spine.parquet"), []spineRow{{UserID: ptr(int64(1)), At: baseTime}})
+	p := exportProject(t, dir)
+	args := materializer.ExportArgs{Spine: "spine.parquet", Output: filepath.Join(dir, "out.parquet"), Timestamp: "at", Features: []string{"lat:*"}}
+	reading, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	slow := materializer.New(p, nopStore{}, materializer.Options{Progress: func(pr materializer.Progress) {
+		if strings.HasPrefix(pr.Phase, "reading") {
+			once.Do(func() {
+				close(reading)
+				<-release
+			})
+		}
+	}})
+	done := make(chan error, 1)
+	go func() {
+		_, err := slow.Export(context.Background(), args)
+		done <- err
+	}()
+	<-reading
+	if _, err := materializer.New(p, nopStore{}, materializer.Options{}).Export(context.Background(), args); err != nil {
+		t.Fatalf("the export that ends first: %v", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("the export that ends last: %v", err)
+	}
+}
