@@ -38,20 +38,20 @@ func createOutputTemp(path string) (*os.File, []string, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			os.Remove(name)
-			return nil, nil, &fs.PathError{Op: "lock", Path: name, Err: err}
-		}
+		// Best effort: on a file system without locks (some FUSE mounts)
+		// the output is written all the same, and removeStaleTemps,
+		// unable to lock either, removes nothing there.
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		return f, stale, nil
 	}
 	return nil, nil, &fs.PathError{Op: "create", Path: filepath.Join(dir, prefix+"*.tmp"), Err: fs.ErrExist}
 }
 
 // removeStaleTemps removes the temporary files of stale (as
-// createOutputTemp returned them) that no process holds locked: left
-// behind by a process killed while it wrote the same output, and not
-// another one writing it now, whatever it is doing. It is best effort.
+// createOutputTemp returned them) that it can lock, as no process holds
+// them: left behind by a process killed while it wrote the same output,
+// and not another one writing it now, whatever it is doing. It is best
+// effort.
 func removeStaleTemps(stale []string) {
 	for _, name := range stale {
 		f, err := os.Open(name)
