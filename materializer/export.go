@@ -419,8 +419,8 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 		v := m.project.View(name)
 		if v == nil {
 			names := make([]string, len(m.project.Views))
-			for i, v := range m.project.Views {
-				names[i] = v.Name
+			for i, pv := range m.project.Views {
+				names[i] = pv.Name
 			}
 			return nil, larder.Invalidf("export: feature %q: no view %q%s", ref, name, knownNames(name, "views", names))
 		}
@@ -578,9 +578,9 @@ func CellValue(t larder.Type, vs []parquet.Value) larder.Value {
 	return larder.Null
 }
 
-// readsFile reports whether a source's path (a file, a folder or a glob,
-// read as resolvePaths reads them) names the file out, or would name it
-// once it is written.
+// readsFile reports whether the path of a source or a spine (a file, a
+// folder or a glob, read as resolvePaths reads them) names the file out, or
+// would name it once it is written.
 func readsFile(path, out string) bool {
 	inFolder := func(dir string) bool {
 		name := filepath.Base(out)
