@@ -590,14 +590,15 @@ func readsFile(path, out string) bool {
 		same, err := samePath(dir, filepath.Dir(out))
 		return err == nil && same
 	}
-	if strings.ContainsAny(path, "*?[") {
+	fi, err := os.Stat(path)
+	if err != nil && strings.ContainsAny(path, "*?[") {
 		if ok, _ := filepath.Match(path, out); ok {
 			return true
 		}
 		ok, _ := filepath.Match(path, filepath.Dir(out))
 		return ok && inFolder(filepath.Dir(out))
 	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+	if err == nil && fi.IsDir() {
 		return inFolder(path)
 	}
 	if filepath.Clean(path) == filepath.Clean(out) {

@@ -243,7 +243,9 @@ func TestExportOutputNotAnInput(t *testing.T) {
 		writeParquet(t, filepath.Join(dir, "spine", name), []spineRow{{UserID: ptr(int64(1)), At: baseTime}})
 	}
 	p := exportProject(t, dir)
-	p.Sources = append(p.Sources, &larder.Source{Name: "more", Path: "more/*.parquet", EventTime: "ts"})
+	p.Sources = append(p.Sources, &larder.Source{Name: "more", Path: "more/*.parquet", EventTime: "ts"},
+		&larder.Source{Name: "odd", Path: "odd[1].parquet", EventTime: "ts"})
+	writeParquet(t, filepath.Join(dir, "odd[1].parquet"), randomRows(rand.New(rand.NewPCG(1, 1)), 10, 3, baseTime))
 	if err := os.Mkdir(filepath.Join(dir, "more"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -257,6 +259,7 @@ func TestExportOutputNotAnInput(t *testing.T) {
 		{"a source's file", "spine", "data/part-0.parquet", `source "events"`},
 		{"a new file in a source's folder", "spine", "data/part-1.parquet", `source "events"`},
 		{"a file a source's glob matches", "spine", "more/x.parquet", `source "more"`},
+		{"a source's file named like a glob", "spine", "odd[1].parquet", `source "odd"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			output := filepath.Join(dir, c.output)
@@ -512,5 +515,21 @@ func TestExportConcurrentSameOutput(t *testing.T) {
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatalf("the export that ends last: %v", err)
+	}
+}
+
+// TestExportSpineNameLikeGlob exports a spine file whose name holds the
+// characters of a glob: the file that is there is read, not taken for a
+// pattern that matches nothing.
+func TestExportSpineNameLikeGlob(t *testing.T) {
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "data", "part-0.parquet"), randomRows(rand.New(rand.NewPCG(1, 1)), 10, 3, baseTime))
+	writeParquet(t, filepath.Join(dir, "spine[1].parquet"), []spineRow{{UserID: ptr(int64(1)), At: baseTime}})
+	m := materializer.New(exportProject(t, dir), nopStore{}, materializer.Options{})
+	rep, err := m.Export(context.Background(), materializer.ExportArgs{
+		Spine: "spine[1].parquet", Output: filepath.Join(dir, "out.parquet"), Timestamp: "at", Features: []string{"lat:*"},
+	})
+	if err != nil || rep.SpineRows != 1 {
+		t.Fatalf("Export: %d rows, %v; want 1 row", rep.SpineRows, err)
 	}
 }
