@@ -264,7 +264,7 @@ func spineColumnProblem(ce *materializer.ColumnError, args materializer.ExportAr
 // printExportReport prints the summary of an export: its rate, then the
 // columns with nulls (or defaulted inputs) and why.
 func printExportReport(w io.Writer, output string, r materializer.ExportReport) {
-	fmt.Fprintf(w, "export: %d spine rows written to %s with %d column(s), %d source rows read in %d chunk(s), %.2fs, %.0f rows/s\n",
+	fmt.Fprintf(w, "export: %d spine rows written to %s with %d column(s) added, %d source rows read in %d chunk(s), %.2fs, %.0f rows/s\n",
 		r.SpineRows, output, len(r.Columns), r.SourceRows, r.Chunks, r.Duration.Seconds(), r.RowsPerSecond)
 	for _, c := range r.Columns {
 		why := r.Nulls[c]

@@ -821,3 +821,17 @@ func TestExportNamesSpineRows(t *testing.T) {
 		})
 	}
 }
+
+// TestExportSummary checks the closing summary: the spine rows, the
+// columns added (not counting the spine's), and the nulls by reason.
+func TestExportSummary(t *testing.T) {
+	t.Parallel()
+	_, cfg := demoProject(t)
+	dir := filepath.Dir(cfg)
+	r := larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", filepath.Join(dir, demo.ImpressionsFile),
+		"--timestamp", demo.ImpressionTime, "--ranker", demo.RankerName, "--output", filepath.Join(dir, "train.parquet"))
+	mustSucceed(t, r, "export")
+	if want := regexp.MustCompile(`^export: \d+ spine rows written to \S+ with 12 column\(s\) added, `); !want.MatchString(r.stdout) {
+		t.Errorf("summary %q, want it to match %s", r.stdout, want)
+	}
+}
