@@ -139,6 +139,7 @@ func (f *exportFlags) exportArgs(p *larder.Project) (materializer.ExportArgs, er
 		return materializer.ExportArgs{}, fmt.Errorf("--ranker: unknown ranker %q%s", f.ranker, knownRankers(p))
 	}
 	keys := map[string]string{}
+	given := map[string]string{} // the --key that named each entity's keys
 	for _, kv := range f.keys {
 		ent, col, ok := strings.Cut(kv, "=")
 		if !ok || ent == "" || col == "" {
@@ -151,7 +152,10 @@ func (f *exportFlags) exportArgs(p *larder.Project) (materializer.ExportArgs, er
 			}
 			return materializer.ExportArgs{}, fmt.Errorf("--key %q: unknown entity %q (entities: %s)", kv, ent, strings.Join(names, ", "))
 		}
-		keys[ent] = col
+		if g, ok := given[ent]; ok {
+			return materializer.ExportArgs{}, fmt.Errorf("--key %q: the keys of entity %s are named already, by --key %q: name them once", kv, ent, g)
+		}
+		keys[ent], given[ent] = col, kv
 	}
 	// The materializer reads relative paths from the project's folder, as
 	// in larder.yaml; on the command line they are the current directory's.

@@ -625,6 +625,8 @@ func TestExportCommandErrors(t *testing.T) {
 			`export: spine file ` + spine + ` has no column "viewer" (the int64 key of entity "user"); its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine column of entity user's keys with --key user=COLUMN`},
 		{"no context column", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--context-column", "viewer", "--output", "o.parquet"},
 			`has no column "viewer" (the int64 key of entity "user"); its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine column of the context keys with --context-column COLUMN`},
+		{"an entity's key named twice", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--key", "user=user_id", "--key", "user=item_id", "--output", "o.parquet"},
+			`--key "user=item_id": the keys of entity user are named already, by --key "user=user_id": name them once`},
 		{"context column without a ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--context-column", "user_id", "--output", "o.parquet"},
 			"--context-column names the context keys of --ranker, and no --ranker is given: name the spine column of an entity's keys for --features with --key ENTITY=COLUMN"},
 		{"candidate column without a ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--candidate-column", "item_id", "--output", "o.parquet"},
