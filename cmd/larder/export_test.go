@@ -606,6 +606,8 @@ func TestExportCommandErrors(t *testing.T) {
 	t.Parallel()
 	_, cfg := demoProject(t)
 	spine := filepath.Join(filepath.Dir(cfg), demo.ImpressionsFile)
+	// The output of a case that would be accepted goes there, not here.
+	out := filepath.Join(t.TempDir(), "o.parquet")
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -625,11 +627,11 @@ func TestExportCommandErrors(t *testing.T) {
 			`export: spine file ` + spine + ` has no column "viewer" (the int64 key of entity "user"); its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine column of entity user's keys with --key user=COLUMN`},
 		{"no context column", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--context-column", "viewer", "--output", "o.parquet"},
 			`has no column "viewer" (the int64 key of entity "user"); its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine column of the context keys with --context-column COLUMN`},
-		{"an entity's key named twice", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--key", "user=user_id", "--key", "user=item_id", "--output", "o.parquet"},
+		{"an entity's key named twice", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--key", "user=user_id", "--key", "user=item_id", "--output", out},
 			`--key "user=item_id": the keys of entity user are named already, by --key "user=user_id": name them once`},
-		{"context column without a ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--context-column", "user_id", "--output", "o.parquet"},
+		{"context column without a ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--context-column", "user_id", "--output", out},
 			"--context-column names the context keys of --ranker, and no --ranker is given: name the spine column of an entity's keys for --features with --key ENTITY=COLUMN"},
-		{"candidate column without a ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--candidate-column", "item_id", "--output", "o.parquet"},
+		{"candidate column without a ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--candidate-column", "item_id", "--output", out},
 			"--candidate-column names the candidate keys of --ranker, and no --ranker is given"},
 		{"spine is output", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", spine}, "is the spine too"},
 		{"unknown compression", []string{"--spine", "no-such-spine.parquet", "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", "o.parquet", "--compression", "lz4"},
