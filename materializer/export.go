@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -229,12 +231,26 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 	schema := spine.files[0].pf.Schema()
 	for _, f := range spine.files[1:] {
 		if !parquet.EqualNodes(schema, f.pf.Schema()) {
-			return rep, larder.Invalidf("export: spine file %s has other columns than %s: every spine file must have the same columns", f.path, spine.files[0].path)
+			return rep, larder.Invalidf("export: spine file %s %s: every spine file must have the columns of the first, %s",
+				f.path, spineDifference(spine.files[0], f), spine.files[0].path)
 		}
 	}
 	output := m.project.Path(args.Output)
 	if err := checkOutput(output); err != nil {
 		return rep, fmt.Errorf("export: %w", err)
+	}
+	for _, f := range spine.files {
+		if same, err := samePath(f.path, output); err == nil && same {
+			return rep, larder.Invalidf("export: the output %s is one of the spine's files: write the training set elsewhere", output)
+		}
+	}
+	if readsFile(m.project.Path(args.Spine), output) {
+		return rep, larder.Invalidf("export: the output %s is among the spine's files, as the spine's folder or glob would read it next time: write the training set elsewhere", output)
+	}
+	for _, src := range m.project.Sources {
+		if readsFile(m.project.Path(src.Path), output) {
+			return rep, larder.Invalidf("export: the output %s is a file of source %q (%s), which the views read: write the training set elsewhere", output, src.Name, src.Path)
+		}
 	}
 	out, err := createExportOutput(output, schema, plan, cmp.Or(args.Compression, DefaultExportCompression))
 	if err != nil {
@@ -244,14 +260,23 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 
 	chunkRows := int64(cmp.Or(args.ChunkRows, DefaultExportChunkRows))
 	rgs := spine.rowGroups()
-	counts := make([][whyCount]int64, len(plan.columns))
-	ch := &spineChunk{}
+	// ends[i] is the end of chunk i in rgs: whole row groups, as many as
+	// fit in chunkRows, one at least.
+	var ends []int
 	for lo := 0; lo < len(rgs); {
 		hi, rows := lo, int64(0)
 		for hi < len(rgs) && (hi == lo || rows+rgs[hi].numRows <= chunkRows) {
 			rows += rgs[hi].numRows
 			hi++
 		}
+		ends = append(ends, hi)
+		lo = hi
+	}
+	counts := make([][whyCount]int64, len(plan.columns))
+	ch := &spineChunk{chunks: len(ends)}
+	for lo := 0; lo < len(rgs); {
+		hi := ends[rep.Chunks]
+		ch.chunk = rep.Chunks
 		if rep.Chunks > 0 {
 			// The last chunk's garbage goes before this chunk's buffers
 			// fill again: memory holds one chunk, whatever the number.
@@ -260,7 +285,6 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 		if err := readSpine(ctx, rgs[lo:hi], plan, ch); err != nil {
 			return rep, err
 		}
-		ch.base = rep.SpineRows
 		for _, j := range plan.joins {
 			n, err := m.join(ctx, j, ch)
 			if err != nil {
@@ -343,7 +367,7 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 		if j := joins[[2]any{v, kc}]; j != nil {
 			return j, nil
 		}
-		j := &exportJoin{view: v, keyCol: kc, rules: newValueRules(v), id: len(p.joins)}
+		j := &exportJoin{view: v, keyCol: kc, rules: newValueRules(v)}
 		switch v.Kind {
 		case larder.KindLatest, larder.KindAggregate:
 			if v.SourceDef() == nil || v.EntityDef() == nil {
@@ -380,6 +404,9 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 			return nil, larder.Invalidf("export: view %s is a %s view, which cannot be exported", v.Name, v.Kind)
 		}
 		joins[[2]any{v, kc}] = j
+		// Numbered here, after the joins of a prediction's inputs: the id
+		// indexes the output's buffers of each join.
+		j.id = len(p.joins)
 		p.joins = append(p.joins, j)
 		return j, nil
 	}
@@ -391,7 +418,11 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 		}
 		v := m.project.View(name)
 		if v == nil {
-			return nil, larder.Invalidf("export: feature %q: no view %q", ref, name)
+			names := make([]string, len(m.project.Views))
+			for i, pv := range m.project.Views {
+				names[i] = pv.Name
+			}
+			return nil, larder.Invalidf("export: feature %q: no view %q%s", ref, name, knownNames(name, "views", names))
 		}
 		e := v.EntityDef()
 		if e == nil {
@@ -413,7 +444,11 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 		} else {
 			i := v.FeatureIndex(feat)
 			if i < 0 {
-				return nil, larder.Invalidf("export: feature %q: view %s has no feature %q", ref, name, feat)
+				names := make([]string, len(v.Features))
+				for i, f := range v.Features {
+					names[i] = f.Name
+				}
+				return nil, larder.Invalidf("export: feature %q: view %s has no feature %q%s", ref, name, feat, knownNames(feat, "features", names))
 			}
 			fs = []int{i}
 		}
@@ -541,4 +576,91 @@ func CellValue(t larder.Type, vs []parquet.Value) larder.Value {
 		return larder.StringListValue(out)
 	}
 	return larder.Null
+}
+
+// readsFile reports whether the path of a source or a spine (a file, a
+// folder or a glob, read as resolvePaths reads them) names the file out, or
+// would name it once it is written.
+func readsFile(path, out string) bool {
+	inFolder := func(dir string) bool {
+		name := filepath.Base(out)
+		if !strings.HasSuffix(name, ".parquet") || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
+			return false
+		}
+		same, err := samePath(dir, filepath.Dir(out))
+		return err == nil && same
+	}
+	fi, err := os.Stat(path)
+	if err != nil && strings.ContainsAny(path, "*?[") {
+		if ok, _ := filepath.Match(path, out); ok {
+			return true
+		}
+		ok, _ := filepath.Match(path, filepath.Dir(out))
+		return ok && inFolder(filepath.Dir(out))
+	}
+	if err == nil && fi.IsDir() {
+		return inFolder(path)
+	}
+	if filepath.Clean(path) == filepath.Clean(out) {
+		return true
+	}
+	same, err := samePath(path, out)
+	return err == nil && same
+}
+
+// knownNames ends a message about an unknown name: the known name it is
+// likely a misspelling of, if any, then the known names, of what.
+func knownNames(name, what string, known []string) string {
+	var hint string
+	if s := larder.Suggest(name, known); s != "" {
+		hint = fmt.Sprintf("; did you mean %q?", s)
+	}
+	return fmt.Sprintf("%s (%s: %s)", hint, what, strings.Join(known, ", "))
+}
+
+// spineDifference says how the columns of spine file b differ from those
+// of a, the first: one the other lacks, their order, or the first column
+// whose repetition or type differs.
+func spineDifference(a, b *sourceFile) string {
+	first := filepath.Base(a.path)
+	ac, bc := a.pf.Root().Columns(), b.pf.Root().Columns()
+	names := func(cs []*parquet.Column) []string {
+		ns := make([]string, len(cs))
+		for i, c := range cs {
+			ns[i] = c.Name()
+		}
+		return ns
+	}
+	an, bn := names(ac), names(bc)
+	for _, n := range an {
+		if !slices.Contains(bn, n) {
+			return fmt.Sprintf("has no column %q, which %s has", n, first)
+		}
+	}
+	for _, n := range bn {
+		if !slices.Contains(an, n) {
+			return fmt.Sprintf("has a column %q, which %s has not", n, first)
+		}
+	}
+	if !slices.Equal(an, bn) {
+		return fmt.Sprintf("has the same columns in another order: %s (%s: %s)", strings.Join(bn, ", "), first, strings.Join(an, ", "))
+	}
+	repetition := func(c *parquet.Column) string {
+		switch {
+		case c.Repeated():
+			return "repeated"
+		case c.Optional():
+			return "optional"
+		}
+		return "required"
+	}
+	for i := range ac {
+		if ra, rb := repetition(ac[i]), repetition(bc[i]); ra != rb {
+			return fmt.Sprintf("column %q is %s there, %s in %s", an[i], rb, ra, first)
+		}
+		if !parquet.EqualNodes(ac[i], bc[i]) {
+			return fmt.Sprintf("column %q is %s there, %s in %s", an[i], describeColumn(bc[i]), describeColumn(ac[i]), first)
+		}
+	}
+	return "has other columns than " + first
 }

@@ -128,7 +128,7 @@ func (m *Materializer) joinAggregate(ctx context.Context, j *exportJoin, ch *spi
 		sink.b = &aggBatch{parts: fan.parts()}
 		return scanRows(ctx, rg, specKey, specTime, a.valueColumns(), rowFilter{runTime: a.runTime, since: math.MinInt64}, batchRows, sink)
 	}
-	err = scanParallel(ctx, ds, readWorkers(), decode, func(b *aggBatch) error { return fan.send(ctx, b.parts) }, m.sourceProgress(v, ds))
+	err = scanParallel(ctx, ds, readWorkers(), decode, func(b *aggBatch) error { return fan.send(ctx, b.parts) }, m.sourceProgress(v, ds, ch))
 	fan.stop()
 	if err != nil {
 		return 0, err

@@ -43,7 +43,7 @@ func (m *Materializer) joinCandidates(ctx context.Context, j *exportJoin, ch *sp
 	err = scanPartitioned(ctx, ds, n, func(ctx context.Context, part int, rg *rowGroup) error {
 		f := rowFilter{runTime: cd.runTime, since: math.MinInt64}
 		return scanRows(ctx, rg, candContext, candTime, []int{candKey, candScore}, f, 0, shards[part])
-	}, m.sourceProgress(v, ds))
+	}, m.sourceProgress(v, ds, ch))
 	if err != nil {
 		return 0, err
 	}

@@ -29,12 +29,13 @@ func (m *Materializer) join(ctx context.Context, j *exportJoin, ch *spineChunk) 
 }
 
 // sourceProgress returns the function that reports the progress of an
-// export reading the source of v, ds, after each row group.
-func (m *Materializer) sourceProgress(v *larder.View, ds *dataset) func(*rowGroup) {
+// export reading the source of v, ds, for chunk ch, after each row group.
+func (m *Materializer) sourceProgress(v *larder.View, ds *dataset, ch *spineChunk) func(*rowGroup) {
 	var read int64
+	phase := ch.phase("reading " + v.Name)
 	return func(rg *rowGroup) {
 		read += rg.numRows
-		m.progress(Progress{View: "export", Phase: "reading " + v.Name, RowsRead: read, RowsTotal: ds.rows})
+		m.progress(Progress{View: "export", Phase: phase, RowsRead: read, RowsTotal: ds.rows})
 	}
 }
 
@@ -101,7 +102,7 @@ func (m *Materializer) joinLatest(ctx context.Context, j *exportJoin, ch *spineC
 		sink.b = &keyBatch{parts: fan.parts()}
 		return scanRows(ctx, rg, specKey, specTime, nil, l.filter(), batchRows, sink)
 	}
-	err = scanParallel(ctx, ds, readWorkers(), decode, func(b *keyBatch) error { return fan.send(ctx, b.parts) }, m.sourceProgress(v, ds))
+	err = scanParallel(ctx, ds, readWorkers(), decode, func(b *keyBatch) error { return fan.send(ctx, b.parts) }, m.sourceProgress(v, ds, ch))
 	fan.stop()
 	if err != nil {
 		return 0, err

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +30,7 @@ type exportOutput struct {
 	f    *os.File
 	// stale holds the temporary files of the same output found when f was
 	// created (see removeStaleTemps).
-	stale  map[string]time.Time
+	stale  []string
 	w      *parquet.GenericWriter[any]
 	cols   []*parquet.ColumnWriter
 	leaves int // the spine's leaf columns
@@ -505,7 +506,8 @@ func (o *exportOutput) check(ch *spineChunk, plan *exportPlan, lo, hi int) error
 		for k := range plan.ranker.Inputs {
 			in := &plan.ranker.Inputs[k]
 			if q := plan.rankReq[k]; q >= 0 && !ch.hasReq[q][r] && !in.HasDefault {
-				return larder.Invalidf("spine row %d: request feature %q is null or its column absent, and ranker %s gives it no default: fill it in the spine", ch.base+int64(r), in.Request, plan.ranker.Name)
+				file, row := ch.place(r)
+				return larder.Invalidf("spine file %s row %d: request feature %q is null or its column absent, and ranker %s gives it no default: fill it in the spine", file, row, in.Request, plan.ranker.Name)
 			}
 		}
 	}
@@ -850,8 +852,8 @@ func (c *leafCopy) copy(w, workers, n int) error {
 				}
 			}
 			k := min(left, len(lr.pend))
-			if _, err := c.o.cols[lr.col].WriteRowValues(lr.pend[:k]); err != nil {
-				return fmt.Errorf("write the output: %w", err)
+			if err := c.write(lr, k); err != nil {
+				return err
 			}
 			lr.pend, left = lr.pend[k:], left-k
 		}
@@ -859,9 +861,30 @@ func (c *leafCopy) copy(w, workers, n int) error {
 	return nil
 }
 
+// write writes the next k values of lr to the output. The output's column
+// has the spine's type: a panic of the Parquet library on a type a corrupt
+// footer made up is returned as an error naming the spine file.
+func (c *leafCopy) write(lr *leafReader, k int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.fail(lr, fmt.Errorf("malformed file: %v", r))
+		}
+	}()
+	if _, err := c.o.cols[lr.col].WriteRowValues(lr.pend[:k]); err != nil {
+		return fmt.Errorf("write the output: %w", err)
+	}
+	return nil
+}
+
 // read reads the next values of lr into lr.pend, moving to the next page
-// or row group as needed.
-func (c *leafCopy) read(lr *leafReader) error {
+// or row group as needed. A panic of the Parquet library on a malformed
+// file is returned as an error naming the file.
+func (c *leafCopy) read(lr *leafReader) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.fail(lr, fmt.Errorf("malformed file: %v", r))
+		}
+	}()
 	for {
 		if lr.vr != nil && lr.left > 0 {
 			n, err := lr.vr.ReadValues(lr.buf[:min(len(lr.buf), lr.left)])
@@ -903,8 +926,9 @@ func (c *leafCopy) read(lr *leafReader) error {
 }
 
 func (c *leafCopy) fail(lr *leafReader, err error) error {
-	rg := c.groups[lr.g]
-	return fmt.Errorf("spine %s row group %d cannot be read: column %d: %w", rg.file.path, rg.index, lr.col, err)
+	rg := c.groups[max(lr.g, 0)]
+	return fmt.Errorf("spine %s row group %d cannot be read: column %q: %w",
+		rg.file.path, rg.index, strings.Join(rg.file.pf.Schema().Columns()[lr.col], "."), err)
 }
 
 func (c *leafCopy) close() {
@@ -937,10 +961,18 @@ func newRowCopy(o *exportOutput, ch *spineChunk) *rowCopy {
 	return &rowCopy{o: o, groups: ch.groups, g: -1, buf: make([]parquet.Row, 256), vals: make([][]parquet.Value, o.leaves)}
 }
 
-func (c *rowCopy) copy(w, _, n int) error {
+func (c *rowCopy) copy(w, _, n int) (err error) {
 	if w != 0 {
 		return nil
 	}
+	defer func() {
+		// The output's columns have the spine's types, which a corrupt
+		// footer can make up.
+		if r := recover(); r != nil {
+			rg := c.groups[max(c.g, 0)]
+			err = fmt.Errorf("spine %s row group %d cannot be copied: malformed file: %v", rg.file.path, rg.index, r)
+		}
+	}()
 	for n > 0 {
 		if len(c.pend) == 0 {
 			if err := c.read(); err != nil {
@@ -966,7 +998,13 @@ func (c *rowCopy) copy(w, _, n int) error {
 	return nil
 }
 
-func (c *rowCopy) read() error {
+func (c *rowCopy) read() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rg := c.groups[max(c.g, 0)]
+			err = fmt.Errorf("spine %s row group %d cannot be read: malformed file: %v", rg.file.path, rg.index, r)
+		}
+	}()
 	for {
 		if c.rows != nil {
 			n, err := c.rows.ReadRows(c.buf)
@@ -997,18 +1035,21 @@ func (c *rowCopy) close() {
 	}
 }
 
-// commit completes the file and renames it over the output.
+// commit completes the file and renames it over the output. The file is
+// renamed before it is closed, which ends its lock: until then, another
+// export of the same output leaves it alone (see removeStaleTemps).
 func (o *exportOutput) commit() error {
 	if err := o.w.Close(); err != nil {
-		return fmt.Errorf("write the output: %w", err)
-	}
-	if err := o.f.Close(); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
 	if err := os.Rename(o.f.Name(), o.path); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
+	err := o.f.Close()
 	o.f = nil
+	if err != nil {
+		return fmt.Errorf("write the output: %w", err)
+	}
 	removeStaleTemps(o.stale)
 	return nil
 }

@@ -16,8 +16,6 @@ import (
 // features, and, by key column, the index that finds a key's rows. A chunk
 // is reused for the next one, so that its buffers are allocated once.
 type spineChunk struct {
-	// base is the number of spine rows before the chunk's.
-	base   int64
 	groups []*rowGroup
 	n      int
 	times  []int64
@@ -26,6 +24,9 @@ type spineChunk struct {
 	hasReq [][]bool
 	index  []*spineIndex
 	maxT   int64
+
+	// chunk is the chunk's number, from 0, of chunks.
+	chunk, chunks int
 }
 
 // spineKeys are the keys of one key column of a chunk, by spine row: ints
@@ -43,6 +44,15 @@ func (k *spineKeys) key(r int) larder.Key {
 		return larder.StringKey(k.strs[r])
 	}
 	return larder.Int64Key(k.ints[r])
+}
+
+// phase returns the phase of the export's progress what is in, for ch:
+// what, after the chunk's number when the spine has several.
+func (ch *spineChunk) phase(what string) string {
+	if ch.chunks <= 1 {
+		return what
+	}
+	return fmt.Sprintf("chunk %d/%d: %s", ch.chunk+1, ch.chunks, what)
 }
 
 // readSpine reads the timestamps, keys and request features of the rows of
@@ -65,6 +75,9 @@ func readSpine(ctx context.Context, rgs []*rowGroup, plan *exportPlan, ch *spine
 	for _, rg := range rgs {
 		rows += int(rg.numRows)
 	}
+	// The rows a footer claims are made room for up to a chunk's default:
+	// a corrupt footer's count then fails where the pages end, not here.
+	rows = min(rows, DefaultExportChunkRows)
 	ch.times = slices.Grow(ch.times, rows)
 	for c := range ch.keys {
 		k := &ch.keys[c]
@@ -84,6 +97,9 @@ func readSpine(ctx context.Context, rgs []*rowGroup, plan *exportPlan, ch *spine
 			return err
 		}
 		err := recoverRead(func() error { return ch.readGroup(rg, plan) })
+		if larder.IsInvalid(err) {
+			return err // a row refused, named by its file and place
+		}
 		if err != nil {
 			return fmt.Errorf("export: spine %s row group %d cannot be read: %w", rg.file.path, rg.index, err)
 		}
@@ -132,7 +148,8 @@ func (ch *spineChunk) readGroup(rg *rowGroup, plan *exportPlan) error {
 			return err
 		}
 		if tvi < 0 {
-			return larder.Invalidf("row %d has a null timestamp (column %q): every spine row needs its time", r, plan.specs[0].column)
+			return larder.Invalidf("export: spine file %s row %d has a null timestamp (column %q): every spine row needs its time",
+				rg.file.path, firstRow(rg)+int64(r), plan.specs[0].column)
 		}
 		t := tc.pv.eventTime(tc.bc, tvi)
 		ch.times = append(ch.times, t)
@@ -151,6 +168,27 @@ func (ch *spineChunk) readGroup(rg *rowGroup, plan *exportPlan) error {
 	}
 	ch.n += numRows
 	return nil
+}
+
+// firstRow returns the place of rg's first row in its file, counting from 0.
+func firstRow(rg *rowGroup) int64 {
+	var n int64
+	for _, g := range rg.file.pf.RowGroups()[:rg.index] {
+		n += g.NumRows()
+	}
+	return n
+}
+
+// place returns the file of row r of ch and its place in the file,
+// counting from 0.
+func (ch *spineChunk) place(r int) (string, int64) {
+	for _, rg := range ch.groups {
+		if int64(r) < rg.numRows {
+			return rg.file.path, firstRow(rg) + int64(r)
+		}
+		r -= int(rg.numRows)
+	}
+	return "", -1
 }
 
 // readKeys reads the keys and request features of the next n rows.

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
+	"syscall"
 )
 
 // createOutputTemp creates the temporary file that the output at path is
@@ -15,16 +15,17 @@ import (
 // ".NAME.NNN.tmp" (a name starting with "." is left out when a folder is
 // read as a source or an input, should the process die before removing
 // it), with the permissions the umask leaves of 0666, as any file larder
-// writes. It also returns the temporary files of the same output that
-// are there already, each with the time it was last written: see
-// removeStaleTemps.
-func createOutputTemp(path string) (*os.File, map[string]time.Time, error) {
+// writes. The file is locked (flock) while it is open, so that another
+// process writing the same output tells it from one a killed process left.
+// It also returns the temporary files of the same output that are there
+// already: see removeStaleTemps.
+func createOutputTemp(path string) (*os.File, []string, error) {
 	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+"."
-	stale := map[string]time.Time{}
+	var stale []string
 	if found, err := filepath.Glob(filepath.Join(dir, globQuote(prefix)+"*.tmp")); err == nil {
 		for _, name := range found {
 			if fi, err := os.Lstat(name); err == nil && fi.Mode().IsRegular() {
-				stale[name] = fi.ModTime()
+				stale = append(stale, name)
 			}
 		}
 	}
@@ -34,20 +35,33 @@ func createOutputTemp(path string) (*os.File, map[string]time.Time, error) {
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
-		return f, stale, err
+		if err != nil {
+			return nil, nil, err
+		}
+		// Best effort: on a file system without locks (some FUSE mounts)
+		// the output is written all the same, and removeStaleTemps,
+		// unable to lock either, removes nothing there.
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		return f, stale, nil
 	}
 	return nil, nil, &fs.PathError{Op: "create", Path: filepath.Join(dir, prefix+"*.tmp"), Err: fs.ErrExist}
 }
 
 // removeStaleTemps removes the temporary files of stale (as
-// createOutputTemp returned them) that were not written since: left behind
-// by a process killed while it wrote the same output, and not another one
-// writing it now. It is best effort.
-func removeStaleTemps(stale map[string]time.Time) {
-	for name, written := range stale {
-		if fi, err := os.Lstat(name); err == nil && fi.ModTime().Equal(written) {
+// createOutputTemp returned them) that it can lock, as no process holds
+// them: left behind by a process killed while it wrote the same output,
+// and not another one writing it now, whatever it is doing. It is best
+// effort.
+func removeStaleTemps(stale []string) {
+	for _, name := range stale {
+		f, err := os.Open(name)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
 			_ = os.Remove(name)
 		}
+		f.Close()
 	}
 }
 

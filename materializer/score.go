@@ -808,7 +808,9 @@ func requestNumber(pv *pageValues, conv conversion, vi int) float32 {
 }
 
 // checkOutput checks that path can be written: its folder exists, and it
-// is not a folder itself.
+// is not a folder itself, nor anything but a file (a device, a named pipe,
+// such as /dev/stdout can be), which the file renamed over it would
+// replace.
 func checkOutput(path string) error {
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)
@@ -822,6 +824,17 @@ func checkOutput(path string) error {
 	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return fmt.Errorf("the output %s is a folder: name a file", path)
+	} else if err == nil && !fi.Mode().IsRegular() {
+		what := "something else"
+		switch m := fi.Mode(); {
+		case m&os.ModeNamedPipe != 0:
+			what = "a named pipe"
+		case m&os.ModeDevice != 0:
+			what = "a device"
+		case m&os.ModeSocket != 0:
+			what = "a socket"
+		}
+		return fmt.Errorf("the output %s is not a regular file but %s, which the file written beside it and renamed over it would replace: name a file", path, what)
 	}
 	return nil
 }

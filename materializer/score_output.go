@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"time"
 
 	"github.com/larder-dev/larder"
 	"github.com/parquet-go/parquet-go"
@@ -23,7 +22,7 @@ type scoreOutput struct {
 	f    *os.File
 	// stale holds the temporary files of the same output found when f was
 	// created (see removeStaleTemps).
-	stale map[string]time.Time
+	stale []string
 	w     *parquet.GenericWriter[any]
 	// types are the key columns' key types; rows are reused batch to batch.
 	types []larder.Type
@@ -95,7 +94,9 @@ func (o *scoreOutput) write(keys [][]larder.Key, y []float32) error {
 	return nil
 }
 
-// commit completes the file and renames it over the output.
+// commit completes the file and renames it over the output. The file is
+// renamed before it is closed, which ends its lock: until then, another
+// job writing the same output leaves it alone (see removeStaleTemps).
 func (o *scoreOutput) commit() error {
 	if err := o.w.Close(); err != nil {
 		return fmt.Errorf("write the output: %w", err)
@@ -103,10 +104,10 @@ func (o *scoreOutput) commit() error {
 	if err := o.f.Sync(); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
-	if err := o.f.Close(); err != nil {
+	if err := os.Rename(o.f.Name(), o.path); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
-	if err := os.Rename(o.f.Name(), o.path); err != nil {
+	if err := o.f.Close(); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
 	removeStaleTemps(o.stale)

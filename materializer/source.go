@@ -102,11 +102,14 @@ func openFiles(path, hint string) (*dataset, error) {
 // itself; the *.parquet files directly inside a folder, except hidden ones
 // (starting with "." or "_", as Hadoop and Spark write them); the files
 // matching a glob (filepath.Match syntax, no "**"), where a matching folder
-// stands for the *.parquet files inside it. hint ends the error returned
+// stands for the *.parquet files inside it. A path that is there is a file
+// or a folder, whatever characters its name holds. hint ends the error returned
 // when nothing matches, saying what to check.
 func resolvePaths(path, hint string) ([]string, error) {
 	var matches []string
-	if strings.ContainsAny(path, "*?[") {
+	// A file or folder that is there is read as it is named, even when its
+	// name holds the characters of a pattern.
+	if _, err := os.Stat(path); err != nil && strings.ContainsAny(path, "*?[") {
 		m, err := filepath.Glob(path)
 		if err != nil {
 			return nil, fmt.Errorf("path %q is not a valid glob: %w", path, err)

@@ -61,7 +61,9 @@ what Rank will feed it.
 
 A spine row whose timestamp is a run's as-of gets the values that run stores.
 The spine is joined in chunks of --chunk-rows rows, each reading the sources
-once: memory holds a chunk, whatever the spine's size. No store is needed.
+once: memory holds a chunk, whatever the spine's size. A chunk is made of
+whole row groups of the spine, so a row group larger than --chunk-rows is a
+chunk of its own. No store is needed.
 
 The columns the export adds are compressed with --compression: snappy (the
 default, as pandas, Spark and DuckDB write: about half the size of
@@ -96,7 +98,7 @@ See docs/training.md.`,
 	fl.StringSliceVar(&f.keys, "key", nil, "ENTITY=COLUMN: the spine column of an entity's keys (default: the entity's key name)")
 	fl.StringVar(&f.contextColumn, "context-column", "", "with --ranker, the spine column of the context keys")
 	fl.StringVar(&f.candidateColumn, "candidate-column", "", "with --ranker, the spine column of the candidate keys")
-	fl.IntVar(&f.chunkRows, "chunk-rows", 0, "spine rows joined at once, which bounds memory (default 1048576)")
+	fl.IntVar(&f.chunkRows, "chunk-rows", 0, "spine rows joined at once, in whole row groups of the spine, which bounds memory (default 1048576)")
 	fl.StringVar(&f.compression, "compression", materializer.DefaultExportCompression,
 		"the codec of the columns the export adds: snappy, zstd or none; the spine's columns keep their own")
 	return cmd
@@ -125,10 +127,19 @@ func (f *exportFlags) exportArgs(p *larder.Project) (materializer.ExportArgs, er
 	case f.chunkRows < 0:
 		return materializer.ExportArgs{}, fmt.Errorf("--chunk-rows must be 0 (the default) or more")
 	}
+	for _, c := range []struct{ flag, value, what string }{
+		{"--context-column", f.contextColumn, "context"},
+		{"--candidate-column", f.candidateColumn, "candidate"},
+	} {
+		if c.value != "" && f.ranker == "" {
+			return materializer.ExportArgs{}, fmt.Errorf("%s names the %s keys of --ranker, and no --ranker is given: name the spine column of an entity's keys for --features with --key ENTITY=COLUMN", c.flag, c.what)
+		}
+	}
 	if f.ranker != "" && p.Ranker(f.ranker) == nil {
 		return materializer.ExportArgs{}, fmt.Errorf("--ranker: unknown ranker %q%s", f.ranker, knownRankers(p))
 	}
 	keys := map[string]string{}
+	given := map[string]string{} // the --key that named each entity's keys
 	for _, kv := range f.keys {
 		ent, col, ok := strings.Cut(kv, "=")
 		if !ok || ent == "" || col == "" {
@@ -141,7 +152,10 @@ func (f *exportFlags) exportArgs(p *larder.Project) (materializer.ExportArgs, er
 			}
 			return materializer.ExportArgs{}, fmt.Errorf("--key %q: unknown entity %q (entities: %s)", kv, ent, strings.Join(names, ", "))
 		}
-		keys[ent] = col
+		if g, ok := given[ent]; ok {
+			return materializer.ExportArgs{}, fmt.Errorf("--key %q: the keys of entity %s are named already, by --key %q: name them once", kv, ent, g)
+		}
+		keys[ent], given[ent] = col, kv
 	}
 	// The materializer reads relative paths from the project's folder, as
 	// in larder.yaml; on the command line they are the current directory's.
@@ -254,7 +268,7 @@ func spineColumnProblem(ce *materializer.ColumnError, args materializer.ExportAr
 // printExportReport prints the summary of an export: its rate, then the
 // columns with nulls (or defaulted inputs) and why.
 func printExportReport(w io.Writer, output string, r materializer.ExportReport) {
-	fmt.Fprintf(w, "export: %d spine rows written to %s with %d column(s), %d source rows read in %d chunk(s), %.2fs, %.0f rows/s\n",
+	fmt.Fprintf(w, "export: %d spine rows written to %s with %d column(s) added, %d source rows read in %d chunk(s), %.2fs, %.0f rows/s\n",
 		r.SpineRows, output, len(r.Columns), r.SourceRows, r.Chunks, r.Duration.Seconds(), r.RowsPerSecond)
 	for _, c := range r.Columns {
 		why := r.Nulls[c]

@@ -606,6 +606,8 @@ func TestExportCommandErrors(t *testing.T) {
 	t.Parallel()
 	_, cfg := demoProject(t)
 	spine := filepath.Join(filepath.Dir(cfg), demo.ImpressionsFile)
+	// The output of a case that would be accepted goes there, not here.
+	out := filepath.Join(t.TempDir(), "o.parquet")
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -625,6 +627,12 @@ func TestExportCommandErrors(t *testing.T) {
 			`export: spine file ` + spine + ` has no column "viewer" (the int64 key of entity "user"); its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine column of entity user's keys with --key user=COLUMN`},
 		{"no context column", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--context-column", "viewer", "--output", "o.parquet"},
 			`has no column "viewer" (the int64 key of entity "user"); its columns are user_id, item_id, shown_at, hour_of_day, clicked: name the spine column of the context keys with --context-column COLUMN`},
+		{"an entity's key named twice", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--key", "user=user_id", "--key", "user=item_id", "--output", out},
+			`--key "user=item_id": the keys of entity user are named already, by --key "user=user_id": name them once`},
+		{"context column without a ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--context-column", "user_id", "--output", out},
+			"--context-column names the context keys of --ranker, and no --ranker is given: name the spine column of an entity's keys for --features with --key ENTITY=COLUMN"},
+		{"candidate column without a ranker", []string{"--spine", spine, "--timestamp", "shown_at", "--features", "user_profile:*", "--candidate-column", "item_id", "--output", out},
+			"--candidate-column names the candidate keys of --ranker, and no --ranker is given"},
 		{"spine is output", []string{"--spine", spine, "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", spine}, "is the spine too"},
 		{"unknown compression", []string{"--spine", "no-such-spine.parquet", "--timestamp", "shown_at", "--ranker", demo.RankerName, "--output", "o.parquet", "--compression", "lz4"},
 			`--compression "lz4": want one of snappy, zstd, none`},
@@ -766,5 +774,68 @@ func TestExportCompression(t *testing.T) {
 				t.Errorf("export %v: added columns %v, want %s among them", tt.flag, added, col)
 			}
 		}
+	}
+}
+
+// TestExportNamesSpineRows checks that a spine row export refuses is named
+// by its file and its row in the file, counting from 0, whatever the
+// row groups and the files before it.
+func TestExportNamesSpineRows(t *testing.T) {
+	t.Parallel()
+	_, cfg := demoProject(t)
+	dir := filepath.Dir(cfg)
+	type nullableTime struct {
+		UserID    int64      `parquet:"user_id"`
+		ItemID    int64      `parquet:"item_id"`
+		At        *time.Time `parquet:"at,optional,timestamp(microsecond)"`
+		HourOfDay *int64     `parquet:"hour_of_day,optional"`
+	}
+	at, hour := t0.Add(-time.Hour), int64(3)
+	rows := func(nullAt, nullHour int) []nullableTime {
+		var rs []nullableTime
+		for i := range 5 {
+			r := nullableTime{UserID: 1, ItemID: 1, At: &at, HourOfDay: &hour}
+			if i == nullAt {
+				r.At = nil
+			}
+			if i == nullHour {
+				r.HourOfDay = nil
+			}
+			rs = append(rs, r)
+		}
+		return rs
+	}
+	for _, tt := range []struct {
+		name             string
+		nullAt, nullHour int
+		want             string
+	}{
+		{"null timestamp", 3, -1, "b.parquet row 3 has a null timestamp (column \"at\")"},
+		{"null request feature", -1, 3, "b.parquet row 3: request feature \"hour_of_day\" is null"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			spine := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-"))
+			writeParquet(t, filepath.Join(spine, "a.parquet"), rows(-1, -1))
+			writeParquet(t, filepath.Join(spine, "b.parquet"), rows(tt.nullAt, tt.nullHour), parquet.MaxRowsPerRowGroup(2))
+			r := larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", spine, "--timestamp", "at",
+				"--ranker", demo.RankerName, "--output", filepath.Join(dir, "out.parquet"))
+			if want := "spine file " + filepath.Join(spine, tt.want); r.code == 0 || !strings.Contains(r.stderr, want) {
+				t.Errorf("exit %d, stderr %q; want a failure saying %q", r.code, r.stderr, want)
+			}
+		})
+	}
+}
+
+// TestExportSummary checks the closing summary: the spine rows, the
+// columns added (not counting the spine's), and the nulls by reason.
+func TestExportSummary(t *testing.T) {
+	t.Parallel()
+	_, cfg := demoProject(t)
+	dir := filepath.Dir(cfg)
+	r := larderAt(t, t.Context(), t0, "-c", cfg, "export", "--spine", filepath.Join(dir, demo.ImpressionsFile),
+		"--timestamp", demo.ImpressionTime, "--ranker", demo.RankerName, "--output", filepath.Join(dir, "train.parquet"))
+	mustSucceed(t, r, "export")
+	if want := regexp.MustCompile(`^export: \d+ spine rows written to \S+ with 12 column\(s\) added, `); !want.MatchString(r.stdout) {
+		t.Errorf("summary %q, want it to match %s", r.stdout, want)
 	}
 }

@@ -153,8 +153,9 @@ func tinyItems() []itemRow {
 	}
 }
 
-// writeParquet writes rows to path as one Parquet file.
-func writeParquet[T any](tb testing.TB, path string, rows []T) {
+// writeParquet writes rows to path as one Parquet file, with the writer's
+// options opts.
+func writeParquet[T any](tb testing.TB, path string, rows []T, opts ...parquet.WriterOption) {
 	tb.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		tb.Fatal(err)
@@ -163,7 +164,7 @@ func writeParquet[T any](tb testing.TB, path string, rows []T) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	w := parquet.NewGenericWriter[T](f)
+	w := parquet.NewGenericWriter[T](f, opts...)
 	if _, err := w.Write(rows); err != nil {
 		tb.Fatalf("write %s: %v", path, err)
 	}
