@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 )
 
 // createOutputTemp creates the temporary file that the output at path is
@@ -41,7 +40,7 @@ func createOutputTemp(path string) (*os.File, []string, error) {
 		// Best effort: on a file system without locks (some FUSE mounts)
 		// the output is written all the same, and removeStaleTemps,
 		// unable to lock either, removes nothing there.
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		_ = tryLock(f)
 		return f, stale, nil
 	}
 	return nil, nil, &fs.PathError{Op: "create", Path: filepath.Join(dir, prefix+"*.tmp"), Err: fs.ErrExist}
@@ -58,7 +57,7 @@ func removeStaleTemps(stale []string) {
 		if err != nil {
 			continue
 		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		if tryLock(f) == nil {
 			_ = os.Remove(name)
 		}
 		f.Close()
