@@ -393,3 +393,26 @@ views:
 		}
 	}
 }
+
+// TestIngestDurationFlags checks that ingest refuses a --status-every or
+// --claim-idle that is not positive before it starts a consumer, naming
+// the flag: a ticker of no interval cannot run, and an idle time of zero
+// would take entries from a consumer still applying them.
+func TestIngestDurationFlags(t *testing.T) {
+	t.Parallel()
+	config := filepath.Join(t.TempDir(), "larder.yaml") // never read
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--status-every", "0s"}, "--status-every 0s: want a positive duration, such as 10s"},
+		{[]string{"--status-every", "-1s"}, "--status-every -1s: want a positive duration, such as 10s"},
+		{[]string{"--claim-idle", "0s"}, "--claim-idle 0s: want a positive duration, such as 30s"},
+		{[]string{"--claim-idle", "-5s"}, "--claim-idle -5s: want a positive duration, such as 30s"},
+	} {
+		r := larderAt(t, t.Context(), time.Now(), append([]string{"-c", config, "ingest"}, tc.flags...)...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("ingest %s: exit %d, %q; want an error containing %q", strings.Join(tc.flags, " "), r.code, r.stderr, tc.want)
+		}
+	}
+}
