@@ -60,9 +60,10 @@ serve reloads the project file on SIGHUP and when the file changes
 all or nothing, while requests keep being served; a file that does not load,
 or a model that does not fit, is refused and the previous configuration keeps
 serving. The server, redis, scheduler and jobs blocks apply at the next
-restart, and a serve that runs --schedule or --workers takes no reload. A
-view whose schema changed keeps being served from the newest generation of
-the schema the running configuration has, until the server takes the new one.
+restart, and a serve that runs --schedule, --workers or --ingest takes no
+reload. A view whose schema changed keeps being served from the newest
+generation of the schema the running configuration has, until the server
+takes the new one.
 
 A ranker's model is reloaded when its file is replaced or rewritten (and on
 larder reload): the new model is checked and swapped in while requests keep
