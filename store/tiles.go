@@ -136,6 +136,10 @@ func tileSpecs(v *larder.View) []tileSpec {
 	return out
 }
 
+// lastTileTime is the last time a tile holds: its events are kept as
+// nanoseconds since the Unix epoch, in an int64.
+var lastTileTime = time.Unix(0, math.MaxInt64).UTC()
+
 // tileCutoff returns the cutoff of generation g of v: its as-of rounded
 // down to the view's tile.
 func tileCutoff(v *larder.View, g larder.Generation) time.Time {
@@ -183,6 +187,17 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 		}
 		if len(ev.Values) != len(specs) {
 			out[i] = larder.PushOutcome{Result: larder.PushInvalid, Reason: fmt.Sprintf("%d values for %d aggregations", len(ev.Values), len(specs))}
+			continue
+		}
+		// Compared as times: the nanoseconds of a time before 1678 or
+		// after 2262 wrap around, and could land in any window.
+		switch {
+		case ev.Time.After(lastTileTime):
+			out[i] = larder.PushOutcome{Result: larder.PushInvalid, Reason: fmt.Sprintf("event time %s is after %s, the last time a tile holds",
+				ev.Time.UTC().Format(time.RFC3339Nano), lastTileTime.Format(time.RFC3339Nano))}
+			continue
+		case !ev.Time.After(floor):
+			out[i] = larder.PushOutcome{Result: larder.PushOlder}
 			continue
 		}
 		start := len(vals)

@@ -3,8 +3,10 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,5 +268,56 @@ func testTilesOldFormat(t *testing.T, client redis.UniversalClient) {
 	slices.Sort(fields)
 	if want := []string{"g" + strconv.FormatInt(w.ID()+1, 10), "s"}; !slices.Equal(fields, want) {
 		t.Errorf("fields after a new run's tiles: %q, want %q", fields, want)
+	}
+}
+
+// TestTilesFarTimes (and the miniredis run) adds events whose times are
+// outside the range of int64 nanoseconds since the epoch (before 1678,
+// after 2262): one 2^64 ns, about 584 years, before an event in the
+// window, whose nanoseconds wrap around to that event's. The past one is
+// older than the horizon and left out, the future one refused; neither
+// counts in a window.
+func TestTilesFarTimes(t *testing.T) { forEachBackend(t, testTilesFarTimes) }
+
+func testTilesFarTimes(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := tileView(t)
+	v := p.View("stats")
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	now := cut
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	w := beginWithRow(t, st, v, cut)
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	now = cut.Add(time.Minute)
+	in := cut.Add(30 * time.Second)
+	past := in.Add(-math.MaxInt64).Add(-math.MaxInt64).Add(-2) // 1442: in − 2^64 ns
+	future := in.Add(math.MaxInt64).Add(math.MaxInt64).Add(2)  // 2611: in + 2^64 ns
+	if past.UnixNano() != in.UnixNano() || future.UnixNano() != in.UnixNano() {
+		t.Fatalf("the times do not wrap around to %s's nanoseconds: %d %d", in, past.UnixNano(), future.UnixNano())
+	}
+	out, err := st.AddEvents(ctx, v, []larder.TileEvent{
+		{Key: larder.Int64Key(5), ID: "past", Time: past, Values: []larder.Value{larder.Int64Value(100)}},
+		{Key: larder.Int64Key(5), ID: "future", Time: future, Values: []larder.Value{larder.Int64Value(1000)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Result != larder.PushOlder {
+		t.Errorf("an event of %s: %v (%s), want older", past.Format(time.RFC3339), out[0].Result, out[0].Reason)
+	}
+	if out[1].Result != larder.PushInvalid || !strings.Contains(out[1].Reason, "2262") {
+		t.Errorf("an event of %s: %v (%s), want invalid, naming the last year tiles hold", future.Format(time.RFC3339), out[1].Result, out[1].Reason)
+	}
+
+	now = cut.Add(2*time.Minute + 5*time.Second)
+	l := &larder.Lookup{View: v, Keys: []larder.Key{larder.Int64Key(5)}}
+	if err := st.Read(ctx, []*larder.Lookup{l}); err != nil {
+		t.Fatal(err)
+	}
+	if l.Found[0] {
+		t.Errorf("user 5, whose events are centuries away, is read as %v", l.Rows[0])
 	}
 }
