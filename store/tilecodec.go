@@ -32,6 +32,15 @@ import (
 // tileFormat is the version byte of the tile encodings.
 const tileFormat = 1
 
+// streamTilesFormat is the version byte of the stream tiles since they
+// carry, after it, the tag of the view's definition they were written
+// under (tilesTag), as 4 bytes little-endian: stream tiles outlive a
+// generation, and a definition that changed (an aggregation's type, its
+// functions, the tile) would read them as other numbers, or not at all.
+// Stream tiles of tileFormat, written before, are read as of the
+// reader's definition.
+const streamTilesFormat = 2
+
 // errBadTiles is a tiles field that does not decode.
 var errBadTiles = errors.New("store: tiles do not decode")
 
@@ -331,8 +340,9 @@ func (t *streamTile) hasID(id []byte) bool {
 // (against its end), its number of event ids and the ids, and per
 // aggregation its partial (against its newest event). A tile with raw
 // set is written from raw.
-func appendStreamTiles(dst []byte, specs []tileSpec, tau int64, tiles []streamTile) []byte {
-	dst = append(dst, tileFormat)
+func appendStreamTiles(dst []byte, specs []tileSpec, tau int64, tag uint32, tiles []streamTile) []byte {
+	dst = append(dst, streamTilesFormat)
+	dst = binary.LittleEndian.AppendUint32(dst, tag)
 	dst = binary.AppendUvarint(dst, uint64(len(tiles)))
 	prev := int64(0)
 	var body []byte
@@ -360,14 +370,25 @@ func appendStreamTiles(dst []byte, specs []tileSpec, tau int64, tiles []streamTi
 // decodeStreamTiles reads the tiles of an encoding of appendStreamTiles
 // into tiles, reusing it, and returns them: their ends and raw encodings,
 // which alias src; decode reads the rest of one. An empty src holds no
-// tile.
-func decodeStreamTiles(src string, tiles []streamTile) ([]streamTile, error) {
+// tile, nor does one written under a definition whose tag is not tag:
+// its events are not this definition's.
+func decodeStreamTiles(src string, tag uint32, tiles []streamTile) ([]streamTile, error) {
 	tiles = tiles[:0]
 	if src == "" {
 		return tiles, nil
 	}
 	r := tileReader{b: unsafe.Slice(unsafe.StringData(src), len(src))} // read only
-	if r.byte() != tileFormat {
+	switch r.byte() {
+	case tileFormat:
+	case streamTilesFormat:
+		b := r.bytes(4)
+		if r.err != nil {
+			return tiles, r.err
+		}
+		if binary.LittleEndian.Uint32(b) != tag {
+			return tiles, nil
+		}
+	default:
 		return tiles, errBadTiles
 	}
 	n := r.uvarint()

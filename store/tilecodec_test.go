@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -124,8 +125,8 @@ func TestTileCodec(t *testing.T) {
 			}
 			tiles = append(tiles, st)
 		}
-		enc := string(appendStreamTiles(nil, specs, tau, tiles))
-		gotTiles, err := decodeStreamTiles(enc, nil)
+		enc := string(appendStreamTiles(nil, specs, tau, 7, tiles))
+		gotTiles, err := decodeStreamTiles(enc, 7, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,13 +137,13 @@ func TestTileCodec(t *testing.T) {
 		}
 		// Tiles written back as read, or from what they decode to, encode
 		// alike.
-		if again := string(appendStreamTiles(nil, specs, tau, gotTiles)); again != enc {
+		if again := string(appendStreamTiles(nil, specs, tau, 7, gotTiles)); again != enc {
 			t.Fatalf("stream tiles written back as read: %x, want %x", again, enc)
 		}
 		for i := range gotTiles {
 			gotTiles[i].raw = nil
 		}
-		if again := string(appendStreamTiles(nil, specs, tau, gotTiles)); again != enc {
+		if again := string(appendStreamTiles(nil, specs, tau, 7, gotTiles)); again != enc {
 			t.Fatalf("stream tiles written back from their values: %x, want %x", again, enc)
 		}
 		if len(gotTiles) != len(tiles) {
@@ -213,13 +214,34 @@ func TestTileGolden(t *testing.T) {
 	}
 	st := []streamTile{{end: c + 1, newest: (c+1)*tau - 500e6, nids: 2, ids: appendEventID(appendEventID(nil, "1777636800000-0"), "3/42"),
 		parts: []larder.Partial{p, q}}}
-	// The stream: format 1, one tile, its end, the length of the rest (41
-	// bytes), its newest event 500 ms before the end, two ids (a Redis
-	// entry id, a Kafka partition/offset), then the partials against the
-	// newest event.
-	const wantStream = "01" + "01" + "a2cea01c" + "29" + "d00f" + "02" + "0180eca39bde3300" + "02032a" +
+	// The stream: format 2, the definition's tag (0x01020304, little
+	// endian), one tile, its end, the length of the rest (41 bytes), its
+	// newest event 500 ms before the end, two ids (a Redis entry id, a
+	// Kafka partition/offset), then the partials against the newest event.
+	const body = "01" + "a2cea01c" + "29" + "d00f" + "02" + "0180eca39bde3300" + "02032a" +
 		"02a40eeb51b81e85eb184012d44c" + "d0882c" + "01" + "86988ae1f214" + "022f70"
-	if got := fmt.Sprintf("%x", appendStreamTiles(nil, specs, tau, st)); got != wantStream {
+	const wantStream = "02" + "04030201" + body
+	if got := fmt.Sprintf("%x", appendStreamTiles(nil, specs, tau, 0x01020304, st)); got != wantStream {
 		t.Errorf("stream tiles\n got %s\nwant %s", got, wantStream)
+	}
+	// Tiles of format 1, written before the tag, are read as of the
+	// reader's definition; tiles of another definition are none of its.
+	for _, tc := range []struct {
+		enc  string
+		tag  uint32
+		want int
+	}{
+		{"01" + body, 9, 1},
+		{wantStream, 0x01020304, 1},
+		{wantStream, 9, 0},
+	} {
+		b, err := hex.DecodeString(tc.enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeStreamTiles(string(b), tc.tag, nil)
+		if err != nil || len(got) != tc.want {
+			t.Errorf("decode %s… as of tag %#x: %d tiles, %v; want %d", tc.enc[:10], tc.tag, len(got), err, tc.want)
+		}
 	}
 }

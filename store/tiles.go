@@ -3,8 +3,10 @@ package store
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"slices"
 	"strconv"
@@ -221,7 +223,7 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 	if len(ents) == 0 {
 		return out, nil
 	}
-	a := tileAdder{specs: specs, tau: int64(tau), minTile: minTile, vals: vals}
+	a := tileAdder{specs: specs, tau: int64(tau), tag: s.tileViewOf(v).tag, minTile: minTile, vals: vals}
 	// prepare adds the events of ents to the stream tiles read by gets,
 	// sets the outcomes of the entities it leaves unchanged, and returns
 	// the others with, per entity, the tiles read, the tiles to write and
@@ -451,6 +453,7 @@ type tileValue struct {
 type tileAdder struct {
 	specs   []tileSpec
 	tau     int64
+	tag     uint32 // of the view's definition (tilesTag)
 	minTile int64
 	vals    []tileValue
 	tiles   []streamTile
@@ -461,7 +464,7 @@ type tileAdder struct {
 // added, each once by its id, and the tiles at or before minTile dropped;
 // nil when that changes nothing. It marks the events it adds.
 func (a *tileAdder) add(c *tileEntity, old string) ([]byte, error) {
-	tiles, err := decodeStreamTiles(old, a.tiles)
+	tiles, err := decodeStreamTiles(old, a.tag, a.tiles)
 	if err != nil {
 		return nil, err
 	}
@@ -500,7 +503,7 @@ func (a *tileAdder) add(c *tileEntity, old string) ([]byte, error) {
 	if !changed && n == 0 {
 		return nil, nil
 	}
-	a.buf = appendStreamTiles(a.buf[:0], a.specs, a.tau, tiles[n:])
+	a.buf = appendStreamTiles(a.buf[:0], a.specs, a.tau, a.tag, tiles[n:])
 	return slices.Clone(a.buf), nil
 }
 
@@ -692,7 +695,7 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 		return nil
 	}
 	blob, _ := h[1].(string)
-	st, err := decodeStreamTiles(blob, sc.stream)
+	st, err := decodeStreamTiles(blob, tv.tag, sc.stream)
 	sc.stream = st
 	if err != nil {
 		return fmt.Errorf("store: read %s key %s: %w", v.Name, l.Keys[j], err)
@@ -837,6 +840,26 @@ type tileView struct {
 	specs   []tileSpec
 	feats   []larder.AggregateFeature
 	windows []int
+	tag     uint32 // tilesTag of the definition
+}
+
+// tilesTag returns the tag of what stream tiles written under specs and
+// tau mean: their aggregations' kinds, types and statistics, and the
+// tile. Two definitions that differ in any of these have other tags.
+func tilesTag(specs []tileSpec, tau time.Duration) uint32 {
+	b := binary.AppendVarint(nil, int64(tau))
+	for _, sp := range specs {
+		flags := byte(0)
+		for i, on := range []bool{sp.sum, sp.min, sp.max, sp.last, sp.rows} {
+			if on {
+				flags |= 1 << i
+			}
+		}
+		b = append(b, sp.kind, byte(sp.typ), flags)
+	}
+	h := fnv.New32a()
+	h.Write(b)
+	return h.Sum32()
 }
 
 func (s *Store) tileViewOf(v *larder.View) *tileView {
@@ -844,6 +867,7 @@ func (s *Store) tileViewOf(v *larder.View) *tileView {
 		return tv.(*tileView)
 	}
 	tv := &tileView{specs: tileSpecs(v), feats: v.AggregateFeatures()}
+	tv.tag = tilesTag(tv.specs, v.TileInterval())
 	for _, f := range tv.feats {
 		tv.windows = append(tv.windows, slices.Index(v.Aggregations[f.Aggregation].Windows, f.Window))
 	}

@@ -321,3 +321,69 @@ func testTilesFarTimes(t *testing.T, client redis.UniversalClient) {
 		t.Errorf("user 5, whose events are centuries away, is read as %v", l.Rows[0])
 	}
 }
+
+// TestTilesOtherDefinition (and the miniredis run) adds stream events to
+// a view, then changes its aggregations (int64 n becomes float64 n, with a
+// max) and publishes a generation of the new definition. The stream tiles
+// written under the old one are not read as the new one's, where they
+// would fail to decode or, worse, decode as other numbers: a read answers
+// the batch's values, and the stream's events added under the new
+// definition.
+func TestTilesOtherDefinition(t *testing.T) { forEachBackend(t, testTilesOtherDefinition) }
+
+func testTilesOtherDefinition(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	now := cut
+	p := tileView(t)
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	v := p.View("stats")
+	w := beginWithRow(t, st, v, cut)
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now = cut.Add(time.Minute)
+	if _, err := st.AddEvents(ctx, v, []larder.TileEvent{
+		{Key: larder.Int64Key(1), ID: "a", Time: cut.Add(30 * time.Second), Values: []larder.Value{larder.Int64Value(10)}},
+		{Key: larder.Int64Key(2), ID: "b", Time: cut.Add(30 * time.Second), Values: []larder.Value{larder.Int64Value(7)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	p2 := tileView(t)
+	v2 := p2.View("stats")
+	v2.Aggregations[0].Type = larder.TypeFloat64
+	v2.Aggregations[0].Functions = append(v2.Aggregations[0].Functions, larder.AggMax)
+	p2.SetDefaults()
+	if err := p2.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return now }})
+	w2, err := st2.Begin(ctx, v2, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Put(ctx, larder.Int64Key(1), larder.Row{EventTime: cut, Values: []larder.Value{larder.Int64Value(3), larder.Float64Value(6), larder.Float64Value(4)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w2.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st2.AddEvents(ctx, v2, []larder.TileEvent{
+		{Key: larder.Int64Key(2), ID: "c", Time: cut.Add(50 * time.Second), Values: []larder.Value{larder.Float64Value(2.5)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	now = cut.Add(2 * time.Minute)
+	l := &larder.Lookup{View: v2, Keys: []larder.Key{larder.Int64Key(1), larder.Int64Key(2)}}
+	if err := st2.Read(ctx, []*larder.Lookup{l}); err != nil {
+		t.Fatalf("read after the view's aggregations changed: %v", err)
+	}
+	if !l.Found[0] || l.Rows[0].Values[0].Int64() != 3 || l.Rows[0].Values[1].Float64() != 6 || l.Rows[0].Values[2].Float64() != 4 {
+		t.Errorf("user 1: %v %v, want the batch's 3, 6, 4: no event of the old definition", l.Found[0], l.Rows[0])
+	}
+	if !l.Found[1] || l.Rows[1].Values[0].Int64() != 1 || l.Rows[1].Values[1].Float64() != 2.5 || l.Rows[1].Values[2].Float64() != 2.5 {
+		t.Errorf("user 2: %v %v, want 1, 2.5, 2.5: the one event of the new definition", l.Found[1], l.Rows[1])
+	}
+}
