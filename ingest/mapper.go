@@ -1,6 +1,8 @@
 // Package ingest applies the events of streams (Redis streams, Kafka
-// topics) to latest views between runs, through the store's Push: the
-// same write-if-newer path as the Push RPC.
+// topics) to their views between runs: to latest views through the
+// store's Push, the same write-if-newer path as the Push RPC, and to
+// streaming aggregate views through the store's tiles (larder.TileStore),
+// each event once by its id.
 package ingest
 
 import (
