@@ -82,7 +82,7 @@ func TestTileCodec(t *testing.T) {
 			et.Aggs = append(et.Aggs, at)
 		}
 		var got larder.EntityTiles
-		if err := decodeEntityTiles(string(appendEntityTiles(nil, specs, c, tau, &et)), specs, c, tau, &got); err != nil {
+		if err := decodeEntityTiles(string(appendEntityTiles(nil, specs, c, tau, 7, &et)), specs, c, tau, 7, &got); err != nil {
 			t.Fatal(err)
 		}
 		for a, sp := range specs {
@@ -203,14 +203,37 @@ func TestTileGolden(t *testing.T) {
 		{Tiles: []larder.Tile{{End: c - 2, Partial: p}}, Rest: []larder.Partial{{}}},
 		{Tiles: []larder.Tile{{End: c - 2, Partial: q}}},
 	}}
-	// The batch: format 1; one tile 2 before the cutoff of 2 values: sum
+	// The batch: format 2, the definition's tag (0x01020304, little
+	// endian); one tile 2 before the cutoff of 2 values: sum
 	// 6.2299999999999995 in full, min 0.1 as 1·8 + 1, max and last 6.13
 	// as 613·8 + 2, last 1,000 ms before the tile's end; an empty rest;
 	// the string's tile, its last 1 ns before the end, "/p".
-	const wantBatch = "01" + "0103" + "02a4" + "0eeb51b81e85eb1840" + "12" + "d44c" + "a01f" + "0100" +
+	const batchBody = "0103" + "02a4" + "0eeb51b81e85eb1840" + "12" + "d44c" + "a01f" + "0100" +
 		"0103" + "01" + "06" + "022f70" + "00"
-	if got := fmt.Sprintf("%x", appendEntityTiles(nil, specs, c, tau, &et)); got != wantBatch {
+	const wantBatch = "02" + "04030201" + batchBody
+	if got := fmt.Sprintf("%x", appendEntityTiles(nil, specs, c, tau, 0x01020304, &et)); got != wantBatch {
 		t.Errorf("batch tiles\n got %s\nwant %s", got, wantBatch)
+	}
+	// Batch tiles of format 1, written before the tag, are read as of the
+	// reader's definition; tiles of another definition are refused as
+	// such.
+	for _, tc := range []struct {
+		enc  string
+		tag  uint32
+		want error
+	}{
+		{"01" + batchBody, 9, nil},
+		{wantBatch, 0x01020304, nil},
+		{wantBatch, 9, errOtherTiles},
+	} {
+		b, err := hex.DecodeString(tc.enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got larder.EntityTiles
+		if err := decodeEntityTiles(string(b), specs, c, tau, tc.tag, &got); err != tc.want {
+			t.Errorf("decode batch %s… as of tag %#x: %v, want %v", tc.enc[:10], tc.tag, err, tc.want)
+		}
 	}
 	st := []streamTile{{end: c + 1, newest: (c+1)*tau - 500e6, nids: 2, ids: appendEventID(appendEventID(nil, "1777636800000-0"), "3/42"),
 		parts: []larder.Partial{p, q}}}

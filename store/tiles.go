@@ -564,7 +564,8 @@ func (s *Store) PutTiles(ctx context.Context, v *larder.View, gen int64, cutoff 
 	} else if !errors.Is(err, larder.ErrNoGeneration) {
 		return err
 	}
-	specs := s.tileViewOf(v).specs
+	tv := s.tileViewOf(v)
+	specs := tv.specs
 	tau := v.TileInterval()
 	now := s.now()
 	last := max(cutoff.Add(v.TileHorizon()+tau).Sub(now), tau).Milliseconds()
@@ -574,7 +575,7 @@ func (s *Store) PutTiles(ctx context.Context, v *larder.View, gen int64, cutoff 
 	var buf []byte
 	for i := range tiles {
 		et := &tiles[i]
-		buf = appendEntityTiles(buf[:0], specs, cutoff.UnixNano()/int64(tau), int64(tau), et)
+		buf = appendEntityTiles(buf[:0], specs, cutoff.UnixNano()/int64(tau), int64(tau), tv.tag, et)
 		keys[i] = s.k.tiles(v.Name, et.Key.AppendCanonical(nil))
 		args = append(args, string(buf))
 	}
@@ -686,7 +687,13 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	batch.Aggs = batch.Aggs[:0]
 	c, t := cut.UnixNano()/int64(tau), T.UnixNano()/int64(tau)
 	if blob, ok := h[0].(string); ok {
-		if err := decodeEntityTiles(blob, specs, c, int64(tau), batch); err != nil {
+		err := decodeEntityTiles(blob, specs, c, int64(tau), tv.tag, batch)
+		if errors.Is(err, errOtherTiles) {
+			// Written under another tile, or other aggregations, of a
+			// schema that did not change: the row as the run wrote it.
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("store: read %s key %s: %w", v.Name, l.Keys[j], err)
 		}
 	} else if found {

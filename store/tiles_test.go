@@ -387,3 +387,58 @@ func testTilesOtherDefinition(t *testing.T, client redis.UniversalClient) {
 		t.Errorf("user 2: %v %v, want 1, 2.5, 2.5: the one event of the new definition", l.Found[1], l.Rows[1])
 	}
 }
+
+// TestTilesOtherTile (and the miniredis run) publishes a generation with
+// batch tiles of 1 minute, then reads it as a view whose tile is 2
+// minutes, as a server does once larder.yaml changes it: the schema is
+// the same, but the batch tiles are not of that tile, and read as such
+// they would give other windows. The read answers the row as the run
+// wrote it, as of the cutoff.
+func TestTilesOtherTile(t *testing.T) { forEachBackend(t, testTilesOtherTile) }
+
+func testTilesOtherTile(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := tileView(t)
+	v := p.View("stats")
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	c := cut.Unix() / 60
+	now := cut
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	w := beginWithRow(t, st, v, cut)
+	tiles := larder.EntityTiles{Key: larder.Int64Key(1), Aggs: []larder.AggTiles{{
+		Tiles: []larder.Tile{{End: c - 9, Partial: larder.Partial{Count: 2, Sum: 5}}, {End: c, Partial: larder.Partial{Count: 1, Sum: 1}}},
+		Rest:  []larder.Partial{{}},
+	}}}
+	if err := st.PutTiles(ctx, v, w.ID(), cut, []larder.EntityTiles{tiles}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		change func(v *larder.View)
+	}{
+		{"tile 2m", func(v *larder.View) { v.Tile = 2 * time.Minute }},
+	} {
+		p2 := tileView(t)
+		v2 := p2.View("stats")
+		tc.change(v2)
+		if err := p2.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if v2.Fingerprint() != v.Fingerprint() {
+			t.Fatalf("%s: the schema changed", tc.name)
+		}
+		st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return now }})
+		now = cut.Add(4 * time.Minute)
+		l := &larder.Lookup{View: v2, Keys: []larder.Key{larder.Int64Key(1)}}
+		if err := st2.Read(ctx, []*larder.Lookup{l}); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !l.Found[0] || l.Rows[0].Values[0].Int64() != 3 || l.Rows[0].Values[1].Int64() != 6 || !l.Rows[0].EventTime.Equal(cut) {
+			t.Errorf("%s: user 1 read as %v, want the run's row, 3 and 6 as of %s", tc.name, l.Rows[0], cut)
+		}
+	}
+}
