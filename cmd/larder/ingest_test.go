@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -414,5 +415,23 @@ func TestIngestDurationFlags(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("ingest %s: exit %d, %q; want an error containing %q", strings.Join(tc.flags, " "), r.code, r.stderr, tc.want)
 		}
+	}
+}
+
+// TestIngestMetricsListenTaken checks that ingest, whose metrics endpoint
+// is set by --metrics-listen alone, names only that flag when the address
+// is taken: it does not read server.metrics_listen.
+func TestIngestMetricsListenTaken(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	sp := newSchedProject(t, srv.Addr, "", ingestViews, 10, 5)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	r := sp.larder(t, "ingest", "--metrics-listen", taken.Addr().String())
+	if r.code == 0 || !strings.Contains(r.stderr, "pass another --metrics-listen") || strings.Contains(r.stderr, "server.metrics_listen") {
+		t.Errorf("ingest on a taken --metrics-listen: exit %d, %q; want the flag named, and not server.metrics_listen, which ingest does not read", r.code, r.stderr)
 	}
 }
