@@ -575,7 +575,7 @@ func (s *Store) PutTiles(ctx context.Context, v *larder.View, gen int64, cutoff 
 	var buf []byte
 	for i := range tiles {
 		et := &tiles[i]
-		buf = appendEntityTiles(buf[:0], specs, cutoff.UnixNano()/int64(tau), int64(tau), tv.tag, et)
+		buf = appendEntityTiles(buf[:0], specs, cutoff.UnixNano()/int64(tau), int64(tau), tv.batchTag, et)
 		keys[i] = s.k.tiles(v.Name, et.Key.AppendCanonical(nil))
 		args = append(args, string(buf))
 	}
@@ -687,10 +687,11 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	batch.Aggs = batch.Aggs[:0]
 	c, t := cut.UnixNano()/int64(tau), T.UnixNano()/int64(tau)
 	if blob, ok := h[0].(string); ok {
-		err := decodeEntityTiles(blob, specs, c, int64(tau), tv.tag, batch)
+		err := decodeEntityTiles(blob, specs, c, int64(tau), tv.batchTag, batch)
 		if errors.Is(err, errOtherTiles) {
-			// Written under another tile, or other aggregations, of a
-			// schema that did not change: the row as the run wrote it.
+			// Written under another tile or horizon, or other
+			// aggregations, of a schema that did not change: the row as
+			// the run wrote it.
 			return nil
 		}
 		if err != nil {
@@ -847,7 +848,10 @@ type tileView struct {
 	specs   []tileSpec
 	feats   []larder.AggregateFeature
 	windows []int
-	tag     uint32 // tilesTag of the definition
+	tag     uint32 // tilesTag of the definition, for the stream tiles
+	// batchTag is tag and the horizon, for the batch tiles: which tiles
+	// a run keeps, and which go to the windows' rests, depends on it.
+	batchTag uint32
 }
 
 // tilesTag returns the tag of what stream tiles written under specs and
@@ -875,6 +879,10 @@ func (s *Store) tileViewOf(v *larder.View) *tileView {
 	}
 	tv := &tileView{specs: tileSpecs(v), feats: v.AggregateFeatures()}
 	tv.tag = tilesTag(tv.specs, v.TileInterval())
+	h := fnv.New32a()
+	h.Write(binary.LittleEndian.AppendUint32(nil, tv.tag))
+	h.Write(binary.AppendVarint(nil, int64(v.TileHorizon())))
+	tv.batchTag = h.Sum32()
 	for _, f := range tv.feats {
 		tv.windows = append(tv.windows, slices.Index(v.Aggregations[f.Aggregation].Windows, f.Window))
 	}

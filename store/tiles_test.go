@@ -442,3 +442,60 @@ func testTilesOtherTile(t *testing.T, client redis.UniversalClient) {
 		}
 	}
 }
+
+// TestTilesOtherHorizon (and the miniredis run) publishes a generation of
+// a view whose 10m window is longer than its horizon (max_age 5m): the
+// run keeps, in the window's rest, the tiles that stay in it for the
+// horizon. Read as a view whose max_age is 30m, as a server does once
+// larder.yaml changes it (the schema is the same), 7 minutes past the
+// cutoff the rest would still count a tile that left the window 1 minute
+// before, as fresh. The read answers the row as the run wrote it, as of
+// the cutoff, which max_age reports stale past the old horizon.
+func TestTilesOtherHorizon(t *testing.T) { forEachBackend(t, testTilesOtherHorizon) }
+
+func testTilesOtherHorizon(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := tileView(t)
+	v := p.View("stats")
+	v.MaxAge = 5 * time.Minute
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	c := cut.Unix() / 60
+	now := cut
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Events in tiles c − 9 (2, sum 5), c − 4 (4, sum 40) and c (1, sum 1).
+	if err := w.Put(ctx, larder.Int64Key(1), larder.Row{EventTime: cut, Values: []larder.Value{larder.Int64Value(7), larder.Int64Value(46)}}); err != nil {
+		t.Fatal(err)
+	}
+	tiles := larder.EntityTiles{Key: larder.Int64Key(1), Aggs: []larder.AggTiles{{
+		Tiles: []larder.Tile{{End: c - 9, Partial: larder.Partial{Count: 2, Sum: 5}}},
+		Rest:  []larder.Partial{{Count: 5, Sum: 41}},
+	}}}
+	if err := st.PutTiles(ctx, v, w.ID(), cut, []larder.EntityTiles{tiles}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	p2 := tileView(t) // max_age 30m
+	v2 := p2.View("stats")
+	if v2.Fingerprint() != v.Fingerprint() {
+		t.Fatal("the schema changed")
+	}
+	st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return now }})
+	now = cut.Add(7 * time.Minute)
+	l := &larder.Lookup{View: v2, Keys: []larder.Key{larder.Int64Key(1)}}
+	if err := st2.Read(ctx, []*larder.Lookup{l}); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Found[0] || l.Rows[0].Values[0].Int64() != 7 || l.Rows[0].Values[1].Int64() != 46 || !l.Rows[0].EventTime.Equal(cut) {
+		t.Errorf("user 1 read as %v, want the run's row, 7 and 46 as of %s (not 5 and 41, which count tile c − 4 past its window)", l.Rows[0], cut)
+	}
+}
