@@ -145,9 +145,12 @@ func (p *Project) validateStreams(add func(path, format string, args ...any)) {
 			readers[s.RedisStream] = s
 		}
 	}
-	// groups maps a Redis stream and a consumer group to the first stream
-	// that reads it in that group.
-	type streamGroup struct{ key, group string }
+	// groups maps a Redis stream or a Kafka topic and a consumer group to
+	// the first stream that reads it in that group.
+	type streamGroup struct {
+		kafka      bool
+		key, group string
+	}
 	groups := map[streamGroup]*Stream{}
 	for i, s := range p.Streams {
 		path := fmt.Sprintf("streams[%d]", i)
@@ -174,11 +177,23 @@ func (p *Project) validateStreams(add func(path, format string, args ...any)) {
 			}
 		}
 		p.checkDeadLetter(s, path, readers, add)
-		if s.Kafka == nil && s.RedisStream != "" {
-			sg := streamGroup{s.RedisStream, s.Group}
+		switch {
+		case s.Kafka == nil && s.RedisStream != "":
+			sg := streamGroup{key: s.RedisStream, group: s.Group}
 			if first := groups[sg]; first != nil {
 				add(path+".group", "stream %q reads redis stream %s in group %s too: a group hands each entry to one consumer, so each stream would get only part of the entries; give this stream a group of its own",
 					first.Name, s.RedisStream, s.Group)
+			} else {
+				groups[sg] = s
+			}
+		case s.Kafka != nil && s.RedisStream == "" && s.Kafka.Topic != "":
+			// Topics are told apart by name: two clusters that hold a
+			// topic of one name are refused too, and a group of its own
+			// settles it.
+			sg := streamGroup{kafka: true, key: s.Kafka.Topic, group: s.Group}
+			if first := groups[sg]; first != nil {
+				add(path+".group", "stream %q reads kafka topic %s in group %s too: a group hands each partition to one member, so each stream would get only part of the records; give this stream a group of its own",
+					first.Name, s.Kafka.Topic, s.Group)
 			} else {
 				groups[sg] = s
 			}

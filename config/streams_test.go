@@ -304,3 +304,31 @@ func TestParseSharedRedisStream(t *testing.T) {
 		t.Errorf("Parse = %v\nwant %s", err, want)
 	}
 }
+
+// TestParseSharedKafkaTopic takes two streams that read one Kafka topic in
+// groups of their own, or two topics in one group, and refuses them on one
+// topic in one group, where the group would split the topic's partitions
+// between them and each would get only part of the records.
+func TestParseSharedKafkaTopic(t *testing.T) {
+	for _, ok := range []string{
+		`  - {name: a, view: user_last, kafka: {brokers: ["k:9092"], topic: clicks}}
+  - {name: b, view: user_stats, kafka: {brokers: ["k:9092"], topic: clicks}, group: larder-shop-b}
+`,
+		`  - {name: a, view: user_last, kafka: {brokers: ["k:9092"], topic: clicks}}
+  - {name: b, view: user_stats, kafka: {brokers: ["k:9092"], topic: orders}}
+`,
+	} {
+		if _, err := config.Parse("larder.yaml", []byte(streamsProject+"streams:\n"+ok)); err != nil {
+			t.Errorf("Parse(%s) = %v", ok, err)
+		}
+	}
+
+	_, err := config.Parse("larder.yaml", []byte(streamsProject+`streams:
+  - {name: a, view: user_last, kafka: {brokers: ["k:9092"], topic: clicks}}
+  - {name: b, view: user_stats, kafka: {brokers: ["k:9092"], topic: clicks}}
+`))
+	want := `streams[1].group: stream "a" reads kafka topic clicks in group larder-shop too: a group hands each partition to one member, so each stream would get only part of the records; give this stream a group of its own`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse = %v\nwant %s", err, want)
+	}
+}

@@ -1,6 +1,8 @@
 // Package ingest applies the events of streams (Redis streams, Kafka
-// topics) to latest views between runs, through the store's Push: the
-// same write-if-newer path as the Push RPC.
+// topics) to their views between runs: to latest views through the
+// store's Push, the same write-if-newer path as the Push RPC, and to
+// streaming aggregate views through the store's tiles (larder.TileStore),
+// each event once by its id.
 package ingest
 
 import (
@@ -229,7 +231,7 @@ func valueOf(raw any, t larder.Type) (larder.Value, error) {
 	}
 	s, ok := text(raw)
 	if !ok {
-		return larder.Null, fmt.Errorf("want a %s, got %s", t, describe(raw))
+		return larder.Null, fmt.Errorf("want %s %s value, got %s", article(t), t, describe(raw))
 	}
 	switch t {
 	case larder.TypeInt64:
@@ -312,4 +314,13 @@ func clip(s string) string {
 		return s[:64] + "…"
 	}
 	return s
+}
+
+// article returns "an" before type t's name when it starts with a vowel,
+// else "a".
+func article(t larder.Type) string {
+	if s := t.String(); s != "" && strings.ContainsRune("aeiou", rune(s[0])) {
+		return "an"
+	}
+	return "a"
 }

@@ -48,7 +48,7 @@ func TestMapperRows(t *testing.T) {
 		{map[string]any{"user_id": "1", "ts": "0"}, `event time (field "ts"): 0 is before 1973 as milliseconds since the Unix epoch (1970-01-01T00:00:00Z): a number is read as milliseconds, such as 1777636800000 for 2026-05-01T12:00:00Z`},
 		{map[string]any{"user_id": "1", "ts": "-5"}, `-5 is before 1973 as milliseconds`},
 		{map[string]any{"user_id": "1", "ts": "1777636800000", "clicks": "1.5"}, `feature clicks (field "clicks"): "1.5" is not an int64`},
-		{map[string]any{"user_id": "1", "ts": "1777636800000", "clicks": true}, `want a int64, got a bool`},
+		{map[string]any{"user_id": "1", "ts": "1777636800000", "clicks": true}, `want an int64 value, got a bool`},
 	} {
 		if _, err := m.Row(fields(tc.event)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("event %v: %v, want an error with %q", tc.event, err, tc.want)

@@ -240,7 +240,11 @@ func RedisLag(ctx context.Context, client redis.UniversalClient, s *larder.Strea
 	for _, g := range groups {
 		if g.Name == s.Group {
 			found, last, lag.Pending = true, g.LastDeliveredID, g.Pending
-			if g.Lag >= 0 && g.EntriesRead > 0 {
+			// Redis 7 counts the lag (-1 when it cannot); before 7 the
+			// field is missing and reads 0, which only entries-read tells
+			// from a group that is up to date. A group that has read
+			// nothing yet has no entries-read, and its lag is counted.
+			if g.Lag > 0 || (g.Lag == 0 && g.EntriesRead > 0) {
 				lag.Entries = g.Lag
 			}
 		}

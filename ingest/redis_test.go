@@ -331,3 +331,26 @@ func TestRedisIngestHostClockBehind(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisLagNewGroup reads the lag of a group that has read nothing
+// yet, over a stream longer than the 10,000 entries a count by XRANGE
+// stops at: it is the server's count, the whole stream.
+func TestRedisLagNewGroup(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	const n = 12_000
+	pipe := f.client.Pipeline()
+	for range n {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: f.s.RedisStream, Values: []any{"user_id", "1", "ts", ms(t0)}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.client.XGroupCreate(ctx, f.s.RedisStream, f.s.Group, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	lag, err := ingest.RedisLag(ctx, f.client, f.s, time.Now())
+	if err != nil || lag.Entries != n {
+		t.Errorf("lag of a new group: %+v, %v; want %d entries", lag, err, n)
+	}
+}

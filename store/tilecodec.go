@@ -32,6 +32,34 @@ import (
 // tileFormat is the version byte of the tile encodings.
 const tileFormat = 1
 
+// taggedTileFormat is the version byte of the tile encodings since they
+// carry, after it, the tag of the view's definition they were written
+// under (tilesTag), as 4 bytes little-endian: stream tiles outlive a
+// generation, and a generation outlives a change of the tile, which
+// leaves its schema as it was; a definition that changed (an
+// aggregation's type, its functions, the tile) would read them as other
+// numbers, or not at all. Tiles of tileFormat, written before, are read
+// as of the reader's definition.
+const taggedTileFormat = 2
+
+// errOtherTiles is a batch tiles field written under another definition
+// of the view than the reader's (see taggedTileFormat).
+var errOtherTiles = errors.New("store: tiles of another definition of the view")
+
+// readTag reads the format byte of a tile encoding and, when tagged, its
+// tag; other is true when the tag is not tag.
+func (r *tileReader) readTag(tag uint32) (other bool) {
+	switch r.byte() {
+	case tileFormat:
+		return false
+	case taggedTileFormat:
+		b := r.bytes(4)
+		return r.err == nil && binary.LittleEndian.Uint32(b) != tag
+	}
+	r.fail()
+	return false
+}
+
 // errBadTiles is a tiles field that does not decode.
 var errBadTiles = errors.New("store: tiles do not decode")
 
@@ -237,8 +265,9 @@ func (r *tileReader) partial(sp tileSpec, p *larder.Partial, ref int64) {
 // (the first against c, then against the one before) and partial
 // (against its end), then the number of window rests and the partial of
 // each (against the cutoff).
-func appendEntityTiles(dst []byte, specs []tileSpec, c, tau int64, et *larder.EntityTiles) []byte {
-	dst = append(dst, tileFormat)
+func appendEntityTiles(dst []byte, specs []tileSpec, c, tau int64, tag uint32, et *larder.EntityTiles) []byte {
+	dst = append(dst, taggedTileFormat)
+	dst = binary.LittleEndian.AppendUint32(dst, tag)
 	for a, sp := range specs {
 		at := &et.Aggs[a]
 		dst = binary.AppendUvarint(dst, uint64(len(at.Tiles)))
@@ -257,11 +286,15 @@ func appendEntityTiles(dst []byte, specs []tileSpec, c, tau int64, et *larder.En
 	return dst
 }
 
-// decodeEntityTiles decodes an encoding of appendEntityTiles into et.
-func decodeEntityTiles(src string, specs []tileSpec, c, tau int64, et *larder.EntityTiles) error {
+// decodeEntityTiles decodes an encoding of appendEntityTiles into et. It
+// returns errOtherTiles when the encoding was written under a definition
+// whose tag is not tag.
+func decodeEntityTiles(src string, specs []tileSpec, c, tau int64, tag uint32, et *larder.EntityTiles) error {
 	r := tileReader{b: unsafe.Slice(unsafe.StringData(src), len(src))} // read only
-	if r.byte() != tileFormat {
-		return errBadTiles
+	if other := r.readTag(tag); r.err != nil {
+		return r.err
+	} else if other {
+		return errOtherTiles
 	}
 	et.Aggs = resize(et.Aggs, len(specs))
 	for a, sp := range specs {
@@ -331,8 +364,9 @@ func (t *streamTile) hasID(id []byte) bool {
 // (against its end), its number of event ids and the ids, and per
 // aggregation its partial (against its newest event). A tile with raw
 // set is written from raw.
-func appendStreamTiles(dst []byte, specs []tileSpec, tau int64, tiles []streamTile) []byte {
-	dst = append(dst, tileFormat)
+func appendStreamTiles(dst []byte, specs []tileSpec, tau int64, tag uint32, tiles []streamTile) []byte {
+	dst = append(dst, taggedTileFormat)
+	dst = binary.LittleEndian.AppendUint32(dst, tag)
 	dst = binary.AppendUvarint(dst, uint64(len(tiles)))
 	prev := int64(0)
 	var body []byte
@@ -360,15 +394,18 @@ func appendStreamTiles(dst []byte, specs []tileSpec, tau int64, tiles []streamTi
 // decodeStreamTiles reads the tiles of an encoding of appendStreamTiles
 // into tiles, reusing it, and returns them: their ends and raw encodings,
 // which alias src; decode reads the rest of one. An empty src holds no
-// tile.
-func decodeStreamTiles(src string, tiles []streamTile) ([]streamTile, error) {
+// tile, nor does one written under a definition whose tag is not tag:
+// its events are not this definition's.
+func decodeStreamTiles(src string, tag uint32, tiles []streamTile) ([]streamTile, error) {
 	tiles = tiles[:0]
 	if src == "" {
 		return tiles, nil
 	}
 	r := tileReader{b: unsafe.Slice(unsafe.StringData(src), len(src))} // read only
-	if r.byte() != tileFormat {
-		return tiles, errBadTiles
+	if other := r.readTag(tag); r.err != nil {
+		return tiles, r.err
+	} else if other {
+		return tiles, nil
 	}
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -81,7 +82,7 @@ func TestTileCodec(t *testing.T) {
 			et.Aggs = append(et.Aggs, at)
 		}
 		var got larder.EntityTiles
-		if err := decodeEntityTiles(string(appendEntityTiles(nil, specs, c, tau, &et)), specs, c, tau, &got); err != nil {
+		if err := decodeEntityTiles(string(appendEntityTiles(nil, specs, c, tau, 7, &et)), specs, c, tau, 7, &got); err != nil {
 			t.Fatal(err)
 		}
 		for a, sp := range specs {
@@ -124,8 +125,8 @@ func TestTileCodec(t *testing.T) {
 			}
 			tiles = append(tiles, st)
 		}
-		enc := string(appendStreamTiles(nil, specs, tau, tiles))
-		gotTiles, err := decodeStreamTiles(enc, nil)
+		enc := string(appendStreamTiles(nil, specs, tau, 7, tiles))
+		gotTiles, err := decodeStreamTiles(enc, 7, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,13 +137,13 @@ func TestTileCodec(t *testing.T) {
 		}
 		// Tiles written back as read, or from what they decode to, encode
 		// alike.
-		if again := string(appendStreamTiles(nil, specs, tau, gotTiles)); again != enc {
+		if again := string(appendStreamTiles(nil, specs, tau, 7, gotTiles)); again != enc {
 			t.Fatalf("stream tiles written back as read: %x, want %x", again, enc)
 		}
 		for i := range gotTiles {
 			gotTiles[i].raw = nil
 		}
-		if again := string(appendStreamTiles(nil, specs, tau, gotTiles)); again != enc {
+		if again := string(appendStreamTiles(nil, specs, tau, 7, gotTiles)); again != enc {
 			t.Fatalf("stream tiles written back from their values: %x, want %x", again, enc)
 		}
 		if len(gotTiles) != len(tiles) {
@@ -202,24 +203,68 @@ func TestTileGolden(t *testing.T) {
 		{Tiles: []larder.Tile{{End: c - 2, Partial: p}}, Rest: []larder.Partial{{}}},
 		{Tiles: []larder.Tile{{End: c - 2, Partial: q}}},
 	}}
-	// The batch: format 1; one tile 2 before the cutoff of 2 values: sum
+	// The batch: format 2, the definition's tag (0x01020304, little
+	// endian); one tile 2 before the cutoff of 2 values: sum
 	// 6.2299999999999995 in full, min 0.1 as 1·8 + 1, max and last 6.13
 	// as 613·8 + 2, last 1,000 ms before the tile's end; an empty rest;
 	// the string's tile, its last 1 ns before the end, "/p".
-	const wantBatch = "01" + "0103" + "02a4" + "0eeb51b81e85eb1840" + "12" + "d44c" + "a01f" + "0100" +
+	const batchBody = "0103" + "02a4" + "0eeb51b81e85eb1840" + "12" + "d44c" + "a01f" + "0100" +
 		"0103" + "01" + "06" + "022f70" + "00"
-	if got := fmt.Sprintf("%x", appendEntityTiles(nil, specs, c, tau, &et)); got != wantBatch {
+	const wantBatch = "02" + "04030201" + batchBody
+	if got := fmt.Sprintf("%x", appendEntityTiles(nil, specs, c, tau, 0x01020304, &et)); got != wantBatch {
 		t.Errorf("batch tiles\n got %s\nwant %s", got, wantBatch)
+	}
+	// Batch tiles of format 1, written before the tag, are read as of the
+	// reader's definition; tiles of another definition are refused as
+	// such.
+	for _, tc := range []struct {
+		enc  string
+		tag  uint32
+		want error
+	}{
+		{"01" + batchBody, 9, nil},
+		{wantBatch, 0x01020304, nil},
+		{wantBatch, 9, errOtherTiles},
+	} {
+		b, err := hex.DecodeString(tc.enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got larder.EntityTiles
+		if err := decodeEntityTiles(string(b), specs, c, tau, tc.tag, &got); err != tc.want {
+			t.Errorf("decode batch %s… as of tag %#x: %v, want %v", tc.enc[:10], tc.tag, err, tc.want)
+		}
 	}
 	st := []streamTile{{end: c + 1, newest: (c+1)*tau - 500e6, nids: 2, ids: appendEventID(appendEventID(nil, "1777636800000-0"), "3/42"),
 		parts: []larder.Partial{p, q}}}
-	// The stream: format 1, one tile, its end, the length of the rest (41
-	// bytes), its newest event 500 ms before the end, two ids (a Redis
-	// entry id, a Kafka partition/offset), then the partials against the
-	// newest event.
-	const wantStream = "01" + "01" + "a2cea01c" + "29" + "d00f" + "02" + "0180eca39bde3300" + "02032a" +
+	// The stream: format 2, the definition's tag (0x01020304, little
+	// endian), one tile, its end, the length of the rest (41 bytes), its
+	// newest event 500 ms before the end, two ids (a Redis entry id, a
+	// Kafka partition/offset), then the partials against the newest event.
+	const body = "01" + "a2cea01c" + "29" + "d00f" + "02" + "0180eca39bde3300" + "02032a" +
 		"02a40eeb51b81e85eb184012d44c" + "d0882c" + "01" + "86988ae1f214" + "022f70"
-	if got := fmt.Sprintf("%x", appendStreamTiles(nil, specs, tau, st)); got != wantStream {
+	const wantStream = "02" + "04030201" + body
+	if got := fmt.Sprintf("%x", appendStreamTiles(nil, specs, tau, 0x01020304, st)); got != wantStream {
 		t.Errorf("stream tiles\n got %s\nwant %s", got, wantStream)
+	}
+	// Tiles of format 1, written before the tag, are read as of the
+	// reader's definition; tiles of another definition are none of its.
+	for _, tc := range []struct {
+		enc  string
+		tag  uint32
+		want int
+	}{
+		{"01" + body, 9, 1},
+		{wantStream, 0x01020304, 1},
+		{wantStream, 9, 0},
+	} {
+		b, err := hex.DecodeString(tc.enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeStreamTiles(string(b), tc.tag, nil)
+		if err != nil || len(got) != tc.want {
+			t.Errorf("decode %s… as of tag %#x: %d tiles, %v; want %d", tc.enc[:10], tc.tag, len(got), err, tc.want)
+		}
 	}
 }

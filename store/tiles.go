@@ -3,8 +3,10 @@ package store
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"slices"
 	"strconv"
@@ -136,6 +138,10 @@ func tileSpecs(v *larder.View) []tileSpec {
 	return out
 }
 
+// lastTileTime is the last time a tile holds: its events are kept as
+// nanoseconds since the Unix epoch, in an int64.
+var lastTileTime = time.Unix(0, math.MaxInt64).UTC()
+
 // tileCutoff returns the cutoff of generation g of v: its as-of rounded
 // down to the view's tile.
 func tileCutoff(v *larder.View, g larder.Generation) time.Time {
@@ -185,6 +191,17 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 			out[i] = larder.PushOutcome{Result: larder.PushInvalid, Reason: fmt.Sprintf("%d values for %d aggregations", len(ev.Values), len(specs))}
 			continue
 		}
+		// Compared as times: the nanoseconds of a time before 1678 or
+		// after 2262 wrap around, and could land in any window.
+		switch {
+		case ev.Time.After(lastTileTime):
+			out[i] = larder.PushOutcome{Result: larder.PushInvalid, Reason: fmt.Sprintf("event time %s is after %s, the last time a tile holds",
+				ev.Time.UTC().Format(time.RFC3339Nano), lastTileTime.Format(time.RFC3339Nano))}
+			continue
+		case !ev.Time.After(floor):
+			out[i] = larder.PushOutcome{Result: larder.PushOlder}
+			continue
+		}
 		start := len(vals)
 		var reason string
 		if vals, reason = appendEventValues(vals, specs, v, ev.Values); reason != "" {
@@ -206,7 +223,7 @@ func (s *Store) AddEvents(ctx context.Context, v *larder.View, events []larder.T
 	if len(ents) == 0 {
 		return out, nil
 	}
-	a := tileAdder{specs: specs, tau: int64(tau), minTile: minTile, vals: vals}
+	a := tileAdder{specs: specs, tau: int64(tau), tag: s.tileViewOf(v).tag, minTile: minTile, vals: vals}
 	// prepare adds the events of ents to the stream tiles read by gets,
 	// sets the outcomes of the entities it leaves unchanged, and returns
 	// the others with, per entity, the tiles read, the tiles to write and
@@ -436,6 +453,7 @@ type tileValue struct {
 type tileAdder struct {
 	specs   []tileSpec
 	tau     int64
+	tag     uint32 // of the view's definition (tilesTag)
 	minTile int64
 	vals    []tileValue
 	tiles   []streamTile
@@ -446,7 +464,7 @@ type tileAdder struct {
 // added, each once by its id, and the tiles at or before minTile dropped;
 // nil when that changes nothing. It marks the events it adds.
 func (a *tileAdder) add(c *tileEntity, old string) ([]byte, error) {
-	tiles, err := decodeStreamTiles(old, a.tiles)
+	tiles, err := decodeStreamTiles(old, a.tag, a.tiles)
 	if err != nil {
 		return nil, err
 	}
@@ -485,7 +503,7 @@ func (a *tileAdder) add(c *tileEntity, old string) ([]byte, error) {
 	if !changed && n == 0 {
 		return nil, nil
 	}
-	a.buf = appendStreamTiles(a.buf[:0], a.specs, a.tau, tiles[n:])
+	a.buf = appendStreamTiles(a.buf[:0], a.specs, a.tau, a.tag, tiles[n:])
 	return slices.Clone(a.buf), nil
 }
 
@@ -546,7 +564,8 @@ func (s *Store) PutTiles(ctx context.Context, v *larder.View, gen int64, cutoff 
 	} else if !errors.Is(err, larder.ErrNoGeneration) {
 		return err
 	}
-	specs := s.tileViewOf(v).specs
+	tv := s.tileViewOf(v)
+	specs := tv.specs
 	tau := v.TileInterval()
 	now := s.now()
 	last := max(cutoff.Add(v.TileHorizon()+tau).Sub(now), tau).Milliseconds()
@@ -556,7 +575,7 @@ func (s *Store) PutTiles(ctx context.Context, v *larder.View, gen int64, cutoff 
 	var buf []byte
 	for i := range tiles {
 		et := &tiles[i]
-		buf = appendEntityTiles(buf[:0], specs, cutoff.UnixNano()/int64(tau), int64(tau), et)
+		buf = appendEntityTiles(buf[:0], specs, cutoff.UnixNano()/int64(tau), int64(tau), tv.batchTag, et)
 		keys[i] = s.k.tiles(v.Name, et.Key.AppendCanonical(nil))
 		args = append(args, string(buf))
 	}
@@ -668,7 +687,14 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 	batch.Aggs = batch.Aggs[:0]
 	c, t := cut.UnixNano()/int64(tau), T.UnixNano()/int64(tau)
 	if blob, ok := h[0].(string); ok {
-		if err := decodeEntityTiles(blob, specs, c, int64(tau), batch); err != nil {
+		err := decodeEntityTiles(blob, specs, c, int64(tau), tv.batchTag, batch)
+		if errors.Is(err, errOtherTiles) {
+			// Written under another tile or horizon, or other
+			// aggregations, of a schema that did not change: the row as
+			// the run wrote it.
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("store: read %s key %s: %w", v.Name, l.Keys[j], err)
 		}
 	} else if found {
@@ -677,7 +703,7 @@ func (s *Store) combineTiles(ctx context.Context, l *larder.Lookup, g *liveGen, 
 		return nil
 	}
 	blob, _ := h[1].(string)
-	st, err := decodeStreamTiles(blob, sc.stream)
+	st, err := decodeStreamTiles(blob, tv.tag, sc.stream)
 	sc.stream = st
 	if err != nil {
 		return fmt.Errorf("store: read %s key %s: %w", v.Name, l.Keys[j], err)
@@ -822,6 +848,29 @@ type tileView struct {
 	specs   []tileSpec
 	feats   []larder.AggregateFeature
 	windows []int
+	tag     uint32 // tilesTag of the definition, for the stream tiles
+	// batchTag is tag and the horizon, for the batch tiles: which tiles
+	// a run keeps, and which go to the windows' rests, depends on it.
+	batchTag uint32
+}
+
+// tilesTag returns the tag of what stream tiles written under specs and
+// tau mean: their aggregations' kinds, types and statistics, and the
+// tile. Two definitions that differ in any of these have other tags.
+func tilesTag(specs []tileSpec, tau time.Duration) uint32 {
+	b := binary.AppendVarint(nil, int64(tau))
+	for _, sp := range specs {
+		flags := byte(0)
+		for i, on := range []bool{sp.sum, sp.min, sp.max, sp.last, sp.rows} {
+			if on {
+				flags |= 1 << i
+			}
+		}
+		b = append(b, sp.kind, byte(sp.typ), flags)
+	}
+	h := fnv.New32a()
+	h.Write(b)
+	return h.Sum32()
 }
 
 func (s *Store) tileViewOf(v *larder.View) *tileView {
@@ -829,6 +878,11 @@ func (s *Store) tileViewOf(v *larder.View) *tileView {
 		return tv.(*tileView)
 	}
 	tv := &tileView{specs: tileSpecs(v), feats: v.AggregateFeatures()}
+	tv.tag = tilesTag(tv.specs, v.TileInterval())
+	h := fnv.New32a()
+	h.Write(binary.LittleEndian.AppendUint32(nil, tv.tag))
+	h.Write(binary.AppendVarint(nil, int64(v.TileHorizon())))
+	tv.batchTag = h.Sum32()
 	for _, f := range tv.feats {
 		tv.windows = append(tv.windows, slices.Index(v.Aggregations[f.Aggregation].Windows, f.Window))
 	}

@@ -3,8 +3,10 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,5 +268,234 @@ func testTilesOldFormat(t *testing.T, client redis.UniversalClient) {
 	slices.Sort(fields)
 	if want := []string{"g" + strconv.FormatInt(w.ID()+1, 10), "s"}; !slices.Equal(fields, want) {
 		t.Errorf("fields after a new run's tiles: %q, want %q", fields, want)
+	}
+}
+
+// TestTilesFarTimes (and the miniredis run) adds events whose times are
+// outside the range of int64 nanoseconds since the epoch (before 1678,
+// after 2262): one 2^64 ns, about 584 years, before an event in the
+// window, whose nanoseconds wrap around to that event's. The past one is
+// older than the horizon and left out, the future one refused; neither
+// counts in a window.
+func TestTilesFarTimes(t *testing.T) { forEachBackend(t, testTilesFarTimes) }
+
+func testTilesFarTimes(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := tileView(t)
+	v := p.View("stats")
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	now := cut
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	w := beginWithRow(t, st, v, cut)
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	now = cut.Add(time.Minute)
+	in := cut.Add(30 * time.Second)
+	past := in.Add(-math.MaxInt64).Add(-math.MaxInt64).Add(-2) // 1442: in − 2^64 ns
+	future := in.Add(math.MaxInt64).Add(math.MaxInt64).Add(2)  // 2611: in + 2^64 ns
+	if past.UnixNano() != in.UnixNano() || future.UnixNano() != in.UnixNano() {
+		t.Fatalf("the times do not wrap around to %s's nanoseconds: %d %d", in, past.UnixNano(), future.UnixNano())
+	}
+	out, err := st.AddEvents(ctx, v, []larder.TileEvent{
+		{Key: larder.Int64Key(5), ID: "past", Time: past, Values: []larder.Value{larder.Int64Value(100)}},
+		{Key: larder.Int64Key(5), ID: "future", Time: future, Values: []larder.Value{larder.Int64Value(1000)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Result != larder.PushOlder {
+		t.Errorf("an event of %s: %v (%s), want older", past.Format(time.RFC3339), out[0].Result, out[0].Reason)
+	}
+	if out[1].Result != larder.PushInvalid || !strings.Contains(out[1].Reason, "2262") {
+		t.Errorf("an event of %s: %v (%s), want invalid, naming the last year tiles hold", future.Format(time.RFC3339), out[1].Result, out[1].Reason)
+	}
+
+	now = cut.Add(2*time.Minute + 5*time.Second)
+	l := &larder.Lookup{View: v, Keys: []larder.Key{larder.Int64Key(5)}}
+	if err := st.Read(ctx, []*larder.Lookup{l}); err != nil {
+		t.Fatal(err)
+	}
+	if l.Found[0] {
+		t.Errorf("user 5, whose events are centuries away, is read as %v", l.Rows[0])
+	}
+}
+
+// TestTilesOtherDefinition (and the miniredis run) adds stream events to
+// a view, then changes its aggregations (int64 n becomes float64 n, with a
+// max) and publishes a generation of the new definition. The stream tiles
+// written under the old one are not read as the new one's, where they
+// would fail to decode or, worse, decode as other numbers: a read answers
+// the batch's values, and the stream's events added under the new
+// definition.
+func TestTilesOtherDefinition(t *testing.T) { forEachBackend(t, testTilesOtherDefinition) }
+
+func testTilesOtherDefinition(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	now := cut
+	p := tileView(t)
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	v := p.View("stats")
+	w := beginWithRow(t, st, v, cut)
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now = cut.Add(time.Minute)
+	if _, err := st.AddEvents(ctx, v, []larder.TileEvent{
+		{Key: larder.Int64Key(1), ID: "a", Time: cut.Add(30 * time.Second), Values: []larder.Value{larder.Int64Value(10)}},
+		{Key: larder.Int64Key(2), ID: "b", Time: cut.Add(30 * time.Second), Values: []larder.Value{larder.Int64Value(7)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	p2 := tileView(t)
+	v2 := p2.View("stats")
+	v2.Aggregations[0].Type = larder.TypeFloat64
+	v2.Aggregations[0].Functions = append(v2.Aggregations[0].Functions, larder.AggMax)
+	p2.SetDefaults()
+	if err := p2.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return now }})
+	w2, err := st2.Begin(ctx, v2, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Put(ctx, larder.Int64Key(1), larder.Row{EventTime: cut, Values: []larder.Value{larder.Int64Value(3), larder.Float64Value(6), larder.Float64Value(4)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w2.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st2.AddEvents(ctx, v2, []larder.TileEvent{
+		{Key: larder.Int64Key(2), ID: "c", Time: cut.Add(50 * time.Second), Values: []larder.Value{larder.Float64Value(2.5)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	now = cut.Add(2 * time.Minute)
+	l := &larder.Lookup{View: v2, Keys: []larder.Key{larder.Int64Key(1), larder.Int64Key(2)}}
+	if err := st2.Read(ctx, []*larder.Lookup{l}); err != nil {
+		t.Fatalf("read after the view's aggregations changed: %v", err)
+	}
+	if !l.Found[0] || l.Rows[0].Values[0].Int64() != 3 || l.Rows[0].Values[1].Float64() != 6 || l.Rows[0].Values[2].Float64() != 4 {
+		t.Errorf("user 1: %v %v, want the batch's 3, 6, 4: no event of the old definition", l.Found[0], l.Rows[0])
+	}
+	if !l.Found[1] || l.Rows[1].Values[0].Int64() != 1 || l.Rows[1].Values[1].Float64() != 2.5 || l.Rows[1].Values[2].Float64() != 2.5 {
+		t.Errorf("user 2: %v %v, want 1, 2.5, 2.5: the one event of the new definition", l.Found[1], l.Rows[1])
+	}
+}
+
+// TestTilesOtherTile (and the miniredis run) publishes a generation with
+// batch tiles of 1 minute, then reads it as a view whose tile is 2
+// minutes, as a server does once larder.yaml changes it: the schema is
+// the same, but the batch tiles are not of that tile, and read as such
+// they would give other windows. The read answers the row as the run
+// wrote it, as of the cutoff.
+func TestTilesOtherTile(t *testing.T) { forEachBackend(t, testTilesOtherTile) }
+
+func testTilesOtherTile(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := tileView(t)
+	v := p.View("stats")
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	c := cut.Unix() / 60
+	now := cut
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	w := beginWithRow(t, st, v, cut)
+	tiles := larder.EntityTiles{Key: larder.Int64Key(1), Aggs: []larder.AggTiles{{
+		Tiles: []larder.Tile{{End: c - 9, Partial: larder.Partial{Count: 2, Sum: 5}}, {End: c, Partial: larder.Partial{Count: 1, Sum: 1}}},
+		Rest:  []larder.Partial{{}},
+	}}}
+	if err := st.PutTiles(ctx, v, w.ID(), cut, []larder.EntityTiles{tiles}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		change func(v *larder.View)
+	}{
+		{"tile 2m", func(v *larder.View) { v.Tile = 2 * time.Minute }},
+	} {
+		p2 := tileView(t)
+		v2 := p2.View("stats")
+		tc.change(v2)
+		if err := p2.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if v2.Fingerprint() != v.Fingerprint() {
+			t.Fatalf("%s: the schema changed", tc.name)
+		}
+		st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return now }})
+		now = cut.Add(4 * time.Minute)
+		l := &larder.Lookup{View: v2, Keys: []larder.Key{larder.Int64Key(1)}}
+		if err := st2.Read(ctx, []*larder.Lookup{l}); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !l.Found[0] || l.Rows[0].Values[0].Int64() != 3 || l.Rows[0].Values[1].Int64() != 6 || !l.Rows[0].EventTime.Equal(cut) {
+			t.Errorf("%s: user 1 read as %v, want the run's row, 3 and 6 as of %s", tc.name, l.Rows[0], cut)
+		}
+	}
+}
+
+// TestTilesOtherHorizon (and the miniredis run) publishes a generation of
+// a view whose 10m window is longer than its horizon (max_age 5m): the
+// run keeps, in the window's rest, the tiles that stay in it for the
+// horizon. Read as a view whose max_age is 30m, as a server does once
+// larder.yaml changes it (the schema is the same), 7 minutes past the
+// cutoff the rest would still count a tile that left the window 1 minute
+// before, as fresh. The read answers the row as the run wrote it, as of
+// the cutoff, which max_age reports stale past the old horizon.
+func TestTilesOtherHorizon(t *testing.T) { forEachBackend(t, testTilesOtherHorizon) }
+
+func testTilesOtherHorizon(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := tileView(t)
+	v := p.View("stats")
+	v.MaxAge = 5 * time.Minute
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	c := cut.Unix() / 60
+	now := cut
+	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Events in tiles c − 9 (2, sum 5), c − 4 (4, sum 40) and c (1, sum 1).
+	if err := w.Put(ctx, larder.Int64Key(1), larder.Row{EventTime: cut, Values: []larder.Value{larder.Int64Value(7), larder.Int64Value(46)}}); err != nil {
+		t.Fatal(err)
+	}
+	tiles := larder.EntityTiles{Key: larder.Int64Key(1), Aggs: []larder.AggTiles{{
+		Tiles: []larder.Tile{{End: c - 9, Partial: larder.Partial{Count: 2, Sum: 5}}},
+		Rest:  []larder.Partial{{Count: 5, Sum: 41}},
+	}}}
+	if err := st.PutTiles(ctx, v, w.ID(), cut, []larder.EntityTiles{tiles}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	p2 := tileView(t) // max_age 30m
+	v2 := p2.View("stats")
+	if v2.Fingerprint() != v.Fingerprint() {
+		t.Fatal("the schema changed")
+	}
+	st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return now }})
+	now = cut.Add(7 * time.Minute)
+	l := &larder.Lookup{View: v2, Keys: []larder.Key{larder.Int64Key(1)}}
+	if err := st2.Read(ctx, []*larder.Lookup{l}); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Found[0] || l.Rows[0].Values[0].Int64() != 7 || l.Rows[0].Values[1].Int64() != 46 || !l.Rows[0].EventTime.Equal(cut) {
+		t.Errorf("user 1 read as %v, want the run's row, 7 and 46 as of %s (not 5 and 41, which count tile c − 4 past its window)", l.Rows[0], cut)
 	}
 }

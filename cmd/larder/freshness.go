@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/larder-dev/larder"
@@ -30,6 +31,13 @@ type freshness struct {
 	// schedules holds the schedule of every scheduled view, read in its
 	// zone once.
 	schedules map[*larder.View]scheduler.Schedule
+
+	// lags holds the lag of every stream of the project as last read, and
+	// lagsRead when (by the wall clock), so that the views of one call
+	// share one read (streamLags).
+	lagMu    sync.Mutex
+	lags     map[*larder.Stream]larder.StreamLag
+	lagsRead time.Time
 }
 
 // newFreshness returns the freshness of p's views over st, with now as the
@@ -100,12 +108,44 @@ func (f *freshness) view(ctx context.Context, v *larder.View, live larder.Genera
 		out.NextRun = s.Next(now)
 		out.TimeZone = s.Location().String()
 	}
+	var lags map[*larder.Stream]larder.StreamLag
 	for _, s := range f.p.Streams {
 		if s.View == v.Name {
-			out.Streams = append(out.Streams, streamLag(ctx, f.st, s, now))
+			if lags == nil {
+				lags = f.streamLags(ctx, now)
+			}
+			out.Streams = append(out.Streams, lags[s])
 		}
 	}
 	return out, nil
+}
+
+// lagReuse is how long the lags read for one view answer for the others.
+const lagReuse = time.Second
+
+// streamLags returns the lag of every stream of the project, each read
+// within streamLag's timeout, all at once: a transport that does not
+// answer costs a ListViews, a `larder views` or a scrape of the gauges one
+// timeout, not one per stream and view in turn, which would outlast their
+// deadlines. A read less than lagReuse old answers again.
+func (f *freshness) streamLags(ctx context.Context, now time.Time) map[*larder.Stream]larder.StreamLag {
+	f.lagMu.Lock()
+	defer f.lagMu.Unlock()
+	if f.lags != nil && time.Since(f.lagsRead) < lagReuse {
+		return f.lags
+	}
+	lags := make([]larder.StreamLag, len(f.p.Streams))
+	var wg sync.WaitGroup
+	for i, s := range f.p.Streams {
+		wg.Go(func() { lags[i] = streamLag(ctx, f.st, s, now) })
+	}
+	wg.Wait()
+	f.lags = make(map[*larder.Stream]larder.StreamLag, len(lags))
+	for i, s := range f.p.Streams {
+		f.lags[s] = lags[i]
+	}
+	f.lagsRead = time.Now()
+	return f.lags
 }
 
 // streamLag returns how far the consumers of s are behind it, at now;

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -283,5 +286,64 @@ func TestFreshnessListViews(t *testing.T) {
 		if !proto.Equal(got, want[i]) {
 			t.Errorf("%s:\ngot  %v\nwant %v", info.GetName(), got, want[i])
 		}
+	}
+}
+
+// TestStreamLagSlowBroker reads the views of a project whose four Kafka
+// streams, two per view, name a broker that takes connections and never
+// answers. Each stream's lag is unknown, and the lags are read at once,
+// within one timeout for all the views, not one per stream in turn: a
+// broker down must not make ListViews, `larder views` or a scrape of the
+// freshness gauges outlast their deadlines.
+func TestStreamLagSlowBroker(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var held sync.WaitGroup
+	var connsMu sync.Mutex
+	var conns []net.Conn
+	held.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			connsMu.Lock()
+			conns = append(conns, c) // held open, never answered
+			connsMu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		held.Wait()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+
+	srv := redistest.Start(t)
+	var views, streams strings.Builder
+	for _, v := range []string{"a", "b"} {
+		fmt.Fprintf(&views, "  - {name: %s, kind: latest, entity: user, source: events, features: [{name: x, type: float64}]}\n", v)
+		for i := range 2 {
+			fmt.Fprintf(&streams, "  - {name: %s%d, view: %s, group: g%s%d, kafka: {brokers: [\"%s\"], topic: t%s%d}}\n", v, i, v, v, i, ln.Addr(), v, i)
+		}
+	}
+	sp := newSchedProject(t, srv.Addr, "", views.String()+"streams:\n"+streams.String(), 10, 5)
+
+	start := time.Now()
+	r := sp.larder(t, "views")
+	took := time.Since(start)
+	mustSucceed(t, r, "views")
+	for _, s := range []string{"a0 unknown", "a1 unknown", "b0 unknown", "b1 unknown"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("larder views does not say %q:\n%s", s, r.stdout)
+		}
+	}
+	if took > 4*time.Second {
+		t.Errorf("larder views took %s with four streams on a broker that does not answer; want the lags read at once, within one timeout of 2s", took.Round(time.Millisecond))
 	}
 }

@@ -49,6 +49,14 @@ larder_ingest_lag_seconds). For the embedded store, or a small deployment,
   larder ingest clicks --metrics-listen 127.0.0.1:9467`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			// A ticker of no interval panics; an idle time of zero would
+			// take entries from a consumer still applying them.
+			switch {
+			case statusEvery <= 0:
+				return fmt.Errorf("--status-every %s: want a positive duration, such as 10s", statusEvery)
+			case claimIdle <= 0:
+				return fmt.Errorf("--claim-idle %s: want a positive duration, such as 30s", claimIdle)
+			}
 			p, err := a.loadProject()
 			if err != nil {
 				return err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -391,5 +392,46 @@ views:
 		if r.code == 0 || !strings.Contains(r.stderr, want) {
 			t.Errorf("larder %s: exit code %d, stderr:\n%s\nwant %s", args[0], r.code, r.stderr, want)
 		}
+	}
+}
+
+// TestIngestDurationFlags checks that ingest refuses a --status-every or
+// --claim-idle that is not positive before it starts a consumer, naming
+// the flag: a ticker of no interval cannot run, and an idle time of zero
+// would take entries from a consumer still applying them.
+func TestIngestDurationFlags(t *testing.T) {
+	t.Parallel()
+	config := filepath.Join(t.TempDir(), "larder.yaml") // never read
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--status-every", "0s"}, "--status-every 0s: want a positive duration, such as 10s"},
+		{[]string{"--status-every", "-1s"}, "--status-every -1s: want a positive duration, such as 10s"},
+		{[]string{"--claim-idle", "0s"}, "--claim-idle 0s: want a positive duration, such as 30s"},
+		{[]string{"--claim-idle", "-5s"}, "--claim-idle -5s: want a positive duration, such as 30s"},
+	} {
+		r := larderAt(t, t.Context(), time.Now(), append([]string{"-c", config, "ingest"}, tc.flags...)...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("ingest %s: exit %d, %q; want an error containing %q", strings.Join(tc.flags, " "), r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+// TestIngestMetricsListenTaken checks that ingest, whose metrics endpoint
+// is set by --metrics-listen alone, names only that flag when the address
+// is taken: it does not read server.metrics_listen.
+func TestIngestMetricsListenTaken(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	sp := newSchedProject(t, srv.Addr, "", ingestViews, 10, 5)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	r := sp.larder(t, "ingest", "--metrics-listen", taken.Addr().String())
+	if r.code == 0 || !strings.Contains(r.stderr, "pass another --metrics-listen") || strings.Contains(r.stderr, "server.metrics_listen") {
+		t.Errorf("ingest on a taken --metrics-listen: exit %d, %q; want the flag named, and not server.metrics_listen, which ingest does not read", r.code, r.stderr)
 	}
 }

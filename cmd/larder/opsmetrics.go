@@ -123,9 +123,11 @@ type metricsEndpoint struct {
 // serveMetrics starts serving reg's metrics (with the Go and process
 // collectors) on addr. The endpoint's address says where, for a port 0.
 func (a *app) serveMetrics(addr string, reg *prometheus.Registry) (*metricsEndpoint, error) {
-	lis, err := a.listenMetrics(addr)
+	// Its callers (ingest, schedule, worker) read --metrics-listen only,
+	// not server.metrics_listen, which is serve's.
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("metrics: listen on %s: %w (pass another --metrics-listen)", addr, err)
 	}
 	return a.serveMetricsOn(lis, reg), nil
 }

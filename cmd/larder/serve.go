@@ -60,9 +60,10 @@ serve reloads the project file on SIGHUP and when the file changes
 all or nothing, while requests keep being served; a file that does not load,
 or a model that does not fit, is refused and the previous configuration keeps
 serving. The server, redis, scheduler and jobs blocks apply at the next
-restart, and a serve that runs --schedule or --workers takes no reload. A
-view whose schema changed keeps being served from the newest generation of
-the schema the running configuration has, until the server takes the new one.
+restart, and a serve that runs --schedule, --workers or --ingest takes no
+reload. A view whose schema changed keeps being served from the newest
+generation of the schema the running configuration has, until the server
+takes the new one.
 
 A ranker's model is reloaded when its file is replaced or rewritten (and on
 larder reload): the new model is checked and swapped in while requests keep
@@ -76,8 +77,8 @@ Every request is bounded: in cost (server.max_request_cells and
 server.max_response_bytes), in time (server.default_deadline for a request
 that sets no deadline, server.max_deadline at most) and in number: past
 server.max_concurrent_requests (or --max-concurrent-requests), FeatureService
-requests are refused at once with RESOURCE_EXHAUSTED; health checks and the
-AdminService never are.
+and IngestService requests are refused at once with RESOURCE_EXHAUSTED; health
+checks and the AdminService never are.
 
 With server.tls_cert_file and server.tls_key_file (or --tls-cert-file and
 --tls-key-file), every listener speaks TLS only; with server.tls_client_ca_file
@@ -248,7 +249,7 @@ those abandoned by killed runs.`,
 	cmd.Flags().IntVar(&workerCount, "workers", 0, "also process this many jobs at a time from the job queue, as \"larder worker\" does")
 	cmd.Flags().BoolVar(&ingestStreams, "ingest", false, "also apply the events of the project's streams to their views, as \"larder ingest\" does")
 	cmd.Flags().IntVar(&maxConcurrent, "max-concurrent-requests", 0,
-		fmt.Sprintf("the most FeatureService requests handled at once; more are refused with RESOURCE_EXHAUSTED (default: server.max_concurrent_requests, %d)", larder.DefaultMaxConcurrentRequests))
+		fmt.Sprintf("the most FeatureService and IngestService requests (Push) handled at once; more are refused with RESOURCE_EXHAUSTED (default: server.max_concurrent_requests, %d)", larder.DefaultMaxConcurrentRequests))
 	cmd.Flags().DurationVar(&deadline, "default-deadline", 0,
 		fmt.Sprintf("how long a request whose client set no deadline may take (default: server.default_deadline, %s)", larder.DurationText(larder.DefaultDeadline)))
 	cmd.Flags().StringVar(&tlsCert, "tls-cert-file", "", "the server's certificate (PEM): every listener speaks TLS only (default: server.tls_cert_file)")
