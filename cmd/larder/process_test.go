@@ -88,6 +88,14 @@ func startLarder(tb testing.TB, args ...string) *proc {
 	return p
 }
 
+// signal sends sig to the process, without waiting for anything.
+func (p *proc) signal(tb testing.TB, sig syscall.Signal) {
+	tb.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // stop sends sig and waits for the process to end, for at most 60 seconds.
 func (p *proc) stop(tb testing.TB, sig syscall.Signal) {
 	tb.Helper()

@@ -141,21 +141,35 @@ jobs: {heartbeat: 200ms, lapse: 1s, backoff: 200ms, max_backoff: 1s}`, `  - name
 	if root == nil {
 		t.Fatalf("no job id in %q", r.stdout)
 	}
-	// The kill must land while w1 writes a shard: a shard it has just
-	// begun, so that it cannot finish first.
+	// The kill must land while w1 writes a shard. w1 is frozen as soon as
+	// it is seen running one, so that it cannot finish it while the job is
+	// read again; should it have finished it meanwhile, it is thawed and
+	// the wait goes on for its next one.
 	var victim larder.Job
-	waitFor(t, 60*time.Second, "a shard starting on w1", func() (bool, bool) {
-		jobs, err := q.Jobs(ctx, larder.JobFilter{Kind: larder.JobShard, State: larder.JobRunning})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, j := range jobs {
-			if j.Worker == "w1" && time.Since(j.StartedAt) < 150*time.Millisecond {
-				victim = j
-				return true, true
+	waitFor(t, 60*time.Second, "a shard running on w1", func() (bool, bool) {
+		running := func() (larder.Job, bool) {
+			jobs, err := q.Jobs(ctx, larder.JobFilter{Kind: larder.JobShard, State: larder.JobRunning})
+			if err != nil {
+				t.Fatal(err)
 			}
+			for _, j := range jobs {
+				if j.Worker == "w1" {
+					return j, true
+				}
+			}
+			return larder.Job{}, false
 		}
-		time.Sleep(5 * time.Millisecond)
+		j, ok := running()
+		if !ok {
+			time.Sleep(5 * time.Millisecond)
+			return false, false
+		}
+		w1.signal(t, syscall.SIGSTOP)
+		if again, ok := running(); ok && again.ID == j.ID && again.Attempts == j.Attempts {
+			victim = j
+			return true, true
+		}
+		w1.signal(t, syscall.SIGCONT)
 		return false, false
 	})
 	w1.stop(t, syscall.SIGKILL)
