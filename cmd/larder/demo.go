@@ -228,7 +228,7 @@ Next:
 		}
 		defer ing.wait()
 		trickleUser = ds.SampleUsers(1)[0]
-		go a.trickle(serveCtx, b, p.Streams[0].RedisStream, ds, trickleUser)
+		go a.trickle(serveCtx, b, p.Streams[0].RedisStream, ds, trickleUser, trickleCap)
 	}
 	u := ds.SampleUsers(1)[0]
 	fmt.Fprint(out, a.hint(fmt.Sprintf(`
@@ -304,14 +304,21 @@ func sha256Hex(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// trickleCap is how many events the demo's trickle keeps in its stream:
+// at five a second, the last 2 hours and 46 minutes, far more than its
+// consumer ever lags behind.
+const trickleCap = 50_000
+
 // trickle adds a synthetic event of the demo's shop to Redis stream key,
 // which the demo's streams read, about every 200 ms until ctx ends: every
 // fifth one for user, whose last event and activity then move, the others
 // for other users. Its fields are named as the columns of the events
 // files: user_id, event_time, item_id, event_type, dwell_seconds and, on
 // purchases, price_paid. The event type changes every five events, so
-// that user's events are of every type.
-func (a *app) trickle(ctx context.Context, b *backend, key string, ds *demo.Dataset, user int64) {
+// that user's events are of every type. The stream keeps the newest
+// maxLen events: larder never trims the streams it reads, and a demo
+// left serving would otherwise grow by 432,000 events a day.
+func (a *app) trickle(ctx context.Context, b *backend, key string, ds *demo.Dataset, user, maxLen int64) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	types := []string{"view", "view", "view", "click", "purchase"}
@@ -334,7 +341,7 @@ func (a *app) trickle(ctx context.Context, b *backend, key string, ds *demo.Data
 		if typ == "purchase" {
 			vals = append(vals, "price_paid", fmt.Sprintf("%.2f", float64(10+i%90)))
 		}
-		err := b.client.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: vals}).Err()
+		err := b.client.XAdd(ctx, &redis.XAddArgs{Stream: key, MaxLen: maxLen, Values: vals}).Err()
 		if err != nil && ctx.Err() == nil {
 			a.logger.Warn("the demo's event trickle", "err", err)
 		}

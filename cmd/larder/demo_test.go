@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/larder-dev/larder/demo"
 )
 
 // TestDemo runs the whole demo in-process, ONNX Runtime included: the test
@@ -228,4 +234,50 @@ func TestDemoKeepServing(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the demo did not stop 30s after it was interrupted")
 	}
+}
+
+// TestTrickleCapped checks that the demo's event trickle keeps only the
+// newest events of its stream: a demo left serving must not grow without
+// end.
+func TestTrickleCapped(t *testing.T) {
+	t.Parallel()
+	mr := miniredis.RunT(t)
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer client.Close()
+	ds, err := demo.New(demo.Options{Seed: 1, Users: 100, Items: 50, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &app{stdout: io.Discard, stderr: io.Discard, now: time.Now, logger: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.trickle(ctx, &backend{client: client}, "events:live", ds, ds.SampleUsers(1)[0], 3)
+	}()
+	// Wait until the first of the stream's events has been trimmed away,
+	// then look at its length.
+	var first string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		msgs, err := client.XRangeN(t.Context(), "events:live", "-", "+", 1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) > 0 && first == "" {
+			first = msgs[0].ID
+		}
+		if len(msgs) > 0 && msgs[0].ID != first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream's first event %q is still there after 30s: the stream is not trimmed", first)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := client.XLen(t.Context(), "events:live").Val(); n != 3 {
+		t.Errorf("the stream holds %d events, want the newest 3", n)
+	}
+	cancel()
+	<-done
 }
