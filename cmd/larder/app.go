@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -193,7 +194,40 @@ func (a *app) printError(prefix, msg string) {
 		_ = j.record(slog.LevelError, msg)
 		return
 	}
-	fmt.Fprintln(a.stderr, prefix+msg)
+	fmt.Fprintln(a.stderr, prefix+printable(msg))
+}
+
+// printable returns msg with the characters a terminal would act on
+// (control characters but line breaks and tabs, and the marks that turn
+// the direction of text) written as Go escapes, such as \x1b: an error may
+// quote a name from a file or a request (a Parquet column, a stream
+// field), and such a name must not recolour, move or hide what the
+// terminal shows.
+func printable(msg string) string {
+	clean := true
+	for _, r := range msg {
+		if unsafeRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return msg
+	}
+	var b strings.Builder
+	for _, r := range msg {
+		if unsafeRune(r) {
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune) bool {
+	return r != '\n' && r != '\t' && unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
 }
 
 // jsonStderr makes a.stderr, if it is not already, a jsonLines over it, and

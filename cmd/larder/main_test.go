@@ -179,3 +179,21 @@ func writeParquet[T any](tb testing.TB, path string, rows []T, opts ...parquet.W
 // int64Key is client.Int64Key, for tests whose gRPC clients are named
 // client.
 func int64Key(v int64) *larderv1.EntityKey { return larderclient.Int64Key(v) }
+
+// TestErrorsPrintable checks that an error quoting a name from outside (a
+// file name here; a Parquet column or a stream field as well) cannot send
+// a terminal its control sequences.
+func TestErrorsPrintable(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "larder\x1b[2J\u202e.yaml")
+	r := larderAt(t, t.Context(), time.Now(), "-c", path, "views")
+	if r.code == 0 {
+		t.Fatalf("larder views with a missing config succeeded: %+v", r)
+	}
+	if strings.ContainsAny(r.stderr, "\x1b\u202e") {
+		t.Errorf("the error holds raw control characters: %q", r.stderr)
+	}
+	if !strings.Contains(r.stderr, `larder\x1b[2J\u202e.yaml`) {
+		t.Errorf("the error does not name the file, escaped: %q", r.stderr)
+	}
+}
