@@ -595,8 +595,27 @@ func readsFile(path, out string) bool {
 		if ok, _ := filepath.Match(path, out); ok {
 			return true
 		}
-		ok, _ := filepath.Match(path, filepath.Dir(out))
-		return ok && inFolder(filepath.Dir(out))
+		// out, not there yet, is matched by its name in its folder, which
+		// is there: the folders the glob's folder names are compared with
+		// it as files, so that a link or another spelling of the path
+		// leads to the same folder.
+		dirPat, namePat := filepath.Split(path)
+		if ok, _ := filepath.Match(namePat, filepath.Base(out)); ok {
+			dirs, _ := filepath.Glob(filepath.Clean(dirPat))
+			for _, d := range dirs {
+				if same, err := samePath(d, filepath.Dir(out)); err == nil && same {
+					return true
+				}
+			}
+		}
+		// A folder the glob matches stands for the files inside it.
+		matches, _ := filepath.Glob(path)
+		for _, m := range matches {
+			if fi, err := os.Stat(m); err == nil && fi.IsDir() && inFolder(m) {
+				return true
+			}
+		}
+		return false
 	}
 	if err == nil && fi.IsDir() {
 		return inFolder(path)

@@ -533,3 +533,40 @@ func TestExportSpineNameLikeGlob(t *testing.T) {
 		t.Fatalf("Export: %d rows, %v; want 1 row", rep.SpineRows, err)
 	}
 }
+
+// TestExportOutputNotAnInputThroughLink checks that an output named
+// through a symbolic link to a source's folder is refused as a file that
+// the source's glob would read, as it is when named directly.
+func TestExportOutputNotAnInputThroughLink(t *testing.T) {
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "data", "part-0.parquet"), randomRows(rand.New(rand.NewPCG(1, 1)), 10, 3, baseTime))
+	writeParquet(t, filepath.Join(dir, "spine.parquet"), []spineRow{{UserID: ptr(int64(1)), At: baseTime}})
+	p := exportProject(t, dir)
+	p.Sources = append(p.Sources, &larder.Source{Name: "more", Path: "more/*.parquet", EventTime: "ts"},
+		&larder.Source{Name: "days", Path: "days/2024-*", EventTime: "ts"})
+	for _, d := range []string{"more", "days/2024-01"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(dir, "more"), filepath.Join(dir, "more-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "days", "2024-01"), filepath.Join(dir, "january")); err != nil {
+		t.Fatal(err)
+	}
+	m := materializer.New(p, nopStore{}, materializer.Options{})
+	for _, c := range []struct{ output, want string }{
+		{"more-link/x.parquet", `source "more"`},
+		{"january/x.parquet", `source "days"`},
+	} {
+		t.Run(c.output, func(t *testing.T) {
+			_, err := m.Export(context.Background(), materializer.ExportArgs{
+				Spine: "spine.parquet", Output: filepath.Join(dir, c.output), Timestamp: "at", Features: []string{"lat:*"},
+			})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want one saying %q", err, c.want)
+			}
+		})
+	}
+}

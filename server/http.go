@@ -168,7 +168,8 @@ func gatewayAnswerHeaders(key string) (string, bool) {
 // When ServeHTTP set a read deadline (timeout > 0), late records that the
 // body did not arrive within it. net/http lifts the deadline itself once
 // the body has been read to its end, before it watches the connection for
-// the caller going away, so the deadline never ends the call.
+// the caller going away, so the deadline never ends the call; a request
+// without a body gets no deadline, as that watch has begun already.
 type gatewayBody struct {
 	io.ReadCloser // an http.MaxBytesReader
 	tooLarge      bool
@@ -377,7 +378,12 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer withdraw()
 	r = r.WithContext(ctx)
 	body := &gatewayBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxHTTPBody)}
-	if h.BodyTimeout > 0 && http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.BodyTimeout)) == nil {
+	// A request without a body (http.NoBody) has none to wait for, and
+	// net/http already watches its connection for the caller going away:
+	// a read deadline would end that watch with a timeout, which cancels
+	// the call's context.
+	if h.BodyTimeout > 0 && r.Body != http.NoBody &&
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.BodyTimeout)) == nil {
 		body.timeout = h.BodyTimeout
 	}
 	r.Body = body

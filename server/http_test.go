@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -454,5 +455,51 @@ func TestHTTPSlowBody(t *testing.T) {
 		if code != http.StatusOK || protojson.Unmarshal(b, &got) != nil || got.GetDegraded() {
 			t.Errorf("a Rank of 600ms past a body bound of 300ms: %d %s, want 200, not degraded", code, b)
 		}
+	}
+}
+
+// slowLiveStore is a FeatureStore whose Live takes hold, or fails with
+// its context's error when that ends first.
+type slowLiveStore struct {
+	larder.FeatureStore
+	hold time.Duration
+}
+
+func (s slowLiveStore) Live(ctx context.Context, v *larder.View) (larder.Generation, error) {
+	select {
+	case <-time.After(s.hold):
+	case <-ctx.Done():
+		return larder.Generation{}, ctx.Err()
+	}
+	return s.FeatureStore.Live(ctx, v)
+}
+
+// TestHTTPNoBodyNotCut checks that the body bound leaves alone a request
+// without a body (ListViews takes none), whose call outlasts the bound:
+// there is no body to wait for, and the call keeps its own deadline.
+func TestHTTPNoBodyNotCut(t *testing.T) {
+	f := newFixture(t, fixtureConfig{wrap: func(fs larder.FeatureStore) larder.FeatureStore {
+		return slowLiveStore{FeatureStore: fs, hold: 200 * time.Millisecond}
+	}})
+	gw, err := server.NewHTTP(f.svc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	gw.BodyTimeout = 100 * time.Millisecond
+	web := httptest.NewServer(gw)
+	t.Cleanup(web.Close)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, web.URL+"/v1/views", http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := web.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a ListViews without a body, slower than the body bound: %d %s, want 200", resp.StatusCode, b)
 	}
 }

@@ -127,7 +127,8 @@ const lagReuse = time.Second
 // within streamLag's timeout, all at once: a transport that does not
 // answer costs a ListViews, a `larder views` or a scrape of the gauges one
 // timeout, not one per stream and view in turn, which would outlast their
-// deadlines. A read less than lagReuse old answers again.
+// deadlines. A read less than lagReuse old answers again, unless its
+// context ended while it read.
 func (f *freshness) streamLags(ctx context.Context, now time.Time) map[*larder.Stream]larder.StreamLag {
 	f.lagMu.Lock()
 	defer f.lagMu.Unlock()
@@ -140,12 +141,16 @@ func (f *freshness) streamLags(ctx context.Context, now time.Time) map[*larder.S
 		wg.Go(func() { lags[i] = streamLag(ctx, f.st, s, now) })
 	}
 	wg.Wait()
-	f.lags = make(map[*larder.Stream]larder.StreamLag, len(lags))
+	out := make(map[*larder.Stream]larder.StreamLag, len(lags))
 	for i, s := range f.p.Streams {
-		f.lags[s] = lags[i]
+		out[s] = lags[i]
 	}
-	f.lagsRead = time.Now()
-	return f.lags
+	// Lags read under a context that ended say only that: they are the
+	// caller's, not the next one's.
+	if ctx.Err() == nil {
+		f.lags, f.lagsRead = out, time.Now()
+	}
+	return out
 }
 
 // streamLag returns how far the consumers of s are behind it, at now;

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -345,5 +346,28 @@ func TestStreamLagSlowBroker(t *testing.T) {
 	}
 	if took > 4*time.Second {
 		t.Errorf("larder views took %s with four streams on a broker that does not answer; want the lags read at once, within one timeout of 2s", took.Round(time.Millisecond))
+	}
+}
+
+// TestStreamLagsNotSharedOnCancel checks that lags read under a context
+// that ended, which say only that, are not kept for the next caller: a
+// ListViews whose caller went away must not make the views of the next
+// one say their lags are unknown.
+func TestStreamLagsNotSharedOnCancel(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	sp := newSchedProject(t, srv.Addr, "", `  - {name: a, kind: latest, entity: user, source: events, features: [{name: x, type: float64}]}
+streams:
+  - {name: s, view: a, redis_stream: clicks}
+`, 10, 5)
+	f := newFreshness(sp.p, sp.store(t), nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	s := sp.p.Streams[0]
+	if lag := f.streamLags(ctx, time.Now())[s]; lag.Err == "" {
+		t.Fatalf("a lag read under a context canceled: %+v, want its error", lag)
+	}
+	if lag := f.streamLags(t.Context(), time.Now())[s]; lag.Err != "" {
+		t.Errorf("the lag read next, within %s: %+v, want no error", lagReuse, lag)
 	}
 }
