@@ -11,18 +11,6 @@ import (
 	"github.com/larder-dev/larder/materializer"
 )
 
-// predEvent is a row of the source of predProject's input views.
-type predEvent struct {
-	UserID  int64     `parquet:"user_id"`
-	TS      time.Time `parquet:"ts,timestamp(microsecond)"`
-	Age     int64     `parquet:"age"`
-	Score   float64   `parquet:"score"`
-	Active  bool      `parquet:"active"`
-	Country string    `parquet:"country"`
-	Clicks  int64     `parquet:"clicks"`
-	Spend   float64   `parquet:"spend"`
-}
-
 // TestExportPrediction exports a prediction view, whose inputs are joins of
 // their own, and checks its scores against the model run on the inputs as
 // of each spine row's time.
@@ -33,10 +21,10 @@ func TestExportPrediction(t *testing.T) {
 	net := writeModel(t, filepath.Join(dir, "model.onnx"), 5, 2, 1)
 	runTime := time.Date(2026, 2, 1, 12, 0, 0, 0, time.UTC)
 	d := predData{"profile": {}, "stats": {}}
-	var events []predEvent
+	var events []runnerEvent
 	for id := int64(1); id <= 6; id++ {
 		at := runTime.Add(-time.Duration(id) * time.Minute)
-		e := predEvent{UserID: id, TS: at, Age: id % 4, Score: float64(id) / 10, Active: id%2 == 0, Country: "fr", Clicks: id, Spend: float64(id) / 4}
+		e := runnerEvent{UserID: id, TS: at, Age: id % 4, Score: float64(id) / 10, Active: id%2 == 0, Country: "fr", Clicks: id, Spend: float64(id) / 4}
 		events = append(events, e)
 		d["profile"][larder.Int64Key(id)] = larder.Row{EventTime: at, Values: []larder.Value{
 			larder.Int64Value(e.Age), larder.Float64Value(e.Score), larder.BoolValue(e.Active), larder.StringValue(e.Country),

@@ -62,28 +62,46 @@ func beginWithRow(tb testing.TB, st *store.Store, v *larder.View, cut time.Time)
 	return w
 }
 
-func testTiles(t *testing.T, client redis.UniversalClient) {
-	ctx := context.Background()
-	p := tileView(t)
-	v := p.View("stats")
-	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	c := cut.Unix() / 60
-	now := cut
-	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+// tilesCut is the cutoff of the tiles tests' runs.
+var tilesCut = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
-	w := beginWithRow(t, st, v, cut)
+// tileStore returns a store of project p whose clock reads *now, which
+// starts at tilesCut.
+func tileStore(client redis.UniversalClient, p *larder.Project) (*store.Store, *time.Time) {
+	now := tilesCut
+	return store.New(client, p.Name, store.Options{Now: func() time.Time { return now }}), &now
+}
+
+// publishTwoTiles publishes a generation of v as of tilesCut with entity
+// 1's row and two batch tiles of it: tile c − 9 (2 events, sum 5) and tile
+// c (1 event, sum 1), c being the cutoff's tile.
+func publishTwoTiles(t *testing.T, st *store.Store, v *larder.View) {
+	t.Helper()
+	ctx := context.Background()
+	c := tilesCut.Unix() / 60
+	w := beginWithRow(t, st, v, tilesCut)
 	tiles := larder.EntityTiles{Key: larder.Int64Key(1), Aggs: []larder.AggTiles{{
 		Tiles: []larder.Tile{{End: c - 9, Partial: larder.Partial{Count: 2, Sum: 5}}, {End: c, Partial: larder.Partial{Count: 1, Sum: 1}}},
 		Rest:  []larder.Partial{{}},
 	}}}
-	if err := st.PutTiles(ctx, v, w.ID(), cut, []larder.EntityTiles{tiles}); err != nil {
+	if err := st.PutTiles(ctx, v, w.ID(), tilesCut, []larder.EntityTiles{tiles}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
 
-	now = cut.Add(time.Minute)
+func testTiles(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	p := tileView(t)
+	v := p.View("stats")
+	cut := tilesCut
+	st, now := tileStore(client, p)
+
+	publishTwoTiles(t, st, v)
+
+	*now = cut.Add(time.Minute)
 	out, err := st.AddEvents(ctx, v, []larder.TileEvent{
 		{Key: larder.Int64Key(1), ID: "a", Time: cut.Add(30 * time.Second), Values: []larder.Value{larder.Int64Value(10)}},
 		{Key: larder.Int64Key(2), ID: "b", Time: cut.Add(90 * time.Second), Values: []larder.Value{larder.Int64Value(7)}},
@@ -113,7 +131,7 @@ func testTiles(t *testing.T, client redis.UniversalClient) {
 		}
 		return l
 	}
-	now = cut.Add(2*time.Minute + 5*time.Second)
+	*now = cut.Add(2*time.Minute + 5*time.Second)
 	l := read(false)
 	T := cut.Add(2 * time.Minute)
 	// (T − 10m, T] leaves tile c − 9 out: 1 + 10 over 2 values.
@@ -134,20 +152,20 @@ func testTiles(t *testing.T, client redis.UniversalClient) {
 	}
 
 	// Before T reaches tile c + 1, the stream's first event is not in.
-	now = cut.Add(59 * time.Second)
+	*now = cut.Add(59 * time.Second)
 	if l := read(false); l.Rows[0].Values[0].Int64() != 3 || l.Rows[0].Values[1].Int64() != 6 || l.Found[1] {
 		t.Errorf("at the cutoff: %v, user 2 found %v", l.Rows[0], l.Found[1])
 	}
 
 	// Past the horizon: the batch row as of the cutoff, which max_age
 	// reports stale.
-	now = cut.Add(31 * time.Minute)
+	*now = cut.Add(31 * time.Minute)
 	l = read(false)
 	if !l.Rows[0].EventTime.Equal(cut) || l.Rows[0].Values[0].Int64() != 3 || l.Found[1] {
 		t.Errorf("past the horizon: %v, user 2 found %v", l.Rows[0], l.Found[1])
 	}
-	if v.Status(true, l.Rows[0].EventTime, now) != larder.StatusStale {
-		t.Errorf("past the horizon the row is %v, want stale", v.Status(true, l.Rows[0].EventTime, now))
+	if v.Status(true, l.Rows[0].EventTime, *now) != larder.StatusStale {
+		t.Errorf("past the horizon the row is %v, want stale", v.Status(true, l.Rows[0].EventTime, *now))
 	}
 }
 
@@ -226,10 +244,9 @@ func testTilesOldFormat(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
 	p := tileView(t)
 	v := p.View("stats")
-	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	cut := tilesCut
 	c := cut.Unix() / 60
-	now := cut
-	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	st, now := tileStore(client, p)
 	w := beginWithRow(t, st, v, cut)
 	if _, err := w.Publish(ctx); err != nil {
 		t.Fatal(err)
@@ -245,7 +262,7 @@ func testTilesOldFormat(t *testing.T, client redis.UniversalClient) {
 		t.Fatal(err)
 	}
 
-	now = cut.Add(2 * time.Minute)
+	*now = cut.Add(2 * time.Minute)
 	l := &larder.Lookup{View: v, Keys: []larder.Key{larder.Int64Key(1)}}
 	if err := st.Read(ctx, []*larder.Lookup{l}); err != nil {
 		t.Fatal(err)
@@ -283,15 +300,14 @@ func testTilesFarTimes(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
 	p := tileView(t)
 	v := p.View("stats")
-	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	now := cut
-	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	cut := tilesCut
+	st, now := tileStore(client, p)
 	w := beginWithRow(t, st, v, cut)
 	if _, err := w.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
 
-	now = cut.Add(time.Minute)
+	*now = cut.Add(time.Minute)
 	in := cut.Add(30 * time.Second)
 	past := in.Add(-math.MaxInt64).Add(-math.MaxInt64).Add(-2) // 1442: in − 2^64 ns
 	future := in.Add(math.MaxInt64).Add(math.MaxInt64).Add(2)  // 2611: in + 2^64 ns
@@ -312,7 +328,7 @@ func testTilesFarTimes(t *testing.T, client redis.UniversalClient) {
 		t.Errorf("an event of %s: %v (%s), want invalid, naming the last year tiles hold", future.Format(time.RFC3339), out[1].Result, out[1].Reason)
 	}
 
-	now = cut.Add(2*time.Minute + 5*time.Second)
+	*now = cut.Add(2*time.Minute + 5*time.Second)
 	l := &larder.Lookup{View: v, Keys: []larder.Key{larder.Int64Key(5)}}
 	if err := st.Read(ctx, []*larder.Lookup{l}); err != nil {
 		t.Fatal(err)
@@ -333,16 +349,15 @@ func TestTilesOtherDefinition(t *testing.T) { forEachBackend(t, testTilesOtherDe
 
 func testTilesOtherDefinition(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
-	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	now := cut
+	cut := tilesCut
 	p := tileView(t)
-	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	st, now := tileStore(client, p)
 	v := p.View("stats")
 	w := beginWithRow(t, st, v, cut)
 	if _, err := w.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	now = cut.Add(time.Minute)
+	*now = cut.Add(time.Minute)
 	if _, err := st.AddEvents(ctx, v, []larder.TileEvent{
 		{Key: larder.Int64Key(1), ID: "a", Time: cut.Add(30 * time.Second), Values: []larder.Value{larder.Int64Value(10)}},
 		{Key: larder.Int64Key(2), ID: "b", Time: cut.Add(30 * time.Second), Values: []larder.Value{larder.Int64Value(7)}},
@@ -358,7 +373,7 @@ func testTilesOtherDefinition(t *testing.T, client redis.UniversalClient) {
 	if err := p2.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return now }})
+	st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return *now }})
 	w2, err := st2.Begin(ctx, v2, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
 	if err != nil {
 		t.Fatal(err)
@@ -375,7 +390,7 @@ func testTilesOtherDefinition(t *testing.T, client redis.UniversalClient) {
 		t.Fatal(err)
 	}
 
-	now = cut.Add(2 * time.Minute)
+	*now = cut.Add(2 * time.Minute)
 	l := &larder.Lookup{View: v2, Keys: []larder.Key{larder.Int64Key(1), larder.Int64Key(2)}}
 	if err := st2.Read(ctx, []*larder.Lookup{l}); err != nil {
 		t.Fatalf("read after the view's aggregations changed: %v", err)
@@ -400,21 +415,9 @@ func testTilesOtherTile(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
 	p := tileView(t)
 	v := p.View("stats")
-	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	c := cut.Unix() / 60
-	now := cut
-	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
-	w := beginWithRow(t, st, v, cut)
-	tiles := larder.EntityTiles{Key: larder.Int64Key(1), Aggs: []larder.AggTiles{{
-		Tiles: []larder.Tile{{End: c - 9, Partial: larder.Partial{Count: 2, Sum: 5}}, {End: c, Partial: larder.Partial{Count: 1, Sum: 1}}},
-		Rest:  []larder.Partial{{}},
-	}}}
-	if err := st.PutTiles(ctx, v, w.ID(), cut, []larder.EntityTiles{tiles}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	cut := tilesCut
+	st, now := tileStore(client, p)
+	publishTwoTiles(t, st, v)
 
 	for _, tc := range []struct {
 		name   string
@@ -431,8 +434,8 @@ func testTilesOtherTile(t *testing.T, client redis.UniversalClient) {
 		if v2.Fingerprint() != v.Fingerprint() {
 			t.Fatalf("%s: the schema changed", tc.name)
 		}
-		st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return now }})
-		now = cut.Add(4 * time.Minute)
+		st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return *now }})
+		*now = cut.Add(4 * time.Minute)
 		l := &larder.Lookup{View: v2, Keys: []larder.Key{larder.Int64Key(1)}}
 		if err := st2.Read(ctx, []*larder.Lookup{l}); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
@@ -461,10 +464,9 @@ func testTilesOtherHorizon(t *testing.T, client redis.UniversalClient) {
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	cut := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	cut := tilesCut
 	c := cut.Unix() / 60
-	now := cut
-	st := store.New(client, p.Name, store.Options{Now: func() time.Time { return now }})
+	st, now := tileStore(client, p)
 	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
 	if err != nil {
 		t.Fatal(err)
@@ -489,8 +491,8 @@ func testTilesOtherHorizon(t *testing.T, client redis.UniversalClient) {
 	if v2.Fingerprint() != v.Fingerprint() {
 		t.Fatal("the schema changed")
 	}
-	st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return now }})
-	now = cut.Add(7 * time.Minute)
+	st2 := store.New(client, p2.Name, store.Options{Now: func() time.Time { return *now }})
+	*now = cut.Add(7 * time.Minute)
 	l := &larder.Lookup{View: v2, Keys: []larder.Key{larder.Int64Key(1)}}
 	if err := st2.Read(ctx, []*larder.Lookup{l}); err != nil {
 		t.Fatal(err)
