@@ -65,11 +65,24 @@ func beginWithRow(tb testing.TB, st *store.Store, v *larder.View, cut time.Time)
 // tilesCut is the cutoff of the tiles tests' runs.
 var tilesCut = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
-// tileStore returns a store of project p whose clock reads *now, which
-// starts at tilesCut.
-func tileStore(client redis.UniversalClient, p *larder.Project) (*store.Store, *time.Time) {
+// tileFixture returns the tiles tests' project (tileView), its view
+// "stats", and a store of it whose clock reads *now, which starts at
+// tilesCut.
+func tileFixture(t *testing.T, client redis.UniversalClient) (*larder.Project, *larder.View, *store.Store, *time.Time) {
+	p := tileView(t)
 	now := tilesCut
-	return store.New(client, p.Name, store.Options{Now: func() time.Time { return now }}), &now
+	return p, p.View("stats"), store.New(client, p.Name, store.Options{Now: func() time.Time { return now }}), &now
+}
+
+// publishRow publishes a generation of v as of tilesCut with entity 1's
+// row, and returns its id.
+func publishRow(t *testing.T, st *store.Store, v *larder.View) int64 {
+	t.Helper()
+	w := beginWithRow(t, st, v, tilesCut)
+	if _, err := w.Publish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return w.ID()
 }
 
 // publishTwoTiles publishes a generation of v as of tilesCut with entity
@@ -94,10 +107,8 @@ func publishTwoTiles(t *testing.T, st *store.Store, v *larder.View) {
 
 func testTiles(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
-	p := tileView(t)
-	v := p.View("stats")
+	_, v, st, now := tileFixture(t, client)
 	cut := tilesCut
-	st, now := tileStore(client, p)
 
 	publishTwoTiles(t, st, v)
 
@@ -242,19 +253,14 @@ func TestTilesOldFormat(t *testing.T) { forEachBackend(t, testTilesOldFormat) }
 
 func testTilesOldFormat(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
-	p := tileView(t)
-	v := p.View("stats")
+	_, v, st, now := tileFixture(t, client)
 	cut := tilesCut
 	c := cut.Unix() / 60
-	st, now := tileStore(client, p)
-	w := beginWithRow(t, st, v, cut)
-	if _, err := w.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	gen := publishRow(t, st, v)
 	key := "larder:tl:{stats:1}:t"
 	tile := strconv.FormatInt(c+1, 10)
 	at := strconv.FormatInt(cut.Add(30*time.Second).UnixNano(), 10)
-	if err := client.HSet(ctx, key, "b"+strconv.FormatInt(w.ID(), 10), "\x01\x13\x02\x00", "bg", strconv.FormatInt(w.ID(), 10),
+	if err := client.HSet(ctx, key, "b"+strconv.FormatInt(gen, 10), "\x01\x13\x02\x00", "bg", strconv.FormatInt(gen, 10),
 		"lo", tile, tile, at+"|1,10,10,10,10,"+at).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +281,7 @@ func testTilesOldFormat(t *testing.T, client redis.UniversalClient) {
 	if _, err := st.AddEvents(ctx, v, []larder.TileEvent{{Key: larder.Int64Key(1), ID: "a", Time: cut.Add(40 * time.Second), Values: []larder.Value{larder.Int64Value(5)}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.PutTiles(ctx, v, w.ID()+1, cut, []larder.EntityTiles{{Key: larder.Int64Key(1), Aggs: []larder.AggTiles{{Rest: []larder.Partial{{}}}}}}); err != nil {
+	if err := st.PutTiles(ctx, v, gen+1, cut, []larder.EntityTiles{{Key: larder.Int64Key(1), Aggs: []larder.AggTiles{{Rest: []larder.Partial{{}}}}}}); err != nil {
 		t.Fatal(err)
 	}
 	fields, err := client.HKeys(ctx, key).Result()
@@ -283,7 +289,7 @@ func testTilesOldFormat(t *testing.T, client redis.UniversalClient) {
 		t.Fatal(err)
 	}
 	slices.Sort(fields)
-	if want := []string{"g" + strconv.FormatInt(w.ID()+1, 10), "s"}; !slices.Equal(fields, want) {
+	if want := []string{"g" + strconv.FormatInt(gen+1, 10), "s"}; !slices.Equal(fields, want) {
 		t.Errorf("fields after a new run's tiles: %q, want %q", fields, want)
 	}
 }
@@ -298,14 +304,9 @@ func TestTilesFarTimes(t *testing.T) { forEachBackend(t, testTilesFarTimes) }
 
 func testTilesFarTimes(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
-	p := tileView(t)
-	v := p.View("stats")
+	_, v, st, now := tileFixture(t, client)
 	cut := tilesCut
-	st, now := tileStore(client, p)
-	w := beginWithRow(t, st, v, cut)
-	if _, err := w.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	publishRow(t, st, v)
 
 	*now = cut.Add(time.Minute)
 	in := cut.Add(30 * time.Second)
@@ -349,14 +350,9 @@ func TestTilesOtherDefinition(t *testing.T) { forEachBackend(t, testTilesOtherDe
 
 func testTilesOtherDefinition(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
+	_, v, st, now := tileFixture(t, client)
 	cut := tilesCut
-	p := tileView(t)
-	st, now := tileStore(client, p)
-	v := p.View("stats")
-	w := beginWithRow(t, st, v, cut)
-	if _, err := w.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	publishRow(t, st, v)
 	*now = cut.Add(time.Minute)
 	if _, err := st.AddEvents(ctx, v, []larder.TileEvent{
 		{Key: larder.Int64Key(1), ID: "a", Time: cut.Add(30 * time.Second), Values: []larder.Value{larder.Int64Value(10)}},
@@ -413,10 +409,8 @@ func TestTilesOtherTile(t *testing.T) { forEachBackend(t, testTilesOtherTile) }
 
 func testTilesOtherTile(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
-	p := tileView(t)
-	v := p.View("stats")
+	_, v, st, now := tileFixture(t, client)
 	cut := tilesCut
-	st, now := tileStore(client, p)
 	publishTwoTiles(t, st, v)
 
 	for _, tc := range []struct {
@@ -458,15 +452,13 @@ func TestTilesOtherHorizon(t *testing.T) { forEachBackend(t, testTilesOtherHoriz
 
 func testTilesOtherHorizon(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
-	p := tileView(t)
-	v := p.View("stats")
+	p, v, st, now := tileFixture(t, client)
 	v.MaxAge = 5 * time.Minute
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	cut := tilesCut
 	c := cut.Unix() / 60
-	st, now := tileStore(client, p)
 	w, err := st.Begin(ctx, v, larder.BeginOptions{Run: larder.RunInfo{AsOf: cut}})
 	if err != nil {
 		t.Fatal(err)
