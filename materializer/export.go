@@ -418,11 +418,7 @@ func (m *Materializer) exportPlan(args ExportArgs) (*exportPlan, error) {
 		}
 		v := m.project.View(name)
 		if v == nil {
-			names := make([]string, len(m.project.Views))
-			for i, pv := range m.project.Views {
-				names[i] = pv.Name
-			}
-			return nil, larder.Invalidf("export: feature %q: no view %q%s", ref, name, knownNames(name, "views", names))
+			return nil, larder.Invalidf("export: feature %q: no view %q%s", ref, name, knownNames(name, "views", m.project.ViewNames("")))
 		}
 		e := v.EntityDef()
 		if e == nil {

@@ -864,14 +864,17 @@ func (c *leafCopy) copy(w, workers, n int) error {
 // write writes the next k values of lr to the output. The output's column
 // has the spine's type: a panic of the Parquet library on a type a corrupt
 // footer made up is returned as an error naming the spine file.
-func (c *leafCopy) write(lr *leafReader, k int) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = c.fail(lr, fmt.Errorf("malformed file: %v", r))
-		}
-	}()
-	if _, err := c.o.cols[lr.col].WriteRowValues(lr.pend[:k]); err != nil {
-		return fmt.Errorf("write the output: %w", err)
+func (c *leafCopy) write(lr *leafReader, k int) error {
+	var werr error
+	err := recoverRead(func() error {
+		_, werr = c.o.cols[lr.col].WriteRowValues(lr.pend[:k])
+		return nil
+	})
+	if err != nil {
+		return c.fail(lr, err)
+	}
+	if werr != nil {
+		return fmt.Errorf("write the output: %w", werr)
 	}
 	return nil
 }
@@ -966,11 +969,13 @@ func (c *rowCopy) copy(w, _, n int) (err error) {
 		return nil
 	}
 	defer func() {
-		// The output's columns have the spine's types, which a corrupt
-		// footer can make up.
+		// A malformed spine file can make the Parquet library panic as
+		// its rows are read, or as they are written to the output's
+		// columns, which have the spine's types that a corrupt footer
+		// can make up.
 		if r := recover(); r != nil {
 			rg := c.groups[max(c.g, 0)]
-			err = fmt.Errorf("spine %s row group %d cannot be copied: malformed file: %v", rg.file.path, rg.index, r)
+			err = fmt.Errorf("spine %s row group %d cannot be read: malformed file: %v", rg.file.path, rg.index, r)
 		}
 	}()
 	for n > 0 {
@@ -998,13 +1003,7 @@ func (c *rowCopy) copy(w, _, n int) (err error) {
 	return nil
 }
 
-func (c *rowCopy) read() (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			rg := c.groups[max(c.g, 0)]
-			err = fmt.Errorf("spine %s row group %d cannot be read: malformed file: %v", rg.file.path, rg.index, r)
-		}
-	}()
+func (c *rowCopy) read() error {
 	for {
 		if c.rows != nil {
 			n, err := c.rows.ReadRows(c.buf)
