@@ -14,11 +14,16 @@ import (
 // is addressed by its index (in the order of the request's references, as
 // the server resolved them) or, through Column, by its name "view:feature".
 //
-// An accessor of the wrong type for its column (Float64 of an int64
-// column) returns the type's zero value, as does a null value; IsNull and
-// Status tell those apart. A column or row out of range panics, as an
-// index of a slice does. A Features is safe to read from several
-// goroutines.
+// A typed accessor reads the columns of its type (Int64 an int64 column)
+// and returns the type's zero value for a null value; IsNull and Status
+// tell a null from a zero. An accessor of another type than its column's
+// (Float64 of an int64 column) panics, with a message that names the
+// column, its type and its accessor, as reflect.Value.Int does of a
+// string: a zero in its place would look like a value. Type tells a
+// column's type, ColumnOfType checks it once per column with an error
+// instead, and Value reads a column of any type. A column or row out of
+// range panics too, as an index of a slice does. A Features is safe to
+// read from several goroutines.
 type Features struct {
 	// resp is the message NewFeatures was given, or the one Response
 	// builds.
@@ -231,9 +236,32 @@ func (f *Features) IsNull(col, row int) bool {
 
 // checkRow panics when row is out of range, as an index of a slice does.
 func (f *Features) checkRow(row int) {
-	if row < 0 || row >= f.rows {
-		panic(fmt.Sprintf("client: row %d out of range [0, %d)", row, f.rows))
+	if uint(row) >= uint(f.rows) {
+		panic(f.rowOutOfRange(row))
 	}
+}
+
+// rowOutOfRange is the message of the panic of a row out of range.
+func (f *Features) rowOutOfRange(row int) string {
+	return fmt.Sprintf("client: row %d out of range [0, %d)", row, f.rows)
+}
+
+// col returns column col, and panics when col is out of range, as an
+// index of a slice does, saying so for the -1 of a failed Column.
+func (f *Features) col(col int) *column {
+	if uint(col) < uint(len(f.cols)) {
+		return &f.cols[col]
+	}
+	panic(f.colOutOfRange(col))
+}
+
+// colOutOfRange is the message of the panic of a column out of range.
+func (f *Features) colOutOfRange(col int) string {
+	msg := fmt.Sprintf("client: column %d out of range [0, %d)", col, len(f.cols))
+	if col == -1 {
+		msg += " (Column answers -1 for a name the response lacks)"
+	}
+	return msg
 }
 
 // Status returns whether the key of row row was found in the view of
@@ -260,51 +288,56 @@ func (f *Features) EventTime(col, row int) time.Time {
 	return time.UnixMicro(us).UTC()
 }
 
-// Int64 returns the value of an int64 column; 0 when it is null.
+// Int64 returns the value of an int64 column; 0 when it is null. It
+// panics for a column of another type.
 func (f *Features) Int64(col, row int) int64 {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_INT64, f.int64s)
 }
 
-// Float64 returns the value of a float64 column; 0 when it is null.
+// Float64 returns the value of a float64 column; 0 when it is null. It
+// panics for a column of another type.
 func (f *Features) Float64(col, row int) float64 {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_FLOAT64, f.float64s)
 }
 
-// Float32 returns the value of a float32 column; 0 when it is null.
+// Float32 returns the value of a float32 column; 0 when it is null. It
+// panics for a column of another type.
 func (f *Features) Float32(col, row int) float32 {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_FLOAT32, f.float32s)
 }
 
-// Bool returns the value of a bool column; false when it is null.
+// Bool returns the value of a bool column; false when it is null. It
+// panics for a column of another type.
 func (f *Features) Bool(col, row int) bool {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_BOOL, f.bools)
 }
 
-// String returns the value of a string column; "" when it is null.
+// String returns the value of a string column; "" when it is null. It
+// panics for a column of another type.
 func (f *Features) String(col, row int) string {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_STRING, f.strings)
 }
 
 // Bytes returns the value of a bytes column, not a copy; nil when it is
-// null.
+// null. It panics for a column of another type.
 func (f *Features) Bytes(col, row int) []byte {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_BYTES, f.bytes)
 }
 
 // Float32Vector returns the value of a float32_vector column, not a copy;
-// empty when it is null.
+// empty when it is null. It panics for a column of another type.
 func (f *Features) Float32Vector(col, row int) []float32 {
 	return list(f, col, row, larderv1.ValueType_VALUE_TYPE_FLOAT32_VECTOR, f.float32s)
 }
 
 // Int64List returns the value of an int64_list column, not a copy; empty
-// when it is null.
+// when it is null. It panics for a column of another type.
 func (f *Features) Int64List(col, row int) []int64 {
 	return list(f, col, row, larderv1.ValueType_VALUE_TYPE_INT64_LIST, f.int64s)
 }
 
 // StringList returns the value of a string_list column, not a copy; empty
-// when it is null.
+// when it is null. It panics for a column of another type.
 func (f *Features) StringList(col, row int) []string {
 	return list(f, col, row, larderv1.ValueType_VALUE_TYPE_STRING_LIST, f.strings)
 }
@@ -406,26 +439,75 @@ func (r Row) StringList(col int) []string { return r.f.StringList(col, r.row) }
 func (r Row) Value(col int) *larderv1.Value { return r.f.Value(col, r.row) }
 
 // at returns the value of row row of column col, whose array of values, of
-// every column of type t, is vals; the zero value for a column of another
-// type.
+// every column of type t, is vals. It panics for a column of another type.
 func at[T any](f *Features, col, row int, t larderv1.ValueType, vals []T) T {
-	c := &f.cols[col]
+	c := f.col(col)
 	f.checkRow(row)
 	if c.typ != t {
-		var zero T
-		return zero
+		panic(f.wrongType(col, t))
 	}
 	return vals[c.start+row]
 }
 
 // list returns row row's elements of column col, whose array of elements,
-// of every column of type t, is elems; nil for a column of another type.
+// of every column of type t, is elems. It panics for a column of another
+// type.
 func list[T any](f *Features, col, row int, t larderv1.ValueType, elems []T) []T {
-	c := &f.cols[col]
+	c := f.col(col)
 	f.checkRow(row)
-	if c.typ != t || c.offsets < 0 {
+	if c.typ != t {
+		panic(f.wrongType(col, t))
+	}
+	if c.offsets < 0 { // not a list: decode gives every list column offsets
 		return nil
 	}
 	from, to := c.start+f.offsets[c.offsets+row], c.start+f.offsets[c.offsets+row+1]
 	return elems[from:to:to]
+}
+
+// wrongType is the message of the panic of the accessor of type t (the
+// accessor's name is the type's) on column col, of another type. It is
+// called only on that path, which keeps the formatting off the accessors'
+// own.
+func (f *Features) wrongType(col int, t larderv1.ValueType) string {
+	c := &f.cols[col]
+	_, accessor := typeName(t)
+	return fmt.Sprintf("client: %s of column %d %q, a column of type %s", accessor, col, c.name, readWith(c.typ))
+}
+
+// typeName returns the name of type t as larder's configuration spells it
+// ("float32_vector"), and the name of its accessor ("Float32Vector"); for a
+// type this client does not know, its number and "".
+func typeName(t larderv1.ValueType) (name, accessor string) {
+	switch t {
+	case larderv1.ValueType_VALUE_TYPE_INT64:
+		return "int64", "Int64"
+	case larderv1.ValueType_VALUE_TYPE_FLOAT64:
+		return "float64", "Float64"
+	case larderv1.ValueType_VALUE_TYPE_FLOAT32:
+		return "float32", "Float32"
+	case larderv1.ValueType_VALUE_TYPE_BOOL:
+		return "bool", "Bool"
+	case larderv1.ValueType_VALUE_TYPE_STRING:
+		return "string", "String"
+	case larderv1.ValueType_VALUE_TYPE_BYTES:
+		return "bytes", "Bytes"
+	case larderv1.ValueType_VALUE_TYPE_FLOAT32_VECTOR:
+		return "float32_vector", "Float32Vector"
+	case larderv1.ValueType_VALUE_TYPE_INT64_LIST:
+		return "int64_list", "Int64List"
+	case larderv1.ValueType_VALUE_TYPE_STRING_LIST:
+		return "string_list", "StringList"
+	}
+	return fmt.Sprint(int32(t)), ""
+}
+
+// readWith names type t and says how to read a column of it: "int64: read
+// it with Int64, or any type with Value".
+func readWith(t larderv1.ValueType) string {
+	name, accessor := typeName(t)
+	if accessor == "" {
+		return name + " that this client does not know: Value reads it as null"
+	}
+	return name + ": read it with " + accessor + ", or any type with Value"
 }
