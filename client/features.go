@@ -202,18 +202,18 @@ func (f *Features) Column(ref string) (int, bool) {
 }
 
 // Name returns the name of column col, "view:feature".
-func (f *Features) Name(col int) string { return f.cols[col].name }
+func (f *Features) Name(col int) string { return f.col(col).name }
 
 // Type returns the declared type of column col.
-func (f *Features) Type(col int) larderv1.ValueType { return f.cols[col].typ }
+func (f *Features) Type(col int) larderv1.ValueType { return f.col(col).typ }
 
 // View returns the name of the view column col was read from.
-func (f *Features) View(col int) string { return f.views[f.cols[col].view].name }
+func (f *Features) View(col int) string { return f.views[f.col(col).view].name }
 
 // Generation returns the generation of the view of column col that was
 // read.
 func (f *Features) Generation(col int) int64 {
-	if v := int(f.cols[col].view); v < len(f.gens) {
+	if v := int(f.col(col).view); v < len(f.gens) {
 		return f.gens[v].generation
 	}
 	return 0
@@ -223,7 +223,7 @@ func (f *Features) Generation(col int) int64 {
 // view holds no row for the key (Status says FEATURE_STATUS_NOT_FOUND), or
 // the stored value is null.
 func (f *Features) IsNull(col, row int) bool {
-	c := &f.cols[col]
+	c := f.col(col)
 	f.checkRow(row)
 	switch c.nulls {
 	case noNulls:
@@ -267,7 +267,9 @@ func (f *Features) colOutOfRange(col int) string {
 // Status returns whether the key of row row was found in the view of
 // column col, and whether it is fresh. Every column of a view shares it.
 func (f *Features) Status(col, row int) larderv1.FeatureStatus {
-	return f.views[f.cols[col].view].statuses[row]
+	statuses := f.views[f.col(col).view].statuses
+	f.checkRow(row)
+	return statuses[row]
 }
 
 // Found reports whether the view of column col holds a row for the key of
@@ -281,7 +283,9 @@ func (f *Features) Found(col, row int) bool {
 // row row in the view of column col were computed from, in UTC; the zero
 // time when the view holds no row for the key.
 func (f *Features) EventTime(col, row int) time.Time {
-	us := f.views[f.cols[col].view].times[row]
+	times := f.views[f.col(col).view].times
+	f.checkRow(row)
+	us := times[row]
 	if us == 0 && !f.Found(col, row) {
 		return time.Time{}
 	}
@@ -383,8 +387,12 @@ func (f *Features) All() iter.Seq2[int, Row] {
 	}
 }
 
-// Row returns row i.
-func (f *Features) Row(i int) Row { return Row{f: f, row: i} }
+// Row returns row i. It panics when i is out of range, as an index of a
+// slice does.
+func (f *Features) Row(i int) Row {
+	f.checkRow(i)
+	return Row{f: f, row: i}
+}
 
 // Row is one row of a Features: the values of one key. Its accessors are
 // those of Features that read a value, with the row fixed.

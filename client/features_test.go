@@ -150,3 +150,54 @@ func TestAccessorOfTheWrongType(t *testing.T) {
 		}
 	}
 }
+
+// TestOutOfRange checks that a column or row out of range, such as the -1
+// that Column answers for a name the response lacks, panics with a message
+// that says so, whatever reads it.
+func TestOutOfRange(t *testing.T) {
+	f := everyType(t)
+	missing, ok := f.Column("user:nope")
+	if ok || missing != -1 {
+		t.Fatalf("Column of a name the response lacks = %d, %v; want -1, false", missing, ok)
+	}
+	reads := map[string]func(col, row int){
+		"Name":       func(c, _ int) { f.Name(c) },
+		"Type":       func(c, _ int) { f.Type(c) },
+		"View":       func(c, _ int) { f.View(c) },
+		"Generation": func(c, _ int) { f.Generation(c) },
+		"IsNull":     func(c, r int) { f.IsNull(c, r) },
+		"Status":     func(c, r int) { f.Status(c, r) },
+		"Found":      func(c, r int) { f.Found(c, r) },
+		"EventTime":  func(c, r int) { f.EventTime(c, r) },
+		"Value":      func(c, r int) { f.Value(c, r) },
+		"Row.Value":  func(c, r int) { f.Row(r).Value(c) },
+		"Row.Status": func(c, r int) { f.Row(r).Status(c) },
+	}
+	for _, a := range accessors {
+		reads[a.name] = func(c, r int) { a.f(f, c, r) }
+		reads["Row."+a.name] = func(c, r int) { a.row(f.Row(r), c) }
+	}
+	for name, read := range reads {
+		t.Run(name, func(t *testing.T) {
+			for _, tc := range []struct {
+				col, row int
+				want     string
+			}{
+				{missing, 0, "client: column -1 out of range [0, 10) (Column answers -1 for a name the response lacks)"},
+				{10, 0, "client: column 10 out of range [0, 10)"},
+				{0, 2, "client: row 2 out of range [0, 2)"},
+				{0, -1, "client: row -1 out of range [0, 2)"},
+			} {
+				if strings.HasPrefix(tc.want, "client: row") && (name == "Name" || name == "Type" || name == "View" || name == "Generation") {
+					continue // no row
+				}
+				if msg := panics(func() { read(tc.col, tc.row) }); !strings.HasPrefix(msg, tc.want) {
+					t.Errorf("column %d, row %d: panics %q, want %q", tc.col, tc.row, msg, tc.want)
+				}
+			}
+		})
+	}
+	if msg := panics(func() { f.Row(2) }); msg != "client: row 2 out of range [0, 2)" {
+		t.Errorf("Row(2) of 2 rows panics %q", msg)
+	}
+}
