@@ -187,6 +187,7 @@ func (f *Features) Columns() int { return len(f.cols) }
 // false when the response has no such column. The index of a column that
 // is not there is -1, so that an accessor given it panics instead of
 // reading another column: check ok, or know the request's references.
+// ColumnOfType checks the column's type too, and answers an error.
 func (f *Features) Column(ref string) (int, bool) {
 	f.byRefOnce.Do(func() {
 		f.byRef = make(map[string]int, len(f.cols))
@@ -199,6 +200,25 @@ func (f *Features) Column(ref string) (int, bool) {
 		return -1, false
 	}
 	return i, true
+}
+
+// ColumnOfType returns the index of the column named ref ("view:feature"),
+// as Column does, after checking that it is of type t: a service that
+// looks its columns up once per response with it gets an error, instead of
+// the panic of a typed accessor, when a view's feature changed type. It
+// returns -1 and an error that names what is wrong when the response has
+// no such column or the column is of another type.
+func (f *Features) ColumnOfType(ref string, t larderv1.ValueType) (int, error) {
+	col, ok := f.Column(ref)
+	if !ok {
+		return -1, fmt.Errorf("client: no column %q in the response: it holds the columns of the request's references (\"view:feature\" or \"view:*\")", ref)
+	}
+	if c := &f.cols[col]; c.typ != t {
+		name, advice := describe(c.typ)
+		want, _ := typeName(t)
+		return -1, fmt.Errorf("client: column %q is of type %s, not %s: %s", ref, name, want, advice)
+	}
+	return col, nil
 }
 
 // Name returns the name of column col, "view:feature".
@@ -480,7 +500,8 @@ func list[T any](f *Features, col, row int, t larderv1.ValueType, elems []T) []T
 func (f *Features) wrongType(col int, t larderv1.ValueType) string {
 	c := &f.cols[col]
 	_, accessor := typeName(t)
-	return fmt.Sprintf("client: %s of column %d %q, a column of type %s", accessor, col, c.name, readWith(c.typ))
+	name, advice := describe(c.typ)
+	return fmt.Sprintf("client: %s of column %d %q, a column of type %s: %s", accessor, col, c.name, name, advice)
 }
 
 // typeName returns the name of type t as larder's configuration spells it
@@ -510,12 +531,12 @@ func typeName(t larderv1.ValueType) (name, accessor string) {
 	return fmt.Sprint(int32(t)), ""
 }
 
-// readWith names type t and says how to read a column of it: "int64: read
-// it with Int64, or any type with Value".
-func readWith(t larderv1.ValueType) string {
+// describe names type t for a message, and says how to read a column of
+// it: "int64" and "read it with Int64, or any type with Value".
+func describe(t larderv1.ValueType) (name, advice string) {
 	name, accessor := typeName(t)
 	if accessor == "" {
-		return name + " that this client does not know: Value reads it as null"
+		return name + " that this client does not know", "Value reads it as null"
 	}
-	return name + ": read it with " + accessor + ", or any type with Value"
+	return name, "read it with " + accessor + ", or any type with Value"
 }

@@ -201,3 +201,30 @@ func TestOutOfRange(t *testing.T) {
 		t.Errorf("Row(2) of 2 rows panics %q", msg)
 	}
 }
+
+// TestColumnOfType checks that ColumnOfType finds a column of the type
+// asked for, and answers an error that says what is wrong for a column of
+// another type or a name the response lacks.
+func TestColumnOfType(t *testing.T) {
+	f := everyType(t)
+	for _, tc := range []struct {
+		ref  string
+		typ  larderv1.ValueType
+		want int
+		err  string
+	}{
+		{"user:age", larderv1.ValueType_VALUE_TYPE_INT64, 0, ""},
+		{"user:tags", larderv1.ValueType_VALUE_TYPE_STRING_LIST, 8, ""},
+		{"user:future", 99, 9, ""},
+		{"user:age", larderv1.ValueType_VALUE_TYPE_FLOAT64, -1, `client: column "user:age" is of type int64, not float64: read it with Int64, or any type with Value`},
+		{"user:future", larderv1.ValueType_VALUE_TYPE_STRING, -1, `client: column "user:future" is of type 99 that this client does not know, not string: Value reads it as null`},
+		{"user:nope", larderv1.ValueType_VALUE_TYPE_INT64, -1, `client: no column "user:nope" in the response: it holds the columns of the request's references ("view:feature" or "view:*")`},
+	} {
+		t.Run(fmt.Sprintf("%s/%s", tc.ref, tc.typ), func(t *testing.T) {
+			col, err := f.ColumnOfType(tc.ref, tc.typ)
+			if col != tc.want || fmt.Sprint(err) != tc.err && !(err == nil && tc.err == "") {
+				t.Errorf("ColumnOfType(%q, %s) = %d, %v; want %d, %q", tc.ref, tc.typ, col, err, tc.want, tc.err)
+			}
+		})
+	}
+}
