@@ -19,7 +19,8 @@ import (
 // tell a null from a zero. An accessor of another type than its column's
 // (Float64 of an int64 column) panics, with a message that names the
 // column, its type and its accessor, as reflect.Value.Int does of a
-// string: a zero in its place would look like a value. Type tells a
+// string: a zero in its place would look like a value. (The panic's value
+// is an error, whose message is built only when it is read.) Type tells a
 // column's type, ColumnOfType checks it once per column with an error
 // instead, and Value reads a column of any type. A column or row out of
 // range panics too, as an index of a slice does. A Features is safe to
@@ -257,28 +258,34 @@ func (f *Features) IsNull(col, row int) bool {
 // checkRow panics when row is out of range, as an index of a slice does.
 func (f *Features) checkRow(row int) {
 	if uint(row) >= uint(f.rows) {
-		panic(f.rowOutOfRange(row))
+		panic(rowOutOfRange{row, f.rows})
 	}
-}
-
-// rowOutOfRange is the message of the panic of a row out of range.
-func (f *Features) rowOutOfRange(row int) string {
-	return fmt.Sprintf("client: row %d out of range [0, %d)", row, f.rows)
 }
 
 // col returns column col, and panics when col is out of range, as an
-// index of a slice does, saying so for the -1 of a failed Column.
+// index of a slice does.
 func (f *Features) col(col int) *column {
-	if uint(col) < uint(len(f.cols)) {
-		return &f.cols[col]
+	if uint(col) >= uint(len(f.cols)) {
+		panic(colOutOfRange{col, len(f.cols)})
 	}
-	panic(f.colOutOfRange(col))
+	return &f.cols[col]
 }
 
-// colOutOfRange is the message of the panic of a column out of range.
-func (f *Features) colOutOfRange(col int) string {
-	msg := fmt.Sprintf("client: column %d out of range [0, %d)", col, len(f.cols))
-	if col == -1 {
+// rowOutOfRange and colOutOfRange are the panics of a row or column out of
+// range, of n. Their messages are built when they are printed, which keeps
+// the functions that check a row or column small enough to be inlined.
+type (
+	rowOutOfRange struct{ i, n int }
+	colOutOfRange struct{ i, n int }
+)
+
+func (e rowOutOfRange) Error() string {
+	return fmt.Sprintf("client: row %d out of range [0, %d)", e.i, e.n)
+}
+
+func (e colOutOfRange) Error() string {
+	msg := fmt.Sprintf("client: column %d out of range [0, %d)", e.i, e.n)
+	if e.i == -1 {
 		msg += " (Column answers -1 for a name the response lacks)"
 	}
 	return msg
@@ -472,7 +479,7 @@ func at[T any](f *Features, col, row int, t larderv1.ValueType, vals []T) T {
 	c := f.col(col)
 	f.checkRow(row)
 	if c.typ != t {
-		panic(f.wrongType(col, t))
+		panic(wrongType{col, c, t})
 	}
 	return vals[c.start+row]
 }
@@ -484,7 +491,7 @@ func list[T any](f *Features, col, row int, t larderv1.ValueType, elems []T) []T
 	c := f.col(col)
 	f.checkRow(row)
 	if c.typ != t {
-		panic(f.wrongType(col, t))
+		panic(wrongType{col, c, t})
 	}
 	if c.offsets < 0 { // not a list: decode gives every list column offsets
 		return nil
@@ -493,15 +500,19 @@ func list[T any](f *Features, col, row int, t larderv1.ValueType, elems []T) []T
 	return elems[from:to:to]
 }
 
-// wrongType is the message of the panic of the accessor of type t (the
-// accessor's name is the type's) on column col, of another type. It is
-// called only on that path, which keeps the formatting off the accessors'
-// own.
-func (f *Features) wrongType(col int, t larderv1.ValueType) string {
-	c := &f.cols[col]
-	_, accessor := typeName(t)
-	name, advice := describe(c.typ)
-	return fmt.Sprintf("client: %s of column %d %q, a column of type %s: %s", accessor, col, c.name, name, advice)
+// wrongType is the panic of the accessor of type accessor (the accessor's
+// name is the type's) on column col, of another type. Its message is
+// built when it is printed, which keeps the accessors small.
+type wrongType struct {
+	col      int
+	c        *column
+	accessor larderv1.ValueType
+}
+
+func (e wrongType) Error() string {
+	_, accessor := typeName(e.accessor)
+	name, advice := describe(e.c.typ)
+	return fmt.Sprintf("client: %s of column %d %q, a column of type %s: %s", accessor, e.col, e.c.name, name, advice)
 }
 
 // typeName returns the name of type t as larder's configuration spells it
