@@ -232,7 +232,7 @@ func (f *Features) Type(col int) larderv1.ValueType { return f.col(col).typ }
 func (f *Features) View(col int) string { return f.views[f.col(col).view].name }
 
 // Generation returns the generation of the view of column col that was
-// read.
+// read; 0 when the response does not say (a larder server always does).
 func (f *Features) Generation(col int) int64 {
 	if v := int(f.col(col).view); v < len(f.gens) {
 		return f.gens[v].generation
@@ -242,7 +242,8 @@ func (f *Features) Generation(col int) int64 {
 
 // IsNull reports whether the value of column col in row row is null: its
 // view holds no row for the key (Status says FEATURE_STATUS_NOT_FOUND), or
-// the stored value is null.
+// the stored value is null. Every row of a column of a type this client
+// does not know, from a later version of the API, is null.
 func (f *Features) IsNull(col, row int) bool {
 	c := f.col(col)
 	f.checkRow(row)
@@ -374,8 +375,8 @@ func (f *Features) StringList(col, row int) []string {
 }
 
 // Value returns the value of column col in row row as one larderv1.Value,
-// whatever its type: a Value with no kind set when it is null. It
-// allocates; the typed accessors do not.
+// whatever its type: a Value with no kind set when it is null (see
+// IsNull). It allocates; the typed accessors do not.
 func (f *Features) Value(col, row int) *larderv1.Value {
 	if f.IsNull(col, row) {
 		return &larderv1.Value{}
