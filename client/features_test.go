@@ -100,8 +100,8 @@ var accessors = []accessor{
 // TestAccessorOfTheWrongType checks that every typed accessor, of Features
 // and of Row, panics on a column of another type, null row or not, with a
 // message that names the accessor, the column and its type, and the
-// accessor of that type; and reads its own type's column, nulls as zero
-// values.
+// accessor of that type; and reads its own type's column, null rows
+// included, without one.
 func TestAccessorOfTheWrongType(t *testing.T) {
 	f := everyType(t)
 	for _, a := range accessors {
