@@ -83,9 +83,9 @@ func TestGetFeatures(t *testing.T) {
 			t.Errorf("user 3 %s: status %s, null %v, event time %s", f.Name(col), f.Status(col, 2), f.IsNull(col, 2), f.EventTime(col, 2))
 		}
 	}
-	// A typed accessor of another type reads the zero value.
-	if f.Float64(age, 0) != 0 || f.String(score, 0) != "" {
-		t.Error("an accessor of the wrong type read a value")
+	// A typed accessor of another type panics, naming the column.
+	if msg := panics(func() { f.Float64(age, 0) }); !strings.Contains(msg, `"user_profile:age", a column of type int64`) {
+		t.Errorf("Float64 of an int64 column panics %q", msg)
 	}
 
 	var seen []int

@@ -9,15 +9,25 @@
 // typed accessors over the server's columnar response:
 //
 //	f, err := c.GetFeatures(ctx, client.Int64Keys(42, 43), "user_profile:*")
-//	age, ok := f.Column("user_profile:age")
-//	if !ok {
-//		return errors.New("no user_profile:age in the response")
+//	age, err := f.ColumnOfType("user_profile:age", larderv1.ValueType_VALUE_TYPE_INT64)
+//	if err != nil {
+//		return err // no such column, or not an int64 one
 //	}
 //	for i, row := range f.All() {
 //		if !row.IsNull(age) {
 //			use(i, row.Int64(age))
 //		}
 //	}
+//
+// A typed accessor reads a column of its own type only: Float64 of an
+// int64 column panics, with a message that names the column, its type and
+// the accessor to use, as reflect.Value.Int panics on a string and as an
+// index out of range does, where it would otherwise read a zero that looks
+// like a value. A column's type is the same in every row, so the check
+// belongs once per column, not in an ok or an error of every read:
+// ColumnOfType looks a column up and checks its type with an error, and
+// Value reads a column of any type. Column answers -1 and false for a name
+// the response lacks, and an accessor given that -1 panics saying so.
 //
 // Rank and ListViews return the API's messages as they are. The program
 // in examples/democlient reads the server of `larder demo --keep-serving`

@@ -132,3 +132,28 @@ func ExampleDial() {
 		fmt.Println("age", f.Int64(col, 0))
 	}
 }
+
+// A service that looks its columns up with ColumnOfType, once per
+// response, gets an error when a column is missing or of another type than
+// it reads, for instance after a change of its view's configuration,
+// instead of the panic of the typed accessor (Float64 of an int64 column).
+func ExampleFeatures_ColumnOfType() {
+	f, err := client.NewFeatures(&larderv1.GetFeaturesResponse{
+		RowCount: 1,
+		Views:    []*larderv1.ViewRows{{View: "user_profile", Statuses: []larderv1.FeatureStatus{larderv1.FeatureStatus_FEATURE_STATUS_PRESENT}, EventTimeMicros: []int64{1}}},
+		Columns:  []*larderv1.FeatureColumn{{Name: "user_profile:age", Type: larderv1.ValueType_VALUE_TYPE_INT64, Int64Values: []int64{34}}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	age, err := f.ColumnOfType("user_profile:age", larderv1.ValueType_VALUE_TYPE_INT64)
+	fmt.Println(f.Int64(age, 0), err)
+	_, err = f.ColumnOfType("user_profile:age", larderv1.ValueType_VALUE_TYPE_FLOAT64)
+	fmt.Println(err)
+	_, err = f.ColumnOfType("user_profile:agee", larderv1.ValueType_VALUE_TYPE_INT64)
+	fmt.Println(err)
+	// Output:
+	// 34 <nil>
+	// client: column "user_profile:age" is of type int64, not float64: read it with Int64, or any type with Value
+	// client: no column "user_profile:agee" in the response: it holds the columns of the request's references ("view:feature" or "view:*")
+}

@@ -14,11 +14,17 @@ import (
 // is addressed by its index (in the order of the request's references, as
 // the server resolved them) or, through Column, by its name "view:feature".
 //
-// An accessor of the wrong type for its column (Float64 of an int64
-// column) returns the type's zero value, as does a null value; IsNull and
-// Status tell those apart. A column or row out of range panics, as an
-// index of a slice does. A Features is safe to read from several
-// goroutines.
+// A typed accessor reads the columns of its type (Int64 an int64 column)
+// and returns the type's zero value for a null value; IsNull and Status
+// tell a null from a zero. An accessor of another type than its column's
+// (Float64 of an int64 column) panics, with a message that names the
+// column, its type and its accessor, as reflect.Value.Int does of a
+// string: a zero in its place would look like a value. (The panic's value
+// is an error, whose message is built only when it is read.) Type tells a
+// column's type, ColumnOfType checks it once per column with an error
+// instead, and Value reads a column of any type. A column or row out of
+// range panics too, as an index of a slice does. A Features is safe to
+// read from several goroutines.
 type Features struct {
 	// resp is the message NewFeatures was given, or the one Response
 	// builds.
@@ -182,6 +188,7 @@ func (f *Features) Columns() int { return len(f.cols) }
 // false when the response has no such column. The index of a column that
 // is not there is -1, so that an accessor given it panics instead of
 // reading another column: check ok, or know the request's references.
+// ColumnOfType checks the column's type too, and answers an error.
 func (f *Features) Column(ref string) (int, bool) {
 	f.byRefOnce.Do(func() {
 		f.byRef = make(map[string]int, len(f.cols))
@@ -196,19 +203,38 @@ func (f *Features) Column(ref string) (int, bool) {
 	return i, true
 }
 
+// ColumnOfType returns the index of the column named ref ("view:feature"),
+// as Column does, after checking that it is of type t: a service that
+// looks its columns up once per response with it gets an error, instead of
+// the panic of a typed accessor, when a view's feature changed type. It
+// returns -1 and an error that names what is wrong when the response has
+// no such column or the column is of another type.
+func (f *Features) ColumnOfType(ref string, t larderv1.ValueType) (int, error) {
+	col, ok := f.Column(ref)
+	if !ok {
+		return -1, fmt.Errorf("client: no column %q in the response: it holds the columns of the request's references (\"view:feature\" or \"view:*\")", ref)
+	}
+	if c := &f.cols[col]; c.typ != t {
+		name, advice := describe(c.typ)
+		want, _ := typeName(t)
+		return -1, fmt.Errorf("client: column %q is of type %s, not %s: %s", ref, name, want, advice)
+	}
+	return col, nil
+}
+
 // Name returns the name of column col, "view:feature".
-func (f *Features) Name(col int) string { return f.cols[col].name }
+func (f *Features) Name(col int) string { return f.col(col).name }
 
 // Type returns the declared type of column col.
-func (f *Features) Type(col int) larderv1.ValueType { return f.cols[col].typ }
+func (f *Features) Type(col int) larderv1.ValueType { return f.col(col).typ }
 
 // View returns the name of the view column col was read from.
-func (f *Features) View(col int) string { return f.views[f.cols[col].view].name }
+func (f *Features) View(col int) string { return f.views[f.col(col).view].name }
 
 // Generation returns the generation of the view of column col that was
-// read.
+// read; 0 when the response does not say (a larder server always does).
 func (f *Features) Generation(col int) int64 {
-	if v := int(f.cols[col].view); v < len(f.gens) {
+	if v := int(f.col(col).view); v < len(f.gens) {
 		return f.gens[v].generation
 	}
 	return 0
@@ -216,9 +242,10 @@ func (f *Features) Generation(col int) int64 {
 
 // IsNull reports whether the value of column col in row row is null: its
 // view holds no row for the key (Status says FEATURE_STATUS_NOT_FOUND), or
-// the stored value is null.
+// the stored value is null. Every row of a column of a type this client
+// does not know, from a later version of the API, is null.
 func (f *Features) IsNull(col, row int) bool {
-	c := &f.cols[col]
+	c := f.col(col)
 	f.checkRow(row)
 	switch c.nulls {
 	case noNulls:
@@ -231,15 +258,46 @@ func (f *Features) IsNull(col, row int) bool {
 
 // checkRow panics when row is out of range, as an index of a slice does.
 func (f *Features) checkRow(row int) {
-	if row < 0 || row >= f.rows {
-		panic(fmt.Sprintf("client: row %d out of range [0, %d)", row, f.rows))
+	if uint(row) >= uint(f.rows) {
+		panic(rowOutOfRange{row, f.rows})
 	}
+}
+
+// col returns column col, and panics when col is out of range, as an
+// index of a slice does.
+func (f *Features) col(col int) *column {
+	if uint(col) >= uint(len(f.cols)) {
+		panic(colOutOfRange{col, len(f.cols)})
+	}
+	return &f.cols[col]
+}
+
+// rowOutOfRange and colOutOfRange are the panics of a row or column out of
+// range, of n. Their messages are built when they are printed, which keeps
+// the functions that check a row or column small enough to be inlined.
+type (
+	rowOutOfRange struct{ i, n int }
+	colOutOfRange struct{ i, n int }
+)
+
+func (e rowOutOfRange) Error() string {
+	return fmt.Sprintf("client: row %d out of range [0, %d)", e.i, e.n)
+}
+
+func (e colOutOfRange) Error() string {
+	msg := fmt.Sprintf("client: column %d out of range [0, %d)", e.i, e.n)
+	if e.i == -1 {
+		msg += " (Column answers -1 for a name the response lacks)"
+	}
+	return msg
 }
 
 // Status returns whether the key of row row was found in the view of
 // column col, and whether it is fresh. Every column of a view shares it.
 func (f *Features) Status(col, row int) larderv1.FeatureStatus {
-	return f.views[f.cols[col].view].statuses[row]
+	statuses := f.views[f.col(col).view].statuses
+	f.checkRow(row)
+	return statuses[row]
 }
 
 // Found reports whether the view of column col holds a row for the key of
@@ -253,65 +311,72 @@ func (f *Features) Found(col, row int) bool {
 // row row in the view of column col were computed from, in UTC; the zero
 // time when the view holds no row for the key.
 func (f *Features) EventTime(col, row int) time.Time {
-	us := f.views[f.cols[col].view].times[row]
+	times := f.views[f.col(col).view].times
+	f.checkRow(row)
+	us := times[row]
 	if us == 0 && !f.Found(col, row) {
 		return time.Time{}
 	}
 	return time.UnixMicro(us).UTC()
 }
 
-// Int64 returns the value of an int64 column; 0 when it is null.
+// Int64 returns the value of an int64 column; 0 when it is null. It
+// panics for a column of another type.
 func (f *Features) Int64(col, row int) int64 {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_INT64, f.int64s)
 }
 
-// Float64 returns the value of a float64 column; 0 when it is null.
+// Float64 returns the value of a float64 column; 0 when it is null. It
+// panics for a column of another type.
 func (f *Features) Float64(col, row int) float64 {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_FLOAT64, f.float64s)
 }
 
-// Float32 returns the value of a float32 column; 0 when it is null.
+// Float32 returns the value of a float32 column; 0 when it is null. It
+// panics for a column of another type.
 func (f *Features) Float32(col, row int) float32 {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_FLOAT32, f.float32s)
 }
 
-// Bool returns the value of a bool column; false when it is null.
+// Bool returns the value of a bool column; false when it is null. It
+// panics for a column of another type.
 func (f *Features) Bool(col, row int) bool {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_BOOL, f.bools)
 }
 
-// String returns the value of a string column; "" when it is null.
+// String returns the value of a string column; "" when it is null. It
+// panics for a column of another type.
 func (f *Features) String(col, row int) string {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_STRING, f.strings)
 }
 
 // Bytes returns the value of a bytes column, not a copy; nil when it is
-// null.
+// null. It panics for a column of another type.
 func (f *Features) Bytes(col, row int) []byte {
 	return at(f, col, row, larderv1.ValueType_VALUE_TYPE_BYTES, f.bytes)
 }
 
 // Float32Vector returns the value of a float32_vector column, not a copy;
-// empty when it is null.
+// empty when it is null. It panics for a column of another type.
 func (f *Features) Float32Vector(col, row int) []float32 {
 	return list(f, col, row, larderv1.ValueType_VALUE_TYPE_FLOAT32_VECTOR, f.float32s)
 }
 
 // Int64List returns the value of an int64_list column, not a copy; empty
-// when it is null.
+// when it is null. It panics for a column of another type.
 func (f *Features) Int64List(col, row int) []int64 {
 	return list(f, col, row, larderv1.ValueType_VALUE_TYPE_INT64_LIST, f.int64s)
 }
 
 // StringList returns the value of a string_list column, not a copy; empty
-// when it is null.
+// when it is null. It panics for a column of another type.
 func (f *Features) StringList(col, row int) []string {
 	return list(f, col, row, larderv1.ValueType_VALUE_TYPE_STRING_LIST, f.strings)
 }
 
 // Value returns the value of column col in row row as one larderv1.Value,
-// whatever its type: a Value with no kind set when it is null. It
-// allocates; the typed accessors do not.
+// whatever its type: a Value with no kind set when it is null (see
+// IsNull). It allocates; the typed accessors do not.
 func (f *Features) Value(col, row int) *larderv1.Value {
 	if f.IsNull(col, row) {
 		return &larderv1.Value{}
@@ -350,8 +415,12 @@ func (f *Features) All() iter.Seq2[int, Row] {
 	}
 }
 
-// Row returns row i.
-func (f *Features) Row(i int) Row { return Row{f: f, row: i} }
+// Row returns row i. It panics when i is out of range, as an index of a
+// slice does.
+func (f *Features) Row(i int) Row {
+	f.checkRow(i)
+	return Row{f: f, row: i}
+}
 
 // Row is one row of a Features: the values of one key. Its accessors are
 // those of Features that read a value, with the row fixed.
@@ -406,26 +475,80 @@ func (r Row) StringList(col int) []string { return r.f.StringList(col, r.row) }
 func (r Row) Value(col int) *larderv1.Value { return r.f.Value(col, r.row) }
 
 // at returns the value of row row of column col, whose array of values, of
-// every column of type t, is vals; the zero value for a column of another
-// type.
+// every column of type t, is vals. It panics for a column of another type.
 func at[T any](f *Features, col, row int, t larderv1.ValueType, vals []T) T {
-	c := &f.cols[col]
+	c := f.col(col)
 	f.checkRow(row)
 	if c.typ != t {
-		var zero T
-		return zero
+		panic(wrongType{col, c, t})
 	}
 	return vals[c.start+row]
 }
 
 // list returns row row's elements of column col, whose array of elements,
-// of every column of type t, is elems; nil for a column of another type.
+// of every column of type t, is elems. It panics for a column of another
+// type.
 func list[T any](f *Features, col, row int, t larderv1.ValueType, elems []T) []T {
-	c := &f.cols[col]
+	c := f.col(col)
 	f.checkRow(row)
-	if c.typ != t || c.offsets < 0 {
+	if c.typ != t {
+		panic(wrongType{col, c, t})
+	}
+	if c.offsets < 0 { // not a list: decode gives every list column offsets
 		return nil
 	}
 	from, to := c.start+f.offsets[c.offsets+row], c.start+f.offsets[c.offsets+row+1]
 	return elems[from:to:to]
+}
+
+// wrongType is the panic of the accessor of type accessor (the accessor's
+// name is the type's) on column col, of another type. Its message is
+// built when it is printed, which keeps the accessors small.
+type wrongType struct {
+	col      int
+	c        *column
+	accessor larderv1.ValueType
+}
+
+func (e wrongType) Error() string {
+	_, accessor := typeName(e.accessor)
+	name, advice := describe(e.c.typ)
+	return fmt.Sprintf("client: %s of column %d %q, a column of type %s: %s", accessor, e.col, e.c.name, name, advice)
+}
+
+// typeName returns the name of type t as larder's configuration spells it
+// ("float32_vector"), and the name of its accessor ("Float32Vector"); for a
+// type this client does not know, its number and "".
+func typeName(t larderv1.ValueType) (name, accessor string) {
+	switch t {
+	case larderv1.ValueType_VALUE_TYPE_INT64:
+		return "int64", "Int64"
+	case larderv1.ValueType_VALUE_TYPE_FLOAT64:
+		return "float64", "Float64"
+	case larderv1.ValueType_VALUE_TYPE_FLOAT32:
+		return "float32", "Float32"
+	case larderv1.ValueType_VALUE_TYPE_BOOL:
+		return "bool", "Bool"
+	case larderv1.ValueType_VALUE_TYPE_STRING:
+		return "string", "String"
+	case larderv1.ValueType_VALUE_TYPE_BYTES:
+		return "bytes", "Bytes"
+	case larderv1.ValueType_VALUE_TYPE_FLOAT32_VECTOR:
+		return "float32_vector", "Float32Vector"
+	case larderv1.ValueType_VALUE_TYPE_INT64_LIST:
+		return "int64_list", "Int64List"
+	case larderv1.ValueType_VALUE_TYPE_STRING_LIST:
+		return "string_list", "StringList"
+	}
+	return fmt.Sprint(int32(t)), ""
+}
+
+// describe names type t for a message, and says how to read a column of
+// it: "int64" and "read it with Int64, or any type with Value".
+func describe(t larderv1.ValueType) (name, advice string) {
+	name, accessor := typeName(t)
+	if accessor == "" {
+		return name + " that this client does not know", "Value reads it as null"
+	}
+	return name, "read it with " + accessor + ", or any type with Value"
 }
