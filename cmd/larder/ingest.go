@@ -158,6 +158,16 @@ func (a *app) startIngest(ctx context.Context, b *backend, streams []*larder.Str
 		Help: "Stream events this process applied, by stream and result: written, older (the stored row was newer) or dead (sent to the dead-letter stream).",
 	}, []string{"stream", "result"})
 	ing := &ingesting{a: a, b: b, started: a.now()}
+	// A TLS file that cannot be read stops the start, rather than one
+	// consumer later.
+	for _, s := range streams {
+		if s.Transport() != "kafka" {
+			continue
+		}
+		if _, err := ingest.KafkaOptions(s); err != nil {
+			return nil, fmt.Errorf("%s: %w", a.configPath, err)
+		}
+	}
 	for _, s := range streams {
 		written, older, dead := events.WithLabelValues(s.Name, "written"), events.WithLabelValues(s.Name, "older"), events.WithLabelValues(s.Name, "dead")
 		applied := func(n ingest.Counts) {

@@ -435,3 +435,24 @@ func TestIngestMetricsListenTaken(t *testing.T) {
 		t.Errorf("ingest on a taken --metrics-listen: exit %d, %q; want the flag named, and not server.metrics_listen, which ingest does not read", r.code, r.stderr)
 	}
 }
+
+// TestIngestKafkaCAMissing stops ingest as it starts when a Kafka
+// stream's ca_file cannot be read, naming the file, the stream and the
+// setting, rather than starting a consumer that cannot connect.
+func TestIngestKafkaCAMissing(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	sp := newSchedProject(t, srv.Addr, "", ingestViews+`  - name: orders
+    view: user_last
+    kafka:
+      brokers: ["127.0.0.1:9"]
+      topic: orders
+      tls: {ca_file: certs/ca.pem}
+    group: larder-orders
+`, 10, 5)
+	r := sp.larder(t, "ingest", "orders")
+	want := sp.config + ": stream orders: kafka.tls.ca_file: open " + filepath.Join(sp.dir, "certs", "ca.pem") + ": no such file or directory"
+	if r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Errorf("ingest with a missing ca_file: exit %d, %q; want an error saying %q", r.code, r.stderr, want)
+	}
+}
