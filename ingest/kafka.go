@@ -106,8 +106,9 @@ func (c *KafkaConsumer) Run(ctx context.Context) error {
 		kgo.OnPartitionsLost(c.lost),
 		kgo.WithLogger(kafkaLogger{c.Logger}),
 	)
+	opts = append(opts, c.Opts...)
 	watch := &authWatch{}
-	cl, err := kgo.NewClient(append(opts, append(c.Opts, kgo.WithHooks(watch))...)...)
+	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(watch))...)
 	if err != nil {
 		return fmt.Errorf("kafka client of stream %s: %w", c.Stream.Name, err)
 	}
