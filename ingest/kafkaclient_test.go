@@ -27,9 +27,10 @@ import (
 	"github.com/larder-dev/larder/store"
 )
 
-// secureKafka is a Kafka-protocol cluster that asks for TLS or SASL, a
-// stream that reaches it with the settings the test gives, and the
-// project's Redis with the view published once.
+// newSecureKafkaFixture returns an in-process Kafka-protocol cluster of
+// the options given (TLS, SASL), a stream that reaches it with the
+// settings of k, a producer with the stream's own options, and a real
+// redis-server with the view published once.
 func newSecureKafkaFixture(t testing.TB, cluster []kfake.Opt, k larder.KafkaTopic) *kafkaFixture {
 	t.Helper()
 	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(3, kafkaTopic)}, cluster...)...)
@@ -65,12 +66,11 @@ func newSecureKafkaFixture(t testing.TB, cluster []kfake.Opt, k larder.KafkaTopi
 // the brokers (127.0.0.1 and kafka.test) and one for a client, each with
 // its key in PEM files under a temporary folder.
 type testPKI struct {
-	caFile            string
-	server            tls.Certificate
-	pool              *x509.CertPool
-	certFile, keyFile string // the client's
-	otherCAFile       string // an authority that signed nothing here
-	serverName        string
+	caFile, otherCAFile string // the authority's; one that signed nothing here
+	pool                *x509.CertPool
+	server              tls.Certificate
+	serverName          string
+	certFile, keyFile   string // the client's
 }
 
 func newTestPKI(t testing.TB) *testPKI {
