@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -120,6 +121,18 @@ func selectStreams(p *larder.Project, names []string) ([]*larder.Stream, error) 
 	return selectNamed(p.Streams, names, "stream", func(s *larder.Stream) string { return s.Name })
 }
 
+// clearPassword returns a warning when stream s sends its password in
+// clear text (SASL PLAIN without TLS), and "" otherwise. Some clusters
+// take that on a private network, so it is not refused.
+func clearPassword(s *larder.Stream) string {
+	k := s.Kafka
+	if k == nil || k.TLS != nil || k.SASL == nil || k.SASL.Mechanism != larder.SASLPlain {
+		return ""
+	}
+	return fmt.Sprintf("stream %s sends its Kafka password in clear text (SASL PLAIN without TLS) to %s: add kafka.tls, or use SCRAM-SHA-512",
+		s.Name, strings.Join(k.Brokers, ", "))
+}
+
 // ingestSettings configure startIngest.
 type ingestSettings struct {
 	name      string        // the consumer's name; "" means the store's owner
@@ -166,6 +179,9 @@ func (a *app) startIngest(ctx context.Context, b *backend, streams []*larder.Str
 		}
 		if _, err := ingest.KafkaOptions(s); err != nil {
 			return nil, fmt.Errorf("%s: %w", a.configPath, err)
+		}
+		if w := clearPassword(s); w != "" {
+			fmt.Fprintf(a.stderr, "warning: %s\n", w)
 		}
 	}
 	for _, s := range streams {

@@ -456,3 +456,29 @@ func TestIngestKafkaCAMissing(t *testing.T) {
 		t.Errorf("ingest with a missing ca_file: exit %d, %q; want an error saying %q", r.code, r.stderr, want)
 	}
 }
+
+// TestClearPassword warns of a Kafka stream that sends its password in
+// clear text, and of no other.
+func TestClearPassword(t *testing.T) {
+	plain := &larder.KafkaSASL{Mechanism: larder.SASLPlain, Username: "u", Password: "s3cret"}
+	scram := &larder.KafkaSASL{Mechanism: larder.SASLScramSHA512, Username: "u", Password: "p"}
+	for _, tc := range []struct {
+		name string
+		k    *larder.KafkaTopic
+		warn bool
+	}{
+		{"PLAIN without TLS", &larder.KafkaTopic{Brokers: []string{"k:9092"}, SASL: plain}, true},
+		{"PLAIN over TLS", &larder.KafkaTopic{Brokers: []string{"k:9092"}, SASL: plain, TLS: &larder.KafkaTLS{}}, false},
+		{"SCRAM without TLS", &larder.KafkaTopic{Brokers: []string{"k:9092"}, SASL: scram}, false},
+		{"no SASL", &larder.KafkaTopic{Brokers: []string{"k:9092"}}, false},
+		{"a Redis stream", nil, false},
+	} {
+		got := clearPassword(&larder.Stream{Name: "orders", Kafka: tc.k})
+		if tc.warn != (got != "") {
+			t.Errorf("%s: warning %q, want one: %v", tc.name, got, tc.warn)
+		}
+		if tc.warn && (!strings.Contains(got, "stream orders") || !strings.Contains(got, "k:9092") || strings.Contains(got, "s3cret")) {
+			t.Errorf("%s: warning %q should name the stream and the broker, and not the password", tc.name, got)
+		}
+	}
+}
