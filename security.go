@@ -109,7 +109,8 @@ func (s *Server) validateSecurity(add addFunc) {
 	}
 }
 
-// hiddenPassword stands for a password wherever a Redis is printed.
+// hiddenPassword stands for a password wherever a Redis, or a Kafka
+// stream's SASL, is printed.
 const hiddenPassword = "[hidden]"
 
 // redisFields is Redis without its methods, for printing a copy of one.
@@ -134,3 +135,26 @@ func (r Redis) GoString() string { return fmt.Sprintf("%#v", r.hidden()) }
 // LogValue is r's settings with its password hidden, for log/slog's
 // handlers (the JSON one included).
 func (r Redis) LogValue() slog.Value { return slog.AnyValue(r.hidden()) }
+
+// kafkaSASLFields is KafkaSASL without its methods, for printing a copy of
+// one.
+type kafkaSASLFields KafkaSASL
+
+// hidden returns a copy of s whose password, if it has one, is replaced.
+func (s KafkaSASL) hidden() kafkaSASLFields {
+	if s.Password != "" {
+		s.Password = hiddenPassword
+	}
+	return kafkaSASLFields(s)
+}
+
+// String writes s's settings as %+v would, with its password hidden, so
+// that a stream's SASL printed in an error or a log gives no secret away.
+func (s KafkaSASL) String() string { return fmt.Sprintf("%+v", s.hidden()) }
+
+// GoString is String for %#v.
+func (s KafkaSASL) GoString() string { return fmt.Sprintf("%#v", s.hidden()) }
+
+// LogValue is s's settings with its password hidden, for log/slog's
+// handlers (the JSON one included).
+func (s KafkaSASL) LogValue() slog.Value { return slog.AnyValue(s.hidden()) }

@@ -136,3 +136,25 @@ func TestRedisPrintedWithoutPassword(t *testing.T) {
 		t.Errorf("the JSON log line does not show the password as hidden:\n%s", logs.String())
 	}
 }
+
+// TestKafkaSASLPrintedWithoutPassword prints a stream's SASL settings
+// every way an error or a log line might: the password never shows.
+func TestKafkaSASLPrintedWithoutPassword(t *testing.T) {
+	const password = "s3cret-kafka-pass"
+	a := larder.KafkaSASL{Mechanism: larder.SASLScramSHA512, Username: "larder", Password: password, PasswordEnv: "LARDER_KAFKA_PASSWORD"}
+	var logs strings.Builder
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("connect", "sasl", a, "ptr", &a)
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("connect", "sasl", a)
+	printed := []string{fmt.Sprint(a), fmt.Sprintf("%v %+v %#v %s %+v", a, a, a, a, &a), fmt.Errorf("sasl %v: refused", a).Error(), logs.String()}
+	for _, s := range printed {
+		if strings.Contains(s, password) {
+			t.Errorf("the password shows in %s", s)
+		}
+	}
+	if s := fmt.Sprint(a); !strings.Contains(s, "Username:larder") || !strings.Contains(s, "Password:[hidden]") {
+		t.Errorf("KafkaSASL printed as %s, want its user and a hidden password", s)
+	}
+	if !strings.Contains(logs.String(), `"Password":"[hidden]"`) {
+		t.Errorf("the JSON log line does not show the password as hidden:\n%s", logs.String())
+	}
+}

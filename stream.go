@@ -51,6 +51,43 @@ type Stream struct {
 type KafkaTopic struct {
 	Brokers []string
 	Topic   string
+	// TLS, when set, is how the connections to the brokers are encrypted;
+	// nil means plaintext.
+	TLS *KafkaTLS
+	// SASL, when set, is how larder authenticates to the brokers; nil
+	// means it does not.
+	SASL *KafkaSASL
+}
+
+// KafkaTLS is the TLS of the connections to a stream's brokers. Its zero
+// value checks the brokers' certificates against the system's authorities.
+type KafkaTLS struct {
+	// CAFile, when set, is the PEM file of the authorities that sign the
+	// brokers' certificates (the system's pool otherwise). CertFile and
+	// KeyFile are a client certificate and its key, for brokers that ask
+	// for one. ServerName is the name the brokers' certificates must
+	// carry, when it is not the host of each broker's address. Paths are
+	// relative to the project folder until Project.SetDefaults makes them
+	// absolute.
+	CAFile, CertFile, KeyFile, ServerName string
+}
+
+// The SASL mechanisms larder authenticates to Kafka with.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// KafkaSASL is how larder authenticates to a stream's brokers.
+type KafkaSASL struct {
+	// Mechanism is SASLPlain, SASLScramSHA256 or SASLScramSHA512.
+	Mechanism string
+	Username  string
+	Password  string
+	// PasswordEnv is the environment variable Password was read from
+	// (kafka.sasl.password_env), for messages; "" when it was not.
+	PasswordEnv string
 }
 
 // ViewDef returns the view the stream's events are rows of, once the
@@ -102,6 +139,12 @@ func (p *Project) setStreamDefaults(s *Stream) {
 	}
 	if s.DeadLetter == "" {
 		s.DeadLetter = p.defaultDeadLetter(s)
+	}
+	if s.Kafka != nil && s.Kafka.TLS != nil {
+		t := s.Kafka.TLS
+		for _, f := range []*string{&t.CAFile, &t.CertFile, &t.KeyFile} {
+			*f = p.Path(*f)
+		}
 	}
 }
 
@@ -175,6 +218,7 @@ func (p *Project) validateStreams(add func(path, format string, args ...any)) {
 			if s.Kafka.Topic == "" {
 				add(path+".kafka.topic", "is required")
 			}
+			validateKafkaSecurity(s.Kafka, path+".kafka", add)
 		}
 		p.checkDeadLetter(s, path, readers, add)
 		switch {
@@ -276,4 +320,34 @@ func article(word string) string {
 		return "an"
 	}
 	return "a"
+}
+
+// validateKafkaSecurity checks the TLS and SASL settings of a Kafka topic,
+// whose path is path.
+func validateKafkaSecurity(k *KafkaTopic, path string, add func(path, format string, args ...any)) {
+	if t := k.TLS; t != nil {
+		switch {
+		case t.CertFile != "" && t.KeyFile == "":
+			add(path+".tls.cert_file", "needs key_file too: the key of the client certificate")
+		case t.KeyFile != "" && t.CertFile == "":
+			add(path+".tls.key_file", "needs cert_file too: the client certificate of the key")
+		}
+	}
+	s := k.SASL
+	if s == nil {
+		return
+	}
+	switch s.Mechanism {
+	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
+	case "":
+		add(path+".sasl.mechanism", "is required: %s, %s or %s", SASLPlain, SASLScramSHA256, SASLScramSHA512)
+	default:
+		add(path+".sasl.mechanism", "unknown mechanism %q: want %s, %s or %s", s.Mechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
+	}
+	if s.Username == "" {
+		add(path+".sasl.username", "is required: the user larder authenticates as")
+	}
+	if s.Password == "" && s.PasswordEnv == "" {
+		add(path+".sasl.password_env", "is required: the environment variable that holds the password")
+	}
 }

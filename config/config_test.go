@@ -810,7 +810,7 @@ func TestDocumentedExample(t *testing.T) {
 	if len(examples) < 2 {
 		t.Fatalf("docs/configuration.md has %d yaml examples, want the complete one and the scheduled one", len(examples))
 	}
-	l := config.Loader{LookupEnv: env(map[string]string{"LARDER_REDIS_PASSWORD": "x"})}
+	l := config.Loader{LookupEnv: env(map[string]string{"LARDER_REDIS_PASSWORD": "x", "LARDER_KAFKA_PASSWORD": "x"})}
 	for i, example := range examples {
 		p, err := l.Parse("larder.yaml", []byte(example))
 		if err != nil {

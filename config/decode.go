@@ -249,17 +249,7 @@ func (d *decoder) stream(n node) *larder.Stream {
 				d.problem(f, "is empty: write the key of the Redis stream")
 			}
 		case "kafka":
-			s.Kafka = &larder.KafkaTopic{}
-			for _, k := range d.fields(f, "brokers", "topic") {
-				switch k.key {
-				case "brokers":
-					for _, it := range d.list(k, "host:port addresses of brokers") {
-						s.Kafka.Brokers = append(s.Kafka.Brokers, d.broker(it))
-					}
-				case "topic":
-					s.Kafka.Topic = d.str(k)
-				}
-			}
+			s.Kafka = d.kafka(f)
 		case "group":
 			s.Group = d.str(f)
 		case "key":

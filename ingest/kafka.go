@@ -45,8 +45,8 @@ type KafkaConsumer struct {
 	Logger *slog.Logger
 	// Applied, when set, is called after each batch with its counts.
 	Applied func(Counts)
-	// Opts are more options of the Kafka client (TLS, SASL, timeouts),
-	// applied after the consumer's own.
+	// Opts are more options of the Kafka client (timeouts), applied after
+	// the consumer's own. TLS and SASL are the stream's (KafkaOptions).
 	Opts []kgo.Opt
 
 	mapper *Mapper
@@ -85,15 +85,18 @@ func (c *KafkaConsumer) defaults() {
 
 // Run consumes the topic until ctx ends; it returns nil then, once it has
 // committed what it wrote and left the group. It returns an error at once
-// when the stream is not a Kafka topic or the client's options are wrong.
-// Kafka and Redis errors are logged and retried with a growing pause.
+// when the stream is not a Kafka topic or the client's options are wrong
+// (a *KafkaSettingError for a TLS file that cannot be used), and as soon
+// as the brokers refuse the stream's credentials or certificates, naming
+// the stream, the brokers and the settings to check. Other Kafka errors
+// and Redis errors are logged and retried with a growing pause.
 func (c *KafkaConsumer) Run(ctx context.Context) error {
-	if c.Stream.Kafka == nil {
-		return fmt.Errorf("stream %s reads %s, not a Kafka topic", c.Stream.Name, c.Stream.Source())
+	base, err := KafkaOptions(c.Stream)
+	if err != nil {
+		return err
 	}
 	c.defaults()
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(c.Stream.Kafka.Brokers...),
+	opts := append(base,
 		kgo.ConsumerGroup(c.Stream.Group),
 		kgo.ConsumeTopics(c.Stream.Kafka.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -102,10 +105,16 @@ func (c *KafkaConsumer) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
 		kgo.WithLogger(kafkaLogger{c.Logger}),
-	}, c.Opts...)
-	cl, err := kgo.NewClient(opts...)
+	)
+	opts = append(opts, c.Opts...)
+	watch := &authWatch{}
+	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(watch))...)
 	if err != nil {
 		return fmt.Errorf("kafka client of stream %s: %w", c.Stream.Name, err)
+	}
+	if err := checkKafka(ctx, c.Stream, cl, watch); err != nil {
+		cl.Close()
+		return err
 	}
 	defer func() {
 		// ctx has ended: what was written and not yet committed gets a
@@ -141,6 +150,9 @@ func (c *KafkaConsumer) Run(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			break
+		}
+		if refused := kafkaRefused(c.Stream, err, nil); refused != nil {
+			return refused // a password changed since the start
 		}
 		c.Logger.Warn("ingesting a topic: retrying", "stream", c.Stream.Name, "err", err)
 		if !backoff.wait(ctx) {
@@ -357,15 +369,27 @@ func (c *KafkaConsumer) dropLocked(gone []int32) {
 // can be read within oldestWait (a partition whose last records are only
 // transaction markers). Pending is 0: Kafka keeps no record delivered to
 // a group and not acknowledged. A topic that does not exist has no lag.
-// opts are more options of the Kafka client (TLS, SASL); KafkaLag
-// connects to the brokers for each call.
+// The client is the stream's (KafkaOptions: TLS, SASL), with opts, more
+// options, after them; KafkaLag connects to the brokers for each call.
+// Brokers that refuse the stream's credentials or certificates get an
+// error that names the stream, the brokers and the settings to check.
 func KafkaLag(ctx context.Context, s *larder.Stream, now time.Time, opts ...kgo.Opt) (Lag, error) {
-	var lag Lag
-	if s.Kafka == nil {
-		return lag, fmt.Errorf("stream %s reads %s, not a Kafka topic", s.Name, s.Source())
+	watch := &authWatch{}
+	lag, err := kafkaLag(ctx, s, now, append(slices.Clip(opts), kgo.WithHooks(watch)))
+	if refused := kafkaRefused(s, err, watch); refused != nil {
+		return lag, refused
 	}
-	seed := kgo.SeedBrokers(s.Kafka.Brokers...)
-	cl, err := kgo.NewClient(append([]kgo.Opt{seed}, opts...)...)
+	return lag, err
+}
+
+func kafkaLag(ctx context.Context, s *larder.Stream, now time.Time, more []kgo.Opt) (Lag, error) {
+	var lag Lag
+	opts, err := KafkaOptions(s)
+	if err != nil {
+		return lag, err
+	}
+	opts = append(opts, more...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return lag, fmt.Errorf("kafka client of stream %s: %w", s.Name, err)
 	}
@@ -416,7 +440,7 @@ func KafkaLag(ctx context.Context, s *larder.Stream, now time.Time, opts ...kgo.
 	if len(behind) == 0 {
 		return lag, nil
 	}
-	oldest, err := oldestTimestamp(ctx, topic, behind, append([]kgo.Opt{seed}, opts...))
+	oldest, err := oldestTimestamp(ctx, topic, behind, opts)
 	if err != nil {
 		return lag, fmt.Errorf("read the oldest record %s's group %s has not committed: %w", topic, s.Group, err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -120,6 +121,18 @@ func selectStreams(p *larder.Project, names []string) ([]*larder.Stream, error) 
 	return selectNamed(p.Streams, names, "stream", func(s *larder.Stream) string { return s.Name })
 }
 
+// clearPassword returns a warning when stream s sends its password in
+// clear text (SASL PLAIN without TLS), and "" otherwise. Some clusters
+// take that on a private network, so it is not refused.
+func clearPassword(s *larder.Stream) string {
+	k := s.Kafka
+	if k == nil || k.TLS != nil || k.SASL == nil || k.SASL.Mechanism != larder.SASLPlain {
+		return ""
+	}
+	return fmt.Sprintf("stream %s sends its Kafka password in clear text (SASL PLAIN without TLS) to %s: add kafka.tls, or use SCRAM-SHA-512",
+		s.Name, strings.Join(k.Brokers, ", "))
+}
+
 // ingestSettings configure startIngest.
 type ingestSettings struct {
 	name      string        // the consumer's name; "" means the store's owner
@@ -158,6 +171,19 @@ func (a *app) startIngest(ctx context.Context, b *backend, streams []*larder.Str
 		Help: "Stream events this process applied, by stream and result: written, older (the stored row was newer) or dead (sent to the dead-letter stream).",
 	}, []string{"stream", "result"})
 	ing := &ingesting{a: a, b: b, started: a.now()}
+	// A TLS file that cannot be read stops the start, rather than one
+	// consumer later.
+	for _, s := range streams {
+		if s.Transport() != "kafka" {
+			continue
+		}
+		if _, err := ingest.KafkaOptions(s); err != nil {
+			return nil, fmt.Errorf("%s: %w", a.configPath, err)
+		}
+		if w := clearPassword(s); w != "" {
+			fmt.Fprintf(a.stderr, "warning: %s\n", w)
+		}
+	}
 	for _, s := range streams {
 		written, older, dead := events.WithLabelValues(s.Name, "written"), events.WithLabelValues(s.Name, "older"), events.WithLabelValues(s.Name, "dead")
 		applied := func(n ingest.Counts) {

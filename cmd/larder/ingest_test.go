@@ -435,3 +435,50 @@ func TestIngestMetricsListenTaken(t *testing.T) {
 		t.Errorf("ingest on a taken --metrics-listen: exit %d, %q; want the flag named, and not server.metrics_listen, which ingest does not read", r.code, r.stderr)
 	}
 }
+
+// TestIngestKafkaCAMissing stops ingest as it starts when a Kafka
+// stream's ca_file cannot be read, naming the file, the stream and the
+// setting, rather than starting a consumer that cannot connect.
+func TestIngestKafkaCAMissing(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	sp := newSchedProject(t, srv.Addr, "", ingestViews+`  - name: orders
+    view: user_last
+    kafka:
+      brokers: ["127.0.0.1:9"]
+      topic: orders
+      tls: {ca_file: certs/ca.pem}
+    group: larder-orders
+`, 10, 5)
+	r := sp.larder(t, "ingest", "orders")
+	want := sp.config + ": stream orders: kafka.tls.ca_file: open " + filepath.Join(sp.dir, "certs", "ca.pem") + ": no such file or directory"
+	if r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Errorf("ingest with a missing ca_file: exit %d, %q; want an error saying %q", r.code, r.stderr, want)
+	}
+}
+
+// TestClearPassword warns of a Kafka stream that sends its password in
+// clear text, and of no other.
+func TestClearPassword(t *testing.T) {
+	plain := &larder.KafkaSASL{Mechanism: larder.SASLPlain, Username: "u", Password: "s3cret"}
+	scram := &larder.KafkaSASL{Mechanism: larder.SASLScramSHA512, Username: "u", Password: "p"}
+	for _, tc := range []struct {
+		name string
+		k    *larder.KafkaTopic
+		warn bool
+	}{
+		{"PLAIN without TLS", &larder.KafkaTopic{Brokers: []string{"k:9092"}, SASL: plain}, true},
+		{"PLAIN over TLS", &larder.KafkaTopic{Brokers: []string{"k:9092"}, SASL: plain, TLS: &larder.KafkaTLS{}}, false},
+		{"SCRAM without TLS", &larder.KafkaTopic{Brokers: []string{"k:9092"}, SASL: scram}, false},
+		{"no SASL", &larder.KafkaTopic{Brokers: []string{"k:9092"}}, false},
+		{"a Redis stream", nil, false},
+	} {
+		got := clearPassword(&larder.Stream{Name: "orders", Kafka: tc.k})
+		if tc.warn != (got != "") {
+			t.Errorf("%s: warning %q, want one: %v", tc.name, got, tc.warn)
+		}
+		if tc.warn && (!strings.Contains(got, "stream orders") || !strings.Contains(got, "k:9092") || strings.Contains(got, "s3cret")) {
+			t.Errorf("%s: warning %q should name the stream and the broker, and not the password", tc.name, got)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/config"
+	"github.com/larder-dev/larder/ingest"
 	"github.com/larder-dev/larder/materializer"
 	"github.com/larder-dev/larder/models"
 )
@@ -31,7 +32,9 @@ compared, without loading it; validate never downloads anything. Each
 problem of the data and
 models is reported as those of the file are, at the field to change (a
 source's path, a feature's column or type, a model). Stream mappings are
-checked with the file.`,
+checked with the file; the TLS files of each Kafka stream (ca_file,
+cert_file and key_file) are read, and a client certificate must match
+its key. Brokers are not contacted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// With the places of the fields, which the problems of the
@@ -57,6 +60,7 @@ checked with the file.`,
 			}
 			modelProblems, note := checkModels(p, places)
 			problems = append(problems, modelProblems...)
+			problems = append(problems, checkKafka(p, places)...)
 			if len(problems) > 0 {
 				a.printProblems(problems, fmt.Sprintf("%d problem(s) in the data and models of %s", len(problems), a.configPath))
 				return exitError{code: 1}
@@ -67,6 +71,24 @@ checked with the file.`,
 	}
 	cmd.Flags().BoolVar(&offline, "offline", false, "check the project file only, not the data and models it points at")
 	return cmd
+}
+
+// checkKafka reads the TLS files of every Kafka stream of p, as ingest
+// does when it starts; each problem is placed at the setting at fault.
+func checkKafka(p *larder.Project, places *config.Places) (problems []config.Problem) {
+	for i, s := range p.Streams {
+		if s.Kafka == nil {
+			continue
+		}
+		_, err := ingest.KafkaOptions(s)
+		var se *ingest.KafkaSettingError
+		if errors.As(err, &se) {
+			problems = append(problems, places.Problem(fmt.Sprintf("streams[%d].%s", i, se.Field), "stream "+s.Name+": "+se.Err.Error()))
+		} else if err != nil {
+			problems = append(problems, places.Problem(fmt.Sprintf("streams[%d]", i), err.Error()))
+		}
+	}
+	return problems
 }
 
 // checkModels checks the model file of every prediction view and ranker:

@@ -106,6 +106,9 @@ func TestValidateData(t *testing.T) {
 				{"tenure_dys}", "views[0].features[1].column", []string{"view user_profile: ", users, `has no column "tenure_dys"`, `did you mean "tenure_days"?`, "in p1.yaml"}},
 				{"{name: device, type: ^int64}", "views[0].features[3].type", []string{"view user_profile: ", users, `column "device"`, "in p1.yaml"}},
 			}},
+		{name: "a Kafka CA file that does not exist", edits: []string{"streams:\n", "streams:\n  - name: orders\n    view: user_last_event\n    kafka:\n      brokers: [\"k:9092\"]\n      topic: orders\n      tls: {ca_file: certs/ca.pem}\n    group: larder-orders\n"},
+			findings: []finding{{"certs/ca.pem", "streams[0].kafka.tls.ca_file",
+				[]string{"stream orders: open " + filepath.Join(dir, "certs", "ca.pem") + ": no such file or directory"}}}},
 		{name: "missing models", edits: []string{"model: models/rerank.onnx", "model: models/nope.onnx", "model: models/item_prior.onnx", "model: models/prior.onnx"},
 			findings: []finding{
 				{"models/prior.onnx", "views[5].model", []string{"view item_click_prior: model file " + filepath.Join(dir, "models", "prior.onnx") + " does not exist", "in p1.yaml"}},
