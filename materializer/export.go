@@ -205,8 +205,9 @@ type exportJoin struct {
 // whatever the number of spine rows (an aggregate view also keeps the
 // events in its chunk's windows, a candidates view its rows folded into
 // the chunk's spine rows and the lists they make: see joinCandidates).
-// The output is written to a temporary file
-// and renamed over args.Output when complete.
+// The output is written to a temporary file and renamed over args.Output
+// when complete, synced to disk; an args.Output that is a symbolic link is
+// written through, to the file it leads to (see resolveOutput).
 func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportReport, error) {
 	start := m.now()
 	var rep ExportReport
@@ -235,13 +236,17 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 		}
 	}
 	output := m.project.Path(args.Output)
-	if err := checkOutput(output); err != nil {
+	file, err := resolveOutput(output)
+	if err != nil {
 		return rep, fmt.Errorf("export: %w", err)
 	}
-	if err := m.checkNotAnInput(output, spine, m.project.Path(args.Spine), "the spine's files", "the spine's folder or glob", "the training set"); err != nil {
+	if err := checkOutput(file); err != nil {
 		return rep, fmt.Errorf("export: %w", err)
 	}
-	out, err := createExportOutput(output, schema, plan, cmp.Or(args.Compression, DefaultExportCompression))
+	if err := m.checkNotAnInput(output, file, spine, m.project.Path(args.Spine), "the spine's files", "the spine's folder or glob", "the training set"); err != nil {
+		return rep, fmt.Errorf("export: %w", err)
+	}
+	out, err := createExportOutput(file, schema, plan, cmp.Or(args.Compression, DefaultExportCompression))
 	if err != nil {
 		return rep, fmt.Errorf("export: %w", err)
 	}

@@ -2,6 +2,7 @@ package materializer
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,28 +11,74 @@ import (
 )
 
 // The outputs of an export and of a scoring job follow the same rules: an
-// output must be one a file can be renamed over (checkOutput), and not a
-// file the job or a view reads (checkNotAnInput).
+// output that is a symbolic link is written through, to the file the link
+// leads to (see resolveOutput); that file must be one a file can be renamed
+// over (checkOutput), and not a file the job or a view reads
+// (checkNotAnInput).
 
-// checkNotAnInput returns an invalid-argument error when the output is a
-// file its job reads, or would read the next time it runs: one of in's
-// files, a file in's folder or glob (inPath) would read once written, or a
-// file of a source of the project, there or to be read once written. In the
-// error, files names in's files ("the spine's files"), folder its folder or
-// glob ("the spine's folder or glob") and wrote what the job writes ("the
+// maxOutputLinks is the number of symbolic links resolveOutput follows
+// before it gives up on a loop.
+const maxOutputLinks = 40
+
+// resolveOutput returns the file the output path names: path itself, or,
+// when path is a symbolic link, the file at the end of its links, there or
+// not yet (a dangling link names the file the output creates). An output is
+// written to that file, in its folder, and the links are left as they are,
+// as a shell's redirection writes through a link: a link an operator made
+// to point at the current training set keeps pointing at it. It returns an
+// error when the links loop or cannot be read.
+func resolveOutput(path string) (string, error) {
+	file := path
+	for range maxOutputLinks {
+		fi, err := os.Lstat(file)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			// Not there, or not a link: checkOutput says what is wrong
+			// with it, if anything.
+			return file, nil
+		}
+		target, err := os.Readlink(file)
+		if err != nil {
+			return "", fmt.Errorf("the output %s: %w", path, err)
+		}
+		if !filepath.IsAbs(target) {
+			// A relative link is read from the folder it is in, once
+			// that folder's own links are followed: ".." leads out of
+			// where they lead, not out of the path as written.
+			dir, err := filepath.EvalSymlinks(filepath.Dir(file))
+			if err != nil {
+				return "", fmt.Errorf("the output %s: %w", path, err)
+			}
+			target = filepath.Join(dir, target)
+		}
+		file = target
+	}
+	return "", fmt.Errorf("the output %s: more than %d symbolic links, or a loop of them: name a file", path, maxOutputLinks)
+}
+
+// checkNotAnInput returns an invalid-argument error when the output file
+// (resolved: see resolveOutput) is a file its job reads, or would read the
+// next time it runs: one of in's files, a file in's folder or glob (inPath)
+// would read once written, or a file of a source of the project, there or
+// to be read once written. In the error, output is the output as named,
+// files names in's files ("the spine's files"), folder its folder or glob
+// ("the spine's folder or glob") and wrote what the job writes ("the
 // training set"). It returns nil when the output is none of those.
-func (m *Materializer) checkNotAnInput(output string, in *dataset, inPath, files, folder, wrote string) error {
+func (m *Materializer) checkNotAnInput(output, file string, in *dataset, inPath, files, folder, wrote string) error {
+	name := output
+	if file != output {
+		name = fmt.Sprintf("%s (a link to %s)", output, file)
+	}
 	for _, f := range in.files {
-		if same, err := samePath(f.path, output); err == nil && same {
-			return larder.Invalidf("the output %s is one of %s: write %s elsewhere", output, files, wrote)
+		if same, err := samePath(f.path, file); err == nil && same {
+			return larder.Invalidf("the output %s is one of %s: write %s elsewhere", name, files, wrote)
 		}
 	}
-	if readsFile(inPath, output) {
-		return larder.Invalidf("the output %s is among %s, as %s would read it next time: write %s elsewhere", output, files, folder, wrote)
+	if readsFile(inPath, file) {
+		return larder.Invalidf("the output %s is among %s, as %s would read it next time: write %s elsewhere", name, files, folder, wrote)
 	}
 	for _, src := range m.project.Sources {
-		if readsFile(m.project.Path(src.Path), output) {
-			return larder.Invalidf("the output %s is a file of source %q (%s), which the views read: write %s elsewhere", output, src.Name, src.Path, wrote)
+		if readsFile(m.project.Path(src.Path), file) {
+			return larder.Invalidf("the output %s is a file of source %q (%s), which the views read: write %s elsewhere", name, src.Name, src.Path, wrote)
 		}
 	}
 	return nil

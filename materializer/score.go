@@ -112,8 +112,9 @@ func (r ScoreReport) Result() larder.ScoreResult {
 // model reads is live with the schema of its definition, and the model
 // against its spec. The output is written to a temporary file in the
 // output's folder and renamed over args.Output (replacing a file there) once
-// complete, so that a job that fails or whose ctx ends leaves no output and
-// no partial file.
+// complete and synced to disk, so that a job that fails or whose ctx ends
+// leaves no output and no partial file; an args.Output that is a symbolic
+// link is written through, to the file it leads to (see resolveOutput).
 //
 // Score returns a *larder.InvalidError for invalid arguments (neither or
 // both of Ranker and View, an unknown name, a view that is not a prediction
@@ -141,7 +142,11 @@ func (m *Materializer) Score(ctx context.Context, args larder.ScoreArgs) (ScoreR
 		batchSize = larder.DefaultPredictionBatch
 	}
 	rep.Input, rep.Output = m.project.Path(args.Input), m.project.Path(args.Output)
-	if err := checkOutput(rep.Output); err != nil {
+	file, err := resolveOutput(rep.Output)
+	if err != nil {
+		return rep, fmt.Errorf("%s: %w", plan.what, err)
+	}
+	if err := checkOutput(file); err != nil {
 		return rep, fmt.Errorf("%s: %w", plan.what, err)
 	}
 
@@ -155,7 +160,7 @@ func (m *Materializer) Score(ctx context.Context, args larder.ScoreArgs) (ScoreR
 	if err := ds.bind(plan.specs); err != nil {
 		return rep, fmt.Errorf("%s: %w", plan.what, err)
 	}
-	if err := m.checkNotAnInput(rep.Output, ds, rep.Input, "the input files", "the input's folder or glob", "the scores"); err != nil {
+	if err := m.checkNotAnInput(rep.Output, file, ds, rep.Input, "the input files", "the input's folder or glob", "the scores"); err != nil {
 		return rep, fmt.Errorf("%s: %w", plan.what, err)
 	}
 
@@ -182,7 +187,7 @@ func (m *Materializer) Score(ctx context.Context, args larder.ScoreArgs) (ScoreR
 	defer closeModel()
 	rep.Model = model.Version()
 
-	out, err := createScoreOutput(rep.Output, plan)
+	out, err := createScoreOutput(file, plan)
 	if err != nil {
 		return rep, fmt.Errorf("%s: %w", plan.what, err)
 	}
