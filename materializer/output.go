@@ -26,8 +26,33 @@ const maxOutputLinks = 40
 // written to that file, in its folder, and the links are left as they are,
 // as a shell's redirection writes through a link: a link an operator made
 // to point at the current training set keeps pointing at it. It returns an
-// error when the links loop or cannot be read.
+// error when the links loop or cannot be read, or lead elsewhere than
+// where the system's own resolution leads.
 func resolveOutput(path string) (string, error) {
+	there, statErr := os.Stat(path)
+	if statErr == nil && !there.Mode().IsRegular() {
+		// A folder, a pipe or a device, as the system sees it through the
+		// links: checkOutput refuses it. Some links lead there only as the
+		// kernel reads them (/dev/stdout, a link to /proc/self/fd/1, which
+		// reads "pipe:[NNN]" for a pipe).
+		return path, nil
+	}
+	file, err := followLinks(path)
+	if err != nil || statErr != nil {
+		// Not there (a dangling link, a missing file): nothing to
+		// compare the links with.
+		return file, err
+	}
+	if same, err := samePath(path, file); err != nil || !same {
+		return "", fmt.Errorf("the output %s is a link that leads to %s as read, but elsewhere as the system follows it: name the file itself", path, file)
+	}
+	return file, nil
+}
+
+// followLinks returns the file at the end of the symbolic links from path,
+// there or not, each link read as its text says (a relative one from the
+// folder it is in), and an error when they loop or cannot be read.
+func followLinks(path string) (string, error) {
 	file := path
 	for range maxOutputLinks {
 		fi, err := os.Lstat(file)
