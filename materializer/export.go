@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -206,8 +205,9 @@ type exportJoin struct {
 // whatever the number of spine rows (an aggregate view also keeps the
 // events in its chunk's windows, a candidates view its rows folded into
 // the chunk's spine rows and the lists they make: see joinCandidates).
-// The output is written to a temporary file
-// and renamed over args.Output when complete.
+// The output is written to a temporary file and renamed over args.Output
+// when complete, synced to disk; an args.Output that is a symbolic link is
+// written through, to the file it leads to (see resolveOutput).
 func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportReport, error) {
 	start := m.now()
 	var rep ExportReport
@@ -236,23 +236,17 @@ func (m *Materializer) Export(ctx context.Context, args ExportArgs) (ExportRepor
 		}
 	}
 	output := m.project.Path(args.Output)
-	if err := checkOutput(output); err != nil {
+	file, err := resolveOutput(output)
+	if err != nil {
 		return rep, fmt.Errorf("export: %w", err)
 	}
-	for _, f := range spine.files {
-		if same, err := samePath(f.path, output); err == nil && same {
-			return rep, larder.Invalidf("export: the output %s is one of the spine's files: write the training set elsewhere", output)
-		}
+	if err := checkOutput(file); err != nil {
+		return rep, fmt.Errorf("export: %w", err)
 	}
-	if readsFile(m.project.Path(args.Spine), output) {
-		return rep, larder.Invalidf("export: the output %s is among the spine's files, as the spine's folder or glob would read it next time: write the training set elsewhere", output)
+	if err := m.checkNotAnInput(output, file, spine, m.project.Path(args.Spine), "the spine's files", "the spine's folder or glob", "the training set"); err != nil {
+		return rep, fmt.Errorf("export: %w", err)
 	}
-	for _, src := range m.project.Sources {
-		if readsFile(m.project.Path(src.Path), output) {
-			return rep, larder.Invalidf("export: the output %s is a file of source %q (%s), which the views read: write the training set elsewhere", output, src.Name, src.Path)
-		}
-	}
-	out, err := createExportOutput(output, schema, plan, cmp.Or(args.Compression, DefaultExportCompression))
+	out, err := createExportOutput(file, schema, plan, cmp.Or(args.Compression, DefaultExportCompression))
 	if err != nil {
 		return rep, fmt.Errorf("export: %w", err)
 	}
@@ -572,55 +566,6 @@ func CellValue(t larder.Type, vs []parquet.Value) larder.Value {
 		return larder.StringListValue(out)
 	}
 	return larder.Null
-}
-
-// readsFile reports whether the path of a source or a spine (a file, a
-// folder or a glob, read as resolvePaths reads them) names the file out, or
-// would name it once it is written.
-func readsFile(path, out string) bool {
-	inFolder := func(dir string) bool {
-		name := filepath.Base(out)
-		if !strings.HasSuffix(name, ".parquet") || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
-			return false
-		}
-		same, err := samePath(dir, filepath.Dir(out))
-		return err == nil && same
-	}
-	fi, err := os.Stat(path)
-	if err != nil && strings.ContainsAny(path, "*?[") {
-		if ok, _ := filepath.Match(path, out); ok {
-			return true
-		}
-		// out, not there yet, is matched by its name in its folder, which
-		// is there: the folders the glob's folder names are compared with
-		// it as files, so that a link or another spelling of the path
-		// leads to the same folder.
-		dirPat, namePat := filepath.Split(path)
-		if ok, _ := filepath.Match(namePat, filepath.Base(out)); ok {
-			dirs, _ := filepath.Glob(filepath.Clean(dirPat))
-			for _, d := range dirs {
-				if same, err := samePath(d, filepath.Dir(out)); err == nil && same {
-					return true
-				}
-			}
-		}
-		// A folder the glob matches stands for the files inside it.
-		matches, _ := filepath.Glob(path)
-		for _, m := range matches {
-			if fi, err := os.Stat(m); err == nil && fi.IsDir() && inFolder(m) {
-				return true
-			}
-		}
-		return false
-	}
-	if err == nil && fi.IsDir() {
-		return inFolder(path)
-	}
-	if filepath.Clean(path) == filepath.Clean(out) {
-		return true
-	}
-	same, err := samePath(path, out)
-	return err == nil && same
 }
 
 // knownNames ends a message about an unknown name: the known name it is

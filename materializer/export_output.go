@@ -1034,22 +1034,16 @@ func (c *rowCopy) close() {
 	}
 }
 
-// commit completes the file and renames it over the output. The file is
-// renamed before it is closed, which ends its lock: until then, another
-// export of the same output leaves it alone (see removeStaleTemps).
+// commit completes the file and makes it the output, synced to disk (see
+// commitOutputTemp).
 func (o *exportOutput) commit() error {
 	if err := o.w.Close(); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
-	if err := os.Rename(o.f.Name(), o.path); err != nil {
+	if err := commitOutputTemp(o.f, o.path, o.stale); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
-	err := o.f.Close()
 	o.f = nil
-	if err != nil {
-		return fmt.Errorf("write the output: %w", err)
-	}
-	removeStaleTemps(o.stale)
 	return nil
 }
 

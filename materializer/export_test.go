@@ -345,8 +345,25 @@ func TestExportOutputNotAFile(t *testing.T) {
 	if err := os.Symlink(fifo, link); err != nil {
 		t.Fatal(err)
 	}
+	outputs := []string{fifo, link}
+	// /dev/stdout when the standard output is a pipe: a link to
+	// /proc/self/fd/N, itself a link the kernel resolves to the pipe, not
+	// to a file whose name is its text ("pipe:[NNN]").
+	if _, err := os.Stat("/proc/self/fd"); err == nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		defer w.Close()
+		stdout := filepath.Join(dir, "stdout")
+		if err := os.Symlink(fmt.Sprintf("/proc/self/fd/%d", w.Fd()), stdout); err != nil {
+			t.Fatal(err)
+		}
+		outputs = append(outputs, stdout)
+	}
 	m := materializer.New(exportProject(t, dir), nopStore{}, materializer.Options{})
-	for _, output := range []string{fifo, link} {
+	for _, output := range outputs {
 		_, err := m.Export(context.Background(), materializer.ExportArgs{
 			Spine: "spine.parquet", Output: output, Timestamp: "at", Features: []string{"lat:*"},
 		})

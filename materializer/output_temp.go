@@ -2,6 +2,7 @@ package materializer
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -44,6 +45,35 @@ func createOutputTemp(path string) (*os.File, []string, error) {
 		return f, stale, nil
 	}
 	return nil, nil, &fs.PathError{Op: "create", Path: filepath.Join(dir, prefix+"*.tmp"), Err: fs.ErrExist}
+}
+
+// commitOutputTemp makes f, the complete temporary file of the output at
+// path (see createOutputTemp), the output: it writes f's data to disk
+// (fsync), renames f over path, writes the folder's entries to disk where
+// the system allows it (see syncDir), then closes f and removes the stale
+// temporary files. A crash at any point leaves the output as it was or
+// complete, never empty or partial under its name, on file systems that
+// would otherwise write the rename before the data (ext4 without
+// auto_da_alloc, XFS, some network file systems). f is renamed before it is
+// closed, which ends its lock: until then, another process writing the
+// same output leaves it alone (see removeStaleTemps). On error, f is left
+// for the caller to close and remove; an error after the rename (of the
+// folder's sync, or f's close) leaves the output in place.
+func commitOutputTemp(f *os.File, path string, stale []string) error {
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("the output %s is written, but its folder could not be synced to disk: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	removeStaleTemps(stale)
+	return nil
 }
 
 // removeStaleTemps removes the temporary files of stale (as

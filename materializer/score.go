@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -108,19 +106,24 @@ func (r ScoreReport) Result() larder.ScoreResult {
 // files' footers.
 //
 // Before reading any row, Score checks the arguments, every input file's
-// columns, the output folder, that every view the model reads is live with
-// the schema of its definition, and the model against its spec. The output
-// is written to a temporary file in the output's folder and renamed over
-// args.Output (replacing a file there) once complete, so that a job that
-// fails or whose ctx ends leaves no output and no partial file.
+// columns, the output folder, that the output is none of the files the job
+// or a view reads (an input file, a file of a source, or a file the input's
+// or a source's folder or glob would read once written), that every view the
+// model reads is live with the schema of its definition, and the model
+// against its spec. The output is written to a temporary file in the
+// output's folder and renamed over args.Output (replacing a file there) once
+// complete and synced to disk, so that a job that fails or whose ctx ends
+// leaves no output and no partial file; an args.Output that is a symbolic
+// link is written through, to the file it leads to (see resolveOutput).
 //
 // Score returns a *larder.InvalidError for invalid arguments (neither or
 // both of Ranker and View, an unknown name, a view that is not a prediction
-// view, a key column argument of the other kind, no input or output), a
-// *ColumnError for an input column that is missing or of the wrong type,
-// an error wrapping larder.ErrNoGeneration or larder.ErrSchemaChanged
-// naming a view that cannot be read, the model loader's error, and the
-// file's, the store's, the model's or ctx's error during the job.
+// view, a key column argument of the other kind, no input or output, an
+// output that is one of the files read), a *ColumnError for an input column
+// that is missing or of the wrong type, an error wrapping
+// larder.ErrNoGeneration or larder.ErrSchemaChanged naming a view that
+// cannot be read, the model loader's error, and the file's, the store's, the
+// model's or ctx's error during the job.
 func (m *Materializer) Score(ctx context.Context, args larder.ScoreArgs) (ScoreReport, error) {
 	start := m.now()
 	rep := ScoreReport{Ranker: args.Ranker, View: args.View, AsOf: args.AsOf}
@@ -139,7 +142,11 @@ func (m *Materializer) Score(ctx context.Context, args larder.ScoreArgs) (ScoreR
 		batchSize = larder.DefaultPredictionBatch
 	}
 	rep.Input, rep.Output = m.project.Path(args.Input), m.project.Path(args.Output)
-	if err := checkOutput(rep.Output); err != nil {
+	file, err := resolveOutput(rep.Output)
+	if err != nil {
+		return rep, fmt.Errorf("%s: %w", plan.what, err)
+	}
+	if err := checkOutput(file); err != nil {
 		return rep, fmt.Errorf("%s: %w", plan.what, err)
 	}
 
@@ -153,10 +160,8 @@ func (m *Materializer) Score(ctx context.Context, args larder.ScoreArgs) (ScoreR
 	if err := ds.bind(plan.specs); err != nil {
 		return rep, fmt.Errorf("%s: %w", plan.what, err)
 	}
-	for _, f := range ds.files {
-		if same, err := samePath(f.path, rep.Output); err == nil && same {
-			return rep, larder.Invalidf("%s: the output %s is one of the input files: write the scores elsewhere", plan.what, rep.Output)
-		}
+	if err := m.checkNotAnInput(rep.Output, file, ds, rep.Input, "the input files", "the input's folder or glob", "the scores"); err != nil {
+		return rep, fmt.Errorf("%s: %w", plan.what, err)
 	}
 
 	// Every view the model reads must be live, with the schema of its
@@ -182,7 +187,7 @@ func (m *Materializer) Score(ctx context.Context, args larder.ScoreArgs) (ScoreR
 	defer closeModel()
 	rep.Model = model.Version()
 
-	out, err := createScoreOutput(rep.Output, plan)
+	out, err := createScoreOutput(file, plan)
 	if err != nil {
 		return rep, fmt.Errorf("%s: %w", plan.what, err)
 	}
@@ -805,49 +810,4 @@ func requestNumber(pv *pageValues, conv conversion, vi int) float32 {
 		return float32(u)
 	}
 	return 0
-}
-
-// checkOutput checks that path can be written: its folder exists, and it
-// is not a folder itself, nor anything but a file (a device, a named pipe,
-// such as /dev/stdout can be), which the file renamed over it would
-// replace.
-func checkOutput(path string) error {
-	dir := filepath.Dir(path)
-	fi, err := os.Stat(dir)
-	switch {
-	case err != nil && os.IsNotExist(err):
-		return fmt.Errorf("the output's folder %s does not exist: create it, or write the output elsewhere", dir)
-	case err != nil:
-		return fmt.Errorf("output: %w", err)
-	case !fi.IsDir():
-		return fmt.Errorf("the output's folder %s is not a folder", dir)
-	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("the output %s is a folder: name a file", path)
-	} else if err == nil && !fi.Mode().IsRegular() {
-		what := "something else"
-		switch m := fi.Mode(); {
-		case m&os.ModeNamedPipe != 0:
-			what = "a named pipe"
-		case m&os.ModeDevice != 0:
-			what = "a device"
-		case m&os.ModeSocket != 0:
-			what = "a socket"
-		}
-		return fmt.Errorf("the output %s is not a regular file but %s, which the file written beside it and renamed over it would replace: name a file", path, what)
-	}
-	return nil
-}
-
-// samePath reports whether paths a and b name the same file.
-func samePath(a, b string) (bool, error) {
-	fa, err := os.Stat(a)
-	if err != nil {
-		return false, err
-	}
-	fb, err := os.Stat(b)
-	if err != nil {
-		return false, err
-	}
-	return os.SameFile(fa, fb), nil
 }

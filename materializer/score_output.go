@@ -94,23 +94,15 @@ func (o *scoreOutput) write(keys [][]larder.Key, y []float32) error {
 	return nil
 }
 
-// commit completes the file and renames it over the output. The file is
-// renamed before it is closed, which ends its lock: until then, another
-// job writing the same output leaves it alone (see removeStaleTemps).
+// commit completes the file and makes it the output, synced to disk (see
+// commitOutputTemp).
 func (o *scoreOutput) commit() error {
 	if err := o.w.Close(); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
-	if err := o.f.Sync(); err != nil {
+	if err := commitOutputTemp(o.f, o.path, o.stale); err != nil {
 		return fmt.Errorf("write the output: %w", err)
 	}
-	if err := os.Rename(o.f.Name(), o.path); err != nil {
-		return fmt.Errorf("write the output: %w", err)
-	}
-	if err := o.f.Close(); err != nil {
-		return fmt.Errorf("write the output: %w", err)
-	}
-	removeStaleTemps(o.stale)
 	return nil
 }
 

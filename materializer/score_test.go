@@ -1,6 +1,7 @@
 package materializer_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -690,6 +691,54 @@ func TestScoreErrors(t *testing.T) {
 			}
 			if after := listDir(t, f.dir); !slices.Equal(after, before) {
 				t.Errorf("files before: %v, after: %v", before, after)
+			}
+		})
+	}
+}
+
+// TestScoreOutputNotAnInput checks that a job refuses to write over one of
+// its input files, among them (a new file its input's folder or glob would
+// read), or over or among a source's files, and leaves them as they were.
+func TestScoreOutputNotAnInput(t *testing.T) {
+	f := newScoreFixture(t)
+	for _, name := range []string{"in.parquet", "inputs/a.parquet", "inputs/b.parquet"} {
+		writeParquet(t, filepath.Join(f.dir, name), rankInputs(20))
+	}
+	if err := os.MkdirAll(filepath.Join(f.dir, "users"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, "users", "part-0.parquet"), []byte("the users' events"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := f.materializer(materializer.Options{})
+	for _, c := range []struct {
+		name, input, output, want string
+	}{
+		{"an input file of its folder", "inputs", "inputs/b.parquet", "is one of the input files"},
+		{"an input file of its glob", "inputs/*.parquet", "inputs/a.parquet", "is one of the input files"},
+		{"a new file in the input's folder", "inputs", "inputs/c.parquet", "the input's folder or glob would read it"},
+		{"a new file the input's glob matches", "inputs/*.parquet", "inputs/c.parquet", "the input's folder or glob would read it"},
+		{"a source's file", "in.parquet", "users/part-0.parquet", `source "users"`},
+		{"a new file in a source's folder", "in.parquet", "users/part-1.parquet", `source "users"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := listDir(t, f.dir)
+			output := filepath.Join(f.dir, c.output)
+			content, err := os.ReadFile(output)
+			if errors.Is(err, os.ErrNotExist) {
+				// A file written in spite of the check must not reach the
+				// next case's inputs.
+				t.Cleanup(func() { os.Remove(output) })
+			}
+			_, err = m.Score(context.Background(), larder.ScoreArgs{Ranker: "feed", Input: c.input, Output: output})
+			if err == nil || !strings.Contains(err.Error(), c.want) || !larder.IsInvalid(err) {
+				t.Fatalf("err = %v, want an invalid-argument error saying %q", err, c.want)
+			}
+			if after := listDir(t, f.dir); !slices.Equal(after, before) {
+				t.Errorf("files before: %v, after: %v", before, after)
+			}
+			if after, _ := os.ReadFile(output); !bytes.Equal(after, content) {
+				t.Errorf("%s changed", c.output)
 			}
 		})
 	}

@@ -91,7 +91,7 @@ See docs/training.md.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.spine, "spine", "", "the Parquet file, folder or glob of the rows to export")
-	fl.StringVar(&f.output, "output", "", "the Parquet file to write (replaced if it exists)")
+	fl.StringVar(&f.output, "output", "", "the Parquet file to write (replaced if it exists; a symbolic link is written through, to the file it leads to)")
 	fl.StringVar(&f.timestamp, "timestamp", "", "the spine column holding each row's time")
 	fl.StringSliceVar(&f.features, "features", nil, "features to export: view:feature or view:*, comma-separated or repeated")
 	fl.StringVar(&f.ranker, "ranker", "", "add this ranker's model input, as Rank builds it")

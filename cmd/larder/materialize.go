@@ -275,21 +275,32 @@ func skippedSummary(r materializer.Report) string {
 	return fmt.Sprintf("%d (%s)", r.SkippedTotal(), strings.Join(parts, ", "))
 }
 
+// minRateTime is how long a phase runs before its bar shows a rate and the
+// time left: a rate over the first milliseconds of a phase (a first batch
+// done as the bar appears) can be off by orders of magnitude.
+const minRateTime = time.Second
+
 // progress draws a bar on a terminal, and a line per tenth of the work
-// otherwise (logs, CI).
+// otherwise (logs, CI). now is its clock.
 type progress struct {
 	w        io.Writer
 	view     string
+	terminal bool
+	now      func() time.Time
 	bar      *progressbar.ProgressBar
 	phase    string
 	lastStep int64
 	start    time.Time
 	lastLine time.Time
+	// phaseStart is when the phase's first report came, with phaseDone
+	// done: its rate counts from there.
+	phaseStart time.Time
+	phaseDone  int64
 }
 
 func newProgress(w io.Writer, view string) *progress {
 	now := time.Now()
-	return &progress{w: w, view: view, start: now, lastLine: now, lastStep: -1}
+	return &progress{w: w, view: view, terminal: isTerminal(w), now: time.Now, start: now, lastLine: now, lastStep: -1}
 }
 
 func (p *progress) update(pr materializer.Progress) {
@@ -304,19 +315,24 @@ func (p *progress) update(pr materializer.Progress) {
 			p.bar = nil
 		}
 		p.phase, p.lastStep = pr.Phase, -1
-		if isTerminal(p.w) && total > 0 {
+		p.phaseStart, p.phaseDone = p.now(), done
+		if p.terminal && total > 0 {
+			// The bar's own rate and time left would count from its
+			// first milliseconds: describe says them once they mean
+			// something.
 			p.bar = progressbar.NewOptions64(total,
 				progressbar.OptionSetWriter(p.w),
-				progressbar.OptionSetDescription(strings.TrimSuffix(p.view+": "+pr.Phase, ": ")),
+				progressbar.OptionSetDescription(p.describe(done, total, unit)),
 				progressbar.OptionShowCount(),
-				progressbar.OptionShowIts(),
-				progressbar.OptionSetItsString(unit),
+				progressbar.OptionSetPredictTime(false),
+				progressbar.OptionSetElapsedTime(true),
 				progressbar.OptionThrottle(100*time.Millisecond),
 				progressbar.OptionClearOnFinish(),
 			)
 		}
 	}
 	if p.bar != nil {
+		p.bar.Describe(p.describe(done, total, unit))
 		_ = p.bar.Set64(done)
 		return
 	}
@@ -325,10 +341,25 @@ func (p *progress) update(pr materializer.Progress) {
 	}
 	// Plain lines: at most one a second, at each tenth of the work, so short
 	// runs print only their summary.
-	if step := done * 10 / total; step != p.lastStep && time.Since(p.lastLine) >= time.Second {
-		p.lastStep, p.lastLine = step, time.Now()
-		fmt.Fprintf(p.w, "%s: %s %d/%d %s (%d%%) %.1fs\n", p.view, pr.Phase, done, total, unit, done*100/total, time.Since(p.start).Seconds())
+	if step := done * 10 / total; step != p.lastStep && p.now().Sub(p.lastLine) >= time.Second {
+		p.lastStep, p.lastLine = step, p.now()
+		fmt.Fprintf(p.w, "%s: %s %d/%d %s (%d%%) %.1fs\n", p.view, pr.Phase, done, total, unit, done*100/total, p.now().Sub(p.start).Seconds())
 	}
+}
+
+// describe returns the bar's description: the view and the phase, then,
+// once the phase has run minRateTime and done something, its rate since it
+// began and the time left at that rate ("export: exporting, 351234 rows/s,
+// 2s left").
+func (p *progress) describe(done, total int64, unit string) string {
+	s := strings.TrimSuffix(p.view+": "+p.phase, ": ")
+	elapsed := p.now().Sub(p.phaseStart)
+	if elapsed < minRateTime || done <= p.phaseDone {
+		return s
+	}
+	rate := float64(done-p.phaseDone) / elapsed.Seconds()
+	left := time.Duration(float64(max(total-done, 0)) / rate * float64(time.Second)).Round(time.Second)
+	return fmt.Sprintf("%s, %.0f %s/s, %s left", s, rate, unit, left)
 }
 
 func (p *progress) done() {

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/larder-dev/larder/materializer"
 )
 
 // badUserRow is a users file whose age column holds strings, which cannot
@@ -79,4 +82,41 @@ func TestMaterialize(t *testing.T) {
 			t.Errorf("views after the failed run:\n%s\nwant user_profile at generation 1 with 5 rows", views)
 		}
 	})
+}
+
+// TestProgressRateWaits checks that a bar shows no rate, nor time left,
+// over the first moments of a phase, when a first batch reported as the bar
+// appears would make the rate absurd, then the phase's rate since its first
+// report once minRateTime has passed, and starts over with the next phase.
+func TestProgressRateWaits(t *testing.T) {
+	var out bytes.Buffer
+	clock := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	p := newProgress(&out, "export")
+	p.terminal, p.now = true, func() time.Time { return clock }
+	start := clock
+	steps := []struct {
+		at   time.Duration // since the first report
+		pr   materializer.Progress
+		want string
+	}{
+		{0, materializer.Progress{Phase: materializer.PhaseExporting, RowsRead: 200_000, RowsTotal: 1_000_000}, "export: exporting"},
+		{3 * time.Millisecond, materializer.Progress{Phase: materializer.PhaseExporting, RowsRead: 400_000, RowsTotal: 1_000_000}, "export: exporting"},
+		{2 * time.Second, materializer.Progress{Phase: materializer.PhaseExporting, RowsRead: 700_000, RowsTotal: 1_000_000}, "export: exporting, 250000 rows/s, 1s left"},
+		{10 * time.Second, materializer.Progress{Phase: materializer.PhaseWriting, EntitiesWritten: 50, EntitiesTotal: 100}, "export: writing"},
+		{10*time.Second + 500*time.Millisecond, materializer.Progress{Phase: materializer.PhaseWriting, EntitiesWritten: 60, EntitiesTotal: 100}, "export: writing"},
+		{12 * time.Second, materializer.Progress{Phase: materializer.PhaseWriting, EntitiesWritten: 90, EntitiesTotal: 100}, "export: writing, 20 entities/s, 1s left"},
+	}
+	for _, s := range steps {
+		clock = start.Add(s.at)
+		// Past the bar's throttle, so that it draws each step.
+		time.Sleep(110 * time.Millisecond)
+		p.update(s.pr)
+		if got := p.bar.State().Description; got != s.want {
+			t.Errorf("at %v: description %q, want %q", s.at, got, s.want)
+		}
+		if !strings.Contains(s.want, "/s") && strings.Contains(p.bar.String(), "/s") {
+			t.Errorf("at %v: the bar shows a rate: %q", s.at, p.bar.String())
+		}
+	}
+	p.done()
 }

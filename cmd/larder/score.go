@@ -93,7 +93,7 @@ volume).`,
 	fl.StringVar(&f.ranker, "ranker", "", "score with this ranker's model")
 	fl.StringVar(&f.view, "view", "", "score with this prediction view's model")
 	fl.StringVar(&f.input, "input", "", "the Parquet file, folder or glob to score")
-	fl.StringVar(&f.output, "output", "", "the Parquet file to write (replaced if it exists)")
+	fl.StringVar(&f.output, "output", "", "the Parquet file to write (replaced if it exists; a symbolic link is written through, to the file it leads to)")
 	fl.StringVar(&f.asOf, "as-of", "", "judge staleness as of this instant, RFC 3339 such as 2026-11-30T00:00:00Z (default: now)")
 	fl.IntVar(&f.batchSize, "batch-size", 0, "rows per model run and per store round trip (default 1024)")
 	fl.StringVar(&f.contextColumn, "context-column", "", "with --ranker, the input column of the context keys (default: the context entity's key name)")

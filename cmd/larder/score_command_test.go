@@ -305,6 +305,9 @@ func TestScoreCommandErrors(t *testing.T) {
 			"larder: --output: name the Parquet file to write the scores to\n"},
 		{"output is the input", with("--ranker", "home_feed", "--input", in, "--output", in),
 			"larder: --output " + in + " is the input too: write the scores to another file\n"},
+		{"output among a source's files", with("--ranker", "home_feed", "--input", in, "--output", filepath.Join(filepath.Dir(cfg), "data", "events", "scores.parquet")),
+			"larder: score with ranker home_feed: the output " + filepath.Join(filepath.Dir(cfg), "data", "events", "scores.parquet") +
+				" is a file of source \"events\" (data/events), which the views read: write the scores elsewhere\n"},
 		{"negative batch size", with(append([]string{"--ranker", "home_feed", "--batch-size", "-1"}, paths...)...),
 			"larder: --batch-size must be 0 (the default, 1024) or more\n"},
 		{"bad as-of", with(append([]string{"--ranker", "home_feed", "--as-of", "yesterday"}, paths...)...),
