@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -40,6 +41,11 @@ that died are read again by the member that takes its partitions. An event that 
 a value of the wrong type, an event time more than a minute past this
 host's clock) goes to the stream's dead-letter stream with the
 reason, and is acknowledged.
+
+A stream whose consumer stops on an error that retrying cannot mend (Kafka
+brokers that refuse its password or certificate) is logged, and shows in
+the status lines with the reason; once every stream it runs has stopped,
+ingest ends with an error, for its supervisor to restart it and alert.
 
 Every --status-every, ingest prints what it applied and how far behind each
 stream it is; with --metrics-listen, Prometheus metrics say the same
@@ -99,6 +105,12 @@ larder_ingest_lag_seconds). For the embedded store, or a small deployment,
 					ing.printStatus(context.WithoutCancel(ctx))
 					fmt.Fprintln(a.stderr, "stopped")
 					return nil
+				case <-ing.done:
+					// Every consumer stopped on an error of its own (brokers
+					// that refuse the stream's password): ending with it lets
+					// a supervisor restart the process and alert, where
+					// running on with nothing to do would look healthy.
+					return ing.stoppedErr()
 				case <-tick.C:
 					ing.printStatus(ctx)
 				}
@@ -146,6 +158,7 @@ type ingesting struct {
 	consumers []*streamConsumer
 	started   time.Time
 	wg        sync.WaitGroup
+	done      chan struct{} // closed once every consumer has stopped
 }
 
 // streamConsumer is the consumer of one stream, of either transport.
@@ -154,6 +167,24 @@ type streamConsumer struct {
 	run    func(context.Context) error
 	counts func() ingest.Counts
 	lag    func(context.Context, time.Time) (ingest.Lag, error)
+
+	mu      sync.Mutex
+	stopped error // why the consumer stopped before its context ended
+}
+
+// stop records why the consumer stopped.
+func (c *streamConsumer) stop(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = err
+}
+
+// stoppedBy returns why the consumer stopped before its context ended;
+// nil while it runs.
+func (c *streamConsumer) stoppedBy() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopped
 }
 
 // Counts returns what the consumer has done so far.
@@ -170,7 +201,7 @@ func (a *app) startIngest(ctx context.Context, b *backend, streams []*larder.Str
 		Name: "larder_ingest_events_total",
 		Help: "Stream events this process applied, by stream and result: written, older (the stored row was newer) or dead (sent to the dead-letter stream).",
 	}, []string{"stream", "result"})
-	ing := &ingesting{a: a, b: b, started: a.now()}
+	ing := &ingesting{a: a, b: b, started: a.now(), done: make(chan struct{})}
 	// A TLS file that cannot be read stops the start, rather than one
 	// consumer later.
 	for _, s := range streams {
@@ -216,20 +247,45 @@ func (a *app) startIngest(ctx context.Context, b *backend, streams []*larder.Str
 	for _, c := range ing.consumers {
 		fmt.Fprintf(a.stderr, "ingesting %s into view %s (group %s, consumer %s)\n", c.Stream.Source(), c.Stream.View, c.Stream.Group, name)
 		ing.wg.Go(func() {
-			if err := c.run(ctx); err != nil && ctx.Err() == nil {
+			if err := c.run(ctx); ctx.Err() == nil {
+				if err == nil {
+					err = fmt.Errorf("stream %s: its consumer ended", c.Stream.Name)
+				}
+				c.stop(err)
 				a.logger.Error("ingesting a stream stopped", "stream", c.Stream.Name, "err", err)
 			}
 		})
 	}
+	go func() {
+		ing.wg.Wait()
+		close(ing.done)
+	}()
 	return ing, nil
 }
 
 // wait returns once every consumer has stopped.
 func (ing *ingesting) wait() { ing.wg.Wait() }
 
-// printStatus prints, for each stream, what was applied and the lag.
+// stoppedErr returns the error of a process whose consumers have all
+// stopped, with the reason of each.
+func (ing *ingesting) stoppedErr() error {
+	var errs []error
+	for _, c := range ing.consumers {
+		if err := c.stoppedBy(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return fmt.Errorf("every stream stopped, nothing is left to ingest:\n%w", errors.Join(errs...))
+}
+
+// printStatus prints, for each stream, what was applied and the lag, or
+// why its consumer stopped.
 func (ing *ingesting) printStatus(ctx context.Context) {
 	for _, c := range ing.consumers {
+		if err := c.stoppedBy(); err != nil {
+			fmt.Fprintf(ing.a.stderr, "%s: stopped: %v\n", c.Stream.Name, err)
+			continue
+		}
 		n := c.Counts()
 		lagText := "lag unknown"
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)

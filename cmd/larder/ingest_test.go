@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/ingest"
@@ -480,5 +481,66 @@ func TestClearPassword(t *testing.T) {
 		if tc.warn && (!strings.Contains(got, "stream orders") || !strings.Contains(got, "k:9092") || strings.Contains(got, "s3cret")) {
 			t.Errorf("%s: warning %q should name the stream and the broker, and not the password", tc.name, got)
 		}
+	}
+}
+
+// TestIngestEveryStreamStopped checks that ingest ends with an error, and
+// the reason of each stream, once the consumer of every stream it runs has
+// stopped (here a Kafka cluster that refuses the stream's password), rather
+// than run on with nothing to do, looking healthy to its supervisor; and
+// that while one stream still runs, a stopped one shows in the status
+// lines with its reason.
+func TestIngestEveryStreamStopped(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"),
+		kfake.EnableSASL(), kfake.Superuser(larder.SASLScramSHA256, "larder", "right"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	t.Setenv("LARDER_TEST_KAFKA_PASSWORD", "wrong")
+	srv := redistest.Start(t)
+	sp := newSchedProject(t, srv.Addr, "", ingestViews+`  - name: orders
+    view: user_last
+    kafka:
+      brokers: ["`+cluster.ListenAddrs()[0]+`"]
+      topic: orders
+      sasl: {mechanism: SCRAM-SHA-256, username: larder, password_env: LARDER_TEST_KAFKA_PASSWORD}
+    group: larder-orders
+`, 10, 5)
+	refused := "stream orders: kafka broker " + cluster.ListenAddrs()[0] + " refused user larder (SASL SCRAM-SHA-256)"
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	var stdout, stderr strings.Builder
+	a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, now: time.Now}
+	code := a.run(ctx, []string{"-c", sp.config, "ingest", "orders"})
+	if code == 0 || ctx.Err() != nil || !strings.Contains(stderr.String(), refused) || !strings.Contains(stderr.String(), "every stream stopped") {
+		t.Fatalf("ingest of a refused stream alone: exit %d after %s, stderr:\n%s\nwant an exit with an error saying %q and that every stream stopped",
+			code, time.Since(start).Round(time.Millisecond), stderr.String(), refused)
+	}
+
+	// With a stream that still runs, ingest goes on, and says which
+	// stream stopped, and why, in its status lines.
+	ctx, cancel = context.WithCancel(t.Context())
+	defer cancel()
+	var out syncBuffer
+	a = &app{stdin: strings.NewReader(""), stdout: &out, stderr: &out, now: time.Now}
+	done := make(chan int, 1)
+	go func() { done <- a.run(ctx, []string{"-c", sp.config, "ingest", "--status-every", "100ms"}) }()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(out.String(), "orders: stopped: "+refused) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no status line of the stopped stream in a minute; output:\n%s", out.String())
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("ingest with a stream still running ended (exit %d); output:\n%s", code, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("ingest stopped by its context: exit %d; output:\n%s", code, out.String())
 	}
 }
