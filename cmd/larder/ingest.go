@@ -50,7 +50,8 @@ ingest ends with an error, for its supervisor to restart it and alert.
 Every --status-every, ingest prints what it applied and how far behind each
 stream it is; with --metrics-listen, Prometheus metrics say the same
 (larder_ingest_events_total, larder_ingest_lag_entries,
-larder_ingest_lag_seconds). For the embedded store, or a small deployment,
+larder_ingest_lag_seconds), and larder_ingest_stopped is 1 for a stream
+whose consumer stopped. For the embedded store, or a small deployment,
 ` + "`larder serve --ingest`" + ` runs the same in the server's process.`,
 		Example: `  larder ingest
   larder ingest clicks --metrics-listen 127.0.0.1:9467`,
@@ -304,16 +305,23 @@ var (
 	lagEntriesDesc = prometheus.NewDesc("larder_ingest_lag_entries", "Entries of the stream not yet delivered to its consumer group, by stream.", []string{"stream"}, nil)
 	lagSecondsDesc = prometheus.NewDesc("larder_ingest_lag_seconds", "Age of the oldest entry of the stream not yet delivered to its consumer group, by stream; 0 when the group is up to date.", []string{"stream"}, nil)
 	pendingDesc    = prometheus.NewDesc("larder_ingest_pending_entries", "Entries delivered to a consumer of the group and not yet acknowledged, by stream.", []string{"stream"}, nil)
+	stoppedDesc    = prometheus.NewDesc("larder_ingest_stopped", "1 when this process's consumer of the stream stopped on an error that retrying cannot mend (its log says which), 0 while it runs; by stream.", []string{"stream"}, nil)
 )
 
 func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lagEntriesDesc
 	ch <- lagSecondsDesc
 	ch <- pendingDesc
+	ch <- stoppedDesc
 }
 
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, cons := range c.ing.consumers {
+		stopped := 0.0
+		if cons.stoppedBy() != nil {
+			stopped = 1
+		}
+		ch <- prometheus.MustNewConstMetric(stoppedDesc, prometheus.GaugeValue, stopped, cons.Stream.Name)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		lag, err := cons.lag(ctx, c.ing.a.now())
 		cancel()

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -542,5 +545,35 @@ func TestIngestEveryStreamStopped(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("ingest stopped by its context: exit %d; output:\n%s", code, out.String())
+	}
+}
+
+// TestIngestStoppedGauge checks larder_ingest_stopped: 0 for a stream whose
+// consumer runs, 1 for one whose consumer stopped, whether or not its lag
+// can be read.
+func TestIngestStoppedGauge(t *testing.T) {
+	t.Parallel()
+	noLag := func(context.Context, time.Time) (ingest.Lag, error) { return ingest.Lag{}, errors.New("unreachable") }
+	running := &streamConsumer{Stream: &larder.Stream{Name: "clicks"}, lag: noLag}
+	stopped := &streamConsumer{Stream: &larder.Stream{Name: "orders"}, lag: noLag}
+	stopped.stop(errors.New("stream orders: refused"))
+	ing := &ingesting{a: &app{now: time.Now}, consumers: []*streamConsumer{running, stopped}}
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(&lagCollector{ing: ing}); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range families {
+		for _, m := range mf.GetMetric() {
+			got[mf.GetName()+"{"+m.GetLabel()[0].GetValue()+"}"] = m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{"larder_ingest_stopped{clicks}": 0, "larder_ingest_stopped{orders}": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("gauges %v, want %v", got, want)
 	}
 }
