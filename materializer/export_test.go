@@ -249,10 +249,24 @@ func TestExportOutputNotAnInput(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "more"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The project file and a model, which an export does not read but
+	// must not overwrite.
+	p.File = filepath.Join(dir, "larder.yaml")
+	p.Rankers = append(p.Rankers, &larder.Ranker{Name: "feed", Model: "models/feed.onnx"})
+	for _, f := range []string{p.File, filepath.Join(dir, "models", "feed.onnx")} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte("kept"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	m := materializer.New(p, nopStore{}, materializer.Options{})
 	for _, c := range []struct {
 		name, spine, output, want string
 	}{
+		{"the project file", "spine", "larder.yaml", "is the project file"},
+		{"a ranker's model", "spine", "models/feed.onnx", `is the model of ranker "feed"`},
 		{"a spine file of its folder", "spine", "spine/b.parquet", "is one of the spine's files"},
 		{"a spine file of its glob", "spine/*.parquet", "spine/a.parquet", "is one of the spine's files"},
 		{"a new file in the spine's folder", "spine", "spine/c.parquet", "the spine's folder or glob would read it"},

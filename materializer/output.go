@@ -83,8 +83,9 @@ func followLinks(path string) (string, error) {
 // checkNotAnInput returns an invalid-argument error when the output file
 // (resolved: see resolveOutput) is a file its job reads, or would read the
 // next time it runs: one of in's files, a file in's folder or glob (inPath)
-// would read once written, or a file of a source of the project, there or
-// to be read once written. In the error, output is the output as named,
+// would read once written, a file of a source of the project, there or
+// to be read once written, the project file, or the model of a ranker or
+// a prediction view. In the error, output is the output as named,
 // files names in's files ("the spine's files"), folder its folder or glob
 // ("the spine's folder or glob") and wrote what the job writes ("the
 // training set"). It returns nil when the output is none of those.
@@ -104,6 +105,23 @@ func (m *Materializer) checkNotAnInput(output, file string, in *dataset, inPath,
 	for _, src := range m.project.Sources {
 		if readsFile(m.project.Path(src.Path), file) {
 			return larder.Invalidf("the output %s is a file of source %q (%s), which the views read: write %s elsewhere", name, src.Name, src.Path, wrote)
+		}
+	}
+	is := func(path string) bool {
+		same, err := samePath(path, file)
+		return err == nil && same
+	}
+	if p := m.project.File; p != "" && is(p) {
+		return larder.Invalidf("the output %s is the project file %s: write %s elsewhere", name, p, wrote)
+	}
+	for _, rk := range m.project.Rankers {
+		if is(m.project.Path(rk.Model)) {
+			return larder.Invalidf("the output %s is the model of ranker %q (%s): write %s elsewhere", name, rk.Name, rk.Model, wrote)
+		}
+	}
+	for _, v := range m.project.Views {
+		if v.Prediction != nil && is(m.project.Path(v.Prediction.Model)) {
+			return larder.Invalidf("the output %s is the model of prediction view %q (%s): write %s elsewhere", name, v.Name, v.Prediction.Model, wrote)
 		}
 	}
 	return nil

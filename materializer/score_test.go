@@ -710,6 +710,10 @@ func TestScoreOutputNotAnInput(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(f.dir, "users", "part-0.parquet"), []byte("the users' events"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	f.project.File = filepath.Join(f.dir, "larder.yaml")
+	if err := os.WriteFile(f.project.File, []byte("project: score\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	m := f.materializer(materializer.Options{})
 	for _, c := range []struct {
 		name, input, output, want string
@@ -720,6 +724,9 @@ func TestScoreOutputNotAnInput(t *testing.T) {
 		{"a new file the input's glob matches", "inputs/*.parquet", "inputs/c.parquet", "the input's folder or glob would read it"},
 		{"a source's file", "in.parquet", "users/part-0.parquet", `source "users"`},
 		{"a new file in a source's folder", "in.parquet", "users/part-1.parquet", `source "users"`},
+		{"the ranker's model", "in.parquet", "ranker.onnx", `the model of ranker "feed"`},
+		{"another ranker's model", "in.parquet", "peers.onnx", "the model of ranker"},
+		{"the project file", "in.parquet", "larder.yaml", "the project file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := listDir(t, f.dir)
