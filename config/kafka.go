@@ -76,8 +76,11 @@ func (d *decoder) kafkaSASL(n node) *larder.KafkaSASL {
 				break
 			}
 			pw, ok := d.lookup(name)
-			if !ok {
+			switch {
+			case !ok:
 				d.problem(f, "environment variable %s is not set: set it in larder's environment before larder starts", name)
+			case pw == "":
+				d.problem(f, "environment variable %s is empty: set it to the Kafka password before larder starts (SASL takes no empty password)", name)
 			}
 			s.Password, s.PasswordEnv = pw, name
 		}

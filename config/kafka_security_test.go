@@ -102,6 +102,8 @@ func TestParseBadKafkaSecurity(t *testing.T) {
 			`larder.yaml:32:9: streams[0].kafka.sasl.username: is required: the user larder authenticates as`},
 		{"password_env unset", "        password_env: KAFKA_PASSWORD", "        password_env: KAFKA_PASSWORD", map[string]string{"OTHER": "x"},
 			`larder.yaml:34:23: streams[0].kafka.sasl.password_env: environment variable KAFKA_PASSWORD is not set: set it in larder's environment before larder starts`},
+		{"password_env empty", "        password_env: KAFKA_PASSWORD", "        password_env: KAFKA_PASSWORD", map[string]string{"KAFKA_PASSWORD": ""},
+			`larder.yaml:34:23: streams[0].kafka.sasl.password_env: environment variable KAFKA_PASSWORD is empty: set it to the Kafka password before larder starts (SASL takes no empty password)`},
 		{"no password_env", "        password_env: KAFKA_PASSWORD", "", set,
 			`larder.yaml:32:9: streams[0].kafka.sasl.password_env: is required: the environment variable that holds the password`},
 		{"password in the file", "        password_env: KAFKA_PASSWORD", "        password: s3cret", set,
