@@ -113,15 +113,37 @@ func kafkaSASL(a *larder.KafkaSASL) (sasl.Mechanism, error) {
 // answer of the brokers.
 const pingWait = 15 * time.Second
 
-// checkKafka asks the brokers of s for their metadata once, and returns
-// an error when they refuse the stream's credentials or certificates:
-// these do not get better by retrying. Any other failure (a broker that
-// is down) returns nil, for the consumer to retry as it goes. w watches
-// the client cl.
+// authTries is how many times in a row a broker must close the
+// connection as larder authenticates before checkKafka takes it for a
+// refused password, and authPause the pause between two tries.
+const (
+	authTries = 3
+	authPause = time.Second
+)
+
+// checkKafka asks the brokers of s for their metadata, and returns an
+// error when they refuse the stream's credentials or certificates: these
+// do not get better by retrying. Any other failure (a broker that is down)
+// returns nil, for the consumer to retry as it goes. A connection closed
+// as larder authenticated is asked again, up to authTries times: a dropped
+// connection looks the same once, and must not stop the stream for good.
+// w watches the client cl.
 func checkKafka(ctx context.Context, s *larder.Stream, cl *kgo.Client, w *authWatch) error {
 	ctx, cancel := context.WithTimeout(ctx, pingWait)
 	defer cancel()
-	return kafkaRefused(s, cl.Ping(ctx), w)
+	for try := 1; ; try++ {
+		err := cl.Ping(ctx)
+		refused := kafkaRefused(s, err, w)
+		if refused == nil || w.refusedBy() == "" || !closed(err) || try == authTries {
+			return refused
+		}
+		w.reset()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(authPause):
+		}
+	}
 }
 
 // authWatch is a hook of a Kafka client that notes a broker which closed
@@ -153,6 +175,14 @@ func (w *authWatch) refusedBy() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.broker
+}
+
+// reset forgets the broker that closed a connection as larder
+// authenticated.
+func (w *authWatch) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.broker = ""
 }
 
 // closed reports whether err is a connection the other end closed.
