@@ -1,6 +1,8 @@
 package config
 
 import (
+	"strings"
+
 	"github.com/goccy/go-yaml/ast"
 
 	"github.com/larder-dev/larder"
@@ -75,6 +77,11 @@ func (d *decoder) kafkaSASL(n node) *larder.KafkaSASL {
 			if name == "" || d.isBad(f.path) {
 				break
 			}
+			if !envName(name) {
+				// Most likely the password itself: it is not printed.
+				d.problem(f, "is not the name of an environment variable (letters, digits, _, - and .): write the name of the variable that holds the password, never the password")
+				break
+			}
 			pw, ok := d.lookup(name)
 			switch {
 			case !ok:
@@ -86,4 +93,15 @@ func (d *decoder) kafkaSASL(n node) *larder.KafkaSASL {
 		}
 	}
 	return s
+}
+
+// envName reports whether name can be the name of an environment variable:
+// letters, digits, _, and the - and . that Kubernetes takes too.
+func envName(name string) bool {
+	for _, r := range name {
+		if !strings.ContainsRune("_-.", r) && (r < 'A' || r > 'Z') && (r < 'a' || r > 'z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
 }

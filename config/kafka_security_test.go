@@ -128,3 +128,20 @@ func TestParseBadKafkaSecurity(t *testing.T) {
 		})
 	}
 }
+
+// TestParseKafkaPasswordInPasswordEnv reports a password written in
+// password_env, in place of the name of its variable, without printing it:
+// the problems of the file go to terminals and logs.
+func TestParseKafkaPasswordInPasswordEnv(t *testing.T) {
+	const password = "Tr0ub4dor&3"
+	src := strings.Replace(streamsProject+managedKafka, "password_env: KAFKA_PASSWORD", `password_env: "`+password+`"`, 1)
+	_, err := config.Loader{LookupEnv: env(map[string]string{"KAFKA_PASSWORD": "s3cret"})}.Parse("larder.yaml", []byte(src))
+	got := problemLines(t, err)
+	want := `larder.yaml:34:23: streams[0].kafka.sasl.password_env: is not the name of an environment variable (letters, digits, _, - and .): write the name of the variable that holds the password, never the password`
+	if len(got) != 1 || !strings.Contains(got[0], want) {
+		t.Errorf("got\n%s\nwant one problem: %s", strings.Join(got, "\n"), want)
+	}
+	if strings.Contains(err.Error(), password) {
+		t.Errorf("the problem prints the password: %v", err)
+	}
+}
