@@ -500,7 +500,7 @@ func TestIngestEveryStreamStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
-	t.Setenv("LARDER_TEST_KAFKA_PASSWORD", "wrong")
+	t.Setenv("LARDER_TEST_KAFKA_PASSWORD", "pw-9f3kq")
 	srv := redistest.Start(t)
 	sp := newSchedProject(t, srv.Addr, "", ingestViews+`  - name: orders
     view: user_last
@@ -521,6 +521,9 @@ func TestIngestEveryStreamStopped(t *testing.T) {
 	if code == 0 || ctx.Err() != nil || !strings.Contains(stderr.String(), refused) || !strings.Contains(stderr.String(), "every stream stopped") {
 		t.Fatalf("ingest of a refused stream alone: exit %d after %s, stderr:\n%s\nwant an exit with an error saying %q and that every stream stopped",
 			code, time.Since(start).Round(time.Millisecond), stderr.String(), refused)
+	}
+	if strings.Contains(stderr.String()+stdout.String(), "pw-9f3kq") {
+		t.Errorf("the password shows in ingest's output:\n%s", stderr.String())
 	}
 
 	// With a stream that still runs, ingest goes on, and says which
