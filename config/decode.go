@@ -355,6 +355,8 @@ func (d *decoder) redis(n node, r *larder.Redis) {
 	case name == "":
 	case r.Password != "":
 		d.problem(env, "set either redis.password or redis.password_env, not both")
+	case !envName(name):
+		d.notEnvName(env, "password")
 	default:
 		pw, ok := d.lookup(name)
 		if !ok {

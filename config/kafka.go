@@ -78,8 +78,7 @@ func (d *decoder) kafkaSASL(n node) *larder.KafkaSASL {
 				break
 			}
 			if !envName(name) {
-				// Most likely the password itself: it is not printed.
-				d.problem(f, "is not the name of an environment variable (letters, digits, _, - and .): write the name of the variable that holds the password, never the password")
+				d.notEnvName(f, "password")
 				break
 			}
 			pw, ok := d.lookup(name)
@@ -93,6 +92,13 @@ func (d *decoder) kafkaSASL(n node) *larder.KafkaSASL {
 		}
 	}
 	return s
+}
+
+// notEnvName reports field f, which should name the environment variable
+// that holds a secret (what: "password", "tokens") and holds something
+// else: most likely the secret itself, which is not printed.
+func (d *decoder) notEnvName(f node, what string) {
+	d.problem(f, "is not the name of an environment variable (letters, digits, _, - and .): write the name of the variable that holds the %s, never the %s", what, what)
 }
 
 // envName reports whether name can be the name of an environment variable:

@@ -93,3 +93,38 @@ func TestParseServerSecurity(t *testing.T) {
 		})
 	}
 }
+
+// TestParseSecretInEnvField reports a secret written where the name of its
+// environment variable belongs (redis.password_env, server.auth.tokens_env)
+// at its line, without printing it: the problems of the file go to
+// terminals, CI logs and journals.
+func TestParseSecretInEnvField(t *testing.T) {
+	const secret = "Tr0ub4dor&3 x"
+	for _, tc := range []struct {
+		name, old, lines string
+		line, col        int
+		field            string
+	}{
+		{"redis.password_env", "  grace_period: 10m", "  password_env: \"" + secret + "\"", 4, 17, "redis.password_env"},
+		{"server.auth.tokens_env", "  max_entities: 500", "  auth:\n    tokens_env: \"" + secret + "\"", 8, 17, "server.auth.tokens_env"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := 4
+			if tc.field != "redis.password_env" {
+				n = 7
+			}
+			_, err := config.Loader{LookupEnv: env(nil)}.Parse("larder.yaml", []byte(edit(t, base, n, tc.old, tc.lines)))
+			ps := problems(t, err)
+			if len(ps) != 1 {
+				t.Fatalf("%d problems, want 1: %v", len(ps), err)
+			}
+			p := ps[0]
+			if p.Line != tc.line || p.Column != tc.col || p.Field != tc.field || !strings.Contains(p.Msg, "is not the name of an environment variable") {
+				t.Errorf("problem = %d:%d %s: %s\nwant %d:%d %s: ...is not the name of an environment variable...", p.Line, p.Column, p.Field, p.Msg, tc.line, tc.col, tc.field)
+			}
+			if strings.Contains(err.Error(), "Tr0ub4dor") {
+				t.Errorf("the problem prints the secret: %v", err)
+			}
+		})
+	}
+}

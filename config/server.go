@@ -115,8 +115,12 @@ func (d *decoder) auth(n node, a *larder.ServerAuth) {
 			}
 		case "tokens_env":
 			a.TokensEnv = d.str(f)
-			if a.TokensEnv == "" && !d.isBad(f.path) {
+			switch {
+			case d.isBad(f.path):
+			case a.TokensEnv == "":
 				d.problem(f, "is empty: write the name of the environment variable that holds the tokens, such as LARDER_TOKENS, or remove tokens_env")
+			case !envName(a.TokensEnv):
+				d.notEnvName(f, "tokens")
 			}
 		case "certificates":
 			for _, it := range d.list(f, "certificate identities and their roles, such as {identity: ops-cli, role: admin}") {
