@@ -1,6 +1,7 @@
 package larder
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 )
@@ -136,6 +137,11 @@ func (r Redis) GoString() string { return fmt.Sprintf("%#v", r.hidden()) }
 // handlers (the JSON one included).
 func (r Redis) LogValue() slog.Value { return slog.AnyValue(r.hidden()) }
 
+// MarshalJSON encodes r's settings with its password hidden, for
+// encoding/json and so for a JSON log handler given a value that holds a
+// Redis (a Project), which reads no LogValue of the fields inside it.
+func (r Redis) MarshalJSON() ([]byte, error) { return json.Marshal(r.hidden()) }
+
 // kafkaSASLFields is KafkaSASL without its methods, for printing a copy of
 // one.
 type kafkaSASLFields KafkaSASL
@@ -158,3 +164,7 @@ func (s KafkaSASL) GoString() string { return fmt.Sprintf("%#v", s.hidden()) }
 // LogValue is s's settings with its password hidden, for log/slog's
 // handlers (the JSON one included).
 func (s KafkaSASL) LogValue() slog.Value { return slog.AnyValue(s.hidden()) }
+
+// MarshalJSON encodes s's settings with its password hidden, as Redis's
+// does.
+func (s KafkaSASL) MarshalJSON() ([]byte, error) { return json.Marshal(s.hidden()) }

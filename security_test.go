@@ -1,6 +1,7 @@
 package larder_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -156,5 +157,29 @@ func TestKafkaSASLPrintedWithoutPassword(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"Password":"[hidden]"`) {
 		t.Errorf("the JSON log line does not show the password as hidden:\n%s", logs.String())
+	}
+}
+
+// TestSecretsMarshaledWithoutPassword encodes as JSON, as a JSON log
+// handler does a value it is given whole, a Project holding a Redis and a
+// stream with Kafka SASL settings: neither password shows.
+func TestSecretsMarshaledWithoutPassword(t *testing.T) {
+	const redisPassword, kafkaPassword = "s3cret-redis-pass", "s3cret-kafka-pass"
+	p := &larder.Project{Name: "shop", Redis: larder.Redis{Addrs: []string{"10.0.0.1:6379"}, Password: redisPassword},
+		Streams: []*larder.Stream{{Name: "orders", Kafka: &larder.KafkaTopic{Brokers: []string{"k:9092"}, Topic: "orders",
+			SASL: &larder.KafkaSASL{Mechanism: larder.SASLPlain, Username: "larder", Password: kafkaPassword}}}}}
+	var logs strings.Builder
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("loaded", "project", p, "stream", p.Streams[0])
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{string(data), logs.String()} {
+		if strings.Contains(s, redisPassword) || strings.Contains(s, kafkaPassword) {
+			t.Errorf("a password shows in %s", s)
+		}
+		if !strings.Contains(s, `"Password":"[hidden]"`) {
+			t.Errorf("no hidden password in %s", s)
+		}
 	}
 }
