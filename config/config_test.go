@@ -839,6 +839,129 @@ func TestDocumentedExample(t *testing.T) {
 	}
 }
 
+// TestDocumentedErrors keeps the problems that docs/configuration.md shows
+// (the lines of its code blocks that start with "larder.yaml:") as larder
+// writes them: each problem of these files whose field the page shows an
+// example of must read as one of the page's examples of that field, but
+// for its line and column.
+func TestDocumentedErrors(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := map[string][]string{} // field: "field: message" as the page writes it
+	place := regexp.MustCompile(`^larder\.yaml:\d+:\d+: `)
+	inBlock := false
+	for _, line := range strings.Split(string(doc), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inBlock = !inBlock
+			continue
+		}
+		if !inBlock || !place.MatchString(line) {
+			continue
+		}
+		rest := place.ReplaceAllString(line, "")
+		if field, _, ok := strings.Cut(rest, ": "); ok {
+			shown[field] = append(shown[field], rest)
+		}
+	}
+	files := []string{`project: shop
+redis:
+  grace_period: soon
+  password_env: LARDER_REDIS_PASSWORD
+server:
+  max_entitys: 3
+scheduler:
+  lease: 500ms
+entities:
+  - {name: user, key: user_id, type: int32}
+  - {name: item, key: item_id, type: int64}
+sources:
+  - {name: users, path: data/users.parquet, event_time: updated_at}
+  - {name: orders, path: data/orders/, event_time: ordered_at}
+  - {name: recs, path: data/recs.parquet, event_time: at}
+views:
+  - name: user_profile
+    kind: latest
+    entity: customer
+    source: users
+    max_age: 2x
+    schedule: "0 25 * * *"
+    features:
+      - {name: age, type: int64}
+      - {name: country, type: string}
+  - name: user_orders
+    kind: aggregate
+    entity: user
+    source: orders
+    aggregations:
+      - {column: amount, type: float64, functions: [count, sum, avg], windows: [1d, 7x]}
+  - name: user_churn
+    kind: prediction
+    entity: user
+    model: models/churn.onnx
+    inputs: [user_profile:age]
+    entities_from: user_profile
+    batch_size: -1
+    max_value_bytes: 64KB
+    oversize: keep
+    features:
+      - {name: churn, type: float32}
+  - name: user_recs
+    kind: candidates
+    entity: user
+    source: recs
+    candidates: {entity: itme, column: item_id, score: score, top_k: 10}
+rankers:
+  - name: home_feed
+    model: models/rerank.onnx
+    context: user
+    candidate: item
+    candidates_from: user_profile
+    inputs: [user_profile:height]
+`, `project: shop
+server:
+  max_entities: lots
+timezone: europe/paris
+entities:
+  - {name: user, key: user_id, type: int64}
+sources:
+  - {name: users, path: data/users.parquet, event_time: updated_at}
+views:
+  - name: user_profile
+    kind: latest
+    entity: user
+    source: users
+    model: models/churn.onnx
+    features:
+      - {name: age, type: int64}
+      - {name: age, type: int64}
+`}
+	matched := 0
+	for i, src := range files {
+		_, err := config.Loader{LookupEnv: env(nil)}.Parse("larder.yaml", []byte(src))
+		var cerr *config.Error
+		if !errors.As(err, &cerr) {
+			t.Fatalf("file %d: Parse error = %v, want problems", i+1, err)
+		}
+		for _, p := range cerr.Problems {
+			examples := shown[p.Field]
+			if len(examples) == 0 {
+				continue
+			}
+			got := p.Field + ": " + p.Msg
+			if !slices.Contains(examples, got) {
+				t.Errorf("docs/configuration.md shows %s as\n  %s\nbut larder writes\n  %s", p.Field, strings.Join(examples, "\n  "), got)
+				continue
+			}
+			matched++
+		}
+	}
+	if matched < 15 {
+		t.Errorf("%d of the page's examples of problems were checked, want at least 15", matched)
+	}
+}
+
 // FuzzParse checks that no input makes Parse panic, that every failure is a
 // *config.Error (Parse reads no files) whose problems are each placed in
 // the file: a line and column within it, wherever the file holds anything

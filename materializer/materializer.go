@@ -309,8 +309,14 @@ func (e *ColumnError) Error() string {
 	}
 	if e.Input {
 		if e.Found == "" {
-			return fmt.Sprintf("input file %s has no column %q (the %s);%s its columns are %s: fix the input (its key columns may also be named in the job's arguments)",
-				e.File, e.Column, e.Role, hint, strings.Join(e.Columns, ", "))
+			fix := "fix the input"
+			if strings.Contains(e.Role, "key of entity") {
+				// A key column may be named otherwise; a request feature's is
+				// named after the feature.
+				fix += ", or name its key column (larder score's --context-column, --candidate-column or --key-column; a job's context_column, candidate_column or key_column)"
+			}
+			return fmt.Sprintf("input file %s has no column %q (the %s);%s its columns are %s: %s",
+				e.File, e.Column, e.Role, hint, strings.Join(e.Columns, ", "), fix)
 		}
 		return fmt.Sprintf("input file %s: column %q (the %s) is %s, want %s: fix the input",
 			e.File, e.Column, e.Role, e.Found, e.Want)

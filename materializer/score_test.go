@@ -580,8 +580,10 @@ func TestScoreErrors(t *testing.T) {
 		name  string
 		setup func(t *testing.T, f *scoreFixture)
 		args  larder.ScoreArgs
-		// want are parts of the error; invalid and is what it must be.
+		// want are parts of the error, and notWant a part it must not
+		// have; invalid and is what it must be.
 		want    []string
+		notWant string
 		invalid bool
 		is      error
 	}{
@@ -611,7 +613,7 @@ func TestScoreErrors(t *testing.T) {
 				writeParquet(t, filepath.Join(f.dir, "bad.parquet"), []noSKU{{1, 2}})
 			},
 			args: larder.ScoreArgs{Ranker: "feed", Input: "bad.parquet", Output: "out.parquet"},
-			want: []string{`input file`, `has no column "sku" (the string key of entity "item"); its columns are user_id, hour`},
+			want: []string{`input file`, `has no column "sku" (the string key of entity "item"); its columns are user_id, hour: fix the input, or name its key column (larder score's --context-column, --candidate-column or --key-column; a job's context_column, candidate_column or key_column)`},
 		},
 		{
 			name: "wrong column type",
@@ -626,8 +628,9 @@ func TestScoreErrors(t *testing.T) {
 			setup: func(t *testing.T, f *scoreFixture) {
 				writeParquet(t, filepath.Join(f.dir, "bad.parquet"), []noHour{{1, "i1"}})
 			},
-			args: larder.ScoreArgs{Ranker: "feed", Input: "bad.parquet", Output: "out.parquet"},
-			want: []string{`has no column "hour" (the int64 request feature "hour", which has no default)`},
+			args:    larder.ScoreArgs{Ranker: "feed", Input: "bad.parquet", Output: "out.parquet"},
+			want:    []string{`has no column "hour" (the int64 request feature "hour", which has no default); its columns are user_id, sku: fix the input`},
+			notWant: "key column",
 		},
 		{
 			name: "null required request feature",
@@ -682,6 +685,9 @@ func TestScoreErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), s) {
 					t.Errorf("error %q does not contain %q", err, s)
 				}
+			}
+			if tt.notWant != "" && strings.Contains(err.Error(), tt.notWant) {
+				t.Errorf("error %q contains %q", err, tt.notWant)
 			}
 			if larder.IsInvalid(err) != tt.invalid {
 				t.Errorf("IsInvalid = %v, want %v", larder.IsInvalid(err), tt.invalid)

@@ -276,6 +276,10 @@ generations, and serves them over gRPC with a light ONNX re-rank per request.`,
 			}
 			if a.grpcLog != nil {
 				a.grpcLog.logger.Store(a.logger)
+				switch cmd.Name() {
+				case "rank", "push", "reload":
+					a.grpcLog.demote.Store(true)
+				}
 			}
 			if a.redisLog != nil {
 				a.redisLog.logger.Store(a.logger)

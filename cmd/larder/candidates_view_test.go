@@ -66,7 +66,7 @@ func TestMaterializeCandidatesFromView(t *testing.T) {
 	}
 	// Users 1, 3, 12 and 120 are ranked in their countries; user 2's
 	// profile is 30 hours old, stale for its max age of 24h.
-	if !strings.Contains(r.stdout, "top_users_by_country: generation 1 published: 5 rows read from 0 file(s), 4 entities written, 1 (1 stale context) skipped") {
+	if !strings.Contains(r.stdout, "top_users_by_country: generation 1 published: 5 rows read from user_ctr@1,user_profile@1, 4 entities written, 1 (1 stale context) skipped") {
 		t.Errorf("the candidates view's summary is not as expected:\n%s", r.stdout)
 	}
 

@@ -152,6 +152,10 @@ func (o clientOptions) hint(st *status.Status, p *larder.Project) string {
 		return "; the server knows the caller, but its role does not allow this call"
 	case st.Code() != codes.Unavailable:
 		return ""
+	case strings.Contains(msg, "connection refused") && p != nil:
+		return "; nothing listens there (server.listen of the project file): start `larder serve`, or pass --addr the address of a running server (`larder demo --keep-serving` prints its own)"
+	case strings.Contains(msg, "connection refused"):
+		return "; nothing listens at --addr: start `larder serve` there, or pass the address a running server printed (`larder demo --keep-serving` prints its own)"
 	case strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate"):
 		return "; the server asks for a client certificate its authorities signed: pass --cert-file and --key-file"
 	case secure && (strings.Contains(msg, "certificate") || strings.Contains(msg, "x509")):

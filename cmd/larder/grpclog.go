@@ -16,8 +16,23 @@ import (
 // are dropped, as grpc-go's default drops them. main sets it before any
 // gRPC code runs; the logger is stored once the flags are read, and lines
 // before then are written to standard error as they come.
+//
+// The commands that only call a server (rank, push, reload) report a failed
+// call themselves, with what to do; grpc-go's warning of the same failure
+// ("addrConn.createTransport failed to connect") would only come first and
+// say less, so for them its warnings are debug records (demote).
 type grpcLogger struct {
 	logger atomic.Pointer[slog.Logger]
+	demote atomic.Bool
+}
+
+// warn logs one of grpc-go's warnings.
+func (g *grpcLogger) warn(msg string) {
+	level := slog.LevelWarn
+	if g.demote.Load() {
+		level = slog.LevelDebug
+	}
+	g.log(level, msg)
 }
 
 func (g *grpcLogger) log(level slog.Level, msg string) {
@@ -34,10 +49,10 @@ func (*grpcLogger) Infoln(...any)        {}
 func (*grpcLogger) Infof(string, ...any) {}
 func (*grpcLogger) V(int) bool           { return false }
 
-func (g *grpcLogger) Warning(args ...any)   { g.log(slog.LevelWarn, fmt.Sprint(args...)) }
-func (g *grpcLogger) Warningln(args ...any) { g.log(slog.LevelWarn, fmt.Sprintln(args...)) }
+func (g *grpcLogger) Warning(args ...any)   { g.warn(fmt.Sprint(args...)) }
+func (g *grpcLogger) Warningln(args ...any) { g.warn(fmt.Sprintln(args...)) }
 func (g *grpcLogger) Warningf(format string, args ...any) {
-	g.log(slog.LevelWarn, fmt.Sprintf(format, args...))
+	g.warn(fmt.Sprintf(format, args...))
 }
 func (g *grpcLogger) Error(args ...any)   { g.log(slog.LevelError, fmt.Sprint(args...)) }
 func (g *grpcLogger) Errorln(args ...any) { g.log(slog.LevelError, fmt.Sprintln(args...)) }

@@ -177,15 +177,27 @@ func (a *app) submitMaterialize(ctx context.Context, p *larder.Project, b *backe
 // jobWatchInterval is how often followJob reads the job.
 const jobWatchInterval = 500 * time.Millisecond
 
+// jobQueuedHint is how long a job followed may stay queued before followJob
+// says that no worker has taken it.
+const jobQueuedHint = 5 * time.Second
+
 // followJob prints the progress of a job until it ends, then its outcome.
 // It returns an error when the job failed or was cancelled, or ctx ended.
 func (a *app) followJob(ctx context.Context, q larder.JobQueue, id string) error {
 	last, lastState := "", larder.JobState("")
 	lastLine := time.Time{}
+	hinted := false
 	for {
 		j, err := q.Job(ctx, id)
 		if err != nil {
 			return err
+		}
+		// A job that no worker takes waits for one without end: say so once,
+		// rather than "queued" and then nothing.
+		if queued := a.now().Sub(j.CreatedAt); j.State == larder.JobQueued && !j.CreatedAt.IsZero() && queued >= jobQueuedHint && !hinted {
+			fmt.Fprintf(a.stderr, "job %s: still queued after %s: no worker has taken it; is a `larder worker` (or `larder serve --workers N`) running against this Redis, with a free slot? (still following; Ctrl-C stops following, and the job stays queued)\n",
+				j.ID, formatAge(queued))
+			hinted = true
 		}
 		line := fmt.Sprintf("job %s: %s", j.ID, j.State)
 		if p := formatProgress(j.Progress); p != "" && !j.State.Done() {

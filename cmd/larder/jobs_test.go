@@ -266,3 +266,37 @@ jobs: {heartbeat: 200ms, lapse: 1s, backoff: 200ms, max_attempts: 2}`, strings.R
 		t.Errorf("runs %v, want one published and the killed one abandoned", states)
 	}
 }
+
+// queuedJobs is a job queue whose every job stays queued, as one is when no
+// worker runs.
+type queuedJobs struct {
+	larder.JobQueue
+	created time.Time
+}
+
+func (q queuedJobs) Job(_ context.Context, id string) (larder.Job, error) {
+	return larder.Job{ID: id, State: larder.JobQueued, CreatedAt: q.created}, nil
+}
+
+// TestFollowQueuedJob follows a job that no worker takes: --wait says so
+// once, and what to start, instead of "queued" and then nothing.
+func TestFollowQueuedJob(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		queued time.Duration
+		hint   bool
+	}{{time.Second, false}, {time.Minute, true}} {
+		var stderr strings.Builder
+		a := &app{stderr: &stderr, now: func() time.Time { return t0 }}
+		ctx, cancel := context.WithTimeout(t.Context(), 1200*time.Millisecond)
+		err := a.followJob(ctx, queuedJobs{created: t0.Add(-tt.queued)}, "j1")
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "stopped following job j1") {
+			t.Errorf("following a job queued %s: error %v, want that it stopped following", tt.queued, err)
+		}
+		want := "job j1: still queued after 1m: no worker has taken it; is a `larder worker` (or `larder serve --workers N`) running against this Redis"
+		if got := strings.Contains(stderr.String(), want); got != tt.hint || strings.Count(stderr.String(), "still queued") > 1 {
+			t.Errorf("following a job queued %s printed:\n%s\nwant the hint %v, at most once", tt.queued, stderr.String(), tt.hint)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,11 +37,28 @@ func (a *app) listen(l listenAddr) (net.Listener, error) {
 	lis, err := net.Listen("tcp", l.addr)
 	if err != nil {
 		if l.fromFlag {
-			return nil, fmt.Errorf("%s: %w: pass another %s, such as %s", where, err, l.flag, l.example)
+			return nil, fmt.Errorf("%s: %w: pass another %s, such as %s", where, err, l.flag, l.otherExample())
 		}
 		return nil, fmt.Errorf("%s: %w: set another %s, or pass %s", where, err, l.setting, l.flag)
 	}
 	return lis, nil
+}
+
+// otherExample is an address to suggest instead of l's, which is taken:
+// its example, unless that is on the port taken, and then l's host with
+// port 0.
+func (l listenAddr) otherExample() string {
+	host, port, err := net.SplitHostPort(l.addr)
+	if err != nil {
+		return l.example
+	}
+	if !slices.ContainsFunc(strings.Split(l.example, " or "), func(e string) bool {
+		_, p, err := net.SplitHostPort(strings.Fields(e + " ")[0])
+		return err == nil && p == port
+	}) {
+		return l.example
+	}
+	return net.JoinHostPort(host, "0") + " (any free port: the address it listens on is printed)"
 }
 
 // checkListen returns what is wrong with addr as an address to listen on,

@@ -228,8 +228,14 @@ func printReport(w io.Writer, r materializer.Report) {
 	if !r.Cutoff.IsZero() {
 		cutoff = fmt.Sprintf(", cutoff %s (the stream fills in after it)", r.Cutoff.UTC().Format(time.RFC3339))
 	}
-	fmt.Fprintf(w, "%s: generation %d published: %d rows read from %d file(s), %d entities written, %s skipped%s, %.2fs, %.0f rows/s%s\n",
-		r.View, r.Generation, r.RowsRead, r.Files, r.EntitiesWritten, skippedSummary(r), nulledSummary(r.Nulled), r.Duration.Seconds(), r.RowsPerSecond, cutoff)
+	// A view that reads other views' generations and no file (a prediction
+	// view, a candidates view from_view) names the generations it read.
+	from := fmt.Sprintf("%d file(s)", r.Files)
+	if r.Files == 0 && len(r.Inputs) > 0 {
+		from = formatInputs(r.Inputs)
+	}
+	fmt.Fprintf(w, "%s: generation %d published: %d rows read from %s, %d entities written, %s skipped%s, %.2fs, %.0f rows/s%s\n",
+		r.View, r.Generation, r.RowsRead, from, r.EntitiesWritten, skippedSummary(r), nulledSummary(r.Nulled), r.Duration.Seconds(), r.RowsPerSecond, cutoff)
 }
 
 // printIncrementalReport prints the summary of an incremental run: what it

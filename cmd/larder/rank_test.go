@@ -2,10 +2,15 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/demo"
 	"github.com/larder-dev/larder/redistest"
 )
@@ -85,5 +90,28 @@ func TestRankAnotherProjectsServer(t *testing.T) {
 		"the project file %s is project shop: pass --addr the address of a server of project shop\n", srv.addr, config)
 	if r.code != 1 || r.stderr != want {
 		t.Errorf("rank at another project's server: exit %d, stderr\n%s\nwant\n%s", r.code, r.stderr, want)
+	}
+}
+
+// TestRankNoServer ranks at an address where nothing listens: the command
+// says so and what to do, rather than pointing at TLS.
+func TestRankNoServer(t *testing.T) {
+	t.Parallel()
+	_, config := demoProject(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	r := larderAt(t, t.Context(), t0, "-c", config, "rank", "--addr", addr, demo.RankerName, "1", "--request", "hour_of_day=20")
+	if r.code != 1 || !strings.Contains(r.stderr, "connection refused\"; nothing listens at --addr: start `larder serve` there") || strings.Contains(r.stderr, "--tls") {
+		t.Errorf("rank at %s, where nothing listens: exit %d, stderr\n%s\nwant a failure that says nothing listens there, and no TLS hint", addr, r.code, r.stderr)
+	}
+
+	// Without --addr, the address is the project file's.
+	st := status.New(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:50051: connect: connection refused"`)
+	if got := (clientOptions{}).hint(st, &larder.Project{}); !strings.Contains(got, "nothing listens there (server.listen of the project file): start `larder serve`, or pass --addr") {
+		t.Errorf("hint for a refused connection to server.listen = %q", got)
 	}
 }

@@ -902,3 +902,21 @@ func TestServeBadListenAddresses(t *testing.T) {
 		})
 	}
 }
+
+// TestListenTakenExample checks what a command suggests when the address it
+// was given is taken: its example address, unless that is on the same
+// port, which is then no way out, and port 0 of the same host instead.
+func TestListenTakenExample(t *testing.T) {
+	for _, tt := range []struct{ addr, example, want string }{
+		{"127.0.0.1:8080", "127.0.0.1:8080", "127.0.0.1:0 (any free port: the address it listens on is printed)"},
+		{":8080", "127.0.0.1:8080", ":0 (any free port: the address it listens on is printed)"},
+		{"127.0.0.1:50051", "127.0.0.1:50051 or :50051", "127.0.0.1:0 (any free port: the address it listens on is printed)"},
+		{"127.0.0.1:7000", "127.0.0.1:8080", "127.0.0.1:8080"},
+		{"127.0.0.1:7000", "127.0.0.1:0 (any free port)", "127.0.0.1:0 (any free port)"},
+	} {
+		l := listenAddr{addr: tt.addr, flag: "--http", fromFlag: true, example: tt.example}
+		if got := l.otherExample(); got != tt.want {
+			t.Errorf("%s taken, example %q: suggests %q, want %q", tt.addr, tt.example, got, tt.want)
+		}
+	}
+}
