@@ -5,7 +5,7 @@ BIN     := bin/larder
 # ONNXRUNTIME_LIB overrides it.
 FETCH_ORT := $(GO) run ./models/cmd/fetch-onnxruntime
 
-.PHONY: all build install demo docs test compile vet-untested test-short check cross setup-cross fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-debian setup-redis setup-protoc setup-chromium setup-python vet clean
+.PHONY: all build install demo docs test test-short check cross setup-cross fuzz fuzz-brief fuzz-run kill-trials soak bench bench-serve proto lint setup setup-onnxruntime setup-debian setup-redis setup-protoc setup-chromium setup-python vet clean
 
 all: build
 
@@ -81,30 +81,20 @@ demo: setup-onnxruntime build
 # failing tests only, and a count (see cmd/testrun). The fuzz targets' seed
 # corpora and kept inputs run as tests; then every target fuzzes briefly.
 #
-# The set-up (downloads and Debian packages, mostly waiting) runs beside the
-# first compile of every package. The packages whose tests take longest are named first,
+# The set-up (downloads and Debian packages, mostly waiting) runs beside vet
+# (mostly compiling). The packages whose tests take longest are named first,
 # so that they start first, and three test binaries run at once: most tests
 # wait on Redis, servers and child processes more than they compute, as do
 # the tests marked parallel, four of which run at once in a package.
 TEST_FIRST := ./cmd/larder ./store ./materializer ./server ./proto/larder/v1 ./scheduler ./queue
 test:
-	@$(MAKE) --no-print-directory -j3 setup compile
+	@$(MAKE) --no-print-directory -j3 setup vet
 	@mkdir -p .work && $(GO) build -o .work/testrun ./cmd/testrun
-	.work/testrun -count=1 -vet=all -p 3 -parallel 4 -timeout 15m $(TEST_FIRST) ./...
-	@$(MAKE) --no-print-directory vet-untested fuzz-brief
+	.work/testrun -count=1 -vet=off -p 3 -parallel 4 -timeout 15m $(TEST_FIRST) ./...
+	@$(MAKE) --no-print-directory fuzz-brief
 
 vet:
 	$(GO) vet ./...
-
-# compile compiles every package, for the set-up to wait beside; the test
-# run then vets each package with all of go vet's checks (-vet=all) as it
-# builds its tests, beside the tests of others, and vet-untested vets the
-# packages that have no tests.
-compile:
-	$(GO) build ./...
-
-vet-untested:
-	$(GO) vet $$($(GO) list -f '{{if not (or .TestGoFiles .XTestGoFiles)}}{{.ImportPath}}{{end}}' ./...)
 
 # make test and make lint: staticcheck, and the API's lint, which builds buf
 # (several hundred MB of modules, minutes from cold caches).
