@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/internal/tlsfiles"
 )
 
 // KafkaSettingError is a Kafka setting of a stream that cannot be used,
@@ -72,28 +72,19 @@ func KafkaOptions(s *larder.Stream) ([]kgo.Opt, error) {
 // brokers. Without a server name, the client checks the host of each
 // broker's address.
 func kafkaTLS(stream string, t *larder.KafkaTLS) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, &KafkaSettingError{Stream: stream, Field: "kafka.tls.ca_file", Err: err}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &KafkaSettingError{Stream: stream, Field: "kafka.tls.ca_file",
-				Err: fmt.Errorf("%s holds no PEM certificate: name the file of the authority that signs the brokers' certificates", t.CAFile)}
-		}
-		cfg.RootCAs = pool
+	cfg, err := tlsfiles.Client(t.CAFile, t.CertFile, t.KeyFile, t.ServerName)
+	var fe *tlsfiles.Error
+	switch {
+	case !errors.As(err, &fe):
+		return cfg, err
+	case fe.File == tlsfiles.CA && fe.Err == tlsfiles.ErrNoPEM:
+		return nil, &KafkaSettingError{Stream: stream, Field: "kafka.tls.ca_file",
+			Err: fmt.Errorf("%s holds no PEM certificate: name the file of the authority that signs the brokers' certificates", t.CAFile)}
+	case fe.File == tlsfiles.CA:
+		return nil, &KafkaSettingError{Stream: stream, Field: "kafka.tls.ca_file", Err: fe.Err}
 	}
-	if t.CertFile != "" || t.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, &KafkaSettingError{Stream: stream, Field: "kafka.tls.cert_file",
-				Err: fmt.Errorf("%s with key_file %s: %w", t.CertFile, t.KeyFile, err)}
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return nil, &KafkaSettingError{Stream: stream, Field: "kafka.tls.cert_file",
+		Err: fmt.Errorf("%s with key_file %s: %w", t.CertFile, t.KeyFile, fe.Err)}
 }
 
 // kafkaSASL returns the SASL mechanism of a stream's settings.

@@ -51,7 +51,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -66,6 +65,7 @@ import (
 	"time"
 
 	"github.com/larder-dev/larder"
+	"github.com/larder-dev/larder/internal/tlsfiles"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -276,26 +276,17 @@ func Connect(r larder.Redis) (redis.UniversalClient, error) {
 // address without one). Paths must be resolved already. It returns an
 // error naming the setting and the file that cannot be used.
 func TLSConfig(r larder.Redis) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLSServerName}
-	if r.TLSCAFile != "" {
-		pem, err := os.ReadFile(r.TLSCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("store: redis.tls_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("store: redis.tls_ca_file %s holds no PEM certificate", r.TLSCAFile)
-		}
-		cfg.RootCAs = pool
+	cfg, err := tlsfiles.Client(r.TLSCAFile, r.TLSCertFile, r.TLSKeyFile, r.TLSServerName)
+	var fe *tlsfiles.Error
+	switch {
+	case !errors.As(err, &fe):
+		return cfg, err
+	case fe.File == tlsfiles.CA && fe.Err == tlsfiles.ErrNoPEM:
+		return nil, fmt.Errorf("store: redis.tls_ca_file %s holds no PEM certificate", r.TLSCAFile)
+	case fe.File == tlsfiles.CA:
+		return nil, fmt.Errorf("store: redis.tls_ca_file: %w", fe.Err)
 	}
-	if r.TLSCertFile != "" || r.TLSKeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(r.TLSCertFile, r.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("store: redis.tls_cert_file %s and tls_key_file %s: %w", r.TLSCertFile, r.TLSKeyFile, err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return nil, fmt.Errorf("store: redis.tls_cert_file %s and tls_key_file %s: %w", r.TLSCertFile, r.TLSKeyFile, fe.Err)
 }
 
 // keys builds the Redis keys of one project (see the package doc).

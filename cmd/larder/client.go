@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/larder-dev/larder"
 	"github.com/larder-dev/larder/client"
+	"github.com/larder-dev/larder/internal/tlsfiles"
 	"github.com/larder-dev/larder/server"
 )
 
@@ -91,31 +91,23 @@ func (o clientOptions) tlsConfig(p *larder.Project) (*tls.Config, error) {
 	if !on {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.serverName}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s holds no PEM certificate", caFile)
-		}
-		cfg.RootCAs = pool
-	}
 	switch {
 	case o.certFile != "" && o.keyFile == "":
 		return nil, errors.New("--cert-file needs --key-file: the key of the client certificate")
 	case o.keyFile != "" && o.certFile == "":
 		return nil, errors.New("--key-file needs --cert-file: the client certificate of the key")
-	case o.certFile != "":
-		cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("--cert-file %s and --key-file %s: %w", o.certFile, o.keyFile, err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
 	}
-	return cfg, nil
+	cfg, err := tlsfiles.Client(caFile, o.certFile, o.keyFile, o.serverName)
+	var fe *tlsfiles.Error
+	switch {
+	case !errors.As(err, &fe):
+		return cfg, err
+	case fe.File == tlsfiles.CA && fe.Err == tlsfiles.ErrNoPEM:
+		return nil, fmt.Errorf("--ca-file %s holds no PEM certificate", caFile)
+	case fe.File == tlsfiles.CA:
+		return nil, fmt.Errorf("--ca-file: %w", fe.Err)
+	}
+	return nil, fmt.Errorf("--cert-file %s and --key-file %s: %w", o.certFile, o.keyFile, fe.Err)
 }
 
 // bearerToken returns the token to present: --token, else the content of
